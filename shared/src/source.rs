@@ -1,0 +1,183 @@
+//! The contract between the core and a polling source plugin.
+//!
+//! A plugin validates its own parameters and lists entries (key, version, attributes),
+//! nothing else. It knows nothing about triggers, rules, alarms, state, diffing, filters,
+//! CloudEvents or delivery: the core (`polling`) does all of that with any `Source`.
+//!
+//! A plugin may also offer a `BlobStore` in the service it already talks to (the S3 plugin
+//! offers an object in a bucket), so the core can keep its state in a store the user
+//! already has. The store is opaque bytes with conditional writes; what the bytes mean is
+//! the core's business.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+use crate::params::{ParamError, Params};
+
+/// One listed item: a key, an opaque version, and attributes that go into event data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The entry's unique key (an S3 object key).
+    pub key: String,
+    /// Changes whenever the entry's content changes (an ETag, or LastModified+Size).
+    pub version: String,
+    /// Extra facts for the event's `data` (etag, size, lastModified…).
+    pub attrs: Map<String, Value>,
+}
+
+/// What a page callback tells the lister.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on with the next page.
+    Continue,
+    /// Stop listing now (deadline reached); the listing is incomplete.
+    Stop,
+}
+
+/// Where a listing starts and what it covers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListRange {
+    /// List only keys strictly after this one (resume / parallel ranges).
+    pub start_after: Option<String>,
+    /// Stop once keys reach or pass this one (exclusive upper bound of a range).
+    pub end_before: Option<String>,
+}
+
+/// Describes one parameter a source reads, for validation messages, READ and docs.
+#[derive(Clone, Copy, Debug)]
+pub struct ParamSpec {
+    /// Parameter name as passed with `-p`.
+    pub name: &'static str,
+    /// True when the value is a credential: redacted in READ, never logged.
+    pub secret: bool,
+    /// True when the parameter must be given.
+    pub required: bool,
+    /// One-line description with the default.
+    pub doc: &'static str,
+}
+
+/// A polling event source (S3 bucket, …): validates config and opens a lister.
+pub trait Source: Send + Sync {
+    /// Stable name stored in the feed config to find the plugin again at poll time.
+    fn name(&self) -> &'static str;
+    /// The parameters this source reads (the core adds its own: schedule, filters, format…).
+    fn params(&self) -> &'static [ParamSpec];
+    /// Validates the parameters and opens a lister; every error names its parameter.
+    fn open(&self, params: &Params) -> Result<Box<dyn Lister>, ParamError>;
+}
+
+/// An opened source: lists entries and describes itself for events.
+pub trait Lister {
+    /// CloudEvents `source` attribute (a URI-reference naming endpoint and container).
+    fn source_uri(&self) -> String;
+    /// Prefix of CloudEvents `type` values, e.g. `org.openwhisk.feeds.s3.object`; the core
+    /// appends `.created`, `.updated` or `.deleted`.
+    fn event_type_prefix(&self) -> &'static str;
+    /// Extra fields for every event's `data` (e.g. `{"bucket": …, "endpoint": …}`).
+    fn data_context(&self) -> Map<String, Value>;
+    /// One cheap authenticated request that proves the config works (CREATE calls it).
+    fn probe(&self) -> Result<(), SourceError>;
+    /// Lists entries in `range`, one page at a time, in the source's order (ideally
+    /// ascending by key bytes; the core checks and copes when it is not). Returns
+    /// `Ok(true)` when the range was listed to its end, `Ok(false)` when `page` said stop.
+    fn list(&self, range: &ListRange, page: &mut dyn FnMut(Vec<Entry>) -> Flow) -> Result<bool, SourceError>;
+    /// A blob store in the same service for the core's state, when the source offers one.
+    fn blob_store(&self) -> Option<Box<dyn BlobStore>>;
+    /// The event in this source's legacy payload shape (`format=legacy`), if it has one.
+    fn legacy_event(&self, _change: &crate::events::Change) -> Option<Value> {
+        None
+    }
+}
+
+/// Why a source call failed, in words a user can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceError {
+    /// Credentials rejected or not allowed (fix the keys or the policy).
+    Unauthorized(String),
+    /// The container does not exist (fix the name or the region).
+    NotFound(String),
+    /// The source is misconfigured in a way the user must fix (wrong region, TLS name…).
+    Config(String),
+    /// A failure worth retrying on the next poll (5xx, timeout, bad XML, cut body).
+    Transient(String),
+}
+
+impl SourceError {
+    /// The message without the kind.
+    pub fn message(&self) -> &str {
+        match self {
+            SourceError::Unauthorized(m)
+            | SourceError::NotFound(m)
+            | SourceError::Config(m)
+            | SourceError::Transient(m) => m,
+        }
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// A stored blob and its current version tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blob {
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// The store's version tag (an S3 ETag), used for `Precondition::IfMatch`.
+    pub etag: String,
+    /// When the store last wrote it, if known.
+    pub modified: Option<SystemTime>,
+}
+
+/// The condition a write is made under; this is what keeps two overlapping polls from
+/// both committing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// Write only if nothing is stored under the key (`If-None-Match: *`).
+    IfAbsent,
+    /// Write only if the stored version tag is still this one (`If-Match`).
+    IfMatch(String),
+    /// Write whatever is there.
+    None,
+}
+
+/// Why a blob store call failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// The precondition did not hold: someone else wrote first.
+    Conflict,
+    /// Any other failure, in words a user can act on.
+    Failed(SourceError),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Conflict => f.write_str("state store: another poll wrote the state first"),
+            StoreError::Failed(e) => write!(f, "state store: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Opaque bytes under keys, with conditional writes.
+pub trait BlobStore {
+    /// Reads a blob; `Ok(None)` when the key does not exist.
+    fn get(&self, key: &str) -> Result<Option<Blob>, StoreError>;
+    /// Writes a blob under a precondition and returns its new version tag.
+    fn put(&self, key: &str, bytes: &[u8], condition: &Precondition) -> Result<String, StoreError>;
+    /// Deletes a blob; deleting a missing key succeeds.
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Where `key` lives, for READ (`s3://bucket/prefix/key`).
+    fn describe(&self, key: &str) -> String;
+    /// Keys under this prefix belong to the store and are never reported by the source's
+    /// listing (the state object kept in the watched bucket itself).
+    fn reserved_prefix(&self) -> Option<String>;
+}
