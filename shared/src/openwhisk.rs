@@ -1,11 +1,18 @@
-//! OpenWhisk REST client (blocking, on `ureq`): triggers, rules, packages, actions.
+//! OpenWhisk REST client (blocking, on `ureq`): triggers, rules, packages, actions, activations.
 //!
-//! CONTRACT (owned by the client helper; signatures fixed, bodies to be written).
+//! Owns: parsing API keys (`AuthKey`) and entity names (`QualifiedName`), building
+//! `/api/v1/namespaces/…` paths with percent-encoded segments, and mapping HTTP answers to
+//! `OwError` by what a caller can do about them (not found, conflict, throttled…). It does not
+//! retry, resolve the `_` namespace, or know anything about feeds: callers decide.
+//! The key only ever leaves this module in the `Authorization` header; errors and `Debug`
+//! output show the uuid at most.
 
 use std::fmt;
 use std::time::Duration;
 
-use serde_json::Value;
+use base64::Engine as _;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::{json, Map, Value};
 
 use crate::secret::Secret;
 
@@ -16,6 +23,33 @@ pub struct AuthKey {
     pub uuid: String,
     /// The key (the Basic-auth password).
     pub key: Secret,
+}
+
+impl AuthKey {
+    /// Parses `<uuid>:<key>`; the error never contains the key.
+    pub fn parse(s: &str) -> Result<AuthKey, String> {
+        let s = s.trim();
+        let Some((uuid, key)) = s.split_once(':') else {
+            return Err("authKey: expected <uuid>:<key>, found no ':'".to_string());
+        };
+        if uuid.is_empty() {
+            return Err("authKey: expected <uuid>:<key>, the uuid part is empty".to_string());
+        }
+        if key.is_empty() {
+            return Err("authKey: expected <uuid>:<key>, the key part is empty".to_string());
+        }
+        Ok(AuthKey { uuid: uuid.to_string(), key: Secret::new(key) })
+    }
+
+    /// The whole `uuid:key` as a `Secret` (e.g. to pass on as an `authKey` parameter).
+    pub fn to_secret(&self) -> Secret {
+        Secret::new(format!("{}:{}", self.uuid, self.key.expose()))
+    }
+
+    fn basic_auth_header(&self) -> String {
+        let raw = format!("{}:{}", self.uuid, self.key.expose());
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+    }
 }
 
 /// A fully qualified entity name: `/namespace/[package/]name`.
@@ -35,6 +69,55 @@ impl fmt::Display for QualifiedName {
             Some(p) => write!(f, "/{}/{}/{}", self.namespace, p, self.name),
             None => write!(f, "/{}/{}", self.namespace, self.name),
         }
+    }
+}
+
+/// Path-segment encoding: everything but RFC 3986 unreserved characters, so spaces, `@`,
+/// `/`, `?` and `#` in a name cannot change the URL's shape.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+fn encode(segment: &str) -> String {
+    utf8_percent_encode(segment, SEGMENT).to_string()
+}
+
+impl QualifiedName {
+    /// A name from its parts.
+    pub fn new(namespace: &str, package: Option<&str>, name: &str) -> QualifiedName {
+        QualifiedName { namespace: namespace.to_string(), package: package.map(str::to_string), name: name.to_string() }
+    }
+
+    /// Parses `/ns/name`, `/ns/pkg/name`, `name` or `pkg/name` (relative names get `default_namespace`).
+    pub fn parse(s: &str, default_namespace: &str) -> Result<QualifiedName, String> {
+        let expected = "expected /namespace/[package/]name or [package/]name";
+        let (absolute, rest) = match s.strip_prefix('/') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        if parts.iter().any(|p| p.trim().is_empty()) {
+            return Err(format!("entity name '{s}': {expected}, found an empty part"));
+        }
+        match (absolute, parts.as_slice()) {
+            (true, [ns, name]) => Ok(QualifiedName::new(ns, None, name)),
+            (true, [ns, pkg, name]) => Ok(QualifiedName::new(ns, Some(pkg), name)),
+            (false, [_] | [_, _]) if default_namespace.trim().is_empty() => {
+                Err(format!("entity name '{s}': relative name but no default namespace"))
+            }
+            (false, [name]) => Ok(QualifiedName::new(default_namespace, None, name)),
+            (false, [pkg, name]) => Ok(QualifiedName::new(default_namespace, Some(pkg), name)),
+            _ => Err(format!("entity name '{s}': {expected}, found {} parts", parts.len())),
+        }
+    }
+
+    /// `/namespaces/{ns}/{collection}/[{pkg}/]{name}`, each segment percent-encoded.
+    pub fn path(&self, collection: &str) -> String {
+        let mut out = format!("/namespaces/{}/{}/", encode(&self.namespace), collection);
+        if let Some(p) = &self.package {
+            out.push_str(&encode(p));
+            out.push('/');
+        }
+        out.push_str(&encode(&self.name));
+        out
     }
 }
 
@@ -76,9 +159,485 @@ pub enum OwError {
     Transport(String),
 }
 
+impl OwError {
+    /// True for a 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, OwError::NotFound(_))
+    }
+
+    /// True when the same call may succeed later (throttled, 5xx, no answer).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, OwError::Throttled { .. } | OwError::Server { .. } | OwError::Transport(_))
+    }
+}
+
+impl fmt::Display for OwError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OwError::NotFound(m) | OwError::Conflict(m) | OwError::Unauthorized(m) | OwError::Transport(m) => {
+                f.write_str(m)
+            }
+            OwError::BadRequest { message, .. } | OwError::Server { message, .. } => f.write_str(message),
+            OwError::Throttled { message, retry_after: Some(d) } => {
+                write!(f, "{message} (retry after {} s)", d.as_secs())
+            }
+            OwError::Throttled { message, retry_after: None } => f.write_str(message),
+            OwError::Application(result) => {
+                let detail = match result.get("error") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => result.to_string(),
+                };
+                write!(f, "action failed: {}", shorten(&detail))
+            }
+            OwError::Accepted(id) => write!(f, "action still running after the blocking wait (activation {id})"),
+        }
+    }
+}
+
+impl std::error::Error for OwError {}
+
+fn shorten(s: &str) -> String {
+    const MAX: usize = 300;
+    let s = s.trim();
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let head: String = s.chars().take(MAX - 3).collect();
+        format!("{head}...")
+    }
+}
+
+/// Maps a non-2xx answer to an error naming `what` (e.g. "trigger /ns/t"). No I/O.
+fn status_error(status: u16, body: &Value, retry_after: Option<&str>, what: &str) -> OwError {
+    let server = match body.get("error") {
+        Some(Value::String(s)) => Some(s.as_str()),
+        _ => body.as_str(),
+    }
+    .map(|s| shorten(s).trim_end_matches('.').to_string())
+    .filter(|s| !s.is_empty());
+    let with = |kind: &str| match &server {
+        Some(s) => format!("{what}: {kind} ({s})"),
+        None => format!("{what}: {kind}"),
+    };
+    match status {
+        404 => OwError::NotFound(with("not found")),
+        409 => OwError::Conflict(with("conflict")),
+        429 => OwError::Throttled {
+            message: with("throttled"),
+            retry_after: retry_after.and_then(|s| s.trim().parse::<u64>().ok()).map(Duration::from_secs),
+        },
+        401 | 403 => OwError::Unauthorized(with(&format!("not authorized (HTTP {status})"))),
+        500..=599 => OwError::Server { status, message: with(&format!("server error (HTTP {status})")) },
+        _ => OwError::BadRequest { status, message: with(&format!("request rejected (HTTP {status})")) },
+    }
+}
+
+/// Turns `{"k": v, …}` into OpenWhisk's `[{"key": k, "value": v}, …]`.
+pub fn key_values(map: &Map<String, Value>) -> Value {
+    Value::Array(map.iter().map(|(k, v)| json!({ "key": k, "value": v })).collect())
+}
+
+/// Turns `[{"key": k, "value": v}, …]` back into a map; anything else gives an empty map.
+pub fn from_key_values(list: &Value) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Value::Array(items) = list {
+        for item in items {
+            if let Some(Value::String(k)) = item.get("key") {
+                out.insert(k.clone(), item.get("value").cloned().unwrap_or(Value::Null));
+            }
+        }
+    }
+    out
+}
+
 /// Talks to one OpenWhisk API host with one key.
 pub struct Client {
     base: String,
     auth: AuthKey,
     agent: ureq::Agent,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("base", &self.base).field("auth", &self.auth).finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Method {
+    Get,
+    Put,
+    Post,
+    Delete,
+}
+
+/// An HTTP answer of any status, its body parsed as JSON when it is JSON.
+struct Answer {
+    status: u16,
+    body: Value,
+    retry_after: Option<String>,
+}
+
+impl Client {
+    /// A client for `api_host` (`host[:port]` means https; a scheme is kept as given).
+    pub fn new(api_host: &str, auth: AuthKey) -> Client {
+        let host = api_host.trim().trim_end_matches('/');
+        let host = if host.contains("://") { host.to_string() } else { format!("https://{host}") };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(65)))
+            .user_agent("owfeed")
+            .build()
+            .new_agent();
+        Client { base: format!("{host}/api/v1"), auth, agent }
+    }
+
+    /// The key this client sends.
+    pub fn auth(&self) -> &AuthKey {
+        &self.auth
+    }
+
+    /// The API base URL, `{scheme}://{host}/api/v1`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<Answer, OwError> {
+        let url = format!("{}{}", self.base, path);
+        let auth = self.auth.basic_auth_header();
+        let transport = |e: ureq::Error| OwError::Transport(format!("{what}: {e}"));
+        let result = match method {
+            Method::Get | Method::Delete => {
+                let req = if matches!(method, Method::Get) { self.agent.get(&url) } else { self.agent.delete(&url) };
+                req.header("Authorization", &auth)
+                    .header("Accept", "application/json")
+                    .query_pairs(query.iter().copied())
+                    .call()
+            }
+            Method::Put | Method::Post => {
+                let req = if matches!(method, Method::Put) { self.agent.put(&url) } else { self.agent.post(&url) };
+                let req = req
+                    .header("Authorization", &auth)
+                    .header("Accept", "application/json")
+                    .query_pairs(query.iter().copied());
+                req.send_json(body.unwrap_or(&Value::Object(Map::new())))
+            }
+        };
+        let mut response = result.map_err(transport)?;
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let text = response.body_mut().with_config().limit(8 * 1024 * 1024).read_to_string().map_err(transport)?;
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok(Answer { status, body, retry_after })
+    }
+
+    fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<Value, OwError> {
+        let answer = self.send(method, path, query, body, what)?;
+        if (200..300).contains(&answer.status) {
+            Ok(answer.body)
+        } else {
+            Err(status_error(answer.status, &answer.body, answer.retry_after.as_deref(), what))
+        }
+    }
+
+    fn put(
+        &self,
+        collection: &str,
+        kind: &str,
+        name: &QualifiedName,
+        body: &Value,
+        overwrite: bool,
+    ) -> Result<Value, OwError> {
+        let query: &[(&str, &str)] = if overwrite { &[("overwrite", "true")] } else { &[] };
+        self.call(Method::Put, &name.path(collection), query, Some(body), &format!("{kind} {name}"))
+    }
+
+    fn get(&self, collection: &str, kind: &str, name: &QualifiedName) -> Result<Value, OwError> {
+        self.call(Method::Get, &name.path(collection), &[], None, &format!("{kind} {name}"))
+    }
+
+    fn delete(&self, collection: &str, kind: &str, name: &QualifiedName) -> Result<(), OwError> {
+        self.call(Method::Delete, &name.path(collection), &[], None, &format!("{kind} {name}")).map(|_| ())
+    }
+
+    /// `GET` a trigger document.
+    pub fn get_trigger(&self, name: &QualifiedName) -> Result<Value, OwError> {
+        self.get("triggers", "trigger", name)
+    }
+
+    /// `PUT` a trigger (`overwrite` replaces each field sent whole).
+    pub fn put_trigger(&self, name: &QualifiedName, body: &Value, overwrite: bool) -> Result<Value, OwError> {
+        self.put("triggers", "trigger", name, body, overwrite)
+    }
+
+    /// `DELETE` a trigger (its rules and feed are left alone, as OpenWhisk does).
+    pub fn delete_trigger(&self, name: &QualifiedName) -> Result<(), OwError> {
+        self.delete("triggers", "trigger", name)
+    }
+
+    /// Fires a trigger: `Some(activationId)` on 202, `None` on 204 (no active rule).
+    pub fn fire_trigger(&self, name: &QualifiedName, payload: &Value) -> Result<Option<String>, OwError> {
+        let body = self.call(Method::Post, &name.path("triggers"), &[], Some(payload), &format!("trigger {name}"))?;
+        Ok(body.get("activationId").and_then(Value::as_str).map(str::to_string))
+    }
+
+    /// `GET` a rule document.
+    pub fn get_rule(&self, name: &QualifiedName) -> Result<Value, OwError> {
+        self.get("rules", "rule", name)
+    }
+
+    /// `PUT` a rule from `trigger` to `action` (new rules are active).
+    pub fn put_rule(
+        &self,
+        name: &QualifiedName,
+        trigger: &QualifiedName,
+        action: &QualifiedName,
+        overwrite: bool,
+    ) -> Result<Value, OwError> {
+        let body = json!({ "trigger": trigger.to_string(), "action": action.to_string() });
+        self.put("rules", "rule", name, &body, overwrite)
+    }
+
+    /// Enables or disables a rule (200 even when already in that state).
+    pub fn set_rule_active(&self, name: &QualifiedName, active: bool) -> Result<(), OwError> {
+        let body = json!({ "status": if active { "active" } else { "inactive" } });
+        self.call(Method::Post, &name.path("rules"), &[], Some(&body), &format!("rule {name}")).map(|_| ())
+    }
+
+    /// `DELETE` a rule (in any state).
+    pub fn delete_rule(&self, name: &QualifiedName) -> Result<(), OwError> {
+        self.delete("rules", "rule", name)
+    }
+
+    /// `GET` a package or binding document.
+    pub fn get_package(&self, name: &QualifiedName) -> Result<Value, OwError> {
+        self.get("packages", "package", name)
+    }
+
+    /// `PUT` a package or binding (`{"binding": {"namespace", "name"}, "parameters": […]}`).
+    pub fn put_package(&self, name: &QualifiedName, body: &Value, overwrite: bool) -> Result<Value, OwError> {
+        self.put("packages", "package", name, body, overwrite)
+    }
+
+    /// `DELETE` a package or binding.
+    pub fn delete_package(&self, name: &QualifiedName) -> Result<(), OwError> {
+        self.delete("packages", "package", name)
+    }
+
+    /// `GET` an action document.
+    pub fn get_action(&self, name: &QualifiedName) -> Result<Value, OwError> {
+        self.get("actions", "action", name)
+    }
+
+    /// `PUT` an action (`{"exec": …, "limits": …, "annotations": […]}`).
+    pub fn put_action(&self, name: &QualifiedName, body: &Value, overwrite: bool) -> Result<Value, OwError> {
+        self.put("actions", "action", name, body, overwrite)
+    }
+
+    /// `DELETE` an action.
+    pub fn delete_action(&self, name: &QualifiedName) -> Result<(), OwError> {
+        self.delete("actions", "action", name)
+    }
+
+    /// Invokes an action. Blocking: 200 gives the result, 502 `Application(result)`,
+    /// 202 `Accepted(activationId)`. Non-blocking: the `{"activationId"}` answer.
+    pub fn invoke(&self, name: &QualifiedName, params: &Value, blocking: bool) -> Result<Value, OwError> {
+        let what = format!("action {name}");
+        let query: &[(&str, &str)] = if blocking { &[("blocking", "true"), ("result", "true")] } else { &[] };
+        let answer = self.send(Method::Post, &name.path("actions"), query, Some(params), &what)?;
+        match answer.status {
+            202 if blocking => Err(OwError::Accepted(
+                answer.body.get("activationId").and_then(Value::as_str).unwrap_or_default().to_string(),
+            )),
+            200..=299 => Ok(answer.body),
+            502 if blocking => Err(OwError::Application(answer.body)),
+            status => Err(status_error(status, &answer.body, answer.retry_after.as_deref(), &what)),
+        }
+    }
+
+    /// `GET /namespaces/_/activations/{id}`: the activation record.
+    pub fn get_activation(&self, id: &str) -> Result<Value, OwError> {
+        let path = format!("/namespaces/_/activations/{}", encode(id));
+        self.call(Method::Get, &path, &[], None, &format!("activation {id}"))
+    }
+
+    /// The newest activations (full records), optionally of one entity (`name` or `pkg/name`).
+    pub fn list_activations(&self, name: Option<&str>, limit: u32) -> Result<Value, OwError> {
+        let limit = limit.to_string();
+        let mut query = vec![("limit", limit.as_str()), ("docs", "true")];
+        if let Some(n) = name {
+            query.push(("name", n));
+        }
+        self.call(Method::Get, "/namespaces/_/activations", &query, None, "activations")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_key_parses_and_never_shows_the_key() {
+        let k = AuthKey::parse(
+            " 23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP\n",
+        )
+        .unwrap();
+        assert_eq!(k.uuid, "23bc46b1-71f6-4ed5-8c54-816aa4f8c502");
+        assert_eq!(k.key.expose(), "123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP");
+        assert_eq!(
+            k.to_secret().expose(),
+            "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP"
+        );
+        assert!(!format!("{k:?}").contains("123zO3"), "{k:?}");
+        let client = Client::new("example.com", k);
+        assert!(!format!("{client:?}").contains("123zO3"), "{client:?}");
+        assert_eq!(client.base_url(), "https://example.com/api/v1");
+    }
+
+    #[test]
+    fn auth_key_errors_name_the_problem_without_the_key() {
+        for (input, detail) in [
+            ("supersecretkey", "no ':'"),
+            (":supersecretkey", "the uuid part is empty"),
+            ("uuid:", "the key part is empty"),
+            ("", "no ':'"),
+        ] {
+            let err = AuthKey::parse(input).unwrap_err();
+            assert!(err.starts_with("authKey: expected <uuid>:<key>"), "{err}");
+            assert!(err.contains(detail), "{input:?}: {err}");
+            assert!(!err.contains("supersecret"), "{err}");
+        }
+    }
+
+    #[track_caller]
+    fn check_name(input: &str, expected: Result<(&str, Option<&str>, &str), &str>) {
+        let got = QualifiedName::parse(input, "me");
+        match expected {
+            Ok((ns, pkg, name)) => assert_eq!(got, Ok(QualifiedName::new(ns, pkg, name)), "{input}"),
+            Err(fragment) => {
+                let err = got.unwrap_err();
+                assert!(err.contains(fragment), "{input}: {err}");
+                assert!(err.contains(&format!("'{input}'")), "{input}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn qualified_names() {
+        check_name("/ns/t", Ok(("ns", None, "t")));
+        check_name("/ns/pkg/a", Ok(("ns", Some("pkg"), "a")));
+        check_name("/_/t", Ok(("_", None, "t")));
+        check_name("t", Ok(("me", None, "t")));
+        check_name("pkg/a", Ok(("me", Some("pkg"), "a")));
+        check_name("my trigger@1", Ok(("me", None, "my trigger@1")));
+        check_name("", Err("empty part"));
+        check_name("/ns", Err("found 1 parts"));
+        check_name("/ns/", Err("empty part"));
+        check_name("//t", Err("empty part"));
+        check_name("a//b", Err("empty part"));
+        check_name("/a/b/c/d", Err("found 4 parts"));
+        check_name("a/b/c", Err("found 3 parts"));
+        assert!(QualifiedName::parse("t", "").unwrap_err().contains("no default namespace"));
+        assert_eq!(QualifiedName::parse("/ns/pkg/a", "").unwrap().to_string(), "/ns/pkg/a");
+    }
+
+    #[test]
+    fn paths_encode_each_segment() {
+        assert_eq!(QualifiedName::new("ns", None, "t").path("triggers"), "/namespaces/ns/triggers/t");
+        assert_eq!(
+            QualifiedName::new("a@b.com_dev", Some("my pkg"), "x/y?z#").path("actions"),
+            "/namespaces/a%40b.com_dev/actions/my%20pkg/x%2Fy%3Fz%23"
+        );
+        assert_eq!(QualifiedName::new("_", None, "a-b.c~d").path("rules"), "/namespaces/_/rules/a-b.c~d");
+    }
+
+    #[test]
+    fn status_mapping() {
+        let body = json!({"error": "The requested resource does not exist.", "code": "tx1"});
+        let e = status_error(404, &body, None, "trigger /ns/t");
+        assert!(e.is_not_found());
+        assert_eq!(e.to_string(), "trigger /ns/t: not found (The requested resource does not exist)");
+        assert_eq!(status_error(404, &Value::Null, None, "rule /ns/r").to_string(), "rule /ns/r: not found");
+
+        assert!(matches!(status_error(409, &body, None, "x"), OwError::Conflict(_)));
+        let e = status_error(429, &json!({"error": "Too many requests"}), Some(" 7 "), "trigger /ns/t");
+        assert_eq!(
+            e,
+            OwError::Throttled {
+                message: "trigger /ns/t: throttled (Too many requests)".to_string(),
+                retry_after: Some(Duration::from_secs(7)),
+            }
+        );
+        assert_eq!(e.to_string(), "trigger /ns/t: throttled (Too many requests) (retry after 7 s)");
+        assert!(e.is_retryable());
+        let e = status_error(429, &Value::Null, Some("Wed, 21 Oct 2015 07:28:00 GMT"), "x");
+        assert!(matches!(e, OwError::Throttled { retry_after: None, .. }));
+        assert!(matches!(status_error(401, &Value::Null, None, "x"), OwError::Unauthorized(_)));
+        let e = status_error(403, &Value::Null, None, "action /ns/a");
+        assert_eq!(e.to_string(), "action /ns/a: not authorized (HTTP 403)");
+        let e = status_error(503, &Value::String("<html>bad gateway</html>".into()), None, "x");
+        assert_eq!(
+            e,
+            OwError::Server { status: 503, message: "x: server error (HTTP 503) (<html>bad gateway</html>)".into() }
+        );
+        assert!(e.is_retryable());
+        let e = status_error(413, &Value::Null, None, "trigger /ns/t");
+        assert_eq!(
+            e,
+            OwError::BadRequest { status: 413, message: "trigger /ns/t: request rejected (HTTP 413)".into() }
+        );
+        assert!(!e.is_retryable());
+        assert!(matches!(status_error(400, &Value::Null, None, "x"), OwError::BadRequest { status: 400, .. }));
+    }
+
+    #[test]
+    fn other_errors_display() {
+        assert_eq!(OwError::Application(json!({"error": "boom"})).to_string(), "action failed: boom");
+        assert_eq!(OwError::Application(json!({"error": {"code": 1}})).to_string(), "action failed: {\"code\":1}");
+        assert!(OwError::Accepted("abc".into()).to_string().contains("abc"));
+    }
+
+    #[test]
+    fn key_value_lists_round_trip() {
+        let map = json!({"a": 1, "b": {"c": [true]}}).as_object().unwrap().clone();
+        let list = key_values(&map);
+        assert_eq!(list, json!([{"key": "a", "value": 1}, {"key": "b", "value": {"c": [true]}}]));
+        assert_eq!(from_key_values(&list), map);
+        assert!(from_key_values(&Value::Null).is_empty());
+        assert!(from_key_values(&json!({"key": "a"})).is_empty());
+        assert_eq!(
+            from_key_values(&json!([{"key": "a"}, {"value": 2}, 3])),
+            json!({"a": null}).as_object().unwrap().clone()
+        );
+    }
+
+    #[test]
+    fn unreachable_host_is_a_transport_error() {
+        // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+        let client = Client::new("http://127.0.0.1:1", AuthKey::parse("u:secretkey").unwrap());
+        let err = client.get_trigger(&QualifiedName::new("_", None, "t")).unwrap_err();
+        assert!(matches!(err, OwError::Transport(_)), "{err:?}");
+        assert!(err.to_string().starts_with("trigger /_/t: "), "{err}");
+        assert!(!err.to_string().contains("secretkey"), "{err}");
+    }
 }

@@ -1,0 +1,71 @@
+//! `Budget`: how much of the activation's time is left for work, keeping a margin for the
+//! final state commit. Handlers budget listing, firing and backoff sleeps by it.
+
+use std::time::{Duration, SystemTime};
+
+/// Time left before a deadline, minus a margin kept for committing state.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    deadline: Option<SystemTime>,
+    margin: Duration,
+}
+
+impl Budget {
+    /// A budget ending `margin` before `deadline` (`None`: unbounded, e.g. the CLI).
+    pub fn new(deadline: Option<SystemTime>, margin: Duration) -> Budget {
+        Budget { deadline, margin }
+    }
+
+    /// A budget that ends `d` from now.
+    pub fn from_now(d: Duration) -> Budget {
+        Budget { deadline: Some(SystemTime::now() + d), margin: Duration::ZERO }
+    }
+
+    /// Time left for work (`None` when unbounded).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline.map(|d| d.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO).saturating_sub(self.margin))
+    }
+
+    /// True when no time is left for more work.
+    pub fn expired(&self) -> bool {
+        self.remaining().is_some_and(|r| r.is_zero())
+    }
+
+    /// True when at least `d` is left.
+    pub fn allows(&self, d: Duration) -> bool {
+        self.remaining().is_none_or(|r| r >= d)
+    }
+
+    /// The same deadline with a smaller margin (the commit that the margin was kept for).
+    pub fn with_margin(&self, margin: Duration) -> Budget {
+        Budget { deadline: self.deadline, margin }
+    }
+
+    /// The deadline as epoch milliseconds (for leases); `None` when unbounded.
+    pub fn deadline_ms(&self) -> Option<u64> {
+        self.deadline.and_then(|d| d.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64)
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margins() {
+        let b = Budget::new(Some(SystemTime::now() + Duration::from_secs(10)), Duration::from_secs(4));
+        let left = b.remaining().unwrap();
+        assert!(left <= Duration::from_secs(6) && left > Duration::from_secs(5), "{left:?}");
+        assert!(b.allows(Duration::from_secs(5)));
+        assert!(!b.allows(Duration::from_secs(7)));
+        assert!(!b.expired());
+        let past = Budget::new(Some(SystemTime::now() - Duration::from_secs(1)), Duration::ZERO);
+        assert!(past.expired());
+        assert!(Budget::new(None, Duration::from_secs(1)).allows(Duration::from_secs(1000)));
+    }
+}

@@ -1,0 +1,224 @@
+//! The feed lifecycle: parse a feed action's parameters, check the caller owns the trigger,
+//! and dispatch `CREATE`, `READ`, `UPDATE`, `DELETE`, `PAUSE`, `UNPAUSE` to a `Feed`.
+//!
+//! This layer assumes no pattern: the polling pattern (`polling`) and the hooks pattern are
+//! both `Feed` implementations. It does no I/O of its own beyond the ownership check.
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::openwhisk::{AuthKey, Client, OwError, QualifiedName};
+use crate::params::{ParamError, Params};
+use crate::runtime::{ActionError, Context};
+
+/// The lifecycle events a feed action handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LifecycleEvent {
+    /// `wsk trigger create --feed`: set the feed up.
+    Create,
+    /// `wsk trigger get`: show config and status.
+    Read,
+    /// `wsk trigger update`: change parameters.
+    Update,
+    /// `wsk trigger delete`: tear everything down; must succeed when nothing is there.
+    Delete,
+    /// Stop producing events, keep everything.
+    Pause,
+    /// Produce events again.
+    Unpause,
+}
+
+impl LifecycleEvent {
+    /// Every accepted value, for error messages.
+    pub const ALL: &'static str = "CREATE, READ, UPDATE, DELETE, PAUSE or UNPAUSE";
+
+    /// Parses a `lifecycleEvent` value (case-insensitive).
+    pub fn parse(value: &str) -> Option<LifecycleEvent> {
+        match value.trim().to_ascii_uppercase().as_str() {
+            "CREATE" => Some(LifecycleEvent::Create),
+            "READ" => Some(LifecycleEvent::Read),
+            "UPDATE" => Some(LifecycleEvent::Update),
+            "DELETE" => Some(LifecycleEvent::Delete),
+            "PAUSE" => Some(LifecycleEvent::Pause),
+            "UNPAUSE" => Some(LifecycleEvent::Unpause),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for LifecycleEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            LifecycleEvent::Create => "CREATE",
+            LifecycleEvent::Read => "READ",
+            LifecycleEvent::Update => "UPDATE",
+            LifecycleEvent::Delete => "DELETE",
+            LifecycleEvent::Pause => "PAUSE",
+            LifecycleEvent::Unpause => "UNPAUSE",
+        };
+        f.write_str(s)
+    }
+}
+
+/// The parameters only the lifecycle layer reads; a feed sees the rest in `FeedRequest::params`.
+pub const LIFECYCLE_PARAMS: [&str; 3] = ["lifecycleEvent", "triggerName", "authKey"];
+
+/// One lifecycle call, parsed and with the trigger's ownership checked.
+pub struct FeedRequest<'a> {
+    /// The activation's context.
+    pub ctx: &'a Context,
+    /// Which lifecycle event.
+    pub event: LifecycleEvent,
+    /// The user's trigger, with its namespace resolved when the trigger exists.
+    pub trigger: QualifiedName,
+    /// The trigger document, when it exists (`None` only for DELETE of a missing trigger).
+    pub trigger_doc: Option<Value>,
+    /// A client acting with the user's authKey.
+    pub client: Client,
+    /// This feed action's own package (`/ns/pkg`), where sibling actions such as `poll` live.
+    pub package: Option<QualifiedName>,
+    /// Every other parameter the user passed (and the package bound).
+    pub params: Params,
+}
+
+/// A feed: what to do for each lifecycle event. `DELETE` must be idempotent.
+pub trait Feed {
+    /// Sets the feed up; idempotent, and leaves nothing behind when it fails.
+    fn create(&self, req: &FeedRequest) -> Result<Value, ActionError>;
+    /// Returns config (secrets redacted) and status.
+    fn read(&self, req: &FeedRequest) -> Result<Value, ActionError>;
+    /// Applies new parameters without losing state.
+    fn update(&self, req: &FeedRequest) -> Result<Value, ActionError>;
+    /// Removes everything the feed made; succeeds when some or all of it is gone.
+    fn delete(&self, req: &FeedRequest) -> Result<Value, ActionError>;
+    /// Stops producing events.
+    fn pause(&self, req: &FeedRequest) -> Result<Value, ActionError>;
+    /// Produces events again.
+    fn unpause(&self, req: &FeedRequest) -> Result<Value, ActionError>;
+}
+
+/// The feed action's handler: parse, check ownership, dispatch.
+pub fn handle(feed: &dyn Feed, ctx: &Context, mut params: Params) -> Result<Value, ActionError> {
+    let event_name = params.required_str("lifecycleEvent")?;
+    let event = LifecycleEvent::parse(&event_name).ok_or_else(|| {
+        ActionError::from(ParamError::invalid("lifecycleEvent", LifecycleEvent::ALL, &Value::String(event_name)))
+    })?;
+    let trigger_name = params.required_str("triggerName")?;
+    let mut trigger = QualifiedName::parse(&trigger_name, "_").map_err(|e| {
+        ActionError::from(ParamError::invalid("triggerName", &format!("/namespace/trigger ({e})"), &trigger_name.into()))
+    })?;
+    if trigger.package.is_some() {
+        return Err(ParamError::invalid("triggerName", "/namespace/trigger", &trigger.to_string().into()).into());
+    }
+    let auth_key = AuthKey::parse(params.required_secret("authKey")?.expose())
+        .map_err(|_| ParamError::invalid_secret("authKey", "<uuid>:<key>"))?;
+    for name in LIFECYCLE_PARAMS {
+        params.remove(name);
+    }
+    let api_host = ctx
+        .api_host
+        .clone()
+        .ok_or_else(|| ActionError::new("runtime: __OW_API_HOST is not set, cannot reach OpenWhisk"))?;
+    let client = Client::new(&api_host, auth_key);
+
+    // Ownership: the trigger must be visible to the supplied key. DELETE tolerates a
+    // missing trigger because the CLI calls it after a failed CREATE and after deletes.
+    let trigger_doc = match client.get_trigger(&trigger) {
+        Ok(doc) => {
+            if let Some(ns) = doc.get("namespace").and_then(Value::as_str) {
+                trigger.namespace = ns.to_string();
+            }
+            Some(doc)
+        }
+        Err(OwError::NotFound(_)) if event == LifecycleEvent::Delete => None,
+        Err(OwError::NotFound(_)) => {
+            return Err(ActionError::new(format!(
+                "trigger {trigger} does not exist or is not visible with the supplied authKey"
+            )))
+        }
+        Err(OwError::Unauthorized(_)) => {
+            return Err(ActionError::new(format!("authKey is not allowed to manage trigger {trigger}")))
+        }
+        Err(e) => return Err(ActionError::new(format!("could not check trigger {trigger}: {e}"))),
+    };
+    let package = ctx.package().and_then(|p| QualifiedName::parse(&p, &ctx.namespace).ok());
+    let req = FeedRequest { ctx, event, trigger, trigger_doc, client, package, params };
+    match event {
+        LifecycleEvent::Create => feed.create(&req),
+        LifecycleEvent::Read => feed.read(&req),
+        LifecycleEvent::Update => feed.update(&req),
+        LifecycleEvent::Delete => feed.delete(&req),
+        LifecycleEvent::Pause => feed.pause(&req),
+        LifecycleEvent::Unpause => feed.unpause(&req),
+    }
+}
+
+/// Compensating actions recorded while CREATE makes things, run in reverse if it fails.
+pub struct Undo<'a> {
+    steps: Vec<(String, Box<dyn FnOnce() -> Result<(), String> + 'a>)>,
+}
+
+impl<'a> Undo<'a> {
+    /// An empty undo log.
+    pub fn new() -> Undo<'a> {
+        Undo { steps: Vec::new() }
+    }
+
+    /// Records how to undo one step that just succeeded.
+    pub fn push(&mut self, what: impl Into<String>, undo: impl FnOnce() -> Result<(), String> + 'a) {
+        self.steps.push((what.into(), Box::new(undo)));
+    }
+
+    /// Everything succeeded: forget the log.
+    pub fn commit(mut self) {
+        self.steps.clear();
+    }
+
+    /// Undoes every recorded step, newest first; returns what could not be undone.
+    pub fn rollback(mut self) -> Vec<String> {
+        let mut left = Vec::new();
+        while let Some((what, undo)) = self.steps.pop() {
+            if let Err(e) = undo() {
+                left.push(format!("{what}: {e}"));
+            }
+        }
+        left
+    }
+}
+
+impl Default for Undo<'_> {
+    fn default() -> Self {
+        Undo::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_names() {
+        assert_eq!(LifecycleEvent::parse("create"), Some(LifecycleEvent::Create));
+        assert_eq!(LifecycleEvent::parse(" UNPAUSE"), Some(LifecycleEvent::Unpause));
+        assert_eq!(LifecycleEvent::parse("RESTART"), None);
+        assert_eq!(LifecycleEvent::Pause.to_string(), "PAUSE");
+    }
+
+    #[test]
+    fn undo_runs_newest_first_and_reports_failures() {
+        let log = std::cell::RefCell::new(Vec::new());
+        let mut undo = Undo::new();
+        undo.push("a", || {
+            log.borrow_mut().push("a");
+            Ok(())
+        });
+        undo.push("b", || Err("boom".to_string()));
+        undo.push("c", || {
+            log.borrow_mut().push("c");
+            Ok(())
+        });
+        assert_eq!(undo.rollback(), vec!["b: boom".to_string()]);
+        assert_eq!(*log.borrow(), vec!["c", "a"]);
+    }
+}

@@ -1,0 +1,869 @@
+//! The polling pattern, generic over any `Source`: the feed action (`PollingFeed`) and the
+//! `poll` action (`poll`).
+//!
+//! CREATE makes, in the user's namespace and with the user's key: a package binding holding
+//! the feed's config (credentials included: never on the shared package), the first state
+//! (a baseline, so existing entries do not fire), a helper alarm trigger driven by
+//! `/whisk.system/alarms`, and a rule from that trigger to `poll` through the binding, so
+//! `poll` receives the config as its parameters. A failed CREATE undoes what it made.
+//!
+//! A poll takes the lease, delivers what an earlier poll left in the outbox, lists the source
+//! and diffs it against the snapshot (streaming merge), commits the new snapshot with the new
+//! events appended to the outbox (conditional write), then fires the outbox and commits what
+//! was delivered. A failed listing changes nothing. When the user's trigger is gone the
+//! poller removes its helpers and state.
+//!
+//! Plugins only list; everything here works the same for any source.
+
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::budget::{now_ms, Budget};
+use crate::delivery::{deliver, DeliveryOutcome};
+use crate::diff::{diff_unordered, DiffError, DiffOptions, Differ};
+use crate::events::{cloud_event, Change, EventContext, Format};
+use crate::filter::ChangeFilter;
+use crate::lifecycle::{Feed, FeedRequest, Undo};
+use crate::openwhisk::{from_key_values, key_values, AuthKey, Client, OwError, QualifiedName};
+use crate::params::{ParamError, Params};
+use crate::runtime::{ActionError, Context};
+use crate::schedule::Schedule;
+use crate::secret::REDACTED;
+use crate::source::{Flow, ListRange, Lister, Source, SourceError};
+use crate::state::{Snapshot, State};
+use crate::store::{LeaseError, LoadError, PollStatus, StateStore};
+
+/// Default polling interval in minutes.
+pub const DEFAULT_INTERVAL_MINUTES: u64 = 1;
+/// Where the alarms package lives unless the `alarmsPackage` parameter says otherwise.
+pub const DEFAULT_ALARMS_PACKAGE: &str = "/whisk.system/alarms";
+/// Most events in one fire (`batch`): keeps a fire well under the 1 MB payload limit.
+pub const MAX_BATCH: u64 = 100;
+/// Time kept at the end of an activation for the final state commit.
+const COMMIT_MARGIN: Duration = Duration::from_secs(5);
+/// Time kept at the end of a listing for committing and firing what it found.
+const LIST_MARGIN: Duration = Duration::from_secs(10);
+
+/// Config keys the core adds to what the user passed.
+const CONFIG_SOURCE: &str = "source";
+const CONFIG_TRIGGER: &str = "triggerName";
+
+/// Parameters the core reads (the source reads its own); never secrets.
+pub const CORE_PARAMS: [&str; 9] =
+    ["interval", "cron", "prefix", "suffix", "events", "format", "batch", "fireExisting", "alarmsPackage"];
+
+/// How a poller turns changes into fires.
+#[derive(Clone, Debug)]
+pub struct PollSettings {
+    /// CloudEvents or the source's legacy shape.
+    pub format: Format,
+    /// Events per fire.
+    pub batch: usize,
+    /// Which changes fire.
+    pub filter: ChangeFilter,
+    /// Fire `created` for entries that exist at CREATE.
+    pub fire_existing: bool,
+    /// What the snapshot covers; a change means a silent re-baseline.
+    pub scope: String,
+}
+
+impl PollSettings {
+    /// Reads and checks the core's parameters.
+    pub fn from_params(params: &Params, lister: &dyn Lister) -> Result<PollSettings, ParamError> {
+        let format = match params.str("format")? {
+            Some(f) => Format::parse(&f)?,
+            None => Format::CloudEvents,
+        };
+        let batch = params.u64_in("batch", 1, MAX_BATCH)?.unwrap_or(1) as usize;
+        let filter = ChangeFilter::from_params(params)?;
+        let fire_existing = params.bool("fireExisting")?.unwrap_or(false);
+        let scope = format!("{}?prefix={}", lister.source_uri(), params.str("prefix")?.unwrap_or_default());
+        Ok(PollSettings { format, batch, filter, fire_existing, scope })
+    }
+}
+
+/// Everything CREATE and UPDATE check before they make anything.
+struct Validated {
+    schedule: Schedule,
+    settings: PollSettings,
+    lister: Box<dyn Lister>,
+    alarms: QualifiedName,
+}
+
+/// The entities a polling feed makes in the user's namespace, named after the trigger.
+struct Helpers {
+    alarm: QualifiedName,
+    rule: QualifiedName,
+    config: QualifiedName,
+    poll: QualifiedName,
+}
+
+impl Helpers {
+    fn for_trigger(trigger: &QualifiedName) -> Helpers {
+        // Triggers, rules and packages share one name space per namespace: distinct suffixes.
+        let ns = &trigger.namespace;
+        let config = format!("{}.owfeed", trigger.name);
+        Helpers {
+            alarm: QualifiedName::new(ns, None, &format!("{}.owfeed-alarm", trigger.name)),
+            rule: QualifiedName::new(ns, None, &format!("{}.owfeed-rule", trigger.name)),
+            poll: QualifiedName::new(ns, Some(&config), "poll"),
+            config: QualifiedName::new(ns, None, &config),
+        }
+    }
+}
+
+/// A feed action for any polling source.
+pub struct PollingFeed<'a> {
+    source: &'a dyn Source,
+}
+
+impl<'a> PollingFeed<'a> {
+    /// The feed for `source`.
+    pub fn new(source: &'a dyn Source) -> PollingFeed<'a> {
+        PollingFeed { source }
+    }
+
+    fn validate(&self, params: &Params) -> Result<Validated, ActionError> {
+        let schedule = Schedule::from_params(params, DEFAULT_INTERVAL_MINUTES)?;
+        let lister = self.source.open(params)?;
+        let settings = PollSettings::from_params(params, lister.as_ref())?;
+        if settings.format == Format::Legacy && lister.legacy_event(&sample_change()).is_none() {
+            return Err(ParamError::invalid("format", "cloudevents (this source has no legacy format)", &"legacy".into())
+                .into());
+        }
+        let alarms_name = params.str("alarmsPackage")?.unwrap_or_else(|| DEFAULT_ALARMS_PACKAGE.to_string());
+        let alarms = QualifiedName::parse(&alarms_name, "whisk.system")
+            .ok()
+            .filter(|q| q.package.is_none())
+            .ok_or_else(|| ParamError::invalid("alarmsPackage", "/namespace/package", &alarms_name.clone().into()))?;
+        Ok(Validated { schedule, settings, lister, alarms })
+    }
+
+    /// The stored config: the user's parameters plus what `poll` needs to find its way.
+    fn config(&self, req: &FeedRequest, params: &Params) -> Params {
+        let mut config = params.clone();
+        config.insert(CONFIG_SOURCE, json!(self.source.name()));
+        config.insert(CONFIG_TRIGGER, json!(req.trigger.to_string()));
+        config
+    }
+
+    fn stored_config(&self, req: &FeedRequest, helpers: &Helpers) -> Result<Option<Params>, ActionError> {
+        match req.client.get_package(&helpers.config) {
+            Ok(doc) => Ok(Some(Params::from_value(Value::Object(from_key_values(&doc["parameters"])))?)),
+            Err(OwError::NotFound(_)) => Ok(None),
+            Err(e) => Err(ActionError::new(format!("reading the feed config {}: {e}", helpers.config))),
+        }
+    }
+
+    fn redact(&self, config: &Params) -> Value {
+        let secret: Vec<&str> = self.source.params().iter().filter(|p| p.secret).map(|p| p.name).collect();
+        let mut out = Map::new();
+        for (k, v) in config.as_map() {
+            let shown = if secret.contains(&k.as_str()) { json!(REDACTED) } else { v.clone() };
+            out.insert(k.clone(), shown);
+        }
+        Value::Object(out)
+    }
+}
+
+fn sample_change() -> Change {
+    Change {
+        kind: crate::events::ChangeKind::Created,
+        key: "k".to_string(),
+        entry: Some(crate::source::Entry { key: "k".to_string(), version: "v".to_string(), attrs: Map::new() }),
+        old_version: None,
+    }
+}
+
+fn source_error(e: SourceError) -> ActionError {
+    ActionError::new(e.to_string())
+}
+
+fn ignore_missing(r: Result<(), OwError>) -> Result<(), String> {
+    match r {
+        Ok(()) | Err(OwError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Invokes an alarms feed action for the helper trigger (the recipe of the feeds docs).
+fn alarm_feed(
+    client: &Client,
+    alarms: &QualifiedName,
+    schedule: &Schedule,
+    event: &str,
+    helper: &QualifiedName,
+) -> Result<Value, OwError> {
+    let action = QualifiedName::new(&alarms.namespace, Some(&alarms.name), schedule.alarm_feed());
+    let mut params = json!({
+        "lifecycleEvent": event,
+        "triggerName": helper.to_string(),
+        "authKey": client.auth().to_secret().expose(),
+        "trigger_payload": {},
+    });
+    if let (Value::Object(p), Value::Object(extra)) = (&mut params, schedule.alarm_params()) {
+        p.extend(extra);
+    }
+    client.invoke(&action, &params, true)
+}
+
+/// Removes every helper and the state; each step tolerates what is already gone.
+fn teardown(client: &Client, helpers: &Helpers, alarms: &QualifiedName, schedule: &Schedule, store: Option<&StateStore>) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = ignore_missing(client.delete_rule(&helpers.rule)) {
+        problems.push(format!("rule {}: {e}", helpers.rule));
+    }
+    // The alarms provider answers an error when it has no such alarm: nothing to undo then.
+    let _ = alarm_feed(client, alarms, schedule, "DELETE", &helpers.alarm);
+    if let Err(e) = ignore_missing(client.delete_trigger(&helpers.alarm)) {
+        problems.push(format!("trigger {}: {e}", helpers.alarm));
+    }
+    if let Some(store) = store {
+        if let Err(e) = store.delete_all() {
+            problems.push(format!("state {}: {e}", store.location()));
+        }
+    }
+    if let Err(e) = ignore_missing(client.delete_package(&helpers.config)) {
+        problems.push(format!("package {}: {e}", helpers.config));
+    }
+    problems
+}
+
+/// Lists the source once over `[start_after, end)` against `old` and returns what changed.
+struct Pass {
+    snapshot: Snapshot,
+    changes: Vec<Change>,
+    /// Where the next pass resumes; `None` when this pass reached the end.
+    cursor: Option<String>,
+    listed: u64,
+}
+
+fn run_pass(
+    lister: &dyn Lister,
+    old: &Snapshot,
+    start_after: Option<String>,
+    exclude: Option<String>,
+    budget: &Budget,
+) -> Result<Option<Pass>, SourceError> {
+    run_pass_with_progress(lister, old, start_after, exclude, budget, false)
+}
+
+/// `run_pass`, logging progress on stderr every 10 000 entries when `progress` is set.
+fn run_pass_with_progress(
+    lister: &dyn Lister,
+    old: &Snapshot,
+    start_after: Option<String>,
+    exclude: Option<String>,
+    budget: &Budget,
+    progress: bool,
+) -> Result<Option<Pass>, SourceError> {
+    let range = ListRange { start_after: start_after.clone(), end_before: None };
+    let options = DiffOptions { exclude_prefix: exclude, ..DiffOptions::default() };
+    let mut differ = Differ::with_options(old, &range, options.clone());
+    let mut out_of_order = false;
+    let mut last_key: Option<String> = None;
+    let mut listed = 0u64;
+    let complete = lister.list(&range, &mut |page| {
+        let before = listed;
+        listed += page.len() as u64;
+        if progress && listed / 10_000 > before / 10_000 {
+            crate::runtime::log(&format!("listed {listed} entries…"));
+        }
+        if let Some(last) = page.last() {
+            last_key = Some(last.key.clone());
+        }
+        match differ.push_page(page) {
+            Ok(()) => {}
+            Err(DiffError::OutOfOrder { .. }) => {
+                out_of_order = true;
+                return Flow::Stop;
+            }
+        }
+        if budget.expired() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    })?;
+    if out_of_order {
+        // The server does not list in key order: gather the whole range, sort, diff.
+        let mut all = Vec::new();
+        let done = lister.list(&range, &mut |page| {
+            all.extend(page);
+            if budget.expired() {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            }
+        })?;
+        if !done {
+            return Err(SourceError::Transient(
+                "the source lists keys out of order and the listing did not finish in time".to_string(),
+            ));
+        }
+        listed = all.len() as u64;
+        let out = diff_unordered(old, all, &range, options);
+        return Ok(Some(Pass { snapshot: out.snapshot, changes: out.changes, cursor: None, listed }));
+    }
+    if complete {
+        let out = differ.finish();
+        Ok(Some(Pass { snapshot: out.snapshot, changes: out.changes, cursor: None, listed }))
+    } else {
+        match last_key {
+            // Stopped before the first page: no progress to record.
+            None => Ok(None),
+            Some(last) => {
+                let out = differ.checkpoint(&last);
+                Ok(Some(Pass { snapshot: out.snapshot, changes: out.changes, cursor: Some(last), listed }))
+            }
+        }
+    }
+}
+
+/// A fresh state: empty when `fire_existing` (the first poll fires everything), else a
+/// silent baseline pass, resumed by later polls if it does not finish in time.
+fn baseline(lister: &dyn Lister, store: &StateStore, settings: &PollSettings, budget: &Budget) -> Result<State, SourceError> {
+    let mut state = State::new(settings.scope.clone());
+    if settings.fire_existing {
+        state.baselined = true;
+        return Ok(state);
+    }
+    if let Some(pass) = run_pass(lister, &state.snapshot, None, store.reserved_prefix(), budget)? {
+        state.baselined = pass.cursor.is_none();
+        state.cursor = pass.cursor;
+        state.snapshot = pass.snapshot;
+    }
+    Ok(state)
+}
+
+impl Feed for PollingFeed<'_> {
+    fn create(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        let v = self.validate(&req.params)?;
+        let package = req
+            .package
+            .clone()
+            .ok_or_else(|| ActionError::new("runtime: cannot tell this feed action's package from its name"))?;
+        v.lister.probe().map_err(source_error)?;
+        let blobs = v.lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;
+        let store = StateStore::new(blobs, &req.trigger);
+        let conditional = store
+            .probe_conditional_writes()
+            .map_err(|e| ActionError::new(format!("cannot write the feed state at {}: {e}", store.location())))?;
+        let client = &req.client;
+        let helpers = Helpers::for_trigger(&req.trigger);
+        let config = self.config(req, &req.params);
+        let mut undo = Undo::new();
+
+        let binding = json!({
+            "binding": { "namespace": package.namespace, "name": package.name },
+            "parameters": key_values(config.as_map()),
+        });
+        let step = client.put_package(&helpers.config, &binding, true);
+        if let Err(e) = step {
+            return Err(ActionError::new(format!("creating the feed config {}: {e}", helpers.config)));
+        }
+        undo.push("feed config", || ignore_missing(client.delete_package(&helpers.config)));
+
+        let result = (|| -> Result<(), ActionError> {
+            match store.load() {
+                // A retried CREATE (wskdeploy retries) keeps the state and its pending events.
+                Ok(Some(_)) => {}
+                Ok(None) | Err(LoadError::Corrupt(_)) => {
+                    let budget = Budget::new(req.ctx.deadline, LIST_MARGIN + COMMIT_MARGIN);
+                    let state = baseline(v.lister.as_ref(), &store, &v.settings, &budget).map_err(source_error)?;
+                    store
+                        .overwrite(&state)
+                        .map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
+                    undo.push("feed state", || store.delete_all().map_err(|e| e.to_string()));
+                }
+                Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
+            }
+            let feed_name = format!("{}/{}", v.alarms, v.schedule.alarm_feed());
+            let trigger_body = json!({ "annotations": [{ "key": "feed", "value": feed_name }], "parameters": [] });
+            client
+                .put_trigger(&helpers.alarm, &trigger_body, true)
+                .map_err(|e| ActionError::new(format!("creating the alarm trigger {}: {e}", helpers.alarm)))?;
+            undo.push("alarm trigger", || ignore_missing(client.delete_trigger(&helpers.alarm)));
+            // Idempotent: an alarm left by an earlier attempt is replaced.
+            let _ = alarm_feed(client, &v.alarms, &v.schedule, "DELETE", &helpers.alarm);
+            alarm_feed(client, &v.alarms, &v.schedule, "CREATE", &helpers.alarm)
+                .map_err(|e| ActionError::new(format!("creating the alarm with {}: {}", v.alarms, describe_invoke_error(&e))))?;
+            undo.push("alarm", || {
+                alarm_feed(client, &v.alarms, &v.schedule, "DELETE", &helpers.alarm).map(|_| ()).map_err(|e| e.to_string())
+            });
+            client
+                .put_rule(&helpers.rule, &helpers.alarm, &helpers.poll, true)
+                .map_err(|e| ActionError::new(format!("creating the rule {}: {e}", helpers.rule)))?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let left = undo.rollback();
+            let mut msg = e.message.clone();
+            if !left.is_empty() {
+                msg.push_str(&format!(" (and could not remove: {})", left.join("; ")));
+            }
+            return Err(ActionError { message: msg, details: e.details });
+        }
+        undo.commit();
+        Ok(json!({
+            "status": "created",
+            "trigger": req.trigger.to_string(),
+            "schedule": v.schedule.to_params(),
+            "state": store.location(),
+            "conditionalWrites": conditional,
+            "helpers": {
+                "alarmTrigger": helpers.alarm.to_string(),
+                "rule": helpers.rule.to_string(),
+                "config": helpers.config.to_string(),
+            },
+        }))
+    }
+
+    fn read(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        let helpers = Helpers::for_trigger(&req.trigger);
+        let config = self
+            .stored_config(req, &helpers)?
+            .ok_or_else(|| ActionError::new(format!("trigger {} has no feed config: was it created with this feed?", req.trigger)))?;
+        let rule = req.client.get_rule(&helpers.rule);
+        let active = match &rule {
+            Ok(doc) => doc.get("status").and_then(Value::as_str) == Some("active"),
+            Err(_) => false,
+        };
+        let mut status = json!({
+            "active": active,
+            "paused": rule.is_ok() && !active,
+            "rule": helpers.rule.to_string(),
+        });
+        let s = status.as_object_mut().expect("status is an object");
+        if let Err(e) = &rule {
+            s.insert("error".into(), json!(format!("rule {}: {e}", helpers.rule)));
+        }
+        let schedule = Schedule::from_params(&config, DEFAULT_INTERVAL_MINUTES).ok();
+        match self.source.open(&config).map(|l| l.blob_store()) {
+            Ok(Some(blobs)) => {
+                let store = StateStore::new(blobs, &req.trigger);
+                s.insert("state".into(), json!(store.location()));
+                match store.load() {
+                    Ok(Some((state, _))) => {
+                        s.insert("objectsTracked".into(), json!(state.snapshot.len()));
+                        s.insert("eventsPending".into(), json!(state.outbox.len()));
+                        s.insert("eventsFired".into(), json!(state.stats.events_fired));
+                        s.insert("baselined".into(), json!(state.baselined));
+                        s.insert("listingInProgress".into(), json!(state.cursor.is_some()));
+                    }
+                    Ok(None) => {
+                        s.insert("stateError".into(), json!("no state object: the next poll re-baselines"));
+                    }
+                    Err(e) => {
+                        s.insert("stateError".into(), json!(format!("{e}: the next poll re-baselines")));
+                    }
+                }
+                if let Ok(Some((doc, _))) = store.lease_doc() {
+                    if let Some(last) = doc.status {
+                        s.insert("lastPoll".into(), json!(iso(last.started_ms)));
+                        s.insert("lastOutcome".into(), json!(last.outcome));
+                        s.insert("lastError".into(), json!(last.error));
+                        s.insert("lastPollDurationMs".into(), json!(last.duration_ms));
+                        if let (Some(period), true) = (schedule.as_ref().and_then(Schedule::period_ms), active) {
+                            s.insert("nextPoll".into(), json!(iso(last.started_ms + period)));
+                        }
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                s.insert("configError".into(), json!(e.to_string()));
+            }
+        }
+        Ok(json!({ "config": self.redact(&config), "status": status }))
+    }
+
+    fn update(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        let helpers = Helpers::for_trigger(&req.trigger);
+        let old = self
+            .stored_config(req, &helpers)?
+            .ok_or_else(|| ActionError::new(format!("trigger {} has no feed config: create it first", req.trigger)))?;
+        let mut merged = old.clone();
+        for (k, v) in req.params.as_map() {
+            if v.is_null() {
+                merged.remove(k);
+            } else {
+                merged.insert(k, v.clone());
+            }
+        }
+        // interval and cron exclude each other: the newly given one wins.
+        if req.params.has("cron") && !req.params.has("interval") {
+            merged.remove("interval");
+        }
+        if req.params.has("interval") && !req.params.has("cron") {
+            merged.remove("cron");
+        }
+        let v = self.validate(&merged)?;
+        v.lister.probe().map_err(source_error)?;
+        let old_schedule = Schedule::from_params(&old, DEFAULT_INTERVAL_MINUTES).ok();
+        let package = req
+            .package
+            .clone()
+            .ok_or_else(|| ActionError::new("runtime: cannot tell this feed action's package from its name"))?;
+        let config = self.config(req, &merged);
+        let binding = json!({
+            "binding": { "namespace": package.namespace, "name": package.name },
+            "parameters": key_values(config.as_map()),
+        });
+        req.client
+            .put_package(&helpers.config, &binding, true)
+            .map_err(|e| ActionError::new(format!("updating the feed config {}: {e}", helpers.config)))?;
+        if old_schedule.as_ref() != Some(&v.schedule) {
+            if let Some(old_schedule) = &old_schedule {
+                let _ = alarm_feed(&req.client, &v.alarms, old_schedule, "DELETE", &helpers.alarm);
+            }
+            let feed_name = format!("{}/{}", v.alarms, v.schedule.alarm_feed());
+            let body = json!({ "annotations": [{ "key": "feed", "value": feed_name }], "parameters": [] });
+            req.client
+                .put_trigger(&helpers.alarm, &body, true)
+                .map_err(|e| ActionError::new(format!("updating the alarm trigger {}: {e}", helpers.alarm)))?;
+            alarm_feed(&req.client, &v.alarms, &v.schedule, "CREATE", &helpers.alarm)
+                .map_err(|e| ActionError::new(format!("updating the alarm: {}", describe_invoke_error(&e))))?;
+        }
+        Ok(json!({ "status": "updated", "trigger": req.trigger.to_string(), "schedule": v.schedule.to_params() }))
+    }
+
+    fn delete(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        let helpers = Helpers::for_trigger(&req.trigger);
+        let config = self.stored_config(req, &helpers)?;
+        let (alarms, schedule, store) = match &config {
+            Some(config) => {
+                let schedule = Schedule::from_params(config, DEFAULT_INTERVAL_MINUTES).unwrap_or(Schedule::Interval(1));
+                let alarms = config
+                    .str("alarmsPackage")
+                    .ok()
+                    .flatten()
+                    .and_then(|a| QualifiedName::parse(&a, "whisk.system").ok())
+                    .unwrap_or_else(default_alarms);
+                let store = self.source.open(config).ok().and_then(|l| l.blob_store()).map(|b| {
+                    // The state is keyed by the resolved trigger name stored at CREATE.
+                    let stored = config.str(CONFIG_TRIGGER).ok().flatten();
+                    let name = stored.and_then(|s| QualifiedName::parse(&s, "_").ok()).unwrap_or_else(|| req.trigger.clone());
+                    StateStore::new(b, &name)
+                });
+                (alarms, schedule, store)
+            }
+            None => (default_alarms(), Schedule::Interval(1), None),
+        };
+        let problems = teardown(&req.client, &helpers, &alarms, &schedule, store.as_ref());
+        if problems.is_empty() {
+            Ok(json!({ "status": "deleted", "trigger": req.trigger.to_string() }))
+        } else {
+            Err(ActionError::new(format!("could not remove: {}", problems.join("; "))))
+        }
+    }
+
+    fn pause(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        set_active(req, false)
+    }
+
+    fn unpause(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        set_active(req, true)
+    }
+}
+
+fn set_active(req: &FeedRequest, active: bool) -> Result<Value, ActionError> {
+    let helpers = Helpers::for_trigger(&req.trigger);
+    req.client.set_rule_active(&helpers.rule, active).map_err(|e| match e {
+        OwError::NotFound(_) => ActionError::new(format!("trigger {} has no feed rule: create it first", req.trigger)),
+        e => ActionError::new(format!("rule {}: {e}", helpers.rule)),
+    })?;
+    Ok(json!({ "status": if active { "active" } else { "paused" }, "trigger": req.trigger.to_string() }))
+}
+
+fn default_alarms() -> QualifiedName {
+    QualifiedName::new("whisk.system", None, "alarms")
+}
+
+fn describe_invoke_error(e: &OwError) -> String {
+    match e {
+        OwError::Application(result) => {
+            result.get("error").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| result.to_string())
+        }
+        e => e.to_string(),
+    }
+}
+
+fn iso(ms: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64).map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
+/// The `poll` action's handler: one poll of the feed whose config arrives as parameters.
+pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Value, ActionError> {
+    let started = now_ms();
+    let name = params.required_str(CONFIG_SOURCE)?;
+    let source = sources.iter().find(|s| s.name() == name).ok_or_else(|| {
+        let known: Vec<&str> = sources.iter().map(|s| s.name()).collect();
+        ActionError::from(ParamError::invalid(CONFIG_SOURCE, &format!("one of: {}", known.join(", ")), &name.clone().into()))
+    })?;
+    let trigger_name = params.required_str(CONFIG_TRIGGER)?;
+    let trigger = QualifiedName::parse(&trigger_name, &ctx.namespace)
+        .map_err(|e| ParamError::invalid(CONFIG_TRIGGER, &format!("/namespace/trigger ({e})"), &trigger_name.clone().into()))?;
+    let key = ctx
+        .api_key
+        .as_ref()
+        .ok_or_else(|| ActionError::new("poll: no API key in the activation (the action needs the provide-api-key annotation)"))?;
+    let auth = AuthKey::parse(key.expose()).map_err(|_| ActionError::new("poll: the activation's API key is malformed"))?;
+    let api_host = ctx.api_host.clone().ok_or_else(|| ActionError::new("runtime: __OW_API_HOST is not set"))?;
+    let client = Client::new(&api_host, auth);
+    let lister = source.open(&params)?;
+    let settings = PollSettings::from_params(&params, lister.as_ref())?;
+    let blobs = lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;
+    let store = StateStore::new(blobs, &trigger);
+    let budget = Budget::new(ctx.deadline, COMMIT_MARGIN);
+    let expires = budget.deadline_ms().unwrap_or(started + 60_000) + COMMIT_MARGIN.as_millis() as u64;
+    let lease = match store.acquire(&ctx.activation_id, started, expires) {
+        Ok(lease) => lease,
+        Err(LeaseError::Busy { holder, expires_ms }) => {
+            return Ok(json!({ "status": "busy", "holder": holder, "until": iso(expires_ms) }));
+        }
+        Err(LeaseError::Store(e)) => return Err(ActionError::new(format!("taking the poll lease: {e}"))),
+    };
+    let poller = Poller { lister: lister.as_ref(), store: &store, settings: &settings, client: &client, trigger: &trigger };
+    let mut status = PollStatus { started_ms: started, outcome: "ok".to_string(), ..PollStatus::default() };
+    let outcome = poller.run(&budget, &mut status);
+    status.duration_ms = now_ms().saturating_sub(started);
+    if let Err(e) = &outcome {
+        status.outcome = "error".to_string();
+        status.error = Some(e.message.clone());
+    }
+    let gone = matches!(outcome, Ok(Ended::TriggerGone));
+    if gone {
+        let helpers = Helpers::for_trigger(&trigger);
+        let schedule = Schedule::from_params(&params, DEFAULT_INTERVAL_MINUTES).unwrap_or(Schedule::Interval(1));
+        let alarms = params
+            .str("alarmsPackage")
+            .ok()
+            .flatten()
+            .and_then(|a| QualifiedName::parse(&a, "whisk.system").ok())
+            .unwrap_or_else(default_alarms);
+        let problems = teardown(&client, &helpers, &alarms, &schedule, Some(&store));
+        return Ok(json!({ "status": "trigger gone: feed removed", "trigger": trigger.to_string(), "problems": problems }));
+    }
+    if let Err(e) = store.release(lease, status.clone()) {
+        crate::runtime::log(&format!("poll: could not release the lease: {e}"));
+    }
+    outcome?;
+    Ok(json!({
+        "status": status.outcome,
+        "listed": status.listed,
+        "changes": status.changes,
+        "fired": status.fired,
+        "pending": status.pending,
+        "error": status.error,
+    }))
+}
+
+/// The events for `changes` that pass the filter, in the configured format.
+fn build_events(lister: &dyn Lister, settings: &PollSettings, id_salt: &str, changes: &[Change], seq: u64) -> Vec<Value> {
+    let ectx = EventContext {
+        source: lister.source_uri(),
+        type_prefix: lister.event_type_prefix().to_string(),
+        data_context: lister.data_context(),
+        id_salt: id_salt.to_string(),
+    };
+    let now = chrono::Utc::now();
+    let mut events = Vec::new();
+    for change in changes.iter().filter(|c| settings.filter.matches(c)) {
+        let ce = cloud_event(&ectx, change, seq, now);
+        let event = match settings.format {
+            Format::CloudEvents => ce,
+            Format::Legacy => {
+                let mut legacy = lister.legacy_event(change).unwrap_or(Value::Null);
+                // Legacy payloads carry the CloudEvent id too, so duplicates stay recognisable.
+                if let (Value::Object(obj), Some(id)) = (&mut legacy, ce.get("id")) {
+                    obj.entry("id").or_insert(id.clone());
+                }
+                legacy
+            }
+        };
+        events.push(event);
+    }
+    events
+}
+
+/// Runs the poll logic once without OpenWhisk and without writing anything: what would fire
+/// (against the stored state when `triggerName` is given, else against an empty snapshot)
+/// and how large the state would be. Progress goes to stderr.
+pub fn dry_run(params: Params, sources: &[&dyn Source]) -> Result<Value, ActionError> {
+    let source = match params.str(CONFIG_SOURCE)? {
+        Some(name) => *sources.iter().find(|s| s.name() == name).ok_or_else(|| {
+            ActionError::from(ParamError::invalid(CONFIG_SOURCE, "a known source", &name.clone().into()))
+        })?,
+        None => *sources.first().ok_or_else(|| ActionError::new("no source compiled in"))?,
+    };
+    let lister = source.open(&params)?;
+    let settings = PollSettings::from_params(&params, lister.as_ref())?;
+    lister.probe().map_err(source_error)?;
+    let blobs = lister.blob_store();
+    let reserved = blobs.as_ref().and_then(|b| b.reserved_prefix());
+    let trigger = match params.str(CONFIG_TRIGGER)? {
+        Some(t) => Some(QualifiedName::parse(&t, "_").map_err(|e| {
+            ParamError::invalid(CONFIG_TRIGGER, &format!("/namespace/trigger ({e})"), &t.clone().into())
+        })?),
+        None => None,
+    };
+    let (old, seq, against) = match (&trigger, blobs) {
+        (Some(trigger), Some(blobs)) => {
+            let store = StateStore::new(blobs, trigger);
+            match store.load() {
+                Ok(Some((state, _))) => (state.snapshot, state.seq + 1, store.location()),
+                Ok(None) => (Snapshot::default(), 1, format!("{} (missing: every entry counts as created)", store.location())),
+                Err(e) => return Err(ActionError::new(format!("reading {}: {e}", store.location()))),
+            }
+        }
+        _ => (Snapshot::default(), 1, "an empty snapshot (every entry counts as created)".to_string()),
+    };
+    let salt = trigger.as_ref().map(|t| t.to_string()).unwrap_or_default();
+    let pass = run_pass_with_progress(lister.as_ref(), &old, None, reserved, &Budget::new(None, Duration::ZERO), true)
+        .map_err(source_error)?
+        .ok_or_else(|| ActionError::new("the listing returned nothing"))?;
+    let events = build_events(lister.as_ref(), &settings, &salt, &pass.changes, seq);
+    let mut state = State::new(settings.scope.clone());
+    state.snapshot = pass.snapshot;
+    state.seq = seq;
+    state.baselined = true;
+    let state_bytes = state.encode().len();
+    let shown: Vec<Value> = events.iter().take(100).cloned().collect();
+    Ok(json!({
+        "against": against,
+        "listed": pass.listed,
+        "changes": pass.changes.len(),
+        "wouldFire": events.len(),
+        "events": shown,
+        "eventsShown": shown.len(),
+        "stateBytes": state_bytes,
+        "stateBytesPerObject": if pass.listed > 0 { state_bytes as f64 / pass.listed as f64 } else { 0.0 },
+    }))
+}
+
+/// How a poll ended when it did not fail.
+enum Ended {
+    Normally,
+    TriggerGone,
+}
+
+/// One poll's collaborators.
+struct Poller<'a> {
+    lister: &'a dyn Lister,
+    store: &'a StateStore,
+    settings: &'a PollSettings,
+    client: &'a Client,
+    trigger: &'a QualifiedName,
+}
+
+impl Poller<'_> {
+    fn run(&self, budget: &Budget, status: &mut PollStatus) -> Result<Ended, ActionError> {
+        let loaded = match self.store.load() {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err("state object missing".to_string()),
+            Err(LoadError::Corrupt(e)) => Err(format!("state object corrupt ({e})")),
+            Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
+        };
+        let (mut state, mut etag) = match loaded {
+            Ok(found) => found,
+            Err(why) => {
+                // Documented recovery: a missing or corrupt state is replaced by a silent
+                // baseline, so the feed goes on without flooding false events.
+                let list_budget = budget.with_margin(LIST_MARGIN);
+                let state = baseline(self.lister, self.store, self.settings, &list_budget).map_err(source_error)?;
+                self.store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
+                status.outcome = "rebaselined".to_string();
+                status.error = Some(format!("{why}: re-baselined, changes since the last good poll were not reported"));
+                return Ok(Ended::Normally);
+            }
+        };
+
+        // Events an earlier poll committed but did not fire go first, in order.
+        if let Some(ended) = self.deliver(&mut state, &mut etag, budget, status)? {
+            return Ok(ended);
+        }
+
+        if state.scope != self.settings.scope {
+            // What the snapshot covers changed (UPDATE of prefix or bucket): start over quietly.
+            state.snapshot = Snapshot::default();
+            state.cursor = None;
+            state.baselined = false;
+            state.scope = self.settings.scope.clone();
+        }
+        let list_budget = budget.with_margin(LIST_MARGIN);
+        let pass = run_pass(self.lister, &state.snapshot, state.cursor.clone(), self.store.reserved_prefix(), &list_budget)
+            .map_err(source_error)?;
+        let Some(pass) = pass else {
+            status.outcome = "partial".to_string();
+            return Ok(Ended::Normally);
+        };
+        status.listed = pass.listed;
+        let emit = state.baselined;
+        let seq = state.seq + 1;
+        let events = if emit {
+            build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq)
+        } else {
+            Vec::new()
+        };
+        status.changes = events.len() as u64;
+        let progressed = !pass.changes.is_empty() || pass.cursor != state.cursor || !state.baselined;
+        if pass.cursor.is_none() {
+            state.baselined = true;
+        } else {
+            status.outcome = "partial".to_string();
+        }
+        state.cursor = pass.cursor;
+        state.snapshot = pass.snapshot;
+        state.outbox.extend(events);
+        if progressed {
+            state.seq = seq;
+            state.stats.objects = state.snapshot.len() as u64;
+            state.stats.last_change_ms = Some(now_ms());
+            etag = match self.store.commit(&state, &etag) {
+                Ok(etag) => etag,
+                Err(crate::source::StoreError::Conflict) => {
+                    // Another poll committed first: it owns these changes; fire nothing.
+                    status.outcome = "conflict".to_string();
+                    return Ok(Ended::Normally);
+                }
+                Err(e) => return Err(ActionError::new(format!("committing the feed state: {e}"))),
+            };
+        }
+        Ok(self.deliver(&mut state, &mut etag, budget, status)?.unwrap_or(Ended::Normally))
+    }
+
+    /// Fires the outbox and commits what was delivered; `Some` when the poll must end.
+    fn deliver(&self, state: &mut State, etag: &mut String, budget: &Budget, status: &mut PollStatus) -> Result<Option<Ended>, ActionError> {
+        if state.outbox.is_empty() {
+            return Ok(None);
+        }
+        let report = deliver(self.client, self.trigger, &state.outbox, self.settings.batch, budget);
+        if report.delivered > 0 {
+            state.outbox.drain(..report.delivered);
+            state.stats.events_fired += report.delivered as u64;
+            status.fired += report.delivered as u64;
+            // A failed commit here only means these events fire again, with the same ids.
+            *etag = match self.store.commit(state, etag) {
+                Ok(etag) => etag,
+                Err(crate::source::StoreError::Conflict) => {
+                    status.outcome = "conflict".to_string();
+                    status.pending = state.outbox.len() as u64;
+                    return Ok(Some(Ended::Normally));
+                }
+                Err(e) => return Err(ActionError::new(format!("committing delivered events: {e}"))),
+            };
+        }
+        status.pending = state.outbox.len() as u64;
+        match report.outcome {
+            DeliveryOutcome::Done => Ok(None),
+            DeliveryOutcome::OutOfTime => {
+                status.outcome = "partial".to_string();
+                Ok(Some(Ended::Normally))
+            }
+            DeliveryOutcome::TriggerGone => Ok(Some(Ended::TriggerGone)),
+            DeliveryOutcome::Failed(msg) => Err(ActionError::new(msg)),
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The S3 source: lists a bucket (ListObjectsV2, every page) and offers an object in the same
+//! service as the state store.
+//!
+//! Version = the ETag, or `LastModified/Size` where a server omits ETags. What changed, what
+//! fires and when is the core's business; this file only speaks S3.
+
+use serde_json::{json, Map, Value};
+
+use std::sync::Arc;
+
+use owfeed_s3::{Condition, ErrorKind, ListRequest, S3Client, S3Config, S3Error, SecretString};
+
+use crate::events::{Change, ChangeKind};
+use crate::params::{ParamError, Params};
+use crate::source::{Blob, BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Precondition, Source, SourceError, StoreError};
+
+/// Where the state object goes inside the state bucket unless `statePrefix` says otherwise.
+pub const DEFAULT_STATE_PREFIX: &str = ".owfeed/";
+/// The default signing region (what MinIO and most S3-compatible stores expect).
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// The `s3` source plugin.
+pub struct S3Source;
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec { name: "endpoint", secret: false, required: true, doc: "S3 endpoint URL, e.g. https://s3.eu-west-1.amazonaws.com" },
+    ParamSpec { name: "bucket", secret: false, required: true, doc: "the bucket to watch" },
+    ParamSpec { name: "accessKeyId", secret: false, required: true, doc: "access key id" },
+    ParamSpec { name: "secretAccessKey", secret: true, required: true, doc: "secret access key" },
+    ParamSpec { name: "sessionToken", secret: true, required: false, doc: "session token for temporary credentials" },
+    ParamSpec { name: "region", secret: false, required: false, doc: "signing region (default us-east-1; R2: auto)" },
+    ParamSpec { name: "pathStyle", secret: false, required: false, doc: "path-style addressing (default true, false for *.amazonaws.com)" },
+    ParamSpec { name: "prefix", secret: false, required: false, doc: "only keys starting with this (listed server-side)" },
+    ParamSpec { name: "stateBucket", secret: false, required: false, doc: "bucket for the feed state (default: the watched bucket)" },
+    ParamSpec { name: "statePrefix", secret: false, required: false, doc: "key prefix of the feed state (default .owfeed/)" },
+    ParamSpec { name: "urlEncoding", secret: false, required: false, doc: "ask for encoding-type=url listings (default true)" },
+];
+
+impl Source for S3Source {
+    fn name(&self) -> &'static str {
+        "s3"
+    }
+
+    fn params(&self) -> &'static [ParamSpec] {
+        PARAMS
+    }
+
+    fn open(&self, params: &Params) -> Result<Box<dyn Lister>, ParamError> {
+        let endpoint = params.required_str("endpoint")?;
+        let bucket = bucket_name(params, "bucket")?.ok_or_else(|| ParamError::missing("bucket", "a bucket name"))?;
+        let access_key_id = params.required_str("accessKeyId")?;
+        let secret = params.required_secret("secretAccessKey")?;
+        let session_token = params.secret("sessionToken")?;
+        let region = params.str("region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
+        if region.trim().is_empty() || region.contains(char::is_whitespace) {
+            return Err(ParamError::invalid("region", "a region name such as us-east-1", &region.into()));
+        }
+        let path_style = match params.bool("pathStyle")? {
+            Some(b) => b,
+            None => !endpoint.contains(".amazonaws.com"),
+        };
+        let prefix = params.str("prefix")?.unwrap_or_default();
+        let url_encoding = params.bool("urlEncoding")?.unwrap_or(true);
+        let state_bucket = bucket_name(params, "stateBucket")?.unwrap_or_else(|| bucket.clone());
+        let state_prefix = params.str("statePrefix")?.unwrap_or_else(|| DEFAULT_STATE_PREFIX.to_string());
+        if state_prefix.is_empty() && state_bucket == bucket {
+            return Err(ParamError::invalid(
+                "statePrefix",
+                "a non-empty prefix when the state is kept in the watched bucket",
+                &"".into(),
+            ));
+        }
+        let mut config = S3Config::new(endpoint.clone(), region, access_key_id, SecretString::new(secret.expose()));
+        config.session_token = session_token.map(|t| SecretString::new(t.expose()));
+        config.path_style = path_style;
+        config.list_url_encoding = url_encoding;
+        let client = S3Client::new(config).map_err(|e| ParamError {
+            name: "endpoint".to_string(),
+            expected: format!("an http(s) URL ({})", e.message),
+            got: Some(Value::String(endpoint.clone()).to_string()),
+        })?;
+        Ok(Box::new(S3Lister { client: Arc::new(client), endpoint, bucket, prefix, state_bucket, state_prefix }))
+    }
+}
+
+fn bucket_name(params: &Params, name: &str) -> Result<Option<String>, ParamError> {
+    let Some(b) = params.str(name)? else { return Ok(None) };
+    let ok = (1..=255).contains(&b.len())
+        && !b.contains('/')
+        && b.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(Some(b))
+    } else {
+        Err(ParamError::invalid(name, "a bucket name (letters, digits, '.', '-', '_'; no '/')", &b.into()))
+    }
+}
+
+struct S3Lister {
+    client: Arc<S3Client>,
+    endpoint: String,
+    bucket: String,
+    prefix: String,
+    state_bucket: String,
+    state_prefix: String,
+}
+
+fn source_error(e: S3Error) -> SourceError {
+    let msg = e.to_string();
+    match e.kind {
+        ErrorKind::AccessDenied | ErrorKind::InvalidAccessKeyId | ErrorKind::SignatureDoesNotMatch => {
+            SourceError::Unauthorized(msg)
+        }
+        ErrorKind::NoSuchBucket => SourceError::NotFound(msg),
+        ErrorKind::WrongRegion | ErrorKind::BadRequest => SourceError::Config(msg),
+        _ => SourceError::Transient(msg),
+    }
+}
+
+impl Lister for S3Lister {
+    fn source_uri(&self) -> String {
+        format!("{}/{}", self.endpoint.trim_end_matches('/'), self.bucket)
+    }
+
+    fn event_type_prefix(&self) -> &'static str {
+        "org.openwhisk.feeds.s3.object"
+    }
+
+    fn data_context(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("bucket".into(), json!(self.bucket));
+        m.insert("endpoint".into(), json!(self.endpoint));
+        m
+    }
+
+    fn probe(&self) -> Result<(), SourceError> {
+        let prefix = Some(self.prefix.clone()).filter(|p| !p.is_empty());
+        let req = ListRequest { prefix, max_keys: Some(1), ..ListRequest::default() };
+        self.client.list_objects_v2(&self.bucket, &req).map(|_| ()).map_err(source_error)
+    }
+
+    fn list(&self, range: &ListRange, page: &mut dyn FnMut(Vec<Entry>) -> Flow) -> Result<bool, SourceError> {
+        let mut token: Option<String> = None;
+        loop {
+            let req = ListRequest {
+                prefix: Some(self.prefix.clone()).filter(|p| !p.is_empty()),
+                // S3 ignores start-after once a continuation token is given.
+                start_after: if token.is_none() { range.start_after.clone() } else { None },
+                continuation_token: token.clone(),
+                ..ListRequest::default()
+            };
+            let out = self.client.list_objects_v2(&self.bucket, &req).map_err(source_error)?;
+            let mut reached_end = false;
+            let mut entries = Vec::with_capacity(out.objects.len());
+            for o in out.objects {
+                if range.end_before.as_deref().is_some_and(|end| o.key.as_str() >= end) {
+                    reached_end = true;
+                    break;
+                }
+                let version = match &o.etag {
+                    Some(etag) => etag.clone(),
+                    None => format!("{}/{}", o.last_modified.clone().unwrap_or_default(), o.size),
+                };
+                let mut attrs = Map::new();
+                if let Some(etag) = &o.etag {
+                    attrs.insert("etag".into(), json!(etag));
+                }
+                attrs.insert("size".into(), json!(o.size));
+                if let Some(lm) = &o.last_modified {
+                    attrs.insert("lastModified".into(), json!(lm));
+                }
+                if let Some(sc) = &o.storage_class {
+                    attrs.insert("storageClass".into(), json!(sc));
+                }
+                entries.push(Entry { key: o.key, version, attrs });
+            }
+            let flow = page(entries);
+            if reached_end || !out.is_truncated {
+                return Ok(true);
+            }
+            if flow == Flow::Stop {
+                return Ok(false);
+            }
+            token = out.next_continuation_token;
+        }
+    }
+
+    fn blob_store(&self) -> Option<Box<dyn BlobStore>> {
+        Some(Box::new(S3BlobStore {
+            client: self.client.clone(),
+            bucket: self.state_bucket.clone(),
+            prefix: self.state_prefix.clone(),
+            shared_with_source: self.state_bucket == self.bucket,
+        }))
+    }
+
+    fn legacy_event(&self, change: &Change) -> Option<Value> {
+        // The shape of the Node.js S3 feed's events, so its users can switch.
+        let status = match change.kind {
+            ChangeKind::Created => "added",
+            ChangeKind::Updated => "modified",
+            ChangeKind::Deleted => "deleted",
+        };
+        let mut file = Map::new();
+        file.insert("Key".into(), json!(change.key));
+        if let Some(entry) = &change.entry {
+            if let Some(etag) = entry.attrs.get("etag").and_then(Value::as_str) {
+                file.insert("ETag".into(), json!(format!("\"{etag}\"")));
+            }
+            if let Some(size) = entry.attrs.get("size") {
+                file.insert("Size".into(), size.clone());
+            }
+            if let Some(lm) = entry.attrs.get("lastModified") {
+                file.insert("LastModified".into(), lm.clone());
+            }
+            if let Some(sc) = entry.attrs.get("storageClass") {
+                file.insert("StorageClass".into(), sc.clone());
+            }
+        }
+        Some(json!({
+            "file": file,
+            "status": status,
+            "bucket": self.bucket,
+            "key": change.key,
+            "endpoint": self.endpoint,
+        }))
+    }
+}
+
+/// Blobs as objects under a prefix of a bucket, written with S3 conditional requests.
+struct S3BlobStore {
+    client: Arc<S3Client>,
+    bucket: String,
+    prefix: String,
+    shared_with_source: bool,
+}
+
+impl S3BlobStore {
+    fn object_key(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+}
+
+fn store_error(e: S3Error) -> StoreError {
+    match e.kind {
+        ErrorKind::PreconditionFailed => StoreError::Conflict,
+        _ => StoreError::Failed(source_error(e)),
+    }
+}
+
+impl BlobStore for S3BlobStore {
+    fn get(&self, key: &str) -> Result<Option<Blob>, StoreError> {
+        let out = self.client.get_object(&self.bucket, &self.object_key(key)).map_err(store_error)?;
+        Ok(out.map(|o| Blob { bytes: o.body, etag: o.etag, modified: None }))
+    }
+
+    fn put(&self, key: &str, bytes: &[u8], condition: &Precondition) -> Result<String, StoreError> {
+        let cond = match condition {
+            Precondition::IfAbsent => Condition::IfNoneMatchStar,
+            Precondition::IfMatch(etag) => Condition::IfMatch(etag.clone()),
+            Precondition::None => Condition::None,
+        };
+        self.client.put_object(&self.bucket, &self.object_key(key), bytes.to_vec(), cond).map_err(store_error)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client.delete_object(&self.bucket, &self.object_key(key)).map_err(store_error)
+    }
+
+    fn describe(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.object_key(key))
+    }
+
+    fn reserved_prefix(&self) -> Option<String> {
+        self.shared_with_source.then(|| self.prefix.clone())
+    }
+}

@@ -1,0 +1,1153 @@
+//! The per-trigger state the core keeps between polls, and its binary format.
+//!
+//! Owns the 64-bit version hash, the block-encoded key snapshot (`SnapshotWriter`,
+//! `Snapshot`, `Cursor`) and `State` with `encode`/`decode`. Does no I/O: where the bytes
+//! live is `store`'s business, what changed between two listings is `diff`'s.
+//!
+//! # Stored format, version 1
+//!
+//! Everything here is part of the stored format: changing any of it needs a new
+//! `FORMAT_VERSION` and a reader for the old one.
+//!
+//! - `version_hash` is FNV-1a 64 over the version's UTF-8 bytes.
+//! - Varints are unsigned LEB128.
+//! - A state object is: the 8 magic bytes `OWFEED\0S`, varint format version, varint raw length
+//!   and varint deflated length of the header, the header (raw deflate of a JSON object holding
+//!   every `State` field but the snapshot), varint snapshot length, the snapshot, and a CRC-32
+//!   (little endian) of every byte before it.
+//! - A snapshot is: varint block count, then per block the index entry (varint entry count,
+//!   varint raw key-column length, varint block byte length, first key and last key each as
+//!   varint length + bytes), then the blocks' bytes back to back.
+//! - A block holds up to `BLOCK_ENTRIES` entries in ascending key order: the key column,
+//!   compressed on its own with raw deflate, followed by the entry count × 8 bytes of version
+//!   hashes (u64 little endian, left uncompressed: hashes are random, deflate cannot shrink
+//!   them). The key column is front-coded against the previous key of the same block, laid
+//!   out column by column so deflate sees runs of alike bytes: every entry's shared-prefix
+//!   length (varint), then every entry's suffix length (varint), then all suffix bytes.
+//!   The first entry of a block shares nothing, so each block decodes on its own.
+
+use std::fmt;
+
+use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The state format this build writes (and the newest it reads).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Entries per snapshot block: small enough to decode one block at a time in little memory,
+/// large enough for deflate to find the regularities of the keys.
+pub const BLOCK_ENTRIES: usize = 4096;
+
+const MAGIC: &[u8; 8] = b"OWFEED\0S";
+
+/// Decoding refuses blocks claiming more entries than this (caps allocations).
+const MAX_BLOCK_ENTRIES: u64 = 1 << 16;
+
+/// Deflate cannot expand data more than ~1032:1, so a claimed raw length beyond this ratio
+/// of the compressed length is a lie; checking it caps allocations by the input size.
+const MAX_INFLATE_RATIO: u64 = 1040;
+
+/// Level 1 (fast): snapshots of regular keys compress almost as well as with the default level
+/// at a fraction of the time, and the time budget is per poll.
+const DEFLATE_LEVEL: u32 = 1;
+
+/// The hash of an entry's version that the snapshot stores instead of the version itself.
+///
+/// FNV-1a 64 over the UTF-8 bytes. It is part of the stored format: it must give the same
+/// value on every platform and in every release, or every key would look updated.
+pub fn version_hash(version: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in version.as_bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Why state bytes could not be read, or a snapshot could not be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateError {
+    /// The bytes do not start with the state magic: not a state object written by owfeed.
+    BadMagic,
+    /// Written by a newer release in a format this build cannot read.
+    UnsupportedVersion {
+        /// The version found in the bytes.
+        found: u64,
+    },
+    /// The bytes are cut short or damaged; the detail says where.
+    Corrupt(String),
+    /// Keys given out of ascending order to a snapshot writer or to `Snapshot::concat`.
+    KeyOrder {
+        /// The key that is not after `previous`.
+        key: String,
+        /// The key before it.
+        previous: String,
+    },
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::BadMagic => f.write_str("state: not an owfeed state object (bad magic)"),
+            StateError::UnsupportedVersion { found } => write!(
+                f,
+                "state: format version {found} is not supported (this build reads versions 1 to {FORMAT_VERSION})"
+            ),
+            StateError::Corrupt(detail) => write!(f, "state: {detail}"),
+            StateError::KeyOrder { key, previous } => {
+                write!(f, "state: snapshot key {key:?} is not after the previous key {previous:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+fn corrupt(detail: impl Into<String>) -> StateError {
+    StateError::Corrupt(detail.into())
+}
+
+/// Where one block lives in `Snapshot::data` and what it covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct BlockMeta {
+    offset: usize,
+    byte_len: usize,
+    count: usize,
+    raw_len: usize,
+    first_key: String,
+    last_key: String,
+}
+
+/// A sorted set of (key, version hash) entries, encoded in independently compressed blocks.
+///
+/// Two snapshots are equal when they hold the same entries, whatever their block layout.
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    data: Vec<u8>,
+    blocks: Vec<BlockMeta>,
+    len: usize,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("entries", &self.len)
+            .field("blocks", &self.blocks.len())
+            .field("bytes", &self.data.len())
+            .finish()
+    }
+}
+
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Snapshot) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl Snapshot {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the snapshot holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of encoded blocks.
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Size of the encoded blocks in bytes (without the index).
+    pub fn data_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// All entries in ascending key order, decoding one block at a time.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { cursor: self.cursor() }
+    }
+
+    /// The entries with keys strictly after `after`, skipping whole blocks through the index.
+    pub fn iter_from(&self, after: &str) -> Iter<'_> {
+        Iter { cursor: self.cursor_after(after) }
+    }
+
+    /// A cursor on the first entry; reads keys without allocating one string per entry.
+    pub fn cursor(&self) -> Cursor<'_> {
+        Cursor::new(self, 0)
+    }
+
+    /// A cursor on the first entry whose key is strictly after `after`.
+    pub fn cursor_after(&self, after: &str) -> Cursor<'_> {
+        // Blocks before the last one starting at or before `after` hold only smaller keys.
+        let first = self.blocks.partition_point(|b| b.first_key.as_str() <= after).saturating_sub(1);
+        let mut cursor = Cursor::new(self, first);
+        while cursor.current().is_some_and(|(key, _)| key <= after) {
+            cursor.advance();
+        }
+        cursor
+    }
+
+    /// Joins snapshots of disjoint ascending key ranges (the outputs of range diffs) without
+    /// re-encoding; fails when a part does not start after the previous part's last key.
+    pub fn concat(parts: Vec<Snapshot>) -> Result<Snapshot, StateError> {
+        let mut out = Snapshot::default();
+        for part in parts {
+            if let (Some(previous), Some(next)) = (out.blocks.last(), part.blocks.first()) {
+                if next.first_key <= previous.last_key {
+                    return Err(StateError::KeyOrder {
+                        key: next.first_key.clone(),
+                        previous: previous.last_key.clone(),
+                    });
+                }
+            }
+            let base = out.data.len();
+            out.data.extend_from_slice(&part.data);
+            out.blocks.extend(part.blocks.into_iter().map(|b| BlockMeta { offset: b.offset + base, ..b }));
+            out.len += part.len;
+        }
+        Ok(out)
+    }
+
+    /// The stored form: block index then block bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.data.len() + self.blocks.len() * 64 + 8);
+        put_varint(&mut out, self.blocks.len() as u64);
+        for block in &self.blocks {
+            put_varint(&mut out, block.count as u64);
+            put_varint(&mut out, block.raw_len as u64);
+            put_varint(&mut out, block.byte_len as u64);
+            put_bytes(&mut out, block.first_key.as_bytes());
+            put_bytes(&mut out, block.last_key.as_bytes());
+        }
+        out.extend_from_slice(&self.data);
+        out
+    }
+
+    /// Reads the stored form and checks every block (order, lengths, UTF-8), so iterating a
+    /// decoded snapshot cannot meet damaged data. Never panics, whatever the input.
+    pub fn decode(bytes: &[u8]) -> Result<Snapshot, StateError> {
+        let mut reader = Reader { bytes, pos: 0 };
+        let block_count = reader.varint().ok_or_else(|| corrupt("truncated snapshot index"))?;
+        // Every block takes at least 5 index bytes and 8 data bytes.
+        if block_count > bytes.len() as u64 / 13 {
+            return Err(corrupt(format!(
+                "snapshot index claims {block_count} blocks in {} bytes",
+                bytes.len()
+            )));
+        }
+        let mut blocks = Vec::with_capacity(block_count as usize);
+        let mut offset = 0usize;
+        let mut len = 0usize;
+        for i in 0..block_count {
+            let truncated = || corrupt(format!("truncated snapshot index at block {i}"));
+            let count = reader.varint().ok_or_else(truncated)?;
+            let raw_len = reader.varint().ok_or_else(truncated)?;
+            let byte_len = reader.varint().ok_or_else(truncated)?;
+            let first_key = reader.string().ok_or_else(truncated)?;
+            let last_key = reader.string().ok_or_else(truncated)?;
+            if count == 0 || count > MAX_BLOCK_ENTRIES {
+                return Err(corrupt(format!("snapshot block {i} claims {count} entries")));
+            }
+            let keys_len = byte_len.checked_sub(count * 8).ok_or_else(|| {
+                corrupt(format!("snapshot block {i} is {byte_len} bytes, too short for {count} hashes"))
+            })?;
+            if raw_len > keys_len.saturating_mul(MAX_INFLATE_RATIO).saturating_add(64) || byte_len > bytes.len() as u64 {
+                return Err(corrupt(format!("snapshot block {i} claims impossible lengths")));
+            }
+            let (Some(first_key), Some(last_key)) = (first_key, last_key) else {
+                return Err(corrupt(format!("snapshot block {i}: index key is not UTF-8")));
+            };
+            if let Some(previous) = blocks.last().map(|b: &BlockMeta| &b.last_key) {
+                if first_key <= *previous {
+                    return Err(corrupt(format!("snapshot block {i} does not start after block {}", i - 1)));
+                }
+            }
+            blocks.push(BlockMeta {
+                offset,
+                byte_len: byte_len as usize,
+                count: count as usize,
+                raw_len: raw_len as usize,
+                first_key,
+                last_key,
+            });
+            offset = offset.saturating_add(byte_len as usize);
+            len += count as usize;
+        }
+        let data = &bytes[reader.pos..];
+        if let Some(short) = blocks.iter().position(|b| b.offset.saturating_add(b.byte_len) > data.len()) {
+            return Err(corrupt(format!("truncated snapshot block {short}")));
+        }
+        if data.len() > offset {
+            return Err(corrupt(format!("{} unexpected bytes after the last snapshot block", data.len() - offset)));
+        }
+        let snapshot = Snapshot { data: data.to_vec(), blocks, len };
+        let mut decoder = BlockDecoder::default();
+        for i in 0..snapshot.blocks.len() {
+            decoder.decode(&snapshot, i)?;
+        }
+        Ok(snapshot)
+    }
+}
+
+/// Builds a `Snapshot` from entries pushed in strictly ascending key order.
+pub struct SnapshotWriter {
+    data: Vec<u8>,
+    blocks: Vec<BlockMeta>,
+    len: usize,
+    block_entries: usize,
+    count: usize,
+    first_key: String,
+    last_key: String,
+    shared: Vec<u8>,
+    suffix_lens: Vec<u8>,
+    suffixes: Vec<u8>,
+    hashes: Vec<u8>,
+    deflater: Compress,
+}
+
+impl Default for SnapshotWriter {
+    fn default() -> SnapshotWriter {
+        SnapshotWriter::new()
+    }
+}
+
+impl SnapshotWriter {
+    /// An empty writer.
+    pub fn new() -> SnapshotWriter {
+        SnapshotWriter::with_block_entries(BLOCK_ENTRIES)
+    }
+
+    /// An empty writer with blocks of `block_entries` entries (tests use tiny blocks).
+    pub(crate) fn with_block_entries(block_entries: usize) -> SnapshotWriter {
+        SnapshotWriter {
+            data: Vec::new(),
+            blocks: Vec::new(),
+            len: 0,
+            block_entries: block_entries.clamp(1, MAX_BLOCK_ENTRIES as usize),
+            count: 0,
+            first_key: String::new(),
+            last_key: String::new(),
+            shared: Vec::new(),
+            suffix_lens: Vec::new(),
+            suffixes: Vec::new(),
+            hashes: Vec::new(),
+            deflater: Compress::new(Compression::new(DEFLATE_LEVEL), false),
+        }
+    }
+
+    /// Entries pushed so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True before the first push.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends an entry; `key` must be strictly after the previous key (UTF-8 byte order).
+    pub fn push(&mut self, key: &str, hash: u64) -> Result<(), StateError> {
+        let shared = if self.len > 0 {
+            if key <= self.last_key.as_str() {
+                return Err(StateError::KeyOrder { key: key.to_string(), previous: self.last_key.clone() });
+            }
+            if self.count == 0 {
+                0
+            } else {
+                common_prefix(self.last_key.as_bytes(), key.as_bytes())
+            }
+        } else {
+            0
+        };
+        if self.count == 0 {
+            self.first_key.clear();
+            self.first_key.push_str(key);
+        }
+        put_varint(&mut self.shared, shared as u64);
+        put_varint(&mut self.suffix_lens, (key.len() - shared) as u64);
+        self.suffixes.extend_from_slice(&key.as_bytes()[shared..]);
+        self.hashes.extend_from_slice(&hash.to_le_bytes());
+        self.last_key.clear();
+        self.last_key.push_str(key);
+        self.count += 1;
+        self.len += 1;
+        if self.count == self.block_entries {
+            self.flush_block();
+        }
+        Ok(())
+    }
+
+    /// The finished snapshot.
+    pub fn finish(mut self) -> Snapshot {
+        if self.count > 0 {
+            self.flush_block();
+        }
+        Snapshot { data: self.data, blocks: self.blocks, len: self.len }
+    }
+
+    fn flush_block(&mut self) {
+        let offset = self.data.len();
+        // The three columns go through deflate as one stream; reuse `shared` as the buffer.
+        let mut raw = std::mem::take(&mut self.shared);
+        raw.extend_from_slice(&self.suffix_lens);
+        raw.extend_from_slice(&self.suffixes);
+        deflate_into(&mut self.deflater, &raw, &mut self.data);
+        self.data.extend_from_slice(&self.hashes);
+        self.blocks.push(BlockMeta {
+            offset,
+            byte_len: self.data.len() - offset,
+            count: self.count,
+            raw_len: raw.len(),
+            first_key: std::mem::take(&mut self.first_key),
+            last_key: self.last_key.clone(),
+        });
+        raw.clear();
+        self.shared = raw;
+        self.suffix_lens.clear();
+        self.suffixes.clear();
+        self.hashes.clear();
+        self.count = 0;
+    }
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Raw-deflates `input` onto the end of `out`.
+fn deflate_into(deflater: &mut Compress, input: &[u8], out: &mut Vec<u8>) {
+    deflater.reset();
+    let start = out.len();
+    loop {
+        out.reserve(input.len() / 4 + 256);
+        let consumed = deflater.total_in() as usize;
+        match deflater.compress_vec(&input[consumed.min(input.len())..], out, FlushCompress::Finish) {
+            Ok(Status::StreamEnd) => return,
+            Ok(Status::Ok | Status::BufError) => {}
+            Err(_) => break,
+        }
+    }
+    // miniz_oxide does not fail on in-memory buffers; should it ever, write the column as
+    // stored (uncompressed) deflate blocks, which every inflater reads.
+    out.truncate(start);
+    let mut chunks = input.chunks(0xffff).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(chunk) = chunks.next() {
+        out.push(u8::from(chunks.peek().is_none()));
+        out.extend_from_slice(&(chunk.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(!(chunk.len() as u16)).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+}
+
+/// Inflates exactly `raw_len` bytes from exactly `input`, into `out` (cleared first).
+///
+/// The buffer grows with the output actually produced, never to a length the index merely
+/// claims, so a lying index cannot make decoding allocate much.
+fn inflate_exact(inflater: &mut Decompress, input: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    inflater.reset(false);
+    out.clear();
+    loop {
+        // Up to one byte more than claimed, so a stream longer than claimed shows up.
+        let room = (raw_len + 1 - out.len()).min(out.len().max(input.len() * 4).max(4096));
+        out.reserve(room);
+        let (read, written) = (inflater.total_in(), out.len());
+        let consumed = (read as usize).min(input.len());
+        let status = inflater.decompress_vec(&input[consumed..], out, FlushDecompress::None);
+        match status {
+            Ok(Status::StreamEnd) => break,
+            Err(e) => return Err(format!("bad deflate data ({e})")),
+            Ok(_) if out.len() > raw_len => return Err(format!("inflates to more than the {raw_len} bytes the index says")),
+            Ok(_) if inflater.total_in() == read && out.len() == written && out.len() < out.capacity() => {
+                return Err("deflate stream is cut short".to_string())
+            }
+            Ok(_) => {}
+        }
+    }
+    if out.len() != raw_len {
+        return Err(format!("inflates to {} bytes, the index says {raw_len}", out.len()));
+    }
+    if inflater.total_in() as usize != input.len() {
+        return Err("has bytes after its deflate stream".to_string());
+    }
+    Ok(())
+}
+
+/// One block decoded: every key back to back, where each ends, and the hashes.
+#[derive(Default)]
+struct DecodedBlock {
+    keys: String,
+    ends: Vec<usize>,
+    hashes: Vec<u64>,
+}
+
+/// Reusable buffers for decoding blocks.
+struct BlockDecoder {
+    inflater: Decompress,
+    raw: Vec<u8>,
+    keys: Vec<u8>,
+    block: DecodedBlock,
+}
+
+impl Default for BlockDecoder {
+    fn default() -> BlockDecoder {
+        BlockDecoder {
+            inflater: Decompress::new(false),
+            raw: Vec::new(),
+            keys: Vec::new(),
+            block: DecodedBlock::default(),
+        }
+    }
+}
+
+impl BlockDecoder {
+    /// Decodes block `index` into `self.block`, checking everything the index claims; on
+    /// error `self.block` is left empty.
+    fn decode(&mut self, snapshot: &Snapshot, index: usize) -> Result<(), StateError> {
+        let decoded = self.decode_block(snapshot, index);
+        if decoded.is_err() {
+            self.block.ends.clear();
+            self.block.hashes.clear();
+            self.block.keys.clear();
+        }
+        decoded
+    }
+
+    fn decode_block(&mut self, snapshot: &Snapshot, index: usize) -> Result<(), StateError> {
+        let bad = |what: &str| corrupt(format!("corrupt snapshot block {index}: {what}"));
+        let Some(meta) = snapshot.blocks.get(index) else {
+            return Err(corrupt(format!("snapshot block {index} does not exist")));
+        };
+        let Some(bytes) = snapshot.data.get(meta.offset..meta.offset + meta.byte_len) else {
+            return Err(corrupt(format!("truncated snapshot block {index}")));
+        };
+        let (compressed, hashes) = bytes.split_at(meta.byte_len - meta.count * 8);
+        inflate_exact(&mut self.inflater, compressed, meta.raw_len, &mut self.raw).map_err(|e| bad(&e))?;
+
+        let mut reader = Reader { bytes: &self.raw, pos: 0 };
+        let shared_start = reader.pos;
+        for _ in 0..meta.count {
+            reader.varint().ok_or_else(|| bad("prefix column cut short"))?;
+        }
+        let lens_start = reader.pos;
+        for _ in 0..meta.count {
+            reader.varint().ok_or_else(|| bad("suffix length column cut short"))?;
+        }
+        let suffix_start = reader.pos;
+        let mut shared = Reader { bytes: &self.raw[..lens_start], pos: shared_start };
+        let mut lens = Reader { bytes: &self.raw[..suffix_start], pos: lens_start };
+        let mut suffixes = Reader { bytes: &self.raw, pos: suffix_start };
+
+        self.keys.clear();
+        self.block.ends.clear();
+        self.block.hashes.clear();
+        let mut previous_start = 0usize;
+        for n in 0..meta.count {
+            let shared = shared.varint().unwrap_or(u64::MAX);
+            let suffix_len = lens.varint().unwrap_or(u64::MAX);
+            let previous_len = self.keys.len() - previous_start;
+            if (n == 0 && shared != 0) || shared > previous_len as u64 {
+                return Err(bad("shared prefix longer than the previous key"));
+            }
+            let suffix = usize::try_from(suffix_len)
+                .ok()
+                .and_then(|l| suffixes.take(l))
+                .ok_or_else(|| bad("suffix column cut short"))?;
+            let start = self.keys.len();
+            if n > 0 {
+                let shared = shared as usize;
+                if suffix <= &self.keys[previous_start + shared..start] {
+                    return Err(bad("keys not in ascending order"));
+                }
+                self.keys.extend_from_within(previous_start..previous_start + shared);
+            }
+            self.keys.extend_from_slice(suffix);
+            self.block.ends.push(self.keys.len());
+            previous_start = start;
+        }
+        if suffixes.pos != self.raw.len() {
+            return Err(bad("unexpected bytes after the last suffix"));
+        }
+        self.block.hashes.extend(hashes.chunks_exact(8).map(|h| u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]])));
+
+        let mut keys = std::mem::take(&mut self.block.keys).into_bytes();
+        std::mem::swap(&mut keys, &mut self.keys);
+        self.block.keys = String::from_utf8(keys).map_err(|_| bad("key is not UTF-8"))?;
+        if !self.block.ends.iter().all(|&end| self.block.keys.is_char_boundary(end)) {
+            return Err(bad("key is not UTF-8"));
+        }
+        let first = &self.block.keys[..self.block.ends[0]];
+        let last_start = if meta.count > 1 { self.block.ends[meta.count - 2] } else { 0 };
+        let last = &self.block.keys[last_start..];
+        if first != meta.first_key || last != meta.last_key {
+            return Err(bad("keys do not match the index"));
+        }
+        Ok(())
+    }
+}
+
+/// A position in a snapshot: the current entry, borrowed, and the way to the next.
+pub struct Cursor<'a> {
+    snapshot: &'a Snapshot,
+    block: usize,
+    pos: usize,
+    decoder: BlockDecoder,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(snapshot: &'a Snapshot, block: usize) -> Cursor<'a> {
+        let mut cursor = Cursor { snapshot, block, pos: 0, decoder: BlockDecoder::default() };
+        cursor.load();
+        cursor
+    }
+
+    fn load(&mut self) {
+        self.pos = 0;
+        self.decoder.block.ends.clear();
+        if self.block < self.snapshot.blocks.len() {
+            let loaded = self.decoder.decode(self.snapshot, self.block);
+            // Snapshots are built by the writer or checked by `decode`, so this cannot fail;
+            // should it, the cursor ends rather than inventing entries.
+            debug_assert!(loaded.is_ok(), "snapshot block failed to decode: {loaded:?}");
+            if loaded.is_err() {
+                self.block = self.snapshot.blocks.len();
+                self.decoder.block.ends.clear();
+            }
+        }
+    }
+
+    /// The entry under the cursor, or `None` past the end.
+    pub fn current(&self) -> Option<(&str, u64)> {
+        let block = &self.decoder.block;
+        let end = *block.ends.get(self.pos)?;
+        let start = if self.pos == 0 { 0 } else { block.ends[self.pos - 1] };
+        Some((&block.keys[start..end], block.hashes[self.pos]))
+    }
+
+    /// Moves to the next entry.
+    pub fn advance(&mut self) {
+        if self.pos < self.decoder.block.ends.len() {
+            self.pos += 1;
+        }
+        if self.pos >= self.decoder.block.ends.len() && self.block < self.snapshot.blocks.len() {
+            self.block += 1;
+            self.load();
+        }
+    }
+}
+
+/// Iterator over a snapshot's entries, one block decoded at a time.
+pub struct Iter<'a> {
+    cursor: Cursor<'a>,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = (String, u64);
+
+    fn next(&mut self) -> Option<(String, u64)> {
+        let (key, hash) = self.cursor.current().map(|(k, h)| (k.to_string(), h))?;
+        self.cursor.advance();
+        Some((key, hash))
+    }
+}
+
+/// Counters and last-poll facts kept with the state, for READ.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Stats {
+    /// When the last poll finished (epoch ms), if any did.
+    pub last_poll_ms: Option<u64>,
+    /// What the last poll did (`ok`, `partial`, `error`, …).
+    pub last_outcome: String,
+    /// The last poll's error, when it failed (never holds a secret).
+    pub last_error: Option<String>,
+    /// Entries in the snapshot after the last poll.
+    pub objects: u64,
+    /// Events fired since the trigger was created.
+    pub events_fired: u64,
+    /// Polls that committed since the trigger was created.
+    pub polls: u64,
+    /// When the last change was seen (epoch ms), if any was.
+    pub last_change_ms: Option<u64>,
+}
+
+/// Everything the core keeps for one trigger between polls.
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    /// The format the state was read in; `encode` always writes `FORMAT_VERSION`.
+    pub format_version: u32,
+    /// Commit counter: one more on every committed poll.
+    pub seq: u64,
+    /// Every known key with its version hash.
+    pub snapshot: Snapshot,
+    /// Events detected but not yet delivered, in order.
+    pub outbox: Vec<Value>,
+    /// Resume the listing after this key; `None` when no listing is in progress.
+    pub cursor: Option<String>,
+    /// What the snapshot covers (e.g. the listing prefix); a change forces a silent re-baseline.
+    pub scope: String,
+    /// True once a first complete listing has been taken (it fires no events).
+    pub baselined: bool,
+    /// Counters for READ.
+    pub stats: Stats,
+}
+
+/// The JSON header: every `State` field but the snapshot.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    seq: u64,
+    outbox: Vec<Value>,
+    cursor: Option<String>,
+    scope: String,
+    baselined: bool,
+    stats: Stats,
+}
+
+impl State {
+    /// A fresh state for `scope`: empty snapshot, not baselined.
+    pub fn new(scope: impl Into<String>) -> State {
+        State {
+            format_version: FORMAT_VERSION,
+            seq: 0,
+            snapshot: Snapshot::default(),
+            outbox: Vec::new(),
+            cursor: None,
+            scope: scope.into(),
+            baselined: false,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The stored form (see the module doc).
+    pub fn encode(&self) -> Vec<u8> {
+        let header = Header {
+            seq: self.seq,
+            outbox: self.outbox.clone(),
+            cursor: self.cursor.clone(),
+            scope: self.scope.clone(),
+            baselined: self.baselined,
+            stats: self.stats.clone(),
+        };
+        // Serializing plain data into a Vec cannot fail; an empty header would fail decoding.
+        let json = serde_json::to_vec(&header).unwrap_or_default();
+        let mut compressed = Vec::new();
+        deflate_into(&mut Compress::new(Compression::default(), false), &json, &mut compressed);
+        let snapshot = self.snapshot.encode();
+
+        let mut out = Vec::with_capacity(compressed.len() + snapshot.len() + 40);
+        out.extend_from_slice(MAGIC);
+        put_varint(&mut out, u64::from(FORMAT_VERSION));
+        put_varint(&mut out, json.len() as u64);
+        put_bytes(&mut out, &compressed);
+        put_bytes(&mut out, &snapshot);
+        let mut crc = Crc::new();
+        crc.update(&out);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        out
+    }
+
+    /// Reads the stored form. Never panics: truncated, random or hostile bytes give a
+    /// `StateError`, and allocations are capped by the input's size.
+    pub fn decode(bytes: &[u8]) -> Result<State, StateError> {
+        match bytes.get(..MAGIC.len()) {
+            Some(magic) if magic == MAGIC => {}
+            None if !bytes.is_empty() && MAGIC.starts_with(bytes) => {
+                return Err(corrupt(format!("truncated state object ({} bytes)", bytes.len())))
+            }
+            _ => return Err(StateError::BadMagic),
+        }
+        let mut reader = Reader { bytes, pos: MAGIC.len() };
+        let version = reader.varint().ok_or_else(|| corrupt("truncated state object (no format version)"))?;
+        if version != u64::from(FORMAT_VERSION) {
+            return Err(StateError::UnsupportedVersion { found: version });
+        }
+        let truncated_header = || corrupt("truncated state header");
+        let raw_len = reader.varint().ok_or_else(truncated_header)?;
+        let compressed = reader.bytes().ok_or_else(truncated_header)?;
+        if raw_len > (compressed.len() as u64).saturating_mul(MAX_INFLATE_RATIO).saturating_add(64) {
+            return Err(corrupt("state header claims an impossible length"));
+        }
+        let mut json = Vec::new();
+        inflate_exact(&mut Decompress::new(false), compressed, raw_len as usize, &mut json)
+            .map_err(|e| corrupt(format!("state header {e}")))?;
+        let header: Header =
+            serde_json::from_slice(&json).map_err(|e| corrupt(format!("state header is not valid JSON ({e})")))?;
+        let section = reader.pos;
+        let Some(snapshot) = reader.bytes() else {
+            // Name the block where the cut is, when the part that is there shows it.
+            let rest = bytes.get(section..).unwrap_or_default();
+            let rest = Reader { bytes: rest, pos: 0 }.tail_after_varint();
+            return Err(Snapshot::decode(rest).err().unwrap_or_else(|| corrupt("truncated snapshot")));
+        };
+        let snapshot = Snapshot::decode(snapshot)?;
+        let body_len = reader.pos;
+        let stored = match bytes.len() - body_len {
+            4 => u32::from_le_bytes([bytes[body_len], bytes[body_len + 1], bytes[body_len + 2], bytes[body_len + 3]]),
+            n if n < 4 => return Err(corrupt("truncated state object (checksum cut short)")),
+            n => return Err(corrupt(format!("{} unexpected bytes after the state object", n - 4))),
+        };
+        let mut crc = Crc::new();
+        crc.update(&bytes[..body_len]);
+        if crc.sum() != stored {
+            return Err(corrupt("checksum mismatch (the state object is damaged)"));
+        }
+        Ok(State {
+            format_version: FORMAT_VERSION,
+            seq: header.seq,
+            snapshot,
+            outbox: header.outbox,
+            cursor: header.cursor,
+            scope: header.scope,
+            baselined: header.baselined,
+            stats: header.stats,
+        })
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Reads varints and length-prefixed byte strings; `None` when the input runs out.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *self.bytes.get(self.pos)?;
+            self.pos += 1;
+            value |= u64::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// What follows a varint at the current position (empty when there is none).
+    fn tail_after_varint(mut self) -> &'a [u8] {
+        match self.varint() {
+            Some(_) => &self.bytes[self.pos..],
+            None => &[],
+        }
+    }
+
+    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+        let slice = self.bytes.get(self.pos..self.pos.checked_add(len)?)?;
+        self.pos += len;
+        Some(slice)
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        self.take(len)
+    }
+
+    /// A length-prefixed string: `None` when cut short, `Some(None)` when not UTF-8.
+    fn string(&mut self) -> Option<Option<String>> {
+        self.bytes().map(|b| String::from_utf8(b.to_vec()).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// splitmix64: a tiny deterministic PRNG, so the properties need no extra dependency.
+    pub(crate) struct Rng(pub(crate) u64);
+
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    fn build(entries: &[(String, u64)], block_entries: usize) -> Snapshot {
+        let mut writer = SnapshotWriter::with_block_entries(block_entries);
+        for (key, hash) in entries {
+            writer.push(key, *hash).unwrap();
+        }
+        writer.finish()
+    }
+
+    fn random_entries(rng: &mut Rng, n: usize) -> Vec<(String, u64)> {
+        const ALPHABET: [&str; 5] = ["a", "b", "/", "é", "😀"];
+        let mut keys: Vec<String> =
+            (0..n).map(|_| (0..rng.below(7)).map(|_| ALPHABET[rng.below(ALPHABET.len())]).collect()).collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter().map(|k| (k, rng.next())).collect()
+    }
+
+    fn sample_state(rng: &mut Rng) -> State {
+        let entries = random_entries(rng, 300);
+        State {
+            format_version: FORMAT_VERSION,
+            seq: 42,
+            snapshot: build(&entries, 7),
+            outbox: vec![serde_json::json!({"id": "e1", "data": {"key": "a/b"}}), serde_json::json!([1, 2])],
+            cursor: Some("a/é".to_string()),
+            scope: "prefix=logs/".to_string(),
+            baselined: true,
+            stats: Stats {
+                last_poll_ms: Some(1_700_000_000_000),
+                last_outcome: "partial".to_string(),
+                last_error: Some("s3: timeout".to_string()),
+                objects: entries.len() as u64,
+                events_fired: 9,
+                polls: 3,
+                last_change_ms: None,
+            },
+        }
+    }
+
+    #[test]
+    fn version_hash_is_fnv1a_64() {
+        // Published FNV-1a 64 test vectors: the hash is part of the stored format.
+        assert_eq!(version_hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(version_hash("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(version_hash("foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn snapshot_round_trips_through_blocks_iter_and_encoding() {
+        let mut rng = Rng(1);
+        for block_entries in [1, 2, 3, 5, 64, BLOCK_ENTRIES] {
+            let entries = random_entries(&mut rng, 400);
+            let snapshot = build(&entries, block_entries);
+            assert_eq!(snapshot.len(), entries.len());
+            assert_eq!(snapshot.iter().collect::<Vec<_>>(), entries);
+            let decoded = Snapshot::decode(&snapshot.encode()).unwrap();
+            assert_eq!(decoded.iter().collect::<Vec<_>>(), entries);
+            assert_eq!(decoded.block_count(), snapshot.block_count());
+            // iter_from: every key, and keys between and around the stored ones.
+            let mut probes: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
+            probes.extend(["", "a", "a\0", "b/", "z", "é😀", "\u{10ffff}"].map(String::from));
+            for after in probes {
+                let expected: Vec<_> = entries.iter().filter(|(k, _)| k.as_str() > after.as_str()).cloned().collect();
+                assert_eq!(decoded.iter_from(&after).collect::<Vec<_>>(), expected, "after {after:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_snapshot_and_empty_key_work() {
+        let empty = SnapshotWriter::new().finish();
+        assert!(empty.is_empty());
+        assert_eq!(empty.iter().count(), 0);
+        assert_eq!(Snapshot::decode(&empty.encode()).unwrap().len(), 0);
+        let entries = vec![(String::new(), 7), ("a".to_string(), 8)];
+        let snapshot = build(&entries, 1);
+        assert_eq!(Snapshot::decode(&snapshot.encode()).unwrap().iter().collect::<Vec<_>>(), entries);
+        assert_eq!(snapshot.iter_from("").collect::<Vec<_>>(), entries[1..]);
+    }
+
+    #[test]
+    fn writer_rejects_keys_out_of_order() {
+        let mut writer = SnapshotWriter::new();
+        writer.push("b", 1).unwrap();
+        let expected = StateError::KeyOrder { key: "a".to_string(), previous: "b".to_string() };
+        assert_eq!(writer.push("a", 2), Err(expected));
+        assert_eq!(
+            writer.push("b", 2).unwrap_err().to_string(),
+            "state: snapshot key \"b\" is not after the previous key \"b\""
+        );
+        // Byte order, not char order: U+FFFF (EF BF BF) sorts before U+10000 (F0 …).
+        writer.push("\u{ffff}", 3).unwrap();
+        writer.push("\u{10000}", 4).unwrap();
+        assert_eq!(writer.finish().len(), 3);
+    }
+
+    #[test]
+    fn concat_joins_disjoint_parts_and_refuses_overlaps() {
+        let mut rng = Rng(2);
+        let entries = random_entries(&mut rng, 500);
+        let (a, rest) = entries.split_at(100);
+        let (b, c) = rest.split_at(1);
+        let parts = vec![build(a, 3), build(&[], 3), build(b, 3), build(c, 4096)];
+        let joined = Snapshot::concat(parts).unwrap();
+        assert_eq!(joined.iter().collect::<Vec<_>>(), entries);
+        assert_eq!(Snapshot::decode(&joined.encode()).unwrap(), build(&entries, 10));
+        let overlap = Snapshot::concat(vec![build(&entries[..10], 3), build(&entries[9..], 3)]);
+        assert_eq!(overlap.unwrap_err(), StateError::KeyOrder {
+            key: entries[9].0.clone(),
+            previous: entries[9].0.clone()
+        });
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let state = sample_state(&mut Rng(3));
+        let decoded = State::decode(&state.encode()).unwrap();
+        assert_eq!(decoded, state);
+        let fresh = State::new("prefix=");
+        assert_eq!(State::decode(&fresh.encode()).unwrap(), fresh);
+    }
+
+    #[test]
+    fn decode_errors_say_what_is_wrong() {
+        let check = |bytes: &[u8], expected: &str| {
+            assert_eq!(State::decode(bytes).unwrap_err().to_string(), expected, "input {bytes:?}");
+        };
+        check(b"", "state: not an owfeed state object (bad magic)");
+        check(b"{\"seq\": 1}", "state: not an owfeed state object (bad magic)");
+        check(b"OWFEED", "state: truncated state object (6 bytes)");
+        check(b"OWFEED\0S\x02", "state: format version 2 is not supported (this build reads versions 1 to 1)");
+        let mut good = State::new("s").encode();
+        let last = good.len() - 1;
+        good[last] ^= 1;
+        check(&good, "state: checksum mismatch (the state object is damaged)");
+
+        // A state whose snapshot has 5 blocks of 2, cut in the middle of block 3.
+        let mut state = State::new("s");
+        state.snapshot = build(&(0..10).map(|i| (format!("k{i:02}"), i)).collect::<Vec<_>>(), 2);
+        let bytes = state.encode();
+        let blob = state.snapshot.encode();
+        let block3 = &state.snapshot.blocks[3];
+        let cut = bytes.len() - 4 - blob.len() + (blob.len() - state.snapshot.data.len()) + block3.offset + 3;
+        check(&bytes[..cut], "state: truncated snapshot block 3");
+    }
+
+    #[test]
+    fn decoding_truncated_mutated_or_random_bytes_never_panics() {
+        let mut rng = Rng(4);
+        let state = sample_state(&mut rng);
+        let bytes = state.encode();
+        for cut in 0..bytes.len() {
+            assert!(State::decode(&bytes[..cut]).is_err(), "cut at {cut} decoded");
+        }
+        let blob = state.snapshot.encode();
+        for cut in 0..blob.len() {
+            assert!(Snapshot::decode(&blob[..cut]).is_err(), "snapshot cut at {cut} decoded");
+        }
+        // Flipped bytes in a snapshot (which has no checksum of its own) must be caught by
+        // the block checks or give a snapshot that still iterates in order.
+        for _ in 0..3000 {
+            let mut damaged = blob.clone();
+            for _ in 0..1 + rng.below(3) {
+                let i = rng.below(damaged.len());
+                damaged[i] ^= 1 << rng.below(8);
+            }
+            if let Ok(snapshot) = Snapshot::decode(&damaged) {
+                let keys: Vec<String> = snapshot.iter().map(|(k, _)| k).collect();
+                assert_eq!(keys.len(), snapshot.len());
+                assert!(keys.windows(2).all(|w| w[0] < w[1]));
+            }
+            let mut damaged = bytes.clone();
+            let i = rng.below(damaged.len());
+            damaged[i] ^= 1 << rng.below(8);
+            assert!(State::decode(&damaged).is_err());
+        }
+        for round in 0..3000 {
+            let len = rng.below(300);
+            let mut random: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            if round % 2 == 0 && random.len() > 9 {
+                // Past the magic and version, so the deeper parsers see random input too.
+                random[..9].copy_from_slice(b"OWFEED\0S\x01");
+            }
+            let _ = State::decode(&random);
+            let _ = Snapshot::decode(&random);
+        }
+        // Huge claimed lengths are refused without allocating them.
+        let mut huge = b"OWFEED\0S\x01".to_vec();
+        put_varint(&mut huge, u64::MAX >> 1);
+        put_varint(&mut huge, 3);
+        huge.extend_from_slice(&[1, 2, 3]);
+        assert!(State::decode(&huge).is_err());
+        let mut huge = Vec::new();
+        put_varint(&mut huge, 1);
+        for value in [10_000, u64::MAX >> 2, 80_000] {
+            put_varint(&mut huge, value);
+        }
+        assert!(Snapshot::decode(&huge).is_err());
+    }
+
+    /// Bytes per object of a state holding `keys` (each with a random version hash).
+    fn bytes_per_object(keys: &mut [String], rng: &mut Rng) -> f64 {
+        keys.sort();
+        let started = std::time::Instant::now();
+        let mut writer = SnapshotWriter::new();
+        for key in keys.iter() {
+            writer.push(key, rng.next()).unwrap();
+        }
+        let mut state = State::new("prefix=");
+        state.snapshot = writer.finish();
+        let bytes = state.encode();
+        let encoded = started.elapsed();
+        let started = std::time::Instant::now();
+        let decoded = State::decode(&bytes).unwrap();
+        let decode = started.elapsed();
+        let started = std::time::Instant::now();
+        let count = decoded.snapshot.iter().count();
+        let iterate = started.elapsed();
+        assert_eq!(count, keys.len());
+        let per_object = bytes.len() as f64 / keys.len() as f64;
+        eprintln!(
+            "{} keys like {:?}: {per_object:.2} bytes/object; encode {encoded:?}, decode {decode:?}, iterate {iterate:?}",
+            keys.len(),
+            keys[keys.len() / 2]
+        );
+        per_object
+    }
+
+    #[test]
+    fn state_size_per_object() {
+        // 1M objects in release builds (`cargo test --release`); fewer in debug to stay quick.
+        let n = if cfg!(debug_assertions) { 100_000 } else { 1_000_000 };
+        let mut rng = Rng(5);
+        let mut logs: Vec<String> = (0..n)
+            .map(|i| {
+                let (day, host, part) = (i / 20_000, i / 400 % 50, i % 400);
+                format!("logs/2024/{:02}/{:02}/host-{host:03}/part-{part:06}.json.gz", 1 + day / 28, 1 + day % 28)
+            })
+            .collect();
+        let regular = bytes_per_object(&mut logs, &mut rng);
+        let mut data: Vec<String> = (0..n).map(|i| format!("data/2024/01/15/file-{i:06}.json")).collect();
+        let sequential = bytes_per_object(&mut data, &mut rng);
+        let mut uuids: Vec<String> = (0..n)
+            .map(|_| {
+                let (a, b) = (rng.next(), rng.next());
+                format!(
+                    "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+                    a >> 32,
+                    (a >> 16) & 0xffff,
+                    a & 0xfff,
+                    b >> 48,
+                    b & 0xffff_ffff_ffff
+                )
+            })
+            .collect();
+        let random = bytes_per_object(&mut uuids, &mut rng);
+        // Loose sanity bounds: 8 bytes of hash plus a little key.
+        assert!(regular < 10.0 && sequential < 10.0, "regular keys: {regular:.2} and {sequential:.2} bytes/object");
+        assert!(random < 32.0, "uuid keys: {random:.2} bytes/object");
+    }
+}
