@@ -14,6 +14,7 @@ pub mod state;
 pub mod budget;
 pub mod delivery;
 pub mod lifecycle;
+pub mod hooks;
 pub mod polling;
 pub mod schedule;
 pub mod store;

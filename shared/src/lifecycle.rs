@@ -142,7 +142,7 @@ pub fn handle(feed: &dyn Feed, ctx: &Context, mut params: Params) -> Result<Valu
         }
         Err(e) => return Err(ActionError::new(format!("could not check trigger {trigger}: {e}"))),
     };
-    let package = ctx.package().and_then(|p| QualifiedName::parse(&p, &ctx.namespace).ok());
+    let package = ctx.package().and_then(|p| QualifiedName::parse(p, &ctx.namespace).ok());
     let req = FeedRequest { ctx, event, trigger, trigger_doc, client, package, params };
     match event {
         LifecycleEvent::Create => feed.create(&req),
@@ -154,9 +154,12 @@ pub fn handle(feed: &dyn Feed, ctx: &Context, mut params: Params) -> Result<Valu
     }
 }
 
+/// One compensating action: what it undoes, and how.
+type UndoStep<'a> = (String, Box<dyn FnOnce() -> Result<(), String> + 'a>);
+
 /// Compensating actions recorded while CREATE makes things, run in reverse if it fails.
 pub struct Undo<'a> {
-    steps: Vec<(String, Box<dyn FnOnce() -> Result<(), String> + 'a>)>,
+    steps: Vec<UndoStep<'a>>,
 }
 
 impl<'a> Undo<'a> {

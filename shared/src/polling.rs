@@ -650,14 +650,18 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
         crate::runtime::log(&format!("poll: could not release the lease: {e}"));
     }
     outcome?;
-    Ok(json!({
+    let mut result = json!({
         "status": status.outcome,
         "listed": status.listed,
         "changes": status.changes,
         "fired": status.fired,
         "pending": status.pending,
-        "error": status.error,
-    }))
+    });
+    // An `error` field, even null, makes OpenWhisk record an application error.
+    if let Some(problem) = status.error {
+        result["problem"] = json!(problem);
+    }
+    Ok(result)
 }
 
 /// The events for `changes` that pass the filter, in the configured format.

@@ -157,10 +157,7 @@ where
         Mode::ActionLoop => actionloop(&handler),
         Mode::Blackbox(arg) => blackbox(&handler, &arg),
         Mode::Cli(args) => cli(&handler, &args),
-        Mode::Usage(problem) => {
-            log(&format!("{problem}\n{USAGE}"));
-            2
-        }
+        Mode::Usage(problem) => usage_error(&problem),
     };
     let _ = io::stdout().flush();
     std::process::exit(code)
@@ -357,6 +354,12 @@ options:
   -h, --help               this help
 environment: __OW_API_HOST __OW_API_KEY __OW_NAMESPACE __OW_ACTION_NAME __OW_ACTIVATION_ID __OW_DEADLINE";
 
+/// Reports a bad command line on stderr (the usage keeps its lines) and gives exit code 2.
+fn usage_error(problem: &str) -> i32 {
+    let _ = writeln!(io::stderr().lock(), "{problem}\n\n{USAGE}");
+    2
+}
+
 #[derive(Debug, Default, PartialEq)]
 struct CliArgs {
     params: Map<String, Value>,
@@ -413,10 +416,7 @@ where
 {
     let parsed = match parse_cli(args, |path| std::fs::read_to_string(path)) {
         Ok(parsed) => parsed,
-        Err(problem) => {
-            log(&format!("{problem}\n{USAGE}"));
-            return 2;
-        }
+        Err(problem) => return usage_error(&problem),
     };
     let mut stdout = io::stdout().lock();
     if parsed.help {

@@ -235,10 +235,7 @@ impl Snapshot {
         let block_count = reader.varint().ok_or_else(|| corrupt("truncated snapshot index"))?;
         // Every block takes at least 5 index bytes and 8 data bytes.
         if block_count > bytes.len() as u64 / 13 {
-            return Err(corrupt(format!(
-                "snapshot index claims {block_count} blocks in {} bytes",
-                bytes.len()
-            )));
+            return Err(corrupt(format!("snapshot index claims {block_count} blocks in {} bytes", bytes.len())));
         }
         let mut blocks = Vec::with_capacity(block_count as usize);
         let mut offset = 0usize;
@@ -256,7 +253,8 @@ impl Snapshot {
             let keys_len = byte_len.checked_sub(count * 8).ok_or_else(|| {
                 corrupt(format!("snapshot block {i} is {byte_len} bytes, too short for {count} hashes"))
             })?;
-            if raw_len > keys_len.saturating_mul(MAX_INFLATE_RATIO).saturating_add(64) || byte_len > bytes.len() as u64 {
+            if raw_len > keys_len.saturating_mul(MAX_INFLATE_RATIO).saturating_add(64) || byte_len > bytes.len() as u64
+            {
                 return Err(corrupt(format!("snapshot block {i} claims impossible lengths")));
             }
             let (Some(first_key), Some(last_key)) = (first_key, last_key) else {
@@ -464,7 +462,9 @@ fn inflate_exact(inflater: &mut Decompress, input: &[u8], raw_len: usize, out: &
         match status {
             Ok(Status::StreamEnd) => break,
             Err(e) => return Err(format!("bad deflate data ({e})")),
-            Ok(_) if out.len() > raw_len => return Err(format!("inflates to more than the {raw_len} bytes the index says")),
+            Ok(_) if out.len() > raw_len => {
+                return Err(format!("inflates to more than the {raw_len} bytes the index says"))
+            }
             Ok(_) if inflater.total_in() == read && out.len() == written && out.len() < out.capacity() => {
                 return Err("deflate stream is cut short".to_string())
             }
@@ -575,7 +575,9 @@ impl BlockDecoder {
         if suffixes.pos != self.raw.len() {
             return Err(bad("unexpected bytes after the last suffix"));
         }
-        self.block.hashes.extend(hashes.chunks_exact(8).map(|h| u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]])));
+        self.block.hashes.extend(
+            hashes.chunks_exact(8).map(|h| u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]])),
+        );
 
         let mut keys = std::mem::take(&mut self.block.keys).into_bytes();
         std::mem::swap(&mut keys, &mut self.keys);
@@ -699,8 +701,8 @@ pub struct State {
     pub stats: Stats,
 }
 
-/// The JSON header: every `State` field but the snapshot.
-#[derive(Serialize, Deserialize)]
+/// The JSON header: every `State` field but the snapshot (read side).
+#[derive(Deserialize)]
 struct Header {
     seq: u64,
     outbox: Vec<Value>,
@@ -708,6 +710,17 @@ struct Header {
     scope: String,
     baselined: bool,
     stats: Stats,
+}
+
+/// The JSON header, write side: borrows, so encoding does not copy the outbox.
+#[derive(Serialize)]
+struct HeaderRef<'a> {
+    seq: u64,
+    outbox: &'a [Value],
+    cursor: &'a Option<String>,
+    scope: &'a str,
+    baselined: bool,
+    stats: &'a Stats,
 }
 
 impl State {
@@ -727,13 +740,13 @@ impl State {
 
     /// The stored form (see the module doc).
     pub fn encode(&self) -> Vec<u8> {
-        let header = Header {
+        let header = HeaderRef {
             seq: self.seq,
-            outbox: self.outbox.clone(),
-            cursor: self.cursor.clone(),
-            scope: self.scope.clone(),
+            outbox: &self.outbox,
+            cursor: &self.cursor,
+            scope: &self.scope,
             baselined: self.baselined,
-            stats: self.stats.clone(),
+            stats: &self.stats,
         };
         // Serializing plain data into a Vec cannot fail; an empty header would fail decoding.
         let json = serde_json::to_vec(&header).unwrap_or_default();
@@ -870,7 +883,7 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// splitmix64: a tiny deterministic PRNG, so the properties need no extra dependency.
@@ -888,6 +901,23 @@ mod tests {
         pub(crate) fn below(&mut self, n: usize) -> usize {
             (self.next() % n.max(1) as u64) as usize
         }
+    }
+
+    /// Measures wall and on-CPU time of `f`, for figures printed by the size tests (the
+    /// machine may be busy, so CPU time is the fairer figure; Linux only, else wall only).
+    pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, String) {
+        fn cpu() -> Option<std::time::Duration> {
+            let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+            Some(std::time::Duration::from_nanos(stat.split_whitespace().next()?.parse().ok()?))
+        }
+        let (wall, before) = (std::time::Instant::now(), cpu());
+        let value = f();
+        let (wall, after) = (wall.elapsed(), cpu());
+        let figure = match (before, after) {
+            (Some(b), Some(a)) => format!("{:.0?} cpu ({wall:.0?} wall)", a.saturating_sub(b)),
+            _ => format!("{wall:.0?} wall"),
+        };
+        (value, figure)
     }
 
     fn build(entries: &[(String, u64)], block_entries: usize) -> Snapshot {
@@ -997,10 +1027,10 @@ mod tests {
         assert_eq!(joined.iter().collect::<Vec<_>>(), entries);
         assert_eq!(Snapshot::decode(&joined.encode()).unwrap(), build(&entries, 10));
         let overlap = Snapshot::concat(vec![build(&entries[..10], 3), build(&entries[9..], 3)]);
-        assert_eq!(overlap.unwrap_err(), StateError::KeyOrder {
-            key: entries[9].0.clone(),
-            previous: entries[9].0.clone()
-        });
+        assert_eq!(
+            overlap.unwrap_err(),
+            StateError::KeyOrder { key: entries[9].0.clone(), previous: entries[9].0.clone() }
+        );
     }
 
     #[test]
@@ -1093,25 +1123,30 @@ mod tests {
     /// Bytes per object of a state holding `keys` (each with a random version hash).
     fn bytes_per_object(keys: &mut [String], rng: &mut Rng) -> f64 {
         keys.sort();
-        let started = std::time::Instant::now();
-        let mut writer = SnapshotWriter::new();
-        for key in keys.iter() {
-            writer.push(key, rng.next()).unwrap();
-        }
-        let mut state = State::new("prefix=");
-        state.snapshot = writer.finish();
-        let bytes = state.encode();
-        let encoded = started.elapsed();
-        let started = std::time::Instant::now();
-        let decoded = State::decode(&bytes).unwrap();
-        let decode = started.elapsed();
-        let started = std::time::Instant::now();
-        let count = decoded.snapshot.iter().count();
-        let iterate = started.elapsed();
+        let hashes: Vec<u64> = keys.iter().map(|_| rng.next()).collect();
+        let (bytes, encode) = timed(|| {
+            let mut writer = SnapshotWriter::new();
+            for (key, hash) in keys.iter().zip(&hashes) {
+                writer.push(key, *hash).unwrap();
+            }
+            let mut state = State::new("prefix=");
+            state.snapshot = writer.finish();
+            state.encode()
+        });
+        let (decoded, decode) = timed(|| State::decode(&bytes).unwrap());
+        let (count, iterate) = timed(|| {
+            let mut cursor = decoded.snapshot.cursor();
+            let mut count = 0;
+            while cursor.current().is_some() {
+                count += 1;
+                cursor.advance();
+            }
+            count
+        });
         assert_eq!(count, keys.len());
         let per_object = bytes.len() as f64 / keys.len() as f64;
         eprintln!(
-            "{} keys like {:?}: {per_object:.2} bytes/object; encode {encoded:?}, decode {decode:?}, iterate {iterate:?}",
+            "{} keys like {:?}: {per_object:.2} bytes/object; build+encode {encode}, decode {decode}, iterate {iterate}",
             keys.len(),
             keys[keys.len() / 2]
         );

@@ -1,1 +1,10 @@
 //! Test support.
+pub mod listing_source;
+pub mod actionloop;
+pub mod moto;
+pub mod world;
+pub mod s3proxy;
+pub mod emulator_support;
+pub mod fake_github;
+pub mod fake_subscriptions;
+pub mod s3sfs;

@@ -33,6 +33,7 @@ const PARAMS: &[ParamSpec] = &[
     ParamSpec { name: "prefix", secret: false, required: false, doc: "only keys starting with this (listed server-side)" },
     ParamSpec { name: "stateBucket", secret: false, required: false, doc: "bucket for the feed state (default: the watched bucket)" },
     ParamSpec { name: "statePrefix", secret: false, required: false, doc: "key prefix of the feed state (default .owfeed/)" },
+    ParamSpec { name: "pageSize", secret: false, required: false, doc: "keys per LIST request, 1 to 1000 (default 1000)" },
     ParamSpec { name: "urlEncoding", secret: false, required: false, doc: "ask for encoding-type=url listings (default true)" },
 ];
 
@@ -61,6 +62,7 @@ impl Source for S3Source {
         };
         let prefix = params.str("prefix")?.unwrap_or_default();
         let url_encoding = params.bool("urlEncoding")?.unwrap_or(true);
+        let page_size = params.u64_in("pageSize", 1, 1000)?.map(|n| n as u32);
         let state_bucket = bucket_name(params, "stateBucket")?.unwrap_or_else(|| bucket.clone());
         let state_prefix = params.str("statePrefix")?.unwrap_or_else(|| DEFAULT_STATE_PREFIX.to_string());
         if state_prefix.is_empty() && state_bucket == bucket {
@@ -79,7 +81,7 @@ impl Source for S3Source {
             expected: format!("an http(s) URL ({})", e.message),
             got: Some(Value::String(endpoint.clone()).to_string()),
         })?;
-        Ok(Box::new(S3Lister { client: Arc::new(client), endpoint, bucket, prefix, state_bucket, state_prefix }))
+        Ok(Box::new(S3Lister { client: Arc::new(client), endpoint, bucket, prefix, state_bucket, state_prefix, page_size }))
     }
 }
 
@@ -102,6 +104,7 @@ struct S3Lister {
     prefix: String,
     state_bucket: String,
     state_prefix: String,
+    page_size: Option<u32>,
 }
 
 fn source_error(e: S3Error) -> SourceError {
@@ -146,6 +149,7 @@ impl Lister for S3Lister {
                 // S3 ignores start-after once a continuation token is given.
                 start_after: if token.is_none() { range.start_after.clone() } else { None },
                 continuation_token: token.clone(),
+                max_keys: self.page_size,
                 ..ListRequest::default()
             };
             let out = self.client.list_objects_v2(&self.bucket, &req).map_err(source_error)?;

@@ -1,1 +1,295 @@
-//! placeholder
+//! An Apache OpenWhisk REST API emulator for tests and a local sandbox.
+//!
+//! It serves the controller API under `/api/v1` (triggers, rules, packages, actions, activations,
+//! web actions) closely enough for the wsk CLI and the `openwhisk` npm client, and runs actions as
+//! real processes: `rust:1.34` (and any non-blackbox kind) through the actionloop protocol, kind
+//! `blackbox` through the dockerskeleton protocol. It does not compile source code, run sequences,
+//! or emulate Docker isolation: actions run as local processes with an empty environment.
+//!
+//! # Use from tests
+//! ```no_run
+//! let emu = ow_emulator::Emulator::start(ow_emulator::Config::default()).unwrap();
+//! let key = emu.key("guest").unwrap(); // "uuid:key" for Basic auth
+//! let api_host = emu.url(); // "http://127.0.0.1:PORT", what actions get as __OW_API_HOST
+//! emu.fire_alarms(); // fires every alarm trigger once, as if their time had come
+//! emu.wait_idle(std::time::Duration::from_secs(10)); // rule-triggered invocations are asynchronous
+//! # let _ = (key, api_host);
+//! ```
+//!
+//! # Control over HTTP (no auth; loopback only)
+//! - `POST /__emulator/alarms/fire` fires every alarm once; body `{"trigger":"/ns/t"}` fires one.
+//!   Answers `{"fired":[{"trigger","status"}]}`.
+//! - `GET /__emulator/alarms` lists the alarms (`{"/ns/t": {...READ result...}}`).
+//! - `GET /__emulator/activations/{ns}` lists that namespace's activation records (oldest first).
+//! - `POST /__emulator/wait-idle?timeout_ms=N` answers `{"idle": bool}`.
+//! - `POST /__emulator/faults` body a [`FaultRule`] as JSON; `DELETE /__emulator/faults` clears them.
+//! - `PUT /__emulator/fires-per-minute` body `{"limit": n}` or `{"limit": null}` (unlimited).
+//! - `GET /__emulator/keys/{ns}` answers `{"namespace","key"}`.
+//!
+//! # Layout
+//! - `server`: HTTP workers, routing, auth, entity CRUD, fire and invoke endpoints, fault injection.
+//! - `store`: entity documents and activation records.
+//! - `invoker`: containers (warm actionloop processes), blackbox runs, activation records.
+//! - `alarms`: the built-in `/whisk.system/alarms` feed actions and their firing.
+//! - `web`: web actions (`/api/v1/web/...`).
+
+mod alarms;
+mod invoker;
+mod server;
+mod store;
+mod web;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Name of the system namespace that holds the shared alarms package.
+pub const SYSTEM_NAMESPACE: &str = "whisk.system";
+
+/// One namespace and its credential.
+#[derive(Clone, Debug)]
+pub struct NamespaceConfig {
+    /// Namespace name, e.g. `guest`.
+    pub name: String,
+    /// `uuid:key`; `None` generates a random one.
+    pub key: Option<String>,
+}
+
+/// Emulator settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Namespaces with their keys; `whisk.system` is always added.
+    pub namespaces: Vec<NamespaceConfig>,
+    /// Trigger fires allowed per namespace per rolling minute; `None` is unlimited.
+    pub fires_per_minute: Option<u32>,
+    /// Warm actionloop processes idle longer than this are stopped; `None` keeps them until stop.
+    pub container_idle_timeout: Option<Duration>,
+    /// Kinds whose processes get `__OW_WAIT_FOR_ACK=1` and must ack on fd 3 after start.
+    pub ack_kinds: Vec<String>,
+    /// Fire interval/cron/once alarms by wall clock in a background thread (sandbox mode).
+    pub alarms_realtime: bool,
+    /// Unit of the alarms fire retry backoff `max(1, n²) * unit` (OpenWhisk: 1 s).
+    pub alarm_retry_unit: Duration,
+    /// How long a blocking invoke waits before answering 202 (OpenWhisk: 60 s).
+    pub blocking_wait: Duration,
+    /// Number of HTTP worker threads (actions call back into the API while being served).
+    pub workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            port: 0,
+            namespaces: vec![NamespaceConfig { name: "guest".to_string(), key: None }],
+            fires_per_minute: None,
+            container_idle_timeout: Some(Duration::from_secs(600)),
+            ack_kinds: Vec::new(),
+            alarms_realtime: false,
+            alarm_retry_unit: Duration::from_secs(1),
+            blocking_wait: Duration::from_secs(60),
+            workers: 32,
+        }
+    }
+}
+
+impl Config {
+    /// A config with exactly these namespaces (random keys) besides `whisk.system`.
+    pub fn with_namespaces(names: &[&str]) -> Config {
+        let namespaces = names.iter().map(|n| NamespaceConfig { name: n.to_string(), key: None }).collect();
+        Config { namespaces, ..Config::default() }
+    }
+}
+
+/// Makes the next `count` requests matching `method` and `path_contains` fail with `status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FaultRule {
+    /// HTTP method to match (case-insensitive); `None` or `"*"` matches any.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Substring of the request path (query excluded) to match; empty matches any.
+    #[serde(default)]
+    pub path_contains: String,
+    /// Status to answer.
+    pub status: u16,
+    /// JSON body to answer; `None` gives `{"error":"injected fault","code":tx}`.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// How many matching requests fail.
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Shared state of a running emulator.
+pub(crate) struct Inner {
+    pub config: Config,
+    pub url: String,
+    /// Namespace -> `uuid:key`.
+    pub keys: BTreeMap<String, String>,
+    pub store: Mutex<store::Store>,
+    pub pool: Mutex<invoker::Pool>,
+    /// Number of invocations in flight.
+    pub running: Mutex<usize>,
+    pub idle: Condvar,
+    pub faults: Mutex<Vec<FaultRule>>,
+    /// Namespace -> times of recent fire attempts.
+    pub fires: Mutex<HashMap<String, VecDeque<Instant>>>,
+    pub fires_per_minute: Mutex<Option<u32>>,
+    pub alarms: Mutex<BTreeMap<String, alarms::Alarm>>,
+    pub stopping: AtomicBool,
+    /// Directory for unpacked action code and log files.
+    pub workdir: PathBuf,
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    /// The namespace a `uuid:key` credential belongs to.
+    pub fn namespace_of_key(&self, key: &str) -> Option<String> {
+        self.keys.iter().find(|(_, k)| k.as_str() == key).map(|(n, _)| n.clone())
+    }
+}
+
+/// A running emulator; stops on [`Emulator::stop`] or drop.
+pub struct Emulator {
+    inner: Arc<Inner>,
+    server: Arc<tiny_http::Server>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Binds 127.0.0.1:`config.port` and starts serving.
+    pub fn start(config: Config) -> anyhow::Result<Emulator> {
+        let server = tiny_http::Server::http(("127.0.0.1", config.port))
+            .map_err(|e| anyhow::anyhow!("emulator: cannot bind 127.0.0.1:{}: {e}", config.port))?;
+        let port = server.server_addr().to_ip().map(|a| a.port()).context("emulator: no IP listen address")?;
+        let url = format!("http://127.0.0.1:{port}");
+        let mut keys = BTreeMap::new();
+        for ns in &config.namespaces {
+            keys.insert(ns.name.clone(), ns.key.clone().unwrap_or_else(store::random_credential));
+        }
+        keys.entry(SYSTEM_NAMESPACE.to_string()).or_insert_with(store::random_credential);
+        let workdir = std::env::temp_dir().join(format!("ow-emulator-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&workdir).with_context(|| format!("emulator: cannot create {}", workdir.display()))?;
+        let mut st = store::Store::default();
+        alarms::install_package(&mut st);
+        let inner = Arc::new(Inner {
+            fires_per_minute: Mutex::new(config.fires_per_minute),
+            config,
+            url,
+            keys,
+            store: Mutex::new(st),
+            pool: Mutex::new(invoker::Pool::default()),
+            running: Mutex::new(0),
+            idle: Condvar::new(),
+            faults: Mutex::new(Vec::new()),
+            fires: Mutex::new(HashMap::new()),
+            alarms: Mutex::new(BTreeMap::new()),
+            stopping: AtomicBool::new(false),
+            workdir,
+        });
+        let server = Arc::new(server);
+        let mut threads = Vec::new();
+        for _ in 0..inner.config.workers.max(2) {
+            let (inner, server) = (inner.clone(), server.clone());
+            threads.push(std::thread::spawn(move || server::worker(&inner, &server)));
+        }
+        if inner.config.alarms_realtime {
+            let inner = inner.clone();
+            threads.push(std::thread::spawn(move || alarms::realtime_loop(&inner)));
+        }
+        Ok(Emulator { inner, server, threads })
+    }
+
+    /// Base URL, `http://127.0.0.1:PORT` (what actions get as `__OW_API_HOST`).
+    pub fn url(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    /// The `uuid:key` credential of a namespace.
+    pub fn key(&self, namespace: &str) -> Option<String> {
+        self.inner.keys.get(namespace).cloned()
+    }
+
+    /// All namespaces with their keys.
+    pub fn keys(&self) -> BTreeMap<String, String> {
+        self.inner.keys.clone()
+    }
+
+    /// Fires every active alarm once, synchronously (retries included); returns (trigger, final status).
+    pub fn fire_alarms(&self) -> Vec<(String, u16)> {
+        alarms::fire_all(&self.inner)
+    }
+
+    /// Fires the alarm of one trigger (`/ns/t`) once; `None` if it has no alarm.
+    pub fn fire_alarm(&self, trigger: &str) -> Option<u16> {
+        alarms::fire_one(&self.inner, trigger)
+    }
+
+    /// Activation records of a namespace, oldest first.
+    pub fn activations(&self, namespace: &str) -> Vec<Value> {
+        let st = lock(&self.inner.store);
+        st.activations.iter().filter(|a| a["namespace"] == namespace).cloned().collect()
+    }
+
+    /// Waits until no invocation is running; false on timeout.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        invoker::wait_idle(&self.inner, timeout)
+    }
+
+    /// Adds a fault rule (see [`FaultRule`]).
+    pub fn inject_fault(&self, rule: FaultRule) {
+        lock(&self.inner.faults).push(rule);
+    }
+
+    /// Removes all fault rules.
+    pub fn clear_faults(&self) {
+        lock(&self.inner.faults).clear();
+    }
+
+    /// Sets the per-namespace fire throttle; `None` is unlimited.
+    pub fn set_fires_per_minute(&self, limit: Option<u32>) {
+        *lock(&self.inner.fires_per_minute) = limit;
+        lock(&self.inner.fires).clear();
+    }
+
+    /// Stops serving, kills warm action processes and removes the work directory.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if self.inner.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for _ in 0..self.threads.len() {
+            self.server.unblock();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        invoker::shutdown(&self.inner);
+        let _ = std::fs::remove_dir_all(&self.inner.workdir);
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,435 @@
+//! The hooks feed action (`hook`): a `Feed` that gives a trigger its own receiver endpoint and
+//! registers it with the producer through a registration plugin.
+//!
+//! CREATE makes, in the user's namespace and with the user's key, a package binding
+//! `{trigger}.owfeed-hook` to our shared package whose parameters hold the hook's config,
+//! the secret and the producer's registration id (never on the shared package, and the
+//! user's key never appears in a URL). OpenWhisk serves web actions through bindings and
+//! merges the binding's parameters in, so the receiver URL is
+//! `{apiHost}/api/v1/web/{ns}/{trigger}.owfeed-hook/receive.http` and `receive` runs as the
+//! user. Then the plugin registers that URL with the producer; a failure undoes both steps.
+//! A retried CREATE reuses the stored secret and registration.
+//!
+//! READ shows the config (secrets redacted), the URL and the registration; UPDATE merges new
+//! parameters and re-registers when a plugin parameter or the secret changed; DELETE removes
+//! the registration and the binding, whatever is left of them; PAUSE/UNPAUSE tell the
+//! producer when it can be told and always flag the binding, so the receiver drops deliveries
+//! while paused.
+
+use percent_encoding::utf8_percent_encode;
+use serde_json::{json, Map, Value};
+
+use super::github::GitHub;
+use super::registrar::{base_url, Endpoint, Registrar, Unregistered, SEGMENT};
+use super::subscription::Subscriptions;
+use super::{generate_secret, HookConfig, SourceKind};
+use crate::lifecycle::{Feed, FeedRequest, Undo};
+use crate::openwhisk::{from_key_values, key_values, OwError, QualifiedName};
+use crate::params::{ParamError, Params};
+use crate::runtime::ActionError;
+use crate::secret::{Secret, REDACTED};
+
+/// Config keys the feed writes itself; users cannot set them.
+const CONFIG_TRIGGER: &str = "triggerName";
+const CONFIG_URL: &str = "url";
+const CONFIG_REGISTRATION: &str = "registration";
+const CONFIG_PAUSED: &str = "paused";
+const CONFIG_SECRET: &str = "secret";
+const RESERVED: [&str; 4] = [CONFIG_TRIGGER, CONFIG_URL, CONFIG_REGISTRATION, CONFIG_PAUSED];
+
+/// Shortest `secret` a user may choose.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// The binding that is a trigger's receiver endpoint: `{trigger}.owfeed-hook`.
+pub fn binding_for(trigger: &QualifiedName) -> QualifiedName {
+    QualifiedName::new(&trigger.namespace, None, &format!("{}.owfeed-hook", trigger.name))
+}
+
+/// The receiver URL of a binding: `{api_host}/api/v1/web/{ns}/{binding}/receive.http`.
+pub fn receiver_url(api_host: &str, binding: &QualifiedName) -> String {
+    format!(
+        "{}/api/v1/web/{}/{}/receive.http",
+        api_host.trim_end_matches('/'),
+        utf8_percent_encode(&binding.namespace, SEGMENT),
+        utf8_percent_encode(&binding.name, SEGMENT)
+    )
+}
+
+/// The hooks feed, over a set of registration plugins selected by `source`.
+pub struct HooksFeed {
+    registrars: Vec<Box<dyn Registrar>>,
+}
+
+impl Default for HooksFeed {
+    fn default() -> Self {
+        HooksFeed::new()
+    }
+}
+
+fn fail(context: &str, e: impl std::fmt::Display) -> ActionError {
+    ActionError::new(format!("{context}: {e}"))
+}
+
+fn ignore_missing(r: Result<(), OwError>) -> Result<(), String> {
+    match r {
+        Ok(()) | Err(OwError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl HooksFeed {
+    /// The feed with the GitHub, Subscriptions API and `none` plugins.
+    pub fn new() -> HooksFeed {
+        HooksFeed::with_registrars(vec![
+            Box::new(GitHub::new()),
+            Box::new(Subscriptions::new()),
+            Box::new(Unregistered),
+        ])
+    }
+
+    /// The feed with these plugins (their names must be `SourceKind` values).
+    pub fn with_registrars(registrars: Vec<Box<dyn Registrar>>) -> HooksFeed {
+        HooksFeed { registrars }
+    }
+
+    fn registrar(&self, kind: SourceKind) -> Result<&dyn Registrar, ActionError> {
+        self.registrars.iter().find(|r| r.name() == kind.as_str()).map(|r| r.as_ref()).ok_or_else(|| {
+            ParamError::invalid("source", "a source this feed was built with", &json!(kind.as_str())).into()
+        })
+    }
+
+    /// Checks everything CREATE and UPDATE need before anything is made.
+    fn validate(&self, params: &Params) -> Result<&dyn Registrar, ActionError> {
+        let kind = SourceKind::from_params(params)?;
+        if let Some(secret) = params.secret(CONFIG_SECRET)? {
+            if secret.expose().chars().count() < MIN_SECRET_LEN {
+                return Err(ParamError::invalid_secret(CONFIG_SECRET, "at least 16 characters").into());
+            }
+        }
+        // The receiver's view of the config, with a stand-in for a secret not chosen yet.
+        let mut probe = params.clone();
+        if !probe.has(CONFIG_SECRET) {
+            probe.insert(CONFIG_SECRET, json!("x".repeat(MIN_SECRET_LEN)));
+        }
+        HookConfig::from_params(&probe)?;
+        let registrar = self.registrar(kind)?;
+        registrar.validate(params)?;
+        Ok(registrar)
+    }
+
+    fn stored(&self, req: &FeedRequest, binding: &QualifiedName) -> Result<Option<Params>, ActionError> {
+        match req.client.get_package(binding) {
+            Ok(doc) => Ok(Some(Params::from_value(Value::Object(from_key_values(&doc["parameters"])))?)),
+            Err(OwError::NotFound(_)) => Ok(None),
+            Err(e) => Err(fail(&format!("reading the hook config {binding}"), e)),
+        }
+    }
+
+    fn write(&self, req: &FeedRequest, binding: &QualifiedName, config: &Params) -> Result<(), OwError> {
+        let package = req.package.clone().ok_or_else(|| OwError::BadRequest {
+            status: 400,
+            message: "runtime: cannot tell this feed action's package from its name".into(),
+        })?;
+        let body = json!({
+            "binding": { "namespace": package.namespace, "name": package.name },
+            "parameters": key_values(config.as_map()),
+        });
+        req.client.put_package(binding, &body, true).map(|_| ())
+    }
+
+    /// The trigger with its namespace resolved (the receiver URL needs a real one).
+    fn trigger(req: &FeedRequest) -> QualifiedName {
+        let mut t = req.trigger.clone();
+        if t.namespace == "_" && !req.ctx.namespace.is_empty() {
+            t.namespace = req.ctx.namespace.clone();
+        }
+        t
+    }
+
+    fn redact(&self, config: &Params) -> Value {
+        let mut secret: Vec<&str> = vec![CONFIG_SECRET];
+        for r in &self.registrars {
+            secret.extend(r.secret_params());
+        }
+        let out: Map<String, Value> = config
+            .as_map()
+            .iter()
+            .map(|(k, v)| (k.clone(), if secret.contains(&k.as_str()) { json!(REDACTED) } else { v.clone() }))
+            .collect();
+        Value::Object(out)
+    }
+
+    fn stored_registrar(&self, config: &Params) -> Option<&dyn Registrar> {
+        let kind = config.str("source").ok().flatten().and_then(|s| SourceKind::parse(&s))?;
+        self.registrar(kind).ok()
+    }
+
+    fn require_stored(&self, req: &FeedRequest, binding: &QualifiedName) -> Result<Params, ActionError> {
+        self.stored(req, binding)?.ok_or_else(|| {
+            ActionError::new(format!("trigger {} has no hook config: was it created with this feed?", req.trigger))
+        })
+    }
+}
+
+fn user_params(params: &Params) -> Params {
+    let mut p = params.clone();
+    for k in RESERVED {
+        p.remove(k);
+    }
+    p
+}
+
+fn registration(config: &Params) -> Option<String> {
+    config.str(CONFIG_REGISTRATION).ok().flatten().filter(|s| !s.is_empty())
+}
+
+impl Feed for HooksFeed {
+    fn create(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        let params = user_params(&req.params);
+        let registrar = self.validate(&params)?;
+        let trigger = HooksFeed::trigger(req);
+        let binding = binding_for(&trigger);
+        let api_host = base_url(&params, "apiHost", req.ctx.api_host.as_deref())?;
+        let url = receiver_url(&api_host, &binding);
+        let stored = self.stored(req, &binding)?;
+        let same_source =
+            stored.as_ref().filter(|s| s.str("source").ok().flatten() == params.str("source").ok().flatten());
+        // A retried CREATE keeps the secret and registration an earlier attempt stored.
+        let secret =
+            match (params.secret(CONFIG_SECRET)?, same_source.and_then(|s| s.secret(CONFIG_SECRET).ok().flatten())) {
+                (Some(given), _) => given,
+                (None, Some(kept)) => kept,
+                (None, None) => generate_secret().map_err(ActionError::new)?,
+            };
+        let mut config = params.clone();
+        config.insert(CONFIG_TRIGGER, json!(trigger.to_string()));
+        config.insert(CONFIG_URL, json!(url));
+        config.insert(CONFIG_SECRET, json!(secret.expose()));
+        let kept = same_source.and_then(registration);
+        if let Some(id) = &kept {
+            config.insert(CONFIG_REGISTRATION, json!(id));
+        }
+        let client = &req.client;
+        let mut undo = Undo::new();
+        self.write(req, &binding, &config).map_err(|e| fail(&format!("creating the hook endpoint {binding}"), e))?;
+        if stored.is_none() {
+            undo.push("hook endpoint", || ignore_missing(client.delete_package(&binding)));
+        }
+        let mut id = kept.clone();
+        if kept.is_none() {
+            let endpoint = Endpoint { url: url.clone(), secret: secret.clone() };
+            let step = registrar.register(&params, &endpoint).map_err(|e| fail("registering the hook", e));
+            let registered = match step {
+                Ok(r) => r,
+                Err(e) => return Err(rolled_back(e, undo)),
+            };
+            if let Some(new_id) = registered {
+                let reg_params = params.clone();
+                let undo_id = new_id.clone();
+                undo.push("registration", move || {
+                    registrar.unregister(&reg_params, &undo_id).map_err(|e| e.to_string())
+                });
+                config.insert(CONFIG_REGISTRATION, json!(new_id));
+                if let Err(e) = self.write(req, &binding, &config) {
+                    return Err(rolled_back(fail(&format!("storing the registration in {binding}"), e), undo));
+                }
+                id = Some(new_id);
+            }
+        }
+        undo.commit();
+        let mut out = json!({
+            "status": "created",
+            "trigger": trigger.to_string(),
+            "source": registrar.name(),
+            "url": url,
+            "registration": id,
+            "endpoint": binding.to_string(),
+        });
+        // The token is shown once, to paste into the producer: only when nothing was registered.
+        if registrar.name() == SourceKind::None.as_str() && !params.has(CONFIG_SECRET) {
+            out["token"] = json!(secret.expose());
+        }
+        Ok(out)
+    }
+
+    fn read(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        let binding = binding_for(&HooksFeed::trigger(req));
+        let config = self.require_stored(req, &binding)?;
+        let paused = config.bool(CONFIG_PAUSED).ok().flatten().unwrap_or(false);
+        Ok(json!({
+            "config": self.redact(&config),
+            "url": config.str(CONFIG_URL).ok().flatten(),
+            "status": {
+                "source": config.str("source").ok().flatten(),
+                "registered": registration(&config).is_some(),
+                "registration": registration(&config),
+                "active": !paused,
+                "paused": paused,
+                "endpoint": binding.to_string(),
+            },
+        }))
+    }
+
+    fn update(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        let binding = binding_for(&HooksFeed::trigger(req));
+        let old = self.require_stored(req, &binding)?;
+        let mut merged = old.clone();
+        for (k, v) in user_params(&req.params).as_map() {
+            if v.is_null() {
+                merged.remove(k);
+            } else {
+                merged.insert(k, v.clone());
+            }
+        }
+        if merged.str("source")? != old.str("source")? {
+            return Err(ParamError::invalid(
+                "source",
+                "the source the trigger was created with (delete and re-create the trigger to change it)",
+                merged.raw("source").unwrap_or(&Value::Null),
+            )
+            .into());
+        }
+        let registrar = self.validate(&merged)?;
+        let secret = merged.required_secret(CONFIG_SECRET)?;
+        let changed = registrar.params().iter().chain([&CONFIG_SECRET]).any(|k| old.raw(k) != merged.raw(k));
+        let old_id = registration(&old);
+        let mut problems = Vec::new();
+        if changed {
+            merged.remove(CONFIG_REGISTRATION);
+            let url = merged.str(CONFIG_URL)?.unwrap_or_default();
+            let endpoint = Endpoint { url, secret: Secret::new(secret.expose()) };
+            let new_id = registrar.register(&merged, &endpoint).map_err(|e| fail("re-registering the hook", e))?;
+            if let Some(id) = &new_id {
+                merged.insert(CONFIG_REGISTRATION, json!(id));
+            }
+            if let Err(e) = self.write(req, &binding, &merged) {
+                if let Some(id) = &new_id {
+                    let _ = registrar.unregister(&merged, id);
+                }
+                return Err(fail(&format!("updating the hook config {binding}"), e));
+            }
+            if let Some(id) = &old_id {
+                if let Err(e) = registrar.unregister(&old, id) {
+                    problems.push(format!("could not remove the old registration {id}: {e}"));
+                }
+            }
+            if merged.bool(CONFIG_PAUSED)?.unwrap_or(false) {
+                if let Some(id) = &new_id {
+                    if let Err(e) = registrar.set_active(&merged, id, false) {
+                        problems.push(format!("could not pause the new registration {id}: {e}"));
+                    }
+                }
+            }
+        } else {
+            self.write(req, &binding, &merged).map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
+        }
+        Ok(json!({
+            "status": "updated",
+            "trigger": req.trigger.to_string(),
+            "reregistered": changed,
+            "registration": registration(&merged),
+            "problems": problems,
+        }))
+    }
+
+    fn delete(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        let binding = binding_for(&HooksFeed::trigger(req));
+        let Some(config) = self.stored(req, &binding)? else {
+            return Ok(json!({ "status": "deleted", "trigger": req.trigger.to_string() }));
+        };
+        if let (Some(registrar), Some(id)) = (self.stored_registrar(&config), registration(&config)) {
+            // Keep the config when the producer still has the hook: it holds what a retry needs.
+            registrar.unregister(&config, &id).map_err(|e| {
+                ActionError::new(format!(
+                    "could not remove registration {id}: {e} (the hook config {binding} is kept so DELETE can be retried)"
+                ))
+            })?;
+        }
+        ignore_missing(req.client.delete_package(&binding))
+            .map_err(|e| ActionError::new(format!("could not remove the hook endpoint {binding}: {e}")))?;
+        Ok(json!({ "status": "deleted", "trigger": req.trigger.to_string() }))
+    }
+
+    fn pause(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        self.set_active(req, false)
+    }
+
+    fn unpause(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        self.set_active(req, true)
+    }
+}
+
+impl HooksFeed {
+    fn set_active(&self, req: &FeedRequest, active: bool) -> Result<Value, ActionError> {
+        let binding = binding_for(&HooksFeed::trigger(req));
+        let mut config = self.require_stored(req, &binding)?;
+        if let (Some(registrar), Some(id)) = (self.stored_registrar(&config), registration(&config)) {
+            registrar.set_active(&config, &id, active).map_err(|e| fail("telling the producer", e))?;
+        }
+        config.insert(CONFIG_PAUSED, json!(!active));
+        self.write(req, &binding, &config).map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
+        Ok(json!({ "status": if active { "active" } else { "paused" }, "trigger": req.trigger.to_string() }))
+    }
+}
+
+fn rolled_back(e: ActionError, undo: Undo) -> ActionError {
+    let left = undo.rollback();
+    if left.is_empty() {
+        e
+    } else {
+        ActionError {
+            message: format!("{} (and could not remove: {})", e.message, left.join("; ")),
+            details: e.details,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receiver_url_encodes_each_segment() {
+        let t = QualifiedName::new("me@x.com_dev", None, "my hook");
+        let b = binding_for(&t);
+        assert_eq!(b.to_string(), "/me@x.com_dev/my hook.owfeed-hook");
+        assert_eq!(
+            receiver_url("https://ow.example/", &b),
+            "https://ow.example/api/v1/web/me%40x.com_dev/my%20hook.owfeed-hook/receive.http"
+        );
+    }
+
+    #[test]
+    fn validation_names_the_parameter() {
+        let feed = HooksFeed::new();
+        let p = |v: Value| Params::from_value(v).unwrap();
+        let param = |v: Value| match feed.validate(&p(v)) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e,
+        };
+        assert!(feed.validate(&p(json!({"source": "none"}))).is_ok());
+        assert_eq!(param(json!({})).details.unwrap()["parameter"], "source");
+        assert_eq!(param(json!({"source": "gitlab"})).details.unwrap()["parameter"], "source");
+        let err = param(json!({"source": "none", "secret": "short"}));
+        assert!(!err.message.contains("short"), "{}", err.message);
+        assert_eq!(err.details.unwrap()["parameter"], "secret");
+        let err = param(json!({"source": "none", "filters": [{"sql": "a"}]}));
+        assert_eq!(err.details.unwrap()["parameter"], "filters");
+        let err = param(json!({"source": "github", "repository": "o/r"}));
+        assert_eq!(err.details.unwrap()["parameter"], "accessToken");
+        let err = param(json!({"source": "none", "maxBodyBytes": 0}));
+        assert_eq!(err.details.unwrap()["parameter"], "maxBodyBytes");
+    }
+
+    #[test]
+    fn read_redacts_every_secret() {
+        let feed = HooksFeed::new();
+        let config =
+            Params::from_value(json!({"secret": "s", "accessToken": "a", "managerToken": "m", "repository": "o/r"}))
+                .unwrap();
+        assert_eq!(
+            feed.redact(&config),
+            json!({"secret": REDACTED, "accessToken": REDACTED, "managerToken": REDACTED, "repository": "o/r"})
+        );
+    }
+}

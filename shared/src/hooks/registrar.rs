@@ -1,0 +1,235 @@
+//! The registration plugin contract of the hooks pattern: tell a producer to deliver to the
+//! receiver URL (and stop, pause, resume), plus the small JSON-over-HTTP helper plugins use.
+//!
+//! A registrar knows its own parameters and its producer's API. It knows nothing about
+//! triggers, rules, bindings, secrets storage or the receiver: the feed hands it the URL and
+//! the secret, and stores whatever id it returns.
+
+use std::fmt;
+use std::time::Duration;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use serde_json::Value;
+
+use crate::params::{ParamError, Params};
+use crate::secret::Secret;
+
+/// Path-segment encoding: only RFC 3986 unreserved characters stay as they are.
+pub const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Where and how the producer must deliver.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// The receiver URL.
+    pub url: String,
+    /// The bearer token / HMAC key the receiver checks.
+    pub secret: Secret,
+}
+
+/// A producer API call that failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistrationError {
+    /// The producer refused the credentials (401/403).
+    Unauthorized(String),
+    /// The producer rejected the request (another 4xx).
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// What it said.
+        message: String,
+    },
+    /// The producer failed (5xx) or gave an answer we cannot use.
+    Server(String),
+    /// No HTTP answer.
+    Transport(String),
+}
+
+impl fmt::Display for RegistrationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistrationError::Unauthorized(m) | RegistrationError::Server(m) | RegistrationError::Transport(m) => {
+                f.write_str(m)
+            }
+            RegistrationError::Rejected { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for RegistrationError {}
+
+/// A registration plugin: one producer's webhook API.
+pub trait Registrar {
+    /// The `source` value that selects this plugin.
+    fn name(&self) -> &'static str;
+    /// The parameters this plugin reads; a change to any of them means re-registering.
+    fn params(&self) -> &'static [&'static str];
+    /// Which of them are secrets (redacted by READ).
+    fn secret_params(&self) -> &'static [&'static str];
+    /// Checks the plugin's parameters without any I/O.
+    fn validate(&self, params: &Params) -> Result<(), ParamError>;
+    /// Registers the endpoint; returns the producer's id for it (`None`: nothing registered).
+    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<String>, RegistrationError>;
+    /// Removes the registration; one that is already gone counts as removed.
+    fn unregister(&self, params: &Params, id: &str) -> Result<(), RegistrationError>;
+    /// Stops or resumes deliveries at the producer, when it can.
+    fn set_active(&self, params: &Params, id: &str, active: bool) -> Result<(), RegistrationError>;
+}
+
+/// The `none` source: nothing is registered, the user configures the producer.
+pub struct Unregistered;
+
+impl Registrar for Unregistered {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    fn params(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn secret_params(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn validate(&self, _: &Params) -> Result<(), ParamError> {
+        Ok(())
+    }
+    fn register(&self, _: &Params, _: &Endpoint) -> Result<Option<String>, RegistrationError> {
+        Ok(None)
+    }
+    fn unregister(&self, _: &Params, _: &str) -> Result<(), RegistrationError> {
+        Ok(())
+    }
+    fn set_active(&self, _: &Params, _: &str, _: bool) -> Result<(), RegistrationError> {
+        Ok(())
+    }
+}
+
+/// An HTTP method a plugin uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// GET.
+    Get,
+    /// POST.
+    Post,
+    /// PATCH.
+    Patch,
+    /// DELETE.
+    Delete,
+}
+
+/// A JSON-over-HTTP client for producer APIs: never errors on a status, with timeouts.
+pub struct Http {
+    agent: ureq::Agent,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http::new()
+    }
+}
+
+impl Http {
+    /// A client with 5 s connect and 30 s overall timeouts.
+    pub fn new() -> Http {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(30)))
+            .user_agent("owfeed-hooks")
+            .build()
+            .new_agent();
+        Http { agent }
+    }
+
+    /// Sends one request; `what` names it in errors. Returns the status and the JSON body
+    /// (`Null` when empty, a string when not JSON). `auth` is the whole `Authorization` value.
+    pub fn send(
+        &self,
+        method: Method,
+        url: &str,
+        auth: Option<&Secret>,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<(u16, Value), RegistrationError> {
+        let transport = |e: ureq::Error| RegistrationError::Transport(format!("{what}: {e}"));
+        let result = match method {
+            Method::Get | Method::Delete => {
+                let mut req = if method == Method::Get { self.agent.get(url) } else { self.agent.delete(url) };
+                req = req.header("Accept", "application/json");
+                if let Some(a) = auth {
+                    req = req.header("Authorization", a.expose());
+                }
+                req.call()
+            }
+            Method::Post | Method::Patch => {
+                let mut req = if method == Method::Post { self.agent.post(url) } else { self.agent.patch(url) };
+                req = req.header("Accept", "application/json");
+                if let Some(a) = auth {
+                    req = req.header("Authorization", a.expose());
+                }
+                req.send_json(body.unwrap_or(&Value::Null))
+            }
+        };
+        let mut response = result.map_err(transport)?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().with_config().limit(1024 * 1024).read_to_string().map_err(transport)?;
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok((status, body))
+    }
+
+    /// Like `send`, but a non-2xx status is an error; 404 is `Ok(None)` when `missing_ok`.
+    pub fn expect_ok(
+        &self,
+        method: Method,
+        url: &str,
+        auth: Option<&Secret>,
+        body: Option<&Value>,
+        what: &str,
+        missing_ok: bool,
+    ) -> Result<Option<Value>, RegistrationError> {
+        let (status, answer) = self.send(method, url, auth, body, what)?;
+        match status {
+            200..=299 => Ok(Some(answer)),
+            404 | 410 if missing_ok => Ok(None),
+            _ => Err(status_error(status, &answer, what)),
+        }
+    }
+}
+
+/// Maps a failed answer to an error naming `what` and quoting the producer's message.
+pub fn status_error(status: u16, body: &Value, what: &str) -> RegistrationError {
+    let said = body
+        .get("message")
+        .or_else(|| body.get("error"))
+        .and_then(Value::as_str)
+        .or_else(|| body.as_str())
+        .map(|s| s.chars().take(200).collect::<String>())
+        .filter(|s| !s.trim().is_empty());
+    let message = match said {
+        Some(s) => format!("{what}: HTTP {status} ({s})"),
+        None => format!("{what}: HTTP {status}"),
+    };
+    match status {
+        401 | 403 => RegistrationError::Unauthorized(message),
+        400..=499 => RegistrationError::Rejected { status, message },
+        _ => RegistrationError::Server(message),
+    }
+}
+
+/// A URL without trailing slashes, checked to be http(s); errors name `param`.
+pub fn base_url(params: &Params, param: &str, default: Option<&str>) -> Result<String, ParamError> {
+    let raw = match (params.str(param)?, default) {
+        (Some(s), _) => s,
+        (None, Some(d)) => d.to_string(),
+        (None, None) => return Err(ParamError::missing(param, "an http(s) URL")),
+    };
+    let url = raw.trim().trim_end_matches('/').to_string();
+    let lower = url.to_ascii_lowercase();
+    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !url.contains(char::is_whitespace) => Ok(url),
+        _ => Err(ParamError::invalid(param, "an http(s) URL", &Value::String(raw))),
+    }
+}

@@ -1,0 +1,258 @@
+//! `sandbox`: the README's first command. Starts the OpenWhisk emulator and a local S3 server
+//! (moto, verifying SigV4), deploys the owfeed package as `manifest.yaml` describes it, creates
+//! an S3 feed trigger the way `wsk trigger create --feed` does, changes a few objects and prints
+//! the CloudEvents that reached the user's echo action.
+//!
+//! Usage: `sandbox [--keep [--realtime]] [--manifest PATH]`. `--keep` leaves both servers
+//! running and prints how to reach them; `--realtime` fires the alarms by the clock.
+//!
+//! It builds nothing: the action binaries (named like the manifest's actions) and `echo-action`
+//! must sit next to this binary (`deploy/sandbox.sh` builds them). It needs no OpenWhisk, no
+//! Docker and no internet; the keys it makes are throwaway local keys, printed only by `--keep`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+use yaml_rust2::{Yaml, YamlLoader};
+
+use feed_tests::moto::{Moto, REGION};
+use feed_tests::world::{action_body, TempDir, World, PACKAGE, USER};
+use ow_emulator::{Config, Emulator, SYSTEM_NAMESPACE};
+use owfeed::openwhisk::{AuthKey, Client, QualifiedName};
+
+/// The bucket the sandbox watches.
+const BUCKET: &str = "sandbox";
+/// The feed trigger the sandbox creates.
+const TRIGGER: &str = "s3-changes";
+/// How long one poll (alarm, poll action, trigger fires, echo activations) may take.
+const POLL_LIMIT: Duration = Duration::from_secs(120);
+
+/// Set by SIGINT/SIGTERM while `--keep` waits.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// One action of manifest.yaml, as the sandbox deploys it.
+struct ManifestAction {
+    name: String,
+    kind: String,
+    timeout_ms: i64,
+    memory_mb: i64,
+    annotations: Vec<Value>,
+}
+
+#[allow(clippy::print_stdout)]
+fn main() -> anyhow::Result<()> {
+    let mut keep = false;
+    let mut realtime = false;
+    let mut manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifest.yaml");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--keep" => keep = true,
+            "--realtime" => realtime = true,
+            "--manifest" => manifest = args.next().context("--manifest needs a path")?.into(),
+            other => bail!("unknown argument '{other}'; expected --keep, --realtime or --manifest PATH"),
+        }
+    }
+    if realtime && !keep {
+        bail!("--realtime fires alarms by the clock while the sandbox keeps running: use it with --keep");
+    }
+    let bin_dir = std::env::current_exe()?.parent().context("the sandbox binary has no directory")?.to_path_buf();
+    let (public, actions) = read_manifest(&manifest)?;
+
+    println!("Starting moto (local S3, verifying SigV4) and the OpenWhisk emulator...");
+    let moto = Moto::start().context("starting moto_server (install it with: pip install 'moto[server]')")?;
+    let world = start_world(Config { alarms_realtime: realtime, ..Config::with_namespaces(&[USER]) })?;
+    deploy(&world.system, &bin_dir, public, &actions)?;
+    println!("Deployed package /{SYSTEM_NAMESPACE}/{PACKAGE} from {}: {}", manifest.display(), names(&actions));
+
+    moto.create_bucket(BUCKET)?;
+    moto.put(BUCKET, "readme.txt", b"present before the trigger: part of the baseline, never reported")?;
+    let params = json!({
+        "endpoint": moto.endpoint(),
+        "bucket": BUCKET,
+        "accessKeyId": moto.access_key_id(),
+        "secretAccessKey": moto.secret_access_key(),
+    });
+    world.create_trigger(TRIGGER, params).map_err(|e| anyhow::anyhow!("creating trigger {TRIGGER}: {e}"))?;
+    world.record_events(TRIGGER, &binary(&bin_dir, "echo-action")?);
+    println!("Created trigger {TRIGGER} --feed {PACKAGE}/changes on bucket {BUCKET}, rule {TRIGGER}-recorder -> echo action recorder");
+
+    step(&world, "put photos/cat.jpg and notes.txt", || {
+        moto.put(BUCKET, "photos/cat.jpg", b"meow")?;
+        moto.put(BUCKET, "notes.txt", b"first draft")?;
+        Ok(())
+    })?;
+    step(&world, "change notes.txt", || moto.put(BUCKET, "notes.txt", b"second draft, longer").map(drop))?;
+    step(&world, "delete photos/cat.jpg", || moto.delete(BUCKET, "photos/cat.jpg"))?;
+
+    let events = world.events();
+    println!("\nCloudEvents received by the echo action ({}):", events.len());
+    for event in &events {
+        println!("{}", serde_json::to_string_pretty(event)?);
+    }
+    let count = |kind: &str| events.iter().filter(|e| e["type"].as_str().is_some_and(|t| t.ends_with(kind))).count();
+    println!("\nSummary: {} created, {} updated, {} deleted", count(".created"), count(".updated"), count(".deleted"));
+    let read = world.feed("READ", TRIGGER, json!({})).map_err(|e| anyhow::anyhow!("READ of {TRIGGER}: {e}"))?;
+    println!("Feed status (READ): {}", serde_json::to_string_pretty(&read["status"])?);
+
+    if keep {
+        print_instructions(&world, &moto, realtime);
+        wait_for_signal();
+        println!("Stopping.");
+    }
+    Ok(())
+}
+
+/// The emulator with the user namespace, as `World::start_with` makes it but without its
+/// fixed deployment: the sandbox deploys what the manifest says.
+fn start_world(config: Config) -> anyhow::Result<World> {
+    let emu = Emulator::start(config)?;
+    let key = |ns: &str| emu.key(ns).with_context(|| format!("the emulator has no key for {ns}"));
+    let (user_key, system_key) = (key(USER)?, key(SYSTEM_NAMESPACE)?);
+    let client = |k: &str| AuthKey::parse(k).map(|auth| Client::new(&emu.url(), auth)).map_err(anyhow::Error::msg);
+    let (user, system) = (client(&user_key)?, client(&system_key)?);
+    Ok(World { emu, dir: TempDir::new("sandbox"), user_key, user, system })
+}
+
+/// Reads `packages.<PACKAGE>` of manifest.yaml: whether it is public, and its actions.
+fn read_manifest(path: &Path) -> anyhow::Result<(bool, Vec<ManifestAction>)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let docs = YamlLoader::load_from_str(&text).with_context(|| format!("{} is not valid YAML", path.display()))?;
+    let package = docs.first().map(|d| &d["packages"][PACKAGE]).filter(|p| p.as_hash().is_some());
+    let package = package.with_context(|| format!("{}: no map at packages.{PACKAGE}", path.display()))?;
+    let listed = package["actions"].as_hash().with_context(|| format!("{}: packages.{PACKAGE}.actions", path.display()))?;
+    let mut actions = Vec::new();
+    for (name, action) in listed {
+        let name = name.as_str().context("manifest action names must be strings")?.to_string();
+        let field = |what: &str, v: Option<i64>| v.with_context(|| format!("manifest action {name}: {what} must be an integer"));
+        let kind = match (action["native"].as_bool(), action["runtime"].as_str()) {
+            (Some(true), _) => "blackbox".to_string(),
+            (_, Some(runtime)) => runtime.to_string(),
+            _ => bail!("manifest action {name}: needs a runtime or native: true"),
+        };
+        let mut annotations = Vec::new();
+        for (key, value) in action["annotations"].as_hash().into_iter().flatten() {
+            let key = key.as_str().with_context(|| format!("manifest action {name}: annotation keys must be strings"))?;
+            annotations.push(json!({ "key": key, "value": yaml_to_json(value) }));
+        }
+        // `web:` becomes the annotations `wsk action update --web MODE` sets.
+        let web = match &action["web"] {
+            Yaml::Boolean(b) => b.to_string(),
+            Yaml::String(s) => s.clone(),
+            _ => String::new(),
+        };
+        let web_keys: &[&str] = match web.as_str() {
+            "raw" => &["web-export", "raw-http", "final"],
+            "true" | "yes" => &["web-export", "final"],
+            _ => &[],
+        };
+        annotations.extend(web_keys.iter().map(|key| json!({ "key": key, "value": true })));
+        let timeout_ms = field("limits.timeout", action["limits"]["timeout"].as_i64())?;
+        let memory_mb = field("limits.memorySize", action["limits"]["memorySize"].as_i64())?;
+        actions.push(ManifestAction { name, kind, timeout_ms, memory_mb, annotations });
+    }
+    Ok((package["public"].as_bool() == Some(true), actions))
+}
+
+fn yaml_to_json(value: &Yaml) -> Value {
+    match value {
+        Yaml::Boolean(b) => json!(b),
+        Yaml::Integer(i) => json!(i),
+        Yaml::String(s) | Yaml::Real(s) => json!(s),
+        _ => Value::Null,
+    }
+}
+
+/// Deploys the package into the system namespace (shared, as an operator installs it) with each
+/// action's binary built from source in place of its `dist/<name>.zip`.
+fn deploy(system: &Client, bin_dir: &Path, public: bool, actions: &[ManifestAction]) -> anyhow::Result<()> {
+    let package = QualifiedName::new(SYSTEM_NAMESPACE, None, PACKAGE);
+    system.put_package(&package, &json!({ "publish": public }), true)?;
+    for action in actions {
+        let mut body = action_body(&binary(bin_dir, &action.name)?, &action.kind, json!(action.annotations))?;
+        body["limits"] = json!({ "timeout": action.timeout_ms, "memory": action.memory_mb });
+        let name = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), &action.name);
+        system.put_action(&name, &body, true).with_context(|| format!("deploying action {name}"))?;
+    }
+    Ok(())
+}
+
+/// A binary next to the sandbox binary.
+fn binary(bin_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = bin_dir.join(name);
+    if !path.is_file() {
+        bail!("{} is missing: build it first (bash deploy/sandbox.sh does)", path.display());
+    }
+    Ok(path)
+}
+
+fn names(actions: &[ManifestAction]) -> String {
+    actions.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Changes the bucket, then advances the alarm once and waits for every resulting activation.
+#[allow(clippy::print_stdout)]
+fn step(world: &World, what: &str, change: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    change().with_context(|| what.to_string())?;
+    let fired = world.emu.fire_alarms();
+    if !world.emu.wait_idle(POLL_LIMIT) {
+        bail!("the emulator did not go idle within {POLL_LIMIT:?} after: {what}");
+    }
+    let statuses: Vec<String> = fired.iter().map(|(trigger, status)| format!("{trigger} -> HTTP {status}")).collect();
+    println!("Step: {what}; alarm fired ({})", statuses.join(", "));
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn print_instructions(world: &World, moto: &Moto, realtime: bool) {
+    let url = world.emu.url();
+    let key = &world.user_key;
+    let alarms = if realtime {
+        "The alarm fires by the clock (every minute); you can also fire it now:"
+    } else {
+        "The alarm fires only when you ask (then the feed polls the bucket):"
+    };
+    println!(
+        "
+The sandbox keeps running (throwaway local keys below). Press Ctrl-C to stop.
+
+OpenWhisk emulator: {url}
+  namespace {USER}, auth key {key}
+  wsk --apihost {url} --auth {key} trigger get {TRIGGER}
+  wsk --apihost {url} --auth {key} activation list recorder
+  curl -s -u {key} {url}/api/v1/namespaces/{USER}/triggers
+Local S3 (moto): {endpoint}, region {REGION}, bucket {BUCKET}
+  access key id {access}, secret access key {secret}
+  AWS_ACCESS_KEY_ID={access} AWS_SECRET_ACCESS_KEY={secret} \\
+    aws --endpoint-url {endpoint} s3 cp ./file s3://{BUCKET}/file
+{alarms}
+  curl -s -X POST {url}/__emulator/alarms/fire
+Events the echo action received (activation records, oldest first):
+  curl -s {url}/__emulator/activations/{USER}",
+        endpoint = moto.endpoint(),
+        access = moto.access_key_id(),
+        secret = moto.secret_access_key(),
+    );
+}
+
+extern "C" fn on_signal(_signal: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Blocks until SIGINT (Ctrl-C) or SIGTERM, so `main` returns and the servers shut down cleanly.
+fn wait_for_signal() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe, and it is a
+    // plain `extern "C" fn` that lives for the whole program.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

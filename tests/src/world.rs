@@ -1,0 +1,248 @@
+//! A test world: the OpenWhisk emulator with our package deployed the way `manifest.yaml`
+//! describes it, a user namespace `guest`, and the calls the wsk CLI makes for feeds.
+//!
+//! Feed tests read in a few lines: `World::start(feed, poll)`, `create_trigger`, change the
+//! source, `poll()`, then look at `events()` (what the user's rule action received).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use ow_emulator::{Config, Emulator};
+use owfeed::openwhisk::{AuthKey, Client, OwError, QualifiedName};
+
+/// The user namespace of every world.
+pub const USER: &str = "guest";
+/// Where the package is deployed (shared), as `wskdeploy -m manifest.yaml` would do.
+pub const PACKAGE: &str = "owfeed";
+
+/// A directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory under the system temp dir.
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("owfeed-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A binary of another workspace package (the real actions), built once per test run.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "--bins", "-p", "changes", "-p", "poll", "-p", "hook", "-p", "receive"])
+            .current_dir(&root)
+            .status()
+            .map_err(|e| e.to_string())?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("cargo build of the action binaries failed: {status}"))
+        }
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
+    // Tests run from target/<profile>/deps/; the binaries sit in target/<profile>/.
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    profile_dir.join(name)
+}
+
+/// The body of `PUT /actions/…` for a binary: a zip with the binary as top-level `exec`.
+pub fn action_body(binary: &Path, kind: &str, annotations: Value) -> anyhow::Result<Value> {
+    let bytes = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        // Stored, not deflated: the test binaries are large and the zip never leaves the machine.
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .unix_permissions(0o755);
+        zip.start_file("exec", opts)?;
+        zip.write_all(&bytes)?;
+        zip.finish()?;
+    }
+    let code = base64::engine::general_purpose::STANDARD.encode(buf.into_inner());
+    Ok(json!({
+        "exec": { "kind": kind, "code": code, "binary": true },
+        "limits": { "timeout": 60000, "memory": 256 },
+        "annotations": annotations,
+    }))
+}
+
+/// The emulator, our package, and a user.
+pub struct World {
+    /// The running emulator.
+    pub emu: Emulator,
+    /// Scratch space for the test (listing files, state dirs).
+    pub dir: TempDir,
+    /// The user's key.
+    pub user_key: String,
+    /// A client with the user's key.
+    pub user: Client,
+    /// A client with the system namespace's key.
+    pub system: Client,
+}
+
+impl World {
+    /// Starts an emulator and deploys `feed` (as `changes`) and `poll` into the shared package.
+    pub fn start(feed: &Path, poll: &Path) -> World {
+        World::start_with(Config::with_namespaces(&[USER, "other"]), feed, poll)
+    }
+
+    /// Like `start`, with an emulator config of the test's choosing.
+    pub fn start_with(config: Config, feed: &Path, poll: &Path) -> World {
+        let emu = Emulator::start(config).expect("start emulator");
+        let user_key = emu.key(USER).expect("user key");
+        let user = Client::new(&emu.url(), AuthKey::parse(&user_key).expect("key"));
+        let system_key = emu.key(ow_emulator::SYSTEM_NAMESPACE).expect("system key");
+        let system = Client::new(&emu.url(), AuthKey::parse(&system_key).expect("key"));
+        let world = World { emu, dir: TempDir::new("world"), user_key, user, system };
+        world.deploy(feed, poll).expect("deploy package");
+        world
+    }
+
+    fn deploy(&self, feed: &Path, poll: &Path) -> anyhow::Result<()> {
+        let pkg = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, None, PACKAGE);
+        self.system.put_package(&pkg, &json!({ "publish": true }), true)?;
+        let feed_ann = json!([{"key": "feed", "value": true}, {"key": "provide-api-key", "value": true}]);
+        let poll_ann = json!([{"key": "provide-api-key", "value": true}]);
+        let changes = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), "changes");
+        let poll_name = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), "poll");
+        self.system.put_action(&changes, &action_body(feed, "rust:1.34", feed_ann)?, true)?;
+        self.system.put_action(&poll_name, &action_body(poll, "rust:1.34", poll_ann)?, true)?;
+        Ok(())
+    }
+
+    /// The feed action's fully qualified name.
+    pub fn feed_name(&self) -> QualifiedName {
+        QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), "changes")
+    }
+
+    fn trigger(&self, name: &str) -> QualifiedName {
+        QualifiedName::new("_", None, name)
+    }
+
+    /// Invokes the feed action as the CLI does (blocking), with the user's key.
+    pub fn feed(&self, event: &str, trigger: &str, params: Value) -> Result<Value, String> {
+        let mut p = json!({
+            "lifecycleEvent": event,
+            "triggerName": format!("/_/{trigger}"),
+            "authKey": self.user_key,
+        });
+        if let (Value::Object(p), Value::Object(extra)) = (&mut p, params) {
+            p.extend(extra);
+        }
+        match self.user.invoke(&self.feed_name(), &p, true) {
+            Ok(result) => Ok(result),
+            Err(OwError::Application(result)) => Err(result["error"].as_str().unwrap_or(&result.to_string()).to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// `wsk trigger create NAME --feed owfeed/changes -p …`: on a failed CREATE the CLI
+    /// invokes DELETE and deletes the trigger.
+    pub fn create_trigger(&self, name: &str, params: Value) -> Result<Value, String> {
+        let feed = self.feed_name().to_string();
+        let body = json!({ "annotations": [{ "key": "feed", "value": feed }], "parameters": [] });
+        self.user.put_trigger(&self.trigger(name), &body, false).map_err(|e| e.to_string())?;
+        match self.feed("CREATE", name, params) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let _ = self.feed("DELETE", name, json!({}));
+                let _ = self.user.delete_trigger(&self.trigger(name));
+                Err(e)
+            }
+        }
+    }
+
+    /// `wsk trigger delete NAME` on a feed trigger: DELETE (failure ignored), then the trigger.
+    pub fn delete_trigger(&self, name: &str) -> Result<Value, String> {
+        let r = self.feed("DELETE", name, json!({}));
+        let _ = self.user.delete_trigger(&self.trigger(name));
+        r
+    }
+
+    /// Adds a rule from the user's trigger to an action recording what it receives.
+    pub fn record_events(&self, trigger: &str, recorder: &Path) {
+        let action = QualifiedName::new(USER, None, "recorder");
+        let body = action_body(recorder, "rust:1.34", json!([])).expect("recorder body");
+        self.user.put_action(&action, &body, true).expect("put recorder");
+        let rule = QualifiedName::new(USER, None, &format!("{trigger}-recorder"));
+        self.user.put_rule(&rule, &QualifiedName::new(USER, None, trigger), &action, true).expect("put rule");
+    }
+
+    /// Fires every alarm once (one poll per feed trigger) and waits for the invocations.
+    pub fn poll(&self) {
+        self.emu.fire_alarms();
+        assert!(self.emu.wait_idle(Duration::from_secs(120)), "emulator did not go idle");
+    }
+
+    /// The payloads the recorder action received, oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        self.emu
+            .activations(USER)
+            .into_iter()
+            .filter(|a| a["name"] == "recorder")
+            .map(|a| a["response"]["result"]["echo"].clone())
+            .collect()
+    }
+
+    /// Results of the poll activations, oldest first.
+    pub fn poll_results(&self) -> Vec<Value> {
+        self.emu
+            .activations(USER)
+            .into_iter()
+            .filter(|a| a["name"] == "poll")
+            .map(|a| a["response"]["result"].clone())
+            .collect()
+    }
+
+    /// Names of the user's triggers, rules and packages, as `kind:name`, sorted.
+    pub fn user_entities(&self) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for kind in ["triggers", "rules", "packages"] {
+            let url = format!("{}/api/v1/namespaces/{USER}/{kind}", self.emu.url());
+            let list: Value = ureq::get(&url)
+                .header("Authorization", &basic(&self.user_key))
+                .call()?
+                .body_mut()
+                .read_json()?;
+            let Some(items) = list.as_array() else { bail!("{kind}: not a list: {list}") };
+            for item in items {
+                out.push(format!("{}:{}", &kind[..kind.len() - 1], item["name"].as_str().unwrap_or("?")));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn basic(key: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(key))
+}

@@ -1,0 +1,500 @@
+//! The OpenWhisk emulator against the REST API as the wsk CLI and client-js use it: auth,
+//! triggers and fires, rules, bindings, actionloop and blackbox actions, activation records, web
+//! actions, the alarms feed and fault injection. Actions are real processes (the `echo-action`
+//! fixture speaks actionloop by hand; blackbox ones are shell scripts).
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use feed_tests::emulator_support::{action_body, action_body_from, Api};
+use ow_emulator::{Config, Emulator, FaultRule};
+use serde_json::{json, Value};
+
+const NS: &str = "/api/v1/namespaces";
+
+struct Setup {
+    emu: Emulator,
+    guest: Api,
+    other: Api,
+}
+
+fn setup() -> Setup {
+    setup_with(Config { alarm_retry_unit: Duration::from_millis(1), ..Config::with_namespaces(&["guest", "other"]) })
+}
+
+fn setup_with(config: Config) -> Setup {
+    let emu = Emulator::start(config).expect("start emulator");
+    let guest = Api::new(&emu.url(), Some(&emu.key("guest").expect("guest key")));
+    let other = Api::new(&emu.url(), Some(&emu.key("other").expect("other key")));
+    Setup { emu, guest, other }
+}
+
+fn echo_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_echo-action"))
+}
+
+/// PUTs the echo fixture as `/_/actions/{name}` with extra body fields merged in.
+fn put_echo(api: &Api, name: &str, extra: Value) {
+    let mut body = action_body(echo_binary(), "rust:1.34").expect("zip echo-action");
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    let r = api.put(&format!("{NS}/_/actions/{name}"), &body);
+    assert_eq!(r.status, 200, "put action {name}: {}", r.text());
+}
+
+fn invoke(api: &Api, name: &str, params: Value) -> (u16, Value) {
+    let r = api.post(&format!("{NS}/_/actions/{name}?blocking=true&result=true"), &params);
+    (r.status, r.json())
+}
+
+fn kv(pairs: &[(&str, Value)]) -> Value {
+    Value::Array(pairs.iter().map(|(k, v)| json!({"key": k, "value": v})).collect())
+}
+
+#[test]
+fn requests_without_valid_basic_auth_get_401_with_the_openwhisk_error_shape() {
+    let s = setup();
+    let anonymous = Api::new(&s.emu.url(), None);
+    let wrong = Api::new(&s.emu.url(), Some("00000000-0000-0000-0000-000000000000:nope"));
+    for api in [&anonymous, &wrong] {
+        let r = api.get(&format!("{NS}/_/triggers"));
+        assert_eq!(r.status, 401);
+        assert_eq!(r.json()["error"], "The supplied authentication is invalid");
+        assert!(r.json()["code"].as_str().is_some_and(|c| !c.is_empty()), "{}", r.text());
+    }
+    assert_eq!(s.guest.get(NS).json(), json!(["guest"]));
+    assert_eq!(s.guest.get(&format!("{NS}/_/limits")).status, 200);
+}
+
+#[test]
+fn trigger_crud_conflicts_without_overwrite_and_hides_other_namespaces() {
+    let s = setup();
+    let path = format!("{NS}/_/triggers/t");
+    let r = s.guest.put(&path, &json!({"parameters": kv(&[("a", json!(1))])}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["namespace"], "guest");
+    assert_eq!(r.json()["version"], "0.0.1");
+    assert_eq!(s.guest.put(&path, &json!({})).status, 409);
+    let r = s.guest.put(&format!("{path}?overwrite=true"), &json!({"parameters": kv(&[("b", json!(2))])}));
+    assert_eq!(r.status, 200);
+    assert_eq!(s.guest.get(&path).json()["parameters"], kv(&[("b", json!(2))]));
+    let names: Vec<Value> =
+        s.guest.get(&format!("{NS}/_/triggers")).json().as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
+    assert_eq!(names, vec![json!("t")]);
+    assert_eq!(s.other.get(&format!("{NS}/guest/triggers/t")).status, 403);
+    assert_eq!(s.guest.delete(&path).status, 200);
+    assert_eq!(s.guest.get(&path).status, 404);
+    assert_eq!(s.guest.delete(&path).status, 404);
+}
+
+#[test]
+fn fire_answers_204_without_rules_404_when_missing_and_429_over_the_throttle() {
+    let s = setup();
+    s.emu.set_fires_per_minute(Some(3));
+    assert_eq!(s.guest.put(&format!("{NS}/_/triggers/t"), &json!({})).status, 200);
+    let fire = |t: &str| s.guest.post(&format!("{NS}/_/triggers/{t}"), &json!({"x": 1}));
+    let r = fire("t");
+    assert_eq!(r.status, 204);
+    assert!(r.body.is_empty());
+    assert_eq!(fire("t").status, 204);
+    assert_eq!(fire("missing").status, 404);
+    let r = fire("t");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"], "Too many requests in the last minute (count: 4, allowed: 3).");
+    // another namespace has its own budget
+    assert_eq!(s.other.put(&format!("{NS}/_/triggers/t"), &json!({})).status, 200);
+    assert_eq!(s.other.post(&format!("{NS}/_/triggers/t"), &json!({})).status, 204);
+    s.emu.set_fires_per_minute(None);
+    assert_eq!(fire("t").status, 204);
+}
+
+#[test]
+fn rules_route_fires_to_their_action_only_while_active() {
+    let s = setup();
+    put_echo(&s.guest, "echo", json!({}));
+    s.guest
+        .put(&format!("{NS}/_/triggers/t"), &json!({"parameters": kv(&[("from", json!("trigger")), ("x", json!(0))])}));
+    let r = s.guest.put(&format!("{NS}/_/rules/r"), &json!({"trigger": "/_/t", "action": "/_/echo"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "active");
+    assert_eq!(s.guest.get(&format!("{NS}/_/triggers/t")).json()["rules"]["guest/r"]["status"], "active");
+
+    let r = s.guest.post(&format!("{NS}/_/triggers/t"), &json!({"x": 1}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let trigger_activation = r.json()["activationId"].as_str().unwrap().to_string();
+    assert!(s.emu.wait_idle(Duration::from_secs(30)));
+    let echoes: Vec<Value> = s.emu.activations("guest").into_iter().filter(|a| a["name"] == "echo").collect();
+    assert_eq!(echoes.len(), 1);
+    assert_eq!(echoes[0]["cause"], json!(trigger_activation));
+    assert_eq!(echoes[0]["response"]["result"]["echo"], json!({"from": "trigger", "x": 1}));
+
+    let status = |st: &str| s.guest.post(&format!("{NS}/_/rules/r"), &json!({"status": st})).status;
+    assert_eq!(status("inactive"), 200);
+    assert_eq!(status("inactive"), 200);
+    assert_eq!(s.guest.get(&format!("{NS}/_/rules/r")).json()["status"], "inactive");
+    assert_eq!(s.guest.post(&format!("{NS}/_/triggers/t"), &json!({})).status, 204);
+    assert_eq!(status("active"), 200);
+    assert_eq!(s.guest.post(&format!("{NS}/_/triggers/t"), &json!({})).status, 202);
+
+    // the rule's status lives in the trigger document: a recreated trigger has no rules
+    s.guest.delete(&format!("{NS}/_/triggers/t"));
+    s.guest.put(&format!("{NS}/_/triggers/t"), &json!({}));
+    assert_eq!(s.guest.post(&format!("{NS}/_/triggers/t"), &json!({})).status, 204);
+    assert_eq!(s.guest.delete(&format!("{NS}/_/rules/r")).status, 200);
+    let missing = s.guest.put(&format!("{NS}/_/rules/r2"), &json!({"trigger": "/_/t", "action": "/_/nope"}));
+    assert_eq!(missing.status, 400);
+    assert!(s.emu.wait_idle(Duration::from_secs(30)));
+}
+
+#[test]
+fn binding_parameters_merge_package_then_binding_then_action_then_invocation() {
+    let s = setup();
+    let pkg = json!({"parameters": kv(&[("a", json!("pkg")), ("b", json!("pkg")), ("c", json!("pkg"))])});
+    assert_eq!(s.other.put(&format!("{NS}/_/packages/p"), &pkg).status, 200);
+    put_echo(&s.other, "p/echo", json!({"parameters": kv(&[("c", json!("action")), ("d", json!("action"))])}));
+    let binding = json!({"binding": {"namespace": "other", "name": "p"},
+                         "parameters": kv(&[("b", json!("binding")), ("c", json!("binding"))])});
+    // binding to another namespace's package needs it published
+    assert_eq!(s.guest.put(&format!("{NS}/_/packages/b"), &binding).status, 403);
+    let published = json!({"publish": true});
+    assert_eq!(s.other.put(&format!("{NS}/_/packages/p?overwrite=true"), &published).status, 200);
+    assert_eq!(s.guest.put(&format!("{NS}/_/packages/b"), &binding).status, 200);
+
+    let (status, result) = invoke(&s.guest, "b/echo", json!({"d": "invoke"}));
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["echo"], json!({"a": "pkg", "b": "binding", "c": "action", "d": "invoke"}));
+    // it runs as the invoking subject
+    assert_eq!(result["namespace"], "guest");
+    assert_eq!(result["action_name"], "/other/p/echo");
+    assert_eq!(s.other.delete(&format!("{NS}/_/packages/p")).status, 409);
+    assert_eq!(s.guest.delete(&format!("{NS}/_/packages/b")).status, 200);
+}
+
+#[test]
+fn actionloop_actions_run_warm_with_an_empty_environment_and_fail_cleanly() {
+    let s = setup();
+    put_echo(&s.guest, "echo", json!({}));
+    let (status, result) = invoke(&s.guest, "echo", json!({"n": 1}));
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["echo"], json!({"n": 1}));
+    assert_eq!(result["env_keys"], json!(["__OW_API_HOST"]));
+    assert_eq!(result["action_name"], "/guest/echo");
+    assert_eq!(result["has_api_key"], false);
+    assert_eq!(result["has_deadline"], true);
+
+    let (status, result) = invoke(&s.guest, "echo", json!({"fail": true}));
+    assert_eq!((status, result), (502, json!({"error": "echo-action: failing as asked"})));
+    let (status, result) = invoke(&s.guest, "echo", json!({"garbage": true}));
+    assert_eq!(status, 502);
+    assert!(result["error"].as_str().unwrap().contains("valid JSON response"), "{result}");
+    let (status, result) = invoke(&s.guest, "echo", json!({"exit": true}));
+    assert_eq!(status, 502);
+    assert!(result["error"].as_str().unwrap().contains("exited unexpectedly"), "{result}");
+    // the dead container was discarded: the next activation gets a fresh one
+    assert_eq!(invoke(&s.guest, "echo", json!({"n": 2})).0, 200);
+
+    let r = s.guest.post(&format!("{NS}/_/actions/echo"), &json!({"n": 3}));
+    assert_eq!(r.status, 202);
+    assert!(s.emu.wait_idle(Duration::from_secs(30)));
+    let id = r.json()["activationId"].as_str().unwrap().to_string();
+    let record = s.guest.get(&format!("{NS}/_/activations/{id}")).json();
+    assert_eq!(record["response"]["result"]["echo"], json!({"n": 3}));
+}
+
+#[test]
+fn actions_with_provide_api_key_can_call_back_into_the_api_while_running() {
+    let s = setup();
+    put_echo(&s.guest, "caller", json!({"annotations": kv(&[("provide-api-key", json!(true))])}));
+    s.guest.put(&format!("{NS}/_/triggers/t"), &json!({}));
+    let (status, result) = invoke(&s.guest, "caller", json!({"get": "/api/v1/namespaces/_/triggers/t"}));
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["has_api_key"], true);
+    assert_eq!(result["get_status"], 200);
+}
+
+#[test]
+fn action_limits_timeout_kills_the_activation() {
+    let s = setup();
+    put_echo(&s.guest, "slow", json!({"limits": {"timeout": 300}}));
+    let (status, result) = invoke(&s.guest, "slow", json!({"sleep_ms": 5000}));
+    assert_eq!(status, 502);
+    assert_eq!(result["error"], "The action exceeded its time limits of 300 milliseconds.");
+}
+
+#[test]
+fn the_ack_is_expected_only_for_kinds_configured_to_wait_for_it() {
+    let s =
+        setup_with(Config { ack_kinds: vec!["rust:1.34".to_string()], ..Config::with_namespaces(&["guest", "other"]) });
+    put_echo(&s.guest, "echo", json!({}));
+    let (status, result) = invoke(&s.guest, "echo", json!({"n": 1}));
+    assert_eq!(status, 200, "{result}");
+    let mut env = result["env_keys"].as_array().unwrap().clone();
+    env.sort_by_key(|v| v.to_string());
+    assert_eq!(env, vec![json!("__OW_API_HOST"), json!("__OW_WAIT_FOR_ACK")]);
+}
+
+#[test]
+fn action_zips_without_a_top_level_exec_are_rejected_with_400() {
+    let s = setup();
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        zip.start_file("bin/exec", zip::write::SimpleFileOptions::default()).unwrap();
+        std::io::Write::write_all(&mut zip, b"x").unwrap();
+        zip.finish().unwrap();
+    }
+    let code = base64::engine::general_purpose::STANDARD.encode(buf.into_inner());
+    let r = s
+        .guest
+        .put(&format!("{NS}/_/actions/bad"), &json!({"exec": {"kind": "rust:1.34", "code": code, "binary": true}}));
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("top-level file named 'exec'"), "{}", r.text());
+    let r = s.guest.put(&format!("{NS}/_/actions/bad"), &json!({"exec": {"kind": "rust:1.34", "code": "%%%"}}));
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn activation_records_keep_results_logs_and_annotations() {
+    let s = setup();
+    put_echo(&s.guest, "echo", json!({}));
+    let r = s.guest.post(&format!("{NS}/_/actions/echo?blocking=true"), &json!({"n": 1}));
+    assert_eq!(r.status, 200);
+    let record = r.json();
+    let id = record["activationId"].as_str().unwrap().to_string();
+    assert_eq!(record["response"]["status"], "success");
+    assert_eq!(record["response"]["success"], true);
+    let annotations = record["annotations"].as_array().unwrap();
+    assert!(annotations.contains(&json!({"key": "path", "value": "guest/echo"})));
+    assert!(annotations.contains(&json!({"key": "kind", "value": "rust:1.34"})));
+
+    let logs = s.guest.get(&format!("{NS}/_/activations/{id}/logs")).json();
+    let logs: Vec<&str> = logs["logs"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(logs.iter().any(|l| l.ends_with(&format!("stdout: echo-action: activation {id}"))), "{logs:?}");
+    assert!(logs.iter().any(|l| l.ends_with("stderr: echo-action: to stderr")), "{logs:?}");
+    let result = s.guest.get(&format!("{NS}/_/activations/{id}/result")).json();
+    assert_eq!(result["result"]["echo"], json!({"n": 1}));
+
+    invoke(&s.guest, "echo", json!({"fail": true}));
+    let list = s.guest.get(&format!("{NS}/_/activations?name=echo&limit=1&docs=true")).json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["response"]["status"], "application error");
+    assert_eq!(s.other.get(&format!("{NS}/guest/activations/{id}")).status, 403);
+    assert_eq!(s.other.get(&format!("{NS}/_/activations/{id}")).status, 404);
+}
+
+#[test]
+fn blackbox_actions_get_params_as_argv_and_answer_with_the_last_stdout_line() {
+    let s = setup();
+    let script = b"#!/bin/sh\necho \"log: $__OW_NAMESPACE $__OW_ACTION_NAME\"\necho \"{\\\"args\\\": $1}\"\n";
+    let body = action_body_from(script, "blackbox").unwrap();
+    assert_eq!(s.guest.put(&format!("{NS}/_/actions/bb"), &body).status, 200);
+    let r = s.guest.post(&format!("{NS}/_/actions/bb?blocking=true"), &json!({"k": "v"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["response"]["result"], json!({"args": {"k": "v"}}));
+    let logs = r.json()["logs"].clone();
+    assert!(logs[0].as_str().unwrap().ends_with("stdout: log: guest /guest/bb"), "{logs}");
+}
+
+#[test]
+fn web_actions_build_params_from_the_request_in_normal_and_raw_mode() {
+    let s = setup();
+    let web = Api::new(&s.emu.url(), None);
+    put_echo(&s.guest, "hidden", json!({}));
+    assert_eq!(web.post("/api/v1/web/guest/default/hidden.json", &json!({})).status, 404);
+
+    put_echo(
+        &s.guest,
+        "echo",
+        json!({"annotations": kv(&[("web-export", json!(true))]),
+                                       "parameters": kv(&[("fixed", json!("yes"))])}),
+    );
+    let r = web.post("/api/v1/web/guest/default/echo.json/a/b?x=1", &json!({"y": 2}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echo = &r.json()["echo"];
+    assert_eq!((&echo["x"], &echo["y"], &echo["fixed"]), (&json!("1"), &json!(2), &json!("yes")));
+    assert_eq!(echo["__ow_method"], "post");
+    assert_eq!(echo["__ow_path"], "/a/b");
+    assert_eq!(echo["__ow_headers"]["content-type"], "application/json");
+    assert_eq!(r.json()["namespace"], "guest");
+    assert_eq!(web.get("/api/v1/web/guest/default/echo.json?__ow_method=put").status, 400);
+
+    put_echo(
+        &s.guest,
+        "final",
+        json!({"annotations": kv(&[("web-export", json!(true)), ("final", json!(true))]),
+                                        "parameters": kv(&[("fixed", json!("yes"))])}),
+    );
+    assert_eq!(web.get("/api/v1/web/guest/default/final.json?fixed=no").status, 400);
+    assert_eq!(web.get("/api/v1/web/guest/default/final.json?other=no").status, 200);
+
+    put_echo(&s.guest, "raw", json!({"annotations": kv(&[("web-export", json!(true)), ("raw-http", json!(true))])}));
+    let r =
+        web.raw("PUT", "/api/v1/web/guest/default/raw.json?x=1&y=a%20b", Some("text/plain"), &[], b"hello".to_vec());
+    let echo = &r.json()["echo"];
+    assert_eq!((&echo["__ow_query"], &echo["__ow_body"]), (&json!("x=1&y=a%20b"), &json!("hello")));
+    assert!(echo.get("x").is_none());
+    let r = web.post("/api/v1/web/guest/default/raw.json", &json!({"y": 2}));
+    let body = r.json()["echo"]["__ow_body"].as_str().unwrap().to_string();
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(body).unwrap(), br#"{"y":2}"#);
+}
+
+#[test]
+fn web_action_results_shape_the_http_response_and_options_get_cors() {
+    let s = setup();
+    let web = Api::new(&s.emu.url(), None);
+    let script = b"#!/bin/sh\necho '{\"statusCode\": 201, \"headers\": {\"content-type\": \"image/png\", \"x-a\": \"1\"}, \"body\": \"aGVsbG8=\"}'\n";
+    let mut body = action_body_from(script, "blackbox").unwrap();
+    body["annotations"] = kv(&[("web-export", json!(true))]);
+    assert_eq!(s.guest.put(&format!("{NS}/_/actions/png"), &body).status, 200);
+    let r = web.get("/api/v1/web/guest/default/png.http");
+    assert_eq!((r.status, r.body.as_slice()), (201, b"hello".as_slice()));
+    assert_eq!(r.header("content-type"), Some("image/png"));
+    assert_eq!(r.header("x-a"), Some("1"));
+    let r = web.raw("OPTIONS", "/api/v1/web/guest/default/png.http", None, &[], Vec::new());
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert!(r.header("access-control-allow-methods").is_some_and(|m| m.contains("POST")));
+}
+
+fn feed(api: &Api, action: &str, params: Value) -> (u16, Value) {
+    let r = api.post(&format!("{NS}/whisk.system/actions/alarms/{action}?blocking=true&result=true"), &params);
+    (r.status, r.json())
+}
+
+#[test]
+fn the_alarms_interval_feed_creates_reads_fires_through_rules_and_deletes() {
+    let s = setup();
+    let key = s.emu.key("guest").unwrap();
+    let create = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/tick", "authKey": key,
+                        "minutes": "5", "trigger_payload": {"hello": "alarm"}});
+    // the trigger must exist first: the provider reads it with the given authKey
+    let (status, result) = feed(&s.guest, "interval", create.clone());
+    assert_eq!(status, 502);
+    assert!(result["error"].as_str().unwrap().contains("404"), "{result}");
+
+    s.guest.put(
+        &format!("{NS}/_/triggers/tick"),
+        &json!({"annotations": kv(&[("feed", json!("/whisk.system/alarms/interval"))])}),
+    );
+    assert_eq!(feed(&s.guest, "interval", create.clone()), (200, json!({})));
+    let (status, result) = feed(&s.guest, "interval", create.clone());
+    assert_eq!(status, 502, "duplicates are rejected: {result}");
+    let read = json!({"lifecycleEvent": "READ", "triggerName": "/guest/tick", "authKey": key});
+    let (status, result) = feed(&s.guest, "interval", read);
+    assert_eq!(status, 200);
+    assert_eq!(result["config"]["minutes"], 5);
+    assert_eq!(result["status"]["active"], true);
+    assert!(result["status"].get("reason").is_none());
+    let update = json!({"lifecycleEvent": "UPDATE", "triggerName": "/guest/tick", "authKey": key, "minutes": 5});
+    assert_eq!(feed(&s.guest, "interval", update).0, 502);
+    let bad = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/other", "authKey": key, "minutes": 0});
+    s.guest.put(&format!("{NS}/_/triggers/other"), &json!({}));
+    let (_, result) = feed(&s.guest, "interval", bad);
+    assert!(result["error"].as_str().unwrap().contains("'minutes'"), "{result}");
+
+    put_echo(&s.guest, "echo", json!({}));
+    s.guest.put(&format!("{NS}/_/rules/r"), &json!({"trigger": "/guest/tick", "action": "/guest/echo"}));
+    assert_eq!(s.emu.fire_alarms(), vec![("/guest/tick".to_string(), 202)]);
+    assert!(s.emu.wait_idle(Duration::from_secs(30)));
+    let echoes: Vec<Value> = s.emu.activations("guest").into_iter().filter(|a| a["name"] == "echo").collect();
+    assert_eq!(echoes.len(), 1);
+    assert_eq!(echoes[0]["response"]["result"]["echo"], json!({"hello": "alarm"}));
+
+    let delete = json!({"lifecycleEvent": "DELETE", "triggerName": "/_/tick", "authKey": key});
+    assert_eq!(feed(&s.guest, "interval", delete.clone()), (200, json!({})));
+    assert_eq!(feed(&s.guest, "interval", delete).0, 502);
+    assert!(s.emu.fire_alarms().is_empty());
+}
+
+#[test]
+fn alarms_follow_the_provider_fire_policy_on_errors() {
+    let s = setup();
+    let key = s.emu.key("guest").unwrap();
+    for t in ["retried", "gone"] {
+        s.guest.put(&format!("{NS}/_/triggers/{t}"), &json!({}));
+        let create = json!({"lifecycleEvent": "CREATE", "triggerName": format!("/_/{t}"), "authKey": key,
+                            "cron": "*/5 * * * *"});
+        assert_eq!(feed(&s.guest, "alarm", create), (200, json!({})));
+    }
+    let bad_cron = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/retried", "authKey": key, "cron": "* * *"});
+    assert!(feed(&s.guest, "alarm", bad_cron).1["error"].as_str().unwrap().contains("'cron'"));
+
+    // 5xx is retried; a 404 disables the alarm
+    s.emu.inject_fault(FaultRule {
+        method: Some("POST".into()),
+        path_contains: "/triggers/retried".into(),
+        status: 503,
+        body: None,
+        count: 2,
+    });
+    s.guest.delete(&format!("{NS}/_/triggers/gone"));
+    assert_eq!(s.emu.fire_alarm("/guest/retried"), Some(204));
+    assert_eq!(s.emu.fire_alarm("/guest/gone"), Some(404));
+    let read = json!({"lifecycleEvent": "READ", "triggerName": "/_/gone", "authKey": key});
+    let status = feed(&s.guest, "alarm", read).1["status"].clone();
+    assert_eq!(status["active"], false);
+    assert_eq!(status["reason"]["statusCode"], 404);
+    assert_eq!(s.emu.fire_alarms(), vec![("/guest/retried".to_string(), 204)]);
+}
+
+#[test]
+fn injected_faults_hit_the_next_matching_requests_only() {
+    let s = setup();
+    s.guest.put(&format!("{NS}/_/triggers/t"), &json!({}));
+    s.emu.inject_fault(FaultRule {
+        method: Some("GET".into()),
+        path_contains: "/triggers/t".into(),
+        status: 503,
+        body: Some(json!({"error": "down"})),
+        count: 1,
+    });
+    assert_eq!(s.guest.post(&format!("{NS}/_/triggers/t"), &json!({})).status, 204);
+    let r = s.guest.get(&format!("{NS}/_/triggers/t"));
+    assert_eq!((r.status, r.json()), (503, json!({"error": "down"})));
+    assert_eq!(s.guest.get(&format!("{NS}/_/triggers/t")).status, 200);
+
+    // the same over the control API
+    let control = Api::new(&s.emu.url(), None);
+    let rule = json!({"method": "*", "path_contains": "/triggers/", "status": 500, "count": 1});
+    assert_eq!(control.post("/__emulator/faults", &rule).status, 200);
+    assert_eq!(s.guest.get(&format!("{NS}/_/triggers/t")).status, 500);
+    assert_eq!(s.guest.get(&format!("{NS}/_/triggers/t")).status, 200);
+    assert_eq!(control.get("/__emulator/keys/guest").json()["key"], json!(s.emu.key("guest").unwrap()));
+}
+
+#[test]
+fn a_blocking_invoke_that_outlives_the_wait_answers_202_and_completes_later() {
+    let s = setup_with(Config {
+        blocking_wait: Duration::from_millis(200),
+        ..Config::with_namespaces(&["guest", "other"])
+    });
+    put_echo(&s.guest, "slow", json!({}));
+    let (status, body) = invoke(&s.guest, "slow", json!({"sleep_ms": 3000}));
+    assert_eq!(status, 202, "{body}");
+    let id = body["activationId"].as_str().unwrap().to_string();
+    assert!(s.emu.wait_idle(Duration::from_secs(30)));
+    let record = s.guest.get(&format!("{NS}/_/activations/{id}")).json();
+    assert_eq!(record["response"]["result"]["echo"], json!({"sleep_ms": 3000}));
+}
+
+#[test]
+fn a_once_alarm_fires_a_single_time_and_can_delete_its_trigger() {
+    let s = setup();
+    let key = s.emu.key("guest").unwrap();
+    s.guest.put(&format!("{NS}/_/triggers/once"), &json!({}));
+    let date = "2999-01-01T00:00:00Z";
+    let past =
+        json!({"lifecycleEvent": "CREATE", "triggerName": "/_/once", "authKey": key, "date": "2000-01-01T00:00:00Z"});
+    assert!(feed(&s.guest, "once", past).1["error"].as_str().unwrap().contains("future"));
+    let create = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/once", "authKey": key, "date": date,
+                        "deleteAfterFire": "true"});
+    assert_eq!(feed(&s.guest, "once", create), (200, json!({})));
+    // the HTTP control path fires like fire_alarms()
+    let control = Api::new(&s.emu.url(), None);
+    let fired = control.post("/__emulator/alarms/fire", &json!({})).json();
+    assert_eq!(fired, json!({"fired": [{"trigger": "/guest/once", "status": 204}]}));
+    assert_eq!(s.guest.get(&format!("{NS}/_/triggers/once")).status, 404);
+    assert!(s.emu.fire_alarms().is_empty());
+}

@@ -1,0 +1,432 @@
+//! The hooks pattern end to end: the real `hook` feed action and `receive` web action in the
+//! emulator, deliveries through the web-action path of each trigger's binding, a fake GitHub
+//! API and a fake Subscriptions manager, and a rule to the echo fixture that records what
+//! the user's trigger received.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use feed_tests::fake_github::FakeGitHub;
+use feed_tests::fake_subscriptions::FakeManager;
+use feed_tests::world::{action_body, workspace_bin, TempDir, World, PACKAGE, USER};
+use ow_emulator::{Config, Emulator, SYSTEM_NAMESPACE};
+use owfeed::hooks::github_signature;
+use owfeed::openwhisk::{AuthKey, Client, OwError, QualifiedName};
+use owfeed::secret::Secret;
+
+/// A world with the hooks actions deployed next to the package's other actions.
+struct Hooks {
+    w: World,
+    http: ureq::Agent,
+}
+
+/// An HTTP answer from the receiver.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+fn feed_name() -> QualifiedName {
+    QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook")
+}
+
+impl Hooks {
+    fn start() -> Hooks {
+        // Only the hooks actions are deployed: the package's other actions are not needed here.
+        let emu = Emulator::start(Config::with_namespaces(&[USER, "other"])).expect("start emulator");
+        let key = |ns: &str| emu.key(ns).expect("namespace key");
+        let (user_key, system_key) = (key(USER), key(SYSTEM_NAMESPACE));
+        let user = Client::new(&emu.url(), AuthKey::parse(&user_key).unwrap());
+        let system = Client::new(&emu.url(), AuthKey::parse(&system_key).unwrap());
+        let w = World { emu, dir: TempDir::new("hooks"), user_key, user, system };
+        let package = QualifiedName::new(SYSTEM_NAMESPACE, None, PACKAGE);
+        w.system.put_package(&package, &json!({"publish": true}), true).unwrap();
+        let kv = |pairs: &[&str]| Value::Array(pairs.iter().map(|k| json!({"key": k, "value": true})).collect());
+        let hook_ann = kv(&["feed", "provide-api-key"]);
+        let receive_ann = kv(&["web-export", "raw-http", "final", "provide-api-key", "web-custom-options"]);
+        let receive = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "receive");
+        w.system
+            .put_action(&feed_name(), &action_body(&workspace_bin("hook"), "rust:1.34", hook_ann).unwrap(), true)
+            .unwrap();
+        w.system
+            .put_action(&receive, &action_body(&workspace_bin("receive"), "rust:1.34", receive_ann).unwrap(), true)
+            .unwrap();
+        let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        Hooks { w, http }
+    }
+
+    /// Invokes the hook feed action as the CLI does (blocking, with the user's key).
+    fn feed(&self, event: &str, trigger: &str, params: Value) -> Result<Value, String> {
+        let mut p =
+            json!({"lifecycleEvent": event, "triggerName": format!("/_/{trigger}"), "authKey": self.w.user_key});
+        if let (Value::Object(p), Value::Object(extra)) = (&mut p, params) {
+            p.extend(extra);
+        }
+        match self.w.user.invoke(&feed_name(), &p, true) {
+            Ok(result) => Ok(result),
+            Err(OwError::Application(result)) => {
+                Err(result["error"].as_str().unwrap_or(&result.to_string()).to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// `wsk trigger create NAME --feed owfeed/hook -p …`, including the CLI's cleanup on failure.
+    fn create(&self, trigger: &str, params: Value) -> Result<Value, String> {
+        let body = json!({"annotations": [{"key": "feed", "value": feed_name().to_string()}], "parameters": []});
+        self.w.user.put_trigger(&QualifiedName::new("_", None, trigger), &body, false).map_err(|e| e.to_string())?;
+        self.feed("CREATE", trigger, params).inspect_err(|_| {
+            let _ = self.feed("DELETE", trigger, json!({}));
+            let _ = self.w.user.delete_trigger(&QualifiedName::new("_", None, trigger));
+        })
+    }
+
+    /// Creates a hook trigger with a rule to the echo fixture; returns the CREATE result.
+    fn create_recorded(&self, trigger: &str, params: Value) -> Value {
+        let created = self.create(trigger, params).expect("CREATE");
+        self.w.record_events(trigger, Path::new(env!("CARGO_BIN_EXE_echo-action")));
+        created
+    }
+
+    fn request(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+        let mut req = ureq::http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut resp = self.http.run(req.body(body.to_vec()).unwrap()).expect("receiver answers");
+        let headers =
+            resp.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string())).collect();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        Answer { status: resp.status().as_u16(), headers, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+    }
+
+    fn post(&self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+        self.request("POST", url, headers, body)
+    }
+
+    /// What the recorder received, once every rule invocation is done.
+    fn events(&self) -> Vec<Value> {
+        assert!(self.w.emu.wait_idle(Duration::from_secs(60)), "emulator did not go idle");
+        self.w.events()
+    }
+
+    fn user_packages(&self) -> Vec<String> {
+        self.w.user_entities().unwrap().into_iter().filter(|e| e.starts_with("package:")).collect()
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn ce(id: &str, kind: &str) -> Value {
+    json!({"specversion": "1.0", "id": id, "source": "/test", "type": kind, "data": {"n": id}})
+}
+
+fn ids(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| e["id"].as_str().unwrap_or("?").to_string()).collect()
+}
+
+#[test]
+fn every_delivery_mode_fires_the_trigger() {
+    let h = Hooks::start();
+    let filters = json!([{"not": {"exact": {"type": "com.example.ignored"}}}]);
+    let created = h.create_recorded("t", json!({"source": "none", "filters": filters}));
+    let url = created["url"].as_str().unwrap().to_string();
+    assert_eq!(url, format!("{}/api/v1/web/{USER}/t.owfeed-hook/receive.http", h.w.emu.url()));
+    let token = created["token"].as_str().expect("token for source none").to_string();
+    assert_eq!(token.len(), 64);
+    let auth = bearer(&token);
+
+    let binary = h.post(
+        &url,
+        &[
+            ("Authorization", &auth),
+            ("ce-specversion", "1.0"),
+            ("ce-id", "b-1"),
+            ("ce-source", "/test"),
+            ("ce-type", "com.example.binary"),
+            ("ce-subject", "Euro%20%E2%82%AC%20%F0%9F%98%80"),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"mode": "binary"}"#,
+    );
+    assert_eq!(binary.status, 202, "{}", binary.body);
+
+    let structured = serde_json::to_vec(&ce("s-1", "com.example.structured")).unwrap();
+    let a = h.post(&url, &[("Authorization", &auth), ("Content-Type", "application/cloudevents+json")], &structured);
+    assert_eq!(a.status, 202, "{}", a.body);
+
+    let batch = serde_json::to_vec(&json!([
+        ce("m-1", "com.example.batch"),
+        ce("m-2", "com.example.ignored"),
+        ce("m-3", "com.example.batch")
+    ]))
+    .unwrap();
+    let a = h.post(&url, &[("Authorization", &auth), ("Content-Type", "application/cloudevents-batch+json")], &batch);
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert_eq!((a.body["fired"].clone(), a.body["filtered"].clone()), (json!(2), json!(1)));
+
+    let plain_url = format!("{url}?access_token={token}");
+    let a =
+        h.post(&plain_url, &[("Content-Type", "application/json"), ("X-Delivery-Id", "p-1")], br#"{"plain": true}"#);
+    assert_eq!(a.status, 202, "{}", a.body);
+
+    let events = h.events();
+    let mut got = ids(&events);
+    got.sort();
+    assert_eq!(got, vec!["b-1", "m-1", "m-3", "p-1", "s-1"]);
+    let by_id = |id: &str| events.iter().find(|e| e["id"] == id).unwrap().clone();
+    let b = by_id("b-1");
+    assert_eq!(b["subject"], "Euro € 😀");
+    assert_eq!(b["data"], json!({"mode": "binary"}));
+    assert_eq!(b["type"], "com.example.binary");
+    assert_eq!(by_id("s-1")["data"], json!({"n": "s-1"}));
+    let p = by_id("p-1");
+    assert_eq!(p["type"], owfeed::hooks::GENERIC_TYPE);
+    assert_eq!(p["data"], json!({"plain": true}));
+    assert_eq!(p["source"], url.as_str());
+}
+
+#[test]
+fn bad_credentials_get_401_and_fire_nothing() {
+    let h = Hooks::start();
+    let created = h.create_recorded("t", json!({"source": "none"}));
+    let url = created["url"].as_str().unwrap().to_string();
+    let body = serde_json::to_vec(&ce("x-1", "com.example.x")).unwrap();
+    let ct = ("Content-Type", "application/cloudevents+json");
+    let wrong_sig = github_signature(&Secret::new("not the secret"), &body);
+    for headers in [
+        vec![ct],
+        vec![ct, ("Authorization", "Bearer wrong")],
+        vec![ct, ("X-Hub-Signature-256", wrong_sig.as_str())],
+        vec![ct, ("X-Hub-Signature-256", "sha256=00")],
+    ] {
+        let a = h.post(&url, &headers, &body);
+        assert_eq!(a.status, 401, "{headers:?}: {}", a.body);
+    }
+    assert_eq!(h.post(&format!("{url}?access_token=nope"), &[ct], &body).status, 401);
+    // The shared package's action itself is no hook: nothing to authenticate against.
+    let shared = format!("{}/api/v1/web/{SYSTEM_NAMESPACE}/{PACKAGE}/receive.http", h.w.emu.url());
+    assert_eq!(h.post(&shared, &[ct, ("Authorization", "Bearer x")], &body).status, 404);
+    assert_eq!(h.events(), Vec::<Value>::new());
+    let created = h.w.emu.activations(USER).into_iter().filter(|a| a["name"] == "t").count();
+    assert_eq!(created, 0, "the trigger was fired");
+}
+
+#[test]
+fn abuse_protection_handshake() {
+    let h = Hooks::start();
+    let created = h
+        .create("t", json!({"source": "none", "allowedOrigins": ["eventgrid.azure.net"], "allowedRate": 100}))
+        .unwrap();
+    let url = created["url"].as_str().unwrap().to_string();
+    let a = h.request(
+        "OPTIONS",
+        &url,
+        &[
+            ("WebHook-Request-Origin", "eventgrid.azure.net"),
+            ("WebHook-Request-Rate", "120"),
+            ("WebHook-Request-Callback", "https://example.com/cb"),
+        ],
+        b"",
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("WebHook-Allowed-Origin"), Some("eventgrid.azure.net"));
+    assert_eq!(a.header("WebHook-Allowed-Rate"), Some("100"));
+    let a = h.request("OPTIONS", &url, &[("WebHook-Request-Origin", "evil.example.com")], b"");
+    assert_eq!(a.status, 403);
+    assert_eq!(a.header("WebHook-Allowed-Origin"), None);
+    let a = h.request("GET", &url, &[], b"");
+    assert_eq!(a.status, 405);
+}
+
+#[test]
+fn throttled_fire_gives_429_with_retry_after() {
+    let h = Hooks::start();
+    let created = h.create_recorded("t", json!({"source": "none"}));
+    let (url, token) = (created["url"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string());
+    h.w.emu.set_fires_per_minute(Some(0));
+    let body = serde_json::to_vec(&ce("r-1", "com.example.x")).unwrap();
+    let a =
+        h.post(&url, &[("Authorization", &bearer(&token)), ("Content-Type", "application/cloudevents+json")], &body);
+    assert_eq!(a.status, 429, "{}", a.body);
+    let secs: u64 = a.header("Retry-After").expect("Retry-After").parse().unwrap();
+    assert!(secs >= 1);
+    assert_eq!(h.events(), Vec::<Value>::new());
+    h.w.emu.set_fires_per_minute(None);
+    let a =
+        h.post(&url, &[("Authorization", &bearer(&token)), ("Content-Type", "application/cloudevents+json")], &body);
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert_eq!(ids(&h.events()), vec!["r-1"]);
+}
+
+#[test]
+fn deleted_trigger_gives_410() {
+    let h = Hooks::start();
+    let created = h.create("t", json!({"source": "none"})).unwrap();
+    let (url, token) = (created["url"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string());
+    // Deleted behind the feed's back (no DELETE lifecycle call): the endpoint is still there.
+    h.w.user.delete_trigger(&QualifiedName::new("_", None, "t")).unwrap();
+    let body = serde_json::to_vec(&ce("g-1", "com.example.x")).unwrap();
+    let a =
+        h.post(&url, &[("Authorization", &bearer(&token)), ("Content-Type", "application/cloudevents+json")], &body);
+    assert_eq!(a.status, 410, "{}", a.body);
+}
+
+#[test]
+fn github_hook_is_registered_signed_paused_and_removed() {
+    let h = Hooks::start();
+    let gh = FakeGitHub::start("ghp_testtoken");
+    let params = json!({
+        "source": "github", "repository": "octo/repo", "accessToken": gh.token(),
+        "githubApi": gh.url(), "events": ["push", "issues"],
+    });
+    let created = h.create_recorded("t", params.clone());
+    let url = created["url"].as_str().unwrap().to_string();
+    assert!(created.get("token").is_none(), "{created}");
+
+    let calls = gh.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!((calls[0].method.as_str(), calls[0].path.as_str()), ("POST", "/repos/octo/repo/hooks"));
+    assert_eq!(calls[0].auth.as_deref(), Some("Bearer ghp_testtoken"));
+    let hook = &calls[0].body;
+    assert_eq!(hook["config"]["url"], url.as_str());
+    assert_eq!(hook["config"]["content_type"], "json");
+    assert_eq!(hook["events"], json!(["push", "issues"]));
+    let secret = hook["config"]["secret"].as_str().unwrap().to_string();
+    assert_eq!(secret.len(), 64);
+    let id = *gh.hooks("octo/repo").keys().next().unwrap();
+    assert_eq!(created["registration"], id.to_string());
+
+    // A retried CREATE (wskdeploy retries) reuses the registration.
+    let again = h.feed("CREATE", "t", params).unwrap();
+    assert_eq!(again["registration"], id.to_string());
+    assert_eq!(gh.hooks("octo/repo").len(), 1);
+
+    // A delivery the way GitHub sends it.
+    let body = br#"{"ref": "refs/heads/main", "repository": {"html_url": "https://github.com/octo/repo"}}"#;
+    let sig = github_signature(&Secret::new(&secret), body);
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        ("X-Hub-Signature-256", sig.as_str()),
+    ];
+    let a = h.post(&url, &headers, body);
+    assert_eq!(a.status, 202, "{}", a.body);
+    let events = h.events();
+    assert_eq!(ids(&events), vec!["72d3162e-cc78-11e3-81ab-4c9367dc0958"]);
+    assert_eq!(events[0]["type"], "com.github.push");
+    assert_eq!(events[0]["source"], "https://github.com/octo/repo");
+    assert_eq!(events[0]["data"]["ref"], "refs/heads/main");
+
+    // READ shows config and registration, never the token or the secret.
+    let read = h.feed("READ", "t", json!({})).unwrap();
+    let text = read.to_string();
+    assert!(!text.contains("ghp_testtoken") && !text.contains(&secret), "{text}");
+    assert_eq!(read["status"]["registration"], id.to_string());
+    assert_eq!(read["url"], url.as_str());
+
+    h.feed("PAUSE", "t", json!({})).unwrap();
+    assert_eq!(gh.hooks("octo/repo")[&id]["active"], false);
+    h.feed("UNPAUSE", "t", json!({})).unwrap();
+    assert_eq!(gh.hooks("octo/repo")[&id]["active"], true);
+    let patches: Vec<Value> = gh.calls().into_iter().filter(|c| c.method == "PATCH").map(|c| c.body).collect();
+    assert_eq!(patches, vec![json!({"active": false}), json!({"active": true})]);
+
+    h.feed("DELETE", "t", json!({})).unwrap();
+    assert!(gh.hooks("octo/repo").is_empty());
+    let last = gh.calls().last().cloned().unwrap();
+    assert_eq!((last.method.as_str(), last.path), ("DELETE", format!("/repos/octo/repo/hooks/{id}")));
+    assert_eq!(h.user_packages(), Vec::<String>::new());
+    // DELETE again (the CLI does after failures) finds nothing and succeeds.
+    h.feed("DELETE", "t", json!({})).unwrap();
+}
+
+#[test]
+fn failed_github_registration_leaves_nothing() {
+    let h = Hooks::start();
+    let gh = FakeGitHub::start("ghp_testtoken");
+    let err = h
+        .create("t", json!({"source": "github", "repository": "octo/missing", "accessToken": "ghp_testtoken", "githubApi": gh.url()}))
+        .unwrap_err();
+    assert!(err.contains("HTTP 404"), "{err}");
+    assert!(!err.contains("ghp_testtoken"), "{err}");
+    assert_eq!(h.w.user_entities().unwrap(), Vec::<String>::new());
+    let err = h
+        .create(
+            "t",
+            json!({"source": "github", "repository": "octo/repo", "accessToken": "wrong", "githubApi": gh.url()}),
+        )
+        .unwrap_err();
+    assert!(err.contains("HTTP 401") && !err.contains("wrong"), "{err}");
+    assert_eq!(h.w.user_entities().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn subscription_is_created_with_the_sink_and_deleted() {
+    let h = Hooks::start();
+    let manager = FakeManager::start(Some("mgr-token"));
+    let created = h.create_recorded(
+        "t",
+        json!({
+            "source": "subscription", "manager": manager.url(), "managerToken": "mgr-token",
+            "types": ["com.example.order.created"], "subscriptionSource": "/orders",
+        }),
+    );
+    let url = created["url"].as_str().unwrap().to_string();
+    let subs = manager.subscriptions();
+    assert_eq!(subs.len(), 1);
+    let (id, sub) = subs.into_iter().next().unwrap();
+    assert_eq!(created["registration"], id.as_str());
+    assert_eq!(sub["sink"], url.as_str());
+    assert_eq!(sub["protocol"], "HTTP");
+    assert_eq!(sub["types"], json!(["com.example.order.created"]));
+    assert_eq!(sub["source"], "/orders");
+    let auth = sub["protocolsettings"]["headers"]["Authorization"].as_str().unwrap();
+    assert!(auth.starts_with("Bearer ") && auth.len() == 7 + 64, "{auth}");
+    assert_eq!(manager.calls()[0].auth.as_deref(), Some("Bearer mgr-token"));
+
+    assert_eq!(manager.deliver(&id, &ce("o-1", "com.example.order.created")), 202);
+    assert_eq!(ids(&h.events()), vec!["o-1"]);
+
+    h.feed("DELETE", "t", json!({})).unwrap();
+    assert!(manager.subscriptions().is_empty());
+    let last = manager.calls().last().cloned().unwrap();
+    assert_eq!((last.method.as_str(), last.path), ("DELETE", format!("/subscriptions/{id}")));
+    assert_eq!(h.user_packages(), Vec::<String>::new());
+}
+
+#[test]
+fn update_changes_filters_and_pause_drops_deliveries() {
+    let h = Hooks::start();
+    let created = h.create_recorded("t", json!({"source": "none"}));
+    let (url, token) = (created["url"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string());
+    let send = |id: &str, kind: &str| {
+        let body = serde_json::to_vec(&ce(id, kind)).unwrap();
+        h.post(&url, &[("Authorization", &bearer(&token)), ("Content-Type", "application/cloudevents+json")], &body)
+            .status
+    };
+    let updated = h.feed("UPDATE", "t", json!({"filters": [{"prefix": {"type": "com.example.keep"}}]})).unwrap();
+    assert_eq!(updated["reregistered"], false);
+    assert_eq!(send("u-1", "com.example.keep.this"), 202);
+    assert_eq!(send("u-2", "com.example.drop"), 202);
+    h.feed("PAUSE", "t", json!({})).unwrap();
+    assert_eq!(h.feed("READ", "t", json!({})).unwrap()["status"]["paused"], true);
+    assert_eq!(send("u-3", "com.example.keep.this"), 202);
+    h.feed("UNPAUSE", "t", json!({})).unwrap();
+    assert_eq!(send("u-4", "com.example.keep.this"), 202);
+    assert_eq!(ids(&h.events()), vec!["u-1", "u-4"]);
+    let err = h.feed("UPDATE", "t", json!({"source": "github"})).unwrap_err();
+    assert!(err.contains("parameter 'source'"), "{err}");
+}

@@ -1,0 +1,223 @@
+//! Feed lifecycle through the emulator with the test-only `listing` source: CREATE makes the
+//! helpers and is idempotent and transactional, DELETE is idempotent, READ hides secrets,
+//! ownership is checked, PAUSE/UNPAUSE flip the rule, bad schedules make nothing.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use feed_tests::world::{World, USER};
+use ow_emulator::FaultRule;
+use owfeed::openwhisk::QualifiedName;
+
+const SECRET: &str = "s3cr3t-t0ken-value";
+
+fn world() -> World {
+    World::start(Path::new(env!("CARGO_BIN_EXE_test-feed")), Path::new(env!("CARGO_BIN_EXE_test-poll")))
+}
+
+fn write_listing(w: &World, entries: &[(&str, &str)]) -> PathBuf {
+    let path = w.dir.path().join("listing.json");
+    let items: Vec<Value> = entries.iter().map(|(k, v)| json!({"key": k, "version": v})).collect();
+    std::fs::write(&path, serde_json::to_vec(&items).unwrap()).unwrap();
+    path
+}
+
+fn params(w: &World, extra: Value) -> Value {
+    let mut p = json!({
+        "listing": w.dir.path().join("listing.json"),
+        "stateDir": w.dir.path().join("state"),
+        "token": SECRET,
+    });
+    if let (Value::Object(p), Value::Object(extra)) = (&mut p, extra) {
+        p.extend(extra);
+    }
+    p
+}
+
+fn state_files(w: &World) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(w.dir.path().join("state"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+const HELPERS: [&str; 4] = ["package:t.owfeed", "rule:t.owfeed-rule", "trigger:t", "trigger:t.owfeed-alarm"];
+
+#[test]
+fn create_makes_alarm_trigger_rule_and_stored_config() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    let out = w.create_trigger("t", params(&w, json!({"interval": 5}))).unwrap();
+    assert_eq!(out["status"], "created", "{out}");
+    assert_eq!(w.user_entities().unwrap(), HELPERS);
+    assert_eq!(state_files(&w), ["guest%2Ft.state"]);
+    // The helper trigger is registered with the alarms feed and fires the poll.
+    let fired = w.emu.fire_alarms();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert!(fired[0].0.ends_with("/t.owfeed-alarm"), "{fired:?}");
+    assert!(w.emu.wait_idle(std::time::Duration::from_secs(60)));
+    let polls = w.poll_results();
+    assert_eq!(polls.len(), 1, "{polls:?}");
+    assert_eq!(polls[0]["status"], "ok", "{polls:?}");
+    assert_eq!(state_files(&w), ["guest%2Ft.lease", "guest%2Ft.state"]);
+    // The config (with its secret) lives in the user's namespace, not in the shared package.
+    let config = w.user.get_package(&QualifiedName::new(USER, None, "t.owfeed")).unwrap();
+    assert!(config.to_string().contains(SECRET));
+    let shared = w.system.get_package(&QualifiedName::new("whisk.system", None, "owfeed")).unwrap();
+    assert!(!shared.to_string().contains(SECRET));
+}
+
+#[test]
+fn create_twice_is_idempotent() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({}))).unwrap();
+    let again = w.feed("CREATE", "t", params(&w, json!({}))).unwrap();
+    assert_eq!(again["status"], "created");
+    assert_eq!(w.user_entities().unwrap(), HELPERS);
+    assert_eq!(w.emu.fire_alarms().len(), 1, "exactly one alarm after two CREATEs");
+}
+
+#[test]
+fn create_that_fails_midway_leaves_nothing_behind() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    // The last step, the rule, fails: everything made before it must be undone.
+    w.emu.inject_fault(FaultRule {
+        method: Some("PUT".into()),
+        path_contains: "/rules/".into(),
+        status: 500,
+        body: None,
+        count: 1,
+    });
+    let err = w.create_trigger("t", params(&w, json!({}))).unwrap_err();
+    assert!(err.contains("creating the rule"), "{err}");
+    assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
+    assert_eq!(state_files(&w), Vec::<String>::new());
+    assert!(w.emu.fire_alarms().is_empty(), "no alarm may be left");
+}
+
+#[test]
+fn probe_failure_creates_nothing() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    let err = w.create_trigger("t", params(&w, json!({"failProbe": true}))).unwrap_err();
+    assert!(err.contains("probe refused"), "{err}");
+    assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn delete_after_nothing_succeeds() {
+    let w = world();
+    // No trigger at all, then a trigger the feed never set up.
+    assert_eq!(w.feed("DELETE", "ghost", json!({})).unwrap()["status"], "deleted");
+    w.user.put_trigger(&QualifiedName::new("_", None, "bare"), &json!({}), false).unwrap();
+    assert_eq!(w.feed("DELETE", "bare", json!({})).unwrap()["status"], "deleted");
+    // A full feed deleted twice.
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({}))).unwrap();
+    w.delete_trigger("t").unwrap();
+    assert_eq!(w.feed("DELETE", "t", json!({})).unwrap()["status"], "deleted");
+    assert_eq!(w.user_entities().unwrap(), ["trigger:bare"]);
+    assert_eq!(state_files(&w), Vec::<String>::new());
+    assert!(w.emu.fire_alarms().is_empty());
+}
+
+#[test]
+fn read_shows_config_and_status_but_never_a_secret() {
+    let w = world();
+    write_listing(&w, &[("a", "1"), ("b", "1")]);
+    w.create_trigger("t", params(&w, json!({"interval": 2}))).unwrap();
+    w.poll();
+    let read = w.feed("READ", "t", json!({})).unwrap();
+    let text = read.to_string();
+    assert!(!text.contains(SECRET), "{text}");
+    assert!(!text.contains(&w.user_key), "{text}");
+    assert_eq!(read["config"]["token"], "[redacted]");
+    assert_eq!(read["config"]["interval"], 2);
+    assert_eq!(read["status"]["active"], true);
+    assert_eq!(read["status"]["objectsTracked"], 2);
+    assert_eq!(read["status"]["eventsPending"], 0);
+    assert_eq!(read["status"]["lastOutcome"], "ok");
+    assert!(read["status"]["nextPoll"].is_string(), "{read}");
+}
+
+#[test]
+fn feed_on_another_namespaces_trigger_is_refused() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    let other_key = w.emu.key("other").unwrap();
+    let other = owfeed::openwhisk::Client::new(&w.emu.url(), owfeed::openwhisk::AuthKey::parse(&other_key).unwrap());
+    other.put_trigger(&QualifiedName::new("other", None, "theirs"), &json!({}), false).unwrap();
+    let mut p = params(&w, json!({}));
+    p["lifecycleEvent"] = json!("CREATE");
+    p["triggerName"] = json!("/other/theirs");
+    p["authKey"] = json!(w.user_key);
+    let err = w.user.invoke(&w.feed_name(), &p, true).unwrap_err();
+    assert!(err.to_string().contains("not allowed") || err.to_string().contains("does not exist"), "{err}");
+    assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn pause_and_unpause_flip_the_rule() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({}))).unwrap();
+    let rule = QualifiedName::new(USER, None, "t.owfeed-rule");
+    assert_eq!(w.feed("PAUSE", "t", json!({})).unwrap()["status"], "paused");
+    assert_eq!(w.user.get_rule(&rule).unwrap()["status"], "inactive");
+    assert_eq!(w.feed("READ", "t", json!({})).unwrap()["status"]["paused"], true);
+    assert_eq!(w.feed("UNPAUSE", "t", json!({})).unwrap()["status"], "active");
+    assert_eq!(w.user.get_rule(&rule).unwrap()["status"], "active");
+}
+
+#[test]
+fn bad_schedule_is_rejected_before_anything_is_created() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    for (bad, name) in [(json!({"cron": "61 * * * *"}), "cron"), (json!({"interval": 0}), "interval"), (json!({"interval": "often"}), "interval")] {
+        let err = w.create_trigger("t", params(&w, bad)).unwrap_err();
+        assert!(err.contains(&format!("parameter '{name}'")), "{err}");
+        assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
+        assert_eq!(state_files(&w), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn unknown_lifecycle_event_is_an_error() {
+    let w = world();
+    w.user.put_trigger(&QualifiedName::new("_", None, "t"), &json!({}), false).unwrap();
+    let err = w.feed("RESTART", "t", json!({})).unwrap_err();
+    assert!(err.contains("parameter 'lifecycleEvent'") && err.contains("UNPAUSE"), "{err}");
+}
+
+#[test]
+fn polls_fire_created_updated_deleted_after_a_silent_baseline() {
+    let w = world();
+    write_listing(&w, &[("a", "1"), ("b", "1"), ("c", "1")]);
+    w.create_trigger("t", params(&w, json!({}))).unwrap();
+    w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    w.poll();
+    assert_eq!(w.events(), Vec::<Value>::new(), "the baseline must not fire");
+    write_listing(&w, &[("b", "2"), ("c", "1"), ("d", "1")]);
+    w.poll();
+    let mut got: Vec<(String, String)> = w
+        .events()
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap_or("?").to_string(), e["subject"].as_str().unwrap_or("?").to_string()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("test.listing.entry.created".to_string(), "d".to_string()),
+            ("test.listing.entry.deleted".to_string(), "a".to_string()),
+            ("test.listing.entry.updated".to_string(), "b".to_string()),
+        ]
+    );
+    // Nothing changed since: the next poll fires nothing.
+    w.poll();
+    assert_eq!(w.events().len(), 3);
+}
