@@ -31,7 +31,7 @@ action_table() {
 changes 60000 256 feed=true,provide-api-key=true
 poll 60000 256 provide-api-key=true
 hook 60000 256 feed=true,provide-api-key=true
-receive 60000 256 web=raw,provide-api-key=true
+receive 60000 256 web=raw,provide-api-key=true,web-custom-options=true
 TABLE
 }
 

@@ -42,7 +42,13 @@ pub struct DeliveryReport {
 const MAX_BACKOFF: Duration = Duration::from_secs(16);
 
 /// Fires `outbox` at `trigger`, `batch` events per fire (`{"events": […]}` when > 1).
-pub fn deliver(client: &Client, trigger: &QualifiedName, outbox: &[Value], batch: usize, budget: &Budget) -> DeliveryReport {
+pub fn deliver(
+    client: &Client,
+    trigger: &QualifiedName,
+    outbox: &[Value],
+    batch: usize,
+    budget: &Budget,
+) -> DeliveryReport {
     let batch = batch.max(1);
     let mut report = DeliveryReport { delivered: 0, requests: 0, outcome: DeliveryOutcome::Done };
     let mut backoff = Duration::from_secs(1);

@@ -1,21 +1,52 @@
 //! owfeed: the generic part of an Apache OpenWhisk feed provider, written once.
 //!
-//! See ARCHITECTURE.md at the repository root for the layers and the data path.
+//! A feed is a set of stateless action binaries; this crate is everything they share. See
+//! ARCHITECTURE.md at the repository root for the layers, the data path and the invariants.
+//!
+//! # Runtime
+//! [`runtime::main`] is the entry point of every action binary: the actionloop protocol
+//! (stdin line in, fd 3 line out), blackbox mode and a human CLI, with a [`runtime::Context`]
+//! per activation. [`params::Params`] gives typed parameters whose errors name the parameter;
+//! [`secret::Secret`] never prints itself; [`budget::Budget`] is the time left before the
+//! activation's deadline.
+//!
+//! # OpenWhisk client
+//! [`openwhisk::Client`]: triggers, rules, packages and bindings, actions, activations, with
+//! typed [`openwhisk::OwError`]s.
+//!
+//! # Lifecycle
+//! [`lifecycle::handle`] parses a feed action's parameters, checks the trigger's ownership and
+//! dispatches `CREATE` … `UNPAUSE` to a [`lifecycle::Feed`]; [`lifecycle::Undo`] makes CREATE
+//! transactional.
+//!
+//! # Patterns
+//! [`polling::PollingFeed`] and [`polling::poll`]: the polling pattern over any
+//! [`source::Source`] (alarm trigger, rule, config binding, state, diff, delivery), with
+//! [`schedule::Schedule`]. [`hooks`]: the hooks pattern (receiver web action, hook feed).
+//!
+//! # State, diff, events, delivery
+//! [`store::StateStore`] keeps [`state::State`] in a [`source::BlobStore`] with conditional
+//! writes and a lease; [`diff::Differ`] merges a sorted listing with the snapshot;
+//! [`events`] builds CloudEvents with deterministic ids; [`filter`] selects changes and
+//! events; [`delivery::deliver`] fires the outbox in order.
+//!
+//! # Sources
+//! [`source`] is the plugin contract; [`sources::s3::S3Source`] lists S3 buckets.
 
+pub mod budget;
+pub mod delivery;
 pub mod diff;
 pub mod events;
 pub mod filter;
+pub mod hooks;
+pub mod lifecycle;
 pub mod openwhisk;
 pub mod params;
+pub mod polling;
 pub mod runtime;
+pub mod schedule;
 pub mod secret;
 pub mod source;
-pub mod state;
-pub mod budget;
-pub mod delivery;
-pub mod lifecycle;
-pub mod hooks;
-pub mod polling;
-pub mod schedule;
-pub mod store;
 pub mod sources;
+pub mod state;
+pub mod store;

@@ -106,7 +106,11 @@ pub fn handle(feed: &dyn Feed, ctx: &Context, mut params: Params) -> Result<Valu
     })?;
     let trigger_name = params.required_str("triggerName")?;
     let mut trigger = QualifiedName::parse(&trigger_name, "_").map_err(|e| {
-        ActionError::from(ParamError::invalid("triggerName", &format!("/namespace/trigger ({e})"), &trigger_name.into()))
+        ActionError::from(ParamError::invalid(
+            "triggerName",
+            &format!("/namespace/trigger ({e})"),
+            &trigger_name.into(),
+        ))
     })?;
     if trigger.package.is_some() {
         return Err(ParamError::invalid("triggerName", "/namespace/trigger", &trigger.to_string().into()).into());

@@ -40,10 +40,19 @@ pub const DEFAULT_INTERVAL_MINUTES: u64 = 1;
 pub const DEFAULT_ALARMS_PACKAGE: &str = "/whisk.system/alarms";
 /// Most events in one fire (`batch`): keeps a fire well under the 1 MB payload limit.
 pub const MAX_BATCH: u64 = 100;
-/// Time kept at the end of an activation for the final state commit.
+/// Time kept at the end of an activation for the final state commit (at most).
 const COMMIT_MARGIN: Duration = Duration::from_secs(5);
-/// Time kept at the end of a listing for committing and firing what it found.
+/// Time kept at the end of a listing for committing and firing what it found (at most).
 const LIST_MARGIN: Duration = Duration::from_secs(10);
+
+/// The commit and listing margins for an activation with `total` time: the fixed margins,
+/// or a tenth and a fifth of the time for short activations, so they still make progress.
+fn margins(total: Option<Duration>) -> (Duration, Duration) {
+    match total {
+        Some(t) => (COMMIT_MARGIN.min(t / 10), LIST_MARGIN.min(t / 5)),
+        None => (Duration::ZERO, Duration::ZERO),
+    }
+}
 
 /// Config keys the core adds to what the user passed.
 const CONFIG_SOURCE: &str = "source";
@@ -129,8 +138,12 @@ impl<'a> PollingFeed<'a> {
         let lister = self.source.open(params)?;
         let settings = PollSettings::from_params(params, lister.as_ref())?;
         if settings.format == Format::Legacy && lister.legacy_event(&sample_change()).is_none() {
-            return Err(ParamError::invalid("format", "cloudevents (this source has no legacy format)", &"legacy".into())
-                .into());
+            return Err(ParamError::invalid(
+                "format",
+                "cloudevents (this source has no legacy format)",
+                &"legacy".into(),
+            )
+            .into());
         }
         let alarms_name = params.str("alarmsPackage")?.unwrap_or_else(|| DEFAULT_ALARMS_PACKAGE.to_string());
         let alarms = QualifiedName::parse(&alarms_name, "whisk.system")
@@ -209,7 +222,13 @@ fn alarm_feed(
 }
 
 /// Removes every helper and the state; each step tolerates what is already gone.
-fn teardown(client: &Client, helpers: &Helpers, alarms: &QualifiedName, schedule: &Schedule, store: Option<&StateStore>) -> Vec<String> {
+fn teardown(
+    client: &Client,
+    helpers: &Helpers,
+    alarms: &QualifiedName,
+    schedule: &Schedule,
+    store: Option<&StateStore>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     if let Err(e) = ignore_missing(client.delete_rule(&helpers.rule)) {
         problems.push(format!("rule {}: {e}", helpers.rule));
@@ -323,7 +342,12 @@ fn run_pass_with_progress(
 
 /// A fresh state: empty when `fire_existing` (the first poll fires everything), else a
 /// silent baseline pass, resumed by later polls if it does not finish in time.
-fn baseline(lister: &dyn Lister, store: &StateStore, settings: &PollSettings, budget: &Budget) -> Result<State, SourceError> {
+fn baseline(
+    lister: &dyn Lister,
+    store: &StateStore,
+    settings: &PollSettings,
+    budget: &Budget,
+) -> Result<State, SourceError> {
     let mut state = State::new(settings.scope.clone());
     if settings.fire_existing {
         state.baselined = true;
@@ -370,11 +394,10 @@ impl Feed for PollingFeed<'_> {
                 // A retried CREATE (wskdeploy retries) keeps the state and its pending events.
                 Ok(Some(_)) => {}
                 Ok(None) | Err(LoadError::Corrupt(_)) => {
-                    let budget = Budget::new(req.ctx.deadline, LIST_MARGIN + COMMIT_MARGIN);
+                    let (commit, list) = margins(req.ctx.time_left());
+                    let budget = Budget::new(req.ctx.deadline, list + commit);
                     let state = baseline(v.lister.as_ref(), &store, &v.settings, &budget).map_err(source_error)?;
-                    store
-                        .overwrite(&state)
-                        .map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
+                    store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
                     undo.push("feed state", || store.delete_all().map_err(|e| e.to_string()));
                 }
                 Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
@@ -387,10 +410,13 @@ impl Feed for PollingFeed<'_> {
             undo.push("alarm trigger", || ignore_missing(client.delete_trigger(&helpers.alarm)));
             // Idempotent: an alarm left by an earlier attempt is replaced.
             let _ = alarm_feed(client, &v.alarms, &v.schedule, "DELETE", &helpers.alarm);
-            alarm_feed(client, &v.alarms, &v.schedule, "CREATE", &helpers.alarm)
-                .map_err(|e| ActionError::new(format!("creating the alarm with {}: {}", v.alarms, describe_invoke_error(&e))))?;
+            alarm_feed(client, &v.alarms, &v.schedule, "CREATE", &helpers.alarm).map_err(|e| {
+                ActionError::new(format!("creating the alarm with {}: {}", v.alarms, describe_invoke_error(&e)))
+            })?;
             undo.push("alarm", || {
-                alarm_feed(client, &v.alarms, &v.schedule, "DELETE", &helpers.alarm).map(|_| ()).map_err(|e| e.to_string())
+                alarm_feed(client, &v.alarms, &v.schedule, "DELETE", &helpers.alarm)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             });
             client
                 .put_rule(&helpers.rule, &helpers.alarm, &helpers.poll, true)
@@ -422,9 +448,9 @@ impl Feed for PollingFeed<'_> {
 
     fn read(&self, req: &FeedRequest) -> Result<Value, ActionError> {
         let helpers = Helpers::for_trigger(&req.trigger);
-        let config = self
-            .stored_config(req, &helpers)?
-            .ok_or_else(|| ActionError::new(format!("trigger {} has no feed config: was it created with this feed?", req.trigger)))?;
+        let config = self.stored_config(req, &helpers)?.ok_or_else(|| {
+            ActionError::new(format!("trigger {} has no feed config: was it created with this feed?", req.trigger))
+        })?;
         let rule = req.client.get_rule(&helpers.rule);
         let active = match &rule {
             Ok(doc) => doc.get("status").and_then(Value::as_str) == Some("active"),
@@ -544,7 +570,8 @@ impl Feed for PollingFeed<'_> {
                 let store = self.source.open(config).ok().and_then(|l| l.blob_store()).map(|b| {
                     // The state is keyed by the resolved trigger name stored at CREATE.
                     let stored = config.str(CONFIG_TRIGGER).ok().flatten();
-                    let name = stored.and_then(|s| QualifiedName::parse(&s, "_").ok()).unwrap_or_else(|| req.trigger.clone());
+                    let name =
+                        stored.and_then(|s| QualifiedName::parse(&s, "_").ok()).unwrap_or_else(|| req.trigger.clone());
                     StateStore::new(b, &name)
                 });
                 (alarms, schedule, store)
@@ -583,9 +610,10 @@ fn default_alarms() -> QualifiedName {
 
 fn describe_invoke_error(e: &OwError) -> String {
     match e {
-        OwError::Application(result) => {
-            result.get("error").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| result.to_string())
-        }
+        OwError::Application(result) => result
+            .get("error")
+            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+            .unwrap_or_else(|| result.to_string()),
         e => e.to_string(),
     }
 }
@@ -600,24 +628,30 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
     let name = params.required_str(CONFIG_SOURCE)?;
     let source = sources.iter().find(|s| s.name() == name).ok_or_else(|| {
         let known: Vec<&str> = sources.iter().map(|s| s.name()).collect();
-        ActionError::from(ParamError::invalid(CONFIG_SOURCE, &format!("one of: {}", known.join(", ")), &name.clone().into()))
+        ActionError::from(ParamError::invalid(
+            CONFIG_SOURCE,
+            &format!("one of: {}", known.join(", ")),
+            &name.clone().into(),
+        ))
     })?;
     let trigger_name = params.required_str(CONFIG_TRIGGER)?;
-    let trigger = QualifiedName::parse(&trigger_name, &ctx.namespace)
-        .map_err(|e| ParamError::invalid(CONFIG_TRIGGER, &format!("/namespace/trigger ({e})"), &trigger_name.clone().into()))?;
-    let key = ctx
-        .api_key
-        .as_ref()
-        .ok_or_else(|| ActionError::new("poll: no API key in the activation (the action needs the provide-api-key annotation)"))?;
-    let auth = AuthKey::parse(key.expose()).map_err(|_| ActionError::new("poll: the activation's API key is malformed"))?;
+    let trigger = QualifiedName::parse(&trigger_name, &ctx.namespace).map_err(|e| {
+        ParamError::invalid(CONFIG_TRIGGER, &format!("/namespace/trigger ({e})"), &trigger_name.clone().into())
+    })?;
+    let key = ctx.api_key.as_ref().ok_or_else(|| {
+        ActionError::new("poll: no API key in the activation (the action needs the provide-api-key annotation)")
+    })?;
+    let auth =
+        AuthKey::parse(key.expose()).map_err(|_| ActionError::new("poll: the activation's API key is malformed"))?;
     let api_host = ctx.api_host.clone().ok_or_else(|| ActionError::new("runtime: __OW_API_HOST is not set"))?;
     let client = Client::new(&api_host, auth);
     let lister = source.open(&params)?;
     let settings = PollSettings::from_params(&params, lister.as_ref())?;
     let blobs = lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;
     let store = StateStore::new(blobs, &trigger);
-    let budget = Budget::new(ctx.deadline, COMMIT_MARGIN);
-    let expires = budget.deadline_ms().unwrap_or(started + 60_000) + COMMIT_MARGIN.as_millis() as u64;
+    let (commit_margin, list_margin) = margins(ctx.time_left());
+    let budget = Budget::new(ctx.deadline, commit_margin);
+    let expires = budget.deadline_ms().unwrap_or(started + 60_000) + commit_margin.as_millis() as u64;
     let lease = match store.acquire(&ctx.activation_id, started, expires) {
         Ok(lease) => lease,
         Err(LeaseError::Busy { holder, expires_ms }) => {
@@ -625,7 +659,14 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
         }
         Err(LeaseError::Store(e)) => return Err(ActionError::new(format!("taking the poll lease: {e}"))),
     };
-    let poller = Poller { lister: lister.as_ref(), store: &store, settings: &settings, client: &client, trigger: &trigger };
+    let poller = Poller {
+        lister: lister.as_ref(),
+        store: &store,
+        settings: &settings,
+        client: &client,
+        trigger: &trigger,
+        list_margin,
+    };
     let mut status = PollStatus { started_ms: started, outcome: "ok".to_string(), ..PollStatus::default() };
     let outcome = poller.run(&budget, &mut status);
     status.duration_ms = now_ms().saturating_sub(started);
@@ -644,7 +685,9 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
             .and_then(|a| QualifiedName::parse(&a, "whisk.system").ok())
             .unwrap_or_else(default_alarms);
         let problems = teardown(&client, &helpers, &alarms, &schedule, Some(&store));
-        return Ok(json!({ "status": "trigger gone: feed removed", "trigger": trigger.to_string(), "problems": problems }));
+        return Ok(
+            json!({ "status": "trigger gone: feed removed", "trigger": trigger.to_string(), "problems": problems }),
+        );
     }
     if let Err(e) = store.release(lease, status.clone()) {
         crate::runtime::log(&format!("poll: could not release the lease: {e}"));
@@ -665,7 +708,13 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
 }
 
 /// The events for `changes` that pass the filter, in the configured format.
-fn build_events(lister: &dyn Lister, settings: &PollSettings, id_salt: &str, changes: &[Change], seq: u64) -> Vec<Value> {
+fn build_events(
+    lister: &dyn Lister,
+    settings: &PollSettings,
+    id_salt: &str,
+    changes: &[Change],
+    seq: u64,
+) -> Vec<Value> {
     let ectx = EventContext {
         source: lister.source_uri(),
         type_prefix: lister.event_type_prefix().to_string(),
@@ -718,7 +767,9 @@ pub fn dry_run(params: Params, sources: &[&dyn Source]) -> Result<Value, ActionE
             let store = StateStore::new(blobs, trigger);
             match store.load() {
                 Ok(Some((state, _))) => (state.snapshot, state.seq + 1, store.location()),
-                Ok(None) => (Snapshot::default(), 1, format!("{} (missing: every entry counts as created)", store.location())),
+                Ok(None) => {
+                    (Snapshot::default(), 1, format!("{} (missing: every entry counts as created)", store.location()))
+                }
                 Err(e) => return Err(ActionError::new(format!("reading {}: {e}", store.location()))),
             }
         }
@@ -760,6 +811,8 @@ struct Poller<'a> {
     settings: &'a PollSettings,
     client: &'a Client,
     trigger: &'a QualifiedName,
+    /// Time kept after listing for committing and firing.
+    list_margin: Duration,
 }
 
 impl Poller<'_> {
@@ -775,7 +828,7 @@ impl Poller<'_> {
             Err(why) => {
                 // Documented recovery: a missing or corrupt state is replaced by a silent
                 // baseline, so the feed goes on without flooding false events.
-                let list_budget = budget.with_margin(LIST_MARGIN);
+                let list_budget = budget.with_margin(self.list_margin);
                 let state = baseline(self.lister, self.store, self.settings, &list_budget).map_err(source_error)?;
                 self.store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
                 status.outcome = "rebaselined".to_string();
@@ -796,9 +849,10 @@ impl Poller<'_> {
             state.baselined = false;
             state.scope = self.settings.scope.clone();
         }
-        let list_budget = budget.with_margin(LIST_MARGIN);
-        let pass = run_pass(self.lister, &state.snapshot, state.cursor.clone(), self.store.reserved_prefix(), &list_budget)
-            .map_err(source_error)?;
+        let list_budget = budget.with_margin(self.list_margin);
+        let pass =
+            run_pass(self.lister, &state.snapshot, state.cursor.clone(), self.store.reserved_prefix(), &list_budget)
+                .map_err(source_error)?;
         let Some(pass) = pass else {
             status.outcome = "partial".to_string();
             return Ok(Ended::Normally);
@@ -839,7 +893,13 @@ impl Poller<'_> {
     }
 
     /// Fires the outbox and commits what was delivered; `Some` when the poll must end.
-    fn deliver(&self, state: &mut State, etag: &mut String, budget: &Budget, status: &mut PollStatus) -> Result<Option<Ended>, ActionError> {
+    fn deliver(
+        &self,
+        state: &mut State,
+        etag: &mut String,
+        budget: &Budget,
+        status: &mut PollStatus,
+    ) -> Result<Option<Ended>, ActionError> {
         if state.outbox.is_empty() {
             return Ok(None);
         }

@@ -174,9 +174,7 @@ impl StateStore {
         let doc = LeaseDoc { holder: Some(holder.to_string()), expires_ms, status };
         match self.blobs.put(&self.lease_key(), &to_json(&doc), &condition) {
             Ok(etag) => Ok(Lease { etag, holder: holder.to_string() }),
-            Err(StoreError::Conflict) => {
-                Err(LeaseError::Busy { holder: "another poll".to_string(), expires_ms })
-            }
+            Err(StoreError::Conflict) => Err(LeaseError::Busy { holder: "another poll".to_string(), expires_ms }),
             Err(e) => Err(LeaseError::Store(e)),
         }
     }

@@ -1,10 +1,13 @@
-//! Test support.
-pub mod listing_source;
+//! Test support for the integration suite (`tests/suite`): servers started on 127.0.0.1 by the
+//! tests themselves, the actionloop driver, and the test-only `listing` source.
+
 pub mod actionloop;
-pub mod moto;
-pub mod world;
-pub mod s3proxy;
 pub mod emulator_support;
 pub mod fake_github;
 pub mod fake_subscriptions;
+pub mod gen_source;
+pub mod listing_source;
+pub mod moto;
+pub mod s3proxy;
 pub mod s3sfs;
+pub mod world;

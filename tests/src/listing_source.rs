@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use serde_json::{json, Map, Value};
 
 use owfeed::params::{ParamError, Params};
-use owfeed::source::{Blob, BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Precondition, Source, SourceError, StoreError};
+use owfeed::source::{
+    Blob, BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Precondition, Source, SourceError, StoreError,
+};
 
 /// The `listing` test source.
 pub struct ListingSource;

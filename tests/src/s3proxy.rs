@@ -109,12 +109,15 @@ fn handle(mut req: tiny_http::Request, upstream: &str, rules: &Mutex<Vec<Rule>>,
     log.lock().unwrap().push(format!("{method} {url}"));
     let fault = pick_fault(rules, &method, &url);
     if let Some(Fault::Status(code)) = fault {
-        let body = format!("<?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>injected {code}</Message></Error>");
+        let body = format!(
+            "<?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>injected {code}</Message></Error>"
+        );
         let _ = req.respond(tiny_http::Response::from_string(body).with_status_code(code));
         return;
     }
     if let Some(Fault::InvalidXml) = fault {
-        let _ = req.respond(tiny_http::Response::from_string("<ListBucketResult><Contents><Key>oops").with_status_code(200));
+        let _ = req
+            .respond(tiny_http::Response::from_string("<ListBucketResult><Contents><Key>oops").with_status_code(200));
         return;
     }
     if let Some(Fault::Delay(d)) = &fault {
@@ -166,10 +169,8 @@ fn parse_response(raw: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let head = String::from_utf8_lossy(&raw[..split]);
     let mut lines = head.split("\r\n");
     let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(502);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     let mut body = raw[split..].to_vec();
     if chunked {
@@ -180,8 +181,7 @@ fn parse_response(raw: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 || b.len() < eol + 2 + size {
             break;

@@ -60,4 +60,3 @@ impl Drop for S3sFs {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
-

@@ -160,7 +160,9 @@ impl World {
         }
         match self.user.invoke(&self.feed_name(), &p, true) {
             Ok(result) => Ok(result),
-            Err(OwError::Application(result)) => Err(result["error"].as_str().unwrap_or(&result.to_string()).to_string()),
+            Err(OwError::Application(result)) => {
+                Err(result["error"].as_str().unwrap_or(&result.to_string()).to_string())
+            }
             Err(e) => Err(e.to_string()),
         }
     }
@@ -228,11 +230,8 @@ impl World {
         let mut out = Vec::new();
         for kind in ["triggers", "rules", "packages"] {
             let url = format!("{}/api/v1/namespaces/{USER}/{kind}", self.emu.url());
-            let list: Value = ureq::get(&url)
-                .header("Authorization", &basic(&self.user_key))
-                .call()?
-                .body_mut()
-                .read_json()?;
+            let list: Value =
+                ureq::get(&url).header("Authorization", &basic(&self.user_key)).call()?.body_mut().read_json()?;
             let Some(items) = list.as_array() else { bail!("{kind}: not a list: {list}") };
             for item in items {
                 out.push(format!("{}:{}", &kind[..kind.len() - 1], item["name"].as_str().unwrap_or("?")));

@@ -344,10 +344,21 @@ fn github_hook_is_registered_signed_paused_and_removed() {
     let patches: Vec<Value> = gh.calls().into_iter().filter(|c| c.method == "PATCH").map(|c| c.body).collect();
     assert_eq!(patches, vec![json!({"active": false}), json!({"active": true})]);
 
+    // Changing a plugin parameter re-registers: a new hook with the same secret, the old one removed.
+    let updated = h.feed("UPDATE", "t", json!({"events": ["push"]})).unwrap();
+    assert_eq!(updated["reregistered"], true, "{updated}");
+    let hooks = gh.hooks("octo/repo");
+    let new_id = *hooks.keys().next().unwrap();
+    assert_eq!((hooks.len(), updated["registration"].clone()), (1, json!(new_id.to_string())));
+    assert_ne!(new_id, id);
+    assert_eq!(hooks[&new_id]["events"], json!(["push"]));
+    let creates: Vec<Value> = gh.calls().into_iter().filter(|c| c.method == "POST").map(|c| c.body).collect();
+    assert_eq!(creates.last().unwrap()["config"]["secret"], secret.as_str());
+
     h.feed("DELETE", "t", json!({})).unwrap();
     assert!(gh.hooks("octo/repo").is_empty());
     let last = gh.calls().last().cloned().unwrap();
-    assert_eq!((last.method.as_str(), last.path), ("DELETE", format!("/repos/octo/repo/hooks/{id}")));
+    assert_eq!((last.method.as_str(), last.path), ("DELETE", format!("/repos/octo/repo/hooks/{new_id}")));
     assert_eq!(h.user_packages(), Vec::<String>::new());
     // DELETE again (the CLI does after failures) finds nothing and succeeds.
     h.feed("DELETE", "t", json!({})).unwrap();

@@ -177,7 +177,11 @@ fn pause_and_unpause_flip_the_rule() {
 fn bad_schedule_is_rejected_before_anything_is_created() {
     let w = world();
     write_listing(&w, &[("a", "1")]);
-    for (bad, name) in [(json!({"cron": "61 * * * *"}), "cron"), (json!({"interval": 0}), "interval"), (json!({"interval": "often"}), "interval")] {
+    for (bad, name) in [
+        (json!({"cron": "61 * * * *"}), "cron"),
+        (json!({"interval": 0}), "interval"),
+        (json!({"interval": "often"}), "interval"),
+    ] {
         let err = w.create_trigger("t", params(&w, bad)).unwrap_err();
         assert!(err.contains(&format!("parameter '{name}'")), "{err}");
         assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());

@@ -1,8 +1,18 @@
-//! The one integration test binary.
-mod runtime;
-mod shipping;
-mod s3_client;
+//! The one integration-test binary: each module is one area, each test starts its own servers.
+
+// the OpenWhisk emulator follows the REST API
 mod emulator;
-mod lifecycle;
-mod s3_feed;
+// the hooks pattern: receiver web action and hook feed
 mod hooks;
+// feed lifecycle (CREATE … UNPAUSE) through the emulator with the test-only source
+mod lifecycle;
+// the action runtime driven through the real actionloop, blackbox and CLI protocols
+mod runtime;
+// the S3 client against moto (SigV4 verified) and s3s-fs
+mod s3_client;
+// the S3 feed end to end: real binaries, emulator, real S3 servers, injected faults
+mod s3_feed;
+// the local sandbox (deploy/sandbox.sh) shows created, updated and deleted events
+mod sandbox;
+// manifest.yaml and deploy scripts agree with the workspace
+mod shipping;

@@ -51,11 +51,18 @@ fn setup_on(server: Server, proxy: Option<&FaultProxy>) -> S3World {
                 _ => Moto::shared_unverified(),
             }
             .expect("moto server");
-            (moto.client(), moto.access_key_id().to_string(), moto.secret_access_key().to_string(), moto.endpoint().to_string(), None)
+            (
+                moto.client(),
+                moto.access_key_id().to_string(),
+                moto.secret_access_key().to_string(),
+                moto.endpoint().to_string(),
+                None,
+            )
         }
         Server::S3sFs => {
             let fs = S3sFs::start("AKIDFEEDTEST", "feed-test-secret");
-            let mut config = S3Config::new(&fs.endpoint, "us-east-1", "AKIDFEEDTEST", SecretString::new("feed-test-secret"));
+            let mut config =
+                S3Config::new(&fs.endpoint, "us-east-1", "AKIDFEEDTEST", SecretString::new("feed-test-secret"));
             config.list_url_encoding = false;
             let client = S3Client::new(config).expect("s3s-fs client");
             (client, "AKIDFEEDTEST".to_string(), "feed-test-secret".to_string(), fs.endpoint.clone(), Some(fs))
@@ -181,7 +188,17 @@ fn fire_existing_fires_the_objects_present_at_create() {
 
 #[test]
 fn awkward_keys_arrive_exactly() {
-    let keys = ["with space.txt", "plus+sign", "percent%41", "amp&er", "lt<gt>", "ünï©ødé/日本語", "double//slash", "dot/./seg", "/leading"];
+    let keys = [
+        "with space.txt",
+        "plus+sign",
+        "percent%41",
+        "amp&er",
+        "lt<gt>",
+        "ünï©ødé/日本語",
+        "double//slash",
+        "dot/./seg",
+        "/leading",
+    ];
     check_awkward_keys(setup_on(Server::MotoUnverified, None), &keys);
 }
 
@@ -328,7 +345,13 @@ fn two_concurrent_polls_fire_each_change_once() {
         s.put(k, k);
     }
     // Slow listings make the two polls overlap.
-    proxy.add(Rule { method: "GET", contains: "list-type=2", skip: 0, count: 2, fault: Fault::Delay(std::time::Duration::from_millis(800)) });
+    proxy.add(Rule {
+        method: "GET",
+        contains: "list-type=2",
+        skip: 0,
+        count: 2,
+        fault: Fault::Delay(std::time::Duration::from_millis(800)),
+    });
     let poll = QualifiedName::new(USER, Some("t.owfeed"), "poll");
     let results: Vec<Value> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..2).map(|_| scope.spawn(|| s.w.user.invoke(&poll, &json!({}), true))).collect();

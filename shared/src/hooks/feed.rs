@@ -194,6 +194,12 @@ impl Feed for HooksFeed {
         let stored = self.stored(req, &binding)?;
         let same_source =
             stored.as_ref().filter(|s| s.str("source").ok().flatten() == params.str("source").ok().flatten());
+        // A leftover endpoint of another source (an older trigger of this name): drop its registration.
+        if let (Some(old), None) = (&stored, same_source) {
+            if let (Some(r), Some(id)) = (self.stored_registrar(old), registration(old)) {
+                r.unregister(old, &id).map_err(|e| fail(&format!("removing the old registration {id}"), e))?;
+            }
+        }
         // A retried CREATE keeps the secret and registration an earlier attempt stored.
         let secret =
             match (params.secret(CONFIG_SECRET)?, same_source.and_then(|s| s.secret(CONFIG_SECRET).ok().flatten())) {
@@ -291,7 +297,10 @@ impl Feed for HooksFeed {
         }
         let registrar = self.validate(&merged)?;
         let secret = merged.required_secret(CONFIG_SECRET)?;
-        let changed = registrar.params().iter().chain([&CONFIG_SECRET]).any(|k| old.raw(k) != merged.raw(k));
+        let api_host = base_url(&merged, "apiHost", req.ctx.api_host.as_deref())?;
+        merged.insert(CONFIG_URL, json!(receiver_url(&api_host, &binding)));
+        let changed =
+            registrar.params().iter().chain(&[CONFIG_SECRET, CONFIG_URL]).any(|k| old.raw(k) != merged.raw(k));
         let old_id = registration(&old);
         let mut problems = Vec::new();
         if changed {
@@ -327,6 +336,7 @@ impl Feed for HooksFeed {
             "status": "updated",
             "trigger": req.trigger.to_string(),
             "reregistered": changed,
+            "url": merged.str(CONFIG_URL)?,
             "registration": registration(&merged),
             "problems": problems,
         }))

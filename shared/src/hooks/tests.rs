@@ -347,3 +347,17 @@ fn web_result_shape() {
     );
     assert_eq!(HookResponse::new(200, Value::Null).to_web_result(), json!({"statusCode": 200, "headers": {}}));
 }
+
+#[test]
+fn header_values_round_trip_through_binary_mode() {
+    for value in ["Euro € 😀", "a b", "100%", "\"quoted\"", "%41 stays %41", "ascii-only_~!"] {
+        let encoded = crate::events::encode_header_value(value);
+        assert!(encoded.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"'), "{encoded}");
+        let req = post(
+            &[("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "/s"), ("ce-type", "t"), ("ce-ext", &encoded)],
+            b"",
+        );
+        let e = &fired(process(&config(json!({})), &req))[0];
+        assert_eq!(e["ext"], value, "{encoded}");
+    }
+}

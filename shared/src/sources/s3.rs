@@ -12,7 +12,9 @@ use owfeed_s3::{Condition, ErrorKind, ListRequest, S3Client, S3Config, S3Error, 
 
 use crate::events::{Change, ChangeKind};
 use crate::params::{ParamError, Params};
-use crate::source::{Blob, BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Precondition, Source, SourceError, StoreError};
+use crate::source::{
+    Blob, BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Precondition, Source, SourceError, StoreError,
+};
 
 /// Where the state object goes inside the state bucket unless `statePrefix` says otherwise.
 pub const DEFAULT_STATE_PREFIX: &str = ".owfeed/";
@@ -23,18 +25,53 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 pub struct S3Source;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec { name: "endpoint", secret: false, required: true, doc: "S3 endpoint URL, e.g. https://s3.eu-west-1.amazonaws.com" },
+    ParamSpec {
+        name: "endpoint",
+        secret: false,
+        required: true,
+        doc: "S3 endpoint URL, e.g. https://s3.eu-west-1.amazonaws.com",
+    },
     ParamSpec { name: "bucket", secret: false, required: true, doc: "the bucket to watch" },
     ParamSpec { name: "accessKeyId", secret: false, required: true, doc: "access key id" },
     ParamSpec { name: "secretAccessKey", secret: true, required: true, doc: "secret access key" },
     ParamSpec { name: "sessionToken", secret: true, required: false, doc: "session token for temporary credentials" },
     ParamSpec { name: "region", secret: false, required: false, doc: "signing region (default us-east-1; R2: auto)" },
-    ParamSpec { name: "pathStyle", secret: false, required: false, doc: "path-style addressing (default true, false for *.amazonaws.com)" },
-    ParamSpec { name: "prefix", secret: false, required: false, doc: "only keys starting with this (listed server-side)" },
-    ParamSpec { name: "stateBucket", secret: false, required: false, doc: "bucket for the feed state (default: the watched bucket)" },
-    ParamSpec { name: "statePrefix", secret: false, required: false, doc: "key prefix of the feed state (default .owfeed/)" },
-    ParamSpec { name: "pageSize", secret: false, required: false, doc: "keys per LIST request, 1 to 1000 (default 1000)" },
-    ParamSpec { name: "urlEncoding", secret: false, required: false, doc: "ask for encoding-type=url listings (default true)" },
+    ParamSpec {
+        name: "pathStyle",
+        secret: false,
+        required: false,
+        doc: "path-style addressing (default true, false for *.amazonaws.com)",
+    },
+    ParamSpec {
+        name: "prefix",
+        secret: false,
+        required: false,
+        doc: "only keys starting with this (listed server-side)",
+    },
+    ParamSpec {
+        name: "stateBucket",
+        secret: false,
+        required: false,
+        doc: "bucket for the feed state (default: the watched bucket)",
+    },
+    ParamSpec {
+        name: "statePrefix",
+        secret: false,
+        required: false,
+        doc: "key prefix of the feed state (default .owfeed/)",
+    },
+    ParamSpec {
+        name: "pageSize",
+        secret: false,
+        required: false,
+        doc: "keys per LIST request, 1 to 1000 (default 1000)",
+    },
+    ParamSpec {
+        name: "urlEncoding",
+        secret: false,
+        required: false,
+        doc: "ask for encoding-type=url listings (default true)",
+    },
 ];
 
 impl Source for S3Source {
@@ -81,7 +118,15 @@ impl Source for S3Source {
             expected: format!("an http(s) URL ({})", e.message),
             got: Some(Value::String(endpoint.clone()).to_string()),
         })?;
-        Ok(Box::new(S3Lister { client: Arc::new(client), endpoint, bucket, prefix, state_bucket, state_prefix, page_size }))
+        Ok(Box::new(S3Lister {
+            client: Arc::new(client),
+            endpoint,
+            bucket,
+            prefix,
+            state_bucket,
+            state_prefix,
+            page_size,
+        }))
     }
 }
 

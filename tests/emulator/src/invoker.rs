@@ -382,13 +382,8 @@ pub(crate) fn purge(inner: &Inner, fqn: &str) {
         for k in keys {
             victims.extend(pool.idle.remove(&k).unwrap_or_default());
         }
-        let dirs: Vec<String> = pool.code_dirs.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
-        for k in dirs {
-            if let Some(d) = pool.code_dirs.remove(&k) {
-                // a running activation may still use it; the work dir is removed at stop anyway
-                let _ = d;
-            }
-        }
+        // a running activation may still use the files; the work dir goes at stop
+        pool.code_dirs.retain(|k, _| !k.starts_with(&prefix));
     }
     victims.into_iter().for_each(Container::kill);
 }

@@ -123,11 +123,14 @@ fn read_manifest(path: &Path) -> anyhow::Result<(bool, Vec<ManifestAction>)> {
     let docs = YamlLoader::load_from_str(&text).with_context(|| format!("{} is not valid YAML", path.display()))?;
     let package = docs.first().map(|d| &d["packages"][PACKAGE]).filter(|p| p.as_hash().is_some());
     let package = package.with_context(|| format!("{}: no map at packages.{PACKAGE}", path.display()))?;
-    let listed = package["actions"].as_hash().with_context(|| format!("{}: packages.{PACKAGE}.actions", path.display()))?;
+    let listed =
+        package["actions"].as_hash().with_context(|| format!("{}: packages.{PACKAGE}.actions", path.display()))?;
     let mut actions = Vec::new();
     for (name, action) in listed {
         let name = name.as_str().context("manifest action names must be strings")?.to_string();
-        let field = |what: &str, v: Option<i64>| v.with_context(|| format!("manifest action {name}: {what} must be an integer"));
+        let field = |what: &str, v: Option<i64>| {
+            v.with_context(|| format!("manifest action {name}: {what} must be an integer"))
+        };
         let kind = match (action["native"].as_bool(), action["runtime"].as_str()) {
             (Some(true), _) => "blackbox".to_string(),
             (_, Some(runtime)) => runtime.to_string(),
@@ -135,7 +138,8 @@ fn read_manifest(path: &Path) -> anyhow::Result<(bool, Vec<ManifestAction>)> {
         };
         let mut annotations = Vec::new();
         for (key, value) in action["annotations"].as_hash().into_iter().flatten() {
-            let key = key.as_str().with_context(|| format!("manifest action {name}: annotation keys must be strings"))?;
+            let key =
+                key.as_str().with_context(|| format!("manifest action {name}: annotation keys must be strings"))?;
             annotations.push(json!({ "key": key, "value": yaml_to_json(value) }));
         }
         // `web:` becomes the annotations `wsk action update --web MODE` sets.
@@ -208,30 +212,26 @@ fn step(world: &World, what: &str, change: impl FnOnce() -> anyhow::Result<()>) 
 
 #[allow(clippy::print_stdout)]
 fn print_instructions(world: &World, moto: &Moto, realtime: bool) {
-    let url = world.emu.url();
-    let key = &world.user_key;
-    let alarms = if realtime {
-        "The alarm fires by the clock (every minute); you can also fire it now:"
-    } else {
-        "The alarm fires only when you ask (then the feed polls the bucket):"
-    };
+    let alarm = if realtime { "fires by the clock (every minute); to fire it now" } else { "fires only when asked" };
     println!(
         "
-The sandbox keeps running (throwaway local keys below). Press Ctrl-C to stop.
+The sandbox keeps running; the keys below are throwaway local keys. Press Ctrl-C to stop.
 
-OpenWhisk emulator: {url}
-  namespace {USER}, auth key {key}
-  wsk --apihost {url} --auth {key} trigger get {TRIGGER}
-  wsk --apihost {url} --auth {key} activation list recorder
-  curl -s -u {key} {url}/api/v1/namespaces/{USER}/triggers
-Local S3 (moto): {endpoint}, region {REGION}, bucket {BUCKET}
-  access key id {access}, secret access key {secret}
-  AWS_ACCESS_KEY_ID={access} AWS_SECRET_ACCESS_KEY={secret} \\
-    aws --endpoint-url {endpoint} s3 cp ./file s3://{BUCKET}/file
-{alarms}
-  curl -s -X POST {url}/__emulator/alarms/fire
-Events the echo action received (activation records, oldest first):
-  curl -s {url}/__emulator/activations/{USER}",
+OpenWhisk emulator (namespace {USER}):
+  export OW_APIHOST={url} OW_AUTH={key}
+  wsk --apihost $OW_APIHOST --auth $OW_AUTH trigger get {TRIGGER}
+  wsk --apihost $OW_APIHOST --auth $OW_AUTH activation list recorder
+  curl -s -u $OW_AUTH $OW_APIHOST/api/v1/namespaces/{USER}/triggers
+Local S3 (moto, verifying SigV4), bucket {BUCKET}:
+  export AWS_ENDPOINT_URL={endpoint} AWS_DEFAULT_REGION={REGION}
+  export AWS_ACCESS_KEY_ID={access} AWS_SECRET_ACCESS_KEY={secret}
+  aws s3 cp ./some-file s3://{BUCKET}/some-file
+The alarm {alarm} (the feed then polls the bucket and fires {TRIGGER} once per change):
+  curl -s -X POST $OW_APIHOST/__emulator/alarms/fire
+Each event is the echo action's result (response.result.echo) in the activation records:
+  curl -s $OW_APIHOST/__emulator/activations/{USER}",
+        url = world.emu.url(),
+        key = world.user_key,
         endpoint = moto.endpoint(),
         access = moto.access_key_id(),
         secret = moto.secret_access_key(),

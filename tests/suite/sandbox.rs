@@ -1,0 +1,49 @@
+//! The local sandbox (`tests/src/bin/sandbox.rs`, the README's first command) run as a user runs
+//! it, without `--keep`: its output must show the demo's created, updated and deleted events.
+//! It does not check `--keep` (that waits for Ctrl-C) nor deploy/sandbox.sh (that may pip install).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use feed_tests::world::workspace_bin;
+
+/// The (type suffix, subject) of every pretty-printed event in the sandbox's output, sorted.
+fn events_in(stdout: &str) -> Vec<(String, String)> {
+    let start = stdout.find("\n{\n").expect("the output holds pretty JSON events") + 1;
+    let end = stdout.find("\nSummary:").expect("the output has a summary");
+    let mut events: Vec<(String, String)> = serde_json::Deserializer::from_str(&stdout[start..end])
+        .into_iter::<Value>()
+        .map(|event| {
+            let event = event.expect("each event is JSON");
+            let kind = event["type"].as_str().and_then(|t| t.rsplit('.').next()).unwrap_or("?").to_string();
+            (kind, event["subject"].as_str().unwrap_or("?").to_string())
+        })
+        .collect();
+    events.sort();
+    events
+}
+
+#[test]
+fn sandbox_prints_created_updated_and_deleted_events() {
+    // The sandbox deploys the action binaries built next to it.
+    let _ = workspace_bin("changes");
+    let output = Command::new(env!("CARGO_BIN_EXE_sandbox")).output().expect("run the sandbox binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status.code());
+    let expected = [
+        ("created", "notes.txt"),
+        ("created", "photos/cat.jpg"),
+        ("deleted", "photos/cat.jpg"),
+        ("updated", "notes.txt"),
+    ];
+    let expected: Vec<(String, String)> = expected.iter().map(|(k, s)| (k.to_string(), s.to_string())).collect();
+    assert_eq!(events_in(&stdout), expected, "{stdout}");
+    assert!(stdout.contains("Summary: 2 created, 1 updated, 1 deleted"), "{stdout}");
+    assert!(stdout.contains("\"objectsTracked\": 2"), "READ status missing or wrong:\n{stdout}");
+    // Without --keep nothing names a credential.
+    for word in ["secretAccessKey", "authKey", "OW_AUTH", "AWS_SECRET_ACCESS_KEY"] {
+        assert!(!stdout.contains(word) && !stderr.contains(word), "{word} in the output:\n{stdout}\n{stderr}");
+    }
+}
