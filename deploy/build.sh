@@ -160,7 +160,38 @@ def check(action):
         problems.append(f"exec is {why}")
     if zip_bytes > max_zip:
         problems.append(f"zip is {zip_bytes} bytes, over the limit of {max_zip}")
+    if not problems:
+        problems.extend(smoke(data))
     return len(data), zip_bytes, problems
+
+
+def smoke(data):
+    """Run the exec as the runtime does, with an EMPTY environment (no PATH), through one
+    actionloop activation, and expect one JSON object line on fd 3."""
+    import json, subprocess, tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "exec")
+        with open(exe, "wb") as f:
+            f.write(data)
+        os.chmod(exe, 0o755)
+        result = os.path.join(tmp, "fd3")
+        line = json.dumps({"value": {}, "activation_id": "smoke", "deadline": "9999999999999"}) + "\n"
+        # `env -i` gives the exec an empty environment; the shell makes fd 3 the result file.
+        script = 'exec env -i "$0" 3>"$1" >/dev/null 2>&1'
+        try:
+            proc = subprocess.run(["/bin/sh", "-c", script, exe, result], input=line.encode(), timeout=20)
+        except subprocess.TimeoutExpired:
+            return ["actionloop smoke test: no exit after stdin closed"]
+        with open(result, "rb") as fd3:
+            out = fd3.read().decode("utf-8", "replace").splitlines()
+    if proc.returncode != 0 or len(out) != 1:
+        return [f"actionloop smoke test: exit {proc.returncode}, fd-3 lines {out!r}"]
+    try:
+        if not isinstance(json.loads(out[0]), dict):
+            return [f"actionloop smoke test: result is not a JSON object: {out[0]!r}"]
+    except ValueError:
+        return [f"actionloop smoke test: result is not JSON: {out[0]!r}"]
+    return []
 
 
 if not check_only:

@@ -6,6 +6,8 @@ mod emulator;
 mod hooks;
 // feed lifecycle (CREATE … UNPAUSE) through the emulator with the test-only source
 mod lifecycle;
+// scale, resume, recovery, throttling, secret scan and S3 request counts ("Prove it")
+mod proof;
 // the action runtime driven through the real actionloop, blackbox and CLI protocols
 mod runtime;
 // the S3 client against moto (SigV4 verified) and s3s-fs

@@ -398,3 +398,27 @@ fn update_changes_filters_and_keeps_state() {
     assert_eq!(read["config"]["secretAccessKey"], "[redacted]");
     assert!(!read.to_string().contains(&s.secret_key));
 }
+
+#[test]
+fn dry_run_cli_shows_what_would_fire_without_openwhisk() {
+    let s = setup();
+    s.put("d/one", "1");
+    s.put("d/two", "2");
+    s.put("other", "3");
+    let out = std::process::Command::new(workspace_bin("poll"))
+        .args(["-p", "dryRun", "true", "-p", "endpoint", &s.endpoint, "-p", "bucket", &s.bucket])
+        .args(["-p", "accessKeyId", &s.access_key, "-p", "secretAccessKey", &s.secret_key, "-p", "suffix", "o"])
+        .env_clear()
+        .output()
+        .expect("run poll");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(result["listed"], 3, "{result}");
+    assert_eq!(result["wouldFire"], 1, "only d/two ends with 'o': {result}");
+    assert_eq!(result["events"][0]["subject"], "d/two");
+    assert!(result["stateBytes"].as_u64().unwrap() > 0);
+    assert!(!stdout.contains(&s.secret_key));
+    // Nothing was written: no state object, and no OpenWhisk was needed.
+    assert_eq!(s.state_keys(), Vec::<String>::new());
+}

@@ -323,3 +323,85 @@ impl BlobStore for S3BlobStore {
         self.shared_with_source.then(|| self.prefix.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{cloud_event, EventContext};
+
+    fn lister() -> Box<dyn Lister> {
+        let params = Params::from_value(json!({
+            "endpoint": "https://s3.example.com",
+            "bucket": "photos",
+            "accessKeyId": "AKIDEXAMPLE",
+            "secretAccessKey": "wJalrXUtnFEMI/K7MDENG",
+        }))
+        .unwrap();
+        S3Source.open(&params).unwrap()
+    }
+
+    fn entry_change(kind: ChangeKind) -> Change {
+        let mut attrs = Map::new();
+        attrs.insert("etag".into(), json!("9b2cf535f27731c974343645a3985328"));
+        attrs.insert("size".into(), json!(1024));
+        attrs.insert("lastModified".into(), json!("2026-11-23T20:00:00.000Z"));
+        attrs.insert("storageClass".into(), json!("STANDARD"));
+        let key = "albums/2026/beach day.jpg".to_string();
+        let entry = Entry { key: key.clone(), version: "9b2cf535f27731c974343645a3985328".into(), attrs };
+        match kind {
+            ChangeKind::Deleted => Change { kind, key, entry: None, old_version: Some(0x1234_5678_9abc_def0) },
+            _ => Change { kind, key, entry: Some(entry), old_version: None },
+        }
+    }
+
+    #[test]
+    fn legacy_payloads_have_the_node_feed_shape() {
+        let l = lister();
+        let all: Vec<Value> = [ChangeKind::Created, ChangeKind::Updated, ChangeKind::Deleted]
+            .into_iter()
+            .map(|k| l.legacy_event(&entry_change(k)).unwrap())
+            .collect();
+        insta::assert_json_snapshot!("legacy_payloads", all);
+    }
+
+    #[test]
+    fn cloudevent_payload_of_the_s3_source() {
+        let l = lister();
+        let ctx = EventContext {
+            source: l.source_uri(),
+            type_prefix: l.event_type_prefix().to_string(),
+            data_context: l.data_context(),
+            id_salt: "/guest/uploads".to_string(),
+        };
+        let time = chrono::DateTime::parse_from_rfc3339("2026-11-23T21:00:00Z").unwrap().to_utc();
+        let event = cloud_event(&ctx, &entry_change(ChangeKind::Created), 7, time);
+        crate::events::validate_cloud_event(&event).unwrap();
+        insta::assert_json_snapshot!("s3_cloudevent_created", event);
+    }
+
+    #[test]
+    fn parameters_are_validated_with_their_names() {
+        let base =
+            json!({"endpoint": "https://s3.example.com", "bucket": "b", "accessKeyId": "A", "secretAccessKey": "S"});
+        for (change, name) in [
+            (json!({"bucket": "a/b"}), "bucket"),
+            (json!({"bucket": null}), "bucket"),
+            (json!({"secretAccessKey": 7}), "secretAccessKey"),
+            (json!({"region": "us east"}), "region"),
+            (json!({"pathStyle": "maybe"}), "pathStyle"),
+            (json!({"pageSize": 5000}), "pageSize"),
+            (json!({"endpoint": "s3.example.com/path?x"}), "endpoint"),
+            (json!({"statePrefix": ""}), "statePrefix"),
+        ] {
+            let mut p = base.clone();
+            for (k, v) in change.as_object().unwrap() {
+                p[k] = v.clone();
+            }
+            let err = S3Source.open(&Params::from_value(p).unwrap()).err().expect("must be rejected");
+            assert_eq!(err.name, name, "{err}");
+            if name == "secretAccessKey" {
+                assert_eq!(err.got, None, "a secret's value is never echoed: {err}");
+            }
+        }
+    }
+}

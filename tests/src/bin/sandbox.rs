@@ -42,8 +42,19 @@ struct ManifestAction {
     annotations: Vec<Value>,
 }
 
+fn main() -> std::process::ExitCode {
+    // A plain message, not anyhow's report with a backtrace: most failures are setup problems.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sandbox: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[allow(clippy::print_stdout)]
-fn main() -> anyhow::Result<()> {
+fn run() -> anyhow::Result<()> {
     let mut keep = false;
     let mut realtime = false;
     let mut manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifest.yaml");
@@ -212,7 +223,7 @@ fn step(world: &World, what: &str, change: impl FnOnce() -> anyhow::Result<()>) 
 
 #[allow(clippy::print_stdout)]
 fn print_instructions(world: &World, moto: &Moto, realtime: bool) {
-    let alarm = if realtime { "fires by the clock (every minute); to fire it now" } else { "fires only when asked" };
+    let alarm = if realtime { "fires every minute by the clock, and now with" } else { "fires only when asked" };
     println!(
         "
 The sandbox keeps running; the keys below are throwaway local keys. Press Ctrl-C to stop.
@@ -226,7 +237,7 @@ Local S3 (moto, verifying SigV4), bucket {BUCKET}:
   export AWS_ENDPOINT_URL={endpoint} AWS_DEFAULT_REGION={REGION}
   export AWS_ACCESS_KEY_ID={access} AWS_SECRET_ACCESS_KEY={secret}
   aws s3 cp ./some-file s3://{BUCKET}/some-file
-The alarm {alarm} (the feed then polls the bucket and fires {TRIGGER} once per change):
+The feed's alarm {alarm} (each fire polls the bucket and fires {TRIGGER} per change):
   curl -s -X POST $OW_APIHOST/__emulator/alarms/fire
 Each event is the echo action's result (response.result.echo) in the activation records:
   curl -s $OW_APIHOST/__emulator/activations/{USER}",
