@@ -245,6 +245,12 @@ fn injected_fault(inner: &Inner, req: &Req) -> Option<Resp> {
     if faults[idx].count == 0 {
         faults.remove(idx);
     }
+    if fault.delay_ms > 0 {
+        // Other requests (and other faults) must not wait behind this one.
+        drop(faults);
+        std::thread::sleep(Duration::from_millis(fault.delay_ms));
+        return None;
+    }
     Some(match fault.body {
         Some(body) => Resp::json(fault.status, &body),
         None => Resp::error(fault.status, "injected fault"),
@@ -427,7 +433,7 @@ fn fire(inner: &Arc<Inner>, req: &Req, id: &Identity, ns: &str, name: &str) -> R
     }
     let owner = Identity { namespace: ns.to_string(), key: inner.keys.get(ns).cloned().unwrap_or_default() };
     let mut params = kv_to_map(&trigger.meta.parameters);
-    params.extend(payload);
+    params.extend(payload.clone());
     let trigger_activation = random_hex(16);
     let mut logs = Vec::new();
     for (rule, action, res) in resolved {
@@ -457,7 +463,8 @@ fn fire(inner: &Arc<Inner>, req: &Req, id: &Identity, ns: &str, name: &str) -> R
     let record = json!({
         "namespace": id.namespace, "name": name, "version": trigger.meta.version, "subject": id.namespace,
         "activationId": trigger_activation, "start": now, "end": now, "duration": 0, "statusCode": 0,
-        "response": {"status": "success", "statusCode": 0, "success": true, "result": Value::Object(params)},
+        // the controller records the fire payload alone, not the merged trigger parameters
+        "response": {"status": "success", "statusCode": 0, "success": true, "result": Value::Object(payload)},
         "logs": logs.iter().map(Value::to_string).collect::<Vec<_>>(),
         "annotations": [], "publish": false,
     });
