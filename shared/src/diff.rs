@@ -36,6 +36,9 @@ pub struct DiffOptions {
     pub exclude_prefix: Option<String>,
     /// What happens to old keys outside the range.
     pub outside_range: OutsideRange,
+    /// Count changes without keeping them (a silent baseline of a large listing must not
+    /// hold a `Change` per key in memory).
+    pub discard_changes: bool,
 }
 
 /// Why a page could not be merged.
@@ -79,9 +82,18 @@ struct Sink {
     options: DiffOptions,
     writer: SnapshotWriter,
     changes: Vec<Change>,
+    /// Changes seen so far, kept or not.
+    count: usize,
 }
 
 impl Sink {
+    fn record(&mut self, change: Change) {
+        self.count += 1;
+        if !self.options.discard_changes {
+            self.changes.push(change);
+        }
+    }
+
     fn in_range(&self, key: &str) -> bool {
         self.start_after.as_deref().is_none_or(|a| key > a) && self.end_before.as_deref().is_none_or(|b| key < b)
     }
@@ -102,7 +114,7 @@ impl Sink {
             return;
         }
         if self.in_range(key) {
-            self.changes.push(Change {
+            self.record(Change {
                 kind: ChangeKind::Deleted,
                 key: key.to_string(),
                 entry: None,
@@ -149,6 +161,7 @@ impl<'a> Differ<'a> {
                 options,
                 writer: SnapshotWriter::new(),
                 changes: Vec::new(),
+                count: 0,
             },
             previous: None,
         };
@@ -211,7 +224,12 @@ impl<'a> Differ<'a> {
             Some(old) if old != hash => ChangeKind::Updated,
             Some(_) => return,
         };
-        self.sink.changes.push(Change { kind, key: entry.key.clone(), entry: Some(entry), old_version: old_hash });
+        self.sink.record(Change { kind, key: entry.key.clone(), entry: Some(entry), old_version: old_hash });
+    }
+
+    /// Changes found so far (kept or, with `discard_changes`, only counted).
+    pub fn change_count(&self) -> usize {
+        self.sink.count
     }
 
     /// The listing reached the end of its range: every old key in range that was not listed
@@ -475,7 +493,26 @@ mod tests {
     }
 
     fn options(case: &Case, outside_range: OutsideRange) -> DiffOptions {
-        DiffOptions { exclude_prefix: case.exclude_prefix.clone(), outside_range }
+        DiffOptions { exclude_prefix: case.exclude_prefix.clone(), outside_range, discard_changes: false }
+    }
+
+    #[test]
+    fn discarded_changes_are_counted_and_the_snapshot_is_the_same() {
+        let mut w = SnapshotWriter::new();
+        w.push("a", version_hash("1")).unwrap();
+        w.push("c", version_hash("1")).unwrap();
+        let old = w.finish();
+        let page = vec![entry("a", "2"), entry("b", "1")];
+        let mut kept = Differ::new(&old, &ListRange::default());
+        kept.push_page(page.clone()).unwrap();
+        let discard = DiffOptions { discard_changes: true, ..DiffOptions::default() };
+        let mut counted = Differ::with_options(&old, &ListRange::default(), discard);
+        counted.push_page(page).unwrap();
+        assert_eq!((kept.change_count(), counted.change_count()), (2, 2));
+        let (kept, counted) = (kept.finish(), counted.finish());
+        assert_eq!(kept.changes.len(), 3, "updated a, created b, deleted c");
+        assert!(counted.changes.is_empty());
+        assert_eq!(kept.snapshot, counted.snapshot);
     }
 
     #[test]

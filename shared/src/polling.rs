@@ -54,13 +54,28 @@ fn margins(total: Option<Duration>) -> (Duration, Duration) {
     }
 }
 
+/// Default of `maxChangesPerPoll`: most changes one listing pass collects before it
+/// checkpoints. It bounds the outbox (and a poll's memory) when a burst of changes lands;
+/// the next poll resumes the listing where this one stopped.
+pub const DEFAULT_MAX_CHANGES_PER_POLL: u64 = 10_000;
+
 /// Config keys the core adds to what the user passed.
 const CONFIG_SOURCE: &str = "source";
 const CONFIG_TRIGGER: &str = "triggerName";
 
 /// Parameters the core reads (the source reads its own); never secrets.
-pub const CORE_PARAMS: [&str; 9] =
-    ["interval", "cron", "prefix", "suffix", "events", "format", "batch", "fireExisting", "alarmsPackage"];
+pub const CORE_PARAMS: [&str; 10] = [
+    "interval",
+    "cron",
+    "prefix",
+    "suffix",
+    "events",
+    "format",
+    "batch",
+    "fireExisting",
+    "alarmsPackage",
+    "maxChangesPerPoll",
+];
 
 /// How a poller turns changes into fires.
 #[derive(Clone, Debug)]
@@ -75,6 +90,8 @@ pub struct PollSettings {
     pub fire_existing: bool,
     /// What the snapshot covers; a change means a silent re-baseline.
     pub scope: String,
+    /// A listing pass checkpoints once it found this many changes.
+    pub max_changes: usize,
 }
 
 impl PollSettings {
@@ -88,7 +105,9 @@ impl PollSettings {
         let filter = ChangeFilter::from_params(params)?;
         let fire_existing = params.bool("fireExisting")?.unwrap_or(false);
         let scope = format!("{}?prefix={}", lister.source_uri(), params.str("prefix")?.unwrap_or_default());
-        Ok(PollSettings { format, batch, filter, fire_existing, scope })
+        let max_changes =
+            params.u64_in("maxChangesPerPoll", 1, 1_000_000)?.unwrap_or(DEFAULT_MAX_CHANGES_PER_POLL) as usize;
+        Ok(PollSettings { format, batch, filter, fire_existing, scope, max_changes })
     }
 }
 
@@ -264,21 +283,36 @@ fn run_pass(
     start_after: Option<String>,
     exclude: Option<String>,
     budget: &Budget,
+    emit: bool,
+    max_changes: usize,
 ) -> Result<Option<Pass>, SourceError> {
-    run_pass_with_progress(lister, old, start_after, exclude, budget, false)
+    let limits = PassLimits { emit, max_changes, progress: false };
+    run_pass_with(lister, old, start_after, exclude, budget, limits)
 }
 
-/// `run_pass`, logging progress on stderr every 10 000 entries when `progress` is set.
-fn run_pass_with_progress(
+/// What a pass keeps and when it stops early.
+#[derive(Clone, Copy)]
+struct PassLimits {
+    /// Keep the changes (false: a silent baseline only counts them).
+    emit: bool,
+    /// Checkpoint once this many changes were found.
+    max_changes: usize,
+    /// Log progress on stderr every 10 000 entries.
+    progress: bool,
+}
+
+/// `run_pass` with explicit limits.
+fn run_pass_with(
     lister: &dyn Lister,
     old: &Snapshot,
     start_after: Option<String>,
     exclude: Option<String>,
     budget: &Budget,
-    progress: bool,
+    limits: PassLimits,
 ) -> Result<Option<Pass>, SourceError> {
+    let progress = limits.progress;
     let range = ListRange { start_after: start_after.clone(), end_before: None };
-    let options = DiffOptions { exclude_prefix: exclude, ..DiffOptions::default() };
+    let options = DiffOptions { exclude_prefix: exclude, discard_changes: !limits.emit, ..DiffOptions::default() };
     let mut differ = Differ::with_options(old, &range, options.clone());
     let mut out_of_order = false;
     let mut last_key: Option<String> = None;
@@ -299,7 +333,7 @@ fn run_pass_with_progress(
                 return Flow::Stop;
             }
         }
-        if budget.expired() {
+        if budget.expired() || differ.change_count() >= limits.max_changes {
             Flow::Stop
         } else {
             Flow::Continue
@@ -353,7 +387,7 @@ fn baseline(
         state.baselined = true;
         return Ok(state);
     }
-    if let Some(pass) = run_pass(lister, &state.snapshot, None, store.reserved_prefix(), budget)? {
+    if let Some(pass) = run_pass(lister, &state.snapshot, None, store.reserved_prefix(), budget, false, usize::MAX)? {
         state.baselined = pass.cursor.is_none();
         state.cursor = pass.cursor;
         state.snapshot = pass.snapshot;
@@ -776,7 +810,8 @@ pub fn dry_run(params: Params, sources: &[&dyn Source]) -> Result<Value, ActionE
         _ => (Snapshot::default(), 1, "an empty snapshot (every entry counts as created)".to_string()),
     };
     let salt = trigger.as_ref().map(|t| t.to_string()).unwrap_or_default();
-    let pass = run_pass_with_progress(lister.as_ref(), &old, None, reserved, &Budget::new(None, Duration::ZERO), true)
+    let limits = PassLimits { emit: true, max_changes: usize::MAX, progress: true };
+    let pass = run_pass_with(lister.as_ref(), &old, None, reserved, &Budget::new(None, Duration::ZERO), limits)
         .map_err(source_error)?
         .ok_or_else(|| ActionError::new("the listing returned nothing"))?;
     let events = build_events(lister.as_ref(), &settings, &salt, &pass.changes, seq);
@@ -850,15 +885,17 @@ impl Poller<'_> {
             state.scope = self.settings.scope.clone();
         }
         let list_budget = budget.with_margin(self.list_margin);
-        let pass =
-            run_pass(self.lister, &state.snapshot, state.cursor.clone(), self.store.reserved_prefix(), &list_budget)
-                .map_err(source_error)?;
+        // Until the first complete pass (the baseline) nothing fires.
+        let emit = state.baselined;
+        let reserved = self.store.reserved_prefix();
+        let max = self.settings.max_changes;
+        let pass = run_pass(self.lister, &state.snapshot, state.cursor.clone(), reserved, &list_budget, emit, max)
+            .map_err(source_error)?;
         let Some(pass) = pass else {
             status.outcome = "partial".to_string();
             return Ok(Ended::Normally);
         };
         status.listed = pass.listed;
-        let emit = state.baselined;
         let seq = state.seq + 1;
         let events = if emit {
             build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq)

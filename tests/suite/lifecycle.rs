@@ -91,6 +91,7 @@ fn create_that_fails_midway_leaves_nothing_behind() {
         status: 500,
         body: None,
         count: 1,
+        delay_ms: 0,
     });
     let err = w.create_trigger("t", params(&w, json!({}))).unwrap_err();
     assert!(err.contains("creating the rule"), "{err}");
@@ -224,4 +225,30 @@ fn polls_fire_created_updated_deleted_after_a_silent_baseline() {
     // Nothing changed since: the next poll fires nothing.
     w.poll();
     assert_eq!(w.events().len(), 3);
+}
+
+#[test]
+fn a_burst_larger_than_max_changes_per_poll_is_spread_over_polls_without_loss() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({"maxChangesPerPoll": 3}))).unwrap();
+    w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let burst: Vec<(String, String)> = (0..7).map(|i| (format!("b{i}"), "1".to_string())).collect();
+    let mut listing: Vec<(&str, &str)> = vec![("a", "1")];
+    listing.extend(burst.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    write_listing(&w, &listing);
+    let mut fired_per_poll = Vec::new();
+    for _ in 0..4 {
+        let before = w.events().len();
+        w.poll();
+        fired_per_poll.push(w.events().len() - before);
+    }
+    // Pages of 2: [a b0] [b1 b2] stop at 3 changes; the next pass resumes after b2 and
+    // [b3 b4] [b5 b6] reach 4; then nothing is left.
+    assert_eq!(fired_per_poll, [3, 4, 0, 0], "events per poll");
+    let subjects: std::collections::BTreeSet<String> =
+        w.events().iter().map(|e| e["subject"].as_str().unwrap().to_string()).collect();
+    assert_eq!(subjects.len(), 7, "{subjects:?}");
+    let ids: std::collections::BTreeSet<String> = w.events().iter().map(|e| e["id"].to_string()).collect();
+    assert_eq!(ids.len(), 7);
 }
