@@ -888,7 +888,8 @@ impl Poller<'_> {
         // Until the first complete pass (the baseline) nothing fires.
         let emit = state.baselined;
         let reserved = self.store.reserved_prefix();
-        let max = self.settings.max_changes;
+        // A silent pass keeps no changes: nothing to bound, so it runs to the end or the deadline.
+        let max = if emit { self.settings.max_changes } else { usize::MAX };
         let pass = run_pass(self.lister, &state.snapshot, state.cursor.clone(), reserved, &list_budget, emit, max)
             .map_err(source_error)?;
         let Some(pass) = pass else {

@@ -58,14 +58,14 @@ fn assert_ids_unique(events: &[Value]) {
 #[test]
 fn a_listing_cut_by_the_deadline_resumes_without_false_deletes_or_duplicate_ids() {
     let w = gen_world();
-    // 4 s activations keep 0.8 s for committing and firing; 100 pages × 60 ms cannot fit.
-    set_poll_timeout(&w, Path::new(env!("CARGO_BIN_EXE_gen-action")), 4000);
+    // 8 s activations keep 1.6 s for committing and firing; 100 pages × 120 ms cannot fit.
+    set_poll_timeout(&w, Path::new(env!("CARGO_BIN_EXE_gen-action")), 8000);
     let state_dir = w.dir.path().join("state");
     let base = GenSpec::base(10_000, 7);
     let created = w.create_trigger("t", json!({"entries": 10_000, "seed": 7, "pageSize": 100, "stateDir": state_dir}));
     assert_eq!(created.expect("CREATE")["status"], "created");
     w.record_events("t", echo());
-    let up = w.feed("UPDATE", "t", json!({"mutate": 0.004, "pageDelayMs": 60})).expect("UPDATE");
+    let up = w.feed("UPDATE", "t", json!({"mutate": 0.004, "pageDelayMs": 120})).expect("UPDATE");
     assert_eq!(up["status"], "updated", "{up}");
     let mutated = base.mutated(1, 0.004);
     let want = expected_changes(&base, &mutated);
@@ -91,8 +91,8 @@ fn a_listing_cut_by_the_deadline_resumes_without_false_deletes_or_duplicate_ids(
     let events = w.events();
     assert_ids_unique(&events);
     assert_eq!(seen(&w), want, "events must be exactly the mutations");
-    for p in w.poll_results() {
-        assert!(p.get("error").is_none(), "{p}");
+    for a in w.emu.activations(USER).iter().filter(|a| a["name"] == "poll") {
+        assert!(a["response"]["result"].get("error").is_none(), "{a}");
     }
 }
 
@@ -154,8 +154,8 @@ fn a_deleted_or_corrupt_state_rebaselines_without_events_and_read_says_why() {
     let want = expected_changes(&base.mutated(round, 0.02), &base.mutated(round + 1, 0.02));
     assert_eq!(seen(&w), want);
     assert_ids_unique(&w.events());
-    for a in w.emu.activations(USER) {
-        assert_eq!(a["response"]["success"], true, "no activation may fail: {a}");
+    for a in w.emu.activations(USER).iter().filter(|a| a["name"] == "poll") {
+        assert_eq!(a["response"]["success"], true, "no poll may fail: {a}");
     }
 }
 
@@ -170,7 +170,7 @@ fn a_throttled_fire_endpoint_loses_nothing_and_keeps_order_per_key() {
     let poll_bin = Path::new(env!("CARGO_BIN_EXE_test-poll"));
     let w = World::start(feed, poll_bin);
     // Short activations: a throttled poll gives up after a few seconds of backoff.
-    set_poll_timeout(&w, poll_bin, 4000);
+    set_poll_timeout(&w, poll_bin, 6000);
     let listing: PathBuf = w.dir.path().join("listing.json");
     write_listing(&listing, &[("a", "1"), ("b", "1")]);
     let params = json!({"listing": listing, "stateDir": w.dir.path().join("state"), "pageSize": 3});
@@ -254,4 +254,191 @@ fn a_throttled_fire_endpoint_loses_nothing_and_keeps_order_per_key() {
 /// The event's `time` (detection time for this source; RFC 3339, same format throughout).
 fn time_of(e: &Value) -> String {
     e["time"].as_str().unwrap_or_default().to_string()
+}
+
+/// A world with the real S3 feed binaries and a fresh bucket on the shared moto.
+fn s3_world() -> (World, &'static Moto, String) {
+    let moto = Moto::shared().expect("moto server");
+    let bucket = Moto::unique_bucket("proof");
+    moto.create_bucket(&bucket).expect("create bucket");
+    let w = World::start(&workspace_bin("changes"), &workspace_bin("poll"));
+    (w, moto, bucket)
+}
+
+/// Temporary credentials (access key, secret, session token) for an allow-all role, from moto's
+/// STS AssumeRole: moto rejects session tokens it did not issue. The calls are signed by boto3
+/// (moto's own dependency), since our S3 signer signs for the `s3` service only.
+fn temporary_credentials(moto: &Moto) -> (String, String, String) {
+    const SCRIPT: &str = r#"
+import boto3, json, os, uuid
+kw = dict(endpoint_url=os.environ["E"], region_name="us-east-1",
+          aws_access_key_id=os.environ["A"], aws_secret_access_key=os.environ["S"])
+allow = json.dumps({"Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+trust = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]})
+name = "proof-" + uuid.uuid4().hex[:8]
+iam = boto3.client("iam", **kw)
+arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+iam.put_role_policy(RoleName=name, PolicyName="all", PolicyDocument=allow)
+c = boto3.client("sts", **kw).assume_role(RoleArn=arn, RoleSessionName="proof")["Credentials"]
+print(json.dumps([c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]]))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .env("E", moto.endpoint())
+        .env("A", moto.access_key_id())
+        .env("S", moto.secret_access_key())
+        .output()
+        .expect("run python3 with boto3");
+    assert!(out.status.success(), "assume role: {}", String::from_utf8_lossy(&out.stderr));
+    let creds: (String, String, String) = serde_json::from_slice(&out.stdout).expect("credentials JSON");
+    creds
+}
+
+#[test]
+fn no_secret_reaches_any_activation_record_log_or_result() {
+    let (w, moto, bucket) = s3_world();
+    let (access_key, secret, token) = temporary_credentials(moto);
+    const WRONG: &str = "wrong-secret-that-must-not-leak-4711";
+    let key_part = w.user_key.split_once(':').expect("uuid:key").1.to_string();
+    let params = |secret_key: &str| {
+        json!({
+            "endpoint": moto.endpoint(),
+            "bucket": bucket,
+            "accessKeyId": access_key,
+            "secretAccessKey": secret_key,
+            "sessionToken": token,
+        })
+    };
+    let put = |key: &str, body: &str| moto.put(&bucket, key, body.as_bytes()).expect("put");
+    let mut answers: Vec<String> = Vec::new();
+    put("a.txt", "1");
+    let created = w.create_trigger("t", params(&secret)).expect("CREATE with a session token");
+    answers.push(created.to_string());
+    w.record_events("t", echo());
+    put("b.txt", "2");
+    put("a.txt", "changed");
+    w.poll();
+    moto.delete(&bucket, "b.txt").expect("delete");
+    w.poll();
+    answers.push(read(&w).to_string());
+    answers.push(w.feed("UPDATE", "t", json!({"events": "created,deleted"})).expect("UPDATE").to_string());
+    put("c.txt", "3");
+    w.poll();
+    let failed = w.create_trigger("t2", params(WRONG)).expect_err("CREATE with a wrong secret must fail");
+    assert!(failed.contains("secretAccessKey"), "{failed}");
+    answers.push(failed);
+    // The values scanned for are the ones in use: the config binding (user's namespace) holds them.
+    let config = w.user.get_package(&QualifiedName::new(USER, None, "t.owfeed")).expect("config binding");
+    assert!(config.to_string().contains(&secret) && config.to_string().contains(&token), "{config}");
+    answers.push(w.feed("PAUSE", "t", json!({})).expect("PAUSE").to_string());
+    answers.push(w.feed("DELETE", "t", json!({})).expect("DELETE").to_string());
+    assert!(w.emu.wait_idle(std::time::Duration::from_secs(60)));
+    // The scenario really ran: events arrived and the polls logged something.
+    assert_eq!(
+        seen(&w),
+        [("created", "b.txt"), ("created", "c.txt"), ("deleted", "b.txt"), ("updated", "a.txt")]
+            .map(|(k, s)| (k.to_string(), s.to_string()))
+    );
+
+    let mut records = Vec::new();
+    for ns in [USER, "other", ow_emulator::SYSTEM_NAMESPACE] {
+        records.extend(w.emu.activations(ns));
+    }
+    let polls = records.iter().filter(|a| a["name"] == "poll").count();
+    assert!(polls >= 3 && records.len() > 10, "too few activation records to scan: {}", records.len());
+    assert!(records.iter().any(|a| a["logs"].as_array().is_some_and(|l| !l.is_empty())), "no logs were scanned");
+    let texts: Vec<String> = records.iter().map(Value::to_string).chain(answers).collect();
+    let secrets = [
+        ("secretAccessKey", secret.as_str()),
+        ("authKey", &key_part),
+        ("sessionToken", &token),
+        ("wrong secretAccessKey", WRONG),
+        ("moto's IAM secret", moto.secret_access_key()),
+    ];
+    for (what, value) in secrets {
+        for text in &texts {
+            assert!(!text.contains(value), "the {what} leaked into: {text}");
+        }
+    }
+}
+
+#[test]
+fn s3_requests_per_poll_on_2500_objects() {
+    let moto = Moto::shared().expect("moto server");
+    let proxy = FaultProxy::start(moto.endpoint()).expect("proxy");
+    let bucket = Moto::unique_bucket("count");
+    moto.create_bucket(&bucket).expect("create bucket");
+    let client = moto.client();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (client, bucket) = (&client, &bucket);
+            scope.spawn(move || {
+                for i in (t..2500).step_by(4) {
+                    let key = format!("data/{i:05}.json");
+                    client.put_object(bucket, &key, b"x".to_vec(), Condition::None).expect("put");
+                }
+            });
+        }
+    });
+    let w = World::start(&workspace_bin("changes"), &workspace_bin("poll"));
+    let params = json!({
+        "endpoint": proxy.url(),
+        "bucket": bucket,
+        "accessKeyId": moto.access_key_id(),
+        "secretAccessKey": moto.secret_access_key(),
+    });
+    w.create_trigger("t", params).expect("CREATE");
+    w.record_events("t", echo());
+    let lease = format!("/{bucket}/.owfeed/{USER}/t.lease");
+    let state = format!("/{bucket}/.owfeed/{USER}/t.state");
+    let list = format!("GET /{bucket}?");
+    let kinds = [
+        ("lease GET", format!("GET {lease}")),
+        ("lease PUT", format!("PUT {lease}")),
+        ("state GET", format!("GET {state}")),
+        ("state PUT", format!("PUT {state}")),
+        ("LIST", list),
+        ("all", String::new()),
+    ];
+    let counts = || -> Vec<usize> { kinds.iter().map(|(_, needle)| proxy.count(needle)).collect() };
+    let mut report = Vec::new();
+    for (label, change) in [("no change", false), ("3 changes", true)] {
+        if change {
+            client.put_object(&bucket, "data/new.json", b"y".to_vec(), Condition::None).expect("put");
+            client.put_object(&bucket, "data/00007.json", b"zz".to_vec(), Condition::None).expect("put");
+            client.delete_object(&bucket, "data/01234.json").expect("delete");
+        }
+        let before = counts();
+        w.poll();
+        let after = counts();
+        let delta: Vec<usize> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        let line: Vec<String> = kinds.iter().zip(&delta).map(|((k, _), n)| format!("{k}={n}")).collect();
+        eprintln!("S3 requests per poll, 2500 objects, {label}: {}", line.join(", "));
+        report.push(delta);
+    }
+    assert_eq!(seen(&w).len(), 3, "{:?}", seen(&w));
+    // [lease GET, lease PUT, state GET, state PUT, LIST, all]
+    assert_eq!(report[0], [1, 2, 1, 0, 3, 7], "an unchanged bucket: lease, state read, 3 list pages, release");
+    assert_eq!(report[1], [1, 2, 1, 2, 3, 9], "changes: one commit before firing, one after");
+}
+
+#[test]
+fn a_silent_rebaseline_is_not_cut_by_max_changes_per_poll() {
+    // `maxChangesPerPoll` bounds the events one pass holds; a silent baseline holds none, so
+    // it must not checkpoint every 100 keys (a 1M-object re-baseline would take 10,000 polls).
+    let w = gen_world();
+    let state_dir = w.dir.path().join("state");
+    let params = json!({"entries": 3_000, "seed": 5, "stateDir": state_dir, "maxChangesPerPoll": 100});
+    w.create_trigger("t", params).expect("CREATE");
+    w.record_events("t", echo());
+    // A new prefix changes what the snapshot covers: the next poll re-baselines quietly.
+    w.feed("UPDATE", "t", json!({"prefix": "logs/"})).expect("UPDATE");
+    w.poll();
+    let status = read(&w)["status"].clone();
+    assert_eq!(seen(&w), Vec::<(String, String)>::new(), "a re-baseline must not fire");
+    assert_eq!(status["listingInProgress"], false, "the re-baseline stopped early: {status}");
+    assert_eq!(status["baselined"], true, "{status}");
+    assert_eq!(status["objectsTracked"], 3_000, "{status}");
 }
