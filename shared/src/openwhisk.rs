@@ -8,7 +8,7 @@
 //! output show the uuid at most.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -251,11 +251,16 @@ pub fn from_key_values(list: &Value) -> Map<String, Value> {
     out
 }
 
+/// Longest any request may take: a blocking invoke waits up to 60 s on the server.
+const MAX_REQUEST_TIME: Duration = Duration::from_secs(65);
+
 /// Talks to one OpenWhisk API host with one key.
 pub struct Client {
     base: String,
     auth: AuthKey,
     agent: ureq::Agent,
+    /// No request runs past this (the activation's deadline), when set.
+    deadline: Option<SystemTime>,
 }
 
 impl fmt::Debug for Client {
@@ -287,11 +292,30 @@ impl Client {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_global(Some(Duration::from_secs(65)))
+            .timeout_global(Some(MAX_REQUEST_TIME))
             .user_agent("owfeed")
             .build()
             .new_agent();
-        Client { base: format!("{host}/api/v1"), auth, agent }
+        Client { base: format!("{host}/api/v1"), auth, agent, deadline: None }
+    }
+
+    /// The same client, with every request bounded by the time left before `deadline` (an
+    /// activation's), so a hung request cannot outlive the activation.
+    pub fn until(mut self, deadline: Option<SystemTime>) -> Client {
+        self.deadline = deadline;
+        self
+    }
+
+    /// How long the next request may take.
+    fn request_time(&self) -> Duration {
+        match self.deadline {
+            // At least a moment, so the request fails as a timeout rather than not at all.
+            Some(d) => d
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .clamp(Duration::from_millis(200), MAX_REQUEST_TIME),
+            None => MAX_REQUEST_TIME,
+        }
     }
 
     /// The key this client sends.
@@ -318,7 +342,10 @@ impl Client {
         let result = match method {
             Method::Get | Method::Delete => {
                 let req = if matches!(method, Method::Get) { self.agent.get(&url) } else { self.agent.delete(&url) };
-                req.header("Authorization", &auth)
+                req.config()
+                    .timeout_global(Some(self.request_time()))
+                    .build()
+                    .header("Authorization", &auth)
                     .header("Accept", "application/json")
                     .query_pairs(query.iter().copied())
                     .call()
@@ -326,6 +353,9 @@ impl Client {
             Method::Put | Method::Post => {
                 let req = if matches!(method, Method::Put) { self.agent.put(&url) } else { self.agent.post(&url) };
                 let req = req
+                    .config()
+                    .timeout_global(Some(self.request_time()))
+                    .build()
                     .header("Authorization", &auth)
                     .header("Accept", "application/json")
                     .query_pairs(query.iter().copied());

@@ -678,7 +678,7 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
     let auth =
         AuthKey::parse(key.expose()).map_err(|_| ActionError::new("poll: the activation's API key is malformed"))?;
     let api_host = ctx.api_host.clone().ok_or_else(|| ActionError::new("runtime: __OW_API_HOST is not set"))?;
-    let client = Client::new(&api_host, auth);
+    let client = Client::new(&api_host, auth).until(ctx.deadline);
     let lister = source.open(&params)?;
     let settings = PollSettings::from_params(&params, lister.as_ref())?;
     let blobs = lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;

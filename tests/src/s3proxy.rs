@@ -2,8 +2,8 @@
 //!
 //! It forwards every request byte for byte (Host header included, so SigV4 signatures still
 //! verify upstream) and, when a rule matches, answers with a fault instead: a status code,
-//! invalid XML, a cut-off body, or a delay. Rules can let the first N matching requests
-//! through, so a fault lands in the middle of a paginated listing.
+//! invalid XML, a cut-off body, a delay, or a hang that never reaches upstream. Rules can let
+//! the first N matching requests through, so a fault lands in the middle of a paginated listing.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -22,6 +22,9 @@ pub enum Fault {
     Truncated,
     /// The upstream answer, after this delay.
     Delay(Duration),
+    /// No answer for this long, then a 503; the request never reaches upstream. Held past an
+    /// action's time limit, it is a process killed before this request took effect.
+    Hang(Duration),
 }
 
 /// When to inject a fault.
@@ -76,6 +79,11 @@ impl FaultProxy {
         self.rules.lock().unwrap().push(rule);
     }
 
+    /// Removes every rule, spent or not.
+    pub fn clear(&self) {
+        self.rules.lock().unwrap().clear();
+    }
+
     /// How many requests whose `METHOD path?query` line contains `needle` went through.
     pub fn count(&self, needle: &str) -> usize {
         self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
@@ -113,6 +121,11 @@ fn handle(mut req: tiny_http::Request, upstream: &str, rules: &Mutex<Vec<Rule>>,
             "<?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>injected {code}</Message></Error>"
         );
         let _ = req.respond(tiny_http::Response::from_string(body).with_status_code(code));
+        return;
+    }
+    if let Some(Fault::Hang(d)) = fault {
+        thread::sleep(d);
+        let _ = req.respond(tiny_http::Response::empty(503));
         return;
     }
     if let Some(Fault::InvalidXml) = fault {

@@ -428,6 +428,7 @@ fn alarms_follow_the_provider_fire_policy_on_errors() {
         status: 503,
         body: None,
         count: 2,
+        delay_ms: 0,
     });
     s.guest.delete(&format!("{NS}/_/triggers/gone"));
     assert_eq!(s.emu.fire_alarm("/guest/retried"), Some(204));
@@ -449,6 +450,7 @@ fn injected_faults_hit_the_next_matching_requests_only() {
         status: 503,
         body: Some(json!({"error": "down"})),
         count: 1,
+        delay_ms: 0,
     });
     assert_eq!(s.guest.post(&format!("{NS}/_/triggers/t"), &json!({})).status, 204);
     let r = s.guest.get(&format!("{NS}/_/triggers/t"));

@@ -2,10 +2,14 @@
 
 // the OpenWhisk emulator follows the REST API
 mod emulator;
+// fault injection: polls killed at every step, throttled fires, failing S3, concurrent polls
+mod faults;
 // the hooks pattern: receiver web action and hook feed
 mod hooks;
 // feed lifecycle (CREATE … UNPAUSE) through the emulator with the test-only source
 mod lifecycle;
+// the official OpenWhisk JavaScript client (npm `openwhisk`) against the emulator
+mod official_client;
 // scale, resume, recovery, throttling, secret scan and S3 request counts ("Prove it")
 mod proof;
 // the action runtime driven through the real actionloop, blackbox and CLI protocols

@@ -22,7 +22,8 @@
 //! - `GET /__emulator/alarms` lists the alarms (`{"/ns/t": {...READ result...}}`).
 //! - `GET /__emulator/activations/{ns}` lists that namespace's activation records (oldest first).
 //! - `POST /__emulator/wait-idle?timeout_ms=N` answers `{"idle": bool}`.
-//! - `POST /__emulator/faults` body a [`FaultRule`] as JSON; `DELETE /__emulator/faults` clears them.
+//! - `POST /__emulator/faults` body a [`FaultRule`] as JSON (`delay_ms` > 0 delays instead of
+//!   failing); `DELETE /__emulator/faults` clears them.
 //! - `PUT /__emulator/fires-per-minute` body `{"limit": n}` or `{"limit": null}` (unlimited).
 //! - `GET /__emulator/keys/{ns}` answers `{"namespace","key"}`.
 //!
@@ -109,7 +110,8 @@ impl Config {
     }
 }
 
-/// Makes the next `count` requests matching `method` and `path_contains` fail with `status`.
+/// Makes the next `count` requests matching `method` and `path_contains` fail with `status`,
+/// or, when `delay_ms` is set, wait that long and then be served normally (a slow controller).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FaultRule {
     /// HTTP method to match (case-insensitive); `None` or `"*"` matches any.
@@ -126,6 +128,11 @@ pub struct FaultRule {
     /// How many matching requests fail.
     #[serde(default = "one")]
     pub count: u32,
+    /// When above 0: hold each matching request this long, then serve it normally (`status`
+    /// and `body` unused). An action calling the API meanwhile can be killed at its time limit
+    /// while the request still takes effect afterwards.
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 fn one() -> u32 {
