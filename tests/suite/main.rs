@@ -6,6 +6,8 @@ mod emulator;
 mod faults;
 // the hooks pattern: receiver web action and hook feed
 mod hooks;
+// random and mutated inputs never panic a parser, nor stop the actionloop
+mod fuzz;
 // feed lifecycle (CREATE … UNPAUSE) through the emulator with the test-only source
 mod lifecycle;
 // the official OpenWhisk JavaScript client (npm `openwhisk`) against the emulator

@@ -452,10 +452,11 @@ fn valid_signature(secret: &Secret, body: &[u8], header: &str) -> bool {
 fn authenticated(config: &HookConfig, req: &HookRequest) -> bool {
     let secret = config.secret.expose().as_bytes();
     if let Some(auth) = req.header("authorization") {
-        let auth = auth.trim();
+        // Compare bytes: the header may hold any UTF-8, and a char boundary need not fall at 7.
+        let auth = auth.trim().as_bytes();
         if auth.len() > 7
-            && auth[..7].eq_ignore_ascii_case("bearer ")
-            && constant_time_eq(auth[7..].trim().as_bytes(), secret)
+            && auth[..7].eq_ignore_ascii_case(b"bearer ")
+            && constant_time_eq(auth[7..].trim_ascii(), secret)
         {
             return true;
         }

@@ -1,0 +1,312 @@
+//! Fuzz-style robustness checks: random and mutated inputs at every parser that takes
+//! outside input must give a value or a clear error, never a panic.
+//!
+//! A short run is part of the suite; a longer one is `OWFEED_FUZZ_ITERS=200000 cargo test
+//! -p feed-tests --test suite fuzz` (the seed is printed on failure with the input).
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+
+use feed_tests::actionloop::{ActionLoop, ResultChannel};
+use owfeed::events::{decode_header_value, validate_cloud_event};
+use owfeed::filter::{parse_filters, ChangeFilter};
+use owfeed::hooks::{process, HookConfig, HookRequest};
+use owfeed::params::Params;
+use owfeed::schedule::Schedule;
+use owfeed::source::Source;
+use owfeed::sources::s3::S3Source;
+use owfeed::state::State;
+
+/// How many inputs each target gets.
+fn iterations() -> usize {
+    std::env::var("OWFEED_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+}
+
+/// xorshift64*: deterministic, good enough to spread inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    /// A string from an alphabet rich in what parsers trip on.
+    fn text(&mut self, max: usize) -> String {
+        const PIECES: &[&str] = &[
+            "a", "Z", "0", "9", " ", "%", "%2", "%2B", "%zz", "%C3%A9", "%FF", "+", "&", "<", ">", "&amp;", "&#x0;",
+            "\"", "'", "/", "//", "/./", "\\", "\n", "\u{0}", "é", "日本", "😀", "{", "}", "[", "]", ":", ",", "*",
+            "-", "_", ".", "true", "null", "1e309", "-1", "CREATE", "s3", "https://", "ce-", "=",
+        ];
+        let n = self.below(max + 1);
+        (0..n).map(|_| *self.pick(PIECES)).collect()
+    }
+
+    /// A random JSON value, at most `depth` levels deep.
+    fn json(&mut self, depth: usize) -> Value {
+        match self.below(if depth == 0 { 5 } else { 7 }) {
+            0 => Value::Null,
+            1 => json!(self.below(2) == 1),
+            2 => json!(self.next() as i64 >> self.below(64)),
+            3 => json!((self.next() as f64) / 7.0 * if self.below(2) == 1 { -1.0 } else { 1.0 }),
+            4 => Value::String(self.text(12)),
+            5 => Value::Array((0..self.below(4)).map(|_| self.json(depth - 1)).collect()),
+            _ => {
+                let mut m = Map::new();
+                for _ in 0..self.below(5) {
+                    let key = if self.below(3) == 0 { self.text(6) } else { self.pick(KEYS).to_string() };
+                    m.insert(key, self.json(depth - 1));
+                }
+                Value::Object(m)
+            }
+        }
+    }
+
+    /// `bytes` with a few random edits (flip, insert, delete, truncate, duplicate a run).
+    fn mutate(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        for _ in 0..1 + self.below(4) {
+            let at = self.below(out.len() + 1);
+            match self.below(5) {
+                0 if at < out.len() => out[at] ^= 1 << self.below(8),
+                1 => out.insert(at, self.next() as u8),
+                2 if at < out.len() => {
+                    out.remove(at);
+                }
+                3 => out.truncate(at),
+                _ => {
+                    let end = (at + self.below(16)).min(out.len());
+                    let run = out[at.min(end)..end].to_vec();
+                    out.splice(at..at, run);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Parameter and attribute names the parsers look for, so random objects hit real paths.
+const KEYS: &[&str] = &[
+    "endpoint",
+    "bucket",
+    "accessKeyId",
+    "secretAccessKey",
+    "region",
+    "pathStyle",
+    "prefix",
+    "suffix",
+    "events",
+    "format",
+    "batch",
+    "interval",
+    "cron",
+    "pageSize",
+    "statePrefix",
+    "fireExisting",
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "data",
+    "data_base64",
+    "subject",
+    "exact",
+    "prefix",
+    "all",
+    "any",
+    "not",
+    "value",
+    "deadline",
+    "lifecycleEvent",
+    "triggerName",
+    "authKey",
+    "__ow_method",
+    "__ow_headers",
+    "__ow_body",
+    "__ow_query",
+];
+
+/// Runs `f` on `iterations()` inputs from `make`; a panic fails with the seed and the input.
+#[track_caller]
+fn fuzz<I: std::fmt::Debug>(name: &str, seed: u64, mut make: impl FnMut(&mut Rng) -> I, f: impl Fn(&I)) {
+    let mut rng = Rng(seed);
+    for i in 0..iterations() {
+        let input = make(&mut rng);
+        if catch_unwind(AssertUnwindSafe(|| f(&input))).is_err() {
+            panic!("{name}: panic on input #{i} (seed {seed}): {input:?}");
+        }
+    }
+}
+
+const LISTING: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix><KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated><NextContinuationToken>1%2Fx+y</NextContinuationToken><Contents><Key>a%20b%2Bc</Key><LastModified>2026-11-23T20:00:00.000Z</LastModified><ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag><Size>12</Size><StorageClass>STANDARD</StorageClass></Contents><Contents><Key>z&amp;&lt;&gt;.txt</Key><LastModified>2026-11-23T20:00:00.000Z</LastModified><ETag>"abc-2"</ETag><Size>0</Size></Contents></ListBucketResult>"#;
+
+#[test]
+fn s3_listing_and_error_xml_never_panic() {
+    fuzz(
+        "parse_list_objects_v2",
+        1,
+        |r| r.mutate(LISTING.as_bytes()),
+        |b| {
+            let _ = owfeed_s3::parse_list_objects_v2(b, true);
+            let _ = owfeed_s3::parse_list_objects_v2(b, false);
+            let _ = owfeed_s3::parse_error_body(b);
+        },
+    );
+    fuzz(
+        "parse_list_objects_v2 (random)",
+        2,
+        |r| r.text(40).into_bytes(),
+        |b| {
+            let _ = owfeed_s3::parse_list_objects_v2(b, true);
+        },
+    );
+    fuzz(
+        "decode_form",
+        3,
+        |r| r.text(20),
+        |s| {
+            let _ = owfeed_s3::decode_form(s);
+        },
+    );
+}
+
+#[test]
+fn parameters_schedules_and_sources_never_panic() {
+    fuzz(
+        "params",
+        4,
+        |r| r.json(3),
+        |v| {
+            let Ok(p) = Params::from_value(v.clone()) else { return };
+            for k in KEYS {
+                let _ = (p.str(k), p.u64_in(k, 1, 1000), p.bool(k), p.list(k), p.secret(k), p.required_str(k));
+            }
+            let _ = Schedule::from_params(&p, 1);
+            let _ = ChangeFilter::from_params(&p);
+            if let Ok(lister) = S3Source.open(&p) {
+                let _ = (lister.source_uri(), lister.data_context());
+            }
+        },
+    );
+}
+
+#[test]
+fn cloudevents_filters_and_header_values_never_panic() {
+    fuzz(
+        "validate_cloud_event",
+        5,
+        |r| r.json(3),
+        |v| {
+            let _ = validate_cloud_event(v);
+            let _ = parse_filters(v);
+            let _ = parse_filters(&json!([v]));
+        },
+    );
+    fuzz(
+        "decode_header_value",
+        6,
+        |r| r.text(16),
+        |s| {
+            let _ = decode_header_value(s);
+        },
+    );
+}
+
+#[test]
+fn state_objects_never_panic_when_decoded() {
+    let mut state = State::new("scope");
+    state.outbox.push(json!({"id": "x"}));
+    let valid = state.encode();
+    fuzz(
+        "State::decode",
+        7,
+        |r| r.mutate(&valid),
+        |b| {
+            let _ = State::decode(b);
+        },
+    );
+}
+
+#[test]
+fn webhook_requests_never_panic() {
+    let config = HookConfig::from_params(
+        &Params::from_value(json!({"source": "none", "secret": "0123456789abcdef0123"})).unwrap(),
+    )
+    .expect("hook config");
+    fuzz(
+        "hooks::process",
+        8,
+        |r| {
+            let mut headers = BTreeMap::new();
+            for _ in 0..r.below(4) {
+                let name = r.pick(&[
+                    "content-type",
+                    "authorization",
+                    "ce-id",
+                    "ce-type",
+                    "ce-source",
+                    "ce-specversion",
+                    "x-hub-signature-256",
+                    "webhook-request-origin",
+                ]);
+                headers.insert(name.to_string(), r.text(10));
+            }
+            if r.below(2) == 0 {
+                headers.insert("authorization".into(), "Bearer 0123456789abcdef0123".into());
+            }
+            let method = r.pick(&["POST", "OPTIONS", "GET", "PUT", ""]).to_string();
+            HookRequest { method, headers, query: r.text(8), body: r.text(30).into_bytes() }
+        },
+        |req| {
+            let _ = process(&config, req);
+        },
+    );
+}
+
+#[test]
+fn actionloop_survives_random_input_lines() {
+    // Through the real protocol: every line gets exactly one result line and the loop goes on.
+    let bin = Path::new(env!("CARGO_BIN_EXE_test-action"));
+    let mut action = ActionLoop::spawn(bin, &[("__OW_API_HOST", "127.0.0.1:1")], ResultChannel::Fd3).expect("spawn");
+    let valid = json!({"value": {"mode": "echo"}, "activation_id": "a", "deadline": "9999999999999"}).to_string();
+    let mut rng = Rng(9);
+    for i in 0..iterations().min(500) {
+        let mutated = rng.mutate(valid.as_bytes());
+        // One line per activation: a newline inside would be two activations.
+        let line: String = String::from_utf8_lossy(&mutated).replace(['\n', '\r'], " ");
+        action.send_line(&line).expect("send");
+        let result = action.read_result().unwrap_or_else(|e| panic!("line #{i} {line:?}: {e}"));
+        assert!(result.is_object(), "line #{i} {line:?}: {result}");
+    }
+    let after = action.activate(&serde_json::from_str(&valid).unwrap()).expect("still alive");
+    assert_eq!(after["params"]["mode"], "echo", "{after}");
+}
+
+#[test]
+fn regression_authorization_header_with_a_multibyte_char_at_byte_7_is_a_401_not_a_panic() {
+    let config = HookConfig::from_params(
+        &Params::from_value(json!({"source": "none", "secret": "0123456789abcdef0123"})).unwrap(),
+    )
+    .expect("hook config");
+    let headers = BTreeMap::from([("authorization".to_string(), "/0日本 x".to_string())]);
+    let req = HookRequest { method: "POST".into(), headers, query: String::new(), body: b"{}".to_vec() };
+    match process(&config, &req) {
+        owfeed::hooks::Outcome::Respond(r) => assert_eq!(r.status, 401, "{r:?}"),
+        other => panic!("expected a 401, got {other:?}"),
+    }
+}
