@@ -69,7 +69,7 @@ pub trait Source: Send + Sync {
 }
 
 /// An opened source: lists entries and describes itself for events.
-pub trait Lister {
+pub trait Lister: Sync {
     /// CloudEvents `source` attribute (a URI-reference naming endpoint and container).
     fn source_uri(&self) -> String;
     /// Prefix of CloudEvents `type` values, e.g. `org.openwhisk.feeds.s3.object`; the core
