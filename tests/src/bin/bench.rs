@@ -10,15 +10,27 @@
 //! poll receives them from the server. It also times the `poll` binary's cold start to its first
 //! result line (median of 20; build it first with `cargo build --release -p poll`).
 //!
+//! `--poll-rss N [--poll-limits LIMIT_MS:PAGE_DELAY_MS,…]` measures the real poll code path
+//! instead: the release `gen-action` (feed and poll of the test-only `generated` source, N
+//! entries) in the emulator, CREATE, polls until the baseline is done, 0.1 % of the keys each
+//! created, updated and deleted, polls until everything is delivered; it reports each action
+//! process's peak RSS (`VmHWM` of the emulator's child processes, sampled every 20 ms and reset
+//! before each poll), polls, wall times, deadline cuts, and whether the events are exactly the
+//! mutations with unique ids. The default runs are a 60 s limit with no page delay, a 10 s limit
+//! with 10 ms per page (each 1M listing is cut by the deadline and resumed) and a 60 s limit with
+//! 50 ms per page (S3-like page latency). The whole run gives up after 15 minutes.
+//!
 //! It asserts nothing about time; it reports.
 
 // The table on stdout is this tool's output.
 #![allow(clippy::print_stdout)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -28,10 +40,11 @@ use flate2::Compression;
 use serde_json::{json, Value};
 
 use feed_tests::actionloop::{ActionLoop, ResultChannel};
-use feed_tests::gen_source::GenSpec;
+use feed_tests::gen_source::{expected_changes, GenSpec};
 use feed_tests::s3sfs::S3sFs;
-use feed_tests::world::World;
+use feed_tests::world::{action_body, World, PACKAGE, USER};
 use owfeed::diff::Differ;
+use owfeed::openwhisk::QualifiedName;
 use owfeed::source::{Entry, Flow, ListRange};
 use owfeed::state::{version_hash, SnapshotWriter, State};
 use owfeed_s3::{Condition, S3Client, S3Config, SecretString};
@@ -43,6 +56,9 @@ fn main() -> anyhow::Result<()> {
     let mut keys: u64 = 1_000_000;
     let mut repeat: usize = 3;
     let mut child: Option<String> = None;
+    let mut poll_rss_entries: Option<u64> = None;
+    let mut cold_polls = false;
+    let mut poll_limits = vec![(60_000, 0), (10_000, 10), (60_000, 50)];
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -52,9 +68,21 @@ fn main() -> anyhow::Result<()> {
                 let objects = it.next().context("--full-poll needs a number of objects")?.replace('_', "").parse()?;
                 return full_poll(objects);
             }
+            "--cold-polls" => cold_polls = true,
+            "--poll-rss" => poll_rss_entries = Some(parse_count(it.next(), "--poll-rss")?),
+            "--poll-limits" => {
+                let list = it.next().context("--poll-limits needs LIMIT_MS:PAGE_DELAY_MS[,…]")?;
+                poll_limits = parse_limits(list)?;
+            }
             "--child" => child = Some(it.next().context("--child needs a measurement")?.clone()),
-            other => bail!("unknown argument {other:?} (expected --keys N, --repeat R, --full-poll N)"),
+            other => bail!(
+                "unknown argument {other:?} (expected --keys N, --repeat R, --full-poll N, --poll-rss N, \
+                 --poll-limits LIMIT_MS:PAGE_DELAY_MS[,…], --cold-polls)"
+            ),
         }
+    }
+    if let Some(entries) = poll_rss_entries {
+        return poll_rss(entries, &poll_limits, cold_polls);
     }
     let repeat = repeat.max(1);
     if let Some(which) = child {
@@ -389,4 +417,432 @@ fn full_poll(objects: u64) -> anyhow::Result<()> {
         result["changes"]
     );
     Ok(())
+}
+
+/// Fraction of the base keys each created, updated and deleted between the baseline and the
+/// measured polls (about 3,000 changes on 1M entries).
+const POLL_RSS_MUTATE: f64 = 0.001;
+/// The whole `--poll-rss` run stops with an error after this long.
+const POLL_RSS_BUDGET: Duration = Duration::from_secs(15 * 60);
+/// Most polls per phase (baseline, changes) before the run gives up.
+const POLL_RSS_MAX_POLLS: usize = 60;
+
+fn parse_count(arg: Option<&String>, flag: &str) -> anyhow::Result<u64> {
+    let text = arg.with_context(|| format!("{flag} needs a number"))?;
+    text.replace('_', "").parse().with_context(|| format!("{flag}: {text:?} is not a number"))
+}
+
+/// `60000:0,10000:10` → [(60000, 0), (10000, 10)]: action time limit and page delay, in ms.
+fn parse_limits(list: &str) -> anyhow::Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    for item in list.split(',') {
+        let (limit, delay) =
+            item.split_once(':').with_context(|| format!("--poll-limits: {item:?} is not LIMIT_MS:PAGE_DELAY_MS"))?;
+        out.push((limit.parse().context("--poll-limits: LIMIT_MS")?, delay.parse().context("--poll-limits: DELAY")?));
+    }
+    Ok(out)
+}
+
+/// What the sampler was doing when it first saw a process: which action it serves.
+const PHASE_FEED: u8 = 0;
+const PHASE_POLL: u8 = 1;
+
+/// The highest `VmHWM` seen for one action process, and the phase it was first seen in.
+#[derive(Clone, Copy, Debug)]
+struct Peak {
+    first_phase: u8,
+    /// Since the last reset (`reset_poll_peaks`).
+    hwm_kib: u64,
+    /// Over the process's life.
+    max_kib: u64,
+}
+
+/// Samples, every 20 ms, `VmHWM` of this process's children whose executable is the
+/// `gen-action` binary (the emulator runs actions as direct children, from an unpacked copy of
+/// the zip: recognised by size). `VmHWM` is the kernel's own high-water mark, so sampling only
+/// misses growth in the last 20 ms of a process that is killed (a timed-out activation).
+struct Sampler {
+    exe_len: u64,
+    phase: Arc<AtomicU8>,
+    stop: Arc<AtomicBool>,
+    peaks: Arc<Mutex<BTreeMap<u32, Peak>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(exe_len: u64) -> Sampler {
+        let phase = Arc::new(AtomicU8::new(PHASE_FEED));
+        let stop = Arc::new(AtomicBool::new(false));
+        let peaks = Arc::new(Mutex::new(BTreeMap::new()));
+        let (p, s, k) = (phase.clone(), stop.clone(), peaks.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                sample_children(exe_len, p.load(Ordering::SeqCst), &k);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Sampler { exe_len, phase, stop, peaks, thread: Some(thread) }
+    }
+
+    fn set_phase(&self, phase: u8) {
+        sample_children_now(self);
+        self.phase.store(phase, Ordering::SeqCst);
+    }
+
+    /// Resets the kernel's high-water mark of every poll process to its current RSS (`5` to
+    /// `/proc/<pid>/clear_refs`), so the next sample shows the next activation's own peak: a
+    /// warm process serves several polls. Returns the highest RSS they start from (KiB, 0
+    /// when there is none): what a warm process keeps from the polls before.
+    fn reset_poll_peaks(&self) -> u64 {
+        sample_children_now(self);
+        let Ok(mut peaks) = self.peaks.lock() else { return 0 };
+        let mut start = 0;
+        for (pid, peak) in peaks.iter_mut().filter(|(_, p)| p.first_phase == PHASE_POLL) {
+            let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+            peak.hwm_kib = 0;
+            start = start.max(status_kib(*pid, "VmRSS:").unwrap_or(0));
+        }
+        start
+    }
+
+    /// The highest `VmHWM` of the poll processes since the last reset.
+    fn poll_peak_kib(&self) -> u64 {
+        sample_children_now(self);
+        let Ok(peaks) = self.peaks.lock() else { return 0 };
+        peaks.values().filter(|p| p.first_phase == PHASE_POLL).map(|p| p.hwm_kib).max().unwrap_or(0)
+    }
+
+    /// Stops sampling (after a last sample) and returns the peaks by pid.
+    fn finish(mut self) -> BTreeMap<u32, Peak> {
+        sample_children_now(&self);
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let peaks = self.peaks.lock().map(|p| p.clone()).unwrap_or_default();
+        peaks
+    }
+}
+
+fn sample_children_now(s: &Sampler) {
+    sample_children(s.exe_len, s.phase.load(Ordering::SeqCst), &s.peaks);
+}
+
+/// One sample: every child running the gen-action binary, its `VmHWM` folded into `peaks`.
+fn sample_children(exe_len: u64, phase: u8, peaks: &Mutex<BTreeMap<u32, Peak>>) {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if parent_pid(pid) != Some(me) {
+            continue;
+        }
+        if std::fs::metadata(format!("/proc/{pid}/exe")).map(|m| m.len()).ok() != Some(exe_len) {
+            continue;
+        }
+        let Some(hwm) = status_kib(pid, "VmHWM:") else { continue };
+        let Ok(mut peaks) = peaks.lock() else { return };
+        let peak = peaks.entry(pid).or_insert(Peak { first_phase: phase, hwm_kib: 0, max_kib: 0 });
+        peak.hwm_kib = peak.hwm_kib.max(hwm);
+        peak.max_kib = peak.max_kib.max(hwm);
+    }
+}
+
+/// The parent pid from `/proc/<pid>/stat` (the field after the parenthesised command name).
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// What one `--poll-rss` run saw.
+struct RssRun {
+    limit_ms: u64,
+    delay_ms: u64,
+    create_s: f64,
+    /// READ after CREATE: did CREATE finish the baseline within its deadline?
+    create_baselined: bool,
+    baseline_polls: usize,
+    change_polls: usize,
+    /// READs after a poll of the changes phase that showed `listingInProgress: true`.
+    cut_reads: usize,
+    /// Poll wall times (alarm fired → emulator idle, fires and recorder included), s.
+    walls: Vec<f64>,
+    /// RSS of the warm poll process when each poll started (0: a new process), KiB.
+    poll_starts: Vec<u64>,
+    /// Peak RSS of the poll process during each poll, KiB.
+    poll_peaks: Vec<u64>,
+    /// The emulator's record of every poll activation, in order.
+    polls: Vec<Value>,
+    /// Highest `VmHWM` of a poll process over its whole life (a warm process serves several polls).
+    poll_life_kib: u64,
+    feed_peak_kib: u64,
+    poll_processes: usize,
+    expected: usize,
+    events: usize,
+    unique_ids: usize,
+    matches: bool,
+    objects_tracked: Value,
+    objects_expected: u64,
+}
+
+/// Peak RSS of the real poll code path on `entries` generated entries: for each (action time
+/// limit, page delay) the release `gen-action` (feed and poll of the `generated` source) runs in
+/// the emulator; CREATE baselines (polls continue a baseline cut by the deadline), then the
+/// listing changes (`POLL_RSS_MUTATE`) and polls run until READ shows no listing in progress and
+/// no pending events. Needs `cargo build --release -p feed-tests --bin gen-action --bin echo-action`.
+fn poll_rss(entries: u64, limits: &[(u64, u64)], cold: bool) -> anyhow::Result<()> {
+    let dir = std::env::current_exe()?.parent().map(PathBuf::from).context("no exe dir")?;
+    let (gen, echo) = (dir.join("gen-action"), dir.join("echo-action"));
+    if !gen.exists() || !echo.exists() {
+        bail!("run `cargo build --release -p feed-tests --bin gen-action --bin echo-action` first");
+    }
+    let abort_at = Instant::now() + POLL_RSS_BUDGET;
+    let base = GenSpec::base(entries, SEED);
+    let mutated = base.mutated(1, POLL_RSS_MUTATE);
+    let mut runs = Vec::new();
+    for &(limit_ms, delay_ms) in limits {
+        eprintln!("bench: poll RSS, {entries} entries, action time limit {limit_ms} ms, page delay {delay_ms} ms");
+        runs.push(poll_rss_run(&gen, &echo, entries, limit_ms, delay_ms, cold, abort_at)?);
+    }
+    // After the runs: the naive map diff of two 1M listings would compete for the CPU.
+    let want = expected_changes(&base, &mutated);
+    let created = want.iter().filter(|(k, _)| k == "created").count() as u64;
+    let deleted = want.iter().filter(|(k, _)| k == "deleted").count() as u64;
+    for (run, seen) in runs.iter_mut() {
+        run.expected = want.len();
+        run.matches = *seen == want;
+        run.objects_expected = entries + created - deleted;
+    }
+    println!(
+        "| action time limit, page delay | CREATE, s (baseline done?) | polls: baseline + changes | poll outcomes \
+         | poll wall, s (min / median / max) | peak RSS of one `poll` activation, MiB (max) | peak RSS of the feed \
+         action, MiB | events / expected (unique ids, exact match) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (r, _) in &runs {
+        let mut walls = r.walls.clone();
+        walls.sort_by(f64::total_cmp);
+        let (lo, hi) = (walls.first().copied().unwrap_or(0.0), walls.last().copied().unwrap_or(0.0));
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in &r.polls {
+            *counts.entry(p["response"]["result"]["status"].as_str().unwrap_or("error")).or_default() += 1;
+        }
+        let outcomes: Vec<String> = counts.iter().map(|(o, n)| format!("{n}× {o}")).collect();
+        println!(
+            "| {} s, {} ms/page{} | {:.2} ({}) | {} + {} | {}; READ showed the changes listing cut {}× \
+             | {lo:.2} / {:.2} / {hi:.2} | {:.1} (process life: {:.1}) | {:.1} | {} / {} ({} unique, {}) |",
+            r.limit_ms / 1000,
+            r.delay_ms,
+            if cold { ", a new process per poll" } else { "" },
+            r.create_s,
+            if r.create_baselined { "yes" } else { "no: cut, resumed by polls" },
+            r.baseline_polls,
+            r.change_polls,
+            outcomes.join(", "),
+            r.cut_reads,
+            median(walls.clone()),
+            r.poll_peaks.iter().copied().max().unwrap_or(0) as f64 / 1024.0,
+            r.poll_life_kib as f64 / 1024.0,
+            r.feed_peak_kib as f64 / 1024.0,
+            r.events,
+            r.expected,
+            r.unique_ids,
+            if r.matches { "exact match" } else { "MISMATCH" },
+        );
+    }
+    for (r, _) in &runs {
+        println!();
+        println!(
+            "Polls with a {} s limit, {} ms/page (objectsTracked after the last: {}, expected {}; {} poll \
+             process{})",
+            r.limit_ms / 1000,
+            r.delay_ms,
+            r.objects_tracked,
+            r.objects_expected,
+            r.poll_processes,
+            if r.poll_processes == 1 { "" } else { "es" },
+        );
+        println!();
+        println!(
+            "| poll | listing | outcome | listed | changes | fired | pending | activation, s | wall, s \
+             | RSS at start, MiB | peak RSS, MiB |"
+        );
+        println!("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (i, p) in r.polls.iter().enumerate() {
+            let res = &p["response"]["result"];
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {:.1} |",
+                i + 1,
+                if i < r.baseline_polls { "baseline (silent)" } else { "after the changes" },
+                res["status"].as_str().map(str::to_string).unwrap_or_else(|| format!("error: {}", res["error"])),
+                res["listed"],
+                res["changes"],
+                res["fired"],
+                res["pending"],
+                p["duration"].as_u64().unwrap_or(0) as f64 / 1000.0,
+                r.walls.get(i).copied().unwrap_or(f64::NAN),
+                match r.poll_starts.get(i).copied().unwrap_or(0) {
+                    0 => "new process".to_string(),
+                    kib => format!("{:.1}", kib as f64 / 1024.0),
+                },
+                r.poll_peaks.get(i).copied().unwrap_or(0) as f64 / 1024.0,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// READ's `status`, with the sampler attributing any new process to the feed action.
+fn read_status(w: &World, sampler: &Sampler) -> anyhow::Result<Value> {
+    sampler.set_phase(PHASE_FEED);
+    let read = w.feed("READ", "t", json!({})).map_err(|e| anyhow::anyhow!("READ: {e}"))?;
+    Ok(read["status"].clone())
+}
+
+/// Fires the alarm once and waits for the poll and the fires it caused: its wall time in s, the
+/// poll process's RSS before and its peak during it, KiB. `redeploy`: the poll action's body,
+/// put again first so the poll starts in a fresh process.
+fn poll_once(
+    w: &World,
+    sampler: &Sampler,
+    abort_at: Instant,
+    redeploy: Option<&Value>,
+) -> anyhow::Result<(f64, u64, u64)> {
+    if Instant::now() > abort_at {
+        bail!("aborted: the run took longer than {} s", POLL_RSS_BUDGET.as_secs());
+    }
+    if let Some(body) = redeploy {
+        let qn = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), "poll");
+        w.system.put_action(&qn, body, true)?;
+    }
+    sampler.set_phase(PHASE_POLL);
+    let start_kib = sampler.reset_poll_peaks();
+    let started = Instant::now();
+    if w.emu.fire_alarms().is_empty() {
+        bail!("no alarm to fire: CREATE made none");
+    }
+    if !w.emu.wait_idle(Duration::from_secs(300)) {
+        bail!("the emulator did not go idle within 300 s after a poll");
+    }
+    let wall = started.elapsed().as_secs_f64();
+    Ok((wall, start_kib, sampler.poll_peak_kib()))
+}
+
+/// One run; also returns the (kind, key) of every event received, sorted.
+fn poll_rss_run(
+    gen: &Path,
+    echo: &Path,
+    entries: u64,
+    limit_ms: u64,
+    delay_ms: u64,
+    cold: bool,
+    abort_at: Instant,
+) -> anyhow::Result<(RssRun, Vec<(String, String)>)> {
+    let w = World::start(gen, gen);
+    let feed_ann = json!([{"key": "feed", "value": true}, {"key": "provide-api-key", "value": true}]);
+    let poll_ann = json!([{"key": "provide-api-key", "value": true}]);
+    let mut redeploy = None;
+    for (name, ann) in [("changes", feed_ann), ("poll", poll_ann)] {
+        let mut body = action_body(gen, "rust:1.34", ann)?;
+        body["limits"]["timeout"] = json!(limit_ms);
+        let qn = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), name);
+        w.system.put_action(&qn, &body, true)?;
+        if cold && name == "poll" {
+            redeploy = Some(body);
+        }
+    }
+    let sampler = Sampler::start(std::fs::metadata(gen)?.len());
+    let state_dir = w.dir.path().join("state");
+    let params = json!({
+        "entries": entries, "seed": SEED, "pageSize": 1000, "pageDelayMs": delay_ms,
+        "stateDir": state_dir, "batch": 100,
+    });
+    let started = Instant::now();
+    w.create_trigger("t", params).map_err(|e| anyhow::anyhow!("CREATE: {e}"))?;
+    let create_s = started.elapsed().as_secs_f64();
+    w.record_events("t", echo);
+    let mut status = read_status(&w, &sampler)?;
+    let create_baselined = status["baselined"] == true && status["listingInProgress"] == false;
+    let (mut walls, mut poll_starts, mut poll_peaks) = (Vec::new(), Vec::new(), Vec::new());
+    let mut baseline_polls = 0;
+    while !(status["baselined"] == true && status["listingInProgress"] == false) {
+        if baseline_polls >= POLL_RSS_MAX_POLLS {
+            bail!("the baseline did not finish in {POLL_RSS_MAX_POLLS} polls: {status}");
+        }
+        let (wall, start, peak) = poll_once(&w, &sampler, abort_at, redeploy.as_ref())?;
+        walls.push(wall);
+        poll_starts.push(start);
+        poll_peaks.push(peak);
+        baseline_polls += 1;
+        status = read_status(&w, &sampler)?;
+    }
+    if !w.events().is_empty() {
+        bail!("the baseline fired {} events", w.events().len());
+    }
+    let update = json!({"mutate": POLL_RSS_MUTATE, "round": 1});
+    w.feed("UPDATE", "t", update).map_err(|e| anyhow::anyhow!("UPDATE: {e}"))?;
+    let (mut change_polls, mut cut_reads) = (0, 0);
+    loop {
+        if change_polls >= POLL_RSS_MAX_POLLS {
+            bail!("the changes were not all delivered in {POLL_RSS_MAX_POLLS} polls: {status}");
+        }
+        let (wall, start, peak) = poll_once(&w, &sampler, abort_at, redeploy.as_ref())?;
+        walls.push(wall);
+        poll_starts.push(start);
+        poll_peaks.push(peak);
+        change_polls += 1;
+        status = read_status(&w, &sampler)?;
+        if status["listingInProgress"] == true {
+            cut_reads += 1;
+        } else if status["eventsPending"] == 0 {
+            break;
+        }
+    }
+    let polls: Vec<Value> = w.emu.activations(USER).into_iter().filter(|a| a["name"] == "poll").collect();
+    let mut events = Vec::new();
+    for payload in w.events() {
+        match payload.get("events").and_then(Value::as_array) {
+            Some(batch) => events.extend(batch.iter().cloned()),
+            None => events.push(payload),
+        }
+    }
+    let ids: BTreeSet<&str> = events.iter().filter_map(|e| e["id"].as_str()).collect();
+    let mut seen: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            let kind = e["type"].as_str().unwrap_or("?").rsplit('.').next().unwrap_or("?").to_string();
+            (kind, e["subject"].as_str().unwrap_or("?").to_string())
+        })
+        .collect();
+    seen.sort();
+    let peaks = sampler.finish();
+    let of = |phase: u8| peaks.values().filter(|p| p.first_phase == phase).map(|p| p.max_kib).max().unwrap_or(0);
+    let run = RssRun {
+        limit_ms,
+        delay_ms,
+        create_s,
+        create_baselined,
+        baseline_polls,
+        change_polls,
+        cut_reads,
+        walls,
+        poll_starts,
+        poll_peaks,
+        polls,
+        poll_life_kib: of(PHASE_POLL),
+        feed_peak_kib: of(PHASE_FEED),
+        poll_processes: peaks.values().filter(|p| p.first_phase == PHASE_POLL).count(),
+        expected: 0,
+        events: events.len(),
+        unique_ids: ids.len(),
+        matches: false,
+        objects_tracked: status["objectsTracked"].clone(),
+        objects_expected: 0,
+    };
+    Ok((run, seen))
 }
