@@ -45,32 +45,17 @@ fail() {
 }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-wsk=${WSK:-wsk}
-package=owfeed
-namespace=""
 dist=$root/dist
 native=no
-dry_run=no
-global=()
-# The global flags as printed: the --auth value is replaced.
-shown_global=""
-
-need_value() {
-    [ "$2" -ge 2 ] || fail "option $1 needs a value (see --help)"
-}
+. "$(dirname "$0")/options.sh"
 
 while [ $# -gt 0 ]; do
+    common_option "$@"
+    if [ "$consumed" -gt 0 ]; then
+        shift "$consumed"
+        continue
+    fi
     case "$1" in
-        --package)
-            need_value "$1" $#
-            package=$2
-            shift 2
-            ;;
-        --namespace)
-            need_value "$1" $#
-            namespace=$2
-            shift 2
-            ;;
         --dist)
             need_value "$1" $#
             dist=$2
@@ -80,50 +65,15 @@ while [ $# -gt 0 ]; do
             native=yes
             shift
             ;;
-        --apihost)
-            need_value "$1" $#
-            global+=(--apihost "$2")
-            shown_global="$shown_global--apihost $(printf '%q' "$2") "
-            shift 2
-            ;;
-        --auth)
-            need_value "$1" $#
-            global+=(--auth "$2")
-            shown_global="$shown_global--auth *** "
-            shift 2
-            ;;
-        --insecure)
-            global+=(--insecure)
-            shown_global="$shown_global--insecure "
-            shift
-            ;;
-        --dry-run)
-            dry_run=yes
-            shift
-            ;;
         --list-actions)
             action_table
-            exit 0
-            ;;
-        -h | --help)
-            usage
             exit 0
             ;;
         *) fail "unknown option '$1' (see --help)" ;;
     esac
 done
 
-case "$package" in
-    "" | */*) fail "--package '$package' must be a non-empty name without '/'" ;;
-esac
-case "$namespace" in
-    */*) fail "--namespace '$namespace' must be a name without '/'" ;;
-esac
-
-qualified=$package
-if [ -n "$namespace" ]; then
-    qualified=/$namespace/$package
-fi
+check_names
 
 if [ ! -d "$dist" ]; then
     fail "no $dist directory: run deploy/build.sh first"
