@@ -468,22 +468,33 @@ fn split_ranges(old: &Snapshot, start_after: Option<&str>, n: usize, min_per_ran
     if n <= 1 {
         return whole;
     }
-    let keys: Box<dyn Iterator<Item = (String, u64)>> = match start_after {
-        Some(after) => Box::new(old.iter_from(after).filter(move |(k, _)| k.as_str() > after)),
-        None => Box::new(old.iter()),
+    // Two streaming passes over the compressed snapshot: count, then pick the boundaries.
+    // (Collecting the keys would cost tens of MB on a large bucket.)
+    let keys_after = || -> Box<dyn Iterator<Item = (String, u64)> + '_> {
+        match start_after {
+            Some(after) => Box::new(old.iter_from(after).filter(move |(k, _)| k.as_str() > after)),
+            None => Box::new(old.iter()),
+        }
     };
-    let remaining: Vec<String> = keys.map(|(k, _)| k).collect();
+    let remaining = match start_after {
+        Some(_) => keys_after().count(),
+        None => old.len(),
+    };
     // Too few keys to be worth threads: one range.
-    if remaining.len() < n * min_per_range.max(1) {
+    if remaining < n * min_per_range.max(1) {
         return whole;
     }
-    let step = remaining.len() / n;
-    let bounds: Vec<&String> = (1..n).map(|i| &remaining[i * step]).collect();
+    let step = remaining / n;
+    let bounds: Vec<String> = keys_after()
+        .enumerate()
+        .filter(|(i, _)| *i > 0 && i % step == 0 && i / step < n)
+        .map(|(_, (k, _))| k)
+        .collect();
     let mut ranges = Vec::with_capacity(n);
     let mut lower = start_after.map(str::to_string);
     for b in bounds {
         ranges.push(ListRange { start_after: lower, end_before: Some(format!("{b}\0")) });
-        lower = Some(b.clone());
+        lower = Some(b);
     }
     ranges.push(ListRange { start_after: lower, end_before: None });
     ranges

@@ -58,6 +58,7 @@ fn main() -> anyhow::Result<()> {
     let mut child: Option<String> = None;
     let mut poll_rss_entries: Option<u64> = None;
     let mut cold_polls = false;
+    let mut parallelism: u64 = owfeed::polling::DEFAULT_PARALLELISM;
     let mut poll_limits = vec![(60_000, 0), (10_000, 10), (60_000, 50)];
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -69,6 +70,7 @@ fn main() -> anyhow::Result<()> {
                 return full_poll(objects);
             }
             "--cold-polls" => cold_polls = true,
+            "--parallelism" => parallelism = it.next().context("--parallelism needs a number")?.parse()?,
             "--poll-rss" => poll_rss_entries = Some(parse_count(it.next(), "--poll-rss")?),
             "--poll-limits" => {
                 let list = it.next().context("--poll-limits needs LIMIT_MS:PAGE_DELAY_MS[,…]")?;
@@ -77,12 +79,12 @@ fn main() -> anyhow::Result<()> {
             "--child" => child = Some(it.next().context("--child needs a measurement")?.clone()),
             other => bail!(
                 "unknown argument {other:?} (expected --keys N, --repeat R, --full-poll N, --poll-rss N, \
-                 --poll-limits LIMIT_MS:PAGE_DELAY_MS[,…], --cold-polls)"
+                 --poll-limits LIMIT_MS:PAGE_DELAY_MS[,…], --cold-polls, --parallelism N)"
             ),
         }
     }
     if let Some(entries) = poll_rss_entries {
-        return poll_rss(entries, &poll_limits, cold_polls);
+        return poll_rss(entries, &poll_limits, cold_polls, parallelism);
     }
     let repeat = repeat.max(1);
     if let Some(which) = child {
@@ -595,7 +597,7 @@ struct RssRun {
 /// the emulator; CREATE baselines (polls continue a baseline cut by the deadline), then the
 /// listing changes (`POLL_RSS_MUTATE`) and polls run until READ shows no listing in progress and
 /// no pending events. Needs `cargo build --release -p feed-tests --bin gen-action --bin echo-action`.
-fn poll_rss(entries: u64, limits: &[(u64, u64)], cold: bool) -> anyhow::Result<()> {
+fn poll_rss(entries: u64, limits: &[(u64, u64)], cold: bool, parallelism: u64) -> anyhow::Result<()> {
     let dir = std::env::current_exe()?.parent().map(PathBuf::from).context("no exe dir")?;
     let (gen, echo) = (dir.join("gen-action"), dir.join("echo-action"));
     if !gen.exists() || !echo.exists() {
@@ -606,8 +608,12 @@ fn poll_rss(entries: u64, limits: &[(u64, u64)], cold: bool) -> anyhow::Result<(
     let mutated = base.mutated(1, POLL_RSS_MUTATE);
     let mut runs = Vec::new();
     for &(limit_ms, delay_ms) in limits {
-        eprintln!("bench: poll RSS, {entries} entries, action time limit {limit_ms} ms, page delay {delay_ms} ms");
-        runs.push(poll_rss_run(&gen, &echo, entries, limit_ms, delay_ms, cold, abort_at)?);
+        eprintln!(
+            "bench: poll RSS, {entries} entries, action time limit {limit_ms} ms, page delay {delay_ms} ms, \
+             parallelism {parallelism}"
+        );
+        let setup = RunSetup { limit_ms, delay_ms, cold, parallelism };
+        runs.push(poll_rss_run(&gen, &echo, entries, setup, abort_at)?);
     }
     // After the runs: the naive map diff of two 1M listings would compete for the CPU.
     let want = expected_changes(&base, &mutated);
@@ -734,15 +740,23 @@ fn poll_once(
 }
 
 /// One run; also returns the (kind, key) of every event received, sorted.
+/// How one `--poll-rss` run is set up.
+#[derive(Clone, Copy)]
+struct RunSetup {
+    limit_ms: u64,
+    delay_ms: u64,
+    cold: bool,
+    parallelism: u64,
+}
+
 fn poll_rss_run(
     gen: &Path,
     echo: &Path,
     entries: u64,
-    limit_ms: u64,
-    delay_ms: u64,
-    cold: bool,
+    setup: RunSetup,
     abort_at: Instant,
 ) -> anyhow::Result<(RssRun, Vec<(String, String)>)> {
+    let RunSetup { limit_ms, delay_ms, cold, parallelism } = setup;
     let w = World::start(gen, gen);
     let feed_ann = json!([{"key": "feed", "value": true}, {"key": "provide-api-key", "value": true}]);
     let poll_ann = json!([{"key": "provide-api-key", "value": true}]);
@@ -760,7 +774,7 @@ fn poll_rss_run(
     let state_dir = w.dir.path().join("state");
     let params = json!({
         "entries": entries, "seed": SEED, "pageSize": 1000, "pageDelayMs": delay_ms,
-        "stateDir": state_dir, "batch": 100,
+        "stateDir": state_dir, "batch": 100, "parallelism": parallelism,
     });
     let started = Instant::now();
     w.create_trigger("t", params).map_err(|e| anyhow::anyhow!("CREATE: {e}"))?;
