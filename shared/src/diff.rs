@@ -242,6 +242,32 @@ impl<'a> Differ<'a> {
         DiffOutput { snapshot: self.sink.writer.finish(), changes: self.sink.changes }
     }
 
+    /// Like `finish`, but the deletes of old keys past the listing stop once `max_changes`
+    /// changes were found in all: then the old keys after the last one reported are kept for
+    /// the next pass, which resumes after it (the returned cursor). Emptying a huge bucket
+    /// thus spreads its deletes over several polls instead of holding them all at once.
+    pub fn finish_bounded(mut self, max_changes: usize) -> (DiffOutput, Option<String>) {
+        // Everything up to the last listed key is accounted for; then up to each delete.
+        let mut last_reported: Option<String> = self.previous.clone();
+        while let Some((key, hash)) = self.old.current() {
+            if self.sink.count >= max_changes && last_reported.is_some() && self.sink.in_range(key) {
+                let cursor = last_reported.take();
+                while let Some((key, hash)) = self.old.current() {
+                    self.sink.carried(key, hash);
+                    self.old.advance();
+                }
+                return (DiffOutput { snapshot: self.sink.writer.finish(), changes: self.sink.changes }, cursor);
+            }
+            let before = self.sink.count;
+            self.sink.passed(key, hash);
+            if self.sink.count > before {
+                last_reported = Some(key.to_string());
+            }
+            self.old.advance();
+        }
+        (DiffOutput { snapshot: self.sink.writer.finish(), changes: self.sink.changes }, None)
+    }
+
     /// The listing stopped after `last_key` (normally the last key pushed): old keys up to it
     /// that were not listed are deleted, old keys after it are kept unchanged for the next
     /// poll, which resumes with `start_after = last_key`.
@@ -494,6 +520,34 @@ mod tests {
 
     fn options(case: &Case, outside_range: OutsideRange) -> DiffOptions {
         DiffOptions { exclude_prefix: case.exclude_prefix.clone(), outside_range, discard_changes: false }
+    }
+
+    #[test]
+    fn emptying_a_bucket_spreads_its_deletes_over_bounded_passes() {
+        let mut w = SnapshotWriter::new();
+        for i in 0..10 {
+            w.push(&format!("k{i}"), version_hash("1")).unwrap();
+        }
+        let mut snapshot = w.finish();
+        let mut cursor: Option<String> = None;
+        let mut deleted = Vec::new();
+        for pass in 0.. {
+            assert!(pass < 10, "no progress");
+            let range = ListRange { start_after: cursor.clone(), end_before: None };
+            let differ = Differ::new(&snapshot, &range);
+            // The bucket is empty now: no page at all.
+            let (out, next) = differ.finish_bounded(3);
+            assert!(out.changes.len() <= 3, "pass {pass}: {} changes", out.changes.len());
+            deleted.extend(out.changes.iter().map(|c| (c.kind, c.key.clone())));
+            snapshot = out.snapshot;
+            cursor = next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let want: Vec<(ChangeKind, String)> = (0..10).map(|i| (ChangeKind::Deleted, format!("k{i}"))).collect();
+        assert_eq!(deleted, want, "each delete exactly once, in key order");
+        assert!(snapshot.is_empty());
     }
 
     #[test]
