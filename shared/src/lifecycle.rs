@@ -8,9 +8,12 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::openwhisk::{AuthKey, Client, OwError, QualifiedName};
+use serde_json::{json, Map};
+
+use crate::openwhisk::{from_key_values, key_values, AuthKey, Client, OwError, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::{ActionError, Context};
+use crate::secret::REDACTED;
 
 /// The lifecycle events a feed action handles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +83,50 @@ pub struct FeedRequest<'a> {
     pub package: Option<QualifiedName>,
     /// Every other parameter the user passed (and the package bound).
     pub params: Params,
+}
+
+impl FeedRequest<'_> {
+    /// Reads a feed's per-trigger config: the parameters of its package binding in the user's
+    /// namespace (`None` when there is none). `what` names it in errors ("feed config").
+    pub fn read_config(&self, binding: &QualifiedName, what: &str) -> Result<Option<Params>, ActionError> {
+        match self.client.get_package(binding) {
+            Ok(doc) => Ok(Some(Params::from_value(Value::Object(from_key_values(&doc["parameters"])))?)),
+            Err(OwError::NotFound(_)) => Ok(None),
+            Err(e) => Err(ActionError::new(format!("reading the {what} {binding}: {e}"))),
+        }
+    }
+
+    /// Writes (or replaces) a feed's per-trigger config: a binding of this feed action's own
+    /// package, so credentials stay in the user's namespace and never on the shared package.
+    pub fn write_config(&self, binding: &QualifiedName, config: &Params) -> Result<(), OwError> {
+        let package = self.package.as_ref().ok_or_else(|| OwError::BadRequest {
+            status: 400,
+            message: "runtime: cannot tell this feed action's package from its name".into(),
+        })?;
+        let body = json!({
+            "binding": { "namespace": package.namespace, "name": package.name },
+            "parameters": key_values(config.as_map()),
+        });
+        self.client.put_package(binding, &body, true).map(|_| ())
+    }
+}
+
+/// A delete or undo step's result: a missing entity (404) counts as done.
+pub fn ignore_missing(r: Result<(), OwError>) -> Result<(), String> {
+    match r {
+        Ok(()) | Err(OwError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The config as READ shows it: every parameter named in `secret` replaced by `[redacted]`.
+pub fn redact(config: &Params, secret: &[&str]) -> Value {
+    let out: Map<String, Value> = config
+        .as_map()
+        .iter()
+        .map(|(k, v)| (k.clone(), if secret.contains(&k.as_str()) { json!(REDACTED) } else { v.clone() }))
+        .collect();
+    Value::Object(out)
 }
 
 /// A feed: what to do for each lifecycle event. `DELETE` must be idempotent.
@@ -180,6 +227,17 @@ impl<'a> Undo<'a> {
     /// Everything succeeded: forget the log.
     pub fn commit(mut self) {
         self.steps.clear();
+    }
+
+    /// Undoes every recorded step and returns `error`, naming what could not be undone.
+    pub fn fail_with(self, error: ActionError) -> ActionError {
+        let left = self.rollback();
+        if left.is_empty() {
+            error
+        } else {
+            let message = format!("{} (and could not remove: {})", error.message, left.join("; "));
+            ActionError { message, details: error.details }
+        }
     }
 
     /// Undoes every recorded step, newest first; returns what could not be undone.

@@ -25,12 +25,11 @@ use crate::delivery::{deliver, DeliveryOutcome};
 use crate::diff::{diff_unordered, DiffError, DiffOptions, DiffOutput, Differ, OutsideRange};
 use crate::events::{cloud_event, Change, EventContext, Format};
 use crate::filter::ChangeFilter;
-use crate::lifecycle::{Feed, FeedRequest, Undo};
-use crate::openwhisk::{from_key_values, key_values, AuthKey, Client, OwError, QualifiedName};
+use crate::lifecycle::{ignore_missing, redact, Feed, FeedRequest, Undo};
+use crate::openwhisk::{AuthKey, Client, OwError, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::{ActionError, Context};
 use crate::schedule::Schedule;
-use crate::secret::REDACTED;
 use crate::source::{Flow, ListRange, Lister, Source, SourceError};
 use crate::state::{Snapshot, SnapshotWriter, State};
 use crate::store::{LeaseError, LoadError, PollStatus, StateStore};
@@ -169,11 +168,7 @@ impl<'a> PollingFeed<'a> {
             )
             .into());
         }
-        let alarms_name = params.str("alarmsPackage")?.unwrap_or_else(|| DEFAULT_ALARMS_PACKAGE.to_string());
-        let alarms = QualifiedName::parse(&alarms_name, "whisk.system")
-            .ok()
-            .filter(|q| q.package.is_none())
-            .ok_or_else(|| ParamError::invalid("alarmsPackage", "/namespace/package", &alarms_name.clone().into()))?;
+        let alarms = alarms_package(params)?;
         Ok(Validated { schedule, settings, lister, alarms })
     }
 
@@ -185,22 +180,38 @@ impl<'a> PollingFeed<'a> {
         config
     }
 
-    fn stored_config(&self, req: &FeedRequest, helpers: &Helpers) -> Result<Option<Params>, ActionError> {
-        match req.client.get_package(&helpers.config) {
-            Ok(doc) => Ok(Some(Params::from_value(Value::Object(from_key_values(&doc["parameters"])))?)),
-            Err(OwError::NotFound(_)) => Ok(None),
-            Err(e) => Err(ActionError::new(format!("reading the feed config {}: {e}", helpers.config))),
-        }
+    fn secret_params(&self) -> Vec<&'static str> {
+        self.source.params().iter().filter(|p| p.secret).map(|p| p.name).collect()
     }
+}
 
-    fn redact(&self, config: &Params) -> Value {
-        let secret: Vec<&str> = self.source.params().iter().filter(|p| p.secret).map(|p| p.name).collect();
-        let mut out = Map::new();
-        for (k, v) in config.as_map() {
-            let shown = if secret.contains(&k.as_str()) { json!(REDACTED) } else { v.clone() };
-            out.insert(k.clone(), shown);
-        }
-        Value::Object(out)
+/// The alarms package from `alarmsPackage` (default `/whisk.system/alarms`).
+fn alarms_package(params: &Params) -> Result<QualifiedName, ParamError> {
+    let name = params.str("alarmsPackage")?.unwrap_or_else(|| DEFAULT_ALARMS_PACKAGE.to_string());
+    QualifiedName::parse(&name, "whisk.system")
+        .ok()
+        .filter(|q| q.package.is_none())
+        .ok_or_else(|| ParamError::invalid("alarmsPackage", "/namespace/package", &name.clone().into()))
+}
+
+/// What tearing a feed down needs from its stored config, with defaults for a broken one:
+/// DELETE must get as far as it can.
+fn teardown_plan(config: &Params) -> (QualifiedName, Schedule) {
+    let schedule = Schedule::from_params(config, DEFAULT_INTERVAL_MINUTES).unwrap_or(Schedule::Interval(1));
+    (alarms_package(config).unwrap_or_else(|_| default_alarms()), schedule)
+}
+
+/// The helper trigger's body: annotated with the alarms feed that drives it.
+fn alarm_trigger_body(alarms: &QualifiedName, schedule: &Schedule) -> Value {
+    let feed_name = format!("{alarms}/{}", schedule.alarm_feed());
+    json!({ "annotations": [{ "key": "feed", "value": feed_name }], "parameters": [] })
+}
+
+/// This feed action's package: the config binding binds to it, so it must be known.
+fn own_package(req: &FeedRequest) -> Result<(), ActionError> {
+    match req.package {
+        Some(_) => Ok(()),
+        None => Err(ActionError::new("runtime: cannot tell this feed action's package from its name")),
     }
 }
 
@@ -215,13 +226,6 @@ fn sample_change() -> Change {
 
 fn source_error(e: SourceError) -> ActionError {
     ActionError::new(e.to_string())
-}
-
-fn ignore_missing(r: Result<(), OwError>) -> Result<(), String> {
-    match r {
-        Ok(()) | Err(OwError::NotFound(_)) => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// Invokes an alarms feed action for the helper trigger (the recipe of the feeds docs).
@@ -596,10 +600,7 @@ fn baseline(
 impl Feed for PollingFeed<'_> {
     fn create(&self, req: &FeedRequest) -> Result<Value, ActionError> {
         let v = self.validate(&req.params)?;
-        let package = req
-            .package
-            .clone()
-            .ok_or_else(|| ActionError::new("runtime: cannot tell this feed action's package from its name"))?;
+        own_package(req)?;
         v.lister.probe().map_err(source_error)?;
         let blobs = v.lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;
         let store = StateStore::new(blobs, &req.trigger);
@@ -611,12 +612,7 @@ impl Feed for PollingFeed<'_> {
         let config = self.config(req, &req.params);
         let mut undo = Undo::new();
 
-        let binding = json!({
-            "binding": { "namespace": package.namespace, "name": package.name },
-            "parameters": key_values(config.as_map()),
-        });
-        let step = client.put_package(&helpers.config, &binding, true);
-        if let Err(e) = step {
+        if let Err(e) = req.write_config(&helpers.config, &config) {
             return Err(ActionError::new(format!("creating the feed config {}: {e}", helpers.config)));
         }
         undo.push("feed config", || ignore_missing(client.delete_package(&helpers.config)));
@@ -634,10 +630,8 @@ impl Feed for PollingFeed<'_> {
                 }
                 Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
             }
-            let feed_name = format!("{}/{}", v.alarms, v.schedule.alarm_feed());
-            let trigger_body = json!({ "annotations": [{ "key": "feed", "value": feed_name }], "parameters": [] });
             client
-                .put_trigger(&helpers.alarm, &trigger_body, true)
+                .put_trigger(&helpers.alarm, &alarm_trigger_body(&v.alarms, &v.schedule), true)
                 .map_err(|e| ActionError::new(format!("creating the alarm trigger {}: {e}", helpers.alarm)))?;
             undo.push("alarm trigger", || ignore_missing(client.delete_trigger(&helpers.alarm)));
             // Idempotent: an alarm left by an earlier attempt is replaced.
@@ -656,12 +650,7 @@ impl Feed for PollingFeed<'_> {
             Ok(())
         })();
         if let Err(e) = result {
-            let left = undo.rollback();
-            let mut msg = e.message.clone();
-            if !left.is_empty() {
-                msg.push_str(&format!(" (and could not remove: {})", left.join("; ")));
-            }
-            return Err(ActionError { message: msg, details: e.details });
+            return Err(undo.fail_with(e));
         }
         undo.commit();
         Ok(json!({
@@ -680,7 +669,7 @@ impl Feed for PollingFeed<'_> {
 
     fn read(&self, req: &FeedRequest) -> Result<Value, ActionError> {
         let helpers = Helpers::for_trigger(&req.trigger);
-        let config = self.stored_config(req, &helpers)?.ok_or_else(|| {
+        let config = req.read_config(&helpers.config, "feed config")?.ok_or_else(|| {
             ActionError::new(format!("trigger {} has no feed config: was it created with this feed?", req.trigger))
         })?;
         let rule = req.client.get_rule(&helpers.rule);
@@ -734,13 +723,13 @@ impl Feed for PollingFeed<'_> {
                 s.insert("configError".into(), json!(e.to_string()));
             }
         }
-        Ok(json!({ "config": self.redact(&config), "status": status }))
+        Ok(json!({ "config": redact(&config, &self.secret_params()), "status": status }))
     }
 
     fn update(&self, req: &FeedRequest) -> Result<Value, ActionError> {
         let helpers = Helpers::for_trigger(&req.trigger);
-        let old = self
-            .stored_config(req, &helpers)?
+        let old = req
+            .read_config(&helpers.config, "feed config")?
             .ok_or_else(|| ActionError::new(format!("trigger {} has no feed config: create it first", req.trigger)))?;
         let mut merged = old.clone();
         for (k, v) in req.params.as_map() {
@@ -760,26 +749,16 @@ impl Feed for PollingFeed<'_> {
         let v = self.validate(&merged)?;
         v.lister.probe().map_err(source_error)?;
         let old_schedule = Schedule::from_params(&old, DEFAULT_INTERVAL_MINUTES).ok();
-        let package = req
-            .package
-            .clone()
-            .ok_or_else(|| ActionError::new("runtime: cannot tell this feed action's package from its name"))?;
+        own_package(req)?;
         let config = self.config(req, &merged);
-        let binding = json!({
-            "binding": { "namespace": package.namespace, "name": package.name },
-            "parameters": key_values(config.as_map()),
-        });
-        req.client
-            .put_package(&helpers.config, &binding, true)
+        req.write_config(&helpers.config, &config)
             .map_err(|e| ActionError::new(format!("updating the feed config {}: {e}", helpers.config)))?;
         if old_schedule.as_ref() != Some(&v.schedule) {
             if let Some(old_schedule) = &old_schedule {
                 let _ = alarm_feed(&req.client, &v.alarms, old_schedule, "DELETE", &helpers.alarm);
             }
-            let feed_name = format!("{}/{}", v.alarms, v.schedule.alarm_feed());
-            let body = json!({ "annotations": [{ "key": "feed", "value": feed_name }], "parameters": [] });
             req.client
-                .put_trigger(&helpers.alarm, &body, true)
+                .put_trigger(&helpers.alarm, &alarm_trigger_body(&v.alarms, &v.schedule), true)
                 .map_err(|e| ActionError::new(format!("updating the alarm trigger {}: {e}", helpers.alarm)))?;
             alarm_feed(&req.client, &v.alarms, &v.schedule, "CREATE", &helpers.alarm)
                 .map_err(|e| ActionError::new(format!("updating the alarm: {}", describe_invoke_error(&e))))?;
@@ -789,16 +768,10 @@ impl Feed for PollingFeed<'_> {
 
     fn delete(&self, req: &FeedRequest) -> Result<Value, ActionError> {
         let helpers = Helpers::for_trigger(&req.trigger);
-        let config = self.stored_config(req, &helpers)?;
+        let config = req.read_config(&helpers.config, "feed config")?;
         let (alarms, schedule, store) = match &config {
             Some(config) => {
-                let schedule = Schedule::from_params(config, DEFAULT_INTERVAL_MINUTES).unwrap_or(Schedule::Interval(1));
-                let alarms = config
-                    .str("alarmsPackage")
-                    .ok()
-                    .flatten()
-                    .and_then(|a| QualifiedName::parse(&a, "whisk.system").ok())
-                    .unwrap_or_else(default_alarms);
+                let (alarms, schedule) = teardown_plan(config);
                 let store = self.source.open(config).ok().and_then(|l| l.blob_store()).map(|b| {
                     // The state is keyed by the resolved trigger name stored at CREATE.
                     let stored = config.str(CONFIG_TRIGGER).ok().flatten();
@@ -909,13 +882,7 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
     let gone = matches!(outcome, Ok(Ended::TriggerGone));
     if gone {
         let helpers = Helpers::for_trigger(&trigger);
-        let schedule = Schedule::from_params(&params, DEFAULT_INTERVAL_MINUTES).unwrap_or(Schedule::Interval(1));
-        let alarms = params
-            .str("alarmsPackage")
-            .ok()
-            .flatten()
-            .and_then(|a| QualifiedName::parse(&a, "whisk.system").ok())
-            .unwrap_or_else(default_alarms);
+        let (alarms, schedule) = teardown_plan(&params);
         let problems = teardown(&client, &helpers, &alarms, &schedule, Some(&store));
         return Ok(
             json!({ "status": "trigger gone: feed removed", "trigger": trigger.to_string(), "problems": problems }),

@@ -17,17 +17,17 @@
 //! while paused.
 
 use percent_encoding::utf8_percent_encode;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::github::GitHub;
 use super::registrar::{base_url, Endpoint, Registrar, Unregistered, SEGMENT};
 use super::subscription::Subscriptions;
 use super::{generate_secret, HookConfig, SourceKind};
-use crate::lifecycle::{Feed, FeedRequest, Undo};
-use crate::openwhisk::{from_key_values, key_values, OwError, QualifiedName};
+use crate::lifecycle::{ignore_missing, redact, Feed, FeedRequest, Undo};
+use crate::openwhisk::QualifiedName;
 use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
-use crate::secret::{Secret, REDACTED};
+use crate::secret::Secret;
 
 /// Config keys the feed writes itself; users cannot set them.
 const CONFIG_TRIGGER: &str = "triggerName";
@@ -70,13 +70,6 @@ fn fail(context: &str, e: impl std::fmt::Display) -> ActionError {
     ActionError::new(format!("{context}: {e}"))
 }
 
-fn ignore_missing(r: Result<(), OwError>) -> Result<(), String> {
-    match r {
-        Ok(()) | Err(OwError::NotFound(_)) => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 impl HooksFeed {
     /// The feed with the GitHub, Subscriptions API and `none` plugins.
     pub fn new() -> HooksFeed {
@@ -117,26 +110,6 @@ impl HooksFeed {
         Ok(registrar)
     }
 
-    fn stored(&self, req: &FeedRequest, binding: &QualifiedName) -> Result<Option<Params>, ActionError> {
-        match req.client.get_package(binding) {
-            Ok(doc) => Ok(Some(Params::from_value(Value::Object(from_key_values(&doc["parameters"])))?)),
-            Err(OwError::NotFound(_)) => Ok(None),
-            Err(e) => Err(fail(&format!("reading the hook config {binding}"), e)),
-        }
-    }
-
-    fn write(&self, req: &FeedRequest, binding: &QualifiedName, config: &Params) -> Result<(), OwError> {
-        let package = req.package.clone().ok_or_else(|| OwError::BadRequest {
-            status: 400,
-            message: "runtime: cannot tell this feed action's package from its name".into(),
-        })?;
-        let body = json!({
-            "binding": { "namespace": package.namespace, "name": package.name },
-            "parameters": key_values(config.as_map()),
-        });
-        req.client.put_package(binding, &body, true).map(|_| ())
-    }
-
     /// The trigger with its namespace resolved (the receiver URL needs a real one).
     fn trigger(req: &FeedRequest) -> QualifiedName {
         let mut t = req.trigger.clone();
@@ -151,12 +124,7 @@ impl HooksFeed {
         for r in &self.registrars {
             secret.extend(r.secret_params());
         }
-        let out: Map<String, Value> = config
-            .as_map()
-            .iter()
-            .map(|(k, v)| (k.clone(), if secret.contains(&k.as_str()) { json!(REDACTED) } else { v.clone() }))
-            .collect();
-        Value::Object(out)
+        redact(config, &secret)
     }
 
     fn stored_registrar(&self, config: &Params) -> Option<&dyn Registrar> {
@@ -165,7 +133,7 @@ impl HooksFeed {
     }
 
     fn require_stored(&self, req: &FeedRequest, binding: &QualifiedName) -> Result<Params, ActionError> {
-        self.stored(req, binding)?.ok_or_else(|| {
+        req.read_config(binding, "hook config")?.ok_or_else(|| {
             ActionError::new(format!("trigger {} has no hook config: was it created with this feed?", req.trigger))
         })
     }
@@ -191,7 +159,7 @@ impl Feed for HooksFeed {
         let binding = binding_for(&trigger);
         let api_host = base_url(&params, "apiHost", req.ctx.api_host.as_deref())?;
         let url = receiver_url(&api_host, &binding);
-        let stored = self.stored(req, &binding)?;
+        let stored = req.read_config(&binding, "hook config")?;
         let same_source =
             stored.as_ref().filter(|s| s.str("source").ok().flatten() == params.str("source").ok().flatten());
         // A leftover endpoint of another source (an older trigger of this name): drop its registration.
@@ -217,7 +185,7 @@ impl Feed for HooksFeed {
         }
         let client = &req.client;
         let mut undo = Undo::new();
-        self.write(req, &binding, &config).map_err(|e| fail(&format!("creating the hook endpoint {binding}"), e))?;
+        req.write_config(&binding, &config).map_err(|e| fail(&format!("creating the hook endpoint {binding}"), e))?;
         if stored.is_none() {
             undo.push("hook endpoint", || ignore_missing(client.delete_package(&binding)));
         }
@@ -227,7 +195,7 @@ impl Feed for HooksFeed {
             let step = registrar.register(&params, &endpoint).map_err(|e| fail("registering the hook", e));
             let registered = match step {
                 Ok(r) => r,
-                Err(e) => return Err(rolled_back(e, undo)),
+                Err(e) => return Err(undo.fail_with(e)),
             };
             if let Some(new_id) = registered {
                 let reg_params = params.clone();
@@ -236,8 +204,8 @@ impl Feed for HooksFeed {
                     registrar.unregister(&reg_params, &undo_id).map_err(|e| e.to_string())
                 });
                 config.insert(CONFIG_REGISTRATION, json!(new_id));
-                if let Err(e) = self.write(req, &binding, &config) {
-                    return Err(rolled_back(fail(&format!("storing the registration in {binding}"), e), undo));
+                if let Err(e) = req.write_config(&binding, &config) {
+                    return Err(undo.fail_with(fail(&format!("storing the registration in {binding}"), e)));
                 }
                 id = Some(new_id);
             }
@@ -311,7 +279,7 @@ impl Feed for HooksFeed {
             if let Some(id) = &new_id {
                 merged.insert(CONFIG_REGISTRATION, json!(id));
             }
-            if let Err(e) = self.write(req, &binding, &merged) {
+            if let Err(e) = req.write_config(&binding, &merged) {
                 if let Some(id) = &new_id {
                     let _ = registrar.unregister(&merged, id);
                 }
@@ -330,7 +298,7 @@ impl Feed for HooksFeed {
                 }
             }
         } else {
-            self.write(req, &binding, &merged).map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
+            req.write_config(&binding, &merged).map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
         }
         Ok(json!({
             "status": "updated",
@@ -344,7 +312,7 @@ impl Feed for HooksFeed {
 
     fn delete(&self, req: &FeedRequest) -> Result<Value, ActionError> {
         let binding = binding_for(&HooksFeed::trigger(req));
-        let Some(config) = self.stored(req, &binding)? else {
+        let Some(config) = req.read_config(&binding, "hook config")? else {
             return Ok(json!({ "status": "deleted", "trigger": req.trigger.to_string() }));
         };
         if let (Some(registrar), Some(id)) = (self.stored_registrar(&config), registration(&config)) {
@@ -377,26 +345,15 @@ impl HooksFeed {
             registrar.set_active(&config, &id, active).map_err(|e| fail("telling the producer", e))?;
         }
         config.insert(CONFIG_PAUSED, json!(!active));
-        self.write(req, &binding, &config).map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
+        req.write_config(&binding, &config).map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
         Ok(json!({ "status": if active { "active" } else { "paused" }, "trigger": req.trigger.to_string() }))
-    }
-}
-
-fn rolled_back(e: ActionError, undo: Undo) -> ActionError {
-    let left = undo.rollback();
-    if left.is_empty() {
-        e
-    } else {
-        ActionError {
-            message: format!("{} (and could not remove: {})", e.message, left.join("; ")),
-            details: e.details,
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::REDACTED;
 
     #[test]
     fn receiver_url_encodes_each_segment() {
