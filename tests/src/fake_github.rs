@@ -23,6 +23,21 @@ pub struct Call {
     pub body: Value,
 }
 
+impl Call {
+    /// Records a request as received (the body is read; the request stays to be answered).
+    pub fn read(req: &mut tiny_http::Request) -> Call {
+        let mut text = String::new();
+        let _ = req.as_reader().read_to_string(&mut text);
+        let auth = req.headers().iter().find(|h| h.field.equiv("authorization")).map(|h| h.value.to_string());
+        Call {
+            method: req.method().to_string().to_ascii_uppercase(),
+            path: req.url().to_string(),
+            auth,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     calls: Vec<Call>,
@@ -49,15 +64,7 @@ impl FakeGitHub {
         let (s, st, tok) = (server.clone(), state.clone(), token.to_string());
         let thread = std::thread::spawn(move || {
             while let Ok(mut req) = s.recv() {
-                let mut text = String::new();
-                let _ = req.as_reader().read_to_string(&mut text);
-                let auth = req.headers().iter().find(|h| h.field.equiv("authorization")).map(|h| h.value.to_string());
-                let call = Call {
-                    method: req.method().to_string().to_ascii_uppercase(),
-                    path: req.url().to_string(),
-                    auth,
-                    body: serde_json::from_str(&text).unwrap_or(Value::Null),
-                };
+                let call = Call::read(&mut req);
                 let (status, body) = answer(&mut st.lock().unwrap(), &call, &tok);
                 st.lock().unwrap().calls.push(call);
                 let header = tiny_http::Header::from_bytes("Content-Type", "application/json").expect("header");

@@ -9,18 +9,7 @@ use std::thread::JoinHandle;
 
 use serde_json::{json, Value};
 
-/// One API call as received.
-#[derive(Clone, Debug)]
-pub struct Call {
-    /// HTTP method.
-    pub method: String,
-    /// Path (query included).
-    pub path: String,
-    /// The `Authorization` header.
-    pub auth: Option<String>,
-    /// The JSON body (`Null` when none).
-    pub body: Value,
-}
+pub use crate::fake_github::Call;
 
 #[derive(Default)]
 struct State {
@@ -46,15 +35,7 @@ impl FakeManager {
         let (s, st, tok) = (server.clone(), state.clone(), token.map(str::to_string));
         let thread = std::thread::spawn(move || {
             while let Ok(mut req) = s.recv() {
-                let mut text = String::new();
-                let _ = req.as_reader().read_to_string(&mut text);
-                let auth = req.headers().iter().find(|h| h.field.equiv("authorization")).map(|h| h.value.to_string());
-                let call = Call {
-                    method: req.method().to_string().to_ascii_uppercase(),
-                    path: req.url().to_string(),
-                    auth,
-                    body: serde_json::from_str(&text).unwrap_or(Value::Null),
-                };
+                let call = Call::read(&mut req);
                 let (status, body) = answer(&mut st.lock().unwrap(), &call, tok.as_deref());
                 st.lock().unwrap().calls.push(call);
                 let header = tiny_http::Header::from_bytes("Content-Type", "application/json").expect("header");

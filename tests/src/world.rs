@@ -4,15 +4,14 @@
 //! Feed tests read in a few lines: `World::start(feed, poll)`, `create_trigger`, change the
 //! source, `poll()`, then look at `events()` (what the user's rule action received).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
-use base64::Engine as _;
+use anyhow::bail;
 use serde_json::{json, Value};
 
+use crate::emulator_support::{self, Api};
 use ow_emulator::{Config, Emulator};
 use owfeed::openwhisk::{AuthKey, Client, OwError, QualifiedName};
 
@@ -73,26 +72,13 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     profile_dir.join(name)
 }
 
-/// The body of `PUT /actions/…` for a binary: a zip with the binary as top-level `exec`.
+/// The body of `PUT /actions/…` for a binary (a zip with it as top-level `exec`), with the
+/// limits the manifest gives our actions and these annotations.
 pub fn action_body(binary: &Path, kind: &str, annotations: Value) -> anyhow::Result<Value> {
-    let bytes = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut zip = zip::ZipWriter::new(&mut buf);
-        // Stored, not deflated: the test binaries are large and the zip never leaves the machine.
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored)
-            .unix_permissions(0o755);
-        zip.start_file("exec", opts)?;
-        zip.write_all(&bytes)?;
-        zip.finish()?;
-    }
-    let code = base64::engine::general_purpose::STANDARD.encode(buf.into_inner());
-    Ok(json!({
-        "exec": { "kind": kind, "code": code, "binary": true },
-        "limits": { "timeout": 60000, "memory": 256 },
-        "annotations": annotations,
-    }))
+    let mut body = emulator_support::action_body(binary, kind)?;
+    body["limits"] = json!({ "timeout": 60000, "memory": 256 });
+    body["annotations"] = annotations;
+    Ok(body)
 }
 
 /// The emulator, our package, and a user.
@@ -117,14 +103,23 @@ impl World {
 
     /// Like `start`, with an emulator config of the test's choosing.
     pub fn start_with(config: Config, feed: &Path, poll: &Path) -> World {
-        let emu = Emulator::start(config).expect("start emulator");
-        let user_key = emu.key(USER).expect("user key");
-        let user = Client::new(&emu.url(), AuthKey::parse(&user_key).expect("key"));
-        let system_key = emu.key(ow_emulator::SYSTEM_NAMESPACE).expect("system key");
-        let system = Client::new(&emu.url(), AuthKey::parse(&system_key).expect("key"));
-        let world = World { emu, dir: TempDir::new("world"), user_key, user, system };
+        let world = World::empty(config, "world").expect("start emulator");
         world.deploy(feed, poll).expect("deploy package");
         world
+    }
+
+    /// The emulator and the clients, with nothing deployed (for callers that deploy their own
+    /// actions); `tag` names the scratch directory.
+    pub fn empty(config: Config, tag: &str) -> anyhow::Result<World> {
+        let emu = Emulator::start(config)?;
+        let client = |ns: &str| -> anyhow::Result<(String, Client)> {
+            let key = emu.key(ns).ok_or_else(|| anyhow::anyhow!("the emulator has no key for {ns}"))?;
+            let auth = AuthKey::parse(&key).map_err(anyhow::Error::msg)?;
+            Ok((key.clone(), Client::new(&emu.url(), auth)))
+        };
+        let (user_key, user) = client(USER)?;
+        let (_, system) = client(ow_emulator::SYSTEM_NAMESPACE)?;
+        Ok(World { emu, dir: TempDir::new(tag), user_key, user, system })
     }
 
     fn deploy(&self, feed: &Path, poll: &Path) -> anyhow::Result<()> {
@@ -228,10 +223,9 @@ impl World {
     /// Names of the user's triggers, rules and packages, as `kind:name`, sorted.
     pub fn user_entities(&self) -> anyhow::Result<Vec<String>> {
         let mut out = Vec::new();
+        let api = Api::new(&self.emu.url(), Some(&self.user_key));
         for kind in ["triggers", "rules", "packages"] {
-            let url = format!("{}/api/v1/namespaces/{USER}/{kind}", self.emu.url());
-            let list: Value =
-                ureq::get(&url).header("Authorization", &basic(&self.user_key)).call()?.body_mut().read_json()?;
+            let list = api.get(&format!("/api/v1/namespaces/{USER}/{kind}")).json();
             let Some(items) = list.as_array() else { bail!("{kind}: not a list: {list}") };
             for item in items {
                 out.push(format!("{}:{}", &kind[..kind.len() - 1], item["name"].as_str().unwrap_or("?")));
@@ -240,8 +234,4 @@ impl World {
         out.sort();
         Ok(out)
     }
-}
-
-fn basic(key: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(key))
 }

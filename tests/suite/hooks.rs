@@ -10,10 +10,10 @@ use serde_json::{json, Value};
 
 use feed_tests::fake_github::FakeGitHub;
 use feed_tests::fake_subscriptions::FakeManager;
-use feed_tests::world::{action_body, workspace_bin, TempDir, World, PACKAGE, USER};
-use ow_emulator::{Config, Emulator, SYSTEM_NAMESPACE};
+use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
+use ow_emulator::{Config, SYSTEM_NAMESPACE};
 use owfeed::hooks::github_signature;
-use owfeed::openwhisk::{AuthKey, Client, OwError, QualifiedName};
+use owfeed::openwhisk::{OwError, QualifiedName};
 use owfeed::secret::Secret;
 
 /// A world with the hooks actions deployed next to the package's other actions.
@@ -42,12 +42,7 @@ fn feed_name() -> QualifiedName {
 impl Hooks {
     fn start() -> Hooks {
         // Only the hooks actions are deployed: the package's other actions are not needed here.
-        let emu = Emulator::start(Config::with_namespaces(&[USER, "other"])).expect("start emulator");
-        let key = |ns: &str| emu.key(ns).expect("namespace key");
-        let (user_key, system_key) = (key(USER), key(SYSTEM_NAMESPACE));
-        let user = Client::new(&emu.url(), AuthKey::parse(&user_key).unwrap());
-        let system = Client::new(&emu.url(), AuthKey::parse(&system_key).unwrap());
-        let w = World { emu, dir: TempDir::new("hooks"), user_key, user, system };
+        let w = World::empty(Config::with_namespaces(&[USER, "other"]), "hooks").expect("start emulator");
         let package = QualifiedName::new(SYSTEM_NAMESPACE, None, PACKAGE);
         w.system.put_package(&package, &json!({"publish": true}), true).unwrap();
         let kv = |pairs: &[&str]| Value::Array(pairs.iter().map(|k| json!({"key": k, "value": true})).collect());

@@ -19,9 +19,9 @@ use serde_json::{json, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
 use feed_tests::moto::{Moto, REGION};
-use feed_tests::world::{action_body, TempDir, World, PACKAGE, USER};
-use ow_emulator::{Config, Emulator, SYSTEM_NAMESPACE};
-use owfeed::openwhisk::{AuthKey, Client, QualifiedName};
+use feed_tests::world::{action_body, World, PACKAGE, USER};
+use ow_emulator::{Config, SYSTEM_NAMESPACE};
+use owfeed::openwhisk::{Client, QualifiedName};
 
 /// The bucket the sandbox watches.
 const BUCKET: &str = "sandbox";
@@ -75,7 +75,7 @@ fn run() -> anyhow::Result<()> {
 
     println!("Starting moto (local S3, verifying SigV4) and the OpenWhisk emulator...");
     let moto = Moto::start().context("starting moto_server (install it with: pip install 'moto[server]')")?;
-    let world = start_world(Config { alarms_realtime: realtime, ..Config::with_namespaces(&[USER]) })?;
+    let world = World::empty(Config { alarms_realtime: realtime, ..Config::with_namespaces(&[USER]) }, "sandbox")?;
     deploy(&world.system, &bin_dir, public, &actions)?;
     println!("Deployed package /{SYSTEM_NAMESPACE}/{PACKAGE} from {}: {}", manifest.display(), names(&actions));
 
@@ -115,17 +115,6 @@ fn run() -> anyhow::Result<()> {
         println!("Stopping.");
     }
     Ok(())
-}
-
-/// The emulator with the user namespace, as `World::start_with` makes it but without its
-/// fixed deployment: the sandbox deploys what the manifest says.
-fn start_world(config: Config) -> anyhow::Result<World> {
-    let emu = Emulator::start(config)?;
-    let key = |ns: &str| emu.key(ns).with_context(|| format!("the emulator has no key for {ns}"));
-    let (user_key, system_key) = (key(USER)?, key(SYSTEM_NAMESPACE)?);
-    let client = |k: &str| AuthKey::parse(k).map(|auth| Client::new(&emu.url(), auth)).map_err(anyhow::Error::msg);
-    let (user, system) = (client(&user_key)?, client(&system_key)?);
-    Ok(World { emu, dir: TempDir::new("sandbox"), user_key, user, system })
 }
 
 /// Reads `packages.<PACKAGE>` of manifest.yaml: whether it is public, and its actions.
