@@ -7,8 +7,8 @@
 # --feed owfeed/changes and a rule to an echo action, creates, changes and deletes a few
 # objects, and prints the CloudEvents the echo action received with a summary.
 #
-# Prerequisites: cargo, and moto_server on PATH; when it is missing this script installs it
-# with `python3 -m pip install 'moto[server]'` (the only step that needs the network).
+# Prerequisites: cargo, and python3 with pip: on first use the sandbox installs a pinned moto
+# into target/test-tools/ (the only step that needs the network), as the test suite does.
 #
 # Usage: deploy/sandbox.sh [--release] [--keep [--realtime]] [--help]
 #   --release   build and run the release binaries (default: debug)
@@ -46,24 +46,6 @@ for arg in "$@"; do
 done
 
 command -v cargo >/dev/null || fail "cargo is required (https://rustup.rs)"
-
-if ! command -v moto_server >/dev/null; then
-    command -v python3 >/dev/null || fail "moto_server is missing and python3 is not there to install it"
-    # Inside a virtualenv pip installs into it; elsewhere into the user's site (no root needed).
-    pip_scope=(--user)
-    if [ -n "${VIRTUAL_ENV:-}" ]; then
-        pip_scope=()
-    fi
-    echo "sandbox.sh: moto_server not found; installing it: python3 -m pip install ${pip_scope[*]:-} 'moto[server]'"
-    python3 -m pip install --quiet ${pip_scope[@]+"${pip_scope[@]}"} 'moto[server]' ||
-        fail "pip could not install moto[server]; install it yourself and rerun"
-    # pip puts moto_server in the scripts directory of the install scheme it used.
-    scripts=$(python3 -c 'import os, sysconfig; print(sysconfig.get_path("scripts") + os.pathsep + sysconfig.get_path("scripts", os.name + "_user"))')
-    PATH="$scripts:$PATH"
-    export PATH
-    hash -r
-    command -v moto_server >/dev/null || fail "moto[server] is installed but moto_server is not on PATH"
-fi
 
 # Every crate under actions/ is an action of manifest.yaml (tests/suite/shipping.rs checks it).
 packages=()

@@ -358,8 +358,12 @@ impl Client {
                     .build()
                     .header("Authorization", &auth)
                     .header("Accept", "application/json")
+                    .header("Content-Type", "application/json")
                     .query_pairs(query.iter().copied());
-                req.send_json(body.unwrap_or(&Value::Object(Map::new())))
+                // Value's Display is compact and not generic: ureq's send_json pretty-prints
+                // through code instantiated here, which is slow for action zips of megabytes.
+                let body = body.map_or_else(|| "{}".to_string(), Value::to_string);
+                req.send(body)
             }
         };
         let mut response = result.map_err(transport)?;

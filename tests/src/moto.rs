@@ -1,4 +1,5 @@
-//! `Moto`: a real S3 server for tests (moto_server from PATH) that verifies SigV4 signatures.
+//! `Moto`: a real S3 server for tests (moto, installed by [`crate::tools`] on first use) that
+//! verifies SigV4 signatures.
 //!
 //! moto checks no signatures until `INITIAL_NO_AUTH_ACTION_COUNT` actions have been served, so
 //! the harness spends exactly those free actions on three IAM calls (CreateUser, PutUserPolicy
@@ -93,13 +94,16 @@ impl Moto {
 
     fn start_once(verify_signatures: bool) -> anyhow::Result<Moto> {
         let began = Instant::now();
+        let pythonpath = crate::tools::moto_pythonpath()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut command = Command::new("sh");
         command
             .arg("-c")
-            .arg(r#"moto_server -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; read _ignored; kill $pid; wait $pid"#)
+            .arg(r#""$1" -m moto.server -H 127.0.0.1 -p "$2" >/dev/null 2>&1 & pid=$!; read _ignored; kill $pid; wait $pid"#)
             .arg("sh")
-            .arg(port.to_string());
+            .arg(crate::tools::python())
+            .arg(port.to_string())
+            .env("PYTHONPATH", &pythonpath);
         if verify_signatures {
             command.env("INITIAL_NO_AUTH_ACTION_COUNT", FREE_ACTIONS);
         } else {
@@ -110,7 +114,7 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("cannot run sh to start moto_server (install it with pip install 'moto[server]')")?;
+            .context("cannot run sh to start moto")?;
         let stdin = wrapper.stdin.take();
         let endpoint = format!("http://127.0.0.1:{port}");
         let mut moto = Moto {
@@ -146,10 +150,14 @@ impl Moto {
                 }
             }
             if let Some(status) = self.wrapper.try_wait()? {
-                bail!("moto_server exited before answering ({status}); is it on PATH?");
+                let site = crate::tools::moto_pythonpath().unwrap_or_default();
+                bail!(
+                    "moto exited before answering ({status}); `PYTHONPATH={} python3 -m moto.server` shows why",
+                    site.display()
+                );
             }
             if Instant::now() > deadline {
-                bail!("moto_server did not answer on {} within {STARTUP_LIMIT:?}", self.endpoint);
+                bail!("moto did not answer on {} within {STARTUP_LIMIT:?}", self.endpoint);
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -3,8 +3,8 @@
 //! bindings, zip actions, activations, the alarms feed, a web action and error statuses through the
 //! client, and this test checks its report and what the emulator recorded.
 //!
-//! It does not install the client: `npm ci --prefix tests/js` does (CI's install step). Without it
-//! the test fails saying so, rather than skipping.
+//! The client is installed on first use by `feed_tests::tools::js_client_dir` (`npm ci`); when
+//! that cannot run, the test fails saying so rather than skipping.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -50,10 +50,6 @@ const CHECKS: &[&str] = &[
 /// Upper bound for the whole script; its own waits are bounded well below this.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
 
-fn js_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("js")
-}
-
 /// The zip of the echo-action fixture as a top-level `exec`, in a file the script reads.
 struct ZipFile(PathBuf);
 
@@ -76,12 +72,7 @@ impl Drop for ZipFile {
 
 /// Runs `node client.mjs` with a hard time limit; returns (status, stdout, stderr).
 fn run_client(emu: &Emulator, zip: &Path) -> (ExitStatus, String, String) {
-    let dir = js_dir();
-    assert!(
-        dir.join("node_modules/openwhisk/package.json").is_file(),
-        "the official OpenWhisk client is not installed in {}: run `npm ci --prefix tests/js`",
-        dir.display()
-    );
+    let dir = feed_tests::tools::js_client_dir().expect("the official OpenWhisk JS client");
     let mut cmd = Command::new("node");
     cmd.arg(dir.join("client.mjs"))
         .current_dir(&dir)

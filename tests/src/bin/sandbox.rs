@@ -74,7 +74,7 @@ fn run() -> anyhow::Result<()> {
     let (public, actions) = read_manifest(&manifest)?;
 
     println!("Starting moto (local S3, verifying SigV4) and the OpenWhisk emulator...");
-    let moto = Moto::start().context("starting moto_server (install it with: pip install 'moto[server]')")?;
+    let moto = Moto::start().context("starting moto")?;
     let world = World::empty(Config { alarms_realtime: realtime, ..Config::with_namespaces(&[USER]) }, "sandbox")?;
     deploy(&world.system, &bin_dir, public, &actions)?;
     println!("Deployed package /{SYSTEM_NAMESPACE}/{PACKAGE} from {}: {}", manifest.display(), names(&actions));

@@ -1,0 +1,126 @@
+//! Test tools the suite installs for itself on first use, so that `cargo test --workspace` on a
+//! fresh clone needs nothing installed by hand: moto (a real S3 server, from PyPI) and the
+//! official OpenWhisk JavaScript client (from npm, pinned by `tests/js/package-lock.json`).
+//!
+//! Each tool is installed once per target directory (under `target/test-tools/`), pinned, and
+//! never into the user's Python or PATH. Installs are serialised across threads and processes
+//! with a lock file, and print one line before and after to the real stderr: libtest captures
+//! only the `print!` family, so a first run shows what it is waiting for.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _};
+
+/// The moto release the suite runs; its SigV4 and listing behaviour are what the tests pin.
+pub const MOTO_VERSION: &str = "5.2.1";
+
+/// Where installed tools live: `<target dir>/test-tools`.
+pub fn tools_dir() -> PathBuf {
+    target_dir().join("test-tools")
+}
+
+/// The cargo target directory of the running test or fixture binary: the nearest ancestor
+/// holding cargo's `CACHEDIR.TAG`, else the system temp dir.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| std::env::temp_dir().join("owfeed-test-tools"))
+}
+
+/// Writes one progress line to the process's stderr, past libtest's capture.
+pub fn progress(line: &str) {
+    let _ = writeln!(std::io::stderr(), "feed-tests: {line}");
+}
+
+/// Runs `install` unless `ready` already holds, under an exclusive lock on `tools_dir()`.
+fn install_once(what: &str, ready: &dyn Fn() -> bool, install: &dyn Fn() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    if ready() {
+        return Ok(());
+    }
+    let dir = tools_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let lock_path = dir.join(".lock");
+    let lock = std::fs::File::create(&lock_path).with_context(|| format!("create {}", lock_path.display()))?;
+    lock.lock().with_context(|| format!("lock {}", lock_path.display()))?;
+    if ready() {
+        // Another process installed it while this one waited for the lock.
+        return Ok(());
+    }
+    progress(&format!("installing {what} (first run only)…"));
+    let began = Instant::now();
+    install().with_context(|| format!("installing {what}"))?;
+    if !ready() {
+        bail!("{what}: the install finished but the tool is still missing");
+    }
+    progress(&format!("installed {what} in {:.0?}", began.elapsed()));
+    Ok(())
+}
+
+/// The `PYTHONPATH` holding moto (and its server extras), installed from PyPI on first use.
+pub fn moto_pythonpath() -> anyhow::Result<PathBuf> {
+    static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let site = tools_dir().join(format!("moto-{MOTO_VERSION}"));
+        let marker = site.join(".installed");
+        let ready = || marker.is_file();
+        let install = || {
+            let _ = std::fs::remove_dir_all(&site);
+            let status = Command::new(python())
+                .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"])
+                .args(["--target"])
+                .arg(&site)
+                .arg(format!("moto[server]=={MOTO_VERSION}"))
+                .env("PIP_ROOT_USER_ACTION", "ignore")
+                .stdout(std::io::stderr())
+                .status()
+                .context("cannot run python3 -m pip (the suite needs python3 with pip)")?;
+            if !status.success() {
+                bail!("pip install moto[server]=={MOTO_VERSION} failed: {status}");
+            }
+            std::fs::write(&marker, MOTO_VERSION)?;
+            Ok(())
+        };
+        install_once(&format!("moto[server]=={MOTO_VERSION} into {}", site.display()), &ready, &install)
+            .map(|()| site.clone())
+            .map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// The Python interpreter to run pip and moto with.
+pub fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// `tests/js` with the official OpenWhisk client installed (`npm ci` on first use).
+pub fn js_client_dir() -> anyhow::Result<PathBuf> {
+    static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("js");
+        let ready = || dir.join("node_modules/openwhisk/package.json").is_file();
+        let install = || {
+            let status = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&dir)
+                .stdout(std::io::stderr())
+                .status()
+                .context("cannot run npm (the suite needs node and npm)")?;
+            if !status.success() {
+                bail!("npm ci --prefix {} failed: {status}", dir.display());
+            }
+            Ok(())
+        };
+        install_once("the official OpenWhisk JS client (npm ci --prefix tests/js)", &ready, &install)
+            .map(|()| dir.clone())
+            .map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
