@@ -17,7 +17,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -154,6 +154,11 @@ where
 {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let code = match choose_mode(args) {
+        // A person who runs the binary without arguments would otherwise face a silent wait
+        // for activation lines; the actionloop proxy never gives a terminal as stdin.
+        Mode::ActionLoop if io::stdin().is_terminal() => {
+            usage_error("no arguments and stdin is a terminal: this binary runs as an OpenWhisk action")
+        }
         Mode::ActionLoop => actionloop(&handler),
         Mode::Blackbox(arg) => blackbox(&handler, &arg),
         Mode::Cli(args) => cli(&handler, &args),

@@ -174,6 +174,22 @@ fn without_fd3_results_go_to_stdout_with_a_warning() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn without_arguments_on_a_terminal_it_prints_usage_instead_of_waiting() -> Result<()> {
+    // `script` (util-linux, essential on Debian) gives the binary a pseudo-terminal as stdin,
+    // as a person running it from a shell has; -e passes its exit code through.
+    let out = Command::new("timeout")
+        .args(["20", "script", "-qefc"])
+        .arg(binary())
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text.contains("stdin is a terminal") && text.contains("usage: exec"), "{text}");
+    Ok(())
+}
+
 fn run_once(args: &[&str], env: &[(&str, &str)]) -> Result<Output> {
     Ok(Command::new(binary()).args(args).env_clear().envs(env.iter().copied()).output()?)
 }
