@@ -1,6 +1,7 @@
 //! Feed lifecycle through the emulator with the test-only `listing` source: CREATE makes the
 //! helpers and is idempotent and transactional, DELETE is idempotent, READ hides secrets,
-//! ownership is checked, PAUSE/UNPAUSE flip the rule, bad schedules make nothing.
+//! ownership is checked, PAUSE/UNPAUSE delete and restore the alarm, READ shows the alarm's health
+//! and UPDATE/UNPAUSE repair a disabled alarm, bad schedules make nothing.
 
 use std::path::{Path, PathBuf};
 
@@ -162,16 +163,67 @@ fn feed_on_another_namespaces_trigger_is_refused() {
 }
 
 #[test]
-fn pause_and_unpause_flip_the_rule() {
+fn pause_deletes_the_alarm_and_unpause_restores_it_both_idempotent() {
     let w = world();
     write_listing(&w, &[("a", "1")]);
     w.create_trigger("t", params(&w, json!({}))).unwrap();
     let rule = QualifiedName::new(USER, None, "t.owfeed-rule");
-    assert_eq!(w.feed("PAUSE", "t", json!({})).unwrap()["status"], "paused");
-    assert_eq!(w.user.get_rule(&rule).unwrap()["status"], "inactive");
-    assert_eq!(w.feed("READ", "t", json!({})).unwrap()["status"]["paused"], true);
-    assert_eq!(w.feed("UNPAUSE", "t", json!({})).unwrap()["status"], "active");
-    assert_eq!(w.user.get_rule(&rule).unwrap()["status"], "active");
+    for _ in 0..2 {
+        assert_eq!(w.feed("PAUSE", "t", json!({})).unwrap()["status"], "paused");
+        // No alarm is left to spend the namespace's fire quota; trigger, helpers and config stay.
+        assert!(w.emu.fire_alarms().is_empty(), "a paused feed has no alarm");
+        assert_eq!(w.user.get_rule(&rule).unwrap()["status"], "inactive");
+        assert_eq!(w.user_entities().unwrap(), HELPERS);
+        let status = w.feed("READ", "t", json!({})).unwrap()["status"].clone();
+        assert_eq!((status["paused"].clone(), status["active"].clone()), (json!(true), json!(false)), "{status}");
+    }
+    for _ in 0..2 {
+        assert_eq!(w.feed("UNPAUSE", "t", json!({})).unwrap()["status"], "active");
+        assert_eq!(w.user.get_rule(&rule).unwrap()["status"], "active");
+        let status = w.feed("READ", "t", json!({})).unwrap()["status"].clone();
+        assert_eq!(status["alarm"]["active"], true, "{status}");
+    }
+    let fired = w.emu.fire_alarms();
+    assert_eq!(fired.len(), 1, "exactly one alarm after two UNPAUSEs: {fired:?}");
+}
+
+#[test]
+fn read_shows_a_disabled_alarm_and_update_or_unpause_re_creates_it() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({}))).unwrap();
+    // The alarms provider disables an alarm for good on a 4xx other than 408/409/429
+    // (openwhisk-package-alarms provider/lib/utils.js:130-139, 176-178).
+    let disable = || {
+        w.emu.inject_fault(FaultRule {
+            method: Some("POST".into()),
+            path_contains: "/triggers/t.owfeed-alarm".into(),
+            status: 403,
+            body: None,
+            count: 1,
+            delay_ms: 0,
+        });
+        assert_eq!(w.emu.fire_alarms().into_iter().map(|(_, s)| s).collect::<Vec<_>>(), [403]);
+        assert!(w.emu.fire_alarms().is_empty(), "the provider disabled the alarm");
+    };
+    for repair in ["UPDATE", "UNPAUSE"] {
+        disable();
+        let status = w.feed("READ", "t", json!({})).unwrap()["status"].clone();
+        assert_eq!(status["active"], false, "{status}");
+        assert_eq!(status["alarm"]["active"], false, "{status}");
+        assert_eq!(status["alarm"]["reason"]["statusCode"], 403, "{status}");
+        assert!(status["problem"].as_str().unwrap().contains("UPDATE"), "{status}");
+        let params = if repair == "UPDATE" { json!({"interval": 1}) } else { json!({}) };
+        let out = w.feed(repair, "t", params).unwrap();
+        if repair == "UPDATE" {
+            assert_eq!(out["alarm"], "re-created", "{out}");
+        }
+        let status = w.feed("READ", "t", json!({})).unwrap()["status"].clone();
+        assert_eq!((status["active"].clone(), status["alarm"]["active"].clone()), (json!(true), json!(true)));
+        assert!(status.get("problem").is_none(), "{status}");
+        assert_eq!(w.emu.fire_alarms().len(), 1, "{repair} re-created the alarm");
+        assert!(w.emu.wait_idle(std::time::Duration::from_secs(60)));
+    }
 }
 
 #[test]
