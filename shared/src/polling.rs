@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use crate::budget::{now_ms, Budget};
-use crate::delivery::{deliver, DeliveryOutcome};
+use crate::delivery::{deliver_paced, DeliveryOutcome, FirePace};
 use crate::diff::{diff_unordered, DiffError, DiffOptions, DiffOutput, Differ, OutsideRange};
 use crate::events::{cloud_event, Change, EventContext, Format};
 use crate::filter::ChangeFilter;
@@ -63,8 +63,13 @@ pub const DEFAULT_MAX_CHANGES_PER_POLL: u64 = 10_000;
 const CONFIG_SOURCE: &str = "source";
 const CONFIG_TRIGGER: &str = "triggerName";
 
+/// Default of `maxFiresPerMinute`: half of OpenWhisk's default 60 fires per minute and
+/// namespace (apache/openwhisk ansible/group_vars/all:82), leaving the rest to the helper alarms
+/// (one fire per interval each) and the user's other triggers.
+pub const DEFAULT_MAX_FIRES_PER_MINUTE: u64 = 30;
+
 /// Parameters the core reads (the source reads its own); never secrets.
-pub const CORE_PARAMS: [&str; 11] = [
+pub const CORE_PARAMS: [&str; 12] = [
     "interval",
     "cron",
     "prefix",
@@ -76,6 +81,7 @@ pub const CORE_PARAMS: [&str; 11] = [
     "alarmsPackage",
     "maxChangesPerPoll",
     "parallelism",
+    "maxFiresPerMinute",
 ];
 
 /// How a poller turns changes into fires.
@@ -95,6 +101,8 @@ pub struct PollSettings {
     pub max_changes: usize,
     /// Key ranges listed at once for large snapshots.
     pub parallelism: usize,
+    /// Fires a poll sends per calendar minute at most.
+    pub max_fires_per_minute: u32,
 }
 
 impl PollSettings {
@@ -111,7 +119,9 @@ impl PollSettings {
         let max_changes =
             params.u64_in("maxChangesPerPoll", 1, 1_000_000)?.unwrap_or(DEFAULT_MAX_CHANGES_PER_POLL) as usize;
         let parallelism = params.u64_in("parallelism", 1, 16)?.unwrap_or(DEFAULT_PARALLELISM) as usize;
-        Ok(PollSettings { format, batch, filter, fire_existing, scope, max_changes, parallelism })
+        let max_fires_per_minute =
+            params.u64_in("maxFiresPerMinute", 1, 10_000)?.unwrap_or(DEFAULT_MAX_FIRES_PER_MINUTE) as u32;
+        Ok(PollSettings { format, batch, filter, fire_existing, scope, max_changes, parallelism, max_fires_per_minute })
     }
 }
 
@@ -984,6 +994,7 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
         client: &client,
         trigger: &trigger,
         list_margin,
+        pace: std::cell::RefCell::new(FirePace::new(settings.max_fires_per_minute)),
     };
     let mut status = PollStatus { started_ms: started, outcome: "ok".to_string(), ..PollStatus::default() };
     let outcome = poller.run(&budget, &mut status);
@@ -1017,6 +1028,17 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
         result["problem"] = json!(problem);
     }
     Ok(result)
+}
+
+/// Events per fire for a backlog of `pending`: the configured `batch`, grown up to `MAX_BATCH`
+/// when the fires the pace allows in the time left cannot carry the backlog. A `batch` of 1
+/// stays 1: the user's action expects single events, not `{"events": […]}`.
+fn paced_batch(batch: usize, pending: usize, pace: &FirePace, budget: &Budget) -> usize {
+    if batch <= 1 {
+        return 1;
+    }
+    let fires = pace.capacity(budget.remaining()).max(1);
+    batch.max(pending.div_ceil(fires)).min(MAX_BATCH as usize)
 }
 
 /// The events for `changes` that pass the filter, in the configured format.
@@ -1132,6 +1154,8 @@ struct Poller<'a> {
     trigger: &'a QualifiedName,
     /// Time kept after listing for committing and firing.
     list_margin: Duration,
+    /// The poll's fires so far, per calendar minute.
+    pace: std::cell::RefCell<FirePace>,
 }
 
 impl Poller<'_> {
@@ -1224,7 +1248,9 @@ impl Poller<'_> {
         if state.outbox.is_empty() {
             return Ok(None);
         }
-        let report = deliver(self.client, self.trigger, &state.outbox, self.settings.batch, budget);
+        let mut pace = self.pace.borrow_mut();
+        let batch = paced_batch(self.settings.batch, state.outbox.len(), &pace, budget);
+        let report = deliver_paced(self.client, self.trigger, &state.outbox, batch, budget, &mut pace);
         if report.delivered > 0 {
             state.outbox.drain(..report.delivered);
             state.stats.events_fired += report.delivered as u64;

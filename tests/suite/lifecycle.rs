@@ -304,3 +304,67 @@ fn a_burst_larger_than_max_changes_per_poll_is_spread_over_polls_without_loss() 
     let ids: std::collections::BTreeSet<String> = w.events().iter().map(|e| e["id"].to_string()).collect();
     assert_eq!(ids.len(), 7);
 }
+
+/// `wsk action update owfeed/poll --timeout MS`: the poll's time limit.
+fn set_poll_timeout(w: &World, ms: u64) {
+    let poll = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(feed_tests::world::PACKAGE), "poll");
+    w.system.put_action(&poll, &json!({ "limits": { "timeout": ms } }), true).expect("update poll timeout");
+}
+
+/// Start times (ms) of the fires of the user's trigger `t`.
+fn fire_times(w: &World) -> Vec<u64> {
+    w.emu.activations(USER).iter().filter(|a| a["name"] == "t").filter_map(|a| a["start"].as_u64()).collect()
+}
+
+#[test]
+fn fires_are_paced_per_calendar_minute_and_the_rest_waits_in_the_outbox() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({"maxFiresPerMinute": 2}))).unwrap();
+    w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let listing: Vec<(String, &str)> = (0..7).map(|i| (format!("b{i}"), "1")).collect();
+    write_listing(&w, &listing.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>());
+    // A 5 s poll cannot wait for the next minute: it stops after the minute's fires.
+    set_poll_timeout(&w, 5_000);
+    w.poll();
+    let times = fire_times(&w);
+    let mut per_minute = std::collections::BTreeMap::new();
+    for t in &times {
+        *per_minute.entry(t / 60_000).or_insert(0) += 1;
+    }
+    assert!(per_minute.values().all(|n| *n <= 2), "more than 2 fires in a calendar minute: {per_minute:?}");
+    // (a minute may roll over during the poll: then up to 2 more)
+    assert!((2..=4).contains(&times.len()), "{times:?}");
+    let read = w.feed("READ", "t", json!({})).unwrap();
+    assert_eq!(read["status"]["eventsPending"], 8 - times.len(), "{read}");
+    assert_eq!(w.poll_results().last().unwrap()["status"], "partial");
+}
+
+#[test]
+fn a_backlog_larger_than_the_fire_budget_is_sent_in_bigger_batches_with_stable_ids() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({"maxFiresPerMinute": 2, "batch": 2}))).unwrap();
+    w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let listing: Vec<(String, &str)> = (0..8).map(|i| (format!("b{i}"), "1")).collect();
+    write_listing(&w, &listing.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>());
+    set_poll_timeout(&w, 5_000);
+    w.poll();
+    // 9 changes (a deleted, 8 created) and 2 fires allowed: batches of 5 instead of 2.
+    assert!(fire_times(&w).len() <= 2, "{:?}", fire_times(&w));
+    let events: Vec<Value> =
+        w.events().into_iter().flat_map(|b| b["events"].as_array().cloned().unwrap_or_default()).collect();
+    assert_eq!(events.len(), 9, "{events:?}");
+    let ids: std::collections::BTreeSet<&str> = events.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids.len(), 9, "each event once, with its own id");
+    assert_eq!(w.feed("READ", "t", json!({})).unwrap()["status"]["eventsPending"], 0);
+}
+
+#[test]
+fn max_fires_per_minute_is_validated() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    let err = w.create_trigger("t", params(&w, json!({"maxFiresPerMinute": 0}))).unwrap_err();
+    assert!(err.contains("parameter 'maxFiresPerMinute'"), "{err}");
+    assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
+}
