@@ -89,11 +89,35 @@ impl FeedRequest<'_> {
     /// Reads a feed's per-trigger config: the parameters of its package binding in the user's
     /// namespace (`None` when there is none). `what` names it in errors ("feed config").
     pub fn read_config(&self, binding: &QualifiedName, what: &str) -> Result<Option<Params>, ActionError> {
-        match self.client.get_package(binding) {
-            Ok(doc) => Ok(Some(Params::from_value(Value::Object(from_key_values(&doc["parameters"])))?)),
-            Err(OwError::NotFound(_)) => Ok(None),
-            Err(e) => Err(ActionError::new(format!("reading the {what} {binding}: {e}"))),
-        }
+        let doc = match self.client.get_package(binding) {
+            Ok(doc) => doc,
+            Err(OwError::NotFound(_)) => return Ok(None),
+            // With `shared-packages-execute-only`, GET of a binding to another namespace's
+            // package is refused with 403 once the binding is found (apache/openwhisk
+            // Packages.scala:343-344). A PUT with an empty body changes nothing (every field
+            // absent keeps its value, Packages.scala:288-305) and answers the binding with its
+            // own parameters, which are the whole config (ApiUtils.scala:346; with
+            // `require-response-payload = false` it answers nothing, and we say so).
+            Err(OwError::Unauthorized(m)) if m.contains("binding of a shared package") => {
+                let refused = |why: String| {
+                    ActionError::new(format!(
+                        "reading the {what} {binding}: this OpenWhisk refuses GET of bindings of shared packages \
+                         (shared-packages-execute-only=true) and {why}; ask the operator to allow GET of \
+                         shared packages or to enable whisk.feature-flags.require-response-payload"
+                    ))
+                };
+                let doc = self
+                    .client
+                    .put_package(binding, &json!({}), true)
+                    .map_err(|e| refused(format!("reading it back with an empty PUT failed: {e}")))?;
+                if !doc["parameters"].is_array() {
+                    return Err(refused("an empty PUT answered no parameters".to_string()));
+                }
+                doc
+            }
+            Err(e) => return Err(ActionError::new(format!("reading the {what} {binding}: {e}"))),
+        };
+        Ok(Some(Params::from_value(Value::Object(from_key_values(&doc["parameters"])))?))
     }
 
     /// Writes (or replaces) a feed's per-trigger config: a binding of this feed action's own

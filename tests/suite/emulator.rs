@@ -575,6 +575,28 @@ fn alarms_are_disabled_after_ten_throttled_retries_or_one_other_4xx() {
 }
 
 #[test]
+fn execute_only_shared_packages_refuse_get_of_bindings_and_shared_packages() {
+    // apache/openwhisk Packages.scala:188-190 and :343-344, messages from ErrorResponse.scala:270-273
+    // (`FullyQualifiedEntityName.asString` has no leading slash).
+    let s = setup_with(Config { shared_packages_execute_only: true, ..Config::with_namespaces(&["guest", "other"]) });
+    assert_eq!(s.other.put(&format!("{NS}/_/packages/shared"), &json!({"publish": true})).status, 200);
+    let bind = json!({"binding": {"namespace": "other", "name": "shared"}, "parameters": kv(&[("p", json!(1))])});
+    assert_eq!(s.guest.put(&format!("{NS}/_/packages/mine"), &bind).status, 200);
+    let r = s.guest.get(&format!("{NS}/_/packages/mine"));
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "GET not permitted since mine is a binding of a shared package");
+    let r = s.guest.get(&format!("{NS}/other/packages/shared"));
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (403, json!("GET not permitted for 'other/shared' since it's a shared package"))
+    );
+    // the owner still reads its own package; a PUT answers the binding with its own parameters
+    assert_eq!(s.other.get(&format!("{NS}/_/packages/shared")).status, 200);
+    let r = s.guest.put(&format!("{NS}/_/packages/mine?overwrite=true"), &json!({}));
+    assert_eq!((r.status, r.json()["parameters"].clone()), (200, kv(&[("p", json!(1))])));
+}
+
+#[test]
 fn injected_faults_hit_the_next_matching_requests_only() {
     let s = setup();
     s.guest.put(&format!("{NS}/_/triggers/t"), &json!({}));

@@ -368,3 +368,36 @@ fn max_fires_per_minute_is_validated() {
     assert!(err.contains("parameter 'maxFiresPerMinute'"), "{err}");
     assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
 }
+
+#[test]
+fn every_lifecycle_event_works_when_shared_packages_are_execute_only() {
+    // `shared-packages-execute-only=true` refuses GET of the config binding (a binding of our
+    // shared package) with 403: READ, UPDATE, PAUSE and DELETE must still work.
+    let config = ow_emulator::Config {
+        shared_packages_execute_only: true,
+        ..ow_emulator::Config::with_namespaces(&[USER, "other"])
+    };
+    let w = World::start_with(
+        config,
+        Path::new(env!("CARGO_BIN_EXE_test-feed")),
+        Path::new(env!("CARGO_BIN_EXE_test-poll")),
+    );
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({"interval": 2}))).unwrap();
+    let binding = QualifiedName::new(USER, None, "t.owfeed");
+    let err = w.user.get_package(&binding).unwrap_err().to_string();
+    assert!(err.contains("binding of a shared package"), "the emulator refuses the GET: {err}");
+    w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    write_listing(&w, &[("a", "1"), ("b", "1")]);
+    w.poll();
+    assert_eq!(w.events().len(), 1);
+    let read = w.feed("READ", "t", json!({})).unwrap();
+    assert_eq!((read["config"]["interval"].clone(), read["config"]["token"].clone()), (json!(2), json!("[redacted]")));
+    assert_eq!(w.feed("UPDATE", "t", json!({"interval": 3})).unwrap()["status"], "updated");
+    assert_eq!(w.feed("READ", "t", json!({})).unwrap()["config"]["interval"], 3);
+    assert_eq!(w.feed("PAUSE", "t", json!({})).unwrap()["status"], "paused");
+    assert_eq!(w.feed("UNPAUSE", "t", json!({})).unwrap()["status"], "active");
+    assert_eq!(w.delete_trigger("t").unwrap()["status"], "deleted");
+    assert_eq!(w.user_entities().unwrap(), ["rule:t-recorder"]);
+    assert_eq!(state_files(&w), Vec::<String>::new());
+}

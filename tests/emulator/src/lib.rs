@@ -84,6 +84,10 @@ pub struct Config {
     pub blocking_wait: Duration,
     /// Number of HTTP worker threads (actions call back into the API while being served).
     pub workers: usize,
+    /// The controller's `whisk.shared-packages-execute-only` (default false): GET of another
+    /// namespace's package, or of a binding to one, answers 403 (apache/openwhisk
+    /// core/controller/.../controller/Packages.scala:188-190 and :343-344).
+    pub shared_packages_execute_only: bool,
 }
 
 impl Default for Config {
@@ -98,6 +102,7 @@ impl Default for Config {
             alarm_retry_unit: Duration::from_secs(1),
             blocking_wait: Duration::from_secs(60),
             workers: 32,
+            shared_packages_execute_only: false,
         }
     }
 }
