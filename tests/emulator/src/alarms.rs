@@ -340,6 +340,8 @@ fn describe(alarm: &Alarm) -> Value {
         "name": alarm.trigger.rsplit('/').next().unwrap_or_default(),
         "namespace": alarm.trigger.trim_start_matches('/').split('/').next().unwrap_or_default(),
         "payload": alarm.payload,
+        // ALARM_DELAY_DEFAULT_STRICT unset: false (action/alarmWebAction.js:194-198)
+        "strict": false,
     });
     match alarm.kind {
         AlarmKind::Interval => config["minutes"] = json!(alarm.minutes),
@@ -358,7 +360,9 @@ fn describe(alarm: &Alarm) -> Value {
     let mut status = json!({
         "active": alarm.active,
         "dateChanged": alarm.date_changed,
-        "dateChangedISO": iso(alarm.date_changed as i64),
+        // moment(…).utc().format(): seconds and `Z` (action/alarmWebAction.js:189-190)
+        "dateChangedISO": chrono::DateTime::from_timestamp_millis(alarm.date_changed as i64)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
     });
     // like the provider, an active alarm has no "reason"
     if let Some(r) = &alarm.reason {
