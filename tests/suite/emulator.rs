@@ -510,6 +510,30 @@ fn alarms_read_answers_the_providers_shape_with_the_alarms_status() {
 }
 
 #[test]
+fn an_alarm_belongs_to_the_key_that_created_it() {
+    // action/lib/config.js:22-28: the alarm's id is `{apikey}/{namespace}/{name}`, so another
+    // subject of the same namespace neither sees nor deletes it, and gets an alarm of its own.
+    const SECOND: &str = "11111111-2222-3333-4444-555555555555:second-subject-of-guest";
+    let extra = ow_emulator::NamespaceConfig { name: "guest".into(), key: Some(SECOND.into()) };
+    let s = setup_with(Config {
+        alarm_retry_unit: Duration::from_millis(1),
+        extra_subjects: vec![extra],
+        ..Config::with_namespaces(&["guest", "other"])
+    });
+    let create = interval_alarm(&s, "tick", 5);
+    let second = Api::new(&s.emu.url(), Some(SECOND));
+    let missing = (502, json!({"error": {"error": "could not find trigger /guest/tick in the database"}}));
+    for event in ["READ", "DELETE"] {
+        let r = feed(&second, "interval", with(&create, json!({"lifecycleEvent": event, "authKey": SECOND})));
+        assert_eq!(r, missing, "{event}");
+    }
+    assert_eq!(s.emu.fire_alarms().len(), 1, "the second key's DELETE left the alarm alone");
+    let r = feed(&second, "interval", with(&create, json!({"authKey": SECOND})));
+    assert_eq!(r, (200, json!({"status": "success"})));
+    assert_eq!(s.emu.fire_alarms().len(), 2, "one alarm per key");
+}
+
+#[test]
 fn an_interval_alarm_first_fires_one_interval_after_its_start() {
     // provider/lib/intervalAlarm.js:52-60: a timer to the start date starts `setInterval`,
     // whose first call is one interval later; alarmWebAction.js:120-124: the start defaults to

@@ -88,6 +88,9 @@ pub struct Config {
     /// namespace's package, or of a binding to one, answers 403 (apache/openwhisk
     /// core/controller/.../controller/Packages.scala:188-190 and :343-344).
     pub shared_packages_execute_only: bool,
+    /// More subjects (keys) in namespaces of `namespaces`, as `wskadmin user create --namespace`
+    /// makes them; entries without a key are ignored.
+    pub extra_subjects: Vec<NamespaceConfig>,
 }
 
 impl Default for Config {
@@ -103,6 +106,7 @@ impl Default for Config {
             blocking_wait: Duration::from_secs(60),
             workers: 32,
             shared_packages_execute_only: false,
+            extra_subjects: Vec::new(),
         }
     }
 }
@@ -173,7 +177,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     /// The namespace a `uuid:key` credential belongs to.
     pub fn namespace_of_key(&self, key: &str) -> Option<String> {
-        self.keys.iter().find(|(_, k)| k.as_str() == key).map(|(n, _)| n.clone())
+        let extra = self.config.extra_subjects.iter().filter_map(|s| Some((&s.name, s.key.as_ref()?)));
+        self.keys.iter().chain(extra).find(|(_, k)| k.as_str() == key).map(|(n, _)| n.clone())
     }
 }
 
