@@ -135,6 +135,23 @@ impl FeedRequest<'_> {
     }
 }
 
+/// Refuses any http(s) URL parameter with user-info: credentials have parameters of their
+/// own, and a URL is shown in results and messages. The value is never repeated.
+fn reject_userinfo_urls(params: &Params) -> Result<(), ParamError> {
+    for (name, value) in params.as_map() {
+        let Some(url) = value.as_str() else { continue };
+        let lower = url.trim().to_ascii_lowercase();
+        let Some(rest) = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")) else { continue };
+        if rest.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@')) {
+            return Err(ParamError::invalid_secret(
+                name,
+                "an http(s) URL without user-info (give credentials in their own parameters)",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A delete or undo step's result: a missing entity (404) counts as done.
 pub fn ignore_missing(r: Result<(), OwError>) -> Result<(), String> {
     match r {
@@ -190,6 +207,9 @@ pub fn handle(feed: &dyn Feed, ctx: &Context, mut params: Params) -> Result<Valu
         .map_err(|_| ParamError::invalid_secret("authKey", "<uuid>:<key>"))?;
     for name in LIFECYCLE_PARAMS {
         params.remove(name);
+    }
+    if matches!(event, LifecycleEvent::Create | LifecycleEvent::Update) {
+        reject_userinfo_urls(&params)?;
     }
     let api_host = ctx
         .api_host
@@ -292,6 +312,17 @@ mod tests {
         assert_eq!(LifecycleEvent::parse(" UNPAUSE"), Some(LifecycleEvent::Unpause));
         assert_eq!(LifecycleEvent::parse("RESTART"), None);
         assert_eq!(LifecycleEvent::Pause.to_string(), "PAUSE");
+    }
+
+    #[test]
+    fn urls_with_user_info_are_refused_without_echo() {
+        let params = |v: Value| Params::from_value(v).unwrap();
+        let err = reject_userinfo_urls(&params(json!({"githubApi": "https://u:PW-77@ghe.example/api"}))).unwrap_err();
+        assert_eq!(err.name, "githubApi");
+        assert!(!err.to_string().contains("PW-77"), "{err}");
+        for fine in [json!({"a": "https://host/x@y"}), json!({"b": "mailto:me@x"}), json!({"c": 1})] {
+            assert!(reject_userinfo_urls(&params(fine.clone())).is_ok(), "{fine}");
+        }
     }
 
     #[test]

@@ -151,6 +151,15 @@ fn no_secret_of_the_hooks_feed_leaks_when_the_producer_echoes_the_request() {
         "source": "github", "repository": "o/r", "githubApi": echo.url,
         "accessToken": TOKEN, "secret": HOOK_SECRET,
     });
+    // A producer URL with user-info is refused, naming the parameter, without repeating it.
+    let with_userinfo = format!("http://user:{TOKEN}@{}", echo.url.trim_start_matches("http://"));
+    let mut bad = params.clone();
+    bad["githubApi"] = json!(with_userinfo);
+    let refused = match w.user.invoke(&hook, &bad, true) {
+        Err(OwError::Application(result)) => result.to_string(),
+        other => panic!("user-info is refused, got {other:?}"),
+    };
+    assert!(refused.contains("'githubApi'") && refused.contains("user-info"), "{refused}");
     let answer = match w.user.invoke(&hook, &params, true) {
         Err(OwError::Application(result)) => result.to_string(),
         other => panic!("the producer rejects the registration, got {other:?}"),
@@ -161,5 +170,6 @@ fn no_secret_of_the_hooks_feed_leaks_when_the_producer_echoes_the_request() {
     assert!(w.emu.wait_idle(std::time::Duration::from_secs(60)));
     let mut texts = records(&w);
     texts.push(answer);
+    texts.push(refused);
     assert_no_leak(&texts, &[("accessToken", TOKEN), ("hook secret", HOOK_SECRET), ("authKey", &key_part)]);
 }

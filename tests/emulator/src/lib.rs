@@ -19,7 +19,7 @@
 //! # Control over HTTP (no auth; loopback only)
 //! - `POST /__emulator/alarms/fire` fires every alarm once; body `{"trigger":"/ns/t"}` fires one.
 //!   Answers `{"fired":[{"trigger","status"}]}`.
-//! - `GET /__emulator/alarms` lists the alarms (`{"/ns/t": {...READ result...}}`).
+//! - `GET /__emulator/alarms` lists the alarms (`{"/ns/t": {...READ result..., "nextFire": ms}}`).
 //! - `GET /__emulator/activations/{ns}` lists that namespace's activation records (oldest first).
 //! - `POST /__emulator/wait-idle?timeout_ms=N` answers `{"idle": bool}`.
 //! - `POST /__emulator/faults` body a [`FaultRule`] as JSON (`delay_ms` > 0 delays instead of
