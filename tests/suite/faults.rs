@@ -1,8 +1,9 @@
 //! Fault injection ("Prove it"): no change is ever lost. The real `changes` and `poll` binaries
 //! run in the emulator against moto (SigV4 verified) behind the fault proxy; faults come only
 //! from outside the production code: a poll process killed at its time limit in the middle of
-//! a step (a held S3 request or a held fire), throttled fires, failing or slow S3 listings, and
-//! two polls at once.
+//! a step (a held S3 request), a held fire (which the poll gives up before the commit margin, so
+//! it commits what it delivered instead of being killed), throttled fires, failing or slow S3
+//! listings, and two polls at once.
 //!
 //! Every scenario counts what the user's rule action received against the changes made and
 //! prints a table row (`--nocapture`): changes, events delivered, duplicates, lost. Duplicates
