@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::budget::Budget;
+use crate::budget::{now_ms, Budget};
 use crate::events::batch_payload;
 use crate::openwhisk::{Client, OwError, QualifiedName};
 
@@ -41,6 +41,49 @@ pub struct DeliveryReport {
 /// Longest wait between two attempts when the server gives no hint.
 const MAX_BACKOFF: Duration = Duration::from_secs(16);
 
+/// Fires allowed per calendar minute, counted the way OpenWhisk's fire throttle counts them:
+/// per subject in fixed minutes (`System.currentTimeMillis / 60000`, apache/openwhisk
+/// core/controller/.../entitlement/RateThrottler.scala:85).
+#[derive(Clone, Debug)]
+pub struct FirePace {
+    per_minute: u32,
+    minute: u64,
+    fired: u32,
+}
+
+impl FirePace {
+    /// At most `per_minute` fires in any calendar minute.
+    pub fn new(per_minute: u32) -> FirePace {
+        FirePace { per_minute: per_minute.max(1), minute: 0, fired: 0 }
+    }
+
+    /// How long to wait at `now_ms` before the next fire (zero: fire now).
+    pub fn wait(&self, now_ms: u64) -> Duration {
+        let minute = now_ms / 60_000;
+        if minute != self.minute || self.fired < self.per_minute {
+            Duration::ZERO
+        } else {
+            Duration::from_millis((minute + 1) * 60_000 - now_ms)
+        }
+    }
+
+    /// Counts a fire sent at `now_ms`.
+    pub fn record(&mut self, now_ms: u64) {
+        let minute = now_ms / 60_000;
+        if minute != self.minute {
+            self.minute = minute;
+            self.fired = 0;
+        }
+        self.fired += 1;
+    }
+
+    /// Fires this pace allows in `time` (at least one minute's worth).
+    pub fn capacity(&self, time: Option<Duration>) -> usize {
+        let minutes = time.map(|t| t.as_secs().div_ceil(60).max(1)).unwrap_or(1);
+        self.per_minute as usize * minutes as usize
+    }
+}
+
 /// Fires `outbox` at `trigger`, `batch` events per fire (`{"events": […]}` when > 1).
 pub fn deliver(
     client: &Client,
@@ -48,6 +91,20 @@ pub fn deliver(
     outbox: &[Value],
     batch: usize,
     budget: &Budget,
+) -> DeliveryReport {
+    deliver_paced(client, trigger, outbox, batch, budget, &mut FirePace::new(u32::MAX))
+}
+
+/// Like `deliver`, sending at most `pace` fires per calendar minute: when the minute's fires
+/// are spent it waits for the next minute if the budget allows, else stops (`OutOfTime`) with
+/// the rest left queued.
+pub fn deliver_paced(
+    client: &Client,
+    trigger: &QualifiedName,
+    outbox: &[Value],
+    batch: usize,
+    budget: &Budget,
+    pace: &mut FirePace,
 ) -> DeliveryReport {
     let batch = batch.max(1);
     let mut report = DeliveryReport { delivered: 0, requests: 0, outcome: DeliveryOutcome::Done };
@@ -57,10 +114,20 @@ pub fn deliver(
             report.outcome = DeliveryOutcome::OutOfTime;
             return report;
         }
+        let hold = pace.wait(now_ms());
+        if !hold.is_zero() {
+            if !budget.allows(hold) {
+                report.outcome = DeliveryOutcome::OutOfTime;
+                return report;
+            }
+            thread::sleep(hold);
+        }
         let end = (report.delivered + batch).min(outbox.len());
         let chunk = &outbox[report.delivered..end];
         let payload = if batch == 1 { chunk[0].clone() } else { batch_payload(chunk.to_vec()) };
         report.requests += 1;
+        // A throttled or failed fire still counts: OpenWhisk counts every request it receives.
+        pace.record(now_ms());
         let wait = match client.fire_trigger(trigger, &payload) {
             Ok(_) => {
                 report.delivered = end;
@@ -86,4 +153,26 @@ pub fn deliver(
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pace_counts_fires_per_calendar_minute() {
+        let minute = 28_000_000 * 60_000u64;
+        let mut pace = FirePace::new(2);
+        assert_eq!(pace.wait(minute + 1_000), Duration::ZERO);
+        pace.record(minute + 1_000);
+        pace.record(minute + 2_000);
+        // the minute's two fires are spent: wait for the next calendar minute, not 60 s
+        assert_eq!(pace.wait(minute + 50_000), Duration::from_secs(10));
+        assert_eq!(pace.wait(minute + 60_000), Duration::ZERO);
+        pace.record(minute + 60_500);
+        assert_eq!(pace.wait(minute + 61_000), Duration::ZERO);
+        assert_eq!(pace.capacity(Some(Duration::from_secs(50))), 2);
+        assert_eq!(pace.capacity(Some(Duration::from_secs(150))), 6);
+        assert_eq!(FirePace::new(0).capacity(None), 1);
+    }
 }

@@ -89,11 +89,35 @@ impl FeedRequest<'_> {
     /// Reads a feed's per-trigger config: the parameters of its package binding in the user's
     /// namespace (`None` when there is none). `what` names it in errors ("feed config").
     pub fn read_config(&self, binding: &QualifiedName, what: &str) -> Result<Option<Params>, ActionError> {
-        match self.client.get_package(binding) {
-            Ok(doc) => Ok(Some(Params::from_value(Value::Object(from_key_values(&doc["parameters"])))?)),
-            Err(OwError::NotFound(_)) => Ok(None),
-            Err(e) => Err(ActionError::new(format!("reading the {what} {binding}: {e}"))),
-        }
+        let doc = match self.client.get_package(binding) {
+            Ok(doc) => doc,
+            Err(OwError::NotFound(_)) => return Ok(None),
+            // With `shared-packages-execute-only`, GET of a binding to another namespace's
+            // package is refused with 403 once the binding is found (apache/openwhisk
+            // Packages.scala:343-344). A PUT with an empty body changes nothing (every field
+            // absent keeps its value, Packages.scala:288-305) and answers the binding with its
+            // own parameters, which are the whole config (ApiUtils.scala:346; with
+            // `require-response-payload = false` it answers nothing, and we say so).
+            Err(OwError::Unauthorized(m)) if m.contains("binding of a shared package") => {
+                let refused = |why: String| {
+                    ActionError::new(format!(
+                        "reading the {what} {binding}: this OpenWhisk refuses GET of bindings of shared packages \
+                         (shared-packages-execute-only=true) and {why}; ask the operator to allow GET of \
+                         shared packages or to enable whisk.feature-flags.require-response-payload"
+                    ))
+                };
+                let doc = self
+                    .client
+                    .put_package(binding, &json!({}), true)
+                    .map_err(|e| refused(format!("reading it back with an empty PUT failed: {e}")))?;
+                if !doc["parameters"].is_array() {
+                    return Err(refused("an empty PUT answered no parameters".to_string()));
+                }
+                doc
+            }
+            Err(e) => return Err(ActionError::new(format!("reading the {what} {binding}: {e}"))),
+        };
+        Ok(Some(Params::from_value(Value::Object(from_key_values(&doc["parameters"])))?))
     }
 
     /// Writes (or replaces) a feed's per-trigger config: a binding of this feed action's own
@@ -109,6 +133,23 @@ impl FeedRequest<'_> {
         });
         self.client.put_package(binding, &body, true).map(|_| ())
     }
+}
+
+/// Refuses any http(s) URL parameter with user-info: credentials have parameters of their
+/// own, and a URL is shown in results and messages. The value is never repeated.
+fn reject_userinfo_urls(params: &Params) -> Result<(), ParamError> {
+    for (name, value) in params.as_map() {
+        let Some(url) = value.as_str() else { continue };
+        let lower = url.trim().to_ascii_lowercase();
+        let Some(rest) = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")) else { continue };
+        if rest.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@')) {
+            return Err(ParamError::invalid_secret(
+                name,
+                "an http(s) URL without user-info (give credentials in their own parameters)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A delete or undo step's result: a missing entity (404) counts as done.
@@ -166,6 +207,9 @@ pub fn handle(feed: &dyn Feed, ctx: &Context, mut params: Params) -> Result<Valu
         .map_err(|_| ParamError::invalid_secret("authKey", "<uuid>:<key>"))?;
     for name in LIFECYCLE_PARAMS {
         params.remove(name);
+    }
+    if matches!(event, LifecycleEvent::Create | LifecycleEvent::Update) {
+        reject_userinfo_urls(&params)?;
     }
     let api_host = ctx
         .api_host
@@ -268,6 +312,17 @@ mod tests {
         assert_eq!(LifecycleEvent::parse(" UNPAUSE"), Some(LifecycleEvent::Unpause));
         assert_eq!(LifecycleEvent::parse("RESTART"), None);
         assert_eq!(LifecycleEvent::Pause.to_string(), "PAUSE");
+    }
+
+    #[test]
+    fn urls_with_user_info_are_refused_without_echo() {
+        let params = |v: Value| Params::from_value(v).unwrap();
+        let err = reject_userinfo_urls(&params(json!({"githubApi": "https://u:PW-77@ghe.example/api"}))).unwrap_err();
+        assert_eq!(err.name, "githubApi");
+        assert!(!err.to_string().contains("PW-77"), "{err}");
+        for fine in [json!({"a": "https://host/x@y"}), json!({"b": "mailto:me@x"}), json!({"c": 1})] {
+            assert!(reject_userinfo_urls(&params(fine.clone())).is_ok(), "{fine}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use crate::budget::{now_ms, Budget};
-use crate::delivery::{deliver, DeliveryOutcome};
+use crate::delivery::{deliver_paced, DeliveryOutcome, FirePace};
 use crate::diff::{diff_unordered, DiffError, DiffOptions, DiffOutput, Differ, OutsideRange};
 use crate::events::{cloud_event, Change, EventContext, Format};
 use crate::filter::ChangeFilter;
@@ -63,8 +63,13 @@ pub const DEFAULT_MAX_CHANGES_PER_POLL: u64 = 10_000;
 const CONFIG_SOURCE: &str = "source";
 const CONFIG_TRIGGER: &str = "triggerName";
 
+/// Default of `maxFiresPerMinute`: half of OpenWhisk's default 60 fires per minute and
+/// namespace (apache/openwhisk ansible/group_vars/all:82), leaving the rest to the helper alarms
+/// (one fire per interval each) and the user's other triggers.
+pub const DEFAULT_MAX_FIRES_PER_MINUTE: u64 = 30;
+
 /// Parameters the core reads (the source reads its own); never secrets.
-pub const CORE_PARAMS: [&str; 11] = [
+pub const CORE_PARAMS: [&str; 12] = [
     "interval",
     "cron",
     "prefix",
@@ -76,6 +81,7 @@ pub const CORE_PARAMS: [&str; 11] = [
     "alarmsPackage",
     "maxChangesPerPoll",
     "parallelism",
+    "maxFiresPerMinute",
 ];
 
 /// How a poller turns changes into fires.
@@ -95,6 +101,8 @@ pub struct PollSettings {
     pub max_changes: usize,
     /// Key ranges listed at once for large snapshots.
     pub parallelism: usize,
+    /// Fires a poll sends per calendar minute at most.
+    pub max_fires_per_minute: u32,
 }
 
 impl PollSettings {
@@ -111,7 +119,9 @@ impl PollSettings {
         let max_changes =
             params.u64_in("maxChangesPerPoll", 1, 1_000_000)?.unwrap_or(DEFAULT_MAX_CHANGES_PER_POLL) as usize;
         let parallelism = params.u64_in("parallelism", 1, 16)?.unwrap_or(DEFAULT_PARALLELISM) as usize;
-        Ok(PollSettings { format, batch, filter, fire_existing, scope, max_changes, parallelism })
+        let max_fires_per_minute =
+            params.u64_in("maxFiresPerMinute", 1, 10_000)?.unwrap_or(DEFAULT_MAX_FIRES_PER_MINUTE) as u32;
+        Ok(PollSettings { format, batch, filter, fire_existing, scope, max_changes, parallelism, max_fires_per_minute })
     }
 }
 
@@ -687,6 +697,24 @@ impl Feed for PollingFeed<'_> {
             s.insert("error".into(), json!(format!("rule {}: {e}", helpers.rule)));
         }
         let schedule = Schedule::from_params(&config, DEFAULT_INTERVAL_MINUTES).ok();
+        if rule.is_ok() {
+            // The alarms provider disables an alarm for good after a 4xx or 10 throttled fires:
+            // READ says so, and what repairs it.
+            let (alarms, plan) = teardown_plan(&config);
+            let health = alarm_health(&req.client, &alarms, &plan, &helpers.alarm);
+            if active && health["active"] == false {
+                s.insert("active".into(), json!(false));
+                s.insert(
+                    "problem".into(),
+                    json!(format!(
+                        "the alarm of {} is disabled, so no polls run: an UPDATE of the feed (wsk trigger \
+                         update {} -p …) or UNPAUSE re-creates it",
+                        helpers.alarm, req.trigger.name
+                    )),
+                );
+            }
+            s.insert("alarm".into(), health);
+        }
         match self.source.open(&config).map(|l| l.blob_store()) {
             Ok(Some(blobs)) => {
                 let store = StateStore::new(blobs, &req.trigger);
@@ -753,6 +781,9 @@ impl Feed for PollingFeed<'_> {
         let config = self.config(req, &merged);
         req.write_config(&helpers.config, &config)
             .map_err(|e| ActionError::new(format!("updating the feed config {}: {e}", helpers.config)))?;
+        // A paused feed has no alarm (PAUSE deleted it); UNPAUSE creates it with the new schedule.
+        let paused = req.client.get_rule(&helpers.rule).is_ok_and(|r| r["status"] != "active");
+        let mut alarm = "unchanged";
         if old_schedule.as_ref() != Some(&v.schedule) {
             if let Some(old_schedule) = &old_schedule {
                 let _ = alarm_feed(&req.client, &v.alarms, old_schedule, "DELETE", &helpers.alarm);
@@ -760,10 +791,21 @@ impl Feed for PollingFeed<'_> {
             req.client
                 .put_trigger(&helpers.alarm, &alarm_trigger_body(&v.alarms, &v.schedule), true)
                 .map_err(|e| ActionError::new(format!("updating the alarm trigger {}: {e}", helpers.alarm)))?;
-            alarm_feed(&req.client, &v.alarms, &v.schedule, "CREATE", &helpers.alarm)
-                .map_err(|e| ActionError::new(format!("updating the alarm: {}", describe_invoke_error(&e))))?;
+            if !paused {
+                create_alarm(&req.client, &v.alarms, &v.schedule, &helpers.alarm)?;
+            }
+            alarm = "rescheduled";
+        } else if !paused && alarm_health(&req.client, &v.alarms, &v.schedule, &helpers.alarm)["active"] == false {
+            // The provider disabled the alarm (or it is gone): UPDATE is the documented repair.
+            create_alarm(&req.client, &v.alarms, &v.schedule, &helpers.alarm)?;
+            alarm = "re-created";
         }
-        Ok(json!({ "status": "updated", "trigger": req.trigger.to_string(), "schedule": v.schedule.to_params() }))
+        Ok(json!({
+            "status": "updated",
+            "trigger": req.trigger.to_string(),
+            "schedule": v.schedule.to_params(),
+            "alarm": alarm,
+        }))
     }
 
     fn delete(&self, req: &FeedRequest) -> Result<Value, ActionError> {
@@ -800,25 +842,104 @@ impl Feed for PollingFeed<'_> {
     }
 }
 
+/// PAUSE and UNPAUSE. The alarms provider has no PAUSE ("unsupported lifecycleEvent",
+/// openwhisk-package-alarms action/alarm.js:47-52), and an alarm that keeps firing spends the
+/// namespace's fire quota, so PAUSE deletes the alarm and disables the rule; UNPAUSE enables
+/// the rule and creates the alarm again (CREATE upserts and re-enables a disabled alarm:
+/// action/lib/Database.js:74-80). The user's trigger, the helper trigger, the config and the
+/// state stay. Both are idempotent.
 fn set_active(req: &FeedRequest, active: bool) -> Result<Value, ActionError> {
     let helpers = Helpers::for_trigger(&req.trigger);
-    req.client.set_rule_active(&helpers.rule, active).map_err(|e| match e {
-        OwError::NotFound(_) => ActionError::new(format!("trigger {} has no feed rule: create it first", req.trigger)),
-        e => ActionError::new(format!("rule {}: {e}", helpers.rule)),
-    })?;
+    let config = req
+        .read_config(&helpers.config, "feed config")?
+        .ok_or_else(|| ActionError::new(format!("trigger {} has no feed config: create it first", req.trigger)))?;
+    let (alarms, schedule) = teardown_plan(&config);
+    let rule = |active: bool| {
+        req.client.set_rule_active(&helpers.rule, active).map_err(|e| match e {
+            OwError::NotFound(_) => {
+                ActionError::new(format!("trigger {} has no feed rule: create it first", req.trigger))
+            }
+            e => ActionError::new(format!("rule {}: {e}", helpers.rule)),
+        })
+    };
+    if active {
+        rule(true)?;
+        create_alarm(&req.client, &alarms, &schedule, &helpers.alarm)?;
+    } else {
+        match alarm_feed(&req.client, &alarms, &schedule, "DELETE", &helpers.alarm) {
+            Ok(_) => {}
+            Err(e) if alarm_missing(&e) => {}
+            Err(e) => {
+                return Err(ActionError::new(format!(
+                    "deleting the alarm with {alarms}: {}",
+                    describe_invoke_error(&e)
+                )))
+            }
+        }
+        rule(false)?;
+    }
     Ok(json!({ "status": if active { "active" } else { "paused" }, "trigger": req.trigger.to_string() }))
+}
+
+/// True when the alarms provider says it has no alarm for the trigger: `could not find trigger
+/// … in the database` (openwhisk-package-alarms action/lib/Database.js:109 and :191).
+fn alarm_missing(e: &OwError) -> bool {
+    match e {
+        OwError::Application(result) => result.to_string().contains("could not find trigger"),
+        OwError::NotFound(_) => true,
+        _ => false,
+    }
+}
+
+/// Creates (or, the provider upserting, re-creates and re-enables) the helper trigger's alarm.
+fn create_alarm(
+    client: &Client,
+    alarms: &QualifiedName,
+    schedule: &Schedule,
+    helper: &QualifiedName,
+) -> Result<(), ActionError> {
+    alarm_feed(client, alarms, schedule, "CREATE", helper)
+        .map(|_| ())
+        .map_err(|e| ActionError::new(format!("creating the alarm with {alarms}: {}", describe_invoke_error(&e))))
+}
+
+/// The helper alarm's health as the alarms provider reports it on READ (`status.active`, and
+/// `status.reason` when it disabled the alarm: action/alarmWebAction.js:187-192).
+fn alarm_health(client: &Client, alarms: &QualifiedName, schedule: &Schedule, helper: &QualifiedName) -> Value {
+    match alarm_feed(client, alarms, schedule, "READ", helper) {
+        Ok(doc) => {
+            let mut out = json!({ "active": doc["status"]["active"].as_bool().unwrap_or(false) });
+            if let Some(reason) = doc["status"].get("reason").filter(|r| !r.is_null()) {
+                out["reason"] = reason.clone();
+            }
+            out
+        }
+        Err(e) if alarm_missing(&e) => json!({ "active": false, "reason": "no alarm registered" }),
+        Err(e) => json!({ "active": null, "error": describe_invoke_error(&e) }),
+    }
 }
 
 fn default_alarms() -> QualifiedName {
     QualifiedName::new("whisk.system", None, "alarms")
 }
 
+/// An alarms feed error in one line: the provider's errors are `{"error": "…"}` or, from its
+/// web action, `{"error": {"error": "…", "message": "…"}}` (action/lib/common.js:105-116).
 fn describe_invoke_error(e: &OwError) -> String {
     match e {
-        OwError::Application(result) => result
-            .get("error")
-            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
-            .unwrap_or_else(|| result.to_string()),
+        OwError::Application(result) => match result.get("error") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Object(inner)) => {
+                let text = |k: &str| inner.get(k).and_then(Value::as_str).map(str::to_string);
+                match (text("error"), text("message")) {
+                    (Some(e), Some(m)) => format!("{e} ({m})"),
+                    (Some(e), None) => e,
+                    _ => Value::Object(inner.clone()).to_string(),
+                }
+            }
+            Some(other) => other.to_string(),
+            None => result.to_string(),
+        },
         e => e.to_string(),
     }
 }
@@ -849,12 +970,14 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
     let auth =
         AuthKey::parse(key.expose()).map_err(|_| ActionError::new("poll: the activation's API key is malformed"))?;
     let api_host = ctx.api_host.clone().ok_or_else(|| ActionError::new("runtime: __OW_API_HOST is not set"))?;
-    let client = Client::new(&api_host, auth).until(ctx.deadline);
+    let (commit_margin, list_margin) = margins(ctx.time_left());
+    // Every OpenWhisk request ends before the commit margin: a hung fire must leave the poll
+    // time to commit what it delivered, or all of it is fired again by the next poll.
+    let client = Client::new(&api_host, auth).until(ctx.deadline.map(|d| d - commit_margin));
     let lister = source.open(&params)?;
     let settings = PollSettings::from_params(&params, lister.as_ref())?;
     let blobs = lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;
     let store = StateStore::new(blobs, &trigger);
-    let (commit_margin, list_margin) = margins(ctx.time_left());
     let budget = Budget::new(ctx.deadline, commit_margin);
     let expires = budget.deadline_ms().unwrap_or(started + 60_000) + commit_margin.as_millis() as u64;
     let lease = match store.acquire(&ctx.activation_id, started, expires) {
@@ -871,6 +994,7 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
         client: &client,
         trigger: &trigger,
         list_margin,
+        pace: std::cell::RefCell::new(FirePace::new(settings.max_fires_per_minute)),
     };
     let mut status = PollStatus { started_ms: started, outcome: "ok".to_string(), ..PollStatus::default() };
     let outcome = poller.run(&budget, &mut status);
@@ -904,6 +1028,17 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
         result["problem"] = json!(problem);
     }
     Ok(result)
+}
+
+/// Events per fire for a backlog of `pending`: the configured `batch`, grown up to `MAX_BATCH`
+/// when the fires the pace allows in the time left cannot carry the backlog. A `batch` of 1
+/// stays 1: the user's action expects single events, not `{"events": […]}`.
+fn paced_batch(batch: usize, pending: usize, pace: &FirePace, budget: &Budget) -> usize {
+    if batch <= 1 {
+        return 1;
+    }
+    let fires = pace.capacity(budget.remaining()).max(1);
+    batch.max(pending.div_ceil(fires)).min(MAX_BATCH as usize)
 }
 
 /// The events for `changes` that pass the filter, in the configured format.
@@ -1019,6 +1154,8 @@ struct Poller<'a> {
     trigger: &'a QualifiedName,
     /// Time kept after listing for committing and firing.
     list_margin: Duration,
+    /// The poll's fires so far, per calendar minute.
+    pace: std::cell::RefCell<FirePace>,
 }
 
 impl Poller<'_> {
@@ -1111,7 +1248,9 @@ impl Poller<'_> {
         if state.outbox.is_empty() {
             return Ok(None);
         }
-        let report = deliver(self.client, self.trigger, &state.outbox, self.settings.batch, budget);
+        let mut pace = self.pace.borrow_mut();
+        let batch = paced_batch(self.settings.batch, state.outbox.len(), &pace, budget);
+        let report = deliver_paced(self.client, self.trigger, &state.outbox, batch, budget, &mut pace);
         if report.delivered > 0 {
             state.outbox.drain(..report.delivered);
             state.stats.events_fired += report.delivered as u64;

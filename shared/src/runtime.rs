@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 
 use crate::params::{ParamError, Params};
-use crate::secret::Secret;
+use crate::secret::{self, Secret};
 
 /// Per-activation facts from the actionloop input line (or the blackbox environment).
 #[derive(Clone, Debug, Default)]
@@ -117,9 +117,10 @@ impl std::fmt::Display for ActionError {
 
 impl std::error::Error for ActionError {}
 
-/// Writes one log line to stderr (the activation's logs); newlines are flattened.
+/// Writes one log line to stderr (the activation's logs); newlines are flattened and every
+/// known secret is redacted.
 pub fn log(msg: &str) {
-    let line = msg.replace(['\n', '\r'], " ");
+    let line = secret::redact_text(&msg.replace(['\n', '\r'], " "));
     // A closed stderr must not kill the activation: the write error is dropped.
     let _ = writeln!(io::stderr().lock(), "{line}");
 }
@@ -152,6 +153,8 @@ pub fn main<F>(handler: F) -> !
 where
     F: Fn(&Context, Params) -> Result<Value, ActionError>,
 {
+    // The default hook prints the panic message raw; this one goes through the redacting log.
+    std::panic::set_hook(Box::new(|info| log(&format!("panic: {info}"))));
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let code = match choose_mode(args) {
         // A person who runs the binary without arguments would otherwise face a silent wait
@@ -207,8 +210,62 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// Calls the handler, turning a panic or a non-object result into an `ActionError`.
+/// Parameter names whose values are credentials whatever the action (the feeds mark theirs
+/// secret too, but a value must be scrubbed even when parsing never reached it).
+const SECRET_NAME_PARTS: [&str; 6] = ["secret", "token", "password", "authkey", "apikey", "credential"];
+
+/// Learns this activation's secrets before the handler runs: the API key, every parameter
+/// whose name says it is a credential, and the user-info of every URL in any parameter.
+fn remember_secrets(ctx: &Context, params: &Params) {
+    secret::forget_all();
+    if let Some(key) = &ctx.api_key {
+        secret::remember(key.expose());
+    }
+    fn walk(name: &str, v: &Value) {
+        match v {
+            Value::String(s) => {
+                let lower = name.to_ascii_lowercase();
+                if SECRET_NAME_PARTS.iter().any(|p| lower.contains(p)) {
+                    secret::remember(s);
+                    if let Some((_, key)) = s.split_once(':') {
+                        secret::remember(key);
+                    }
+                }
+                secret::remember_userinfo(s);
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(name, i)),
+            Value::Object(map) => map.iter().for_each(|(k, i)| walk(k, i)),
+            _ => {}
+        }
+    }
+    for (name, v) in params.as_map() {
+        walk(name, v);
+    }
+}
+
+/// The action boundary: runs the handler and scrubs every known secret from its result.
 fn run_handler<F>(handler: &F, ctx: &Context, params: Params) -> Result<Value, ActionError>
+where
+    F: Fn(&Context, Params) -> Result<Value, ActionError>,
+{
+    remember_secrets(ctx, &params);
+    match call_handler(handler, ctx, params) {
+        Ok(mut v) => {
+            secret::redact_value(&mut v, true);
+            Ok(v)
+        }
+        Err(e) => {
+            let mut details = e.details;
+            if let Some(d) = &mut details {
+                secret::redact_value(d, false);
+            }
+            Err(ActionError { message: secret::redact_text(&e.message), details })
+        }
+    }
+}
+
+/// Calls the handler, turning a panic or a non-object result into an `ActionError`.
+fn call_handler<F>(handler: &F, ctx: &Context, params: Params) -> Result<Value, ActionError>
 where
     F: Fn(&Context, Params) -> Result<Value, ActionError>,
 {
@@ -504,6 +561,7 @@ mod tests {
 
     #[test]
     fn activation_lines() {
+        let _guard = secret::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let line = br#"{"value":{"a":1},"namespace":"ns","action_name":"/ns/p/a","activation_id":"id1","deadline":"1000","api_key":"u:k","transaction_id":"t"}"#;
         let out = handle_line(&echo, line, Some("https://h"));
         assert_eq!(
@@ -518,6 +576,7 @@ mod tests {
 
     #[test]
     fn bad_activations_become_error_results() {
+        let _guard = secret::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let err = |line: &[u8]| handle_line(&echo, line, None)["error"].as_str().unwrap().to_string();
         assert!(err(b"{not json").starts_with("runtime: malformed activation line: "));
         assert!(err(b"").starts_with("runtime: malformed activation line: "));
@@ -572,6 +631,24 @@ mod tests {
             let err = parse_cli(&args(bad), files).unwrap_err();
             assert!(err.starts_with(fragment), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_boundary_scrubs_every_known_secret_whatever_echoes_it() {
+        let _guard = secret::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let leaky = |_: &Context, params: Params| -> Result<Value, ActionError> {
+            // What a server echoing the request would put in a message.
+            Err(ActionError {
+                message: format!("server said: {}", params.clone().into_value()),
+                details: Some(json!({"echo": params.into_value()})),
+            })
+        };
+        let line = br#"{"value":{"managerToken":"TOK-9d8e7f","endpoint":"http://u:PW-4c5d@h:1","x":{"authKey":"id:KEY-1a2b"}},"api_key":"ns:APIKEY-77"}"#;
+        let out = handle_line(&leaky, line, None).to_string();
+        for leak in ["TOK-9d8e7f", "PW-4c5d", "KEY-1a2b", "APIKEY-77"] {
+            assert!(!out.contains(leak), "{leak} in {out}");
+        }
+        assert!(out.contains("[redacted]"), "{out}");
     }
 
     #[test]

@@ -370,29 +370,25 @@ fn the_alarms_interval_feed_creates_reads_fires_through_rules_and_deletes() {
     let create = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/tick", "authKey": key,
                         "minutes": "5", "trigger_payload": {"hello": "alarm"}});
     // the trigger must exist first: the provider reads it with the given authKey
+    // (openwhisk-package-alarms action/lib/common.js:64-88)
     let (status, result) = feed(&s.guest, "interval", create.clone());
-    assert_eq!(status, 502);
-    assert!(result["error"].as_str().unwrap().contains("404"), "{result}");
+    assert_eq!((status, result), (502, json!({"error": {"error": "Trigger authentication request failed."}})));
 
     s.guest.put(
         &format!("{NS}/_/triggers/tick"),
         &json!({"annotations": kv(&[("feed", json!("/whisk.system/alarms/interval"))])}),
     );
-    assert_eq!(feed(&s.guest, "interval", create.clone()), (200, json!({})));
-    let (status, result) = feed(&s.guest, "interval", create.clone());
-    assert_eq!(status, 502, "duplicates are rejected: {result}");
+    assert_eq!(feed(&s.guest, "interval", create.clone()), (200, json!({"status": "success"})));
     let read = json!({"lifecycleEvent": "READ", "triggerName": "/guest/tick", "authKey": key});
     let (status, result) = feed(&s.guest, "interval", read);
     assert_eq!(status, 200);
     assert_eq!(result["config"]["minutes"], 5);
     assert_eq!(result["status"]["active"], true);
     assert!(result["status"].get("reason").is_none());
-    let update = json!({"lifecycleEvent": "UPDATE", "triggerName": "/guest/tick", "authKey": key, "minutes": 5});
-    assert_eq!(feed(&s.guest, "interval", update).0, 502);
     let bad = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/other", "authKey": key, "minutes": 0});
     s.guest.put(&format!("{NS}/_/triggers/other"), &json!({}));
     let (_, result) = feed(&s.guest, "interval", bad);
-    assert!(result["error"].as_str().unwrap().contains("'minutes'"), "{result}");
+    assert!(result["error"]["error"].as_str().unwrap().contains("minutes parameter"), "{result}");
 
     put_echo(&s.guest, "echo", json!({}));
     s.guest.put(&format!("{NS}/_/rules/r"), &json!({"trigger": "/guest/tick", "action": "/guest/echo"}));
@@ -403,8 +399,10 @@ fn the_alarms_interval_feed_creates_reads_fires_through_rules_and_deletes() {
     assert_eq!(echoes[0]["response"]["result"]["echo"], json!({"hello": "alarm"}));
 
     let delete = json!({"lifecycleEvent": "DELETE", "triggerName": "/_/tick", "authKey": key});
-    assert_eq!(feed(&s.guest, "interval", delete.clone()), (200, json!({})));
-    assert_eq!(feed(&s.guest, "interval", delete).0, 502);
+    assert_eq!(feed(&s.guest, "interval", delete.clone()), (200, json!({"status": "success"})));
+    let (status, result) = feed(&s.guest, "interval", delete);
+    assert_eq!(status, 502);
+    assert_eq!(result["error"]["error"], "could not find trigger /guest/tick in the database");
     assert!(s.emu.fire_alarms().is_empty());
 }
 
@@ -416,10 +414,10 @@ fn alarms_follow_the_provider_fire_policy_on_errors() {
         s.guest.put(&format!("{NS}/_/triggers/{t}"), &json!({}));
         let create = json!({"lifecycleEvent": "CREATE", "triggerName": format!("/_/{t}"), "authKey": key,
                             "cron": "*/5 * * * *"});
-        assert_eq!(feed(&s.guest, "alarm", create), (200, json!({})));
+        assert_eq!(feed(&s.guest, "alarm", create), (200, json!({"status": "success"})));
     }
     let bad_cron = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/retried", "authKey": key, "cron": "* * *"});
-    assert!(feed(&s.guest, "alarm", bad_cron).1["error"].as_str().unwrap().contains("'cron'"));
+    assert!(feed(&s.guest, "alarm", bad_cron).1["error"]["error"].as_str().unwrap().contains("cron"));
 
     // 5xx is retried; a 404 disables the alarm
     s.emu.inject_fault(FaultRule {
@@ -433,11 +431,194 @@ fn alarms_follow_the_provider_fire_policy_on_errors() {
     s.guest.delete(&format!("{NS}/_/triggers/gone"));
     assert_eq!(s.emu.fire_alarm("/guest/retried"), Some(204));
     assert_eq!(s.emu.fire_alarm("/guest/gone"), Some(404));
+    // READ needs the trigger (action/lib/common.js:64-88), which is gone: the control API shows it.
     let read = json!({"lifecycleEvent": "READ", "triggerName": "/_/gone", "authKey": key});
-    let status = feed(&s.guest, "alarm", read).1["status"].clone();
+    assert_eq!(feed(&s.guest, "alarm", read).1, json!({"error": {"error": "Trigger authentication request failed."}}));
+    let control = Api::new(&s.emu.url(), None);
+    let status = control.get("/__emulator/alarms").json()["/guest/gone"]["status"].clone();
     assert_eq!(status["active"], false);
     assert_eq!(status["reason"]["statusCode"], 404);
     assert_eq!(s.emu.fire_alarms(), vec![("/guest/retried".to_string(), 204)]);
+}
+
+/// A trigger `name` in guest's namespace with an interval alarm of `minutes`; the CREATE params.
+fn interval_alarm(s: &Setup, name: &str, minutes: u64) -> Value {
+    s.guest.put(&format!("{NS}/_/triggers/{name}"), &json!({}));
+    let create = json!({"lifecycleEvent": "CREATE", "triggerName": format!("/_/{name}"),
+                        "authKey": s.emu.key("guest").unwrap(), "minutes": minutes});
+    assert_eq!(feed(&s.guest, "interval", create.clone()), (200, json!({"status": "success"})));
+    create
+}
+
+fn with(params: &Value, extra: Value) -> Value {
+    let mut p = params.clone();
+    if let (Value::Object(p), Value::Object(e)) = (&mut p, extra) {
+        p.extend(e);
+    }
+    p
+}
+
+#[test]
+fn alarms_feeds_pause_and_unpause_are_unsupported_lifecycle_events() {
+    // openwhisk-package-alarms action/alarm.js:29-52: only CREATE, READ, UPDATE, DELETE map to
+    // the web action; anything else is `Promise.reject('unsupported lifecycleEvent')`.
+    let s = setup();
+    let create = interval_alarm(&s, "tick", 5);
+    for event in ["PAUSE", "UNPAUSE", "RESTART"] {
+        let r = feed(&s.guest, "interval", with(&create, json!({"lifecycleEvent": event})));
+        assert_eq!(r, (502, json!({"error": "unsupported lifecycleEvent"})), "{event}");
+    }
+    assert_eq!(s.emu.fire_alarms().len(), 1, "PAUSE did not stop the alarm");
+}
+
+#[test]
+fn alarms_create_on_an_existing_alarm_upserts_and_update_accepts_unchanged_values() {
+    let s = setup();
+    let create = interval_alarm(&s, "tick", 5);
+    let read = with(&create, json!({"lifecycleEvent": "READ"}));
+    // action/lib/Database.js:64-89: a 409 on insert updates the document with the new fields.
+    assert_eq!(feed(&s.guest, "interval", with(&create, json!({"minutes": 7}))), (200, json!({"status": "success"})));
+    assert_eq!(feed(&s.guest, "interval", read.clone()).1["config"]["minutes"], 7);
+    assert_eq!(s.emu.fire_alarms().len(), 1, "one alarm after two CREATEs");
+    // action/alarmWebAction.js:262-273, 325-327: a given updatable parameter is enough.
+    let update = with(&create, json!({"lifecycleEvent": "UPDATE", "minutes": 7}));
+    assert_eq!(feed(&s.guest, "interval", update), (200, json!({"status": "success"})));
+    let nothing = with(&create, json!({"lifecycleEvent": "UPDATE", "minutes": null}));
+    let r = feed(&s.guest, "interval", nothing);
+    assert_eq!(r, (502, json!({"error": {"error": "no updatable parameters were specified"}})));
+}
+
+#[test]
+fn alarms_read_answers_the_providers_shape_with_the_alarms_status() {
+    let s = setup();
+    let create = interval_alarm(&s, "tick", 5);
+    let (status, r) = feed(&s.guest, "interval", with(&create, json!({"lifecycleEvent": "READ"})));
+    assert_eq!(status, 200);
+    // action/alarmWebAction.js:181-213: config {name, namespace, payload, startDate, minutes, …}
+    // and status {active, dateChanged, dateChangedISO, reason}.
+    assert_eq!((&r["config"]["name"], &r["config"]["namespace"]), (&json!("tick"), &json!("guest")));
+    assert_eq!(r["config"]["minutes"], 5);
+    assert!(r["config"].get("startDate").is_some(), "{r}");
+    assert_eq!(r["config"]["strict"], false);
+    assert_eq!(r["status"]["active"], true);
+    assert!(r["status"]["dateChanged"].is_u64() && r["status"]["dateChangedISO"].is_string(), "{r}");
+    assert!(r["status"].get("reason").is_none(), "{r}");
+    // another namespace's key cannot read it (common.js:64-88 reads the trigger with that key)
+    let other = with(&create, json!({"lifecycleEvent": "READ", "authKey": s.emu.key("other").unwrap()}));
+    let r = feed(&s.other, "interval", other);
+    assert_eq!(r, (502, json!({"error": {"error": "Trigger authentication request failed."}})));
+}
+
+#[test]
+fn an_alarm_belongs_to_the_key_that_created_it() {
+    // action/lib/config.js:22-28: the alarm's id is `{apikey}/{namespace}/{name}`, so another
+    // subject of the same namespace neither sees nor deletes it, and gets an alarm of its own.
+    const SECOND: &str = "11111111-2222-3333-4444-555555555555:second-subject-of-guest";
+    let extra = ow_emulator::NamespaceConfig { name: "guest".into(), key: Some(SECOND.into()) };
+    let s = setup_with(Config {
+        alarm_retry_unit: Duration::from_millis(1),
+        extra_subjects: vec![extra],
+        ..Config::with_namespaces(&["guest", "other"])
+    });
+    let create = interval_alarm(&s, "tick", 5);
+    let second = Api::new(&s.emu.url(), Some(SECOND));
+    let missing = (502, json!({"error": {"error": "could not find trigger /guest/tick in the database"}}));
+    for event in ["READ", "DELETE"] {
+        let r = feed(&second, "interval", with(&create, json!({"lifecycleEvent": event, "authKey": SECOND})));
+        assert_eq!(r, missing, "{event}");
+    }
+    assert_eq!(s.emu.fire_alarms().len(), 1, "the second key's DELETE left the alarm alone");
+    let r = feed(&second, "interval", with(&create, json!({"authKey": SECOND})));
+    assert_eq!(r, (200, json!({"status": "success"})));
+    assert_eq!(s.emu.fire_alarms().len(), 2, "one alarm per key");
+}
+
+#[test]
+fn an_interval_alarm_first_fires_one_interval_after_its_start() {
+    // provider/lib/intervalAlarm.js:52-60: a timer to the start date starts `setInterval`,
+    // whose first call is one interval later; alarmWebAction.js:120-124: the start defaults to
+    // 30 s after CREATE.
+    let s = setup();
+    let before = owfeed::budget::now_ms() as i64;
+    interval_alarm(&s, "tick", 5);
+    let control = Api::new(&s.emu.url(), None);
+    let next = control.get("/__emulator/alarms").json()["/guest/tick"]["nextFire"].as_i64().unwrap();
+    let expected = before + 30_000 + 5 * 60_000;
+    assert!((expected..expected + 5_000).contains(&next), "next fire {next}, expected about {expected}");
+    let start = "2999-01-01T00:00:00Z";
+    s.guest.put(&format!("{NS}/_/triggers/later"), &json!({}));
+    let create = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/later", "authKey": s.emu.key("guest").unwrap(),
+                        "minutes": 2, "startDate": start});
+    assert_eq!(feed(&s.guest, "interval", create).0, 200);
+    let next = control.get("/__emulator/alarms").json()["/guest/later"]["nextFire"].as_i64().unwrap();
+    let start_ms: i64 = 32_472_144_000_000; // 2999-01-01T00:00:00Z
+    assert_eq!(next, start_ms + 2 * 60_000);
+}
+
+#[test]
+fn alarms_are_disabled_after_ten_throttled_retries_or_one_other_4xx() {
+    // provider/lib/utils.js:121-163: 4xx other than 408/409/429 disables at once; anything
+    // else is retried up to 10 times; throttled on all 10 retries disables the alarm.
+    let s = setup();
+    let create = interval_alarm(&s, "tick", 5);
+    let read = with(&create, json!({"lifecycleEvent": "READ"}));
+    let fault = |status: u16, count: u32| FaultRule {
+        method: Some("POST".into()),
+        path_contains: "/triggers/tick".into(),
+        status,
+        body: None,
+        count,
+        delay_ms: 0,
+    };
+    // 408, 409 and nine 429s are retried and the alarm stays active
+    s.emu.inject_fault(fault(408, 1));
+    s.emu.inject_fault(fault(409, 1));
+    assert_eq!(s.emu.fire_alarm("/guest/tick"), Some(204));
+    s.emu.inject_fault(fault(429, 9));
+    assert_eq!(s.emu.fire_alarm("/guest/tick"), Some(204));
+    assert_eq!(feed(&s.guest, "interval", read.clone()).1["status"]["active"], true);
+    // eleven 429s (the first try and 10 retries) disable it
+    s.emu.inject_fault(fault(429, 11));
+    assert_eq!(s.emu.fire_alarm("/guest/tick"), Some(429));
+    let status = feed(&s.guest, "interval", read.clone()).1["status"].clone();
+    let message = "Automatically disabled after continuously receiving a 429 status code when firing the trigger";
+    assert_eq!(status["active"], false);
+    assert_eq!(status["reason"], json!({"kind": "AUTO", "statusCode": 429, "message": message}));
+    assert!(s.emu.fire_alarms().is_empty());
+    // CREATE re-enables it (Database.js:74-80 then updateTrigger sets status active, :203-207)
+    assert_eq!(feed(&s.guest, "interval", create.clone()).0, 200);
+    assert_eq!(feed(&s.guest, "interval", read.clone()).1["status"]["active"], true);
+    // one 403 disables it
+    s.emu.inject_fault(fault(403, 1));
+    assert_eq!(s.emu.fire_alarm("/guest/tick"), Some(403));
+    let status = feed(&s.guest, "interval", read).1["status"].clone();
+    assert_eq!(status["reason"]["statusCode"], 403, "{status}");
+    assert_eq!(
+        status["reason"]["message"],
+        "Trigger automatically disabled: Received a 403 status code when firing the trigger"
+    );
+}
+
+#[test]
+fn execute_only_shared_packages_refuse_get_of_bindings_and_shared_packages() {
+    // apache/openwhisk Packages.scala:188-190 and :343-344, messages from ErrorResponse.scala:270-273
+    // (`FullyQualifiedEntityName.asString` has no leading slash).
+    let s = setup_with(Config { shared_packages_execute_only: true, ..Config::with_namespaces(&["guest", "other"]) });
+    assert_eq!(s.other.put(&format!("{NS}/_/packages/shared"), &json!({"publish": true})).status, 200);
+    let bind = json!({"binding": {"namespace": "other", "name": "shared"}, "parameters": kv(&[("p", json!(1))])});
+    assert_eq!(s.guest.put(&format!("{NS}/_/packages/mine"), &bind).status, 200);
+    let r = s.guest.get(&format!("{NS}/_/packages/mine"));
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "GET not permitted since mine is a binding of a shared package");
+    let r = s.guest.get(&format!("{NS}/other/packages/shared"));
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (403, json!("GET not permitted for 'other/shared' since it's a shared package"))
+    );
+    // the owner still reads its own package; a PUT answers the binding with its own parameters
+    assert_eq!(s.other.get(&format!("{NS}/_/packages/shared")).status, 200);
+    let r = s.guest.put(&format!("{NS}/_/packages/mine?overwrite=true"), &json!({}));
+    assert_eq!((r.status, r.json()["parameters"].clone()), (200, kv(&[("p", json!(1))])));
 }
 
 #[test]
@@ -489,10 +670,10 @@ fn a_once_alarm_fires_a_single_time_and_can_delete_its_trigger() {
     let date = "2999-01-01T00:00:00Z";
     let past =
         json!({"lifecycleEvent": "CREATE", "triggerName": "/_/once", "authKey": key, "date": "2000-01-01T00:00:00Z"});
-    assert!(feed(&s.guest, "once", past).1["error"].as_str().unwrap().contains("future"));
+    assert!(feed(&s.guest, "once", past).1["error"]["error"].as_str().unwrap().contains("future"));
     let create = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/once", "authKey": key, "date": date,
                         "deleteAfterFire": "true"});
-    assert_eq!(feed(&s.guest, "once", create), (200, json!({})));
+    assert_eq!(feed(&s.guest, "once", create), (200, json!({"status": "success"})));
     // the HTTP control path fires like fire_alarms()
     let control = Api::new(&s.emu.url(), None);
     let fired = control.post("/__emulator/alarms/fire", &json!({})).json();

@@ -1,8 +1,9 @@
 //! Fault injection ("Prove it"): no change is ever lost. The real `changes` and `poll` binaries
 //! run in the emulator against moto (SigV4 verified) behind the fault proxy; faults come only
 //! from outside the production code: a poll process killed at its time limit in the middle of
-//! a step (a held S3 request or a held fire), throttled fires, failing or slow S3 listings, and
-//! two polls at once.
+//! a step (a held S3 request), a held fire (which the poll gives up before the commit margin, so
+//! it commits what it delivered instead of being killed), throttled fires, failing or slow S3
+//! listings, and two polls at once.
 //!
 //! Every scenario counts what the user's rule action received against the changes made and
 //! prints a table row (`--nocapture`): changes, events delivered, duplicates, lost. Duplicates
@@ -241,7 +242,8 @@ fn fire_rule(delay_ms: u64, count: u32) -> FaultRule {
 enum KillAt {
     /// The proxy holds the first state write (the commit of the listing) past the limit.
     StateCommit,
-    /// The emulator holds fire number `n` (1-based) past the limit, then serves it.
+    /// The emulator holds fire number `n` (1-based) past the limit, then serves it; the poll
+    /// gives that fire up before the limit and commits the fires before it.
     Fire(u32),
     /// The proxy holds the second state write (clearing the delivered events) past the limit.
     OutboxClear,
@@ -258,7 +260,7 @@ fn kill_round(r: &Rig, case: &str, at: KillAt, changes: Vec<Change>) -> (String,
     // What the kill must leave: events fired before it, events committed but not cleared.
     let (fired_at_kill, pending_at_kill) = match at {
         KillAt::StateCommit => (0, 0),
-        KillAt::Fire(n) => ((n as usize - 1) * KILL_BATCH, changes.len()),
+        KillAt::Fire(n) => ((n as usize - 1) * KILL_BATCH, changes.len() - (n as usize - 1) * KILL_BATCH),
         KillAt::OutboxClear => (changes.len(), changes.len()),
     };
     r.set_poll_timeout(SHORT_TIMEOUT_MS);
@@ -282,10 +284,18 @@ fn kill_round(r: &Rig, case: &str, at: KillAt, changes: Vec<Change>) -> (String,
     // The hold began before the kill, so it ends before this (a held fire is then served).
     let held_until = Instant::now() + HOLD + Duration::from_secs(1);
     let accepted_at_kill = r.accepted().len() - accepted_before;
-    assert!(
-        matches!(&killed, Err(e) if e.contains("exceeded its time limits")),
-        "{case}: the poll must be killed at its time limit: {killed:?}"
-    );
+    match at {
+        // A held fire times out before the commit margin (issue 10 item 9): the poll commits
+        // what it delivered and ends before the platform kills it.
+        KillAt::Fire(_) => assert!(
+            matches!(&killed, Ok(v) if v["status"] == "partial" && v["fired"] == fired_at_kill),
+            "{case}: the poll must give up the held fire and commit the {fired_at_kill} delivered: {killed:?}"
+        ),
+        _ => assert!(
+            matches!(&killed, Err(e) if e.contains("exceeded its time limits")),
+            "{case}: the poll must be killed at its time limit: {killed:?}"
+        ),
+    }
     // A held fire lands at least HOLD minus the time limit after the kill: not yet counted.
     assert_eq!(accepted_at_kill, fired_at_kill, "{case}: events fired before the kill");
     r.proxy.clear();
@@ -303,7 +313,7 @@ fn kill_round(r: &Rig, case: &str, at: KillAt, changes: Vec<Change>) -> (String,
     let expected: BTreeSet<Change> = changes.into_iter().collect();
     let t = tally(&expected, &events[before..]);
     let notes = format!(
-        "killed with {accepted_at_kill} fired, {pending_at_kill} in the outbox; {} state writes sent; \
+        "stopped with {accepted_at_kill} fired, {pending_at_kill} in the outbox; {} state writes sent; \
          {polls} polls to recover",
         r.state_puts() - puts_before
     );
@@ -332,10 +342,10 @@ fn a_poll_killed_at_any_step_loses_nothing() {
     rows.push(kill_round(&r, "(d) after the fires, before clearing the outbox", KillAt::OutboxClear, changes));
 
     report("Poll process killed at each step (batch 50, pageSize 1000, time limit 5 s)", &rows);
-    // At-least-once exactly as each kill predicts: the recovery fires the whole outbox again,
-    // so what went out before the kill (plus a held fire, served late) arrives twice.
+    // At-least-once exactly as each kill predicts: a killed poll's whole outbox fires again;
+    // a held fire is given up in time, so only that fire (served late) arrives twice.
     let duplicates: Vec<usize> = rows.iter().map(|(_, t, _)| t.duplicates).collect();
-    assert_eq!(duplicates, [0, KILL_BATCH, 3 * KILL_BATCH, 200]);
+    assert_eq!(duplicates, [0, KILL_BATCH, KILL_BATCH, 200]);
 }
 
 /// For each key, the changes in the order the trigger first accepted them.

@@ -1,6 +1,7 @@
 //! Feed lifecycle through the emulator with the test-only `listing` source: CREATE makes the
 //! helpers and is idempotent and transactional, DELETE is idempotent, READ hides secrets,
-//! ownership is checked, PAUSE/UNPAUSE flip the rule, bad schedules make nothing.
+//! ownership is checked, PAUSE/UNPAUSE delete and restore the alarm, READ shows the alarm's health
+//! and UPDATE/UNPAUSE repair a disabled alarm, bad schedules make nothing.
 
 use std::path::{Path, PathBuf};
 
@@ -162,16 +163,67 @@ fn feed_on_another_namespaces_trigger_is_refused() {
 }
 
 #[test]
-fn pause_and_unpause_flip_the_rule() {
+fn pause_deletes_the_alarm_and_unpause_restores_it_both_idempotent() {
     let w = world();
     write_listing(&w, &[("a", "1")]);
     w.create_trigger("t", params(&w, json!({}))).unwrap();
     let rule = QualifiedName::new(USER, None, "t.owfeed-rule");
-    assert_eq!(w.feed("PAUSE", "t", json!({})).unwrap()["status"], "paused");
-    assert_eq!(w.user.get_rule(&rule).unwrap()["status"], "inactive");
-    assert_eq!(w.feed("READ", "t", json!({})).unwrap()["status"]["paused"], true);
-    assert_eq!(w.feed("UNPAUSE", "t", json!({})).unwrap()["status"], "active");
-    assert_eq!(w.user.get_rule(&rule).unwrap()["status"], "active");
+    for _ in 0..2 {
+        assert_eq!(w.feed("PAUSE", "t", json!({})).unwrap()["status"], "paused");
+        // No alarm is left to spend the namespace's fire quota; trigger, helpers and config stay.
+        assert!(w.emu.fire_alarms().is_empty(), "a paused feed has no alarm");
+        assert_eq!(w.user.get_rule(&rule).unwrap()["status"], "inactive");
+        assert_eq!(w.user_entities().unwrap(), HELPERS);
+        let status = w.feed("READ", "t", json!({})).unwrap()["status"].clone();
+        assert_eq!((status["paused"].clone(), status["active"].clone()), (json!(true), json!(false)), "{status}");
+    }
+    for _ in 0..2 {
+        assert_eq!(w.feed("UNPAUSE", "t", json!({})).unwrap()["status"], "active");
+        assert_eq!(w.user.get_rule(&rule).unwrap()["status"], "active");
+        let status = w.feed("READ", "t", json!({})).unwrap()["status"].clone();
+        assert_eq!(status["alarm"]["active"], true, "{status}");
+    }
+    let fired = w.emu.fire_alarms();
+    assert_eq!(fired.len(), 1, "exactly one alarm after two UNPAUSEs: {fired:?}");
+}
+
+#[test]
+fn read_shows_a_disabled_alarm_and_update_or_unpause_re_creates_it() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({}))).unwrap();
+    // The alarms provider disables an alarm for good on a 4xx other than 408/409/429
+    // (openwhisk-package-alarms provider/lib/utils.js:130-139, 176-178).
+    let disable = || {
+        w.emu.inject_fault(FaultRule {
+            method: Some("POST".into()),
+            path_contains: "/triggers/t.owfeed-alarm".into(),
+            status: 403,
+            body: None,
+            count: 1,
+            delay_ms: 0,
+        });
+        assert_eq!(w.emu.fire_alarms().into_iter().map(|(_, s)| s).collect::<Vec<_>>(), [403]);
+        assert!(w.emu.fire_alarms().is_empty(), "the provider disabled the alarm");
+    };
+    for repair in ["UPDATE", "UNPAUSE"] {
+        disable();
+        let status = w.feed("READ", "t", json!({})).unwrap()["status"].clone();
+        assert_eq!(status["active"], false, "{status}");
+        assert_eq!(status["alarm"]["active"], false, "{status}");
+        assert_eq!(status["alarm"]["reason"]["statusCode"], 403, "{status}");
+        assert!(status["problem"].as_str().unwrap().contains("UPDATE"), "{status}");
+        let params = if repair == "UPDATE" { json!({"interval": 1}) } else { json!({}) };
+        let out = w.feed(repair, "t", params).unwrap();
+        if repair == "UPDATE" {
+            assert_eq!(out["alarm"], "re-created", "{out}");
+        }
+        let status = w.feed("READ", "t", json!({})).unwrap()["status"].clone();
+        assert_eq!((status["active"].clone(), status["alarm"]["active"].clone()), (json!(true), json!(true)));
+        assert!(status.get("problem").is_none(), "{status}");
+        assert_eq!(w.emu.fire_alarms().len(), 1, "{repair} re-created the alarm");
+        assert!(w.emu.wait_idle(std::time::Duration::from_secs(60)));
+    }
 }
 
 #[test]
@@ -251,4 +303,101 @@ fn a_burst_larger_than_max_changes_per_poll_is_spread_over_polls_without_loss() 
     assert_eq!(subjects.len(), 7, "{subjects:?}");
     let ids: std::collections::BTreeSet<String> = w.events().iter().map(|e| e["id"].to_string()).collect();
     assert_eq!(ids.len(), 7);
+}
+
+/// `wsk action update owfeed/poll --timeout MS`: the poll's time limit.
+fn set_poll_timeout(w: &World, ms: u64) {
+    let poll = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(feed_tests::world::PACKAGE), "poll");
+    w.system.put_action(&poll, &json!({ "limits": { "timeout": ms } }), true).expect("update poll timeout");
+}
+
+/// Start times (ms) of the fires of the user's trigger `t`.
+fn fire_times(w: &World) -> Vec<u64> {
+    w.emu.activations(USER).iter().filter(|a| a["name"] == "t").filter_map(|a| a["start"].as_u64()).collect()
+}
+
+#[test]
+fn fires_are_paced_per_calendar_minute_and_the_rest_waits_in_the_outbox() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({"maxFiresPerMinute": 2}))).unwrap();
+    w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let listing: Vec<(String, &str)> = (0..7).map(|i| (format!("b{i}"), "1")).collect();
+    write_listing(&w, &listing.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>());
+    // A 5 s poll cannot wait for the next minute: it stops after the minute's fires.
+    set_poll_timeout(&w, 5_000);
+    w.poll();
+    let times = fire_times(&w);
+    let mut per_minute = std::collections::BTreeMap::new();
+    for t in &times {
+        *per_minute.entry(t / 60_000).or_insert(0) += 1;
+    }
+    assert!(per_minute.values().all(|n| *n <= 2), "more than 2 fires in a calendar minute: {per_minute:?}");
+    // (a minute may roll over during the poll: then up to 2 more)
+    assert!((2..=4).contains(&times.len()), "{times:?}");
+    let read = w.feed("READ", "t", json!({})).unwrap();
+    assert_eq!(read["status"]["eventsPending"], 8 - times.len(), "{read}");
+    assert_eq!(w.poll_results().last().unwrap()["status"], "partial");
+}
+
+#[test]
+fn a_backlog_larger_than_the_fire_budget_is_sent_in_bigger_batches_with_stable_ids() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({"maxFiresPerMinute": 2, "batch": 2}))).unwrap();
+    w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let listing: Vec<(String, &str)> = (0..8).map(|i| (format!("b{i}"), "1")).collect();
+    write_listing(&w, &listing.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>());
+    set_poll_timeout(&w, 5_000);
+    w.poll();
+    // 9 changes (a deleted, 8 created) and 2 fires allowed: batches of 5 instead of 2.
+    assert!(fire_times(&w).len() <= 2, "{:?}", fire_times(&w));
+    let events: Vec<Value> =
+        w.events().into_iter().flat_map(|b| b["events"].as_array().cloned().unwrap_or_default()).collect();
+    assert_eq!(events.len(), 9, "{events:?}");
+    let ids: std::collections::BTreeSet<&str> = events.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids.len(), 9, "each event once, with its own id");
+    assert_eq!(w.feed("READ", "t", json!({})).unwrap()["status"]["eventsPending"], 0);
+}
+
+#[test]
+fn max_fires_per_minute_is_validated() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    let err = w.create_trigger("t", params(&w, json!({"maxFiresPerMinute": 0}))).unwrap_err();
+    assert!(err.contains("parameter 'maxFiresPerMinute'"), "{err}");
+    assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn every_lifecycle_event_works_when_shared_packages_are_execute_only() {
+    // `shared-packages-execute-only=true` refuses GET of the config binding (a binding of our
+    // shared package) with 403: READ, UPDATE, PAUSE and DELETE must still work.
+    let config = ow_emulator::Config {
+        shared_packages_execute_only: true,
+        ..ow_emulator::Config::with_namespaces(&[USER, "other"])
+    };
+    let w = World::start_with(
+        config,
+        Path::new(env!("CARGO_BIN_EXE_test-feed")),
+        Path::new(env!("CARGO_BIN_EXE_test-poll")),
+    );
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({"interval": 2}))).unwrap();
+    let binding = QualifiedName::new(USER, None, "t.owfeed");
+    let err = w.user.get_package(&binding).unwrap_err().to_string();
+    assert!(err.contains("binding of a shared package"), "the emulator refuses the GET: {err}");
+    w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    write_listing(&w, &[("a", "1"), ("b", "1")]);
+    w.poll();
+    assert_eq!(w.events().len(), 1);
+    let read = w.feed("READ", "t", json!({})).unwrap();
+    assert_eq!((read["config"]["interval"].clone(), read["config"]["token"].clone()), (json!(2), json!("[redacted]")));
+    assert_eq!(w.feed("UPDATE", "t", json!({"interval": 3})).unwrap()["status"], "updated");
+    assert_eq!(w.feed("READ", "t", json!({})).unwrap()["config"]["interval"], 3);
+    assert_eq!(w.feed("PAUSE", "t", json!({})).unwrap()["status"], "paused");
+    assert_eq!(w.feed("UNPAUSE", "t", json!({})).unwrap()["status"], "active");
+    assert_eq!(w.delete_trigger("t").unwrap()["status"], "deleted");
+    assert_eq!(w.user_entities().unwrap(), ["rule:t-recorder"]);
+    assert_eq!(state_files(&w), Vec::<String>::new());
 }

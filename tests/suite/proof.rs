@@ -111,7 +111,10 @@ fn a_deleted_or_corrupt_state_rebaselines_without_events_and_read_says_why() {
     let state_dir = w.dir.path().join("state");
     let state_file = state_dir.join(format!("{USER}%2Ft.state"));
     let base = GenSpec::base(3_000, 11);
-    w.create_trigger("t", json!({"entries": 3_000, "seed": 11, "stateDir": state_dir})).expect("CREATE");
+    // ~280 single-event fires in one poll: more than the default pace (30 a minute) allows;
+    // the emulator does not throttle, and this test is about recovery, not pacing.
+    let params = json!({"entries": 3_000, "seed": 11, "stateDir": state_dir, "maxFiresPerMinute": 10_000});
+    w.create_trigger("t", params).expect("CREATE");
     w.record_events("t", echo());
     let mut round = 0;
     for damage in [Damage::Delete, Damage::Garbage, Damage::Truncate, Damage::FlipByte] {

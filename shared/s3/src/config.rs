@@ -103,10 +103,18 @@ pub struct Endpoint {
 impl Endpoint {
     /// Parses `scheme://host[:port][/]`; the error names the `endpoint` parameter.
     pub fn parse(endpoint: &str) -> Result<Endpoint, S3Error> {
+        // User-info holds credentials: the message shows the endpoint without it.
+        let shown = match endpoint.split_once("://") {
+            Some((scheme, rest)) if rest.split(['/', '?', '#']).next().is_some_and(|a| a.contains('@')) => {
+                let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or_default();
+                format!("{scheme}://[user-info]@{host}")
+            }
+            _ => endpoint.to_string(),
+        };
         let bad = |why: &str| {
             S3Error::new(
                 ErrorKind::BadRequest,
-                format!("endpoint: '{endpoint}' {why}; expected https://host[:port] or http://host[:port]"),
+                format!("endpoint: '{shown}' {why}; expected https://host[:port] or http://host[:port]"),
             )
         };
         let (scheme, rest) = endpoint.split_once("://").ok_or_else(|| bad("has no scheme"))?;

@@ -109,6 +109,16 @@ impl Source for S3Source {
                 &"".into(),
             ));
         }
+        if endpoint
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.split(['/', '?', '#']).next().is_some_and(|a| a.contains('@')))
+        {
+            // Never echoed: the user-info is a credential.
+            return Err(ParamError::invalid_secret(
+                "endpoint",
+                "an http(s) URL without user-info (give credentials as accessKeyId/secretAccessKey)",
+            ));
+        }
         let mut config = S3Config::new(endpoint.clone(), region, access_key_id, SecretString::new(secret.expose()));
         config.session_token = session_token.map(|t| SecretString::new(t.expose()));
         config.path_style = path_style;

@@ -1,11 +1,16 @@
 //! The built-in `/whisk.system/alarms` package: the `interval`, `alarm` (cron) and `once` feed
 //! actions, implemented natively, and the firing of alarms.
 //!
-//! The feed actions speak the feed protocol (`lifecycleEvent` CREATE/READ/UPDATE/DELETE/PAUSE/
-//! UNPAUSE, `triggerName`, `authKey`) and answer `{"error": …}` on failure like the real provider.
+//! The feed actions behave like apache/openwhisk-package-alarms (action/alarm.js,
+//! action/alarmWebAction.js, action/lib/*.js): CREATE, READ, UPDATE and DELETE only (PAUSE and
+//! UNPAUSE answer `{"error": "unsupported lifecycleEvent"}`), results `{"status": "success"}`
+//! and errors `{"error": {"error": …}}`, alarms owned by trigger *and* key, CREATE on an existing
+//! alarm an upsert that re-enables it, UPDATE a success whenever an updatable parameter is given.
 //! Firing goes through the normal REST handler (so throttling and injected faults apply) and
-//! follows the provider's fire policy: 4xx other than 408/409/429 disables the alarm; other
-//! failures retry up to 10 times with `max(1, n²)` units of backoff; still 429 then disables.
+//! follows the provider's fire policy (provider/lib/utils.js): a 4xx other than 408/409/429
+//! disables the alarm; other failures retry up to 10 times after `max(1, throttled²)` units;
+//! an alarm throttled on all 10 retries is disabled. An interval alarm first fires one interval
+//! after its start (default: 30 s after CREATE).
 //! It does not handle time zones (cron runs in UTC).
 
 use std::str::FromStr;
@@ -66,46 +71,85 @@ pub(crate) fn install_package(st: &mut Store) {
     }
 }
 
+/// The provider's error result for a failure of its web action: `common.sendError` builds
+/// `{statusCode, body: {error, message?}}` (openwhisk-package-alarms action/lib/common.js:105-116),
+/// the feed action's `requestHelper` rejects with that body (common.js:33-40) and the nodejs
+/// runtime wraps a rejection as `{"error": <value>}`.
 fn error(msg: impl Into<String>) -> Value {
-    json!({"error": msg.into()})
+    json!({"error": {"error": msg.into()}})
 }
 
 fn string_param<'a>(params: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     params.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
+/// The provider's alarm document id: `{apikey}/{namespace}/{name}` (action/lib/config.js:22-28),
+/// so an alarm belongs to the key that created it as well as to the trigger.
+fn alarm_id(key: &str, trigger: &str) -> String {
+    format!("{key}{trigger}")
+}
+
 /// Runs a feed action invocation; returns the action result.
 pub(crate) fn run_feed(inner: &Arc<Inner>, kind: AlarmKind, params: &Map<String, Value>, caller: &Identity) -> Value {
-    match feed(inner, kind, params, caller) {
+    // action/alarm.js:29-52: only these four map to the web action; anything else (PAUSE,
+    // UNPAUSE) is rejected with this string.
+    let event = params.get("lifecycleEvent").and_then(Value::as_str).unwrap_or_default();
+    if !["CREATE", "READ", "UPDATE", "DELETE"].contains(&event) {
+        return json!({"error": "unsupported lifecycleEvent"});
+    }
+    match feed(inner, kind, event, params, caller) {
         Ok(v) => v,
         Err(msg) => error(msg),
     }
 }
 
-fn feed(inner: &Arc<Inner>, kind: AlarmKind, params: &Map<String, Value>, caller: &Identity) -> Result<Value, String> {
-    let event = string_param(params, "lifecycleEvent")
-        .ok_or("alarms: 'lifecycleEvent' is required (CREATE, READ, UPDATE, DELETE, PAUSE or UNPAUSE)")?
-        .to_ascii_uppercase();
-    let trigger_name =
-        string_param(params, "triggerName").ok_or("alarms: 'triggerName' is required, as /namespace/trigger")?;
-    let parts: Vec<&str> = trigger_name.trim_start_matches('/').split('/').collect();
-    let (ns, tname) = match parts.as_slice() {
-        [ns, t] if !ns.is_empty() && !t.is_empty() => (if *ns == "_" { caller.namespace.as_str() } else { ns }, *t),
-        _ => return Err(format!("alarms: 'triggerName' must be /namespace/trigger, got '{trigger_name}'")),
+/// The success body of CREATE, UPDATE and DELETE (action/alarmWebAction.js:161-165, 337-341, 363-367).
+fn success() -> Value {
+    json!({"status": "success"})
+}
+
+/// The updatable parameters UPDATE considers for an alarm of `kind` (action/alarmWebAction.js:240-323):
+/// UPDATE succeeds when one is given, changed or not.
+fn updatable_given(kind: AlarmKind, params: &Map<String, Value>) -> bool {
+    let given = |name: &str| params.get(name).is_some_and(|v| !v.is_null() && v != "" && v != &json!(false));
+    let specific: &[&str] = match kind {
+        AlarmKind::Interval => &["minutes", "startDate", "stopDate"],
+        AlarmKind::Cron => &["cron", "timezone", "startDate", "stopDate"],
+        AlarmKind::Once => &["date", "deleteAfterFire"],
     };
+    given("trigger_payload")
+        || specific.iter().any(|p| given(p))
+        || (kind == AlarmKind::Cron && params.contains_key("strict"))
+}
+
+fn feed(
+    inner: &Arc<Inner>,
+    kind: AlarmKind,
+    event: &str,
+    params: &Map<String, Value>,
+    caller: &Identity,
+) -> Result<Value, String> {
+    // alarmWebAction.js:26-28
+    let trigger_name = string_param(params, "triggerName").ok_or("no trigger name parameter was provided")?;
+    // action/lib/common.js:50-53: the trigger is always in the invoking namespace.
+    let tname = trigger_name.trim_start_matches('/').rsplit('/').next().unwrap_or_default();
+    let ns = caller.namespace.as_str();
     let trigger = format!("/{ns}/{tname}");
-    let key = string_param(params, "authKey").ok_or("alarms: 'authKey' is required")?;
-    let key_ns = inner.namespace_of_key(key).ok_or("alarms: the authKey is not valid (status 401)")?;
-    match event.as_str() {
+    let key = string_param(params, "authKey").unwrap_or_default();
+    let id = alarm_id(key, &trigger);
+    // common.js:64-88: the trigger must be readable with the given key (DELETE tolerates 404).
+    let auth = server::handle(
+        inner,
+        &Req::internal("GET", &format!("/api/v1/namespaces/{ns}/triggers/{tname}"), key, Vec::new()),
+    )
+    .status;
+    if auth != 200 && !(event == "DELETE" && auth == 404) {
+        return Err("Trigger authentication request failed.".into());
+    }
+    // Database.js:91-115, 189-191
+    let not_found = || format!("could not find trigger {trigger} in the database");
+    match event {
         "CREATE" => {
-            let status = server::handle(
-                inner,
-                &Req::internal("GET", &format!("/api/v1/namespaces/{ns}/triggers/{tname}"), key, Vec::new()),
-            )
-            .status;
-            if status != 200 {
-                return Err(format!("alarms: cannot read trigger {trigger} with the given authKey (status {status})"));
-            }
             let mut alarm = Alarm {
                 trigger: trigger.clone(),
                 kind,
@@ -126,86 +170,54 @@ fn feed(inner: &Arc<Inner>, kind: AlarmKind, params: &Map<String, Value>, caller
             apply(&mut alarm, params)?;
             match kind {
                 AlarmKind::Interval if alarm.minutes.is_none() => {
-                    return Err("alarms: 'minutes' is required: an integer greater than 0".into())
+                    return Err("interval trigger feed is missing the minutes parameter".into())
                 }
                 AlarmKind::Cron if alarm.cron.is_none() => {
-                    return Err("alarms: 'cron' is required: a cron expression of 5 fields".into())
+                    return Err("alarms trigger feed is missing the cron parameter".into())
                 }
                 AlarmKind::Once if alarm.date.is_none() => {
-                    return Err("alarms: 'date' is required: a future date (ISO 8601 or epoch ms)".into())
+                    return Err("alarms once trigger feed is missing the date parameter".into())
                 }
                 _ => {}
             }
             if kind == AlarmKind::Once && alarm.date.is_some_and(|d| d <= now_ms() as i64) {
-                return Err("alarms: 'date' must be in the future".into());
+                return Err("date parameter must be in the future".into());
+            }
+            if kind == AlarmKind::Interval && alarm.start.is_none() {
+                // alarmWebAction.js:120-124: an interval alarm starts 30 s from now.
+                alarm.start = Some(now_ms() as i64 + 30_000);
             }
             alarm.next = first_fire(&alarm, now_ms() as i64);
-            let mut alarms = lock(&inner.alarms);
-            if alarms.contains_key(&trigger) {
-                return Err(format!("alarms: trigger {trigger} already has an alarm (status 409)"));
-            }
-            alarms.insert(trigger, alarm);
-            Ok(json!({}))
+            // Database.js:64-89: a 409 on insert updates the existing document instead, with
+            // the new fields and status active (an upsert that also re-enables).
+            lock(&inner.alarms).insert(id, alarm);
+            Ok(success())
         }
         "DELETE" => {
-            let mut alarms = lock(&inner.alarms);
-            let alarm =
-                alarms.get(&trigger).ok_or_else(|| format!("alarms: no alarm for trigger {trigger} (status 404)"))?;
-            check_owner(inner, alarm, &key_ns)?;
-            alarms.remove(&trigger);
-            Ok(json!({}))
+            lock(&inner.alarms).remove(&id).ok_or_else(not_found)?;
+            Ok(success())
         }
         "READ" => {
             let alarms = lock(&inner.alarms);
-            let alarm =
-                alarms.get(&trigger).ok_or_else(|| format!("alarms: no alarm for trigger {trigger} (status 404)"))?;
-            check_owner(inner, alarm, &key_ns)?;
-            Ok(describe(alarm))
+            Ok(describe(alarms.get(&id).ok_or_else(not_found)?))
         }
         "UPDATE" => {
             let mut alarms = lock(&inner.alarms);
-            let alarm = alarms
-                .get_mut(&trigger)
-                .ok_or_else(|| format!("alarms: no alarm for trigger {trigger} (status 404)"))?;
-            check_owner(inner, alarm, &key_ns)?;
-            let mut updated = alarm.clone();
-            if !apply(&mut updated, params)? {
-                return Err("alarms: no updatable parameters were specified (status 400)".into());
+            let alarm = alarms.get_mut(&id).ok_or_else(not_found)?;
+            if !updatable_given(alarm.kind, params) {
+                return Err("no updatable parameters were specified".into());
             }
+            let mut updated = alarm.clone();
+            apply(&mut updated, params)?;
+            // Database.js:197-208: an update re-enables the alarm.
+            updated.active = true;
+            updated.reason = None;
             updated.date_changed = now_ms();
             updated.next = first_fire(&updated, now_ms() as i64);
             *alarm = updated;
-            Ok(json!({}))
+            Ok(success())
         }
-        "PAUSE" | "UNPAUSE" => {
-            let mut alarms = lock(&inner.alarms);
-            let alarm = alarms
-                .get_mut(&trigger)
-                .ok_or_else(|| format!("alarms: no alarm for trigger {trigger} (status 404)"))?;
-            check_owner(inner, alarm, &key_ns)?;
-            alarm.active = event == "UNPAUSE";
-            alarm.date_changed = now_ms();
-            alarm.reason = if alarm.active {
-                None
-            } else {
-                Some(json!({"kind": "MANUAL", "statusCode": null, "message": "Paused by the user"}))
-            };
-            if alarm.active {
-                alarm.next = first_fire(alarm, now_ms() as i64);
-            }
-            Ok(json!({}))
-        }
-        other => Err(format!(
-            "alarms: unknown lifecycleEvent '{other}'; expected CREATE, READ, UPDATE, DELETE, PAUSE or UNPAUSE"
-        )),
-    }
-}
-
-fn check_owner(inner: &Inner, alarm: &Alarm, key_ns: &str) -> Result<(), String> {
-    if inner.namespace_of_key(&alarm.key).as_deref() == Some(key_ns) {
-        Ok(())
-    } else {
-        Err(format!("alarms: the authKey does not own the alarm of {} (status 403)", alarm.trigger))
+        _ => Err("unsupported lifecycleEvent".into()),
     }
 }
 
@@ -248,7 +260,8 @@ fn apply(alarm: &mut Alarm, params: &Map<String, Value>) -> Result<bool, String>
             _ => None,
         }
         .filter(|m| *m > 0)
-        .ok_or_else(|| format!("alarms: 'minutes' must be an integer greater than 0, got {v}"))?;
+        // action/alarmWebAction.js:83-90
+        .ok_or("the minutes parameter must be an integer greater than zero")?;
         changed |= alarm.minutes != Some(minutes);
         alarm.minutes = Some(minutes);
     }
@@ -299,11 +312,20 @@ fn apply(alarm: &mut Alarm, params: &Map<String, Value>) -> Result<bool, String>
 /// The first wall-clock fire time at or after `now`.
 fn first_fire(alarm: &Alarm, now: i64) -> Option<i64> {
     let next = match alarm.kind {
-        AlarmKind::Interval => Some(alarm.start.unwrap_or(now.saturating_add(30_000)).max(now)),
+        AlarmKind::Interval => interval_first_fire(alarm, now),
         AlarmKind::Cron => next_cron(alarm, alarm.start.unwrap_or(now).max(now)),
         AlarmKind::Once => alarm.date,
     };
     next.filter(|n| alarm.stop.is_none_or(|s| *n <= s))
+}
+
+/// provider/lib/intervalAlarm.js:52-79: the interval starts at the start date (or at the next
+/// interval boundary after it when it has passed) and `setInterval` fires one interval later.
+fn interval_first_fire(alarm: &Alarm, now: i64) -> Option<i64> {
+    let period = i64::try_from(alarm.minutes?).ok()?.checked_mul(60_000)?;
+    let start = alarm.start.unwrap_or(now.saturating_add(30_000));
+    let begin = if start > now { start } else { start + period * ((now - start) / period + 1) };
+    begin.checked_add(period)
 }
 
 fn next_cron(alarm: &Alarm, after_ms: i64) -> Option<i64> {
@@ -318,6 +340,8 @@ fn describe(alarm: &Alarm) -> Value {
         "name": alarm.trigger.rsplit('/').next().unwrap_or_default(),
         "namespace": alarm.trigger.trim_start_matches('/').split('/').next().unwrap_or_default(),
         "payload": alarm.payload,
+        // ALARM_DELAY_DEFAULT_STRICT unset: false (action/alarmWebAction.js:194-198)
+        "strict": false,
     });
     match alarm.kind {
         AlarmKind::Interval => config["minutes"] = json!(alarm.minutes),
@@ -336,7 +360,9 @@ fn describe(alarm: &Alarm) -> Value {
     let mut status = json!({
         "active": alarm.active,
         "dateChanged": alarm.date_changed,
-        "dateChangedISO": iso(alarm.date_changed as i64),
+        // moment(…).utc().format(): seconds and `Z` (action/alarmWebAction.js:189-190)
+        "dateChangedISO": chrono::DateTime::from_timestamp_millis(alarm.date_changed as i64)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
     });
     // like the provider, an active alarm has no "reason"
     if let Some(r) = &alarm.reason {
@@ -345,66 +371,95 @@ fn describe(alarm: &Alarm) -> Value {
     json!({"config": config, "status": status})
 }
 
-/// Every alarm's READ result, keyed by trigger.
+/// Every alarm's READ result, keyed by trigger, plus (control API only) `nextFire`, the
+/// wall-clock time in ms of its next fire in realtime mode.
 pub(crate) fn describe_all(inner: &Inner) -> Value {
     let alarms = lock(&inner.alarms);
-    Value::Object(alarms.iter().map(|(k, a)| (k.clone(), describe(a))).collect())
+    let with_next = |a: &Alarm| {
+        let mut d = describe(a);
+        d["nextFire"] = json!(a.next);
+        d
+    };
+    Value::Object(alarms.values().map(|a| (a.trigger.clone(), with_next(a))).collect())
 }
 
 /// Fires every active alarm once, in trigger order.
 pub(crate) fn fire_all(inner: &Arc<Inner>) -> Vec<(String, u16)> {
-    let triggers: Vec<String> = lock(&inner.alarms).iter().filter(|(_, a)| a.active).map(|(k, _)| k.clone()).collect();
-    triggers.into_iter().filter_map(|t| fire_one(inner, &t).map(|s| (t, s))).collect()
+    let mut ids: Vec<(String, String)> =
+        lock(&inner.alarms).iter().filter(|(_, a)| a.active).map(|(k, a)| (a.trigger.clone(), k.clone())).collect();
+    ids.sort();
+    ids.into_iter().filter_map(|(t, id)| fire_id(inner, &id).map(|s| (t, s))).collect()
 }
 
-/// Fires one active alarm (retries included); returns the last fire status.
+/// Fires every active alarm of `trigger` (one per key that created one); the last status.
 pub(crate) fn fire_one(inner: &Arc<Inner>, trigger: &str) -> Option<u16> {
-    let alarm = lock(&inner.alarms).get(trigger).cloned().filter(|a| a.active)?;
+    let ids: Vec<String> =
+        lock(&inner.alarms).iter().filter(|(_, a)| a.active && a.trigger == trigger).map(|(k, _)| k.clone()).collect();
+    let mut last = None;
+    for id in ids {
+        last = fire_id(inner, &id).or(last);
+    }
+    last
+}
+
+/// Fires one alarm with the provider's policy (provider/lib/utils.js:101-174): a 4xx other
+/// than 408, 409 and 429 disables it at once; anything else is retried up to 10 times after
+/// `max(1 s, throttled² s)`, where `throttled` counts the 429s, and an alarm throttled on all
+/// 10 retries is disabled.
+fn fire_id(inner: &Arc<Inner>, id: &str) -> Option<u16> {
+    let alarm = lock(&inner.alarms).get(id).cloned().filter(|a| a.active)?;
     if alarm.stop.is_some_and(|s| s < now_ms() as i64) {
         return None;
     }
-    let (ns, tname) = trigger.trim_start_matches('/').split_once('/')?;
+    let (ns, tname) = alarm.trigger.trim_start_matches('/').split_once('/')?;
     let path = format!("/api/v1/namespaces/{ns}/triggers/{tname}");
     let body = alarm.payload.to_string().into_bytes();
     let unit = inner.config.alarm_retry_unit;
-    let mut status = 0;
-    for attempt in 0..=10u32 {
-        if attempt > 0 {
-            std::thread::sleep(unit * attempt.pow(2).max(1));
-            if inner.stopping.load(Ordering::SeqCst) {
-                return Some(status);
-            }
-        }
-        status = server::handle(inner, &Req::internal("POST", &path, &alarm.key, body.clone())).status;
+    const RETRY_ATTEMPTS: u32 = 10; // provider/lib/constants.js
+    let mut throttled = 0u32;
+    let mut retry = 0u32;
+    loop {
+        let status = server::handle(inner, &Req::internal("POST", &path, &alarm.key, body.clone())).status;
         if (200..300).contains(&status) {
-            after_fire(inner, &alarm);
+            after_fire(inner, &alarm, id);
             return Some(status);
         }
         if (400..500).contains(&status) && ![408, 409, 429].contains(&status) {
-            disable(inner, trigger, status);
+            let message =
+                format!("Trigger automatically disabled: Received a {status} status code when firing the trigger");
+            disable(inner, id, status, message);
             return Some(status);
         }
+        if retry >= RETRY_ATTEMPTS {
+            if throttled == RETRY_ATTEMPTS {
+                let message =
+                    "Automatically disabled after continuously receiving a 429 status code when firing the trigger";
+                disable(inner, id, 429, message.to_string());
+            }
+            return Some(status);
+        }
+        if status == 429 {
+            throttled += 1;
+        }
+        std::thread::sleep(unit * throttled.pow(2).max(1));
+        if inner.stopping.load(Ordering::SeqCst) {
+            return Some(status);
+        }
+        retry += 1;
     }
-    if status == 429 {
-        disable(inner, trigger, status);
-    }
-    Some(status)
 }
 
-fn disable(inner: &Inner, trigger: &str, status: u16) {
-    if let Some(a) = lock(&inner.alarms).get_mut(trigger) {
+/// provider/lib/utils.js:243-256: `{active: false, reason: {kind: AUTO, statusCode, message}}`.
+fn disable(inner: &Inner, id: &str, status: u16, message: String) {
+    if let Some(a) = lock(&inner.alarms).get_mut(id) {
         a.active = false;
         a.date_changed = now_ms();
-        a.reason = Some(json!({
-            "kind": "AUTO",
-            "statusCode": status,
-            "message": format!("Automatically disabled after receiving a {status} status code when firing the trigger"),
-        }));
+        a.reason = Some(json!({"kind": "AUTO", "statusCode": status, "message": message}));
     }
 }
 
 /// A `once` alarm is done after its fire; `deleteAfterFire` also removes the trigger (and rules).
-fn after_fire(inner: &Arc<Inner>, alarm: &Alarm) {
+fn after_fire(inner: &Arc<Inner>, alarm: &Alarm, id: &str) {
     if alarm.kind != AlarmKind::Once {
         return;
     }
@@ -415,7 +470,7 @@ fn after_fire(inner: &Arc<Inner>, alarm: &Alarm) {
     };
     let with_rules = alarm.delete_after_fire == "rules";
     if !delete {
-        if let Some(a) = lock(&inner.alarms).get_mut(&alarm.trigger) {
+        if let Some(a) = lock(&inner.alarms).get_mut(id) {
             a.active = false;
             a.date_changed = now_ms();
             a.next = None;
@@ -423,7 +478,7 @@ fn after_fire(inner: &Arc<Inner>, alarm: &Alarm) {
         }
         return;
     }
-    lock(&inner.alarms).remove(&alarm.trigger);
+    lock(&inner.alarms).remove(id);
     let Some((ns, tname)) = alarm.trigger.trim_start_matches('/').split_once('/') else { return };
     let tpath = format!("/api/v1/namespaces/{ns}/triggers/{tname}");
     if with_rules {
@@ -465,7 +520,7 @@ pub(crate) fn realtime_loop(inner: &Arc<Inner>) {
         };
         for t in due {
             let inner = inner.clone();
-            std::thread::spawn(move || fire_one(&inner, &t));
+            std::thread::spawn(move || fire_id(&inner, &t));
         }
     }
 }

@@ -19,7 +19,7 @@
 //! # Control over HTTP (no auth; loopback only)
 //! - `POST /__emulator/alarms/fire` fires every alarm once; body `{"trigger":"/ns/t"}` fires one.
 //!   Answers `{"fired":[{"trigger","status"}]}`.
-//! - `GET /__emulator/alarms` lists the alarms (`{"/ns/t": {...READ result...}}`).
+//! - `GET /__emulator/alarms` lists the alarms (`{"/ns/t": {...READ result..., "nextFire": ms}}`).
 //! - `GET /__emulator/activations/{ns}` lists that namespace's activation records (oldest first).
 //! - `POST /__emulator/wait-idle?timeout_ms=N` answers `{"idle": bool}`.
 //! - `POST /__emulator/faults` body a [`FaultRule`] as JSON (`delay_ms` > 0 delays instead of
@@ -84,6 +84,13 @@ pub struct Config {
     pub blocking_wait: Duration,
     /// Number of HTTP worker threads (actions call back into the API while being served).
     pub workers: usize,
+    /// The controller's `whisk.shared-packages-execute-only` (default false): GET of another
+    /// namespace's package, or of a binding to one, answers 403 (apache/openwhisk
+    /// core/controller/.../controller/Packages.scala:188-190 and :343-344).
+    pub shared_packages_execute_only: bool,
+    /// More subjects (keys) in namespaces of `namespaces`, as `wskadmin user create --namespace`
+    /// makes them; entries without a key are ignored.
+    pub extra_subjects: Vec<NamespaceConfig>,
 }
 
 impl Default for Config {
@@ -98,6 +105,8 @@ impl Default for Config {
             alarm_retry_unit: Duration::from_secs(1),
             blocking_wait: Duration::from_secs(60),
             workers: 32,
+            shared_packages_execute_only: false,
+            extra_subjects: Vec::new(),
         }
     }
 }
@@ -168,7 +177,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     /// The namespace a `uuid:key` credential belongs to.
     pub fn namespace_of_key(&self, key: &str) -> Option<String> {
-        self.keys.iter().find(|(_, k)| k.as_str() == key).map(|(n, _)| n.clone())
+        let extra = self.config.extra_subjects.iter().filter_map(|s| Some((&s.name, s.key.as_ref()?)));
+        self.keys.iter().chain(extra).find(|(_, k)| k.as_str() == key).map(|(n, _)| n.clone())
     }
 }
 

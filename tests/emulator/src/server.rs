@@ -648,6 +648,18 @@ fn packages(inner: &Arc<Inner>, req: &Req, id: &Identity, ns: &str, rest: &[Stri
             if id.namespace != ns && !p.is_some_and(|p| p.meta.publish) {
                 return Err(ApiError::forbidden(&key));
             }
+            if inner.config.shared_packages_execute_only {
+                // Packages.scala:188-190 (fetch) and :343-344 (mergePackageWithBinding);
+                // messages from common/scala/.../http/ErrorResponse.scala:270-273.
+                if id.namespace != ns {
+                    let msg = format!("GET not permitted for '{ns}/{name}' since it's a shared package");
+                    return Err(ApiError::new(403, msg));
+                }
+                if p.and_then(|p| p.binding.as_ref()).is_some_and(|(bns, _)| bns != ns) {
+                    let msg = format!("GET not permitted since {name} is a binding of a shared package");
+                    return Err(ApiError::new(403, msg));
+                }
+            }
             st.package_json(&key).map(|d| Resp::json(200, &d)).ok_or_else(ApiError::not_found)
         }
         "PUT" => {
