@@ -5,7 +5,9 @@
 # top-level `exec` (mode 755) of a zip, which both the rust:1.34 runtime (Debian stretch, old
 # glibc) and the blackbox/native image (Alpine, musl) run as is. A binary linked against the
 # build machine's glibc would not start there, so every binary is checked to be a static ELF
-# (no PT_INTERP program header, no DT_NEEDED library) and its zip to stay within 4 MiB.
+# (no PT_INTERP program header, no DT_NEEDED library) and its zip to stay within the budget
+# below. The zip's size is most of an action's cold start (the proxy receives and unpacks it):
+# see BENCHMARKS.md for what the bytes are and what would make them fewer.
 #
 # Prerequisites: cargo with the x86_64-unknown-linux-gnu target (the host target on x86_64
 # Linux) and python3 (its zipfile module builds the zips; no zip/readelf tool is needed).
@@ -38,7 +40,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 target=x86_64-unknown-linux-gnu
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 dist=$root/dist
-max_zip_bytes=$((4 * 1024 * 1024))
+# 1.65 MB today; the budget leaves room for one more source, and fails a regression that adds
+# a large dependency.
+max_zip_bytes=$((1900 * 1000))
 
 command -v python3 >/dev/null || {
     echo "build.sh: python3 is required (it writes and checks the zips)" >&2
