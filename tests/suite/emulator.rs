@@ -419,7 +419,8 @@ fn alarms_follow_the_provider_fire_policy_on_errors() {
         assert_eq!(feed(&s.guest, "alarm", create), (200, json!({})));
     }
     let bad_cron = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/retried", "authKey": key, "cron": "* * *"});
-    assert!(feed(&s.guest, "alarm", bad_cron).1["error"].as_str().unwrap().contains("'cron'"));
+    // apache/openwhisk-package-alarms action/alarmWebAction.js:108
+    assert_eq!(feed(&s.guest, "alarm", bad_cron).1["error"], "cron pattern '* * *' is not valid");
 
     // 5xx is retried; a 404 disables the alarm
     s.emu.inject_fault(FaultRule {
@@ -438,6 +439,42 @@ fn alarms_follow_the_provider_fire_policy_on_errors() {
     assert_eq!(status["active"], false);
     assert_eq!(status["reason"]["statusCode"], 404);
     assert_eq!(s.emu.fire_alarms(), vec![("/guest/retried".to_string(), 204)]);
+}
+
+/// The alarms provider schedules `cron` with node cron 1.8.2 (apache/openwhisk-package-alarms
+/// `package.json`, `provider/lib/cronAlarm.js:47`): Sunday = 0, `1-5` = Monday to Friday,
+/// January = 0, day-of-month OR day-of-week (kelektiv/node-cron v1.8.2 `lib/cron.js:51`,
+/// `:67-87`, `:258-280`), and it refuses 7 (`:469-477`).
+#[test]
+fn cron_alarms_fire_on_the_days_the_provider_fires() {
+    let s = setup();
+    let key = s.emu.key("guest").unwrap();
+    let ms = |d: &str| chrono::DateTime::parse_from_rfc3339(d).unwrap().timestamp_millis();
+    let iso = |t: &i64| chrono::DateTime::from_timestamp_millis(*t).unwrap().to_rfc3339();
+    // Friday 2026-11-27 12:00 UTC.
+    let friday = ms("2026-11-27T12:00:00Z");
+    for (cron, expected) in [
+        ("0 9 * * 0", ["2026-11-29T09:00:00+00:00", "2026-12-06T09:00:00+00:00"]),
+        ("0 9 * * SUN", ["2026-11-29T09:00:00+00:00", "2026-12-06T09:00:00+00:00"]),
+        ("0 9 * * 1-5", ["2026-11-30T09:00:00+00:00", "2026-12-01T09:00:00+00:00"]),
+        ("0 9 * * mon-fri", ["2026-11-30T09:00:00+00:00", "2026-12-01T09:00:00+00:00"]),
+        ("0 0 * * 0-6", ["2026-11-28T00:00:00+00:00", "2026-11-29T00:00:00+00:00"]),
+        ("0 0 1 0 *", ["2027-01-01T00:00:00+00:00", "2028-01-01T00:00:00+00:00"]),
+        ("0 0 1 * mon", ["2026-11-30T00:00:00+00:00", "2026-12-01T00:00:00+00:00"]),
+        ("*/20 13 * * *", ["2026-11-27T13:00:00+00:00", "2026-11-27T13:20:00+00:00"]),
+    ] {
+        s.guest.put(&format!("{NS}/_/triggers/c?overwrite=true"), &json!({}));
+        let create = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/c", "authKey": key, "cron": cron});
+        assert_eq!(feed(&s.guest, "alarm", create), (200, json!({})), "{cron}");
+        let fires: Vec<String> = s.emu.cron_fires_after("/guest/c", friday, 2).iter().map(iso).collect();
+        assert_eq!(fires, expected, "{cron}");
+        let delete = json!({"lifecycleEvent": "DELETE", "triggerName": "/_/c", "authKey": key});
+        assert_eq!(feed(&s.guest, "alarm", delete).0, 200);
+    }
+    for bad in ["0 9 * * 7", "0 0 1 12 *", "*/0 * * * *", "* * *"] {
+        let create = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/c", "authKey": key, "cron": bad});
+        assert_eq!(feed(&s.guest, "alarm", create).1["error"], format!("cron pattern '{bad}' is not valid"));
+    }
 }
 
 #[test]

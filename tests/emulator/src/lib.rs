@@ -248,6 +248,16 @@ impl Emulator {
         alarms::fire_one(&self.inner, trigger)
     }
 
+    /// The next `count` times (Unix ms) the cron alarm of a trigger (`/ns/t`) fires after
+    /// `after_ms`, by the provider's rules (empty if it has no cron alarm).
+    pub fn cron_fires_after(&self, trigger: &str, after_ms: i64, count: usize) -> Vec<i64> {
+        let alarms = lock(&self.inner.alarms);
+        let Some(pattern) = alarms.get(trigger).and_then(|a| a.schedule.clone()) else {
+            return Vec::new();
+        };
+        std::iter::successors(pattern.next_after(after_ms), |t| pattern.next_after(*t)).take(count).collect()
+    }
+
     /// Activation records of a namespace, oldest first.
     pub fn activations(&self, namespace: &str) -> Vec<Value> {
         let st = lock(&self.inner.store);
