@@ -297,6 +297,32 @@ fn blackbox_actions_get_params_as_argv_and_answer_with_the_last_stdout_line() {
     assert!(logs[0].as_str().unwrap().ends_with("stdout: log: guest /guest/bb"), "{logs}");
 }
 
+/// The dockerskeleton proxy: `json.dumps(args)` as argv[1] and on stdin up to 131071 bytes, on
+/// stdin only above (apache/openwhisk-runtime-docker core/actionProxy/actionproxy.py:141-160);
+/// `__OW_API_KEY` only with provide-api-key (apache/openwhisk core/invoker/src/main/scala/org/
+/// apache/openwhisk/core/containerpool/ContainerProxy.scala:791-797; the controller stores
+/// provide-api-key=false on actions created without it, core/controller/.../Actions.scala:59-71).
+#[test]
+fn blackbox_input_goes_to_argv_and_stdin_up_to_131071_bytes_and_the_key_only_when_asked() {
+    let s = setup();
+    let script = b"#!/bin/sh\nn=$(wc -c)\necho \"{\\\"argc\\\": $#, \\\"argv\\\": ${#1}, \\\"stdin\\\": $n, \\\"key\\\": \\\"${__OW_API_KEY:+set}\\\"}\"\n";
+    let mut body = action_body_from(script, "blackbox").unwrap();
+    assert_eq!(s.guest.put(&format!("{NS}/_/actions/bb"), &body).status, 200);
+    body["annotations"] = kv(&[("provide-api-key", json!(true))]);
+    assert_eq!(s.guest.put(&format!("{NS}/_/actions/bbkey"), &body).status, 200);
+    let run = |action: &str, len: usize| {
+        // {"p": "…"} is 9 bytes around the value in Python's json.dumps.
+        let r =
+            s.guest.post(&format!("{NS}/_/actions/{action}?blocking=true&result=true"), &json!({"p": "x".repeat(len)}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    assert_eq!(run("bb", 3), json!({"argc": 1, "argv": 12, "stdin": 12, "key": ""}));
+    assert_eq!(run("bb", 131_062), json!({"argc": 1, "argv": 131_071, "stdin": 131_071, "key": ""}));
+    assert_eq!(run("bb", 131_063), json!({"argc": 0, "argv": 0, "stdin": 131_072, "key": ""}));
+    assert_eq!(run("bbkey", 3)["key"], "set");
+}
+
 #[test]
 fn web_actions_build_params_from_the_request_in_normal_and_raw_mode() {
     let s = setup();

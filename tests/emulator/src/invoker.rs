@@ -3,8 +3,10 @@
 //! Actionloop kinds (everything but `blackbox`) run in warm processes ("containers") reused per
 //! action version, one activation at a time each: one JSON line on stdin per activation, one
 //! result line back on fd 3, stdout/stderr captured as logs through files (so every line written
-//! before the result is in the log). `blackbox` runs `exec` once per activation with the params as
-//! `argv[1]`. It does not route HTTP or check entitlements: callers hand it a resolved [`Job`].
+//! before the result is in the log). `blackbox` runs `exec` once per activation as the
+//! dockerskeleton proxy does: the params as `argv[1]` and on stdin, or on stdin only when longer
+//! than 131071 bytes. It does not route HTTP or check entitlements: callers hand it a resolved
+//! [`Job`].
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -485,6 +487,68 @@ fn spawn_retrying(cmd: &mut Command) -> std::io::Result<Child> {
     }
 }
 
+/// Linux's MAX_ARG_STRLEN less the NUL: the longest input the dockerskeleton proxy puts in argv.
+const MAX_ARG_STRLEN: usize = 131_071;
+
+/// Python's `json.dumps` with its defaults (`", "` and `": "` separators, `ensure_ascii`), the
+/// proxy's serialization: its length decides argv or stdin. Floats use Rust's shortest form,
+/// which can differ from Python's `repr` (e.g. `1e21` against `1e+21`).
+fn python_json_dumps(v: &Value) -> String {
+    let mut out = String::new();
+    dump(v, &mut out);
+    out
+}
+
+fn dump(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if (c as u32) < 0x20 || !c.is_ascii() => {
+                        let mut units = [0u16; 2];
+                        for u in c.encode_utf16(&mut units) {
+                            out.push_str(&format!("\\u{u:04x}"));
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                dump(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                dump(&Value::String(k.clone()), out);
+                out.push_str(": ");
+                dump(item, out);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 fn run_blackbox(inner: &Inner, job: &Job, dir: &Path, deadline: u64) -> Outcome {
     let run_dir = inner.workdir.join(format!("blackbox-{}", job.activation_id));
     let fail = |e: std::io::Error| Outcome::developer_error(&format!("The action failed to start: {e}"), Vec::new());
@@ -497,23 +561,41 @@ fn run_blackbox(inner: &Inner, job: &Job, dir: &Path, deadline: u64) -> Outcome 
         (Ok(o), Ok(e)) => (o, e),
         (Err(e), _) | (_, Err(e)) => return fail(e),
     };
+    // apache/openwhisk-runtime-docker core/actionProxy/actionproxy.py:141-160: the input is
+    // json.dumps(args); over MAX_ARG_STRLEN (131071) it goes on stdin only, otherwise as argv[1]
+    // and on stdin; stdin is closed after it (communicate), fds above 2 are not inherited.
+    let input = python_json_dumps(&Value::Object(job.params.clone()));
     let mut cmd = Command::new(dir.join("exec"));
-    cmd.arg(Value::Object(job.params.clone()).to_string())
-        .env_clear()
+    if input.len() <= MAX_ARG_STRLEN {
+        cmd.arg(&input);
+    }
+    cmd.env_clear()
         .env("__OW_API_HOST", &inner.url)
-        .env("__OW_API_KEY", &job.identity.key)
         .env("__OW_NAMESPACE", &job.identity.namespace)
         .env("__OW_ACTION_NAME", job.action.fqn())
+        .env("__OW_ACTION_VERSION", &job.action.meta.version)
         .env("__OW_ACTIVATION_ID", &job.activation_id)
+        .env("__OW_TRANSACTION_ID", random_hex(16))
         .env("__OW_DEADLINE", deadline.to_string())
         .current_dir(dir)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
+    // The key is in the run message, hence the environment, only with provide-api-key
+    // (apache/openwhisk core/invoker/.../containerpool/ContainerProxy.scala:791-797).
+    if kv_truthy(&job.action.meta.annotations, "provide-api-key") {
+        cmd.env("__OW_API_KEY", &job.identity.key);
+    }
     let mut child = match spawn_retrying(&mut cmd) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    if let Some(mut stdin) = child.stdin.take() {
+        // An action that never reads stdin must not block the invoker (the proxy ignores EPIPE).
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+    }
     let timed_out = loop {
         match child.try_wait() {
             Ok(Some(_)) => break false,
@@ -551,5 +633,21 @@ fn run_blackbox(inner: &Inner, job: &Job, dir: &Path, deadline: u64) -> Outcome 
             }
             Outcome::developer_error("The action did not return a dictionary.", logs)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Outputs of CPython 3.11 `json.dumps` for the same values.
+    #[test]
+    fn dumps_like_python() {
+        let v = json!({"b": [1, "x", null, true], "a": {"k": "é\"\\\n\u{1}😀"}, "n": -5, "f": 0.5});
+        assert_eq!(
+            python_json_dumps(&v),
+            r#"{"a": {"k": "\u00e9\"\\\n\u0001\ud83d\ude00"}, "b": [1, "x", null, true], "f": 0.5, "n": -5}"#
+        );
+        assert_eq!(python_json_dumps(&json!({})), "{}");
     }
 }
