@@ -133,12 +133,16 @@ fn container_key(action: &Action) -> String {
     format!("{}@{}@{}", action.fqn(), action.meta.version, action.meta.updated)
 }
 
-/// Marks an invocation as started (for `wait_idle`).
-fn begin(inner: &Inner) {
+/// Marks an invocation as started (for `wait_idle` and the concurrent-invocations throttle).
+fn begin(inner: &Inner, namespace: &str) {
     *lock(&inner.running) += 1;
+    *lock(&inner.in_flight).entry(namespace.to_string()).or_default() += 1;
 }
 
-fn end(inner: &Inner) {
+fn end(inner: &Inner, namespace: &str) {
+    if let Some(n) = lock(&inner.in_flight).get_mut(namespace) {
+        *n = n.saturating_sub(1);
+    }
     let mut running = lock(&inner.running);
     *running = running.saturating_sub(1);
     inner.idle.notify_all();
@@ -161,24 +165,60 @@ pub(crate) fn wait_idle(inner: &Inner, timeout: Duration) -> bool {
     true
 }
 
+/// The controller's invocation throttles for `namespace`, in its order: the per-minute count
+/// (every attempt counts, `count <= allowed`), then invocations in flight (`count < allowed`)
+/// (apache/openwhisk .../entitlement/Entitlement.scala:197-214, RateThrottler.scala:33-110,
+/// ActivationThrottler.scala:58-66; messages common/.../http/ErrorResponse.scala:67-73).
+pub(crate) fn check_throttles(inner: &Inner, namespace: &str) -> Result<(), (u16, String)> {
+    let limits = *lock(&inner.invocation_limits);
+    if let Some(allowed) = limits.per_minute {
+        let count = count_in_minute(&inner.invocations, namespace);
+        if count > allowed {
+            return Err((429, format!("Too many requests in the last minute (count: {count}, allowed: {allowed}).")));
+        }
+    }
+    if let Some(allowed) = limits.concurrent {
+        let count = lock(&inner.in_flight).get(namespace).copied().unwrap_or(0);
+        if count >= allowed {
+            return Err((429, format!("Too many concurrent requests in flight (count: {count}, allowed: {allowed}).")));
+        }
+    }
+    Ok(())
+}
+
+/// Counts one attempt in the namespace's fixed calendar-minute bucket (`currentTimeMillis /
+/// 60000`, RateThrottler.scala:83-110) and returns the bucket's count.
+pub(crate) fn count_in_minute(buckets: &std::sync::Mutex<HashMap<String, (u64, u32)>>, namespace: &str) -> u32 {
+    let minute = now_ms() / 60_000;
+    let mut buckets = lock(buckets);
+    let bucket = buckets.entry(namespace.to_string()).or_insert((minute, 0));
+    if bucket.0 != minute {
+        *bucket = (minute, 0);
+    }
+    bucket.1 = bucket.1.saturating_add(1);
+    bucket.1
+}
+
 /// Runs a job in the background.
 pub(crate) fn spawn(inner: &Arc<Inner>, job: Job) {
-    begin(inner);
+    let ns = job.identity.namespace.clone();
+    begin(inner, &ns);
     let inner = inner.clone();
     std::thread::spawn(move || {
         execute(&inner, job);
-        end(&inner);
+        end(&inner, &ns);
     });
 }
 
 /// Runs a job and waits up to `wait` for its activation record (`None`: still running).
 pub(crate) fn run_blocking(inner: &Arc<Inner>, job: Job, wait: Duration) -> Option<Value> {
-    begin(inner);
+    let ns = job.identity.namespace.clone();
+    begin(inner, &ns);
     let (tx, rx) = mpsc::channel();
     let inner2 = inner.clone();
     std::thread::spawn(move || {
         let record = execute(&inner2, job);
-        end(&inner2);
+        end(&inner2, &ns);
         let _ = tx.send(record);
     });
     rx.recv_timeout(wait).ok()
