@@ -93,7 +93,8 @@ fn create_that_fails_midway_leaves_nothing_behind() {
         count: 1,
         delay_ms: 0,
     });
-    let err = w.create_trigger("t", params(&w, json!({}))).unwrap_err();
+    // wskdeploy deletes the trigger without DELETE: the feed's own undo must leave nothing.
+    let err = w.deploy_trigger("t", params(&w, json!({}))).unwrap_err();
     assert!(err.contains("creating the rule"), "{err}");
     assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
     assert_eq!(state_files(&w), Vec::<String>::new());
@@ -104,7 +105,7 @@ fn create_that_fails_midway_leaves_nothing_behind() {
 fn probe_failure_creates_nothing() {
     let w = world();
     write_listing(&w, &[("a", "1")]);
-    let err = w.create_trigger("t", params(&w, json!({"failProbe": true}))).unwrap_err();
+    let err = w.deploy_trigger("t", params(&w, json!({"failProbe": true}))).unwrap_err();
     assert!(err.contains("probe refused"), "{err}");
     assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
 }
