@@ -223,6 +223,7 @@ fn rule_invocations_are_throttled_like_invokes_and_logged_in_the_trigger_activat
     put_echo(&s.guest, "echo", json!({}));
     s.guest.put(&format!("{NS}/_/triggers/t"), &json!({}));
     s.guest.put(&format!("{NS}/_/rules/r"), &json!({"trigger": "/_/t", "action": "/_/echo"}));
+    put_echo(&s.guest, "webecho", json!({"annotations": kv(&[("web-export", json!(true))])}));
     s.emu.set_invocation_limits(ow_emulator::InvocationLimits { per_minute: None, concurrent: Some(1) });
     let slow = s.guest.post(&format!("{NS}/_/triggers/t"), &json!({"sleep_ms": 2_000}));
     assert_eq!(slow.status, 202);
@@ -234,6 +235,9 @@ fn rule_invocations_are_throttled_like_invokes_and_logged_in_the_trigger_activat
     assert_eq!(invoke.status, 429);
     let message = "Too many concurrent requests in flight (count: 1, allowed: 1).";
     assert_eq!(invoke.json()["error"], message);
+    // web actions run as their owner, under the same throttles (WebActions.scala:760-766)
+    let web = Api::new(&s.emu.url(), None).post("/api/v1/web/guest/default/webecho.json", &json!({}));
+    assert_eq!((web.status, web.json()["error"].clone()), (429, json!(message)));
     assert!(s.emu.wait_idle(Duration::from_secs(30)));
 
     let log =

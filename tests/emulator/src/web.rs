@@ -211,6 +211,12 @@ pub(crate) fn handle(inner: &Arc<Inner>, req: &Req, rest: &str) -> Resp {
     } else if let Some(body) = unparsed_body {
         params.insert("__ow_body".into(), body);
     }
+    // the owner's invocation throttles apply (WebActions.scala:760-766, Entitlement.scala:293-300)
+    if let Err((status, message)) = invoker::check_throttles(inner, &owner.namespace) {
+        let mut resp = Resp::error(status, &message);
+        add_cors(&mut resp, req);
+        return resp;
+    }
     let job = Job { action: resolved.action, params, identity: owner, activation_id: random_hex(16), cause: None };
     let activation_id = job.activation_id.clone();
     let mut resp = match invoker::run_blocking(inner, job, inner.config.blocking_wait) {
