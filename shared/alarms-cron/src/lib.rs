@@ -436,6 +436,32 @@ mod tests {
         }
     }
 
+    /// Any input: an error or a pattern whose next fire is later, never a panic.
+    #[test]
+    fn no_input_panics() {
+        let alphabet: Vec<char> = "0123456789*/-, \tsunJANmonLW?#x99".chars().collect();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let len = next(24);
+            let expr: String = (0..len).map(|_| alphabet[next(alphabet.len())]).collect();
+            if let Ok(p) = Pattern::parse(&expr) {
+                let t = friday_noon();
+                assert!(p.next_after(t).is_none_or(|n| n > t), "{expr}");
+            }
+        }
+        let huge = "99999999999999999999";
+        check_err(&format!("{huge} * * * *"), CronError::OutOfRange { field: "minute", text: huge.into() });
+        check_err(&format!("0-{huge} * * * *"), CronError::OutOfRange { field: "minute", text: format!("0-{huge}") });
+        // a step past the range leaves the start only
+        check_next(&format!("*/{huge} * * * *"), friday_noon(), &[ms(2026, 11, 27, 13, 0, 0)]);
+    }
+
     #[test]
     fn seconds_granularity_as_limit_cron_fields_sees_it() {
         assert!(!has_seconds_granularity("*/5 * * * *"));
