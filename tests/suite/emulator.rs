@@ -522,6 +522,32 @@ fn blackbox_input_goes_to_argv_and_stdin_up_to_131071_bytes_and_the_key_only_whe
     assert_eq!(run("bbkey", 3)["key"], "set");
 }
 
+/// The dockerskeleton proxy's result: what follows the last newline before the final
+/// character, a dictionary or an array; anything else is "The action did not return a
+/// dictionary or array." with the line in the logs (apache/openwhisk-runtime-docker
+/// core/actionProxy/actionproxy.py:135-138, :172-194).
+#[test]
+fn blackbox_results_are_the_last_line_as_the_proxy_splits_it() {
+    let s = setup();
+    let run = |name: &str, output: &str| {
+        let script = format!("#!/bin/sh\nprintf '{output}'\n");
+        let body = action_body_from(script.as_bytes(), "blackbox").unwrap();
+        assert_eq!(s.guest.put(&format!("{NS}/_/actions/{name}?overwrite=true"), &body).status, 200);
+        let r = s.guest.post(&format!("{NS}/_/actions/{name}?blocking=true"), &json!({}));
+        (r.json()["response"]["result"].clone(), r.json()["logs"].clone())
+    };
+    let (result, logs) = run("array", "log line\\n[1, 2]\\n");
+    assert_eq!(result, json!([1, 2]));
+    assert!(logs[0].as_str().unwrap().ends_with("stdout: log line"), "{logs}");
+    assert_eq!(run("nonl", "{\"a\": 1}").0, json!({"a": 1}));
+    let refused = json!({"error": "The action did not return a dictionary or array."});
+    // a blank last line is the result line, and it is not JSON
+    assert_eq!(run("blank", "{\"a\": 1}\\n\\n").0, refused);
+    let (result, logs) = run("number", "7\\n");
+    assert_eq!(result, refused);
+    assert!(logs.as_array().unwrap().iter().any(|l| l.as_str().unwrap().ends_with("stdout: 7")), "{logs}");
+}
+
 #[test]
 fn web_actions_build_params_from_the_request_in_normal_and_raw_mode() {
     let s = setup();

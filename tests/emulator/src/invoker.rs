@@ -652,12 +652,14 @@ fn run_blackbox(inner: &Inner, job: &Job, dir: &Path, deadline: u64) -> Outcome 
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&run_dir);
     let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let mut out_lines: Vec<&str> = stdout.lines().collect();
-    while out_lines.last().is_some_and(|l| l.trim().is_empty()) {
-        out_lines.pop();
-    }
-    let last = out_lines.pop();
-    let mut logs: Vec<String> = out_lines.iter().map(|l| format!("{ts} stdout: {l}")).collect();
+    // The proxy's split (actionproxy.py:172-183): the result is what follows the last newline
+    // before the final character, stripped; everything before it is logs.
+    let before_last_char = stdout.char_indices().last().map(|(i, _)| i).unwrap_or(0);
+    let (log_text, last) = match stdout[..before_last_char].rfind('\n') {
+        Some(i) => (&stdout[..=i], stdout[i + 1..].trim()),
+        None => ("", stdout.trim()),
+    };
+    let mut logs: Vec<String> = log_text.lines().map(|l| format!("{ts} stdout: {l}")).collect();
     logs.extend(stderr.lines().map(|l| format!("{ts} stderr: {l}")));
     if timed_out {
         return Outcome::developer_error(
@@ -665,13 +667,13 @@ fn run_blackbox(inner: &Inner, job: &Job, dir: &Path, deadline: u64) -> Outcome 
             logs,
         );
     }
-    match last.map(serde_json::from_str::<Value>) {
-        Some(Ok(v)) if v.is_object() => Outcome::from_result(v, logs),
+    // A dictionary or an array is a result; anything else is the proxy's error, with the line
+    // in the logs (actionproxy.py:135-138, :186-194).
+    match serde_json::from_str::<Value>(last) {
+        Ok(v) if v.is_object() || v.is_array() => Outcome::from_result(v, logs),
         _ => {
-            if let Some(l) = last {
-                logs.push(format!("{ts} stdout: {l}"));
-            }
-            Outcome::developer_error("The action did not return a dictionary.", logs)
+            logs.push(format!("{ts} stdout: {last}"));
+            Outcome::developer_error("The action did not return a dictionary or array.", logs)
         }
     }
 }
