@@ -217,8 +217,10 @@ pub fn handle(feed: &dyn Feed, ctx: &Context, mut params: Params) -> Result<Valu
         .ok_or_else(|| ActionError::new("runtime: __OW_API_HOST is not set, cannot reach OpenWhisk"))?;
     let client = Client::new(&api_host, auth_key);
 
-    // Ownership: the trigger must be visible to the supplied key. DELETE tolerates a
-    // missing trigger because the CLI calls it after a failed CREATE and after deletes.
+    // Ownership: the trigger must be visible to the supplied key. DELETE tolerates a missing
+    // trigger: `wsk trigger delete` invokes it before deleting the trigger (openwhisk-cli
+    // commands/trigger.go:275-296), but a trigger removed without the feed (the REST API, or
+    // wskdeploy after a failed CREATE, servicedeployer.go:940-947) leaves helpers to remove.
     let trigger_doc = match client.get_trigger(&trigger) {
         Ok(doc) => {
             if let Some(ns) = doc.get("namespace").and_then(Value::as_str) {

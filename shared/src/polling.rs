@@ -740,8 +740,9 @@ impl Feed for PollingFeed<'_> {
                         s.insert("lastOutcome".into(), json!(last.outcome));
                         s.insert("lastError".into(), json!(last.error));
                         s.insert("lastPollDurationMs".into(), json!(last.duration_ms));
-                        if let (Some(period), true) = (schedule.as_ref().and_then(Schedule::period_ms), active) {
-                            s.insert("nextPoll".into(), json!(iso(last.started_ms + period)));
+                        let next = schedule.as_ref().and_then(|sch| sch.next_poll(last.started_ms, now_ms()));
+                        if let (Some(next), true) = (next, active) {
+                            s.insert("nextPoll".into(), json!(iso(next)));
                         }
                     }
                 }

@@ -7,7 +7,9 @@
 //!   `{"error": …}` line; the loop only ends at stdin EOF, because an exiting process fails the
 //!   activation and loses the container.
 //! - **blackbox** (`argv[1]` is a JSON object; the dockerskeleton/`native` image): one activation,
-//!   the result is the last stdout line, exit 0.
+//!   the result is the last stdout line, exit 0. Input over 131071 bytes comes on stdin only, with
+//!   no argument (apache/openwhisk-runtime-docker `core/actionProxy/actionproxy.py:141-157`):
+//!   no argument, no fd 3 and `__OW_ACTIVATION_ID` in the environment mean blackbox on stdin.
 //! - **CLI** (`argv[1]` starts with `-`): `-p NAME VALUE`, `-P FILE`, `--api-host`, `--help` for
 //!   humans; pretty result on stdout, exit 1 on an error result.
 //!
@@ -158,12 +160,18 @@ where
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let code = match choose_mode(args) {
         // A person who runs the binary without arguments would otherwise face a silent wait
-        // for activation lines; the actionloop proxy never gives a terminal as stdin.
+        // for activation lines; no proxy gives a terminal as stdin.
         Mode::ActionLoop if io::stdin().is_terminal() => {
             usage_error("no arguments and stdin is a terminal: this binary runs as an OpenWhisk action")
         }
-        Mode::ActionLoop => actionloop(&handler),
-        Mode::Blackbox(arg) => blackbox(&handler, &arg),
+        Mode::ActionLoop => match open_fd3() {
+            // The actionloop proxies always give fd 3 and pass activation facts in each line; the
+            // dockerskeleton proxy closes every fd above 2 (Popen close_fds) and puts them in
+            // the environment.
+            None if env("__OW_ACTIVATION_ID").is_some() => blackbox_stdin(&handler),
+            fd3 => actionloop(&handler, fd3),
+        },
+        Mode::Blackbox(arg) => blackbox(&handler, &arg, "argument 1"),
         Mode::Cli(args) => cli(&handler, &args),
         Mode::Usage(problem) => usage_error(&problem),
     };
@@ -332,7 +340,7 @@ fn open_fd3() -> Option<File> {
     use std::os::fd::FromRawFd;
     // SAFETY: fcntl(F_GETFD) only reads the descriptor's flags and fails with EBADF when fd 3
     // is not open. When it is open, it was inherited from the proxy for our results and no other
-    // code in this process uses fd 3; `actionloop` calls this once, so the File is its only owner.
+    // code in this process uses fd 3; `main` calls this once, so the File is its only owner.
     unsafe {
         if libc::fcntl(3, libc::F_GETFD) == -1 {
             return None;
@@ -351,11 +359,11 @@ fn write_line(out: &mut dyn Write, value: &Value) {
     }
 }
 
-fn actionloop<F>(handler: &F) -> i32
+fn actionloop<F>(handler: &F, fd3: Option<File>) -> i32
 where
     F: Fn(&Context, Params) -> Result<Value, ActionError>,
 {
-    let mut out: Box<dyn Write> = match open_fd3() {
+    let mut out: Box<dyn Write> = match fd3 {
         Some(file) => Box::new(file),
         None => {
             log("runtime: fd 3 is not open, writing results to stdout");
@@ -384,21 +392,35 @@ where
     }
 }
 
-fn blackbox<F>(handler: &F, arg: &str) -> i32
+/// Blackbox mode with the parameters on stdin (the proxy's way for input over 131071 bytes).
+fn blackbox_stdin<F>(handler: &F) -> i32
+where
+    F: Fn(&Context, Params) -> Result<Value, ActionError>,
+{
+    let mut input = String::new();
+    if let Err(e) = io::Read::read_to_string(&mut io::stdin().lock(), &mut input) {
+        write_line(&mut io::stdout().lock(), &ActionError::new(format!("runtime: cannot read stdin: {e}")).to_result());
+        return 0;
+    }
+    blackbox(handler, &input, "stdin")
+}
+
+/// One blackbox activation; `source` names where the parameters came from, for errors.
+fn blackbox<F>(handler: &F, input: &str, source: &str) -> i32
 where
     F: Fn(&Context, Params) -> Result<Value, ActionError>,
 {
     let ctx = Context::from_env();
-    let result = match serde_json::from_str::<Value>(arg) {
+    let result = match serde_json::from_str::<Value>(input) {
         Ok(v @ Value::Object(_)) => match Params::from_value(v) {
             Ok(params) => run_handler(handler, &ctx, params),
             Err(e) => Err(e.into()),
         },
         Ok(other) => Err(ActionError::new(format!(
-            "runtime: argument 1 must be a JSON object of parameters, got {}",
+            "runtime: {source} must be a JSON object of parameters, got {}",
             json_type(&other)
         ))),
-        Err(e) => Err(ActionError::new(format!("runtime: argument 1 is not valid JSON: {e}"))),
+        Err(e) => Err(ActionError::new(format!("runtime: {source} is not valid JSON: {e}"))),
     };
     // The dockerskeleton proxy takes the last stdout line as the result, error or not.
     write_line(&mut io::stdout().lock(), &result_value(result));

@@ -1,10 +1,12 @@
 //! When a polling feed polls: an interval in minutes or a cron expression, validated before
 //! anything is created, and turned into the `/whisk.system/alarms` feed that drives it.
 //!
-//! This module only validates and describes; creating the alarm is `polling`'s job.
+//! Cron expressions are checked with `alarms-cron`, a port of the node `cron` 1.8.2 parser the
+//! alarms provider runs (Sunday = 0, January = 0, 7 rejected), and sent to the alarms feed as
+//! the user wrote them. This module only validates and describes; creating the alarm is
+//! `polling`'s job.
 
-use std::str::FromStr;
-
+use alarms_cron::{has_seconds_granularity, Pattern};
 use serde_json::{json, Value};
 
 use crate::params::{ParamError, Params};
@@ -17,7 +19,8 @@ pub const MAX_INTERVAL_MINUTES: u64 = 7 * 24 * 60;
 pub enum Schedule {
     /// Every N minutes (`/whisk.system/alarms/interval`).
     Interval(u64),
-    /// On a cron expression (`/whisk.system/alarms/alarm`), 5 fields or 6 with seconds.
+    /// On a cron expression (`/whisk.system/alarms/alarm`), 5 fields or 6 with seconds `0`,
+    /// exactly as the user wrote it.
     Cron(String),
 }
 
@@ -62,35 +65,29 @@ impl Schedule {
         }
     }
 
-    /// A rough period in milliseconds, for READ's "next poll" estimate (`None` for cron).
-    pub fn period_ms(&self) -> Option<u64> {
+    /// When the alarm next fires after a poll that started at `last_ms`, as the alarms provider
+    /// computes it (UTC); a cron schedule counts from `now_ms` if that is later.
+    pub fn next_poll(&self, last_ms: u64, now_ms: u64) -> Option<u64> {
         match self {
-            Schedule::Interval(minutes) => Some(minutes * 60_000),
-            Schedule::Cron(_) => None,
+            Schedule::Interval(minutes) => Some(last_ms + minutes * 60_000),
+            Schedule::Cron(expr) => {
+                let after = i64::try_from(last_ms.max(now_ms)).ok()?;
+                Pattern::parse(expr).ok()?.next_after(after).and_then(|t| u64::try_from(t).ok())
+            }
         }
     }
 }
 
-/// Checks a 5-field (or 6-field, with seconds) cron expression and returns it trimmed.
+/// Checks a cron expression as the alarms provider would run it, and keeps it as written.
 fn validate_cron(expr: &str) -> Result<String, ParamError> {
-    let expected = "a cron expression of 5 fields (minute hour day-of-month month day-of-week), \
-                    or 6 with seconds first";
-    let trimmed = expr.split_whitespace().collect::<Vec<_>>().join(" ");
-    let fields = trimmed.split(' ').filter(|f| !f.is_empty()).count();
-    // The cron crate wants seconds (and an optional year); the alarms feed takes 5 fields.
-    let with_seconds = match fields {
-        5 => format!("0 {trimmed}"),
-        6 => trimmed.clone(),
-        _ => return Err(ParamError::invalid("cron", expected, &Value::String(expr.to_string()))),
-    };
-    match cron::Schedule::from_str(&with_seconds) {
-        Ok(_) => Ok(trimmed),
-        Err(e) => Err(ParamError {
-            name: "cron".to_string(),
-            expected: format!("{expected} ({e})"),
-            got: Some(Value::String(expr.to_string()).to_string()),
-        }),
+    let invalid = |expected: String| ParamError::invalid("cron", &expected, &Value::String(expr.to_string()));
+    Pattern::parse(expr).map_err(|e| invalid(e.to_string()))?;
+    // Installs with `limitCronFields` reject a seconds field other than 0; polling more than
+    // once a minute would also spend the namespace's fire quota (60 a minute by default).
+    if has_seconds_granularity(expr) {
+        return Err(invalid("a seconds field of 0 (one minute is the finest schedule)".to_string()));
     }
+    Ok(expr.to_string())
 }
 
 #[cfg(test)]
@@ -116,11 +113,45 @@ mod tests {
         check(json!({"interval": "soon"}), Err("parameter 'interval'"));
         check(json!({"interval": 99999}), Err("parameter 'interval'"));
         check(json!({"cron": "*/5 * * * *"}), Ok(Schedule::Cron("*/5 * * * *".into())));
-        check(json!({"cron": " 0  12 * * MON-FRI "}), Ok(Schedule::Cron("0 12 * * MON-FRI".into())));
-        check(json!({"cron": "30 */5 * * * *"}), Ok(Schedule::Cron("30 */5 * * * *".into())));
-        check(json!({"cron": "61 * * * *"}), Err("parameter 'cron'"));
-        check(json!({"cron": "* * *"}), Err("parameter 'cron'"));
-        check(json!({"cron": "every day"}), Err("parameter 'cron'"));
+        // Sent unchanged: the alarms provider trims and splits it itself.
+        check(json!({"cron": " 0  12 * * MON-FRI "}), Ok(Schedule::Cron(" 0  12 * * MON-FRI ".into())));
+        check(json!({"cron": "0 */5 * * * *"}), Ok(Schedule::Cron("0 */5 * * * *".into())));
+        check(json!({"cron": "30 */5 * * * *"}), Err("parameter 'cron': expected a seconds field of 0"));
+        check(json!({"cron": "61 * * * *"}), Err("parameter 'cron': expected minute values from 0 to 59, not '61'"));
+        check(json!({"cron": "* * *"}), Err("parameter 'cron': expected 5 fields"));
+        check(json!({"cron": "every day"}), Err("parameter 'cron': expected numbers or the names"));
         check(json!({"cron": "* * * * *", "interval": 2}), Err("not both"));
+    }
+
+    /// What apache/openwhisk-package-alarms accepts: its web action validates with node cron
+    /// 1.7.0 (`action/alarmWebAction.js:99`) and its provider schedules with 1.8.2
+    /// (`provider/lib/cronAlarm.js:47`), which rejects a day-of-week of 7 and a month of 12
+    /// (kelektiv/node-cron v1.8.2 `lib/cron.js:51`, `:469-477`).
+    #[test]
+    fn cron_accepts_what_the_alarms_provider_runs() {
+        for ok in ["0 9 * * 0", "* * * * 0-6", "0 9 * * 1-5", "0 9 * * sun", "0 0 1 jan *", "*/15 8-18 * * mon-fri"] {
+            check(json!({ "cron": ok }), Ok(Schedule::Cron(ok.into())));
+        }
+        check(
+            json!({"cron": "0 9 * * 7"}),
+            Err("parameter 'cron': expected day-of-week values from 0 to 6 (Sunday is 0"),
+        );
+        check(json!({"cron": "0 0 1 12 *"}), Err("January is 0; names jan-dec avoid the trap), not '12', got"));
+        check(json!({"cron": "*/0 * * * *"}), Err("parameter 'cron': expected a minute step of at least 1"));
+        let e = Schedule::from_params(&Params::from_value(json!({"cron": "0 9 * * 7"})).unwrap(), 1).unwrap_err();
+        assert!(!e.to_string().contains('\n'), "{e}");
+    }
+
+    /// nextPoll with the provider's numbering: Sunday = 0, 1-5 = Monday to Friday.
+    #[test]
+    fn next_poll_follows_the_provider() {
+        // Friday 2026-11-27 12:00 UTC.
+        let friday = 1_795_780_800_000;
+        let hour = 3_600_000;
+        let next = |expr: &str| Schedule::Cron(expr.into()).next_poll(friday - hour, friday);
+        assert_eq!(next("0 9 * * 0"), Some(friday + 2 * 24 * hour - 3 * hour));
+        assert_eq!(next("0 9 * * 1-5"), Some(friday + 3 * 24 * hour - 3 * hour));
+        assert_eq!(next("0 13 * * 1-5"), Some(friday + hour));
+        assert_eq!(Schedule::Interval(5).next_poll(friday, friday + 1), Some(friday + 300_000));
     }
 }

@@ -162,8 +162,9 @@ impl World {
         }
     }
 
-    /// `wsk trigger create NAME --feed owfeed/changes -p …`: on a failed CREATE the CLI
-    /// invokes DELETE and deletes the trigger.
+    /// `wsk trigger create NAME --feed owfeed/changes -p …`: on a failed CREATE the CLI runs
+    /// `wsk trigger delete`, which invokes DELETE and then deletes the trigger
+    /// (apache/openwhisk-cli commands/trigger.go:481-500, :381-391).
     pub fn create_trigger(&self, name: &str, params: Value) -> Result<Value, String> {
         let feed = self.feed_name().to_string();
         let body = json!({ "annotations": [{ "key": "feed", "value": feed }], "parameters": [] });
@@ -178,7 +179,20 @@ impl World {
         }
     }
 
-    /// `wsk trigger delete NAME` on a feed trigger: DELETE (failure ignored), then the trigger.
+    /// wskdeploy's feed trigger: the trigger, then CREATE; when CREATE fails it deletes the
+    /// trigger without invoking DELETE (apache/openwhisk-wskdeploy deployers/servicedeployer.go:
+    /// 887-947), so a failed CREATE must clean up by itself.
+    pub fn deploy_trigger(&self, name: &str, params: Value) -> Result<Value, String> {
+        let feed = self.feed_name().to_string();
+        let body = json!({ "annotations": [{ "key": "feed", "value": feed }], "publish": true });
+        self.user.put_trigger(&self.trigger(name), &body, true).map_err(|e| e.to_string())?;
+        self.feed("CREATE", name, params).inspect_err(|_| {
+            let _ = self.user.delete_trigger(&self.trigger(name));
+        })
+    }
+
+    /// `wsk trigger delete NAME` on a feed trigger: DELETE first (its failure only logged), then
+    /// the trigger (apache/openwhisk-cli commands/trigger.go:275-296).
     pub fn delete_trigger(&self, name: &str) -> Result<Value, String> {
         let r = self.feed("DELETE", name, json!({}));
         let _ = self.user.delete_trigger(&self.trigger(name));
@@ -200,13 +214,20 @@ impl World {
         assert!(self.emu.wait_idle(Duration::from_secs(120)), "emulator did not go idle");
     }
 
-    /// The payloads the recorder action received, oldest first.
+    /// The payloads the recorder action received, oldest first, without the `__ow_headers` the
+    /// controller merges into every fire's parameters.
     pub fn events(&self) -> Vec<Value> {
         self.emu
             .activations(USER)
             .into_iter()
             .filter(|a| a["name"] == "recorder")
-            .map(|a| a["response"]["result"]["echo"].clone())
+            .map(|a| {
+                let mut echo = a["response"]["result"]["echo"].clone();
+                if let Some(m) = echo.as_object_mut() {
+                    m.remove("__ow_headers");
+                }
+                echo
+            })
             .collect()
     }
 

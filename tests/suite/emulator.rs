@@ -49,6 +49,32 @@ fn invoke(api: &Api, name: &str, params: Value) -> (u16, Value) {
     (r.status, r.json())
 }
 
+/// Parameters without the `__ow_headers` the controller merges into every fire.
+fn without_headers(params: &Value) -> Value {
+    let mut p = params.clone();
+    if let Some(m) = p.as_object_mut() {
+        m.remove("__ow_headers");
+    }
+    p
+}
+
+/// The trigger activation record with this id.
+fn trigger_record(s: &Setup, id: &str) -> Value {
+    s.emu.activations("guest").into_iter().find(|a| a["activationId"] == id).expect("trigger activation")
+}
+
+/// Sleeps until `ms` milliseconds into the next calendar minute.
+fn sleep_into_next_minute(ms: u64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    std::thread::sleep(Duration::from_millis(60_000 - now % 60_000 + ms));
+}
+
+/// Milliseconds left in the current calendar minute.
+fn left_in_minute() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    60_000 - now % 60_000
+}
+
 fn kv(pairs: &[(&str, Value)]) -> Value {
     Value::Array(pairs.iter().map(|(k, v)| json!({"key": k, "value": v})).collect())
 }
@@ -110,6 +136,179 @@ fn fire_answers_204_without_rules_404_when_missing_and_429_over_the_throttle() {
     assert_eq!(fire("t").status, 204);
 }
 
+/// apache/openwhisk core/controller/src/main/scala/org/apache/openwhisk/core/controller/
+/// Triggers.scala:160-172: the fire's payload is merged over `__ow_headers` (the request's
+/// headers, lowercased, without Timeout-Access; pekko keeps Content-Type and Content-Length on
+/// the entity), over the trigger's parameters; the record keeps the payload alone (:157). Each
+/// rule's action is POSTed with the firing identity's credentials (:410-418).
+#[test]
+fn fires_merge_ow_headers_under_the_payload_and_rules_run_with_the_firing_key() {
+    let s = setup();
+    let second_key = s.emu.add_key("guest").unwrap();
+    let second = Api::new(&s.emu.url(), Some(&second_key));
+    put_echo(&s.guest, "echo", json!({"annotations": kv(&[("provide-api-key", json!(true))])}));
+    s.guest
+        .put(&format!("{NS}/_/triggers/t"), &json!({"parameters": kv(&[("from", json!("trigger")), ("x", json!(0))])}));
+    assert_eq!(s.guest.put(&format!("{NS}/_/rules/r"), &json!({"trigger": "/_/t", "action": "/_/echo"})).status, 200);
+
+    let body = br#"{"x": 1}"#.to_vec();
+    let r = second.raw("POST", &format!("{NS}/_/triggers/t"), Some("application/json"), &[("X-Custom", "Yes")], body);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let fired = r.json()["activationId"].as_str().unwrap().to_string();
+    assert!(s.emu.wait_idle(Duration::from_secs(30)));
+    let echo = s.emu.activations("guest").into_iter().find(|a| a["cause"] == fired.as_str()).expect("rule activation");
+    let params = &echo["response"]["result"]["echo"];
+    assert_eq!(without_headers(params), json!({"from": "trigger", "x": 1}));
+    let headers = params["__ow_headers"].as_object().unwrap();
+    assert_eq!(headers["x-custom"], "Yes");
+    let basic = base64::engine::general_purpose::STANDARD.encode(&second_key);
+    assert_eq!(headers["authorization"], format!("Basic {basic}"));
+    assert!(headers.contains_key("host"), "{headers:?}");
+    assert!(!headers.contains_key("content-type") && !headers.contains_key("content-length"), "{headers:?}");
+    // run as the identity that fired, not as the namespace's first key
+    let uuid = |key: &str| key.split(':').next().unwrap().to_string();
+    assert_eq!(echo["response"]["result"]["api_key_uuid"], uuid(&second_key));
+    assert_ne!(uuid(&second_key), uuid(&s.emu.key("guest").unwrap()));
+    assert_eq!(trigger_record(&s, &fired)["response"]["result"], json!({"x": 1}));
+
+    // a payload field named __ow_headers wins over the headers
+    let r = s.guest.post(&format!("{NS}/_/triggers/t"), &json!({"__ow_headers": "mine"}));
+    let fired = r.json()["activationId"].as_str().unwrap().to_string();
+    assert!(s.emu.wait_idle(Duration::from_secs(30)));
+    let echo = s.emu.activations("guest").into_iter().find(|a| a["cause"] == fired.as_str()).unwrap();
+    assert_eq!(echo["response"]["result"]["echo"]["__ow_headers"], "mine");
+}
+
+/// apache/openwhisk core/controller/src/main/scala/org/apache/openwhisk/core/entitlement/
+/// RateThrottler.scala:73-110: fires and invocations count in fixed calendar-minute buckets
+/// (`currentTimeMillis / 60000`), every attempt counted, refused when `count > allowed`
+/// (ActivationThrottler.scala:64-66), with common/scala/.../http/ErrorResponse.scala:67-68's
+/// message; the bucket empties at the minute boundary, not 60 s after the first attempt.
+#[test]
+fn fires_and_invocations_are_throttled_in_calendar_minute_buckets() {
+    let s = setup();
+    put_echo(&s.guest, "echo", json!({}));
+    s.guest.put(&format!("{NS}/_/triggers/t"), &json!({}));
+    s.emu.set_fires_per_minute(Some(2));
+    s.emu.set_invocation_limits(ow_emulator::InvocationLimits { per_minute: Some(2), concurrent: None });
+    if left_in_minute() < 12_000 {
+        sleep_into_next_minute(0);
+    }
+    // late in a minute: a rolling window would still refuse right after the boundary
+    std::thread::sleep(Duration::from_millis(left_in_minute().saturating_sub(10_000)));
+    let fire = || s.guest.post(&format!("{NS}/_/triggers/t"), &json!({}));
+    let invoke = || s.guest.post(&format!("{NS}/_/actions/echo?blocking=true&result=true"), &json!({}));
+    assert_eq!((fire().status, fire().status), (204, 204));
+    let refused = fire();
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.json()["error"], "Too many requests in the last minute (count: 3, allowed: 2).");
+    assert_eq!((invoke().status, invoke().status), (200, 200));
+    let refused = invoke();
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.json()["error"], "Too many requests in the last minute (count: 3, allowed: 2).");
+    assert_eq!(invoke().json()["error"], "Too many requests in the last minute (count: 4, allowed: 2).");
+
+    sleep_into_next_minute(200);
+    assert_eq!((fire().status, fire().status, fire().status), (204, 204, 429));
+    assert_eq!((invoke().status, invoke().status, invoke().status), (200, 200, 429));
+}
+
+/// Rule-fired actions are invoked through the actions API as the firing identity
+/// (Triggers.scala:330-420), so the invocation throttles apply (Entitlement.scala:197-214): the
+/// fire is still accepted (202) and the refusal is only a line in the trigger's activation,
+/// ApplicationError (1) with the throttle's message (Triggers.scala:357-372, :425-435).
+#[test]
+fn rule_invocations_are_throttled_like_invokes_and_logged_in_the_trigger_activation() {
+    let s = setup();
+    put_echo(&s.guest, "echo", json!({}));
+    s.guest.put(&format!("{NS}/_/triggers/t"), &json!({}));
+    s.guest.put(&format!("{NS}/_/rules/r"), &json!({"trigger": "/_/t", "action": "/_/echo"}));
+    put_echo(&s.guest, "webecho", json!({"annotations": kv(&[("web-export", json!(true))])}));
+    s.emu.set_invocation_limits(ow_emulator::InvocationLimits { per_minute: None, concurrent: Some(1) });
+    let slow = s.guest.post(&format!("{NS}/_/triggers/t"), &json!({"sleep_ms": 2_000}));
+    assert_eq!(slow.status, 202);
+    let first = slow.json()["activationId"].as_str().unwrap().to_string();
+    let busy = s.guest.post(&format!("{NS}/_/triggers/t"), &json!({}));
+    assert_eq!(busy.status, 202, "a throttled rule does not refuse the fire");
+    let second = busy.json()["activationId"].as_str().unwrap().to_string();
+    let invoke = s.guest.post(&format!("{NS}/_/actions/echo?blocking=true"), &json!({}));
+    assert_eq!(invoke.status, 429);
+    let message = "Too many concurrent requests in flight (count: 1, allowed: 1).";
+    assert_eq!(invoke.json()["error"], message);
+    // web actions run as their owner, under the same throttles (WebActions.scala:760-766)
+    let web = Api::new(&s.emu.url(), None).post("/api/v1/web/guest/default/webecho.json", &json!({}));
+    assert_eq!((web.status, web.json()["error"].clone()), (429, json!(message)));
+    assert!(s.emu.wait_idle(Duration::from_secs(30)));
+
+    let log =
+        |id: &str| -> Value { serde_json::from_str(trigger_record(&s, id)["logs"][0].as_str().unwrap()).unwrap() };
+    assert_eq!((log(&first)["statusCode"].clone(), log(&first)["success"].clone()), (json!(0), json!(true)));
+    let refused = log(&second);
+    assert_eq!(
+        refused,
+        json!({"statusCode": 1, "success": false, "error": message, "rule": "guest/r", "action": "guest/echo"})
+    );
+    let echoes = s.emu.activations("guest").into_iter().filter(|a| a["name"] == "echo").count();
+    assert_eq!(echoes, 1);
+}
+
+/// apache/openwhisk core/controller/src/main/scala/org/apache/openwhisk/core/controller/
+/// WebActions.scala:686-689: an activation that is neither a success nor an application error
+/// (a crash, a timeout) answers 400 with common/.../http/ErrorResponse.scala:218's message.
+#[test]
+fn a_crashed_or_timed_out_web_action_answers_400_error_processing_your_request() {
+    let s = setup();
+    let web = Api::new(&s.emu.url(), None);
+    put_echo(
+        &s.guest,
+        "echo",
+        json!({"annotations": kv(&[("web-export", json!(true))]), "limits": {"timeout": 1_000}}),
+    );
+    for ask in [json!({"exit": true}), json!({"sleep_ms": 3_000}), json!({"garbage": true})] {
+        let r = web.post("/api/v1/web/guest/default/echo.json", &ask);
+        assert_eq!(r.status, 400, "{ask}: {}", r.text());
+        assert_eq!(r.json()["error"], "There was an error processing your request.", "{ask}");
+    }
+    assert_eq!(web.post("/api/v1/web/guest/default/echo.json", &json!({})).status, 200);
+}
+
+/// `__ow_body` is base64 exactly for media types pekko-http parses as binary and for
+/// `application/json` (WebActions.scala:614-625); a registered text type, or an unregistered
+/// one with a charset, is text (apache/pekko-http http-core/src/main/scala/org/apache/pekko/
+/// http/impl/model/parser/CommonActions.scala:45-63, scaladsl/model/MediaType.scala); a body
+/// without Content-Type is `application/octet-stream` (impl/engine/parsing/
+/// HttpMessageParser.scala:390-397), which `__ow_headers` shows (WebActions.scala:422-435).
+#[test]
+fn raw_web_action_bodies_are_base64_exactly_for_binary_types_and_application_json() {
+    let s = setup();
+    let web = Api::new(&s.emu.url(), None);
+    put_echo(&s.guest, "raw", json!({"annotations": kv(&[("web-export", json!(true)), ("raw-http", json!(true))])}));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(b"{\"a\":1}");
+    for (content_type, base64) in [
+        (Some("application/json"), true),
+        (Some("application/json; charset=utf-8"), true),
+        (Some("application/cloudevents+json"), true),
+        (Some("application/cloudevents+json; charset=utf-8"), false),
+        (Some("application/vnd.api+json"), false),
+        (Some("application/problem+json"), false),
+        (Some("application/xml"), false),
+        (Some("text/plain"), false),
+        (Some("text/x-unknown"), true),
+        (Some("image/png"), true),
+        (Some("application/octet-stream"), true),
+        (None, true),
+    ] {
+        let r = web.raw("POST", "/api/v1/web/guest/default/raw.json", content_type, &[], br#"{"a":1}"#.to_vec());
+        assert_eq!(r.status, 200, "{content_type:?}: {}", r.text());
+        let echo = &r.json()["echo"];
+        let expected = if base64 { b64.clone() } else { r#"{"a":1}"#.to_string() };
+        assert_eq!(echo["__ow_body"], expected, "{content_type:?}");
+        let headers = &echo["__ow_headers"];
+        assert_eq!(headers["content-type"], content_type.unwrap_or("application/octet-stream"), "{content_type:?}");
+        assert!(headers.get("content-length").is_none(), "{headers}");
+    }
+}
+
 #[test]
 fn rules_route_fires_to_their_action_only_while_active() {
     let s = setup();
@@ -128,7 +327,7 @@ fn rules_route_fires_to_their_action_only_while_active() {
     let echoes: Vec<Value> = s.emu.activations("guest").into_iter().filter(|a| a["name"] == "echo").collect();
     assert_eq!(echoes.len(), 1);
     assert_eq!(echoes[0]["cause"], json!(trigger_activation));
-    assert_eq!(echoes[0]["response"]["result"]["echo"], json!({"from": "trigger", "x": 1}));
+    assert_eq!(without_headers(&echoes[0]["response"]["result"]["echo"]), json!({"from": "trigger", "x": 1}));
 
     let status = |st: &str| s.guest.post(&format!("{NS}/_/rules/r"), &json!({"status": st})).status;
     assert_eq!(status("inactive"), 200);
@@ -297,6 +496,58 @@ fn blackbox_actions_get_params_as_argv_and_answer_with_the_last_stdout_line() {
     assert!(logs[0].as_str().unwrap().ends_with("stdout: log: guest /guest/bb"), "{logs}");
 }
 
+/// The dockerskeleton proxy: `json.dumps(args)` as argv[1] and on stdin up to 131071 bytes, on
+/// stdin only above (apache/openwhisk-runtime-docker core/actionProxy/actionproxy.py:141-160);
+/// `__OW_API_KEY` only with provide-api-key (apache/openwhisk core/invoker/src/main/scala/org/
+/// apache/openwhisk/core/containerpool/ContainerProxy.scala:791-797; the controller stores
+/// provide-api-key=false on actions created without it, core/controller/.../Actions.scala:59-71).
+#[test]
+fn blackbox_input_goes_to_argv_and_stdin_up_to_131071_bytes_and_the_key_only_when_asked() {
+    let s = setup();
+    let script = b"#!/bin/sh\nn=$(wc -c)\necho \"{\\\"argc\\\": $#, \\\"argv\\\": ${#1}, \\\"stdin\\\": $n, \\\"key\\\": \\\"${__OW_API_KEY:+set}\\\"}\"\n";
+    let mut body = action_body_from(script, "blackbox").unwrap();
+    assert_eq!(s.guest.put(&format!("{NS}/_/actions/bb"), &body).status, 200);
+    body["annotations"] = kv(&[("provide-api-key", json!(true))]);
+    assert_eq!(s.guest.put(&format!("{NS}/_/actions/bbkey"), &body).status, 200);
+    let run = |action: &str, len: usize| {
+        // {"p": "…"} is 9 bytes around the value in Python's json.dumps.
+        let r =
+            s.guest.post(&format!("{NS}/_/actions/{action}?blocking=true&result=true"), &json!({"p": "x".repeat(len)}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    assert_eq!(run("bb", 3), json!({"argc": 1, "argv": 12, "stdin": 12, "key": ""}));
+    assert_eq!(run("bb", 131_062), json!({"argc": 1, "argv": 131_071, "stdin": 131_071, "key": ""}));
+    assert_eq!(run("bb", 131_063), json!({"argc": 0, "argv": 0, "stdin": 131_072, "key": ""}));
+    assert_eq!(run("bbkey", 3)["key"], "set");
+}
+
+/// The dockerskeleton proxy's result: what follows the last newline before the final
+/// character, a dictionary or an array; anything else is "The action did not return a
+/// dictionary or array." with the line in the logs (apache/openwhisk-runtime-docker
+/// core/actionProxy/actionproxy.py:135-138, :172-194).
+#[test]
+fn blackbox_results_are_the_last_line_as_the_proxy_splits_it() {
+    let s = setup();
+    let run = |name: &str, output: &str| {
+        let script = format!("#!/bin/sh\nprintf '{output}'\n");
+        let body = action_body_from(script.as_bytes(), "blackbox").unwrap();
+        assert_eq!(s.guest.put(&format!("{NS}/_/actions/{name}?overwrite=true"), &body).status, 200);
+        let r = s.guest.post(&format!("{NS}/_/actions/{name}?blocking=true"), &json!({}));
+        (r.json()["response"]["result"].clone(), r.json()["logs"].clone())
+    };
+    let (result, logs) = run("array", "log line\\n[1, 2]\\n");
+    assert_eq!(result, json!([1, 2]));
+    assert!(logs[0].as_str().unwrap().ends_with("stdout: log line"), "{logs}");
+    assert_eq!(run("nonl", "{\"a\": 1}").0, json!({"a": 1}));
+    let refused = json!({"error": "The action did not return a dictionary or array."});
+    // a blank last line is the result line, and it is not JSON
+    assert_eq!(run("blank", "{\"a\": 1}\\n\\n").0, refused);
+    let (result, logs) = run("number", "7\\n");
+    assert_eq!(result, refused);
+    assert!(logs.as_array().unwrap().iter().any(|l| l.as_str().unwrap().ends_with("stdout: 7")), "{logs}");
+}
+
 #[test]
 fn web_actions_build_params_from_the_request_in_normal_and_raw_mode() {
     let s = setup();
@@ -396,7 +647,7 @@ fn the_alarms_interval_feed_creates_reads_fires_through_rules_and_deletes() {
     assert!(s.emu.wait_idle(Duration::from_secs(30)));
     let echoes: Vec<Value> = s.emu.activations("guest").into_iter().filter(|a| a["name"] == "echo").collect();
     assert_eq!(echoes.len(), 1);
-    assert_eq!(echoes[0]["response"]["result"]["echo"], json!({"hello": "alarm"}));
+    assert_eq!(without_headers(&echoes[0]["response"]["result"]["echo"]), json!({"hello": "alarm"}));
 
     let delete = json!({"lifecycleEvent": "DELETE", "triggerName": "/_/tick", "authKey": key});
     assert_eq!(feed(&s.guest, "interval", delete.clone()), (200, json!({"status": "success"})));
@@ -417,7 +668,8 @@ fn alarms_follow_the_provider_fire_policy_on_errors() {
         assert_eq!(feed(&s.guest, "alarm", create), (200, json!({"status": "success"})));
     }
     let bad_cron = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/retried", "authKey": key, "cron": "* * *"});
-    assert!(feed(&s.guest, "alarm", bad_cron).1["error"]["error"].as_str().unwrap().contains("cron"));
+    // apache/openwhisk-package-alarms action/alarmWebAction.js:108, in common.js's error shape
+    assert_eq!(feed(&s.guest, "alarm", bad_cron).1["error"]["error"], "cron pattern '* * *' is not valid");
 
     // 5xx is retried; a 404 disables the alarm
     s.emu.inject_fault(FaultRule {
@@ -619,6 +871,42 @@ fn execute_only_shared_packages_refuse_get_of_bindings_and_shared_packages() {
     assert_eq!(s.other.get(&format!("{NS}/_/packages/shared")).status, 200);
     let r = s.guest.put(&format!("{NS}/_/packages/mine?overwrite=true"), &json!({}));
     assert_eq!((r.status, r.json()["parameters"].clone()), (200, kv(&[("p", json!(1))])));
+}
+
+/// The alarms provider schedules `cron` with node cron 1.8.2 (apache/openwhisk-package-alarms
+/// `package.json`, `provider/lib/cronAlarm.js:47`): Sunday = 0, `1-5` = Monday to Friday,
+/// January = 0, day-of-month OR day-of-week (kelektiv/node-cron v1.8.2 `lib/cron.js:51`,
+/// `:67-87`, `:258-280`), and it refuses 7 (`:469-477`).
+#[test]
+fn cron_alarms_fire_on_the_days_the_provider_fires() {
+    let s = setup();
+    let key = s.emu.key("guest").unwrap();
+    let ms = |d: &str| chrono::DateTime::parse_from_rfc3339(d).unwrap().timestamp_millis();
+    let iso = |t: &i64| chrono::DateTime::from_timestamp_millis(*t).unwrap().to_rfc3339();
+    // Friday 2026-11-27 12:00 UTC.
+    let friday = ms("2026-11-27T12:00:00Z");
+    for (cron, expected) in [
+        ("0 9 * * 0", ["2026-11-29T09:00:00+00:00", "2026-12-06T09:00:00+00:00"]),
+        ("0 9 * * SUN", ["2026-11-29T09:00:00+00:00", "2026-12-06T09:00:00+00:00"]),
+        ("0 9 * * 1-5", ["2026-11-30T09:00:00+00:00", "2026-12-01T09:00:00+00:00"]),
+        ("0 9 * * mon-fri", ["2026-11-30T09:00:00+00:00", "2026-12-01T09:00:00+00:00"]),
+        ("0 0 * * 0-6", ["2026-11-28T00:00:00+00:00", "2026-11-29T00:00:00+00:00"]),
+        ("0 0 1 0 *", ["2027-01-01T00:00:00+00:00", "2028-01-01T00:00:00+00:00"]),
+        ("0 0 1 * mon", ["2026-11-30T00:00:00+00:00", "2026-12-01T00:00:00+00:00"]),
+        ("*/20 13 * * *", ["2026-11-27T13:00:00+00:00", "2026-11-27T13:20:00+00:00"]),
+    ] {
+        s.guest.put(&format!("{NS}/_/triggers/c?overwrite=true"), &json!({}));
+        let create = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/c", "authKey": key, "cron": cron});
+        assert_eq!(feed(&s.guest, "alarm", create), (200, json!({"status": "success"})), "{cron}");
+        let fires: Vec<String> = s.emu.cron_fires_after("/guest/c", friday, 2).iter().map(iso).collect();
+        assert_eq!(fires, expected, "{cron}");
+        let delete = json!({"lifecycleEvent": "DELETE", "triggerName": "/_/c", "authKey": key});
+        assert_eq!(feed(&s.guest, "alarm", delete).0, 200);
+    }
+    for bad in ["0 9 * * 7", "0 0 1 12 *", "*/0 * * * *", "* * *"] {
+        let create = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/c", "authKey": key, "cron": bad});
+        assert_eq!(feed(&s.guest, "alarm", create).1["error"]["error"], format!("cron pattern '{bad}' is not valid"));
+    }
 }
 
 #[test]

@@ -94,7 +94,8 @@ fn create_that_fails_midway_leaves_nothing_behind() {
         count: 1,
         delay_ms: 0,
     });
-    let err = w.create_trigger("t", params(&w, json!({}))).unwrap_err();
+    // wskdeploy deletes the trigger without DELETE: the feed's own undo must leave nothing.
+    let err = w.deploy_trigger("t", params(&w, json!({}))).unwrap_err();
     assert!(err.contains("creating the rule"), "{err}");
     assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
     assert_eq!(state_files(&w), Vec::<String>::new());
@@ -105,7 +106,7 @@ fn create_that_fails_midway_leaves_nothing_behind() {
 fn probe_failure_creates_nothing() {
     let w = world();
     write_listing(&w, &[("a", "1")]);
-    let err = w.create_trigger("t", params(&w, json!({"failProbe": true}))).unwrap_err();
+    let err = w.deploy_trigger("t", params(&w, json!({"failProbe": true}))).unwrap_err();
     assert!(err.contains("probe refused"), "{err}");
     assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
 }
@@ -239,6 +240,49 @@ fn bad_schedule_is_rejected_before_anything_is_created() {
         assert!(err.contains(&format!("parameter '{name}'")), "{err}");
         assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
         assert_eq!(state_files(&w), Vec::<String>::new());
+    }
+}
+
+/// The alarms provider numbers days of the week from Sunday = 0 (kelektiv/node-cron v1.8.2
+/// `lib/cron.js:51`, run by apache/openwhisk-package-alarms `provider/lib/cronAlarm.js:47`):
+/// `0 9 * * 0` is accepted, reaches the alarm as written, fires on Sundays, and READ's
+/// nextPoll is that Sunday.
+#[test]
+fn a_sunday_cron_reaches_the_alarm_as_written_and_next_poll_is_a_sunday() {
+    use chrono::{DateTime, Datelike, Timelike, Weekday};
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({"cron": "0 9 * * 0"}))).unwrap();
+    let alarm = format!("/{USER}/t.owfeed-alarm");
+    let control = feed_tests::emulator_support::Api::new(&w.emu.url(), None);
+    assert_eq!(control.get("/__emulator/alarms").json()[&alarm]["config"]["cron"], "0 9 * * 0");
+    let now = chrono::Utc::now().timestamp_millis();
+    let fires = w.emu.cron_fires_after(&alarm, now, 3);
+    assert_eq!(fires.len(), 3);
+    for f in &fires {
+        let t = DateTime::from_timestamp_millis(*f).unwrap();
+        assert_eq!((t.weekday(), t.hour(), t.minute()), (Weekday::Sun, 9, 0), "{t}");
+    }
+    w.poll();
+    let read = w.feed("READ", "t", json!({})).unwrap();
+    let next = DateTime::parse_from_rfc3339(read["status"]["nextPoll"].as_str().unwrap()).unwrap();
+    assert_eq!(next.timestamp_millis(), fires[0], "{read}");
+}
+
+#[test]
+fn a_cron_the_alarms_provider_would_not_run_is_one_line_naming_the_parameter() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    for (bad, says) in [
+        ("0 9 * * 7", "day-of-week values from 0 to 6 (Sunday is 0; the alarms provider does not accept 7)"),
+        ("0 0 1 12 *", "the alarms provider numbers months from 0"),
+        ("30 * * * * *", "a seconds field of 0"),
+        ("0 9 * * monday", "not 'day'"),
+    ] {
+        let err = w.create_trigger("t", params(&w, json!({ "cron": bad }))).unwrap_err();
+        assert!(err.starts_with("parameter 'cron': expected ") && err.contains(says), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
     }
 }
 

@@ -241,6 +241,39 @@ fn blackbox_mode_prints_the_result_last() -> Result<()> {
     Ok(())
 }
 
+/// Input over 131071 bytes: the dockerskeleton proxy gives no argument, writes the params to
+/// stdin and closes it, with the activation in `__OW_*` variables and no fd 3
+/// (apache/openwhisk-runtime-docker core/actionProxy/actionproxy.py:141-160, :117-126).
+#[test]
+fn blackbox_mode_reads_large_input_from_stdin_without_an_argument() -> Result<()> {
+    use std::io::Write as _;
+    let big = "x".repeat(200_000);
+    let input = json!({"mode": "echo", "big": big}).to_string();
+    let env = [HOST, ("__OW_ACTIVATION_ID", "bb2"), ("__OW_NAMESPACE", "guest")];
+    let run = |stdin: &str| -> Result<Output> {
+        let mut child = Command::new(binary())
+            .env_clear()
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes())?;
+        Ok(child.wait_with_output()?)
+    };
+    let out = run(&input)?;
+    assert!(out.status.success(), "{out:?}");
+    let result = last_line(&out.stdout)?;
+    assert_eq!(result["params"]["big"].as_str().map(str::len), Some(200_000));
+    assert_eq!(result["ctx"]["activation_id"], "bb2");
+
+    let out = run("[1]")?;
+    assert_error(&last_line(&out.stdout)?, "runtime: stdin must be a JSON object of parameters, got an array");
+    let out = run("{cut")?;
+    assert_error(&last_line(&out.stdout)?, "runtime: stdin is not valid JSON");
+    Ok(())
+}
+
 #[test]
 fn cli_mode_takes_params_like_wsk() -> Result<()> {
     let out = run_once(&["-p", "mode", "echo", "--param", "n", "5", "-p", "s", "hello world"], &[HOST])?;

@@ -13,7 +13,6 @@
 //! after its start (default: 30 s after CREATE).
 //! It does not handle time zones (cron runs in UTC).
 
-use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +41,7 @@ pub(crate) struct Alarm {
     pub kind: AlarmKind,
     pub minutes: Option<u64>,
     pub cron: Option<String>,
-    pub schedule: Option<cron::Schedule>,
+    pub schedule: Option<alarms_cron::Pattern>,
     pub date: Option<i64>,
     pub delete_after_fire: Value,
     pub payload: Value,
@@ -239,15 +238,13 @@ fn date_param(params: &Map<String, Value>, name: &str) -> Result<Option<i64>, St
     }
 }
 
-/// Parses a cron expression of 5 fields (or 6 with seconds) into a schedule.
-fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
-    let fields = expr.split_whitespace().count();
-    let full = match fields {
-        5 => format!("0 {expr}"),
-        6 => expr.to_string(),
-        _ => return Err(format!("alarms: 'cron' must have 5 fields (6 with seconds), got '{expr}'")),
-    };
-    cron::Schedule::from_str(&full).map_err(|e| format!("alarms: 'cron' is not a valid cron expression '{expr}': {e}"))
+/// Parses a cron expression with the provider's node cron 1.8.2 rules (`alarms-cron`: Sunday
+/// = 0, January = 0). The real web action validates with 1.7.0, which also takes what 1.8.2
+/// rejects (e.g. day-of-week 7), and the provider then disables that alarm on initialization
+/// (apache/openwhisk-package-alarms `provider/lib/utils.js:376-397`); the emulator refuses it
+/// at once with the web action's message (`action/alarmWebAction.js:108`).
+fn parse_cron(expr: &str) -> Result<alarms_cron::Pattern, String> {
+    alarms_cron::Pattern::parse(expr).map_err(|_| format!("cron pattern '{expr}' is not valid"))
 }
 
 /// Applies the updatable parameters present in `params`; true when something changed.
@@ -329,8 +326,7 @@ fn interval_first_fire(alarm: &Alarm, now: i64) -> Option<i64> {
 }
 
 fn next_cron(alarm: &Alarm, after_ms: i64) -> Option<i64> {
-    let after = chrono::DateTime::from_timestamp_millis(after_ms)?;
-    alarm.schedule.as_ref()?.after(&after).next().map(|d| d.timestamp_millis())
+    alarm.schedule.as_ref()?.next_after(after_ms)
 }
 
 /// The READ result: `{config, status}` (the authKey is never shown).

@@ -3,8 +3,10 @@
 //! Actionloop kinds (everything but `blackbox`) run in warm processes ("containers") reused per
 //! action version, one activation at a time each: one JSON line on stdin per activation, one
 //! result line back on fd 3, stdout/stderr captured as logs through files (so every line written
-//! before the result is in the log). `blackbox` runs `exec` once per activation with the params as
-//! `argv[1]`. It does not route HTTP or check entitlements: callers hand it a resolved [`Job`].
+//! before the result is in the log). `blackbox` runs `exec` once per activation as the
+//! dockerskeleton proxy does: the params as `argv[1]` and on stdin, or on stdin only when longer
+//! than 131071 bytes. It does not route HTTP or check entitlements: callers hand it a resolved
+//! [`Job`].
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -131,12 +133,16 @@ fn container_key(action: &Action) -> String {
     format!("{}@{}@{}", action.fqn(), action.meta.version, action.meta.updated)
 }
 
-/// Marks an invocation as started (for `wait_idle`).
-fn begin(inner: &Inner) {
+/// Marks an invocation as started (for `wait_idle` and the concurrent-invocations throttle).
+fn begin(inner: &Inner, namespace: &str) {
     *lock(&inner.running) += 1;
+    *lock(&inner.in_flight).entry(namespace.to_string()).or_default() += 1;
 }
 
-fn end(inner: &Inner) {
+fn end(inner: &Inner, namespace: &str) {
+    if let Some(n) = lock(&inner.in_flight).get_mut(namespace) {
+        *n = n.saturating_sub(1);
+    }
     let mut running = lock(&inner.running);
     *running = running.saturating_sub(1);
     inner.idle.notify_all();
@@ -159,24 +165,60 @@ pub(crate) fn wait_idle(inner: &Inner, timeout: Duration) -> bool {
     true
 }
 
+/// The controller's invocation throttles for `namespace`, in its order: the per-minute count
+/// (every attempt counts, `count <= allowed`), then invocations in flight (`count < allowed`)
+/// (apache/openwhisk .../entitlement/Entitlement.scala:197-214, RateThrottler.scala:33-110,
+/// ActivationThrottler.scala:58-66; messages common/.../http/ErrorResponse.scala:67-73).
+pub(crate) fn check_throttles(inner: &Inner, namespace: &str) -> Result<(), (u16, String)> {
+    let limits = *lock(&inner.invocation_limits);
+    if let Some(allowed) = limits.per_minute {
+        let count = count_in_minute(&inner.invocations, namespace);
+        if count > allowed {
+            return Err((429, format!("Too many requests in the last minute (count: {count}, allowed: {allowed}).")));
+        }
+    }
+    if let Some(allowed) = limits.concurrent {
+        let count = lock(&inner.in_flight).get(namespace).copied().unwrap_or(0);
+        if count >= allowed {
+            return Err((429, format!("Too many concurrent requests in flight (count: {count}, allowed: {allowed}).")));
+        }
+    }
+    Ok(())
+}
+
+/// Counts one attempt in the namespace's fixed calendar-minute bucket (`currentTimeMillis /
+/// 60000`, RateThrottler.scala:83-110) and returns the bucket's count.
+pub(crate) fn count_in_minute(buckets: &std::sync::Mutex<HashMap<String, (u64, u32)>>, namespace: &str) -> u32 {
+    let minute = now_ms() / 60_000;
+    let mut buckets = lock(buckets);
+    let bucket = buckets.entry(namespace.to_string()).or_insert((minute, 0));
+    if bucket.0 != minute {
+        *bucket = (minute, 0);
+    }
+    bucket.1 = bucket.1.saturating_add(1);
+    bucket.1
+}
+
 /// Runs a job in the background.
 pub(crate) fn spawn(inner: &Arc<Inner>, job: Job) {
-    begin(inner);
+    let ns = job.identity.namespace.clone();
+    begin(inner, &ns);
     let inner = inner.clone();
     std::thread::spawn(move || {
         execute(&inner, job);
-        end(&inner);
+        end(&inner, &ns);
     });
 }
 
 /// Runs a job and waits up to `wait` for its activation record (`None`: still running).
 pub(crate) fn run_blocking(inner: &Arc<Inner>, job: Job, wait: Duration) -> Option<Value> {
-    begin(inner);
+    let ns = job.identity.namespace.clone();
+    begin(inner, &ns);
     let (tx, rx) = mpsc::channel();
     let inner2 = inner.clone();
     std::thread::spawn(move || {
         let record = execute(&inner2, job);
-        end(&inner2);
+        end(&inner2, &ns);
         let _ = tx.send(record);
     });
     rx.recv_timeout(wait).ok()
@@ -485,6 +527,68 @@ fn spawn_retrying(cmd: &mut Command) -> std::io::Result<Child> {
     }
 }
 
+/// Linux's MAX_ARG_STRLEN less the NUL: the longest input the dockerskeleton proxy puts in argv.
+const MAX_ARG_STRLEN: usize = 131_071;
+
+/// Python's `json.dumps` with its defaults (`", "` and `": "` separators, `ensure_ascii`), the
+/// proxy's serialization: its length decides argv or stdin. Floats use Rust's shortest form,
+/// which can differ from Python's `repr` (e.g. `1e21` against `1e+21`).
+fn python_json_dumps(v: &Value) -> String {
+    let mut out = String::new();
+    dump(v, &mut out);
+    out
+}
+
+fn dump(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if (c as u32) < 0x20 || !c.is_ascii() => {
+                        let mut units = [0u16; 2];
+                        for u in c.encode_utf16(&mut units) {
+                            out.push_str(&format!("\\u{u:04x}"));
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                dump(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                dump(&Value::String(k.clone()), out);
+                out.push_str(": ");
+                dump(item, out);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 fn run_blackbox(inner: &Inner, job: &Job, dir: &Path, deadline: u64) -> Outcome {
     let run_dir = inner.workdir.join(format!("blackbox-{}", job.activation_id));
     let fail = |e: std::io::Error| Outcome::developer_error(&format!("The action failed to start: {e}"), Vec::new());
@@ -497,23 +601,41 @@ fn run_blackbox(inner: &Inner, job: &Job, dir: &Path, deadline: u64) -> Outcome 
         (Ok(o), Ok(e)) => (o, e),
         (Err(e), _) | (_, Err(e)) => return fail(e),
     };
+    // apache/openwhisk-runtime-docker core/actionProxy/actionproxy.py:141-160: the input is
+    // json.dumps(args); over MAX_ARG_STRLEN (131071) it goes on stdin only, otherwise as argv[1]
+    // and on stdin; stdin is closed after it (communicate), fds above 2 are not inherited.
+    let input = python_json_dumps(&Value::Object(job.params.clone()));
     let mut cmd = Command::new(dir.join("exec"));
-    cmd.arg(Value::Object(job.params.clone()).to_string())
-        .env_clear()
+    if input.len() <= MAX_ARG_STRLEN {
+        cmd.arg(&input);
+    }
+    cmd.env_clear()
         .env("__OW_API_HOST", &inner.url)
-        .env("__OW_API_KEY", &job.identity.key)
         .env("__OW_NAMESPACE", &job.identity.namespace)
         .env("__OW_ACTION_NAME", job.action.fqn())
+        .env("__OW_ACTION_VERSION", &job.action.meta.version)
         .env("__OW_ACTIVATION_ID", &job.activation_id)
+        .env("__OW_TRANSACTION_ID", random_hex(16))
         .env("__OW_DEADLINE", deadline.to_string())
         .current_dir(dir)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
+    // The key is in the run message, hence the environment, only with provide-api-key
+    // (apache/openwhisk core/invoker/.../containerpool/ContainerProxy.scala:791-797).
+    if kv_truthy(&job.action.meta.annotations, "provide-api-key") {
+        cmd.env("__OW_API_KEY", &job.identity.key);
+    }
     let mut child = match spawn_retrying(&mut cmd) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    if let Some(mut stdin) = child.stdin.take() {
+        // An action that never reads stdin must not block the invoker (the proxy ignores EPIPE).
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+    }
     let timed_out = loop {
         match child.try_wait() {
             Ok(Some(_)) => break false,
@@ -530,12 +652,14 @@ fn run_blackbox(inner: &Inner, job: &Job, dir: &Path, deadline: u64) -> Outcome 
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&run_dir);
     let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let mut out_lines: Vec<&str> = stdout.lines().collect();
-    while out_lines.last().is_some_and(|l| l.trim().is_empty()) {
-        out_lines.pop();
-    }
-    let last = out_lines.pop();
-    let mut logs: Vec<String> = out_lines.iter().map(|l| format!("{ts} stdout: {l}")).collect();
+    // The proxy's split (actionproxy.py:172-183): the result is what follows the last newline
+    // before the final character, stripped; everything before it is logs.
+    let before_last_char = stdout.char_indices().last().map(|(i, _)| i).unwrap_or(0);
+    let (log_text, last) = match stdout[..before_last_char].rfind('\n') {
+        Some(i) => (&stdout[..=i], stdout[i + 1..].trim()),
+        None => ("", stdout.trim()),
+    };
+    let mut logs: Vec<String> = log_text.lines().map(|l| format!("{ts} stdout: {l}")).collect();
     logs.extend(stderr.lines().map(|l| format!("{ts} stderr: {l}")));
     if timed_out {
         return Outcome::developer_error(
@@ -543,13 +667,29 @@ fn run_blackbox(inner: &Inner, job: &Job, dir: &Path, deadline: u64) -> Outcome 
             logs,
         );
     }
-    match last.map(serde_json::from_str::<Value>) {
-        Some(Ok(v)) if v.is_object() => Outcome::from_result(v, logs),
+    // A dictionary or an array is a result; anything else is the proxy's error, with the line
+    // in the logs (actionproxy.py:135-138, :186-194).
+    match serde_json::from_str::<Value>(last) {
+        Ok(v) if v.is_object() || v.is_array() => Outcome::from_result(v, logs),
         _ => {
-            if let Some(l) = last {
-                logs.push(format!("{ts} stdout: {l}"));
-            }
-            Outcome::developer_error("The action did not return a dictionary.", logs)
+            logs.push(format!("{ts} stdout: {last}"));
+            Outcome::developer_error("The action did not return a dictionary or array.", logs)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Outputs of CPython 3.11 `json.dumps` for the same values.
+    #[test]
+    fn dumps_like_python() {
+        let v = json!({"b": [1, "x", null, true], "a": {"k": "é\"\\\n\u{1}😀"}, "n": -5, "f": 0.5});
+        assert_eq!(
+            python_json_dumps(&v),
+            r#"{"a": {"k": "\u00e9\"\\\n\u0001\ud83d\ude00"}, "b": [1, "x", null, true], "f": 0.5, "n": -5}"#
+        );
+        assert_eq!(python_json_dumps(&json!({})), "{}");
     }
 }

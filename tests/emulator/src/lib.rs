@@ -25,6 +25,7 @@
 //! - `POST /__emulator/faults` body a [`FaultRule`] as JSON (`delay_ms` > 0 delays instead of
 //!   failing); `DELETE /__emulator/faults` clears them.
 //! - `PUT /__emulator/fires-per-minute` body `{"limit": n}` or `{"limit": null}` (unlimited).
+//! - `PUT /__emulator/invocation-limits` body `{"perMinute": n|null, "concurrent": n|null}`.
 //! - `GET /__emulator/keys/{ns}` answers `{"namespace","key"}`.
 //!
 //! # Layout
@@ -40,12 +41,12 @@ mod server;
 mod store;
 mod web;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -70,8 +71,11 @@ pub struct Config {
     pub port: u16,
     /// Namespaces with their keys; `whisk.system` is always added.
     pub namespaces: Vec<NamespaceConfig>,
-    /// Trigger fires allowed per namespace per rolling minute; `None` is unlimited.
+    /// Trigger fires allowed per namespace per calendar minute; `None` is unlimited.
     pub fires_per_minute: Option<u32>,
+    /// Action invocations (direct and rule-fired) per namespace: per calendar minute and in
+    /// flight. OpenWhisk's defaults are 60 and 30; `None` (the default here) is unlimited.
+    pub invocation_limits: InvocationLimits,
     /// Warm actionloop processes idle longer than this are stopped; `None` keeps them until stop.
     pub container_idle_timeout: Option<Duration>,
     /// Kinds whose processes get `__OW_WAIT_FOR_ACK=1` and must ack on fd 3 after start.
@@ -99,6 +103,7 @@ impl Default for Config {
             port: 0,
             namespaces: vec![NamespaceConfig { name: "guest".to_string(), key: None }],
             fires_per_minute: None,
+            invocation_limits: InvocationLimits::default(),
             container_idle_timeout: Some(Duration::from_secs(600)),
             ack_kinds: Vec::new(),
             alarms_realtime: false,
@@ -117,6 +122,17 @@ impl Config {
         let namespaces = names.iter().map(|n| NamespaceConfig { name: n.to_string(), key: None }).collect();
         Config { namespaces, ..Config::default() }
     }
+}
+
+/// The controller's invocation throttles (apache/openwhisk core/controller/src/main/scala/org/
+/// apache/openwhisk/core/entitlement/Entitlement.scala:197-214); `None` is unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvocationLimits {
+    /// Invocations per namespace per calendar minute (OpenWhisk: 60).
+    pub per_minute: Option<u32>,
+    /// Invocations of a namespace in flight at once (OpenWhisk: 30).
+    pub concurrent: Option<u32>,
 }
 
 /// Makes the next `count` requests matching `method` and `path_contains` fail with `status`,
@@ -154,15 +170,22 @@ pub(crate) struct Inner {
     pub url: String,
     /// Namespace -> `uuid:key`.
     pub keys: BTreeMap<String, String>,
+    /// Further keys of a namespace, as (namespace, `uuid:key`) (OpenWhisk allows several).
+    pub extra_keys: Mutex<Vec<(String, String)>>,
     pub store: Mutex<store::Store>,
     pub pool: Mutex<invoker::Pool>,
     /// Number of invocations in flight.
     pub running: Mutex<usize>,
     pub idle: Condvar,
     pub faults: Mutex<Vec<FaultRule>>,
-    /// Namespace -> times of recent fire attempts.
-    pub fires: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Namespace -> (calendar minute, fire attempts in it).
+    pub fires: Mutex<HashMap<String, (u64, u32)>>,
     pub fires_per_minute: Mutex<Option<u32>>,
+    /// Namespace -> (calendar minute, invocation attempts in it).
+    pub invocations: Mutex<HashMap<String, (u64, u32)>>,
+    pub invocation_limits: Mutex<InvocationLimits>,
+    /// Namespace -> invocations in flight (the invoking identity's namespace).
+    pub in_flight: Mutex<HashMap<String, u32>>,
     pub alarms: Mutex<BTreeMap<String, alarms::Alarm>>,
     pub stopping: AtomicBool,
     /// Directory for unpacked action code and log files.
@@ -177,8 +200,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     /// The namespace a `uuid:key` credential belongs to.
     pub fn namespace_of_key(&self, key: &str) -> Option<String> {
-        let extra = self.config.extra_subjects.iter().filter_map(|s| Some((&s.name, s.key.as_ref()?)));
-        self.keys.iter().chain(extra).find(|(_, k)| k.as_str() == key).map(|(n, _)| n.clone())
+        let primary = self.keys.iter().find(|(_, k)| k.as_str() == key).map(|(n, _)| n.clone());
+        primary.or_else(|| lock(&self.extra_keys).iter().find(|(_, k)| k == key).map(|(n, _)| n.clone()))
     }
 }
 
@@ -205,17 +228,22 @@ impl Emulator {
         std::fs::create_dir_all(&workdir).with_context(|| format!("emulator: cannot create {}", workdir.display()))?;
         let mut st = store::Store::default();
         alarms::install_package(&mut st);
+        let extra_keys = config.extra_subjects.iter().filter_map(|s| Some((s.name.clone(), s.key.clone()?))).collect();
         let inner = Arc::new(Inner {
             fires_per_minute: Mutex::new(config.fires_per_minute),
+            invocation_limits: Mutex::new(config.invocation_limits),
             config,
             url,
             keys,
+            extra_keys: Mutex::new(extra_keys),
             store: Mutex::new(st),
             pool: Mutex::new(invoker::Pool::default()),
             running: Mutex::new(0),
             idle: Condvar::new(),
             faults: Mutex::new(Vec::new()),
             fires: Mutex::new(HashMap::new()),
+            invocations: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
             alarms: Mutex::new(BTreeMap::new()),
             stopping: AtomicBool::new(false),
             workdir,
@@ -243,6 +271,14 @@ impl Emulator {
         self.inner.keys.get(namespace).cloned()
     }
 
+    /// Adds another key to an existing namespace and returns it (`uuid:key`).
+    pub fn add_key(&self, namespace: &str) -> Option<String> {
+        self.inner.keys.get(namespace)?;
+        let key = store::random_credential();
+        lock(&self.inner.extra_keys).push((namespace.to_string(), key.clone()));
+        Some(key)
+    }
+
     /// All namespaces with their keys.
     pub fn keys(&self) -> BTreeMap<String, String> {
         self.inner.keys.clone()
@@ -256,6 +292,16 @@ impl Emulator {
     /// Fires the alarm of one trigger (`/ns/t`) once; `None` if it has no alarm.
     pub fn fire_alarm(&self, trigger: &str) -> Option<u16> {
         alarms::fire_one(&self.inner, trigger)
+    }
+
+    /// The next `count` times (Unix ms) the cron alarm of a trigger (`/ns/t`) fires after
+    /// `after_ms`, by the provider's rules (empty if it has no cron alarm).
+    pub fn cron_fires_after(&self, trigger: &str, after_ms: i64, count: usize) -> Vec<i64> {
+        let alarms = lock(&self.inner.alarms);
+        let Some(pattern) = alarms.values().find(|a| a.trigger == trigger).and_then(|a| a.schedule.clone()) else {
+            return Vec::new();
+        };
+        std::iter::successors(pattern.next_after(after_ms), |t| pattern.next_after(*t)).take(count).collect()
     }
 
     /// Activation records of a namespace, oldest first.
@@ -277,6 +323,12 @@ impl Emulator {
     /// Removes all fault rules.
     pub fn clear_faults(&self) {
         lock(&self.inner.faults).clear();
+    }
+
+    /// Sets the per-namespace invocation throttles.
+    pub fn set_invocation_limits(&self, limits: InvocationLimits) {
+        *lock(&self.inner.invocation_limits) = limits;
+        lock(&self.inner.invocations).clear();
     }
 
     /// Sets the per-namespace fire throttle; `None` is unlimited.

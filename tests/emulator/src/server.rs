@@ -7,7 +7,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -210,10 +210,11 @@ fn info(inner: &Inner) -> Value {
 
 fn limits(inner: &Inner) -> Value {
     let fires = (*lock(&inner.fires_per_minute)).map(Value::from).unwrap_or(json!(60));
+    let limits = *lock(&inner.invocation_limits);
     json!({
-        "concurrentInvocations": 30,
+        "concurrentInvocations": limits.concurrent.unwrap_or(30),
         "firesPerMinute": fires,
-        "invocationsPerMinute": 60,
+        "invocationsPerMinute": limits.per_minute.unwrap_or(60),
         "actions_sequence_maxLength": 50,
         "min_action_duration": 100,
         "max_action_duration": 300000,
@@ -412,7 +413,11 @@ fn triggers(inner: &Arc<Inner>, req: &Req, id: &Identity, ns: &str, rest: &[Stri
 }
 
 /// Fires a trigger: 429 throttled, 404 missing, 204 no active rule, else 202 and one async
-/// invocation per active rule as the trigger owner.
+/// invocation per active rule, as the controller does it (apache/openwhisk core/controller/src/
+/// main/scala/org/apache/openwhisk/core/controller/Triggers.scala:136-197): the payload merged
+/// over `__ow_headers` (the request's headers, lowercased), over the trigger's parameters; each
+/// rule's action invoked through the actions API with the firing identity's key (:330-420), so
+/// the invocation throttles apply and a refusal is only a line in the trigger's activation.
 fn fire(inner: &Arc<Inner>, req: &Req, id: &Identity, ns: &str, name: &str) -> Result<Resp, ApiError> {
     throttle(inner, &id.namespace)?;
     let payload = body_object(req)?;
@@ -424,24 +429,29 @@ fn fire(inner: &Arc<Inner>, req: &Req, id: &Identity, ns: &str, name: &str) -> R
             .rules
             .iter()
             .filter(|(_, l)| l.status == "active")
-            .map(|(rule, l)| (rule.clone(), l.action.clone(), resolve_fqn(&st, ns, &l.action)))
+            .map(|(rule, l)| (rule.clone(), l.action.clone(), resolve_fqn(&st, &id.namespace, &l.action)))
             .collect();
         (trigger, resolved)
     };
     if resolved.is_empty() {
         return Ok(Resp::empty(204));
     }
-    let owner = Identity { namespace: ns.to_string(), key: inner.keys.get(ns).cloned().unwrap_or_default() };
     let mut params = kv_to_map(&trigger.meta.parameters);
+    params.insert("__ow_headers".to_string(), ow_headers(req));
     params.extend(payload.clone());
     let trigger_activation = random_hex(16);
     let mut logs = Vec::new();
     for (rule, action, res) in resolved {
-        match res {
+        let action_name = action.trim_start_matches('/').to_string();
+        let invoked = res.and_then(|r| {
+            invoker::check_throttles(inner, &id.namespace).map_err(|(status, msg)| ApiError::new(status, msg))?;
+            Ok(r)
+        });
+        match invoked {
             Ok(r) => {
                 let activation_id = random_hex(16);
                 logs.push(json!({"statusCode": 0, "success": true, "activationId": activation_id,
-                                 "rule": rule, "action": action.trim_start_matches('/')}));
+                                 "rule": rule, "action": action_name}));
                 let mut p = r.params.clone();
                 p.extend(params.clone());
                 invoker::spawn(
@@ -449,14 +459,15 @@ fn fire(inner: &Arc<Inner>, req: &Req, id: &Identity, ns: &str, name: &str) -> R
                     Job {
                         action: r.action,
                         params: p,
-                        identity: owner.clone(),
+                        identity: id.clone(),
                         activation_id,
                         cause: Some(trigger_activation.clone()),
                     },
                 );
             }
-            Err(e) => logs.push(json!({"statusCode": e.status, "success": false, "error": e.message,
-                                        "rule": rule, "action": action.trim_start_matches('/')})),
+            // ApplicationError (1) for a 4xx, WhiskError (3) for a 5xx (Triggers.scala:366-372)
+            Err(e) => logs.push(json!({"statusCode": if e.status >= 500 { 3 } else { 1 }, "success": false,
+                                        "error": e.message, "rule": rule, "action": action_name})),
         }
     }
     let now = now_ms();
@@ -472,17 +483,27 @@ fn fire(inner: &Arc<Inner>, req: &Req, id: &Identity, ns: &str, name: &str) -> R
     Ok(Resp::json(202, &json!({"activationId": trigger_activation})))
 }
 
+/// The trigger fire throttle: a fixed calendar-minute bucket per namespace, every attempt
+/// counted (apache/openwhisk .../entitlement/RateThrottler.scala:33-110, Entitlement.scala:365-370).
+/// `__ow_headers` of a fire: every request header, lowercased, but those pekko-http keeps on
+/// the entity rather than in `request.headers` (Content-Type, Content-Length,
+/// Transfer-Encoding) and its synthetic Timeout-Access (Triggers.scala:160-166).
+fn ow_headers(req: &Req) -> Value {
+    let skip = ["content-type", "content-length", "transfer-encoding", "timeout-access"];
+    let mut headers = Map::new();
+    for (k, v) in &req.headers {
+        let k = k.to_ascii_lowercase();
+        if !skip.contains(&k.as_str()) {
+            headers.insert(k, Value::String(v.clone()));
+        }
+    }
+    Value::Object(headers)
+}
+
 fn throttle(inner: &Inner, ns: &str) -> Result<(), ApiError> {
     let Some(limit) = *lock(&inner.fires_per_minute) else { return Ok(()) };
-    let mut fires = lock(&inner.fires);
-    let times = fires.entry(ns.to_string()).or_default();
-    let now = Instant::now();
-    while times.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60)) {
-        times.pop_front();
-    }
-    times.push_back(now);
-    let count = times.len();
-    if count > limit as usize {
+    let count = invoker::count_in_minute(&inner.fires, ns);
+    if count > limit {
         return Err(ApiError::new(
             429,
             format!("Too many requests in the last minute (count: {count}, allowed: {limit})."),
@@ -852,6 +873,7 @@ fn actions(inner: &Arc<Inner>, req: &Req, id: &Identity, ns: &str, rest: &[Strin
                 let st = lock(&inner.store);
                 resolve_action(&st, &id.namespace, ns, pkg, name)?
             };
+            invoker::check_throttles(inner, &id.namespace).map_err(|(status, msg)| ApiError::new(status, msg))?;
             let mut params = resolved.params;
             params.extend(payload);
             let blocking = req.query_param("blocking").is_some_and(|v| v == "true");
@@ -1045,6 +1067,14 @@ fn control(inner: &Arc<Inner>, req: &Req, rest: &str) -> Resp {
             lock(&inner.faults).clear();
             Resp::json(200, &json!({"ok": true}))
         }
+        ("PUT", ["invocation-limits"]) => match serde_json::from_slice::<crate::InvocationLimits>(&req.body) {
+            Ok(limits) => {
+                *lock(&inner.invocation_limits) = limits;
+                lock(&inner.invocations).clear();
+                Resp::json(200, &json!({"ok": true}))
+            }
+            Err(e) => Resp::error(400, &format!("invocation-limits: {e}")),
+        },
         ("PUT", ["fires-per-minute"]) => {
             let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
             match &body["limit"] {

@@ -21,19 +21,121 @@ const EXTENSIONS: [&str; 5] = ["http", "json", "html", "svg", "text"];
 const CORS_METHODS: &str = "OPTIONS, GET, DELETE, POST, PUT, HEAD, PATCH";
 const CORS_HEADERS: &str = "Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent";
 
-/// True for content types whose bodies are text (everything else is base64 in params/results).
-fn is_text(content_type: &str) -> bool {
-    let ct = content_type.to_ascii_lowercase();
-    ct.is_empty()
-        || ct.starts_with("text/")
-        || ct.contains("json")
-        || ct.contains("xml")
-        || ct.contains("javascript")
-        || ct.starts_with("application/x-www-form-urlencoded")
+/// pekko-http's registered non-binary media types (apache/pekko-http de0c3e19 http-core/src/
+/// main/scala/org/apache/pekko/http/scaladsl/model/MediaType.scala:351-544: `awfc`, `awoc`,
+/// `txt`, `txtfc`).
+const TEXT_MEDIA_TYPES: &str = "application/atom+xml application/base64 application/javascript application/json \
+     application/json-patch+json application/merge-patch+json application/problem+json \
+     application/problem+xml application/rss+xml application/soap+xml application/vnd.api+json \
+     application/vnd.google-earth.kml+xml application/x-latex application/x-vrml \
+     application/x-www-form-urlencoded application/xhtml+xml application/xml application/xml-dtd \
+     text/asp text/cache-manifest text/calendar text/css text/csv text/event-stream text/html \
+     text/markdown text/mcf text/plain text/richtext text/tab-separated-values text/uri-list \
+     text/vnd.wap.wml text/vnd.wap.wmlscript text/x-asm text/x-c text/x-component text/x-h \
+     text/x-java-source text/x-pascal text/x-script text/x-scriptcsh text/x-scriptelisp \
+     text/x-scriptksh text/x-scriptlisp text/x-scriptperl text/x-scriptperl-module \
+     text/x-scriptphyton text/x-scriptrexx text/x-scriptscheme text/x-scriptsh text/x-scripttcl \
+     text/x-scripttcsh text/x-scriptzsh text/x-server-parsed-html text/x-setext text/x-sgml \
+     text/x-speech text/x-uuencode text/x-vcalendar text/x-vcard text/xml";
+
+/// pekko-http's registered binary media types (same file: `abin`, `aud`, `img`, `msg`, `vid`,
+/// `fnt`); `multipart/*` is binary too (:308).
+const BINARY_MEDIA_TYPES: &str = "application/cbor application/gnutar application/grpc+proto application/java-archive \
+     application/lha application/lzx application/msword application/octet-stream application/pdf \
+     application/postscript application/vnd.google-earth.kmz application/vnd.ms-excel \
+     application/vnd.ms-excel.addin.macroenabled.12 \
+     application/vnd.ms-excel.sheet.binary.macroenabled.12 \
+     application/vnd.ms-excel.sheet.macroenabled.12 \
+     application/vnd.ms-excel.template.macroenabled.12 application/vnd.ms-fontobject \
+     application/vnd.ms-powerpoint application/vnd.ms-powerpoint.addin.macroenabled.12 \
+     application/vnd.ms-powerpoint.presentation.macroenabled.12 \
+     application/vnd.ms-powerpoint.slideshow.macroenabled.12 \
+     application/vnd.ms-word.document.macroenabled.12 \
+     application/vnd.ms-word.template.macroenabled.12 application/vnd.oasis.opendocument.chart \
+     application/vnd.oasis.opendocument.database application/vnd.oasis.opendocument.formula \
+     application/vnd.oasis.opendocument.graphics application/vnd.oasis.opendocument.image \
+     application/vnd.oasis.opendocument.presentation \
+     application/vnd.oasis.opendocument.spreadsheet application/vnd.oasis.opendocument.text \
+     application/vnd.oasis.opendocument.text-master application/vnd.oasis.opendocument.text-web \
+     application/vnd.openxmlformats-officedocument.presentationml.presentation \
+     application/vnd.openxmlformats-officedocument.presentationml.slide \
+     application/vnd.openxmlformats-officedocument.presentationml.slideshow \
+     application/vnd.openxmlformats-officedocument.presentationml.template \
+     application/vnd.openxmlformats-officedocument.spreadsheetml.sheet \
+     application/vnd.openxmlformats-officedocument.spreadsheetml.template \
+     application/vnd.openxmlformats-officedocument.wordprocessingml.document \
+     application/vnd.openxmlformats-officedocument.wordprocessingml.template \
+     application/x-7z-compressed application/x-ace-compressed application/x-apple-diskimage \
+     application/x-arc-compressed application/x-bzip application/x-bzip2 \
+     application/x-chrome-extension application/x-compress application/x-compressed \
+     application/x-debian-package application/x-dvi application/x-font-opentype \
+     application/x-font-truetype application/x-gtar application/x-gzip \
+     application/x-rar-compressed application/x-redhat-package-manager \
+     application/x-shockwave-flash application/x-tar application/x-tex application/x-texinfo \
+     application/x-x509-ca-cert application/x-xpinstall application/zip audio/aiff audio/basic \
+     audio/midi audio/mod audio/mpeg audio/ogg audio/voc audio/vorbis audio/voxware audio/wav \
+     audio/webm audio/x-pn-realaudio audio/x-psid audio/xm font/woff font/woff2 image/gif \
+     image/jpeg image/pict image/png image/svg+xml image/tiff image/webp image/x-icon \
+     image/x-ms-bmp image/x-pcx image/x-pict image/x-quicktime image/x-rgb image/x-xbitmap \
+     image/x-xpixmap message/delivery-status message/http message/rfc822 video/avs-video \
+     video/divx video/gl video/mp4 video/mpeg video/ogg video/quicktime video/webm video/x-dv \
+     video/x-flv video/x-motion-jpeg video/x-ms-asf video/x-msvideo video/x-sgi-movie";
+
+/// The media type (lower case) and whether parameters other than `charset` are present, and
+/// whether a charset is.
+fn parse_content_type(content_type: &str) -> (String, bool, bool) {
+    let mut parts = content_type.split(';');
+    let media_type = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let (mut charset, mut other) = (false, false);
+    for p in parts.filter(|p| !p.trim().is_empty()) {
+        if p.trim().to_ascii_lowercase().starts_with("charset=") {
+            charset = true;
+        } else {
+            other = true;
+        }
+    }
+    (media_type, other, charset)
 }
 
+/// Whether pekko-http parses a request's Content-Type as a binary media type: registered types
+/// as registered, `multipart/*` binary, an unregistered type binary unless it has a charset
+/// (http-core/.../impl/model/parser/CommonActions.scala:45-63).
+fn is_binary(content_type: &str) -> bool {
+    let (mt, _, charset) = parse_content_type(content_type);
+    let listed = |list: &str| list.split_whitespace().any(|t| t == mt);
+    if mt.starts_with("multipart/") || listed(BINARY_MEDIA_TYPES) {
+        return true;
+    }
+    !listed(TEXT_MEDIA_TYPES) && !charset
+}
+
+/// `__ow_body` is base64 exactly for binary media types and `application/json` itself
+/// (apache/openwhisk core/controller/.../WebActions.scala:614-625); other types are UTF-8 text.
+fn body_is_base64(content_type: &str) -> bool {
+    let (mt, other_params, _) = parse_content_type(content_type);
+    is_binary(content_type) || (mt == "application/json" && !other_params)
+}
+
+/// `application/json` or any `+json` type (WebActions.scala:311-313).
 fn is_json(content_type: &str) -> bool {
-    content_type.to_ascii_lowercase().contains("json")
+    let (mt, _, _) = parse_content_type(content_type);
+    mt == "application/json" || mt.ends_with("+json")
+}
+
+/// The request's content type as pekko-http sees it: the header, or `application/octet-stream`
+/// for a body without one, or none for an empty body without one
+/// (http-core/.../impl/engine/parsing/HttpMessageParser.scala:390-397).
+fn request_content_type(req: &Req) -> Option<String> {
+    match req.header("content-type") {
+        Some(ct) => Some(ct.trim().to_string()),
+        None if req.body.is_empty() => None,
+        None => Some("application/octet-stream".to_string()),
+    }
+}
+
+/// Whether a response body with this content type is text (else the action gives base64).
+fn is_text(content_type: &str) -> bool {
+    !is_binary(content_type)
 }
 
 fn not_found() -> Resp {
@@ -87,8 +189,19 @@ pub(crate) fn handle(inner: &Arc<Inner>, req: &Req, rest: &str) -> Resp {
     }
     let mut params = resolved.params;
     params.extend(request_params);
-    let headers: Map<String, Value> =
-        req.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone()))).collect();
+    // pekko keeps Content-Type, Content-Length and Transfer-Encoding on the entity, not in
+    // request.headers; the controller adds the entity's content type back, drops Timeout-Access
+    // (WebActions.scala:110-118, :422-435).
+    let skip = ["content-type", "content-length", "transfer-encoding", "timeout-access"];
+    let mut headers: Map<String, Value> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
+        .filter(|(k, _)| !skip.contains(&k.as_str()))
+        .collect();
+    if let Some(ct) = request_content_type(req) {
+        headers.insert("content-type".into(), Value::String(ct));
+    }
     params.insert("__ow_method".into(), json!(req.method.to_ascii_lowercase()));
     params.insert("__ow_headers".into(), Value::Object(headers));
     params.insert("__ow_path".into(), json!(extra));
@@ -96,7 +209,13 @@ pub(crate) fn handle(inner: &Arc<Inner>, req: &Req, rest: &str) -> Resp {
         params.insert("__ow_query".into(), json!(req.query));
         params.insert("__ow_body".into(), json!(raw_body(req)));
     } else if let Some(body) = unparsed_body {
-        params.insert("__ow_body".into(), json!(body));
+        params.insert("__ow_body".into(), body);
+    }
+    // the owner's invocation throttles apply (WebActions.scala:760-766, Entitlement.scala:293-300)
+    if let Err((status, message)) = invoker::check_throttles(inner, &owner.namespace) {
+        let mut resp = Resp::error(status, &message);
+        add_cors(&mut resp, req);
+        return resp;
     }
     let job = Job { action: resolved.action, params, identity: owner, activation_id: random_hex(16), cause: None };
     let activation_id = job.activation_id.clone();
@@ -114,7 +233,12 @@ pub(crate) fn handle(inner: &Arc<Inner>, req: &Req, rest: &str) -> Resp {
                     }
                     e => Resp::json(400, &json!({"error": e, "code": random_hex(16)})),
                 },
-                _ => Resp::error(502, "The action did not produce a valid response."),
+                // a developer or whisk error (crash, timeout, bad result): WebActions.scala:686-689,
+                // common/.../http/ErrorResponse.scala:218
+                _ => Resp::json(
+                    400,
+                    &json!({"error": "There was an error processing your request.", "code": random_hex(16)}),
+                ),
             }
         }
     };
@@ -132,13 +256,13 @@ fn add_cors(resp: &mut Resp, req: &Req) {
     resp.headers.push(("Access-Control-Allow-Headers".to_string(), allow_headers));
 }
 
-/// The raw body: base64 for binary or JSON content, plain text otherwise.
+/// The raw body: base64 for binary media types and `application/json`, UTF-8 text otherwise.
 fn raw_body(req: &Req) -> String {
-    let ct = req.header("content-type").unwrap_or("");
+    let ct = request_content_type(req).unwrap_or_default();
     if req.body.is_empty() {
         return String::new();
     }
-    if is_json(ct) || !is_text(ct) {
+    if body_is_base64(&ct) {
         base64::engine::general_purpose::STANDARD.encode(&req.body)
     } else {
         String::from_utf8_lossy(&req.body).into_owned()
@@ -147,7 +271,7 @@ fn raw_body(req: &Req) -> String {
 
 /// Parameters the caller supplies in non-raw mode (query, then a JSON object or form body), and
 /// the body as `__ow_body` when it is neither.
-fn request_params(req: &Req, raw: bool) -> Result<(Map<String, Value>, Option<String>), String> {
+fn request_params(req: &Req, raw: bool) -> Result<(Map<String, Value>, Option<Value>), String> {
     let mut params = Map::new();
     if raw {
         return Ok((params, None));
@@ -158,19 +282,20 @@ fn request_params(req: &Req, raw: bool) -> Result<(Map<String, Value>, Option<St
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return Ok((params, None));
     }
-    let ct = req.header("content-type").unwrap_or("").to_ascii_lowercase();
+    let ct = request_content_type(req).unwrap_or_default();
     if is_json(&ct) {
+        // a JSON body that is not an object is __ow_body as JSON (WebActions.scala:131-137)
         match serde_json::from_slice::<Value>(&req.body) {
             Ok(Value::Object(m)) => params.extend(m),
-            Ok(_) => return Ok((params, Some(raw_body(req)))),
+            Ok(other) => return Ok((params, Some(other))),
             Err(e) => return Err(format!("The request content was malformed: {e}")),
         }
-    } else if ct.starts_with("application/x-www-form-urlencoded") {
+    } else if parse_content_type(&ct).0 == "application/x-www-form-urlencoded" {
         for (k, v) in parse_query(&String::from_utf8_lossy(&req.body)) {
             params.insert(k, Value::String(v));
         }
     } else {
-        return Ok((params, Some(raw_body(req))));
+        return Ok((params, Some(Value::String(raw_body(req)))));
     }
     Ok((params, None))
 }

@@ -49,6 +49,8 @@ fn main() {
                 "namespace": msg["namespace"],
                 "action_name": msg["action_name"],
                 "has_api_key": msg.get("api_key").is_some(),
+                // the key's public half only: which identity the activation runs as
+                "api_key_uuid": msg["api_key"].as_str().and_then(|k| k.split(':').next()),
                 "has_deadline": msg["deadline"].as_str().is_some_and(|d| d.parse::<u64>().is_ok()),
             });
             if let (Some(path), Some(key)) = (value["get"].as_str(), msg["api_key"].as_str()) {
