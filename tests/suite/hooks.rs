@@ -320,8 +320,12 @@ fn github_hook_is_registered_signed_paused_and_removed() {
     let a = h.post(&url, &headers, body);
     assert_eq!(a.status, 202, "{}", a.body);
     let events = h.events();
-    assert_eq!(ids(&events), vec!["72d3162e-cc78-11e3-81ab-4c9367dc0958"]);
-    assert_eq!(events[0]["type"], "com.github.push");
+    // Only the body is signed: the id is its hash, GitHub's event name and delivery id are
+    // unsigned extension attributes.
+    assert!(events.len() == 1 && events[0]["id"].as_str().unwrap().starts_with("sha256-"), "{events:?}");
+    assert_eq!(events[0]["githubdelivery"], "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    assert_eq!(events[0]["githubevent"], "push");
+    assert_eq!(events[0]["type"], owfeed::hooks::GITHUB_SIGNED_TYPE);
     assert_eq!(events[0]["source"], "https://github.com/octo/repo");
     assert_eq!(events[0]["data"]["ref"], "refs/heads/main");
 
@@ -435,4 +439,55 @@ fn update_changes_filters_and_pause_drops_deliveries() {
     assert_eq!(ids(&h.events()), vec!["u-1", "u-4"]);
     let err = h.feed("UPDATE", "t", json!({"source": "github"})).unwrap_err();
     assert!(err.contains("parameter 'source'"), "{err}");
+}
+
+#[test]
+fn replayed_signed_delivery_cannot_fire_a_new_identity() {
+    let h = Hooks::start();
+    let secret = "replay-secret-0123456789abcdef";
+    let filters = json!([{"not": {"exact": {"githubevent": "ping"}}}]);
+    let created = h.create_recorded("t", json!({"source": "none", "secret": secret, "filters": filters}));
+    let url = created["url"].as_str().unwrap().to_string();
+    let body = br#"{"ref": "refs/heads/main", "repository": {"html_url": "https://github.com/octo/repo"}}"#;
+    let sig = github_signature(&Secret::new(secret), body);
+    let genuine = [
+        ("Content-Type", "application/json"),
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", "g-1"),
+        ("X-Hub-Signature-256", sig.as_str()),
+    ];
+    assert_eq!(h.post(&url, &genuine, body).status, 202);
+    // The captured request replayed with new unsigned headers.
+    let replays: [&[(&str, &str)]; 4] = [
+        &[("Content-Type", "application/json"), ("X-GitHub-Event", "release"), ("X-GitHub-Delivery", "g-2")],
+        &[("Content-Type", "text/plain"), ("X-GitHub-Event", "delete"), ("X-GitHub-Delivery", "g-3")],
+        &[
+            ("Content-Type", "application/json"),
+            ("ce-specversion", "1.0"),
+            ("ce-id", "g-4"),
+            ("ce-type", "com.github.delete"),
+            ("ce-source", "https://github.com/other/repo"),
+        ],
+        &[("Content-Type", "application/cloudevents+json")],
+    ];
+    for headers in replays {
+        let mut headers = headers.to_vec();
+        headers.push(("X-Hub-Signature-256", sig.as_str()));
+        let a = h.post(&url, &headers, body);
+        assert!(a.status == 202 || a.status == 400, "{headers:?}: {} {}", a.status, a.body);
+    }
+    let events = h.events();
+    assert!(!events.is_empty());
+    for e in &events {
+        for attr in ["id", "type", "source", "data"] {
+            assert_eq!(e[attr], events[0][attr], "{attr}: {e}");
+        }
+    }
+    assert_eq!(events[0]["source"], "https://github.com/octo/repo");
+    assert_eq!(events[0]["type"], owfeed::hooks::GENERIC_TYPE);
+    // A sign inside the hex is not a hex digit.
+    let hex = sig.strip_prefix("sha256=").unwrap();
+    let plus = format!("sha256=+{}", &hex[1..]);
+    let a = h.post(&url, &[("Content-Type", "application/json"), ("X-Hub-Signature-256", plus.as_str())], body);
+    assert_eq!(a.status, 401);
 }
