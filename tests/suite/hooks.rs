@@ -491,3 +491,64 @@ fn replayed_signed_delivery_cannot_fire_a_new_identity() {
     let a = h.post(&url, &[("Content-Type", "application/json"), ("X-Hub-Signature-256", plus.as_str())], body);
     assert_eq!(a.status, 401);
 }
+
+#[test]
+fn throttled_batch_resumes_and_delivers_each_event_once() {
+    let h = Hooks::start();
+    let created = h.create_recorded("t", json!({"source": "none"}));
+    let (url, token) = (created["url"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string());
+    let all: Vec<String> = (1..=8).map(|i| format!("b-{i}")).collect();
+    let batch: Vec<Value> = all.iter().map(|id| ce(id, "com.example.batch")).collect();
+    let body = serde_json::to_vec(&batch).unwrap();
+    let auth = bearer(&token);
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/cloudevents-batch+json")];
+    h.w.emu.set_fires_per_minute(Some(5));
+    let a = h.post(&url, &headers, &body);
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert!(a.header("Retry-After").is_some());
+    assert_eq!(a.body["delivered"], json!(all[..5]), "{}", a.body);
+    assert_eq!(a.body["pending"], json!(all[5..]), "{}", a.body);
+    // The namespace is still over its rate: the retry fires nothing again and says so.
+    let a = h.post(&url, &headers, &body);
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert_eq!((a.body["skipped"].clone(), a.body["fired"].clone()), (json!(all[..5]), json!(0)));
+    assert_eq!(a.body["pending"], json!(all[5..]));
+    let packages = h.user_packages();
+    assert!(packages.iter().any(|p| p.ends_with("t.owfeed-hook-batches")), "{packages:?}");
+    h.w.emu.set_fires_per_minute(Some(1000));
+    let a = h.post(&url, &headers, &body);
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert_eq!((a.body["ids"].clone(), a.body["skipped"].clone()), (json!(all[5..]), json!(all[..5])));
+    let mut got = ids(&h.events());
+    got.sort();
+    assert_eq!(got, all, "every event exactly once");
+    // The completed batch is forgotten: the record is gone, and DELETE leaves nothing.
+    assert!(!h.user_packages().iter().any(|p| p.ends_with("batches")));
+    h.w.emu.set_fires_per_minute(Some(5));
+    assert_eq!(h.post(&url, &headers, &body).status, 429);
+    h.feed("DELETE", "t", json!({})).unwrap();
+    assert_eq!(h.user_packages(), Vec::<String>::new());
+}
+
+#[test]
+fn delete_that_cannot_reach_the_producer_removes_everything_and_names_the_hook() {
+    let h = Hooks::start();
+    let gh = FakeGitHub::start("ghp_testtoken");
+    let api = gh.url();
+    h.create("t", json!({"source": "github", "repository": "octo/repo", "accessToken": gh.token(), "githubApi": api}))
+        .unwrap();
+    let id = *gh.hooks("octo/repo").keys().next().unwrap();
+    drop(gh); // GitHub is unreachable from now on.
+    let deleted = h.feed("DELETE", "t", json!({})).expect("DELETE succeeds in the user's namespace");
+    assert_eq!(h.user_packages(), Vec::<String>::new(), "{deleted}");
+    let left = &deleted["notRemoved"][0];
+    assert_eq!(left["registration"], id.to_string(), "{deleted}");
+    assert_eq!(left["where"], format!("GitHub repository octo/repo, webhook {id}"));
+    assert_eq!(
+        left["command"],
+        format!("curl -X DELETE -H \"Authorization: Bearer $GITHUB_TOKEN\" {api}/repos/octo/repo/hooks/{id}")
+    );
+    assert!(!deleted.to_string().contains("ghp_testtoken"), "{deleted}");
+    // wsk trigger delete then deletes the trigger; a second DELETE finds nothing and succeeds.
+    assert_eq!(h.feed("DELETE", "t", json!({})).unwrap()["status"], "deleted");
+}

@@ -12,7 +12,8 @@
 //!
 //! READ shows the config (secrets redacted), the URL and the registration; UPDATE merges new
 //! parameters and re-registers when a plugin parameter or the secret changed; DELETE removes
-//! the registration and the binding, whatever is left of them; PAUSE/UNPAUSE tell the
+//! the registration (naming it in the result when the producer cannot be reached) and the
+//! binding, whatever is left of them; PAUSE/UNPAUSE tell the
 //! producer when it can be told and always flag the binding, so the receiver drops deliveries
 //! while paused.
 
@@ -20,6 +21,7 @@ use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Value};
 
 use super::github::GitHub;
+use super::receiver::batches_record_for;
 use super::registrar::{base_url, Endpoint, Registrar, Unregistered, SEGMENT};
 use super::subscription::Subscriptions;
 use super::{generate_secret, HookConfig, SourceKind};
@@ -310,22 +312,50 @@ impl Feed for HooksFeed {
         }))
     }
 
+    /// Removes the registration, the endpoint and the batch record. `wsk trigger delete`
+    /// ignores a failed DELETE and deletes the trigger anyway (openwhisk-cli
+    /// commands/trigger.go:284-288), and a second DELETE never reaches the feed: so everything in
+    /// the user's namespace is always removed, and what could not be removed at the producer is
+    /// named in the result (`notRemoved`: where, and the command that removes it).
     fn delete(&self, req: &FeedRequest) -> Result<Value, ActionError> {
-        let binding = binding_for(&HooksFeed::trigger(req));
-        let Some(config) = req.read_config(&binding, "hook config")? else {
-            return Ok(json!({ "status": "deleted", "trigger": req.trigger.to_string() }));
-        };
-        if let (Some(registrar), Some(id)) = (self.stored_registrar(&config), registration(&config)) {
-            // Keep the config when the producer still has the hook: it holds what a retry needs.
-            registrar.unregister(&config, &id).map_err(|e| {
-                ActionError::new(format!(
-                    "could not remove registration {id}: {e} (the hook config {binding} is kept so DELETE can be retried)"
-                ))
-            })?;
+        let trigger = HooksFeed::trigger(req);
+        let binding = binding_for(&trigger);
+        let mut not_removed = Vec::new();
+        match req.read_config(&binding, "hook config") {
+            Ok(Some(config)) => {
+                if let (Some(registrar), Some(id)) = (self.stored_registrar(&config), registration(&config)) {
+                    if let Err(e) = registrar.unregister(&config, &id) {
+                        let (place, command) = registrar.removal(&config, &id);
+                        not_removed.push(json!({
+                            "registration": id, "where": place, "command": command, "reason": e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => not_removed.push(json!({
+                "where": "the producer (unknown: the hook config could not be read)",
+                "reason": e.message,
+            })),
         }
-        ignore_missing(req.client.delete_package(&binding))
-            .map_err(|e| ActionError::new(format!("could not remove the hook endpoint {binding}: {e}")))?;
-        Ok(json!({ "status": "deleted", "trigger": req.trigger.to_string() }))
+        let mut failed = Vec::new();
+        for (what, name) in [("hook endpoint", binding), ("batch record", batches_record_for(&trigger))] {
+            if let Err(e) = ignore_missing(req.client.delete_package(&name)) {
+                failed.push(format!("could not remove the {what} {name}: {e}"));
+            }
+        }
+        if !failed.is_empty() {
+            let mut message = failed.join("; ");
+            if !not_removed.is_empty() {
+                message.push_str(&format!("; also not removed at the producer: {}", Value::Array(not_removed)));
+            }
+            return Err(ActionError::new(message));
+        }
+        let mut out = json!({ "status": "deleted", "trigger": req.trigger.to_string() });
+        if !not_removed.is_empty() {
+            out["notRemoved"] = Value::Array(not_removed);
+        }
+        Ok(out)
     }
 
     fn pause(&self, req: &FeedRequest) -> Result<Value, ActionError> {

@@ -138,6 +138,15 @@ impl Registrar for GitHub {
         let body = json!({ "active": active });
         self.http.expect_ok(Method::Patch, &url, Some(&GitHub::auth(params)?), Some(&body), &what, false).map(|_| ())
     }
+
+    fn removal(&self, params: &Params, id: &str) -> (String, String) {
+        let repo = params.str("repository").ok().flatten().unwrap_or_default();
+        let url = GitHub::hooks_url(params).map(|h| format!("{h}/{id}")).unwrap_or_default();
+        (
+            format!("GitHub repository {repo}, webhook {id}"),
+            format!("curl -X DELETE -H \"Authorization: Bearer $GITHUB_TOKEN\" {url}"),
+        )
+    }
 }
 
 #[cfg(test)]

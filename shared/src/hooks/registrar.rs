@@ -73,6 +73,9 @@ pub trait Registrar {
     fn unregister(&self, params: &Params, id: &str) -> Result<(), RegistrationError>;
     /// Stops or resumes deliveries at the producer, when it can.
     fn set_active(&self, params: &Params, id: &str, active: bool) -> Result<(), RegistrationError>;
+    /// Where registration `id` lives and the one command (no secret in it) that removes it, for
+    /// a user to run when `unregister` failed.
+    fn removal(&self, params: &Params, id: &str) -> (String, String);
 }
 
 /// The `none` source: nothing is registered, the user configures the producer.
@@ -99,6 +102,9 @@ impl Registrar for Unregistered {
     }
     fn set_active(&self, _: &Params, _: &str, _: bool) -> Result<(), RegistrationError> {
         Ok(())
+    }
+    fn removal(&self, _: &Params, id: &str) -> (String, String) {
+        (format!("nowhere (nothing was registered for {id})"), String::new())
     }
 }
 

@@ -110,6 +110,16 @@ impl Registrar for Subscriptions {
     fn set_active(&self, _: &Params, _: &str, _: bool) -> Result<(), RegistrationError> {
         Ok(())
     }
+
+    fn removal(&self, params: &Params, id: &str) -> (String, String) {
+        let manager = base_url(params, "manager", None).unwrap_or_default();
+        let url = format!("{manager}/subscriptions/{}", utf8_percent_encode(id, SEGMENT));
+        let auth = match params.has("managerToken") {
+            true => " -H \"Authorization: Bearer $MANAGER_TOKEN\"",
+            false => "",
+        };
+        (format!("subscription manager {manager}, subscription {id}"), format!("curl -X DELETE{auth} {url}"))
+    }
 }
 
 #[cfg(test)]
