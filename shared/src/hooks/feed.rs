@@ -314,8 +314,9 @@ impl Feed for HooksFeed {
 
     /// Removes the registration, the endpoint and the batch record. `wsk trigger delete`
     /// ignores a failed DELETE and deletes the trigger anyway (apache/openwhisk-cli
-    /// 23f3cf7 commands/trigger.go:286-289 only logs configureFeed's error, then :296 deletes), and a second DELETE never reaches the feed: so everything in
-    /// the user's namespace is always removed, and what could not be removed at the producer is
+    /// 23f3cf7 commands/trigger.go:286-289 only logs configureFeed's error, then :296 deletes),
+    /// and a second DELETE never reaches the feed: so everything in the user's namespace is
+    /// always removed, and what could not be removed at the producer is
     /// named in the result (`notRemoved`: where, and the command that removes it).
     fn delete(&self, req: &FeedRequest) -> Result<Value, ActionError> {
         let trigger = HooksFeed::trigger(req);
