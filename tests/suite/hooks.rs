@@ -552,3 +552,50 @@ fn delete_that_cannot_reach_the_producer_removes_everything_and_names_the_hook()
     // wsk trigger delete then deletes the trigger; a second DELETE finds nothing and succeeds.
     assert_eq!(h.feed("DELETE", "t", json!({})).unwrap()["status"], "deleted");
 }
+
+#[test]
+fn bodies_are_judged_as_sent() {
+    let h = Hooks::start();
+    let created = h.create_recorded("t", json!({"source": "none", "maxBodyBytes": 1000}));
+    let (url, token) = (created["url"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string());
+    let auth = bearer(&token);
+    let send = |ct: &str, id: &str, body: &[u8]| {
+        h.post(&url, &[("Authorization", auth.as_str()), ("Content-Type", ct), ("X-Delivery-Id", id)], body)
+    };
+    let error = |a: &Answer| a.body["error"].as_str().unwrap_or_default().to_string();
+    // Invalid JSON is reported from the bytes sent, not from OpenWhisk's base64 of them.
+    let a = send("application/json", "x", b"{\"a\": oops}");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(error(&a).contains("line 1 column 7"), "{}", a.body);
+    let a = send("application/json", "x", b"{\"a\": \"\xff\"}");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(!error(&a).contains("column 1:") && error(&a).contains("line 1"), "{}", a.body);
+    let a = send("application/json", "x", "[".repeat(200).as_bytes());
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(error(&a).contains("recursion limit"), "{}", a.body);
+    // Sizes are the body's: 900 invalid bytes (1200 in base64) are a 400, 1200 bytes a 413 saying 1200.
+    assert_eq!(send("application/json", "x", &[b'x'; 900]).status, 400);
+    let a = send("application/json", "x", &[b'x'; 1200]);
+    assert_eq!(a.status, 413, "{}", a.body);
+    assert!(error(&a).starts_with("body of 1200 bytes"), "{}", a.body);
+    // Numbers arrive exactly as sent.
+    let a = send("application/json", "n-1", br#"{"id": 123456789012345678901234567890, "big": 1e400, "f": 0.1}"#);
+    assert_eq!(a.status, 202, "{}", a.body);
+    // A charset does not turn a binary type into text (it arrived double-base64-encoded).
+    let a = send("application/octet-stream; charset=utf-8", "o-1", &[0xff, 0, 1]);
+    assert_eq!(a.status, 202, "{}", a.body);
+    // `.text` is not a receiver URL: OpenWhisk answers 200 with the result's body as text
+    // (WebActions.scala resultAsText), which still says what was fired.
+    let text_url = url.replace("receive.http", "receive.text");
+    let a = h.post(&text_url, &[("Authorization", auth.as_str()), ("X-Delivery-Id", "t-1")], b"hello");
+    assert_eq!(a.status, 200);
+    // A handshake origin that is not a plain host name is refused, never echoed.
+    let a = h.request("OPTIONS", &url, &[("WebHook-Request-Origin", "evil\torigin")], b"");
+    assert_eq!((a.status, a.header("WebHook-Allowed-Origin")), (400, None));
+
+    let events = h.events();
+    assert_eq!(ids(&events), vec!["n-1", "o-1", "t-1"]);
+    let numbers = serde_json::to_string(&events[0]["data"]).unwrap();
+    assert_eq!(numbers, r#"{"big":1e+400,"f":0.1,"id":123456789012345678901234567890}"#);
+    assert_eq!(events[1]["data_base64"], "/wAB");
+}

@@ -276,31 +276,44 @@ fn is_text_type(content_type: &str) -> bool {
         || mt == "application/x-www-form-urlencoded"
         || mt == "application/xml"
         || mt == "application/javascript"
-        || content_type.to_ascii_lowercase().contains("charset=")
+}
+
+/// Types OpenWhisk always passes as base64, whatever their parameters say.
+fn is_binary_type(content_type: &str) -> bool {
+    let mt = media_type(content_type);
+    ["image/", "audio/", "video/"].iter().any(|p| mt.starts_with(p))
+        || ["application/octet-stream", "application/zip", "application/gzip", "application/pdf"].contains(&mt.as_str())
+}
+
+/// True when `bytes` is one JSON text (checked without building it).
+fn is_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 /// Recovers the raw body from `__ow_body`.
 ///
 /// OpenWhisk (raw HTTP) passes base64 when the content type is binary to Akka HTTP or is
 /// `application/json`, and plain text otherwise; which side of that line a type such as
-/// `application/cloudevents+json` falls on depends on its parameters. So: text types are
-/// taken as they are; JSON types are base64-decoded only when that yields JSON (a JSON text
-/// that is itself valid base64 does not decode to JSON); other types are base64-decoded when
-/// they decode, else taken as they are.
+/// `application/cloudevents+json` falls on depends on its parameters. So: binary types are
+/// base64-decoded; a JSON type is taken as text only when its text is JSON and its base64
+/// decoding is not (so a body that is not valid JSON is judged, and sized, as the bytes the
+/// producer sent, not as their base64); text types, and unknown types with a `charset`, are
+/// taken as they are; other types are base64-decoded when they decode.
 pub fn decode_ow_body(raw: &str, content_type: &str) -> Vec<u8> {
     if raw.is_empty() {
         return Vec::new();
     }
     let decoded = || BASE64.decode(raw.trim()).ok();
     if is_json_type(content_type) {
-        if let Some(bytes) = decoded() {
-            if serde_json::from_slice::<Value>(&bytes).is_ok() {
-                return bytes;
-            }
-        }
-        return raw.as_bytes().to_vec();
+        return match decoded() {
+            Some(bytes) if is_json(&bytes) || !is_json(raw.as_bytes()) => bytes,
+            _ => raw.as_bytes().to_vec(),
+        };
     }
-    if is_text_type(content_type) {
+    if is_binary_type(content_type) {
+        return decoded().unwrap_or_else(|| raw.as_bytes().to_vec());
+    }
+    if is_text_type(content_type) || content_type.to_ascii_lowercase().contains("charset=") {
         return raw.as_bytes().to_vec();
     }
     decoded().unwrap_or_else(|| raw.as_bytes().to_vec())
@@ -440,6 +453,13 @@ fn handshake(config: &HookConfig, req: &HookRequest) -> HookResponse {
         )
         .with_header("Allow", "POST, OPTIONS");
     };
+    // The origin is echoed in a header: anything but a plain token is refused, not echoed.
+    if !origin.bytes().all(|b| b.is_ascii_graphic()) || origin.len() > 255 {
+        return HookResponse::error(
+            400,
+            "WebHook-Request-Origin must be a host name (visible ASCII, no spaces or control characters)",
+        );
+    }
     if !config.allows_origin(origin) {
         return HookResponse::error(403, format!("origin {origin:?} is not in allowedOrigins"));
     }

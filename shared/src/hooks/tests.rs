@@ -333,6 +333,10 @@ fn handshake() {
     let r = answered(process(&cfg, &options(&[])));
     assert_eq!(r.status, 400);
     assert_eq!(header(&r, "WebHook-Allowed-Origin"), None);
+    for origin in ["a\u{1}b.example.com", "a\tb", "a b", "é.example.com", "x\u{7f}"] {
+        let r = answered(process(&config(json!({})), &options(&[("WebHook-Request-Origin", origin)])));
+        assert_eq!((r.status, header(&r, "WebHook-Allowed-Origin")), (400, None), "{origin:?}");
+    }
 }
 
 #[test]
@@ -394,6 +398,14 @@ fn ow_body_decoding() {
     assert_eq!(decode_ow_body("AQID", "application/octet-stream"), [1, 2, 3]);
     assert_eq!(decode_ow_body("not base64!", "application/octet-stream"), b"not base64!");
     assert_eq!(decode_ow_body("", "application/json"), b"");
+    // Not valid JSON: the real bytes, not their base64, are what gets judged and sized.
+    for bad in [&b"{oops"[..], b"\xff\xfe", b"[[[[", &[b'['; 300]] {
+        assert_eq!(decode_ow_body(&BASE64.encode(bad), "application/json"), bad);
+    }
+    assert_eq!(decode_ow_body(&BASE64.encode("[1e400]"), "application/json"), b"[1e400]");
+    // A charset does not make a binary type text.
+    assert_eq!(decode_ow_body("AQID", "application/octet-stream; charset=utf-8"), [1, 2, 3]);
+    assert_eq!(decode_ow_body("abcd", "application/x-thing; charset=utf-8"), b"abcd");
 
     let params = Params::from_value(json!({
         "__ow_method": "post", "__ow_query": "access_token=a%2Bb",
@@ -405,6 +417,34 @@ fn ow_body_decoding() {
     assert_eq!(req.body, br#"{"a":1}"#);
     assert_eq!(req.header("x-n"), Some("5"));
     assert_eq!(req.query_param("access_token").as_deref(), Some("a+b"));
+}
+
+#[test]
+fn json_bodies_are_judged_as_sent_and_numbers_stay_exact() {
+    let cfg = config(json!({"maxBodyBytes": 100}));
+    let via_ow = |body: &[u8], ct: &str| {
+        let params = Params::from_value(json!({
+            "__ow_method": "post", "__ow_headers": {"content-type": ct, "authorization": format!("Bearer {SECRET}")},
+            "__ow_body": BASE64.encode(body),
+        }))
+        .unwrap();
+        process(&cfg, &HookRequest::from_params(&params))
+    };
+    let r = answered(via_ow(&[b'x'; 90], "application/json"));
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body["error"].as_str().unwrap().contains("expected value at line 1 column 1"), "{r:?}");
+    let r = answered(via_ow(&[b'x'; 101], "application/json"));
+    assert_eq!(r.status, 413);
+    assert!(r.body["error"].as_str().unwrap().starts_with("body of 101 bytes"), "{r:?}");
+    let r = answered(via_ow(b"{\"a\": \"\xff\"}", "application/json"));
+    assert!(r.body["error"].as_str().unwrap().contains("line 1 column"), "{r:?}");
+    let e = fired(via_ow(br#"{"big": 123456789012345678901234567890, "huge": 1e400, "f": 0.1}"#, "application/json"));
+    assert_eq!(
+        serde_json::to_string(&e[0]["data"]).unwrap(),
+        r#"{"big":123456789012345678901234567890,"f":0.1,"huge":1e+400}"#
+    );
+    let e = fired(via_ow(&[1, 2, 3], "application/octet-stream; charset=utf-8"));
+    assert_eq!(e[0]["data_base64"], "AQID");
 }
 
 #[test]
