@@ -343,17 +343,15 @@ fn github_hook_is_registered_signed_paused_and_removed() {
     let patches: Vec<Value> = gh.calls().into_iter().filter(|c| c.method == "PATCH").map(|c| c.body).collect();
     assert_eq!(patches, vec![json!({"active": false}), json!({"active": true})]);
 
-    // Changing a plugin parameter re-registers: a new hook with the same secret, the old one removed.
+    // Changing a plugin parameter updates the hook in place, with its secret (GitHub would
+    // refuse a second hook with the same URL and overlapping events).
     let updated = h.feed("UPDATE", "t", json!({"events": ["push"]})).unwrap();
     assert_eq!(updated["reregistered"], true, "{updated}");
     let hooks = gh.hooks("octo/repo");
-    let new_id = *hooks.keys().next().unwrap();
-    assert_eq!((hooks.len(), updated["registration"].clone()), (1, json!(new_id.to_string())));
-    assert_ne!(new_id, id);
-    assert_eq!(hooks[&new_id]["events"], json!(["push"]));
-    let creates: Vec<Value> = gh.calls().into_iter().filter(|c| c.method == "POST").map(|c| c.body).collect();
-    assert_eq!(creates.last().unwrap()["config"]["secret"], secret.as_str());
-
+    assert_eq!((hooks.len(), updated["registration"].clone()), (1, json!(id.to_string())));
+    assert_eq!(hooks[&id]["events"], json!(["push"]));
+    assert_eq!(hooks[&id]["config"]["secret"], secret.as_str());
+    let new_id = id;
     h.feed("DELETE", "t", json!({})).unwrap();
     assert!(gh.hooks("octo/repo").is_empty());
     let last = gh.calls().last().cloned().unwrap();
@@ -370,7 +368,7 @@ fn failed_github_registration_leaves_nothing() {
     let err = h
         .create("t", json!({"source": "github", "repository": "octo/missing", "accessToken": "ghp_testtoken", "githubApi": gh.url()}))
         .unwrap_err();
-    assert!(err.contains("HTTP 404"), "{err}");
+    assert!(err.contains("HTTP 404") && err.contains("admin rights") && err.contains("admin:repo_hook"), "{err}");
     assert!(!err.contains("ghp_testtoken"), "{err}");
     assert_eq!(h.w.user_entities().unwrap(), Vec::<String>::new());
     let err = h
@@ -405,6 +403,13 @@ fn subscription_is_created_with_the_sink_and_deleted() {
     assert_eq!(sub["source"], "/orders");
     let auth = sub["protocolsettings"]["headers"]["Authorization"].as_str().unwrap();
     assert!(auth.starts_with("Bearer ") && auth.len() == 7 + 64, "{auth}");
+    let credential = &sub["sinkcredential"];
+    assert_eq!(
+        (credential["credentialtype"].clone(), credential["accesstokentype"].clone()),
+        (json!("ACCESSTOKEN"), json!("bearer"))
+    );
+    assert_eq!(format!("Bearer {}", credential["accesstoken"].as_str().unwrap()), auth);
+    assert!(credential["accesstokenexpiresutc"].as_str().is_some());
     assert_eq!(manager.calls()[0].auth.as_deref(), Some("Bearer mgr-token"));
 
     assert_eq!(manager.deliver(&id, &ce("o-1", "com.example.order.created")), 202);
@@ -598,4 +603,148 @@ fn bodies_are_judged_as_sent() {
     let numbers = serde_json::to_string(&events[0]["data"]).unwrap();
     assert_eq!(numbers, r#"{"big":1e+400,"f":0.1,"id":123456789012345678901234567890}"#);
     assert_eq!(events[1]["data_base64"], "/wAB");
+}
+
+#[test]
+fn github_registration_meets_githubs_rules() {
+    let h = Hooks::start();
+    let gh = FakeGitHub::start("ghp_testtoken");
+    let params = json!({
+        "source": "github", "repository": "octo/repo", "accessToken": gh.token(), "githubApi": gh.url(),
+        "events": ["push", "issues"],
+    });
+    let created = h.create_recorded("t", params.clone());
+    let url = created["url"].as_str().unwrap().to_string();
+    let id = *gh.hooks("octo/repo").keys().next().unwrap();
+    let secret = gh.hooks("octo/repo")[&id]["config"]["secret"].as_str().unwrap().to_string();
+
+    // GitHub refuses a second hook with this URL and overlapping events: the old
+    // create-then-delete UPDATE could never work.
+    let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let mut dup = http
+        .post(format!("{}/repos/octo/repo/hooks", gh.url()))
+        .header("Authorization", "Bearer ghp_testtoken")
+        .send_json(json!({"name": "web", "events": ["issues"], "config": {"url": url}}))
+        .unwrap();
+    assert_eq!(dup.status().as_u16(), 422);
+    let said: Value = serde_json::from_str(&dup.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(said["errors"][0]["message"], "Hook already exists on this repository");
+
+    // Paused, then updated: the hook stays paused and keeps its secret.
+    h.feed("PAUSE", "t", json!({})).unwrap();
+    let updated = h.feed("UPDATE", "t", json!({"events": ["push", "release"]})).unwrap();
+    assert_eq!(updated["registration"], id.to_string(), "{updated}");
+    let hook = &gh.hooks("octo/repo")[&id];
+    assert_eq!((hook["active"].clone(), hook["events"].clone()), (json!(false), json!(["push", "release"])));
+    assert_eq!(hook["config"]["secret"], secret.as_str());
+    h.feed("UNPAUSE", "t", json!({})).unwrap();
+
+    // Every call pins the API version and asks for GitHub's media type.
+    let ours: Vec<_> = gh.calls().into_iter().filter(|c| c.headers["user-agent"] == "owfeed-hooks").collect();
+    assert!(ours.len() >= 4, "{ours:?}");
+    for call in ours {
+        assert_eq!(call.headers.get("accept").map(String::as_str), Some("application/vnd.github+json"), "{call:?}");
+        assert_eq!(call.headers.get("x-github-api-version").map(String::as_str), Some("2022-11-28"), "{call:?}");
+    }
+
+    // A CREATE that does not know the hook (its endpoint removed behind the feed's back) gets
+    // GitHub's validation details, not just "Validation Failed".
+    h.w.user.delete_package(&QualifiedName::new("_", None, "t.owfeed-hook")).unwrap();
+    let err = h.feed("CREATE", "t", params.clone()).unwrap_err();
+    assert!(err.contains("HTTP 422") && err.contains("Hook already exists on this repository"), "{err}");
+    assert!(!err.contains(&secret) && !err.contains("ghp_testtoken"), "{err}");
+    h.feed("CREATE", "t", json!({"source": "none"})).unwrap();
+    h.feed("DELETE", "t", json!({})).unwrap();
+
+    // Rate limits are retryable, not "unauthorized".
+    gh.rate_limit(1);
+    let err = h.create("r", params.clone()).unwrap_err();
+    assert!(err.contains("rate limited") && err.contains("HTTP 403"), "{err}");
+    assert!(!h.user_packages().iter().any(|p| p.contains("r.owfeed-hook")), "{:?}", h.user_packages());
+}
+
+#[test]
+fn github_deliveries_ping_and_foreign_hooks() {
+    let h = Hooks::start();
+    let gh = FakeGitHub::start("ghp_testtoken");
+    let params =
+        json!({"source": "github", "repository": "octo/repo", "accessToken": gh.token(), "githubApi": gh.url()});
+    let created = h.create_recorded("t", params);
+    let url = created["url"].as_str().unwrap().to_string();
+    let id = *gh.hooks("octo/repo").keys().next().unwrap();
+    let secret = Secret::new(gh.hooks("octo/repo")[&id]["config"]["secret"].as_str().unwrap());
+    let deliver = |event: &str, hook: u64, body: &[u8]| {
+        let sig = github_signature(&secret, body);
+        let hook = hook.to_string();
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("X-GitHub-Event", event),
+            ("X-GitHub-Hook-ID", hook.as_str()),
+            ("X-Hub-Signature-256", sig.as_str()),
+        ];
+        h.post(&url, &headers, body)
+    };
+    let ping = format!(r#"{{"zen": "Keep it logically awesome.", "hook_id": {id}}}"#);
+    let a = deliver("ping", id, ping.as_bytes());
+    assert_eq!((a.status, a.body["status"].clone()), (200, json!("pong")), "{}", a.body);
+    let a = deliver("push", id + 1, br#"{"ref": "refs/heads/main"}"#);
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = deliver("push", id, br#"{"ref": "refs/heads/main"}"#);
+    assert_eq!(a.status, 202, "{}", a.body);
+    let events = h.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["githubevent"], "push");
+}
+
+#[test]
+fn github_404_on_delete_is_gone_only_when_the_repository_is_administrable() {
+    let h = Hooks::start();
+    let gh = FakeGitHub::start("ghp_testtoken");
+    let params =
+        json!({"source": "github", "repository": "octo/repo", "accessToken": gh.token(), "githubApi": gh.url()});
+    // Deleted at GitHub by hand: DELETE finds it gone and says nothing more.
+    h.create("a", params.clone()).unwrap();
+    let id = *gh.hooks("octo/repo").keys().next().unwrap();
+    let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    http.delete(format!("{}/repos/octo/repo/hooks/{id}", gh.url()))
+        .header("Authorization", "Bearer ghp_testtoken")
+        .call()
+        .unwrap();
+    let deleted = h.feed("DELETE", "a", json!({})).unwrap();
+    assert!(deleted.get("notRemoved").is_none(), "{deleted}");
+    // The token lost admin rights: GitHub answers 404 too, but the hook is still there.
+    h.create("b", params).unwrap();
+    let id = *gh.hooks("octo/repo").keys().next().unwrap();
+    gh.revoke_admin();
+    let deleted = h.feed("DELETE", "b", json!({})).unwrap();
+    let left = &deleted["notRemoved"][0];
+    assert_eq!(left["registration"], id.to_string(), "{deleted}");
+    assert!(left["reason"].as_str().unwrap().contains("can no longer administer octo/repo"), "{deleted}");
+    assert_eq!(gh.hooks("octo/repo").len(), 1);
+    assert_eq!(h.user_packages(), Vec::<String>::new());
+}
+
+#[test]
+fn subscription_manager_without_header_support_still_authenticates() {
+    let h = Hooks::start();
+    let manager = FakeManager::ignoring_headers(None);
+    let err = h
+        .create("bad", json!({"source": "subscription", "manager": manager.url(), "subscriptionSource": "not a uri"}))
+        .unwrap_err();
+    assert!(err.contains("parameter 'subscriptionSource'"), "{err}");
+    let created = h.create_recorded(
+        "t",
+        json!({"source": "subscription", "manager": manager.url(), "config": {"topic": "orders"}, "subscriptionSource": "/orders"}),
+    );
+    let (id, sub) = manager.subscriptions().into_iter().next().unwrap();
+    assert_eq!(created["registration"], id.as_str());
+    assert!(sub.pointer("/protocolsettings/headers").is_none(), "{sub}");
+    assert_eq!(sub["config"], json!({"topic": "orders"}));
+    // GET never returns the access token.
+    let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let got =
+        http.get(format!("{}/subscriptions/{id}", manager.url())).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(!got.contains(sub["sinkcredential"]["accesstoken"].as_str().unwrap()), "{got}");
+    assert_eq!(manager.deliver(&id, &ce("o-1", "com.example.order.created")), 202);
+    assert_eq!(ids(&h.events()), vec!["o-1"]);
 }

@@ -11,7 +11,8 @@
 //! A retried CREATE reuses the stored secret and registration.
 //!
 //! READ shows the config (secrets redacted), the URL and the registration; UPDATE merges new
-//! parameters and re-registers when a plugin parameter or the secret changed; DELETE removes
+//! parameters and, when a plugin parameter or the secret changed, updates the registration in
+//! place where the producer can (GitHub) or re-registers (paused if the trigger is paused); DELETE removes
 //! the registration (naming it in the result when the producer cannot be reached) and the
 //! binding, whatever is left of them; PAUSE/UNPAUSE tell the
 //! producer when it can be told and always flag the binding, so the receiver drops deliveries
@@ -193,7 +194,7 @@ impl Feed for HooksFeed {
         }
         let mut id = kept.clone();
         if kept.is_none() {
-            let endpoint = Endpoint { url: url.clone(), secret: secret.clone() };
+            let endpoint = Endpoint { url: url.clone(), secret: secret.clone(), active: true };
             let step = registrar.register(&params, &endpoint).map_err(|e| fail("registering the hook", e));
             let registered = match step {
                 Ok(r) => r,
@@ -274,28 +275,35 @@ impl Feed for HooksFeed {
         let old_id = registration(&old);
         let mut problems = Vec::new();
         if changed {
-            merged.remove(CONFIG_REGISTRATION);
             let url = merged.str(CONFIG_URL)?.unwrap_or_default();
-            let endpoint = Endpoint { url, secret: Secret::new(secret.expose()) };
-            let new_id = registrar.register(&merged, &endpoint).map_err(|e| fail("re-registering the hook", e))?;
-            if let Some(id) = &new_id {
-                merged.insert(CONFIG_REGISTRATION, json!(id));
-            }
-            if let Err(e) = req.write_config(&binding, &merged) {
-                if let Some(id) = &new_id {
-                    let _ = registrar.unregister(&merged, id);
+            let active = !merged.bool(CONFIG_PAUSED)?.unwrap_or(false);
+            let endpoint = Endpoint { url, secret: Secret::new(secret.expose()), active };
+            match old_id.as_ref().and_then(|id| registrar.update(&merged, id, &endpoint)) {
+                // In place (GitHub refuses a second hook for the same URL and events).
+                Some(result) => {
+                    let id = result.map_err(|e| fail("updating the registration", e))?;
+                    merged.insert(CONFIG_REGISTRATION, json!(id));
+                    req.write_config(&binding, &merged)
+                        .map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
                 }
-                return Err(fail(&format!("updating the hook config {binding}"), e));
-            }
-            if let Some(id) = &old_id {
-                if let Err(e) = registrar.unregister(&old, id) {
-                    problems.push(format!("could not remove the old registration {id}: {e}"));
-                }
-            }
-            if merged.bool(CONFIG_PAUSED)?.unwrap_or(false) {
-                if let Some(id) = &new_id {
-                    if let Err(e) = registrar.set_active(&merged, id, false) {
-                        problems.push(format!("could not pause the new registration {id}: {e}"));
+                // A new registration first, then the old one removed: deliveries never stop.
+                None => {
+                    merged.remove(CONFIG_REGISTRATION);
+                    let new_id =
+                        registrar.register(&merged, &endpoint).map_err(|e| fail("re-registering the hook", e))?;
+                    if let Some(id) = &new_id {
+                        merged.insert(CONFIG_REGISTRATION, json!(id));
+                    }
+                    if let Err(e) = req.write_config(&binding, &merged) {
+                        if let Some(id) = &new_id {
+                            let _ = registrar.unregister(&merged, id);
+                        }
+                        return Err(fail(&format!("updating the hook config {binding}"), e));
+                    }
+                    if let Some(id) = &old_id {
+                        if let Err(e) = registrar.unregister(&old, id) {
+                            problems.push(format!("could not remove the old registration {id}: {e}"));
+                        }
                     }
                 }
             }
