@@ -1,7 +1,12 @@
 //! A fake CloudEvents Subscriptions API manager for the hooks tests: create, get and delete
 //! `/subscriptions[/{id}]`, an optional bearer-token check, every call recorded, and
 //! [`FakeManager::deliver`] to send an event to a subscription's sink the way a manager would
-//! (structured mode, with the `protocolsettings` headers). Filters are stored, not applied.
+//! (structured mode). Filters are stored, not applied.
+//!
+//! As the spec (cloudevents/spec subscriptions/spec.md, `sinkcredential`) says: an
+//! `ACCESSTOKEN` sink credential is sent as `Authorization: <accesstokentype> <accesstoken>`
+//! and never returned by GET; `protocolsettings.headers` are a SHOULD, so
+//! [`FakeManager::ignoring_headers`] is a manager that drops them.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +21,7 @@ struct State {
     calls: Vec<Call>,
     subscriptions: BTreeMap<String, Value>,
     next_id: u64,
+    ignore_headers: bool,
 }
 
 /// A running fake manager on 127.0.0.1; stops on drop.
@@ -29,9 +35,18 @@ pub struct FakeManager {
 impl FakeManager {
     /// Starts the fake; with `token`, only `Authorization: Bearer {token}` is accepted.
     pub fn start(token: Option<&str>) -> FakeManager {
+        FakeManager::start_with(token, false)
+    }
+
+    /// Starts a manager that does not support `protocolsettings.headers` (the spec's SHOULD).
+    pub fn ignoring_headers(token: Option<&str>) -> FakeManager {
+        FakeManager::start_with(token, true)
+    }
+
+    fn start_with(token: Option<&str>, ignore_headers: bool) -> FakeManager {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind fake manager"));
         let port = server.server_addr().to_ip().expect("ip address").port();
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State { ignore_headers, ..State::default() }));
         let (s, st, tok) = (server.clone(), state.clone(), token.map(str::to_string));
         let thread = std::thread::spawn(move || {
             while let Ok(mut req) = s.recv() {
@@ -56,7 +71,7 @@ impl FakeManager {
         self.state.lock().unwrap().calls.clone()
     }
 
-    /// The subscriptions that exist now, by id.
+    /// The subscriptions that exist now, by id, as stored (credentials included).
     pub fn subscriptions(&self) -> BTreeMap<String, Value> {
         self.state.lock().unwrap().subscriptions.clone()
     }
@@ -68,10 +83,20 @@ impl FakeManager {
         let sink = sub["sink"].as_str().expect("sink").to_string();
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut req = agent.post(&sink).header("Content-Type", "application/cloudevents+json");
+        let credential = &sub["sinkcredential"];
+        let with_credential = credential["credentialtype"] == "ACCESSTOKEN";
         if let Some(Value::Object(headers)) = sub.pointer("/protocolsettings/headers") {
-            for (k, v) in headers {
+            for (k, v) in headers.iter().filter(|(k, _)| !(with_credential && k.eq_ignore_ascii_case("authorization")))
+            {
                 req = req.header(k, v.as_str().unwrap_or_default());
             }
+        }
+        if with_credential {
+            let kind = credential["accesstokentype"].as_str().unwrap_or("bearer");
+            // RFC 6750: the scheme is case-insensitive; send it as most servers spell it.
+            let scheme = if kind.eq_ignore_ascii_case("bearer") { "Bearer" } else { kind };
+            let token = credential["accesstoken"].as_str().unwrap_or_default();
+            req = req.header("Authorization", format!("{scheme} {token}"));
         }
         match req.send(event.to_string()) {
             Ok(resp) => resp.status().as_u16(),
@@ -107,11 +132,16 @@ fn answer(st: &mut State, call: &Call, token: Option<&str>) -> (u16, Value) {
             let id = format!("sub-{}", st.next_id);
             let mut sub = call.body.clone();
             sub["id"] = json!(id);
+            if st.ignore_headers {
+                if let Some(settings) = sub.get_mut("protocolsettings").and_then(Value::as_object_mut) {
+                    settings.remove("headers");
+                }
+            }
             st.subscriptions.insert(id, sub.clone());
-            (201, sub)
+            (201, shown(&sub))
         }
         ("GET", ["subscriptions", id]) => match st.subscriptions.get(*id) {
-            Some(sub) => (200, sub.clone()),
+            Some(sub) => (200, shown(sub)),
             None => (404, json!({"error": "not found"})),
         },
         ("DELETE", ["subscriptions", id]) => match st.subscriptions.remove(*id) {
@@ -120,6 +150,17 @@ fn answer(st: &mut State, call: &Call, token: Option<&str>) -> (u16, Value) {
         },
         _ => (404, json!({"error": "not found"})),
     }
+}
+
+/// A subscription as GET returns it: the sink credential's secrets left out.
+fn shown(sub: &Value) -> Value {
+    let mut sub = sub.clone();
+    if let Some(c) = sub.get_mut("sinkcredential").and_then(Value::as_object_mut) {
+        c.remove("accesstoken");
+        c.remove("refreshtoken");
+        c.remove("secret");
+    }
+    sub
 }
 
 /// Percent-decodes one path segment, as a real server would before routing.

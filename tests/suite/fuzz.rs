@@ -10,12 +10,16 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
+use base64::Engine as _;
 use feed_tests::actionloop::{ActionLoop, ResultChannel};
 use owfeed::events::{decode_header_value, validate_cloud_event};
 use owfeed::filter::{parse_filters, ChangeFilter};
-use owfeed::hooks::{process, HookConfig, HookRequest};
+use owfeed::hooks::receiver::receive;
+use owfeed::hooks::{decode_ow_body, github_signature, process, HookConfig, HookRequest};
 use owfeed::params::Params;
+use owfeed::runtime::Context;
 use owfeed::schedule::Schedule;
+use owfeed::secret::Secret;
 use owfeed::source::Source;
 use owfeed::sources::s3::S3Source;
 use owfeed::state::State;
@@ -274,6 +278,107 @@ fn webhook_requests_never_panic() {
         },
         |req| {
             let _ = process(&config, req);
+        },
+    );
+}
+
+#[test]
+fn receiver_full_request_path_never_panics() {
+    // From the parameters OpenWhisk passes a raw-HTTP web action (the binding's config merged
+    // with `__ow_*`) to the web result, firing included: the API host refuses connections, so
+    // every fire and batch-record call fails fast with a transport error.
+    let ctx = Context {
+        api_host: Some("http://127.0.0.1:1".into()),
+        api_key: Some(Secret::new(
+            "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP",
+        )),
+        namespace: "guest".into(),
+        action_name: "/guest/t.owfeed-hook/receive".into(),
+        activation_id: "a".into(),
+        deadline: None,
+    };
+    let secret = "0123456789abcdef0123";
+    let event = json!({"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "data": {"n": 1}});
+    let batch = json!([event, event]);
+    fuzz(
+        "hooks::receiver::receive",
+        10,
+        |r| {
+            let content_type = r
+                .pick(&[
+                    "application/json",
+                    "application/cloudevents+json",
+                    "application/cloudevents-batch+json",
+                    "application/octet-stream; charset=utf-8",
+                    "text/plain",
+                    "application/cloudevents+xml",
+                    "",
+                ])
+                .to_string();
+            let body: Vec<u8> = match r.below(4) {
+                0 => r.text(40).into_bytes(),
+                1 => r.json(3).to_string().into_bytes(),
+                2 => r.mutate(event.to_string().as_bytes()),
+                _ => r.mutate(batch.to_string().as_bytes()),
+            };
+            // OpenWhisk passes JSON and binary types as base64, text as it is.
+            let raw = if r.below(3) == 0 {
+                String::from_utf8_lossy(&body).into_owned()
+            } else {
+                base64::engine::general_purpose::STANDARD.encode(&body)
+            };
+            let mut headers = Map::new();
+            headers.insert("content-type".into(), json!(content_type));
+            for _ in 0..r.below(4) {
+                let name = r.pick(&[
+                    "ce-id",
+                    "ce-type",
+                    "ce-source",
+                    "ce-specversion",
+                    "x-github-event",
+                    "x-github-delivery",
+                    "x-github-hook-id",
+                    "webhook-request-origin",
+                    "authorization",
+                ]);
+                headers.insert(name.to_string(), json!(r.text(10)));
+            }
+            match r.below(3) {
+                0 => {
+                    headers.insert("authorization".into(), json!(format!("Bearer {secret}")));
+                }
+                1 => {
+                    let decoded = decode_ow_body(&raw, &content_type);
+                    let sig = github_signature(&Secret::new(secret), &decoded);
+                    headers.insert("x-hub-signature-256".into(), json!(sig));
+                }
+                _ => {}
+            }
+            let mut params = json!({
+                "source": r.pick(&["none", "github", "subscription", "bogus"]),
+                "secret": secret,
+                "triggerName": r.pick(&["/guest/t", "t", "", "/a/b/c/d"]),
+                "__ow_method": r.pick(&["post", "options", "get", "POST", ""]),
+                "__ow_headers": headers,
+                "__ow_query": r.text(8),
+                "__ow_body": raw,
+            });
+            if r.below(2) == 0 {
+                params["registration"] = json!(r.pick(&["42", "", "x"]));
+            }
+            if r.below(3) == 0 {
+                params["filters"] = r.json(2);
+            }
+            if r.below(3) == 0 {
+                params["maxBodyBytes"] = r.json(1);
+            }
+            params
+        },
+        |params| {
+            let params = Params::from_value(params.clone()).expect("an object");
+            let result = receive(&ctx, params).expect("the receiver always answers over HTTP");
+            let status = result["statusCode"].as_u64().expect("a status code");
+            assert!((200..600).contains(&status), "{result}");
         },
     );
 }

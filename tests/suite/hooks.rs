@@ -351,8 +351,12 @@ fn github_hook_is_registered_signed_paused_and_removed() {
     let a = h.post(&url, &headers, body);
     assert_eq!(a.status, 202, "{}", a.body);
     let events = h.events();
-    assert_eq!(ids(&events), vec!["72d3162e-cc78-11e3-81ab-4c9367dc0958"]);
-    assert_eq!(events[0]["type"], "com.github.push");
+    // Only the body is signed: the id is its hash, GitHub's event name and delivery id are
+    // unsigned extension attributes.
+    assert!(events.len() == 1 && events[0]["id"].as_str().unwrap().starts_with("sha256-"), "{events:?}");
+    assert_eq!(events[0]["githubdelivery"], "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    assert_eq!(events[0]["githubevent"], "push");
+    assert_eq!(events[0]["type"], owfeed::hooks::GITHUB_SIGNED_TYPE);
     assert_eq!(events[0]["source"], "https://github.com/octo/repo");
     assert_eq!(events[0]["data"]["ref"], "refs/heads/main");
 
@@ -370,17 +374,15 @@ fn github_hook_is_registered_signed_paused_and_removed() {
     let patches: Vec<Value> = gh.calls().into_iter().filter(|c| c.method == "PATCH").map(|c| c.body).collect();
     assert_eq!(patches, vec![json!({"active": false}), json!({"active": true})]);
 
-    // Changing a plugin parameter re-registers: a new hook with the same secret, the old one removed.
+    // Changing a plugin parameter updates the hook in place, with its secret (GitHub would
+    // refuse a second hook with the same URL and overlapping events).
     let updated = h.feed("UPDATE", "t", json!({"events": ["push"]})).unwrap();
     assert_eq!(updated["reregistered"], true, "{updated}");
     let hooks = gh.hooks("octo/repo");
-    let new_id = *hooks.keys().next().unwrap();
-    assert_eq!((hooks.len(), updated["registration"].clone()), (1, json!(new_id.to_string())));
-    assert_ne!(new_id, id);
-    assert_eq!(hooks[&new_id]["events"], json!(["push"]));
-    let creates: Vec<Value> = gh.calls().into_iter().filter(|c| c.method == "POST").map(|c| c.body).collect();
-    assert_eq!(creates.last().unwrap()["config"]["secret"], secret.as_str());
-
+    assert_eq!((hooks.len(), updated["registration"].clone()), (1, json!(id.to_string())));
+    assert_eq!(hooks[&id]["events"], json!(["push"]));
+    assert_eq!(hooks[&id]["config"]["secret"], secret.as_str());
+    let new_id = id;
     h.feed("DELETE", "t", json!({})).unwrap();
     assert!(gh.hooks("octo/repo").is_empty());
     let last = gh.calls().last().cloned().unwrap();
@@ -397,7 +399,7 @@ fn failed_github_registration_leaves_nothing() {
     let err = h
         .create("t", json!({"source": "github", "repository": "octo/missing", "accessToken": "ghp_testtoken", "githubApi": gh.url()}))
         .unwrap_err();
-    assert!(err.contains("HTTP 404"), "{err}");
+    assert!(err.contains("HTTP 404") && err.contains("admin rights") && err.contains("admin:repo_hook"), "{err}");
     assert!(!err.contains("ghp_testtoken"), "{err}");
     assert_eq!(h.w.user_entities().unwrap(), Vec::<String>::new());
     let err = h
@@ -432,6 +434,13 @@ fn subscription_is_created_with_the_sink_and_deleted() {
     assert_eq!(sub["source"], "/orders");
     let auth = sub["protocolsettings"]["headers"]["Authorization"].as_str().unwrap();
     assert!(auth.starts_with("Bearer ") && auth.len() == 7 + 64, "{auth}");
+    let credential = &sub["sinkcredential"];
+    assert_eq!(
+        (credential["credentialtype"].clone(), credential["accesstokentype"].clone()),
+        (json!("ACCESSTOKEN"), json!("bearer"))
+    );
+    assert_eq!(format!("Bearer {}", credential["accesstoken"].as_str().unwrap()), auth);
+    assert!(credential["accesstokenexpiresutc"].as_str().is_some());
     assert_eq!(manager.calls()[0].auth.as_deref(), Some("Bearer mgr-token"));
 
     assert_eq!(manager.deliver(&id, &ce("o-1", "com.example.order.created")), 202);
@@ -466,4 +475,307 @@ fn update_changes_filters_and_pause_drops_deliveries() {
     assert_eq!(ids(&h.events()), vec!["u-1", "u-4"]);
     let err = h.feed("UPDATE", "t", json!({"source": "github"})).unwrap_err();
     assert!(err.contains("parameter 'source'"), "{err}");
+}
+
+#[test]
+fn replayed_signed_delivery_cannot_fire_a_new_identity() {
+    let h = Hooks::start();
+    let secret = "replay-secret-0123456789abcdef";
+    let filters = json!([{"not": {"exact": {"githubevent": "ping"}}}]);
+    let created = h.create_recorded("t", json!({"source": "none", "secret": secret, "filters": filters}));
+    let url = created["url"].as_str().unwrap().to_string();
+    let body = br#"{"ref": "refs/heads/main", "repository": {"html_url": "https://github.com/octo/repo"}}"#;
+    let sig = github_signature(&Secret::new(secret), body);
+    let genuine = [
+        ("Content-Type", "application/json"),
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", "g-1"),
+        ("X-Hub-Signature-256", sig.as_str()),
+    ];
+    assert_eq!(h.post(&url, &genuine, body).status, 202);
+    // The captured request replayed with new unsigned headers.
+    let replays: [&[(&str, &str)]; 4] = [
+        &[("Content-Type", "application/json"), ("X-GitHub-Event", "release"), ("X-GitHub-Delivery", "g-2")],
+        &[("Content-Type", "text/plain"), ("X-GitHub-Event", "delete"), ("X-GitHub-Delivery", "g-3")],
+        &[
+            ("Content-Type", "application/json"),
+            ("ce-specversion", "1.0"),
+            ("ce-id", "g-4"),
+            ("ce-type", "com.github.delete"),
+            ("ce-source", "https://github.com/other/repo"),
+        ],
+        &[("Content-Type", "application/cloudevents+json")],
+    ];
+    for headers in replays {
+        let mut headers = headers.to_vec();
+        headers.push(("X-Hub-Signature-256", sig.as_str()));
+        let a = h.post(&url, &headers, body);
+        assert!(a.status == 202 || a.status == 400, "{headers:?}: {} {}", a.status, a.body);
+    }
+    let events = h.events();
+    assert!(!events.is_empty());
+    for e in &events {
+        for attr in ["id", "type", "source", "data"] {
+            assert_eq!(e[attr], events[0][attr], "{attr}: {e}");
+        }
+    }
+    assert_eq!(events[0]["source"], "https://github.com/octo/repo");
+    assert_eq!(events[0]["type"], owfeed::hooks::GENERIC_TYPE);
+    // A sign inside the hex is not a hex digit.
+    let hex = sig.strip_prefix("sha256=").unwrap();
+    let plus = format!("sha256=+{}", &hex[1..]);
+    let a = h.post(&url, &[("Content-Type", "application/json"), ("X-Hub-Signature-256", plus.as_str())], body);
+    assert_eq!(a.status, 401);
+}
+
+#[test]
+fn throttled_batch_resumes_and_delivers_each_event_once() {
+    let h = Hooks::start();
+    let created = h.create_recorded("t", json!({"source": "none"}));
+    let (url, token) = (created["url"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string());
+    let all: Vec<String> = (1..=8).map(|i| format!("b-{i}")).collect();
+    let batch: Vec<Value> = all.iter().map(|id| ce(id, "com.example.batch")).collect();
+    let body = serde_json::to_vec(&batch).unwrap();
+    let auth = bearer(&token);
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/cloudevents-batch+json")];
+    h.w.emu.set_fires_per_minute(Some(5));
+    let a = h.post(&url, &headers, &body);
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert!(a.header("Retry-After").is_some());
+    assert_eq!(a.body["delivered"], json!(all[..5]), "{}", a.body);
+    assert_eq!(a.body["pending"], json!(all[5..]), "{}", a.body);
+    // The namespace is still over its rate: the retry fires nothing again and says so.
+    let a = h.post(&url, &headers, &body);
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert_eq!((a.body["skipped"].clone(), a.body["fired"].clone()), (json!(all[..5]), json!(0)));
+    assert_eq!(a.body["pending"], json!(all[5..]));
+    let packages = h.user_packages();
+    assert!(packages.iter().any(|p| p.ends_with("t.owfeed-hook-batches")), "{packages:?}");
+    h.w.emu.set_fires_per_minute(Some(1000));
+    let a = h.post(&url, &headers, &body);
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert_eq!((a.body["ids"].clone(), a.body["skipped"].clone()), (json!(all[5..]), json!(all[..5])));
+    let mut got = ids(&h.events());
+    got.sort();
+    assert_eq!(got, all, "every event exactly once");
+    // The completed batch is forgotten: the record is gone, and DELETE leaves nothing.
+    assert!(!h.user_packages().iter().any(|p| p.ends_with("batches")));
+    h.w.emu.set_fires_per_minute(Some(5));
+    assert_eq!(h.post(&url, &headers, &body).status, 429);
+    h.feed("DELETE", "t", json!({})).unwrap();
+    assert_eq!(h.user_packages(), Vec::<String>::new());
+}
+
+#[test]
+fn delete_that_cannot_reach_the_producer_removes_everything_and_names_the_hook() {
+    let h = Hooks::start();
+    let gh = FakeGitHub::start("ghp_testtoken");
+    let api = gh.url();
+    h.create("t", json!({"source": "github", "repository": "octo/repo", "accessToken": gh.token(), "githubApi": api}))
+        .unwrap();
+    let id = *gh.hooks("octo/repo").keys().next().unwrap();
+    drop(gh); // GitHub is unreachable from now on.
+    let deleted = h.feed("DELETE", "t", json!({})).expect("DELETE succeeds in the user's namespace");
+    assert_eq!(h.user_packages(), Vec::<String>::new(), "{deleted}");
+    let left = &deleted["notRemoved"][0];
+    assert_eq!(left["registration"], id.to_string(), "{deleted}");
+    assert_eq!(left["where"], format!("GitHub repository octo/repo, webhook {id}"));
+    assert_eq!(
+        left["command"],
+        format!("curl -X DELETE -H \"Authorization: Bearer $GITHUB_TOKEN\" {api}/repos/octo/repo/hooks/{id}")
+    );
+    assert!(!deleted.to_string().contains("ghp_testtoken"), "{deleted}");
+    // wsk trigger delete then deletes the trigger; a second DELETE finds nothing and succeeds.
+    assert_eq!(h.feed("DELETE", "t", json!({})).unwrap()["status"], "deleted");
+}
+
+#[test]
+fn bodies_are_judged_as_sent() {
+    let h = Hooks::start();
+    let created = h.create_recorded("t", json!({"source": "none", "maxBodyBytes": 1000}));
+    let (url, token) = (created["url"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string());
+    let auth = bearer(&token);
+    let send = |ct: &str, id: &str, body: &[u8]| {
+        h.post(&url, &[("Authorization", auth.as_str()), ("Content-Type", ct), ("X-Delivery-Id", id)], body)
+    };
+    let error = |a: &Answer| a.body["error"].as_str().unwrap_or_default().to_string();
+    // Invalid JSON is reported from the bytes sent, not from OpenWhisk's base64 of them.
+    let a = send("application/json", "x", b"{\"a\": oops}");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(error(&a).contains("line 1 column 7"), "{}", a.body);
+    let a = send("application/json", "x", b"{\"a\": \"\xff\"}");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(!error(&a).contains("column 1:") && error(&a).contains("line 1"), "{}", a.body);
+    let a = send("application/json", "x", "[".repeat(200).as_bytes());
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(error(&a).contains("recursion limit"), "{}", a.body);
+    // Sizes are the body's: 900 invalid bytes (1200 in base64) are a 400, 1200 bytes a 413 saying 1200.
+    assert_eq!(send("application/json", "x", &[b'x'; 900]).status, 400);
+    let a = send("application/json", "x", &[b'x'; 1200]);
+    assert_eq!(a.status, 413, "{}", a.body);
+    assert!(error(&a).starts_with("body of 1200 bytes"), "{}", a.body);
+    // Numbers arrive exactly as sent.
+    let a = send("application/json", "n-1", br#"{"id": 123456789012345678901234567890, "big": 1e400, "f": 0.1}"#);
+    assert_eq!(a.status, 202, "{}", a.body);
+    // A charset does not turn a binary type into text (it arrived double-base64-encoded).
+    let a = send("application/octet-stream; charset=utf-8", "o-1", &[0xff, 0, 1]);
+    assert_eq!(a.status, 202, "{}", a.body);
+    // `.text` is not a receiver URL: OpenWhisk answers 200 with the result's body as text
+    // (WebActions.scala resultAsText), which still says what was fired.
+    let text_url = url.replace("receive.http", "receive.text");
+    let a = h.post(&text_url, &[("Authorization", auth.as_str()), ("X-Delivery-Id", "t-1")], b"hello");
+    assert_eq!(a.status, 200);
+    // A handshake origin that is not a plain host name is refused, never echoed.
+    let a = h.request("OPTIONS", &url, &[("WebHook-Request-Origin", "evil\torigin")], b"");
+    assert_eq!((a.status, a.header("WebHook-Allowed-Origin")), (400, None));
+
+    let events = h.events();
+    assert_eq!(ids(&events), vec!["n-1", "o-1", "t-1"]);
+    let numbers = serde_json::to_string(&events[0]["data"]).unwrap();
+    assert_eq!(numbers, r#"{"big":1e+400,"f":0.1,"id":123456789012345678901234567890}"#);
+    assert_eq!(events[1]["data_base64"], "/wAB");
+}
+
+#[test]
+fn github_registration_meets_githubs_rules() {
+    let h = Hooks::start();
+    let gh = FakeGitHub::start("ghp_testtoken");
+    let params = json!({
+        "source": "github", "repository": "octo/repo", "accessToken": gh.token(), "githubApi": gh.url(),
+        "events": ["push", "issues"],
+    });
+    let created = h.create_recorded("t", params.clone());
+    let url = created["url"].as_str().unwrap().to_string();
+    let id = *gh.hooks("octo/repo").keys().next().unwrap();
+    let secret = gh.hooks("octo/repo")[&id]["config"]["secret"].as_str().unwrap().to_string();
+
+    // GitHub refuses a second hook with this URL and overlapping events: the old
+    // create-then-delete UPDATE could never work.
+    let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let mut dup = http
+        .post(format!("{}/repos/octo/repo/hooks", gh.url()))
+        .header("Authorization", "Bearer ghp_testtoken")
+        .send_json(json!({"name": "web", "events": ["issues"], "config": {"url": url}}))
+        .unwrap();
+    assert_eq!(dup.status().as_u16(), 422);
+    let said: Value = serde_json::from_str(&dup.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(said["errors"][0]["message"], "Hook already exists on this repository");
+
+    // Paused, then updated: the hook stays paused and keeps its secret.
+    h.feed("PAUSE", "t", json!({})).unwrap();
+    let updated = h.feed("UPDATE", "t", json!({"events": ["push", "release"]})).unwrap();
+    assert_eq!(updated["registration"], id.to_string(), "{updated}");
+    let hook = &gh.hooks("octo/repo")[&id];
+    assert_eq!((hook["active"].clone(), hook["events"].clone()), (json!(false), json!(["push", "release"])));
+    assert_eq!(hook["config"]["secret"], secret.as_str());
+    h.feed("UNPAUSE", "t", json!({})).unwrap();
+
+    // Every call pins the API version and asks for GitHub's media type.
+    let ours: Vec<_> = gh.calls().into_iter().filter(|c| c.headers["user-agent"] == "owfeed-hooks").collect();
+    assert!(ours.len() >= 4, "{ours:?}");
+    for call in ours {
+        assert_eq!(call.headers.get("accept").map(String::as_str), Some("application/vnd.github+json"), "{call:?}");
+        assert_eq!(call.headers.get("x-github-api-version").map(String::as_str), Some("2022-11-28"), "{call:?}");
+    }
+
+    // A CREATE that does not know the hook (its endpoint removed behind the feed's back) gets
+    // GitHub's validation details, not just "Validation Failed".
+    h.w.user.delete_package(&QualifiedName::new("_", None, "t.owfeed-hook")).unwrap();
+    let err = h.feed("CREATE", "t", params.clone()).unwrap_err();
+    assert!(err.contains("HTTP 422") && err.contains("Hook already exists on this repository"), "{err}");
+    assert!(!err.contains(&secret) && !err.contains("ghp_testtoken"), "{err}");
+    h.feed("CREATE", "t", json!({"source": "none"})).unwrap();
+    h.feed("DELETE", "t", json!({})).unwrap();
+
+    // Rate limits are retryable, not "unauthorized".
+    gh.rate_limit(1);
+    let err = h.create("r", params.clone()).unwrap_err();
+    assert!(err.contains("rate limited") && err.contains("HTTP 403"), "{err}");
+    assert!(!h.user_packages().iter().any(|p| p.contains("r.owfeed-hook")), "{:?}", h.user_packages());
+}
+
+#[test]
+fn github_deliveries_ping_and_foreign_hooks() {
+    let h = Hooks::start();
+    let gh = FakeGitHub::start("ghp_testtoken");
+    let params =
+        json!({"source": "github", "repository": "octo/repo", "accessToken": gh.token(), "githubApi": gh.url()});
+    let created = h.create_recorded("t", params);
+    let url = created["url"].as_str().unwrap().to_string();
+    let id = *gh.hooks("octo/repo").keys().next().unwrap();
+    let secret = Secret::new(gh.hooks("octo/repo")[&id]["config"]["secret"].as_str().unwrap());
+    let deliver = |event: &str, hook: u64, body: &[u8]| {
+        let sig = github_signature(&secret, body);
+        let hook = hook.to_string();
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("X-GitHub-Event", event),
+            ("X-GitHub-Hook-ID", hook.as_str()),
+            ("X-Hub-Signature-256", sig.as_str()),
+        ];
+        h.post(&url, &headers, body)
+    };
+    let ping = format!(r#"{{"zen": "Keep it logically awesome.", "hook_id": {id}}}"#);
+    let a = deliver("ping", id, ping.as_bytes());
+    assert_eq!((a.status, a.body["status"].clone()), (200, json!("pong")), "{}", a.body);
+    let a = deliver("push", id + 1, br#"{"ref": "refs/heads/main"}"#);
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = deliver("push", id, br#"{"ref": "refs/heads/main"}"#);
+    assert_eq!(a.status, 202, "{}", a.body);
+    let events = h.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["githubevent"], "push");
+}
+
+#[test]
+fn github_404_on_delete_is_gone_only_when_the_repository_is_administrable() {
+    let h = Hooks::start();
+    let gh = FakeGitHub::start("ghp_testtoken");
+    let params =
+        json!({"source": "github", "repository": "octo/repo", "accessToken": gh.token(), "githubApi": gh.url()});
+    // Deleted at GitHub by hand: DELETE finds it gone and says nothing more.
+    h.create("a", params.clone()).unwrap();
+    let id = *gh.hooks("octo/repo").keys().next().unwrap();
+    let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    http.delete(format!("{}/repos/octo/repo/hooks/{id}", gh.url()))
+        .header("Authorization", "Bearer ghp_testtoken")
+        .call()
+        .unwrap();
+    let deleted = h.feed("DELETE", "a", json!({})).unwrap();
+    assert!(deleted.get("notRemoved").is_none(), "{deleted}");
+    // The token lost admin rights: GitHub answers 404 too, but the hook is still there.
+    h.create("b", params).unwrap();
+    let id = *gh.hooks("octo/repo").keys().next().unwrap();
+    gh.revoke_admin();
+    let deleted = h.feed("DELETE", "b", json!({})).unwrap();
+    let left = &deleted["notRemoved"][0];
+    assert_eq!(left["registration"], id.to_string(), "{deleted}");
+    assert!(left["reason"].as_str().unwrap().contains("can no longer administer octo/repo"), "{deleted}");
+    assert_eq!(gh.hooks("octo/repo").len(), 1);
+    assert_eq!(h.user_packages(), Vec::<String>::new());
+}
+
+#[test]
+fn subscription_manager_without_header_support_still_authenticates() {
+    let h = Hooks::start();
+    let manager = FakeManager::ignoring_headers(None);
+    let err = h
+        .create("bad", json!({"source": "subscription", "manager": manager.url(), "subscriptionSource": "not a uri"}))
+        .unwrap_err();
+    assert!(err.contains("parameter 'subscriptionSource'"), "{err}");
+    let created = h.create_recorded(
+        "t",
+        json!({"source": "subscription", "manager": manager.url(), "config": {"topic": "orders"}, "subscriptionSource": "/orders"}),
+    );
+    let (id, sub) = manager.subscriptions().into_iter().next().unwrap();
+    assert_eq!(created["registration"], id.as_str());
+    assert!(sub.pointer("/protocolsettings/headers").is_none(), "{sub}");
+    assert_eq!(sub["config"], json!({"topic": "orders"}));
+    // GET never returns the access token.
+    let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let got =
+        http.get(format!("{}/subscriptions/{id}", manager.url())).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(!got.contains(sub["sinkcredential"]["accesstoken"].as_str().unwrap()), "{got}");
+    assert_eq!(manager.deliver(&id, &ce("o-1", "com.example.order.created")), 202);
+    assert_eq!(ids(&h.events()), vec!["o-1"]);
 }

@@ -11,8 +11,10 @@
 //! A retried CREATE reuses the stored secret and registration.
 //!
 //! READ shows the config (secrets redacted), the URL and the registration; UPDATE merges new
-//! parameters and re-registers when a plugin parameter or the secret changed; DELETE removes
-//! the registration and the binding, whatever is left of them; PAUSE/UNPAUSE tell the
+//! parameters and, when a plugin parameter or the secret changed, updates the registration in
+//! place where the producer can (GitHub) or re-registers (paused if the trigger is paused); DELETE removes
+//! the registration (naming it in the result when the producer cannot be reached) and the
+//! binding, whatever is left of them; PAUSE/UNPAUSE tell the
 //! producer when it can be told and always flag the binding, so the receiver drops deliveries
 //! while paused.
 
@@ -20,6 +22,7 @@ use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Value};
 
 use super::github::GitHub;
+use super::receiver::batches_record_for;
 use super::registrar::{base_url, Endpoint, Registrar, Unregistered, SEGMENT};
 use super::subscription::Subscriptions;
 use super::{generate_secret, HookConfig, SourceKind};
@@ -191,7 +194,7 @@ impl Feed for HooksFeed {
         }
         let mut id = kept.clone();
         if kept.is_none() {
-            let endpoint = Endpoint { url: url.clone(), secret: secret.clone() };
+            let endpoint = Endpoint { url: url.clone(), secret: secret.clone(), active: true };
             let step = registrar.register(&params, &endpoint).map_err(|e| fail("registering the hook", e));
             let registered = match step {
                 Ok(r) => r,
@@ -272,28 +275,35 @@ impl Feed for HooksFeed {
         let old_id = registration(&old);
         let mut problems = Vec::new();
         if changed {
-            merged.remove(CONFIG_REGISTRATION);
             let url = merged.str(CONFIG_URL)?.unwrap_or_default();
-            let endpoint = Endpoint { url, secret: Secret::new(secret.expose()) };
-            let new_id = registrar.register(&merged, &endpoint).map_err(|e| fail("re-registering the hook", e))?;
-            if let Some(id) = &new_id {
-                merged.insert(CONFIG_REGISTRATION, json!(id));
-            }
-            if let Err(e) = req.write_config(&binding, &merged) {
-                if let Some(id) = &new_id {
-                    let _ = registrar.unregister(&merged, id);
+            let active = !merged.bool(CONFIG_PAUSED)?.unwrap_or(false);
+            let endpoint = Endpoint { url, secret: Secret::new(secret.expose()), active };
+            match old_id.as_ref().and_then(|id| registrar.update(&merged, id, &endpoint)) {
+                // In place (GitHub refuses a second hook for the same URL and events).
+                Some(result) => {
+                    let id = result.map_err(|e| fail("updating the registration", e))?;
+                    merged.insert(CONFIG_REGISTRATION, json!(id));
+                    req.write_config(&binding, &merged)
+                        .map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
                 }
-                return Err(fail(&format!("updating the hook config {binding}"), e));
-            }
-            if let Some(id) = &old_id {
-                if let Err(e) = registrar.unregister(&old, id) {
-                    problems.push(format!("could not remove the old registration {id}: {e}"));
-                }
-            }
-            if merged.bool(CONFIG_PAUSED)?.unwrap_or(false) {
-                if let Some(id) = &new_id {
-                    if let Err(e) = registrar.set_active(&merged, id, false) {
-                        problems.push(format!("could not pause the new registration {id}: {e}"));
+                // A new registration first, then the old one removed: deliveries never stop.
+                None => {
+                    merged.remove(CONFIG_REGISTRATION);
+                    let new_id =
+                        registrar.register(&merged, &endpoint).map_err(|e| fail("re-registering the hook", e))?;
+                    if let Some(id) = &new_id {
+                        merged.insert(CONFIG_REGISTRATION, json!(id));
+                    }
+                    if let Err(e) = req.write_config(&binding, &merged) {
+                        if let Some(id) = &new_id {
+                            let _ = registrar.unregister(&merged, id);
+                        }
+                        return Err(fail(&format!("updating the hook config {binding}"), e));
+                    }
+                    if let Some(id) = &old_id {
+                        if let Err(e) = registrar.unregister(&old, id) {
+                            problems.push(format!("could not remove the old registration {id}: {e}"));
+                        }
                     }
                 }
             }
@@ -310,22 +320,51 @@ impl Feed for HooksFeed {
         }))
     }
 
+    /// Removes the registration, the endpoint and the batch record. `wsk trigger delete`
+    /// ignores a failed DELETE and deletes the trigger anyway (apache/openwhisk-cli
+    /// 23f3cf7 commands/trigger.go:286-289 only logs configureFeed's error, then :296 deletes),
+    /// and a second DELETE never reaches the feed: so everything in the user's namespace is
+    /// always removed, and what could not be removed at the producer is
+    /// named in the result (`notRemoved`: where, and the command that removes it).
     fn delete(&self, req: &FeedRequest) -> Result<Value, ActionError> {
-        let binding = binding_for(&HooksFeed::trigger(req));
-        let Some(config) = req.read_config(&binding, "hook config")? else {
-            return Ok(json!({ "status": "deleted", "trigger": req.trigger.to_string() }));
-        };
-        if let (Some(registrar), Some(id)) = (self.stored_registrar(&config), registration(&config)) {
-            // Keep the config when the producer still has the hook: it holds what a retry needs.
-            registrar.unregister(&config, &id).map_err(|e| {
-                ActionError::new(format!(
-                    "could not remove registration {id}: {e} (the hook config {binding} is kept so DELETE can be retried)"
-                ))
-            })?;
+        let trigger = HooksFeed::trigger(req);
+        let binding = binding_for(&trigger);
+        let mut not_removed = Vec::new();
+        match req.read_config(&binding, "hook config") {
+            Ok(Some(config)) => {
+                if let (Some(registrar), Some(id)) = (self.stored_registrar(&config), registration(&config)) {
+                    if let Err(e) = registrar.unregister(&config, &id) {
+                        let (place, command) = registrar.removal(&config, &id);
+                        not_removed.push(json!({
+                            "registration": id, "where": place, "command": command, "reason": e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => not_removed.push(json!({
+                "where": "the producer (unknown: the hook config could not be read)",
+                "reason": e.message,
+            })),
         }
-        ignore_missing(req.client.delete_package(&binding))
-            .map_err(|e| ActionError::new(format!("could not remove the hook endpoint {binding}: {e}")))?;
-        Ok(json!({ "status": "deleted", "trigger": req.trigger.to_string() }))
+        let mut failed = Vec::new();
+        for (what, name) in [("hook endpoint", binding), ("batch record", batches_record_for(&trigger))] {
+            if let Err(e) = ignore_missing(req.client.delete_package(&name)) {
+                failed.push(format!("could not remove the {what} {name}: {e}"));
+            }
+        }
+        if !failed.is_empty() {
+            let mut message = failed.join("; ");
+            if !not_removed.is_empty() {
+                message.push_str(&format!("; also not removed at the producer: {}", Value::Array(not_removed)));
+            }
+            return Err(ActionError::new(message));
+        }
+        let mut out = json!({ "status": "deleted", "trigger": req.trigger.to_string() });
+        if !not_removed.is_empty() {
+            out["notRemoved"] = Value::Array(not_removed);
+        }
+        Ok(out)
     }
 
     fn pause(&self, req: &FeedRequest) -> Result<Value, ActionError> {

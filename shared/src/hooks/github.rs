@@ -1,18 +1,30 @@
 //! GitHub repository webhooks as a registration plugin (`source=github`).
 //!
 //! CREATE posts `{api}/repos/{owner}/{repo}/hooks` with the receiver URL and the secret
-//! (GitHub then signs every delivery with `X-Hub-Signature-256`); DELETE removes the hook
-//! (already gone is fine); PAUSE/UNPAUSE patch `active`. Calls use `Authorization: Bearer
-//! <accessToken>`. This plugin knows nothing about triggers or the receiver.
+//! (GitHub then signs every delivery with `X-Hub-Signature-256`); UPDATE patches the hook in
+//! place (GitHub refuses a second hook with the same URL and overlapping events: 422 "Hook
+//! already exists on this repository"), always with the secret, since a `config` without one
+//! removes it; DELETE removes the hook; PAUSE/UNPAUSE patch `active`. Calls use
+//! `Authorization: Bearer <accessToken>`, `Accept: application/vnd.github+json` and a pinned
+//! `X-GitHub-Api-Version`.
+//!
+//! GitHub answers 404 both for a hook that is gone and for a token that can no longer
+//! administer the repository (it hides what it does not let you see), so a 404 on DELETE or
+//! PATCH counts as "gone" only when the repository is visible with admin rights.
+//! This plugin knows nothing about triggers or the receiver.
 
 use serde_json::{json, Value};
 
-use super::registrar::{base_url, Endpoint, Http, Method, Registrar, RegistrationError};
+use super::registrar::{base_url, Call, Endpoint, Http, Method, Registrar, RegistrationError};
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
 
 /// The public GitHub API, unless `githubApi` says otherwise (GitHub Enterprise, tests).
 pub const DEFAULT_API: &str = "https://api.github.com";
+/// The REST API version every call pins.
+pub const API_VERSION: &str = "2022-11-28";
+/// Headers every call sends.
+const HEADERS: [(&str, &str); 2] = [("Accept", "application/vnd.github+json"), ("X-GitHub-Api-Version", API_VERSION)];
 /// Events subscribed unless `events` says otherwise.
 pub const DEFAULT_EVENTS: [&str; 1] = ["push"];
 
@@ -61,8 +73,7 @@ impl GitHub {
     }
 
     fn hook_url(params: &Params, id: &str) -> Result<String, RegistrationError> {
-        let hooks = GitHub::hooks_url(params)
-            .map_err(|e| RegistrationError::Rejected { status: 400, message: e.to_string() })?;
+        let hooks = GitHub::hooks_url(params).map_err(bad)?;
         if !id.chars().all(|c| c.is_ascii_digit()) || id.is_empty() {
             return Err(RegistrationError::Rejected {
                 status: 400,
@@ -72,9 +83,85 @@ impl GitHub {
         Ok(format!("{hooks}/{id}"))
     }
 
-    fn auth(params: &Params) -> Result<Secret, RegistrationError> {
-        GitHub::token(params).map_err(|e| RegistrationError::Rejected { status: 400, message: e.to_string() })
+    /// A call with GitHub's headers and token; `secret` is the hook secret in its body, if any.
+    fn call<'a>(
+        params: &Params,
+        method: Method,
+        url: &'a str,
+        body: Option<&'a Value>,
+        what: &'a str,
+        secret: Option<&Secret>,
+    ) -> Result<Call<'a>, RegistrationError> {
+        let token = params.required_secret("accessToken").map_err(bad)?;
+        let auth = Secret::new(format!("Bearer {}", token.expose()));
+        let mut secrets = vec![token];
+        secrets.extend(secret.cloned());
+        Ok(Call { method, url, auth: Some(auth), headers: &HEADERS, body, what, secrets })
     }
+
+    /// The hook document: events, active, and the whole `config` with the secret (a `config`
+    /// without `secret` removes it).
+    fn hook(params: &Params, endpoint: &Endpoint) -> Result<Value, RegistrationError> {
+        let events = GitHub::events(params).map_err(bad)?;
+        Ok(json!({
+            "name": "web",
+            "active": endpoint.active,
+            "events": events,
+            "config": {
+                "url": endpoint.url,
+                "content_type": "json",
+                "secret": endpoint.secret.expose(),
+                "insecure_ssl": "0",
+            },
+        }))
+    }
+
+    fn patch_hook(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Result<String, RegistrationError> {
+        let url = GitHub::hook_url(params, id)?;
+        let what = format!("updating GitHub webhook {id}");
+        let mut body = GitHub::hook(params, endpoint)?;
+        if let Value::Object(m) = &mut body {
+            m.remove("name");
+        }
+        let call = GitHub::call(params, Method::Patch, &url, Some(&body), &what, Some(&endpoint.secret))?;
+        let reply = self.http.send(&call)?;
+        match reply.status {
+            200..=299 => Ok(id.to_string()),
+            // Gone (deleted at GitHub by hand): register it again.
+            404 => {
+                self.gone_or_hidden(params, &what)?;
+                self.register(params, endpoint)?
+                    .ok_or_else(|| RegistrationError::Server(format!("{what}: no hook id after re-creating it")))
+            }
+            _ => Err(super::registrar::status_error(&reply, &call)),
+        }
+    }
+
+    /// After a 404 on a hook: `Ok` when the repository is visible with admin rights (the hook
+    /// is really gone), else the error that the token can no longer administer it.
+    fn gone_or_hidden(&self, params: &Params, what: &str) -> Result<(), RegistrationError> {
+        let api = base_url(params, "githubApi", Some(DEFAULT_API)).map_err(bad)?;
+        let (owner, repo) = GitHub::repository(params).map_err(bad)?;
+        let url = format!("{api}/repos/{owner}/{repo}");
+        let check = format!("checking access to GitHub repository {owner}/{repo}");
+        let reply = self.http.send(&GitHub::call(params, Method::Get, &url, None, &check, None)?)?;
+        let admin = reply.status == 200 && reply.body.pointer("/permissions/admin") == Some(&Value::Bool(true));
+        if admin {
+            return Ok(());
+        }
+        Err(RegistrationError::Rejected {
+            status: 404,
+            message: format!(
+                "{what}: HTTP 404, and the token can no longer administer {owner}/{repo} (the repository answers \
+                 {}): the hook may still be at GitHub",
+                reply.status
+            ),
+        })
+    }
+}
+
+fn bad(e: ParamError) -> RegistrationError {
+    RegistrationError::Rejected { status: 400, message: e.to_string() }
 }
 
 impl Registrar for GitHub {
@@ -98,45 +185,61 @@ impl Registrar for GitHub {
     }
 
     fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<String>, RegistrationError> {
-        let bad = |e: ParamError| RegistrationError::Rejected { status: 400, message: e.to_string() };
         let url = GitHub::hooks_url(params).map_err(bad)?;
-        let events = GitHub::events(params).map_err(bad)?;
-        let body = json!({
-            "name": "web",
-            "active": true,
-            "events": events,
-            "config": {
-                "url": endpoint.url,
-                "content_type": "json",
-                "secret": endpoint.secret.expose(),
-                "insecure_ssl": "0",
-            },
-        });
         let (owner, repo) = GitHub::repository(params).map_err(bad)?;
         let what = format!("creating a webhook on GitHub repository {owner}/{repo}");
-        let answer = self
-            .http
-            .expect_ok(Method::Post, &url, Some(&GitHub::auth(params)?), Some(&body), &what, false)?
-            .unwrap_or(Value::Null);
-        let id = match answer.get("id") {
-            Some(Value::Number(n)) => n.to_string(),
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            _ => return Err(RegistrationError::Server(format!("{what}: the answer has no hook id"))),
-        };
-        Ok(Some(id))
+        let body = GitHub::hook(params, endpoint)?;
+        let call = GitHub::call(params, Method::Post, &url, Some(&body), &what, Some(&endpoint.secret))?;
+        let reply = self.http.send(&call)?;
+        if reply.status == 404 {
+            return Err(RegistrationError::Rejected {
+                status: 404,
+                message: format!(
+                    "{what}: HTTP 404: the repository does not exist or the token has no admin rights on it \
+                     (a classic token needs the admin:repo_hook or repo scope, a fine-grained one Webhooks: write)"
+                ),
+            });
+        }
+        if !(200..300).contains(&reply.status) {
+            return Err(super::registrar::status_error(&reply, &call));
+        }
+        match reply.body.get("id") {
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+            _ => Err(RegistrationError::Server(format!("{what}: the answer has no hook id"))),
+        }
+    }
+
+    fn update(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Result<String, RegistrationError>> {
+        Some(self.patch_hook(params, id, endpoint))
     }
 
     fn unregister(&self, params: &Params, id: &str) -> Result<(), RegistrationError> {
         let url = GitHub::hook_url(params, id)?;
         let what = format!("deleting GitHub webhook {id}");
-        self.http.expect_ok(Method::Delete, &url, Some(&GitHub::auth(params)?), None, &what, true).map(|_| ())
+        let call = GitHub::call(params, Method::Delete, &url, None, &what, None)?;
+        let reply = self.http.send(&call)?;
+        match reply.status {
+            200..=299 => Ok(()),
+            404 | 410 => self.gone_or_hidden(params, &what),
+            _ => Err(super::registrar::status_error(&reply, &call)),
+        }
     }
 
     fn set_active(&self, params: &Params, id: &str, active: bool) -> Result<(), RegistrationError> {
         let url = GitHub::hook_url(params, id)?;
         let what = format!("{} GitHub webhook {id}", if active { "activating" } else { "deactivating" });
         let body = json!({ "active": active });
-        self.http.expect_ok(Method::Patch, &url, Some(&GitHub::auth(params)?), Some(&body), &what, false).map(|_| ())
+        self.http.expect_ok(&GitHub::call(params, Method::Patch, &url, Some(&body), &what, None)?, false).map(|_| ())
+    }
+
+    fn removal(&self, params: &Params, id: &str) -> (String, String) {
+        let repo = params.str("repository").ok().flatten().unwrap_or_default();
+        let url = GitHub::hooks_url(params).map(|h| format!("{h}/{id}")).unwrap_or_default();
+        (
+            format!("GitHub repository {repo}, webhook {id}"),
+            format!("curl -X DELETE -H \"Authorization: Bearer $GITHUB_TOKEN\" {url}"),
+        )
     }
 }
 

@@ -32,6 +32,11 @@
 //! `com.github.<X-GitHub-Event>` for GitHub, [`GENERIC_TYPE`] otherwise. `source` is the
 //! repository's URL for GitHub, else the hook's URL. `data` is the JSON body, the text of a
 //! `text/*` body, or `data_base64` for anything else. GitHub's `ping` is answered and not fired.
+//!
+//! # Requests authenticated only by a body signature
+//! `X-Hub-Signature-256` covers the body alone, so such a request takes its mode and every
+//! identifying attribute from the body (see `signed_events`): a replay with new headers fires
+//! the same event again, never a new one.
 
 pub mod feed;
 pub mod github;
@@ -55,6 +60,9 @@ use crate::secret::Secret;
 
 /// The event type of a plain (non-CloudEvents, non-GitHub) delivery.
 pub const GENERIC_TYPE: &str = "org.openwhisk.feeds.hooks.received";
+/// The event type of a signed GitHub delivery: GitHub's event name is in no signed part of
+/// the request, so it is the unsigned extension attribute `githubevent`, not the type.
+pub const GITHUB_SIGNED_TYPE: &str = "com.github.webhook";
 /// Default `maxBodyBytes`: OpenWhisk's own request limit.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 /// Largest accepted `maxBodyBytes`.
@@ -138,6 +146,8 @@ pub struct HookConfig {
     pub repository: Option<String>,
     /// A paused hook accepts deliveries and fires nothing.
     pub paused: bool,
+    /// The producer's id for this hook (GitHub's hook id), when one is registered.
+    pub registration: Option<String>,
 }
 
 /// Reads and checks `filters` (a JSON array, or a string holding one).
@@ -184,6 +194,7 @@ impl HookConfig {
             url: params.str("url")?,
             repository: params.str("repository")?,
             paused: params.bool("paused")?.unwrap_or(false),
+            registration: params.str("registration")?.filter(|r| !r.is_empty()),
         })
     }
 
@@ -265,31 +276,44 @@ fn is_text_type(content_type: &str) -> bool {
         || mt == "application/x-www-form-urlencoded"
         || mt == "application/xml"
         || mt == "application/javascript"
-        || content_type.to_ascii_lowercase().contains("charset=")
+}
+
+/// Types OpenWhisk always passes as base64, whatever their parameters say.
+fn is_binary_type(content_type: &str) -> bool {
+    let mt = media_type(content_type);
+    ["image/", "audio/", "video/"].iter().any(|p| mt.starts_with(p))
+        || ["application/octet-stream", "application/zip", "application/gzip", "application/pdf"].contains(&mt.as_str())
+}
+
+/// True when `bytes` is one JSON text (checked without building it).
+fn is_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 /// Recovers the raw body from `__ow_body`.
 ///
 /// OpenWhisk (raw HTTP) passes base64 when the content type is binary to Akka HTTP or is
 /// `application/json`, and plain text otherwise; which side of that line a type such as
-/// `application/cloudevents+json` falls on depends on its parameters. So: text types are
-/// taken as they are; JSON types are base64-decoded only when that yields JSON (a JSON text
-/// that is itself valid base64 does not decode to JSON); other types are base64-decoded when
-/// they decode, else taken as they are.
+/// `application/cloudevents+json` falls on depends on its parameters. So: binary types are
+/// base64-decoded; a JSON type is taken as text only when its text is JSON and its base64
+/// decoding is not (so a body that is not valid JSON is judged, and sized, as the bytes the
+/// producer sent, not as their base64); text types, and unknown types with a `charset`, are
+/// taken as they are; other types are base64-decoded when they decode.
 pub fn decode_ow_body(raw: &str, content_type: &str) -> Vec<u8> {
     if raw.is_empty() {
         return Vec::new();
     }
     let decoded = || BASE64.decode(raw.trim()).ok();
     if is_json_type(content_type) {
-        if let Some(bytes) = decoded() {
-            if serde_json::from_slice::<Value>(&bytes).is_ok() {
-                return bytes;
-            }
-        }
-        return raw.as_bytes().to_vec();
+        return match decoded() {
+            Some(bytes) if is_json(&bytes) || !is_json(raw.as_bytes()) => bytes,
+            _ => raw.as_bytes().to_vec(),
+        };
     }
-    if is_text_type(content_type) {
+    if is_binary_type(content_type) {
+        return decoded().unwrap_or_else(|| raw.as_bytes().to_vec());
+    }
+    if is_text_type(content_type) || content_type.to_ascii_lowercase().contains("charset=") {
         return raw.as_bytes().to_vec();
     }
     decoded().unwrap_or_else(|| raw.as_bytes().to_vec())
@@ -376,22 +400,48 @@ fn process_inner(config: &HookConfig, req: &HookRequest) -> Result<Outcome, Hook
             ),
         ));
     }
-    if !authenticated(config, req) {
+    let Some(auth) = authenticate(config, req) else {
         return Err(HookResponse::error(
             401,
             "not authenticated: expected Authorization: Bearer <token>, ?access_token=<token> or a valid X-Hub-Signature-256",
         ));
-    }
-    if config.source == SourceKind::GitHub && req.header("x-github-event") == Some("ping") {
+    };
+    check_github_hook(config, req)?;
+    if req.header("x-github-event").map(str::trim) == Some("ping") {
         return Err(HookResponse::new(200, json!({ "status": "pong" })));
     }
-    let events = parse_events(config, req)?;
+    let events = match auth {
+        Auth::Token => parse_events(config, req)?,
+        Auth::Signature => signed_events(config, req)?,
+    };
     if config.paused {
         return Err(HookResponse::new(202, json!({ "status": "paused", "fired": 0, "dropped": events.len() })));
     }
     let total = events.len();
     let events: Vec<Value> = events.into_iter().filter(|e| matches_all(&config.filters, e)).collect();
     Ok(Outcome::Fire { filtered: total - events.len(), events })
+}
+
+/// A delivery from another GitHub hook than the one registered (an old hook left at GitHub
+/// after a re-registration, or a delivery replayed to the wrong endpoint) is refused.
+fn check_github_hook(config: &HookConfig, req: &HookRequest) -> Result<(), HookResponse> {
+    let Some(registered) = config.registration.as_deref().filter(|_| config.source == SourceKind::GitHub) else {
+        return Ok(());
+    };
+    let from_header = req.header("x-github-hook-id").map(|h| h.trim().to_string());
+    // A ping names its hook in the signed body too.
+    let from_body = serde_json::from_slice::<Value>(&req.body)
+        .ok()
+        .and_then(|b| b.get("hook_id").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())));
+    for given in [from_header, from_body].into_iter().flatten() {
+        if given != registered {
+            return Err(HookResponse::error(
+                403,
+                "the delivery comes from another GitHub hook than the one registered for this trigger",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The abuse-protection handshake (CloudEvents HTTP webhook, section 4).
@@ -403,6 +453,13 @@ fn handshake(config: &HookConfig, req: &HookRequest) -> HookResponse {
         )
         .with_header("Allow", "POST, OPTIONS");
     };
+    // The origin is echoed in a header: anything but a plain token is refused, not echoed.
+    if !origin.bytes().all(|b| b.is_ascii_graphic()) || origin.len() > 255 {
+        return HookResponse::error(
+            400,
+            "WebHook-Request-Origin must be a host name (visible ASCII, no spaces or control characters)",
+        );
+    }
     if !config.allows_origin(origin) {
         return HookResponse::error(403, format!("origin {origin:?} is not in allowedOrigins"));
     }
@@ -424,8 +481,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Strict hex: digits and letters a-f only (`from_str_radix` alone would take a `+` sign).
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
@@ -449,7 +507,26 @@ fn valid_signature(secret: &Secret, body: &[u8], header: &str) -> bool {
     mac.verify_slice(&given).is_ok()
 }
 
-fn authenticated(config: &HookConfig, req: &HookRequest) -> bool {
+/// How a request proved it comes from the hook's producer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Auth {
+    /// The bearer token or `access_token`: whoever holds it speaks for the producer, headers included.
+    Token,
+    /// Only `X-Hub-Signature-256`, which covers the body and nothing else.
+    Signature,
+}
+
+fn authenticate(config: &HookConfig, req: &HookRequest) -> Option<Auth> {
+    if token_matches(config, req) {
+        return Some(Auth::Token);
+    }
+    match req.header("x-hub-signature-256") {
+        Some(sig) if valid_signature(&config.secret, &req.body, sig) => Some(Auth::Signature),
+        _ => None,
+    }
+}
+
+fn token_matches(config: &HookConfig, req: &HookRequest) -> bool {
     let secret = config.secret.expose().as_bytes();
     if let Some(auth) = req.header("authorization") {
         // Compare bytes: the header may hold any UTF-8, and a char boundary need not fall at 7.
@@ -461,13 +538,8 @@ fn authenticated(config: &HookConfig, req: &HookRequest) -> bool {
             return true;
         }
     }
-    if let Some(token) = req.query_param("access_token") {
-        if constant_time_eq(token.as_bytes(), secret) {
-            return true;
-        }
-    }
-    match req.header("x-hub-signature-256") {
-        Some(sig) => valid_signature(&config.secret, &req.body, sig),
+    match req.query_param("access_token") {
+        Some(token) => constant_time_eq(token.as_bytes(), secret),
         None => false,
     }
 }
@@ -505,6 +577,72 @@ fn parse_events(config: &HookConfig, req: &HookRequest) -> Result<Vec<Value>, Ho
         return Ok(vec![binary_event(req, &ct)?]);
     }
     Ok(vec![plain_event(config, req, &ct)?])
+}
+
+/// The events of a request authenticated only by a body signature. Everything that decides
+/// what is fired comes from the signed body: the mode (a JSON object with `specversion` is a
+/// structured CloudEvent, an array of them a batch, anything else a plain delivery), and for a
+/// plain delivery `id` (a hash of the body), `source` (the body's repository, else the config)
+/// and `type` (by the configured `source`). `ce-*`, `Content-Type` and the delivery headers are
+/// not signed: they cannot change id, type, source or mode. GitHub's event name and delivery
+/// id are kept as the extension attributes `githubevent` and `githubdelivery`, which are not
+/// covered by the signature.
+fn signed_events(config: &HookConfig, req: &HookRequest) -> Result<Vec<Value>, HookResponse> {
+    let body_json = serde_json::from_slice::<Value>(&req.body).ok();
+    let is_event = |v: &Value| v.get("specversion").is_some();
+    match &body_json {
+        Some(v) if is_event(v) => return Ok(vec![checked(v.clone())?]),
+        Some(Value::Array(items)) if items.first().is_some_and(is_event) => {
+            return items.iter().cloned().map(checked).collect()
+        }
+        _ => {}
+    }
+    let digest = Sha256::digest(&req.body);
+    let mut event = Map::new();
+    event.insert("specversion".into(), json!("1.0"));
+    event.insert("id".into(), json!(format!("sha256-{}", hex(&digest[..16]))));
+    event.insert("source".into(), json!(body_source(config, body_json.as_ref())));
+    let kind = match config.source {
+        SourceKind::GitHub => GITHUB_SIGNED_TYPE,
+        _ => GENERIC_TYPE,
+    };
+    event.insert("type".into(), json!(kind));
+    if let Some(action) = body_json.as_ref().and_then(|b| b.get("action")).and_then(Value::as_str) {
+        event.insert("subject".into(), json!(action));
+    }
+    event.insert("time".into(), json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+    for (header, attribute) in [("x-github-event", "githubevent"), ("x-github-delivery", "githubdelivery")] {
+        let value = req.header(header).map(str::trim).filter(|v| !v.is_empty() && v.len() <= 200);
+        if let Some(v) = value.filter(|v| v.bytes().all(|b| b.is_ascii_graphic())) {
+            event.insert(attribute.into(), json!(v));
+        }
+    }
+    match body_json {
+        Some(data) if !req.body.is_empty() => {
+            event.insert("datacontenttype".into(), json!("application/json"));
+            event.insert("data".into(), data);
+        }
+        _ if !req.body.is_empty() => {
+            event.insert("datacontenttype".into(), json!("application/octet-stream"));
+            event.insert("data_base64".into(), json!(BASE64.encode(&req.body)));
+        }
+        _ => {}
+    }
+    Ok(vec![checked(Value::Object(event))?])
+}
+
+/// The `source` of a wrapped delivery: the repository in the body, else the config's.
+fn body_source(config: &HookConfig, body_json: Option<&Value>) -> String {
+    let from_body = body_json.and_then(|b| b.pointer("/repository/html_url")).and_then(Value::as_str);
+    match (config.source, from_body) {
+        (_, Some(url)) => url.to_string(),
+        (SourceKind::GitHub, None) => config
+            .repository
+            .as_ref()
+            .map(|r| format!("https://github.com/{r}"))
+            .unwrap_or_else(|| "https://github.com".to_string()),
+        _ => config.url.clone().unwrap_or_else(|| "/owfeed/hook".to_string()),
+    }
 }
 
 /// Puts the body into `event` as `data` (JSON, or text) or `data_base64`.

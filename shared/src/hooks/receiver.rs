@@ -5,11 +5,23 @@
 //!
 //! It always answers with an HTTP result (never an action error), logs one line per request
 //! without parameters or headers (they carry tokens), and knows nothing about producers.
+//!
+//! # Batches cut by a failed fire
+//! Fires stop at the first failure (429 when the namespace's fire rate is used up). For a
+//! request carrying more than one event, the ids delivered so far are then kept in a small
+//! per-trigger record in the user's namespace, the package `{trigger}.owfeed-hook-batches`
+//! (parameter `batches`: SHA-256 of the body → delivered ids, the newest [`MAX_BATCHES`]),
+//! and the answer names `delivered` and `pending` ids. A retry of the same body skips the
+//! delivered events (`skipped`) and fires the rest; when it completes, its entry is removed.
+//! Two retries of one batch racing each other can both fire its pending events (at least once).
 
-use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::{after_fire, process, HookConfig, HookRequest, HookResponse, Outcome};
-use crate::openwhisk::{AuthKey, Client, QualifiedName};
+use crate::openwhisk::{from_key_values, key_values, AuthKey, Client, OwError, QualifiedName};
 use crate::params::Params;
 use crate::runtime::{log, ActionError, Context};
 
@@ -45,19 +57,117 @@ fn handle(ctx: &Context, params: &Params) -> HookResponse {
         Some(Ok(t)) => t,
         _ => return HookResponse::error(500, "the hook's config has no valid triggerName"),
     };
-    let mut fired = 0;
+    let batch = (events.len() > 1).then(|| BatchRecord::load(&client, &trigger, &request.body));
+    let earlier: BTreeSet<String> = batch.as_ref().map(BatchRecord::delivered).unwrap_or_default();
+    let id_of = |e: &Value| e["id"].as_str().unwrap_or_default().to_string();
+    let mut fired_ids = Vec::new();
+    let mut skipped = Vec::new();
+    let mut failure = None;
     for event in &events {
+        let id = id_of(event);
+        if earlier.contains(&id) {
+            skipped.push(id);
+            continue;
+        }
         if let Err(e) = client.fire_trigger(&trigger, event) {
             log(&format!("receive: firing {trigger}: {e}"));
-            return after_fire(fired, filtered, Some(&e));
+            failure = Some(e);
+            break;
         }
-        fired += 1;
+        fired_ids.push(id);
     }
-    let mut response = after_fire(fired, filtered, None);
+    let mut response = after_fire(fired_ids.len(), filtered, failure.as_ref());
+    let delivered: Vec<String> =
+        events.iter().map(id_of).filter(|id| earlier.contains(id) || fired_ids.contains(id)).collect();
+    if let Some(record) = batch {
+        record.save(&client, failure.as_ref().map(|_| delivered.as_slice()));
+    }
     if let Value::Object(body) = &mut response.body {
-        body.insert("ids".into(), json!(events.iter().map(|e| e["id"].clone()).collect::<Vec<_>>()));
+        body.insert("ids".into(), json!(fired_ids));
+        if !skipped.is_empty() {
+            body.insert("skipped".into(), json!(skipped));
+        }
+        if failure.is_some() {
+            let pending: Vec<String> = events.iter().map(id_of).filter(|id| !delivered.contains(id)).collect();
+            body.insert("delivered".into(), json!(delivered));
+            body.insert("pending".into(), json!(pending));
+        }
     }
     response
+}
+
+/// How many cut batches the per-trigger record keeps.
+pub const MAX_BATCHES: usize = 20;
+
+/// The per-trigger record of batches cut by a failed fire: `{trigger}.owfeed-hook-batches`.
+pub fn batches_record_for(trigger: &QualifiedName) -> QualifiedName {
+    QualifiedName::new(&trigger.namespace, None, &format!("{}.owfeed-hook-batches", trigger.name))
+}
+
+/// One batch's view of the record: the record as read, and the batch's key in it.
+struct BatchRecord {
+    name: QualifiedName,
+    key: String,
+    batches: Map<String, Value>,
+}
+
+impl BatchRecord {
+    /// Reads the record; an unreadable one counts as empty (events may then fire again).
+    fn load(client: &Client, trigger: &QualifiedName, body: &[u8]) -> BatchRecord {
+        let name = batches_record_for(trigger);
+        let digest = Sha256::digest(body);
+        let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let batches = match client.get_package(&name) {
+            Ok(doc) => match from_key_values(&doc["parameters"]).remove("batches") {
+                Some(Value::Object(m)) => m,
+                _ => Map::new(),
+            },
+            Err(OwError::NotFound(_)) => Map::new(),
+            Err(e) => {
+                log(&format!("receive: reading {name}: {e}"));
+                Map::new()
+            }
+        };
+        BatchRecord { name, key, batches }
+    }
+
+    /// The ids of this batch delivered by earlier requests.
+    fn delivered(&self) -> BTreeSet<String> {
+        let ids = self.batches.get(&self.key).and_then(|b| b.get("delivered")).and_then(Value::as_array);
+        ids.into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
+    }
+
+    /// Stores `delivered` for a cut batch (`Some`), or forgets a completed one (`None`).
+    fn save(mut self, client: &Client, delivered: Option<&[String]>) {
+        let had = self.batches.contains_key(&self.key);
+        match delivered {
+            Some(ids) => {
+                let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                self.batches.insert(self.key.clone(), json!({ "delivered": ids, "at": at }));
+                while self.batches.len() > MAX_BATCHES {
+                    let oldest = self
+                        .batches
+                        .iter()
+                        .min_by_key(|(_, v)| v["at"].as_str().unwrap_or_default().to_string())
+                        .map(|(k, _)| k.clone());
+                    oldest.map(|k| self.batches.remove(&k));
+                }
+            }
+            None if had => {
+                self.batches.remove(&self.key);
+            }
+            None => return,
+        }
+        let result = if self.batches.is_empty() {
+            client.delete_package(&self.name).or_else(|e| if e.is_not_found() { Ok(()) } else { Err(e) })
+        } else {
+            let params = key_values(&Map::from_iter([("batches".to_string(), Value::Object(self.batches))]));
+            client.put_package(&self.name, &json!({ "parameters": params }), true).map(|_| ())
+        };
+        if let Err(e) = result {
+            log(&format!("receive: writing {}: {e}", self.name));
+        }
+    }
 }
 
 fn client(ctx: &Context) -> Result<Client, String> {

@@ -24,6 +24,8 @@ pub struct Endpoint {
     pub url: String,
     /// The bearer token / HMAC key the receiver checks.
     pub secret: Secret,
+    /// False: register it paused (the trigger is paused), where the producer can.
+    pub active: bool,
 }
 
 /// A producer API call that failed.
@@ -40,6 +42,8 @@ pub enum RegistrationError {
     },
     /// The producer failed (5xx) or gave an answer we cannot use.
     Server(String),
+    /// The producer's rate limit (429, or 403 with rate-limit headers): retry later.
+    RateLimited(String),
     /// No HTTP answer.
     Transport(String),
 }
@@ -47,9 +51,10 @@ pub enum RegistrationError {
 impl fmt::Display for RegistrationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RegistrationError::Unauthorized(m) | RegistrationError::Server(m) | RegistrationError::Transport(m) => {
-                f.write_str(m)
-            }
+            RegistrationError::Unauthorized(m)
+            | RegistrationError::Server(m)
+            | RegistrationError::Transport(m)
+            | RegistrationError::RateLimited(m) => f.write_str(m),
             RegistrationError::Rejected { message, .. } => f.write_str(message),
         }
     }
@@ -69,10 +74,19 @@ pub trait Registrar {
     fn validate(&self, params: &Params) -> Result<(), ParamError>;
     /// Registers the endpoint; returns the producer's id for it (`None`: nothing registered).
     fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<String>, RegistrationError>;
+    /// Changes registration `id` in place to `params` and `endpoint`; returns the id it has
+    /// now. `None`: this producer cannot, so the feed registers anew and removes the old one.
+    fn update(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Result<String, RegistrationError>> {
+        let _ = (params, id, endpoint);
+        None
+    }
     /// Removes the registration; one that is already gone counts as removed.
     fn unregister(&self, params: &Params, id: &str) -> Result<(), RegistrationError>;
     /// Stops or resumes deliveries at the producer, when it can.
     fn set_active(&self, params: &Params, id: &str, active: bool) -> Result<(), RegistrationError>;
+    /// Where registration `id` lives and the one command (no secret in it) that removes it, for
+    /// a user to run when `unregister` failed.
+    fn removal(&self, params: &Params, id: &str) -> (String, String);
 }
 
 /// The `none` source: nothing is registered, the user configures the producer.
@@ -99,6 +113,9 @@ impl Registrar for Unregistered {
     }
     fn set_active(&self, _: &Params, _: &str, _: bool) -> Result<(), RegistrationError> {
         Ok(())
+    }
+    fn removal(&self, _: &Params, id: &str) -> (String, String) {
+        (format!("nowhere (nothing was registered for {id})"), String::new())
     }
 }
 
@@ -139,81 +156,149 @@ impl Http {
         Http { agent }
     }
 
-    /// Sends one request; `what` names it in errors. Returns the status and the JSON body
-    /// (`Null` when empty, a string when not JSON). `auth` is the whole `Authorization` value.
-    pub fn send(
-        &self,
-        method: Method,
-        url: &str,
-        auth: Option<&Secret>,
-        body: Option<&Value>,
-        what: &str,
-    ) -> Result<(u16, Value), RegistrationError> {
+    /// Sends one request; `what` names it in errors. `auth` is the whole `Authorization`
+    /// value; `headers` go with it (the default `Accept` is `application/json`).
+    pub fn send(&self, call: &Call<'_>) -> Result<Reply, RegistrationError> {
+        let what = call.what;
         let transport = |e: ureq::Error| RegistrationError::Transport(format!("{what}: {e}"));
-        let result = match method {
+        let accept = call.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("accept")).map(|(_, v)| *v);
+        let result = match call.method {
             Method::Get | Method::Delete => {
-                let mut req = if method == Method::Get { self.agent.get(url) } else { self.agent.delete(url) };
-                req = req.header("Accept", "application/json");
-                if let Some(a) = auth {
+                let mut req =
+                    if call.method == Method::Get { self.agent.get(call.url) } else { self.agent.delete(call.url) };
+                req = req.header("Accept", accept.unwrap_or("application/json"));
+                for (k, v) in call.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("accept")) {
+                    req = req.header(*k, *v);
+                }
+                if let Some(a) = &call.auth {
                     req = req.header("Authorization", a.expose());
                 }
                 req.call()
             }
             Method::Post | Method::Patch => {
-                let mut req = if method == Method::Post { self.agent.post(url) } else { self.agent.patch(url) };
-                req = req.header("Accept", "application/json");
-                if let Some(a) = auth {
+                let mut req =
+                    if call.method == Method::Post { self.agent.post(call.url) } else { self.agent.patch(call.url) };
+                req = req.header("Accept", accept.unwrap_or("application/json"));
+                for (k, v) in call.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("accept")) {
+                    req = req.header(*k, *v);
+                }
+                if let Some(a) = &call.auth {
                     req = req.header("Authorization", a.expose());
                 }
-                req.send_json(body.unwrap_or(&Value::Null))
+                req.send_json(call.body.unwrap_or(&Value::Null))
             }
         };
         let mut response = result.map_err(transport)?;
         let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
         let text = response.body_mut().with_config().limit(1024 * 1024).read_to_string().map_err(transport)?;
         let body = if text.trim().is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Ok((status, body))
+        Ok(Reply { status, body, headers })
     }
 
-    /// Like `send`, but a non-2xx status is an error; 404 is `Ok(None)` when `missing_ok`.
-    pub fn expect_ok(
-        &self,
-        method: Method,
-        url: &str,
-        auth: Option<&Secret>,
-        body: Option<&Value>,
-        what: &str,
-        missing_ok: bool,
-    ) -> Result<Option<Value>, RegistrationError> {
-        let (status, answer) = self.send(method, url, auth, body, what)?;
-        match status {
-            200..=299 => Ok(Some(answer)),
+    /// Like `send`, but a non-2xx status is an error (see [`status_error`]); 404 and 410 are
+    /// `Ok(None)` when `missing_ok`.
+    pub fn expect_ok(&self, call: &Call<'_>, missing_ok: bool) -> Result<Option<Value>, RegistrationError> {
+        let reply = self.send(call)?;
+        match reply.status {
+            200..=299 => Ok(Some(reply.body)),
             404 | 410 if missing_ok => Ok(None),
-            _ => Err(status_error(status, &answer, what)),
+            _ => Err(status_error(&reply, call)),
         }
     }
 }
 
-/// Maps a failed answer to an error naming `what` and quoting the producer's message.
-pub fn status_error(status: u16, body: &Value, what: &str) -> RegistrationError {
-    let said = body
-        .get("message")
-        .or_else(|| body.get("error"))
-        .and_then(Value::as_str)
-        .or_else(|| body.as_str())
-        .map(|s| s.chars().take(200).collect::<String>())
-        .filter(|s| !s.trim().is_empty());
-    let message = match said {
-        Some(s) => format!("{what}: HTTP {status} ({s})"),
-        None => format!("{what}: HTTP {status}"),
+/// One producer API call.
+pub struct Call<'a> {
+    /// The method.
+    pub method: Method,
+    /// The URL.
+    pub url: &'a str,
+    /// The whole `Authorization` value.
+    pub auth: Option<Secret>,
+    /// Extra headers.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The JSON body.
+    pub body: Option<&'a Value>,
+    /// What the call does, for error messages.
+    pub what: &'a str,
+    /// Secret values the call sends (the auth header's and the body's): never repeated in an
+    /// error, whatever the producer echoes.
+    pub secrets: Vec<Secret>,
+}
+
+/// A producer's answer.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// The JSON body (`Null` when empty, a string when not JSON).
+    pub body: Value,
+    /// Response headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    /// A header by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// True for a rate-limit answer: 429, or 403 with `Retry-After` or no requests remaining.
+    pub fn rate_limited(&self) -> bool {
+        self.status == 429
+            || (self.status == 403
+                && (self.header("retry-after").is_some() || self.header("x-ratelimit-remaining") == Some("0")))
+    }
+}
+
+/// What the producer said: its `message` (or `error`) and any `errors[].message` (GitHub's
+/// validation details), at most 300 characters, with every secret of the call replaced.
+pub fn producer_said(body: &Value, secrets: &[Secret]) -> Option<String> {
+    let main = body.get("message").or_else(|| body.get("error")).and_then(Value::as_str).or_else(|| body.as_str());
+    let details: Vec<&str> = body
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("message").and_then(Value::as_str).or_else(|| e.as_str()))
+        .collect();
+    let mut said = main.unwrap_or_default().trim().to_string();
+    if !details.is_empty() {
+        let joined = details.join("; ");
+        said = if said.is_empty() { joined } else { format!("{said}: {joined}") };
+    }
+    for secret in secrets {
+        let value = secret.expose();
+        if !value.is_empty() {
+            said = said.replace(value, crate::secret::REDACTED);
+        }
+    }
+    let said: String = said.chars().take(300).collect();
+    (!said.trim().is_empty()).then_some(said)
+}
+
+/// Maps a failed answer to an error naming the call and quoting the producer's message.
+pub fn status_error(reply: &Reply, call: &Call<'_>) -> RegistrationError {
+    let message = match producer_said(&reply.body, &call.secrets) {
+        Some(s) => format!("{}: HTTP {} ({s})", call.what, reply.status),
+        None => format!("{}: HTTP {}", call.what, reply.status),
     };
-    match status {
+    if reply.rate_limited() {
+        let after = reply.header("retry-after").map(|s| format!(", retry after {s} s")).unwrap_or_default();
+        return RegistrationError::RateLimited(format!("{message}: rate limited{after}"));
+    }
+    match reply.status {
         401 | 403 => RegistrationError::Unauthorized(message),
-        400..=499 => RegistrationError::Rejected { status, message },
+        status @ 400..=499 => RegistrationError::Rejected { status, message },
         _ => RegistrationError::Server(message),
     }
 }

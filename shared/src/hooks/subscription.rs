@@ -1,8 +1,10 @@
 //! CloudEvents Subscriptions API managers as a registration plugin (`source=subscription`).
 //!
-//! CREATE posts `{manager}/subscriptions` with `sink` = the receiver URL, protocol `HTTP` and
-//! an `Authorization: Bearer <secret>` header in `protocolsettings`, plus the user's `types`,
-//! `filters` and `subscriptionSource`; DELETE deletes `{manager}/subscriptions/{id}` (already
+//! CREATE posts `{manager}/subscriptions` with `sink` = the receiver URL, protocol `HTTP`, the
+//! secret as the spec's write-only `sinkcredential` (an `ACCESSTOKEN` of type bearer that never
+//! expires) and, for managers that predate it, as an `Authorization: Bearer <secret>` header in
+//! `protocolsettings` (which a manager only SHOULD support), plus the user's `types`, `filters`,
+//! `subscriptionSource` (a URI-reference) and `config`; DELETE deletes `{manager}/subscriptions/{id}` (already
 //! gone is fine). The API has no pause: PAUSE is handled by the receiver alone. Calls carry
 //! `Authorization: Bearer <managerToken>` when one is given. This plugin knows nothing about
 //! triggers or the receiver.
@@ -11,7 +13,7 @@ use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Map, Value};
 
 use super::filters_from_params;
-use super::registrar::{base_url, Endpoint, Http, Method, Registrar, RegistrationError, SEGMENT};
+use super::registrar::{base_url, Call, Endpoint, Http, Method, Registrar, RegistrationError, SEGMENT};
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
 
@@ -31,15 +33,63 @@ impl Subscriptions {
         Ok(params.secret("managerToken")?.map(|t| Secret::new(format!("Bearer {}", t.expose()))))
     }
 
+    fn call<'a>(
+        params: &Params,
+        method: Method,
+        url: &'a str,
+        auth: Option<Secret>,
+        body: Option<&'a Value>,
+        what: &'a str,
+        secret: Option<&Secret>,
+    ) -> Call<'a> {
+        let mut secrets: Vec<Secret> = params.secret("managerToken").ok().flatten().into_iter().collect();
+        secrets.extend(secret.cloned());
+        Call { method, url, auth, headers: &[], body, what, secrets }
+    }
+
     fn bad(e: ParamError) -> RegistrationError {
         RegistrationError::Rejected { status: 400, message: e.to_string() }
+    }
+
+    /// `subscriptionSource`: a CloudEvents `source`, a URI-reference (RFC 3986 characters only).
+    fn source(params: &Params) -> Result<Option<String>, ParamError> {
+        let Some(raw) = params.str("subscriptionSource")? else { return Ok(None) };
+        let bytes = raw.as_bytes();
+        let escapes_ok = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'%')
+            .all(|(i, _)| bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)));
+        let chars_ok = !raw.is_empty()
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b));
+        if chars_ok && escapes_ok {
+            Ok(Some(raw))
+        } else {
+            Err(ParamError::invalid("subscriptionSource", "a URI-reference (e.g. /orders or https://x/y)", &json!(raw)))
+        }
+    }
+
+    /// `config`: the manager's own settings, a JSON object (or a string holding one).
+    fn config(params: &Params) -> Result<Option<Map<String, Value>>, ParamError> {
+        let Some(raw) = params.raw("config") else { return Ok(None) };
+        let value = match raw {
+            Value::String(s) => serde_json::from_str::<Value>(s).unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+        match value {
+            Value::Object(m) => Ok(Some(m)),
+            _ => Err(ParamError::invalid("config", "a JSON object of the manager's settings", raw)),
+        }
     }
 
     /// The subscription document for `endpoint`.
     fn document(params: &Params, endpoint: &Endpoint) -> Result<Value, ParamError> {
         let mut doc = Map::new();
-        if let Some(source) = params.str("subscriptionSource")? {
+        if let Some(source) = Subscriptions::source(params)? {
             doc.insert("source".into(), json!(source));
+        }
+        if let Some(config) = Subscriptions::config(params)? {
+            doc.insert("config".into(), Value::Object(config));
         }
         if let Some(types) = params.list("types")? {
             doc.insert("types".into(), json!(types));
@@ -55,6 +105,16 @@ impl Subscriptions {
         doc.insert("sink".into(), json!(endpoint.url));
         doc.insert("protocol".into(), json!("HTTP"));
         doc.insert(
+            "sinkcredential".into(),
+            json!({
+                "credentialtype": "ACCESSTOKEN",
+                "accesstoken": endpoint.secret.expose(),
+                "accesstokentype": "bearer",
+                // The token lives as long as the trigger.
+                "accesstokenexpiresutc": "9999-12-31T23:59:59Z",
+            }),
+        );
+        doc.insert(
             "protocolsettings".into(),
             json!({ "headers": { "Authorization": format!("Bearer {}", endpoint.secret.expose()) } }),
         );
@@ -68,7 +128,7 @@ impl Registrar for Subscriptions {
     }
 
     fn params(&self) -> &'static [&'static str] {
-        &["manager", "managerToken", "types", "filters", "subscriptionSource"]
+        &["manager", "managerToken", "types", "filters", "subscriptionSource", "config"]
     }
 
     fn secret_params(&self) -> &'static [&'static str] {
@@ -79,7 +139,8 @@ impl Registrar for Subscriptions {
         base_url(params, "manager", None)?;
         Subscriptions::auth(params)?;
         params.list("types")?;
-        params.str("subscriptionSource")?;
+        Subscriptions::source(params)?;
+        Subscriptions::config(params)?;
         filters_from_params(params)?;
         Ok(())
     }
@@ -90,8 +151,8 @@ impl Registrar for Subscriptions {
         let auth = Subscriptions::auth(params).map_err(Subscriptions::bad)?;
         let what = format!("creating a subscription at {manager}");
         let url = format!("{manager}/subscriptions");
-        let answer =
-            self.http.expect_ok(Method::Post, &url, auth.as_ref(), Some(&doc), &what, false)?.unwrap_or(Value::Null);
+        let call = Subscriptions::call(params, Method::Post, &url, auth, Some(&doc), &what, Some(&endpoint.secret));
+        let answer = self.http.expect_ok(&call, false)?.unwrap_or(Value::Null);
         match answer.get("id") {
             Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
@@ -104,11 +165,23 @@ impl Registrar for Subscriptions {
         let auth = Subscriptions::auth(params).map_err(Subscriptions::bad)?;
         let url = format!("{manager}/subscriptions/{}", utf8_percent_encode(id, SEGMENT));
         let what = format!("deleting subscription {id} at {manager}");
-        self.http.expect_ok(Method::Delete, &url, auth.as_ref(), None, &what, true).map(|_| ())
+        self.http
+            .expect_ok(&Subscriptions::call(params, Method::Delete, &url, auth, None, &what, None), true)
+            .map(|_| ())
     }
 
     fn set_active(&self, _: &Params, _: &str, _: bool) -> Result<(), RegistrationError> {
         Ok(())
+    }
+
+    fn removal(&self, params: &Params, id: &str) -> (String, String) {
+        let manager = base_url(params, "manager", None).unwrap_or_default();
+        let url = format!("{manager}/subscriptions/{}", utf8_percent_encode(id, SEGMENT));
+        let auth = match params.has("managerToken") {
+            true => " -H \"Authorization: Bearer $MANAGER_TOKEN\"",
+            false => "",
+        };
+        (format!("subscription manager {manager}, subscription {id}"), format!("curl -X DELETE{auth} {url}"))
     }
 }
 
@@ -125,8 +198,11 @@ mod tests {
             "filters": "[{\"prefix\": {\"type\": \"a.\"}}]",
         }))
         .unwrap();
-        let endpoint =
-            Endpoint { url: "https://h/api/v1/web/ns/t.owfeed-hook/receive.http".into(), secret: Secret::new("s3") };
+        let endpoint = Endpoint {
+            url: "https://h/api/v1/web/ns/t.owfeed-hook/receive.http".into(),
+            secret: Secret::new("s3"),
+            active: true,
+        };
         let doc = Subscriptions::document(&params, &endpoint).unwrap();
         assert_eq!(
             doc,
@@ -136,9 +212,27 @@ mod tests {
                 "filters": [{"prefix": {"type": "a."}}],
                 "sink": "https://h/api/v1/web/ns/t.owfeed-hook/receive.http",
                 "protocol": "HTTP",
+                "sinkcredential": {
+                    "credentialtype": "ACCESSTOKEN", "accesstoken": "s3", "accesstokentype": "bearer",
+                    "accesstokenexpiresutc": "9999-12-31T23:59:59Z",
+                },
                 "protocolsettings": {"headers": {"Authorization": "Bearer s3"}},
             })
         );
+        let with = |extra: Value| {
+            let mut p = json!({"manager": "http://m"});
+            p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            Subscriptions::new().validate(&Params::from_value(p).unwrap())
+        };
+        for good in ["/orders", "https://x.example/a?b=c#d", "urn:event:from:x", "a%20b"] {
+            assert!(with(json!({"subscriptionSource": good})).is_ok(), "{good}");
+        }
+        for bad in ["two words", "", "a%zz", "é"] {
+            assert_eq!(with(json!({"subscriptionSource": bad})).unwrap_err().name, "subscriptionSource", "{bad}");
+        }
+        assert!(with(json!({"config": {"topic": "orders"}})).is_ok());
+        assert!(with(json!({"config": "{\"topic\": \"orders\"}"})).is_ok());
+        assert_eq!(with(json!({"config": "topic=orders"})).unwrap_err().name, "config");
         let bad = Params::from_value(json!({"manager": "http://m", "filters": [{"sql": "x"}]})).unwrap();
         assert_eq!(Subscriptions::new().validate(&bad).unwrap_err().name, "filters");
         let bad = Params::from_value(json!({"manager": "m"})).unwrap();

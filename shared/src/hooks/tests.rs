@@ -150,8 +150,101 @@ fn github_deliveries_are_wrapped() {
     assert_eq!(e["source"], "https://github.com/o/r");
     assert_eq!(e["data"]["ref"], "refs/heads/main");
     assert!(validate_cloud_event(e).is_ok());
-    let ping = post(&[("X-GitHub-Event", "ping"), ("Content-Type", "application/json")], b"{}");
-    assert_eq!(answered(process(&config(json!({"source": "github"})), &ping)).status, 200);
+    for source in ["github", "none"] {
+        let ping = post(&[("X-GitHub-Event", "ping"), ("Content-Type", "application/json")], b"{}");
+        let r = answered(process(&config(json!({"source": source})), &ping));
+        assert_eq!((r.status, r.body["status"].clone()), (200, json!("pong")), "{source}");
+    }
+}
+
+/// A signed request without a token: what the signature does not cover cannot change id,
+/// type, source or mode.
+fn signed(headers: &[(&str, &str)], body: &[u8]) -> HookRequest {
+    let mut req = post(headers, body);
+    req.headers.remove("authorization");
+    req.headers.insert("x-hub-signature-256".into(), github_signature(&Secret::new(SECRET), body));
+    req
+}
+
+#[test]
+fn signed_deliveries_take_their_identity_from_the_body() {
+    let cfg = config(json!({"source": "github", "repository": "o/r"}));
+    let body = br#"{"action": "published", "repository": {"html_url": "https://github.com/o/r"}}"#;
+    let original =
+        signed(&[("X-GitHub-Event", "push"), ("X-GitHub-Delivery", "g-1"), ("Content-Type", "application/json")], body);
+    let first = fired(process(&cfg, &original)).remove(0);
+    assert_eq!(first["type"], GITHUB_SIGNED_TYPE);
+    assert_eq!(first["source"], "https://github.com/o/r");
+    assert_eq!(first["subject"], "published");
+    assert_eq!((first["githubevent"].clone(), first["githubdelivery"].clone()), (json!("push"), json!("g-1")));
+    assert!(first["id"].as_str().unwrap().starts_with("sha256-"));
+    let replays = [
+        vec![("X-GitHub-Event", "release"), ("X-GitHub-Delivery", "g-2"), ("Content-Type", "application/json")],
+        vec![("X-GitHub-Event", "delete"), ("X-GitHub-Delivery", "g-3"), ("Content-Type", "text/plain")],
+        vec![
+            ("ce-specversion", "1.0"),
+            ("ce-id", "g-4"),
+            ("ce-type", "com.github.delete"),
+            ("ce-source", "https://github.com/other/repo"),
+            ("Content-Type", "application/json"),
+        ],
+        vec![("Content-Type", "application/cloudevents+json")],
+        vec![("Content-Type", "application/cloudevents-batch+json")],
+    ];
+    for headers in replays {
+        let e = fired(process(&cfg, &signed(&headers, body))).remove(0);
+        for attr in ["id", "type", "source", "subject", "data"] {
+            assert_eq!(e[attr], first[attr], "{attr} changed under {headers:?}");
+        }
+    }
+    // A signed structured CloudEvent keeps its own (signed) identity whatever the headers say.
+    let ce_body = serde_json::to_vec(&event("s-1", "a.b")).unwrap();
+    for ct in ["application/json", "text/plain", "application/cloudevents+json"] {
+        let e = fired(process(&cfg, &signed(&[("Content-Type", ct), ("ce-id", "other")], &ce_body))).remove(0);
+        assert_eq!(e, event("s-1", "a.b"), "{ct}");
+    }
+    // With the bearer token, the headers are the producer's word.
+    let token = post(&[("X-GitHub-Event", "push"), ("X-GitHub-Delivery", "g-9")], body);
+    assert_eq!(fired(process(&cfg, &token))[0]["id"], "g-9");
+}
+
+#[test]
+fn github_hook_id_must_match_the_registration() {
+    let cfg = config(json!({"source": "github", "repository": "o/r", "registration": "42"}));
+    let body = br#"{"ref": "x"}"#;
+    assert!(matches!(process(&cfg, &signed(&[("X-GitHub-Hook-ID", "42")], body)), Outcome::Fire { .. }));
+    assert!(matches!(process(&cfg, &signed(&[], body)), Outcome::Fire { .. }));
+    assert_eq!(answered(process(&cfg, &signed(&[("X-GitHub-Hook-ID", "41")], body))).status, 403);
+    let ping = br#"{"zen": "z", "hook_id": 41}"#;
+    assert_eq!(answered(process(&cfg, &signed(&[("X-GitHub-Event", "ping")], ping))).status, 403);
+    let ping = br#"{"zen": "z", "hook_id": 42}"#;
+    assert_eq!(answered(process(&cfg, &signed(&[("X-GitHub-Event", "ping")], ping))).status, 200);
+}
+
+#[test]
+fn signature_hex_is_strict() {
+    let body = b"{}";
+    let good = github_signature(&Secret::new(SECRET), body);
+    let hex = good.strip_prefix("sha256=").unwrap();
+    let cfg = config(json!({}));
+    let with = |sig: String| {
+        let mut r = signed(&[], body);
+        r.headers.insert("x-hub-signature-256".into(), sig);
+        process(&cfg, &r)
+    };
+    assert!(matches!(with(good.clone()), Outcome::Fire { .. }));
+    // `u8::from_str_radix("+a", 16)` is Ok(10): a sign must not pass as a digit.
+    let byte = u8::from_str_radix(&hex[..2], 16).unwrap();
+    let signed_pair = format!("+{:x}", byte);
+    if signed_pair.len() == 2 {
+        assert_eq!(answered(with(format!("sha256={signed_pair}{}", &hex[2..]))).status, 401);
+    }
+    for bad in [format!("sha256=+{}", &hex[1..]), format!("sha256={} ", &hex[..62]), format!("sha256=0x{}", &hex[2..])]
+    {
+        assert_eq!(answered(with(bad.clone())).status, 401, "{bad}");
+    }
+    assert_eq!(hex_decode("+a"), None);
+    assert_eq!(hex_decode("0A"), Some(vec![10]));
 }
 
 #[test]
@@ -240,6 +333,10 @@ fn handshake() {
     let r = answered(process(&cfg, &options(&[])));
     assert_eq!(r.status, 400);
     assert_eq!(header(&r, "WebHook-Allowed-Origin"), None);
+    for origin in ["a\u{1}b.example.com", "a\tb", "a b", "é.example.com", "x\u{7f}"] {
+        let r = answered(process(&config(json!({})), &options(&[("WebHook-Request-Origin", origin)])));
+        assert_eq!((r.status, header(&r, "WebHook-Allowed-Origin")), (400, None), "{origin:?}");
+    }
 }
 
 #[test]
@@ -301,6 +398,14 @@ fn ow_body_decoding() {
     assert_eq!(decode_ow_body("AQID", "application/octet-stream"), [1, 2, 3]);
     assert_eq!(decode_ow_body("not base64!", "application/octet-stream"), b"not base64!");
     assert_eq!(decode_ow_body("", "application/json"), b"");
+    // Not valid JSON: the real bytes, not their base64, are what gets judged and sized.
+    for bad in [&b"{oops"[..], b"\xff\xfe", b"[[[[", &[b'['; 300]] {
+        assert_eq!(decode_ow_body(&BASE64.encode(bad), "application/json"), bad);
+    }
+    assert_eq!(decode_ow_body(&BASE64.encode("[1e400]"), "application/json"), b"[1e400]");
+    // A charset does not make a binary type text.
+    assert_eq!(decode_ow_body("AQID", "application/octet-stream; charset=utf-8"), [1, 2, 3]);
+    assert_eq!(decode_ow_body("abcd", "application/x-thing; charset=utf-8"), b"abcd");
 
     let params = Params::from_value(json!({
         "__ow_method": "post", "__ow_query": "access_token=a%2Bb",
@@ -312,6 +417,34 @@ fn ow_body_decoding() {
     assert_eq!(req.body, br#"{"a":1}"#);
     assert_eq!(req.header("x-n"), Some("5"));
     assert_eq!(req.query_param("access_token").as_deref(), Some("a+b"));
+}
+
+#[test]
+fn json_bodies_are_judged_as_sent_and_numbers_stay_exact() {
+    let cfg = config(json!({"maxBodyBytes": 100}));
+    let via_ow = |body: &[u8], ct: &str| {
+        let params = Params::from_value(json!({
+            "__ow_method": "post", "__ow_headers": {"content-type": ct, "authorization": format!("Bearer {SECRET}")},
+            "__ow_body": BASE64.encode(body),
+        }))
+        .unwrap();
+        process(&cfg, &HookRequest::from_params(&params))
+    };
+    let r = answered(via_ow(&[b'x'; 90], "application/json"));
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body["error"].as_str().unwrap().contains("expected value at line 1 column 1"), "{r:?}");
+    let r = answered(via_ow(&[b'x'; 101], "application/json"));
+    assert_eq!(r.status, 413);
+    assert!(r.body["error"].as_str().unwrap().starts_with("body of 101 bytes"), "{r:?}");
+    let r = answered(via_ow(b"{\"a\": \"\xff\"}", "application/json"));
+    assert!(r.body["error"].as_str().unwrap().contains("line 1 column"), "{r:?}");
+    let e = fired(via_ow(br#"{"big": 123456789012345678901234567890, "huge": 1e400, "f": 0.1}"#, "application/json"));
+    assert_eq!(
+        serde_json::to_string(&e[0]["data"]).unwrap(),
+        r#"{"big":123456789012345678901234567890,"f":0.1,"huge":1e+400}"#
+    );
+    let e = fired(via_ow(&[1, 2, 3], "application/octet-stream; charset=utf-8"));
+    assert_eq!(e[0]["data_base64"], "AQID");
 }
 
 #[test]

@@ -371,7 +371,7 @@ mod tests {
             .into_iter()
             .map(|k| l.legacy_event(&entry_change(k)).unwrap())
             .collect();
-        insta::assert_json_snapshot!("legacy_payloads", all);
+        insta::assert_snapshot!("legacy_payloads", crate::events::tests::pretty(&all));
     }
 
     #[test]
@@ -386,7 +386,7 @@ mod tests {
         let time = chrono::DateTime::parse_from_rfc3339("2026-11-23T21:00:00Z").unwrap().to_utc();
         let event = cloud_event(&ctx, &entry_change(ChangeKind::Created), 7, time);
         crate::events::validate_cloud_event(&event).unwrap();
-        insta::assert_json_snapshot!("s3_cloudevent_created", event);
+        insta::assert_snapshot!("s3_cloudevent_created", crate::events::tests::pretty(&event));
     }
 
     #[test]

@@ -304,20 +304,31 @@ fn request_params(req: &Req, raw: bool) -> Result<(Map<String, Value>, Option<Va
 fn shape(ext: &str, result: &Value) -> Resp {
     match ext {
         "json" => Resp::json(200, result),
-        "html" | "svg" | "text" => {
-            let field = if ext == "svg" { "svg" } else { ext };
-            let ct = match ext {
-                "html" => "text/html",
-                "svg" => "image/svg+xml",
-                _ => "text/plain",
-            };
-            match result.get(field).and_then(Value::as_str) {
+        // apache/openwhisk WebActions.scala (resultAsHtml/resultAsSvg/resultAsText, :188-225):
+        // `body` first, then the extension's own field; `.text` prints any JSON value (objects
+        // pretty-printed) with 200 and answers 404 without either field.
+        "html" | "svg" => {
+            let (field, ct) = if ext == "svg" { ("svg", "image/svg+xml") } else { ("html", "text/html") };
+            match result.get("body").or_else(|| result.get(field)).and_then(Value::as_str) {
                 Some(s) => Resp {
                     status: 200,
                     headers: vec![("Content-Type".to_string(), ct.to_string())],
                     body: s.as_bytes().to_vec(),
                 },
-                None => Resp::error(400, &format!("The action did not produce a '{field}' property.")),
+                None => Resp::error(400, &format!("Response is not valid '{ct}'.")),
+            }
+        }
+        "text" => {
+            let text = match result.get("body").or_else(|| result.get("text")) {
+                Some(Value::String(s)) => s.clone(),
+                Some(v @ (Value::Object(_) | Value::Array(_))) => serde_json::to_string_pretty(v).unwrap_or_default(),
+                Some(v) => v.to_string(),
+                None => return Resp::error(404, "The requested property does not exist."),
+            };
+            Resp {
+                status: 200,
+                headers: vec![("Content-Type".to_string(), "text/plain; charset=UTF-8".to_string())],
+                body: text.into_bytes(),
             }
         }
         _ => shape_http(result),
