@@ -48,5 +48,6 @@ pub mod schedule;
 pub mod secret;
 pub mod source;
 pub mod sources;
+pub mod stall;
 pub mod state;
 pub mod store;

@@ -32,7 +32,7 @@ use crate::runtime::{ActionError, Context};
 use crate::schedule::Schedule;
 use crate::source::{Flow, ListRange, Lister, Source, SourceError};
 use crate::state::{Snapshot, SnapshotWriter, State};
-use crate::store::{LeaseError, LoadError, PollStatus, StateStore};
+use crate::store::{Dialect, LeaseError, LoadError, PollStatus, StateStore, NO_CONDITIONAL_WRITES};
 
 /// Default polling interval in minutes.
 pub const DEFAULT_INTERVAL_MINUTES: u64 = 1;
@@ -62,6 +62,22 @@ pub const DEFAULT_MAX_CHANGES_PER_POLL: u64 = 10_000;
 /// Config keys the core adds to what the user passed.
 const CONFIG_SOURCE: &str = "source";
 const CONFIG_TRIGGER: &str = "triggerName";
+/// Config key of the state store's conditional-write dialect, found by CREATE's probe.
+pub const CONFIG_DIALECT: &str = "conditionalWriteDialect";
+
+/// The dialect the feed's config records; feeds created before it was recorded use `quoted`.
+fn config_dialect(config: &Params) -> Dialect {
+    config.str(CONFIG_DIALECT).ok().flatten().and_then(|d| Dialect::parse(&d)).unwrap_or(Dialect::Quoted)
+}
+
+/// CREATE's, UPDATE's and READ's words about the dialect.
+fn dialect_fields(dialect: Dialect) -> Value {
+    let mut v = json!({ "conditionalWrites": dialect.conditional(), "conditionalWriteDialect": dialect.as_str() });
+    if !dialect.conditional() {
+        v["conditionalWritesWarning"] = json!(NO_CONDITIONAL_WRITES);
+    }
+    v
+}
 
 /// Parameters the core reads (the source reads its own); never secrets.
 pub const CORE_PARAMS: [&str; 11] = [
@@ -604,12 +620,14 @@ impl Feed for PollingFeed<'_> {
         v.lister.probe().map_err(source_error)?;
         let blobs = v.lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;
         let store = StateStore::new(blobs, &req.trigger);
-        let conditional = store
-            .probe_conditional_writes()
+        let probe = store
+            .probe_dialect()
             .map_err(|e| ActionError::new(format!("cannot write the feed state at {}: {e}", store.location())))?;
+        let store = store.with_dialect(probe.dialect);
         let client = &req.client;
         let helpers = Helpers::for_trigger(&req.trigger);
-        let config = self.config(req, &req.params);
+        let mut config = self.config(req, &req.params);
+        config.insert(CONFIG_DIALECT, json!(probe.dialect.as_str()));
         let mut undo = Undo::new();
 
         if let Err(e) = req.write_config(&helpers.config, &config) {
@@ -653,18 +671,22 @@ impl Feed for PollingFeed<'_> {
             return Err(undo.fail_with(e));
         }
         undo.commit();
-        Ok(json!({
+        let mut result = json!({
             "status": "created",
             "trigger": req.trigger.to_string(),
             "schedule": v.schedule.to_params(),
             "state": store.location(),
-            "conditionalWrites": conditional,
+            "conditionalWriteProbe": probe,
             "helpers": {
                 "alarmTrigger": helpers.alarm.to_string(),
                 "rule": helpers.rule.to_string(),
                 "config": helpers.config.to_string(),
             },
-        }))
+        });
+        if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(probe.dialect)) {
+            r.extend(d);
+        }
+        Ok(result)
     }
 
     fn read(&self, req: &FeedRequest) -> Result<Value, ActionError> {
@@ -687,6 +709,9 @@ impl Feed for PollingFeed<'_> {
             s.insert("error".into(), json!(format!("rule {}: {e}", helpers.rule)));
         }
         let schedule = Schedule::from_params(&config, DEFAULT_INTERVAL_MINUTES).ok();
+        if let Value::Object(d) = dialect_fields(config_dialect(&config)) {
+            s.extend(d);
+        }
         match self.source.open(&config).map(|l| l.blob_store()) {
             Ok(Some(blobs)) => {
                 let store = StateStore::new(blobs, &req.trigger);
@@ -700,22 +725,41 @@ impl Feed for PollingFeed<'_> {
                         s.insert("listingInProgress".into(), json!(state.cursor.is_some()));
                     }
                     Ok(None) => {
-                        s.insert("stateError".into(), json!("no state object: the next poll re-baselines"));
+                        s.insert(
+                            "stateError".into(),
+                            json!("no state object: the next poll re-baselines silently (changes made since the last good poll are not reported)"),
+                        );
                     }
-                    Err(e) => {
-                        s.insert("stateError".into(), json!(format!("{e}: the next poll re-baselines")));
+                    Err(LoadError::Corrupt(e)) => {
+                        s.insert(
+                            "stateError".into(),
+                            json!(format!("state object is corrupt ({e}): the next poll re-baselines silently (changes made since the last good poll are not reported)")),
+                        );
+                    }
+                    Err(LoadError::Store(e)) => {
+                        s.insert(
+                            "stateError".into(),
+                            json!(format!("{e}: the state cannot be read now; polls retry, and once the store answers the next poll reports the changes made meanwhile (nothing is re-baselined)")),
+                        );
                     }
                 }
-                if let Ok(Some((doc, _))) = store.lease_doc() {
-                    if let Some(last) = doc.status {
-                        s.insert("lastPoll".into(), json!(iso(last.started_ms)));
-                        s.insert("lastOutcome".into(), json!(last.outcome));
-                        s.insert("lastError".into(), json!(last.error));
-                        s.insert("lastPollDurationMs".into(), json!(last.duration_ms));
-                        if let (Some(period), true) = (schedule.as_ref().and_then(Schedule::period_ms), active) {
-                            s.insert("nextPoll".into(), json!(iso(last.started_ms + period)));
-                        }
-                    }
+                let lease = store.lease_doc();
+                let doc = lease.as_ref().ok().and_then(|l| l.as_ref()).map(|(doc, _)| doc);
+                let trigger = config.str(CONFIG_TRIGGER).ok().flatten().unwrap_or_else(|| req.trigger.to_string());
+                let activations =
+                    crate::stall::poll_activations(&req.client, &trigger).map_err(|e| format!("poll activations: {e}"));
+                crate::stall::report(s, doc, activations, now_ms());
+                if let Err(e) = &lease {
+                    s.insert("leaseError".into(), json!(e.to_string()));
+                }
+                let last_started = doc.and_then(|d| d.status.as_ref()).map(|st| st.started_ms);
+                if let (Some(period), true, Some(started)) =
+                    (schedule.as_ref().and_then(Schedule::period_ms), active, last_started)
+                {
+                    s.insert("nextPoll".into(), json!(iso(started + period)));
+                }
+                if let Some(ms) = doc.and_then(|d| d.status.as_ref()).map(|st| st.duration_ms) {
+                    s.insert("lastPollDurationMs".into(), json!(ms));
                 }
             }
             Ok(None) => {}
@@ -748,9 +792,18 @@ impl Feed for PollingFeed<'_> {
         }
         let v = self.validate(&merged)?;
         v.lister.probe().map_err(source_error)?;
+        // The store may have changed (endpoint, stateBucket): probe its dialect again.
+        let dialect = match v.lister.blob_store() {
+            Some(blobs) => StateStore::new(blobs, &req.trigger)
+                .probe_dialect()
+                .map(|p| p.dialect)
+                .map_err(|e| ActionError::new(format!("cannot write the feed state: {e}")))?,
+            None => config_dialect(&old),
+        };
         let old_schedule = Schedule::from_params(&old, DEFAULT_INTERVAL_MINUTES).ok();
         own_package(req)?;
-        let config = self.config(req, &merged);
+        let mut config = self.config(req, &merged);
+        config.insert(CONFIG_DIALECT, json!(dialect.as_str()));
         req.write_config(&helpers.config, &config)
             .map_err(|e| ActionError::new(format!("updating the feed config {}: {e}", helpers.config)))?;
         if old_schedule.as_ref() != Some(&v.schedule) {
@@ -763,7 +816,12 @@ impl Feed for PollingFeed<'_> {
             alarm_feed(&req.client, &v.alarms, &v.schedule, "CREATE", &helpers.alarm)
                 .map_err(|e| ActionError::new(format!("updating the alarm: {}", describe_invoke_error(&e))))?;
         }
-        Ok(json!({ "status": "updated", "trigger": req.trigger.to_string(), "schedule": v.schedule.to_params() }))
+        let mut result =
+            json!({ "status": "updated", "trigger": req.trigger.to_string(), "schedule": v.schedule.to_params() });
+        if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(dialect)) {
+            r.extend(d);
+        }
+        Ok(result)
     }
 
     fn delete(&self, req: &FeedRequest) -> Result<Value, ActionError> {
@@ -828,7 +886,18 @@ fn iso(ms: u64) -> String {
 }
 
 /// The `poll` action's handler: one poll of the feed whose config arrives as parameters.
+/// Every result, errors included, names the trigger, so READ can find the poll's activation
+/// when the state store could not record its status.
 pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Value, ActionError> {
+    let trigger = params.str(CONFIG_TRIGGER).ok().flatten();
+    let mut result = poll_once(ctx, params, sources).map_err(|e| crate::stall::tag_error(e, trigger.as_deref()))?;
+    if let (Value::Object(r), Some(t)) = (&mut result, trigger) {
+        r.insert("trigger".into(), json!(t));
+    }
+    Ok(result)
+}
+
+fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Value, ActionError> {
     let started = now_ms();
     let name = params.required_str(CONFIG_SOURCE)?;
     let source = sources.iter().find(|s| s.name() == name).ok_or_else(|| {
@@ -853,7 +922,7 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
     let lister = source.open(&params)?;
     let settings = PollSettings::from_params(&params, lister.as_ref())?;
     let blobs = lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;
-    let store = StateStore::new(blobs, &trigger);
+    let store = StateStore::new(blobs, &trigger).with_dialect(config_dialect(&params));
     let (commit_margin, list_margin) = margins(ctx.time_left());
     let budget = Budget::new(ctx.deadline, commit_margin);
     let expires = budget.deadline_ms().unwrap_or(started + 60_000) + commit_margin.as_millis() as u64;
@@ -891,6 +960,7 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
     if let Err(e) = store.release(lease, status.clone()) {
         crate::runtime::log(&format!("poll: could not release the lease: {e}"));
     }
+    record_dialect_change(&client, &store, &trigger);
     outcome?;
     let mut result = json!({
         "status": status.outcome,
@@ -904,6 +974,17 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
         result["problem"] = json!(problem);
     }
     Ok(result)
+}
+
+/// Records in the feed's config the dialect a re-probe switched to, so later polls start
+/// with it; a failure only costs the next poll another re-probe.
+fn record_dialect_change(client: &Client, store: &StateStore, trigger: &QualifiedName) {
+    if let Some(dialect) = store.dialect_changed() {
+        let binding = Helpers::for_trigger(trigger).config;
+        if let Err(e) = crate::stall::set_config_param(client, &binding, CONFIG_DIALECT, json!(dialect.as_str())) {
+            crate::runtime::log(&format!("poll: could not record the conditional-write dialect: {e}"));
+        }
+    }
 }
 
 /// The events for `changes` that pass the filter, in the configured format.

@@ -141,8 +141,10 @@ pub struct Blob {
 pub enum Precondition {
     /// Write only if nothing is stored under the key (`If-None-Match: *`).
     IfAbsent,
-    /// Write only if the stored version tag is still this one (`If-Match`).
+    /// Write only if the stored version tag is still this one (`If-Match`, the tag quoted).
     IfMatch(String),
+    /// The same, with the tag unquoted: the dialect of stores that refuse the quoted form.
+    IfMatchUnquoted(String),
     /// Write whatever is there.
     None,
 }
@@ -152,6 +154,8 @@ pub enum Precondition {
 pub enum StoreError {
     /// The precondition did not hold: someone else wrote first.
     Conflict,
+    /// The store does not implement the precondition (Alibaba OSS: 400 NotImplemented).
+    Unsupported(String),
     /// Any other failure, in words a user can act on.
     Failed(SourceError),
 }
@@ -160,6 +164,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Conflict => f.write_str("state store: another poll wrote the state first"),
+            StoreError::Unsupported(e) => write!(f, "state store: conditional write not supported: {e}"),
             StoreError::Failed(e) => write!(f, "state store: {e}"),
         }
     }

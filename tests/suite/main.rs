@@ -20,6 +20,8 @@ mod runtime;
 mod s3_client;
 // the S3 feed end to end: real binaries, emulator, real S3 servers, injected faults
 mod s3_feed;
+// real S3 stores: conditional-write dialects, stores refusing writes, stale leases
+mod stores;
 // the local sandbox (deploy/sandbox.sh) shows created, updated and deleted events
 mod sandbox;
 // manifest.yaml and deploy scripts agree with the workspace

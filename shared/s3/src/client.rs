@@ -47,8 +47,12 @@ pub enum Condition {
     None,
     /// Write only if no object exists under the key (`If-None-Match: *`).
     IfNoneMatchStar,
-    /// Write only if the current object has this ETag (quotes optional).
+    /// Write only if the current object has this ETag, sent quoted as RFC 7232 says (quotes in
+    /// the value are optional).
     IfMatch(String),
+    /// Like `IfMatch`, with the ETag sent without quotes: some stores (DigitalOcean Spaces and
+    /// others) answer 412 to the quoted form and accept only this one.
+    IfMatchUnquoted(String),
 }
 
 /// An object read by [`S3Client::get_object`].
@@ -195,6 +199,7 @@ impl S3Client {
             Condition::None => Vec::new(),
             Condition::IfNoneMatchStar => vec![("if-none-match", "*".to_string())],
             Condition::IfMatch(etag) => vec![("if-match", format!("\"{}\"", strip_quotes(etag)))],
+            Condition::IfMatchUnquoted(etag) => vec![("if-match", strip_quotes(etag).to_string())],
         };
         let reply = self.execute(&ctx, Method::PUT, bucket, Some(key), &[], &headers, body)?;
         if (200..300).contains(&reply.status) {
@@ -202,7 +207,7 @@ impl S3Client {
         }
         let mut error = self.error_from(&ctx, &reply);
         let missing_key = reply.status == 404 && error.kind != ErrorKind::NoSuchBucket;
-        if missing_key && matches!(cond, Condition::IfMatch(_)) {
+        if missing_key && matches!(cond, Condition::IfMatch(_) | Condition::IfMatchUnquoted(_)) {
             error.kind = ErrorKind::PreconditionFailed;
             error.message =
                 format!("conditional write of key '{key}' in bucket '{bucket}' rejected: the object no longer exists");

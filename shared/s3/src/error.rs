@@ -33,6 +33,9 @@ pub enum ErrorKind {
     Transport,
     /// The server rejected the request as malformed (400) or the request could not be built.
     BadRequest,
+    /// The server does not implement a feature the request uses (501, or 400 NotImplemented
+    /// for conditional writes on Alibaba OSS).
+    NotImplemented,
     /// Anything else.
     Other,
 }
@@ -119,12 +122,14 @@ pub fn classify(status: u16, code: Option<&str>, region_hint: Option<&str>) -> E
             ErrorKind::Throttled
         }
         Some("InternalError" | "ServiceUnavailable") => ErrorKind::Server,
+        Some("NotImplemented") => ErrorKind::NotImplemented,
         _ => match status {
             301 | 307 if region_hint.is_some() => ErrorKind::WrongRegion,
             400 => ErrorKind::BadRequest,
             403 => ErrorKind::AccessDenied,
             412 => ErrorKind::PreconditionFailed,
             429 => ErrorKind::Throttled,
+            501 => ErrorKind::NotImplemented,
             500..=599 => ErrorKind::Server,
             _ => ErrorKind::Other,
         },
@@ -175,6 +180,9 @@ pub fn from_response(ctx: &Context<'_>, facts: ResponseFacts) -> S3Error {
             format!("S3 at {endpoint} failed with HTTP {} ({detail}): retry later", facts.status)
         }
         ErrorKind::BadRequest => format!("S3 at {endpoint} rejected the request for {object} ({detail})"),
+        ErrorKind::NotImplemented => {
+            format!("S3 at {endpoint} does not implement this request for {object} ({detail})")
+        }
         _ => format!("S3 at {endpoint} answered HTTP {} for {object} ({detail})", facts.status),
     };
     S3Error { kind, status: Some(facts.status), code: facts.code, message }

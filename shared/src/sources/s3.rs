@@ -292,6 +292,7 @@ impl S3BlobStore {
 fn store_error(e: S3Error) -> StoreError {
     match e.kind {
         ErrorKind::PreconditionFailed => StoreError::Conflict,
+        ErrorKind::NotImplemented => StoreError::Unsupported(e.to_string()),
         _ => StoreError::Failed(source_error(e)),
     }
 }
@@ -306,6 +307,7 @@ impl BlobStore for S3BlobStore {
         let cond = match condition {
             Precondition::IfAbsent => Condition::IfNoneMatchStar,
             Precondition::IfMatch(etag) => Condition::IfMatch(etag.clone()),
+            Precondition::IfMatchUnquoted(etag) => Condition::IfMatchUnquoted(etag.clone()),
             Precondition::None => Condition::None,
         };
         self.client.put_object(&self.bucket, &self.object_key(key), bytes.to_vec(), cond).map_err(store_error)
