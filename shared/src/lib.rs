@@ -34,6 +34,7 @@
 //! [`source`] is the plugin contract; [`sources::s3::S3Source`] lists S3 buckets.
 
 pub mod budget;
+pub mod deletes;
 pub mod delivery;
 pub mod diff;
 pub mod events;

@@ -80,7 +80,7 @@ fn dialect_fields(dialect: Dialect) -> Value {
 }
 
 /// Parameters the core reads (the source reads its own); never secrets.
-pub const CORE_PARAMS: [&str; 11] = [
+pub const CORE_PARAMS: [&str; 12] = [
     "interval",
     "cron",
     "prefix",
@@ -92,6 +92,7 @@ pub const CORE_PARAMS: [&str; 11] = [
     "alarmsPackage",
     "maxChangesPerPoll",
     "parallelism",
+    "verifyDeletes",
 ];
 
 /// How a poller turns changes into fires.
@@ -111,6 +112,8 @@ pub struct PollSettings {
     pub max_changes: usize,
     /// Key ranges listed at once for large snapshots.
     pub parallelism: usize,
+    /// Most deletes per poll confirmed one by one before they are reported.
+    pub verify_deletes: usize,
 }
 
 impl PollSettings {
@@ -127,7 +130,9 @@ impl PollSettings {
         let max_changes =
             params.u64_in("maxChangesPerPoll", 1, 1_000_000)?.unwrap_or(DEFAULT_MAX_CHANGES_PER_POLL) as usize;
         let parallelism = params.u64_in("parallelism", 1, 16)?.unwrap_or(DEFAULT_PARALLELISM) as usize;
-        Ok(PollSettings { format, batch, filter, fire_existing, scope, max_changes, parallelism })
+        let verify_deletes =
+            params.u64_in("verifyDeletes", 0, 10_000)?.unwrap_or(crate::deletes::DEFAULT_VERIFY_DELETES) as usize;
+        Ok(PollSettings { format, batch, filter, fire_existing, scope, max_changes, parallelism, verify_deletes })
     }
 }
 
@@ -723,6 +728,14 @@ impl Feed for PollingFeed<'_> {
                         s.insert("eventsFired".into(), json!(state.stats.events_fired));
                         s.insert("baselined".into(), json!(state.baselined));
                         s.insert("listingInProgress".into(), json!(state.cursor.is_some()));
+                        s.insert(
+                            "deletes".into(),
+                            json!({
+                                "confirmed": state.stats.deletes_confirmed,
+                                "refuted": state.stats.deletes_refuted,
+                                "heldForNextPoll": state.stats.held_deletes,
+                            }),
+                        );
                     }
                     Ok(None) => {
                         s.insert(
@@ -746,8 +759,8 @@ impl Feed for PollingFeed<'_> {
                 let lease = store.lease_doc();
                 let doc = lease.as_ref().ok().and_then(|l| l.as_ref()).map(|(doc, _)| doc);
                 let trigger = config.str(CONFIG_TRIGGER).ok().flatten().unwrap_or_else(|| req.trigger.to_string());
-                let activations =
-                    crate::stall::poll_activations(&req.client, &trigger).map_err(|e| format!("poll activations: {e}"));
+                let activations = crate::stall::poll_activations(&req.client, &helpers.config.name, &trigger)
+                    .map_err(|e| format!("poll activations: {e}"));
                 crate::stall::report(s, doc, activations, now_ms());
                 if let Err(e) = &lease {
                     s.insert("leaseError".into(), json!(e.to_string()));
@@ -968,6 +981,11 @@ fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<V
         "changes": status.changes,
         "fired": status.fired,
         "pending": status.pending,
+        "deletes": {
+            "confirmed": status.deletes_confirmed,
+            "refuted": status.deletes_refuted,
+            "held": status.deletes_held,
+        },
     });
     // An `error` field, even null, makes OpenWhisk record an application error.
     if let Some(problem) = status.error {
@@ -1143,11 +1161,15 @@ impl Poller<'_> {
         let limits = PassLimits::poll(self.settings, emit);
         let pass = run_pass_with(self.lister, &state.snapshot, state.cursor.clone(), reserved, &list_budget, limits)
             .map_err(source_error)?;
-        let Some(pass) = pass else {
+        let Some(mut pass) = pass else {
             status.outcome = "partial".to_string();
             return Ok(Ended::Normally);
         };
         status.listed = pass.listed;
+        let held_before = state.stats.held_deletes;
+        if emit {
+            self.check_deletes(&mut pass, &mut state, budget, status)?;
+        }
         let seq = state.seq + 1;
         let events = if emit {
             build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq)
@@ -1155,7 +1177,10 @@ impl Poller<'_> {
             Vec::new()
         };
         status.changes = events.len() as u64;
-        let progressed = !pass.changes.is_empty() || pass.cursor != state.cursor || !state.baselined;
+        let progressed = !pass.changes.is_empty()
+            || pass.cursor != state.cursor
+            || !state.baselined
+            || state.stats.held_deletes != held_before;
         if pass.cursor.is_none() {
             state.baselined = true;
         } else {
@@ -1179,6 +1204,44 @@ impl Poller<'_> {
             };
         }
         Ok(self.deliver(&mut state, &mut etag, budget, status)?.unwrap_or(Ended::Normally))
+    }
+
+    /// Confirms the pass's deletes with the source before they are committed
+    /// (`deletes::check_deletes`) and counts what it found.
+    fn check_deletes(
+        &self,
+        pass: &mut Pass,
+        state: &mut State,
+        budget: &Budget,
+        status: &mut PollStatus,
+    ) -> Result<(), ActionError> {
+        let facts = crate::deletes::PassFacts {
+            old_len: state.snapshot.len(),
+            whole: state.cursor.is_none() && pass.cursor.is_none(),
+            held_before: state.stats.held_deletes,
+        };
+        let check = crate::deletes::check_deletes(
+            self.lister,
+            &mut pass.changes,
+            &mut pass.snapshot,
+            facts,
+            self.settings.verify_deletes,
+            budget,
+        )
+        .map_err(|e| ActionError::new(format!("confirming deletes: {e}")))?;
+        state.stats.held_deletes = check.held;
+        state.stats.deletes_confirmed += check.confirmed;
+        state.stats.deletes_refuted += check.refuted;
+        status.deletes_confirmed = check.confirmed;
+        status.deletes_refuted = check.refuted;
+        status.deletes_held = check.held;
+        if check.refuted > 0 {
+            crate::runtime::log(&format!(
+                "the listing omitted {} existing objects: their deletes were refuted",
+                check.refuted
+            ));
+        }
+        Ok(())
     }
 
     /// Fires the outbox and commits what was delivered; `Some` when the poll must end.

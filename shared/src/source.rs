@@ -83,6 +83,11 @@ pub trait Lister: Sync {
     /// ascending by key bytes; the core checks and copes when it is not). Returns
     /// `Ok(true)` when the range was listed to its end, `Ok(false)` when `page` said stop.
     fn list(&self, range: &ListRange, page: &mut dyn FnMut(Vec<Entry>) -> Flow) -> Result<bool, SourceError>;
+    /// Whether one entry exists now (one cheap request, e.g. S3 HEAD), so the core can
+    /// confirm a delete before reporting it; `Ok(None)` when the source cannot tell.
+    fn exists(&self, _key: &str) -> Result<Option<bool>, SourceError> {
+        Ok(None)
+    }
     /// A blob store in the same service for the core's state, when the source offers one.
     fn blob_store(&self) -> Option<Box<dyn BlobStore>>;
     /// The event in this source's legacy payload shape (`format=legacy`), if it has one.

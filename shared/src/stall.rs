@@ -35,11 +35,14 @@ pub struct PollRecord {
     pub error: Option<String>,
 }
 
-/// The poll records of `trigger` among the namespace's newest activations, newest first.
-/// Listing activations may fail (permissions, an old platform): READ then shows the store's
-/// record only and says why.
-pub fn poll_activations(client: &Client, trigger: &str) -> Result<Vec<PollRecord>, OwError> {
-    let list = client.list_activations(Some("poll"), ACTIVATIONS)?;
+/// The poll records of `trigger` among the newest activations of the poll action invoked
+/// through the feed's config binding, newest first. OpenWhisk indexes an activation made
+/// through a binding as `{binding}/{action}` (apache/openwhisk
+/// ansible/files/whisks_design_document_for_activations_db_filters_v2.1.1.json, `pathFilter`),
+/// so `name={binding}/poll` selects this feed's polls. Listing activations may fail
+/// (permissions, an old platform): READ then shows the store's record only and says why.
+pub fn poll_activations(client: &Client, binding: &str, trigger: &str) -> Result<Vec<PollRecord>, OwError> {
+    let list = client.list_activations(Some(&format!("{binding}/poll")), ACTIVATIONS)?;
     let mut out: Vec<PollRecord> = list
         .as_array()
         .map(Vec::as_slice)

@@ -47,6 +47,15 @@ pub struct PollStatus {
     pub fired: u64,
     /// Events left in the outbox.
     pub pending: u64,
+    /// Deletes confirmed gone before they were reported.
+    #[serde(default)]
+    pub deletes_confirmed: u64,
+    /// Deletes refuted: the object still exists, the listing had omitted it.
+    #[serde(default)]
+    pub deletes_refuted: u64,
+    /// Deletes held for one more poll (the listing shrank dramatically, or time ran out).
+    #[serde(default)]
+    pub deletes_held: u64,
 }
 
 /// A lease this poll holds; its version tag is needed to release it.

@@ -31,6 +31,11 @@ pub enum Fault {
     /// No answer for this long, then a 503; the request never reaches upstream. Held past an
     /// action's time limit, it is a process killed before this request took effect.
     Hang(Duration),
+    /// The upstream listing page without the object with this key (a server that loses a key
+    /// across page boundaries).
+    OmitKey(&'static str),
+    /// The upstream listing page with every second object left out (a half-empty listing).
+    HalfKeys,
 }
 
 /// When to inject a fault.
@@ -267,8 +272,11 @@ fn handle(
         return;
     };
     let (status, headers, mut resp_body) = parse_response(&raw);
-    if let Some(Fault::Truncated) = fault {
-        resp_body.truncate(resp_body.len() / 2);
+    match &fault {
+        Some(Fault::Truncated) => resp_body.truncate(resp_body.len() / 2),
+        Some(Fault::OmitKey(key)) => resp_body = omit_contents(&resp_body, |_, k| k == *key),
+        Some(Fault::HalfKeys) => resp_body = omit_contents(&resp_body, |i, _| i % 2 == 1),
+        _ => {}
     }
     let mut response = tiny_http::Response::from_data(resp_body).with_status_code(status);
     for (k, v) in headers {
@@ -281,6 +289,28 @@ fn handle(
         }
     }
     let _ = req.respond(response);
+}
+
+/// A ListObjectsV2 body without the `<Contents>` elements `drop(index, key)` selects.
+fn omit_contents(body: &[u8], drop: impl Fn(usize, &str) -> bool) -> Vec<u8> {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(text.len());
+    let mut rest: &str = &text;
+    let mut index = 0;
+    while let Some(start) = rest.find("<Contents>") {
+        let Some(len) = rest[start..].find("</Contents>") else { break };
+        let end = start + len + "</Contents>".len();
+        let element = &rest[start..end];
+        let key = element.split("<Key>").nth(1).and_then(|k| k.split("</Key>").next()).unwrap_or_default();
+        out.push_str(&rest[..start]);
+        if !drop(index, key) {
+            out.push_str(element);
+        }
+        index += 1;
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out.into_bytes()
 }
 
 /// Splits an HTTP/1.1 response (read to EOF) into status, headers and de-chunked body.

@@ -299,3 +299,76 @@ fn read_during_a_state_outage_says_the_changes_will_be_reported() {
     assert!(error.contains("nothing is re-baselined"), "{read}");
     assert!(!error.contains("the next poll re-baselines"), "{read}");
 }
+
+/// Puts `n` keys `k00`, `k01`, … and polls once: their `created` events.
+fn fill(r: &Rig, n: usize) -> Vec<(String, String)> {
+    let keys: Vec<String> = (0..n).map(|i| format!("k{i:02}")).collect();
+    for k in &keys {
+        r.put(k, "1");
+    }
+    r.poll_once().expect("poll");
+    assert_eq!(r.seen().len(), n, "every created object fired");
+    keys.into_iter().map(|k| ("created".to_string(), k)).collect()
+}
+
+#[test]
+fn a_key_dropped_from_one_listing_page_is_not_reported_deleted() {
+    let r = Rig::start();
+    r.create(json!({ "pageSize": 3 }));
+    let mut want = fill(&r, 10);
+    // The next listing (4 pages of 3: the lease and state objects, then k00…k09 without k07)
+    // loses k04 from its page; k07 is really deleted.
+    r.delete("k07");
+    r.proxy.add(Rule { method: "GET", contains: "list-type=2", skip: 0, count: 4, fault: Fault::OmitKey("k04") });
+    let polled = r.poll_once().expect("poll");
+    assert_eq!(polled["deletes"], json!({ "confirmed": 1, "refuted": 1, "held": 0 }), "{polled}");
+    want.push(("deleted".to_string(), "k07".to_string()));
+    want.sort();
+    assert_eq!(r.seen(), want, "only the true delete fired");
+    // The next listing has k04 again: nothing fires (it never left the snapshot).
+    r.poll_once().expect("poll");
+    assert_eq!(r.seen(), want, "no false created either");
+    let read = r.read();
+    assert_eq!(read["status"]["deletes"], json!({ "confirmed": 1, "refuted": 1, "heldForNextPoll": 0 }), "{read}");
+}
+
+#[test]
+fn a_listing_that_returns_half_the_keys_once_makes_no_false_deletes() {
+    let r = Rig::start();
+    r.create(json!({}));
+    let want = fill(&r, 20);
+    r.proxy.add(Rule { method: "GET", contains: "list-type=2", skip: 0, count: 1, fault: Fault::HalfKeys });
+    let polled = r.poll_once().expect("poll");
+    assert_eq!(polled["deletes"], json!({ "confirmed": 0, "refuted": 10, "held": 0 }), "{polled}");
+    r.poll_once().expect("poll");
+    assert_eq!(r.seen(), want, "0 false deletes, 0 false creates");
+}
+
+#[test]
+fn a_dramatic_shrink_too_large_to_confirm_waits_one_poll() {
+    let r = Rig::start();
+    // No HEAD confirmation at all: only the shrink rule protects.
+    r.create(json!({ "verifyDeletes": 0 }));
+    let mut want = fill(&r, 20);
+    r.proxy.add(Rule { method: "GET", contains: "list-type=2", skip: 0, count: 1, fault: Fault::HalfKeys });
+    let polled = r.poll_once().expect("poll");
+    assert_eq!(polled["deletes"], json!({ "confirmed": 0, "refuted": 0, "held": 10 }), "{polled}");
+    let read = r.read();
+    assert_eq!(read["status"]["deletes"]["heldForNextPoll"], 10, "{read}");
+    let polled = r.poll_once().expect("poll");
+    assert_eq!(polled["deletes"]["held"], 0, "{polled}");
+    assert_eq!(r.seen(), want, "the half listing fired nothing");
+
+    // A real mass delete: held once, then reported when the next listing agrees.
+    for i in 0..12 {
+        r.delete(&format!("k{i:02}"));
+        want.push(("deleted".to_string(), format!("k{i:02}")));
+    }
+    want.sort();
+    let polled = r.poll_once().expect("poll");
+    assert_eq!(polled["deletes"]["held"], 12, "{polled}");
+    assert_eq!(r.seen().len(), 20, "held, not fired");
+    let polled = r.poll_once().expect("poll");
+    assert_eq!(polled["deletes"]["held"], 0, "{polled}");
+    assert_eq!(r.seen(), want, "every true delete fired once");
+}

@@ -163,6 +163,8 @@ impl S3Client {
                     code: body.code,
                     server_message: body.message,
                     region_hint: body.region,
+                    endpoint_hint: body.endpoint,
+                    server_time: body.server_time,
                 },
             ),
         })
@@ -186,6 +188,17 @@ impl S3Client {
                     Ok(None)
                 }
             }
+            _ => Err(self.error_from(&ctx, &reply)),
+        }
+    }
+
+    /// Whether an object exists (HEAD object): `Ok(true)` on 200, `Ok(false)` on 404.
+    pub fn head_object(&self, bucket: &str, key: &str) -> Result<bool, S3Error> {
+        let ctx = self.context(bucket, Some(key));
+        let reply = self.execute(&ctx, Method::HEAD, bucket, Some(key), &[], &[], Vec::new())?;
+        match reply.status {
+            200..=299 => Ok(true),
+            404 => Ok(false),
             _ => Err(self.error_from(&ctx, &reply)),
         }
     }
@@ -287,6 +300,9 @@ impl S3Client {
             code: body.code,
             server_message: body.message,
             region_hint: reply.header("x-amz-bucket-region").or(body.region),
+            endpoint_hint: body.endpoint,
+            // A HEAD answer has no body; its Date header is the server's time.
+            server_time: body.server_time.or_else(|| reply.header("date")),
         }
     }
 
@@ -345,7 +361,10 @@ impl S3Client {
         if key.is_some_and(str::is_empty) {
             return Err(S3Error::new(ErrorKind::BadRequest, format!("key: empty object key in bucket '{bucket}'")));
         }
-        let (authority, mut path) = if self.config.path_style {
+        // A bucket name with dots cannot be a TLS host name under a wildcard certificate
+        // (*.s3.amazonaws.com matches one label): such buckets go path style, as the SDKs do.
+        let path_style = self.config.path_style || (bucket.contains('.') && self.endpoint.scheme == "https");
+        let (authority, mut path) = if path_style {
             (self.endpoint.authority(None), format!("/{}", encode_component(bucket)))
         } else {
             (self.endpoint.authority(Some(bucket)), String::new())
@@ -528,6 +547,18 @@ mod tests {
         virtual_hosted.path_style = false;
         let request = signed(virtual_hosted, "k");
         assert_eq!(request.uri().to_string(), "http://bucket.127.0.0.1:9000/k?list-type=2&start-after=a%20b%2Bc");
+    }
+
+    #[test]
+    fn dotted_buckets_over_tls_go_path_style() {
+        let mut aws = config(None);
+        aws.endpoint = "https://s3.eu-west-1.amazonaws.com".into();
+        aws.path_style = false;
+        let client = S3Client::new(aws).unwrap();
+        let dotted = client.build_request(Method::GET, "logs.example.com", Some("k"), &[], &[], Vec::new()).unwrap();
+        assert_eq!(dotted.uri().to_string(), "https://s3.eu-west-1.amazonaws.com/logs.example.com/k");
+        let plain = client.build_request(Method::GET, "logs", Some("k"), &[], &[], Vec::new()).unwrap();
+        assert_eq!(plain.uri().to_string(), "https://logs.s3.eu-west-1.amazonaws.com/k");
     }
 
     #[test]

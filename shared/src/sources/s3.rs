@@ -159,7 +159,9 @@ fn source_error(e: S3Error) -> SourceError {
             SourceError::Unauthorized(msg)
         }
         ErrorKind::NoSuchBucket => SourceError::NotFound(msg),
-        ErrorKind::WrongRegion | ErrorKind::BadRequest => SourceError::Config(msg),
+        ErrorKind::WrongRegion | ErrorKind::BadRequest | ErrorKind::ClockSkew | ErrorKind::NotImplemented => {
+            SourceError::Config(msg)
+        }
         _ => SourceError::Transient(msg),
     }
 }
@@ -231,6 +233,10 @@ impl Lister for S3Lister {
             }
             token = out.next_continuation_token;
         }
+    }
+
+    fn exists(&self, key: &str) -> Result<Option<bool>, SourceError> {
+        self.client.head_object(&self.bucket, key).map(Some).map_err(source_error)
     }
 
     fn blob_store(&self) -> Option<Box<dyn BlobStore>> {
