@@ -691,6 +691,11 @@ impl Feed for PollingFeed<'_> {
         if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(probe.dialect)) {
             r.extend(d);
         }
+        let mut notices = v.lister.notices();
+        notices.extend(api_tls_notice(req, &req.params));
+        if !notices.is_empty() {
+            result["notices"] = json!(notices);
+        }
         Ok(result)
     }
 
@@ -717,7 +722,13 @@ impl Feed for PollingFeed<'_> {
         if let Value::Object(d) = dialect_fields(config_dialect(&config)) {
             s.extend(d);
         }
-        match self.source.open(&config).map(|l| l.blob_store()) {
+        let lister = self.source.open(&config);
+        let mut notices = lister.as_ref().map(|l| l.notices()).unwrap_or_default();
+        notices.extend(api_tls_notice(req, &config).or_else(|| api_tls_notice(req, &req.params)));
+        if !notices.is_empty() {
+            s.insert("notices".into(), json!(notices));
+        }
+        match lister.map(|l| l.blob_store()) {
             Ok(Some(blobs)) => {
                 let store = StateStore::new(blobs, &req.trigger);
                 s.insert("state".into(), json!(store.location()));
@@ -880,6 +891,12 @@ fn set_active(req: &FeedRequest, active: bool) -> Result<Value, ActionError> {
     Ok(json!({ "status": if active { "active" } else { "paused" }, "trigger": req.trigger.to_string() }))
 }
 
+/// The notice about the API host's TLS settings in `params`, if they are not the default.
+fn api_tls_notice(req: &FeedRequest, params: &Params) -> Option<String> {
+    let tls = crate::openwhisk::ApiTls::from_params(params).ok()?;
+    tls.notice(req.ctx.api_host.as_deref().unwrap_or("(unknown)"))
+}
+
 fn default_alarms() -> QualifiedName {
     QualifiedName::new("whisk.system", None, "alarms")
 }
@@ -931,7 +948,8 @@ fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<V
     let auth =
         AuthKey::parse(key.expose()).map_err(|_| ActionError::new("poll: the activation's API key is malformed"))?;
     let api_host = ctx.api_host.clone().ok_or_else(|| ActionError::new("runtime: __OW_API_HOST is not set"))?;
-    let client = Client::new(&api_host, auth).until(ctx.deadline);
+    let tls = crate::openwhisk::ApiTls::from_params(&params)?;
+    let client = Client::new(&api_host, auth).with_tls(&tls).map_err(ActionError::new)?.until(ctx.deadline);
     let lister = source.open(&params)?;
     let settings = PollSettings::from_params(&params, lister.as_ref())?;
     let blobs = lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;

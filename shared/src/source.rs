@@ -83,6 +83,11 @@ pub trait Lister: Sync {
     /// ascending by key bytes; the core checks and copes when it is not). Returns
     /// `Ok(true)` when the range was listed to its end, `Ok(false)` when `page` said stop.
     fn list(&self, range: &ListRange, page: &mut dyn FnMut(Vec<Entry>) -> Flow) -> Result<bool, SourceError>;
+    /// Settings the user must not overlook (e.g. TLS verification turned off), shown by
+    /// CREATE and READ as `notices`.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Whether one entry exists now (one cheap request, e.g. S3 HEAD), so the core can
     /// confirm a delete before reporting it; `Ok(None)` when the source cannot tell.
     fn exists(&self, _key: &str) -> Result<Option<bool>, SourceError> {

@@ -10,4 +10,5 @@ pub mod listing_source;
 pub mod moto;
 pub mod s3proxy;
 pub mod s3sfs;
+pub mod tls;
 pub mod world;

@@ -12,6 +12,8 @@ mod fuzz;
 mod lifecycle;
 // the official OpenWhisk JavaScript client (npm `openwhisk`) against the emulator
 mod official_client;
+// private TLS: S3 stores and API hosts behind a self-made CA
+mod private_tls;
 // scale, resume, recovery, throttling, secret scan and S3 request counts ("Prove it")
 mod proof;
 // the action runtime driven through the real actionloop, blackbox and CLI protocols

@@ -108,7 +108,14 @@ impl S3Client {
         if config.secret_access_key.expose().is_empty() {
             return bad("secretAccessKey: expected a non-empty secret access key");
         }
+        let tls = crate::config::tls_config(
+            config.ca_certificates_pem.as_deref(),
+            config.insecure_skip_tls_verify,
+            "caCertificate",
+        )
+        .map_err(|e| S3Error::new(ErrorKind::BadRequest, e))?;
         let agent_config = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             // S3 redirects mean a wrong region; following them would re-send to another host.
             .max_redirects(0)
@@ -395,16 +402,19 @@ impl S3Client {
 
     fn transport_error(&self, ctx: &Context<'_>, error: ureq::Error) -> S3Error {
         let endpoint = ctx.endpoint;
+        let tls_advice = if self.config.ca_certificates_pem.is_some() {
+            "check the endpoint scheme, and that caCertificate holds the CA that signed the server's certificate"
+        } else {
+            "check the endpoint scheme; for a private CA or a self-signed certificate give the CA's PEM as -p caCertificate (or, not recommended, -p insecureSkipTlsVerify true)"
+        };
         let (kind, message) = match &error {
-            ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::TlsRequired => (
-                ErrorKind::Transport,
-                format!("TLS: {error} talking to {endpoint}: check the endpoint scheme/certificate"),
-            ),
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::TlsRequired => {
+                (ErrorKind::Transport, format!("TLS: {error} talking to {endpoint}: {tls_advice}"))
+            }
             // rustls reports handshake and certificate failures as InvalidData I/O errors.
-            ureq::Error::Io(io) if self.endpoint.scheme == "https" && io.kind() == std::io::ErrorKind::InvalidData => (
-                ErrorKind::Transport,
-                format!("TLS: {io} talking to {endpoint}: check the endpoint scheme/certificate"),
-            ),
+            ureq::Error::Io(io) if self.endpoint.scheme == "https" && io.kind() == std::io::ErrorKind::InvalidData => {
+                (ErrorKind::Transport, format!("TLS: {io} talking to {endpoint}: {tls_advice}"))
+            }
             ureq::Error::Protocol(_) => (
                 ErrorKind::Transport,
                 format!("transport: {endpoint} did not speak HTTP ({error}): check the endpoint scheme/port"),

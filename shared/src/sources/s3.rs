@@ -67,6 +67,18 @@ const PARAMS: &[ParamSpec] = &[
         doc: "keys per LIST request, 1 to 1000 (default 1000)",
     },
     ParamSpec {
+        name: "caCertificate",
+        secret: false,
+        required: false,
+        doc: "PEM certificates of the CA(s) to trust for the endpoint, instead of the public roots",
+    },
+    ParamSpec {
+        name: "insecureSkipTlsVerify",
+        secret: false,
+        required: false,
+        doc: "do not verify the endpoint's TLS certificate (default false; shown as a warning in READ)",
+    },
+    ParamSpec {
         name: "urlEncoding",
         secret: false,
         required: false,
@@ -109,15 +121,31 @@ impl Source for S3Source {
                 &"".into(),
             ));
         }
+        let ca_certificate = params.str("caCertificate")?.filter(|c| !c.trim().is_empty());
+        let insecure = params.bool("insecureSkipTlsVerify")?.unwrap_or(false);
+        if let Some(pem) = &ca_certificate {
+            owfeed_s3::tls_config(Some(pem), false, "caCertificate").map_err(|e| ParamError {
+                name: "caCertificate".to_string(),
+                expected: format!("PEM certificates ({e})"),
+                got: None,
+            })?;
+        }
         let mut config = S3Config::new(endpoint.clone(), region, access_key_id, SecretString::new(secret.expose()));
         config.session_token = session_token.map(|t| SecretString::new(t.expose()));
         config.path_style = path_style;
         config.list_url_encoding = url_encoding;
+        config.ca_certificates_pem = ca_certificate.clone();
+        config.insecure_skip_tls_verify = insecure;
         let client = S3Client::new(config).map_err(|e| ParamError {
             name: "endpoint".to_string(),
             expected: format!("an http(s) URL ({})", e.message),
             got: Some(Value::String(endpoint.clone()).to_string()),
         })?;
+        let tls = match (insecure, &ca_certificate) {
+            (true, _) => TlsMode::Insecure,
+            (false, Some(pem)) => TlsMode::PrivateCa(pem.matches("-----BEGIN CERTIFICATE-----").count()),
+            (false, None) => TlsMode::PublicRoots,
+        };
         Ok(Box::new(S3Lister {
             client: Arc::new(client),
             endpoint,
@@ -126,6 +154,7 @@ impl Source for S3Source {
             state_bucket,
             state_prefix,
             page_size,
+            tls,
         }))
     }
 }
@@ -142,6 +171,14 @@ fn bucket_name(params: &Params, name: &str) -> Result<Option<String>, ParamError
     }
 }
 
+/// How the endpoint's certificate is checked.
+enum TlsMode {
+    PublicRoots,
+    /// Trusts the user's CA bundle (this many certificates) instead.
+    PrivateCa(usize),
+    Insecure,
+}
+
 struct S3Lister {
     client: Arc<S3Client>,
     endpoint: String,
@@ -150,6 +187,7 @@ struct S3Lister {
     state_bucket: String,
     state_prefix: String,
     page_size: Option<u32>,
+    tls: TlsMode,
 }
 
 fn source_error(e: S3Error) -> SourceError {
@@ -232,6 +270,20 @@ impl Lister for S3Lister {
                 return Ok(false);
             }
             token = out.next_continuation_token;
+        }
+    }
+
+    fn notices(&self) -> Vec<String> {
+        let https = self.endpoint.to_ascii_lowercase().starts_with("https://");
+        match (&self.tls, https) {
+            (TlsMode::Insecure, true) => vec![format!(
+                "insecureSkipTlsVerify: the certificate of {} is NOT verified; the connection is encrypted but anyone on the path can impersonate the store. Prefer -p caCertificate with the store's CA",
+                self.endpoint
+            )],
+            (TlsMode::PrivateCa(n), true) => {
+                vec![format!("caCertificate: {} is verified against the {n} certificate(s) given, not the public roots", self.endpoint)]
+            }
+            _ => Vec::new(),
         }
     }
 
