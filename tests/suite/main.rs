@@ -1,5 +1,7 @@
 //! The one integration-test binary: each module is one area, each test starts its own servers.
 
+// what each S3 server the suite runs does with the features the feed relies on
+mod conformance;
 // the OpenWhisk emulator follows the REST API
 mod emulator;
 // fault injection: polls killed at every step, throttled fires, failing S3, concurrent polls
