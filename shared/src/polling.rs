@@ -1184,7 +1184,8 @@ impl Poller<'_> {
             return Ok(Ended::Normally);
         };
         status.listed = pass.listed;
-        let held_before = state.stats.held_deletes;
+        // Holding or refuting deletes changes no entry, but must still be committed.
+        let deletes_before = (state.stats.held_deletes, state.stats.deletes_refuted);
         if emit {
             self.check_deletes(&mut pass, &mut state, budget, status)?;
         }
@@ -1198,7 +1199,7 @@ impl Poller<'_> {
         let progressed = !pass.changes.is_empty()
             || pass.cursor != state.cursor
             || !state.baselined
-            || state.stats.held_deletes != held_before;
+            || (state.stats.held_deletes, state.stats.deletes_refuted) != deletes_before;
         if pass.cursor.is_none() {
             state.baselined = true;
         } else {

@@ -65,6 +65,8 @@ pub enum Conditionals {
     IfMatchIgnored,
     /// Both conditional headers are dropped (stores that honour them only on reads).
     AllIgnored,
+    /// Any conditional PUT answers `400 NotImplemented` (Alibaba OSS).
+    NotImplemented,
 }
 
 /// The dialect and the credentials to re-sign rewritten requests with.
@@ -150,7 +152,8 @@ fn pick_fault(rules: &Mutex<Vec<Rule>>, method: &str, url: &str) -> Option<Fault
 
 /// What the dialect does to a conditional PUT: refuse it, or forward these headers re-signed.
 enum Rewrite {
-    Refuse,
+    /// Answer with this status and S3 error code instead.
+    Refuse(u16, &'static str),
     Forward(Vec<(String, String)>),
 }
 
@@ -164,7 +167,7 @@ fn rewrite(mode: Conditionals, headers: &[(String, String)]) -> Option<Rewrite> 
     match mode {
         Conditionals::Honest => None,
         Conditionals::QuotedIfMatchRefused => match if_match {
-            Some(v) if v.starts_with('"') => Some(Rewrite::Refuse),
+            Some(v) if v.starts_with('"') => Some(Rewrite::Refuse(412, "PreconditionFailed")),
             // The upstream speaks RFC 7232: hand it the quoted form of what this store accepts.
             Some(v) => {
                 let mut h = without(&["if-match"]);
@@ -176,6 +179,9 @@ fn rewrite(mode: Conditionals, headers: &[(String, String)]) -> Option<Rewrite> 
         Conditionals::IfMatchIgnored => if_match.map(|_| Rewrite::Forward(without(&["if-match"]))),
         Conditionals::AllIgnored => {
             (if_match.is_some() || has_none_match).then(|| Rewrite::Forward(without(&["if-match", "if-none-match"])))
+        }
+        Conditionals::NotImplemented => {
+            (if_match.is_some() || has_none_match).then_some(Rewrite::Refuse(400, "NotImplemented"))
         }
     }
 }
@@ -240,10 +246,11 @@ fn handle(
         _ => None,
     };
     let mut head = match rewritten {
-        Some((Rewrite::Refuse, _)) => {
-            let body = "<?xml version=\"1.0\"?><Error><Code>PreconditionFailed</Code>\
-                        <Message>At least one of the pre-conditions you specified did not hold</Message></Error>";
-            let _ = req.respond(tiny_http::Response::from_string(body).with_status_code(412));
+        Some((Rewrite::Refuse(status, code), _)) => {
+            let body = format!(
+                "<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>refused by the proxy's dialect</Message></Error>"
+            );
+            let _ = req.respond(tiny_http::Response::from_string(body).with_status_code(status));
             return;
         }
         Some((Rewrite::Forward(h), signer)) => resign(&signer, &method, &url, &h, &body),

@@ -190,6 +190,18 @@ fn a_store_that_ignores_conditional_headers_is_reported_and_still_delivers() {
 }
 
 #[test]
+fn a_store_that_does_not_implement_conditional_puts_is_reported_and_still_delivers() {
+    let r = Rig::start();
+    r.dialect(Conditionals::NotImplemented);
+    let created = r.create(json!({}));
+    assert_eq!(created["conditionalWrites"], false, "{created}");
+    assert_eq!(created["conditionalWriteDialect"], "none", "{created}");
+    assert_eq!(created["conditionalWriteProbe"]["ifNoneMatchAbsent"], false, "{created}");
+    run_changes(&r);
+    check_read(&r.read(), false, "none");
+}
+
+#[test]
 fn an_honest_store_keeps_the_quoted_dialect() {
     let r = Rig::start();
     let created = r.create(json!({}));
@@ -342,6 +354,8 @@ fn a_listing_that_returns_half_the_keys_once_makes_no_false_deletes() {
     assert_eq!(polled["deletes"], json!({ "confirmed": 0, "refuted": 10, "held": 0 }), "{polled}");
     r.poll_once().expect("poll");
     assert_eq!(r.seen(), want, "0 false deletes, 0 false creates");
+    let read = r.read();
+    assert_eq!(read["status"]["deletes"], json!({ "confirmed": 0, "refuted": 10, "heldForNextPoll": 0 }), "{read}");
 }
 
 #[test]
