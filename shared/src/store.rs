@@ -351,7 +351,9 @@ impl StateStore {
         }
         let before = self.dialect();
         let found = self.probe_dialect()?.dialect;
-        if found == before {
+        // A store that just refused a condition does enforce conditions: a probe answering
+        // `none` now is noise (another poll probing at the same moment), not a new dialect.
+        if found == before || !found.conditional() {
             return result;
         }
         crate::runtime::log(&format!(
@@ -368,7 +370,9 @@ impl StateStore {
     /// state: `If-None-Match: *` on an absent and a present key, `If-Match` with the current
     /// ETag quoted and unquoted, and a stale ETag, which must be refused.
     pub fn probe_dialect(&self) -> Result<DialectProbe, StoreError> {
-        let key = format!("{}.probe", self.key);
+        // A key of its own per probe, so two polls re-probing at once do not meet.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let key = format!("{}.probe-{nanos:x}-{:x}", self.key, std::process::id());
         // Each write has distinct bytes, so each has a distinct ETag.
         let accepted = |n: u8, condition: Precondition| -> Result<Option<String>, StoreError> {
             match self.blobs.put(&key, format!("probe {n}").as_bytes(), &condition) {
