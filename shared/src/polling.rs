@@ -991,7 +991,7 @@ fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<V
     if let Err(e) = store.release(lease, status.clone()) {
         crate::runtime::log(&format!("poll: could not release the lease: {e}"));
     }
-    record_dialect_change(&client, &store, &trigger);
+    record_dialect_change(&client, &store, &trigger, &params);
     outcome?;
     let mut result = json!({
         "status": status.outcome,
@@ -1014,11 +1014,13 @@ fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<V
 
 /// Records in the feed's config the dialect a re-probe switched to, so later polls start
 /// with it; a failure only costs the next poll another re-probe.
-fn record_dialect_change(client: &Client, store: &StateStore, trigger: &QualifiedName) {
+fn record_dialect_change(client: &Client, store: &StateStore, trigger: &QualifiedName, seen: &Params) {
     if let Some(dialect) = store.dialect_changed() {
         let binding = Helpers::for_trigger(trigger).config;
-        if let Err(e) = crate::stall::set_config_param(client, &binding, CONFIG_DIALECT, json!(dialect.as_str())) {
-            crate::runtime::log(&format!("poll: could not record the conditional-write dialect: {e}"));
+        match crate::stall::set_config_param(client, &binding, CONFIG_DIALECT, json!(dialect.as_str()), seen) {
+            Ok(true) => {}
+            Ok(false) => crate::runtime::log("poll: the feed config changed meanwhile; the dialect is not recorded"),
+            Err(e) => crate::runtime::log(&format!("poll: could not record the conditional-write dialect: {e}")),
         }
     }
 }

@@ -11,6 +11,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::openwhisk::{from_key_values, key_values, Client, OwError, QualifiedName};
+use crate::params::Params;
 use crate::runtime::ActionError;
 use crate::store::LeaseDoc;
 
@@ -142,13 +143,24 @@ pub fn report(
 }
 
 /// Sets one parameter of a feed's config binding, keeping the rest (a poll records the
-/// conditional-write dialect a re-probe found).
-pub fn set_config_param(client: &Client, binding: &QualifiedName, name: &str, value: Value) -> Result<(), OwError> {
+/// conditional-write dialect a re-probe found). `seen` is the config the poll ran with: when
+/// the binding no longer matches it (an UPDATE meanwhile), nothing is written, so the poll
+/// never reverts an UPDATE; the next poll re-probes instead.
+pub fn set_config_param(
+    client: &Client,
+    binding: &QualifiedName,
+    name: &str,
+    value: Value,
+    seen: &Params,
+) -> Result<bool, OwError> {
     let doc = client.get_package(binding)?;
     let mut params = from_key_values(&doc["parameters"]);
+    if params.iter().any(|(k, v)| k != name && seen.raw(k) != Some(v)) {
+        return Ok(false);
+    }
     params.insert(name.to_string(), value);
     let body = json!({ "binding": doc["binding"], "parameters": key_values(&params) });
-    client.put_package(binding, &body, true).map(|_| ())
+    client.put_package(binding, &body, true).map(|_| true)
 }
 
 /// A poll's error, naming its trigger so READ can find it among the activations.
