@@ -4,8 +4,10 @@
 //! Every write of the state is conditional on the version read before (`If-Match`), so two
 //! overlapping polls can never both commit. On top of that a poll holds a lease (the lease
 //! blob, written with `If-None-Match`/`If-Match`) while it works, so a second poll that
-//! starts meanwhile fires nothing and leaves. This module knows the blob layout only; what a
-//! poll does with the state is `polling`'s business.
+//! starts meanwhile fires nothing and leaves; a lease past its expiry is taken over. Stores
+//! differ in how they take conditions (`Dialect`): `probe_dialect` finds out on a scratch
+//! blob, and a refused write over a version just read re-probes once. This module knows the
+//! blob layout only; what a poll does with the state is `polling`'s business.
 
 use std::cell::Cell;
 
