@@ -34,6 +34,7 @@
 //! [`source`] is the plugin contract; [`sources::s3::S3Source`] lists S3 buckets.
 
 pub mod budget;
+pub mod deletes;
 pub mod delivery;
 pub mod diff;
 pub mod events;
@@ -48,5 +49,6 @@ pub mod schedule;
 pub mod secret;
 pub mod source;
 pub mod sources;
+pub mod stall;
 pub mod state;
 pub mod store;

@@ -215,7 +215,8 @@ pub fn handle(feed: &dyn Feed, ctx: &Context, mut params: Params) -> Result<Valu
         .api_host
         .clone()
         .ok_or_else(|| ActionError::new("runtime: __OW_API_HOST is not set, cannot reach OpenWhisk"))?;
-    let client = Client::new(&api_host, auth_key);
+    let tls = crate::openwhisk::ApiTls::from_params(&params)?;
+    let client = Client::new(&api_host, auth_key).with_tls(&tls).map_err(ActionError::new)?;
 
     // Ownership: the trigger must be visible to the supplied key. DELETE tolerates a missing
     // trigger: `wsk trigger delete` invokes it before deleting the trigger (openwhisk-cli

@@ -254,6 +254,57 @@ pub fn from_key_values(list: &Value) -> Map<String, Value> {
 /// Longest any request may take: a blocking invoke waits up to 60 s on the server.
 const MAX_REQUEST_TIME: Duration = Duration::from_secs(65);
 
+/// How the OpenWhisk API host's certificate is checked: self-hosted OpenWhisk often has a
+/// private CA or a self-signed certificate. From the parameters `apiHostCaCertificate` (PEM)
+/// and `apiHostInsecureSkipTlsVerify`, set by the deployer on the package or by the user at
+/// CREATE (then kept in the feed's config binding for the poller).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiTls {
+    /// PEM certificates trusted instead of the public roots.
+    pub ca_pem: Option<String>,
+    /// No verification at all.
+    pub insecure: bool,
+}
+
+/// The parameter names of `ApiTls`.
+pub const API_TLS_PARAMS: [&str; 2] = ["apiHostCaCertificate", "apiHostInsecureSkipTlsVerify"];
+
+impl ApiTls {
+    /// Reads and checks the parameters; errors name them.
+    pub fn from_params(params: &crate::params::Params) -> Result<ApiTls, crate::params::ParamError> {
+        let ca_pem = params.str(API_TLS_PARAMS[0])?.filter(|c| !c.trim().is_empty());
+        let insecure = params.bool(API_TLS_PARAMS[1])?.unwrap_or(false);
+        let tls = ApiTls { ca_pem, insecure };
+        tls.config().map_err(|e| crate::params::ParamError {
+            name: API_TLS_PARAMS[0].to_string(),
+            expected: format!("PEM certificates ({e})"),
+            got: None,
+        })?;
+        Ok(tls)
+    }
+
+    fn config(&self) -> Result<ureq::tls::TlsConfig, String> {
+        // The same PEM handling as the S3 client's `caCertificate`.
+        owfeed_s3::tls_config(self.ca_pem.as_deref(), self.insecure, API_TLS_PARAMS[0])
+    }
+
+    /// What READ and CREATE say about it, when it is not the default.
+    pub fn notice(&self, api_host: &str) -> Option<String> {
+        if self.insecure {
+            Some(format!(
+                "apiHostInsecureSkipTlsVerify: the certificate of the OpenWhisk API host {api_host} is NOT verified; prefer -p apiHostCaCertificate with its CA"
+            ))
+        } else {
+            self.ca_pem.as_ref().map(|pem| {
+                format!(
+                    "apiHostCaCertificate: the OpenWhisk API host {api_host} is verified against the {} certificate(s) given",
+                    pem.matches("-----BEGIN CERTIFICATE-----").count()
+                )
+            })
+        }
+    }
+}
+
 /// Talks to one OpenWhisk API host with one key.
 pub struct Client {
     base: String,
@@ -299,6 +350,22 @@ impl Client {
         Client { base: format!("{host}/api/v1"), auth, agent, deadline: None }
     }
 
+    /// The same client, checking the API host's certificate as `tls` says.
+    pub fn with_tls(mut self, tls: &ApiTls) -> Result<Client, String> {
+        if *tls == ApiTls::default() {
+            return Ok(self);
+        }
+        self.agent = ureq::Agent::config_builder()
+            .tls_config(tls.config()?)
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(MAX_REQUEST_TIME))
+            .user_agent("owfeed")
+            .build()
+            .new_agent();
+        Ok(self)
+    }
+
     /// The same client, with every request bounded by the time left before `deadline` (an
     /// activation's), so a hung request cannot outlive the activation.
     pub fn until(mut self, deadline: Option<SystemTime>) -> Client {
@@ -338,7 +405,21 @@ impl Client {
     ) -> Result<Answer, OwError> {
         let url = format!("{}{}", self.base, path);
         let auth = self.auth.basic_auth_header();
-        let transport = |e: ureq::Error| OwError::Transport(format!("{what}: {e}"));
+        let transport = |e: ureq::Error| {
+            let tls = match &e {
+                ureq::Error::Tls(_) | ureq::Error::Rustls(_) => true,
+                // rustls reports certificate failures as InvalidData I/O errors.
+                ureq::Error::Io(io) => url.starts_with("https://") && io.kind() == std::io::ErrorKind::InvalidData,
+                _ => false,
+            };
+            if tls {
+                OwError::Transport(format!(
+                    "{what}: TLS: {e}: for a self-hosted API host with a private CA or a self-signed certificate, give its CA's PEM as -p apiHostCaCertificate (or, not recommended, -p apiHostInsecureSkipTlsVerify true), on the package or at CREATE"
+                ))
+            } else {
+                OwError::Transport(format!("{what}: {e}"))
+            }
+        };
         let result = match method {
             Method::Get | Method::Delete => {
                 let req = if matches!(method, Method::Get) { self.agent.get(&url) } else { self.agent.delete(&url) };

@@ -32,7 +32,7 @@ use crate::runtime::{ActionError, Context};
 use crate::schedule::Schedule;
 use crate::source::{Flow, ListRange, Lister, Source, SourceError};
 use crate::state::{Snapshot, SnapshotWriter, State};
-use crate::store::{LeaseError, LoadError, PollStatus, StateStore};
+use crate::store::{Dialect, LeaseError, LoadError, PollStatus, StateStore, NO_CONDITIONAL_WRITES};
 
 /// Default polling interval in minutes.
 pub const DEFAULT_INTERVAL_MINUTES: u64 = 1;
@@ -62,6 +62,22 @@ pub const DEFAULT_MAX_CHANGES_PER_POLL: u64 = 10_000;
 /// Config keys the core adds to what the user passed.
 const CONFIG_SOURCE: &str = "source";
 const CONFIG_TRIGGER: &str = "triggerName";
+/// Config key of the state store's conditional-write dialect, found by CREATE's probe.
+pub const CONFIG_DIALECT: &str = "conditionalWriteDialect";
+
+/// The dialect the feed's config records; feeds created before it was recorded use `quoted`.
+fn config_dialect(config: &Params) -> Dialect {
+    config.str(CONFIG_DIALECT).ok().flatten().and_then(|d| Dialect::parse(&d)).unwrap_or(Dialect::Quoted)
+}
+
+/// CREATE's, UPDATE's and READ's words about the dialect.
+fn dialect_fields(dialect: Dialect) -> Value {
+    let mut v = json!({ "conditionalWrites": dialect.conditional(), "conditionalWriteDialect": dialect.as_str() });
+    if !dialect.conditional() {
+        v["conditionalWritesWarning"] = json!(NO_CONDITIONAL_WRITES);
+    }
+    v
+}
 
 /// Default of `maxFiresPerMinute`: half of OpenWhisk's default 60 fires per minute and
 /// namespace (apache/openwhisk ansible/group_vars/all:82), leaving the rest to the helper alarms
@@ -69,7 +85,7 @@ const CONFIG_TRIGGER: &str = "triggerName";
 pub const DEFAULT_MAX_FIRES_PER_MINUTE: u64 = 30;
 
 /// Parameters the core reads (the source reads its own); never secrets.
-pub const CORE_PARAMS: [&str; 12] = [
+pub const CORE_PARAMS: [&str; 13] = [
     "interval",
     "cron",
     "prefix",
@@ -82,6 +98,7 @@ pub const CORE_PARAMS: [&str; 12] = [
     "maxChangesPerPoll",
     "parallelism",
     "maxFiresPerMinute",
+    "verifyDeletes",
 ];
 
 /// How a poller turns changes into fires.
@@ -103,6 +120,8 @@ pub struct PollSettings {
     pub parallelism: usize,
     /// Fires a poll sends per calendar minute at most.
     pub max_fires_per_minute: u32,
+    /// Most deletes per poll confirmed one by one before they are reported.
+    pub verify_deletes: usize,
 }
 
 impl PollSettings {
@@ -121,7 +140,19 @@ impl PollSettings {
         let parallelism = params.u64_in("parallelism", 1, 16)?.unwrap_or(DEFAULT_PARALLELISM) as usize;
         let max_fires_per_minute =
             params.u64_in("maxFiresPerMinute", 1, 10_000)?.unwrap_or(DEFAULT_MAX_FIRES_PER_MINUTE) as u32;
-        Ok(PollSettings { format, batch, filter, fire_existing, scope, max_changes, parallelism, max_fires_per_minute })
+        let verify_deletes =
+            params.u64_in("verifyDeletes", 0, 10_000)?.unwrap_or(crate::deletes::DEFAULT_VERIFY_DELETES) as usize;
+        Ok(PollSettings {
+            format,
+            batch,
+            filter,
+            fire_existing,
+            scope,
+            max_changes,
+            parallelism,
+            max_fires_per_minute,
+            verify_deletes,
+        })
     }
 }
 
@@ -614,12 +645,14 @@ impl Feed for PollingFeed<'_> {
         v.lister.probe().map_err(source_error)?;
         let blobs = v.lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;
         let store = StateStore::new(blobs, &req.trigger);
-        let conditional = store
-            .probe_conditional_writes()
+        let probe = store
+            .probe_dialect()
             .map_err(|e| ActionError::new(format!("cannot write the feed state at {}: {e}", store.location())))?;
+        let store = store.with_dialect(probe.dialect);
         let client = &req.client;
         let helpers = Helpers::for_trigger(&req.trigger);
-        let config = self.config(req, &req.params);
+        let mut config = self.config(req, &req.params);
+        config.insert(CONFIG_DIALECT, json!(probe.dialect.as_str()));
         let mut undo = Undo::new();
 
         if let Err(e) = req.write_config(&helpers.config, &config) {
@@ -663,18 +696,27 @@ impl Feed for PollingFeed<'_> {
             return Err(undo.fail_with(e));
         }
         undo.commit();
-        Ok(json!({
+        let mut result = json!({
             "status": "created",
             "trigger": req.trigger.to_string(),
             "schedule": v.schedule.to_params(),
             "state": store.location(),
-            "conditionalWrites": conditional,
+            "conditionalWriteProbe": probe,
             "helpers": {
                 "alarmTrigger": helpers.alarm.to_string(),
                 "rule": helpers.rule.to_string(),
                 "config": helpers.config.to_string(),
             },
-        }))
+        });
+        if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(probe.dialect)) {
+            r.extend(d);
+        }
+        let mut notices = v.lister.notices();
+        notices.extend(api_tls_notice(req, &req.params));
+        if !notices.is_empty() {
+            result["notices"] = json!(notices);
+        }
+        Ok(result)
     }
 
     fn read(&self, req: &FeedRequest) -> Result<Value, ActionError> {
@@ -715,7 +757,16 @@ impl Feed for PollingFeed<'_> {
             }
             s.insert("alarm".into(), health);
         }
-        match self.source.open(&config).map(|l| l.blob_store()) {
+        if let Value::Object(d) = dialect_fields(config_dialect(&config)) {
+            s.extend(d);
+        }
+        let lister = self.source.open(&config);
+        let mut notices = lister.as_ref().map(|l| l.notices()).unwrap_or_default();
+        notices.extend(api_tls_notice(req, &config).or_else(|| api_tls_notice(req, &req.params)));
+        if !notices.is_empty() {
+            s.insert("notices".into(), json!(notices));
+        }
+        match lister.map(|l| l.blob_store()) {
             Ok(Some(blobs)) => {
                 let store = StateStore::new(blobs, &req.trigger);
                 s.insert("state".into(), json!(store.location()));
@@ -726,25 +777,50 @@ impl Feed for PollingFeed<'_> {
                         s.insert("eventsFired".into(), json!(state.stats.events_fired));
                         s.insert("baselined".into(), json!(state.baselined));
                         s.insert("listingInProgress".into(), json!(state.cursor.is_some()));
+                        s.insert(
+                            "deletes".into(),
+                            json!({
+                                "confirmed": state.stats.deletes_confirmed,
+                                "refuted": state.stats.deletes_refuted,
+                                "heldForNextPoll": state.stats.held_deletes,
+                            }),
+                        );
                     }
                     Ok(None) => {
-                        s.insert("stateError".into(), json!("no state object: the next poll re-baselines"));
+                        s.insert(
+                            "stateError".into(),
+                            json!("no state object: the next poll re-baselines silently (changes made since the last good poll are not reported)"),
+                        );
                     }
-                    Err(e) => {
-                        s.insert("stateError".into(), json!(format!("{e}: the next poll re-baselines")));
+                    Err(LoadError::Corrupt(e)) => {
+                        s.insert(
+                            "stateError".into(),
+                            json!(format!("state object is corrupt ({e}): the next poll re-baselines silently (changes made since the last good poll are not reported)")),
+                        );
+                    }
+                    Err(LoadError::Store(e)) => {
+                        s.insert(
+                            "stateError".into(),
+                            json!(format!("{e}: the state cannot be read now; polls retry, and once the store answers the next poll reports the changes made meanwhile (nothing is re-baselined)")),
+                        );
                     }
                 }
-                if let Ok(Some((doc, _))) = store.lease_doc() {
-                    if let Some(last) = doc.status {
-                        s.insert("lastPoll".into(), json!(iso(last.started_ms)));
-                        s.insert("lastOutcome".into(), json!(last.outcome));
-                        s.insert("lastError".into(), json!(last.error));
-                        s.insert("lastPollDurationMs".into(), json!(last.duration_ms));
-                        let next = schedule.as_ref().and_then(|sch| sch.next_poll(last.started_ms, now_ms()));
-                        if let (Some(next), true) = (next, active) {
-                            s.insert("nextPoll".into(), json!(iso(next)));
-                        }
-                    }
+                let lease = store.lease_doc();
+                let doc = lease.as_ref().ok().and_then(|l| l.as_ref()).map(|(doc, _)| doc);
+                let trigger = config.str(CONFIG_TRIGGER).ok().flatten().unwrap_or_else(|| req.trigger.to_string());
+                let activations = crate::stall::poll_activations(&req.client, &helpers.config.name, &trigger)
+                    .map_err(|e| format!("poll activations: {e}"));
+                crate::stall::report(s, doc, activations, now_ms());
+                if let Err(e) = &lease {
+                    s.insert("leaseError".into(), json!(e.to_string()));
+                }
+                let last_started = doc.and_then(|d| d.status.as_ref()).map(|st| st.started_ms);
+                let next = last_started.and_then(|l| schedule.as_ref().and_then(|sch| sch.next_poll(l, now_ms())));
+                if let (Some(next), true) = (next, active) {
+                    s.insert("nextPoll".into(), json!(iso(next)));
+                }
+                if let Some(ms) = doc.and_then(|d| d.status.as_ref()).map(|st| st.duration_ms) {
+                    s.insert("lastPollDurationMs".into(), json!(ms));
                 }
             }
             Ok(None) => {}
@@ -777,9 +853,18 @@ impl Feed for PollingFeed<'_> {
         }
         let v = self.validate(&merged)?;
         v.lister.probe().map_err(source_error)?;
+        // The store may have changed (endpoint, stateBucket): probe its dialect again.
+        let dialect = match v.lister.blob_store() {
+            Some(blobs) => StateStore::new(blobs, &req.trigger)
+                .probe_dialect()
+                .map(|p| p.dialect)
+                .map_err(|e| ActionError::new(format!("cannot write the feed state: {e}")))?,
+            None => config_dialect(&old),
+        };
         let old_schedule = Schedule::from_params(&old, DEFAULT_INTERVAL_MINUTES).ok();
         own_package(req)?;
-        let config = self.config(req, &merged);
+        let mut config = self.config(req, &merged);
+        config.insert(CONFIG_DIALECT, json!(dialect.as_str()));
         req.write_config(&helpers.config, &config)
             .map_err(|e| ActionError::new(format!("updating the feed config {}: {e}", helpers.config)))?;
         // A paused feed has no alarm (PAUSE deleted it); UNPAUSE creates it with the new schedule.
@@ -801,12 +886,16 @@ impl Feed for PollingFeed<'_> {
             create_alarm(&req.client, &v.alarms, &v.schedule, &helpers.alarm)?;
             alarm = "re-created";
         }
-        Ok(json!({
+        let mut result = json!({
             "status": "updated",
             "trigger": req.trigger.to_string(),
             "schedule": v.schedule.to_params(),
             "alarm": alarm,
-        }))
+        });
+        if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(dialect)) {
+            r.extend(d);
+        }
+        Ok(result)
     }
 
     fn delete(&self, req: &FeedRequest) -> Result<Value, ActionError> {
@@ -920,6 +1009,12 @@ fn alarm_health(client: &Client, alarms: &QualifiedName, schedule: &Schedule, he
     }
 }
 
+/// The notice about the API host's TLS settings in `params`, if they are not the default.
+fn api_tls_notice(req: &FeedRequest, params: &Params) -> Option<String> {
+    let tls = crate::openwhisk::ApiTls::from_params(params).ok()?;
+    tls.notice(req.ctx.api_host.as_deref().unwrap_or("(unknown)"))
+}
+
 fn default_alarms() -> QualifiedName {
     QualifiedName::new("whisk.system", None, "alarms")
 }
@@ -950,7 +1045,18 @@ fn iso(ms: u64) -> String {
 }
 
 /// The `poll` action's handler: one poll of the feed whose config arrives as parameters.
+/// Every result, errors included, names the trigger, so READ can find the poll's activation
+/// when the state store could not record its status.
 pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Value, ActionError> {
+    let trigger = params.str(CONFIG_TRIGGER).ok().flatten();
+    let mut result = poll_once(ctx, params, sources).map_err(|e| crate::stall::tag_error(e, trigger.as_deref()))?;
+    if let (Value::Object(r), Some(t)) = (&mut result, trigger) {
+        r.insert("trigger".into(), json!(t));
+    }
+    Ok(result)
+}
+
+fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Value, ActionError> {
     let started = now_ms();
     let name = params.required_str(CONFIG_SOURCE)?;
     let source = sources.iter().find(|s| s.name() == name).ok_or_else(|| {
@@ -972,13 +1078,17 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
         AuthKey::parse(key.expose()).map_err(|_| ActionError::new("poll: the activation's API key is malformed"))?;
     let api_host = ctx.api_host.clone().ok_or_else(|| ActionError::new("runtime: __OW_API_HOST is not set"))?;
     let (commit_margin, list_margin) = margins(ctx.time_left());
+    let tls = crate::openwhisk::ApiTls::from_params(&params)?;
     // Every OpenWhisk request ends before the commit margin: a hung fire must leave the poll
     // time to commit what it delivered, or all of it is fired again by the next poll.
-    let client = Client::new(&api_host, auth).until(ctx.deadline.map(|d| d - commit_margin));
+    let client = Client::new(&api_host, auth)
+        .with_tls(&tls)
+        .map_err(ActionError::new)?
+        .until(ctx.deadline.map(|d| d - commit_margin));
     let lister = source.open(&params)?;
     let settings = PollSettings::from_params(&params, lister.as_ref())?;
     let blobs = lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;
-    let store = StateStore::new(blobs, &trigger);
+    let store = StateStore::new(blobs, &trigger).with_dialect(config_dialect(&params));
     let budget = Budget::new(ctx.deadline, commit_margin);
     let expires = budget.deadline_ms().unwrap_or(started + 60_000) + commit_margin.as_millis() as u64;
     let lease = match store.acquire(&ctx.activation_id, started, expires) {
@@ -1016,6 +1126,7 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
     if let Err(e) = store.release(lease, status.clone()) {
         crate::runtime::log(&format!("poll: could not release the lease: {e}"));
     }
+    record_dialect_change(&client, &store, &trigger, &params);
     outcome?;
     let mut result = json!({
         "status": status.outcome,
@@ -1023,6 +1134,11 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
         "changes": status.changes,
         "fired": status.fired,
         "pending": status.pending,
+        "deletes": {
+            "confirmed": status.deletes_confirmed,
+            "refuted": status.deletes_refuted,
+            "held": status.deletes_held,
+        },
     });
     // An `error` field, even null, makes OpenWhisk record an application error.
     if let Some(problem) = status.error {
@@ -1040,6 +1156,19 @@ fn paced_batch(batch: usize, pending: usize, pace: &FirePace, budget: &Budget) -
     }
     let fires = pace.capacity(budget.remaining()).max(1);
     batch.max(pending.div_ceil(fires)).min(MAX_BATCH as usize)
+}
+
+/// Records in the feed's config the dialect a re-probe switched to, so later polls start
+/// with it; a failure only costs the next poll another re-probe.
+fn record_dialect_change(client: &Client, store: &StateStore, trigger: &QualifiedName, seen: &Params) {
+    if let Some(dialect) = store.dialect_changed() {
+        let binding = Helpers::for_trigger(trigger).config;
+        match crate::stall::set_config_param(client, &binding, CONFIG_DIALECT, json!(dialect.as_str()), seen) {
+            Ok(true) => {}
+            Ok(false) => crate::runtime::log("poll: the feed config changed meanwhile; the dialect is not recorded"),
+            Err(e) => crate::runtime::log(&format!("poll: could not record the conditional-write dialect: {e}")),
+        }
+    }
 }
 
 /// The events for `changes` that pass the filter, in the configured format.
@@ -1200,11 +1329,16 @@ impl Poller<'_> {
         let limits = PassLimits::poll(self.settings, emit);
         let pass = run_pass_with(self.lister, &state.snapshot, state.cursor.clone(), reserved, &list_budget, limits)
             .map_err(source_error)?;
-        let Some(pass) = pass else {
+        let Some(mut pass) = pass else {
             status.outcome = "partial".to_string();
             return Ok(Ended::Normally);
         };
         status.listed = pass.listed;
+        // Holding or refuting deletes changes no entry, but must still be committed.
+        let deletes_before = (state.stats.held_deletes, state.stats.deletes_refuted);
+        if emit {
+            self.check_deletes(&mut pass, &mut state, budget, status)?;
+        }
         let seq = state.seq + 1;
         let events = if emit {
             build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq)
@@ -1212,7 +1346,10 @@ impl Poller<'_> {
             Vec::new()
         };
         status.changes = events.len() as u64;
-        let progressed = !pass.changes.is_empty() || pass.cursor != state.cursor || !state.baselined;
+        let progressed = !pass.changes.is_empty()
+            || pass.cursor != state.cursor
+            || !state.baselined
+            || (state.stats.held_deletes, state.stats.deletes_refuted) != deletes_before;
         if pass.cursor.is_none() {
             state.baselined = true;
         } else {
@@ -1236,6 +1373,44 @@ impl Poller<'_> {
             };
         }
         Ok(self.deliver(&mut state, &mut etag, budget, status)?.unwrap_or(Ended::Normally))
+    }
+
+    /// Confirms the pass's deletes with the source before they are committed
+    /// (`deletes::check_deletes`) and counts what it found.
+    fn check_deletes(
+        &self,
+        pass: &mut Pass,
+        state: &mut State,
+        budget: &Budget,
+        status: &mut PollStatus,
+    ) -> Result<(), ActionError> {
+        let facts = crate::deletes::PassFacts {
+            old_len: state.snapshot.len(),
+            whole: state.cursor.is_none() && pass.cursor.is_none(),
+            held_before: state.stats.held_deletes,
+        };
+        let check = crate::deletes::check_deletes(
+            self.lister,
+            &mut pass.changes,
+            &mut pass.snapshot,
+            facts,
+            self.settings.verify_deletes,
+            budget,
+        )
+        .map_err(|e| ActionError::new(format!("confirming deletes: {e}")))?;
+        state.stats.held_deletes = check.held;
+        state.stats.deletes_confirmed += check.confirmed;
+        state.stats.deletes_refuted += check.refuted;
+        status.deletes_confirmed = check.confirmed;
+        status.deletes_refuted = check.refuted;
+        status.deletes_held = check.held;
+        if check.refuted > 0 {
+            crate::runtime::log(&format!(
+                "the listing omitted {} existing objects: their deletes were refuted",
+                check.refuted
+            ));
+        }
+        Ok(())
     }
 
     /// Fires the outbox and commits what was delivered; `Some` when the poll must end.

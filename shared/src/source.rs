@@ -83,6 +83,16 @@ pub trait Lister: Sync {
     /// ascending by key bytes; the core checks and copes when it is not). Returns
     /// `Ok(true)` when the range was listed to its end, `Ok(false)` when `page` said stop.
     fn list(&self, range: &ListRange, page: &mut dyn FnMut(Vec<Entry>) -> Flow) -> Result<bool, SourceError>;
+    /// Settings the user must not overlook (e.g. TLS verification turned off), shown by
+    /// CREATE and READ as `notices`.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Whether one entry exists now (one cheap request, e.g. S3 HEAD), so the core can
+    /// confirm a delete before reporting it; `Ok(None)` when the source cannot tell.
+    fn exists(&self, _key: &str) -> Result<Option<bool>, SourceError> {
+        Ok(None)
+    }
     /// A blob store in the same service for the core's state, when the source offers one.
     fn blob_store(&self) -> Option<Box<dyn BlobStore>>;
     /// The event in this source's legacy payload shape (`format=legacy`), if it has one.
@@ -141,8 +151,10 @@ pub struct Blob {
 pub enum Precondition {
     /// Write only if nothing is stored under the key (`If-None-Match: *`).
     IfAbsent,
-    /// Write only if the stored version tag is still this one (`If-Match`).
+    /// Write only if the stored version tag is still this one (`If-Match`, the tag quoted).
     IfMatch(String),
+    /// The same, with the tag unquoted: the dialect of stores that refuse the quoted form.
+    IfMatchUnquoted(String),
     /// Write whatever is there.
     None,
 }
@@ -152,6 +164,8 @@ pub enum Precondition {
 pub enum StoreError {
     /// The precondition did not hold: someone else wrote first.
     Conflict,
+    /// The store does not implement the precondition (Alibaba OSS: 400 NotImplemented).
+    Unsupported(String),
     /// Any other failure, in words a user can act on.
     Failed(SourceError),
 }
@@ -160,6 +174,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Conflict => f.write_str("state store: another poll wrote the state first"),
+            StoreError::Unsupported(e) => write!(f, "state store: conditional write not supported: {e}"),
             StoreError::Failed(e) => write!(f, "state store: {e}"),
         }
     }

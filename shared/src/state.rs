@@ -678,6 +678,13 @@ pub struct Stats {
     pub polls: u64,
     /// When the last change was seen (epoch ms), if any was.
     pub last_change_ms: Option<u64>,
+    /// Deletes the last commit held back (a listing that shrank dramatically): the next poll
+    /// lets them through if its listing agrees.
+    pub held_deletes: u64,
+    /// Deletes confirmed gone (HEAD 404) since the trigger was created.
+    pub deletes_confirmed: u64,
+    /// Deletes refuted (HEAD 200: the listing had omitted the object) since the trigger was created.
+    pub deletes_refuted: u64,
 }
 
 /// Everything the core keeps for one trigger between polls.
@@ -955,6 +962,9 @@ pub(crate) mod tests {
                 events_fired: 9,
                 polls: 3,
                 last_change_ms: None,
+                held_deletes: 4,
+                deletes_confirmed: 5,
+                deletes_refuted: 1,
             },
         }
     }

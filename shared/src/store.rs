@@ -4,8 +4,12 @@
 //! Every write of the state is conditional on the version read before (`If-Match`), so two
 //! overlapping polls can never both commit. On top of that a poll holds a lease (the lease
 //! blob, written with `If-None-Match`/`If-Match`) while it works, so a second poll that
-//! starts meanwhile fires nothing and leaves. This module knows the blob layout only; what a
-//! poll does with the state is `polling`'s business.
+//! starts meanwhile fires nothing and leaves; a lease past its expiry is taken over. Stores
+//! differ in how they take conditions (`Dialect`): `probe_dialect` finds out on a scratch
+//! blob, and a refused write over a version just read re-probes once. This module knows the
+//! blob layout only; what a poll does with the state is `polling`'s business.
+
+use std::cell::Cell;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +49,15 @@ pub struct PollStatus {
     pub fired: u64,
     /// Events left in the outbox.
     pub pending: u64,
+    /// Deletes confirmed gone before they were reported.
+    #[serde(default)]
+    pub deletes_confirmed: u64,
+    /// Deletes refuted: the object still exists, the listing had omitted it.
+    #[serde(default)]
+    pub deletes_refuted: u64,
+    /// Deletes held for one more poll (the listing shrank dramatically, or time ran out).
+    #[serde(default)]
+    pub deletes_held: u64,
 }
 
 /// A lease this poll holds; its version tag is needed to release it.
@@ -86,16 +99,112 @@ pub enum LeaseError {
     Store(StoreError),
 }
 
+/// How a store wants conditional writes sent. Stores differ (some refuse the quoted
+/// `If-Match`, some ignore conditional headers): CREATE probes the store and the feed's
+/// config keeps the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// `If-None-Match: *` and `If-Match: "<etag>"` (RFC 7232; AWS, moto, MinIO).
+    Quoted,
+    /// `If-None-Match: *` and `If-Match: <etag>` without quotes (DigitalOcean Spaces and others).
+    Unquoted,
+    /// The store's conditional writes cannot be trusted: writes are unconditional, and two
+    /// overlapping polls may both fire a change (with the same event id).
+    None,
+}
+
+impl Dialect {
+    /// The name kept in the feed config (`conditionalWriteDialect`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Quoted => "quoted",
+            Dialect::Unquoted => "unquoted",
+            Dialect::None => "none",
+        }
+    }
+
+    /// Reads a stored name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Dialect> {
+        match name {
+            "quoted" => Some(Dialect::Quoted),
+            "unquoted" => Some(Dialect::Unquoted),
+            "none" => Some(Dialect::None),
+            _ => None,
+        }
+    }
+
+    /// True when the store enforces conditional writes in this dialect.
+    pub fn conditional(self) -> bool {
+        self != Dialect::None
+    }
+}
+
+/// What READ and CREATE say when a store's conditional writes cannot be trusted.
+pub const NO_CONDITIONAL_WRITES: &str = "the state store does not enforce conditional writes: two overlapping \
+polls may both fire the same change (the events carry the same id, so a consumer can drop the duplicate); \
+keep the polling interval longer than a poll takes";
+
+/// What probing a store's conditional writes found (CREATE's result; the conformance table).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DialectProbe {
+    /// `If-None-Match: *` on an absent key was accepted.
+    pub if_none_match_absent: bool,
+    /// `If-None-Match: *` on a present key was refused.
+    pub if_none_match_present_refused: bool,
+    /// `If-Match: "<current etag>"` was accepted.
+    pub if_match_quoted: bool,
+    /// `If-Match: <current etag>` was accepted.
+    pub if_match_unquoted: bool,
+    /// `If-Match` with a stale ETag (in the working form) was refused.
+    pub stale_refused: bool,
+    /// The dialect the feed uses.
+    #[serde(serialize_with = "dialect_name")]
+    pub dialect: Dialect,
+}
+
+fn dialect_name<S: serde::Serializer>(d: &Dialect, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(d.as_str())
+}
+
 /// One trigger's state in a blob store.
 pub struct StateStore {
     blobs: Box<dyn BlobStore>,
     key: String,
+    dialect: Cell<Dialect>,
+    /// Set once this store re-probed (at most once per poll).
+    reprobed: Cell<bool>,
+    /// The dialect a re-probe found, when it differs from the configured one.
+    changed: Cell<Option<Dialect>>,
 }
 
 impl StateStore {
-    /// The store for one trigger: blobs `<namespace>/<trigger>.state` and `.lease`.
+    /// The store for one trigger: blobs `<namespace>/<trigger>.state` and `.lease`, written in
+    /// the `quoted` dialect until `with_dialect` says otherwise.
     pub fn new(blobs: Box<dyn BlobStore>, trigger: &QualifiedName) -> StateStore {
-        StateStore { blobs, key: format!("{}/{}", trigger.namespace, trigger.name) }
+        StateStore {
+            blobs,
+            key: format!("{}/{}", trigger.namespace, trigger.name),
+            dialect: Cell::new(Dialect::Quoted),
+            reprobed: Cell::new(false),
+            changed: Cell::new(None),
+        }
+    }
+
+    /// The same store, writing in `dialect`.
+    pub fn with_dialect(self, dialect: Dialect) -> StateStore {
+        self.dialect.set(dialect);
+        self
+    }
+
+    /// The dialect writes use now.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect.get()
+    }
+
+    /// The dialect a re-probe switched to during this poll, if any (to record in the config).
+    pub fn dialect_changed(&self) -> Option<Dialect> {
+        self.changed.get()
     }
 
     fn state_key(&self) -> String {
@@ -129,12 +238,12 @@ impl StateStore {
 
     /// Writes the first state; fails with `Conflict` when one exists.
     pub fn create(&self, state: &State) -> Result<String, StoreError> {
-        self.blobs.put(&self.state_key(), &state.encode(), &Precondition::IfAbsent)
+        self.put_checked(&self.state_key(), &state.encode(), None)
     }
 
     /// Replaces the state only if it is still at `etag`; returns the new tag.
     pub fn commit(&self, state: &State, etag: &str) -> Result<String, StoreError> {
-        self.blobs.put(&self.state_key(), &state.encode(), &Precondition::IfMatch(etag.to_string()))
+        self.put_checked(&self.state_key(), &state.encode(), Some(etag))
     }
 
     /// Replaces whatever is stored (recovery from a corrupt state only).
@@ -157,62 +266,160 @@ impl StateStore {
         }
     }
 
-    /// Takes the lease for `holder` until `expires_ms`, unless someone else holds it.
+    /// Takes the lease for `holder` until `expires_ms`, unless someone else holds it and it
+    /// has not expired. An expired lease is always taken over.
     pub fn acquire(&self, holder: &str, now_ms: u64, expires_ms: u64) -> Result<Lease, LeaseError> {
         let existing = self.lease_doc().map_err(LeaseError::Store)?;
-        let (status, condition) = match existing {
-            None => (None, Precondition::IfAbsent),
+        let (status, etag) = match existing {
+            None => (None, None),
             Some((doc, etag)) => {
                 if let Some(other) = doc.holder.filter(|h| h != holder) {
                     if doc.expires_ms > now_ms {
                         return Err(LeaseError::Busy { holder: other, expires_ms: doc.expires_ms });
                     }
                 }
-                (doc.status, Precondition::IfMatch(etag))
+                (doc.status, Some(etag))
             }
         };
         let doc = LeaseDoc { holder: Some(holder.to_string()), expires_ms, status };
-        match self.blobs.put(&self.lease_key(), &to_json(&doc), &condition) {
-            Ok(etag) => Ok(Lease { etag, holder: holder.to_string() }),
-            Err(StoreError::Conflict) => Err(LeaseError::Busy { holder: "another poll".to_string(), expires_ms }),
-            Err(e) => Err(LeaseError::Store(e)),
+        let etag = match self.put_checked(&self.lease_key(), &to_json(&doc), etag.as_deref()) {
+            Ok(etag) => etag,
+            Err(StoreError::Conflict) => {
+                // Someone wrote the lease between our read and our write: say who, if we can.
+                return Err(match self.lease_doc() {
+                    Ok(Some((LeaseDoc { holder: Some(other), expires_ms, .. }, _))) => {
+                        LeaseError::Busy { holder: other, expires_ms }
+                    }
+                    _ => LeaseError::Busy { holder: "another poll".to_string(), expires_ms },
+                });
+            }
+            Err(e) => return Err(LeaseError::Store(e)),
+        };
+        if !self.dialect().conditional() {
+            // Nothing refuses a second writer: read back, and leave if another poll won.
+            if let Ok(Some((LeaseDoc { holder: Some(other), expires_ms, .. }, _))) = self.lease_doc() {
+                if other != holder {
+                    return Err(LeaseError::Busy { holder: other, expires_ms });
+                }
+            }
         }
+        Ok(Lease { etag, holder: holder.to_string() })
     }
 
     /// Gives the lease back and records the poll's status.
     pub fn release(&self, lease: Lease, status: PollStatus) -> Result<(), StoreError> {
         let _ = lease.holder;
         let doc = LeaseDoc { holder: None, expires_ms: 0, status: Some(status) };
-        self.blobs.put(&self.lease_key(), &to_json(&doc), &Precondition::IfMatch(lease.etag))?;
+        self.put_checked(&self.lease_key(), &to_json(&doc), Some(&lease.etag))?;
         Ok(())
     }
 
     /// Records a status without a lease (a poll that could not take one).
     pub fn record_status(&self, status: PollStatus) -> Result<(), StoreError> {
-        let (mut doc, condition) = match self.lease_doc()? {
-            Some((doc, etag)) => (doc, Precondition::IfMatch(etag)),
-            None => (LeaseDoc::default(), Precondition::IfAbsent),
+        let (mut doc, etag) = match self.lease_doc()? {
+            Some((doc, etag)) => (doc, Some(etag)),
+            None => (LeaseDoc::default(), None),
         };
         doc.status = Some(status);
-        match self.blobs.put(&self.lease_key(), &to_json(&doc), &condition) {
+        match self.put_checked(&self.lease_key(), &to_json(&doc), etag.as_deref()) {
             Ok(_) | Err(StoreError::Conflict) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
-    /// True when the store refuses a second `If-None-Match: *` write of the same key: without
-    /// that, nothing protects against two overlapping polls (READ says so).
-    pub fn probe_conditional_writes(&self) -> Result<bool, StoreError> {
-        let key = format!("{}.probe", self.key);
-        self.blobs.delete(&key)?;
-        self.blobs.put(&key, b"probe", &Precondition::IfAbsent)?;
-        let second = self.blobs.put(&key, b"probe", &Precondition::IfAbsent);
-        self.blobs.delete(&key)?;
-        match second {
-            Err(StoreError::Conflict) => Ok(true),
-            Ok(_) => Ok(false),
-            Err(e) => Err(e),
+    /// The precondition for a write over `etag` (`None`: the key must be absent) in the
+    /// current dialect.
+    fn condition(&self, etag: Option<&str>) -> Precondition {
+        match (self.dialect(), etag) {
+            (Dialect::None, _) => Precondition::None,
+            (_, None) => Precondition::IfAbsent,
+            (Dialect::Quoted, Some(e)) => Precondition::IfMatch(e.to_string()),
+            (Dialect::Unquoted, Some(e)) => Precondition::IfMatchUnquoted(e.to_string()),
         }
+    }
+
+    /// A conditional write. A refusal of a write over an ETag we just read may mean the store
+    /// speaks another dialect than the one recorded: re-probe once, and when the dialect
+    /// changed, write again in the new one (the caller records it in the config).
+    fn put_checked(&self, key: &str, bytes: &[u8], etag: Option<&str>) -> Result<String, StoreError> {
+        let result = self.blobs.put(key, bytes, &self.condition(etag));
+        let suspicious = match &result {
+            Err(StoreError::Conflict) => etag.is_some(),
+            Err(StoreError::Unsupported(_)) => true,
+            _ => false,
+        };
+        if !suspicious || self.reprobed.replace(true) {
+            return result;
+        }
+        let before = self.dialect();
+        let found = self.probe_dialect()?.dialect;
+        // A store that just refused a condition does enforce conditions: a probe answering
+        // `none` now is noise (another poll probing at the same moment), not a new dialect.
+        if found == before || !found.conditional() {
+            return result;
+        }
+        crate::runtime::log(&format!(
+            "state store: conditional writes re-probed: dialect {} (was {})",
+            found.as_str(),
+            before.as_str()
+        ));
+        self.dialect.set(found);
+        self.changed.set(Some(found));
+        self.blobs.put(key, bytes, &self.condition(etag))
+    }
+
+    /// Probes which conditional writes the store honours, on a scratch key next to the
+    /// state: `If-None-Match: *` on an absent and a present key, `If-Match` with the current
+    /// ETag quoted and unquoted, and a stale ETag, which must be refused.
+    pub fn probe_dialect(&self) -> Result<DialectProbe, StoreError> {
+        // A key of its own per probe, so two polls re-probing at once do not meet.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let key = format!("{}.probe-{nanos:x}-{:x}", self.key, std::process::id());
+        // Each write has distinct bytes, so each has a distinct ETag.
+        let accepted = |n: u8, condition: Precondition| -> Result<Option<String>, StoreError> {
+            match self.blobs.put(&key, format!("probe {n}").as_bytes(), &condition) {
+                Ok(etag) => Ok(Some(etag)),
+                Err(StoreError::Conflict | StoreError::Unsupported(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        self.blobs.delete(&key)?;
+        let absent = accepted(1, Precondition::IfAbsent)?.is_some();
+        if !absent {
+            self.blobs.put(&key, b"probe 1", &Precondition::None)?;
+        }
+        let present_refused = accepted(2, Precondition::IfAbsent)?.is_none();
+        let first = self.blobs.get(&key)?.map(|b| b.etag).unwrap_or_default();
+        let mut current = first.clone();
+        let quoted = accepted(3, Precondition::IfMatch(current.clone()))?;
+        if let Some(etag) = &quoted {
+            current = etag.clone();
+        }
+        let unquoted = accepted(4, Precondition::IfMatchUnquoted(current.clone()))?;
+        let working = match (&quoted, &unquoted) {
+            (Some(_), _) => Some(Dialect::Quoted),
+            (None, Some(_)) => Some(Dialect::Unquoted),
+            (None, None) => None,
+        };
+        let stale_refused = match working {
+            Some(Dialect::Unquoted) => accepted(5, Precondition::IfMatchUnquoted(first.clone()))?.is_none(),
+            Some(_) => accepted(5, Precondition::IfMatch(first.clone()))?.is_none(),
+            None => false,
+        };
+        self.blobs.delete(&key)?;
+        let trusted = absent && present_refused && stale_refused && !first.is_empty();
+        let dialect = match working {
+            Some(d) if trusted => d,
+            _ => Dialect::None,
+        };
+        Ok(DialectProbe {
+            if_none_match_absent: absent,
+            if_none_match_present_refused: present_refused,
+            if_match_quoted: quoted.is_some(),
+            if_match_unquoted: unquoted.is_some(),
+            stale_refused,
+            dialect,
+        })
     }
 }
 

@@ -10,5 +10,6 @@ pub mod listing_source;
 pub mod moto;
 pub mod s3proxy;
 pub mod s3sfs;
+pub mod tls;
 pub mod tools;
 pub mod world;

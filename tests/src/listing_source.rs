@@ -174,8 +174,8 @@ impl BlobStore for DirStore {
             (Precondition::None, _) => true,
             (Precondition::IfAbsent, None) => true,
             (Precondition::IfAbsent, Some(_)) => false,
-            (Precondition::IfMatch(tag), Some(blob)) => &blob.etag == tag,
-            (Precondition::IfMatch(_), None) => false,
+            (Precondition::IfMatch(tag) | Precondition::IfMatchUnquoted(tag), Some(blob)) => &blob.etag == tag,
+            (Precondition::IfMatch(_) | Precondition::IfMatchUnquoted(_), None) => false,
         };
         if !ok {
             return Err(StoreError::Conflict);

@@ -4,12 +4,18 @@
 //! verify upstream) and, when a rule matches, answers with a fault instead: a status code,
 //! invalid XML, a cut-off body, a delay, or a hang that never reaches upstream. Rules can let
 //! the first N matching requests through, so a fault lands in the middle of a paginated listing.
+//!
+//! It can also play a store with another conditional-write dialect (`Conditionals`): refuse
+//! the quoted `If-Match`, or ignore `If-Match` or every conditional header. Changing a signed
+//! header breaks SigV4, so those requests are re-signed with the upstream's credentials.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
+
+use owfeed_s3::S3Config;
 
 /// What a matching request gets instead of the upstream answer.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +31,11 @@ pub enum Fault {
     /// No answer for this long, then a 503; the request never reaches upstream. Held past an
     /// action's time limit, it is a process killed before this request took effect.
     Hang(Duration),
+    /// The upstream listing page without the object with this key (a server that loses a key
+    /// across page boundaries).
+    OmitKey(&'static str),
+    /// The upstream listing page with every second object left out (a half-empty listing).
+    HalfKeys,
 }
 
 /// When to inject a fault.
@@ -42,11 +53,31 @@ pub struct Rule {
     pub fault: Fault,
 }
 
+/// How the proxy treats conditional PUTs: the dialects of real stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conditionals {
+    /// Forwarded as sent.
+    Honest,
+    /// `If-Match: "<etag>"` always answers 412; `If-Match: <etag>` works (DigitalOcean Spaces
+    /// and an on-prem store seen in the field).
+    QuotedIfMatchRefused,
+    /// `If-Match` is dropped, `If-None-Match` honoured.
+    IfMatchIgnored,
+    /// Both conditional headers are dropped (stores that honour them only on reads).
+    AllIgnored,
+    /// Any conditional PUT answers `400 NotImplemented` (Alibaba OSS).
+    NotImplemented,
+}
+
+/// The dialect and the credentials to re-sign rewritten requests with.
+type DialectSetting = Option<(Conditionals, S3Config)>;
+
 /// A running proxy; stops serving when dropped.
 pub struct FaultProxy {
     url: String,
     rules: Arc<Mutex<Vec<Rule>>>,
     log: Arc<Mutex<Vec<String>>>,
+    dialect: Arc<Mutex<DialectSetting>>,
     server: Arc<tiny_http::Server>,
 }
 
@@ -58,15 +89,23 @@ impl FaultProxy {
         let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
         let rules: Arc<Mutex<Vec<Rule>>> = Arc::default();
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let dialect: Arc<Mutex<DialectSetting>> = Arc::default();
         for _ in 0..4 {
             let (server, rules, log, upstream) = (server.clone(), rules.clone(), log.clone(), upstream_addr.clone());
+            let dialect = dialect.clone();
             thread::spawn(move || {
                 while let Ok(req) = server.recv() {
-                    handle(req, &upstream, &rules, &log);
+                    handle(req, &upstream, &rules, &log, &dialect);
                 }
             });
         }
-        Ok(FaultProxy { url: format!("http://127.0.0.1:{port}"), rules, log, server })
+        Ok(FaultProxy { url: format!("http://127.0.0.1:{port}"), rules, log, dialect, server })
+    }
+
+    /// Plays a store with this conditional-write dialect; `signer` holds the upstream's
+    /// credentials (its endpoint is ignored) to re-sign the requests the proxy rewrites.
+    pub fn set_conditionals(&self, mode: Conditionals, signer: S3Config) {
+        *self.dialect.lock().unwrap() = Some((mode, signer));
     }
 
     /// The proxy's endpoint, to use instead of the upstream's.
@@ -111,7 +150,68 @@ fn pick_fault(rules: &Mutex<Vec<Rule>>, method: &str, url: &str) -> Option<Fault
     None
 }
 
-fn handle(mut req: tiny_http::Request, upstream: &str, rules: &Mutex<Vec<Rule>>, log: &Mutex<Vec<String>>) {
+/// What the dialect does to a conditional PUT: refuse it, or forward these headers re-signed.
+enum Rewrite {
+    /// Answer with this status and S3 error code instead.
+    Refuse(u16, &'static str),
+    Forward(Vec<(String, String)>),
+}
+
+/// Applies the dialect to a PUT's headers; `None` when nothing changes.
+fn rewrite(mode: Conditionals, headers: &[(String, String)]) -> Option<Rewrite> {
+    let if_match = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("if-match")).map(|(_, v)| v.clone());
+    let has_none_match = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("if-none-match"));
+    let without = |names: &[&str]| -> Vec<(String, String)> {
+        headers.iter().filter(|(k, _)| !names.iter().any(|n| k.eq_ignore_ascii_case(n))).cloned().collect()
+    };
+    match mode {
+        Conditionals::Honest => None,
+        Conditionals::QuotedIfMatchRefused => match if_match {
+            Some(v) if v.starts_with('"') => Some(Rewrite::Refuse(412, "PreconditionFailed")),
+            // The upstream speaks RFC 7232: hand it the quoted form of what this store accepts.
+            Some(v) => {
+                let mut h = without(&["if-match"]);
+                h.push(("If-Match".to_string(), format!("\"{v}\"")));
+                Some(Rewrite::Forward(h))
+            }
+            None => None,
+        },
+        Conditionals::IfMatchIgnored => if_match.map(|_| Rewrite::Forward(without(&["if-match"]))),
+        Conditionals::AllIgnored => {
+            (if_match.is_some() || has_none_match).then(|| Rewrite::Forward(without(&["if-match", "if-none-match"])))
+        }
+        Conditionals::NotImplemented => {
+            (if_match.is_some() || has_none_match).then_some(Rewrite::Refuse(400, "NotImplemented"))
+        }
+    }
+}
+
+/// Signs `headers` again for `method url` with `signer`'s credentials (SigV4 covers them).
+fn resign(signer: &S3Config, method: &str, url: &str, headers: &[(String, String)], body: &[u8]) -> String {
+    let host = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("host")).map(|(_, v)| v.clone()).unwrap_or_default();
+    let mut request = http::Request::builder().method(method).uri(format!("http://{host}{url}"));
+    let drop = ["host", "authorization", "x-amz-date", "x-amz-content-sha256", "connection", "content-length"];
+    for (k, v) in headers {
+        if !drop.iter().any(|d| k.eq_ignore_ascii_case(d)) {
+            request = request.header(k.as_str(), v.as_str());
+        }
+    }
+    let mut request = request.body(body.to_vec()).expect("a request the proxy received is valid");
+    owfeed_s3::sign_request(signer, &mut request, std::time::SystemTime::now()).expect("re-sign");
+    let mut head = format!("{method} {url} HTTP/1.1\r\nHost: {host}\r\n");
+    for (k, v) in request.headers() {
+        head.push_str(&format!("{}: {}\r\n", k.as_str(), v.to_str().unwrap_or_default()));
+    }
+    head
+}
+
+fn handle(
+    mut req: tiny_http::Request,
+    upstream: &str,
+    rules: &Mutex<Vec<Rule>>,
+    log: &Mutex<Vec<String>>,
+    dialect: &Mutex<DialectSetting>,
+) {
     let method = req.method().as_str().to_string();
     let url = req.url().to_string();
     log.lock().unwrap().push(format!("{method} {url}"));
@@ -138,14 +238,33 @@ fn handle(mut req: tiny_http::Request, upstream: &str, rules: &Mutex<Vec<Rule>>,
     }
     let mut body = Vec::new();
     let _ = req.as_reader().read_to_end(&mut body);
-    let mut head = format!("{method} {url} HTTP/1.1\r\n");
-    for h in req.headers() {
-        let name = h.field.as_str().as_str();
-        if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("content-length") {
-            continue;
+    let headers: Vec<(String, String)> =
+        req.headers().iter().map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().to_string())).collect();
+    let setting = dialect.lock().unwrap().clone();
+    let rewritten = match setting {
+        Some((mode, signer)) if method == "PUT" => rewrite(mode, &headers).map(|r| (r, signer)),
+        _ => None,
+    };
+    let mut head = match rewritten {
+        Some((Rewrite::Refuse(status, code), _)) => {
+            let body = format!(
+                "<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>refused by the proxy's dialect</Message></Error>"
+            );
+            let _ = req.respond(tiny_http::Response::from_string(body).with_status_code(status));
+            return;
         }
-        head.push_str(&format!("{}: {}\r\n", name, h.value.as_str()));
-    }
+        Some((Rewrite::Forward(h), signer)) => resign(&signer, &method, &url, &h, &body),
+        None => {
+            let mut head = format!("{method} {url} HTTP/1.1\r\n");
+            for (name, value) in &headers {
+                if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("content-length") {
+                    continue;
+                }
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            head
+        }
+    };
     head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
     let answer = (|| -> std::io::Result<Vec<u8>> {
         let mut s = TcpStream::connect(upstream)?;
@@ -160,8 +279,11 @@ fn handle(mut req: tiny_http::Request, upstream: &str, rules: &Mutex<Vec<Rule>>,
         return;
     };
     let (status, headers, mut resp_body) = parse_response(&raw);
-    if let Some(Fault::Truncated) = fault {
-        resp_body.truncate(resp_body.len() / 2);
+    match &fault {
+        Some(Fault::Truncated) => resp_body.truncate(resp_body.len() / 2),
+        Some(Fault::OmitKey(key)) => resp_body = omit_contents(&resp_body, |_, k| k == *key),
+        Some(Fault::HalfKeys) => resp_body = omit_contents(&resp_body, |i, _| i % 2 == 1),
+        _ => {}
     }
     let mut response = tiny_http::Response::from_data(resp_body).with_status_code(status);
     for (k, v) in headers {
@@ -174,6 +296,28 @@ fn handle(mut req: tiny_http::Request, upstream: &str, rules: &Mutex<Vec<Rule>>,
         }
     }
     let _ = req.respond(response);
+}
+
+/// A ListObjectsV2 body without the `<Contents>` elements `drop(index, key)` selects.
+fn omit_contents(body: &[u8], drop: impl Fn(usize, &str) -> bool) -> Vec<u8> {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(text.len());
+    let mut rest: &str = &text;
+    let mut index = 0;
+    while let Some(start) = rest.find("<Contents>") {
+        let Some(len) = rest[start..].find("</Contents>") else { break };
+        let end = start + len + "</Contents>".len();
+        let element = &rest[start..end];
+        let key = element.split("<Key>").nth(1).and_then(|k| k.split("</Key>").next()).unwrap_or_default();
+        out.push_str(&rest[..start]);
+        if !drop(index, key) {
+            out.push_str(element);
+        }
+        index += 1;
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out.into_bytes()
 }
 
 /// Splits an HTTP/1.1 response (read to EOF) into status, headers and de-chunked body.

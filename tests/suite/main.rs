@@ -1,5 +1,7 @@
 //! The one integration-test binary: each module is one area, each test starts its own servers.
 
+// what each S3 server the suite runs does with the features the feed relies on
+mod conformance;
 // the OpenWhisk emulator follows the REST API
 mod emulator;
 // fault injection: polls killed at every step, throttled fires, failing S3, concurrent polls
@@ -12,6 +14,8 @@ mod fuzz;
 mod lifecycle;
 // the official OpenWhisk JavaScript client (npm `openwhisk`) against the emulator
 mod official_client;
+// private TLS: S3 stores and API hosts behind a self-made CA
+mod private_tls;
 // scale, resume, recovery, throttling, secret scan and S3 request counts ("Prove it")
 mod proof;
 // the action runtime driven through the real actionloop, blackbox and CLI protocols
@@ -22,6 +26,8 @@ mod s3_client;
 mod s3_feed;
 // secrets never leak through any error path, whatever a server echoes
 mod secrets;
+// real S3 stores: conditional-write dialects, stores refusing writes, stale leases
+mod stores;
 // the local sandbox (deploy/sandbox.sh) shows created, updated and deleted events
 mod sandbox;
 // manifest.yaml and deploy scripts agree with the workspace

@@ -316,10 +316,7 @@ fn https_to_a_plain_http_server_names_tls() {
     config.endpoint = moto.endpoint().replace("http://", "https://");
     let err = S3Client::new(config).unwrap().list_objects_v2("bucket", &ListRequest::default()).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Transport, "{err}");
-    assert!(
-        err.to_string().starts_with("TLS: ") && err.to_string().ends_with("check the endpoint scheme/certificate"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("TLS: ") && err.to_string().contains(": check the endpoint scheme"), "{err}");
 }
 
 #[test]

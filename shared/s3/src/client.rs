@@ -47,8 +47,12 @@ pub enum Condition {
     None,
     /// Write only if no object exists under the key (`If-None-Match: *`).
     IfNoneMatchStar,
-    /// Write only if the current object has this ETag (quotes optional).
+    /// Write only if the current object has this ETag, sent quoted as RFC 7232 says (quotes in
+    /// the value are optional).
     IfMatch(String),
+    /// Like `IfMatch`, with the ETag sent without quotes: some stores (DigitalOcean Spaces and
+    /// others) answer 412 to the quoted form and accept only this one.
+    IfMatchUnquoted(String),
 }
 
 /// An object read by [`S3Client::get_object`].
@@ -104,7 +108,14 @@ impl S3Client {
         if config.secret_access_key.expose().is_empty() {
             return bad("secretAccessKey: expected a non-empty secret access key");
         }
+        let tls = crate::config::tls_config(
+            config.ca_certificates_pem.as_deref(),
+            config.insecure_skip_tls_verify,
+            "caCertificate",
+        )
+        .map_err(|e| S3Error::new(ErrorKind::BadRequest, e))?;
         let agent_config = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             // S3 redirects mean a wrong region; following them would re-send to another host.
             .max_redirects(0)
@@ -159,6 +170,8 @@ impl S3Client {
                     code: body.code,
                     server_message: body.message,
                     region_hint: body.region,
+                    endpoint_hint: body.endpoint,
+                    server_time: body.server_time,
                 },
             ),
         })
@@ -186,6 +199,17 @@ impl S3Client {
         }
     }
 
+    /// Whether an object exists (HEAD object): `Ok(true)` on 200, `Ok(false)` on 404.
+    pub fn head_object(&self, bucket: &str, key: &str) -> Result<bool, S3Error> {
+        let ctx = self.context(bucket, Some(key));
+        let reply = self.execute(&ctx, Method::HEAD, bucket, Some(key), &[], &[], Vec::new())?;
+        match reply.status {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.error_from(&ctx, &reply)),
+        }
+    }
+
     /// Writes an object under `cond`; returns the new ETag without quotes (empty when the server
     /// sent none). A lost condition (412, 409 ConditionalRequestConflict, or 404 for `IfMatch`
     /// on a missing key) is an [`ErrorKind::PreconditionFailed`] error.
@@ -195,6 +219,7 @@ impl S3Client {
             Condition::None => Vec::new(),
             Condition::IfNoneMatchStar => vec![("if-none-match", "*".to_string())],
             Condition::IfMatch(etag) => vec![("if-match", format!("\"{}\"", strip_quotes(etag)))],
+            Condition::IfMatchUnquoted(etag) => vec![("if-match", strip_quotes(etag).to_string())],
         };
         let reply = self.execute(&ctx, Method::PUT, bucket, Some(key), &[], &headers, body)?;
         if (200..300).contains(&reply.status) {
@@ -202,7 +227,7 @@ impl S3Client {
         }
         let mut error = self.error_from(&ctx, &reply);
         let missing_key = reply.status == 404 && error.kind != ErrorKind::NoSuchBucket;
-        if missing_key && matches!(cond, Condition::IfMatch(_)) {
+        if missing_key && matches!(cond, Condition::IfMatch(_) | Condition::IfMatchUnquoted(_)) {
             error.kind = ErrorKind::PreconditionFailed;
             error.message =
                 format!("conditional write of key '{key}' in bucket '{bucket}' rejected: the object no longer exists");
@@ -282,6 +307,9 @@ impl S3Client {
             code: body.code,
             server_message: body.message,
             region_hint: reply.header("x-amz-bucket-region").or(body.region),
+            endpoint_hint: body.endpoint,
+            // A HEAD answer has no body; its Date header is the server's time.
+            server_time: body.server_time.or_else(|| reply.header("date")),
         }
     }
 
@@ -340,7 +368,10 @@ impl S3Client {
         if key.is_some_and(str::is_empty) {
             return Err(S3Error::new(ErrorKind::BadRequest, format!("key: empty object key in bucket '{bucket}'")));
         }
-        let (authority, mut path) = if self.config.path_style {
+        // A bucket name with dots cannot be a TLS host name under a wildcard certificate
+        // (*.s3.amazonaws.com matches one label): such buckets go path style, as the SDKs do.
+        let path_style = self.config.path_style || (bucket.contains('.') && self.endpoint.scheme == "https");
+        let (authority, mut path) = if path_style {
             (self.endpoint.authority(None), format!("/{}", encode_component(bucket)))
         } else {
             (self.endpoint.authority(Some(bucket)), String::new())
@@ -371,16 +402,19 @@ impl S3Client {
 
     fn transport_error(&self, ctx: &Context<'_>, error: ureq::Error) -> S3Error {
         let endpoint = ctx.endpoint;
+        let tls_advice = if self.config.ca_certificates_pem.is_some() {
+            "check the endpoint scheme, and that caCertificate holds the CA that signed the server's certificate"
+        } else {
+            "check the endpoint scheme; for a private CA or a self-signed certificate give the CA's PEM as -p caCertificate (or, not recommended, -p insecureSkipTlsVerify true)"
+        };
         let (kind, message) = match &error {
-            ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::TlsRequired => (
-                ErrorKind::Transport,
-                format!("TLS: {error} talking to {endpoint}: check the endpoint scheme/certificate"),
-            ),
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::TlsRequired => {
+                (ErrorKind::Transport, format!("TLS: {error} talking to {endpoint}: {tls_advice}"))
+            }
             // rustls reports handshake and certificate failures as InvalidData I/O errors.
-            ureq::Error::Io(io) if self.endpoint.scheme == "https" && io.kind() == std::io::ErrorKind::InvalidData => (
-                ErrorKind::Transport,
-                format!("TLS: {io} talking to {endpoint}: check the endpoint scheme/certificate"),
-            ),
+            ureq::Error::Io(io) if self.endpoint.scheme == "https" && io.kind() == std::io::ErrorKind::InvalidData => {
+                (ErrorKind::Transport, format!("TLS: {io} talking to {endpoint}: {tls_advice}"))
+            }
             ureq::Error::Protocol(_) => (
                 ErrorKind::Transport,
                 format!("transport: {endpoint} did not speak HTTP ({error}): check the endpoint scheme/port"),
@@ -523,6 +557,18 @@ mod tests {
         virtual_hosted.path_style = false;
         let request = signed(virtual_hosted, "k");
         assert_eq!(request.uri().to_string(), "http://bucket.127.0.0.1:9000/k?list-type=2&start-after=a%20b%2Bc");
+    }
+
+    #[test]
+    fn dotted_buckets_over_tls_go_path_style() {
+        let mut aws = config(None);
+        aws.endpoint = "https://s3.eu-west-1.amazonaws.com".into();
+        aws.path_style = false;
+        let client = S3Client::new(aws).unwrap();
+        let dotted = client.build_request(Method::GET, "logs.example.com", Some("k"), &[], &[], Vec::new()).unwrap();
+        assert_eq!(dotted.uri().to_string(), "https://s3.eu-west-1.amazonaws.com/logs.example.com/k");
+        let plain = client.build_request(Method::GET, "logs", Some("k"), &[], &[], Vec::new()).unwrap();
+        assert_eq!(plain.uri().to_string(), "https://logs.s3.eu-west-1.amazonaws.com/k");
     }
 
     #[test]

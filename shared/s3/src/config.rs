@@ -65,6 +65,12 @@ pub struct S3Config {
     pub timeout: Duration,
     /// Responses with a larger body fail with [`ErrorKind::InvalidResponse`].
     pub max_response_bytes: u64,
+    /// PEM certificates of the CAs to trust instead of the public roots (a private CA or a
+    /// self-signed certificate of an on-prem store).
+    pub ca_certificates_pem: Option<String>,
+    /// Do not verify the server's certificate at all. The connection is then encrypted but
+    /// not authenticated: anyone on the path can read the credentials' signatures and data.
+    pub insecure_skip_tls_verify: bool,
 }
 
 impl S3Config {
@@ -85,8 +91,31 @@ impl S3Config {
             list_url_encoding: true,
             timeout: DEFAULT_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            ca_certificates_pem: None,
+            insecure_skip_tls_verify: false,
         }
     }
+}
+
+/// The TLS settings for `ca_pem` (trusted instead of the public roots) and `insecure` (no
+/// verification); `what` names the parameter in errors. Shared with the OpenWhisk client.
+pub fn tls_config(ca_pem: Option<&str>, insecure: bool, what: &str) -> Result<ureq::tls::TlsConfig, String> {
+    let mut builder = ureq::tls::TlsConfig::builder().disable_verification(insecure);
+    if let Some(pem) = ca_pem {
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(pem.as_bytes()) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
+                Ok(_) => {}
+                Err(e) => return Err(format!("{what}: not a PEM certificate bundle ({e})")),
+            }
+        }
+        if certs.is_empty() {
+            return Err(format!("{what}: expected PEM certificates (-----BEGIN CERTIFICATE-----), found none"));
+        }
+        builder = builder.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+    }
+    Ok(builder.build())
 }
 
 /// A validated endpoint: scheme, host and optional port.

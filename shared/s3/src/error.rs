@@ -33,6 +33,15 @@ pub enum ErrorKind {
     Transport,
     /// The server rejected the request as malformed (400) or the request could not be built.
     BadRequest,
+    /// The request's time differs from the server's by more than S3 allows (15 minutes): the
+    /// clock of the machine running the action is wrong.
+    ClockSkew,
+    /// The bucket answers through another endpoint for now (307 TemporaryRedirect right after
+    /// bucket creation, while DNS propagates): retry later.
+    TemporaryRedirect,
+    /// The server does not implement a feature the request uses (501, or 400 NotImplemented
+    /// for conditional writes on Alibaba OSS).
+    NotImplemented,
     /// Anything else.
     Other,
 }
@@ -62,7 +71,11 @@ impl S3Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
-            ErrorKind::Throttled | ErrorKind::Server | ErrorKind::Transport | ErrorKind::InvalidResponse
+            ErrorKind::Throttled
+                | ErrorKind::Server
+                | ErrorKind::Transport
+                | ErrorKind::InvalidResponse
+                | ErrorKind::TemporaryRedirect
         )
     }
 }
@@ -101,6 +114,10 @@ pub struct ResponseFacts {
     pub server_message: Option<String>,
     /// The bucket's region from `x-amz-bucket-region` or the body's `Region`.
     pub region_hint: Option<String>,
+    /// The body's `Endpoint` (redirects): the host to send the request to.
+    pub endpoint_hint: Option<String>,
+    /// The server's time (`ServerTime` of RequestTimeTooSkewed, or the `Date` header).
+    pub server_time: Option<String>,
 }
 
 /// Classifies an error response by its S3 `Code` first, then by its status.
@@ -113,18 +130,25 @@ pub fn classify(status: u16, code: Option<&str>, region_hint: Option<&str>) -> E
         Some("SignatureDoesNotMatch") => ErrorKind::SignatureDoesNotMatch,
         Some("NoSuchBucket") => ErrorKind::NoSuchBucket,
         Some("PermanentRedirect" | "IllegalLocationConstraintException" | "InvalidRegion") => ErrorKind::WrongRegion,
+        Some("RequestTimeTooSkewed") => ErrorKind::ClockSkew,
+        Some("TemporaryRedirect") => ErrorKind::TemporaryRedirect,
+        // The server gave up waiting for the request body: a network hiccup, not our request.
+        Some("RequestTimeout") => ErrorKind::Transport,
         Some("AuthorizationHeaderMalformed") if region_hint.is_some() => ErrorKind::WrongRegion,
         Some("PreconditionFailed" | "ConditionalRequestConflict") => ErrorKind::PreconditionFailed,
         Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequests") => {
             ErrorKind::Throttled
         }
         Some("InternalError" | "ServiceUnavailable") => ErrorKind::Server,
+        Some("NotImplemented") => ErrorKind::NotImplemented,
         _ => match status {
             301 | 307 if region_hint.is_some() => ErrorKind::WrongRegion,
+            307 => ErrorKind::TemporaryRedirect,
             400 => ErrorKind::BadRequest,
             403 => ErrorKind::AccessDenied,
             412 => ErrorKind::PreconditionFailed,
             429 => ErrorKind::Throttled,
+            501 => ErrorKind::NotImplemented,
             500..=599 => ErrorKind::Server,
             _ => ErrorKind::Other,
         },
@@ -161,23 +185,51 @@ pub fn from_response(ctx: &Context<'_>, facts: ResponseFacts) -> S3Error {
         ErrorKind::AccessDenied => format!(
             "access to {object} denied at {endpoint} ({detail}): check the credentials' permissions and sessionToken"
         ),
-        ErrorKind::WrongRegion => match &facts.region_hint {
-            Some(region) => format!(
+        ErrorKind::WrongRegion => match (&facts.endpoint_hint, &facts.region_hint) {
+            // A 301 names the endpoint to use; the region alone would get the same 301 again.
+            (Some(host), region) => {
+                let host = host.strip_prefix(&format!("{bucket}.")).unwrap_or(host);
+                let region = region.as_ref().map(|r| format!(" -p region {r}")).unwrap_or_default();
+                format!(
+                    "endpoint: bucket '{bucket}' must be reached through {host}, not {endpoint} ({code_label}): set -p endpoint https://{host}{region}"
+                )
+            }
+            (None, Some(region)) => format!(
                 "region: the bucket is in '{region}' (from x-amz-bucket-region / AuthorizationHeaderMalformed), set -p region {region}"
             ),
-            None => format!("region: bucket '{bucket}' is not in region '{}' ({detail}): check region", ctx.region),
+            (None, None) => {
+                format!("region: bucket '{bucket}' is not in region '{}' ({detail}): check region", ctx.region)
+            }
         },
+        ErrorKind::ClockSkew => format!(
+            "clock: this machine's clock differs from the server's by more than S3 allows ({code_label}; server time {}, our time {}): fix the clock (NTP) of the machine running the action; the credentials are fine",
+            facts.server_time.as_deref().unwrap_or("unknown"),
+            chrono_now(),
+        ),
+        ErrorKind::TemporaryRedirect => format!(
+            "S3 redirects bucket '{bucket}' temporarily{} ({code_label}): a bucket created in the last minutes is not yet reachable through every endpoint (DNS propagation); retry later, or use the bucket's regional endpoint",
+            facts.endpoint_hint.as_ref().map(|h| format!(" to {h}")).unwrap_or_default()
+        ),
         ErrorKind::PreconditionFailed => {
             format!("conditional write of {object} rejected ({code_label}): the object exists or changed since it was read")
         }
         ErrorKind::Throttled => format!("S3 at {endpoint} asks to slow down ({detail}): retry later"),
+        ErrorKind::Transport => format!("S3 at {endpoint} timed out waiting for the request ({detail}): retry later"),
         ErrorKind::Server => {
             format!("S3 at {endpoint} failed with HTTP {} ({detail}): retry later", facts.status)
         }
         ErrorKind::BadRequest => format!("S3 at {endpoint} rejected the request for {object} ({detail})"),
+        ErrorKind::NotImplemented => {
+            format!("S3 at {endpoint} does not implement this request for {object} ({detail})")
+        }
         _ => format!("S3 at {endpoint} answered HTTP {} for {object} ({detail})", facts.status),
     };
     S3Error { kind, status: Some(facts.status), code: facts.code, message }
+}
+
+/// Now, from this machine's clock, to set beside the server's time.
+fn chrono_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Keeps server-supplied text short enough for a log line.
@@ -239,8 +291,8 @@ mod tests {
         ResponseFacts {
             status,
             code: Some(code.to_string()),
-            server_message: None,
             region_hint: region.map(str::to_string),
+            ..ResponseFacts::default()
         }
     }
 
@@ -270,6 +322,46 @@ mod tests {
             slow,
             "S3 at https://s3.example asks to slow down (SlowDown: Please reduce your request rate.): retry later",
         );
+    }
+
+    #[test]
+    fn redirects_clock_skew_and_timeouts_say_what_to_do() {
+        check(400, Some("RequestTimeTooSkewed"), None, ErrorKind::ClockSkew);
+        check(403, Some("RequestTimeTooSkewed"), None, ErrorKind::ClockSkew);
+        check(400, Some("RequestTimeout"), None, ErrorKind::Transport);
+        check(307, Some("TemporaryRedirect"), None, ErrorKind::TemporaryRedirect);
+        check(307, None, None, ErrorKind::TemporaryRedirect);
+        check(400, Some("NotImplemented"), None, ErrorKind::NotImplemented);
+        check(501, None, None, ErrorKind::NotImplemented);
+
+        let moved = ResponseFacts {
+            endpoint_hint: Some("b.s3.eu-west-1.amazonaws.com".into()),
+            region_hint: Some("eu-west-1".into()),
+            ..facts(301, "PermanentRedirect", None)
+        };
+        check_message(
+            moved,
+            "endpoint: bucket 'b' must be reached through s3.eu-west-1.amazonaws.com, not https://s3.example (PermanentRedirect): set -p endpoint https://s3.eu-west-1.amazonaws.com -p region eu-west-1",
+        );
+        let skewed = ResponseFacts {
+            server_time: Some("2026-11-27T17:00:00Z".into()),
+            ..facts(403, "RequestTimeTooSkewed", None)
+        };
+        let message = from_response(&ctx(), skewed).to_string();
+        assert!(message.starts_with("clock: this machine's clock differs from the server's"), "{message}");
+        assert!(message.contains("server time 2026-11-27T17:00:00Z"), "{message}");
+        assert!(message.contains("the credentials are fine"), "{message}");
+        let timeout = from_response(&ctx(), facts(400, "RequestTimeout", None));
+        assert!(timeout.is_retryable(), "{timeout}");
+        assert!(timeout.message.ends_with("retry later"), "{timeout}");
+        let fresh = ResponseFacts {
+            endpoint_hint: Some("b.s3-eu-west-1.amazonaws.com".into()),
+            ..facts(307, "TemporaryRedirect", None)
+        };
+        let fresh = from_response(&ctx(), fresh);
+        assert!(fresh.is_retryable(), "{fresh}");
+        assert!(fresh.message.contains("DNS propagation"), "{fresh}");
+        assert!(fresh.message.contains("to b.s3-eu-west-1.amazonaws.com"), "{fresh}");
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct ErrorBody {
     pub message: Option<String>,
     /// The `Region` element that AWS adds to `AuthorizationHeaderMalformed`.
     pub region: Option<String>,
+    /// The `Endpoint` element of `PermanentRedirect` / `TemporaryRedirect`: where to send it.
+    pub endpoint: Option<String>,
+    /// The `ServerTime` element of `RequestTimeTooSkewed`.
+    pub server_time: Option<String>,
 }
 
 /// Why a listing body was not accepted.
@@ -169,7 +173,13 @@ pub fn parse_error_body(body: &[u8]) -> Option<ErrorBody> {
 
 fn error_body(root: &Element) -> ErrorBody {
     let text = |name| root.child_text(name).map(str::to_string);
-    ErrorBody { code: text("Code"), message: text("Message"), region: text("Region") }
+    ErrorBody {
+        code: text("Code"),
+        message: text("Message"),
+        region: text("Region"),
+        endpoint: text("Endpoint"),
+        server_time: text("ServerTime"),
+    }
 }
 
 /// Parses a ListObjectsV2 response body.
@@ -386,6 +396,8 @@ mod tests {
             code: Some("InternalError".into()),
             message: Some("We encountered an internal error.".into()),
             region: None,
+            endpoint: None,
+            server_time: None,
         };
         assert_eq!(parse_list_objects_v2(body.as_bytes(), true), Err(ListParseError::ErrorDocument(expected.clone())));
         assert_eq!(parse_error_body(body.as_bytes()), Some(expected));

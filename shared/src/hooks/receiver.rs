@@ -49,7 +49,7 @@ fn handle(ctx: &Context, params: &Params) -> HookResponse {
         Outcome::Respond(r) => return r,
         Outcome::Fire { events, filtered } => (events, filtered),
     };
-    let client = match client(ctx) {
+    let client = match client(ctx, params) {
         Ok(c) => c,
         Err(message) => return HookResponse::error(500, message),
     };
@@ -170,10 +170,12 @@ impl BatchRecord {
     }
 }
 
-fn client(ctx: &Context) -> Result<Client, String> {
+fn client(ctx: &Context, params: &Params) -> Result<Client, String> {
     let key = ctx.api_key.as_ref().ok_or("receive: no API key in the activation (needs provide-api-key)")?;
     let auth =
         AuthKey::parse(key.expose()).map_err(|_| "receive: the activation's API key is malformed".to_string())?;
     let host = ctx.api_host.as_deref().ok_or("receive: __OW_API_HOST is not set")?;
-    Ok(Client::new(host, auth))
+    // A self-hosted API host with a private CA: the package's or the hook's TLS parameters.
+    let tls = crate::openwhisk::ApiTls::from_params(params).map_err(|e| format!("receive: {e}"))?;
+    Client::new(host, auth).with_tls(&tls)
 }

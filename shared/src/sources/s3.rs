@@ -67,6 +67,18 @@ const PARAMS: &[ParamSpec] = &[
         doc: "keys per LIST request, 1 to 1000 (default 1000)",
     },
     ParamSpec {
+        name: "caCertificate",
+        secret: false,
+        required: false,
+        doc: "PEM certificates of the CA(s) to trust for the endpoint, instead of the public roots",
+    },
+    ParamSpec {
+        name: "insecureSkipTlsVerify",
+        secret: false,
+        required: false,
+        doc: "do not verify the endpoint's TLS certificate (default false; shown as a warning in READ)",
+    },
+    ParamSpec {
         name: "urlEncoding",
         secret: false,
         required: false,
@@ -119,15 +131,31 @@ impl Source for S3Source {
                 "an http(s) URL without user-info (give credentials as accessKeyId/secretAccessKey)",
             ));
         }
+        let ca_certificate = params.str("caCertificate")?.filter(|c| !c.trim().is_empty());
+        let insecure = params.bool("insecureSkipTlsVerify")?.unwrap_or(false);
+        if let Some(pem) = &ca_certificate {
+            owfeed_s3::tls_config(Some(pem), false, "caCertificate").map_err(|e| ParamError {
+                name: "caCertificate".to_string(),
+                expected: format!("PEM certificates ({e})"),
+                got: None,
+            })?;
+        }
         let mut config = S3Config::new(endpoint.clone(), region, access_key_id, SecretString::new(secret.expose()));
         config.session_token = session_token.map(|t| SecretString::new(t.expose()));
         config.path_style = path_style;
         config.list_url_encoding = url_encoding;
+        config.ca_certificates_pem = ca_certificate.clone();
+        config.insecure_skip_tls_verify = insecure;
         let client = S3Client::new(config).map_err(|e| ParamError {
             name: "endpoint".to_string(),
             expected: format!("an http(s) URL ({})", e.message),
             got: Some(Value::String(endpoint.clone()).to_string()),
         })?;
+        let tls = match (insecure, &ca_certificate) {
+            (true, _) => TlsMode::Insecure,
+            (false, Some(pem)) => TlsMode::PrivateCa(pem.matches("-----BEGIN CERTIFICATE-----").count()),
+            (false, None) => TlsMode::PublicRoots,
+        };
         Ok(Box::new(S3Lister {
             client: Arc::new(client),
             endpoint,
@@ -136,6 +164,7 @@ impl Source for S3Source {
             state_bucket,
             state_prefix,
             page_size,
+            tls,
         }))
     }
 }
@@ -152,6 +181,14 @@ fn bucket_name(params: &Params, name: &str) -> Result<Option<String>, ParamError
     }
 }
 
+/// How the endpoint's certificate is checked.
+enum TlsMode {
+    PublicRoots,
+    /// Trusts the user's CA bundle (this many certificates) instead.
+    PrivateCa(usize),
+    Insecure,
+}
+
 struct S3Lister {
     client: Arc<S3Client>,
     endpoint: String,
@@ -160,6 +197,7 @@ struct S3Lister {
     state_bucket: String,
     state_prefix: String,
     page_size: Option<u32>,
+    tls: TlsMode,
 }
 
 fn source_error(e: S3Error) -> SourceError {
@@ -169,7 +207,9 @@ fn source_error(e: S3Error) -> SourceError {
             SourceError::Unauthorized(msg)
         }
         ErrorKind::NoSuchBucket => SourceError::NotFound(msg),
-        ErrorKind::WrongRegion | ErrorKind::BadRequest => SourceError::Config(msg),
+        ErrorKind::WrongRegion | ErrorKind::BadRequest | ErrorKind::ClockSkew | ErrorKind::NotImplemented => {
+            SourceError::Config(msg)
+        }
         _ => SourceError::Transient(msg),
     }
 }
@@ -243,6 +283,24 @@ impl Lister for S3Lister {
         }
     }
 
+    fn notices(&self) -> Vec<String> {
+        let https = self.endpoint.to_ascii_lowercase().starts_with("https://");
+        match (&self.tls, https) {
+            (TlsMode::Insecure, true) => vec![format!(
+                "insecureSkipTlsVerify: the certificate of {} is NOT verified; the connection is encrypted but anyone on the path can impersonate the store. Prefer -p caCertificate with the store's CA",
+                self.endpoint
+            )],
+            (TlsMode::PrivateCa(n), true) => {
+                vec![format!("caCertificate: {} is verified against the {n} certificate(s) given, not the public roots", self.endpoint)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn exists(&self, key: &str) -> Result<Option<bool>, SourceError> {
+        self.client.head_object(&self.bucket, key).map(Some).map_err(source_error)
+    }
+
     fn blob_store(&self) -> Option<Box<dyn BlobStore>> {
         Some(Box::new(S3BlobStore {
             client: self.client.clone(),
@@ -302,6 +360,7 @@ impl S3BlobStore {
 fn store_error(e: S3Error) -> StoreError {
     match e.kind {
         ErrorKind::PreconditionFailed => StoreError::Conflict,
+        ErrorKind::NotImplemented => StoreError::Unsupported(e.to_string()),
         _ => StoreError::Failed(source_error(e)),
     }
 }
@@ -316,6 +375,7 @@ impl BlobStore for S3BlobStore {
         let cond = match condition {
             Precondition::IfAbsent => Condition::IfNoneMatchStar,
             Precondition::IfMatch(etag) => Condition::IfMatch(etag.clone()),
+            Precondition::IfMatchUnquoted(etag) => Condition::IfMatchUnquoted(etag.clone()),
             Precondition::None => Condition::None,
         };
         self.client.put_object(&self.bucket, &self.object_key(key), bytes.to_vec(), cond).map_err(store_error)

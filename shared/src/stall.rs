@@ -1,0 +1,230 @@
+//! No silent stall: what READ says about a feed whose polls cannot make progress, even when
+//! the state store refuses the writes that would record it.
+//!
+//! A poll records its status in the lease blob of the state store. When that store refuses
+//! writes (the very failure to report), the record is lost there; but OpenWhisk records every
+//! poll's activation, with its result, in the user's namespace, and each poll result names
+//! its trigger (`trigger`, in errors too). READ merges both records: the newest outcome of
+//! either, how long the feed has gone without progress, how many polls in a row made none,
+//! and who holds the lease until when, as the lease blob says.
+
+use serde_json::{json, Map, Value};
+
+use crate::openwhisk::{from_key_values, key_values, Client, OwError, QualifiedName};
+use crate::params::Params;
+use crate::runtime::ActionError;
+use crate::store::LeaseDoc;
+
+/// Poll activations READ looks at (newest first; all feeds of the namespace share them).
+const ACTIVATIONS: u32 = 50;
+/// Polls in a row without progress after which READ says the feed is stalled.
+pub const STALL_AFTER: usize = 3;
+
+/// Poll outcomes that moved the feed forward.
+fn progressed(outcome: &str) -> bool {
+    matches!(outcome, "ok" | "partial" | "rebaselined")
+}
+
+/// One poll as READ sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PollRecord {
+    /// When it started (epoch ms).
+    pub started_ms: u64,
+    /// `ok`, `partial`, `rebaselined`, `busy`, `conflict`, `error`.
+    pub outcome: String,
+    /// What went wrong, when something did.
+    pub error: Option<String>,
+}
+
+/// The poll records of `trigger` among the newest activations of the poll action invoked
+/// through the feed's config binding, newest first. OpenWhisk indexes an activation made
+/// through a binding as `{binding}/{action}` (apache/openwhisk
+/// ansible/files/whisks_design_document_for_activations_db_filters_v2.1.1.json, `pathFilter`),
+/// so `name={binding}/poll` selects this feed's polls. Listing activations may fail
+/// (permissions, an old platform): READ then shows the store's record only and says why.
+pub fn poll_activations(client: &Client, binding: &str, trigger: &str) -> Result<Vec<PollRecord>, OwError> {
+    let list = client.list_activations(Some(&format!("{binding}/poll")), ACTIVATIONS)?;
+    let mut out: Vec<PollRecord> = list
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| {
+            let result = &a["response"]["result"];
+            if result["trigger"].as_str() != Some(trigger) {
+                return None;
+            }
+            let text = |v: &Value| v.as_str().map(str::to_string);
+            let outcome = match text(&result["status"]) {
+                Some(s) => s,
+                None if result.get("error").is_some() => "error".to_string(),
+                None => "unknown".to_string(),
+            };
+            let error = text(&result["error"]).or_else(|| text(&result["problem"])).or_else(|| {
+                (outcome == "busy").then(|| {
+                    format!(
+                        "the lease is held by {} until {}",
+                        result["holder"].as_str().unwrap_or("another poll"),
+                        result["until"].as_str().unwrap_or("?")
+                    )
+                })
+            });
+            Some(PollRecord { started_ms: a["start"].as_u64().unwrap_or(0), outcome, error })
+        })
+        .collect();
+    out.sort_by_key(|r| std::cmp::Reverse(r.started_ms));
+    Ok(out)
+}
+
+/// Adds to READ's status: `lastPoll`, `lastOutcome`, `lastError` (from the newer of the store's
+/// record and the activation records), `lastProgress`, `noProgressForMs`,
+/// `pollsWithoutProgress`, `stalled` with the reason, and the lease holder and expiry.
+pub fn report(
+    status: &mut Map<String, Value>,
+    lease: Option<&LeaseDoc>,
+    activations: Result<Vec<PollRecord>, String>,
+    now_ms: u64,
+) {
+    let stored = lease.and_then(|d| d.status.as_ref()).map(|s| PollRecord {
+        started_ms: s.started_ms,
+        outcome: s.outcome.clone(),
+        error: s.error.clone(),
+    });
+    let (records, activations_error) = match activations {
+        Ok(r) => (r, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let newest_activation = records.first();
+    let last = match (stored.as_ref(), newest_activation) {
+        (Some(s), Some(a)) if a.started_ms > s.started_ms => Some((a, "poll activation")),
+        (Some(s), _) => Some((s, "state store")),
+        (None, Some(a)) => Some((a, "poll activation")),
+        (None, None) => None,
+    };
+    if let Some((last, from)) = last {
+        status.insert("lastPoll".into(), json!(iso(last.started_ms)));
+        status.insert("lastOutcome".into(), json!(last.outcome));
+        status.insert("lastError".into(), json!(last.error));
+        status.insert("lastOutcomeFrom".into(), json!(from));
+    }
+    // Progress: the newest progressing poll of either record.
+    let mut progress: Option<u64> = records.iter().find(|r| progressed(&r.outcome)).map(|r| r.started_ms);
+    if let Some(s) = stored.as_ref().filter(|s| progressed(&s.outcome)) {
+        progress = Some(progress.map_or(s.started_ms, |p| p.max(s.started_ms)));
+    }
+    let without = records.iter().take_while(|r| !progressed(&r.outcome) && Some(r.started_ms) > progress).count();
+    status.insert("pollsWithoutProgress".into(), json!(without));
+    if let Some(p) = progress {
+        status.insert("lastProgress".into(), json!(iso(p)));
+        status.insert("noProgressForMs".into(), json!(now_ms.saturating_sub(p)));
+    }
+    if without >= STALL_AFTER {
+        let why = records.first().and_then(|r| r.error.clone()).unwrap_or_else(|| records[0].outcome.clone());
+        status.insert("stalled".into(), json!(true));
+        status
+            .insert("stallReason".into(), json!(format!("the last {without} polls made no progress (newest: {why})")));
+    } else {
+        status.insert("stalled".into(), json!(false));
+    }
+    if let Some(doc) = lease {
+        let lease = match &doc.holder {
+            Some(holder) => json!({
+                "holder": holder,
+                "until": iso(doc.expires_ms),
+                "expired": doc.expires_ms <= now_ms,
+            }),
+            None => json!({ "holder": null }),
+        };
+        status.insert("lease".into(), lease);
+    }
+    if let Some(e) = activations_error {
+        status.insert("pollActivationsError".into(), json!(e));
+    }
+}
+
+/// Sets one parameter of a feed's config binding, keeping the rest (a poll records the
+/// conditional-write dialect a re-probe found). `seen` is the config the poll ran with: when
+/// the binding no longer matches it (an UPDATE meanwhile), nothing is written, so the poll
+/// never reverts an UPDATE; the next poll re-probes instead.
+pub fn set_config_param(
+    client: &Client,
+    binding: &QualifiedName,
+    name: &str,
+    value: Value,
+    seen: &Params,
+) -> Result<bool, OwError> {
+    let doc = client.get_package(binding)?;
+    let mut params = from_key_values(&doc["parameters"]);
+    if params.iter().any(|(k, v)| k != name && seen.raw(k) != Some(v)) {
+        return Ok(false);
+    }
+    params.insert(name.to_string(), value);
+    let body = json!({ "binding": doc["binding"], "parameters": key_values(&params) });
+    client.put_package(binding, &body, true).map(|_| true)
+}
+
+/// A poll's error, naming its trigger so READ can find it among the activations.
+pub fn tag_error(mut e: ActionError, trigger: Option<&str>) -> ActionError {
+    if let Some(t) = trigger {
+        let mut details = e.details.take().unwrap_or_else(|| json!({}));
+        details["trigger"] = json!(t);
+        e.details = Some(details);
+    }
+    e
+}
+
+fn iso(ms: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64).map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::PollStatus;
+
+    fn rec(t: u64, outcome: &str, error: Option<&str>) -> PollRecord {
+        PollRecord { started_ms: t, outcome: outcome.into(), error: error.map(str::to_string) }
+    }
+
+    #[test]
+    fn failed_polls_the_store_could_not_record_show_from_the_activations() {
+        let doc = LeaseDoc {
+            holder: Some("a1".into()),
+            expires_ms: 5_000,
+            status: Some(PollStatus { started_ms: 1_000, outcome: "ok".into(), ..PollStatus::default() }),
+        };
+        let acts = vec![
+            rec(4_000, "error", Some("taking the poll lease: state store: S3 failed")),
+            rec(3_000, "busy", Some("the lease is held by a1 until …")),
+            rec(2_000, "conflict", None),
+            rec(1_000, "ok", None),
+        ];
+        let mut s = Map::new();
+        report(&mut s, Some(&doc), Ok(acts), 10_000);
+        assert_eq!(s["lastOutcome"], "error");
+        assert_eq!(s["lastError"], "taking the poll lease: state store: S3 failed");
+        assert_eq!(s["lastOutcomeFrom"], "poll activation");
+        assert_eq!(s["pollsWithoutProgress"], 3);
+        assert_eq!(s["noProgressForMs"], 9_000);
+        assert_eq!(s["stalled"], true);
+        assert_eq!(s["lease"]["holder"], "a1");
+        assert_eq!(s["lease"]["expired"], true);
+    }
+
+    #[test]
+    fn a_healthy_feed_is_not_stalled_and_the_store_record_wins_when_newer() {
+        let doc = LeaseDoc {
+            holder: None,
+            expires_ms: 0,
+            status: Some(PollStatus { started_ms: 9_000, outcome: "ok".into(), ..PollStatus::default() }),
+        };
+        let mut s = Map::new();
+        report(&mut s, Some(&doc), Err("activations: 403".into()), 10_000);
+        assert_eq!(s["lastOutcome"], "ok");
+        assert_eq!(s["lastOutcomeFrom"], "state store");
+        assert_eq!(s["stalled"], false);
+        assert_eq!(s["noProgressForMs"], 1_000);
+        assert_eq!(s["lease"]["holder"], Value::Null);
+        assert_eq!(s["pollActivationsError"], "activations: 403");
+    }
+}
