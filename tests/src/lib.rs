@@ -9,6 +9,7 @@ pub mod gen_source;
 pub mod listing_source;
 pub mod moto;
 pub mod s3proxy;
+pub mod s3rver;
 pub mod s3sfs;
 pub mod tls;
 pub mod tools;

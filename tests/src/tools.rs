@@ -1,6 +1,7 @@
 //! Test tools the suite installs for itself on first use, so that `cargo test --workspace` on a
-//! fresh clone needs nothing installed by hand: moto (a real S3 server, from PyPI) and the
-//! official OpenWhisk JavaScript client (from npm, pinned by `tests/js/package-lock.json`).
+//! fresh clone needs nothing installed by hand: moto (a real S3 server, from PyPI), s3rver (a
+//! third, independent S3 server, from npm) and the official OpenWhisk JavaScript client (from
+//! npm, pinned by `tests/js/package-lock.json`).
 //!
 //! Each tool is installed once per target directory (under `target/test-tools/`), pinned, and
 //! never into the user's Python or PATH. Installs are serialised across threads and processes
@@ -91,6 +92,40 @@ pub fn moto_pythonpath() -> anyhow::Result<PathBuf> {
         };
         install_once(&format!("moto[s3,iam]=={MOTO_VERSION} into {}", site.display()), &ready, &install)
             .map(|()| site.clone())
+            .map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// The s3rver release the suite runs (its quirks are documented where it is started).
+pub const S3RVER_VERSION: &str = "3.7.1";
+
+/// The `s3rver.js` entry point, installed from npm on first use.
+pub fn s3rver_script() -> anyhow::Result<PathBuf> {
+    static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = tools_dir().join(format!("s3rver-{S3RVER_VERSION}"));
+        let script = dir.join("node_modules/s3rver/bin/s3rver.js");
+        let marker = dir.join(".installed");
+        let ready = || marker.is_file() && script.is_file();
+        let install = || {
+            std::fs::create_dir_all(&dir)?;
+            let status = Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--no-save", "--prefix"])
+                .arg(&dir)
+                .arg(format!("s3rver@{S3RVER_VERSION}"))
+                .stdout(std::io::stderr())
+                .status()
+                .context("cannot run npm (the suite needs node and npm)")?;
+            if !status.success() {
+                bail!("npm install s3rver@{S3RVER_VERSION} failed: {status}");
+            }
+            std::fs::write(&marker, S3RVER_VERSION)?;
+            Ok(())
+        };
+        install_once(&format!("s3rver@{S3RVER_VERSION} into {}", dir.display()), &ready, &install)
+            .map(|()| script.clone())
             .map_err(|e| format!("{e:#}"))
     })
     .clone()

@@ -6,6 +6,7 @@
 use serde_json::json;
 
 use feed_tests::moto::Moto;
+use feed_tests::s3rver::{self, S3rver};
 use feed_tests::s3sfs::S3sFs;
 use owfeed::openwhisk::QualifiedName;
 use owfeed::params::Params;
@@ -65,4 +66,16 @@ fn store_conformance_of_the_servers_the_suite_runs() {
     let client = S3Client::new(config).unwrap();
     let row = measure("s3s-fs", &client, &fs.endpoint, "AKIDCONFORM", "conformance-secret", false);
     assert_eq!(row, (true, false, true, true, true, true, true, true, "quoted"), "s3s-fs");
+
+    let s3rver = S3rver::start().expect("s3rver");
+    let client = S3Client::new(S3Config::new(
+        &s3rver.endpoint,
+        "us-east-1",
+        s3rver::ACCESS_KEY,
+        SecretString::new(s3rver::SECRET_KEY),
+    ))
+    .unwrap();
+    let row = measure("s3rver", &client, &s3rver.endpoint, s3rver::ACCESS_KEY, s3rver::SECRET_KEY, true);
+    // s3rver ignores conditional headers on PUT: a real store of the `none` dialect.
+    assert_eq!(row, (true, true, true, true, false, true, true, false, "none"), "s3rver");
 }

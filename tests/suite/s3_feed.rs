@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use feed_tests::moto::Moto;
 use feed_tests::s3proxy::{Fault, FaultProxy, Rule};
+use feed_tests::s3rver::{self, S3rver};
 use feed_tests::s3sfs::S3sFs;
 use feed_tests::world::{workspace_bin, World, USER};
 use owfeed::events::validate_cloud_event;
@@ -25,6 +26,7 @@ struct S3World {
     /// What the feed is given as `endpoint` (the server, or a proxy in front of it).
     endpoint: String,
     _s3sfs: Option<S3sFs>,
+    _s3rver: Option<S3rver>,
 }
 
 /// Which S3 server a test runs against.
@@ -37,6 +39,8 @@ enum Server {
     MotoUnverified,
     /// s3s-fs: strict SigV4, no ETags in listings.
     S3sFs,
+    /// s3rver (Node.js): SigV4 with fixed credentials, conditional writes ignored.
+    S3rver,
 }
 
 fn setup() -> S3World {
@@ -44,6 +48,7 @@ fn setup() -> S3World {
 }
 
 fn setup_on(server: Server, proxy: Option<&FaultProxy>) -> S3World {
+    let mut s3rver = None;
     let (client, access_key, secret_key, upstream, s3sfs) = match server {
         Server::Moto | Server::MotoUnverified => {
             let moto = match server {
@@ -67,12 +72,21 @@ fn setup_on(server: Server, proxy: Option<&FaultProxy>) -> S3World {
             let client = S3Client::new(config).expect("s3s-fs client");
             (client, "AKIDFEEDTEST".to_string(), "feed-test-secret".to_string(), fs.endpoint.clone(), Some(fs))
         }
+        Server::S3rver => {
+            let server = S3rver::start().expect("s3rver");
+            let config =
+                S3Config::new(&server.endpoint, "us-east-1", s3rver::ACCESS_KEY, SecretString::new(s3rver::SECRET_KEY));
+            let client = S3Client::new(config).expect("s3rver client");
+            let endpoint = server.endpoint.clone();
+            s3rver = Some(server);
+            (client, s3rver::ACCESS_KEY.to_string(), s3rver::SECRET_KEY.to_string(), endpoint, None)
+        }
     };
     let bucket = Moto::unique_bucket("feed");
     client.create_bucket(&bucket).expect("create bucket");
     let w = World::start(&workspace_bin("changes"), &workspace_bin("poll"));
     let endpoint = proxy.map(|p| p.url().to_string()).unwrap_or(upstream);
-    S3World { w, client, access_key, secret_key, bucket, endpoint, _s3sfs: s3sfs }
+    S3World { w, client, access_key, secret_key, bucket, endpoint, _s3sfs: s3sfs, _s3rver: s3rver }
 }
 
 impl S3World {
@@ -174,6 +188,26 @@ fn created_updated_deleted_reach_the_rule_as_cloudevents() {
     }
     // The feed's own state objects live in the bucket and are never reported.
     assert_eq!(s.state_keys(), [".owfeed/guest/t.lease", ".owfeed/guest/t.state"]);
+}
+
+/// A third, independent server that ignores conditional writes: the feed still reports each
+/// change once, and CREATE and READ say that overlapping polls could not be kept apart.
+#[test]
+fn a_store_without_conditional_writes_works_and_says_so() {
+    let s = setup_on(Server::S3rver, None);
+    s.put("kept", "1");
+    s.put("gone", "1");
+    let created = s.create(json!({}));
+    assert_eq!((&created["conditionalWrites"], &created["conditionalWriteDialect"]), (&json!(false), &json!("none")));
+    s.put("kept", "2");
+    s.put("new", "1");
+    s.delete("gone");
+    s.w.poll();
+    assert_eq!(s.seen(), pairs(&[("created", "new"), ("deleted", "gone"), ("updated", "kept")]));
+    let read = s.w.feed("READ", "t", json!({})).unwrap();
+    let status = &read["status"];
+    assert_eq!((&status["conditionalWrites"], &status["lastOutcome"]), (&json!(false), &json!("ok")), "{read}");
+    assert!(status["conditionalWritesWarning"].as_str().is_some_and(|w| w.contains("same id")), "{read}");
 }
 
 #[test]
