@@ -188,18 +188,34 @@ impl Helpers {
 
 /// A feed action for any polling source.
 pub struct PollingFeed<'a> {
-    source: &'a dyn Source,
+    /// The sources `-p source` picks from; the first is the default.
+    sources: Vec<&'a dyn Source>,
 }
 
 impl<'a> PollingFeed<'a> {
-    /// The feed for `source`.
+    /// The feed for `source` alone.
     pub fn new(source: &'a dyn Source) -> PollingFeed<'a> {
-        PollingFeed { source }
+        PollingFeed { sources: vec![source] }
+    }
+
+    /// The feed for every source in `sources` (the registry), picked by `-p source`; the
+    /// first one when the parameter is absent.
+    pub fn registry(sources: &[&'a dyn Source]) -> PollingFeed<'a> {
+        PollingFeed { sources: sources.to_vec() }
+    }
+
+    /// The source `params` (a request's or a stored config) name, or the default.
+    fn source_of(&self, params: &Params) -> Result<&'a dyn Source, ParamError> {
+        let default = *self.sources.first().ok_or_else(|| ParamError::missing(CONFIG_SOURCE, "a source"))?;
+        match params.str(CONFIG_SOURCE)? {
+            None => Ok(default),
+            Some(name) => find_source(&self.sources, &name),
+        }
     }
 
     fn validate(&self, params: &Params) -> Result<Validated, ActionError> {
         let schedule = Schedule::from_params(params, DEFAULT_INTERVAL_MINUTES)?;
-        let lister = self.source.open(params)?;
+        let lister = self.source_of(params)?.open(params)?;
         let settings = PollSettings::from_params(params, lister.as_ref())?;
         if settings.format == Format::Legacy && lister.legacy_event(&sample_change()).is_none() {
             return Err(ParamError::invalid(
@@ -214,16 +230,29 @@ impl<'a> PollingFeed<'a> {
     }
 
     /// The stored config: the user's parameters plus what `poll` needs to find its way.
-    fn config(&self, req: &FeedRequest, params: &Params) -> Params {
+    fn config(&self, req: &FeedRequest, params: &Params) -> Result<Params, ParamError> {
         let mut config = params.clone();
-        config.insert(CONFIG_SOURCE, json!(self.source.name()));
+        config.insert(CONFIG_SOURCE, json!(self.source_of(params)?.name()));
         config.insert(CONFIG_TRIGGER, json!(req.trigger.to_string()));
-        config
+        Ok(config)
     }
 
-    fn secret_params(&self) -> Vec<&'static str> {
-        self.source.params().iter().filter(|p| p.secret).map(|p| p.name).collect()
+    fn secret_params(&self, config: &Params) -> Vec<&'static str> {
+        // A config naming no known source redacts every secret any source knows.
+        let sources = match self.source_of(config) {
+            Ok(source) => vec![source],
+            Err(_) => self.sources.clone(),
+        };
+        sources.iter().flat_map(|s| s.params()).filter(|p| p.secret).map(|p| p.name).collect()
     }
+}
+
+/// The source called `name` among `sources`; the error lists the known names.
+fn find_source<'a>(sources: &[&'a dyn Source], name: &str) -> Result<&'a dyn Source, ParamError> {
+    sources.iter().copied().find(|s| s.name() == name).ok_or_else(|| {
+        let known: Vec<&str> = sources.iter().map(|s| s.name()).collect();
+        ParamError::invalid(CONFIG_SOURCE, &format!("one of: {}", known.join(", ")), &name.into())
+    })
 }
 
 /// The alarms package from `alarmsPackage` (default `/whisk.system/alarms`).
@@ -651,7 +680,7 @@ impl Feed for PollingFeed<'_> {
         let store = store.with_dialect(probe.dialect);
         let client = &req.client;
         let helpers = Helpers::for_trigger(&req.trigger);
-        let mut config = self.config(req, &req.params);
+        let mut config = self.config(req, &req.params)?;
         config.insert(CONFIG_DIALECT, json!(probe.dialect.as_str()));
         let mut undo = Undo::new();
 
@@ -760,7 +789,7 @@ impl Feed for PollingFeed<'_> {
         if let Value::Object(d) = dialect_fields(config_dialect(&config)) {
             s.extend(d);
         }
-        let lister = self.source.open(&config);
+        let lister = self.source_of(&config).map_err(ActionError::from).and_then(|s| Ok(s.open(&config)?));
         let mut notices = lister.as_ref().map(|l| l.notices()).unwrap_or_default();
         notices.extend(api_tls_notice(req, &config).or_else(|| api_tls_notice(req, &req.params)));
         if !notices.is_empty() {
@@ -828,7 +857,7 @@ impl Feed for PollingFeed<'_> {
                 s.insert("configError".into(), json!(e.to_string()));
             }
         }
-        Ok(json!({ "config": redact(&config, &self.secret_params()), "status": status }))
+        Ok(json!({ "config": redact(&config, &self.secret_params(&config)), "status": status }))
     }
 
     fn update(&self, req: &FeedRequest) -> Result<Value, ActionError> {
@@ -836,6 +865,16 @@ impl Feed for PollingFeed<'_> {
         let old = req
             .read_config(&helpers.config, "feed config")?
             .ok_or_else(|| ActionError::new(format!("trigger {} has no feed config: create it first", req.trigger)))?;
+        let old_source = self.source_of(&old)?.name();
+        if req.params.str(CONFIG_SOURCE)?.is_some_and(|s| s != old_source) {
+            // The state belongs to the old source: a new one starts with DELETE and CREATE.
+            return Err(ParamError::invalid(
+                CONFIG_SOURCE,
+                &format!("{old_source} (the source of a feed cannot change: delete and create the trigger)"),
+                &req.params.str(CONFIG_SOURCE)?.unwrap_or_default().into(),
+            )
+            .into());
+        }
         let mut merged = old.clone();
         for (k, v) in req.params.as_map() {
             if v.is_null() {
@@ -863,7 +902,7 @@ impl Feed for PollingFeed<'_> {
         };
         let old_schedule = Schedule::from_params(&old, DEFAULT_INTERVAL_MINUTES).ok();
         own_package(req)?;
-        let mut config = self.config(req, &merged);
+        let mut config = self.config(req, &merged)?;
         config.insert(CONFIG_DIALECT, json!(dialect.as_str()));
         req.write_config(&helpers.config, &config)
             .map_err(|e| ActionError::new(format!("updating the feed config {}: {e}", helpers.config)))?;
@@ -904,13 +943,17 @@ impl Feed for PollingFeed<'_> {
         let (alarms, schedule, store) = match &config {
             Some(config) => {
                 let (alarms, schedule) = teardown_plan(config);
-                let store = self.source.open(config).ok().and_then(|l| l.blob_store()).map(|b| {
-                    // The state is keyed by the resolved trigger name stored at CREATE.
-                    let stored = config.str(CONFIG_TRIGGER).ok().flatten();
-                    let name =
-                        stored.and_then(|s| QualifiedName::parse(&s, "_").ok()).unwrap_or_else(|| req.trigger.clone());
-                    StateStore::new(b, &name)
-                });
+                let store =
+                    self.source_of(config).ok().and_then(|s| s.open(config).ok()).and_then(|l| l.blob_store()).map(
+                        |b| {
+                            // The state is keyed by the resolved trigger name stored at CREATE.
+                            let stored = config.str(CONFIG_TRIGGER).ok().flatten();
+                            let name = stored
+                                .and_then(|s| QualifiedName::parse(&s, "_").ok())
+                                .unwrap_or_else(|| req.trigger.clone());
+                            StateStore::new(b, &name)
+                        },
+                    );
                 (alarms, schedule, store)
             }
             None => (default_alarms(), Schedule::Interval(1), None),
@@ -1058,15 +1101,7 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
 
 fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Value, ActionError> {
     let started = now_ms();
-    let name = params.required_str(CONFIG_SOURCE)?;
-    let source = sources.iter().find(|s| s.name() == name).ok_or_else(|| {
-        let known: Vec<&str> = sources.iter().map(|s| s.name()).collect();
-        ActionError::from(ParamError::invalid(
-            CONFIG_SOURCE,
-            &format!("one of: {}", known.join(", ")),
-            &name.clone().into(),
-        ))
-    })?;
+    let source = find_source(sources, &params.required_str(CONFIG_SOURCE)?)?;
     let trigger_name = params.required_str(CONFIG_TRIGGER)?;
     let trigger = QualifiedName::parse(&trigger_name, &ctx.namespace).map_err(|e| {
         ParamError::invalid(CONFIG_TRIGGER, &format!("/namespace/trigger ({e})"), &trigger_name.clone().into())
@@ -1210,9 +1245,7 @@ fn build_events(
 /// and how large the state would be. Progress goes to stderr.
 pub fn dry_run(params: Params, sources: &[&dyn Source]) -> Result<Value, ActionError> {
     let source = match params.str(CONFIG_SOURCE)? {
-        Some(name) => *sources.iter().find(|s| s.name() == name).ok_or_else(|| {
-            ActionError::from(ParamError::invalid(CONFIG_SOURCE, "a known source", &name.clone().into()))
-        })?,
+        Some(name) => find_source(sources, &name)?,
         None => *sources.first().ok_or_else(|| ActionError::new("no source compiled in"))?,
     };
     let lister = source.open(&params)?;
