@@ -30,7 +30,7 @@ use crate::openwhisk::{AuthKey, Client, OwError, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::{ActionError, Context};
 use crate::schedule::Schedule;
-use crate::source::{Flow, ListRange, Lister, Source, SourceError};
+use crate::source::{BlobStore, Flow, ListRange, Lister, Source, SourceError};
 use crate::state::{Snapshot, SnapshotWriter, State};
 use crate::store::{Dialect, LeaseError, LoadError, PollStatus, StateStore, NO_CONDITIONAL_WRITES};
 
@@ -243,8 +243,24 @@ impl<'a> PollingFeed<'a> {
             Ok(source) => vec![source],
             Err(_) => self.sources.clone(),
         };
-        sources.iter().flat_map(|s| s.params()).filter(|p| p.secret).map(|p| p.name).collect()
+        let own = sources.into_iter().flat_map(|s| s.params()).filter(|p| p.secret).map(|p| p.name);
+        own.chain(crate::sources::named_store_secrets()).collect()
     }
+}
+
+/// The state store: the source's own, else the one the user names (`stateBucket`…), so a
+/// source without a store of its own still works.
+fn state_blobs(lister: &dyn Lister, params: &Params) -> Result<Box<dyn BlobStore>, ParamError> {
+    if let Some(blobs) = lister.blob_store() {
+        return Ok(blobs);
+    }
+    crate::sources::named_store(params)?.ok_or_else(|| {
+        ParamError::missing(
+            "stateBucket",
+            "a bucket for the feed state (this source keeps none of its own), reached with endpoint, \
+             accessKeyId and secretAccessKey as for the S3 source",
+        )
+    })
 }
 
 /// The source called `name` among `sources`; the error lists the known names.
@@ -672,7 +688,7 @@ impl Feed for PollingFeed<'_> {
         let v = self.validate(&req.params)?;
         own_package(req)?;
         v.lister.probe().map_err(source_error)?;
-        let blobs = v.lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;
+        let blobs = state_blobs(v.lister.as_ref(), &req.params)?;
         let store = StateStore::new(blobs, &req.trigger);
         let probe = store
             .probe_dialect()
@@ -795,7 +811,7 @@ impl Feed for PollingFeed<'_> {
         if !notices.is_empty() {
             s.insert("notices".into(), json!(notices));
         }
-        match lister.map(|l| l.blob_store()) {
+        match lister.and_then(|l| Ok(Some(state_blobs(l.as_ref(), &config)?))) {
             Ok(Some(blobs)) => {
                 let store = StateStore::new(blobs, &req.trigger);
                 s.insert("state".into(), json!(store.location()));
@@ -893,13 +909,10 @@ impl Feed for PollingFeed<'_> {
         let v = self.validate(&merged)?;
         v.lister.probe().map_err(source_error)?;
         // The store may have changed (endpoint, stateBucket): probe its dialect again.
-        let dialect = match v.lister.blob_store() {
-            Some(blobs) => StateStore::new(blobs, &req.trigger)
-                .probe_dialect()
-                .map(|p| p.dialect)
-                .map_err(|e| ActionError::new(format!("cannot write the feed state: {e}")))?,
-            None => config_dialect(&old),
-        };
+        let dialect = StateStore::new(state_blobs(v.lister.as_ref(), &merged)?, &req.trigger)
+            .probe_dialect()
+            .map(|p| p.dialect)
+            .map_err(|e| ActionError::new(format!("cannot write the feed state: {e}")))?;
         let old_schedule = Schedule::from_params(&old, DEFAULT_INTERVAL_MINUTES).ok();
         own_package(req)?;
         let mut config = self.config(req, &merged)?;
@@ -943,17 +956,19 @@ impl Feed for PollingFeed<'_> {
         let (alarms, schedule, store) = match &config {
             Some(config) => {
                 let (alarms, schedule) = teardown_plan(config);
-                let store =
-                    self.source_of(config).ok().and_then(|s| s.open(config).ok()).and_then(|l| l.blob_store()).map(
-                        |b| {
-                            // The state is keyed by the resolved trigger name stored at CREATE.
-                            let stored = config.str(CONFIG_TRIGGER).ok().flatten();
-                            let name = stored
-                                .and_then(|s| QualifiedName::parse(&s, "_").ok())
-                                .unwrap_or_else(|| req.trigger.clone());
-                            StateStore::new(b, &name)
-                        },
-                    );
+                let store = self
+                    .source_of(config)
+                    .ok()
+                    .and_then(|s| s.open(config).ok())
+                    .and_then(|l| state_blobs(l.as_ref(), config).ok())
+                    .map(|b| {
+                        // The state is keyed by the resolved trigger name stored at CREATE.
+                        let stored = config.str(CONFIG_TRIGGER).ok().flatten();
+                        let name = stored
+                            .and_then(|s| QualifiedName::parse(&s, "_").ok())
+                            .unwrap_or_else(|| req.trigger.clone());
+                        StateStore::new(b, &name)
+                    });
                 (alarms, schedule, store)
             }
             None => (default_alarms(), Schedule::Interval(1), None),
@@ -1122,7 +1137,7 @@ fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<V
         .until(ctx.deadline.map(|d| d - commit_margin));
     let lister = source.open(&params)?;
     let settings = PollSettings::from_params(&params, lister.as_ref())?;
-    let blobs = lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;
+    let blobs = state_blobs(lister.as_ref(), &params)?;
     let store = StateStore::new(blobs, &trigger).with_dialect(config_dialect(&params));
     let budget = Budget::new(ctx.deadline, commit_margin);
     let expires = budget.deadline_ms().unwrap_or(started + 60_000) + commit_margin.as_millis() as u64;
@@ -1251,7 +1266,7 @@ pub fn dry_run(params: Params, sources: &[&dyn Source]) -> Result<Value, ActionE
     let lister = source.open(&params)?;
     let settings = PollSettings::from_params(&params, lister.as_ref())?;
     lister.probe().map_err(source_error)?;
-    let blobs = lister.blob_store();
+    let blobs = state_blobs(lister.as_ref(), &params).ok();
     let reserved = blobs.as_ref().and_then(|b| b.reserved_prefix());
     let trigger = match params.str(CONFIG_TRIGGER)? {
         Some(t) => Some(QualifiedName::parse(&t, "_").map_err(|e| {

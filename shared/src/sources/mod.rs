@@ -9,11 +9,23 @@
 
 pub mod s3;
 
-use crate::source::Source;
+use crate::params::{ParamError, Params};
+use crate::source::{BlobStore, Source};
 
 /// Every source the feed and poll actions serve, by `Source::name`. The first one is what a
 /// feed without `-p source` gets (S3, as before the registry existed).
 pub const REGISTRY: &[&dyn Source] = &[&s3::S3Source];
+
+/// The store a user names (`stateBucket`, with the S3 feed's endpoint and credential
+/// parameters) for a source that keeps no state of its own; `Ok(None)` when none is named.
+pub fn named_store(params: &Params) -> Result<Option<Box<dyn BlobStore>>, ParamError> {
+    s3::named_state_store(params)
+}
+
+/// The secret parameters of a named store: READ redacts them whatever the source.
+pub fn named_store_secrets() -> impl Iterator<Item = &'static str> {
+    s3::S3Source.params().iter().filter(|p| p.secret).map(|p| p.name)
+}
 
 /// The registered source called `name`.
 pub fn find(name: &str) -> Option<&'static dyn Source> {
