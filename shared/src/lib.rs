@@ -31,7 +31,9 @@
 //! events; [`delivery::deliver`] fires the outbox in order.
 //!
 //! # Sources
-//! [`source`] is the plugin contract; [`sources::s3::S3Source`] lists S3 buckets.
+//! [`source`] is the plugin contract; [`sources::REGISTRY`] lists the sources the actions
+//! serve; [`sources::s3::S3Source`] lists S3 buckets. [`writing_a_source`] is the guide
+//! (docs/writing-a-source.md), whose example is compiled and run as a doc test.
 
 pub mod budget;
 pub mod deletes;
@@ -52,3 +54,6 @@ pub mod sources;
 pub mod stall;
 pub mod state;
 pub mod store;
+
+#[doc = include_str!("../../docs/writing-a-source.md")]
+pub mod writing_a_source {}

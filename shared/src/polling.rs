@@ -30,7 +30,7 @@ use crate::openwhisk::{AuthKey, Client, OwError, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::{ActionError, Context};
 use crate::schedule::Schedule;
-use crate::source::{Flow, ListRange, Lister, Source, SourceError};
+use crate::source::{BlobStore, Flow, ListRange, Lister, Source, SourceError};
 use crate::state::{Snapshot, SnapshotWriter, State};
 use crate::store::{Dialect, LeaseError, LoadError, PollStatus, StateStore, NO_CONDITIONAL_WRITES};
 
@@ -188,18 +188,34 @@ impl Helpers {
 
 /// A feed action for any polling source.
 pub struct PollingFeed<'a> {
-    source: &'a dyn Source,
+    /// The sources `-p source` picks from; the first is the default.
+    sources: Vec<&'a dyn Source>,
 }
 
 impl<'a> PollingFeed<'a> {
-    /// The feed for `source`.
+    /// The feed for `source` alone.
     pub fn new(source: &'a dyn Source) -> PollingFeed<'a> {
-        PollingFeed { source }
+        PollingFeed { sources: vec![source] }
+    }
+
+    /// The feed for every source in `sources` (the registry), picked by `-p source`; the
+    /// first one when the parameter is absent.
+    pub fn registry(sources: &[&'a dyn Source]) -> PollingFeed<'a> {
+        PollingFeed { sources: sources.to_vec() }
+    }
+
+    /// The source `params` (a request's or a stored config) name, or the default.
+    fn source_of(&self, params: &Params) -> Result<&'a dyn Source, ParamError> {
+        let default = *self.sources.first().ok_or_else(|| ParamError::missing(CONFIG_SOURCE, "a source"))?;
+        match params.str(CONFIG_SOURCE)? {
+            None => Ok(default),
+            Some(name) => find_source(&self.sources, &name),
+        }
     }
 
     fn validate(&self, params: &Params) -> Result<Validated, ActionError> {
         let schedule = Schedule::from_params(params, DEFAULT_INTERVAL_MINUTES)?;
-        let lister = self.source.open(params)?;
+        let lister = self.source_of(params)?.open(params)?;
         let settings = PollSettings::from_params(params, lister.as_ref())?;
         if settings.format == Format::Legacy && lister.legacy_event(&sample_change()).is_none() {
             return Err(ParamError::invalid(
@@ -214,16 +230,45 @@ impl<'a> PollingFeed<'a> {
     }
 
     /// The stored config: the user's parameters plus what `poll` needs to find its way.
-    fn config(&self, req: &FeedRequest, params: &Params) -> Params {
+    fn config(&self, req: &FeedRequest, params: &Params) -> Result<Params, ParamError> {
         let mut config = params.clone();
-        config.insert(CONFIG_SOURCE, json!(self.source.name()));
+        config.insert(CONFIG_SOURCE, json!(self.source_of(params)?.name()));
         config.insert(CONFIG_TRIGGER, json!(req.trigger.to_string()));
-        config
+        Ok(config)
     }
 
-    fn secret_params(&self) -> Vec<&'static str> {
-        self.source.params().iter().filter(|p| p.secret).map(|p| p.name).collect()
+    fn secret_params(&self, config: &Params) -> Vec<&'static str> {
+        // A config naming no known source redacts every secret any source knows.
+        let sources = match self.source_of(config) {
+            Ok(source) => vec![source],
+            Err(_) => self.sources.clone(),
+        };
+        let own = sources.into_iter().flat_map(|s| s.params()).filter(|p| p.secret).map(|p| p.name);
+        own.chain(crate::sources::named_store_secrets()).collect()
     }
+}
+
+/// The state store: the source's own, else the one the user names (`stateBucket`…), so a
+/// source without a store of its own still works.
+fn state_blobs(lister: &dyn Lister, params: &Params) -> Result<Box<dyn BlobStore>, ParamError> {
+    if let Some(blobs) = lister.blob_store() {
+        return Ok(blobs);
+    }
+    crate::sources::named_store(params)?.ok_or_else(|| {
+        ParamError::missing(
+            "stateBucket",
+            "a bucket for the feed state (this source keeps none of its own), reached with endpoint, \
+             accessKeyId and secretAccessKey as for the S3 source",
+        )
+    })
+}
+
+/// The source called `name` among `sources`; the error lists the known names.
+fn find_source<'a>(sources: &[&'a dyn Source], name: &str) -> Result<&'a dyn Source, ParamError> {
+    sources.iter().copied().find(|s| s.name() == name).ok_or_else(|| {
+        let known: Vec<&str> = sources.iter().map(|s| s.name()).collect();
+        ParamError::invalid(CONFIG_SOURCE, &format!("one of: {}", known.join(", ")), &name.into())
+    })
 }
 
 /// The alarms package from `alarmsPackage` (default `/whisk.system/alarms`).
@@ -643,7 +688,7 @@ impl Feed for PollingFeed<'_> {
         let v = self.validate(&req.params)?;
         own_package(req)?;
         v.lister.probe().map_err(source_error)?;
-        let blobs = v.lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;
+        let blobs = state_blobs(v.lister.as_ref(), &req.params)?;
         let store = StateStore::new(blobs, &req.trigger);
         let probe = store
             .probe_dialect()
@@ -651,7 +696,7 @@ impl Feed for PollingFeed<'_> {
         let store = store.with_dialect(probe.dialect);
         let client = &req.client;
         let helpers = Helpers::for_trigger(&req.trigger);
-        let mut config = self.config(req, &req.params);
+        let mut config = self.config(req, &req.params)?;
         config.insert(CONFIG_DIALECT, json!(probe.dialect.as_str()));
         let mut undo = Undo::new();
 
@@ -760,13 +805,13 @@ impl Feed for PollingFeed<'_> {
         if let Value::Object(d) = dialect_fields(config_dialect(&config)) {
             s.extend(d);
         }
-        let lister = self.source.open(&config);
+        let lister = self.source_of(&config).map_err(ActionError::from).and_then(|s| Ok(s.open(&config)?));
         let mut notices = lister.as_ref().map(|l| l.notices()).unwrap_or_default();
         notices.extend(api_tls_notice(req, &config).or_else(|| api_tls_notice(req, &req.params)));
         if !notices.is_empty() {
             s.insert("notices".into(), json!(notices));
         }
-        match lister.map(|l| l.blob_store()) {
+        match lister.and_then(|l| Ok(Some(state_blobs(l.as_ref(), &config)?))) {
             Ok(Some(blobs)) => {
                 let store = StateStore::new(blobs, &req.trigger);
                 s.insert("state".into(), json!(store.location()));
@@ -828,7 +873,7 @@ impl Feed for PollingFeed<'_> {
                 s.insert("configError".into(), json!(e.to_string()));
             }
         }
-        Ok(json!({ "config": redact(&config, &self.secret_params()), "status": status }))
+        Ok(json!({ "config": redact(&config, &self.secret_params(&config)), "status": status }))
     }
 
     fn update(&self, req: &FeedRequest) -> Result<Value, ActionError> {
@@ -836,6 +881,16 @@ impl Feed for PollingFeed<'_> {
         let old = req
             .read_config(&helpers.config, "feed config")?
             .ok_or_else(|| ActionError::new(format!("trigger {} has no feed config: create it first", req.trigger)))?;
+        let old_source = self.source_of(&old)?.name();
+        if req.params.str(CONFIG_SOURCE)?.is_some_and(|s| s != old_source) {
+            // The state belongs to the old source: a new one starts with DELETE and CREATE.
+            return Err(ParamError::invalid(
+                CONFIG_SOURCE,
+                &format!("{old_source} (the source of a feed cannot change: delete and create the trigger)"),
+                &req.params.str(CONFIG_SOURCE)?.unwrap_or_default().into(),
+            )
+            .into());
+        }
         let mut merged = old.clone();
         for (k, v) in req.params.as_map() {
             if v.is_null() {
@@ -854,16 +909,13 @@ impl Feed for PollingFeed<'_> {
         let v = self.validate(&merged)?;
         v.lister.probe().map_err(source_error)?;
         // The store may have changed (endpoint, stateBucket): probe its dialect again.
-        let dialect = match v.lister.blob_store() {
-            Some(blobs) => StateStore::new(blobs, &req.trigger)
-                .probe_dialect()
-                .map(|p| p.dialect)
-                .map_err(|e| ActionError::new(format!("cannot write the feed state: {e}")))?,
-            None => config_dialect(&old),
-        };
+        let dialect = StateStore::new(state_blobs(v.lister.as_ref(), &merged)?, &req.trigger)
+            .probe_dialect()
+            .map(|p| p.dialect)
+            .map_err(|e| ActionError::new(format!("cannot write the feed state: {e}")))?;
         let old_schedule = Schedule::from_params(&old, DEFAULT_INTERVAL_MINUTES).ok();
         own_package(req)?;
-        let mut config = self.config(req, &merged);
+        let mut config = self.config(req, &merged)?;
         config.insert(CONFIG_DIALECT, json!(dialect.as_str()));
         req.write_config(&helpers.config, &config)
             .map_err(|e| ActionError::new(format!("updating the feed config {}: {e}", helpers.config)))?;
@@ -904,13 +956,19 @@ impl Feed for PollingFeed<'_> {
         let (alarms, schedule, store) = match &config {
             Some(config) => {
                 let (alarms, schedule) = teardown_plan(config);
-                let store = self.source.open(config).ok().and_then(|l| l.blob_store()).map(|b| {
-                    // The state is keyed by the resolved trigger name stored at CREATE.
-                    let stored = config.str(CONFIG_TRIGGER).ok().flatten();
-                    let name =
-                        stored.and_then(|s| QualifiedName::parse(&s, "_").ok()).unwrap_or_else(|| req.trigger.clone());
-                    StateStore::new(b, &name)
-                });
+                let store = self
+                    .source_of(config)
+                    .ok()
+                    .and_then(|s| s.open(config).ok())
+                    .and_then(|l| state_blobs(l.as_ref(), config).ok())
+                    .map(|b| {
+                        // The state is keyed by the resolved trigger name stored at CREATE.
+                        let stored = config.str(CONFIG_TRIGGER).ok().flatten();
+                        let name = stored
+                            .and_then(|s| QualifiedName::parse(&s, "_").ok())
+                            .unwrap_or_else(|| req.trigger.clone());
+                        StateStore::new(b, &name)
+                    });
                 (alarms, schedule, store)
             }
             None => (default_alarms(), Schedule::Interval(1), None),
@@ -1058,15 +1116,7 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
 
 fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Value, ActionError> {
     let started = now_ms();
-    let name = params.required_str(CONFIG_SOURCE)?;
-    let source = sources.iter().find(|s| s.name() == name).ok_or_else(|| {
-        let known: Vec<&str> = sources.iter().map(|s| s.name()).collect();
-        ActionError::from(ParamError::invalid(
-            CONFIG_SOURCE,
-            &format!("one of: {}", known.join(", ")),
-            &name.clone().into(),
-        ))
-    })?;
+    let source = find_source(sources, &params.required_str(CONFIG_SOURCE)?)?;
     let trigger_name = params.required_str(CONFIG_TRIGGER)?;
     let trigger = QualifiedName::parse(&trigger_name, &ctx.namespace).map_err(|e| {
         ParamError::invalid(CONFIG_TRIGGER, &format!("/namespace/trigger ({e})"), &trigger_name.clone().into())
@@ -1087,7 +1137,7 @@ fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<V
         .until(ctx.deadline.map(|d| d - commit_margin));
     let lister = source.open(&params)?;
     let settings = PollSettings::from_params(&params, lister.as_ref())?;
-    let blobs = lister.blob_store().ok_or_else(|| ActionError::new("this source offers no state store"))?;
+    let blobs = state_blobs(lister.as_ref(), &params)?;
     let store = StateStore::new(blobs, &trigger).with_dialect(config_dialect(&params));
     let budget = Budget::new(ctx.deadline, commit_margin);
     let expires = budget.deadline_ms().unwrap_or(started + 60_000) + commit_margin.as_millis() as u64;
@@ -1210,15 +1260,13 @@ fn build_events(
 /// and how large the state would be. Progress goes to stderr.
 pub fn dry_run(params: Params, sources: &[&dyn Source]) -> Result<Value, ActionError> {
     let source = match params.str(CONFIG_SOURCE)? {
-        Some(name) => *sources.iter().find(|s| s.name() == name).ok_or_else(|| {
-            ActionError::from(ParamError::invalid(CONFIG_SOURCE, "a known source", &name.clone().into()))
-        })?,
+        Some(name) => find_source(sources, &name)?,
         None => *sources.first().ok_or_else(|| ActionError::new("no source compiled in"))?,
     };
     let lister = source.open(&params)?;
     let settings = PollSettings::from_params(&params, lister.as_ref())?;
     lister.probe().map_err(source_error)?;
-    let blobs = lister.blob_store();
+    let blobs = state_blobs(lister.as_ref(), &params).ok();
     let reserved = blobs.as_ref().and_then(|b| b.reserved_prefix());
     let trigger = match params.str(CONFIG_TRIGGER)? {
         Some(t) => Some(QualifiedName::parse(&t, "_").map_err(|e| {

@@ -2,7 +2,8 @@
 //!
 //! It lets the lifecycle and polling tests run the real core through the emulator without
 //! an S3 server: `listing` names a JSON file `[{"key": "a", "version": "1"}, …]` (listed in
-//! file order, in pages of `pageSize`), `stateDir` a directory for the state blobs. `token`
+//! file order, in pages of `pageSize`), `stateDir` a directory for the state blobs (without it the
+//! source offers no store, and the core keeps the state in the one the user names). `token`
 //! is a secret parameter (never shown by READ) and `failProbe` makes CREATE's probe fail.
 
 use std::fs;
@@ -21,7 +22,7 @@ pub struct ListingSource;
 
 const PARAMS: &[ParamSpec] = &[
     ParamSpec { name: "listing", secret: false, required: true, doc: "path of the JSON listing file" },
-    ParamSpec { name: "stateDir", secret: false, required: true, doc: "directory for state blobs" },
+    ParamSpec { name: "stateDir", secret: false, required: false, doc: "directory for state blobs" },
     ParamSpec { name: "token", secret: true, required: false, doc: "a secret, to test redaction" },
     ParamSpec { name: "pageSize", secret: false, required: false, doc: "entries per page (default 2)" },
     ParamSpec { name: "failProbe", secret: false, required: false, doc: "make the probe fail" },
@@ -38,7 +39,7 @@ impl Source for ListingSource {
 
     fn open(&self, params: &Params) -> Result<Box<dyn Lister>, ParamError> {
         let listing = PathBuf::from(params.required_str("listing")?);
-        let state_dir = PathBuf::from(params.required_str("stateDir")?);
+        let state_dir = params.str("stateDir")?.map(PathBuf::from);
         let _ = params.secret("token")?;
         let page_size = params.u64_in("pageSize", 1, 1000)?.unwrap_or(2) as usize;
         let fail_probe = params.bool("failProbe")?.unwrap_or(false);
@@ -48,7 +49,7 @@ impl Source for ListingSource {
 
 struct ListingLister {
     listing: PathBuf,
-    state_dir: PathBuf,
+    state_dir: Option<PathBuf>,
     page_size: usize,
     fail_probe: bool,
 }
@@ -107,7 +108,8 @@ impl Lister for ListingLister {
     }
 
     fn blob_store(&self) -> Option<Box<dyn BlobStore>> {
-        Some(Box::new(DirStore { dir: self.state_dir.clone() }))
+        let dir = self.state_dir.clone()?;
+        Some(Box::new(DirStore { dir }))
     }
 }
 

@@ -445,3 +445,47 @@ fn every_lifecycle_event_works_when_shared_packages_are_execute_only() {
     assert_eq!(w.user_entities().unwrap(), ["rule:t-recorder"]);
     assert_eq!(state_files(&w), Vec::<String>::new());
 }
+
+/// The keys in `bucket` on moto.
+fn bucket_keys(moto: &feed_tests::moto::Moto, bucket: &str) -> Vec<String> {
+    let page = moto.client().list_objects_v2(bucket, &owfeed_s3::ListRequest::default()).expect("list bucket");
+    page.objects.into_iter().map(|o| o.key).collect()
+}
+
+#[test]
+fn a_source_without_a_store_keeps_its_state_in_the_bucket_the_user_names() {
+    let moto = feed_tests::moto::Moto::shared().expect("moto server");
+    let bucket = feed_tests::moto::Moto::unique_bucket("named-state");
+    moto.create_bucket(&bucket).unwrap();
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    let no_store = |extra: Value| {
+        let mut p = params(&w, extra);
+        p.as_object_mut().unwrap().remove("stateDir");
+        p
+    };
+    // Without a named store CREATE says which parameter is missing and makes nothing.
+    let err = w.create_trigger("t", no_store(json!({}))).unwrap_err();
+    assert!(err.contains("parameter 'stateBucket'"), "{err}");
+    assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
+    let store = json!({
+        "stateBucket": bucket,
+        "endpoint": moto.endpoint(),
+        "accessKeyId": moto.access_key_id(),
+        "secretAccessKey": moto.secret_access_key(),
+    });
+    w.create_trigger("t", no_store(store)).unwrap();
+    assert_eq!(bucket_keys(moto, &bucket), [".owfeed/guest/t.state"]);
+    w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    write_listing(&w, &[("a", "2"), ("b", "1")]);
+    w.poll();
+    let mut got: Vec<String> = w.events().iter().map(|e| format!("{} {}", e["type"], e["subject"])).collect();
+    got.sort();
+    assert_eq!(got, ["\"test.listing.entry.created\" \"b\"", "\"test.listing.entry.updated\" \"a\""]);
+    let read = w.feed("READ", "t", json!({})).unwrap();
+    assert_eq!(read["config"]["secretAccessKey"], "[redacted]", "{read}");
+    assert!(!read.to_string().contains(moto.secret_access_key()), "{read}");
+    assert_eq!(read["status"]["eventsFired"], 2, "{read}");
+    w.delete_trigger("t").unwrap();
+    assert_eq!(bucket_keys(moto, &bucket), Vec::<String>::new());
+}

@@ -18,6 +18,8 @@ mod official_client;
 mod private_tls;
 // scale, resume, recovery, throttling, secret scan and S3 request counts ("Prove it")
 mod proof;
+// the source registry: feed, poll, README and manifest serve and name every registered source
+mod registry;
 // the action runtime driven through the real actionloop, blackbox and CLI protocols
 mod runtime;
 // the S3 client against moto (SigV4 verified) and s3s-fs

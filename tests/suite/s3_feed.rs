@@ -424,6 +424,23 @@ fn update_changes_filters_and_keeps_state() {
 }
 
 #[test]
+fn source_s3_is_the_default_and_the_source_of_a_feed_cannot_change() {
+    let s = setup();
+    s.create(json!({"source": "s3"}));
+    s.put("a", "1");
+    s.w.poll();
+    assert_eq!(s.seen(), pairs(&[("created", "a")]));
+    let err = s.w.feed("UPDATE", "t", json!({"source": "other"})).unwrap_err();
+    assert!(err.contains("parameter 'source'") && err.contains("cannot change"), "{err}");
+    let read = s.w.feed("READ", "t", json!({})).unwrap();
+    assert_eq!(read["config"]["source"], "s3", "{read}");
+    s.w.feed("UPDATE", "t", json!({"source": "s3", "interval": 2})).unwrap();
+    s.put("a", "2");
+    s.w.poll();
+    assert_eq!(s.seen(), pairs(&[("created", "a"), ("updated", "a")]));
+}
+
+#[test]
 fn dry_run_cli_shows_what_would_fire_without_openwhisk() {
     let s = setup();
     s.put("d/one", "1");

@@ -1,9 +1,10 @@
-//! `changes`: the S3 bucket-changes feed action (CREATE, READ, UPDATE, DELETE, PAUSE, UNPAUSE).
+//! `changes`: the polling feed action (CREATE, READ, UPDATE, DELETE, PAUSE, UNPAUSE) for every
+//! registered source, picked with `-p source NAME` (default `s3`).
 
 use owfeed::lifecycle::handle;
 use owfeed::polling::PollingFeed;
-use owfeed::sources::s3::S3Source;
+use owfeed::sources::REGISTRY;
 
 fn main() {
-    owfeed::runtime::main(|ctx, params| handle(&PollingFeed::new(&S3Source), ctx, params))
+    owfeed::runtime::main(|ctx, params| handle(&PollingFeed::registry(REGISTRY), ctx, params))
 }

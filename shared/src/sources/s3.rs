@@ -96,77 +96,88 @@ impl Source for S3Source {
     }
 
     fn open(&self, params: &Params) -> Result<Box<dyn Lister>, ParamError> {
-        let endpoint = params.required_str("endpoint")?;
-        let bucket = bucket_name(params, "bucket")?.ok_or_else(|| ParamError::missing("bucket", "a bucket name"))?;
-        let access_key_id = params.required_str("accessKeyId")?;
-        let secret = params.required_secret("secretAccessKey")?;
-        let session_token = params.secret("sessionToken")?;
-        let region = params.str("region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
-        if region.trim().is_empty() || region.contains(char::is_whitespace) {
-            return Err(ParamError::invalid("region", "a region name such as us-east-1", &region.into()));
-        }
-        let path_style = match params.bool("pathStyle")? {
-            Some(b) => b,
-            None => !endpoint.contains(".amazonaws.com"),
-        };
-        let prefix = params.str("prefix")?.unwrap_or_default();
-        let url_encoding = params.bool("urlEncoding")?.unwrap_or(true);
-        let page_size = params.u64_in("pageSize", 1, 1000)?.map(|n| n as u32);
-        let state_bucket = bucket_name(params, "stateBucket")?.unwrap_or_else(|| bucket.clone());
-        let state_prefix = params.str("statePrefix")?.unwrap_or_else(|| DEFAULT_STATE_PREFIX.to_string());
-        if state_prefix.is_empty() && state_bucket == bucket {
-            return Err(ParamError::invalid(
-                "statePrefix",
-                "a non-empty prefix when the state is kept in the watched bucket",
-                &"".into(),
-            ));
-        }
-        if endpoint
-            .split_once("://")
-            .is_some_and(|(_, rest)| rest.split(['/', '?', '#']).next().is_some_and(|a| a.contains('@')))
-        {
-            // Never echoed: the user-info is a credential.
-            return Err(ParamError::invalid_secret(
-                "endpoint",
-                "an http(s) URL without user-info (give credentials as accessKeyId/secretAccessKey)",
-            ));
-        }
-        let ca_certificate = params.str("caCertificate")?.filter(|c| !c.trim().is_empty());
-        let insecure = params.bool("insecureSkipTlsVerify")?.unwrap_or(false);
-        if let Some(pem) = &ca_certificate {
-            owfeed_s3::tls_config(Some(pem), false, "caCertificate").map_err(|e| ParamError {
-                name: "caCertificate".to_string(),
-                expected: format!("PEM certificates ({e})"),
-                got: None,
-            })?;
-        }
-        let mut config = S3Config::new(endpoint.clone(), region, access_key_id, SecretString::new(secret.expose()));
-        config.session_token = session_token.map(|t| SecretString::new(t.expose()));
-        config.path_style = path_style;
-        config.list_url_encoding = url_encoding;
-        config.ca_certificates_pem = ca_certificate.clone();
-        config.insecure_skip_tls_verify = insecure;
-        let client = S3Client::new(config).map_err(|e| ParamError {
-            name: "endpoint".to_string(),
-            expected: format!("an http(s) URL ({})", e.message),
-            got: Some(Value::String(endpoint.clone()).to_string()),
-        })?;
-        let tls = match (insecure, &ca_certificate) {
-            (true, _) => TlsMode::Insecure,
-            (false, Some(pem)) => TlsMode::PrivateCa(pem.matches("-----BEGIN CERTIFICATE-----").count()),
-            (false, None) => TlsMode::PublicRoots,
-        };
-        Ok(Box::new(S3Lister {
-            client: Arc::new(client),
-            endpoint,
-            bucket,
-            prefix,
-            state_bucket,
-            state_prefix,
-            page_size,
-            tls,
-        }))
+        Ok(Box::new(open_s3(params)?))
     }
+}
+
+/// The state store of a source that keeps none of its own: objects under `statePrefix` in the
+/// bucket `stateBucket`, reached with the S3 feed's `endpoint`, credential and TLS parameters;
+/// `Ok(None)` when no `stateBucket` is given.
+pub fn named_state_store(params: &Params) -> Result<Option<Box<dyn BlobStore>>, ParamError> {
+    let Some(bucket) = bucket_name(params, "stateBucket")? else { return Ok(None) };
+    let mut params = params.clone();
+    params.insert("bucket", json!(bucket));
+    let s3 = open_s3(&params)?;
+    Ok(Some(Box::new(S3BlobStore {
+        client: s3.client,
+        bucket: s3.state_bucket,
+        prefix: s3.state_prefix,
+        shared_with_source: false,
+    })))
+}
+
+fn open_s3(params: &Params) -> Result<S3Lister, ParamError> {
+    let endpoint = params.required_str("endpoint")?;
+    let bucket = bucket_name(params, "bucket")?.ok_or_else(|| ParamError::missing("bucket", "a bucket name"))?;
+    let access_key_id = params.required_str("accessKeyId")?;
+    let secret = params.required_secret("secretAccessKey")?;
+    let session_token = params.secret("sessionToken")?;
+    let region = params.str("region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
+    if region.trim().is_empty() || region.contains(char::is_whitespace) {
+        return Err(ParamError::invalid("region", "a region name such as us-east-1", &region.into()));
+    }
+    let path_style = match params.bool("pathStyle")? {
+        Some(b) => b,
+        None => !endpoint.contains(".amazonaws.com"),
+    };
+    let prefix = params.str("prefix")?.unwrap_or_default();
+    let url_encoding = params.bool("urlEncoding")?.unwrap_or(true);
+    let page_size = params.u64_in("pageSize", 1, 1000)?.map(|n| n as u32);
+    let state_bucket = bucket_name(params, "stateBucket")?.unwrap_or_else(|| bucket.clone());
+    let state_prefix = params.str("statePrefix")?.unwrap_or_else(|| DEFAULT_STATE_PREFIX.to_string());
+    if state_prefix.is_empty() && state_bucket == bucket {
+        return Err(ParamError::invalid(
+            "statePrefix",
+            "a non-empty prefix when the state is kept in the watched bucket",
+            &"".into(),
+        ));
+    }
+    if endpoint
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.split(['/', '?', '#']).next().is_some_and(|a| a.contains('@')))
+    {
+        // Never echoed: the user-info is a credential.
+        return Err(ParamError::invalid_secret(
+            "endpoint",
+            "an http(s) URL without user-info (give credentials as accessKeyId/secretAccessKey)",
+        ));
+    }
+    let ca_certificate = params.str("caCertificate")?.filter(|c| !c.trim().is_empty());
+    let insecure = params.bool("insecureSkipTlsVerify")?.unwrap_or(false);
+    if let Some(pem) = &ca_certificate {
+        owfeed_s3::tls_config(Some(pem), false, "caCertificate").map_err(|e| ParamError {
+            name: "caCertificate".to_string(),
+            expected: format!("PEM certificates ({e})"),
+            got: None,
+        })?;
+    }
+    let mut config = S3Config::new(endpoint.clone(), region, access_key_id, SecretString::new(secret.expose()));
+    config.session_token = session_token.map(|t| SecretString::new(t.expose()));
+    config.path_style = path_style;
+    config.list_url_encoding = url_encoding;
+    config.ca_certificates_pem = ca_certificate.clone();
+    config.insecure_skip_tls_verify = insecure;
+    let client = S3Client::new(config).map_err(|e| ParamError {
+        name: "endpoint".to_string(),
+        expected: format!("an http(s) URL ({})", e.message),
+        got: Some(Value::String(endpoint.clone()).to_string()),
+    })?;
+    let tls = match (insecure, &ca_certificate) {
+        (true, _) => TlsMode::Insecure,
+        (false, Some(pem)) => TlsMode::PrivateCa(pem.matches("-----BEGIN CERTIFICATE-----").count()),
+        (false, None) => TlsMode::PublicRoots,
+    };
+    Ok(S3Lister { client: Arc::new(client), endpoint, bucket, prefix, state_bucket, state_prefix, page_size, tls })
 }
 
 fn bucket_name(params: &Params, name: &str) -> Result<Option<String>, ParamError> {
