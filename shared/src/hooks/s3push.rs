@@ -27,9 +27,10 @@
 //! fields, so it gets the same id; two writes of one key differ in `sequencer`. The ids are
 //! not those a poll would give the same change (a poll's `seq` is its commit counter).
 //!
-//! # `lastModified`
+//! # `lastModified` and `time`
 //! The record's `eventTime`, normalised to the listing's form (RFC 3339, milliseconds, `Z`;
-//! Ceph sends microseconds).
+//! Ceph sends microseconds); a delete's `time` is its `eventTime` too, so a resent
+//! notification gives the very same event.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
@@ -180,6 +181,8 @@ pub struct RecordChange {
     pub change: Change,
     /// The `seq` that makes its id (see the module doc).
     pub seq: u64,
+    /// The record's `eventTime`: the event's `time`, deletes included.
+    pub time: DateTime<Utc>,
 }
 
 /// Maps a notification body to the events the trigger fires (see the module doc).
@@ -194,9 +197,7 @@ pub fn map_notification(settings: &PushSettings, id_salt: &str, body: &Value) ->
             mapped.filtered += 1;
             continue;
         }
-        // Unused: every record has an eventTime (read_records checks it).
-        let fallback = Utc::now();
-        let ce = cloud_event(&ctx, &record.change, record.seq, fallback);
+        let ce = cloud_event(&ctx, &record.change, record.seq, record.time);
         let event = match settings.format {
             Format::CloudEvents => ce,
             Format::Legacy => {
@@ -261,10 +262,9 @@ pub fn read_records(
         let provider = Provider::from_event_source(&event_source).unwrap_or(settings.provider);
         let key = decode_key(provider, &raw_key).map_err(|m| at(&m))?;
         let event_time = text(record.get("eventTime"), "eventTime")?.ok_or_else(|| at("no eventTime"))?;
-        let time = DateTime::parse_from_rfc3339(&event_time)
-            .map_err(|_| at("eventTime is not an RFC 3339 time"))?
-            .to_utc()
-            .to_rfc3339_opts(SecondsFormat::Millis, true);
+        let at_time =
+            DateTime::parse_from_rfc3339(&event_time).map_err(|_| at("eventTime is not an RFC 3339 time"))?.to_utc();
+        let time = at_time.to_rfc3339_opts(SecondsFormat::Millis, true);
 
         let kind = if event_name.starts_with("ObjectCreated:") {
             ChangeKind::Created
@@ -310,7 +310,10 @@ pub fn read_records(
                 Change { kind, key: key.clone(), entry: Some(Entry { key, version, attrs }), old_version: None }
             }
         };
-        out.push(RecordChange { change, seq });
+        // Whole milliseconds, as `lastModified`: the same event time whichever server sent it.
+        let millis = at_time.timestamp_millis();
+        let time_ms = DateTime::from_timestamp_millis(millis).unwrap_or(at_time);
+        out.push(RecordChange { change, seq, time: time_ms });
     }
     Ok(out)
 }
@@ -503,6 +506,7 @@ mod tests {
             for name in ["ObjectRemoved:Delete", "ObjectRemoved:DeleteMarkerCreated"] {
                 let event = one(&s, &record(provider, name, key, "0055AED6DCD90281E6"));
                 assert_eq!(event["type"], "org.openwhisk.feeds.s3.object.deleted", "{provider:?} {name}");
+                assert_eq!(event["time"], "2026-11-27T18:00:00.123Z", "{provider:?} {name}");
                 assert_eq!(
                     event["data"],
                     json!({"bucket": "photos", "endpoint": "https://s3.example.com",
