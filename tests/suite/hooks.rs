@@ -781,3 +781,118 @@ fn subscription_manager_without_header_support_still_authenticates() {
     assert_eq!(manager.deliver(&id, &ce("o-1", "com.example.order.created")), 202);
     assert_eq!(ids(&h.events()), vec!["o-1"]);
 }
+
+/// One S3 notification record in the shape a provider pushes (reference notes s3-notifications.md §1, §4, §5).
+fn s3_record(source: &str, event: &str, key: &str, sequencer: &str) -> Value {
+    let mut object = json!({"key": key, "sequencer": sequencer});
+    if event.contains("ObjectCreated") {
+        object["size"] = json!(5);
+        // Ceph before 2021 spells it `etag`.
+        object[if source == "ceph:s3" { "etag" } else { "eTag" }] = json!("5d41402abc4b2a76b9719d911017c592");
+    }
+    json!({"eventVersion": "2.2", "eventSource": source, "awsRegion": "", "eventName": event,
+        "eventTime": if source == "ceph:s3" { "2026-11-27T18:00:00.250000Z" } else { "2026-11-27T18:00:00.250Z" },
+        "userIdentity": {"principalId": "tester"}, "requestParameters": {"sourceIPAddress": ""},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "owfeed", "bucket": {"name": "photos",
+            "arn": "arn:aws:s3:::photos"}, "object": object}})
+}
+
+/// The events the S3 feed fires for these changes (without `id`), in the polling feed's shape.
+fn s3_expected(endpoint: &str, changes: &[(&str, &str)]) -> Vec<Value> {
+    changes
+        .iter()
+        .map(|(change, key)| {
+            let mut data = json!({"bucket": "photos", "endpoint": endpoint, "key": key, "change": change});
+            if *change == "created" {
+                data["etag"] = json!("5d41402abc4b2a76b9719d911017c592");
+                data["size"] = json!(5);
+                data["lastModified"] = json!("2026-11-27T18:00:00.250Z");
+            }
+            json!({"specversion": "1.0", "source": format!("{endpoint}/photos"),
+                "type": format!("org.openwhisk.feeds.s3.object.{change}"), "subject": key,
+                "time": "2026-11-27T18:00:00.250Z",
+                "datacontenttype": "application/json", "data": data})
+        })
+        .collect()
+}
+
+/// Drops `id` (checked separately).
+fn without_id(events: &[Value]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for e in events {
+        let mut e = e.clone();
+        let id = e.as_object_mut().unwrap().remove("id").expect("id");
+        assert!(id.as_str().is_some_and(|s| s.len() == 32), "{id}");
+        out.push(e);
+    }
+    out
+}
+
+#[test]
+fn s3_push_from_ceph_and_minio_pushers_fires_the_s3_feeds_events() {
+    let h = Hooks::start();
+    let ceph = h.create_recorded(
+        "ceph",
+        json!({"source": "s3", "provider": "ceph", "endpoint": "http://rgw.example:8000", "bucket": "photos"}),
+    );
+    let ceph_token = ceph["token"].as_str().expect("the token is printed: nothing was registered").to_string();
+    // Ceph pushes with no header of its own: the token travels in the push-endpoint URL.
+    let ceph_url = format!("{}?access_token={ceph_token}", ceph["url"].as_str().unwrap());
+    let ceph_push = |event: &str, key: &str, seq: &str| {
+        let body = json!({"Records": [s3_record("ceph:s3", event, key, seq)]});
+        h.post(&ceph_url, &[("Content-Type", "application/json")], &serde_json::to_vec(&body).unwrap())
+    };
+    let a = ceph_push("ObjectCreated:Put", "albums/a b+c.jpg", "0001");
+    assert_eq!((a.status, a.body["fired"].clone()), (202, json!(1)), "{}", a.body);
+    // A retry of the same notification (Ceph persistent topics resend until acked).
+    assert_eq!(ceph_push("ObjectCreated:Put", "albums/a b+c.jpg", "0001").status, 202);
+    assert_eq!(ceph_push("ObjectRemoved:Delete", "albums/a b+c.jpg", "0002").status, 202);
+    let no_token = h.post(ceph["url"].as_str().unwrap(), &[("Content-Type", "application/json")], b"{}");
+    assert_eq!(no_token.status, 401);
+
+    // Rule invocations run concurrently in the emulator: the recorder's order is not the send order.
+    let mut events = h.events();
+    events.sort_by_key(|e| e["type"].as_str().unwrap_or_default().to_string());
+    assert_eq!(
+        without_id(&events),
+        s3_expected(
+            "http://rgw.example:8000",
+            &[("created", "albums/a b+c.jpg"), ("created", "albums/a b+c.jpg"), ("deleted", "albums/a b+c.jpg")]
+        )
+    );
+    assert_eq!(events[0]["id"], events[1]["id"], "a retried notification keeps its id");
+    assert_ne!(events[0]["id"], events[2]["id"]);
+
+    // MinIO: Bearer auth_token, Go query-escaped keys, `s3:` event names, its envelope; legacy format, batched.
+    let minio = h.create_recorded(
+        "minio",
+        json!({"source": "s3", "provider": "minio", "endpoint": "http://minio.example:9000", "bucket": "photos",
+            "format": "legacy", "batch": 5, "events": ["created"]}),
+    );
+    let minio_auth = bearer(minio["token"].as_str().unwrap());
+    let minio_url = minio["url"].as_str().unwrap().to_string();
+    let minio_push = |event: &str, key: &str, seq: &str| {
+        let body = json!({"EventName": format!("s3:{event}"), "Key": format!("photos/{key}"),
+            "Records": [s3_record("minio:s3", &format!("s3:{event}"), key, seq)]});
+        h.post(
+            &minio_url,
+            &[("Authorization", &minio_auth), ("Content-Type", "application/json")],
+            &serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    let a = minio_push("ObjectCreated:Put", "albums%2Fa+b%2Bc.jpg", "187B1C7E3A5D1D00");
+    assert_eq!(a.status, 202, "{}", a.body);
+    let a = minio_push("ObjectRemoved:Delete", "albums%2Fa+b%2Bc.jpg", "187B1C7E3A5D1D01");
+    assert_eq!((a.status, a.body["fired"].clone(), a.body["filtered"].clone()), (202, json!(0), json!(1)));
+    let fired: Vec<Value> = h.events().into_iter().filter(|e| e.get("events").is_some()).collect();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    let mut batch = fired[0].clone();
+    let id = batch["events"][0].as_object_mut().unwrap().remove("id").expect("legacy events carry the id");
+    assert_eq!(id.as_str().map(str::len), Some(32));
+    assert_eq!(
+        batch,
+        json!({"events": [{"file": {"Key": "albums/a b+c.jpg", "ETag": "\"5d41402abc4b2a76b9719d911017c592\"",
+            "Size": 5, "LastModified": "2026-11-27T18:00:00.250Z"}, "status": "added", "bucket": "photos",
+            "key": "albums/a b+c.jpg", "endpoint": "http://minio.example:9000"}]})
+    );
+}

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use super::github::GitHub;
 use super::receiver::batches_record_for;
 use super::registrar::{base_url, Endpoint, Registrar, Unregistered, SEGMENT};
+use super::s3push::S3Notifications;
 use super::subscription::Subscriptions;
 use super::{generate_secret, HookConfig, SourceKind};
 use crate::lifecycle::{ignore_missing, redact, Feed, FeedRequest, Undo};
@@ -74,11 +75,12 @@ fn fail(context: &str, e: impl std::fmt::Display) -> ActionError {
 }
 
 impl HooksFeed {
-    /// The feed with the GitHub, Subscriptions API and `none` plugins.
+    /// The feed with the GitHub, Subscriptions API, S3 notifications and `none` plugins.
     pub fn new() -> HooksFeed {
         HooksFeed::with_registrars(vec![
             Box::new(GitHub::new()),
             Box::new(Subscriptions::new()),
+            Box::new(S3Notifications),
             Box::new(Unregistered),
         ])
     }
@@ -223,7 +225,7 @@ impl Feed for HooksFeed {
             "endpoint": binding.to_string(),
         });
         // The token is shown once, to paste into the producer: only when nothing was registered.
-        if registrar.name() == SourceKind::None.as_str() && !params.has(CONFIG_SECRET) {
+        if id.is_none() && !params.has(CONFIG_SECRET) {
             out["token"] = json!(secret.expose());
         }
         Ok(out)
@@ -425,6 +427,14 @@ mod tests {
         assert_eq!(err.details.unwrap()["parameter"], "accessToken");
         let err = param(json!({"source": "none", "maxBodyBytes": 0}));
         assert_eq!(err.details.unwrap()["parameter"], "maxBodyBytes");
+        let s3 = json!({"source": "s3", "provider": "ceph", "endpoint": "http://rgw", "bucket": "b"});
+        assert!(feed.validate(&p(s3.clone())).is_ok());
+        let mut aws = s3.clone();
+        aws["provider"] = json!("aws");
+        assert_eq!(param(aws).details.unwrap()["parameter"], "provider");
+        let mut no_bucket = s3;
+        no_bucket.as_object_mut().unwrap().remove("bucket");
+        assert_eq!(param(no_bucket).details.unwrap()["parameter"], "bucket");
     }
 
     #[test]

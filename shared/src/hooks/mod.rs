@@ -42,6 +42,7 @@ pub mod feed;
 pub mod github;
 pub mod receiver;
 pub mod registrar;
+pub mod s3push;
 pub mod subscription;
 
 use std::collections::BTreeMap;
@@ -82,19 +83,22 @@ pub enum SourceKind {
     GitHub,
     /// A CloudEvents Subscriptions API manager, sending `Authorization: Bearer`.
     Subscription,
+    /// S3 bucket notifications (`provider` aws, ceph or minio), mapped to the S3 feed's events.
+    S3,
     /// Nothing registered: the user configures the producer with the URL and token.
     None,
 }
 
 impl SourceKind {
     /// Every accepted value, for error messages.
-    pub const ALL: &'static str = "github, subscription or none";
+    pub const ALL: &'static str = "github, subscription, s3 or none";
 
     /// Parses the `source` parameter (case-insensitive).
     pub fn parse(value: &str) -> Option<SourceKind> {
         match value.trim().to_ascii_lowercase().as_str() {
             "github" => Some(SourceKind::GitHub),
             "subscription" => Some(SourceKind::Subscription),
+            "s3" => Some(SourceKind::S3),
             "none" => Some(SourceKind::None),
             _ => None,
         }
@@ -105,6 +109,7 @@ impl SourceKind {
         match self {
             SourceKind::GitHub => "github",
             SourceKind::Subscription => "subscription",
+            SourceKind::S3 => "s3",
             SourceKind::None => "none",
         }
     }
@@ -148,6 +153,10 @@ pub struct HookConfig {
     pub paused: bool,
     /// The producer's id for this hook (GitHub's hook id), when one is registered.
     pub registration: Option<String>,
+    /// The trigger (`/namespace/name`): salts the ids of S3 notification events, as polling does.
+    pub trigger_name: Option<String>,
+    /// For `source=s3`: what the trigger wants from the bucket's notifications.
+    pub s3: Option<s3push::PushSettings>,
 }
 
 /// Reads and checks `filters` (a JSON array, or a string holding one).
@@ -167,6 +176,19 @@ impl HookConfig {
         let source = SourceKind::from_params(params)?;
         let secret = params.required_secret("secret")?;
         let filters = filters_from_params(params)?;
+        let s3 = match source {
+            SourceKind::S3 => {
+                if !filters.is_empty() {
+                    return Err(ParamError::invalid(
+                        "filters",
+                        "no subscription filters with source s3 (use prefix, suffix and events, as the S3 feed does)",
+                        params.raw("filters").unwrap_or(&Value::Null),
+                    ));
+                }
+                Some(s3push::PushSettings::from_params(params)?)
+            }
+            _ => None,
+        };
         let allowed_origins = match params.list("allowedOrigins")? {
             None => vec!["*".to_string()],
             Some(list) if list.is_empty() => {
@@ -195,6 +217,8 @@ impl HookConfig {
             repository: params.str("repository")?,
             paused: params.bool("paused")?.unwrap_or(false),
             registration: params.str("registration")?.filter(|r| !r.is_empty()),
+            trigger_name: params.str("triggerName")?,
+            s3,
         })
     }
 
@@ -410,6 +434,9 @@ fn process_inner(config: &HookConfig, req: &HookRequest) -> Result<Outcome, Hook
     if req.header("x-github-event").map(str::trim) == Some("ping") {
         return Err(HookResponse::new(200, json!({ "status": "pong" })));
     }
+    if let Some(settings) = &config.s3 {
+        return s3_notification(config, settings, req, auth);
+    }
     let events = match auth {
         Auth::Token => parse_events(config, req)?,
         Auth::Signature => signed_events(config, req)?,
@@ -420,6 +447,31 @@ fn process_inner(config: &HookConfig, req: &HookRequest) -> Result<Outcome, Hook
     let total = events.len();
     let events: Vec<Value> = events.into_iter().filter(|e| matches_all(&config.filters, e)).collect();
     Ok(Outcome::Fire { filtered: total - events.len(), events })
+}
+
+/// An S3 bucket notification: the polling S3 feed's events, filtered and batched as it does.
+fn s3_notification(
+    config: &HookConfig,
+    settings: &s3push::PushSettings,
+    req: &HookRequest,
+    auth: Auth,
+) -> Result<Outcome, HookResponse> {
+    // Only the token proves the sender: no S3 provider signs with the hook's secret.
+    if auth != Auth::Token {
+        return Err(HookResponse::error(
+            401,
+            "not authenticated: S3 notifications need Authorization: Bearer <token> or ?access_token=<token>",
+        ));
+    }
+    let body: Value = serde_json::from_slice(&req.body)
+        .map_err(|_| bad_request("S3 notification: the body is not JSON (expected {\"Records\": [...]})"))?;
+    let salt = config.trigger_name.as_deref().unwrap_or_default();
+    let mapped = s3push::map_notification(settings, salt, &body).map_err(|e| bad_request(e.to_string()))?;
+    if config.paused {
+        let dropped = mapped.events.len();
+        return Err(HookResponse::new(202, json!({ "status": "paused", "fired": 0, "dropped": dropped })));
+    }
+    Ok(Outcome::Fire { events: s3push::fires(mapped.events, settings.batch), filtered: mapped.filtered })
 }
 
 /// A delivery from another GitHub hook than the one registered (an old hook left at GitHub

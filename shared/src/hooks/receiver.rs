@@ -59,7 +59,7 @@ fn handle(ctx: &Context, params: &Params) -> HookResponse {
     };
     let batch = (events.len() > 1).then(|| BatchRecord::load(&client, &trigger, &request.body));
     let earlier: BTreeSet<String> = batch.as_ref().map(BatchRecord::delivered).unwrap_or_default();
-    let id_of = |e: &Value| e["id"].as_str().unwrap_or_default().to_string();
+    let id_of = payload_id;
     let mut fired_ids = Vec::new();
     let mut skipped = Vec::new();
     let mut failure = None;
@@ -94,6 +94,16 @@ fn handle(ctx: &Context, params: &Params) -> HookResponse {
         }
     }
     response
+}
+
+/// The id a fired payload is known by: the event's `id`, or for a `{"events": [...]}` batch
+/// (S3 notifications with `batch`) its events' ids joined by commas.
+fn payload_id(payload: &Value) -> String {
+    if let Some(id) = payload["id"].as_str() {
+        return id.to_string();
+    }
+    let ids = payload["events"].as_array().into_iter().flatten().filter_map(|e| e["id"].as_str());
+    ids.collect::<Vec<_>>().join(",")
 }
 
 /// How many cut batches the per-trigger record keeps.

@@ -494,3 +494,79 @@ fn header_values_round_trip_through_binary_mode() {
         assert_eq!(e["ext"], value, "{encoded}");
     }
 }
+
+fn s3_config(extra: Value) -> HookConfig {
+    let mut base = json!({"source": "s3", "provider": "ceph", "endpoint": "http://rgw:8000", "bucket": "photos",
+        "triggerName": "/guest/uploads"});
+    if let (Value::Object(p), Value::Object(extra)) = (&mut base, extra) {
+        p.extend(extra);
+    }
+    config(base)
+}
+
+fn ceph_put(key: &str, sequencer: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"Records": [{"eventVersion": "2.2", "eventSource": "ceph:s3",
+        "eventTime": "2026-11-27T18:00:00.000001Z", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "photos"}, "object": {"key": key, "size": 3, "eTag": "abc", "sequencer": sequencer}},
+        "eventId": "e1"}]}))
+    .unwrap()
+}
+
+#[test]
+fn s3_notifications_fire_the_s3_feeds_events() {
+    let c = s3_config(json!({}));
+    let events = fired(process(&c, &post(&[("Content-Type", "application/json")], &ceph_put("a b+c", "01"))));
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "org.openwhisk.feeds.s3.object.created");
+    assert_eq!(events[0]["source"], "http://rgw:8000/photos");
+    assert_eq!(events[0]["data"]["key"], "a b+c");
+    // Ceph cannot send headers: the token in the URL.
+    let mut by_query = post(&[("Content-Type", "application/json")], &ceph_put("k", "02"));
+    by_query.headers.remove("authorization");
+    by_query.query = format!("access_token={SECRET}");
+    assert_eq!(fired(process(&c, &by_query)).len(), 1);
+    // A batch fires `{"events": [...]}`; filters count what they drop.
+    let batched = s3_config(json!({"batch": 10, "suffix": ".jpg"}));
+    let body = serde_json::to_vec(&json!({"Records": [
+        serde_json::from_slice::<Value>(&ceph_put("a.jpg", "03")).unwrap()["Records"][0],
+        serde_json::from_slice::<Value>(&ceph_put("a.png", "04")).unwrap()["Records"][0],
+    ]}))
+    .unwrap();
+    match process(&batched, &post(&[], &body)) {
+        Outcome::Fire { events, filtered } => {
+            assert_eq!(filtered, 1);
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0]["events"][0]["data"]["key"], "a.jpg");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn s3_notifications_refuse_what_they_cannot_trust_or_read() {
+    let c = s3_config(json!({}));
+    let mut unauthenticated = post(&[], &ceph_put("k", "01"));
+    unauthenticated.headers.insert("authorization".into(), "Bearer wrong".into());
+    assert_eq!(answered(process(&c, &unauthenticated)).status, 401);
+    // A GitHub-style body signature is not how S3 providers authenticate.
+    let mut signed = unauthenticated.clone();
+    signed.headers.remove("authorization");
+    signed.headers.insert("x-hub-signature-256".into(), github_signature(&Secret::new(SECRET), &signed.body));
+    assert_eq!(answered(process(&c, &signed)).status, 401);
+    let r = answered(process(&c, &post(&[], b"not json")));
+    assert_eq!(r.status, 400);
+    let r = answered(process(&c, &post(&[], br#"{"Records": [{"eventName": "ObjectCreated:Put"}]}"#)));
+    assert_eq!((r.status, r.body["error"].as_str().unwrap()), (400, "S3 notification: Records[0]: no s3 object"));
+    let paused = s3_config(json!({"paused": true}));
+    let r = answered(process(&paused, &post(&[], &ceph_put("k", "01"))));
+    assert_eq!((r.status, r.body["dropped"].clone()), (202, json!(1)));
+    let p = |extra: Value| {
+        let mut base = json!({"source": "s3", "secret": SECRET, "provider": "minio", "endpoint": "http://m",
+            "bucket": "b"});
+        base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        HookConfig::from_params(&Params::from_value(base).unwrap()).unwrap_err().name
+    };
+    assert_eq!(p(json!({"filters": [{"exact": {"type": "x"}}]})), "filters");
+    assert_eq!(p(json!({"provider": "gcs"})), "provider");
+    assert_eq!(p(json!({"bucket": null})), "bucket");
+}

@@ -322,36 +322,42 @@ impl Lister for S3Lister {
     }
 
     fn legacy_event(&self, change: &Change) -> Option<Value> {
-        // The shape of the Node.js S3 feed's events, so its users can switch.
-        let status = match change.kind {
-            ChangeKind::Created => "added",
-            ChangeKind::Updated => "modified",
-            ChangeKind::Deleted => "deleted",
-        };
-        let mut file = Map::new();
-        file.insert("Key".into(), json!(change.key));
-        if let Some(entry) = &change.entry {
-            if let Some(etag) = entry.attrs.get("etag").and_then(Value::as_str) {
-                file.insert("ETag".into(), json!(format!("\"{etag}\"")));
-            }
-            if let Some(size) = entry.attrs.get("size") {
-                file.insert("Size".into(), size.clone());
-            }
-            if let Some(lm) = entry.attrs.get("lastModified") {
-                file.insert("LastModified".into(), lm.clone());
-            }
-            if let Some(sc) = entry.attrs.get("storageClass") {
-                file.insert("StorageClass".into(), sc.clone());
-            }
-        }
-        Some(json!({
-            "file": file,
-            "status": status,
-            "bucket": self.bucket,
-            "key": change.key,
-            "endpoint": self.endpoint,
-        }))
+        Some(legacy_payload(&self.bucket, &self.endpoint, change))
     }
+}
+
+/// A change in the Node.js S3 feed's event shape (`format=legacy`); push mode builds its
+/// legacy events here too, so both modes stay identical.
+pub fn legacy_payload(bucket: &str, endpoint: &str, change: &Change) -> Value {
+    // The shape of the Node.js S3 feed's events, so its users can switch.
+    let status = match change.kind {
+        ChangeKind::Created => "added",
+        ChangeKind::Updated => "modified",
+        ChangeKind::Deleted => "deleted",
+    };
+    let mut file = Map::new();
+    file.insert("Key".into(), json!(change.key));
+    if let Some(entry) = &change.entry {
+        if let Some(etag) = entry.attrs.get("etag").and_then(Value::as_str) {
+            file.insert("ETag".into(), json!(format!("\"{etag}\"")));
+        }
+        if let Some(size) = entry.attrs.get("size") {
+            file.insert("Size".into(), size.clone());
+        }
+        if let Some(lm) = entry.attrs.get("lastModified") {
+            file.insert("LastModified".into(), lm.clone());
+        }
+        if let Some(sc) = entry.attrs.get("storageClass") {
+            file.insert("StorageClass".into(), sc.clone());
+        }
+    }
+    json!({
+        "file": file,
+        "status": status,
+        "bucket": bucket,
+        "key": change.key,
+        "endpoint": endpoint,
+    })
 }
 
 /// Blobs as objects under a prefix of a bucket, written with S3 conditional requests.
