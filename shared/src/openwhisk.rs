@@ -335,19 +335,28 @@ struct Answer {
     retry_after: Option<String>,
 }
 
+/// The agent every client uses: statuses are answers, not errors; bounded connect and request
+/// times; the API host's TLS settings when they are not the defaults.
+fn agent(tls: Option<ureq::tls::TlsConfig>) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder();
+    if let Some(tls) = tls {
+        config = config.tls_config(tls);
+    }
+    config
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_global(Some(MAX_REQUEST_TIME))
+        .user_agent("owfeed")
+        .build()
+        .new_agent()
+}
+
 impl Client {
     /// A client for `api_host` (`host[:port]` means https; a scheme is kept as given).
     pub fn new(api_host: &str, auth: AuthKey) -> Client {
         let host = api_host.trim().trim_end_matches('/');
         let host = if host.contains("://") { host.to_string() } else { format!("https://{host}") };
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_global(Some(MAX_REQUEST_TIME))
-            .user_agent("owfeed")
-            .build()
-            .new_agent();
-        Client { base: format!("{host}/api/v1"), auth, agent, deadline: None }
+        Client { base: format!("{host}/api/v1"), auth, agent: agent(None), deadline: None }
     }
 
     /// The same client, checking the API host's certificate as `tls` says.
@@ -355,14 +364,7 @@ impl Client {
         if *tls == ApiTls::default() {
             return Ok(self);
         }
-        self.agent = ureq::Agent::config_builder()
-            .tls_config(tls.config()?)
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_global(Some(MAX_REQUEST_TIME))
-            .user_agent("owfeed")
-            .build()
-            .new_agent();
+        self.agent = agent(Some(tls.config()?));
         Ok(self)
     }
 

@@ -36,7 +36,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::registrar::{Endpoint, Registrar, RegistrationError};
+use super::registrar::{Endpoint, Registrar, RegistrationError, Unregistered};
 use crate::events::{batch_payload, cloud_event, Change, ChangeKind, EventContext, Format};
 use crate::filter::ChangeFilter;
 use crate::params::{ParamError, Params};
@@ -368,17 +368,18 @@ impl Registrar for S3Notifications {
         }
         Ok(())
     }
-    fn register(&self, _: &Params, _: &Endpoint) -> Result<Option<String>, RegistrationError> {
-        Ok(None)
+    // Nothing is registered at the S3 server yet: the rest is what `Unregistered` does.
+    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<String>, RegistrationError> {
+        Unregistered.register(params, endpoint)
     }
-    fn unregister(&self, _: &Params, _: &str) -> Result<(), RegistrationError> {
-        Ok(())
+    fn unregister(&self, params: &Params, id: &str) -> Result<(), RegistrationError> {
+        Unregistered.unregister(params, id)
     }
-    fn set_active(&self, _: &Params, _: &str, _: bool) -> Result<(), RegistrationError> {
-        Ok(())
+    fn set_active(&self, params: &Params, id: &str, active: bool) -> Result<(), RegistrationError> {
+        Unregistered.set_active(params, id, active)
     }
-    fn removal(&self, _: &Params, id: &str) -> (String, String) {
-        (format!("nowhere (nothing was registered for {id})"), String::new())
+    fn removal(&self, params: &Params, id: &str) -> (String, String) {
+        Unregistered.removal(params, id)
     }
 }
 
