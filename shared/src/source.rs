@@ -101,6 +101,85 @@ pub trait Lister: Sync {
     }
 }
 
+/// A log event source (CouchDB `_changes`, a queue…): records after a cursor, no diffing.
+///
+/// Like `Source`, it validates its parameters and reads; the core owns the cursor (kept in
+/// the state next to the outbox, committed before anything is fired), the event ids, the
+/// filters, the format and the delivery.
+pub trait LogSource: Send + Sync {
+    /// Stable name stored in the feed config to find the plugin again at poll time.
+    fn name(&self) -> &'static str;
+    /// The parameters this source reads (the core adds its own).
+    fn params(&self) -> &'static [ParamSpec];
+    /// Validates the parameters and opens a reader; every error names its parameter.
+    fn open(&self, params: &Params) -> Result<Box<dyn LogReader>, ParamError>;
+}
+
+/// One record read from a log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// The record's own identity, the same whenever the source redelivers it (CouchDB: doc
+    /// id and rev); the core derives the event id from it, never from a poll's number.
+    pub id: String,
+    /// The key the record is about (a document id): the event's subject, what `prefix`
+    /// and `suffix` filters match.
+    pub key: String,
+    /// Created, updated or deleted, as well as the source can tell.
+    pub kind: crate::events::ChangeKind,
+    /// Facts for the event's `data` (rev, seq, the document…).
+    pub attrs: Map<String, Value>,
+}
+
+/// What one read returns: records in log order and the cursor after the last of them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// The records, oldest first (possibly none when the wait ended).
+    pub records: Vec<Record>,
+    /// The opaque cursor to read after next time (CouchDB `last_seq`, kept verbatim).
+    pub cursor: String,
+}
+
+/// An opened log source: reads records after a cursor and describes itself for events.
+pub trait LogReader: Sync {
+    /// CloudEvents `source` attribute (a URI-reference naming endpoint and container).
+    fn source_uri(&self) -> String;
+    /// Prefix of CloudEvents `type` values, e.g. `org.openwhisk.feeds.couchdb.document`;
+    /// the core appends `.created`, `.updated` or `.deleted`.
+    fn event_type_prefix(&self) -> &'static str;
+    /// Extra fields for every event's `data` (e.g. `{"dbname": …}`).
+    fn data_context(&self) -> Map<String, Value>;
+    /// One cheap authenticated request that proves the config works (CREATE calls it).
+    fn probe(&self) -> Result<(), SourceError>;
+    /// The cursor of "now", so a new feed starts there (`since=now`).
+    fn current(&self) -> Result<String, SourceError>;
+    /// Reads at most `limit` records after `after` (`None`: from the start of the log).
+    /// With `wait_until`, holds the request open until a record arrives or that instant
+    /// passes, and then returns an empty batch with the cursor unchanged or advanced.
+    fn read(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        wait_until: Option<std::time::Instant>,
+    ) -> Result<Batch, SourceError>;
+    /// Tells the source that everything up to `cursor` is committed (queues that need an
+    /// acknowledgement); most logs need nothing.
+    fn acknowledge(&self, _cursor: &str) -> Result<(), SourceError> {
+        Ok(())
+    }
+    /// Settings the user must not overlook, shown by CREATE and READ as `notices`.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// A blob store in the same service for the core's state, when the source offers one.
+    fn blob_store(&self) -> Option<Box<dyn BlobStore>> {
+        None
+    }
+    /// The record in this source's legacy payload shape (`format=legacy`), if it has one.
+    fn legacy_event(&self, _record: &Record) -> Option<Value> {
+        None
+    }
+}
+
 /// Why a source call failed, in words a user can act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceError {
@@ -112,6 +191,9 @@ pub enum SourceError {
     Config(String),
     /// A failure worth retrying on the next poll (5xx, timeout, bad XML, cut body).
     Transient(String),
+    /// A log source no longer accepts the stored cursor (CouchDB: 400 on `since`): the
+    /// core says so in READ and re-baselines only when the user asked for that.
+    CursorRejected(String),
 }
 
 impl SourceError {
@@ -121,7 +203,8 @@ impl SourceError {
             SourceError::Unauthorized(m)
             | SourceError::NotFound(m)
             | SourceError::Config(m)
-            | SourceError::Transient(m) => m,
+            | SourceError::Transient(m)
+            | SourceError::CursorRejected(m) => m,
         }
     }
 }
