@@ -503,10 +503,10 @@ pub fn display_url(url: &str) -> String {
 /// A `Basic` `Authorization` value for a user and password.
 pub fn basic_auth(user: &str, password: &Secret) -> Secret {
     use base64::Engine as _;
-    Secret::new(format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()))
-    ))
+    let pair = format!("{user}:{}", password.expose());
+    // The pair's base64 form alone is what a server echoing the header would show.
+    secret::remember(&pair);
+    Secret::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
 }
 
 /// A `Bearer` `Authorization` value for a token.
