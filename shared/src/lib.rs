@@ -14,6 +14,11 @@
 //! [`openwhisk::Client`]: triggers, rules, packages and bindings, actions, activations, with
 //! typed [`openwhisk::OwError`]s.
 //!
+//! # HTTP
+//! [`http::HttpClient`] is the one HTTP edge for plugins and registrars that speak plain
+//! HTTP(S): TLS from parameters, per-request deadlines, JSON, errors as
+//! [`source::SourceError`]s that never quote a URL's credentials or a response body.
+//!
 //! # Lifecycle
 //! [`lifecycle::handle`] parses a feed action's parameters, checks the trigger's ownership and
 //! dispatches `CREATE` … `UNPAUSE` to a [`lifecycle::Feed`]; [`lifecycle::Undo`] makes CREATE
@@ -42,6 +47,7 @@ pub mod diff;
 pub mod events;
 pub mod filter;
 pub mod hooks;
+pub mod http;
 pub mod lifecycle;
 pub mod openwhisk;
 pub mod params;
