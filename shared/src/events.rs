@@ -26,44 +26,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+pub use crate::change::{Change, ChangeKind};
 use crate::params::ParamError;
-use crate::source::Entry;
-
-/// What happened to a key between two listings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    /// The key is new.
-    Created,
-    /// The key's version changed.
-    Updated,
-    /// The key is gone.
-    Deleted,
-}
-
-impl ChangeKind {
-    /// The lowercase name used in `events` filters and CloudEvents types.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::Created => "created",
-            ChangeKind::Updated => "updated",
-            ChangeKind::Deleted => "deleted",
-        }
-    }
-}
-
-/// One detected change.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Change {
-    /// Created, updated or deleted.
-    pub kind: ChangeKind,
-    /// The key.
-    pub key: String,
-    /// The listed entry (for created/updated); `None` for deleted.
-    pub entry: Option<Entry>,
-    /// The 64-bit hash of the version the snapshot held before (updated/deleted).
-    pub old_version: Option<u64>,
-}
 
 /// What every event of one trigger shares: where it comes from and how it is named.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -434,6 +398,7 @@ fn unquote(value: &str) -> Result<String, CloudEventError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::change::Entry;
     use chrono::TimeZone;
     use serde_json::json;
 

@@ -23,7 +23,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::events::{Change, ChangeKind};
+use crate::change::{Change, ChangeKind};
 use crate::params::{ParamError, Params};
 
 const EVENTS_EXPECTED: &str = "a non-empty list of created, updated, deleted (or the legacy added, modified)";

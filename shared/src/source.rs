@@ -14,18 +14,9 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
+pub use crate::change::Entry;
+use crate::change::{Change, ChangeKind};
 use crate::params::{ParamError, Params};
-
-/// One listed item: a key, an opaque version, and attributes that go into event data.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Entry {
-    /// The entry's unique key (an S3 object key).
-    pub key: String,
-    /// Changes whenever the entry's content changes (an ETag, or LastModified+Size).
-    pub version: String,
-    /// Extra facts for the event's `data` (etag, size, lastModified…).
-    pub attrs: Map<String, Value>,
-}
 
 /// What a page callback tells the lister.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +87,7 @@ pub trait Lister: Sync {
     /// A blob store in the same service for the core's state, when the source offers one.
     fn blob_store(&self) -> Option<Box<dyn BlobStore>>;
     /// The event in this source's legacy payload shape (`format=legacy`), if it has one.
-    fn legacy_event(&self, _change: &crate::events::Change) -> Option<Value> {
+    fn legacy_event(&self, _change: &Change) -> Option<Value> {
         None
     }
 }
@@ -125,7 +116,7 @@ pub struct Record {
     /// and `suffix` filters match.
     pub key: String,
     /// Created, updated or deleted, as well as the source can tell.
-    pub kind: crate::events::ChangeKind,
+    pub kind: ChangeKind,
     /// Facts for the event's `data` (rev, seq, the document…).
     pub attrs: Map<String, Value>,
 }

@@ -11,7 +11,8 @@ use super::{
     DEFAULT_INTERVAL_MINUTES,
 };
 use crate::budget::{now_ms, Budget};
-use crate::events::{Change, Format};
+use crate::change::{Change, ChangeKind, Entry};
+use crate::events::Format;
 use crate::lifecycle::{ignore_missing, redact, Feed, FeedRequest, Undo};
 use crate::openwhisk::{Client, OwError, QualifiedName};
 use crate::params::{ParamError, Params};
@@ -100,9 +101,9 @@ pub(super) fn own_package(req: &FeedRequest) -> Result<(), ActionError> {
 
 pub(super) fn sample_change() -> Change {
     Change {
-        kind: crate::events::ChangeKind::Created,
+        kind: ChangeKind::Created,
         key: "k".to_string(),
-        entry: Some(crate::source::Entry { key: "k".to_string(), version: "v".to_string(), attrs: Map::new() }),
+        entry: Some(Entry { key: "k".to_string(), version: "v".to_string(), attrs: Map::new() }),
         old_version: None,
     }
 }

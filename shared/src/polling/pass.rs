@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::PollSettings;
 use crate::budget::Budget;
+use crate::change::Change;
 use crate::diff::{diff_unordered, DiffError, DiffOptions, DiffOutput, Differ, OutsideRange};
-use crate::events::Change;
 use crate::source::{Flow, ListRange, Lister, SourceError};
 use crate::state::{Snapshot, SnapshotWriter};
 

@@ -9,14 +9,15 @@ use super::helpers::{baseline, find_source, iso, source_error, state_blobs, tear
 use super::pass::{run_pass_with, Pass, PassLimits, MIN_KEYS_PER_RANGE};
 use super::{config_dialect, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER, MAX_BATCH};
 use crate::budget::{now_ms, Budget};
+use crate::change::Change;
 use crate::delivery::{deliver_paced, DeliveryOutcome, FirePace};
-use crate::events::{cloud_event, Change, EventContext, Format};
+use crate::events::{cloud_event, EventContext, Format};
 use crate::openwhisk::{AuthKey, Client, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::{ActionError, Context};
 use crate::source::{Lister, Source};
 use crate::state::{Snapshot, State};
-use crate::store::{LeaseError, LoadError, PollStatus, StateStore};
+use crate::store::{LeaseError, LoadError, PollOutcome, PollStatus, StateStore};
 
 /// The `poll` action's handler: one poll of the feed whose config arrives as parameters.
 /// Every result, errors included, names the trigger, so READ can find the poll's activation
@@ -60,7 +61,7 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) 
     let lease = match store.acquire(&ctx.activation_id, started, expires) {
         Ok(lease) => lease,
         Err(LeaseError::Busy { holder, expires_ms }) => {
-            return Ok(json!({ "status": "busy", "holder": holder, "until": iso(expires_ms) }));
+            return Ok(json!({ "status": PollOutcome::Busy, "holder": holder, "until": iso(expires_ms) }));
         }
         Err(LeaseError::Store(e)) => return Err(ActionError::new(format!("taking the poll lease: {e}"))),
     };
@@ -73,11 +74,11 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) 
         list_margin,
         pace: std::cell::RefCell::new(FirePace::new(settings.max_fires_per_minute)),
     };
-    let mut status = PollStatus { started_ms: started, outcome: "ok".to_string(), ..PollStatus::default() };
+    let mut status = PollStatus { started_ms: started, outcome: PollOutcome::Ok, ..PollStatus::default() };
     let outcome = poller.run(&budget, &mut status);
     status.duration_ms = now_ms().saturating_sub(started);
     if let Err(e) = &outcome {
-        status.outcome = "error".to_string();
+        status.outcome = PollOutcome::Error;
         status.error = Some(e.message.clone());
     }
     let gone = matches!(outcome, Ok(Ended::TriggerGone));
@@ -85,9 +86,7 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) 
         let helpers = Helpers::for_trigger(&trigger);
         let (alarms, schedule) = teardown_plan(&params);
         let problems = teardown(&client, &helpers, &alarms, &schedule, Some(&store));
-        return Ok(
-            json!({ "status": "trigger gone: feed removed", "trigger": trigger.to_string(), "problems": problems }),
-        );
+        return Ok(json!({ "status": PollOutcome::TriggerGone, "trigger": trigger.to_string(), "problems": problems }));
     }
     if let Err(e) = store.release(lease, status.clone()) {
         crate::runtime::log(&format!("poll: could not release the lease: {e}"));
@@ -268,7 +267,7 @@ impl Poller<'_> {
                 let list_budget = budget.with_margin(self.list_margin);
                 let state = baseline(self.lister, self.store, self.settings, &list_budget).map_err(source_error)?;
                 self.store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
-                status.outcome = "rebaselined".to_string();
+                status.outcome = PollOutcome::Rebaselined;
                 status.error = Some(format!("{why}: re-baselined, changes since the last good poll were not reported"));
                 return Ok(Ended::Normally);
             }
@@ -294,7 +293,7 @@ impl Poller<'_> {
         let pass = run_pass_with(self.lister, &state.snapshot, state.cursor.clone(), reserved, &list_budget, limits)
             .map_err(source_error)?;
         let Some(mut pass) = pass else {
-            status.outcome = "partial".to_string();
+            status.outcome = PollOutcome::Partial;
             return Ok(Ended::Normally);
         };
         status.listed = pass.listed;
@@ -317,7 +316,7 @@ impl Poller<'_> {
         if pass.cursor.is_none() {
             state.baselined = true;
         } else {
-            status.outcome = "partial".to_string();
+            status.outcome = PollOutcome::Partial;
         }
         state.cursor = pass.cursor;
         state.snapshot = pass.snapshot;
@@ -330,7 +329,7 @@ impl Poller<'_> {
                 Ok(etag) => etag,
                 Err(crate::source::StoreError::Conflict) => {
                     // Another poll committed first: it owns these changes; fire nothing.
-                    status.outcome = "conflict".to_string();
+                    status.outcome = PollOutcome::Conflict;
                     return Ok(Ended::Normally);
                 }
                 Err(e) => return Err(ActionError::new(format!("committing the feed state: {e}"))),
@@ -399,7 +398,7 @@ impl Poller<'_> {
             *etag = match self.store.commit(state, etag) {
                 Ok(etag) => etag,
                 Err(crate::source::StoreError::Conflict) => {
-                    status.outcome = "conflict".to_string();
+                    status.outcome = PollOutcome::Conflict;
                     status.pending = state.outbox.len() as u64;
                     return Ok(Some(Ended::Normally));
                 }
@@ -410,7 +409,7 @@ impl Poller<'_> {
         match report.outcome {
             DeliveryOutcome::Done => Ok(None),
             DeliveryOutcome::OutOfTime => {
-                status.outcome = "partial".to_string();
+                status.outcome = PollOutcome::Partial;
                 Ok(Some(Ended::Normally))
             }
             DeliveryOutcome::TriggerGone => Ok(Some(Ended::TriggerGone)),
