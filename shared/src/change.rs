@@ -1,7 +1,7 @@
 //! What the core detects or reads, below both the plugin contract (`source`) and the event
 //! builder (`events`), so neither imports the other: an `Entry` a snapshot source lists, and
 //! a `Change` (created, updated or deleted) the core derives from entries or from a log
-//! source's records. Plain data, no I/O.
+//! source's records (`Record`). Plain data, no I/O.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -51,4 +51,19 @@ pub struct Change {
     pub entry: Option<Entry>,
     /// The 64-bit hash of the version the snapshot held before (updated/deleted).
     pub old_version: Option<u64>,
+}
+
+/// One record read from a log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// The record's own identity, the same whenever the source redelivers it (CouchDB: doc
+    /// id and rev); the core derives the event id from it, never from a poll's number.
+    pub id: String,
+    /// The key the record is about (a document id): the event's subject, what `prefix`
+    /// and `suffix` filters match.
+    pub key: String,
+    /// Created, updated or deleted, as well as the source can tell.
+    pub kind: ChangeKind,
+    /// Facts for the event's `data` (rev, seq, the document…).
+    pub attrs: Map<String, Value>,
 }

@@ -1,54 +1,61 @@
 //! The feed action: CREATE, READ, UPDATE, DELETE, PAUSE and UNPAUSE of a polling feed.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::helpers::{
     alarm_feed, alarm_trigger_body, alarms_package, baseline, default_alarms, describe_invoke_error, find_source, iso,
-    source_error, state_blobs, teardown, teardown_plan, Helpers,
+    source_error, state_blobs, teardown, teardown_plan, Helpers, Opened,
 };
+use super::log::{cursor_stall, log_baseline, log_status, LogSettings, Mode, Since};
 use super::{
     config_dialect, dialect_fields, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER,
     DEFAULT_INTERVAL_MINUTES,
 };
 use crate::budget::{now_ms, Budget};
-use crate::change::{Change, ChangeKind, Entry};
 use crate::events::Format;
 use crate::lifecycle::{ignore_missing, redact, Feed, FeedRequest, Undo};
 use crate::openwhisk::{Client, OwError, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
 use crate::schedule::Schedule;
-use crate::source::{Lister, Source};
+use crate::source::{AnySource, LogSource, Source};
 use crate::store::{LoadError, StateStore};
 
 /// Everything CREATE and UPDATE check before they make anything.
 pub(super) struct Validated {
     schedule: Schedule,
     settings: PollSettings,
-    lister: Box<dyn Lister>,
+    /// The core's log parameters, for a log source.
+    log: Option<LogSettings>,
+    opened: Opened,
     alarms: QualifiedName,
 }
 
 /// A feed action for any polling source.
 pub struct PollingFeed<'a> {
     /// The sources `-p source` picks from; the first is the default.
-    sources: Vec<&'a dyn Source>,
+    sources: Vec<AnySource<'a>>,
 }
 
 impl<'a> PollingFeed<'a> {
     /// The feed for `source` alone.
     pub fn new(source: &'a dyn Source) -> PollingFeed<'a> {
-        PollingFeed { sources: vec![source] }
+        PollingFeed { sources: vec![AnySource::Snapshot(source)] }
+    }
+
+    /// The feed for the log source `source` alone.
+    pub fn log(source: &'a dyn LogSource) -> PollingFeed<'a> {
+        PollingFeed { sources: vec![AnySource::Log(source)] }
     }
 
     /// The feed for every source in `sources` (the registry), picked by `-p source`; the
     /// first one when the parameter is absent.
-    pub fn registry(sources: &[&'a dyn Source]) -> PollingFeed<'a> {
+    pub fn registry(sources: &[AnySource<'a>]) -> PollingFeed<'a> {
         PollingFeed { sources: sources.to_vec() }
     }
 
     /// The source `params` (a request's or a stored config) name, or the default.
-    fn source_of(&self, params: &Params) -> Result<&'a dyn Source, ParamError> {
+    fn source_of(&self, params: &Params) -> Result<AnySource<'a>, ParamError> {
         let default = *self.sources.first().ok_or_else(|| ParamError::missing(CONFIG_SOURCE, "a source"))?;
         match params.str(CONFIG_SOURCE)? {
             None => Ok(default),
@@ -58,9 +65,24 @@ impl<'a> PollingFeed<'a> {
 
     fn validate(&self, params: &Params) -> Result<Validated, ActionError> {
         let schedule = Schedule::from_params(params, DEFAULT_INTERVAL_MINUTES)?;
-        let lister = self.source_of(params)?.open(params)?;
-        let settings = PollSettings::from_params(params, lister.as_ref())?;
-        if settings.format == Format::Legacy && lister.legacy_event(&sample_change()).is_none() {
+        let source = self.source_of(params)?;
+        let opened = Opened::open(source, params)?;
+        let settings = PollSettings::from_params(params, &opened.source_uri())?;
+        let log = match source {
+            AnySource::Log(_) => Some(LogSettings::from_params(params)?),
+            AnySource::Snapshot(_) => {
+                if params.str("mode")?.is_some_and(|m| m.trim() != Mode::Poll.as_str()) {
+                    return Err(ParamError::invalid(
+                        "mode",
+                        "poll (connection mode is for log sources)",
+                        params.raw("mode").unwrap_or(&Value::Null),
+                    )
+                    .into());
+                }
+                None
+            }
+        };
+        if settings.format == Format::Legacy && !opened.has_legacy_format() {
             return Err(ParamError::invalid(
                 "format",
                 "cloudevents (this source has no legacy format)",
@@ -69,7 +91,7 @@ impl<'a> PollingFeed<'a> {
             .into());
         }
         let alarms = alarms_package(params)?;
-        Ok(Validated { schedule, settings, lister, alarms })
+        Ok(Validated { schedule, settings, log, opened, alarms })
     }
 
     /// The stored config: the user's parameters plus what `poll` needs to find its way.
@@ -99,21 +121,12 @@ pub(super) fn own_package(req: &FeedRequest) -> Result<(), ActionError> {
     }
 }
 
-pub(super) fn sample_change() -> Change {
-    Change {
-        kind: ChangeKind::Created,
-        key: "k".to_string(),
-        entry: Some(Entry { key: "k".to_string(), version: "v".to_string(), attrs: Map::new() }),
-        old_version: None,
-    }
-}
-
 impl Feed for PollingFeed<'_> {
     fn create(&self, req: &FeedRequest) -> Result<Value, ActionError> {
         let v = self.validate(&req.params)?;
         own_package(req)?;
-        v.lister.probe().map_err(source_error)?;
-        let blobs = state_blobs(v.lister.as_ref(), &req.params)?;
+        v.opened.probe().map_err(source_error)?;
+        let blobs = state_blobs(&v.opened, &req.params)?;
         let store = StateStore::new(blobs, &req.trigger);
         let probe = store
             .probe_dialect()
@@ -137,7 +150,13 @@ impl Feed for PollingFeed<'_> {
                 Ok(None) | Err(LoadError::Corrupt(_)) => {
                     let (commit, list) = margins(req.ctx.time_left());
                     let budget = Budget::new(req.ctx.deadline, list + commit);
-                    let state = baseline(v.lister.as_ref(), &store, &v.settings, &budget).map_err(source_error)?;
+                    let state = match (&v.opened, &v.log) {
+                        (Opened::Log(reader), log) => {
+                            log_baseline(reader.as_ref(), log.as_ref().map_or(&Since::Now, |l| &l.since))
+                        }
+                        (Opened::Snapshot(lister), _) => baseline(lister.as_ref(), &store, &v.settings, &budget),
+                    }
+                    .map_err(source_error)?;
                     store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
                     undo.push("feed state", || store.delete_all().map_err(|e| e.to_string()));
                 }
@@ -181,7 +200,10 @@ impl Feed for PollingFeed<'_> {
         if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(probe.dialect)) {
             r.extend(d);
         }
-        let mut notices = v.lister.notices();
+        if let (Opened::Log(_), Some(log)) = (&v.opened, &v.log) {
+            result["mode"] = json!(log.mode.as_str());
+        }
+        let mut notices = v.opened.notices();
         notices.extend(api_tls_notice(req, &req.params));
         if !notices.is_empty() {
             result["notices"] = json!(notices);
@@ -230,17 +252,24 @@ impl Feed for PollingFeed<'_> {
         if let Value::Object(d) = dialect_fields(config_dialect(&config)) {
             s.extend(d);
         }
-        let lister = self.source_of(&config).map_err(ActionError::from).and_then(|s| Ok(s.open(&config)?));
-        let mut notices = lister.as_ref().map(|l| l.notices()).unwrap_or_default();
+        let opened = self.source_of(&config).and_then(|s| Opened::open(s, &config)).map_err(ActionError::from);
+        let log_settings = LogSettings::from_params(&config).ok();
+        let mut notices = opened.as_ref().map(|o| o.notices()).unwrap_or_default();
         notices.extend(api_tls_notice(req, &config).or_else(|| api_tls_notice(req, &req.params)));
         if !notices.is_empty() {
             s.insert("notices".into(), json!(notices));
         }
-        match lister.and_then(|l| Ok(Some(state_blobs(l.as_ref(), &config)?))) {
+        let is_log = matches!(opened, Ok(Opened::Log(_)));
+        let mut loaded = None;
+        match opened.and_then(|o| Ok(Some(state_blobs(&o, &config)?))) {
             Ok(Some(blobs)) => {
                 let store = StateStore::new(blobs, &req.trigger);
                 s.insert("state".into(), json!(store.location()));
                 match store.load() {
+                    Ok(Some((state, _))) if is_log => {
+                        log_status(s, &state, log_settings.as_ref());
+                        loaded = Some(state);
+                    }
                     Ok(Some((state, _))) => {
                         s.insert("objectsTracked".into(), json!(state.snapshot.len()));
                         s.insert("eventsPending".into(), json!(state.outbox.len()));
@@ -292,6 +321,9 @@ impl Feed for PollingFeed<'_> {
                 if let Some(ms) = doc.and_then(|d| d.status.as_ref()).map(|st| st.duration_ms) {
                     s.insert("lastPollDurationMs".into(), json!(ms));
                 }
+                if let Some(state) = &loaded {
+                    cursor_stall(s, state);
+                }
             }
             Ok(None) => {}
             Err(e) => {
@@ -332,9 +364,9 @@ impl Feed for PollingFeed<'_> {
             merged.remove("cron");
         }
         let v = self.validate(&merged)?;
-        v.lister.probe().map_err(source_error)?;
+        v.opened.probe().map_err(source_error)?;
         // The store may have changed (endpoint, stateBucket): probe its dialect again.
-        let dialect = StateStore::new(state_blobs(v.lister.as_ref(), &merged)?, &req.trigger)
+        let dialect = StateStore::new(state_blobs(&v.opened, &merged)?, &req.trigger)
             .probe_dialect()
             .map(|p| p.dialect)
             .map_err(|e| ActionError::new(format!("cannot write the feed state: {e}")))?;
@@ -384,8 +416,8 @@ impl Feed for PollingFeed<'_> {
                 let store = self
                     .source_of(config)
                     .ok()
-                    .and_then(|s| s.open(config).ok())
-                    .and_then(|l| state_blobs(l.as_ref(), config).ok())
+                    .and_then(|s| Opened::open(s, config).ok())
+                    .and_then(|o| state_blobs(&o, config).ok())
                     .map(|b| {
                         // The state is keyed by the resolved trigger name stored at CREATE.
                         let stored = config.str(CONFIG_TRIGGER).ok().flatten();

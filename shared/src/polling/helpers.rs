@@ -4,14 +4,16 @@
 use serde_json::{json, Value};
 
 use super::pass::{run_pass_with, PassLimits};
-use super::{PollSettings, CONFIG_SOURCE, DEFAULT_ALARMS_PACKAGE, DEFAULT_INTERVAL_MINUTES};
+use super::{PollSettings, CONFIG_SOURCE, DEFAULT_ALARMS_PACKAGE, DEFAULT_INTERVAL_MINUTES, MAX_BATCH};
 use crate::budget::Budget;
+use crate::change::{Change, ChangeKind, Entry, Record};
+use crate::delivery::FirePace;
 use crate::lifecycle::ignore_missing;
 use crate::openwhisk::{Client, OwError, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
 use crate::schedule::Schedule;
-use crate::source::{BlobStore, Lister, Source, SourceError};
+use crate::source::{AnySource, BlobStore, Lister, LogReader, SourceError};
 use crate::state::State;
 use crate::store::StateStore;
 
@@ -39,8 +41,8 @@ impl Helpers {
 
 /// The state store: the source's own, else the one the user names (`stateBucket`…), so a
 /// source without a store of its own still works.
-pub(super) fn state_blobs(lister: &dyn Lister, params: &Params) -> Result<Box<dyn BlobStore>, ParamError> {
-    if let Some(blobs) = lister.blob_store() {
+pub(super) fn state_blobs(opened: &Opened, params: &Params) -> Result<Box<dyn BlobStore>, ParamError> {
+    if let Some(blobs) = opened.blob_store() {
         return Ok(blobs);
     }
     crate::sources::named_store(params)?.ok_or_else(|| {
@@ -53,7 +55,7 @@ pub(super) fn state_blobs(lister: &dyn Lister, params: &Params) -> Result<Box<dy
 }
 
 /// The source called `name` among `sources`; the error lists the known names.
-pub(super) fn find_source<'a>(sources: &[&'a dyn Source], name: &str) -> Result<&'a dyn Source, ParamError> {
+pub(super) fn find_source<'a>(sources: &[AnySource<'a>], name: &str) -> Result<AnySource<'a>, ParamError> {
     sources.iter().copied().find(|s| s.name() == name).ok_or_else(|| {
         let known: Vec<&str> = sources.iter().map(|s| s.name()).collect();
         ParamError::invalid(CONFIG_SOURCE, &format!("one of: {}", known.join(", ")), &name.into())
@@ -185,4 +187,92 @@ pub(super) fn describe_invoke_error(e: &OwError) -> String {
 
 pub(super) fn iso(ms: u64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64).map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
+/// A source opened with a feed's parameters: a lister or a log reader.
+pub(super) enum Opened {
+    /// A snapshot source's lister.
+    Snapshot(Box<dyn Lister>),
+    /// A log source's reader.
+    Log(Box<dyn LogReader>),
+}
+
+impl Opened {
+    /// Validates the parameters and opens `source`.
+    pub(super) fn open(source: AnySource<'_>, params: &Params) -> Result<Opened, ParamError> {
+        Ok(match source {
+            AnySource::Snapshot(s) => Opened::Snapshot(s.open(params)?),
+            AnySource::Log(s) => Opened::Log(s.open(params)?),
+        })
+    }
+
+    /// The CloudEvents `source` of the feed's events.
+    pub(super) fn source_uri(&self) -> String {
+        match self {
+            Opened::Snapshot(l) => l.source_uri(),
+            Opened::Log(r) => r.source_uri(),
+        }
+    }
+
+    /// One cheap request that proves the config works.
+    pub(super) fn probe(&self) -> Result<(), SourceError> {
+        match self {
+            Opened::Snapshot(l) => l.probe(),
+            Opened::Log(r) => r.probe(),
+        }
+    }
+
+    /// What CREATE and READ show as `notices`.
+    pub(super) fn notices(&self) -> Vec<String> {
+        match self {
+            Opened::Snapshot(l) => l.notices(),
+            Opened::Log(r) => r.notices(),
+        }
+    }
+
+    /// The source's own blob store, if it offers one.
+    pub(super) fn blob_store(&self) -> Option<Box<dyn BlobStore>> {
+        match self {
+            Opened::Snapshot(l) => l.blob_store(),
+            Opened::Log(r) => r.blob_store(),
+        }
+    }
+
+    /// True when the source has a legacy payload shape (`format=legacy`).
+    pub(super) fn has_legacy_format(&self) -> bool {
+        match self {
+            Opened::Snapshot(l) => {
+                let entry = Entry { key: "k".to_string(), version: "v".to_string(), attrs: Default::default() };
+                let change =
+                    Change { kind: ChangeKind::Created, key: "k".to_string(), entry: Some(entry), old_version: None };
+                l.legacy_event(&change).is_some()
+            }
+            Opened::Log(r) => {
+                let record = Record {
+                    id: "k@1".to_string(),
+                    key: "k".to_string(),
+                    kind: ChangeKind::Created,
+                    attrs: Default::default(),
+                };
+                r.legacy_event(&record).is_some()
+            }
+        }
+    }
+}
+
+/// How a poll ended when it did not fail.
+pub(super) enum Ended {
+    Normally,
+    TriggerGone,
+}
+
+/// Events per fire for a backlog of `pending`: the configured `batch`, grown up to `MAX_BATCH`
+/// when the fires the pace allows in the time left cannot carry the backlog. A `batch` of 1
+/// stays 1: the user's action expects single events, not `{"events": […]}`.
+pub(super) fn paced_batch(batch: usize, pending: usize, pace: &FirePace, budget: &Budget) -> usize {
+    if batch <= 1 {
+        return 1;
+    }
+    let fires = pace.capacity(budget.remaining()).max(1);
+    batch.max(pending.div_ceil(fires)).min(MAX_BATCH as usize)
 }

@@ -21,6 +21,7 @@
 
 mod feed;
 mod helpers;
+mod log;
 mod pass;
 mod poll;
 
@@ -31,10 +32,10 @@ use serde_json::{json, Value};
 use crate::events::Format;
 use crate::filter::ChangeFilter;
 use crate::params::{ParamError, Params};
-use crate::source::Lister;
 use crate::store::{Dialect, NO_CONDITIONAL_WRITES};
 
 pub use feed::PollingFeed;
+pub use log::{LogSettings, Mode, OnCursorRejected, Since};
 pub use poll::{dry_run, poll};
 
 /// Default polling interval in minutes.
@@ -104,6 +105,9 @@ pub const CORE_PARAMS: [&str; 13] = [
     "verifyDeletes",
 ];
 
+/// Parameters the core reads for a log source only (the source must not read them).
+pub const LOG_PARAMS: [&str; 3] = ["since", "mode", "onCursorRejected"];
+
 /// How a poller turns changes into fires.
 #[derive(Clone, Debug)]
 pub struct PollSettings {
@@ -129,7 +133,7 @@ pub struct PollSettings {
 
 impl PollSettings {
     /// Reads and checks the core's parameters.
-    pub fn from_params(params: &Params, lister: &dyn Lister) -> Result<PollSettings, ParamError> {
+    pub fn from_params(params: &Params, source_uri: &str) -> Result<PollSettings, ParamError> {
         let format = match params.str("format")? {
             Some(f) => Format::parse(&f)?,
             None => Format::CloudEvents,
@@ -137,7 +141,7 @@ impl PollSettings {
         let batch = params.u64_in("batch", 1, MAX_BATCH)?.unwrap_or(1) as usize;
         let filter = ChangeFilter::from_params(params)?;
         let fire_existing = params.bool("fireExisting")?.unwrap_or(false);
-        let scope = format!("{}?prefix={}", lister.source_uri(), params.str("prefix")?.unwrap_or_default());
+        let scope = format!("{}?prefix={}", source_uri, params.str("prefix")?.unwrap_or_default());
         let max_changes =
             params.u64_in("maxChangesPerPoll", 1, 1_000_000)?.unwrap_or(DEFAULT_MAX_CHANGES_PER_POLL) as usize;
         let parallelism = params.u64_in("parallelism", 1, 16)?.unwrap_or(DEFAULT_PARALLELISM) as usize;

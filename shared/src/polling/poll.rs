@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::helpers::{baseline, find_source, iso, source_error, state_blobs, teardown, teardown_plan, Helpers};
+use super::helpers::{
+    baseline, find_source, iso, paced_batch, source_error, state_blobs, teardown, teardown_plan, Ended, Helpers, Opened,
+};
+use super::log::{baseline_cursor, read_after, record_events, LogPoller, LogSettings, Since, TriggerFire};
 use super::pass::{run_pass_with, Pass, PassLimits, MIN_KEYS_PER_RANGE};
-use super::{config_dialect, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER, MAX_BATCH};
+use super::{config_dialect, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER};
 use crate::budget::{now_ms, Budget};
 use crate::change::Change;
 use crate::delivery::{deliver_paced, DeliveryOutcome, FirePace};
@@ -15,14 +18,14 @@ use crate::events::{cloud_event, EventContext, Format};
 use crate::openwhisk::{AuthKey, Client, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::{ActionError, Context};
-use crate::source::{Lister, Source};
+use crate::source::{AnySource, Lister, LogReader};
 use crate::state::{Snapshot, State};
 use crate::store::{LeaseError, LoadError, PollOutcome, PollStatus, StateStore};
 
 /// The `poll` action's handler: one poll of the feed whose config arrives as parameters.
 /// Every result, errors included, names the trigger, so READ can find the poll's activation
 /// when the state store could not record its status.
-pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Value, ActionError> {
+pub fn poll(ctx: &Context, params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
     let trigger = params.str(CONFIG_TRIGGER).ok().flatten();
     let mut result = poll_once(ctx, params, sources).map_err(|e| crate::stall::tag_error(e, trigger.as_deref()))?;
     if let (Value::Object(r), Some(t)) = (&mut result, trigger) {
@@ -31,7 +34,7 @@ pub fn poll(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Va
     Ok(result)
 }
 
-pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) -> Result<Value, ActionError> {
+pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
     let started = now_ms();
     let source = find_source(sources, &params.required_str(CONFIG_SOURCE)?)?;
     let trigger_name = params.required_str(CONFIG_TRIGGER)?;
@@ -52,10 +55,16 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) 
         .with_tls(&tls)
         .map_err(ActionError::new)?
         .until(ctx.deadline.map(|d| d - commit_margin));
-    let lister = source.open(&params)?;
-    let settings = PollSettings::from_params(&params, lister.as_ref())?;
-    let blobs = state_blobs(lister.as_ref(), &params)?;
+    let opened = Opened::open(source, &params)?;
+    let settings = PollSettings::from_params(&params, &opened.source_uri())?;
+    let log_settings = match &opened {
+        Opened::Log(_) => Some(LogSettings::from_params(&params)?),
+        Opened::Snapshot(_) => None,
+    };
+    let blobs = state_blobs(&opened, &params)?;
     let store = StateStore::new(blobs, &trigger).with_dialect(config_dialect(&params));
+    // The lease runs to the deadline plus the commit margin: the whole activation, connection
+    // mode included.
     let budget = Budget::new(ctx.deadline, commit_margin);
     let expires = budget.deadline_ms().unwrap_or(started + 60_000) + commit_margin.as_millis() as u64;
     let lease = match store.acquire(&ctx.activation_id, started, expires) {
@@ -65,17 +74,40 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) 
         }
         Err(LeaseError::Store(e)) => return Err(ActionError::new(format!("taking the poll lease: {e}"))),
     };
-    let poller = Poller {
-        lister: lister.as_ref(),
-        store: &store,
-        settings: &settings,
-        client: &client,
-        trigger: &trigger,
-        list_margin,
-        pace: std::cell::RefCell::new(FirePace::new(settings.max_fires_per_minute)),
-    };
     let mut status = PollStatus { started_ms: started, outcome: PollOutcome::Ok, ..PollStatus::default() };
-    let outcome = poller.run(&budget, &mut status);
+    let outcome = match (&opened, &log_settings) {
+        (Opened::Log(reader), Some(log)) => {
+            let mut fire = TriggerFire {
+                client: &client,
+                trigger: &trigger,
+                batch: settings.batch,
+                pace: FirePace::new(settings.max_fires_per_minute),
+            };
+            let mut poller = LogPoller {
+                reader: reader.as_ref(),
+                store: &store,
+                settings: &settings,
+                log,
+                salt: trigger.to_string(),
+                fire: &mut fire,
+                list_margin,
+            };
+            poller.run(&budget, &mut status)
+        }
+        (Opened::Snapshot(lister), _) => {
+            let poller = Poller {
+                lister: lister.as_ref(),
+                store: &store,
+                settings: &settings,
+                client: &client,
+                trigger: &trigger,
+                list_margin,
+                pace: std::cell::RefCell::new(FirePace::new(settings.max_fires_per_minute)),
+            };
+            poller.run(&budget, &mut status)
+        }
+        (Opened::Log(_), None) => Err(ActionError::new("a log source without its settings")),
+    };
     status.duration_ms = now_ms().saturating_sub(started);
     if let Err(e) = &outcome {
         status.outcome = PollOutcome::Error;
@@ -93,34 +125,32 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[&dyn Source]) 
     }
     record_dialect_change(&client, &store, &trigger, &params);
     outcome?;
-    let mut result = json!({
-        "status": status.outcome,
-        "listed": status.listed,
-        "changes": status.changes,
-        "fired": status.fired,
-        "pending": status.pending,
-        "deletes": {
-            "confirmed": status.deletes_confirmed,
-            "refuted": status.deletes_refuted,
-            "held": status.deletes_held,
-        },
-    });
+    let mut result = match &opened {
+        Opened::Snapshot(_) => json!({
+            "status": status.outcome,
+            "listed": status.listed,
+            "changes": status.changes,
+            "fired": status.fired,
+            "pending": status.pending,
+            "deletes": {
+                "confirmed": status.deletes_confirmed,
+                "refuted": status.deletes_refuted,
+                "held": status.deletes_held,
+            },
+        }),
+        Opened::Log(_) => json!({
+            "status": status.outcome,
+            "read": status.listed,
+            "changes": status.changes,
+            "fired": status.fired,
+            "pending": status.pending,
+        }),
+    };
     // An `error` field, even null, makes OpenWhisk record an application error.
     if let Some(problem) = status.error {
         result["problem"] = json!(problem);
     }
     Ok(result)
-}
-
-/// Events per fire for a backlog of `pending`: the configured `batch`, grown up to `MAX_BATCH`
-/// when the fires the pace allows in the time left cannot carry the backlog. A `batch` of 1
-/// stays 1: the user's action expects single events, not `{"events": […]}`.
-pub(super) fn paced_batch(batch: usize, pending: usize, pace: &FirePace, budget: &Budget) -> usize {
-    if batch <= 1 {
-        return 1;
-    }
-    let fires = pace.capacity(budget.remaining()).max(1);
-    batch.max(pending.div_ceil(fires)).min(MAX_BATCH as usize)
 }
 
 /// Records in the feed's config the dialect a re-probe switched to, so later polls start
@@ -173,36 +203,93 @@ pub(super) fn build_events(
 /// Runs the poll logic once without OpenWhisk and without writing anything: what would fire
 /// (against the stored state when `triggerName` is given, else against an empty snapshot)
 /// and how large the state would be. Progress goes to stderr.
-pub fn dry_run(params: Params, sources: &[&dyn Source]) -> Result<Value, ActionError> {
+pub fn dry_run(params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
     let source = match params.str(CONFIG_SOURCE)? {
         Some(name) => find_source(sources, &name)?,
         None => *sources.first().ok_or_else(|| ActionError::new("no source compiled in"))?,
     };
-    let lister = source.open(&params)?;
-    let settings = PollSettings::from_params(&params, lister.as_ref())?;
-    lister.probe().map_err(source_error)?;
-    let blobs = state_blobs(lister.as_ref(), &params).ok();
-    let reserved = blobs.as_ref().and_then(|b| b.reserved_prefix());
+    let opened = Opened::open(source, &params)?;
+    let settings = PollSettings::from_params(&params, &opened.source_uri())?;
+    opened.probe().map_err(source_error)?;
+    let blobs = state_blobs(&opened, &params).ok();
     let trigger = match params.str(CONFIG_TRIGGER)? {
         Some(t) => Some(QualifiedName::parse(&t, "_").map_err(|e| {
             ParamError::invalid(CONFIG_TRIGGER, &format!("/namespace/trigger ({e})"), &t.clone().into())
         })?),
         None => None,
     };
-    let (old, seq, against) = match (&trigger, blobs) {
-        (Some(trigger), Some(blobs)) => {
-            let store = StateStore::new(blobs, trigger);
-            match store.load() {
-                Ok(Some((state, _))) => (state.snapshot, state.seq + 1, store.location()),
-                Ok(None) => {
-                    (Snapshot::default(), 1, format!("{} (missing: every entry counts as created)", store.location()))
-                }
-                Err(e) => return Err(ActionError::new(format!("reading {}: {e}", store.location()))),
-            }
-        }
-        _ => (Snapshot::default(), 1, "an empty snapshot (every entry counts as created)".to_string()),
+    let store = match (&trigger, blobs) {
+        (Some(trigger), Some(blobs)) => Some(StateStore::new(blobs, trigger)),
+        _ => None,
     };
-    let salt = trigger.as_ref().map(|t| t.to_string()).unwrap_or_default();
+    match &opened {
+        Opened::Snapshot(lister) => dry_run_snapshot(lister.as_ref(), &settings, trigger.as_ref(), store),
+        Opened::Log(reader) => dry_run_log(reader.as_ref(), &params, &settings, trigger.as_ref(), store),
+    }
+}
+
+/// The dry run of a log source: the records after the stored cursor (or after `since`, by
+/// default from the start of the log), up to `maxChangesPerPoll`.
+fn dry_run_log(
+    reader: &dyn LogReader,
+    params: &Params,
+    settings: &PollSettings,
+    trigger: Option<&QualifiedName>,
+    store: Option<StateStore>,
+) -> Result<Value, ActionError> {
+    let given = if params.has("since") { LogSettings::from_params(params)?.since } else { Since::Start };
+    let stored = match &store {
+        Some(store) => match store.load() {
+            Ok(Some((state, _))) => state.log.map(|l| (l.cursor, store.location())),
+            Ok(None) => None,
+            Err(e) => return Err(ActionError::new(format!("reading {}: {e}", store.location()))),
+        },
+        None => None,
+    };
+    let (after, against) = match stored {
+        Some((cursor, location)) => (cursor, location),
+        None => (
+            baseline_cursor(reader, &given).map_err(source_error)?,
+            "the since parameter (default: 0, the start of the log)".to_string(),
+        ),
+    };
+    let salt = trigger.map(|t| t.to_string()).unwrap_or_default();
+    let read = read_after(reader, after.as_deref(), settings.max_changes, None, &Budget::new(None, Duration::ZERO))
+        .map_err(source_error)?;
+    let events = record_events(reader, settings, &salt, &read.records, chrono::Utc::now());
+    let shown: Vec<Value> = events.iter().take(100).cloned().collect();
+    Ok(json!({
+        "against": against,
+        "cursor": after,
+        "cursorAfter": read.cursor,
+        "read": read.records.len(),
+        "more": read.cut,
+        "wouldFire": events.len(),
+        "events": shown,
+        "eventsShown": shown.len(),
+    }))
+}
+
+/// The dry run of a snapshot source: a full listing against the stored snapshot, or an
+/// empty one.
+fn dry_run_snapshot(
+    lister: &dyn Lister,
+    settings: &PollSettings,
+    trigger: Option<&QualifiedName>,
+    store: Option<StateStore>,
+) -> Result<Value, ActionError> {
+    let reserved = store.as_ref().and_then(|s| s.reserved_prefix());
+    let (old, seq, against) = match store {
+        Some(store) => match store.load() {
+            Ok(Some((state, _))) => (state.snapshot, state.seq + 1, store.location()),
+            Ok(None) => {
+                (Snapshot::default(), 1, format!("{} (missing: every entry counts as created)", store.location()))
+            }
+            Err(e) => return Err(ActionError::new(format!("reading {}: {e}", store.location()))),
+        },
+        None => (Snapshot::default(), 1, "an empty snapshot (every entry counts as created)".to_string()),
+    };
+    let salt = trigger.map(|t| t.to_string()).unwrap_or_default();
     let limits = PassLimits {
         parallelism: settings.parallelism,
         min_keys_per_range: MIN_KEYS_PER_RANGE,
@@ -210,10 +297,10 @@ pub fn dry_run(params: Params, sources: &[&dyn Source]) -> Result<Value, ActionE
         max_changes: usize::MAX,
         progress: true,
     };
-    let pass = run_pass_with(lister.as_ref(), &old, None, reserved, &Budget::new(None, Duration::ZERO), limits)
+    let pass = run_pass_with(lister, &old, None, reserved, &Budget::new(None, Duration::ZERO), limits)
         .map_err(source_error)?
         .ok_or_else(|| ActionError::new("the listing returned nothing"))?;
-    let events = build_events(lister.as_ref(), &settings, &salt, &pass.changes, seq);
+    let events = build_events(lister, settings, &salt, &pass.changes, seq);
     let mut state = State::new(settings.scope.clone());
     state.snapshot = pass.snapshot;
     state.seq = seq;
@@ -230,12 +317,6 @@ pub fn dry_run(params: Params, sources: &[&dyn Source]) -> Result<Value, ActionE
         "stateBytes": state_bytes,
         "stateBytesPerObject": if pass.listed > 0 { state_bytes as f64 / pass.listed as f64 } else { 0.0 },
     }))
-}
-
-/// How a poll ended when it did not fail.
-pub(super) enum Ended {
-    Normally,
-    TriggerGone,
 }
 
 /// One poll's collaborators.
