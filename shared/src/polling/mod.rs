@@ -16,13 +16,15 @@
 //! Plugins only list; everything here works the same for any source.
 //!
 //! Files: `helpers` (the per-trigger helper entities and the baseline), `pass` (one listing
-//! pass), `feed` (the feed action), `poll` (the poll action). Imports run one way: `feed` and
+//! pass), `versions` (the version strings kept for sources that ask), `feed` (the feed action),
+//! `poll` (the poll action). Imports run one way: `feed` and
 //! `poll` use `helpers` and `pass`; `helpers` uses `pass`; `pass` uses only the pure modules.
 
 mod feed;
 mod helpers;
 mod pass;
 mod poll;
+mod versions;
 
 use std::time::Duration;
 

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::helpers::{baseline, find_source, iso, source_error, state_blobs, teardown, teardown_plan, Helpers};
 use super::pass::{run_pass_with, Pass, PassLimits, MIN_KEYS_PER_RANGE};
+use super::versions::Memo;
 use super::{config_dialect, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER, MAX_BATCH};
 use crate::budget::{now_ms, Budget};
 use crate::delivery::{deliver_paced, DeliveryOutcome, FirePace};
@@ -190,18 +191,19 @@ pub fn dry_run(params: Params, sources: &[&dyn Source]) -> Result<Value, ActionE
         })?),
         None => None,
     };
-    let (old, seq, against) = match (&trigger, blobs) {
+    let (old, seq, against, kept) = match (&trigger, blobs) {
         (Some(trigger), Some(blobs)) => {
             let store = StateStore::new(blobs, trigger);
             match store.load() {
-                Ok(Some((state, _))) => (state.snapshot, state.seq + 1, store.location()),
+                Ok(Some((state, _))) => (state.snapshot, state.seq + 1, store.location(), state.versions),
                 Ok(None) => {
-                    (Snapshot::default(), 1, format!("{} (missing: every entry counts as created)", store.location()))
+                    let against = format!("{} (missing: every entry counts as created)", store.location());
+                    (Snapshot::default(), 1, against, None)
                 }
                 Err(e) => return Err(ActionError::new(format!("reading {}: {e}", store.location()))),
             }
         }
-        _ => (Snapshot::default(), 1, "an empty snapshot (every entry counts as created)".to_string()),
+        _ => (Snapshot::default(), 1, "an empty snapshot (every entry counts as created)".to_string(), None),
     };
     let salt = trigger.as_ref().map(|t| t.to_string()).unwrap_or_default();
     let limits = PassLimits {
@@ -211,12 +213,14 @@ pub fn dry_run(params: Params, sources: &[&dyn Source]) -> Result<Value, ActionE
         max_changes: usize::MAX,
         progress: true,
     };
-    let pass = run_pass_with(lister.as_ref(), &old, None, reserved, &Budget::new(None, Duration::ZERO), limits)
+    let memo = Memo::new(lister.as_ref(), kept.as_ref());
+    let pass = run_pass_with(lister.as_ref(), &old, &memo, None, reserved, &Budget::new(None, Duration::ZERO), limits)
         .map_err(source_error)?
         .ok_or_else(|| ActionError::new("the listing returned nothing"))?;
     let events = build_events(lister.as_ref(), &settings, &salt, &pass.changes, seq);
     let mut state = State::new(settings.scope.clone());
     state.snapshot = pass.snapshot;
+    state.versions = memo.finish(&state.snapshot);
     state.seq = seq;
     state.baselined = true;
     let state_bytes = state.encode().len();
@@ -282,6 +286,7 @@ impl Poller<'_> {
         if state.scope != self.settings.scope {
             // What the snapshot covers changed (UPDATE of prefix or bucket): start over quietly.
             state.snapshot = Snapshot::default();
+            state.versions = None;
             state.cursor = None;
             state.baselined = false;
             state.scope = self.settings.scope.clone();
@@ -291,8 +296,11 @@ impl Poller<'_> {
         let emit = state.baselined;
         let reserved = self.store.reserved_prefix();
         let limits = PassLimits::poll(self.settings, emit);
-        let pass = run_pass_with(self.lister, &state.snapshot, state.cursor.clone(), reserved, &list_budget, limits)
-            .map_err(source_error)?;
+        let kept = state.versions.take();
+        let memo = Memo::new(self.lister, kept.as_ref());
+        let pass =
+            run_pass_with(self.lister, &state.snapshot, &memo, state.cursor.clone(), reserved, &list_budget, limits)
+                .map_err(source_error)?;
         let Some(mut pass) = pass else {
             status.outcome = "partial".to_string();
             return Ok(Ended::Normally);
@@ -321,6 +329,7 @@ impl Poller<'_> {
         }
         state.cursor = pass.cursor;
         state.snapshot = pass.snapshot;
+        state.versions = memo.finish(&state.snapshot);
         state.outbox.extend(events);
         if progressed {
             state.seq = seq;
