@@ -7,6 +7,7 @@
 //! which picks the source with `-p source NAME`) and the `poll` action serve every registered
 //! source, and tests/suite/shipping.rs fails until README documents it.
 
+pub mod http;
 pub mod s3;
 
 use crate::params::{ParamError, Params};
@@ -14,7 +15,7 @@ use crate::source::{BlobStore, Source};
 
 /// Every source the feed and poll actions serve, by `Source::name`. The first one is what a
 /// feed without `-p source` gets (S3, as before the registry existed).
-pub const REGISTRY: &[&dyn Source] = &[&s3::S3Source];
+pub const REGISTRY: &[&dyn Source] = &[&s3::S3Source, &http::HttpSource];
 
 /// The store a user names (`stateBucket`, with the S3 feed's endpoint and credential
 /// parameters) for a source that keeps no state of its own; `Ok(None)` when none is named.
