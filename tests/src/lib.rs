@@ -13,4 +13,5 @@ pub mod s3rver;
 pub mod s3sfs;
 pub mod tls;
 pub mod tools;
+pub mod webserver;
 pub mod world;

@@ -1,6 +1,6 @@
 //! Test tools the suite installs for itself on first use, so that `cargo test --workspace` on a
 //! fresh clone needs nothing installed by hand: moto (a real S3 server, from PyPI), s3rver (a
-//! third, independent S3 server, from npm) and the official OpenWhisk JavaScript client (from
+//! third, independent S3 server, from npm), http-server (a static web server, from npm) and the official OpenWhisk JavaScript client (from
 //! npm, pinned by `tests/js/package-lock.json`).
 //!
 //! Each tool is installed once per target directory (under `target/test-tools/`), pinned, and
@@ -125,6 +125,41 @@ pub fn s3rver_script() -> anyhow::Result<PathBuf> {
             Ok(())
         };
         install_once(&format!("s3rver@{S3RVER_VERSION} into {}", dir.display()), &ready, &install)
+            .map(|()| script.clone())
+            .map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// The npm `http-server` release the suite runs (a real static web server sending `ETag` and
+/// `Last-Modified`, answering 304 to `If-None-Match`).
+pub const HTTP_SERVER_VERSION: &str = "14.1.1";
+
+/// The `http-server` entry point, installed from npm on first use.
+pub fn http_server_script() -> anyhow::Result<PathBuf> {
+    static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = tools_dir().join(format!("http-server-{HTTP_SERVER_VERSION}"));
+        let script = dir.join("node_modules/http-server/bin/http-server");
+        let marker = dir.join(".installed");
+        let ready = || marker.is_file() && script.is_file();
+        let install = || {
+            std::fs::create_dir_all(&dir)?;
+            let status = Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--no-save", "--prefix"])
+                .arg(&dir)
+                .arg(format!("http-server@{HTTP_SERVER_VERSION}"))
+                .stdout(std::io::stderr())
+                .status()
+                .context("cannot run npm (the suite needs node and npm)")?;
+            if !status.success() {
+                bail!("npm install http-server@{HTTP_SERVER_VERSION} failed: {status}");
+            }
+            std::fs::write(&marker, HTTP_SERVER_VERSION)?;
+            Ok(())
+        };
+        install_once(&format!("http-server@{HTTP_SERVER_VERSION} into {}", dir.display()), &ready, &install)
             .map(|()| script.clone())
             .map_err(|e| format!("{e:#}"))
     })

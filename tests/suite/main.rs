@@ -8,6 +8,8 @@ mod emulator;
 mod faults;
 // the hooks pattern: receiver web action and hook feed
 mod hooks;
+// the HTTP resource source end to end against real web servers (http-server, python http.server)
+mod http_feed;
 // random and mutated inputs never panic a parser, nor stop the actionloop
 mod fuzz;
 // feed lifecycle (CREATE … UNPAUSE) through the emulator with the test-only source
