@@ -1,10 +1,12 @@
 //! Test support for the integration suite (`tests/suite`): servers started on 127.0.0.1 by the
-//! tests themselves, the actionloop driver, and the test-only `listing` source.
+//! tests themselves, the actionloop driver, the test-only `listing` source and the test-only
+//! `filelog` log source.
 
 pub mod actionloop;
 pub mod emulator_support;
 pub mod fake_github;
 pub mod fake_subscriptions;
+pub mod file_log_source;
 pub mod gen_source;
 pub mod listing_source;
 pub mod moto;

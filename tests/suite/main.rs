@@ -14,6 +14,8 @@ mod http_feed;
 mod fuzz;
 // feed lifecycle (CREATE … UNPAUSE) through the emulator with the test-only source
 mod lifecycle;
+// a log source end to end (the test-only `filelog`): cursor, events, a rejected cursor in READ
+mod log_feed;
 // the official OpenWhisk JavaScript client (npm `openwhisk`) against the emulator
 mod official_client;
 // private TLS: S3 stores and API hosts behind a self-made CA
