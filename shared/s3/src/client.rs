@@ -329,13 +329,23 @@ impl S3Client {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<Reply, S3Error> {
-        let mut request = self.build_request(method, bucket, key, query, headers, body)?;
-        sign_request(&self.config, &mut request, SystemTime::now())?;
-        let result = if request.body().is_empty() && request.method() != Method::PUT {
-            self.agent.run(request.map(|_| ()))
-        } else {
-            self.agent.run(request)
+        let request = self.build_request(method, bucket, key, query, headers, body)?;
+        let send = |mut request: Request<Vec<u8>>| {
+            sign_request(&self.config, &mut request, SystemTime::now())?;
+            let result = if request.body().is_empty() && request.method() != Method::PUT {
+                self.agent.run(request.map(|_| ()))
+            } else {
+                self.agent.run(request)
+            };
+            Ok::<_, S3Error>(result)
         };
+        let mut result = send(request.clone())?;
+        if result.as_ref().is_err_and(closed_before_answering) {
+            // A pooled connection the server closed as we reused it (a server closes one
+            // after answering a request whose body it did not read): the request never
+            // reached it, so sending it once more on a fresh connection is safe.
+            result = send(request)?;
+        }
         let mut response = result.map_err(|e| self.transport_error(ctx, e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -502,6 +512,12 @@ pub fn sign_request(config: &S3Config, request: &mut Request<Vec<u8>>, time: Sys
     Ok(())
 }
 
+/// Whether the server closed the connection without a byte of an answer (ureq's "Peer
+/// disconnected": the request was not processed).
+fn closed_before_answering(error: &ureq::Error) -> bool {
+    matches!(error, ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,6 +537,45 @@ mod tests {
             client.build_request(Method::PUT, "bucket", Some(key), &query, &[], b"body".to_vec()).unwrap();
         sign_request(&config, &mut request, SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)).unwrap();
         request
+    }
+
+    /// A server that takes each request on a kept-alive connection and closes the connection
+    /// without answering the second one (as a server does when it dropped an idle connection
+    /// just as the client reused it); every new connection gets answers.
+    #[test]
+    fn a_request_the_server_closed_unanswered_is_sent_once_more() {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                for answered in 0.. {
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                        line.clear();
+                    }
+                    if answered == 1 {
+                        break;
+                    }
+                    let reply = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+                    if stream.write_all(reply.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut config = config(None);
+        config.endpoint = format!("http://127.0.0.1:{port}");
+        config.path_style = true;
+        let client = S3Client::new(config).unwrap();
+        client.head_bucket("bucket").unwrap();
+        client.head_bucket("bucket").expect("the unanswered request is sent again on a new connection");
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     fn header(request: &Request<Vec<u8>>, name: &str) -> String {
