@@ -8,6 +8,7 @@ pub mod fake_subscriptions;
 pub mod gen_source;
 pub mod listing_source;
 pub mod moto;
+pub mod s3dialect;
 pub mod s3proxy;
 pub mod s3rver;
 pub mod s3sfs;

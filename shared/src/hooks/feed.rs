@@ -232,8 +232,9 @@ impl Feed for HooksFeed {
             "registration": id,
             "endpoint": binding.to_string(),
         });
-        // The token is shown once, to paste into the producer: only when nothing was registered.
-        if id.is_none() && !params.has(CONFIG_SECRET) {
+        // The token is shown once, to paste into the producer: when nothing was registered, or
+        // when the producer still needs it from the user.
+        if (id.is_none() || registrar.needs_token(&params)) && !params.has(CONFIG_SECRET) {
             out["token"] = json!(secret.expose());
         }
         Ok(out)
