@@ -352,13 +352,19 @@ impl Target {
         parse_xml(&body).map_err(|e| RegistrationError::Server(format!("topic {action}: the answer is not XML: {e}")))
     }
 
-    fn create_topic(&self, name: &str, push_endpoint: Option<&str>) -> Result<String, RegistrationError> {
+    /// `secrets`: what the call sends that must not be echoed (the push-endpoint and its token).
+    fn create_topic(
+        &self,
+        name: &str,
+        push_endpoint: Option<&str>,
+        secrets: &[&str],
+    ) -> Result<String, RegistrationError> {
         let mut form = vec![("Action", "CreateTopic"), ("Name", name)];
         if let Some(url) = push_endpoint {
             form.push(("Attributes.entry.1.key", "push-endpoint"));
             form.push(("Attributes.entry.1.value", url));
         }
-        let answer = self.topic_call(&form, &push_endpoint.into_iter().collect::<Vec<_>>())?;
+        let answer = self.topic_call(&form, secrets)?;
         answer
             .find_text("TopicArn")
             .map(|t| t.trim().to_string())
@@ -487,7 +493,7 @@ impl Target {
                         }
                         (None, Some(given)) => reg.topic = Some(given.clone()),
                         (None, None) => {
-                            let arn = self.create_topic(&id, None)?;
+                            let arn = self.create_topic(&id, None, &[])?;
                             reg.topic = Some(arn.clone());
                             reg.own_topic = true;
                             made.topic = Some(arn);
@@ -514,7 +520,7 @@ impl Target {
                         utf8_percent_encode(endpoint.secret.expose(), SEGMENT)
                     );
                     // CreateTopic of an existing name updates its attributes (a new token).
-                    let arn = self.create_topic(&id, Some(&push))?;
+                    let arn = self.create_topic(&id, Some(&push), &[&push, endpoint.secret.expose()])?;
                     if previous.and_then(|p| p.topic.as_deref()) != Some(arn.as_str()) {
                         made.topic = Some(arn.clone());
                         made.own_topic = true;
