@@ -39,12 +39,14 @@ pub enum Dialect {
 
 type Docs = Arc<Mutex<HashMap<String, Vec<XmlElement>>>>;
 type Forms = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+type Flag = Arc<std::sync::atomic::AtomicBool>;
 
 /// A running dialect proxy; stops serving when dropped.
 pub struct DialectProxy {
     url: String,
     docs: Docs,
     forms: Forms,
+    echo: Flag,
     server: Arc<tiny_http::Server>,
 }
 
@@ -56,15 +58,17 @@ impl DialectProxy {
         let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
         let docs: Docs = Arc::default();
         let forms: Forms = Arc::default();
+        let echo: Flag = Arc::default();
         for _ in 0..2 {
             let (server, docs, forms, upstream) = (server.clone(), docs.clone(), forms.clone(), upstream.clone());
+            let echo = echo.clone();
             thread::spawn(move || {
                 while let Ok(req) = server.recv() {
-                    handle(req, &upstream, dialect, &docs, &forms);
+                    handle(req, &upstream, dialect, &docs, &forms, &echo);
                 }
             });
         }
-        Ok(DialectProxy { url: format!("http://127.0.0.1:{port}"), docs, forms, server })
+        Ok(DialectProxy { url: format!("http://127.0.0.1:{port}"), docs, forms, echo, server })
     }
 
     /// The proxy's endpoint.
@@ -75,6 +79,12 @@ impl DialectProxy {
     /// The bucket's notification entries, in the order the server keeps them.
     pub fn entries(&self, bucket: &str) -> Vec<XmlElement> {
         self.docs.lock().unwrap().get(bucket).cloned().unwrap_or_default()
+    }
+
+    /// From now on refuses every topic call with a 400 whose message repeats the request: its
+    /// raw form, every decoded value and every header (a server that echoes what it was sent).
+    pub fn refuse_topics_echoing(&self) {
+        self.echo.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The decoded forms of every topic (Query API) call, in order.
@@ -94,7 +104,7 @@ fn error(status: u16, code: &str, message: &str) -> tiny_http::Response<std::io:
     tiny_http::Response::from_string(body).with_status_code(status)
 }
 
-fn handle(mut req: tiny_http::Request, upstream: &str, dialect: Dialect, docs: &Docs, forms: &Forms) {
+fn handle(mut req: tiny_http::Request, upstream: &str, dialect: Dialect, docs: &Docs, forms: &Forms, echo: &Flag) {
     let method = req.method().as_str().to_string();
     let url = req.url().to_string();
     let mut body = Vec::new();
@@ -111,12 +121,28 @@ fn handle(mut req: tiny_http::Request, upstream: &str, dialect: Dialect, docs: &
         return;
     }
     if method == "POST" {
-        let form = String::from_utf8_lossy(&body)
+        let form: Vec<(String, String)> = String::from_utf8_lossy(&body)
             .split('&')
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (decode_form(k).unwrap_or_default(), decode_form(v).unwrap_or_default()))
             .collect();
-        forms.lock().unwrap().push(form);
+        forms.lock().unwrap().push(form.clone());
+        if echo.load(std::sync::atomic::Ordering::SeqCst) {
+            let headers: Vec<String> = req.headers().iter().map(|h| format!("{}: {}", h.field, h.value)).collect();
+            let values: Vec<String> = form.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let said = format!(
+                "invalid request {} {} {}",
+                String::from_utf8_lossy(&body),
+                values.join(" "),
+                headers.join(" ")
+            );
+            let body = format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidArgument</Code><Message>{}</Message></Error></ErrorResponse>",
+                quick_xml_escape(&said)
+            );
+            let _ = req.respond(tiny_http::Response::from_string(body).with_status_code(400));
+            return;
+        }
     }
     let headers: Vec<(String, String)> =
         req.headers().iter().map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().to_string())).collect();
@@ -232,4 +258,8 @@ fn notification_call(
         }
         _ => error(405, "MethodNotAllowed", "not supported here"),
     }
+}
+
+fn quick_xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

@@ -429,3 +429,30 @@ fn minio_registration_adds_a_queue_configuration_and_prints_the_token() {
     feed(&w, "DELETE", "m", json!({})).expect("DELETE");
     assert_eq!(minio.entries(&bucket), users);
 }
+
+/// A server that echoes the request into its error (the push-endpoint with the token, the
+/// session token header) cannot carry a secret into CREATE's error, result or logs.
+#[test]
+fn secrets_echoed_by_the_server_never_reach_results_or_logs() {
+    let moto = Moto::shared().expect("moto");
+    let rgw = DialectProxy::start(moto.endpoint(), Dialect::Ceph).unwrap();
+    let bucket = Moto::unique_bucket("s3reg-echo");
+    moto.create_bucket(&bucket).unwrap();
+    rgw.refuse_topics_echoing();
+    let w = world();
+    let token = "echoed-token-0123456789abcdef";
+    let params = json!({"source": "s3", "provider": "ceph", "endpoint": rgw.url(), "bucket": bucket,
+        "accessKeyId": moto.access_key_id(), "secretAccessKey": moto.secret_access_key(), "secret": token});
+    let err = create(&w, "echo", params).unwrap_err();
+    assert!(err.contains("CreateTopic") && err.contains("InvalidArgument"), "{err}");
+    let calls = rgw.topic_calls();
+    let sent = calls.last().expect("the topic call was made");
+    assert!(sent.iter().any(|(_, v)| v.contains(token)), "the server did get the token: {sent:?}");
+    let activations = serde_json::to_string(&w.emu.activations(USER)).unwrap();
+    assert!(activations.contains("CreateTopic"), "the error is in the activation record");
+    for secret in [token, moto.secret_access_key()] {
+        assert!(!err.contains(secret), "{err}");
+        assert!(!activations.contains(secret), "{activations}");
+    }
+    assert!(rgw.entries(&bucket).is_empty());
+}
