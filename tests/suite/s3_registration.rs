@@ -224,6 +224,14 @@ fn aws_registration_keeps_the_users_notifications_through_every_lifecycle_event(
     assert_eq!(read["config"]["topicArn"], json!(topic), "UPDATE keeps the topic");
     assert_eq!(subscriptions(moto, &topic).len(), 1);
 
+    // An UPDATE of a paused trigger keeps it paused; UNPAUSE brings the updated entry.
+    feed(&w, "PAUSE", "uploads", json!({})).expect("PAUSE");
+    feed(&w, "UPDATE", "uploads", json!({"suffix": ".gif"})).expect("UPDATE while paused");
+    check(0);
+    feed(&w, "UNPAUSE", "uploads", json!({})).expect("UNPAUSE");
+    let entry = check(1).unwrap();
+    assert_eq!(text_of(&entry, &["Filter", "S3Key", "FilterRule", "Value"]), vec!["in+box/", ".gif"]);
+
     let deleted = feed(&w, "DELETE", "uploads", json!({})).expect("DELETE");
     assert!(deleted.get("notRemoved").is_none(), "{deleted}");
     check(0);
@@ -233,28 +241,41 @@ fn aws_registration_keeps_the_users_notifications_through_every_lifecycle_event(
     }
 }
 
-/// A topic the user gives is used, never deleted: DELETE removes only the feed's subscription
-/// and policy statement.
+/// A topic the user gives is used, never deleted: UPDATE to it from the feed's own topic
+/// deletes the own one; DELETE removes only the feed's subscription and policy statement.
 #[test]
-fn a_given_topic_keeps_its_policy_and_survives_delete() {
+fn a_given_topic_replaces_the_own_one_and_survives_delete() {
     let moto = Moto::shared().expect("moto");
     let bucket = Moto::unique_bucket("s3reg-given");
     moto.create_bucket(&bucket).unwrap();
     let created = sns(moto, &[("Action", "CreateTopic"), ("Name", &bucket)]);
-    let topic = created.find_text("TopicArn").unwrap().to_string();
-    let before = policy(moto, &topic);
+    let given = created.find_text("TopicArn").unwrap().to_string();
+    let before = policy(moto, &given);
     let w = world();
     let params = json!({"source": "s3", "provider": "aws", "endpoint": moto.endpoint(), "snsEndpoint": moto.endpoint(),
-        "bucket": bucket, "accessKeyId": moto.access_key_id(), "secretAccessKey": moto.secret_access_key(),
-        "topicArn": topic});
+        "bucket": bucket, "accessKeyId": moto.access_key_id(), "secretAccessKey": moto.secret_access_key()});
     create(&w, "given", params).expect("CREATE");
-    let during = policy(moto, &topic);
+    let own = topic_of(&w, "given");
+    assert!(topics(moto).contains(&own));
+
+    let updated = feed(&w, "UPDATE", "given", json!({"topicArn": given})).expect("UPDATE");
+    assert_eq!(updated["problems"], json!([]), "{updated}");
+    assert!(!topics(moto).contains(&own), "the feed's own topic is deleted once replaced");
+    let config = feed(&w, "READ", "given", json!({})).unwrap()["config"].clone();
+    assert_eq!(config["topicArn"], json!(given));
+    let during = policy(moto, &given);
     assert_eq!(during["Statement"].as_array().unwrap().len(), before["Statement"].as_array().unwrap().len() + 1);
-    assert_eq!(subscriptions(moto, &topic).len(), 1);
+    let subs = subscriptions(moto, &given);
+    assert_eq!(subs.len(), 1);
+    assert_eq!(config["subscriptionArn"], json!(subs[0].2));
+    let now = entries(moto, &bucket);
+    assert_eq!(now.len(), 1);
+    assert_eq!(text_of(&now[0], &["Topic"]), vec![given.clone()]);
+
     feed(&w, "DELETE", "given", json!({})).expect("DELETE");
-    assert!(topics(moto).contains(&topic), "the user's topic stays");
-    assert_eq!(policy(moto, &topic), before, "only our statement is removed");
-    assert!(subscriptions(moto, &topic).is_empty());
+    assert!(topics(moto).contains(&given), "the user's topic stays");
+    assert_eq!(policy(moto, &given), before, "only our statement is removed");
+    assert!(subscriptions(moto, &given).is_empty());
     assert!(entries(moto, &bucket).is_empty());
 }
 
