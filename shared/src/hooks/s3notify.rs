@@ -555,7 +555,10 @@ impl Target {
                 problems.push(e.to_string());
             }
         }
-        if let Some(sub) = &reg.subscription {
+        // Deleting our own topic deletes its subscriptions; a separate Unsubscribe could only
+        // fail on one still waiting for its confirmation.
+        let topic_goes = reg.own_topic && reg.topic.is_some();
+        if let Some(sub) = reg.subscription.as_ref().filter(|_| !topic_goes) {
             if let Err(e) = self.unsubscribe(sub) {
                 problems.push(e.to_string());
             }
