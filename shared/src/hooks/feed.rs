@@ -12,7 +12,7 @@
 //!
 //! READ shows the config (secrets redacted), the URL and the registration; UPDATE merges new
 //! parameters and, when a plugin parameter or the secret changed, updates the registration in
-//! place where the producer can (GitHub) or re-registers (paused if the trigger is paused); DELETE removes
+//! place where the producer can (GitHub, S3 notifications) or re-registers (paused if the trigger is paused); DELETE removes
 //! the registration (naming it in the result when the producer cannot be reached) and the
 //! binding, whatever is left of them; PAUSE/UNPAUSE tell the
 //! producer when it can be told and always flag the binding, so the receiver drops deliveries
