@@ -10,6 +10,7 @@ pub mod file_log_source;
 pub mod gen_source;
 pub mod listing_source;
 pub mod moto;
+pub mod s3dialect;
 pub mod s3proxy;
 pub mod s3rver;
 pub mod s3sfs;

@@ -28,6 +28,8 @@ mod registry;
 mod runtime;
 // the S3 client against moto (SigV4 verified) and s3s-fs
 mod s3_client;
+// S3 push registration at moto (AWS: S3 + SNS) and Ceph/MinIO dialect proxies
+mod s3_registration;
 // the S3 feed end to end: real binaries, emulator, real S3 servers, injected faults
 mod s3_feed;
 // secrets never leak through any error path, whatever a server echoes

@@ -290,6 +290,101 @@ impl S3Client {
         Err(from_response(&ctx, facts))
     }
 
+    /// Reads the bucket's notification configuration (`GET /{bucket}?notification`): the XML
+    /// as the server sent it.
+    pub fn get_bucket_notification(&self, bucket: &str) -> Result<Vec<u8>, S3Error> {
+        let ctx = self.context(bucket, None);
+        let query = [("notification", String::new())];
+        let reply = self.execute(&ctx, Method::GET, bucket, None, &query, &[], Vec::new())?;
+        if reply.status == 200 {
+            return Ok(reply.body);
+        }
+        Err(self.error_from(&ctx, &reply))
+    }
+
+    /// Replaces (AWS, MinIO) or merges by `Id` (Ceph RGW) the bucket's notification
+    /// configuration (`PUT /{bucket}?notification`).
+    pub fn put_bucket_notification(&self, bucket: &str, body: Vec<u8>) -> Result<(), S3Error> {
+        let ctx = self.context(bucket, None);
+        let query = [("notification", String::new())];
+        let headers = [("content-type", "application/xml".to_string())];
+        let reply = self.execute(&ctx, Method::PUT, bucket, None, &query, &headers, body)?;
+        if (200..300).contains(&reply.status) {
+            return Ok(());
+        }
+        Err(self.error_from(&ctx, &reply))
+    }
+
+    /// Removes one notification by `Id` (`DELETE /{bucket}?notification={id}`), a Ceph RGW
+    /// extension; an unknown id is not an error there.
+    pub fn delete_bucket_notification(&self, bucket: &str, id: &str) -> Result<(), S3Error> {
+        let ctx = self.context(bucket, None);
+        let query = [("notification", id.to_string())];
+        let reply = self.execute(&ctx, Method::DELETE, bucket, None, &query, &[], Vec::new())?;
+        if (200..300).contains(&reply.status) {
+            return Ok(());
+        }
+        Err(self.error_from(&ctx, &reply))
+    }
+
+    /// One AWS Query API call to this endpoint (`POST /`, form body, SigV4 for `service`), as
+    /// SNS and Ceph RGW's topics take them; returns the XML answer. `form` is `Action` and its
+    /// parameters, encoded here; an `<ErrorResponse>` becomes an [`S3Error`] naming the action.
+    pub fn query_api(&self, service: &str, form: &[(&str, &str)]) -> Result<Vec<u8>, S3Error> {
+        let action = form.iter().find(|(k, _)| *k == "Action").map(|(_, v)| *v).unwrap_or("call");
+        let endpoint = &self.config.endpoint;
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let uri = format!("{}://{}/", self.endpoint.scheme, self.endpoint.authority(None));
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(&uri)
+            .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+            .body(body.into_bytes())
+            .map_err(|e| S3Error::new(ErrorKind::BadRequest, format!("{service} {action}: request: {e}")))?;
+        sign_request_for(&self.config, &mut request, SystemTime::now(), service)?;
+        let ctx = Context {
+            endpoint,
+            region: &self.config.region,
+            access_key_id: &self.config.access_key_id,
+            bucket: None,
+            key: None,
+        };
+        let mut response = self.agent.run(request).map_err(|e| self.transport_error(&ctx, e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(self.config.max_response_bytes)
+            .read_to_vec()
+            .map_err(|e| self.transport_error(&ctx, e))?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let parsed = crate::xml::parse_xml(&body).ok();
+        let error = parsed.as_ref().map(|root| root.child("Error").unwrap_or(root));
+        let code = error.and_then(|e| e.child_text("Code")).map(str::to_string);
+        let said = error.and_then(|e| e.child_text("Message")).unwrap_or_default();
+        let kind = crate::error::classify(status, code.as_deref(), None);
+        let label = code.clone().unwrap_or_else(|| format!("HTTP {status}"));
+        let detail: String = said.trim().chars().take(200).collect();
+        let message = match kind {
+            ErrorKind::SignatureDoesNotMatch => format!(
+                "{service} {action} at {endpoint}: the secret access key does not match the access key id ({label}): check secretAccessKey"
+            ),
+            ErrorKind::InvalidAccessKeyId => format!(
+                "{service} {action} at {endpoint}: the access key id '{}' is not known ({label}): check accessKeyId",
+                self.config.access_key_id
+            ),
+            _ if detail.is_empty() => format!("{service} {action} at {endpoint} failed (HTTP {status}, {label})"),
+            _ => format!("{service} {action} at {endpoint} failed (HTTP {status}, {label}: {detail})"),
+        };
+        Err(S3Error { kind, status: Some(status), code, message })
+    }
+
     fn context<'a>(&'a self, bucket: &'a str, key: Option<&'a str>) -> Context<'a> {
         Context {
             endpoint: &self.config.endpoint,
@@ -467,6 +562,17 @@ fn check_bucket_name(bucket: &str) -> Result<(), S3Error> {
 /// normalisation, `x-amz-content-sha256` over the body, and the session token (when set) signed
 /// as `x-amz-security-token`.
 pub fn sign_request(config: &S3Config, request: &mut Request<Vec<u8>>, time: SystemTime) -> Result<(), S3Error> {
+    sign_request_for(config, request, time, "s3")
+}
+
+/// Like [`sign_request`], for another service of the credential scope (`sns` for the Query API
+/// calls an S3 server's topics take: AWS SNS, Ceph RGW).
+pub fn sign_request_for(
+    config: &S3Config,
+    request: &mut Request<Vec<u8>>,
+    time: SystemTime,
+    service: &str,
+) -> Result<(), S3Error> {
     let credentials = Credentials::new(
         config.access_key_id.clone(),
         config.secret_access_key.expose().to_string(),
@@ -484,7 +590,7 @@ pub fn sign_request(config: &S3Config, request: &mut Request<Vec<u8>>, time: Sys
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&config.region)
-        .name("s3")
+        .name(service)
         .time(time)
         .settings(settings)
         .build()

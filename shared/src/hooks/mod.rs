@@ -42,6 +42,7 @@ pub mod feed;
 pub mod github;
 pub mod receiver;
 pub mod registrar;
+pub mod s3notify;
 pub mod s3push;
 pub mod subscription;
 
