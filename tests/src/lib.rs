@@ -11,6 +11,7 @@ pub mod moto;
 pub mod s3proxy;
 pub mod s3rver;
 pub mod s3sfs;
+pub mod sns;
 pub mod tls;
 pub mod tools;
 pub mod world;
