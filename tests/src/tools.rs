@@ -63,7 +63,7 @@ fn install_once(what: &str, ready: &dyn Fn() -> bool, install: &dyn Fn() -> anyh
     Ok(())
 }
 
-/// The `PYTHONPATH` holding moto's S3 and IAM server, installed from PyPI on first use.
+/// The `PYTHONPATH` holding moto's S3, IAM and SNS server, installed from PyPI on first use.
 pub fn moto_pythonpath() -> anyhow::Result<PathBuf> {
     static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     DONE.get_or_init(|| {
@@ -76,21 +76,21 @@ pub fn moto_pythonpath() -> anyhow::Result<PathBuf> {
                 .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"])
                 .args(["--target"])
                 .arg(&site)
-                // The S3 and IAM backends plus what `moto.server` imports: moto[server] would
+                // The S3, IAM and SNS backends plus what `moto.server` imports: moto[server] would
                 // add every service's dependencies (cfn-lint, sympy, docker…), 297 MB vs 112 MB.
-                .arg(format!("moto[s3,iam]=={MOTO_VERSION}"))
+                .arg(format!("moto[s3,iam,sns]=={MOTO_VERSION}"))
                 .args(["flask!=2.2.0,!=2.2.1", "flask-cors"])
                 .env("PIP_ROOT_USER_ACTION", "ignore")
                 .stdout(std::io::stderr())
                 .status()
                 .context("cannot run python3 -m pip (the suite needs python3 with pip)")?;
             if !status.success() {
-                bail!("pip install moto[s3,iam]=={MOTO_VERSION} failed: {status}");
+                bail!("pip install moto[s3,iam,sns]=={MOTO_VERSION} failed: {status}");
             }
             std::fs::write(&marker, MOTO_VERSION)?;
             Ok(())
         };
-        install_once(&format!("moto[s3,iam]=={MOTO_VERSION} into {}", site.display()), &ready, &install)
+        install_once(&format!("moto[s3,iam,sns]=={MOTO_VERSION} into {}", site.display()), &ready, &install)
             .map(|()| site.clone())
             .map_err(|e| format!("{e:#}"))
     })
