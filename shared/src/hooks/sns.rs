@@ -248,6 +248,17 @@ impl Envelope {
         })
     }
 
+    /// The envelope of an SNS request. With raw message delivery SNS posts the bare message,
+    /// with no envelope and no signature: refused with a message saying so.
+    pub fn of_request(req: &HookRequest) -> Result<Envelope, String> {
+        if req.header("x-amz-sns-rawdelivery").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return Err(
+                "SNS raw message delivery is on: it sends no signature, turn it off for this subscription".into()
+            );
+        }
+        Envelope::parse(req.header(MESSAGE_TYPE_HEADER).unwrap_or_default(), &req.body)
+    }
+
     /// The string SNS signs (see the module docs for the field lists and their sources).
     pub fn string_to_sign(&self) -> String {
         let mut fields: Vec<(&str, &str)> = vec![("Message", &self.message), ("MessageId", &self.message_id)];
@@ -475,8 +486,7 @@ fn receive_inner(
             ),
         ));
     }
-    let header = req.header(MESSAGE_TYPE_HEADER).unwrap_or_default();
-    let envelope = Envelope::parse(header, &req.body).map_err(|e| HookResponse::error(400, e))?;
+    let envelope = Envelope::of_request(req).map_err(|e| HookResponse::error(400, e))?;
     // SNS retries a 5xx: a confirmation that arrives before the registration stored the
     // topic is answered again once it has.
     let topic = match TopicArn::from_params(params) {
@@ -500,7 +510,14 @@ fn receive_inner(
         MessageType::SubscriptionConfirmation => {
             let url = envelope.subscribe_url.as_deref().unwrap_or_default();
             trust.check_subscribe_url(url, &topic).map_err(|e| HookResponse::error(403, e))?;
+            // The confirmation token is SNS's, not ours, but it confirms the subscription: it
+            // stays out of logs and answers, whatever the HTTP client's error says.
+            let token = envelope.token.clone().filter(|t| !t.is_empty());
             trust.confirm(url).map_err(|e| {
+                let e = match &token {
+                    Some(t) => e.replace(t.as_str(), "[token]"),
+                    None => e,
+                };
                 log(&format!("receive: {e}"));
                 HookResponse::error(502, e).with_header("Retry-After", RETRY_AFTER_SECS)
             })?;
@@ -635,6 +652,24 @@ mod tests {
         assert!(Envelope::parse("Other", good.to_string().as_bytes())
             .unwrap_err()
             .contains("unknown SNS message type"));
+        // Raw message delivery: no envelope to verify.
+        let raw = HookRequest {
+            method: "POST".into(),
+            headers: [
+                (MESSAGE_TYPE_HEADER.to_string(), "Notification".to_string()),
+                ("x-amz-sns-rawdelivery".to_string(), "true".to_string()),
+            ]
+            .into(),
+            query: String::new(),
+            body: good.to_string().into_bytes(),
+        };
+        assert_eq!(
+            Envelope::of_request(&raw).unwrap_err(),
+            "SNS raw message delivery is on: it sends no signature, turn it off for this subscription"
+        );
+        let mut signed = raw.clone();
+        signed.headers.remove("x-amz-sns-rawdelivery");
+        assert!(Envelope::of_request(&signed).is_ok());
         // A confirmation needs its SubscribeURL and Token.
         let mut c = with("Type", json!("SubscriptionConfirmation"));
         c["SubscribeURL"] = json!("https://sns.us-east-1.amazonaws.com/");
