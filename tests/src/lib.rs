@@ -14,6 +14,7 @@ pub mod s3dialect;
 pub mod s3proxy;
 pub mod s3rver;
 pub mod s3sfs;
+pub mod sns;
 pub mod tls;
 pub mod tools;
 pub mod webserver;

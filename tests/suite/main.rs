@@ -36,6 +36,8 @@ mod s3_feed;
 mod secrets;
 // real S3 stores: conditional-write dialects, stores refusing writes, stale leases
 mod stores;
+// AWS S3 push through SNS: signed envelopes, certificates over HTTPS, confirmations
+mod sns;
 // the local sandbox (deploy/sandbox.sh) shows created, updated and deleted events
 mod sandbox;
 // manifest.yaml and deploy scripts agree with the workspace
