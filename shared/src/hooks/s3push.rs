@@ -350,10 +350,10 @@ impl Registrar for S3Notifications {
         "s3"
     }
     fn params(&self) -> &'static [&'static str] {
-        &["provider", "endpoint", "bucket"]
+        &["provider", "endpoint", "bucket", "accessKeyId", "secretAccessKey", "sessionToken", "region"]
     }
     fn secret_params(&self) -> &'static [&'static str] {
-        &[]
+        &["secretAccessKey", "sessionToken"]
     }
     fn validate(&self, params: &Params) -> Result<(), ParamError> {
         let settings = PushSettings::from_params(params)?;
