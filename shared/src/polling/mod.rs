@@ -23,6 +23,7 @@ mod feed;
 mod helpers;
 mod pass;
 mod poll;
+pub mod reconcile;
 
 use std::time::Duration;
 
