@@ -30,6 +30,8 @@ mod s3_feed;
 mod secrets;
 // real S3 stores: conditional-write dialects, stores refusing writes, stale leases
 mod stores;
+// S3 push with a reconcile: lost notifications fired by the next poll, pushed ones not again
+mod reconcile;
 // the local sandbox (deploy/sandbox.sh) shows created, updated and deleted events
 mod sandbox;
 // manifest.yaml and deploy scripts agree with the workspace

@@ -330,7 +330,10 @@ mod tests {
     fn the_state_prefix_is_reserved_unless_the_state_is_elsewhere() {
         assert_eq!(reserved_prefix(&p(json!({"bucket": "b"}))).unwrap().as_deref(), Some(".owfeed/"));
         assert_eq!(reserved_prefix(&p(json!({"bucket": "b", "statePrefix": "s/"}))).unwrap().as_deref(), Some("s/"));
-        assert_eq!(reserved_prefix(&p(json!({"bucket": "b", "stateBucket": "b"}))).unwrap().as_deref(), Some(".owfeed/"));
+        assert_eq!(
+            reserved_prefix(&p(json!({"bucket": "b", "stateBucket": "b"}))).unwrap().as_deref(),
+            Some(".owfeed/")
+        );
         assert_eq!(reserved_prefix(&p(json!({"bucket": "b", "stateBucket": "other"}))).unwrap(), None);
     }
 
@@ -342,10 +345,16 @@ mod tests {
             "data": {"key": "b", "change": "deleted"}});
         let legacy = json!({"id": "3", "key": "c", "status": "added", "file": {"ETag": "\"f\""}});
         let got = changes_of(&json!({"events": [ce, del]}));
-        assert_eq!(got.iter().map(|(d, b)| (*d, b["key"].clone())).collect::<Vec<_>>(), vec![(false, json!("a")), (true, json!("b"))]);
+        assert_eq!(
+            got.iter().map(|(d, b)| (*d, b["key"].clone())).collect::<Vec<_>>(),
+            vec![(false, json!("a")), (true, json!("b"))]
+        );
         assert_eq!(got[0].1["etag"], "e");
         let got = changes_of(&legacy);
-        assert_eq!((got[0].0, got[0].1["etag"].clone(), got[0].1["change"].clone()), (false, json!("f"), json!("created")));
+        assert_eq!(
+            (got[0].0, got[0].1["etag"].clone(), got[0].1["change"].clone()),
+            (false, json!("f"), json!("created"))
+        );
         assert!(changes_of(&json!({"id": "x", "type": "other", "data": {}})).is_empty());
     }
 }

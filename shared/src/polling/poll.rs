@@ -316,7 +316,8 @@ impl Poller<'_> {
             match &markers {
                 Some(m) => {
                     let (unpushed, _) = m.unpushed(&pass.changes);
-                    let mut events = build_events(self.lister, self.settings, &self.trigger.to_string(), &unpushed, seq);
+                    let mut events =
+                        build_events(self.lister, self.settings, &self.trigger.to_string(), &unpushed, seq);
                     super::reconcile::mark_reconciled(&mut events);
                     events
                 }

@@ -237,7 +237,10 @@ mod tests {
         let (rest, covered) = markers.unpushed(&changes);
         assert_eq!(covered, 3);
         let keys: Vec<(&str, &str)> = rest.iter().map(|c| (c.key.as_str(), c.kind.as_str())).collect();
-        assert_eq!(keys, vec![("a", "updated"), ("b", "created"), ("a", "deleted"), ("gone", "created"), ("none", "created")]);
+        assert_eq!(
+            keys,
+            vec![("a", "updated"), ("b", "created"), ("a", "deleted"), ("gone", "created"), ("none", "created")]
+        );
     }
 
     #[test]
