@@ -38,11 +38,12 @@ fn ceph_record(bucket: &str, event: &str, key: &str, etag: Option<&str>, seq: &s
 }
 
 impl Rig {
-    fn start() -> Rig {
+    /// A rig on moto with SigV4 verified (`verified`) or not.
+    fn start(verified: bool) -> Rig {
         // moto's SigV4 check rejects a ListObjectsV2 whose `prefix` has a `/` (the marker
         // listing's `.owfeed/{ns}/{trigger}.pushed/`), which AWS accepts: the unverified moto,
         // as for the S3 feed's prefix test (s3_feed.rs prefix_suffix_and_event_filters).
-        let moto = Moto::shared_unverified().expect("moto server");
+        let moto = if verified { Moto::shared() } else { Moto::shared_unverified() }.expect("moto server");
         let bucket = Moto::unique_bucket("reconcile");
         moto.create_bucket(&bucket).expect("create bucket");
         let w = World::empty(Config::with_namespaces(&[USER, "other"]), "reconcile").expect("start emulator");
@@ -163,7 +164,7 @@ fn t(change: &str, key: &str, reconciled: bool) -> (String, String, bool) {
 
 #[test]
 fn reconcile_fires_exactly_the_changes_whose_notifications_were_lost() {
-    let r = Rig::start();
+    let r = Rig::start(false);
     r.put("keep.txt", "v1");
     r.put("gone.txt", "g1");
     let created = r.create("t", r.params(json!({"reconcile": "hourly"}))).expect("CREATE");
@@ -226,7 +227,8 @@ fn reconcile_fires_exactly_the_changes_whose_notifications_were_lost() {
 
 #[test]
 fn a_reconcile_that_cannot_start_leaves_nothing_and_bad_schedules_are_named() {
-    let r = Rig::start();
+    // SigV4 verified: the wrong secret is refused by the reconcile's first S3 request.
+    let r = Rig::start(true);
     let err = r.create("bad", r.params(json!({"reconcile": "every hour"}))).unwrap_err();
     assert!(err.contains("reconcile"), "{err}");
     let err = r.create("bad", r.params(json!({"reconcile": 60, "secretAccessKey": "wrong-secret"}))).unwrap_err();
