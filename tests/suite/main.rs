@@ -38,6 +38,8 @@ mod secrets;
 mod stores;
 // AWS S3 push through SNS: signed envelopes, certificates over HTTPS, confirmations
 mod sns;
+// S3 push with a reconcile: lost notifications fired by the next poll, pushed ones not again
+mod reconcile;
 // the local sandbox (deploy/sandbox.sh) shows created, updated and deleted events
 mod sandbox;
 // manifest.yaml and deploy scripts agree with the workspace

@@ -112,6 +112,7 @@ impl HooksFeed {
         HookConfig::from_params(&probe)?;
         let registrar = self.registrar(kind)?;
         registrar.validate(params)?;
+        super::reconcile::validate(params)?; // S3 push reconcile (hooks/reconcile.rs)
         Ok(registrar)
     }
 
@@ -223,6 +224,11 @@ impl Feed for HooksFeed {
                 id = Some(new_id);
             }
         }
+        // S3 push reconcile (hooks/reconcile.rs): its polling feed, transactional itself.
+        let reconcile = match super::reconcile::create(req, &config) {
+            Ok(r) => r,
+            Err(e) => return Err(undo.fail_with(e)),
+        };
         undo.commit();
         let mut out = json!({
             "status": "created",
@@ -232,6 +238,9 @@ impl Feed for HooksFeed {
             "registration": id,
             "endpoint": binding.to_string(),
         });
+        if let Some(r) = reconcile {
+            out["reconcile"] = r;
+        }
         // The token is shown once, to paste into the producer: when nothing was registered, or
         // when the producer still needs it from the user.
         if (id.is_none() || registrar.needs_token(&params)) && !params.has(CONFIG_SECRET) {
@@ -244,6 +253,7 @@ impl Feed for HooksFeed {
         let binding = binding_for(&HooksFeed::trigger(req));
         let config = self.require_stored(req, &binding)?;
         let paused = config.bool(CONFIG_PAUSED).ok().flatten().unwrap_or(false);
+        let reconcile = super::reconcile::read(req, &config); // S3 push reconcile
         Ok(json!({
             "config": self.redact(&config),
             "url": config.str(CONFIG_URL).ok().flatten(),
@@ -254,6 +264,7 @@ impl Feed for HooksFeed {
                 "active": !paused,
                 "paused": paused,
                 "endpoint": binding.to_string(),
+                "reconcile": reconcile,
             },
         }))
     }
@@ -321,9 +332,12 @@ impl Feed for HooksFeed {
         } else {
             req.write_config(&binding, &merged).map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
         }
+        // S3 push reconcile (hooks/reconcile.rs): created, updated or removed as `merged` says.
+        let reconcile = super::reconcile::update(req, &old, &merged)?;
         Ok(json!({
             "status": "updated",
             "trigger": req.trigger.to_string(),
+            "reconcile": reconcile,
             "reregistered": changed,
             "url": merged.str(CONFIG_URL)?,
             "registration": registration(&merged),
@@ -359,6 +373,11 @@ impl Feed for HooksFeed {
             })),
         }
         let mut failed = Vec::new();
+        // S3 push reconcile (hooks/reconcile.rs): its alarm, rule, config and state.
+        let hook_config = req.read_config(&binding, "hook config").ok().flatten();
+        if let Err(e) = super::reconcile::delete(req, hook_config.as_ref()) {
+            failed.push(e);
+        }
         for (what, name) in [("hook endpoint", binding), ("batch record", batches_record_for(&trigger))] {
             if let Err(e) = ignore_missing(req.client.delete_package(&name)) {
                 failed.push(format!("could not remove the {what} {name}: {e}"));
@@ -394,6 +413,7 @@ impl HooksFeed {
         if let (Some(registrar), Some(id)) = (self.stored_registrar(&config), registration(&config)) {
             registrar.set_active(&config, &id, active).map_err(|e| fail("telling the producer", e))?;
         }
+        super::reconcile::set_active(req, &config, active)?; // S3 push reconcile
         config.insert(CONFIG_PAUSED, json!(!active));
         req.write_config(&binding, &config).map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
         Ok(json!({ "status": if active { "active" } else { "paused" }, "trigger": req.trigger.to_string() }))

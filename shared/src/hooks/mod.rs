@@ -41,6 +41,7 @@
 pub mod feed;
 pub mod github;
 pub mod receiver;
+pub mod reconcile;
 pub mod registrar;
 pub mod s3notify;
 pub mod s3push;

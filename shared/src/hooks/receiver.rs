@@ -89,6 +89,9 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
         }
         fired_ids.push(id);
     }
+    // S3 push reconcile (hooks/reconcile.rs): markers of what was fired, after the fire.
+    let fired: Vec<&Value> = events.iter().filter(|e| fired_ids.contains(&id_of(e))).collect();
+    super::reconcile::record_pushed(params, &fired);
     let mut response = after_fire(fired_ids.len(), filtered, failure.as_ref());
     let delivered: Vec<String> =
         events.iter().map(id_of).filter(|id| earlier.contains(id) || fired_ids.contains(id)).collect();

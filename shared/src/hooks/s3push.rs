@@ -106,6 +106,8 @@ pub struct PushSettings {
     pub format: Format,
     /// `batch`: events per fire, 1 (default) to [`MAX_BATCH`].
     pub batch: usize,
+    /// Keys never fired: the feed state's prefix (`super::reconcile::reserved_prefix`).
+    pub reserved_prefix: Option<String>,
 }
 
 impl PushSettings {
@@ -133,7 +135,8 @@ impl PushSettings {
             None => Format::CloudEvents,
         };
         let batch = params.u64_in("batch", 1, MAX_BATCH)?.unwrap_or(1) as usize;
-        Ok(PushSettings { provider, endpoint, bucket, filter, format, batch })
+        let reserved_prefix = super::reconcile::reserved_prefix(params)?;
+        Ok(PushSettings { provider, endpoint, bucket, filter, format, batch, reserved_prefix })
     }
 
     /// The CloudEvents context shared by this trigger's events: the polling feed's.
@@ -275,6 +278,11 @@ pub fn read_records(
         };
         if bucket != settings.bucket {
             ignored.push(format!("Records[{i}]: bucket {bucket:?} is not {:?}", settings.bucket));
+            continue;
+        }
+        // The feed's own state, lease and push markers: writing them is notified too.
+        if settings.reserved_prefix.as_ref().is_some_and(|p| key.starts_with(p.as_str())) {
+            ignored.push(format!("Records[{i}]: the feed state's own object"));
             continue;
         }
 

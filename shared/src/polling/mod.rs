@@ -25,6 +25,7 @@ mod helpers;
 mod log;
 mod pass;
 mod poll;
+pub mod reconcile;
 mod versions;
 
 use std::time::Duration;

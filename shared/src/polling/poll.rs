@@ -96,7 +96,13 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]
             poller.run(&budget, &mut status)
         }
         (Opened::Snapshot(lister), _) => {
+            // S3 push reconcile: the receiver's markers of pushed changes (polling/reconcile.rs).
+            let pushed = match source {
+                AnySource::Snapshot(s) => super::reconcile::Pushed::open(&params, s, &trigger)?,
+                AnySource::Log(_) => None,
+            };
             let poller = Poller {
+                pushed: pushed.as_ref(),
                 lister: lister.as_ref(),
                 store: &store,
                 settings: &settings,
@@ -325,6 +331,8 @@ fn dry_run_snapshot(
 
 /// One poll's collaborators.
 pub(super) struct Poller<'a> {
+    /// For a reconcile of S3 push: where the markers of pushed changes are.
+    pushed: Option<&'a super::reconcile::Pushed>,
     lister: &'a dyn Lister,
     store: &'a StateStore,
     settings: &'a PollSettings,
@@ -372,6 +380,9 @@ impl Poller<'_> {
             state.scope = self.settings.scope.clone();
         }
         let list_budget = budget.with_margin(self.list_margin);
+        // Reconcile: the push markers, loaded before the listing (polling/reconcile.rs).
+        let markers = self.pushed.map(|p| p.load()).transpose()?;
+        let whole = state.cursor.is_none();
         // Until the first complete pass (the baseline) nothing fires.
         let emit = state.baselined;
         let reserved = self.store.reserved_prefix();
@@ -393,7 +404,16 @@ impl Poller<'_> {
         }
         let seq = state.seq + 1;
         let events = if emit {
-            build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq)
+            match &markers {
+                Some(m) => {
+                    let (unpushed, _) = m.unpushed(&pass.changes);
+                    let mut events =
+                        build_events(self.lister, self.settings, &self.trigger.to_string(), &unpushed, seq);
+                    super::reconcile::mark_reconciled(&mut events);
+                    events
+                }
+                None => build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq),
+            }
         } else {
             Vec::new()
         };
@@ -402,6 +422,7 @@ impl Poller<'_> {
             || pass.cursor != state.cursor
             || !state.baselined
             || (state.stats.held_deletes, state.stats.deletes_refuted) != deletes_before;
+        let whole = whole && pass.cursor.is_none();
         if pass.cursor.is_none() {
             state.baselined = true;
         } else {
@@ -424,6 +445,9 @@ impl Poller<'_> {
                 }
                 Err(e) => return Err(ActionError::new(format!("committing the feed state: {e}"))),
             };
+        }
+        if let (Some(pushed), Some(markers), true) = (self.pushed, &markers, whole) {
+            pushed.cleanup(markers);
         }
         Ok(self.deliver(&mut state, &mut etag, budget, status)?.unwrap_or(Ended::Normally))
     }

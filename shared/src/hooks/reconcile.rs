@@ -1,0 +1,360 @@
+//! Reconcile for S3 push: `owfeed/hook -p source s3 -p reconcile SCHEDULE` also runs the
+//! polling S3 feed of the same bucket on that schedule, as a safety net for notifications
+//! that were lost (every provider's are best effort).
+//!
+//! The hook feed's lifecycle events drive a polling feed for the same trigger through the
+//! polling feed's own CREATE, READ, UPDATE, DELETE, PAUSE and UNPAUSE ([`PollingFeed`] over the
+//! S3 source), with the parameters [`polling_params`] derives from the hook's config and the
+//! flag [`CONFIG_RECONCILE`] in its config. So the reconcile is an ordinary polling feed
+//! (helper alarm, rule to `poll`, config binding `{trigger}.owfeed`, state in the bucket)
+//! whose poll suppresses the changes the receiver marked as pushed and marks the rest
+//! `reconciled` (`polling::reconcile`). The receiver writes those markers ([`record_pushed`]).
+//!
+//! Ids: a reconciled event has the polling feed's id (a hash over the poll's commit sequence),
+//! a pushed one its notification's: the two cannot agree, since a notification does not know
+//! which poll will see its change, and a poll does not know the notification's sequencer. So a
+//! change is kept from firing twice by the markers, not by ids.
+
+use serde_json::{json, Value};
+
+use super::s3push::S3_TYPE_PREFIX;
+use crate::lifecycle::{Feed, FeedRequest};
+use crate::openwhisk::{ApiTls, Client, QualifiedName};
+use crate::params::{ParamError, Params};
+use crate::polling::reconcile::{Pushed, CONFIG_RECONCILE};
+use crate::polling::PollingFeed;
+use crate::runtime::{log, ActionError};
+use crate::schedule::Schedule;
+use crate::source::Source;
+use crate::sources::s3::{S3Source, DEFAULT_STATE_PREFIX};
+
+/// The hook parameter: when the reconcile runs (minutes, `hourly`, `daily`, or a cron
+/// expression of the alarms package).
+pub const PARAM: &str = "reconcile";
+
+/// Hook parameters the reconcile's polling feed takes over as they are.
+const PASSED: [&str; 24] = [
+    "endpoint",
+    "bucket",
+    "accessKeyId",
+    "secretAccessKey",
+    "sessionToken",
+    "region",
+    "pathStyle",
+    "prefix",
+    "suffix",
+    "format",
+    "batch",
+    "stateBucket",
+    "statePrefix",
+    "pageSize",
+    "caCertificate",
+    "insecureSkipTlsVerify",
+    "urlEncoding",
+    "alarmsPackage",
+    "maxChangesPerPoll",
+    "parallelism",
+    "maxFiresPerMinute",
+    "verifyDeletes",
+    "apiHostCaCertificate",
+    "apiHostInsecureSkipTlsVerify",
+];
+
+/// The schedule a `reconcile` value names, as polling parameters (`interval` or `cron`).
+pub fn schedule(value: &Value) -> Result<Value, ParamError> {
+    let bad = || {
+        ParamError::invalid(
+            PARAM,
+            "minutes (1 to 10080), hourly, daily, or a cron expression of the alarms package",
+            value,
+        )
+    };
+    let params = match value {
+        Value::Number(_) => json!({ "interval": value }),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "hourly" => json!({ "interval": 60 }),
+            "daily" => json!({ "interval": 1440 }),
+            t if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) => {
+                json!({ "interval": t.parse::<u64>().map_err(|_| bad())? })
+            }
+            _ => json!({ "cron": s.trim() }),
+        },
+        _ => return Err(bad()),
+    };
+    let p = Params::from_value(params.clone()).map_err(|_| bad())?;
+    Schedule::from_params(&p, 60).map_err(|e| ParamError { name: PARAM.to_string(), ..e })?;
+    Ok(params)
+}
+
+/// The polling feed's parameters for a hook config with `reconcile`; `None` without.
+pub fn polling_params(hook: &Params) -> Result<Option<Params>, ParamError> {
+    let Some(value) = hook.raw(PARAM).filter(|v| !v.is_null()) else { return Ok(None) };
+    if hook.str("source")?.as_deref() != Some("s3") {
+        return Err(ParamError::invalid(PARAM, "no reconcile (it is for source s3 only)", value));
+    }
+    let mut p = Params::default();
+    for name in PASSED {
+        if let Some(v) = hook.raw(name) {
+            p.insert(name, v.clone());
+        }
+    }
+    // Push reports an overwrite as `created`; the reconcile knows it is `updated`, and must
+    // not let the filter drop a lost overwrite the trigger would have got by push.
+    if let Some(events) = hook.list("events")? {
+        let mut events: Vec<String> = events.into_iter().map(|e| e.trim().to_ascii_lowercase()).collect();
+        if events.iter().any(|e| e == "created") && !events.iter().any(|e| e == "updated") {
+            events.push("updated".to_string());
+        }
+        p.insert("events", json!(events));
+    }
+    if let Value::Object(s) = schedule(value)? {
+        for (k, v) in s {
+            p.insert(&k, v);
+        }
+    }
+    p.insert(CONFIG_RECONCILE, json!(true));
+    Ok(Some(p))
+}
+
+/// Checks the reconcile's parameters, before anything is made (no I/O).
+pub fn validate(hook: &Params) -> Result<(), ActionError> {
+    if let Some(p) = polling_params(hook)? {
+        S3Source.open(&p)?;
+    }
+    Ok(())
+}
+
+/// Keys of the watched bucket the receiver never fires: the feed state's prefix (the state,
+/// the lease and the push markers live there, and their writes are notified too), unless the
+/// state goes to another bucket.
+pub fn reserved_prefix(params: &Params) -> Result<Option<String>, ParamError> {
+    let other_bucket = params.str("stateBucket")?.is_some_and(|b| Some(b) != params.str("bucket").ok().flatten());
+    if other_bucket {
+        return Ok(None);
+    }
+    let prefix = params.str("statePrefix")?.unwrap_or_else(|| DEFAULT_STATE_PREFIX.to_string());
+    Ok(Some(prefix).filter(|p| !p.is_empty()))
+}
+
+/// The polling feed's request: the same trigger and event, the derived parameters.
+fn sub_request<'a>(req: &FeedRequest<'a>, params: Params) -> Result<FeedRequest<'a>, ActionError> {
+    let tls_from = if params.has("apiHostCaCertificate") || params.has("apiHostInsecureSkipTlsVerify") {
+        &params
+    } else {
+        &req.params
+    };
+    let tls = ApiTls::from_params(tls_from)?;
+    let host = req.client.base_url().trim_end_matches("/api/v1");
+    let client = Client::new(host, req.client.auth().clone()).with_tls(&tls).map_err(ActionError::new)?;
+    Ok(FeedRequest {
+        ctx: req.ctx,
+        event: req.event,
+        trigger: req.trigger.clone(),
+        trigger_doc: req.trigger_doc.clone(),
+        client,
+        package: req.package.clone(),
+        params,
+    })
+}
+
+fn feed() -> PollingFeed<'static> {
+    PollingFeed::new(&S3Source)
+}
+
+fn context(what: &str, e: ActionError) -> ActionError {
+    ActionError { message: format!("reconcile: {what}: {}", e.message), ..e }
+}
+
+/// CREATE: the reconcile's polling feed, when the hook config asks for one (transactional:
+/// a failure leaves none of it).
+pub fn create(req: &FeedRequest, hook: &Params) -> Result<Option<Value>, ActionError> {
+    let Some(params) = polling_params(hook)? else { return Ok(None) };
+    feed().create(&sub_request(req, params)?).map(Some).map_err(|e| context("creating the polling", e))
+}
+
+/// READ: the reconcile's status as the polling feed reports it (stalls included).
+pub fn read(req: &FeedRequest, hook: &Params) -> Option<Value> {
+    polling_params(hook).ok().flatten()?;
+    let result = sub_request(req, Params::default()).and_then(|sub| feed().read(&sub));
+    Some(match result {
+        Ok(doc) => doc["status"].clone(),
+        Err(e) => json!({ "error": format!("reconcile: {}", e.message) }),
+    })
+}
+
+/// UPDATE: creates, updates or deletes the reconcile as the merged hook config says.
+pub fn update(req: &FeedRequest, old: &Params, merged: &Params) -> Result<Option<Value>, ActionError> {
+    let before = polling_params(old).ok().flatten();
+    let after = polling_params(merged)?;
+    match (before, after) {
+        (None, None) => Ok(None),
+        (None, Some(p)) => feed().create(&sub_request(req, p)?).map(Some).map_err(|e| context("creating", e)),
+        (Some(_), None) => {
+            feed().delete(&sub_request(req, Params::default())?).map(Some).map_err(|e| context("deleting", e))
+        }
+        (Some(b), Some(mut p)) => {
+            // Parameters the hook no longer has are removed from the polling config too.
+            for k in b.as_map().keys() {
+                if !p.has(k) {
+                    p.insert(k, Value::Null);
+                }
+            }
+            feed().update(&sub_request(req, p)?).map(Some).map_err(|e| context("updating", e))
+        }
+    }
+}
+
+/// DELETE: removes the reconcile's alarm, rule, config and state (`config` is the hook's,
+/// `None` when it could not be read: then whatever is there is removed).
+pub fn delete(req: &FeedRequest, hook: Option<&Params>) -> Result<(), String> {
+    if hook.is_some_and(|h| polling_params(h).ok().flatten().is_none() && !h.has(PARAM)) {
+        return Ok(());
+    }
+    let sub = sub_request(req, Params::default()).map_err(|e| e.message)?;
+    feed().delete(&sub).map(|_| ()).map_err(|e| format!("reconcile: {}", e.message))
+}
+
+/// PAUSE and UNPAUSE of the reconcile, when there is one.
+pub fn set_active(req: &FeedRequest, hook: &Params, active: bool) -> Result<(), ActionError> {
+    if polling_params(hook).ok().flatten().is_none() {
+        return Ok(());
+    }
+    let sub = sub_request(req, Params::default())?;
+    let result = if active { feed().unpause(&sub) } else { feed().pause(&sub) };
+    result.map(|_| ()).map_err(|e| context(if active { "unpausing" } else { "pausing" }, e))
+}
+
+/// The receiver's side: after `fired` (the payloads it fired) reached the trigger, writes a
+/// marker per S3 change in them, so the reconcile does not fire them again. A marker that
+/// cannot be written is logged: the reconcile then fires that change again (a duplicate,
+/// never a loss).
+pub fn record_pushed(hook: &Params, fired: &[&Value]) {
+    if fired.is_empty() || polling_params(hook).ok().flatten().is_none() {
+        return;
+    }
+    let trigger = match hook.str("triggerName").ok().flatten().map(|t| QualifiedName::parse(&t, "_")) {
+        Some(Ok(t)) => t,
+        _ => return log("receive: no triggerName: push markers not written"),
+    };
+    let blobs = match S3Source.open(hook).ok().and_then(|l| l.blob_store()) {
+        Some(b) => b,
+        None => return log("receive: the hook's S3 parameters are invalid: push markers not written"),
+    };
+    let mut failed = 0;
+    for (deleted, body) in fired.iter().flat_map(|p| changes_of(p)) {
+        if let Err(e) = Pushed::write(blobs.as_ref(), &trigger, deleted, &body) {
+            failed += 1;
+            log(&format!("receive: writing a push marker: {e}"));
+        }
+    }
+    if failed > 0 {
+        log(&format!("receive: {failed} push markers not written: the reconcile fires those changes again"));
+    }
+}
+
+/// The S3 changes in one fired payload (a CloudEvent, a legacy payload, or a batch of
+/// either): (deleted, marker body).
+fn changes_of(payload: &Value) -> Vec<(bool, Value)> {
+    if let Some(events) = payload.get("events").and_then(Value::as_array) {
+        return events.iter().flat_map(changes_of).collect();
+    }
+    let id = payload["id"].clone();
+    let time = payload.get("time").cloned().unwrap_or(Value::Null);
+    let (key, change, etag) = if payload["type"].as_str().is_some_and(|t| t.starts_with(S3_TYPE_PREFIX)) {
+        let d = &payload["data"];
+        (d["key"].as_str(), d["change"].as_str().map(str::to_string), d["etag"].as_str().map(str::to_string))
+    } else {
+        let change = match payload["status"].as_str() {
+            Some("deleted") => Some("deleted".to_string()),
+            Some(_) => Some("created".to_string()),
+            None => None,
+        };
+        let etag = payload["file"]["ETag"].as_str().map(|e| e.trim_matches('"').to_string());
+        (payload["key"].as_str(), change, etag)
+    };
+    match (key, change) {
+        (Some(key), Some(change)) => {
+            let deleted = change == "deleted";
+            vec![(deleted, json!({ "key": key, "change": change, "etag": etag, "eventId": id, "time": time }))]
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(v: Value) -> Params {
+        Params::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn schedules_in_every_accepted_form() {
+        assert_eq!(schedule(&json!(60)).unwrap(), json!({"interval": 60}));
+        assert_eq!(schedule(&json!("hourly")).unwrap(), json!({"interval": 60}));
+        assert_eq!(schedule(&json!("Daily")).unwrap(), json!({"interval": 1440}));
+        assert_eq!(schedule(&json!("15")).unwrap(), json!({"interval": 15}));
+        assert_eq!(schedule(&json!("0 * * * *")).unwrap(), json!({"cron": "0 * * * *"}));
+        for bad in [json!(0), json!("every hour"), json!(true), json!("0 * * * * * *"), json!(100000)] {
+            assert_eq!(schedule(&bad).unwrap_err().name, "reconcile", "{bad}");
+        }
+    }
+
+    #[test]
+    fn polling_params_take_the_s3_settings_and_widen_created_to_updated() {
+        let hook = p(json!({"source": "s3", "provider": "ceph", "endpoint": "http://s3", "bucket": "b",
+            "accessKeyId": "AK", "secretAccessKey": "SK", "events": ["created"], "secret": "x".repeat(16),
+            "reconcile": "hourly", "triggerName": "/ns/t"}));
+        let got = polling_params(&hook).unwrap().unwrap();
+        assert_eq!(
+            got.as_map().clone(),
+            json!({"endpoint": "http://s3", "bucket": "b", "accessKeyId": "AK", "secretAccessKey": "SK",
+                "events": ["created", "updated"], "interval": 60, "reconcile": true})
+            .as_object()
+            .unwrap()
+            .clone()
+        );
+        let mut none = hook.clone();
+        none.remove("reconcile");
+        assert!(polling_params(&none).unwrap().is_none());
+        let mut github = hook.clone();
+        github.insert("source", json!("github"));
+        assert_eq!(polling_params(&github).unwrap_err().name, "reconcile");
+        let mut no_key = hook;
+        no_key.remove("accessKeyId");
+        assert_eq!(validate(&no_key).unwrap_err().details.unwrap()["parameter"], "accessKeyId");
+    }
+
+    #[test]
+    fn the_state_prefix_is_reserved_unless_the_state_is_elsewhere() {
+        assert_eq!(reserved_prefix(&p(json!({"bucket": "b"}))).unwrap().as_deref(), Some(".owfeed/"));
+        assert_eq!(reserved_prefix(&p(json!({"bucket": "b", "statePrefix": "s/"}))).unwrap().as_deref(), Some("s/"));
+        assert_eq!(
+            reserved_prefix(&p(json!({"bucket": "b", "stateBucket": "b"}))).unwrap().as_deref(),
+            Some(".owfeed/")
+        );
+        assert_eq!(reserved_prefix(&p(json!({"bucket": "b", "stateBucket": "other"}))).unwrap(), None);
+    }
+
+    #[test]
+    fn markers_are_read_from_cloudevents_legacy_payloads_and_batches() {
+        let ce = json!({"id": "1", "type": "org.openwhisk.feeds.s3.object.created", "time": "t",
+            "data": {"key": "a", "change": "created", "etag": "e"}});
+        let del = json!({"id": "2", "type": "org.openwhisk.feeds.s3.object.deleted",
+            "data": {"key": "b", "change": "deleted"}});
+        let legacy = json!({"id": "3", "key": "c", "status": "added", "file": {"ETag": "\"f\""}});
+        let got = changes_of(&json!({"events": [ce, del]}));
+        assert_eq!(
+            got.iter().map(|(d, b)| (*d, b["key"].clone())).collect::<Vec<_>>(),
+            vec![(false, json!("a")), (true, json!("b"))]
+        );
+        assert_eq!(got[0].1["etag"], "e");
+        let got = changes_of(&legacy);
+        assert_eq!(
+            (got[0].0, got[0].1["etag"].clone(), got[0].1["change"].clone()),
+            (false, json!("f"), json!("created"))
+        );
+        assert!(changes_of(&json!({"id": "x", "type": "other", "data": {}})).is_empty());
+    }
+}

@@ -1,0 +1,266 @@
+//! The reconcile of S3 push (`owfeed/hook -p source s3 -p reconcile …`): a polling feed of
+//! the same bucket whose config carries [`CONFIG_RECONCILE`], run as a safety net for
+//! notifications that were lost on the way.
+//!
+//! After the receiver has fired a pushed change it writes a *marker*: an empty-ish object
+//! `{namespace}/{trigger}.pushed/{name}` in the feed's state store, next to the state (under
+//! `statePrefix`, so no listing ever reports it). The name says everything the reconcile needs
+//! ([`marker_name`]): a hash of the key, the kind (`created` or `deleted`) and, for writes, a
+//! hash of the ETag; the body (key, change, etag, event id, time) is for people. So one LIST
+//! per 1000 markers loads them, with no GET per marker.
+//!
+//! A reconcile poll lists the markers *before* it lists the bucket ([`Pushed::load`]). A change
+//! of its diff that a marker covers is not fired again ([`Markers::unpushed`]): a write by key
+//! and ETag (`created` or `updated`: push reports every write as created), a delete by key.
+//! Every other change is fired as the S3 feed fires it, with `data.reconciled: true` (or
+//! `reconciled: true` in the legacy shape). After a whole listing (not a resumed or cut one)
+//! that committed, the markers it loaded are deleted ([`Markers::cleanup`]): each was written
+//! after its change happened, hence before this listing started, so the listing saw that change
+//! or a later one. Markers written meanwhile stay for the next reconcile.
+//!
+//! The receiver writes the marker after the fire: a marker that could not be written costs a
+//! duplicate (the reconcile fires the change again, with another id), never a lost event.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::events::{Change, ChangeKind};
+use crate::openwhisk::QualifiedName;
+use crate::params::Params;
+use crate::runtime::ActionError;
+use crate::source::{BlobStore, Flow, ListRange, Lister, Precondition, Source};
+
+/// Config key of a polling feed that reconciles a push hook: its events are marked
+/// `reconciled` and changes the receiver marked as pushed are not fired again.
+pub const CONFIG_RECONCILE: &str = "reconcile";
+
+/// The markers' place in the state store, relative to its prefix: `{ns}/{trigger}.pushed/`.
+pub fn markers_prefix(trigger: &QualifiedName) -> String {
+    format!("{}/{}.pushed/", trigger.namespace, trigger.name)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hash(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes())[..16])
+}
+
+/// An ETag as listings and notifications both give it: no quotes, lower case.
+fn normal_etag(etag: &str) -> String {
+    etag.trim().trim_matches('"').to_ascii_lowercase()
+}
+
+/// The marker name of a pushed change: `{hash(key)}.deleted`, or
+/// `{hash(key)}.created.{hash(etag)}` for a write (`none` without an ETag).
+pub fn marker_name(deleted: bool, key: &str, etag: Option<&str>) -> String {
+    if deleted {
+        return format!("{}.deleted", hash(key));
+    }
+    let etag = etag.map(|e| hash(&normal_etag(e))).unwrap_or_else(|| "none".to_string());
+    format!("{}.created.{etag}", hash(key))
+}
+
+/// The marker name that would cover `change`, if any could.
+fn name_for(change: &Change) -> Option<String> {
+    match change.kind {
+        ChangeKind::Deleted => Some(marker_name(true, &change.key, None)),
+        ChangeKind::Created | ChangeKind::Updated => {
+            let etag = change.entry.as_ref()?.attrs.get("etag")?.as_str()?;
+            Some(marker_name(false, &change.key, Some(etag)))
+        }
+    }
+}
+
+/// Where a reconcile poll finds its markers: a listing of the marker prefix in the state
+/// bucket, and the state store to delete them from.
+pub struct Pushed {
+    lister: Box<dyn Lister>,
+    blobs: Box<dyn BlobStore>,
+    /// The listed keys start with this; the rest is the marker name.
+    listed_prefix: String,
+    /// The blob keys start with this.
+    blob_prefix: String,
+}
+
+/// The markers one reconcile poll loaded.
+#[derive(Debug, Default)]
+pub struct Markers {
+    names: std::collections::BTreeSet<String>,
+}
+
+impl Pushed {
+    /// The markers of `trigger` for a poll whose config is `params`; `None` unless the config
+    /// is a reconcile's. The listing goes through the source itself (the S3 source, in the
+    /// state bucket, with the marker prefix as its `prefix`).
+    pub fn open(params: &Params, source: &dyn Source, trigger: &QualifiedName) -> Result<Option<Pushed>, ActionError> {
+        if !params.bool(CONFIG_RECONCILE)?.unwrap_or(false) {
+            return Ok(None);
+        }
+        let state_prefix =
+            params.str("statePrefix")?.unwrap_or_else(|| crate::sources::s3::DEFAULT_STATE_PREFIX.to_string());
+        let blob_prefix = markers_prefix(trigger);
+        let listed_prefix = format!("{state_prefix}{blob_prefix}");
+        let mut listing = params.clone();
+        if let Some(bucket) = params.str("stateBucket")? {
+            listing.insert("bucket", json!(bucket));
+        }
+        listing.insert("prefix", json!(listed_prefix));
+        listing.remove("stateBucket");
+        let lister = source.open(&listing)?;
+        let blobs = source
+            .open(params)?
+            .blob_store()
+            .ok_or_else(|| ActionError::new("reconcile: the source keeps no state store for the push markers"))?;
+        Ok(Some(Pushed { lister, blobs, listed_prefix, blob_prefix }))
+    }
+
+    /// Lists the markers (before the bucket is listed: see the module doc).
+    pub fn load(&self) -> Result<Markers, ActionError> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut page = |entries: Vec<crate::source::Entry>| {
+            for e in entries {
+                if let Some(name) = e.key.strip_prefix(&self.listed_prefix) {
+                    names.insert(name.to_string());
+                }
+            }
+            Flow::Continue
+        };
+        self.lister
+            .list(&ListRange::default(), crate::source::Previous::default(), &mut page)
+            .map_err(|e| ActionError::new(format!("reconcile: listing the push markers: {e}")))?;
+        Ok(Markers { names })
+    }
+
+    /// Deletes the markers a whole listing consumed; one that stays only costs a LIST entry
+    /// (and is deleted by a later reconcile).
+    pub fn cleanup(&self, markers: &Markers) -> usize {
+        let mut deleted = 0;
+        for name in &markers.names {
+            match self.blobs.delete(&format!("{}{name}", self.blob_prefix)) {
+                Ok(()) => deleted += 1,
+                Err(e) => crate::runtime::log(&format!("reconcile: deleting a push marker: {e}")),
+            }
+        }
+        deleted
+    }
+
+    /// Writes the marker of one pushed change (the receiver's side).
+    pub fn write(blobs: &dyn BlobStore, trigger: &QualifiedName, deleted: bool, body: &Value) -> Result<(), String> {
+        let key = body["key"].as_str().unwrap_or_default();
+        let name = marker_name(deleted, key, body["etag"].as_str());
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        blobs
+            .put(&format!("{}{name}", markers_prefix(trigger)), &bytes, &Precondition::None)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Markers {
+    /// Number of markers loaded.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// True when no marker was loaded.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The changes no marker covers, and how many were covered.
+    pub fn unpushed(&self, changes: &[Change]) -> (Vec<Change>, usize) {
+        let (covered, rest): (Vec<&Change>, Vec<&Change>) =
+            changes.iter().partition(|c| name_for(c).is_some_and(|n| self.names.contains(&n)));
+        (rest.into_iter().cloned().collect(), covered.len())
+    }
+}
+
+/// Marks events a reconcile fires: `data.reconciled: true` (CloudEvents) or `reconciled: true`
+/// (legacy payloads, which have no `data`).
+pub fn mark_reconciled(events: &mut [Value]) {
+    for event in events {
+        match event.get_mut("data").and_then(Value::as_object_mut) {
+            Some(data) => {
+                data.insert("reconciled".into(), Value::Bool(true));
+            }
+            None => {
+                if let Some(obj) = event.as_object_mut() {
+                    obj.insert("reconciled".into(), Value::Bool(true));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Entry;
+    use serde_json::Map;
+
+    fn write(key: &str, etag: Option<&str>, kind: ChangeKind) -> Change {
+        let mut attrs = Map::new();
+        if let Some(e) = etag {
+            attrs.insert("etag".into(), json!(e));
+        }
+        let entry = Entry { key: key.into(), version: etag.unwrap_or("v").into(), attrs };
+        Change { kind, key: key.into(), entry: Some(entry), old_version: None }
+    }
+
+    fn delete(key: &str) -> Change {
+        Change { kind: ChangeKind::Deleted, key: key.into(), entry: None, old_version: None }
+    }
+
+    #[test]
+    fn markers_cover_writes_by_key_and_etag_and_deletes_by_key() {
+        let markers = Markers {
+            names: [
+                marker_name(false, "a", Some("\"ABC\"")),
+                marker_name(true, "gone", None),
+                marker_name(false, "none", None),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let changes = vec![
+            write("a", Some("abc"), ChangeKind::Created),
+            write("a", Some("abc"), ChangeKind::Updated),
+            write("a", Some("def"), ChangeKind::Updated),
+            write("b", Some("abc"), ChangeKind::Created),
+            delete("gone"),
+            delete("a"),
+            write("gone", Some("abc"), ChangeKind::Created),
+            write("none", None, ChangeKind::Created),
+        ];
+        let (rest, covered) = markers.unpushed(&changes);
+        assert_eq!(covered, 3);
+        let keys: Vec<(&str, &str)> = rest.iter().map(|c| (c.key.as_str(), c.kind.as_str())).collect();
+        assert_eq!(
+            keys,
+            vec![("a", "updated"), ("b", "created"), ("a", "deleted"), ("gone", "created"), ("none", "created")]
+        );
+    }
+
+    #[test]
+    fn marker_names_are_short_and_safe_whatever_the_key() {
+        let long = "k/".repeat(600);
+        for key in ["", "a b+c.jpg", "ü/../x", long.as_str()] {
+            for name in [marker_name(true, key, None), marker_name(false, key, Some("d41d8cd9-2"))] {
+                assert!(name.len() < 80, "{name}");
+                assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'), "{name}");
+            }
+        }
+        assert_ne!(marker_name(false, "a", Some("x")), marker_name(false, "a", Some("y")));
+        assert_eq!(marker_name(false, "a", Some("\"AB\"")), marker_name(false, "a", Some("ab")));
+    }
+
+    #[test]
+    fn reconciled_events_say_so_in_both_formats() {
+        let mut events = vec![json!({"id": "1", "data": {"key": "k"}}), json!({"key": "k", "status": "added"})];
+        mark_reconciled(&mut events);
+        assert_eq!(events[0]["data"]["reconciled"], true);
+        assert_eq!(events[1]["reconciled"], true);
+    }
+}

@@ -1,0 +1,239 @@
+//! S3 push with a reconcile, end to end: the real `hook`, `receive` and `poll` actions in the
+//! emulator, moto as the bucket, Ceph-shaped notifications posted to the
+//! receiver for real writes, and some notifications never sent (lost on the way).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use feed_tests::moto::Moto;
+use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
+use ow_emulator::{Config, SYSTEM_NAMESPACE};
+use owfeed::openwhisk::{OwError, QualifiedName};
+use owfeed_s3::ListRequest;
+
+struct Rig {
+    w: World,
+    http: ureq::Agent,
+    moto: &'static Moto,
+    bucket: String,
+}
+
+fn hook_feed() -> QualifiedName {
+    QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook")
+}
+
+/// A Ceph RGW record for a real write or delete (reference notes s3-notifications.md §4).
+fn ceph_record(bucket: &str, event: &str, key: &str, etag: Option<&str>, seq: &str) -> Value {
+    let mut object = json!({"key": key, "sequencer": seq});
+    if let Some(etag) = etag {
+        object["eTag"] = json!(etag.trim_matches('"'));
+        object["size"] = json!(2);
+    }
+    json!({"eventVersion": "2.2", "eventSource": "ceph:s3", "awsRegion": "", "eventName": event,
+        "eventTime": "2026-11-27T18:00:00.250000Z", "eventId": seq,
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "owfeed", "bucket": {"name": bucket},
+            "object": object}})
+}
+
+impl Rig {
+    /// A rig on moto with SigV4 verified (`verified`) or not.
+    fn start(verified: bool) -> Rig {
+        // moto's SigV4 check rejects a ListObjectsV2 whose `prefix` has a `/` (the marker
+        // listing's `.owfeed/{ns}/{trigger}.pushed/`), which AWS accepts: the unverified moto,
+        // as for the S3 feed's prefix test (s3_feed.rs prefix_suffix_and_event_filters).
+        let moto = if verified { Moto::shared() } else { Moto::shared_unverified() }.expect("moto server");
+        let bucket = Moto::unique_bucket("reconcile");
+        moto.create_bucket(&bucket).expect("create bucket");
+        let w = World::empty(Config::with_namespaces(&[USER, "other"]), "reconcile").expect("start emulator");
+        let package = QualifiedName::new(SYSTEM_NAMESPACE, None, PACKAGE);
+        w.system.put_package(&package, &json!({"publish": true}), true).unwrap();
+        let kv = |pairs: &[&str]| Value::Array(pairs.iter().map(|k| json!({"key": k, "value": true})).collect());
+        let actions = [
+            ("hook", kv(&["feed", "provide-api-key"])),
+            ("receive", kv(&["web-export", "raw-http", "final", "provide-api-key", "web-custom-options"])),
+            ("poll", kv(&["provide-api-key"])),
+        ];
+        for (name, ann) in actions {
+            let action = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), name);
+            w.system.put_action(&action, &action_body(&workspace_bin(name), "rust:1.34", ann).unwrap(), true).unwrap();
+        }
+        let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        Rig { w, http, moto, bucket }
+    }
+
+    fn params(&self, extra: Value) -> Value {
+        let mut p = json!({"source": "s3", "provider": "ceph", "endpoint": self.moto.endpoint(),
+            "bucket": self.bucket, "accessKeyId": self.moto.access_key_id(),
+            "secretAccessKey": self.moto.secret_access_key()});
+        if let (Value::Object(p), Value::Object(extra)) = (&mut p, extra) {
+            p.extend(extra);
+        }
+        p
+    }
+
+    fn feed(&self, event: &str, trigger: &str, params: Value) -> Result<Value, String> {
+        let mut p =
+            json!({"lifecycleEvent": event, "triggerName": format!("/_/{trigger}"), "authKey": self.w.user_key});
+        if let (Value::Object(p), Value::Object(extra)) = (&mut p, params) {
+            p.extend(extra);
+        }
+        match self.w.user.invoke(&hook_feed(), &p, true) {
+            Ok(result) => Ok(result),
+            Err(OwError::Application(result)) => {
+                Err(result["error"].as_str().unwrap_or(&result.to_string()).to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The trigger, then CREATE; on failure only the trigger is deleted (wskdeploy's way), so
+    /// whatever CREATE left behind stays visible.
+    fn create(&self, trigger: &str, params: Value) -> Result<Value, String> {
+        let body = json!({"annotations": [{"key": "feed", "value": hook_feed().to_string()}], "parameters": []});
+        self.w.user.put_trigger(&QualifiedName::new("_", None, trigger), &body, false).map_err(|e| e.to_string())?;
+        self.feed("CREATE", trigger, params).inspect_err(|_| {
+            let _ = self.w.user.delete_trigger(&QualifiedName::new("_", None, trigger));
+        })
+    }
+
+    fn put(&self, key: &str, body: &str) -> String {
+        self.moto.put(&self.bucket, key, body.as_bytes()).expect("put object")
+    }
+
+    fn push(&self, url: &str, record: Value) {
+        let body = serde_json::to_vec(&json!({"Records": [record]})).unwrap();
+        let req = ureq::http::Request::builder()
+            .method("POST")
+            .uri(url)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .unwrap();
+        let mut resp = self.http.run(req).expect("receiver answers");
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        assert_eq!(resp.status().as_u16(), 202, "{text}");
+    }
+
+    fn events(&self) -> Vec<Value> {
+        assert!(self.w.emu.wait_idle(Duration::from_secs(60)), "emulator did not go idle");
+        self.w.events()
+    }
+
+    /// Keys under `.owfeed/` (listed whole, as tests/suite/s3_feed.rs does).
+    fn state_keys(&self) -> Vec<String> {
+        let client = self.moto.client();
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let req = ListRequest { continuation_token: token, ..ListRequest::default() };
+            let page = client.list_objects_v2(&self.bucket, &req).expect("list bucket");
+            keys.extend(page.objects.into_iter().map(|o| o.key).filter(|k| k.starts_with(".owfeed/")));
+            if !page.is_truncated {
+                return keys;
+            }
+            token = page.next_continuation_token;
+        }
+    }
+
+    fn markers(&self) -> Vec<String> {
+        self.state_keys().into_iter().filter(|k| k.starts_with(".owfeed/guest/t.pushed/")).collect()
+    }
+}
+
+/// (change, key, reconciled) of events, sorted.
+fn seen(events: &[Value]) -> Vec<(String, String, bool)> {
+    let mut out: Vec<(String, String, bool)> = events
+        .iter()
+        .map(|e| {
+            let d = &e["data"];
+            (
+                d["change"].as_str().unwrap_or("?").into(),
+                d["key"].as_str().unwrap_or("?").into(),
+                d["reconciled"] == true,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn t(change: &str, key: &str, reconciled: bool) -> (String, String, bool) {
+    (change.to_string(), key.to_string(), reconciled)
+}
+
+#[test]
+fn reconcile_fires_exactly_the_changes_whose_notifications_were_lost() {
+    let r = Rig::start(false);
+    r.put("keep.txt", "v1");
+    r.put("gone.txt", "g1");
+    let created = r.create("t", r.params(json!({"reconcile": "hourly"}))).expect("CREATE");
+    assert_eq!(created["reconcile"]["status"], "created", "{created}");
+    assert_eq!(created["reconcile"]["schedule"], json!({"interval": 60}), "{created}");
+    r.w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let url = format!("{}?access_token={}", created["url"].as_str().unwrap(), created["token"].as_str().unwrap());
+
+    // Pushed: a new object, a delete and an overwrite. Lost: one new object.
+    let e = r.put("pushed.txt", "p1");
+    r.push(&url, ceph_record(&r.bucket, "ObjectCreated:Put", "pushed.txt", Some(&e), "01"));
+    r.put("lost.txt", "l1");
+    r.moto.delete(&r.bucket, "gone.txt").unwrap();
+    r.push(&url, ceph_record(&r.bucket, "ObjectRemoved:Delete", "gone.txt", None, "02"));
+    let e = r.put("keep.txt", "v2");
+    r.push(&url, ceph_record(&r.bucket, "ObjectCreated:Put", "keep.txt", Some(&e), "03"));
+    let pushed = r.events();
+    assert_eq!(
+        seen(&pushed),
+        vec![t("created", "keep.txt", false), t("created", "pushed.txt", false), t("deleted", "gone.txt", false)]
+    );
+    assert_eq!(r.markers().len(), 3, "one marker per pushed change: {:?}", r.state_keys());
+
+    // The reconcile fires the lost change, and only it; the markers it used are removed.
+    r.w.poll();
+    let after: Vec<Value> = r.events().into_iter().skip(pushed.len()).collect();
+    assert_eq!(seen(&after), vec![t("created", "lost.txt", true)], "{after:?} {:?}", r.w.poll_results());
+    assert_eq!(after[0]["type"], "org.openwhisk.feeds.s3.object.created");
+    assert_eq!(after[0]["data"]["bucket"], json!(r.bucket));
+    assert!(r.markers().is_empty(), "{:?}", r.state_keys());
+    let polls = r.w.poll_results();
+    assert_eq!(polls.last().unwrap()["fired"], 1, "{polls:?}");
+
+    // Round two: an overwrite pushed, a delete lost.
+    let e = r.put("pushed.txt", "p2");
+    r.push(&url, ceph_record(&r.bucket, "ObjectCreated:Put", "pushed.txt", Some(&e), "04"));
+    r.moto.delete(&r.bucket, "lost.txt").unwrap();
+    let before = r.events().len();
+    r.w.poll();
+    let after: Vec<Value> = r.events().into_iter().skip(before).collect();
+    assert_eq!(seen(&after), vec![t("deleted", "lost.txt", true)], "{after:?}");
+    assert!(r.markers().is_empty(), "{:?}", r.state_keys());
+
+    // READ shows the reconcile's status, and no secret.
+    let read = r.feed("READ", "t", json!({})).expect("READ");
+    let status = &read["status"]["reconcile"];
+    assert_eq!(status["active"], true, "{read}");
+    assert_eq!(status["objectsTracked"], 2, "{read}");
+    assert!(!read.to_string().contains(r.moto.secret_access_key()), "{read}");
+
+    // DELETE removes the reconcile's alarm, rule, config and state with the hook.
+    r.feed("DELETE", "t", json!({})).expect("DELETE");
+    r.w.user.delete_trigger(&QualifiedName::new("_", None, "t")).unwrap();
+    let left: Vec<String> = r.w.user_entities().unwrap().into_iter().filter(|e| e.contains(":t.")).collect();
+    assert!(left.is_empty(), "{left:?}");
+    let fired = r.w.emu.fire_alarms();
+    assert!(fired.is_empty(), "alarms left: {fired:?}");
+    assert!(r.state_keys().iter().all(|k| !k.starts_with(".owfeed/guest/t.")), "{:?}", r.state_keys());
+}
+
+#[test]
+fn a_reconcile_that_cannot_start_leaves_nothing_and_bad_schedules_are_named() {
+    // SigV4 verified: the wrong secret is refused by the reconcile's first S3 request.
+    let r = Rig::start(true);
+    let err = r.create("bad", r.params(json!({"reconcile": "every hour"}))).unwrap_err();
+    assert!(err.contains("reconcile"), "{err}");
+    let err = r.create("bad", r.params(json!({"reconcile": 60, "secretAccessKey": "wrong-secret"}))).unwrap_err();
+    assert!(err.contains("reconcile"), "{err}");
+    assert!(!err.contains("wrong-secret"), "{err}");
+    assert!(r.w.user_entities().unwrap().is_empty(), "{:?}", r.w.user_entities());
+    assert!(r.w.emu.fire_alarms().is_empty());
+}
