@@ -11,6 +11,7 @@ use std::time::Duration;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
+use crate::http::{self, Body, HttpClient, HttpConfig, Request};
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
 
@@ -145,8 +146,9 @@ pub enum Method {
 }
 
 /// A JSON-over-HTTP client for producer APIs: never errors on a status, with timeouts.
+/// It is a thin layer over the crate's one HTTP edge, `http::HttpClient`.
 pub struct Http {
-    agent: ureq::Agent,
+    client: HttpClient,
 }
 
 impl Default for Http {
@@ -155,65 +157,45 @@ impl Default for Http {
     }
 }
 
+/// The largest producer answer read.
+const MAX_REPLY: u64 = 1024 * 1024;
+/// How producers see us (GitHub requires a user agent; tests tell our calls apart by it).
+const USER_AGENT: &str = "owfeed-hooks";
+
 impl Http {
-    /// A client with 5 s connect and 30 s overall timeouts.
+    /// A client with 5 s connect and 30 s overall timeouts and a 1 MiB answer limit.
     pub fn new() -> Http {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_global(Some(Duration::from_secs(30)))
-            .user_agent("owfeed-hooks")
-            .build()
-            .new_agent();
-        Http { agent }
+        let config = HttpConfig { request_time: Duration::from_secs(30), max_body: MAX_REPLY, ..HttpConfig::default() };
+        // Only CA certificates can fail to parse, and the public roots need none.
+        let client = HttpClient::new(config).expect("the default TLS configuration always builds");
+        Http { client }
     }
 
     /// Sends one request; `what` names it in errors. `auth` is the whole `Authorization`
     /// value; `headers` go with it (the default `Accept` is `application/json`).
     pub fn send(&self, call: &Call<'_>) -> Result<Reply, RegistrationError> {
-        let what = call.what;
-        let transport = |e: ureq::Error| RegistrationError::Transport(format!("{what}: {e}"));
-        let accept = call.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("accept")).map(|(_, v)| *v);
-        let result = match call.method {
-            Method::Get | Method::Delete => {
-                let mut req =
-                    if call.method == Method::Get { self.agent.get(call.url) } else { self.agent.delete(call.url) };
-                req = req.header("Accept", accept.unwrap_or("application/json"));
-                for (k, v) in call.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("accept")) {
-                    req = req.header(*k, *v);
-                }
-                if let Some(a) = &call.auth {
-                    req = req.header("Authorization", a.expose());
-                }
-                req.call()
-            }
-            Method::Post | Method::Patch => {
-                let mut req =
-                    if call.method == Method::Post { self.agent.post(call.url) } else { self.agent.patch(call.url) };
-                req = req.header("Accept", accept.unwrap_or("application/json"));
-                for (k, v) in call.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("accept")) {
-                    req = req.header(*k, *v);
-                }
-                if let Some(a) = &call.auth {
-                    req = req.header("Authorization", a.expose());
-                }
-                req.send_json(call.body.unwrap_or(&Value::Null))
-            }
+        let method = match call.method {
+            Method::Get => http::Method::Get,
+            Method::Post => http::Method::Post,
+            Method::Patch => http::Method::Patch,
+            Method::Delete => http::Method::Delete,
         };
-        let mut response = result.map_err(transport)?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_string()))
-            .collect();
-        let text = response.body_mut().with_config().limit(1024 * 1024).read_to_string().map_err(transport)?;
-        let body = if text.trim().is_empty() {
+        let mut request = Request::new(method, call.url, call.what).with_auth(call.auth.as_ref());
+        request.headers.extend(call.headers.iter().copied());
+        if !call.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("user-agent")) {
+            request.headers.push(("User-Agent", USER_AGENT));
+        }
+        if matches!(call.method, Method::Post | Method::Patch) {
+            request.body = Body::Json(call.body.unwrap_or(&Value::Null));
+        }
+        let response = self.client.send(&request).map_err(|e| RegistrationError::Transport(e.to_string()))?;
+        let body = if response.body.trim_ascii().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
+            serde_json::from_slice(&response.body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&response.body).into_owned()))
         };
-        Ok(Reply { status, body, headers })
+        Ok(Reply { status: response.status, body, headers: response.headers })
     }
 
     /// Like `send`, but a non-2xx status is an error (see [`status_error`]); 404 and 410 are
@@ -328,5 +310,101 @@ pub fn base_url(params: &Params, param: &str, default: Option<&str>) -> Result<S
     match rest {
         Some(host) if !host.is_empty() && !url.contains(char::is_whitespace) => Ok(url),
         _ => Err(ParamError::invalid(param, "an http(s) URL", &Value::String(raw))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    use std::thread;
+
+    /// A one-connection server that answers `answer` and hands back the request head and body.
+    fn serve(answer: Vec<u8>) -> (String, mpsc::Receiver<(String, String)>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut head, mut length) = (String::new(), 0);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            tx.send((head.to_ascii_lowercase(), String::from_utf8(body).unwrap())).unwrap();
+            let _ = (&stream).write_all(&answer);
+        });
+        (url, rx)
+    }
+
+    fn call<'a>(method: Method, url: &'a str, body: Option<&'a Value>) -> Call<'a> {
+        Call {
+            method,
+            url,
+            auth: Some(Secret::new("Bearer registrar-test-token")),
+            headers: &[],
+            body,
+            what: "create the hook",
+            secrets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_call_goes_out_with_our_agent_json_and_auth_and_any_status_is_an_answer() {
+        let _guard = crate::secret::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let answer = b"HTTP/1.1 422 Unprocessable\r\nX-Thing: a\r\nContent-Length: 17\r\n\r\n{\"message\":\"no\"}\n";
+        let (url, rx) = serve(answer.to_vec());
+        let doc = json!({"url": "https://r"});
+        let reply = Http::new().send(&call(Method::Patch, &url, Some(&doc))).unwrap();
+        assert_eq!((reply.status, &reply.body, reply.header("x-thing")), (422, &json!({"message": "no"}), Some("a")));
+        let (head, sent) = rx.recv().unwrap();
+        assert!(head.starts_with("patch / http/1.1"), "{head}");
+        for line in [
+            "user-agent: owfeed-hooks",
+            "accept: application/json",
+            "authorization: bearer registrar-test-token",
+            "content-type: application/json",
+        ] {
+            assert!(head.contains(line), "{line} in {head}");
+        }
+        assert_eq!(sent, r#"{"url":"https://r"}"#);
+
+        // A POST without a body sends JSON null; a non-JSON answer is a string, an empty one null.
+        let (url, rx) = serve(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec());
+        assert_eq!(Http::new().send(&call(Method::Post, &url, None)).unwrap().body, json!("hello"));
+        assert_eq!(rx.recv().unwrap().1, "null");
+        let (url, _rx) = serve(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec());
+        assert_eq!(Http::new().send(&call(Method::Delete, &url, None)).unwrap().body, Value::Null);
+        crate::secret::forget_all();
+    }
+
+    #[test]
+    fn an_answer_over_one_mib_or_no_answer_is_a_transport_error_naming_the_call_only() {
+        let _guard = crate::secret::TEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let mut big = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_REPLY + 1).into_bytes();
+        big.resize(big.len() + MAX_REPLY as usize + 1, b' ');
+        let (url, _rx) = serve(big);
+        let err = Http::new().send(&call(Method::Get, &url, None)).unwrap_err();
+        assert!(matches!(&err, RegistrationError::Transport(m) if m.starts_with("create the hook: ")), "{err:?}");
+
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/hooks?access_token=registrar-query-token");
+        Secret::new("registrar-query-token");
+        let err = Http::new().send(&call(Method::Get, &url, None)).unwrap_err();
+        assert!(matches!(&err, RegistrationError::Transport(m) if m.starts_with("create the hook: ")), "{err:?}");
+        assert!(!err.to_string().contains("registrar-") && !err.to_string().contains("127.0.0.1"), "{err}");
+        crate::secret::forget_all();
     }
 }
