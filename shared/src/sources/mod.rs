@@ -7,6 +7,7 @@
 //! which picks the source with `-p source NAME`) and the `poll` action serve every registered
 //! source, and tests/suite/shipping.rs fails until README documents it.
 
+pub mod couchdb;
 pub mod s3;
 
 use crate::params::{ParamError, Params};
