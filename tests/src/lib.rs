@@ -2,12 +2,14 @@
 //! tests themselves, the actionloop driver, and the test-only `listing` source.
 
 pub mod actionloop;
+pub mod couchproxy;
 pub mod emulator_support;
 pub mod fake_github;
 pub mod fake_subscriptions;
 pub mod gen_source;
 pub mod listing_source;
 pub mod moto;
+pub mod pouchdb;
 pub mod s3proxy;
 pub mod s3rver;
 pub mod s3sfs;

@@ -1,0 +1,235 @@
+//! A proxy in front of pouchdb-server that plays what CouchDB 2.x+ and Cloudant do and
+//! pouchdb-server cannot show (/work/shared/reference/couchdb.md §1, §5): opaque string
+//! sequences, a 400 on a `since` it no longer accepts, a rewind to 0, and a `_changes` answer
+//! cut by a server error (200 without `last_seq`). Everything else is forwarded as it is.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// What the proxy plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Play {
+    /// Forwards everything unchanged.
+    Honest,
+    /// CouchDB 2.x+ sequences: every integer `seq`, `last_seq` and `update_seq` N in an answer
+    /// becomes the string [`string_seq`]`(N)`, and a `since` must come back as exactly such a
+    /// string (anything else is a 400), which is turned back into N upstream.
+    StringSeqs,
+    /// `_changes` with a `since` other than `0` or `now` answers 400 "Malformed sequence
+    /// supplied in 'since' parameter." (CouchDB 2.x+ for a malformed or 1.x-style sequence).
+    RejectSince,
+    /// `_changes` is forwarded with `since=0` whatever was asked (a shard copy that no longer
+    /// matches the sequence restarts from 0: rows repeat).
+    Rewind,
+    /// `_changes` answers 200 with the rows but no `last_seq` (an error written into the body
+    /// after streaming began).
+    NoLastSeq,
+}
+
+/// The opaque sequence the proxy shows for pouchdb-server's integer `n`: the shape of a
+/// CouchDB 3 sequence (`N-g1AAAA…`, base64url), with characters a URL query must encode.
+pub fn string_seq(n: u64) -> String {
+    format!("{n}-g1AAAAFTeJzLYWBgYM5gTmHQSklKzi9KdUhJMtLLTMrVNTAw1Ms_z8kvTcnILyjfpzM+/={n}")
+}
+
+/// A running proxy; stops serving when dropped.
+pub struct CouchProxy {
+    /// `http://127.0.0.1:PORT`, to use instead of the server's URL.
+    pub url: String,
+    play: Arc<Mutex<Play>>,
+    sinces: Arc<Mutex<Vec<String>>>,
+    server: Arc<tiny_http::Server>,
+}
+
+impl CouchProxy {
+    /// Starts a proxy on 127.0.0.1 forwarding to `upstream` (`http://127.0.0.1:PORT`).
+    pub fn start(upstream: &str) -> anyhow::Result<CouchProxy> {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| anyhow::anyhow!("proxy bind: {e}"))?);
+        let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
+        let play = Arc::new(Mutex::new(Play::Honest));
+        let sinces: Arc<Mutex<Vec<String>>> = Arc::default();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .new_agent();
+        for _ in 0..4 {
+            let (server, play, sinces, agent) = (server.clone(), play.clone(), sinces.clone(), agent.clone());
+            let upstream = upstream.trim_end_matches('/').to_string();
+            thread::spawn(move || {
+                while let Ok(request) = server.recv() {
+                    handle(request, &upstream, &agent, &play, &sinces);
+                }
+            });
+        }
+        Ok(CouchProxy { url: format!("http://127.0.0.1:{port}"), play, sinces, server })
+    }
+
+    /// Plays `play` from the next request on.
+    pub fn play(&self, play: Play) {
+        *self.play.lock().unwrap() = play;
+    }
+
+    /// Every `since` a `_changes` request carried, decoded, in order.
+    pub fn sinces(&self) -> Vec<String> {
+        self.sinces.lock().unwrap().clone()
+    }
+}
+
+impl Drop for CouchProxy {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
+fn handle(
+    mut request: tiny_http::Request,
+    upstream: &str,
+    agent: &ureq::Agent,
+    play: &Mutex<Play>,
+    sinces: &Mutex<Vec<String>>,
+) {
+    let play = *play.lock().unwrap();
+    let (path, query) = request
+        .url()
+        .split_once('?')
+        .map_or((request.url().to_string(), String::new()), |(p, q)| (p.to_string(), q.to_string()));
+    let changes = path.ends_with("/_changes");
+    let mut pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect();
+    let since = pairs.iter().find(|(k, _)| k == "since").map(|(_, v)| v.clone());
+    if changes {
+        if let Some(s) = &since {
+            sinces.lock().unwrap().push(s.clone());
+        }
+    }
+    let reply = |status: u16, body: String| tiny_http::Response::from_string(body).with_status_code(status);
+    let malformed = r#"{"error":"bad_request","reason":"Malformed sequence supplied in 'since' parameter."}"#;
+    if changes {
+        for (k, v) in pairs.iter_mut() {
+            if k != "since" || v == "0" || v == "now" {
+                continue;
+            }
+            match play {
+                Play::RejectSince => {
+                    let _ = request.respond(reply(400, malformed.into()));
+                    return;
+                }
+                Play::Rewind => *v = "0".into(),
+                Play::StringSeqs => {
+                    let n = v.split('-').next().and_then(|n| n.parse::<u64>().ok());
+                    match n.filter(|n| string_seq(*n) == *v) {
+                        Some(n) => *v = n.to_string(),
+                        None => {
+                            let _ = request.respond(reply(400, malformed.into()));
+                            return;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+    let url =
+        if query.is_empty() { format!("{upstream}{path}") } else { format!("{upstream}{path}?{}", query.join("&")) };
+    let mut body = Vec::new();
+    let _ = request.as_reader().read_to_end(&mut body);
+    let mut builder = ureq::http::Request::builder().method(request.method().as_str()).uri(&url);
+    for header in request.headers() {
+        let name = header.field.as_str().as_str();
+        if ["authorization", "content-type", "accept"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            builder = builder.header(name, header.value.as_str());
+        }
+    }
+    let Ok(upstream_request) = builder.body(body) else {
+        let _ = request.respond(reply(400, "{}".into()));
+        return;
+    };
+    let result = if upstream_request.body().is_empty() && upstream_request.method() != "PUT" {
+        agent.run(upstream_request.map(|_| ()))
+    } else {
+        agent.run(upstream_request)
+    };
+    let (status, text) = match result {
+        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default()),
+        Err(e) => (502, format!("{{\"error\":\"proxy\",\"reason\":\"{e}\"}}")),
+    };
+    let text = match (play, serde_json::from_str::<Value>(&text)) {
+        (Play::StringSeqs, Ok(mut v)) => {
+            stringify_seqs(&mut v);
+            v.to_string()
+        }
+        (Play::NoLastSeq, Ok(mut v)) if changes => {
+            if let Some(m) = v.as_object_mut() {
+                m.remove("last_seq");
+                m.insert("error".into(), Value::from("unknown_error"));
+                m.insert("reason".into(), Value::from("function_clause"));
+            }
+            v.to_string()
+        }
+        _ => text,
+    };
+    let header = tiny_http::Header::from_bytes("Content-Type", "application/json").expect("a valid header");
+    let _ = request.respond(reply(status, text).with_header(header));
+}
+
+fn stringify_seqs(v: &mut Value) {
+    let string = |s: &mut Value| {
+        if let Some(n) = s.as_u64() {
+            *s = Value::String(string_seq(n));
+        }
+    };
+    if let Some(m) = v.as_object_mut() {
+        for key in ["seq", "last_seq", "update_seq"] {
+            if let Some(s) = m.get_mut(key) {
+                string(s);
+            }
+        }
+        if let Some(Value::Array(rows)) = m.get_mut("results") {
+            rows.iter_mut().for_each(stringify_seqs);
+        }
+    }
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
