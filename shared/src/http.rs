@@ -238,8 +238,9 @@ impl Response {
     pub fn reason(&self) -> Option<String> {
         let body: Value = serde_json::from_slice(&self.body).ok()?;
         let text = ["reason", "message", "error"].iter().find_map(|k| body.get(*k).and_then(Value::as_str))?;
-        let text: String = text.trim().chars().take(200).collect();
-        Some(clean(&text)).filter(|t| !t.is_empty())
+        // Scrubbed before it is cut: a secret cut in half would no longer be recognised.
+        let text: String = clean(text.trim()).chars().take(200).collect();
+        Some(text).filter(|t| !t.is_empty())
     }
 
     /// This answer as the usual error: 401/403 `Unauthorized`, 404/410 `NotFound`, 408/429
@@ -647,6 +648,10 @@ mod tests {
             what: String::new(),
         };
         assert_eq!(response.reason().as_deref(), Some("you sent [redacted]"));
+        // A secret where the reason is cut is scrubbed whole, not cut in half first.
+        let long = format!("{{\"reason\":\"{}hunter2\"}}", "x".repeat(196));
+        let response = Response { status: 400, headers: Vec::new(), body: long.into_bytes(), what: String::new() };
+        assert!(!response.reason().unwrap().contains("hunt"), "{:?}", response.reason());
         crate::secret::forget_all();
     }
 
