@@ -2,11 +2,18 @@
 //! pouchdb-server cannot show (/work/shared/reference/couchdb.md §1, §5): opaque string
 //! sequences, a 400 on a `since` it no longer accepts, a rewind to 0, and a `_changes` answer
 //! cut by a server error (200 without `last_seq`). Everything else is forwarded as it is.
+//!
+//! It also plays the server's authentication, which pouchdb-server (no users) has none of:
+//! Basic with one user and password, or Cloudant's IAM (an IBM Cloud IAM token endpoint at
+//! `/identity/token` exchanging one API key for Bearer tokens), and a server that echoes the
+//! whole request, credentials included, into its error bodies. `Authorization` never goes
+//! upstream.
 
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use base64::Engine as _;
 use serde_json::Value;
 
 /// What the proxy plays.
@@ -27,6 +34,29 @@ pub enum Play {
     /// `_changes` answers 200 with the rows but no `last_seq` (an error written into the body
     /// after streaming began).
     NoLastSeq,
+    /// Every request answers this status with a CouchDB error body whose `reason` quotes the
+    /// whole request: method, URL, headers (credentials included) and the decoded Basic pair.
+    Echo(u16),
+}
+
+/// Which credentials the proxy requires.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Auth {
+    /// None (pouchdb-server's admin party).
+    #[default]
+    Open,
+    /// `Authorization: Basic` with exactly this user and password, else 401.
+    Basic(String, String),
+    /// A Bearer token issued by `/identity/token` for this API key, else 401.
+    Iam(String),
+}
+
+/// What the proxy's authentication saw.
+#[derive(Default)]
+struct AuthState {
+    auth: Auth,
+    issued: Vec<String>,
+    exchanges: usize,
 }
 
 /// The opaque sequence the proxy shows for pouchdb-server's integer `n`: the shape of a
@@ -41,6 +71,7 @@ pub struct CouchProxy {
     pub url: String,
     play: Arc<Mutex<Play>>,
     sinces: Arc<Mutex<Vec<String>>>,
+    auth: Arc<Mutex<AuthState>>,
     server: Arc<tiny_http::Server>,
 }
 
@@ -51,6 +82,7 @@ impl CouchProxy {
         let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
         let play = Arc::new(Mutex::new(Play::Honest));
         let sinces: Arc<Mutex<Vec<String>>> = Arc::default();
+        let auth: Arc<Mutex<AuthState>> = Arc::default();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(120)))
@@ -58,19 +90,35 @@ impl CouchProxy {
             .new_agent();
         for _ in 0..4 {
             let (server, play, sinces, agent) = (server.clone(), play.clone(), sinces.clone(), agent.clone());
+            let auth = auth.clone();
             let upstream = upstream.trim_end_matches('/').to_string();
             thread::spawn(move || {
                 while let Ok(request) = server.recv() {
-                    handle(request, &upstream, &agent, &play, &sinces);
+                    handle(request, &upstream, &agent, &play, &sinces, &auth);
                 }
             });
         }
-        Ok(CouchProxy { url: format!("http://127.0.0.1:{port}"), play, sinces, server })
+        Ok(CouchProxy { url: format!("http://127.0.0.1:{port}"), play, sinces, auth, server })
     }
 
     /// Plays `play` from the next request on.
     pub fn play(&self, play: Play) {
         *self.play.lock().unwrap() = play;
+    }
+
+    /// Requires these credentials from the next request on.
+    pub fn require(&self, auth: Auth) {
+        self.auth.lock().unwrap().auth = auth;
+    }
+
+    /// Forgets every IAM token issued (they expired or were revoked).
+    pub fn revoke_tokens(&self) {
+        self.auth.lock().unwrap().issued.clear();
+    }
+
+    /// How many IAM token exchanges succeeded.
+    pub fn token_exchanges(&self) -> usize {
+        self.auth.lock().unwrap().exchanges
     }
 
     /// Every `since` a `_changes` request carried, decoded, in order.
@@ -91,8 +139,62 @@ fn handle(
     agent: &ureq::Agent,
     play: &Mutex<Play>,
     sinces: &Mutex<Vec<String>>,
+    auth: &Mutex<AuthState>,
 ) {
     let play = *play.lock().unwrap();
+    let reply = |status: u16, body: String| tiny_http::Response::from_string(body).with_status_code(status);
+    let authorization = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("authorization"))
+        .map(|h| h.value.as_str().to_string())
+        .unwrap_or_default();
+    if let Play::Echo(status) = play {
+        let decoded = authorization
+            .strip_prefix("Basic ")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let headers: Vec<String> = request.headers().iter().map(|h| format!("{}: {}", h.field, h.value)).collect();
+        let echo = format!("{} {} {} decoded {decoded}", request.method(), request.url(), headers.join(" | "));
+        let body = serde_json::json!({"error": "echo", "reason": echo}).to_string();
+        let _ = request.respond(reply(status, body));
+        return;
+    }
+    if request.url() == "/identity/token" {
+        let mut body = String::new();
+        let _ = request.as_reader().read_to_string(&mut body);
+        let mut state = auth.lock().unwrap();
+        let key = body.split('&').find_map(|p| p.strip_prefix("apikey=")).map(decode).unwrap_or_default();
+        let grant = body.contains("grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Aapikey");
+        if !(grant && matches!(&state.auth, Auth::Iam(k) if *k == key)) {
+            let refused = r#"{"errorCode":"BXNIM0415E","errorMessage":"Provided API key could not be found."}"#;
+            let _ = request.respond(reply(400, refused.into()));
+            return;
+        }
+        state.exchanges += 1;
+        let token = format!("iam-token-{}", state.exchanges);
+        state.issued.push(token.clone());
+        let body = serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600});
+        let _ = request.respond(reply(200, body.to_string()));
+        return;
+    }
+    let allowed = {
+        let state = auth.lock().unwrap();
+        match &state.auth {
+            Auth::Open => true,
+            Auth::Basic(user, password) => {
+                let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                authorization == format!("Basic {pair}")
+            }
+            Auth::Iam(_) => authorization.strip_prefix("Bearer ").is_some_and(|t| state.issued.iter().any(|i| i == t)),
+        }
+    };
+    if !allowed {
+        let _ =
+            request.respond(reply(401, r#"{"error":"unauthorized","reason":"Name or password is incorrect."}"#.into()));
+        return;
+    }
     let (path, query) = request
         .url()
         .split_once('?')
@@ -112,7 +214,6 @@ fn handle(
             sinces.lock().unwrap().push(s.clone());
         }
     }
-    let reply = |status: u16, body: String| tiny_http::Response::from_string(body).with_status_code(status);
     let malformed = r#"{"error":"bad_request","reason":"Malformed sequence supplied in 'since' parameter."}"#;
     if changes {
         for (k, v) in pairs.iter_mut() {
@@ -147,7 +248,7 @@ fn handle(
     let mut builder = ureq::http::Request::builder().method(request.method().as_str()).uri(&url);
     for header in request.headers() {
         let name = header.field.as_str().as_str();
-        if ["authorization", "content-type", "accept"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
+        if ["content-type", "accept"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
             builder = builder.header(name, header.value.as_str());
         }
     }

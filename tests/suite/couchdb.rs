@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use feed_tests::couchproxy::{string_seq, CouchProxy, Play};
+use feed_tests::couchproxy::{string_seq, Auth, CouchProxy, Play};
 use feed_tests::pouchdb::{unique, PouchDb};
 use owfeed::events::ChangeKind;
 use owfeed::params::Params;
@@ -338,4 +338,74 @@ fn a_changes_answer_without_last_seq_is_a_failed_read() {
     assert!(matches!(&err, SourceError::Transient(m) if m.contains("no last_seq")), "{err:?}");
     proxy.play(Play::Honest);
     assert_eq!(read(&*reader, None).records.len(), 1);
+}
+
+#[test]
+fn basic_credentials_are_sent_and_a_wrong_password_is_unauthorized() {
+    // pouchdb-server has no users: the proxy plays a server with one.
+    let (server, db) = setup();
+    let proxy = CouchProxy::start(&server.url).unwrap();
+    proxy.require(Auth::Basic("reader".into(), "couch-basic-pw".into()));
+    server.put(&db, "a", json!({})).unwrap();
+    let reader = open(&proxy.url, &db, json!({"username": "reader", "password": "couch-basic-pw"}));
+    reader.probe().expect("probe with the right password");
+    assert_eq!(read(&*reader, None).records.len(), 1);
+    let store = reader.blob_store().unwrap();
+    store.put("k", b"v", &Precondition::IfAbsent).expect("the store authenticates too");
+    let wrong = open(&proxy.url, &db, json!({"username": "reader", "password": "wrong"}));
+    let err = wrong.probe().unwrap_err();
+    assert!(matches!(&err, SourceError::Unauthorized(m) if m.contains("check the credentials")), "{err:?}");
+    assert!(matches!(open(&proxy.url, &db, json!({})).read(None, 1, None), Err(SourceError::Unauthorized(_))));
+}
+
+#[test]
+fn cloudant_iam_keys_are_exchanged_for_bearer_tokens_renewed_on_401() {
+    let (server, db) = setup();
+    let proxy = CouchProxy::start(&server.url).unwrap();
+    proxy.require(Auth::Iam("couch-iam-key".into()));
+    server.put(&db, "a", json!({})).unwrap();
+    let iam_url = format!("{}/identity/token", proxy.url);
+    let reader = open(&proxy.url, &db, json!({"iamApiKey": "couch-iam-key", "iamUrl": iam_url}));
+    reader.probe().unwrap();
+    let cursor = read(&*reader, None).cursor;
+    read(&*reader, Some(&cursor));
+    assert_eq!(proxy.token_exchanges(), 1, "one token serves until it expires");
+    // A token the server no longer accepts is renewed once, and the request goes through.
+    proxy.revoke_tokens();
+    assert_eq!(read(&*reader, None).records.len(), 1);
+    assert_eq!(proxy.token_exchanges(), 2);
+    let wrong = open(&proxy.url, &db, json!({"iamApiKey": "not-the-key", "iamUrl": iam_url}));
+    let err = wrong.probe().unwrap_err();
+    assert!(matches!(&err, SourceError::Unauthorized(m) if m.contains("iamApiKey")), "{err:?}");
+}
+
+#[test]
+fn credentials_never_appear_in_errors_whatever_the_server_echoes() {
+    let (server, db) = setup();
+    let proxy = CouchProxy::start(&server.url).unwrap();
+    let basic = open(&proxy.url, &db, json!({"username": "echo-user", "password": "couch-echo-pw"}));
+    let iam_url = format!("{}/identity/token", proxy.url);
+    let iam = open(&proxy.url, &db, json!({"iamApiKey": "couch-echo-iam-key", "iamUrl": iam_url}));
+    let leaks = |text: &str| {
+        ["couch-echo-pw", "couch-echo-iam-key", "echo-user:couch", "ZWNoby11c2VyOmNvdWNoLWVjaG8tcHc"]
+            .iter()
+            .any(|s| text.contains(s))
+    };
+    for status in [400, 401, 403, 404, 409, 500, 503] {
+        proxy.play(Play::Echo(status));
+        for reader in [&basic, &iam] {
+            let errors = [
+                reader.probe().err().map(|e| e.to_string()),
+                reader.read(Some("5"), 10, None).err().map(|e| e.to_string()),
+                reader.current().err().map(|e| e.to_string()),
+                reader.blob_store().unwrap().put("k", b"v", &Precondition::IfAbsent).err().map(|e| e.to_string()),
+                reader.blob_store().unwrap().get("k").err().map(|e| e.to_string()),
+            ];
+            assert!(errors[0].is_some(), "HTTP {status}: the probe fails");
+            // (A 404 on a state document's GET is an absent blob, not an error.)
+            for error in errors.into_iter().flatten() {
+                assert!(!leaks(&error), "HTTP {status}: {error}");
+            }
+        }
+    }
 }

@@ -375,11 +375,10 @@ impl CouchDbReader {
                     reason.trim_end_matches('.')
                 )));
             }
-            return Err(with_reason(response.error(), &reason));
+            return Err(status_error(&response));
         }
         if !response.is_success() {
-            let reason = response.reason().unwrap_or_default();
-            return Err(with_reason(response.error(), &reason));
+            return Err(status_error(&response));
         }
         let body = response.json()?;
         parse_changes(&body, &self.what).map(Some)
@@ -451,7 +450,16 @@ fn parse_changes(body: &Value, what: &str) -> Result<(Vec<Value>, String), Sourc
     Ok((rows.clone(), last_seq))
 }
 
-fn with_reason(error: SourceError, reason: &str) -> SourceError {
+/// The usual error for a failed answer; for 400 and 404 with CouchDB's reason, which tells a
+/// missing database from a missing filter and names a bad parameter. Other statuses quote
+/// nothing of the body (a proxy or a server may echo the request, credentials included), and
+/// the reason itself is scrubbed of every known secret before it is cut.
+fn status_error(response: &Response) -> SourceError {
+    let error = response.error();
+    let reason = match response.status {
+        400 | 404 => response.reason().unwrap_or_default(),
+        _ => String::new(),
+    };
     if reason.is_empty() {
         return error;
     }
@@ -490,8 +498,7 @@ impl LogReader for CouchDbReader {
         let url = self.conn.db_url(&self.db);
         let response = self.conn.send(Request::get(&url, &self.what).until(Some(Instant::now() + READ_TIME)))?;
         if !response.is_success() {
-            let reason = response.reason().unwrap_or_default();
-            return Err(with_reason(response.error(), &reason));
+            return Err(status_error(&response));
         }
         match response.json()?.get("update_seq") {
             Some(seq) if !seq.is_null() => Ok(seq_text(seq)),
@@ -765,8 +772,7 @@ impl CouchDbStore {
     }
 
     fn failed(response: &Response) -> StoreError {
-        let reason = response.reason().unwrap_or_default();
-        StoreError::Failed(with_reason(response.error(), &reason))
+        StoreError::Failed(status_error(response))
     }
 
     fn request_deadline() -> Option<Instant> {
