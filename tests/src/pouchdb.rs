@@ -129,6 +129,15 @@ impl PouchDb {
         answer["rev"].as_str().map(str::to_string).ok_or_else(|| anyhow!("DELETE {id}: no rev in {answer}"))
     }
 
+    /// Writes many new documents in one `_bulk_docs` request.
+    pub fn bulk(&self, db: &str, docs: &[Value]) -> anyhow::Result<()> {
+        let answer = self.ok("POST", &format!("/{db}/_bulk_docs"), Some(&json!({ "docs": docs })))?;
+        match answer.as_array() {
+            Some(rows) if rows.iter().all(|r| r.get("ok") == Some(&json!(true))) => Ok(()),
+            _ => bail!("_bulk_docs: not every document was written: {answer}"),
+        }
+    }
+
     /// A document's current rev.
     pub fn rev(&self, db: &str, id: &str) -> anyhow::Result<String> {
         let doc = self.ok("GET", &format!("/{db}/{}", encode(id)), None)?;
