@@ -277,7 +277,8 @@ pub fn status_error(status: u16, what: &str) -> SourceError {
 /// A request that got no (whole) answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HttpError {
-    /// The deadline or the client's limit passed first (a long poll with nothing new).
+    /// The deadline or the client's limit passed while waiting for (or reading) the answer:
+    /// for a long poll, nothing new. Failing to connect in time is `Transport`.
     Timeout(String),
     /// TLS failed: the user must fix the certificate settings or the scheme.
     Tls(String),
@@ -439,6 +440,10 @@ impl HttpClient {
         };
         let message = |m: String| clean(&m);
         match &error {
+            // No connection is not a quiet wait: a long poll must not read it as "nothing new".
+            ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => HttpError::Transport(message(
+                format!("{what}: no connection within {} s (host unreachable?)", CONNECT_TIMEOUT.as_secs()),
+            )),
             ureq::Error::Timeout(_) => HttpError::Timeout(message(format!(
                 "{what}: no answer within {} ms",
                 self.request_time(request.deadline).max(Duration::from_millis(1)).as_millis()
