@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use feed_tests::couchproxy::{string_seq, Auth, CouchProxy, Play};
 use feed_tests::pouchdb::{unique, PouchDb};
+use feed_tests::tls::{TestCa, TlsProxy};
 use owfeed::events::ChangeKind;
 use owfeed::params::Params;
 use owfeed::source::{Batch, BlobStore, LogReader, LogSource, Precondition, SourceError, StoreError};
@@ -472,4 +473,24 @@ fn replaying_from_any_committed_cursor_yields_the_same_records_with_the_same_ids
             );
         }
     }
+}
+
+#[test]
+fn a_server_behind_a_private_ca_is_read_with_ca_certificate_and_refused_without() {
+    let (server, db) = setup();
+    server.put(&db, "a", json!({})).unwrap();
+    let ca = TestCa::new().unwrap();
+    let tls = TlsProxy::start(&server.url, &ca).unwrap();
+    let trusted = open(tls.url(), &db, json!({"caCertificate": ca.ca_pem}));
+    assert_eq!(read(&*trusted, None).records.len(), 1);
+    let notices = trusted.notices();
+    assert!(notices.iter().any(|n| n.starts_with("caCertificate: ")), "{notices:?}");
+    let err = open(tls.url(), &db, json!({})).probe().unwrap_err();
+    assert!(
+        matches!(&err, SourceError::Config(m) if m.contains("TLS") && m.contains("caCertificate")),
+        "a certificate no public root signed is a TLS error naming caCertificate: {err:?}"
+    );
+    let insecure = open(tls.url(), &db, json!({"insecureSkipTlsVerify": true}));
+    assert_eq!(read(&*insecure, None).records.len(), 1);
+    assert!(insecure.notices().iter().any(|n| n.contains("NOT verified")), "{:?}", insecure.notices());
 }
