@@ -39,6 +39,22 @@ pub enum Play {
     Echo(u16),
 }
 
+/// A request held without reaching upstream, then answered 503: held past an action's time
+/// limit, it is a process killed before that request took effect.
+#[derive(Clone, Debug)]
+pub struct Hold {
+    /// The request's method (`PUT`…).
+    pub method: &'static str,
+    /// Its path-and-query, percent-decoded, must contain this.
+    pub contains: String,
+    /// Let this many matching requests through first.
+    pub skip: usize,
+    /// Then hold this many.
+    pub count: usize,
+    /// For this long.
+    pub hold: Duration,
+}
+
 /// Which credentials the proxy requires.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Auth {
@@ -72,6 +88,8 @@ pub struct CouchProxy {
     play: Arc<Mutex<Play>>,
     sinces: Arc<Mutex<Vec<String>>>,
     auth: Arc<Mutex<AuthState>>,
+    holds: Arc<Mutex<Vec<Hold>>>,
+    log: Arc<Mutex<Vec<String>>>,
     server: Arc<tiny_http::Server>,
 }
 
@@ -83,6 +101,8 @@ impl CouchProxy {
         let play = Arc::new(Mutex::new(Play::Honest));
         let sinces: Arc<Mutex<Vec<String>>> = Arc::default();
         let auth: Arc<Mutex<AuthState>> = Arc::default();
+        let holds: Arc<Mutex<Vec<Hold>>> = Arc::default();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(120)))
@@ -90,15 +110,26 @@ impl CouchProxy {
             .new_agent();
         for _ in 0..4 {
             let (server, play, sinces, agent) = (server.clone(), play.clone(), sinces.clone(), agent.clone());
-            let auth = auth.clone();
+            let (auth, holds, log) = (auth.clone(), holds.clone(), log.clone());
             let upstream = upstream.trim_end_matches('/').to_string();
             thread::spawn(move || {
                 while let Ok(request) = server.recv() {
+                    let line = format!("{} {}", request.method(), decode(request.url()));
+                    log.lock().unwrap().push(line.clone());
+                    if let Some(hold) = pick_hold(&holds, request.method().as_str(), &line) {
+                        // Held on a thread of its own, so other requests go on meanwhile.
+                        thread::spawn(move || {
+                            thread::sleep(hold);
+                            let _ = request.respond(tiny_http::Response::from_string("{}").with_status_code(503));
+                        });
+                        continue;
+                    }
                     handle(request, &upstream, &agent, &play, &sinces, &auth);
                 }
             });
         }
-        Ok(CouchProxy { url: format!("http://127.0.0.1:{port}"), play, sinces, auth, server })
+        let url = format!("http://127.0.0.1:{port}");
+        Ok(CouchProxy { url, play, sinces, auth, holds, log, server })
     }
 
     /// Plays `play` from the next request on.
@@ -119,6 +150,21 @@ impl CouchProxy {
     /// How many IAM token exchanges succeeded.
     pub fn token_exchanges(&self) -> usize {
         self.auth.lock().unwrap().exchanges
+    }
+
+    /// Holds matching requests from the next one on.
+    pub fn hold(&self, hold: Hold) {
+        self.holds.lock().unwrap().push(hold);
+    }
+
+    /// Drops every hold rule, spent or not.
+    pub fn clear_holds(&self) {
+        self.holds.lock().unwrap().clear();
+    }
+
+    /// How many requests whose `METHOD path?query` line (decoded) contains `needle` arrived.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
     }
 
     /// Every `since` a `_changes` request carried, decoded, in order.
@@ -282,6 +328,21 @@ fn handle(
     };
     let header = tiny_http::Header::from_bytes("Content-Type", "application/json").expect("a valid header");
     let _ = request.respond(reply(status, text).with_header(header));
+}
+
+fn pick_hold(holds: &Mutex<Vec<Hold>>, method: &str, line: &str) -> Option<Duration> {
+    let mut holds = holds.lock().unwrap();
+    for hold in holds.iter_mut() {
+        if hold.count > 0 && hold.method == method && line.contains(&hold.contains) {
+            if hold.skip > 0 {
+                hold.skip -= 1;
+                return None;
+            }
+            hold.count -= 1;
+            return Some(hold.hold);
+        }
+    }
+    None
 }
 
 fn stringify_seqs(v: &mut Value) {
