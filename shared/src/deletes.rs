@@ -9,7 +9,7 @@
 //! agree before they fire. This module is pure apart from the `exists` calls.
 
 use crate::budget::Budget;
-use crate::events::{Change, ChangeKind};
+use crate::change::{Change, ChangeKind};
 use crate::source::{Lister, SourceError};
 use crate::state::{Snapshot, SnapshotWriter};
 

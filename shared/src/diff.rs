@@ -12,8 +12,9 @@
 
 use std::fmt;
 
-use crate::events::{Change, ChangeKind};
-use crate::source::{Entry, ListRange};
+use crate::change::Entry;
+use crate::change::{Change, ChangeKind};
+use crate::source::ListRange;
 use crate::state::{version_hash, Cursor, Snapshot, SnapshotWriter};
 
 /// What the new snapshot holds for old keys outside the listed range.

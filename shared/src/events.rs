@@ -26,44 +26,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::change::Record;
+pub use crate::change::{Change, ChangeKind};
 use crate::params::ParamError;
-use crate::source::Entry;
-
-/// What happened to a key between two listings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    /// The key is new.
-    Created,
-    /// The key's version changed.
-    Updated,
-    /// The key is gone.
-    Deleted,
-}
-
-impl ChangeKind {
-    /// The lowercase name used in `events` filters and CloudEvents types.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::Created => "created",
-            ChangeKind::Updated => "updated",
-            ChangeKind::Deleted => "deleted",
-        }
-    }
-}
-
-/// One detected change.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Change {
-    /// Created, updated or deleted.
-    pub kind: ChangeKind,
-    /// The key.
-    pub key: String,
-    /// The listed entry (for created/updated); `None` for deleted.
-    pub entry: Option<Entry>,
-    /// The 64-bit hash of the version the snapshot held before (updated/deleted).
-    pub old_version: Option<u64>,
-}
 
 /// What every event of one trigger shares: where it comes from and how it is named.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -148,6 +113,47 @@ pub fn cloud_event(ctx: &EventContext, change: &Change, seq: u64, time: DateTime
     put("time", Value::from(time));
     put("datacontenttype", Value::from("application/json"));
     put("data", Value::Object(data));
+    Value::Object(event)
+}
+
+/// The deterministic CloudEvents `id` of a log source's record.
+///
+/// Hex of the first 16 bytes of SHA-256 over the length-prefixed fields (u64 big-endian
+/// length, then the bytes) `id_salt`, `source`, `record`, and the record's own id. It depends
+/// on nothing a poll chose (no commit number, no cursor), so a record read again after a
+/// crash, or redelivered by the source, gets the same id.
+pub fn record_event_id(ctx: &EventContext, record: &Record) -> String {
+    let mut hasher = Sha256::new();
+    for field in [&ctx.id_salt, &ctx.source, "record", &record.id] {
+        hasher.update((field.len() as u64).to_be_bytes());
+        hasher.update(field.as_bytes());
+    }
+    let digest = hasher.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A log source's record as a CloudEvents 1.0 structured-mode JSON event: `type`
+/// `{type_prefix}.{kind}`, `subject` the record's key, `time` when it was read, `data` the
+/// data context plus the record's attributes (deletes included: a log says what it knows),
+/// `key` and `change`.
+pub fn record_event(ctx: &EventContext, record: &Record, time: DateTime<Utc>) -> Value {
+    let mut data = ctx.data_context.clone();
+    for (name, value) in &record.attrs {
+        data.insert(name.clone(), value.clone());
+    }
+    data.insert("key".to_string(), Value::String(record.key.clone()));
+    data.insert("change".to_string(), Value::String(record.kind.as_str().to_string()));
+    let mut event = Map::new();
+    event.insert("specversion".to_string(), Value::from("1.0"));
+    event.insert("id".to_string(), Value::from(record_event_id(ctx, record)));
+    event.insert("source".to_string(), Value::from(ctx.source.as_str()));
+    event.insert("type".to_string(), Value::from(format!("{}.{}", ctx.type_prefix, record.kind.as_str())));
+    if !record.key.is_empty() && !record.key.chars().any(forbidden_char) {
+        event.insert("subject".to_string(), Value::from(record.key.as_str()));
+    }
+    event.insert("time".to_string(), Value::from(time.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
+    event.insert("datacontenttype".to_string(), Value::from("application/json"));
+    event.insert("data".to_string(), Value::Object(data));
     Value::Object(event)
 }
 
@@ -434,6 +440,7 @@ fn unquote(value: &str) -> Result<String, CloudEventError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::change::Entry;
     use chrono::TimeZone;
     use serde_json::json;
 
@@ -482,6 +489,44 @@ pub(crate) mod tests {
 
     fn detected_at() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 23, 21, 0, 0).unwrap()
+    }
+
+    fn doc_record(kind: ChangeKind) -> Record {
+        let Value::Object(attrs) = json!({"rev": "2-abc", "seq": "12-g1AAAA"}) else { unreachable!() };
+        Record { id: "doc1@2-abc".to_string(), key: "doc1".to_string(), kind, attrs }
+    }
+
+    #[test]
+    fn record_events_take_their_id_from_the_record_alone() {
+        let record = doc_record(ChangeKind::Deleted);
+        let event = record_event(&ctx(), &record, detected_at());
+        assert_eq!(event["id"], record_event_id(&ctx(), &record));
+        assert_eq!(event["type"], "org.openwhisk.feeds.s3.object.deleted");
+        assert_eq!(event["subject"], "doc1");
+        assert_eq!(event["time"], "2026-11-23T21:00:00Z");
+        // A log record keeps its facts when deleted, unlike a listing's delete.
+        assert_eq!(event["data"]["rev"], "2-abc");
+        assert_eq!(event["data"]["bucket"], "photos");
+        assert_eq!(event["data"]["change"], "deleted");
+        assert_eq!(validate_cloud_event(&event), Ok(()));
+        // Read again later (another poll, another time): the same id.
+        let later = record_event(&ctx(), &record, detected_at() + chrono::Duration::hours(1));
+        assert_eq!(later["id"], event["id"]);
+        // Another record, trigger or source: another id.
+        let mut other = record.clone();
+        other.id = "doc1@3-def".to_string();
+        let salted = EventContext { id_salt: "/guest/other".to_string(), ..ctx() };
+        let sourced = EventContext { source: "couchdb://elsewhere".to_string(), ..ctx() };
+        let ids = [
+            record_event_id(&ctx(), &record),
+            record_event_id(&ctx(), &other),
+            record_event_id(&salted, &record),
+            record_event_id(&sourced, &record),
+        ];
+        for (i, a) in ids.iter().enumerate() {
+            assert_eq!(a.len(), 32);
+            assert!(ids[i + 1..].iter().all(|b| b != a), "{ids:?}");
+        }
     }
 
     /// Snapshot text: serde_json's own printer, since insta's serializer cannot print the

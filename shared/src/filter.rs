@@ -23,7 +23,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::events::{Change, ChangeKind};
+use crate::change::{Change, ChangeKind};
 use crate::params::{ParamError, Params};
 
 const EVENTS_EXPECTED: &str = "a non-empty list of created, updated, deleted (or the legacy added, modified)";
@@ -93,9 +93,14 @@ impl ChangeFilter {
 
     /// True when the change's kind is wanted and its key has the prefix and the suffix.
     pub fn matches(&self, change: &Change) -> bool {
-        self.wants(change.kind)
-            && self.prefix.as_deref().is_none_or(|p| change.key.starts_with(p))
-            && self.suffix.as_deref().is_none_or(|s| change.key.ends_with(s))
+        self.matches_key(change.kind, &change.key)
+    }
+
+    /// True when `kind` is wanted and `key` has the prefix and the suffix (a log record).
+    pub fn matches_key(&self, kind: ChangeKind, key: &str) -> bool {
+        self.wants(kind)
+            && self.prefix.as_deref().is_none_or(|p| key.starts_with(p))
+            && self.suffix.as_deref().is_none_or(|s| key.ends_with(s))
     }
 }
 

@@ -41,6 +41,7 @@
 //! (docs/writing-a-source.md), whose example is compiled and run as a doc test.
 
 pub mod budget;
+pub mod change;
 pub mod deletes;
 pub mod delivery;
 pub mod diff;

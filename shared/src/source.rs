@@ -1,8 +1,14 @@
-//! The contract between the core and a polling source plugin.
+//! The contract between the core and a source plugin, in two shapes.
 //!
-//! A plugin validates its own parameters and lists entries (key, version, attributes),
-//! nothing else. It knows nothing about triggers, rules, alarms, state, diffing, filters,
-//! CloudEvents or delivery: the core (`polling`) does all of that with any `Source`.
+//! * A snapshot source (`Source` → `Lister`) lists entries (key, version, attributes); the
+//!   core diffs the listing against the stored snapshot.
+//! * A log source (`LogSource` → `LogReader`) reads records after a cursor; the core keeps
+//!   the cursor and turns each record into an event, no diffing.
+//!
+//! A plugin validates its own parameters and lists or reads, nothing else. It knows nothing
+//! about triggers, rules, alarms, state, diffing, filters, CloudEvents or delivery: the core
+//! (`polling`) does all of that with any source. It shares only plain data with the core
+//! (`change`: `Entry`, `Record`, `ChangeKind`, and the `Change` a legacy payload is made of).
 //!
 //! A plugin may also offer a `BlobStore` in the service it already talks to (the S3 plugin
 //! offers an object in a bucket), so the core can keep its state in a store the user
@@ -14,18 +20,9 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
+use crate::change::Change;
+pub use crate::change::{Entry, Record};
 use crate::params::{ParamError, Params};
-
-/// One listed item: a key, an opaque version, and attributes that go into event data.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Entry {
-    /// The entry's unique key (an S3 object key).
-    pub key: String,
-    /// Changes whenever the entry's content changes (an ETag, or LastModified+Size).
-    pub version: String,
-    /// Extra facts for the event's `data` (etag, size, lastModified…).
-    pub attrs: Map<String, Value>,
-}
 
 /// What a page callback tells the lister.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +93,7 @@ pub trait Lister: Sync {
     /// A blob store in the same service for the core's state, when the source offers one.
     fn blob_store(&self) -> Option<Box<dyn BlobStore>>;
     /// The event in this source's legacy payload shape (`format=legacy`), if it has one.
-    fn legacy_event(&self, _change: &crate::events::Change) -> Option<Value> {
+    fn legacy_event(&self, _change: &Change) -> Option<Value> {
         None
     }
 }
@@ -113,21 +110,6 @@ pub trait LogSource: Send + Sync {
     fn params(&self) -> &'static [ParamSpec];
     /// Validates the parameters and opens a reader; every error names its parameter.
     fn open(&self, params: &Params) -> Result<Box<dyn LogReader>, ParamError>;
-}
-
-/// One record read from a log.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Record {
-    /// The record's own identity, the same whenever the source redelivers it (CouchDB: doc
-    /// id and rev); the core derives the event id from it, never from a poll's number.
-    pub id: String,
-    /// The key the record is about (a document id): the event's subject, what `prefix`
-    /// and `suffix` filters match.
-    pub key: String,
-    /// Created, updated or deleted, as well as the source can tell.
-    pub kind: crate::events::ChangeKind,
-    /// Facts for the event's `data` (rev, seq, the document…).
-    pub attrs: Map<String, Value>,
 }
 
 /// What one read returns: records in log order and the cursor after the last of them.
@@ -177,6 +159,39 @@ pub trait LogReader: Sync {
     /// The record in this source's legacy payload shape (`format=legacy`), if it has one.
     fn legacy_event(&self, _record: &Record) -> Option<Value> {
         None
+    }
+}
+
+/// A registered source of either shape: what `sources::REGISTRY` lists and the feed and poll
+/// actions serve.
+#[derive(Clone, Copy)]
+pub enum AnySource<'a> {
+    /// Listed and diffed against the stored snapshot.
+    Snapshot(&'a dyn Source),
+    /// Read after the stored cursor.
+    Log(&'a dyn LogSource),
+}
+
+impl<'a> AnySource<'a> {
+    /// The source's stable name (`-p source NAME`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            AnySource::Snapshot(s) => s.name(),
+            AnySource::Log(s) => s.name(),
+        }
+    }
+
+    /// The parameters the source reads.
+    pub fn params(&self) -> &'static [ParamSpec] {
+        match self {
+            AnySource::Snapshot(s) => s.params(),
+            AnySource::Log(s) => s.params(),
+        }
+    }
+
+    /// True for a log source.
+    pub fn is_log(&self) -> bool {
+        matches!(self, AnySource::Log(_))
     }
 }
 

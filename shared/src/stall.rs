@@ -13,25 +13,20 @@ use serde_json::{json, Map, Value};
 use crate::openwhisk::{from_key_values, key_values, Client, OwError, QualifiedName};
 use crate::params::Params;
 use crate::runtime::ActionError;
-use crate::store::LeaseDoc;
+use crate::store::{LeaseDoc, PollOutcome};
 
 /// Poll activations READ looks at (newest first; all feeds of the namespace share them).
 const ACTIVATIONS: u32 = 50;
 /// Polls in a row without progress after which READ says the feed is stalled.
 pub const STALL_AFTER: usize = 3;
 
-/// Poll outcomes that moved the feed forward.
-fn progressed(outcome: &str) -> bool {
-    matches!(outcome, "ok" | "partial" | "rebaselined")
-}
-
 /// One poll as READ sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PollRecord {
     /// When it started (epoch ms).
     pub started_ms: u64,
-    /// `ok`, `partial`, `rebaselined`, `busy`, `conflict`, `error`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: PollOutcome,
     /// What went wrong, when something did.
     pub error: Option<String>,
 }
@@ -55,13 +50,13 @@ pub fn poll_activations(client: &Client, binding: &str, trigger: &str) -> Result
                 return None;
             }
             let text = |v: &Value| v.as_str().map(str::to_string);
-            let outcome = match text(&result["status"]) {
-                Some(s) => s,
-                None if result.get("error").is_some() => "error".to_string(),
-                None => "unknown".to_string(),
+            let outcome = match result["status"].as_str() {
+                Some(s) => PollOutcome::parse(s),
+                None if result.get("error").is_some() => PollOutcome::Error,
+                None => PollOutcome::Unknown,
             };
             let error = text(&result["error"]).or_else(|| text(&result["problem"])).or_else(|| {
-                (outcome == "busy").then(|| {
+                (outcome == PollOutcome::Busy).then(|| {
                     format!(
                         "the lease is held by {} until {}",
                         result["holder"].as_str().unwrap_or("another poll"),
@@ -87,7 +82,7 @@ pub fn report(
 ) {
     let stored = lease.and_then(|d| d.status.as_ref()).map(|s| PollRecord {
         started_ms: s.started_ms,
-        outcome: s.outcome.clone(),
+        outcome: s.outcome,
         error: s.error.clone(),
     });
     let (records, activations_error) = match activations {
@@ -108,18 +103,18 @@ pub fn report(
         status.insert("lastOutcomeFrom".into(), json!(from));
     }
     // Progress: the newest progressing poll of either record.
-    let mut progress: Option<u64> = records.iter().find(|r| progressed(&r.outcome)).map(|r| r.started_ms);
-    if let Some(s) = stored.as_ref().filter(|s| progressed(&s.outcome)) {
+    let mut progress: Option<u64> = records.iter().find(|r| r.outcome.progressed()).map(|r| r.started_ms);
+    if let Some(s) = stored.as_ref().filter(|s| s.outcome.progressed()) {
         progress = Some(progress.map_or(s.started_ms, |p| p.max(s.started_ms)));
     }
-    let without = records.iter().take_while(|r| !progressed(&r.outcome) && Some(r.started_ms) > progress).count();
+    let without = records.iter().take_while(|r| !r.outcome.progressed() && Some(r.started_ms) > progress).count();
     status.insert("pollsWithoutProgress".into(), json!(without));
     if let Some(p) = progress {
         status.insert("lastProgress".into(), json!(iso(p)));
         status.insert("noProgressForMs".into(), json!(now_ms.saturating_sub(p)));
     }
     if without >= STALL_AFTER {
-        let why = records.first().and_then(|r| r.error.clone()).unwrap_or_else(|| records[0].outcome.clone());
+        let why = records.first().and_then(|r| r.error.clone()).unwrap_or_else(|| records[0].outcome.to_string());
         status.insert("stalled".into(), json!(true));
         status
             .insert("stallReason".into(), json!(format!("the last {without} polls made no progress (newest: {why})")));
@@ -182,8 +177,8 @@ mod tests {
     use super::*;
     use crate::store::PollStatus;
 
-    fn rec(t: u64, outcome: &str, error: Option<&str>) -> PollRecord {
-        PollRecord { started_ms: t, outcome: outcome.into(), error: error.map(str::to_string) }
+    fn rec(t: u64, outcome: PollOutcome, error: Option<&str>) -> PollRecord {
+        PollRecord { started_ms: t, outcome, error: error.map(str::to_string) }
     }
 
     #[test]
@@ -191,13 +186,13 @@ mod tests {
         let doc = LeaseDoc {
             holder: Some("a1".into()),
             expires_ms: 5_000,
-            status: Some(PollStatus { started_ms: 1_000, outcome: "ok".into(), ..PollStatus::default() }),
+            status: Some(PollStatus { started_ms: 1_000, outcome: PollOutcome::Ok, ..PollStatus::default() }),
         };
         let acts = vec![
-            rec(4_000, "error", Some("taking the poll lease: state store: S3 failed")),
-            rec(3_000, "busy", Some("the lease is held by a1 until …")),
-            rec(2_000, "conflict", None),
-            rec(1_000, "ok", None),
+            rec(4_000, PollOutcome::Error, Some("taking the poll lease: state store: S3 failed")),
+            rec(3_000, PollOutcome::Busy, Some("the lease is held by a1 until …")),
+            rec(2_000, PollOutcome::Conflict, None),
+            rec(1_000, PollOutcome::Ok, None),
         ];
         let mut s = Map::new();
         report(&mut s, Some(&doc), Ok(acts), 10_000);
@@ -216,7 +211,7 @@ mod tests {
         let doc = LeaseDoc {
             holder: None,
             expires_ms: 0,
-            status: Some(PollStatus { started_ms: 9_000, outcome: "ok".into(), ..PollStatus::default() }),
+            status: Some(PollStatus { started_ms: 9_000, outcome: PollOutcome::Ok, ..PollStatus::default() }),
         };
         let mut s = Map::new();
         report(&mut s, Some(&doc), Err("activations: 403".into()), 10_000);

@@ -706,6 +706,37 @@ pub struct State {
     pub baselined: bool,
     /// Counters for READ.
     pub stats: Stats,
+    /// A log source's cursor and facts; `None` for a snapshot source.
+    pub log: Option<LogState>,
+}
+
+/// What the core keeps for a log source: kept in the header under `log`, an optional field
+/// that a snapshot source's state never writes, so those states keep their bytes and states
+/// written before it existed still decode.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogState {
+    /// Read after this cursor next (kept verbatim); `None`: from the start of the log.
+    pub cursor: Option<String>,
+    /// Records read since the feed was created.
+    pub records_read: u64,
+    /// Why the source refuses the stored cursor, while it does: polls read nothing (no
+    /// record is skipped) until the user allows a re-baseline (`onCursorRejected=now`).
+    pub cursor_rejected: Option<String>,
+    /// The newest time the cursor was set anew without reading up to it.
+    pub rebaselined: Option<Rebaseline>,
+}
+
+/// A cursor set anew: where, when and why (READ shows it: changes in between were not read).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Rebaseline {
+    /// When (epoch ms).
+    pub at_ms: u64,
+    /// Why, in words a user can act on.
+    pub reason: String,
+    /// The cursor it replaced, if there was one.
+    pub previous_cursor: Option<String>,
 }
 
 /// The JSON header: every `State` field but the snapshot (read side).
@@ -717,6 +748,8 @@ struct Header {
     scope: String,
     baselined: bool,
     stats: Stats,
+    #[serde(default)]
+    log: Option<LogState>,
 }
 
 /// The JSON header, write side: borrows, so encoding does not copy the outbox.
@@ -728,6 +761,8 @@ struct HeaderRef<'a> {
     scope: &'a str,
     baselined: bool,
     stats: &'a Stats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: &'a Option<LogState>,
 }
 
 impl State {
@@ -742,6 +777,7 @@ impl State {
             scope: scope.into(),
             baselined: false,
             stats: Stats::default(),
+            log: None,
         }
     }
 
@@ -754,6 +790,7 @@ impl State {
             scope: &self.scope,
             baselined: self.baselined,
             stats: &self.stats,
+            log: &self.log,
         };
         // Serializing plain data into a Vec cannot fail; an empty header would fail decoding.
         let json = serde_json::to_vec(&header).unwrap_or_default();
@@ -827,6 +864,7 @@ impl State {
             scope: header.scope,
             baselined: header.baselined,
             stats: header.stats,
+            log: header.log,
         })
     }
 }
@@ -966,7 +1004,37 @@ pub(crate) mod tests {
                 deletes_confirmed: 5,
                 deletes_refuted: 1,
             },
+            log: None,
         }
+    }
+
+    /// The JSON header of stored state bytes.
+    fn header_json(bytes: &[u8]) -> Value {
+        let mut reader = Reader { bytes, pos: MAGIC.len() };
+        reader.varint().unwrap();
+        let raw_len = reader.varint().unwrap();
+        let mut json = Vec::new();
+        inflate_exact(&mut Decompress::new(false), reader.bytes().unwrap(), raw_len as usize, &mut json).unwrap();
+        serde_json::from_slice(&json).unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_state_writes_no_log_field_and_a_log_state_round_trips() {
+        let mut rng = Rng(7);
+        let state = sample_state(&mut rng);
+        let bytes = state.encode();
+        // States of snapshot sources keep the exact header they had before log sources existed.
+        assert!(header_json(&bytes).get("log").is_none());
+        assert_eq!(State::decode(&bytes).unwrap().log, None);
+
+        let mut log = State::new("couchdb://db");
+        log.log = Some(LogState {
+            cursor: Some("12-g1AAAA".to_string()),
+            records_read: 3,
+            cursor_rejected: Some("since: malformed".to_string()),
+            rebaselined: Some(Rebaseline { at_ms: 5, reason: "why".to_string(), previous_cursor: None }),
+        });
+        assert_eq!(State::decode(&log.encode()).unwrap(), log);
     }
 
     #[test]

@@ -37,8 +37,8 @@ pub struct PollStatus {
     pub started_ms: u64,
     /// How long it ran.
     pub duration_ms: u64,
-    /// `ok`, `partial` (deadline: resumes next time), `error`, `busy`, `conflict`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: PollOutcome,
     /// The error, when `outcome` is `error` (never holds a secret).
     pub error: Option<String>,
     /// Entries listed.
@@ -58,6 +58,85 @@ pub struct PollStatus {
     /// Deletes held for one more poll (the listing shrank dramatically, or time ran out).
     #[serde(default)]
     pub deletes_held: u64,
+}
+
+/// How a poll ended. Stored in the lease blob, shown by READ (`lastOutcome`) and in the poll's
+/// result (`status`) under the names of `as_str`, which are part of the stored format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum PollOutcome {
+    /// Everything found was committed and fired.
+    Ok,
+    /// Cut by the deadline or a limit; the next poll resumes.
+    Partial,
+    /// Missing or corrupt state replaced by a silent baseline.
+    Rebaselined,
+    /// Another poll held the lease; this one did nothing.
+    Busy,
+    /// Another poll committed first; this one fired nothing.
+    Conflict,
+    /// The poll failed (the error says why).
+    Error,
+    /// The user's trigger is gone: the poll removed the feed's helpers and state.
+    TriggerGone,
+    /// A name this build does not know (written by another release).
+    #[default]
+    Unknown,
+}
+
+impl PollOutcome {
+    /// Every outcome but `Unknown`.
+    pub const ALL: [PollOutcome; 7] = [
+        PollOutcome::Ok,
+        PollOutcome::Partial,
+        PollOutcome::Rebaselined,
+        PollOutcome::Busy,
+        PollOutcome::Conflict,
+        PollOutcome::Error,
+        PollOutcome::TriggerGone,
+    ];
+
+    /// The stored and shown name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollOutcome::Ok => "ok",
+            PollOutcome::Partial => "partial",
+            PollOutcome::Rebaselined => "rebaselined",
+            PollOutcome::Busy => "busy",
+            PollOutcome::Conflict => "conflict",
+            PollOutcome::Error => "error",
+            PollOutcome::TriggerGone => "trigger gone: feed removed",
+            PollOutcome::Unknown => "unknown",
+        }
+    }
+
+    /// The outcome called `name`; `Unknown` for any other name.
+    pub fn parse(name: &str) -> PollOutcome {
+        PollOutcome::ALL.into_iter().find(|o| o.as_str() == name).unwrap_or(PollOutcome::Unknown)
+    }
+
+    /// True for the outcomes that moved the feed forward.
+    pub fn progressed(self) -> bool {
+        matches!(self, PollOutcome::Ok | PollOutcome::Partial | PollOutcome::Rebaselined)
+    }
+}
+
+impl From<String> for PollOutcome {
+    fn from(name: String) -> PollOutcome {
+        PollOutcome::parse(&name)
+    }
+}
+
+impl From<PollOutcome> for String {
+    fn from(outcome: PollOutcome) -> String {
+        outcome.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for PollOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A lease this poll holds; its version tag is needed to release it.
@@ -425,4 +504,33 @@ impl StateStore {
 
 fn to_json(doc: &LeaseDoc) -> Vec<u8> {
     serde_json::to_vec(doc).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_outcomes_keep_their_stored_names() {
+        // The names are in lease blobs written by earlier releases and in READ: they must not change.
+        let names: Vec<&str> = PollOutcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(names, ["ok", "partial", "rebaselined", "busy", "conflict", "error", "trigger gone: feed removed"]);
+        for outcome in PollOutcome::ALL {
+            assert_eq!(PollOutcome::parse(outcome.as_str()), outcome);
+            let json = serde_json::to_value(outcome).unwrap();
+            assert_eq!(json, serde_json::json!(outcome.as_str()));
+            assert_eq!(serde_json::from_value::<PollOutcome>(json).unwrap(), outcome);
+        }
+        assert_eq!(PollOutcome::parse("from a newer release"), PollOutcome::Unknown);
+    }
+
+    #[test]
+    fn a_lease_blob_of_an_earlier_release_still_decodes() {
+        let stored = r#"{"holder":null,"expiresMs":5,"status":{"startedMs":1,"durationMs":2,"outcome":"partial",
+            "error":null,"listed":3,"changes":0,"fired":0,"pending":0}}"#;
+        let doc: LeaseDoc = serde_json::from_str(stored).unwrap();
+        let status = doc.status.unwrap();
+        assert_eq!(status.outcome, PollOutcome::Partial);
+        assert_eq!(serde_json::to_value(&status).unwrap()["outcome"], "partial");
+    }
 }

@@ -1,5 +1,6 @@
-//! The source registry (`owfeed::sources::REGISTRY`) is the one list of sources: the feed and
-//! poll actions serve exactly its sources, and README and manifest.yaml name each of them.
+//! The source registry (`owfeed::sources::REGISTRY`) is the one list of sources, snapshot and
+//! log sources alike: the feed and poll actions serve exactly its sources, and README and
+//! manifest.yaml name each of them.
 //! A source registered in code but missing from any of these fails here.
 
 use std::collections::BTreeSet;
@@ -10,7 +11,7 @@ use std::process::Command;
 use serde_json::json;
 
 use feed_tests::world::{workspace_bin, World};
-use owfeed::source::Source;
+use owfeed::source::AnySource;
 use owfeed::sources::REGISTRY;
 
 fn repo_root() -> PathBuf {
@@ -39,7 +40,7 @@ fn readme_parameters(readme: &str, source: &str) -> Option<BTreeSet<String>> {
 }
 
 /// The first required parameter of `source`, which an empty CREATE or dry run must ask for.
-fn first_required(source: &dyn Source) -> &'static str {
+fn first_required(source: &AnySource) -> &'static str {
     source.params().iter().find(|p| p.required).map(|p| p.name).unwrap_or_else(|| {
         panic!("source {} has no required parameter: this test needs one to tell it was picked", source.name())
     })
@@ -100,7 +101,7 @@ fn poll_action_serves_exactly_the_registered_sources() {
     assert!(unknown.contains(&format!("one of: {}", names.join(", "))), "{unknown}");
     for source in REGISTRY {
         let out = run(source.name());
-        let param = first_required(*source);
+        let param = first_required(source);
         assert!(out.contains(&format!("parameter '{param}'")), "source {}: {out}", source.name());
     }
 }
@@ -113,7 +114,7 @@ fn feed_action_serves_exactly_the_registered_sources_and_leaves_nothing_on_error
     assert!(err.contains("parameter 'source'") && err.contains(&format!("one of: {}", names.join(", "))), "{err}");
     for source in REGISTRY {
         let err = w.create_trigger("t", json!({"source": source.name()})).unwrap_err();
-        let param = first_required(*source);
+        let param = first_required(source);
         assert!(err.contains(&format!("parameter '{param}'")), "source {}: {err}", source.name());
     }
     assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());

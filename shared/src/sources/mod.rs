@@ -1,21 +1,23 @@
-//! Source plugins: one file each, all implementing `source::Source`, and the registry.
+//! Source plugins: one file each, implementing `source::Source` (a snapshot to diff) or
+//! `source::LogSource` (records after a cursor), and the registry.
 //!
-//! A plugin validates its parameters and lists entries; it never touches triggers, rules,
-//! alarms or state (see `source.rs` for the contract).
+//! A plugin validates its parameters and lists entries or reads records; it never touches
+//! triggers, rules, alarms or state (see `source.rs` for the contract).
 //!
-//! Adding a source is one file here plus one line in `REGISTRY`: the feed action (`changes`,
-//! which picks the source with `-p source NAME`) and the `poll` action serve every registered
-//! source, and tests/suite/shipping.rs fails until README documents it.
+//! Adding a source is one file here plus one line in `REGISTRY` (`AnySource::Snapshot(&…)` or
+//! `AnySource::Log(&…)`): the feed action (`changes`, which picks the source with
+//! `-p source NAME`) and the `poll` action serve every registered source, and
+//! tests/suite/registry.rs fails until README and manifest.yaml name it.
 
 pub mod couchdb;
 pub mod s3;
 
 use crate::params::{ParamError, Params};
-use crate::source::{BlobStore, Source};
+use crate::source::{AnySource, BlobStore, Source};
 
-/// Every source the feed and poll actions serve, by `Source::name`. The first one is what a
-/// feed without `-p source` gets (S3, as before the registry existed).
-pub const REGISTRY: &[&dyn Source] = &[&s3::S3Source];
+/// Every source the feed and poll actions serve, one line each, by name. The first one is
+/// what a feed without `-p source` gets (S3, as before the registry existed).
+pub const REGISTRY: &[AnySource<'static>] = &[AnySource::Snapshot(&s3::S3Source)];
 
 /// The store a user names (`stateBucket`, with the S3 feed's endpoint and credential
 /// parameters) for a source that keeps no state of its own; `Ok(None)` when none is named.
@@ -29,7 +31,7 @@ pub fn named_store_secrets() -> impl Iterator<Item = &'static str> {
 }
 
 /// The registered source called `name`.
-pub fn find(name: &str) -> Option<&'static dyn Source> {
+pub fn find(name: &str) -> Option<AnySource<'static>> {
     REGISTRY.iter().copied().find(|s| s.name() == name)
 }
 
@@ -50,6 +52,17 @@ mod tests {
     fn no_source_reads_the_parameter_that_picks_it() {
         for source in REGISTRY {
             assert!(source.params().iter().all(|p| p.name != "source"), "{}", source.name());
+        }
+    }
+
+    #[test]
+    fn no_log_source_reads_a_parameter_of_the_core() {
+        // The core owns the cursor: `since`, `mode` and `onCursorRejected` are its parameters,
+        // so a source that read them too would disagree with the state.
+        for source in REGISTRY.iter().filter(|s| s.is_log()) {
+            for p in source.params() {
+                assert!(!crate::polling::LOG_PARAMS.contains(&p.name), "{}: {}", source.name(), p.name);
+            }
         }
     }
 }

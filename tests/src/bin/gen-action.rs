@@ -10,7 +10,7 @@ fn main() {
         if params.has("lifecycleEvent") {
             handle(&PollingFeed::new(&GenSource), ctx, params)
         } else {
-            owfeed::polling::poll(ctx, params, &[&GenSource])
+            owfeed::polling::poll(ctx, params, &[owfeed::source::AnySource::Snapshot(&GenSource)])
         }
     })
 }

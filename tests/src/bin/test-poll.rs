@@ -3,5 +3,7 @@
 use feed_tests::listing_source::ListingSource;
 
 fn main() {
-    owfeed::runtime::main(|ctx, params| owfeed::polling::poll(ctx, params, &[&ListingSource]))
+    owfeed::runtime::main(|ctx, params| {
+        owfeed::polling::poll(ctx, params, &[owfeed::source::AnySource::Snapshot(&ListingSource)])
+    })
 }

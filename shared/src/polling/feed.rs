@@ -1,0 +1,536 @@
+//! The feed action: CREATE, READ, UPDATE, DELETE, PAUSE and UNPAUSE of a polling feed.
+
+use serde_json::{json, Value};
+
+use super::helpers::{
+    alarm_feed, alarm_trigger_body, alarms_package, baseline, default_alarms, describe_invoke_error, find_source, iso,
+    source_error, state_blobs, teardown, teardown_plan, Helpers, Opened,
+};
+use super::log::{cursor_stall, log_baseline, log_status, LogSettings, Mode, Since};
+use super::{
+    config_dialect, dialect_fields, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER,
+    DEFAULT_INTERVAL_MINUTES,
+};
+use crate::budget::{now_ms, Budget};
+use crate::events::Format;
+use crate::lifecycle::{ignore_missing, redact, Feed, FeedRequest, Undo};
+use crate::openwhisk::{Client, OwError, QualifiedName};
+use crate::params::{ParamError, Params};
+use crate::runtime::ActionError;
+use crate::schedule::Schedule;
+use crate::source::{AnySource, LogSource, Source};
+use crate::store::{LoadError, StateStore};
+
+/// Everything CREATE and UPDATE check before they make anything.
+pub(super) struct Validated {
+    schedule: Schedule,
+    settings: PollSettings,
+    /// The core's log parameters, for a log source.
+    log: Option<LogSettings>,
+    opened: Opened,
+    alarms: QualifiedName,
+}
+
+/// A feed action for any polling source.
+pub struct PollingFeed<'a> {
+    /// The sources `-p source` picks from; the first is the default.
+    sources: Vec<AnySource<'a>>,
+}
+
+impl<'a> PollingFeed<'a> {
+    /// The feed for `source` alone.
+    pub fn new(source: &'a dyn Source) -> PollingFeed<'a> {
+        PollingFeed { sources: vec![AnySource::Snapshot(source)] }
+    }
+
+    /// The feed for the log source `source` alone.
+    pub fn log(source: &'a dyn LogSource) -> PollingFeed<'a> {
+        PollingFeed { sources: vec![AnySource::Log(source)] }
+    }
+
+    /// The feed for every source in `sources` (the registry), picked by `-p source`; the
+    /// first one when the parameter is absent.
+    pub fn registry(sources: &[AnySource<'a>]) -> PollingFeed<'a> {
+        PollingFeed { sources: sources.to_vec() }
+    }
+
+    /// The source `params` (a request's or a stored config) name, or the default.
+    fn source_of(&self, params: &Params) -> Result<AnySource<'a>, ParamError> {
+        let default = *self.sources.first().ok_or_else(|| ParamError::missing(CONFIG_SOURCE, "a source"))?;
+        match params.str(CONFIG_SOURCE)? {
+            None => Ok(default),
+            Some(name) => find_source(&self.sources, &name),
+        }
+    }
+
+    fn validate(&self, params: &Params) -> Result<Validated, ActionError> {
+        let schedule = Schedule::from_params(params, DEFAULT_INTERVAL_MINUTES)?;
+        let source = self.source_of(params)?;
+        let opened = Opened::open(source, params)?;
+        let settings = PollSettings::from_params(params, &opened.source_uri())?;
+        let log = match source {
+            AnySource::Log(_) => Some(LogSettings::from_params(params)?),
+            AnySource::Snapshot(_) => {
+                if params.str("mode")?.is_some_and(|m| m.trim() != Mode::Poll.as_str()) {
+                    return Err(ParamError::invalid(
+                        "mode",
+                        "poll (connection mode is for log sources)",
+                        params.raw("mode").unwrap_or(&Value::Null),
+                    )
+                    .into());
+                }
+                None
+            }
+        };
+        if settings.format == Format::Legacy && !opened.has_legacy_format() {
+            return Err(ParamError::invalid(
+                "format",
+                "cloudevents (this source has no legacy format)",
+                &"legacy".into(),
+            )
+            .into());
+        }
+        let alarms = alarms_package(params)?;
+        Ok(Validated { schedule, settings, log, opened, alarms })
+    }
+
+    /// The stored config: the user's parameters plus what `poll` needs to find its way.
+    fn config(&self, req: &FeedRequest, params: &Params) -> Result<Params, ParamError> {
+        let mut config = params.clone();
+        config.insert(CONFIG_SOURCE, json!(self.source_of(params)?.name()));
+        config.insert(CONFIG_TRIGGER, json!(req.trigger.to_string()));
+        Ok(config)
+    }
+
+    fn secret_params(&self, config: &Params) -> Vec<&'static str> {
+        // A config naming no known source redacts every secret any source knows.
+        let sources = match self.source_of(config) {
+            Ok(source) => vec![source],
+            Err(_) => self.sources.clone(),
+        };
+        let own = sources.into_iter().flat_map(|s| s.params()).filter(|p| p.secret).map(|p| p.name);
+        own.chain(crate::sources::named_store_secrets()).collect()
+    }
+}
+
+/// This feed action's package: the config binding binds to it, so it must be known.
+pub(super) fn own_package(req: &FeedRequest) -> Result<(), ActionError> {
+    match req.package {
+        Some(_) => Ok(()),
+        None => Err(ActionError::new("runtime: cannot tell this feed action's package from its name")),
+    }
+}
+
+impl Feed for PollingFeed<'_> {
+    fn create(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        let v = self.validate(&req.params)?;
+        own_package(req)?;
+        v.opened.probe().map_err(source_error)?;
+        let blobs = state_blobs(&v.opened, &req.params)?;
+        let store = StateStore::new(blobs, &req.trigger);
+        let probe = store
+            .probe_dialect()
+            .map_err(|e| ActionError::new(format!("cannot write the feed state at {}: {e}", store.location())))?;
+        let store = store.with_dialect(probe.dialect);
+        let client = &req.client;
+        let helpers = Helpers::for_trigger(&req.trigger);
+        let mut config = self.config(req, &req.params)?;
+        config.insert(CONFIG_DIALECT, json!(probe.dialect.as_str()));
+        let mut undo = Undo::new();
+
+        if let Err(e) = req.write_config(&helpers.config, &config) {
+            return Err(ActionError::new(format!("creating the feed config {}: {e}", helpers.config)));
+        }
+        undo.push("feed config", || ignore_missing(client.delete_package(&helpers.config)));
+
+        let result = (|| -> Result<(), ActionError> {
+            match store.load() {
+                // A retried CREATE (wskdeploy retries) keeps the state and its pending events.
+                Ok(Some(_)) => {}
+                Ok(None) | Err(LoadError::Corrupt(_)) => {
+                    let (commit, list) = margins(req.ctx.time_left());
+                    let budget = Budget::new(req.ctx.deadline, list + commit);
+                    let state = match (&v.opened, &v.log) {
+                        (Opened::Log(reader), log) => {
+                            log_baseline(reader.as_ref(), log.as_ref().map_or(&Since::Now, |l| &l.since))
+                        }
+                        (Opened::Snapshot(lister), _) => baseline(lister.as_ref(), &store, &v.settings, &budget),
+                    }
+                    .map_err(source_error)?;
+                    store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
+                    undo.push("feed state", || store.delete_all().map_err(|e| e.to_string()));
+                }
+                Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
+            }
+            client
+                .put_trigger(&helpers.alarm, &alarm_trigger_body(&v.alarms, &v.schedule), true)
+                .map_err(|e| ActionError::new(format!("creating the alarm trigger {}: {e}", helpers.alarm)))?;
+            undo.push("alarm trigger", || ignore_missing(client.delete_trigger(&helpers.alarm)));
+            // Idempotent: an alarm left by an earlier attempt is replaced.
+            let _ = alarm_feed(client, &v.alarms, &v.schedule, "DELETE", &helpers.alarm);
+            alarm_feed(client, &v.alarms, &v.schedule, "CREATE", &helpers.alarm).map_err(|e| {
+                ActionError::new(format!("creating the alarm with {}: {}", v.alarms, describe_invoke_error(&e)))
+            })?;
+            undo.push("alarm", || {
+                alarm_feed(client, &v.alarms, &v.schedule, "DELETE", &helpers.alarm)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+            client
+                .put_rule(&helpers.rule, &helpers.alarm, &helpers.poll, true)
+                .map_err(|e| ActionError::new(format!("creating the rule {}: {e}", helpers.rule)))?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            return Err(undo.fail_with(e));
+        }
+        undo.commit();
+        let mut result = json!({
+            "status": "created",
+            "trigger": req.trigger.to_string(),
+            "schedule": v.schedule.to_params(),
+            "state": store.location(),
+            "conditionalWriteProbe": probe,
+            "helpers": {
+                "alarmTrigger": helpers.alarm.to_string(),
+                "rule": helpers.rule.to_string(),
+                "config": helpers.config.to_string(),
+            },
+        });
+        if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(probe.dialect)) {
+            r.extend(d);
+        }
+        if let (Opened::Log(_), Some(log)) = (&v.opened, &v.log) {
+            result["mode"] = json!(log.mode.as_str());
+        }
+        let mut notices = v.opened.notices();
+        notices.extend(api_tls_notice(req, &req.params));
+        if !notices.is_empty() {
+            result["notices"] = json!(notices);
+        }
+        Ok(result)
+    }
+
+    fn read(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        let helpers = Helpers::for_trigger(&req.trigger);
+        let config = req.read_config(&helpers.config, "feed config")?.ok_or_else(|| {
+            ActionError::new(format!("trigger {} has no feed config: was it created with this feed?", req.trigger))
+        })?;
+        let rule = req.client.get_rule(&helpers.rule);
+        let active = match &rule {
+            Ok(doc) => doc.get("status").and_then(Value::as_str) == Some("active"),
+            Err(_) => false,
+        };
+        let mut status = json!({
+            "active": active,
+            "paused": rule.is_ok() && !active,
+            "rule": helpers.rule.to_string(),
+        });
+        let s = status.as_object_mut().expect("status is an object");
+        if let Err(e) = &rule {
+            s.insert("error".into(), json!(format!("rule {}: {e}", helpers.rule)));
+        }
+        let schedule = Schedule::from_params(&config, DEFAULT_INTERVAL_MINUTES).ok();
+        if rule.is_ok() {
+            // The alarms provider disables an alarm for good after a 4xx or 10 throttled fires:
+            // READ says so, and what repairs it.
+            let (alarms, plan) = teardown_plan(&config);
+            let health = alarm_health(&req.client, &alarms, &plan, &helpers.alarm);
+            if active && health["active"] == false {
+                s.insert("active".into(), json!(false));
+                s.insert(
+                    "problem".into(),
+                    json!(format!(
+                        "the alarm of {} is disabled, so no polls run: an UPDATE of the feed (wsk trigger \
+                         update {} -p …) or UNPAUSE re-creates it",
+                        helpers.alarm, req.trigger.name
+                    )),
+                );
+            }
+            s.insert("alarm".into(), health);
+        }
+        if let Value::Object(d) = dialect_fields(config_dialect(&config)) {
+            s.extend(d);
+        }
+        let opened = self.source_of(&config).and_then(|s| Opened::open(s, &config)).map_err(ActionError::from);
+        let log_settings = LogSettings::from_params(&config).ok();
+        let mut notices = opened.as_ref().map(|o| o.notices()).unwrap_or_default();
+        notices.extend(api_tls_notice(req, &config).or_else(|| api_tls_notice(req, &req.params)));
+        if !notices.is_empty() {
+            s.insert("notices".into(), json!(notices));
+        }
+        let is_log = matches!(opened, Ok(Opened::Log(_)));
+        let mut loaded = None;
+        match opened.and_then(|o| Ok(Some(state_blobs(&o, &config)?))) {
+            Ok(Some(blobs)) => {
+                let store = StateStore::new(blobs, &req.trigger);
+                s.insert("state".into(), json!(store.location()));
+                match store.load() {
+                    Ok(Some((state, _))) if is_log => {
+                        log_status(s, &state, log_settings.as_ref());
+                        loaded = Some(state);
+                    }
+                    Ok(Some((state, _))) => {
+                        s.insert("objectsTracked".into(), json!(state.snapshot.len()));
+                        s.insert("eventsPending".into(), json!(state.outbox.len()));
+                        s.insert("eventsFired".into(), json!(state.stats.events_fired));
+                        s.insert("baselined".into(), json!(state.baselined));
+                        s.insert("listingInProgress".into(), json!(state.cursor.is_some()));
+                        s.insert(
+                            "deletes".into(),
+                            json!({
+                                "confirmed": state.stats.deletes_confirmed,
+                                "refuted": state.stats.deletes_refuted,
+                                "heldForNextPoll": state.stats.held_deletes,
+                            }),
+                        );
+                    }
+                    Ok(None) => {
+                        s.insert(
+                            "stateError".into(),
+                            json!("no state object: the next poll re-baselines silently (changes made since the last good poll are not reported)"),
+                        );
+                    }
+                    Err(LoadError::Corrupt(e)) => {
+                        s.insert(
+                            "stateError".into(),
+                            json!(format!("state object is corrupt ({e}): the next poll re-baselines silently (changes made since the last good poll are not reported)")),
+                        );
+                    }
+                    Err(LoadError::Store(e)) => {
+                        s.insert(
+                            "stateError".into(),
+                            json!(format!("{e}: the state cannot be read now; polls retry, and once the store answers the next poll reports the changes made meanwhile (nothing is re-baselined)")),
+                        );
+                    }
+                }
+                let lease = store.lease_doc();
+                let doc = lease.as_ref().ok().and_then(|l| l.as_ref()).map(|(doc, _)| doc);
+                let trigger = config.str(CONFIG_TRIGGER).ok().flatten().unwrap_or_else(|| req.trigger.to_string());
+                let activations = crate::stall::poll_activations(&req.client, &helpers.config.name, &trigger)
+                    .map_err(|e| format!("poll activations: {e}"));
+                crate::stall::report(s, doc, activations, now_ms());
+                if let Err(e) = &lease {
+                    s.insert("leaseError".into(), json!(e.to_string()));
+                }
+                let last_started = doc.and_then(|d| d.status.as_ref()).map(|st| st.started_ms);
+                let next = last_started.and_then(|l| schedule.as_ref().and_then(|sch| sch.next_poll(l, now_ms())));
+                if let (Some(next), true) = (next, active) {
+                    s.insert("nextPoll".into(), json!(iso(next)));
+                }
+                if let Some(ms) = doc.and_then(|d| d.status.as_ref()).map(|st| st.duration_ms) {
+                    s.insert("lastPollDurationMs".into(), json!(ms));
+                }
+                if let Some(state) = &loaded {
+                    cursor_stall(s, state);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                s.insert("configError".into(), json!(e.to_string()));
+            }
+        }
+        Ok(json!({ "config": redact(&config, &self.secret_params(&config)), "status": status }))
+    }
+
+    fn update(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        let helpers = Helpers::for_trigger(&req.trigger);
+        let old = req
+            .read_config(&helpers.config, "feed config")?
+            .ok_or_else(|| ActionError::new(format!("trigger {} has no feed config: create it first", req.trigger)))?;
+        let old_source = self.source_of(&old)?.name();
+        if req.params.str(CONFIG_SOURCE)?.is_some_and(|s| s != old_source) {
+            // The state belongs to the old source: a new one starts with DELETE and CREATE.
+            return Err(ParamError::invalid(
+                CONFIG_SOURCE,
+                &format!("{old_source} (the source of a feed cannot change: delete and create the trigger)"),
+                &req.params.str(CONFIG_SOURCE)?.unwrap_or_default().into(),
+            )
+            .into());
+        }
+        let mut merged = old.clone();
+        for (k, v) in req.params.as_map() {
+            if v.is_null() {
+                merged.remove(k);
+            } else {
+                merged.insert(k, v.clone());
+            }
+        }
+        // interval and cron exclude each other: the newly given one wins.
+        if req.params.has("cron") && !req.params.has("interval") {
+            merged.remove("interval");
+        }
+        if req.params.has("interval") && !req.params.has("cron") {
+            merged.remove("cron");
+        }
+        let v = self.validate(&merged)?;
+        v.opened.probe().map_err(source_error)?;
+        // The store may have changed (endpoint, stateBucket): probe its dialect again.
+        let dialect = StateStore::new(state_blobs(&v.opened, &merged)?, &req.trigger)
+            .probe_dialect()
+            .map(|p| p.dialect)
+            .map_err(|e| ActionError::new(format!("cannot write the feed state: {e}")))?;
+        let old_schedule = Schedule::from_params(&old, DEFAULT_INTERVAL_MINUTES).ok();
+        own_package(req)?;
+        let mut config = self.config(req, &merged)?;
+        config.insert(CONFIG_DIALECT, json!(dialect.as_str()));
+        req.write_config(&helpers.config, &config)
+            .map_err(|e| ActionError::new(format!("updating the feed config {}: {e}", helpers.config)))?;
+        // A paused feed has no alarm (PAUSE deleted it); UNPAUSE creates it with the new schedule.
+        let paused = req.client.get_rule(&helpers.rule).is_ok_and(|r| r["status"] != "active");
+        let mut alarm = "unchanged";
+        if old_schedule.as_ref() != Some(&v.schedule) {
+            if let Some(old_schedule) = &old_schedule {
+                let _ = alarm_feed(&req.client, &v.alarms, old_schedule, "DELETE", &helpers.alarm);
+            }
+            req.client
+                .put_trigger(&helpers.alarm, &alarm_trigger_body(&v.alarms, &v.schedule), true)
+                .map_err(|e| ActionError::new(format!("updating the alarm trigger {}: {e}", helpers.alarm)))?;
+            if !paused {
+                create_alarm(&req.client, &v.alarms, &v.schedule, &helpers.alarm)?;
+            }
+            alarm = "rescheduled";
+        } else if !paused && alarm_health(&req.client, &v.alarms, &v.schedule, &helpers.alarm)["active"] == false {
+            // The provider disabled the alarm (or it is gone): UPDATE is the documented repair.
+            create_alarm(&req.client, &v.alarms, &v.schedule, &helpers.alarm)?;
+            alarm = "re-created";
+        }
+        let mut result = json!({
+            "status": "updated",
+            "trigger": req.trigger.to_string(),
+            "schedule": v.schedule.to_params(),
+            "alarm": alarm,
+        });
+        if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(dialect)) {
+            r.extend(d);
+        }
+        Ok(result)
+    }
+
+    fn delete(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        let helpers = Helpers::for_trigger(&req.trigger);
+        let config = req.read_config(&helpers.config, "feed config")?;
+        let (alarms, schedule, store) = match &config {
+            Some(config) => {
+                let (alarms, schedule) = teardown_plan(config);
+                let store = self
+                    .source_of(config)
+                    .ok()
+                    .and_then(|s| Opened::open(s, config).ok())
+                    .and_then(|o| state_blobs(&o, config).ok())
+                    .map(|b| {
+                        // The state is keyed by the resolved trigger name stored at CREATE.
+                        let stored = config.str(CONFIG_TRIGGER).ok().flatten();
+                        let name = stored
+                            .and_then(|s| QualifiedName::parse(&s, "_").ok())
+                            .unwrap_or_else(|| req.trigger.clone());
+                        StateStore::new(b, &name)
+                    });
+                (alarms, schedule, store)
+            }
+            None => (default_alarms(), Schedule::Interval(1), None),
+        };
+        let problems = teardown(&req.client, &helpers, &alarms, &schedule, store.as_ref());
+        if problems.is_empty() {
+            Ok(json!({ "status": "deleted", "trigger": req.trigger.to_string() }))
+        } else {
+            Err(ActionError::new(format!("could not remove: {}", problems.join("; "))))
+        }
+    }
+
+    fn pause(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        set_active(req, false)
+    }
+
+    fn unpause(&self, req: &FeedRequest) -> Result<Value, ActionError> {
+        set_active(req, true)
+    }
+}
+
+/// PAUSE and UNPAUSE. The alarms provider has no PAUSE ("unsupported lifecycleEvent",
+/// openwhisk-package-alarms action/alarm.js:47-52), and an alarm that keeps firing spends the
+/// namespace's fire quota, so PAUSE deletes the alarm and disables the rule; UNPAUSE enables
+/// the rule and creates the alarm again (CREATE upserts and re-enables a disabled alarm:
+/// action/lib/Database.js:74-80). The user's trigger, the helper trigger, the config and the
+/// state stay. Both are idempotent.
+pub(super) fn set_active(req: &FeedRequest, active: bool) -> Result<Value, ActionError> {
+    let helpers = Helpers::for_trigger(&req.trigger);
+    let config = req
+        .read_config(&helpers.config, "feed config")?
+        .ok_or_else(|| ActionError::new(format!("trigger {} has no feed config: create it first", req.trigger)))?;
+    let (alarms, schedule) = teardown_plan(&config);
+    let rule = |active: bool| {
+        req.client.set_rule_active(&helpers.rule, active).map_err(|e| match e {
+            OwError::NotFound(_) => {
+                ActionError::new(format!("trigger {} has no feed rule: create it first", req.trigger))
+            }
+            e => ActionError::new(format!("rule {}: {e}", helpers.rule)),
+        })
+    };
+    if active {
+        rule(true)?;
+        create_alarm(&req.client, &alarms, &schedule, &helpers.alarm)?;
+    } else {
+        match alarm_feed(&req.client, &alarms, &schedule, "DELETE", &helpers.alarm) {
+            Ok(_) => {}
+            Err(e) if alarm_missing(&e) => {}
+            Err(e) => {
+                return Err(ActionError::new(format!(
+                    "deleting the alarm with {alarms}: {}",
+                    describe_invoke_error(&e)
+                )))
+            }
+        }
+        rule(false)?;
+    }
+    Ok(json!({ "status": if active { "active" } else { "paused" }, "trigger": req.trigger.to_string() }))
+}
+
+/// True when the alarms provider says it has no alarm for the trigger: `could not find trigger
+/// … in the database` (openwhisk-package-alarms action/lib/Database.js:109 and :191).
+pub(super) fn alarm_missing(e: &OwError) -> bool {
+    match e {
+        OwError::Application(result) => result.to_string().contains("could not find trigger"),
+        OwError::NotFound(_) => true,
+        _ => false,
+    }
+}
+
+/// Creates (or, the provider upserting, re-creates and re-enables) the helper trigger's alarm.
+pub(super) fn create_alarm(
+    client: &Client,
+    alarms: &QualifiedName,
+    schedule: &Schedule,
+    helper: &QualifiedName,
+) -> Result<(), ActionError> {
+    alarm_feed(client, alarms, schedule, "CREATE", helper)
+        .map(|_| ())
+        .map_err(|e| ActionError::new(format!("creating the alarm with {alarms}: {}", describe_invoke_error(&e))))
+}
+
+/// The helper alarm's health as the alarms provider reports it on READ (`status.active`, and
+/// `status.reason` when it disabled the alarm: action/alarmWebAction.js:187-192).
+pub(super) fn alarm_health(
+    client: &Client,
+    alarms: &QualifiedName,
+    schedule: &Schedule,
+    helper: &QualifiedName,
+) -> Value {
+    match alarm_feed(client, alarms, schedule, "READ", helper) {
+        Ok(doc) => {
+            let mut out = json!({ "active": doc["status"]["active"].as_bool().unwrap_or(false) });
+            if let Some(reason) = doc["status"].get("reason").filter(|r| !r.is_null()) {
+                out["reason"] = reason.clone();
+            }
+            out
+        }
+        Err(e) if alarm_missing(&e) => json!({ "active": false, "reason": "no alarm registered" }),
+        Err(e) => json!({ "active": null, "error": describe_invoke_error(&e) }),
+    }
+}
+
+/// The notice about the API host's TLS settings in `params`, if they are not the default.
+pub(super) fn api_tls_notice(req: &FeedRequest, params: &Params) -> Option<String> {
+    let tls = crate::openwhisk::ApiTls::from_params(params).ok()?;
+    tls.notice(req.ctx.api_host.as_deref().unwrap_or("(unknown)"))
+}

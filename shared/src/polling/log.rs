@@ -1,0 +1,495 @@
+//! The log data path: a log source's records after the stored cursor become events.
+//!
+//! A log poll takes the lease (the caller does), delivers what an earlier poll left in the
+//! outbox, reads after the cursor (at most `maxChangesPerPoll` records, until the deadline),
+//! filters, builds events whose ids come from each record's own identity, commits the new
+//! cursor together with the events in the outbox (one conditional write), and only then fires,
+//! commits what was delivered and acknowledges the cursor to the source. A crash anywhere
+//! re-fires committed events with the same ids or reads the same records again, which give the
+//! same ids: at least once, never lost. A cursor the source refuses stops the feed where it is,
+//! visibly, unless the user allowed a re-baseline from "now" (`onCursorRejected=now`).
+//!
+//! In connection mode (`mode=connection`) one activation reads again and again, each read held
+//! open by the source until records arrive or the activation's deadline minus the commit
+//! margin, and commits and fires as records arrive: consecutive activations cover the log
+//! almost continuously.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use super::helpers::{iso, paced_batch, source_error, Ended};
+use super::PollSettings;
+use crate::budget::{now_ms, Budget};
+use crate::change::Record;
+use crate::delivery::{deliver_paced, DeliveryOutcome, DeliveryReport, FirePace};
+use crate::events::{record_event, EventContext, Format};
+use crate::openwhisk::{Client, QualifiedName};
+use crate::params::{ParamError, Params};
+use crate::runtime::ActionError;
+use crate::source::{LogReader, SourceError, StoreError};
+use crate::state::{LogState, Rebaseline, State};
+use crate::store::{LoadError, PollOutcome, PollStatus, StateStore};
+
+/// Records one read asks for at most; a poll reads again while pages come back full.
+pub(super) const READ_PAGE: usize = 1000;
+
+/// A source that answers a waiting read at once with nothing is asked again after this long,
+/// so a source that cannot wait does not make connection mode spin.
+const IDLE_PAUSE: Duration = Duration::from_secs(1);
+
+/// How an activation reads the log (`mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Each poll reads what is new and ends.
+    Poll,
+    /// Each poll waits for records until its deadline, firing as they arrive.
+    Connection,
+}
+
+impl Mode {
+    /// The parameter value naming this mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Poll => "poll",
+            Mode::Connection => "connection",
+        }
+    }
+}
+
+/// What a poll does when the source refuses the stored cursor (`onCursorRejected`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnCursorRejected {
+    /// Stop and say so in READ; nothing is skipped.
+    Fail,
+    /// Start again from the source's current cursor; what happened in between is not
+    /// reported, and READ says when and why.
+    Now,
+}
+
+/// Where a new feed starts reading (`since`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Since {
+    /// From the start of the log (`since=0`).
+    Start,
+    /// From what is current at CREATE (`since=now`, the default).
+    Now,
+    /// After this cursor, verbatim.
+    After(String),
+}
+
+/// The core's parameters for a log source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `mode`: `poll` (default) or `connection`.
+    pub mode: Mode,
+    /// `onCursorRejected`: `fail` (default) or `now`.
+    pub on_cursor_rejected: OnCursorRejected,
+    /// `since`: `now` (default), `0`, or a cursor of the source.
+    pub since: Since,
+}
+
+impl LogSettings {
+    /// Reads and checks `mode`, `onCursorRejected` and `since`.
+    pub fn from_params(params: &Params) -> Result<LogSettings, ParamError> {
+        let mode = match params.str("mode")?.as_deref().map(str::trim) {
+            None | Some("poll") => Mode::Poll,
+            Some("connection") => Mode::Connection,
+            Some(other) => return Err(ParamError::invalid("mode", "poll or connection", &other.into())),
+        };
+        let on_cursor_rejected = match params.str("onCursorRejected")?.as_deref().map(str::trim) {
+            None | Some("fail") => OnCursorRejected::Fail,
+            Some("now") => OnCursorRejected::Now,
+            Some(other) => return Err(ParamError::invalid("onCursorRejected", "fail or now", &other.into())),
+        };
+        // `-p since 0` arrives as a number, a CouchDB 2+ sequence as a string.
+        let since = match params.raw("since") {
+            None | Some(Value::Null) => Since::Now,
+            Some(Value::Number(n)) if n.to_string() == "0" => Since::Start,
+            Some(Value::Number(n)) => Since::After(n.to_string()),
+            Some(Value::String(s)) if s.trim() == "now" => Since::Now,
+            Some(Value::String(s)) if s.trim() == "0" => Since::Start,
+            Some(Value::String(s)) if !s.trim().is_empty() => Since::After(s.clone()),
+            Some(other) => {
+                return Err(ParamError::invalid("since", "now, 0, or a cursor (sequence) of the source", other))
+            }
+        };
+        Ok(LogSettings { mode, on_cursor_rejected, since })
+    }
+}
+
+/// The cursor a feed starting `since` reads after (`None`: from the start of the log).
+pub(super) fn baseline_cursor(reader: &dyn LogReader, since: &Since) -> Result<Option<String>, SourceError> {
+    match since {
+        Since::Start => Ok(None),
+        Since::Now => reader.current().map(Some),
+        Since::After(cursor) => Ok(Some(cursor.clone())),
+    }
+}
+
+/// A new log feed's state: the cursor `since` names, an empty outbox.
+pub(super) fn log_baseline(reader: &dyn LogReader, since: &Since) -> Result<State, SourceError> {
+    let mut state = State::new(reader.source_uri());
+    state.baselined = true;
+    state.log = Some(LogState { cursor: baseline_cursor(reader, since)?, ..LogState::default() });
+    Ok(state)
+}
+
+/// The events for `records` that pass the filter, in the configured format. Ids depend only
+/// on `id_salt` (the trigger), the source and each record's id.
+pub(super) fn record_events(
+    reader: &dyn LogReader,
+    settings: &PollSettings,
+    id_salt: &str,
+    records: &[Record],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<Value> {
+    let ectx = EventContext {
+        source: reader.source_uri(),
+        type_prefix: reader.event_type_prefix().to_string(),
+        data_context: reader.data_context(),
+        id_salt: id_salt.to_string(),
+    };
+    let mut events = Vec::new();
+    for record in records.iter().filter(|r| settings.filter.matches_key(r.kind, &r.key)) {
+        let ce = record_event(&ectx, record, now);
+        let event = match settings.format {
+            Format::CloudEvents => ce,
+            Format::Legacy => {
+                let mut legacy = reader.legacy_event(record).unwrap_or(Value::Null);
+                // Legacy payloads carry the CloudEvent id too, so duplicates stay recognisable.
+                if let (Value::Object(obj), Some(id)) = (&mut legacy, ce.get("id")) {
+                    obj.entry("id").or_insert(id.clone());
+                }
+                legacy
+            }
+        };
+        events.push(event);
+    }
+    events
+}
+
+/// What reading after a cursor gave.
+pub(super) struct Read {
+    /// The records, in log order.
+    pub(super) records: Vec<Record>,
+    /// The cursor after the last of them.
+    pub(super) cursor: String,
+    /// True when the cap or the deadline ended the reading before the log did.
+    pub(super) cut: bool,
+}
+
+/// Reads after `after` page by page until a page comes back short (the log is read up to
+/// now), `cap` records were read, or the budget ends. Only the first read waits.
+pub(super) fn read_after(
+    reader: &dyn LogReader,
+    after: Option<&str>,
+    cap: usize,
+    wait_until: Option<Instant>,
+    budget: &Budget,
+) -> Result<Read, SourceError> {
+    let cap = cap.max(1);
+    let mut records = Vec::new();
+    let mut cursor = after.map(str::to_string);
+    let mut wait = wait_until;
+    loop {
+        let limit = READ_PAGE.min(cap.saturating_sub(records.len())).max(1);
+        let batch = reader.read(cursor.as_deref(), limit, wait)?;
+        let n = batch.records.len();
+        records.extend(batch.records);
+        if n < limit {
+            return Ok(Read { records, cursor: batch.cursor, cut: false });
+        }
+        if records.len() >= cap || budget.expired() {
+            return Ok(Read { records, cursor: batch.cursor, cut: true });
+        }
+        cursor = Some(batch.cursor);
+        wait = None;
+    }
+}
+
+/// Fires events from the front of an outbox: the user's trigger for a poll.
+pub(super) trait Fire {
+    /// Fires `outbox` in order within `budget`; says how many were delivered and why it stopped.
+    fn fire(&mut self, outbox: &[Value], budget: &Budget) -> DeliveryReport;
+}
+
+/// Fires at the user's trigger, at most `maxFiresPerMinute` fires per calendar minute.
+pub(super) struct TriggerFire<'a> {
+    pub(super) client: &'a Client,
+    pub(super) trigger: &'a QualifiedName,
+    pub(super) batch: usize,
+    pub(super) pace: FirePace,
+}
+
+impl Fire for TriggerFire<'_> {
+    fn fire(&mut self, outbox: &[Value], budget: &Budget) -> DeliveryReport {
+        let batch = paced_batch(self.batch, outbox.len(), &self.pace, budget);
+        deliver_paced(self.client, self.trigger, outbox, batch, budget, &mut self.pace)
+    }
+}
+
+/// One log poll's collaborators.
+pub(super) struct LogPoller<'a> {
+    pub(super) reader: &'a dyn LogReader,
+    pub(super) store: &'a StateStore,
+    pub(super) settings: &'a PollSettings,
+    pub(super) log: &'a LogSettings,
+    /// Mixed into event ids: the trigger.
+    pub(super) salt: String,
+    pub(super) fire: &'a mut dyn Fire,
+    /// Time kept after reading (poll mode) for committing and firing.
+    pub(super) list_margin: Duration,
+}
+
+impl LogPoller<'_> {
+    /// One poll (or, in connection mode, one activation's worth of polls).
+    pub(super) fn run(&mut self, budget: &Budget, status: &mut PollStatus) -> Result<Ended, ActionError> {
+        let (mut state, mut etag) = match self.store.load() {
+            Ok(Some((state, etag))) if state.log.is_some() => (state, etag),
+            Ok(Some((_, etag))) => return self.recover("the state holds no log cursor", Some(&etag), status),
+            Ok(None) => return self.recover("state object missing", None, status),
+            Err(LoadError::Corrupt(e)) => return self.recover(&format!("state object corrupt ({e})"), None, status),
+            Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
+        };
+
+        // Events an earlier poll committed but did not fire go first, in order.
+        if let Some(ended) = self.deliver(&mut state, &mut etag, budget, status)? {
+            return Ok(ended);
+        }
+
+        let scope = self.reader.source_uri();
+        if state.scope != scope {
+            // UPDATE pointed the feed at another log: the old cursor means nothing there.
+            let why = format!("the source changed from {} to {scope}", state.scope);
+            self.rebaseline(&mut state, why, status)?;
+            state.scope = scope;
+            let Some(new) = self.commit(&state, &etag, status)? else { return Ok(Ended::Normally) };
+            etag = new;
+        }
+
+        // Connection mode needs a deadline to wait for; without one (the CLI) it reads once.
+        let connection = self.log.mode == Mode::Connection && budget.remaining().is_some();
+        let read_budget = if connection { *budget } else { budget.with_margin(self.list_margin) };
+        let mut rebaselined = false;
+        loop {
+            if read_budget.expired() {
+                break;
+            }
+            let wait_until = if connection { read_budget.remaining().map(|r| Instant::now() + r) } else { None };
+            let after = state.log.as_ref().and_then(|l| l.cursor.clone());
+            let started = Instant::now();
+            let read =
+                match read_after(self.reader, after.as_deref(), self.settings.max_changes, wait_until, &read_budget) {
+                    Ok(read) => read,
+                    Err(SourceError::CursorRejected(why)) if self.log.on_cursor_rejected == OnCursorRejected::Now => {
+                        if rebaselined {
+                            // The cursor `current()` just gave is refused too: nothing sensible to skip to.
+                            return Err(ActionError::new(format!(
+                                "the source rejects even its current cursor ({why}); the feed cannot read"
+                            )));
+                        }
+                        rebaselined = true;
+                        let reason = format!(
+                            "the source rejected the cursor {} ({why}): re-baselined from now as onCursorRejected=now \
+                         allows; changes after that cursor and before now are not reported",
+                            describe_cursor(after.as_deref())
+                        );
+                        self.rebaseline(&mut state, reason, status)?;
+                        let Some(new) = self.commit(&state, &etag, status)? else { return Ok(Ended::Normally) };
+                        etag = new;
+                        continue;
+                    }
+                    Err(SourceError::CursorRejected(why)) => {
+                        let message = format!(
+                            "the source rejects the stored cursor {} ({why}): no record is read or skipped until \
+                         this is resolved; to start again from now (changes since that cursor are not \
+                         reported) update the trigger with -p onCursorRejected now",
+                            describe_cursor(after.as_deref())
+                        );
+                        let log = state.log.get_or_insert_with(LogState::default);
+                        if log.cursor_rejected.as_deref() != Some(message.as_str()) {
+                            log.cursor_rejected = Some(message.clone());
+                            // Best effort: READ shows it from the state; the poll's error says it anyway.
+                            if let Err(e) = self.store.commit(&state, &etag) {
+                                crate::runtime::log(&format!("poll: could not record the rejected cursor: {e}"));
+                            }
+                        }
+                        return Err(ActionError::new(message));
+                    }
+                    Err(e) => return Err(source_error(e)),
+                };
+            let n = read.records.len();
+            status.listed += n as u64;
+            let events = record_events(self.reader, self.settings, &self.salt, &read.records, chrono::Utc::now());
+            status.changes += events.len() as u64;
+            let log = state.log.get_or_insert_with(LogState::default);
+            let moved = n > 0 || log.cursor.as_deref() != Some(read.cursor.as_str());
+            if moved || log.cursor_rejected.is_some() {
+                log.cursor = Some(read.cursor.clone());
+                log.records_read += n as u64;
+                log.cursor_rejected = None;
+                state.outbox.extend(events);
+                state.seq += 1;
+                if n > 0 {
+                    state.stats.last_change_ms = Some(now_ms());
+                }
+                // Cursor and events in one conditional write, before anything is fired.
+                let Some(new) = self.commit(&state, &etag, status)? else { return Ok(Ended::Normally) };
+                etag = new;
+            }
+            let ended = self.deliver(&mut state, &mut etag, budget, status)?;
+            if moved {
+                // The records are safe in the committed outbox, fired or not.
+                if let Err(e) = self.reader.acknowledge(&read.cursor) {
+                    crate::runtime::log(&format!("poll: the source did not take the acknowledgement: {e}"));
+                }
+            }
+            if let Some(ended) = ended {
+                return Ok(ended);
+            }
+            if read.cut && status.outcome == PollOutcome::Ok {
+                status.outcome = PollOutcome::Partial;
+            }
+            if !connection {
+                break;
+            }
+            if n == 0 && !read_budget.expired() && started.elapsed() < IDLE_PAUSE {
+                // The source answered a waiting read at once with nothing: do not spin.
+                std::thread::sleep(IDLE_PAUSE.min(read_budget.remaining().unwrap_or(IDLE_PAUSE)));
+            }
+        }
+        Ok(Ended::Normally)
+    }
+
+    /// Replaces a missing, corrupt or foreign state with one starting at the source's current
+    /// cursor, so the feed goes on; READ says what was not reported.
+    fn recover(&self, why: &str, etag: Option<&str>, status: &mut PollStatus) -> Result<Ended, ActionError> {
+        let mut state = log_baseline(self.reader, &Since::Now).map_err(source_error)?;
+        let reason = format!("{why}: re-baselined from now, changes since the last good poll were not reported");
+        if let Some(log) = state.log.as_mut() {
+            log.rebaselined = Some(Rebaseline { at_ms: now_ms(), reason: reason.clone(), previous_cursor: None });
+        }
+        let written = match etag {
+            Some(etag) => self.store.commit(&state, etag),
+            None => self.store.overwrite(&state),
+        };
+        match written {
+            Ok(_) => {}
+            Err(StoreError::Conflict) => {
+                status.outcome = PollOutcome::Conflict;
+                return Ok(Ended::Normally);
+            }
+            Err(e) => return Err(ActionError::new(format!("writing the feed state: {e}"))),
+        }
+        status.outcome = PollOutcome::Rebaselined;
+        status.error = Some(reason);
+        Ok(Ended::Normally)
+    }
+
+    /// Moves the cursor to the source's current one and records why (not yet committed).
+    fn rebaseline(&self, state: &mut State, reason: String, status: &mut PollStatus) -> Result<(), ActionError> {
+        let now = self.reader.current().map_err(source_error)?;
+        let log = state.log.get_or_insert_with(LogState::default);
+        log.rebaselined =
+            Some(Rebaseline { at_ms: now_ms(), reason: reason.clone(), previous_cursor: log.cursor.take() });
+        log.cursor = Some(now);
+        log.cursor_rejected = None;
+        state.seq += 1;
+        status.outcome = PollOutcome::Rebaselined;
+        status.error = Some(reason);
+        Ok(())
+    }
+
+    /// Commits `state` over `etag`; `None` when another poll committed first (this one must
+    /// then fire nothing: those records are the other poll's).
+    fn commit(&self, state: &State, etag: &str, status: &mut PollStatus) -> Result<Option<String>, ActionError> {
+        match self.store.commit(state, etag) {
+            Ok(etag) => Ok(Some(etag)),
+            Err(StoreError::Conflict) => {
+                status.outcome = PollOutcome::Conflict;
+                Ok(None)
+            }
+            Err(e) => Err(ActionError::new(format!("committing the feed state: {e}"))),
+        }
+    }
+
+    /// Fires the outbox and commits what was delivered; `Some` when the poll must end.
+    fn deliver(
+        &mut self,
+        state: &mut State,
+        etag: &mut String,
+        budget: &Budget,
+        status: &mut PollStatus,
+    ) -> Result<Option<Ended>, ActionError> {
+        if state.outbox.is_empty() {
+            return Ok(None);
+        }
+        let report = self.fire.fire(&state.outbox, budget);
+        if report.delivered > 0 {
+            state.outbox.drain(..report.delivered);
+            state.stats.events_fired += report.delivered as u64;
+            status.fired += report.delivered as u64;
+            // A failed commit here only means these events fire again, with the same ids.
+            match self.commit(state, etag, status)? {
+                Some(new) => *etag = new,
+                None => {
+                    status.pending = state.outbox.len() as u64;
+                    return Ok(Some(Ended::Normally));
+                }
+            }
+        }
+        status.pending = state.outbox.len() as u64;
+        match report.outcome {
+            DeliveryOutcome::Done => Ok(None),
+            DeliveryOutcome::OutOfTime => {
+                status.outcome = PollOutcome::Partial;
+                Ok(Some(Ended::Normally))
+            }
+            DeliveryOutcome::TriggerGone => Ok(Some(Ended::TriggerGone)),
+            DeliveryOutcome::Failed(msg) => Err(ActionError::new(msg)),
+        }
+    }
+}
+
+/// A cursor for messages: quoted, or "the start of the log".
+fn describe_cursor(cursor: Option<&str>) -> String {
+    match cursor {
+        Some(c) => format!("'{c}'"),
+        None => "(the start of the log)".to_string(),
+    }
+}
+
+/// READ's facts about a log feed's state: `mode`, `cursor`, `recordsRead`, `eventsPending`,
+/// `eventsFired`, `rebaselined`.
+pub(super) fn log_status(s: &mut Map<String, Value>, state: &State, log: Option<&LogSettings>) {
+    let facts = state.log.clone().unwrap_or_default();
+    if let Some(log) = log {
+        s.insert("mode".into(), json!(log.mode.as_str()));
+    }
+    s.insert("cursor".into(), json!(facts.cursor));
+    s.insert("recordsRead".into(), json!(facts.records_read));
+    s.insert("eventsPending".into(), json!(state.outbox.len()));
+    s.insert("eventsFired".into(), json!(state.stats.events_fired));
+    if let Some(r) = &facts.rebaselined {
+        s.insert(
+            "rebaselined".into(),
+            json!({ "at": iso(r.at_ms), "reason": r.reason, "previousCursor": r.previous_cursor }),
+        );
+    }
+}
+
+/// A rejected cursor is a stall from the first poll that met it, not after a few: READ says
+/// so (`stalled`, `stallReason`, `cursorRejected`, and `lastError` when no poll record has one).
+pub(super) fn cursor_stall(s: &mut Map<String, Value>, state: &State) {
+    let Some(why) = state.log.as_ref().and_then(|l| l.cursor_rejected.clone()) else { return };
+    s.insert("stalled".into(), json!(true));
+    s.insert("stallReason".into(), json!(why));
+    s.insert("cursorRejected".into(), json!(true));
+    if s.get("lastError").is_none_or(Value::is_null) {
+        s.insert("lastError".into(), json!(why));
+    }
+}
+
+#[cfg(test)]
+mod tests;

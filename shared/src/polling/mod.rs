@@ -1,0 +1,167 @@
+//! The polling pattern, generic over any `Source`: the feed action (`PollingFeed`) and the
+//! `poll` action (`poll`).
+//!
+//! CREATE makes, in the user's namespace and with the user's key: a package binding holding
+//! the feed's config (credentials included: never on the shared package), the first state
+//! (a baseline, so existing entries do not fire), a helper alarm trigger driven by
+//! `/whisk.system/alarms`, and a rule from that trigger to `poll` through the binding, so
+//! `poll` receives the config as its parameters. A failed CREATE undoes what it made.
+//!
+//! A poll takes the lease, delivers what an earlier poll left in the outbox, lists the source
+//! and diffs it against the snapshot (streaming merge), commits the new snapshot with the new
+//! events appended to the outbox (conditional write), then fires the outbox and commits what
+//! was delivered. A failed listing changes nothing. When the user's trigger is gone the
+//! poller removes its helpers and state.
+//!
+//! Plugins only list; everything here works the same for any source.
+//!
+//! Files: `helpers` (the per-trigger helper entities and the baseline), `pass` (one listing
+//! pass), `feed` (the feed action), `poll` (the poll action). Imports run one way: `feed` and
+//! `poll` use `helpers` and `pass`; `helpers` uses `pass`; `pass` uses only the pure modules.
+
+mod feed;
+mod helpers;
+mod log;
+mod pass;
+mod poll;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::events::Format;
+use crate::filter::ChangeFilter;
+use crate::params::{ParamError, Params};
+use crate::store::{Dialect, NO_CONDITIONAL_WRITES};
+
+pub use feed::PollingFeed;
+pub use log::{LogSettings, Mode, OnCursorRejected, Since};
+pub use poll::{dry_run, poll};
+
+/// Default polling interval in minutes.
+pub const DEFAULT_INTERVAL_MINUTES: u64 = 1;
+/// Where the alarms package lives unless the `alarmsPackage` parameter says otherwise.
+pub const DEFAULT_ALARMS_PACKAGE: &str = "/whisk.system/alarms";
+/// Most events in one fire (`batch`): keeps a fire well under the 1 MB payload limit.
+pub const MAX_BATCH: u64 = 100;
+/// Time kept at the end of an activation for the final state commit (at most).
+const COMMIT_MARGIN: Duration = Duration::from_secs(5);
+/// Time kept at the end of a listing for committing and firing what it found (at most).
+const LIST_MARGIN: Duration = Duration::from_secs(10);
+
+/// The commit and listing margins for an activation with `total` time: the fixed margins,
+/// or a tenth and a fifth of the time for short activations, so they still make progress.
+fn margins(total: Option<Duration>) -> (Duration, Duration) {
+    match total {
+        Some(t) => (COMMIT_MARGIN.min(t / 10), LIST_MARGIN.min(t / 5)),
+        None => (Duration::ZERO, Duration::ZERO),
+    }
+}
+
+/// Default of `maxChangesPerPoll`: most changes one listing pass collects before it
+/// checkpoints. It bounds the outbox (and a poll's memory) when a burst of changes lands;
+/// the next poll resumes the listing where this one stopped.
+pub const DEFAULT_MAX_CHANGES_PER_POLL: u64 = 10_000;
+
+/// Config keys the core adds to what the user passed.
+const CONFIG_SOURCE: &str = "source";
+const CONFIG_TRIGGER: &str = "triggerName";
+/// Config key of the state store's conditional-write dialect, found by CREATE's probe.
+pub const CONFIG_DIALECT: &str = "conditionalWriteDialect";
+
+/// The dialect the feed's config records; feeds created before it was recorded use `quoted`.
+fn config_dialect(config: &Params) -> Dialect {
+    config.str(CONFIG_DIALECT).ok().flatten().and_then(|d| Dialect::parse(&d)).unwrap_or(Dialect::Quoted)
+}
+
+/// CREATE's, UPDATE's and READ's words about the dialect.
+fn dialect_fields(dialect: Dialect) -> Value {
+    let mut v = json!({ "conditionalWrites": dialect.conditional(), "conditionalWriteDialect": dialect.as_str() });
+    if !dialect.conditional() {
+        v["conditionalWritesWarning"] = json!(NO_CONDITIONAL_WRITES);
+    }
+    v
+}
+
+/// Default of `maxFiresPerMinute`: half of OpenWhisk's default 60 fires per minute and
+/// namespace (apache/openwhisk ansible/group_vars/all:82), leaving the rest to the helper alarms
+/// (one fire per interval each) and the user's other triggers.
+pub const DEFAULT_MAX_FIRES_PER_MINUTE: u64 = 30;
+
+/// Parameters the core reads (the source reads its own); never secrets.
+pub const CORE_PARAMS: [&str; 13] = [
+    "interval",
+    "cron",
+    "prefix",
+    "suffix",
+    "events",
+    "format",
+    "batch",
+    "fireExisting",
+    "alarmsPackage",
+    "maxChangesPerPoll",
+    "parallelism",
+    "maxFiresPerMinute",
+    "verifyDeletes",
+];
+
+/// Parameters the core reads for a log source only (the source must not read them).
+pub const LOG_PARAMS: [&str; 3] = ["since", "mode", "onCursorRejected"];
+
+/// How a poller turns changes into fires.
+#[derive(Clone, Debug)]
+pub struct PollSettings {
+    /// CloudEvents or the source's legacy shape.
+    pub format: Format,
+    /// Events per fire.
+    pub batch: usize,
+    /// Which changes fire.
+    pub filter: ChangeFilter,
+    /// Fire `created` for entries that exist at CREATE.
+    pub fire_existing: bool,
+    /// What the snapshot covers; a change means a silent re-baseline.
+    pub scope: String,
+    /// A listing pass checkpoints once it found this many changes.
+    pub max_changes: usize,
+    /// Key ranges listed at once for large snapshots.
+    pub parallelism: usize,
+    /// Fires a poll sends per calendar minute at most.
+    pub max_fires_per_minute: u32,
+    /// Most deletes per poll confirmed one by one before they are reported.
+    pub verify_deletes: usize,
+}
+
+impl PollSettings {
+    /// Reads and checks the core's parameters.
+    pub fn from_params(params: &Params, source_uri: &str) -> Result<PollSettings, ParamError> {
+        let format = match params.str("format")? {
+            Some(f) => Format::parse(&f)?,
+            None => Format::CloudEvents,
+        };
+        let batch = params.u64_in("batch", 1, MAX_BATCH)?.unwrap_or(1) as usize;
+        let filter = ChangeFilter::from_params(params)?;
+        let fire_existing = params.bool("fireExisting")?.unwrap_or(false);
+        let scope = format!("{}?prefix={}", source_uri, params.str("prefix")?.unwrap_or_default());
+        let max_changes =
+            params.u64_in("maxChangesPerPoll", 1, 1_000_000)?.unwrap_or(DEFAULT_MAX_CHANGES_PER_POLL) as usize;
+        let parallelism = params.u64_in("parallelism", 1, 16)?.unwrap_or(DEFAULT_PARALLELISM) as usize;
+        let max_fires_per_minute =
+            params.u64_in("maxFiresPerMinute", 1, 10_000)?.unwrap_or(DEFAULT_MAX_FIRES_PER_MINUTE) as u32;
+        let verify_deletes =
+            params.u64_in("verifyDeletes", 0, 10_000)?.unwrap_or(crate::deletes::DEFAULT_VERIFY_DELETES) as usize;
+        Ok(PollSettings {
+            format,
+            batch,
+            filter,
+            fire_existing,
+            scope,
+            max_changes,
+            parallelism,
+            max_fires_per_minute,
+            verify_deletes,
+        })
+    }
+}
+
+/// Default of `parallelism`: key ranges listed at once once the snapshot is large enough.
+pub const DEFAULT_PARALLELISM: u64 = 4;

@@ -1,0 +1,500 @@
+//! The `poll` action: lease, state, pass, events, delivery and the poll's status; and the
+//! dry run.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::helpers::{
+    baseline, find_source, iso, paced_batch, source_error, state_blobs, teardown, teardown_plan, Ended, Helpers, Opened,
+};
+use super::log::{baseline_cursor, read_after, record_events, LogPoller, LogSettings, Since, TriggerFire};
+use super::pass::{run_pass_with, Pass, PassLimits, MIN_KEYS_PER_RANGE};
+use super::{config_dialect, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER};
+use crate::budget::{now_ms, Budget};
+use crate::change::Change;
+use crate::delivery::{deliver_paced, DeliveryOutcome, FirePace};
+use crate::events::{cloud_event, EventContext, Format};
+use crate::openwhisk::{AuthKey, Client, QualifiedName};
+use crate::params::{ParamError, Params};
+use crate::runtime::{ActionError, Context};
+use crate::source::{AnySource, Lister, LogReader};
+use crate::state::{Snapshot, State};
+use crate::store::{LeaseError, LoadError, PollOutcome, PollStatus, StateStore};
+
+/// The `poll` action's handler: one poll of the feed whose config arrives as parameters.
+/// Every result, errors included, names the trigger, so READ can find the poll's activation
+/// when the state store could not record its status.
+pub fn poll(ctx: &Context, params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
+    let trigger = params.str(CONFIG_TRIGGER).ok().flatten();
+    let mut result = poll_once(ctx, params, sources).map_err(|e| crate::stall::tag_error(e, trigger.as_deref()))?;
+    if let (Value::Object(r), Some(t)) = (&mut result, trigger) {
+        r.insert("trigger".into(), json!(t));
+    }
+    Ok(result)
+}
+
+pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
+    let started = now_ms();
+    let source = find_source(sources, &params.required_str(CONFIG_SOURCE)?)?;
+    let trigger_name = params.required_str(CONFIG_TRIGGER)?;
+    let trigger = QualifiedName::parse(&trigger_name, &ctx.namespace).map_err(|e| {
+        ParamError::invalid(CONFIG_TRIGGER, &format!("/namespace/trigger ({e})"), &trigger_name.clone().into())
+    })?;
+    let key = ctx.api_key.as_ref().ok_or_else(|| {
+        ActionError::new("poll: no API key in the activation (the action needs the provide-api-key annotation)")
+    })?;
+    let auth =
+        AuthKey::parse(key.expose()).map_err(|_| ActionError::new("poll: the activation's API key is malformed"))?;
+    let api_host = ctx.api_host.clone().ok_or_else(|| ActionError::new("runtime: __OW_API_HOST is not set"))?;
+    let (commit_margin, list_margin) = margins(ctx.time_left());
+    let tls = crate::openwhisk::ApiTls::from_params(&params)?;
+    // Every OpenWhisk request ends before the commit margin: a hung fire must leave the poll
+    // time to commit what it delivered, or all of it is fired again by the next poll.
+    let client = Client::new(&api_host, auth)
+        .with_tls(&tls)
+        .map_err(ActionError::new)?
+        .until(ctx.deadline.map(|d| d - commit_margin));
+    let opened = Opened::open(source, &params)?;
+    let settings = PollSettings::from_params(&params, &opened.source_uri())?;
+    let log_settings = match &opened {
+        Opened::Log(_) => Some(LogSettings::from_params(&params)?),
+        Opened::Snapshot(_) => None,
+    };
+    let blobs = state_blobs(&opened, &params)?;
+    let store = StateStore::new(blobs, &trigger).with_dialect(config_dialect(&params));
+    // The lease runs to the deadline plus the commit margin: the whole activation, connection
+    // mode included.
+    let budget = Budget::new(ctx.deadline, commit_margin);
+    let expires = budget.deadline_ms().unwrap_or(started + 60_000) + commit_margin.as_millis() as u64;
+    let lease = match store.acquire(&ctx.activation_id, started, expires) {
+        Ok(lease) => lease,
+        Err(LeaseError::Busy { holder, expires_ms }) => {
+            return Ok(json!({ "status": PollOutcome::Busy, "holder": holder, "until": iso(expires_ms) }));
+        }
+        Err(LeaseError::Store(e)) => return Err(ActionError::new(format!("taking the poll lease: {e}"))),
+    };
+    let mut status = PollStatus { started_ms: started, outcome: PollOutcome::Ok, ..PollStatus::default() };
+    let outcome = match (&opened, &log_settings) {
+        (Opened::Log(reader), Some(log)) => {
+            let mut fire = TriggerFire {
+                client: &client,
+                trigger: &trigger,
+                batch: settings.batch,
+                pace: FirePace::new(settings.max_fires_per_minute),
+            };
+            let mut poller = LogPoller {
+                reader: reader.as_ref(),
+                store: &store,
+                settings: &settings,
+                log,
+                salt: trigger.to_string(),
+                fire: &mut fire,
+                list_margin,
+            };
+            poller.run(&budget, &mut status)
+        }
+        (Opened::Snapshot(lister), _) => {
+            let poller = Poller {
+                lister: lister.as_ref(),
+                store: &store,
+                settings: &settings,
+                client: &client,
+                trigger: &trigger,
+                list_margin,
+                pace: std::cell::RefCell::new(FirePace::new(settings.max_fires_per_minute)),
+            };
+            poller.run(&budget, &mut status)
+        }
+        (Opened::Log(_), None) => Err(ActionError::new("a log source without its settings")),
+    };
+    status.duration_ms = now_ms().saturating_sub(started);
+    if let Err(e) = &outcome {
+        status.outcome = PollOutcome::Error;
+        status.error = Some(e.message.clone());
+    }
+    let gone = matches!(outcome, Ok(Ended::TriggerGone));
+    if gone {
+        let helpers = Helpers::for_trigger(&trigger);
+        let (alarms, schedule) = teardown_plan(&params);
+        let problems = teardown(&client, &helpers, &alarms, &schedule, Some(&store));
+        return Ok(json!({ "status": PollOutcome::TriggerGone, "trigger": trigger.to_string(), "problems": problems }));
+    }
+    if let Err(e) = store.release(lease, status.clone()) {
+        crate::runtime::log(&format!("poll: could not release the lease: {e}"));
+    }
+    record_dialect_change(&client, &store, &trigger, &params);
+    outcome?;
+    let mut result = match &opened {
+        Opened::Snapshot(_) => json!({
+            "status": status.outcome,
+            "listed": status.listed,
+            "changes": status.changes,
+            "fired": status.fired,
+            "pending": status.pending,
+            "deletes": {
+                "confirmed": status.deletes_confirmed,
+                "refuted": status.deletes_refuted,
+                "held": status.deletes_held,
+            },
+        }),
+        Opened::Log(_) => json!({
+            "status": status.outcome,
+            "read": status.listed,
+            "changes": status.changes,
+            "fired": status.fired,
+            "pending": status.pending,
+        }),
+    };
+    // An `error` field, even null, makes OpenWhisk record an application error.
+    if let Some(problem) = status.error {
+        result["problem"] = json!(problem);
+    }
+    Ok(result)
+}
+
+/// Records in the feed's config the dialect a re-probe switched to, so later polls start
+/// with it; a failure only costs the next poll another re-probe.
+pub(super) fn record_dialect_change(client: &Client, store: &StateStore, trigger: &QualifiedName, seen: &Params) {
+    if let Some(dialect) = store.dialect_changed() {
+        let binding = Helpers::for_trigger(trigger).config;
+        match crate::stall::set_config_param(client, &binding, CONFIG_DIALECT, json!(dialect.as_str()), seen) {
+            Ok(true) => {}
+            Ok(false) => crate::runtime::log("poll: the feed config changed meanwhile; the dialect is not recorded"),
+            Err(e) => crate::runtime::log(&format!("poll: could not record the conditional-write dialect: {e}")),
+        }
+    }
+}
+
+/// The events for `changes` that pass the filter, in the configured format.
+pub(super) fn build_events(
+    lister: &dyn Lister,
+    settings: &PollSettings,
+    id_salt: &str,
+    changes: &[Change],
+    seq: u64,
+) -> Vec<Value> {
+    let ectx = EventContext {
+        source: lister.source_uri(),
+        type_prefix: lister.event_type_prefix().to_string(),
+        data_context: lister.data_context(),
+        id_salt: id_salt.to_string(),
+    };
+    let now = chrono::Utc::now();
+    let mut events = Vec::new();
+    for change in changes.iter().filter(|c| settings.filter.matches(c)) {
+        let ce = cloud_event(&ectx, change, seq, now);
+        let event = match settings.format {
+            Format::CloudEvents => ce,
+            Format::Legacy => {
+                let mut legacy = lister.legacy_event(change).unwrap_or(Value::Null);
+                // Legacy payloads carry the CloudEvent id too, so duplicates stay recognisable.
+                if let (Value::Object(obj), Some(id)) = (&mut legacy, ce.get("id")) {
+                    obj.entry("id").or_insert(id.clone());
+                }
+                legacy
+            }
+        };
+        events.push(event);
+    }
+    events
+}
+
+/// Runs the poll logic once without OpenWhisk and without writing anything: what would fire
+/// (against the stored state when `triggerName` is given, else against an empty snapshot)
+/// and how large the state would be. Progress goes to stderr.
+pub fn dry_run(params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
+    let source = match params.str(CONFIG_SOURCE)? {
+        Some(name) => find_source(sources, &name)?,
+        None => *sources.first().ok_or_else(|| ActionError::new("no source compiled in"))?,
+    };
+    let opened = Opened::open(source, &params)?;
+    let settings = PollSettings::from_params(&params, &opened.source_uri())?;
+    opened.probe().map_err(source_error)?;
+    let blobs = state_blobs(&opened, &params).ok();
+    let trigger = match params.str(CONFIG_TRIGGER)? {
+        Some(t) => Some(QualifiedName::parse(&t, "_").map_err(|e| {
+            ParamError::invalid(CONFIG_TRIGGER, &format!("/namespace/trigger ({e})"), &t.clone().into())
+        })?),
+        None => None,
+    };
+    let store = match (&trigger, blobs) {
+        (Some(trigger), Some(blobs)) => Some(StateStore::new(blobs, trigger)),
+        _ => None,
+    };
+    match &opened {
+        Opened::Snapshot(lister) => dry_run_snapshot(lister.as_ref(), &settings, trigger.as_ref(), store),
+        Opened::Log(reader) => dry_run_log(reader.as_ref(), &params, &settings, trigger.as_ref(), store),
+    }
+}
+
+/// The dry run of a log source: the records after the stored cursor (or after `since`, by
+/// default from the start of the log), up to `maxChangesPerPoll`.
+fn dry_run_log(
+    reader: &dyn LogReader,
+    params: &Params,
+    settings: &PollSettings,
+    trigger: Option<&QualifiedName>,
+    store: Option<StateStore>,
+) -> Result<Value, ActionError> {
+    let given = if params.has("since") { LogSettings::from_params(params)?.since } else { Since::Start };
+    let stored = match &store {
+        Some(store) => match store.load() {
+            Ok(Some((state, _))) => state.log.map(|l| (l.cursor, store.location())),
+            Ok(None) => None,
+            Err(e) => return Err(ActionError::new(format!("reading {}: {e}", store.location()))),
+        },
+        None => None,
+    };
+    let (after, against) = match stored {
+        Some((cursor, location)) => (cursor, location),
+        None => (
+            baseline_cursor(reader, &given).map_err(source_error)?,
+            "the since parameter (default: 0, the start of the log)".to_string(),
+        ),
+    };
+    let salt = trigger.map(|t| t.to_string()).unwrap_or_default();
+    let read = read_after(reader, after.as_deref(), settings.max_changes, None, &Budget::new(None, Duration::ZERO))
+        .map_err(source_error)?;
+    let events = record_events(reader, settings, &salt, &read.records, chrono::Utc::now());
+    let shown: Vec<Value> = events.iter().take(100).cloned().collect();
+    Ok(json!({
+        "against": against,
+        "cursor": after,
+        "cursorAfter": read.cursor,
+        "read": read.records.len(),
+        "more": read.cut,
+        "wouldFire": events.len(),
+        "events": shown,
+        "eventsShown": shown.len(),
+    }))
+}
+
+/// The dry run of a snapshot source: a full listing against the stored snapshot, or an
+/// empty one.
+fn dry_run_snapshot(
+    lister: &dyn Lister,
+    settings: &PollSettings,
+    trigger: Option<&QualifiedName>,
+    store: Option<StateStore>,
+) -> Result<Value, ActionError> {
+    let reserved = store.as_ref().and_then(|s| s.reserved_prefix());
+    let (old, seq, against) = match store {
+        Some(store) => match store.load() {
+            Ok(Some((state, _))) => (state.snapshot, state.seq + 1, store.location()),
+            Ok(None) => {
+                (Snapshot::default(), 1, format!("{} (missing: every entry counts as created)", store.location()))
+            }
+            Err(e) => return Err(ActionError::new(format!("reading {}: {e}", store.location()))),
+        },
+        None => (Snapshot::default(), 1, "an empty snapshot (every entry counts as created)".to_string()),
+    };
+    let salt = trigger.map(|t| t.to_string()).unwrap_or_default();
+    let limits = PassLimits {
+        parallelism: settings.parallelism,
+        min_keys_per_range: MIN_KEYS_PER_RANGE,
+        emit: true,
+        max_changes: usize::MAX,
+        progress: true,
+    };
+    let pass = run_pass_with(lister, &old, None, reserved, &Budget::new(None, Duration::ZERO), limits)
+        .map_err(source_error)?
+        .ok_or_else(|| ActionError::new("the listing returned nothing"))?;
+    let events = build_events(lister, settings, &salt, &pass.changes, seq);
+    let mut state = State::new(settings.scope.clone());
+    state.snapshot = pass.snapshot;
+    state.seq = seq;
+    state.baselined = true;
+    let state_bytes = state.encode().len();
+    let shown: Vec<Value> = events.iter().take(100).cloned().collect();
+    Ok(json!({
+        "against": against,
+        "listed": pass.listed,
+        "changes": pass.changes.len(),
+        "wouldFire": events.len(),
+        "events": shown,
+        "eventsShown": shown.len(),
+        "stateBytes": state_bytes,
+        "stateBytesPerObject": if pass.listed > 0 { state_bytes as f64 / pass.listed as f64 } else { 0.0 },
+    }))
+}
+
+/// One poll's collaborators.
+pub(super) struct Poller<'a> {
+    lister: &'a dyn Lister,
+    store: &'a StateStore,
+    settings: &'a PollSettings,
+    client: &'a Client,
+    trigger: &'a QualifiedName,
+    /// Time kept after listing for committing and firing.
+    list_margin: Duration,
+    /// The poll's fires so far, per calendar minute.
+    pace: std::cell::RefCell<FirePace>,
+}
+
+impl Poller<'_> {
+    fn run(&self, budget: &Budget, status: &mut PollStatus) -> Result<Ended, ActionError> {
+        let loaded = match self.store.load() {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err("state object missing".to_string()),
+            Err(LoadError::Corrupt(e)) => Err(format!("state object corrupt ({e})")),
+            Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
+        };
+        let (mut state, mut etag) = match loaded {
+            Ok(found) => found,
+            Err(why) => {
+                // Documented recovery: a missing or corrupt state is replaced by a silent
+                // baseline, so the feed goes on without flooding false events.
+                let list_budget = budget.with_margin(self.list_margin);
+                let state = baseline(self.lister, self.store, self.settings, &list_budget).map_err(source_error)?;
+                self.store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
+                status.outcome = PollOutcome::Rebaselined;
+                status.error = Some(format!("{why}: re-baselined, changes since the last good poll were not reported"));
+                return Ok(Ended::Normally);
+            }
+        };
+
+        // Events an earlier poll committed but did not fire go first, in order.
+        if let Some(ended) = self.deliver(&mut state, &mut etag, budget, status)? {
+            return Ok(ended);
+        }
+
+        if state.scope != self.settings.scope {
+            // What the snapshot covers changed (UPDATE of prefix or bucket): start over quietly.
+            state.snapshot = Snapshot::default();
+            state.cursor = None;
+            state.baselined = false;
+            state.scope = self.settings.scope.clone();
+        }
+        let list_budget = budget.with_margin(self.list_margin);
+        // Until the first complete pass (the baseline) nothing fires.
+        let emit = state.baselined;
+        let reserved = self.store.reserved_prefix();
+        let limits = PassLimits::poll(self.settings, emit);
+        let pass = run_pass_with(self.lister, &state.snapshot, state.cursor.clone(), reserved, &list_budget, limits)
+            .map_err(source_error)?;
+        let Some(mut pass) = pass else {
+            status.outcome = PollOutcome::Partial;
+            return Ok(Ended::Normally);
+        };
+        status.listed = pass.listed;
+        // Holding or refuting deletes changes no entry, but must still be committed.
+        let deletes_before = (state.stats.held_deletes, state.stats.deletes_refuted);
+        if emit {
+            self.check_deletes(&mut pass, &mut state, budget, status)?;
+        }
+        let seq = state.seq + 1;
+        let events = if emit {
+            build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq)
+        } else {
+            Vec::new()
+        };
+        status.changes = events.len() as u64;
+        let progressed = !pass.changes.is_empty()
+            || pass.cursor != state.cursor
+            || !state.baselined
+            || (state.stats.held_deletes, state.stats.deletes_refuted) != deletes_before;
+        if pass.cursor.is_none() {
+            state.baselined = true;
+        } else {
+            status.outcome = PollOutcome::Partial;
+        }
+        state.cursor = pass.cursor;
+        state.snapshot = pass.snapshot;
+        state.outbox.extend(events);
+        if progressed {
+            state.seq = seq;
+            state.stats.objects = state.snapshot.len() as u64;
+            state.stats.last_change_ms = Some(now_ms());
+            etag = match self.store.commit(&state, &etag) {
+                Ok(etag) => etag,
+                Err(crate::source::StoreError::Conflict) => {
+                    // Another poll committed first: it owns these changes; fire nothing.
+                    status.outcome = PollOutcome::Conflict;
+                    return Ok(Ended::Normally);
+                }
+                Err(e) => return Err(ActionError::new(format!("committing the feed state: {e}"))),
+            };
+        }
+        Ok(self.deliver(&mut state, &mut etag, budget, status)?.unwrap_or(Ended::Normally))
+    }
+
+    /// Confirms the pass's deletes with the source before they are committed
+    /// (`deletes::check_deletes`) and counts what it found.
+    fn check_deletes(
+        &self,
+        pass: &mut Pass,
+        state: &mut State,
+        budget: &Budget,
+        status: &mut PollStatus,
+    ) -> Result<(), ActionError> {
+        let facts = crate::deletes::PassFacts {
+            old_len: state.snapshot.len(),
+            whole: state.cursor.is_none() && pass.cursor.is_none(),
+            held_before: state.stats.held_deletes,
+        };
+        let check = crate::deletes::check_deletes(
+            self.lister,
+            &mut pass.changes,
+            &mut pass.snapshot,
+            facts,
+            self.settings.verify_deletes,
+            budget,
+        )
+        .map_err(|e| ActionError::new(format!("confirming deletes: {e}")))?;
+        state.stats.held_deletes = check.held;
+        state.stats.deletes_confirmed += check.confirmed;
+        state.stats.deletes_refuted += check.refuted;
+        status.deletes_confirmed = check.confirmed;
+        status.deletes_refuted = check.refuted;
+        status.deletes_held = check.held;
+        if check.refuted > 0 {
+            crate::runtime::log(&format!(
+                "the listing omitted {} existing objects: their deletes were refuted",
+                check.refuted
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fires the outbox and commits what was delivered; `Some` when the poll must end.
+    fn deliver(
+        &self,
+        state: &mut State,
+        etag: &mut String,
+        budget: &Budget,
+        status: &mut PollStatus,
+    ) -> Result<Option<Ended>, ActionError> {
+        if state.outbox.is_empty() {
+            return Ok(None);
+        }
+        let mut pace = self.pace.borrow_mut();
+        let batch = paced_batch(self.settings.batch, state.outbox.len(), &pace, budget);
+        let report = deliver_paced(self.client, self.trigger, &state.outbox, batch, budget, &mut pace);
+        if report.delivered > 0 {
+            state.outbox.drain(..report.delivered);
+            state.stats.events_fired += report.delivered as u64;
+            status.fired += report.delivered as u64;
+            // A failed commit here only means these events fire again, with the same ids.
+            *etag = match self.store.commit(state, etag) {
+                Ok(etag) => etag,
+                Err(crate::source::StoreError::Conflict) => {
+                    status.outcome = PollOutcome::Conflict;
+                    status.pending = state.outbox.len() as u64;
+                    return Ok(Some(Ended::Normally));
+                }
+                Err(e) => return Err(ActionError::new(format!("committing delivered events: {e}"))),
+            };
+        }
+        status.pending = state.outbox.len() as u64;
+        match report.outcome {
+            DeliveryOutcome::Done => Ok(None),
+            DeliveryOutcome::OutOfTime => {
+                status.outcome = PollOutcome::Partial;
+                Ok(Some(Ended::Normally))
+            }
+            DeliveryOutcome::TriggerGone => Ok(Some(Ended::TriggerGone)),
+            DeliveryOutcome::Failed(msg) => Err(ActionError::new(msg)),
+        }
+    }
+}
