@@ -109,12 +109,6 @@ const PARAMS: &[ParamSpec] = &[
         doc: "parameters for the filter (an object, or its JSON text)",
     },
     ParamSpec {
-        name: "since",
-        secret: false,
-        required: false,
-        doc: "where a new feed starts: now (default), 0 (every existing document), or a sequence",
-    },
-    ParamSpec {
         name: "includeDocs",
         secret: false,
         required: false,
@@ -157,28 +151,6 @@ impl LogSource for CouchDbSource {
 
     fn open(&self, params: &Params) -> Result<Box<dyn LogReader>, ParamError> {
         Ok(Box::new(CouchDbReader::open(params)?))
-    }
-}
-
-/// Where a new feed starts, from `since`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Since {
-    /// At the current end of the log (`LogReader::current`).
-    Now,
-    /// At the start of the log: every existing document is reported.
-    Start,
-    /// After this sequence, verbatim.
-    Seq(String),
-}
-
-/// Reads and checks `since` (`now`, `0` or a sequence); the error names it.
-pub fn since(params: &Params) -> Result<Since, ParamError> {
-    match params.str("since")? {
-        None => Ok(Since::Now),
-        Some(s) if s.trim() == "now" => Ok(Since::Now),
-        Some(s) if s.trim() == "0" => Ok(Since::Start),
-        Some(s) if !s.trim().is_empty() && !s.chars().any(char::is_control) => Ok(Since::Seq(s.trim().to_string())),
-        Some(s) => Err(ParamError::invalid("since", "now, 0 or a sequence from the database", &s.into())),
     }
 }
 
@@ -285,11 +257,11 @@ struct CouchDbReader {
 
 impl CouchDbReader {
     fn open(params: &Params) -> Result<CouchDbReader, ParamError> {
-        let base = server_url(params)?;
+        // The one required parameter first: an empty CREATE asks for it.
         let db = db_name(params, "dbname")?.ok_or_else(|| ParamError::missing("dbname", "a database name"))?;
+        let base = server_url(params)?;
         let auth = auth(params)?;
         let (filter, query) = filter(params)?;
-        since(params)?;
         let include_docs = params.bool("includeDocs")?.unwrap_or(false);
         let state_db = db_name(params, "stateDbname")?.unwrap_or_else(|| db.clone());
         let state_prefix = params.str("statePrefix")?.unwrap_or_else(|| DEFAULT_STATE_PREFIX.to_string());
@@ -927,7 +899,6 @@ mod tests {
         check(&base, json!({"filter": "d/f", "query_params": {"since": "0"}}), "query_params");
         check(&base, json!({"filter": "_doc_ids"}), "query_params");
         check(&base, json!({"filter": "_doc_ids", "query_params": {"doc_ids": []}}), "query_params");
-        check(&base, json!({"since": ""}), "since");
         check(&base, json!({"includeDocs": "yes"}), "includeDocs");
         check(&base, json!({"stateDbname": "A"}), "stateDbname");
         check(&base, json!({"statePrefix": "_local/"}), "statePrefix");
@@ -966,15 +937,6 @@ mod tests {
         check(json!({"host": "localhost", "protocol": "http", "port": "5984"}), "http://localhost:5984/orders%2F2026");
         check(json!({"host": "localhost:5984", "protocol": "http"}), "http://localhost:5984/orders%2F2026");
         check(json!({"host": "[::1]", "port": 5984}), "https://[::1]:5984/orders%2F2026");
-    }
-
-    #[test]
-    fn since_is_now_zero_or_a_verbatim_sequence() {
-        assert_eq!(since(&params(json!({}))), Ok(Since::Now));
-        assert_eq!(since(&params(json!({"since": "now"}))), Ok(Since::Now));
-        assert_eq!(since(&params(json!({"since": 0}))), Ok(Since::Start));
-        assert_eq!(since(&params(json!({"since": "12-g1AAAA_x"}))), Ok(Since::Seq("12-g1AAAA_x".into())));
-        assert_eq!(since(&params(json!({"since": 42}))), Ok(Since::Seq("42".into())));
     }
 
     #[test]
