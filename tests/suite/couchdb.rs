@@ -244,6 +244,9 @@ fn the_feeds_own_state_documents_are_never_reported() {
     let batch = read(&*reader, Some(&start));
     assert_eq!(kinds(&batch), [(ChangeKind::Created, "user-doc".into())]);
     assert_eq!(batch.cursor, reader.current().unwrap(), "the cursor passes the state documents too");
+    // Nothing but the feed's own writes since: the cursor stays, so a poll commits nothing.
+    store.put("guest/t.lease", b"{\"n\":1}", &Precondition::None).unwrap();
+    assert_eq!(read(&*reader, Some(&batch.cursor)), Batch { records: Vec::new(), cursor: batch.cursor.clone() });
 
     // A long poll woken only by the feed's own write waits on for a real record.
     let writer = std::thread::spawn({

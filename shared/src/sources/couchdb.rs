@@ -23,7 +23,9 @@
 //! PUT wins), so the state is a regular document: `statePrefix` + key (default
 //! `.owfeed/…`) in the watched database, or in `stateDbname`. A stale `_rev` gets 409
 //! (`StoreError::Conflict`). The reader never reports documents under `statePrefix` of the
-//! watched database, so the feed's own writes are never events.
+//! watched database, so the feed's own writes are never events; a read that finds only them at
+//! the end of the log keeps the cursor (a poll with nothing new commits nothing), and a long
+//! poll woken only by them waits on.
 //!
 //! No I/O outside `http::HttpClient`; the plugin knows nothing about triggers or state.
 
@@ -487,6 +489,12 @@ impl LogReader for CouchDbReader {
             let mut records = Vec::with_capacity(rows.len());
             for row in &rows {
                 records.extend(self.record(row)?);
+            }
+            if records.is_empty() && !rows.is_empty() && wait_until.is_none() && rows.len() < limit.max(1) {
+                // Only the feed's own documents, and the end of the log: the cursor stays, so a
+                // poll with nothing new commits nothing (the next read sees at most those few
+                // rows again: CouchDB lists each document once, at its latest change).
+                return Ok(Batch { records, cursor });
             }
             let advanced = last_seq != cursor;
             cursor = last_seq;
