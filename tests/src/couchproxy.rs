@@ -28,6 +28,9 @@ pub enum Play {
     /// `_changes` with a `since` other than `0` or `now` answers 400 "Malformed sequence
     /// supplied in 'since' parameter." (CouchDB 2.x+ for a malformed or 1.x-style sequence).
     RejectSince,
+    /// Like `RejectSince`, but only for integer sequences below this one: the sequences of a
+    /// database that was deleted and re-created are refused, newer ones work.
+    RejectSinceBelow(u64),
     /// `_changes` is forwarded with `since=0` whatever was asked (a shard copy that no longer
     /// matches the sequence restarts from 0: rows repeat).
     Rewind,
@@ -268,6 +271,10 @@ fn handle(
             }
             match play {
                 Play::RejectSince => {
+                    let _ = request.respond(reply(400, malformed.into()));
+                    return;
+                }
+                Play::RejectSinceBelow(n) if v.parse::<u64>().is_ok_and(|v| v < n) => {
                     let _ = request.respond(reply(400, malformed.into()));
                     return;
                 }

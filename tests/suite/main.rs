@@ -4,6 +4,8 @@
 mod conformance;
 // the CouchDB source's reader and state store against pouchdb-server and a fault proxy
 mod couchdb;
+// the CouchDB feed end to end: real binaries, emulator, pouchdb-server, kills, connection mode
+mod couchdb_feed;
 // the OpenWhisk emulator follows the REST API
 mod emulator;
 // fault injection: polls killed at every step, throttled fires, failing S3, concurrent polls
