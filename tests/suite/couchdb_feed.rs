@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use feed_tests::couchproxy::{CouchProxy, Hold, Play};
+use base64::Engine as _;
+use feed_tests::couchproxy::{Auth, CouchProxy, Hold, Play};
 use feed_tests::pouchdb::{unique, PouchDb};
 use feed_tests::world::{workspace_bin, World, PACKAGE, USER};
 use ow_emulator::FaultRule;
@@ -365,4 +366,71 @@ fn connection_mode_fires_within_the_activation_as_documents_arrive() {
     eprintln!("connection mode: write → event latencies {latencies:?}");
     let keys: Vec<String> = r.accepted().iter().map(|e| change_of(e).1).collect();
     assert_eq!(keys, ["first", "second"]);
+}
+
+#[test]
+fn no_secret_of_the_couchdb_feed_leaks_whatever_the_server_echoes() {
+    const PASSWORD: &str = "COUCH-PASSWORD-7e6d5c-never";
+    const IAM_KEY: &str = "COUCH-IAM-KEY-4b3a2f-never";
+    const USERINFO: &str = "COUCH-URL-PASSWORD-1a2b3c-never";
+    let r = Rig::start();
+    let iam = CouchProxy::start(&r.server.url).expect("proxy");
+    r.proxy.require(Auth::Basic("feeduser".into(), PASSWORD.into()));
+    iam.require(Auth::Iam(IAM_KEY.into()));
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("feeduser:{PASSWORD}"));
+    let mut answers = Vec::new();
+
+    // 1. A URL with user-info: refused naming the parameter, without echoing it.
+    let url = format!("http://feeduser:{USERINFO}@127.0.0.1:9");
+    let e = r.w.create_trigger("t1", json!({"source": "couchdb", "url": url, "dbname": r.db})).unwrap_err();
+    assert!(e.contains("'url'"), "{e}");
+    answers.push(e);
+
+    // 2. Working feeds with Basic and IAM credentials, then a server echoing every request
+    // (the Authorization header, the decoded Basic pair) into its errors.
+    let basic_feed = json!({"source": "couchdb", "url": r.proxy.url, "dbname": r.db,
+                            "username": "feeduser", "password": PASSWORD});
+    r.w.create_trigger("t2", basic_feed).expect("CREATE with Basic");
+    let iam_url = format!("{}/identity/token", iam.url);
+    let iam_feed = json!({"source": "couchdb", "url": iam.url, "dbname": r.db,
+                          "iamApiKey": IAM_KEY, "iamUrl": iam_url});
+    r.w.create_trigger("t3", iam_feed).expect("CREATE with IAM");
+    r.put("doc");
+    r.w.poll();
+    for status in [400, 401, 404, 500] {
+        r.proxy.play(Play::Echo(status));
+        iam.play(Play::Echo(status));
+        r.w.poll();
+        let e = r.w.create_trigger(
+            "t4",
+            json!({"source": "couchdb", "url": r.proxy.url, "dbname": r.db,
+                                                 "username": "feeduser", "password": PASSWORD}),
+        );
+        answers.push(e.expect_err("CREATE against an echoing server fails"));
+    }
+    for t in ["t2", "t3"] {
+        let read = r.w.feed("READ", t, json!({})).expect("READ");
+        answers.push(read.to_string());
+    }
+    assert!(answers.iter().any(|a| a.contains("\"password\":\"[redacted]\"")), "{answers:?}");
+    assert!(answers.iter().any(|a| a.contains("\"iamApiKey\":\"[redacted]\"")), "{answers:?}");
+    assert!(r.w.emu.wait_idle(Duration::from_secs(60)));
+    let mut texts: Vec<String> = Vec::new();
+    for ns in [USER, ow_emulator::SYSTEM_NAMESPACE] {
+        texts.extend(r.w.emu.activations(ns).iter().map(Value::to_string));
+    }
+    texts.extend(answers);
+    // A 400's or 404's reason is quoted, scrubbed: proof the echoes reached the messages.
+    assert!(texts.iter().any(|t| t.contains("decoded [redacted]")), "the echo path never ran");
+    for (what, secret) in [
+        ("password", PASSWORD),
+        ("iamApiKey", IAM_KEY),
+        ("url user-info", USERINFO),
+        ("Basic authorization", basic.as_str()),
+        ("IAM bearer token", "iam-token-1"),
+    ] {
+        for text in &texts {
+            assert!(!text.contains(secret), "the {what} leaked into: {text}");
+        }
+    }
 }
