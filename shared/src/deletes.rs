@@ -130,7 +130,7 @@ mod tests {
     use serde_json::{Map, Value};
 
     use super::*;
-    use crate::source::{BlobStore, Entry, Flow, ListRange};
+    use crate::source::{BlobStore, Entry, Flow, ListRange, Previous};
 
     /// A source where only `present` keys exist.
     struct Exists(BTreeSet<String>);
@@ -148,7 +148,12 @@ mod tests {
         fn probe(&self) -> Result<(), SourceError> {
             Ok(())
         }
-        fn list(&self, _: &ListRange, _: &mut dyn FnMut(Vec<Entry>) -> Flow) -> Result<bool, SourceError> {
+        fn list(
+            &self,
+            _: &ListRange,
+            _: Previous<'_>,
+            _: &mut dyn FnMut(Vec<Entry>) -> Flow,
+        ) -> Result<bool, SourceError> {
             Ok(true)
         }
         fn blob_store(&self) -> Option<Box<dyn BlobStore>> {

@@ -15,6 +15,7 @@
 //! already has. The store is opaque bytes with conditional writes; what the bytes mean is
 //! the core's business.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::SystemTime;
 
@@ -40,6 +41,24 @@ pub struct ListRange {
     pub start_after: Option<String>,
     /// Stop once keys reach or pass this one (exclusive upper bound of a range).
     pub end_before: Option<String>,
+}
+
+/// The version each key had when the core last saw it, for a source that keeps versions
+/// (`Lister::keeps_versions`): it may then ask its server only for what changed since (HTTP
+/// `If-None-Match`) and list an unchanged entry with this same version. Empty for the others.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Previous<'a>(Option<&'a BTreeMap<String, String>>);
+
+impl<'a> Previous<'a> {
+    /// A lookup in the versions the core kept.
+    pub fn new(versions: &'a BTreeMap<String, String>) -> Previous<'a> {
+        Previous(Some(versions))
+    }
+
+    /// The version `key` had, if the core knows it.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.0.and_then(|v| v.get(key)).map(String::as_str)
+    }
 }
 
 /// Describes one parameter a source reads, for validation messages, READ and docs.
@@ -79,7 +98,19 @@ pub trait Lister: Sync {
     /// Lists entries in `range`, one page at a time, in the source's order (ideally
     /// ascending by key bytes; the core checks and copes when it is not). Returns
     /// `Ok(true)` when the range was listed to its end, `Ok(false)` when `page` said stop.
-    fn list(&self, range: &ListRange, page: &mut dyn FnMut(Vec<Entry>) -> Flow) -> Result<bool, SourceError>;
+    /// `previous` holds the versions of the last listing when `keeps_versions` says so.
+    fn list(
+        &self,
+        range: &ListRange,
+        previous: Previous<'_>,
+        page: &mut dyn FnMut(Vec<Entry>) -> Flow,
+    ) -> Result<bool, SourceError>;
+    /// True when the core should keep each entry's version string in the state and hand it
+    /// back to `list` (`Previous`); the state otherwise keeps only a 64-bit hash per key.
+    /// Worth it for few entries whose server answers conditional requests cheaply.
+    fn keeps_versions(&self) -> bool {
+        false
+    }
     /// Settings the user must not overlook (e.g. TLS verification turned off), shown by
     /// CREATE and READ as `notices`.
     fn notices(&self) -> Vec<String> {

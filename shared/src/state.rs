@@ -25,7 +25,10 @@
 //!   out column by column so deflate sees runs of alike bytes: every entry's shared-prefix
 //!   length (varint), then every entry's suffix length (varint), then all suffix bytes.
 //!   The first entry of a block shares nothing, so each block decodes on its own.
+//! - The header's `versions` (key → version string) is optional and written only for sources
+//!   that keep versions: older states read as `None`, and older readers ignore it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
@@ -708,6 +711,10 @@ pub struct State {
     pub stats: Stats,
     /// A log source's cursor and facts; `None` for a snapshot source.
     pub log: Option<LogState>,
+    /// The version string of each snapshot key whose hash it is, for a source that keeps
+    /// versions (`Lister::keeps_versions`); `None` for the others, whose stored state is then
+    /// byte for byte what it was before this field existed.
+    pub versions: Option<BTreeMap<String, String>>,
 }
 
 /// What the core keeps for a log source: kept in the header under `log`, an optional field
@@ -750,6 +757,9 @@ struct Header {
     stats: Stats,
     #[serde(default)]
     log: Option<LogState>,
+    /// Absent in states written before it existed and in those of sources that keep no versions.
+    #[serde(default)]
+    versions: Option<BTreeMap<String, String>>,
 }
 
 /// The JSON header, write side: borrows, so encoding does not copy the outbox.
@@ -763,6 +773,8 @@ struct HeaderRef<'a> {
     stats: &'a Stats,
     #[serde(skip_serializing_if = "Option::is_none")]
     log: &'a Option<LogState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    versions: &'a Option<BTreeMap<String, String>>,
 }
 
 impl State {
@@ -778,6 +790,7 @@ impl State {
             baselined: false,
             stats: Stats::default(),
             log: None,
+            versions: None,
         }
     }
 
@@ -791,6 +804,7 @@ impl State {
             baselined: self.baselined,
             stats: &self.stats,
             log: &self.log,
+            versions: &self.versions,
         };
         // Serializing plain data into a Vec cannot fail; an empty header would fail decoding.
         let json = serde_json::to_vec(&header).unwrap_or_default();
@@ -865,6 +879,7 @@ impl State {
             baselined: header.baselined,
             stats: header.stats,
             log: header.log,
+            versions: header.versions,
         })
     }
 }
@@ -1005,6 +1020,7 @@ pub(crate) mod tests {
                 deletes_refuted: 1,
             },
             log: None,
+            versions: None,
         }
     }
 
@@ -1118,6 +1134,53 @@ pub(crate) mod tests {
         assert_eq!(decoded, state);
         let fresh = State::new("prefix=");
         assert_eq!(State::decode(&fresh.encode()).unwrap(), fresh);
+    }
+
+    /// A state object as the release before `versions` wrote it: the header JSON without it.
+    fn old_state_bytes(header: &str, snapshot: &Snapshot) -> Vec<u8> {
+        let mut compressed = Vec::new();
+        deflate_into(&mut Compress::new(Compression::default(), false), header.as_bytes(), &mut compressed);
+        let mut out = MAGIC.to_vec();
+        put_varint(&mut out, 1);
+        put_varint(&mut out, header.len() as u64);
+        put_bytes(&mut out, &compressed);
+        put_bytes(&mut out, &snapshot.encode());
+        let mut crc = Crc::new();
+        crc.update(&out);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn states_written_before_versions_existed_still_decode() {
+        let snapshot = build(&[("a".to_string(), version_hash("e1"))], 7);
+        let header = r#"{"seq":3,"outbox":[],"cursor":null,"scope":"s","baselined":true,"stats":{"objects":1}}"#;
+        let state = State::decode(&old_state_bytes(header, &snapshot)).unwrap();
+        assert_eq!((state.seq, state.versions, state.snapshot), (3, None, snapshot));
+    }
+
+    #[test]
+    fn versions_round_trip_and_cost_nothing_when_not_kept() {
+        let mut state = sample_state(&mut Rng(4));
+        let without = state.encode();
+        // A source that keeps no versions writes exactly the old format (S3 states keep their size).
+        #[derive(Serialize)]
+        struct OldHeader<'a> {
+            seq: u64,
+            outbox: &'a [Value],
+            cursor: &'a Option<String>,
+            scope: &'a str,
+            baselined: bool,
+            stats: &'a Stats,
+        }
+        let (outbox, cursor, scope, stats) = (&state.outbox, &state.cursor, &state.scope, &state.stats);
+        let old = OldHeader { seq: state.seq, outbox, cursor, scope, baselined: state.baselined, stats };
+        let old_header = serde_json::to_string(&old).unwrap();
+        assert_eq!(without, old_state_bytes(&old_header, &state.snapshot));
+        state.versions = Some(BTreeMap::from([("https://a/x".to_string(), "\"v1\"".to_string())]));
+        let decoded = State::decode(&state.encode()).unwrap();
+        assert_eq!(decoded, state);
+        assert!(decoded.encode().len() > without.len());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use owfeed::params::{ParamError, Params};
-use owfeed::source::{BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Source, SourceError};
+use owfeed::source::{BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Previous, Source, SourceError};
 
 use crate::listing_source::DirStore;
 
@@ -274,7 +274,12 @@ impl Lister for GenLister {
         Ok(())
     }
 
-    fn list(&self, range: &ListRange, page: &mut dyn FnMut(Vec<Entry>) -> Flow) -> Result<bool, SourceError> {
+    fn list(
+        &self,
+        range: &ListRange,
+        _previous: Previous<'_>,
+        page: &mut dyn FnMut(Vec<Entry>) -> Flow,
+    ) -> Result<bool, SourceError> {
         let delay = self.delay;
         Ok(self.spec.list(range, self.page_size, &mut |entries| {
             if !delay.is_zero() {

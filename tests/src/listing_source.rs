@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use owfeed::params::{ParamError, Params};
 use owfeed::source::{
-    Blob, BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Precondition, Source, SourceError, StoreError,
+    Blob, BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Precondition, Previous, Source, SourceError, StoreError,
 };
 
 /// The `listing` test source.
@@ -93,7 +93,12 @@ impl Lister for ListingLister {
         self.read().map(|_| ())
     }
 
-    fn list(&self, range: &ListRange, page: &mut dyn FnMut(Vec<Entry>) -> Flow) -> Result<bool, SourceError> {
+    fn list(
+        &self,
+        range: &ListRange,
+        _previous: Previous<'_>,
+        page: &mut dyn FnMut(Vec<Entry>) -> Flow,
+    ) -> Result<bool, SourceError> {
         let entries: Vec<Entry> = self
             .read()?
             .into_iter()

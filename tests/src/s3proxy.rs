@@ -17,6 +17,9 @@ use std::time::Duration;
 
 use owfeed_s3::S3Config;
 
+/// Marks the log lines of upstream answers (`FaultProxy::answered`), which `count` skips.
+const ANSWERED: &str = "=> ";
+
 /// What a matching request gets instead of the upstream answer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
@@ -125,7 +128,14 @@ impl FaultProxy {
 
     /// How many requests whose `METHOD path?query` line contains `needle` went through.
     pub fn count(&self, needle: &str) -> usize {
-        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+        self.log.lock().unwrap().iter().filter(|l| !l.starts_with(ANSWERED) && l.contains(needle)).count()
+    }
+
+    /// How many requests containing `needle` the upstream answered with `status` (a web
+    /// server's 200s and 304s).
+    pub fn answered(&self, status: u16, needle: &str) -> usize {
+        let prefix = format!("{ANSWERED}{status} ");
+        self.log.lock().unwrap().iter().filter(|l| l.starts_with(&prefix) && l.contains(needle)).count()
     }
 }
 
@@ -279,6 +289,7 @@ fn handle(
         return;
     };
     let (status, headers, mut resp_body) = parse_response(&raw);
+    log.lock().unwrap().push(format!("{ANSWERED}{status} {method} {url}"));
     match &fault {
         Some(Fault::Truncated) => resp_body.truncate(resp_body.len() / 2),
         Some(Fault::OmitKey(key)) => resp_body = omit_contents(&resp_body, |_, k| k == *key),

@@ -1,8 +1,8 @@
 //! Test tools the suite installs for itself on first use, so that `cargo test --workspace` on a
 //! fresh clone needs nothing installed by hand: moto (a real S3 server, from PyPI), s3rver (a
-//! third, independent S3 server, from npm), pouchdb-server (a CouchDB-compatible server, from
-//! npm) and the official OpenWhisk JavaScript client (from npm, pinned by
-//! `tests/js/package-lock.json`).
+//! third, independent S3 server, from npm), http-server (a static web server, from npm), pouchdb-server (a CouchDB-compatible server,
+//! from npm) and the official OpenWhisk JavaScript client (from
+//! npm, pinned by `tests/js/package-lock.json`).
 //!
 //! Each tool is installed once per target directory (under `target/test-tools/`), pinned, and
 //! never into the user's Python or PATH. Installs are serialised across threads and processes
@@ -64,7 +64,7 @@ fn install_once(what: &str, ready: &dyn Fn() -> bool, install: &dyn Fn() -> anyh
     Ok(())
 }
 
-/// The `PYTHONPATH` holding moto's S3 and IAM server, installed from PyPI on first use.
+/// The `PYTHONPATH` holding moto's S3, IAM and SNS server, installed from PyPI on first use.
 pub fn moto_pythonpath() -> anyhow::Result<PathBuf> {
     static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     DONE.get_or_init(|| {
@@ -77,21 +77,22 @@ pub fn moto_pythonpath() -> anyhow::Result<PathBuf> {
                 .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"])
                 .args(["--target"])
                 .arg(&site)
-                // The S3 and IAM backends plus what `moto.server` imports: moto[server] would
+                // The S3, IAM and SNS backends (SNS adds no dependency; the topics of S3 push
+                // registration) plus what `moto.server` imports: moto[server] would
                 // add every service's dependencies (cfn-lint, sympy, docker…), 297 MB vs 112 MB.
-                .arg(format!("moto[s3,iam]=={MOTO_VERSION}"))
+                .arg(format!("moto[s3,iam,sns]=={MOTO_VERSION}"))
                 .args(["flask!=2.2.0,!=2.2.1", "flask-cors"])
                 .env("PIP_ROOT_USER_ACTION", "ignore")
                 .stdout(std::io::stderr())
                 .status()
                 .context("cannot run python3 -m pip (the suite needs python3 with pip)")?;
             if !status.success() {
-                bail!("pip install moto[s3,iam]=={MOTO_VERSION} failed: {status}");
+                bail!("pip install moto[s3,iam,sns]=={MOTO_VERSION} failed: {status}");
             }
             std::fs::write(&marker, MOTO_VERSION)?;
             Ok(())
         };
-        install_once(&format!("moto[s3,iam]=={MOTO_VERSION} into {}", site.display()), &ready, &install)
+        install_once(&format!("moto[s3,iam,sns]=={MOTO_VERSION} into {}", site.display()), &ready, &install)
             .map(|()| site.clone())
             .map_err(|e| format!("{e:#}"))
     })
@@ -126,6 +127,41 @@ pub fn s3rver_script() -> anyhow::Result<PathBuf> {
             Ok(())
         };
         install_once(&format!("s3rver@{S3RVER_VERSION} into {}", dir.display()), &ready, &install)
+            .map(|()| script.clone())
+            .map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// The npm `http-server` release the suite runs (a real static web server sending `ETag` and
+/// `Last-Modified`, answering 304 to `If-None-Match`).
+pub const HTTP_SERVER_VERSION: &str = "14.1.1";
+
+/// The `http-server` entry point, installed from npm on first use.
+pub fn http_server_script() -> anyhow::Result<PathBuf> {
+    static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = tools_dir().join(format!("http-server-{HTTP_SERVER_VERSION}"));
+        let script = dir.join("node_modules/http-server/bin/http-server");
+        let marker = dir.join(".installed");
+        let ready = || marker.is_file() && script.is_file();
+        let install = || {
+            std::fs::create_dir_all(&dir)?;
+            let status = Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--no-save", "--prefix"])
+                .arg(&dir)
+                .arg(format!("http-server@{HTTP_SERVER_VERSION}"))
+                .stdout(std::io::stderr())
+                .status()
+                .context("cannot run npm (the suite needs node and npm)")?;
+            if !status.success() {
+                bail!("npm install http-server@{HTTP_SERVER_VERSION} failed: {status}");
+            }
+            std::fs::write(&marker, HTTP_SERVER_VERSION)?;
+            Ok(())
+        };
+        install_once(&format!("http-server@{HTTP_SERVER_VERSION} into {}", dir.display()), &ready, &install)
             .map(|()| script.clone())
             .map_err(|e| format!("{e:#}"))
     })

@@ -15,6 +15,7 @@ use feed_tests::actionloop::{ActionLoop, ResultChannel};
 use owfeed::events::{decode_header_value, validate_cloud_event};
 use owfeed::filter::{parse_filters, ChangeFilter};
 use owfeed::hooks::receiver::receive;
+use owfeed::hooks::sns::{Envelope, SnsTrust, TopicArn};
 use owfeed::hooks::{decode_ow_body, github_signature, process, HookConfig, HookRequest};
 use owfeed::params::Params;
 use owfeed::runtime::Context;
@@ -278,6 +279,54 @@ fn webhook_requests_never_panic() {
         },
         |req| {
             let _ = process(&config, req);
+        },
+    );
+}
+
+#[test]
+fn sns_envelopes_urls_and_topic_arns_never_panic() {
+    // Only the pure parts: the receiving path with SnsTrust::aws() would fetch from AWS.
+    let topic = "arn:aws:sns:us-east-1:123456789012:owfeed-uploads";
+    let mut envelope = json!({"Type": "Notification", "MessageId": "m", "TopicArn": topic, "Subject": "s",
+        "Message": "{\"Records\": []}", "Timestamp": "2026-11-27T18:00:00.250Z", "SignatureVersion": "1",
+        "Signature": "", "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0.pem"});
+    feed_tests::sns::SnsSigner::new().sign(&mut envelope, "1");
+    let envelope = envelope.to_string();
+    let cert = ureq::tls::parse_pem(feed_tests::sns::TEST_CERT_PEM.as_bytes())
+        .find_map(|i| match i {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.der().to_vec()),
+            _ => None,
+        })
+        .expect("test certificate");
+    let parsed_topic = TopicArn::parse(topic).expect("topic");
+    let trust = SnsTrust::aws();
+    let url = format!("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={topic}&Token=t");
+    fuzz(
+        "hooks::sns",
+        11,
+        |r| {
+            let kind = r.pick(&["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation", "x"]);
+            let body = match r.below(3) {
+                0 => r.mutate(envelope.as_bytes()),
+                1 => r.json(3).to_string().into_bytes(),
+                _ => r.text(40).into_bytes(),
+            };
+            let arn = String::from_utf8_lossy(&r.mutate(topic.as_bytes())).into_owned();
+            let url = String::from_utf8_lossy(&r.mutate(url.as_bytes())).into_owned();
+            let mutated_cert = if r.below(2) == 0 { cert.clone() } else { r.mutate(&cert) };
+            (kind.to_string(), body, arn, url, mutated_cert)
+        },
+        |(kind, body, arn, url, cert)| {
+            if let Ok(e) = Envelope::parse(kind, body) {
+                let _ = e.string_to_sign();
+                let _ = e.verify(cert);
+                let _ = trust.check_cert_url(&e.signing_cert_url, &parsed_topic);
+            }
+            if let Ok(t) = TopicArn::parse(arn) {
+                let _ = trust.check_cert_url(url, &t);
+                let _ = trust.check_subscribe_url(url, &t);
+            }
+            let _ = trust.check_subscribe_url(url, &parsed_topic);
         },
     );
 }

@@ -12,10 +12,14 @@ mod emulator;
 mod faults;
 // the hooks pattern: receiver web action and hook feed
 mod hooks;
+// the HTTP resource source end to end against real web servers (http-server, python http.server)
+mod http_feed;
 // random and mutated inputs never panic a parser, nor stop the actionloop
 mod fuzz;
 // feed lifecycle (CREATE … UNPAUSE) through the emulator with the test-only source
 mod lifecycle;
+// a log source end to end (the test-only `filelog`): cursor, events, a rejected cursor in READ
+mod log_feed;
 // the official OpenWhisk JavaScript client (npm `openwhisk`) against the emulator
 mod official_client;
 // private TLS: S3 stores and API hosts behind a self-made CA
@@ -28,12 +32,16 @@ mod registry;
 mod runtime;
 // the S3 client against moto (SigV4 verified) and s3s-fs
 mod s3_client;
+// S3 push registration at moto (AWS: S3 + SNS) and Ceph/MinIO dialect proxies
+mod s3_registration;
 // the S3 feed end to end: real binaries, emulator, real S3 servers, injected faults
 mod s3_feed;
 // secrets never leak through any error path, whatever a server echoes
 mod secrets;
 // real S3 stores: conditional-write dialects, stores refusing writes, stale leases
 mod stores;
+// AWS S3 push through SNS: signed envelopes, certificates over HTTPS, confirmations
+mod sns;
 // the local sandbox (deploy/sandbox.sh) shows created, updated and deleted events
 mod sandbox;
 // manifest.yaml and deploy scripts agree with the workspace

@@ -290,6 +290,101 @@ impl S3Client {
         Err(from_response(&ctx, facts))
     }
 
+    /// Reads the bucket's notification configuration (`GET /{bucket}?notification`): the XML
+    /// as the server sent it.
+    pub fn get_bucket_notification(&self, bucket: &str) -> Result<Vec<u8>, S3Error> {
+        let ctx = self.context(bucket, None);
+        let query = [("notification", String::new())];
+        let reply = self.execute(&ctx, Method::GET, bucket, None, &query, &[], Vec::new())?;
+        if reply.status == 200 {
+            return Ok(reply.body);
+        }
+        Err(self.error_from(&ctx, &reply))
+    }
+
+    /// Replaces (AWS, MinIO) or merges by `Id` (Ceph RGW) the bucket's notification
+    /// configuration (`PUT /{bucket}?notification`).
+    pub fn put_bucket_notification(&self, bucket: &str, body: Vec<u8>) -> Result<(), S3Error> {
+        let ctx = self.context(bucket, None);
+        let query = [("notification", String::new())];
+        let headers = [("content-type", "application/xml".to_string())];
+        let reply = self.execute(&ctx, Method::PUT, bucket, None, &query, &headers, body)?;
+        if (200..300).contains(&reply.status) {
+            return Ok(());
+        }
+        Err(self.error_from(&ctx, &reply))
+    }
+
+    /// Removes one notification by `Id` (`DELETE /{bucket}?notification={id}`), a Ceph RGW
+    /// extension; an unknown id is not an error there.
+    pub fn delete_bucket_notification(&self, bucket: &str, id: &str) -> Result<(), S3Error> {
+        let ctx = self.context(bucket, None);
+        let query = [("notification", id.to_string())];
+        let reply = self.execute(&ctx, Method::DELETE, bucket, None, &query, &[], Vec::new())?;
+        if (200..300).contains(&reply.status) {
+            return Ok(());
+        }
+        Err(self.error_from(&ctx, &reply))
+    }
+
+    /// One AWS Query API call to this endpoint (`POST /`, form body, SigV4 for `service`), as
+    /// SNS and Ceph RGW's topics take them; returns the XML answer. `form` is `Action` and its
+    /// parameters, encoded here; an `<ErrorResponse>` becomes an [`S3Error`] naming the action.
+    pub fn query_api(&self, service: &str, form: &[(&str, &str)]) -> Result<Vec<u8>, S3Error> {
+        let action = form.iter().find(|(k, _)| *k == "Action").map(|(_, v)| *v).unwrap_or("call");
+        let endpoint = &self.config.endpoint;
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let uri = format!("{}://{}/", self.endpoint.scheme, self.endpoint.authority(None));
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(&uri)
+            .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+            .body(body.into_bytes())
+            .map_err(|e| S3Error::new(ErrorKind::BadRequest, format!("{service} {action}: request: {e}")))?;
+        sign_request_for(&self.config, &mut request, SystemTime::now(), service)?;
+        let ctx = Context {
+            endpoint,
+            region: &self.config.region,
+            access_key_id: &self.config.access_key_id,
+            bucket: None,
+            key: None,
+        };
+        let mut response = self.agent.run(request).map_err(|e| self.transport_error(&ctx, e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(self.config.max_response_bytes)
+            .read_to_vec()
+            .map_err(|e| self.transport_error(&ctx, e))?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let parsed = crate::xml::parse_xml(&body).ok();
+        let error = parsed.as_ref().map(|root| root.child("Error").unwrap_or(root));
+        let code = error.and_then(|e| e.child_text("Code")).map(str::to_string);
+        let said = error.and_then(|e| e.child_text("Message")).unwrap_or_default();
+        let kind = crate::error::classify(status, code.as_deref(), None);
+        let label = code.clone().unwrap_or_else(|| format!("HTTP {status}"));
+        let detail: String = said.trim().chars().take(200).collect();
+        let message = match kind {
+            ErrorKind::SignatureDoesNotMatch => format!(
+                "{service} {action} at {endpoint}: the secret access key does not match the access key id ({label}): check secretAccessKey"
+            ),
+            ErrorKind::InvalidAccessKeyId => format!(
+                "{service} {action} at {endpoint}: the access key id '{}' is not known ({label}): check accessKeyId",
+                self.config.access_key_id
+            ),
+            _ if detail.is_empty() => format!("{service} {action} at {endpoint} failed (HTTP {status}, {label})"),
+            _ => format!("{service} {action} at {endpoint} failed (HTTP {status}, {label}: {detail})"),
+        };
+        Err(S3Error { kind, status: Some(status), code, message })
+    }
+
     fn context<'a>(&'a self, bucket: &'a str, key: Option<&'a str>) -> Context<'a> {
         Context {
             endpoint: &self.config.endpoint,
@@ -329,13 +424,23 @@ impl S3Client {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<Reply, S3Error> {
-        let mut request = self.build_request(method, bucket, key, query, headers, body)?;
-        sign_request(&self.config, &mut request, SystemTime::now())?;
-        let result = if request.body().is_empty() && request.method() != Method::PUT {
-            self.agent.run(request.map(|_| ()))
-        } else {
-            self.agent.run(request)
+        let request = self.build_request(method, bucket, key, query, headers, body)?;
+        let send = |mut request: Request<Vec<u8>>| {
+            sign_request(&self.config, &mut request, SystemTime::now())?;
+            let result = if request.body().is_empty() && request.method() != Method::PUT {
+                self.agent.run(request.map(|_| ()))
+            } else {
+                self.agent.run(request)
+            };
+            Ok::<_, S3Error>(result)
         };
+        let mut result = send(request.clone())?;
+        if result.as_ref().is_err_and(closed_before_answering) {
+            // A pooled connection the server closed as we reused it (a server closes one
+            // after answering a request whose body it did not read): the request never
+            // reached it, so sending it once more on a fresh connection is safe.
+            result = send(request)?;
+        }
         let mut response = result.map_err(|e| self.transport_error(ctx, e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -457,6 +562,17 @@ fn check_bucket_name(bucket: &str) -> Result<(), S3Error> {
 /// normalisation, `x-amz-content-sha256` over the body, and the session token (when set) signed
 /// as `x-amz-security-token`.
 pub fn sign_request(config: &S3Config, request: &mut Request<Vec<u8>>, time: SystemTime) -> Result<(), S3Error> {
+    sign_request_for(config, request, time, "s3")
+}
+
+/// Like [`sign_request`], for another service of the credential scope (`sns` for the Query API
+/// calls an S3 server's topics take: AWS SNS, Ceph RGW).
+pub fn sign_request_for(
+    config: &S3Config,
+    request: &mut Request<Vec<u8>>,
+    time: SystemTime,
+    service: &str,
+) -> Result<(), S3Error> {
     let credentials = Credentials::new(
         config.access_key_id.clone(),
         config.secret_access_key.expose().to_string(),
@@ -474,7 +590,7 @@ pub fn sign_request(config: &S3Config, request: &mut Request<Vec<u8>>, time: Sys
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&config.region)
-        .name("s3")
+        .name(service)
         .time(time)
         .settings(settings)
         .build()
@@ -502,6 +618,12 @@ pub fn sign_request(config: &S3Config, request: &mut Request<Vec<u8>>, time: Sys
     Ok(())
 }
 
+/// Whether the server closed the connection without a byte of an answer (ureq's "Peer
+/// disconnected": the request was not processed).
+fn closed_before_answering(error: &ureq::Error) -> bool {
+    matches!(error, ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,6 +643,45 @@ mod tests {
             client.build_request(Method::PUT, "bucket", Some(key), &query, &[], b"body".to_vec()).unwrap();
         sign_request(&config, &mut request, SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)).unwrap();
         request
+    }
+
+    /// A server that takes each request on a kept-alive connection and closes the connection
+    /// without answering the second one (as a server does when it dropped an idle connection
+    /// just as the client reused it); every new connection gets answers.
+    #[test]
+    fn a_request_the_server_closed_unanswered_is_sent_once_more() {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                for answered in 0.. {
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                        line.clear();
+                    }
+                    if answered == 1 {
+                        break;
+                    }
+                    let reply = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+                    if stream.write_all(reply.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut config = config(None);
+        config.endpoint = format!("http://127.0.0.1:{port}");
+        config.path_style = true;
+        let client = S3Client::new(config).unwrap();
+        client.head_bucket("bucket").unwrap();
+        client.head_bucket("bucket").expect("the unanswered request is sent again on a new connection");
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     fn header(request: &Request<Vec<u8>>, name: &str) -> String {

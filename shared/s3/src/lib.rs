@@ -27,8 +27,10 @@ mod encode;
 mod error;
 mod xml;
 
-pub use client::{sign_request, Condition, GetOutput, ListRequest, S3Client};
+pub use client::{sign_request, sign_request_for, Condition, GetOutput, ListRequest, S3Client};
 pub use config::{tls_config, Endpoint, S3Config, SecretString, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 pub use encode::{decode_form, encode_component, encode_key};
 pub use error::{classify, ErrorKind, S3Error};
-pub use xml::{parse_error_body, parse_list_objects_v2, ErrorBody, ListPage, ListParseError, Object};
+pub use xml::{
+    parse_error_body, parse_list_objects_v2, parse_xml, ErrorBody, ListPage, ListParseError, Object, XmlElement,
+};

@@ -64,35 +64,85 @@ pub enum ListParseError {
     ErrorDocument(ErrorBody),
 }
 
-/// A parsed element: its local name, its own text and its child elements.
-#[derive(Debug, Default)]
-struct Element {
-    name: String,
-    text: String,
-    children: Vec<Element>,
+/// A parsed element: its local name (namespace prefix and attributes dropped), its own text
+/// and its child elements.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct XmlElement {
+    /// The local name.
+    pub name: String,
+    /// Its text, exactly as sent (whitespace between child elements included).
+    pub text: String,
+    /// Its child elements, in document order.
+    pub children: Vec<XmlElement>,
 }
 
-impl Element {
-    fn child(&self, name: &str) -> Option<&Element> {
+impl XmlElement {
+    /// An element with this name and text and no children.
+    pub fn leaf(name: &str, text: &str) -> XmlElement {
+        XmlElement { name: name.to_string(), text: text.to_string(), children: Vec::new() }
+    }
+
+    /// The first child with this name.
+    pub fn child(&self, name: &str) -> Option<&XmlElement> {
         self.children.iter().find(|c| c.name == name)
     }
 
-    fn child_text(&self, name: &str) -> Option<&str> {
+    /// The text of the first child with this name.
+    pub fn child_text(&self, name: &str) -> Option<&str> {
         self.child(name).map(|c| c.text.as_str())
     }
 
-    fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+    /// The text of the first element with this name below this one (depth first).
+    pub fn find_text(&self, name: &str) -> Option<&str> {
+        self.children.iter().find_map(|c| if c.name == name { Some(c.text.as_str()) } else { c.find_text(name) })
+    }
+
+    /// The element as XML: a leaf's text escaped, an element with children without its own
+    /// (whitespace) text; `root_attrs` are written on this element only (e.g. an `xmlns`).
+    pub fn to_xml(&self, root_attrs: &str) -> String {
+        let mut out = String::new();
+        self.write(&mut out, root_attrs);
+        out
+    }
+
+    fn write(&self, out: &mut String, attrs: &str) {
+        out.push('<');
+        out.push_str(&self.name);
+        if !attrs.is_empty() {
+            out.push(' ');
+            out.push_str(attrs);
+        }
+        out.push('>');
+        if self.children.is_empty() {
+            out.push_str(&quick_xml::escape::escape(self.text.as_str()));
+        } else {
+            for child in &self.children {
+                child.write(out, "");
+            }
+        }
+        out.push_str("</");
+        out.push_str(&self.name);
+        out.push('>');
+    }
+
+    fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a XmlElement> + 'a {
         self.children.iter().filter(move |c| c.name == name)
     }
 }
 
+/// Parses a whole XML document into its root element (see [`XmlElement`]), resolving entities
+/// and character references; a body that is not one complete document is an error.
+pub fn parse_xml(body: &[u8]) -> Result<XmlElement, String> {
+    parse_document(body)
+}
+
 /// Parses a whole document into its root element, resolving entities and character references.
-fn parse_document(body: &[u8]) -> Result<Element, String> {
+fn parse_document(body: &[u8]) -> Result<XmlElement, String> {
     let mut reader = Reader::from_reader(body);
     // Keys may start or end with spaces, so text is kept exactly.
     reader.config_mut().trim_text(false);
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
+    let mut stack: Vec<XmlElement> = Vec::new();
+    let mut root: Option<XmlElement> = None;
     let mut buf = Vec::new();
     loop {
         let event = reader
@@ -104,11 +154,11 @@ fn parse_document(body: &[u8]) -> Result<Element, String> {
                     return Err("XML has content after the root element".to_string());
                 }
                 let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-                stack.push(Element { name, ..Element::default() });
+                stack.push(XmlElement { name, ..XmlElement::default() });
             }
             Event::Empty(start) => {
                 let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-                let element = Element { name, ..Element::default() };
+                let element = XmlElement { name, ..XmlElement::default() };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(element),
                     None if root.is_none() => root = Some(element),
@@ -154,7 +204,7 @@ fn parse_document(body: &[u8]) -> Result<Element, String> {
     root.ok_or_else(|| "XML body is empty".to_string())
 }
 
-fn push_text(stack: &mut [Element], text: &str) -> Result<(), String> {
+fn push_text(stack: &mut [XmlElement], text: &str) -> Result<(), String> {
     match stack.last_mut() {
         Some(element) => {
             element.text.push_str(text);
@@ -171,7 +221,7 @@ pub fn parse_error_body(body: &[u8]) -> Option<ErrorBody> {
     (root.name == "Error").then(|| error_body(&root))
 }
 
-fn error_body(root: &Element) -> ErrorBody {
+fn error_body(root: &XmlElement) -> ErrorBody {
     let text = |name| root.child_text(name).map(str::to_string);
     ErrorBody {
         code: text("Code"),
@@ -197,7 +247,7 @@ pub fn parse_list_objects_v2(body: &[u8], url_encoding_requested: bool) -> Resul
     list_page(&root, url_encoding_requested).map_err(ListParseError::Malformed)
 }
 
-fn list_page(root: &Element, url_encoding_requested: bool) -> Result<ListPage, String> {
+fn list_page(root: &XmlElement, url_encoding_requested: bool) -> Result<ListPage, String> {
     let encoded =
         url_encoding_requested && root.child_text("EncodingType").is_some_and(|t| t.eq_ignore_ascii_case("url"));
     let decode = |value: &str| if encoded { decode_form(value) } else { Ok(value.to_string()) };

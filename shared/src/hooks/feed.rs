@@ -12,7 +12,7 @@
 //!
 //! READ shows the config (secrets redacted), the URL and the registration; UPDATE merges new
 //! parameters and, when a plugin parameter or the secret changed, updates the registration in
-//! place where the producer can (GitHub) or re-registers (paused if the trigger is paused); DELETE removes
+//! place where the producer can (GitHub, S3 notifications) or re-registers (paused if the trigger is paused); DELETE removes
 //! the registration (naming it in the result when the producer cannot be reached) and the
 //! binding, whatever is left of them; PAUSE/UNPAUSE tell the
 //! producer when it can be told and always flag the binding, so the receiver drops deliveries
@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use super::github::GitHub;
 use super::receiver::batches_record_for;
 use super::registrar::{base_url, Endpoint, Registrar, Unregistered, SEGMENT};
-use super::s3push::S3Notifications;
+use super::s3notify::S3Notifications;
 use super::subscription::Subscriptions;
 use super::{generate_secret, HookConfig, SourceKind};
 use crate::lifecycle::{ignore_missing, redact, Feed, FeedRequest, Undo};
@@ -152,6 +152,14 @@ fn user_params(params: &Params) -> Params {
     p
 }
 
+/// Stores registration `id` and the config entries its registrar derives from it.
+fn store_registration(config: &mut Params, registrar: &dyn Registrar, id: &str) {
+    config.insert(CONFIG_REGISTRATION, json!(id));
+    for (k, v) in registrar.registration_config(id) {
+        config.insert(k, v);
+    }
+}
+
 fn registration(config: &Params) -> Option<String> {
     config.str(CONFIG_REGISTRATION).ok().flatten().filter(|s| !s.is_empty())
 }
@@ -186,7 +194,7 @@ impl Feed for HooksFeed {
         config.insert(CONFIG_SECRET, json!(secret.expose()));
         let kept = same_source.and_then(registration);
         if let Some(id) = &kept {
-            config.insert(CONFIG_REGISTRATION, json!(id));
+            store_registration(&mut config, registrar, id);
         }
         let client = &req.client;
         let mut undo = Undo::new();
@@ -208,7 +216,7 @@ impl Feed for HooksFeed {
                 undo.push("registration", move || {
                     registrar.unregister(&reg_params, &undo_id).map_err(|e| e.to_string())
                 });
-                config.insert(CONFIG_REGISTRATION, json!(new_id));
+                store_registration(&mut config, registrar, &new_id);
                 if let Err(e) = req.write_config(&binding, &config) {
                     return Err(undo.fail_with(fail(&format!("storing the registration in {binding}"), e)));
                 }
@@ -224,8 +232,9 @@ impl Feed for HooksFeed {
             "registration": id,
             "endpoint": binding.to_string(),
         });
-        // The token is shown once, to paste into the producer: only when nothing was registered.
-        if id.is_none() && !params.has(CONFIG_SECRET) {
+        // The token is shown once, to paste into the producer: when nothing was registered, or
+        // when the producer still needs it from the user.
+        if (id.is_none() || registrar.needs_token(&params)) && !params.has(CONFIG_SECRET) {
             out["token"] = json!(secret.expose());
         }
         Ok(out)
@@ -284,7 +293,7 @@ impl Feed for HooksFeed {
                 // In place (GitHub refuses a second hook for the same URL and events).
                 Some(result) => {
                     let id = result.map_err(|e| fail("updating the registration", e))?;
-                    merged.insert(CONFIG_REGISTRATION, json!(id));
+                    store_registration(&mut merged, registrar, &id);
                     req.write_config(&binding, &merged)
                         .map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
                 }
@@ -294,7 +303,7 @@ impl Feed for HooksFeed {
                     let new_id =
                         registrar.register(&merged, &endpoint).map_err(|e| fail("re-registering the hook", e))?;
                     if let Some(id) = &new_id {
-                        merged.insert(CONFIG_REGISTRATION, json!(id));
+                        store_registration(&mut merged, registrar, id);
                     }
                     if let Err(e) = req.write_config(&binding, &merged) {
                         if let Some(id) = &new_id {
@@ -431,7 +440,20 @@ mod tests {
         assert!(feed.validate(&p(s3.clone())).is_ok());
         let mut aws = s3.clone();
         aws["provider"] = json!("aws");
-        assert_eq!(param(aws).details.unwrap()["parameter"], "provider");
+        assert_eq!(param(aws.clone()).details.unwrap()["parameter"], "accessKeyId");
+        aws["accessKeyId"] = json!("AKID");
+        aws["secretAccessKey"] = json!("secret-key");
+        aws["topicArn"] = json!("arn:aws:s3:::b");
+        assert_eq!(param(aws).details.unwrap()["parameter"], "topicArn");
+        let mut minio = s3.clone();
+        minio["provider"] = json!("minio");
+        minio["accessKeyId"] = json!("AKID");
+        minio["secretAccessKey"] = json!("secret-key");
+        assert_eq!(param(minio.clone()).details.unwrap()["parameter"], "targetArn");
+        minio["targetArn"] = json!("arn:aws:sqs:us-east-1:1:q");
+        assert_eq!(param(minio.clone()).details.unwrap()["parameter"], "targetArn");
+        minio["targetArn"] = json!("arn:minio:sqs::uploads:webhook");
+        assert!(feed.validate(&p(minio)).is_ok());
         let mut no_bucket = s3;
         no_bucket.as_object_mut().unwrap().remove("bucket");
         assert_eq!(param(no_bucket).details.unwrap()["parameter"], "bucket");

@@ -42,7 +42,9 @@ pub mod feed;
 pub mod github;
 pub mod receiver;
 pub mod registrar;
+pub mod s3notify;
 pub mod s3push;
+pub mod sns;
 pub mod subscription;
 
 use std::collections::BTreeMap;
@@ -465,8 +467,15 @@ fn s3_notification(
     }
     let body: Value = serde_json::from_slice(&req.body)
         .map_err(|_| bad_request("S3 notification: the body is not JSON (expected {\"Records\": [...]})"))?;
+    s3_records(config, settings, &body)
+}
+
+/// An authenticated S3 notification body (`Records`, or S3's test message) as the events to
+/// fire: mapped, filtered and batched by `s3push`; dropped while paused. Shared by the token
+/// path and SNS notifications (`sns`).
+fn s3_records(config: &HookConfig, settings: &s3push::PushSettings, body: &Value) -> Result<Outcome, HookResponse> {
     let salt = config.trigger_name.as_deref().unwrap_or_default();
-    let mapped = s3push::map_notification(settings, salt, &body).map_err(|e| bad_request(e.to_string()))?;
+    let mapped = s3push::map_notification(settings, salt, body).map_err(|e| bad_request(e.to_string()))?;
     if config.paused {
         let dropped = mapped.events.len();
         return Err(HookResponse::new(202, json!({ "status": "paused", "fired": 0, "dropped": dropped })));

@@ -20,19 +20,26 @@ use std::collections::BTreeSet;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::sns::{self, SnsTrust};
 use super::{after_fire, process, HookConfig, HookRequest, HookResponse, Outcome};
 use crate::openwhisk::{from_key_values, key_values, AuthKey, Client, OwError, QualifiedName};
 use crate::params::Params;
 use crate::runtime::{log, ActionError, Context};
 
-/// The receiver's handler.
+/// The receiver's handler, as shipped: SNS messages are trusted from AWS's SNS hosts only.
 pub fn receive(ctx: &Context, params: Params) -> Result<Value, ActionError> {
-    let response = handle(ctx, &params);
+    receive_with(ctx, params, &SnsTrust::aws())
+}
+
+/// The receiver's handler with the SNS trust given by the binary (see `sns`, "The test
+/// switch"): only a test fixture passes anything but [`SnsTrust::aws`].
+pub fn receive_with(ctx: &Context, params: Params, trust: &SnsTrust) -> Result<Value, ActionError> {
+    let response = handle(ctx, &params, trust);
     log(&format!("receive: {} {}", params.raw("__ow_method").and_then(Value::as_str).unwrap_or("?"), response.status));
     Ok(response.to_web_result())
 }
 
-fn handle(ctx: &Context, params: &Params) -> HookResponse {
+fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
     if !params.has("__ow_method") {
         return HookResponse::error(400, "receive is a raw HTTP web action: call it through its web URL");
     }
@@ -45,7 +52,13 @@ fn handle(ctx: &Context, params: &Params) -> HookResponse {
         Err(e) => return HookResponse::error(500, format!("the hook's config is invalid: {e}")),
     };
     let request = HookRequest::from_params(params);
-    let (events, filtered) = match process(&config, &request) {
+    // SNS signs instead of sending our token, and needs I/O to be checked (`sns`).
+    let outcome = if sns::is_sns(&config, &request) {
+        sns::receive(&config, params, &request, trust)
+    } else {
+        process(&config, &request)
+    };
+    let (events, filtered) = match outcome {
         Outcome::Respond(r) => return r,
         Outcome::Fire { events, filtered } => (events, filtered),
     };

@@ -84,6 +84,18 @@ pub trait Registrar {
     fn unregister(&self, params: &Params, id: &str) -> Result<(), RegistrationError>;
     /// Stops or resumes deliveries at the producer, when it can.
     fn set_active(&self, params: &Params, id: &str, active: bool) -> Result<(), RegistrationError>;
+    /// True when the producer still needs the token from the user even after `register`
+    /// (MinIO: an administrator sets it on the webhook target), so CREATE prints it.
+    fn needs_token(&self, params: &Params) -> bool {
+        let _ = params;
+        false
+    }
+    /// Config entries that go with registration `id` (e.g. the SNS topic the receiver checks);
+    /// the feed stores them next to the id whenever it stores one.
+    fn registration_config(&self, id: &str) -> Vec<(&'static str, Value)> {
+        let _ = id;
+        Vec::new()
+    }
     /// Where registration `id` lives and the one command (no secret in it) that removes it, for
     /// a user to run when `unregister` failed.
     fn removal(&self, params: &Params, id: &str) -> (String, String);

@@ -36,7 +36,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::registrar::{Endpoint, Registrar, RegistrationError, Unregistered};
 use crate::events::{batch_payload, cloud_event, Change, ChangeKind, EventContext, Format};
 use crate::filter::ChangeFilter;
 use crate::params::{ParamError, Params};
@@ -337,50 +336,6 @@ fn seq_of(fields: &[&str]) -> u64 {
     }
     let digest = hasher.finalize();
     u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
-}
-
-/// The `s3` source's registration plugin. It registers nothing at the S3 server yet: the
-/// user points the bucket's notifications at the receiver URL with the token CREATE prints
-/// (README, "S3 push"). It checks the `provider` settings at CREATE and UPDATE, and refuses
-/// `aws` until the receiver speaks SNS.
-pub struct S3Notifications;
-
-impl Registrar for S3Notifications {
-    fn name(&self) -> &'static str {
-        "s3"
-    }
-    fn params(&self) -> &'static [&'static str] {
-        &["provider", "endpoint", "bucket"]
-    }
-    fn secret_params(&self) -> &'static [&'static str] {
-        &[]
-    }
-    fn validate(&self, params: &Params) -> Result<(), ParamError> {
-        let settings = PushSettings::from_params(params)?;
-        // AWS delivers through SNS: the receiver must confirm the subscription and verify SNS
-        // signatures first, which it does not do yet.
-        if settings.provider == Provider::Aws {
-            return Err(ParamError::invalid(
-                "provider",
-                "ceph or minio (aws, through SNS, is not supported yet)",
-                &json!("aws"),
-            ));
-        }
-        Ok(())
-    }
-    // Nothing is registered at the S3 server yet: the rest is what `Unregistered` does.
-    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<String>, RegistrationError> {
-        Unregistered.register(params, endpoint)
-    }
-    fn unregister(&self, params: &Params, id: &str) -> Result<(), RegistrationError> {
-        Unregistered.unregister(params, id)
-    }
-    fn set_active(&self, params: &Params, id: &str, active: bool) -> Result<(), RegistrationError> {
-        Unregistered.set_active(params, id, active)
-    }
-    fn removal(&self, params: &Params, id: &str) -> (String, String) {
-        Unregistered.removal(params, id)
-    }
 }
 
 #[cfg(test)]

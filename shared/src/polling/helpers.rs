@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use super::pass::{run_pass_with, PassLimits};
+use super::versions::Memo;
 use super::{PollSettings, CONFIG_SOURCE, DEFAULT_ALARMS_PACKAGE, DEFAULT_INTERVAL_MINUTES, MAX_BATCH};
 use crate::budget::Budget;
 use crate::change::{Change, ChangeKind, Entry, Record};
@@ -150,12 +151,14 @@ pub(super) fn baseline(
         state.baselined = true;
         return Ok(state);
     }
+    let memo = Memo::new(lister, None);
     if let Some(pass) =
-        run_pass_with(lister, &state.snapshot, None, store.reserved_prefix(), budget, PassLimits::silent())?
+        run_pass_with(lister, &state.snapshot, &memo, None, store.reserved_prefix(), budget, PassLimits::silent())?
     {
         state.baselined = pass.cursor.is_none();
         state.cursor = pass.cursor;
         state.snapshot = pass.snapshot;
+        state.versions = memo.finish(&state.snapshot);
     }
     Ok(state)
 }

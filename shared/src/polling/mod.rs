@@ -16,7 +16,8 @@
 //! Plugins only list; everything here works the same for any source.
 //!
 //! Files: `helpers` (the per-trigger helper entities and the baseline), `pass` (one listing
-//! pass), `feed` (the feed action), `poll` (the poll action). Imports run one way: `feed` and
+//! pass), `versions` (the version strings kept for sources that ask), `feed` (the feed action),
+//! `poll` (the poll action). Imports run one way: `feed` and
 //! `poll` use `helpers` and `pass`; `helpers` uses `pass`; `pass` uses only the pure modules.
 
 mod feed;
@@ -24,6 +25,7 @@ mod helpers;
 mod log;
 mod pass;
 mod poll;
+mod versions;
 
 use std::time::Duration;
 

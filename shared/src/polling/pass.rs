@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use super::versions::Memo;
 use super::PollSettings;
 use crate::budget::Budget;
 use crate::change::Change;
@@ -62,10 +63,12 @@ impl PassLimits {
     }
 }
 
-/// Lists the source once after `start_after` against `old` and returns what changed.
+/// Lists the source once after `start_after` against `old` and returns what changed;
+/// `memo` hands the source the kept versions and notes the listed ones.
 pub(super) fn run_pass_with(
     lister: &dyn Lister,
     old: &Snapshot,
+    memo: &Memo<'_>,
     start_after: Option<String>,
     exclude: Option<String>,
     budget: &Budget,
@@ -88,7 +91,7 @@ pub(super) fn run_pass_with(
         }
     };
     let outcomes: Vec<Result<RangeOutcome, SourceError>> = if ranges.len() == 1 {
-        vec![list_range(lister, old, &whole, options.clone(), limits.max_changes, &stop, &progress)]
+        vec![list_range(lister, old, memo, &whole, options.clone(), limits.max_changes, &stop, &progress)]
     } else {
         // Disjoint key ranges listed at once: each differ writes only its own range.
         let per_range = DiffOptions { outside_range: OutsideRange::Drop, ..options.clone() };
@@ -97,7 +100,9 @@ pub(super) fn run_pass_with(
                 .iter()
                 .map(|range| {
                     let (per_range, stop, progress) = (per_range.clone(), &stop, &progress);
-                    scope.spawn(move || list_range(lister, old, range, per_range, limits.max_changes, stop, progress))
+                    scope.spawn(move || {
+                        list_range(lister, old, memo, range, per_range, limits.max_changes, stop, progress)
+                    })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(panicked()))).collect()
@@ -108,7 +113,8 @@ pub(super) fn run_pass_with(
     if outcomes.iter().any(|o| o.out_of_order) {
         // The server does not list in key order: gather the whole range, sort, diff.
         let mut all = Vec::new();
-        let done = lister.list(&whole, &mut |page| {
+        let done = lister.list(&whole, memo.previous(), &mut |page| {
+            memo.record(&page);
             all.extend(page);
             if budget.expired() {
                 Flow::Stop
@@ -150,9 +156,11 @@ pub(super) struct RangeOutcome {
 }
 
 /// Lists one range into a differ; `stop` gets each page's new changes and says whether to stop.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn list_range(
     lister: &dyn Lister,
     old: &Snapshot,
+    memo: &Memo<'_>,
     range: &ListRange,
     options: DiffOptions,
     max_changes: usize,
@@ -163,8 +171,9 @@ pub(super) fn list_range(
     let mut out_of_order = false;
     let mut last_key: Option<String> = None;
     let mut counted = 0;
-    let complete = lister.list(range, &mut |page| {
+    let complete = lister.list(range, memo.previous(), &mut |page| {
         progress(page.len());
+        memo.record(&page);
         if let Some(last) = page.last() {
             last_key = Some(last.key.clone());
         }
@@ -316,7 +325,7 @@ mod tests {
     use serde_json::{Map, Value};
 
     use super::*;
-    use crate::source::{BlobStore, Entry};
+    use crate::source::{BlobStore, Entry, Previous};
     use crate::state::version_hash;
 
     /// A sorted in-memory listing, paged like a server would.
@@ -338,7 +347,12 @@ mod tests {
         fn probe(&self) -> Result<(), SourceError> {
             Ok(())
         }
-        fn list(&self, range: &ListRange, page: &mut dyn FnMut(Vec<Entry>) -> Flow) -> Result<bool, SourceError> {
+        fn list(
+            &self,
+            range: &ListRange,
+            _: Previous<'_>,
+            page: &mut dyn FnMut(Vec<Entry>) -> Flow,
+        ) -> Result<bool, SourceError> {
             let inside: Vec<Entry> = self
                 .entries
                 .iter()
@@ -402,9 +416,13 @@ mod tests {
         for seed in 1..40u64 {
             let (old, new) = case(seed, 50 + (seed as usize * 7) % 200);
             let lister = Memory { entries: new, page: 1 + seed as usize % 7 };
-            let seq = run_pass_with(&lister, &old, None, None, &budget, limits(1, usize::MAX)).unwrap().unwrap();
+            let seq = run_pass_with(&lister, &old, &Memo::none(), None, None, &budget, limits(1, usize::MAX))
+                .unwrap()
+                .unwrap();
             for n in 2..6 {
-                let par = run_pass_with(&lister, &old, None, None, &budget, limits(n, usize::MAX)).unwrap().unwrap();
+                let par = run_pass_with(&lister, &old, &Memo::none(), None, None, &budget, limits(n, usize::MAX))
+                    .unwrap()
+                    .unwrap();
                 assert_eq!(par.snapshot, seq.snapshot, "seed {seed}, {n} ranges");
                 assert_eq!(keys(&par.changes), keys(&seq.changes), "seed {seed}, {n} ranges");
                 assert_eq!(par.cursor, None);
@@ -422,16 +440,19 @@ mod tests {
                 new.truncate(new.len() / 3);
             }
             let lister = Memory { entries: new, page: 3 };
-            let full = run_pass_with(&lister, &old, None, None, &budget, limits(1, usize::MAX)).unwrap().unwrap();
+            let full = run_pass_with(&lister, &old, &Memo::none(), None, None, &budget, limits(1, usize::MAX))
+                .unwrap()
+                .unwrap();
             for n in [1, 3] {
                 let mut snapshot = old.clone();
                 let mut cursor: Option<String> = None;
                 let mut seen = Vec::new();
                 for round in 0.. {
                     assert!(round < 500, "seed {seed}: no convergence");
-                    let pass = run_pass_with(&lister, &snapshot, cursor.clone(), None, &budget, limits(n, 7))
-                        .unwrap()
-                        .unwrap();
+                    let pass =
+                        run_pass_with(&lister, &snapshot, &Memo::none(), cursor.clone(), None, &budget, limits(n, 7))
+                            .unwrap()
+                            .unwrap();
                     // A page (3 entries) may overshoot the cap; each range stops on its own.
                     assert!(pass.changes.len() <= n * (7 + 3), "seed {seed}: {} changes", pass.changes.len());
                     seen.extend(keys(&pass.changes));

@@ -10,6 +10,7 @@ use super::helpers::{
 };
 use super::log::{baseline_cursor, read_after, record_events, LogPoller, LogSettings, Since, TriggerFire};
 use super::pass::{run_pass_with, Pass, PassLimits, MIN_KEYS_PER_RANGE};
+use super::versions::Memo;
 use super::{config_dialect, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER};
 use crate::budget::{now_ms, Budget};
 use crate::change::Change;
@@ -279,15 +280,16 @@ fn dry_run_snapshot(
     store: Option<StateStore>,
 ) -> Result<Value, ActionError> {
     let reserved = store.as_ref().and_then(|s| s.reserved_prefix());
-    let (old, seq, against) = match store {
+    let (old, seq, against, kept) = match store {
         Some(store) => match store.load() {
-            Ok(Some((state, _))) => (state.snapshot, state.seq + 1, store.location()),
+            Ok(Some((state, _))) => (state.snapshot, state.seq + 1, store.location(), state.versions),
             Ok(None) => {
-                (Snapshot::default(), 1, format!("{} (missing: every entry counts as created)", store.location()))
+                let against = format!("{} (missing: every entry counts as created)", store.location());
+                (Snapshot::default(), 1, against, None)
             }
             Err(e) => return Err(ActionError::new(format!("reading {}: {e}", store.location()))),
         },
-        None => (Snapshot::default(), 1, "an empty snapshot (every entry counts as created)".to_string()),
+        None => (Snapshot::default(), 1, "an empty snapshot (every entry counts as created)".to_string(), None),
     };
     let salt = trigger.map(|t| t.to_string()).unwrap_or_default();
     let limits = PassLimits {
@@ -297,12 +299,14 @@ fn dry_run_snapshot(
         max_changes: usize::MAX,
         progress: true,
     };
-    let pass = run_pass_with(lister, &old, None, reserved, &Budget::new(None, Duration::ZERO), limits)
+    let memo = Memo::new(lister, kept.as_ref());
+    let pass = run_pass_with(lister, &old, &memo, None, reserved, &Budget::new(None, Duration::ZERO), limits)
         .map_err(source_error)?
         .ok_or_else(|| ActionError::new("the listing returned nothing"))?;
     let events = build_events(lister, settings, &salt, &pass.changes, seq);
     let mut state = State::new(settings.scope.clone());
     state.snapshot = pass.snapshot;
+    state.versions = memo.finish(&state.snapshot);
     state.seq = seq;
     state.baselined = true;
     let state_bytes = state.encode().len();
@@ -362,6 +366,7 @@ impl Poller<'_> {
         if state.scope != self.settings.scope {
             // What the snapshot covers changed (UPDATE of prefix or bucket): start over quietly.
             state.snapshot = Snapshot::default();
+            state.versions = None;
             state.cursor = None;
             state.baselined = false;
             state.scope = self.settings.scope.clone();
@@ -371,8 +376,11 @@ impl Poller<'_> {
         let emit = state.baselined;
         let reserved = self.store.reserved_prefix();
         let limits = PassLimits::poll(self.settings, emit);
-        let pass = run_pass_with(self.lister, &state.snapshot, state.cursor.clone(), reserved, &list_budget, limits)
-            .map_err(source_error)?;
+        let kept = state.versions.take();
+        let memo = Memo::new(self.lister, kept.as_ref());
+        let pass =
+            run_pass_with(self.lister, &state.snapshot, &memo, state.cursor.clone(), reserved, &list_budget, limits)
+                .map_err(source_error)?;
         let Some(mut pass) = pass else {
             status.outcome = PollOutcome::Partial;
             return Ok(Ended::Normally);
@@ -401,6 +409,7 @@ impl Poller<'_> {
         }
         state.cursor = pass.cursor;
         state.snapshot = pass.snapshot;
+        state.versions = memo.finish(&state.snapshot);
         state.outbox.extend(events);
         if progressed {
             state.seq = seq;

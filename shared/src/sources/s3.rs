@@ -13,7 +13,7 @@ use owfeed_s3::{Condition, ErrorKind, ListRequest, S3Client, S3Config, S3Error, 
 use crate::events::{Change, ChangeKind};
 use crate::params::{ParamError, Params};
 use crate::source::{
-    Blob, BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Precondition, Source, SourceError, StoreError,
+    Blob, BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Precondition, Previous, Source, SourceError, StoreError,
 };
 
 /// Where the state object goes inside the state bucket unless `statePrefix` says otherwise.
@@ -247,7 +247,12 @@ impl Lister for S3Lister {
         self.client.list_objects_v2(&self.bucket, &req).map(|_| ()).map_err(source_error)
     }
 
-    fn list(&self, range: &ListRange, page: &mut dyn FnMut(Vec<Entry>) -> Flow) -> Result<bool, SourceError> {
+    fn list(
+        &self,
+        range: &ListRange,
+        _previous: Previous<'_>,
+        page: &mut dyn FnMut(Vec<Entry>) -> Flow,
+    ) -> Result<bool, SourceError> {
         let mut token: Option<String> = None;
         loop {
             let req = ListRequest {

@@ -1,0 +1,936 @@
+//! Registration of S3 bucket notifications for `source=s3` (the `s3` registration plugin):
+//! the receiver URL becomes a destination of the bucket's notifications at AWS (through an
+//! SNS topic), Ceph RGW (a topic with an HTTP `push-endpoint`) or MinIO (an admin-made
+//! webhook target). Bucket calls go through the S3 client crate; topic calls are SigV4-signed
+//! AWS Query API calls (form POST, XML answers) to the SNS endpoint (RGW for Ceph).
+//!
+//! # Never clobber the user's notifications
+//! AWS and MinIO replace the whole notification document on PUT, so every change is a
+//! read-modify-write that keeps every other element as read (unknown ones included) and
+//! touches only the entry whose `Id` is ours (`owfeed-` + a hash of the receiver URL: one per
+//! trigger). Ceph merges a PUT by `Id` and removes one entry with
+//! `DELETE /{bucket}?notification={id}` (an empty document would remove them all there), so
+//! for Ceph the feed sends only its own entry and deletes only its own Id.
+//!
+//! # What a registration is
+//! The id the feed stores ([`Registration`]) names everything made: the notification Id, the
+//! topic (and whether the feed created it), the SNS subscription. Removal (DELETE, a failed
+//! CREATE, the old half of an UPDATE) removes exactly that; PAUSE removes only the bucket
+//! entry and UNPAUSE puts it back, both idempotent. A topic the user gave (`topicArn`) is
+//! never deleted: only the feed's policy statement (`Sid` = our Id) and subscription go.
+//!
+//! # Without credentials
+//! For `ceph` and `minio`, no `accessKeyId` means nothing is registered (the user configures
+//! the server with the URL and token CREATE prints). `aws` needs credentials.
+
+use std::fmt;
+
+use owfeed_s3::{parse_xml, ErrorKind, S3Client, S3Config, S3Error, SecretString, XmlElement};
+use percent_encoding::utf8_percent_encode;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::registrar::{base_url, Endpoint, Registrar, RegistrationError, SEGMENT};
+use super::s3push::{Provider, PushSettings};
+use crate::events::ChangeKind;
+use crate::params::{ParamError, Params};
+use crate::secret::REDACTED;
+
+/// The S3 namespace of a notification document.
+const S3_XMLNS: &str = "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"";
+
+/// The SNS Query API version.
+const SNS_VERSION: &str = "2010-03-31";
+
+/// The `s3` source's registration plugin (see the module doc).
+pub struct S3Notifications;
+
+/// Everything one registration made, as stored in the feed config (`registration`):
+/// `{id}[;topic={arn}][;subscription={arn}][;own-topic]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// The notification's `Id` in the bucket's configuration.
+    pub id: String,
+    /// The SNS (AWS) or RGW (Ceph) topic the notification publishes to.
+    pub topic: Option<String>,
+    /// The SNS subscription of the receiver URL (AWS).
+    pub subscription: Option<String>,
+    /// True when the feed created the topic (and so deletes it).
+    pub own_topic: bool,
+}
+
+impl fmt::Display for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)?;
+        if let Some(t) = &self.topic {
+            write!(f, ";topic={t}")?;
+        }
+        if let Some(s) = &self.subscription {
+            write!(f, ";subscription={s}")?;
+        }
+        if self.own_topic {
+            f.write_str(";own-topic")?;
+        }
+        Ok(())
+    }
+}
+
+impl Registration {
+    /// Reads a stored registration; `None` when it is not one of ours.
+    pub fn parse(stored: &str) -> Option<Registration> {
+        let mut parts = stored.split(';');
+        let id = parts.next().filter(|id| id.starts_with("owfeed-"))?.to_string();
+        let mut reg = Registration { id, topic: None, subscription: None, own_topic: false };
+        for part in parts {
+            match part.split_once('=') {
+                Some(("topic", t)) => reg.topic = Some(t.to_string()),
+                Some(("subscription", s)) => reg.subscription = Some(s.to_string()),
+                None if part == "own-topic" => reg.own_topic = true,
+                _ => return None,
+            }
+        }
+        Some(reg)
+    }
+}
+
+/// The notification `Id` (and topic name) of a receiver URL: one per trigger.
+pub fn notification_id(url: &str) -> String {
+    let digest = Sha256::digest(url.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("owfeed-{hex}")
+}
+
+/// The clients and settings of one bucket's registration.
+struct Target {
+    settings: PushSettings,
+    s3: S3Client,
+    /// Topic calls: SNS (AWS) or RGW itself (Ceph).
+    topics: Option<S3Client>,
+    /// MinIO's webhook target ARN.
+    target_arn: Option<String>,
+    /// A `topicArn` the user gave (AWS).
+    given_topic: Option<String>,
+    /// Values never to repeat in an error (keys; the token is added per call).
+    secrets: Vec<String>,
+}
+
+/// Checks `arn:<partition>:sns:<region>:<account>:<name>`.
+fn valid_topic_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "sns"
+        && !parts[3].is_empty()
+        && !parts[4].is_empty()
+        && !parts[5].is_empty()
+}
+
+/// Checks MinIO's `arn:minio:sqs:<region>:<id>:webhook` (region may be empty).
+fn valid_minio_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    parts.len() == 6
+        && parts[..3] == ["arn", "minio", "sqs"]
+        && !parts[4].is_empty()
+        && parts[5] == "webhook"
+        && !arn.contains(char::is_whitespace)
+}
+
+/// True when the parameters ask the feed to register (credentials given).
+fn registers(params: &Params) -> bool {
+    params.has("accessKeyId") || params.has("secretAccessKey")
+}
+
+fn s3_config(params: &Params, endpoint: &str, param: &str) -> Result<S3Config, ParamError> {
+    let access_key_id = params.required_str("accessKeyId")?;
+    if access_key_id.trim().is_empty() || access_key_id.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(ParamError::invalid(
+            "accessKeyId",
+            "an access key id without spaces or '/'",
+            &json!(access_key_id),
+        ));
+    }
+    let secret = params.required_secret("secretAccessKey")?;
+    if secret.is_empty() {
+        return Err(ParamError::invalid_secret("secretAccessKey", "a non-empty secret access key"));
+    }
+    let region = params.str("region")?.unwrap_or_else(|| "us-east-1".to_string());
+    if region.trim().is_empty() || region.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(ParamError::invalid("region", "a region name such as us-east-1", &json!(region)));
+    }
+    if endpoint
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.split(['/', '?', '#']).next().is_some_and(|a| a.contains('@')))
+    {
+        return Err(ParamError::invalid_secret(param, "an http(s) URL without user-info"));
+    }
+    let mut config = S3Config::new(endpoint, &region, &access_key_id, SecretString::new(secret.expose()));
+    config.session_token = params.secret("sessionToken")?.map(|t| SecretString::new(t.expose()));
+    config.path_style = params.bool("pathStyle")?.unwrap_or(!endpoint.contains(".amazonaws.com"));
+    config.ca_certificates_pem = params.str("caCertificate")?.filter(|c| !c.trim().is_empty());
+    config.insecure_skip_tls_verify = params.bool("insecureSkipTlsVerify")?.unwrap_or(false);
+    Ok(config)
+}
+
+fn client(config: S3Config, param: &str) -> Result<S3Client, ParamError> {
+    let endpoint = config.endpoint.clone();
+    S3Client::new(config).map_err(|e| {
+        // The crate's messages start with the parameter they are about.
+        let name = ["region", "accessKeyId", "secretAccessKey", "caCertificate"]
+            .into_iter()
+            .find(|p| e.message.starts_with(&format!("{p}:")))
+            .unwrap_or(param);
+        let got = (name == param).then(|| Value::String(endpoint).to_string());
+        ParamError { name: name.to_string(), expected: format!("a usable value ({})", e.message), got }
+    })
+}
+
+impl Target {
+    fn from_params(params: &Params) -> Result<Target, ParamError> {
+        let settings = PushSettings::from_params(params)?;
+        let endpoint = base_url(params, "endpoint", None)?;
+        let config = s3_config(params, &endpoint, "endpoint")?;
+        let mut secrets = vec![config.secret_access_key.expose().to_string()];
+        if let Some(t) = &config.session_token {
+            secrets.push(t.expose().to_string());
+        }
+        let s3 = client(config.clone(), "endpoint")?;
+        let given_topic = params.str("topicArn")?.filter(|t| !t.trim().is_empty());
+        let mut target_arn = None;
+        let topic_endpoint = match settings.provider {
+            Provider::Aws => {
+                if let Some(arn) = &given_topic {
+                    if !valid_topic_arn(arn) {
+                        return Err(ParamError::invalid(
+                            "topicArn",
+                            "an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)",
+                            &json!(arn),
+                        ));
+                    }
+                }
+                let default = format!("https://sns.{}.amazonaws.com", config.region);
+                Some(base_url(params, "snsEndpoint", Some(&default))?)
+            }
+            Provider::Ceph => Some(base_url(params, "snsEndpoint", Some(&endpoint))?),
+            Provider::Minio => {
+                let arn = params.required_str("targetArn")?;
+                if !valid_minio_arn(&arn) {
+                    return Err(ParamError::invalid(
+                        "targetArn",
+                        "MinIO's webhook target ARN, arn:minio:sqs:<region>:<id>:webhook (mc admin info --json ALIAS lists them)",
+                        &json!(arn),
+                    ));
+                }
+                target_arn = Some(arn);
+                None
+            }
+        };
+        let topics = match topic_endpoint {
+            Some(url) => {
+                let mut c = s3_config(params, &url, "snsEndpoint")?;
+                c.path_style = true;
+                Some(client(c, "snsEndpoint")?)
+            }
+            None => None,
+        };
+        Ok(Target { settings, s3, topics, target_arn, given_topic, secrets })
+    }
+
+    /// The S3 event names the trigger's `events` ask for.
+    fn events(&self) -> Vec<&'static str> {
+        let f = &self.settings.filter;
+        let mut events = Vec::new();
+        if f.wants(ChangeKind::Created) || f.wants(ChangeKind::Updated) {
+            events.push("s3:ObjectCreated:*");
+        }
+        if f.wants(ChangeKind::Deleted) {
+            events.push("s3:ObjectRemoved:*");
+        }
+        events
+    }
+
+    /// Our entry of the notification document.
+    fn entry(&self, params: &Params, reg: &Registration) -> XmlElement {
+        let (kind, destination) = match self.settings.provider {
+            Provider::Minio => ("QueueConfiguration", ("Queue", self.target_arn.clone().unwrap_or_default())),
+            _ => ("TopicConfiguration", ("Topic", reg.topic.clone().unwrap_or_default())),
+        };
+        let mut children = vec![XmlElement::leaf("Id", &reg.id), XmlElement::leaf(destination.0, &destination.1)];
+        for event in self.events() {
+            children.push(XmlElement::leaf("Event", event));
+        }
+        let mut rules = Vec::new();
+        for name in ["prefix", "suffix"] {
+            if let Some(value) = params.str(name).ok().flatten().filter(|v| !v.is_empty()) {
+                // AWS matches filters against the form-encoded key (a space is `+`).
+                let value = if self.settings.provider == Provider::Aws { form_encode(&value) } else { value };
+                rules.push(XmlElement {
+                    name: "FilterRule".into(),
+                    text: String::new(),
+                    children: vec![XmlElement::leaf("Name", name), XmlElement::leaf("Value", &value)],
+                });
+            }
+        }
+        if !rules.is_empty() {
+            let s3key = XmlElement { name: "S3Key".into(), text: String::new(), children: rules };
+            children.push(XmlElement { name: "Filter".into(), text: String::new(), children: vec![s3key] });
+        }
+        XmlElement { name: kind.into(), text: String::new(), children }
+    }
+
+    fn s3_error(&self, what: &str, e: S3Error, extra: &[&str]) -> RegistrationError {
+        let message = scrub(
+            &format!("{what}: {}", e.message),
+            self.secrets.iter().map(String::as_str).chain(extra.iter().copied()),
+        );
+        match e.kind {
+            ErrorKind::AccessDenied | ErrorKind::InvalidAccessKeyId | ErrorKind::SignatureDoesNotMatch => {
+                RegistrationError::Unauthorized(message)
+            }
+            ErrorKind::Throttled => RegistrationError::RateLimited(message),
+            ErrorKind::Transport => RegistrationError::Transport(message),
+            ErrorKind::Server | ErrorKind::InvalidResponse | ErrorKind::TemporaryRedirect => {
+                RegistrationError::Server(message)
+            }
+            _ => RegistrationError::Rejected { status: e.status.unwrap_or(400), message },
+        }
+    }
+
+    /// Adds (`Some`) or removes (`None`) our entry, keeping the rest of the document.
+    fn edit_bucket(&self, id: &str, ours: Option<XmlElement>) -> Result<(), RegistrationError> {
+        let bucket = &self.settings.bucket;
+        if self.settings.provider == Provider::Ceph {
+            // RGW merges by Id and deletes one Id: never send or touch anything else.
+            return match ours {
+                Some(entry) => {
+                    let doc = XmlElement {
+                        name: "NotificationConfiguration".into(),
+                        text: String::new(),
+                        children: vec![entry],
+                    };
+                    self.s3
+                        .put_bucket_notification(bucket, doc.to_xml(S3_XMLNS).into_bytes())
+                        .map_err(|e| self.s3_error(&format!("adding notification {id} to bucket {bucket}"), e, &[]))
+                }
+                None => match self.s3.delete_bucket_notification(bucket, id) {
+                    Err(e) if e.kind != ErrorKind::NoSuchBucket => {
+                        Err(self.s3_error(&format!("removing notification {id} from bucket {bucket}"), e, &[]))
+                    }
+                    _ => Ok(()),
+                },
+            };
+        }
+        let read = match self.s3.get_bucket_notification(bucket) {
+            Ok(body) => body,
+            // A bucket that is gone has no notification of ours left.
+            Err(e) if ours.is_none() && e.kind == ErrorKind::NoSuchBucket => return Ok(()),
+            Err(e) => {
+                return Err(self.s3_error(
+                    &format!("reading the notification configuration of bucket {bucket}"),
+                    e,
+                    &[],
+                ))
+            }
+        };
+        let doc = edit_document(&read, id, ours.clone()).map_err(|e| {
+            RegistrationError::Server(format!("the notification configuration of bucket {bucket} cannot be read: {e}"))
+        })?;
+        let Some(doc) = doc else { return Ok(()) };
+        let what = if ours.is_some() { "adding" } else { "removing" };
+        self.s3
+            .put_bucket_notification(bucket, doc.into_bytes())
+            .map_err(|e| self.s3_error(&format!("{what} notification {id} in bucket {bucket}"), e, &[]))
+    }
+
+    fn topic_call(&self, form: &[(&str, &str)], extra_secrets: &[&str]) -> Result<XmlElement, RegistrationError> {
+        let action = form.first().map(|(_, a)| *a).unwrap_or_default();
+        let client = self.topics.as_ref().ok_or_else(|| RegistrationError::Server("no topic endpoint".into()))?;
+        let mut full = form.to_vec();
+        full.push(("Version", SNS_VERSION));
+        let body =
+            client.query_api("sns", &full).map_err(|e| self.s3_error(&format!("topic {action}"), e, extra_secrets))?;
+        parse_xml(&body).map_err(|e| RegistrationError::Server(format!("topic {action}: the answer is not XML: {e}")))
+    }
+
+    /// `secrets`: what the call sends that must not be echoed (the push-endpoint and its token).
+    fn create_topic(
+        &self,
+        name: &str,
+        push_endpoint: Option<&str>,
+        secrets: &[&str],
+    ) -> Result<String, RegistrationError> {
+        let mut form = vec![("Action", "CreateTopic"), ("Name", name)];
+        if let Some(url) = push_endpoint {
+            form.push(("Attributes.entry.1.key", "push-endpoint"));
+            form.push(("Attributes.entry.1.value", url));
+        }
+        let answer = self.topic_call(&form, secrets)?;
+        answer
+            .find_text("TopicArn")
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| RegistrationError::Server("topic CreateTopic: the answer has no TopicArn".into()))
+    }
+
+    fn delete_topic(&self, arn: &str) -> Result<(), RegistrationError> {
+        match self.topic_call(&[("Action", "DeleteTopic"), ("TopicArn", arn)], &[]) {
+            Err(RegistrationError::Rejected { status: 404, .. }) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Adds (or, with `add` false, removes) our statement in the topic's policy: S3 may
+    /// publish for this bucket only.
+    fn edit_policy(&self, topic: &str, sid: &str, add: bool) -> Result<(), RegistrationError> {
+        let answer = self.topic_call(&[("Action", "GetTopicAttributes"), ("TopicArn", topic)], &[])?;
+        let current = find_entry(&answer, "Policy")
+            .map(|p| serde_json::from_str::<Value>(&p))
+            .transpose()
+            .map_err(|e| RegistrationError::Server(format!("topic {topic}: its Policy is not JSON: {e}")))?;
+        let mut policy = current.unwrap_or_else(|| json!({"Version": "2012-10-17", "Statement": []}));
+        if !policy.get("Statement").is_some_and(Value::is_array) {
+            let one = policy.get("Statement").cloned().into_iter().filter(|s| !s.is_null()).collect::<Vec<_>>();
+            policy["Statement"] = Value::Array(one);
+        }
+        let statements = policy["Statement"].as_array_mut().expect("made an array above");
+        let before = statements.len();
+        statements.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(sid));
+        if !add && statements.len() == before {
+            return Ok(());
+        }
+        if add {
+            let parts: Vec<&str> = topic.split(':').collect();
+            let (partition, account) = (parts.get(1).copied().unwrap_or("aws"), parts.get(4).copied().unwrap_or("*"));
+            statements.push(json!({
+                "Sid": sid,
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "SNS:Publish",
+                "Resource": topic,
+                "Condition": {
+                    "ArnLike": {"aws:SourceArn": format!("arn:{partition}:s3:*:*:{}", self.settings.bucket)},
+                    "StringEquals": {"aws:SourceAccount": account},
+                },
+            }));
+        }
+        let text = policy.to_string();
+        self.topic_call(
+            &[
+                ("Action", "SetTopicAttributes"),
+                ("TopicArn", topic),
+                ("AttributeName", "Policy"),
+                ("AttributeValue", &text),
+            ],
+            &[],
+        )
+        .map(|_| ())
+    }
+
+    fn subscribe(&self, topic: &str, url: &str) -> Result<String, RegistrationError> {
+        let protocol = if url.to_ascii_lowercase().starts_with("https://") { "https" } else { "http" };
+        let answer = self.topic_call(
+            &[
+                ("Action", "Subscribe"),
+                ("TopicArn", topic),
+                ("Protocol", protocol),
+                ("Endpoint", url),
+                // The real ARN even while the subscription waits for its confirmation, so it
+                // can be removed later.
+                ("ReturnSubscriptionArn", "true"),
+            ],
+            &[],
+        )?;
+        answer
+            .find_text("SubscriptionArn")
+            .map(|t| t.trim().to_string())
+            .filter(|t| t.starts_with("arn:"))
+            .ok_or_else(|| RegistrationError::Server("topic Subscribe: the answer has no SubscriptionArn".into()))
+    }
+
+    fn unsubscribe(&self, arn: &str) -> Result<(), RegistrationError> {
+        match self.topic_call(&[("Action", "Unsubscribe"), ("SubscriptionArn", arn)], &[]) {
+            Err(RegistrationError::Rejected { status: 404, .. }) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Makes (or, from `previous`, re-makes) the registration; on failure removes what this
+    /// call made and leaves `previous` as it was.
+    fn register(
+        &self,
+        params: &Params,
+        endpoint: &Endpoint,
+        previous: Option<&Registration>,
+    ) -> Result<Registration, RegistrationError> {
+        let id = previous.map(|p| p.id.clone()).unwrap_or_else(|| notification_id(&endpoint.url));
+        let mut reg = Registration { id: id.clone(), topic: None, subscription: None, own_topic: false };
+        let mut made = Registration { id: id.clone(), topic: None, subscription: None, own_topic: false };
+        let result = (|| -> Result<(), RegistrationError> {
+            // Reachable bucket and working credentials before anything is made.
+            if self.settings.provider == Provider::Ceph {
+                self.s3
+                    .head_bucket(&self.settings.bucket)
+                    .map_err(|e| self.s3_error(&format!("checking bucket {}", self.settings.bucket), e, &[]))?;
+            } else {
+                self.s3.get_bucket_notification(&self.settings.bucket).map_err(|e| {
+                    self.s3_error(
+                        &format!("reading the notification configuration of bucket {}", self.settings.bucket),
+                        e,
+                        &[],
+                    )
+                })?;
+            }
+            match self.settings.provider {
+                Provider::Aws => {
+                    let keep = previous.filter(|p| match &self.given_topic {
+                        Some(given) => p.topic.as_deref() == Some(given),
+                        None => p.own_topic,
+                    });
+                    match (keep, &self.given_topic) {
+                        (Some(p), _) => {
+                            reg.topic = p.topic.clone();
+                            reg.own_topic = p.own_topic;
+                        }
+                        (None, Some(given)) => reg.topic = Some(given.clone()),
+                        (None, None) => {
+                            let arn = self.create_topic(&id, None, &[])?;
+                            reg.topic = Some(arn.clone());
+                            reg.own_topic = true;
+                            made.topic = Some(arn);
+                            made.own_topic = true;
+                        }
+                    }
+                    let topic = reg.topic.clone().unwrap_or_default();
+                    self.edit_policy(&topic, &id, true)?;
+                    if made.topic.is_none() && keep.is_none() {
+                        // A given topic: undo removes our statement, not the topic.
+                        made.topic = Some(topic.clone());
+                    }
+                    let sub = self.subscribe(&topic, &endpoint.url)?;
+                    if previous.and_then(|p| p.subscription.as_deref()) != Some(sub.as_str()) {
+                        made.subscription = Some(sub.clone());
+                    }
+                    reg.subscription = Some(sub);
+                }
+                Provider::Ceph => {
+                    let push = format!(
+                        "{}{}access_token={}",
+                        endpoint.url,
+                        if endpoint.url.contains('?') { '&' } else { '?' },
+                        utf8_percent_encode(endpoint.secret.expose(), SEGMENT)
+                    );
+                    // CreateTopic of an existing name updates its attributes (a new token).
+                    let arn = self.create_topic(&id, Some(&push), &[&push, endpoint.secret.expose()])?;
+                    if previous.and_then(|p| p.topic.as_deref()) != Some(arn.as_str()) {
+                        made.topic = Some(arn.clone());
+                        made.own_topic = true;
+                    }
+                    reg.topic = Some(arn);
+                    reg.own_topic = true;
+                }
+                Provider::Minio => {}
+            }
+            if endpoint.active {
+                self.edit_bucket(&id, Some(self.entry(params, &reg)))
+            } else {
+                Ok(())
+            }
+        })();
+        match result {
+            Ok(()) => Ok(reg),
+            Err(e) => {
+                // The bucket entry is added last, so a failure never leaves it half made; an
+                // entry that an earlier registration had stays.
+                let problems = self.remove_parts(&made, false);
+                Err(with_problems(e, problems))
+            }
+        }
+    }
+
+    /// Removes the topic side of `reg` (and the bucket entry when `entry`); returns what failed.
+    fn remove_parts(&self, reg: &Registration, entry: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        if entry {
+            if let Err(e) = self.edit_bucket(&reg.id, None) {
+                problems.push(e.to_string());
+            }
+        }
+        // Deleting our own topic deletes its subscriptions; a separate Unsubscribe could only
+        // fail on one still waiting for its confirmation.
+        let topic_goes = reg.own_topic && reg.topic.is_some();
+        if let Some(sub) = reg.subscription.as_ref().filter(|_| !topic_goes) {
+            if let Err(e) = self.unsubscribe(sub) {
+                problems.push(e.to_string());
+            }
+        }
+        if let Some(topic) = &reg.topic {
+            let step = if reg.own_topic {
+                self.delete_topic(topic)
+            } else if self.settings.provider == Provider::Aws {
+                self.edit_policy(topic, &reg.id, false)
+            } else {
+                Ok(())
+            };
+            if let Err(e) = step {
+                problems.push(e.to_string());
+            }
+        }
+        problems
+    }
+}
+
+fn with_problems(e: RegistrationError, problems: Vec<String>) -> RegistrationError {
+    if problems.is_empty() {
+        return e;
+    }
+    let also = format!("; also not removed: {}", problems.join("; "));
+    match e {
+        RegistrationError::Unauthorized(m) => RegistrationError::Unauthorized(m + &also),
+        RegistrationError::Rejected { status, message } => {
+            RegistrationError::Rejected { status, message: message + &also }
+        }
+        RegistrationError::Server(m) => RegistrationError::Server(m + &also),
+        RegistrationError::RateLimited(m) => RegistrationError::RateLimited(m + &also),
+        RegistrationError::Transport(m) => RegistrationError::Transport(m + &also),
+    }
+}
+
+/// Replaces each secret value (and its percent-encoded form) in `text`.
+fn scrub<'a>(text: &str, secrets: impl Iterator<Item = &'a str>) -> String {
+    let mut out = text.to_string();
+    for s in secrets.filter(|s| s.len() >= 4) {
+        out = out.replace(s, REDACTED);
+        let encoded = utf8_percent_encode(s, SEGMENT).to_string();
+        out = out.replace(&encoded, REDACTED);
+    }
+    out
+}
+
+/// Form encoding as AWS applies it to keys in notifications and filters: space as `+`.
+fn form_encode(value: &str) -> String {
+    value.split(' ').map(owfeed_s3::encode_key).collect::<Vec<_>>().join("+")
+}
+
+/// The value of `<entry><key>{key}</key><value>…` in an SNS attributes answer.
+fn find_entry(answer: &XmlElement, key: &str) -> Option<String> {
+    fn walk(e: &XmlElement, key: &str) -> Option<String> {
+        if e.name == "entry" && e.child_text("key") == Some(key) {
+            return e.child_text("value").map(str::to_string);
+        }
+        e.children.iter().find_map(|c| walk(c, key))
+    }
+    walk(answer, key)
+}
+
+/// The notification document `read` with the entries whose `Id` is `id` removed and `ours`
+/// appended; every other element stays as read. `Ok(None)` when nothing changes (removing an
+/// entry that is not there).
+pub fn edit_document(read: &[u8], id: &str, ours: Option<XmlElement>) -> Result<Option<String>, String> {
+    let mut root = if read.iter().all(u8::is_ascii_whitespace) {
+        XmlElement { name: "NotificationConfiguration".into(), ..XmlElement::default() }
+    } else {
+        parse_xml(read)?
+    };
+    if root.name != "NotificationConfiguration" {
+        // moto 5.2.1 answers a bucket without notifications with an empty
+        // `<GetBucketNotificationResponse/>`; an empty document of any name holds no entries.
+        if !root.children.is_empty() {
+            return Err(format!("expected <NotificationConfiguration>, got <{}>", root.name));
+        }
+        root.name = "NotificationConfiguration".into();
+    }
+    let before = root.children.len();
+    root.children.retain(|c| c.child_text("Id").map(str::trim) != Some(id));
+    if ours.is_none() && root.children.len() == before {
+        return Ok(None);
+    }
+    root.children.extend(ours);
+    root.text.clear();
+    Ok(Some(root.to_xml(S3_XMLNS)))
+}
+
+impl Registrar for S3Notifications {
+    fn name(&self) -> &'static str {
+        "s3"
+    }
+    fn params(&self) -> &'static [&'static str] {
+        &[
+            "provider",
+            "endpoint",
+            "bucket",
+            "prefix",
+            "suffix",
+            "events",
+            "accessKeyId",
+            "secretAccessKey",
+            "sessionToken",
+            "region",
+            "pathStyle",
+            "caCertificate",
+            "insecureSkipTlsVerify",
+            "snsEndpoint",
+            "topicArn",
+            "targetArn",
+        ]
+    }
+    fn secret_params(&self) -> &'static [&'static str] {
+        &["secretAccessKey", "sessionToken"]
+    }
+    fn validate(&self, params: &Params) -> Result<(), ParamError> {
+        let settings = PushSettings::from_params(params)?;
+        if registers(params) {
+            Target::from_params(params)?;
+        } else if settings.provider == Provider::Aws {
+            return Err(ParamError::missing(
+                "accessKeyId",
+                "credentials (accessKeyId, secretAccessKey) for provider aws: the feed creates the SNS topic, its subscription and the bucket notification",
+            ));
+        }
+        Ok(())
+    }
+    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<String>, RegistrationError> {
+        if !registers(params) {
+            return Ok(None);
+        }
+        let target = target(params)?;
+        Ok(Some(target.register(params, endpoint, None)?.to_string()))
+    }
+    fn update(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Result<String, RegistrationError>> {
+        let previous = Registration::parse(id)?;
+        if !registers(params) {
+            return None;
+        }
+        Some((|| {
+            let target = target(params)?;
+            let reg = target.register(params, endpoint, Some(&previous))?;
+            // What the new registration does not reuse goes (a topic the user replaced, an old
+            // subscription of another URL).
+            let stale = Registration {
+                id: previous.id.clone(),
+                topic: previous.topic.clone().filter(|t| reg.topic.as_ref() != Some(t)),
+                subscription: previous.subscription.clone().filter(|s| reg.subscription.as_ref() != Some(s)),
+                own_topic: previous.own_topic,
+            };
+            let problems = target.remove_parts(&stale, false);
+            if !problems.is_empty() {
+                crate::runtime::log(&format!("s3 registration {id}: not removed: {}", problems.join("; ")));
+            }
+            Ok(reg.to_string())
+        })())
+    }
+    fn unregister(&self, params: &Params, id: &str) -> Result<(), RegistrationError> {
+        let Some(reg) = Registration::parse(id) else { return Ok(()) };
+        let target = target(params)?;
+        let problems = target.remove_parts(&reg, true);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(RegistrationError::Server(problems.join("; ")))
+        }
+    }
+    fn set_active(&self, params: &Params, id: &str, active: bool) -> Result<(), RegistrationError> {
+        let Some(reg) = Registration::parse(id) else { return Ok(()) };
+        let target = target(params)?;
+        let entry = active.then(|| target.entry(params, &reg));
+        target.edit_bucket(&reg.id, entry)
+    }
+    fn removal(&self, params: &Params, id: &str) -> (String, String) {
+        let bucket = params.str("bucket").ok().flatten().unwrap_or_default();
+        let endpoint = params.str("endpoint").ok().flatten().unwrap_or_default();
+        let Some(reg) = Registration::parse(id) else {
+            return (format!("nowhere (nothing was registered for {id})"), String::new());
+        };
+        let place = format!("bucket {bucket} at {endpoint}, notification Id {}", reg.id);
+        let topic = reg.topic.clone().unwrap_or_default();
+        let command = match PushSettings::from_params(params).map(|s| s.provider) {
+            Ok(Provider::Ceph) => format!(
+                "radosgw-admin notification rm --bucket {bucket} --notification-id {} && radosgw-admin topic rm --topic {}",
+                reg.id,
+                topic.rsplit(':').next().unwrap_or_default()
+            ),
+            Ok(Provider::Minio) => format!(
+                "mc event rm ALIAS/{bucket} {} (removes every rule of that target: re-add the others), or remove the QueueConfiguration with Id {} from aws s3api get-bucket-notification-configuration --bucket {bucket} and put it back",
+                params.str("targetArn").ok().flatten().unwrap_or_default(),
+                reg.id
+            ),
+            _ => {
+                let mut c = format!(
+                    "remove the TopicConfiguration with Id {} from `aws s3api get-bucket-notification-configuration --bucket {bucket}` and save it with put-bucket-notification-configuration",
+                    reg.id
+                );
+                if reg.own_topic {
+                    c.push_str(&format!("; aws sns delete-topic --topic-arn {topic}"));
+                } else if let Some(sub) = &reg.subscription {
+                    c.push_str(&format!("; aws sns unsubscribe --subscription-arn {sub}, and remove the statement {} of the topic policy", reg.id));
+                }
+                c
+            }
+        };
+        (place, command)
+    }
+    fn needs_token(&self, params: &Params) -> bool {
+        params.str("provider").ok().flatten().and_then(|p| Provider::parse(&p)) == Some(Provider::Minio)
+    }
+    fn registration_config(&self, id: &str) -> Vec<(&'static str, Value)> {
+        let Some(reg) = Registration::parse(id) else { return Vec::new() };
+        let mut out = vec![("notificationId", json!(reg.id))];
+        if let Some(t) = reg.topic {
+            out.push(("topicArn", json!(t)));
+        }
+        if let Some(s) = reg.subscription {
+            out.push(("subscriptionArn", json!(s)));
+        }
+        out
+    }
+}
+
+fn target(params: &Params) -> Result<Target, RegistrationError> {
+    Target::from_params(params).map_err(|e| RegistrationError::Rejected { status: 400, message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(v: Value) -> Params {
+        Params::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn registration_round_trips() {
+        let reg = Registration {
+            id: "owfeed-0011223344556677".into(),
+            topic: Some("arn:aws:sns:us-east-1:123456789012:owfeed-0011223344556677".into()),
+            subscription: Some("arn:aws:sns:us-east-1:123456789012:owfeed-0011223344556677:9f2c".into()),
+            own_topic: true,
+        };
+        assert_eq!(Registration::parse(&reg.to_string()), Some(reg.clone()));
+        let minio = Registration { id: "owfeed-ab".into(), topic: None, subscription: None, own_topic: false };
+        assert_eq!(minio.to_string(), "owfeed-ab");
+        assert_eq!(Registration::parse("owfeed-ab"), Some(minio));
+        assert_eq!(Registration::parse("12345"), None);
+        assert_eq!(Registration::parse("owfeed-ab;color=red"), None);
+        assert_eq!(notification_id("https://a/x").len(), "owfeed-".len() + 16);
+        assert_ne!(notification_id("https://a/x"), notification_id("https://a/y"));
+    }
+
+    #[test]
+    fn editing_keeps_every_other_element() {
+        let read = br#"<?xml version="1.0" encoding="UTF-8"?>
+<NotificationConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <QueueConfiguration><Id>users &amp; co</Id><Queue>arn:aws:sqs:us-east-1:1:q</Queue><Event>s3:ObjectCreated:Put</Event></QueueConfiguration>
+  <TopicConfiguration><Id>owfeed-1</Id><Topic>arn:aws:sns:us-east-1:1:old</Topic><Event>s3:ObjectRemoved:*</Event></TopicConfiguration>
+  <EventBridgeConfiguration/>
+  <FutureConfiguration><Id>x</Id><Knob a="1">on</Knob></FutureConfiguration>
+</NotificationConfiguration>"#;
+        let ours = XmlElement {
+            name: "TopicConfiguration".into(),
+            text: String::new(),
+            children: vec![
+                XmlElement::leaf("Id", "owfeed-1"),
+                XmlElement::leaf("Topic", "arn:aws:sns:us-east-1:1:new"),
+            ],
+        };
+        let added = edit_document(read, "owfeed-1", Some(ours)).unwrap().unwrap();
+        assert_eq!(
+            added,
+            "<NotificationConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <QueueConfiguration><Id>users &amp; co</Id><Queue>arn:aws:sqs:us-east-1:1:q</Queue><Event>s3:ObjectCreated:Put</Event></QueueConfiguration>\
+             <EventBridgeConfiguration></EventBridgeConfiguration>\
+             <FutureConfiguration><Id>x</Id><Knob>on</Knob></FutureConfiguration>\
+             <TopicConfiguration><Id>owfeed-1</Id><Topic>arn:aws:sns:us-east-1:1:new</Topic></TopicConfiguration>\
+             </NotificationConfiguration>"
+        );
+        let removed = edit_document(added.as_bytes(), "owfeed-1", None).unwrap().unwrap();
+        assert!(!removed.contains("owfeed-1") && removed.contains("users &amp; co"), "{removed}");
+        // Removing what is not there writes nothing.
+        assert_eq!(edit_document(removed.as_bytes(), "owfeed-1", None).unwrap(), None);
+        assert_eq!(edit_document(b"", "owfeed-1", None).unwrap(), None);
+        assert!(edit_document(b"<Error><Code>x</Code></Error>", "owfeed-1", None).is_err());
+        let ours = XmlElement {
+            name: "QueueConfiguration".into(),
+            text: String::new(),
+            children: vec![XmlElement::leaf("Id", "owfeed-1")],
+        };
+        assert_eq!(
+            edit_document(b"<GetBucketNotificationResponse/>", "owfeed-1", Some(ours)).unwrap().unwrap(),
+            "<NotificationConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><QueueConfiguration><Id>owfeed-1</Id></QueueConfiguration></NotificationConfiguration>"
+        );
+        assert!(edit_document(b"<NotificationConfiguration><Topic", "owfeed-1", None).is_err());
+    }
+
+    #[test]
+    fn entries_carry_events_and_filters() {
+        let p = params(json!({
+            "provider": "aws", "endpoint": "http://127.0.0.1:1", "bucket": "photos",
+            "accessKeyId": "AKID", "secretAccessKey": "secret-key", "prefix": "in box/", "suffix": ".jpg",
+            "events": "deleted",
+        }));
+        let target = Target::from_params(&p).unwrap();
+        let reg = Registration {
+            id: "owfeed-1".into(),
+            topic: Some("arn:aws:sns:r:1:t".into()),
+            subscription: None,
+            own_topic: true,
+        };
+        assert_eq!(
+            target.entry(&p, &reg).to_xml(""),
+            "<TopicConfiguration><Id>owfeed-1</Id><Topic>arn:aws:sns:r:1:t</Topic><Event>s3:ObjectRemoved:*</Event>\
+             <Filter><S3Key><FilterRule><Name>prefix</Name><Value>in+box/</Value></FilterRule>\
+             <FilterRule><Name>suffix</Name><Value>.jpg</Value></FilterRule></S3Key></Filter></TopicConfiguration>"
+        );
+        let mut m = p.clone();
+        m.insert("provider", json!("minio"));
+        m.insert("targetArn", json!("arn:minio:sqs::1:webhook"));
+        m.insert("events", json!("created,updated,deleted"));
+        m.remove("prefix");
+        m.remove("suffix");
+        let target = Target::from_params(&m).unwrap();
+        assert_eq!(
+            target.entry(&m, &reg).to_xml(""),
+            "<QueueConfiguration><Id>owfeed-1</Id><Queue>arn:minio:sqs::1:webhook</Queue>\
+             <Event>s3:ObjectCreated:*</Event><Event>s3:ObjectRemoved:*</Event></QueueConfiguration>"
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let base = json!({"provider": "aws", "endpoint": "http://127.0.0.1:1", "bucket": "b",
+            "accessKeyId": "AKID", "secretAccessKey": "secret-key"});
+        let name = |extra: Value| {
+            let mut v = base.clone();
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            match Target::from_params(&params(v)) {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e.name,
+            }
+        };
+        assert_eq!(name(json!({})), "ok");
+        assert_eq!(name(json!({"topicArn": "arn:aws:sns:us-east-1:1"})), "topicArn");
+        assert_eq!(name(json!({"snsEndpoint": "ftp://x"})), "snsEndpoint");
+        assert_eq!(name(json!({"region": "us east"})), "region");
+        assert_eq!(name(json!({"accessKeyId": "a/b"})), "accessKeyId");
+        assert_eq!(name(json!({"secretAccessKey": ""})), "secretAccessKey");
+        assert_eq!(name(json!({"endpoint": "http://user:pw@h"})), "endpoint");
+        assert_eq!(name(json!({"caCertificate": "not a pem"})), "caCertificate");
+        assert_eq!(name(json!({"provider": "minio", "targetArn": "arn:minio:sqs::1:kafka"})), "targetArn");
+        let err =
+            Target::from_params(&params(json!({"provider": "aws", "endpoint": "http://u:topsecret@h", "bucket": "b",
+            "accessKeyId": "AKID", "secretAccessKey": "secret-key"})))
+            .err()
+            .unwrap();
+        assert!(!err.to_string().contains("topsecret"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_in_any_form() {
+        let said = "invalid push-endpoint http://h/r?access_token=a%2Bb%20c and a+b c";
+        assert_eq!(
+            scrub(said, ["a+b c"].into_iter()),
+            "invalid push-endpoint http://h/r?access_token=[redacted] and [redacted]"
+        );
+        assert_eq!(form_encode("in box/a+b"), "in+box/a%2Bb");
+    }
+}
