@@ -238,8 +238,9 @@ impl Response {
     pub fn reason(&self) -> Option<String> {
         let body: Value = serde_json::from_slice(&self.body).ok()?;
         let text = ["reason", "message", "error"].iter().find_map(|k| body.get(*k).and_then(Value::as_str))?;
-        let text: String = text.trim().chars().take(200).collect();
-        Some(clean(&text)).filter(|t| !t.is_empty())
+        // Scrubbed before it is cut: a secret cut in half would no longer be recognised.
+        let text: String = clean(text.trim()).chars().take(200).collect();
+        Some(text).filter(|t| !t.is_empty())
     }
 
     /// This answer as the usual error: 401/403 `Unauthorized`, 404/410 `NotFound`, 408/429
@@ -276,7 +277,8 @@ pub fn status_error(status: u16, what: &str) -> SourceError {
 /// A request that got no (whole) answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HttpError {
-    /// The deadline or the client's limit passed first (a long poll with nothing new).
+    /// The deadline or the client's limit passed while waiting for (or reading) the answer:
+    /// for a long poll, nothing new. Failing to connect in time is `Transport`.
     Timeout(String),
     /// TLS failed: the user must fix the certificate settings or the scheme.
     Tls(String),
@@ -438,6 +440,10 @@ impl HttpClient {
         };
         let message = |m: String| clean(&m);
         match &error {
+            // No connection is not a quiet wait: a long poll must not read it as "nothing new".
+            ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => HttpError::Transport(message(
+                format!("{what}: no connection within {} s (host unreachable?)", CONNECT_TIMEOUT.as_secs()),
+            )),
             ureq::Error::Timeout(_) => HttpError::Timeout(message(format!(
                 "{what}: no answer within {} ms",
                 self.request_time(request.deadline).max(Duration::from_millis(1)).as_millis()
@@ -647,6 +653,10 @@ mod tests {
             what: String::new(),
         };
         assert_eq!(response.reason().as_deref(), Some("you sent [redacted]"));
+        // A secret where the reason is cut is scrubbed whole, not cut in half first.
+        let long = format!("{{\"reason\":\"{}hunter2\"}}", "x".repeat(196));
+        let response = Response { status: 400, headers: Vec::new(), body: long.into_bytes(), what: String::new() };
+        assert!(!response.reason().unwrap().contains("hunt"), "{:?}", response.reason());
         crate::secret::forget_all();
     }
 

@@ -3,6 +3,7 @@
 //! `filelog` log source.
 
 pub mod actionloop;
+pub mod couchproxy;
 pub mod emulator_support;
 pub mod fake_github;
 pub mod fake_subscriptions;
@@ -10,6 +11,7 @@ pub mod file_log_source;
 pub mod gen_source;
 pub mod listing_source;
 pub mod moto;
+pub mod pouchdb;
 pub mod s3dialect;
 pub mod s3proxy;
 pub mod s3rver;

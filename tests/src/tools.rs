@@ -1,6 +1,7 @@
 //! Test tools the suite installs for itself on first use, so that `cargo test --workspace` on a
 //! fresh clone needs nothing installed by hand: moto (a real S3 server, from PyPI), s3rver (a
-//! third, independent S3 server, from npm), http-server (a static web server, from npm) and the official OpenWhisk JavaScript client (from
+//! third, independent S3 server, from npm), http-server (a static web server, from npm), pouchdb-server (a CouchDB-compatible server,
+//! from npm) and the official OpenWhisk JavaScript client (from
 //! npm, pinned by `tests/js/package-lock.json`).
 //!
 //! Each tool is installed once per target directory (under `target/test-tools/`), pinned, and
@@ -161,6 +162,43 @@ pub fn http_server_script() -> anyhow::Result<PathBuf> {
             Ok(())
         };
         install_once(&format!("http-server@{HTTP_SERVER_VERSION} into {}", dir.display()), &ready, &install)
+            .map(|()| script.clone())
+            .map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// The pouchdb-server release the suite runs (its differences from CouchDB 2.x+ are documented
+/// where it is started, `crate::pouchdb`).
+pub const POUCHDB_SERVER_VERSION: &str = "4.2.0";
+
+/// The `pouchdb-server` entry point, installed from npm on first use.
+pub fn pouchdb_server_script() -> anyhow::Result<PathBuf> {
+    static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = tools_dir().join(format!("pouchdb-server-{POUCHDB_SERVER_VERSION}"));
+        let script = dir.join("node_modules/pouchdb-server/bin/pouchdb-server");
+        let marker = dir.join(".installed");
+        let ready = || marker.is_file() && script.is_file();
+        let install = || {
+            std::fs::create_dir_all(&dir)?;
+            // Run with --in-memory only (memdown): the native LevelDB and SQLite builds of its
+            // optional adapters are never loaded, so their install scripts need not run.
+            let status = Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--no-save", "--ignore-scripts", "--prefix"])
+                .arg(&dir)
+                .arg(format!("pouchdb-server@{POUCHDB_SERVER_VERSION}"))
+                .stdout(std::io::stderr())
+                .status()
+                .context("cannot run npm (the suite needs node and npm)")?;
+            if !status.success() {
+                bail!("npm install pouchdb-server@{POUCHDB_SERVER_VERSION} failed: {status}");
+            }
+            std::fs::write(&marker, POUCHDB_SERVER_VERSION)?;
+            Ok(())
+        };
+        install_once(&format!("pouchdb-server@{POUCHDB_SERVER_VERSION} into {}", dir.display()), &ready, &install)
             .map(|()| script.clone())
             .map_err(|e| format!("{e:#}"))
     })

@@ -2,6 +2,10 @@
 
 // what each S3 server the suite runs does with the features the feed relies on
 mod conformance;
+// the CouchDB source's reader and state store against pouchdb-server and a fault proxy
+mod couchdb;
+// the CouchDB feed end to end: real binaries, emulator, pouchdb-server, kills, connection mode
+mod couchdb_feed;
 // the OpenWhisk emulator follows the REST API
 mod emulator;
 // fault injection: polls killed at every step, throttled fires, failing S3, concurrent polls

@@ -9,6 +9,7 @@
 //! `-p source NAME`) and the `poll` action serve every registered source, and
 //! tests/suite/registry.rs fails until README and manifest.yaml name it.
 
+pub mod couchdb;
 pub mod http;
 pub mod s3;
 
@@ -17,8 +18,11 @@ use crate::source::{AnySource, BlobStore, Source};
 
 /// Every source the feed and poll actions serve, one line each, by name. The first one is
 /// what a feed without `-p source` gets (S3, as before the registry existed).
-pub const REGISTRY: &[AnySource<'static>] =
-    &[AnySource::Snapshot(&s3::S3Source), AnySource::Snapshot(&http::HttpSource)];
+pub const REGISTRY: &[AnySource<'static>] = &[
+    AnySource::Snapshot(&s3::S3Source),
+    AnySource::Log(&couchdb::CouchDbSource),
+    AnySource::Snapshot(&http::HttpSource),
+];
 
 /// The store a user names (`stateBucket`, with the S3 feed's endpoint and credential
 /// parameters) for a source that keeps no state of its own; `Ok(None)` when none is named.
