@@ -106,32 +106,7 @@ pub const S3RVER_VERSION: &str = "3.7.1";
 /// The `s3rver.js` entry point, installed from npm on first use.
 pub fn s3rver_script() -> anyhow::Result<PathBuf> {
     static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let dir = tools_dir().join(format!("s3rver-{S3RVER_VERSION}"));
-        let script = dir.join("node_modules/s3rver/bin/s3rver.js");
-        let marker = dir.join(".installed");
-        let ready = || marker.is_file() && script.is_file();
-        let install = || {
-            std::fs::create_dir_all(&dir)?;
-            let status = Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--no-save", "--prefix"])
-                .arg(&dir)
-                .arg(format!("s3rver@{S3RVER_VERSION}"))
-                .stdout(std::io::stderr())
-                .status()
-                .context("cannot run npm (the suite needs node and npm)")?;
-            if !status.success() {
-                bail!("npm install s3rver@{S3RVER_VERSION} failed: {status}");
-            }
-            std::fs::write(&marker, S3RVER_VERSION)?;
-            Ok(())
-        };
-        install_once(&format!("s3rver@{S3RVER_VERSION} into {}", dir.display()), &ready, &install)
-            .map(|()| script.clone())
-            .map_err(|e| format!("{e:#}"))
-    })
-    .clone()
-    .map_err(anyhow::Error::msg)
+    npm_tool(&DONE, "s3rver", S3RVER_VERSION, "bin/s3rver.js", &[])
 }
 
 /// The npm `http-server` release the suite runs (a real static web server sending `ETag` and
@@ -141,32 +116,7 @@ pub const HTTP_SERVER_VERSION: &str = "14.1.1";
 /// The `http-server` entry point, installed from npm on first use.
 pub fn http_server_script() -> anyhow::Result<PathBuf> {
     static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let dir = tools_dir().join(format!("http-server-{HTTP_SERVER_VERSION}"));
-        let script = dir.join("node_modules/http-server/bin/http-server");
-        let marker = dir.join(".installed");
-        let ready = || marker.is_file() && script.is_file();
-        let install = || {
-            std::fs::create_dir_all(&dir)?;
-            let status = Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--no-save", "--prefix"])
-                .arg(&dir)
-                .arg(format!("http-server@{HTTP_SERVER_VERSION}"))
-                .stdout(std::io::stderr())
-                .status()
-                .context("cannot run npm (the suite needs node and npm)")?;
-            if !status.success() {
-                bail!("npm install http-server@{HTTP_SERVER_VERSION} failed: {status}");
-            }
-            std::fs::write(&marker, HTTP_SERVER_VERSION)?;
-            Ok(())
-        };
-        install_once(&format!("http-server@{HTTP_SERVER_VERSION} into {}", dir.display()), &ready, &install)
-            .map(|()| script.clone())
-            .map_err(|e| format!("{e:#}"))
-    })
-    .clone()
-    .map_err(anyhow::Error::msg)
+    npm_tool(&DONE, "http-server", HTTP_SERVER_VERSION, "bin/http-server", &[])
 }
 
 /// The pouchdb-server release the suite runs (its differences from CouchDB 2.x+ are documented
@@ -176,29 +126,44 @@ pub const POUCHDB_SERVER_VERSION: &str = "4.2.0";
 /// The `pouchdb-server` entry point, installed from npm on first use.
 pub fn pouchdb_server_script() -> anyhow::Result<PathBuf> {
     static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let dir = tools_dir().join(format!("pouchdb-server-{POUCHDB_SERVER_VERSION}"));
-        let script = dir.join("node_modules/pouchdb-server/bin/pouchdb-server");
+    // Run with --in-memory only (memdown): the native LevelDB and SQLite builds of its
+    // optional adapters are never loaded, so their install scripts need not run.
+    npm_tool(&DONE, "pouchdb-server", POUCHDB_SERVER_VERSION, "bin/pouchdb-server", &["--ignore-scripts"])
+}
+
+/// Installs `package@version` from npm into its own folder under the tools directory once
+/// (per process through `done`, across processes through `install_once`), and returns the
+/// path of `entry` inside the package.
+fn npm_tool(
+    done: &OnceLock<Result<PathBuf, String>>,
+    package: &str,
+    version: &str,
+    entry: &str,
+    extra_args: &[&str],
+) -> anyhow::Result<PathBuf> {
+    done.get_or_init(|| {
+        let dir = tools_dir().join(format!("{package}-{version}"));
+        let script = dir.join("node_modules").join(package).join(entry);
         let marker = dir.join(".installed");
         let ready = || marker.is_file() && script.is_file();
         let install = || {
             std::fs::create_dir_all(&dir)?;
-            // Run with --in-memory only (memdown): the native LevelDB and SQLite builds of its
-            // optional adapters are never loaded, so their install scripts need not run.
             let status = Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--no-save", "--ignore-scripts", "--prefix"])
+                .args(["install", "--no-audit", "--no-fund", "--no-save"])
+                .args(extra_args)
+                .arg("--prefix")
                 .arg(&dir)
-                .arg(format!("pouchdb-server@{POUCHDB_SERVER_VERSION}"))
+                .arg(format!("{package}@{version}"))
                 .stdout(std::io::stderr())
                 .status()
                 .context("cannot run npm (the suite needs node and npm)")?;
             if !status.success() {
-                bail!("npm install pouchdb-server@{POUCHDB_SERVER_VERSION} failed: {status}");
+                bail!("npm install {package}@{version} failed: {status}");
             }
-            std::fs::write(&marker, POUCHDB_SERVER_VERSION)?;
+            std::fs::write(&marker, version)?;
             Ok(())
         };
-        install_once(&format!("pouchdb-server@{POUCHDB_SERVER_VERSION} into {}", dir.display()), &ready, &install)
+        install_once(&format!("{package}@{version} into {}", dir.display()), &ready, &install)
             .map(|()| script.clone())
             .map_err(|e| format!("{e:#}"))
     })
