@@ -214,6 +214,18 @@ impl World {
         assert!(self.emu.wait_idle(Duration::from_secs(120)), "emulator did not go idle");
     }
 
+    /// The payloads fired at the user's trigger `name`, in the order the fires were accepted
+    /// (the trigger's activation records: the rule invocations run at once, so the recorder's
+    /// records may finish in another order).
+    pub fn fired(&self, name: &str) -> Vec<Value> {
+        self.emu
+            .activations(USER)
+            .into_iter()
+            .filter(|a| a["name"] == name)
+            .map(|a| a["response"]["result"].clone())
+            .collect()
+    }
+
     /// The payloads the recorder action received, oldest first, without the `__ow_headers` the
     /// controller merges into every fire's parameters.
     pub fn events(&self) -> Vec<Value> {
@@ -255,4 +267,16 @@ impl World {
         out.sort();
         Ok(out)
     }
+}
+
+/// Milliseconds left in the current calendar minute: OpenWhisk's fire and invocation
+/// throttles count per calendar minute, so a test of them must not straddle two.
+pub fn left_in_minute() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    60_000 - now % 60_000
+}
+
+/// Sleeps until `ms` milliseconds into the next calendar minute.
+pub fn sleep_into_next_minute(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(left_in_minute() + ms));
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use feed_tests::emulator_support::{action_body, action_body_from, Api};
+use feed_tests::world::{left_in_minute, sleep_into_next_minute};
 use ow_emulator::{Config, Emulator, FaultRule};
 use serde_json::{json, Value};
 
@@ -61,18 +62,6 @@ fn without_headers(params: &Value) -> Value {
 /// The trigger activation record with this id.
 fn trigger_record(s: &Setup, id: &str) -> Value {
     s.emu.activations("guest").into_iter().find(|a| a["activationId"] == id).expect("trigger activation")
-}
-
-/// Sleeps until `ms` milliseconds into the next calendar minute.
-fn sleep_into_next_minute(ms: u64) {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    std::thread::sleep(Duration::from_millis(60_000 - now % 60_000 + ms));
-}
-
-/// Milliseconds left in the current calendar minute.
-fn left_in_minute() -> u64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    60_000 - now % 60_000
 }
 
 fn kv(pairs: &[(&str, Value)]) -> Value {
