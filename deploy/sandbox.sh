@@ -10,8 +10,10 @@
 # Prerequisites: cargo, and python3 with pip: on first use the sandbox installs a pinned moto
 # into target/test-tools/ (the only step that needs the network), as the test suite does.
 #
-# Usage: deploy/sandbox.sh [--release] [--keep [--realtime]] [--help]
+# Usage: deploy/sandbox.sh [--release] [--keep [--realtime]] [--source s3|couchdb] [--help]
 #   --release   build and run the release binaries (default: debug)
+#   --source    the demo's source: s3 (default, on moto) or couchdb (on pouchdb-server, which
+#               the first couchdb run installs from npm into target/test-tools/)
 #   --keep      leave the emulator and S3 running and print how to use them (Ctrl-C stops)
 #   --realtime  with --keep: fire the feed's alarm by the clock, not only on request
 #   --help      print this help and exit
@@ -30,13 +32,20 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 profile=debug
 cargo_profile=()
 sandbox_args=()
-for arg in "$@"; do
+while [ $# -gt 0 ]; do
+    arg=$1
+    shift
     case "$arg" in
         --release)
             profile=release
             cargo_profile=(--release)
             ;;
         --keep | --realtime) sandbox_args+=("$arg") ;;
+        --source)
+            [ $# -gt 0 ] || fail "--source needs s3 or couchdb"
+            sandbox_args+=(--source "$1")
+            shift
+            ;;
         -h | --help)
             usage
             exit 0

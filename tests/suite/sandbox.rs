@@ -47,3 +47,20 @@ fn sandbox_prints_created_updated_and_deleted_events() {
         assert!(!stdout.contains(word) && !stderr.contains(word), "{word} in the output:\n{stdout}\n{stderr}");
     }
 }
+
+#[test]
+fn sandbox_source_couchdb_prints_the_documents_events() {
+    let _ = workspace_bin("changes");
+    let output = Command::new(env!("CARGO_BIN_EXE_sandbox"))
+        .args(["--source", "couchdb"])
+        .output()
+        .expect("run the sandbox binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status.code());
+    let expected = [("created", "cat"), ("created", "notes"), ("deleted", "cat"), ("updated", "notes")];
+    let expected: Vec<(String, String)> = expected.iter().map(|(k, s)| (k.to_string(), s.to_string())).collect();
+    assert_eq!(events_in(&stdout), expected, "{stdout}");
+    assert!(stdout.contains("org.openwhisk.feeds.couchdb.document.updated"), "{stdout}");
+    assert!(stdout.contains("\"recordsRead\": 4"), "READ status missing or wrong:\n{stdout}");
+}

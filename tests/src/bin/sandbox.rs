@@ -3,8 +3,9 @@
 //! an S3 feed trigger the way `wsk trigger create --feed` does, changes a few objects and prints
 //! the CloudEvents that reached the user's echo action.
 //!
-//! Usage: `sandbox [--keep [--realtime]] [--manifest PATH]`. `--keep` leaves both servers
-//! running and prints how to reach them; `--realtime` fires the alarms by the clock.
+//! Usage: `sandbox [--keep [--realtime]] [--source s3|couchdb] [--manifest PATH]`. `--keep`
+//! leaves both servers running and prints how to reach them; `--realtime` fires the alarms by
+//! the clock; `--source couchdb` runs the same demo on a CouchDB database (pouchdb-server).
 //!
 //! It builds nothing: the action binaries (named like the manifest's actions) and `echo-action`
 //! must sit next to this binary (`deploy/sandbox.sh` builds them). It needs no OpenWhisk, no
@@ -19,6 +20,7 @@ use serde_json::{json, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
 use feed_tests::moto::{Moto, REGION};
+use feed_tests::pouchdb::PouchDb;
 use feed_tests::world::{action_body, World, PACKAGE, USER};
 use ow_emulator::{Config, SYSTEM_NAMESPACE};
 use owfeed::openwhisk::{Client, QualifiedName};
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let mut keep = false;
     let mut realtime = false;
+    let mut source = "s3".to_string();
     let mut manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifest.yaml");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -64,15 +67,27 @@ fn run() -> anyhow::Result<()> {
             "--keep" => keep = true,
             "--realtime" => realtime = true,
             "--manifest" => manifest = args.next().context("--manifest needs a path")?.into(),
-            other => bail!("unknown argument '{other}'; expected --keep, --realtime or --manifest PATH"),
+            "--source" => source = args.next().context("--source needs s3 or couchdb")?,
+            other => {
+                bail!("unknown argument '{other}'; expected --keep, --realtime, --source s3|couchdb or --manifest PATH")
+            }
         }
     }
     if realtime && !keep {
         bail!("--realtime fires alarms by the clock while the sandbox keeps running: use it with --keep");
     }
+    if !["s3", "couchdb"].contains(&source.as_str()) {
+        bail!("--source: expected s3 or couchdb, got '{source}'");
+    }
+    if keep && source != "s3" {
+        bail!("--keep leaves the S3 demo running: use it without --source couchdb");
+    }
     let bin_dir = std::env::current_exe()?.parent().context("the sandbox binary has no directory")?.to_path_buf();
     let (public, actions) = read_manifest(&manifest)?;
 
+    if source == "couchdb" {
+        return couchdb_demo(realtime, &bin_dir, public, &actions, &manifest);
+    }
     println!("Starting moto (local S3, verifying SigV4) and the OpenWhisk emulator...");
     let moto = Moto::start().context("starting moto")?;
     let world = World::empty(Config { alarms_realtime: realtime, ..Config::with_namespaces(&[USER]) }, "sandbox")?;
@@ -99,6 +114,54 @@ fn run() -> anyhow::Result<()> {
     step(&world, "change notes.txt", || moto.put(BUCKET, "notes.txt", b"second draft, longer").map(drop))?;
     step(&world, "delete photos/cat.jpg", || moto.delete(BUCKET, "photos/cat.jpg"))?;
 
+    report(&world, TRIGGER)?;
+
+    if keep {
+        print_instructions(&world, &moto, realtime);
+        wait_for_signal();
+        println!("Stopping.");
+    }
+    Ok(())
+}
+
+/// The same demo on a CouchDB database (`--source couchdb`): pouchdb-server in memory, a
+/// trigger `--feed owfeed/changes -p source couchdb`, documents created, changed and deleted.
+#[allow(clippy::print_stdout)]
+fn couchdb_demo(
+    realtime: bool,
+    bin_dir: &Path,
+    public: bool,
+    actions: &[ManifestAction],
+    manifest: &Path,
+) -> anyhow::Result<()> {
+    println!("Starting pouchdb-server (a CouchDB HTTP API, in memory) and the OpenWhisk emulator...");
+    let couch = PouchDb::start().context("starting pouchdb-server")?;
+    let world = World::empty(Config { alarms_realtime: realtime, ..Config::with_namespaces(&[USER]) }, "sandbox")?;
+    deploy(&world.system, bin_dir, public, actions)?;
+    println!("Deployed package /{SYSTEM_NAMESPACE}/{PACKAGE} from {}: {}", manifest.display(), names(actions));
+
+    const DB: &str = "sandbox";
+    const TRIGGER: &str = "couchdb-changes";
+    couch.create_db(DB)?;
+    couch.put(DB, "readme", json!({"note": "written before the trigger (since=now): never reported"}))?;
+    let params = json!({"source": "couchdb", "url": couch.url, "dbname": DB});
+    world.create_trigger(TRIGGER, params).map_err(|e| anyhow::anyhow!("creating trigger {TRIGGER}: {e}"))?;
+    world.record_events(TRIGGER, &binary(bin_dir, "echo-action")?);
+    println!("Created trigger {TRIGGER} --feed {PACKAGE}/changes -p source couchdb on database {DB}, rule {TRIGGER}-recorder -> echo action recorder");
+
+    step(&world, "create documents cat and notes", || {
+        couch.put(DB, "cat", json!({"says": "meow"}))?;
+        couch.put(DB, "notes", json!({"text": "first draft"}))?;
+        Ok(())
+    })?;
+    step(&world, "change notes", || couch.update(DB, "notes", json!({"text": "second draft"})).map(drop))?;
+    step(&world, "delete cat", || couch.delete(DB, "cat").map(drop))?;
+    report(&world, TRIGGER)
+}
+
+/// Prints the events the echo action received, a summary and the feed's READ status.
+#[allow(clippy::print_stdout)]
+fn report(world: &World, trigger: &str) -> anyhow::Result<()> {
     let events = world.events();
     println!("\nCloudEvents received by the echo action ({}):", events.len());
     for event in &events {
@@ -106,14 +169,8 @@ fn run() -> anyhow::Result<()> {
     }
     let count = |kind: &str| events.iter().filter(|e| e["type"].as_str().is_some_and(|t| t.ends_with(kind))).count();
     println!("\nSummary: {} created, {} updated, {} deleted", count(".created"), count(".updated"), count(".deleted"));
-    let read = world.feed("READ", TRIGGER, json!({})).map_err(|e| anyhow::anyhow!("READ of {TRIGGER}: {e}"))?;
+    let read = world.feed("READ", trigger, json!({})).map_err(|e| anyhow::anyhow!("READ of {trigger}: {e}"))?;
     println!("Feed status (READ): {}", serde_json::to_string_pretty(&read["status"])?);
-
-    if keep {
-        print_instructions(&world, &moto, realtime);
-        wait_for_signal();
-        println!("Stopping.");
-    }
     Ok(())
 }
 
