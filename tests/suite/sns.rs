@@ -552,3 +552,65 @@ fn an_unconfirmed_aws_subscription_is_shown_as_pending() {
     let deleted = invoke("DELETE", json!({}));
     assert!(deleted.get("notRemoved").is_none(), "{deleted}");
 }
+
+/// Benchmark, not a test (`#[ignore]`, prints, asserts only that every write fired): push
+/// mode's write-to-fire latency on moto for 50 writes, the time from the start of an object
+/// PUT until it returned. moto publishes to SNS and SNS posts to the subscriber inside the
+/// PUT request, and the relay answers moto only after the receiver answered (after
+/// `fire_trigger` was accepted), so each figure is an upper bound of write-to-fire through
+/// the real `receive` action (debug build, in the emulator) plus the relay's re-signing.
+/// `cargo test -p feed-tests --test suite sns::bench_push_write_to_fire -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_push_write_to_fire() {
+    let s = Sns::start();
+    let moto = Moto::shared().expect("moto");
+    let bucket = Moto::unique_bucket("awsbench");
+    moto.create_bucket(&bucket).unwrap();
+    let feed = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook");
+    let ann = Value::Array(["feed", "provide-api-key"].iter().map(|k| json!({"key": k, "value": true})).collect());
+    s.w.system.put_action(&feed, &action_body(&workspace_bin("hook"), "rust:1.34", ann).unwrap(), true).unwrap();
+    let relay = SnsRelay::in_front_of(moto.endpoint(), &s.w.emu.url(), s.host.handle()).unwrap();
+    let sns = SnsConfirmations::start(moto.endpoint(), s.host.handle()).unwrap();
+    let body = json!({"annotations": [{"key": "feed", "value": feed.to_string()}], "parameters": []});
+    s.w.user.put_trigger(&QualifiedName::new("_", None, "bench"), &body, false).unwrap();
+    s.w.record_events("bench", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let p = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/bench", "authKey": s.w.user_key,
+        "source": "s3", "provider": "aws", "endpoint": moto.endpoint(), "snsEndpoint": sns.url(),
+        "bucket": bucket, "accessKeyId": moto.access_key_id(), "secretAccessKey": moto.secret_access_key(),
+        "apiHost": relay.url()});
+    let created = s.w.user.invoke(&feed, &p, true).expect("CREATE");
+    assert_eq!(created["producer"]["pendingConfirmation"], false, "{created}");
+    let before = relay.relayed().len();
+    let writes = 50;
+    let mut millis: Vec<f64> = Vec::new();
+    for i in 0..writes {
+        let started = std::time::Instant::now();
+        moto.put(&bucket, &format!("bench/{i}.txt"), b"hello").unwrap();
+        millis.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let relayed = relay.relayed();
+    assert!(relayed[before..].iter().all(|r| r.status == 202 && r.answer["fired"] == 1), "{relayed:?}");
+    assert_eq!(relayed.len() - before, writes);
+    assert_eq!(s.events().len(), writes);
+    // The same PUTs to a bucket without notifications: what moto's PUT costs by itself.
+    let plain = Moto::unique_bucket("awsbench-plain");
+    moto.create_bucket(&plain).unwrap();
+    let mut plain_millis: Vec<f64> = Vec::new();
+    for i in 0..writes {
+        let started = std::time::Instant::now();
+        moto.put(&plain, &format!("bench/{i}.txt"), b"hello").unwrap();
+        plain_millis.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    for (what, mut millis) in [("push write-to-fire", millis), ("PUT without notification", plain_millis)] {
+        millis.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| millis[((q * writes as f64).ceil() as usize).clamp(1, writes) - 1];
+        println!(
+            "{what} over {writes} PUTs: p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms",
+            at(0.50),
+            at(0.99),
+            millis[0],
+            millis[writes - 1]
+        );
+    }
+}
