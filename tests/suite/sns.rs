@@ -605,7 +605,7 @@ fn bench_push_write_to_fire() {
     for (what, mut millis) in [("push write-to-fire", millis), ("PUT without notification", plain_millis)] {
         millis.sort_by(|a, b| a.total_cmp(b));
         let at = |q: f64| millis[((q * writes as f64).ceil() as usize).clamp(1, writes) - 1];
-        println!(
+        eprintln!(
             "{what} over {writes} PUTs: p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms",
             at(0.50),
             at(0.99),
