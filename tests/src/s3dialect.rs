@@ -146,8 +146,25 @@ fn handle(mut req: tiny_http::Request, upstream: &str, dialect: Dialect, docs: &
     }
     let headers: Vec<(String, String)> =
         req.headers().iter().map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().to_string())).collect();
+    let response = match forward(upstream, &method, &url, &headers, &body) {
+        Some((status, payload)) => tiny_http::Response::from_data(payload).with_status_code(status),
+        None => tiny_http::Response::from_data(Vec::new()).with_status_code(502),
+    };
+    let _ = req.respond(response);
+}
+
+/// Sends a request to `upstream` (`host:port`) with its headers as received, `Host` included,
+/// so a SigV4 signature made for the proxy still verifies there; returns status and body
+/// (`None`: no answer).
+pub fn forward(
+    upstream: &str,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Option<(u16, Vec<u8>)> {
     let mut head = format!("{method} {url} HTTP/1.1\r\n");
-    for (name, value) in &headers {
+    for (name, value) in headers {
         if !name.eq_ignore_ascii_case("connection") && !name.eq_ignore_ascii_case("content-length") {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -156,15 +173,12 @@ fn handle(mut req: tiny_http::Request, upstream: &str, dialect: Dialect, docs: &
     let answer = (|| -> std::io::Result<Vec<u8>> {
         let mut s = TcpStream::connect(upstream)?;
         s.write_all(head.as_bytes())?;
-        s.write_all(&body)?;
+        s.write_all(body)?;
         let mut out = Vec::new();
         s.read_to_end(&mut out)?;
         Ok(out)
     })();
-    let Ok(raw) = answer else {
-        let _ = req.respond(tiny_http::Response::empty(502));
-        return;
-    };
+    let raw = answer.ok()?;
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).unwrap_or(raw.len());
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(502);
@@ -183,7 +197,7 @@ fn handle(mut req: tiny_http::Request, upstream: &str, dialect: Dialect, docs: &
         }
         payload = out;
     }
-    let _ = req.respond(tiny_http::Response::from_data(payload).with_status_code(status));
+    Some((status, payload))
 }
 
 fn notification_call(

@@ -140,9 +140,10 @@ impl FakeSnsHost {
         self.pems.lock().unwrap().insert(path.to_string(), pem.to_string());
     }
 
-    /// What an [`SnsRelay`] needs of the host: its URL and the certificates it serves.
+    /// What an [`SnsRelay`] or [`SnsConfirmations`] needs of the host: its URL, the
+    /// certificates it serves and the requests it got.
     pub fn handle(&self) -> HostHandle {
-        HostHandle { url: self.url().to_string(), pems: self.pems.clone() }
+        HostHandle { url: self.url().to_string(), pems: self.pems.clone(), calls: self.calls.clone() }
     }
 
     /// Every request so far, as `METHOD path`.
@@ -165,6 +166,7 @@ impl Drop for FakeSnsHost {
 pub struct HostHandle {
     url: String,
     pems: Arc<Mutex<HashMap<String, String>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
 }
 
 /// What the relay did with one delivery.
@@ -202,8 +204,23 @@ pub struct SnsRelay {
 impl SnsRelay {
     /// Starts the relay on 127.0.0.1, delivering to `receiver`; `moto` serves moto's certificates.
     pub fn start(moto: &str, receiver: &str, host: HostHandle) -> anyhow::Result<SnsRelay> {
+        SnsRelay::start_with(moto, receiver, host, false)
+    }
+
+    /// A relay in front of a whole API host: a delivery to `{url}/PATH` goes to `{api_host}/PATH`,
+    /// so the relay's URL can be a hook's `apiHost` and the feed itself subscribes the
+    /// receiver URL through it.
+    pub fn in_front_of(moto: &str, api_host: &str, host: HostHandle) -> anyhow::Result<SnsRelay> {
+        SnsRelay::start_with(moto, api_host.trim_end_matches('/'), host, true)
+    }
+
+    fn start_with(moto: &str, receiver: &str, host: HostHandle, by_path: bool) -> anyhow::Result<SnsRelay> {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| anyhow::anyhow!("{e}"))?);
-        let url = format!("http://{}/sns", server.server_addr());
+        let url = if by_path {
+            format!("http://{}", server.server_addr())
+        } else {
+            format!("http://{}/sns", server.server_addr())
+        };
         let log = Arc::new(Mutex::new(Vec::new()));
         let (srv, recorded) = (server.clone(), log.clone());
         let (moto, receiver) = (moto.trim_end_matches('/').to_string(), receiver.to_string());
@@ -212,7 +229,8 @@ impl SnsRelay {
             let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
             for mut req in srv.incoming_requests() {
                 let call = Call::read(&mut req);
-                let relayed = relay(&http, &signer, &moto, &receiver, &host, call.body);
+                let to = if by_path { format!("{receiver}{}", call.path) } else { receiver.clone() };
+                let relayed = relay(&http, &signer, &moto, &to, &host, call.body);
                 recorded.lock().unwrap().push(relayed);
                 let _ = req.respond(tiny_http::Response::from_string("").with_status_code(200));
             }
@@ -220,7 +238,7 @@ impl SnsRelay {
         Ok(SnsRelay { url, log, server, thread: Some(thread) })
     }
 
-    /// The URL to subscribe (`Protocol=http`).
+    /// The URL to subscribe (`Protocol=http`), or for [`SnsRelay::in_front_of`] the API host.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -264,10 +282,13 @@ fn relay(
             resigned = true;
         }
     }
+    let cert_url = env["SigningCertURL"].as_str().unwrap_or_default().to_string();
     if resigned {
         env["Message"] = Value::String(message.to_string());
         env["SigningCertURL"] = Value::String(format!("{}{CERT_PATH}", host.url));
         signer.sign(&mut env, "2");
+    } else if cert_url.starts_with(&host.url) {
+        // Already signed for the stand-in ([`SnsConfirmations`]): passed on as it is.
     } else {
         let cert_url = env["SigningCertURL"].as_str().unwrap_or_default().to_string();
         let path = cert_url.find(".com/").map(|i| cert_url[i + 4..].to_string()).unwrap_or_default();
@@ -297,4 +318,140 @@ fn relay(
         }
         Err(e) => Relayed { resigned, status: 0, answer: Value::String(e.to_string()) },
     }
+}
+
+/// In front of moto's SNS: plays what moto 5.2.1 leaves out of an HTTP(S) subscription
+/// (moto/sns/models.py `subscribe` marks every subscription confirmed at once and sends
+/// nothing; `confirm_subscription` does nothing): AWS's `SubscriptionConfirmation` and the
+/// pending state until it is confirmed. Query API calls go to moto with their headers as
+/// signed ([`crate::s3dialect::forward`]), so moto still verifies every signature.
+///
+/// After moto answers a `Subscribe` of an http(s) endpoint, and before that answer goes back
+/// (AWS sends the confirmation while `Subscribe` runs or just after; before the answer is the
+/// earliest, the order a client must survive), a confirmation with a new token is POSTed to the
+/// endpoint, signed with the test key, its `SigningCertURL` and `SubscribeURL` on the SNS
+/// stand-in. `Subscribe` again for a subscription still pending sends a new one, as AWS does
+/// for a pending subscription. `GetSubscriptionAttributes` answers `PendingConfirmation` true
+/// until the stand-in has been asked to confirm one of the subscription's tokens.
+pub struct SnsConfirmations {
+    url: String,
+    sent: Arc<Mutex<Vec<(String, u16)>>>,
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SnsConfirmations {
+    /// Starts it on 127.0.0.1 in front of moto (`http://127.0.0.1:PORT`).
+    pub fn start(moto: &str, host: HostHandle) -> anyhow::Result<SnsConfirmations> {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| anyhow::anyhow!("{e}"))?);
+        let url = format!("http://{}", server.server_addr());
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let (srv, recorded) = (server.clone(), sent.clone());
+        let upstream = moto.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let thread = std::thread::spawn(move || {
+            let signer = SnsSigner::new();
+            let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+            let mut tokens: HashMap<String, Vec<String>> = HashMap::new();
+            let mut next = 0u32;
+            for mut req in srv.incoming_requests() {
+                let method = req.method().as_str().to_string();
+                let path = req.url().to_string();
+                let mut body = Vec::new();
+                let _ = std::io::Read::read_to_end(req.as_reader(), &mut body);
+                let headers: Vec<(String, String)> = req
+                    .headers()
+                    .iter()
+                    .map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().to_string()))
+                    .collect();
+                let form: HashMap<String, String> = String::from_utf8_lossy(&body)
+                    .split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| {
+                        (owfeed_s3::decode_form(k).unwrap_or_default(), owfeed_s3::decode_form(v).unwrap_or_default())
+                    })
+                    .collect();
+                let Some((status, mut payload)) = crate::s3dialect::forward(&upstream, &method, &path, &headers, &body)
+                else {
+                    let _ = req.respond(tiny_http::Response::from_data(Vec::new()).with_status_code(502));
+                    continue;
+                };
+                let field = |k: &str| form.get(k).cloned().unwrap_or_default();
+                let text = String::from_utf8_lossy(&payload).to_string();
+                match field("Action").as_str() {
+                    "Subscribe" if status == 200 && ["http", "https"].contains(&field("Protocol").as_str()) => {
+                        next += 1;
+                        let token = format!("{next:064x}");
+                        let answered = confirm(&http, &signer, &host, &field("TopicArn"), &field("Endpoint"), &token);
+                        tokens
+                            .entry(between(&text, "<SubscriptionArn>", "</SubscriptionArn>"))
+                            .or_default()
+                            .push(token);
+                        recorded.lock().unwrap().push((field("Endpoint"), answered));
+                    }
+                    "GetSubscriptionAttributes" if status == 200 => {
+                        let confirmed = host.calls.lock().unwrap().iter().any(|c| {
+                            tokens
+                                .get(&field("SubscriptionArn"))
+                                .is_some_and(|t| t.iter().any(|t| c.path.ends_with(&format!("&Token={t}"))))
+                        });
+                        let pending = tokens.contains_key(&field("SubscriptionArn")) && !confirmed;
+                        payload = set_pending(&text, pending).into_bytes();
+                    }
+                    _ => {}
+                }
+                let _ = req.respond(tiny_http::Response::from_data(payload).with_status_code(status));
+            }
+        });
+        Ok(SnsConfirmations { url, sent, server, thread: Some(thread) })
+    }
+
+    /// The `snsEndpoint` to give the feed.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The confirmations sent so far: (endpoint, the status it answered).
+    pub fn sent(&self) -> Vec<(String, u16)> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+impl Drop for SnsConfirmations {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn between(text: &str, open: &str, close: &str) -> String {
+    let Some(start) = text.find(open).map(|i| i + open.len()) else { return String::new() };
+    text[start..].find(close).map(|end| text[start..start + end].trim().to_string()).unwrap_or_default()
+}
+
+/// moto's `GetSubscriptionAttributes` answer with `PendingConfirmation` set to `pending`.
+fn set_pending(answer: &str, pending: bool) -> String {
+    let Some(key) = answer.find("<key>PendingConfirmation</key>") else { return answer.to_string() };
+    let rest = &answer[key..];
+    let (Some(open), Some(close)) = (rest.find("<value>"), rest.find("</value>")) else { return answer.to_string() };
+    format!("{}{}<value>{pending}{}", &answer[..key], &rest[..open], &rest[close..])
+}
+
+/// POSTs a signed `SubscriptionConfirmation` to `endpoint`; returns its status (0: no answer).
+fn confirm(http: &ureq::Agent, signer: &SnsSigner, host: &HostHandle, topic: &str, endpoint: &str, token: &str) -> u16 {
+    let mut env = serde_json::json!({"Type": "SubscriptionConfirmation", "MessageId": format!("confirm-{token}"),
+        "Token": token, "TopicArn": topic,
+        "Message": format!("You have chosen to subscribe to the topic {topic}.\nTo confirm the subscription, visit the SubscribeURL included in this message."),
+        "SubscribeURL": format!("{}/?Action=ConfirmSubscription&TopicArn={topic}&Token={token}", host.url),
+        "Timestamp": "2026-11-27T18:00:00.000Z", "SigningCertURL": format!("{}{CERT_PATH}", host.url)});
+    signer.sign(&mut env, "2");
+    http.post(endpoint)
+        .header("Content-Type", "text/plain; charset=UTF-8")
+        .header("x-amz-sns-message-type", "SubscriptionConfirmation")
+        .header("x-amz-sns-message-id", env["MessageId"].as_str().unwrap_or_default())
+        .header("x-amz-sns-topic-arn", topic)
+        .send(env.to_string())
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }

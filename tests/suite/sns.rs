@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use feed_tests::moto::Moto;
-use feed_tests::sns::{moto_route, FakeSnsHost, SnsRelay, SnsSigner, CERT_PATH};
+use feed_tests::sns::{moto_route, FakeSnsHost, SnsConfirmations, SnsRelay, SnsSigner, CERT_PATH};
 use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
 use ow_emulator::{Config, SYSTEM_NAMESPACE};
 use owfeed::hooks::feed::{binding_for, receiver_url};
@@ -337,7 +337,8 @@ fn moto_sns(moto: &Moto, form: &str, element: &str) -> String {
 /// topic and posts them to the subscribed HTTP endpoint, a relay in front of the receiver
 /// (`feed_tests::sns::SnsRelay`: it adds the SNS headers moto leaves out and serves moto's
 /// signing certificate over HTTPS; where it must fix moto's zone-less `eventTime` it signs
-/// again with the test key). moto 5.2.1 sends no notification for deletes.
+/// again with the test key). Deletes reach the receiver too: see
+/// `hook_create_with_provider_aws_on_moto_fires_puts_overwrites_and_deletes`.
 #[test]
 fn moto_s3_to_sns_to_https_fires_the_s3_feeds_events() {
     let s = Sns::start();
@@ -392,4 +393,224 @@ fn moto_s3_to_sns_to_https_fires_the_s3_feeds_events() {
         ]
     );
     assert_ne!(events[0]["id"], events[1]["id"], "two writes of one key are two events");
+}
+
+/// The whole `provider aws` path on moto (S3 and SNS, SigV4 verified): the real `hook` feed
+/// action's CREATE makes the topic, policy, subscription and bucket notification; moto's S3
+/// publishes each write to that topic and moto's SNS posts it to the subscribed receiver URL,
+/// whose API host is an [`SnsRelay`] in front of the emulator (it adds the headers moto leaves
+/// out and fixes moto's zone-less `eventTime`, see `feed_tests::sns`); the receiver verifies the
+/// signature and fires the S3 feed's exact events.
+///
+/// moto 5.2.1 sends no `SubscriptionConfirmation` and marks every subscription confirmed at
+/// once (moto/sns/models.py `subscribe`), so topic calls go through [`SnsConfirmations`], which
+/// plays AWS's confirmation: sent while `Subscribe` runs, before the feed has stored
+/// `topicArn`, it gets 503; once the config is stored the feed subscribes again, SNS sends a
+/// new confirmation, and the receiver confirms it, so CREATE ends confirmed.
+#[test]
+fn hook_create_with_provider_aws_on_moto_fires_puts_overwrites_and_deletes() {
+    let s = Sns::start();
+    let moto = Moto::shared().expect("moto");
+    let bucket = Moto::unique_bucket("awspush");
+    moto.create_bucket(&bucket).unwrap();
+    let feed = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook");
+    let ann = Value::Array(["feed", "provide-api-key"].iter().map(|k| json!({"key": k, "value": true})).collect());
+    s.w.system.put_action(&feed, &action_body(&workspace_bin("hook"), "rust:1.34", ann).unwrap(), true).unwrap();
+    let relay = SnsRelay::in_front_of(moto.endpoint(), &s.w.emu.url(), s.host.handle()).unwrap();
+    let trigger = QualifiedName::new("_", None, "uploads");
+    let body = json!({"annotations": [{"key": "feed", "value": feed.to_string()}], "parameters": []});
+    s.w.user.put_trigger(&trigger, &body, false).unwrap();
+    s.w.record_events("uploads", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let invoke = |event: &str, params: Value| -> Value {
+        let mut p = json!({"lifecycleEvent": event, "triggerName": "/_/uploads", "authKey": s.w.user_key});
+        p.as_object_mut().unwrap().extend(params.as_object().unwrap().clone());
+        s.w.user.invoke(&feed, &p, true).unwrap_or_else(|e| panic!("{event}: {e}"))
+    };
+    let sns = SnsConfirmations::start(moto.endpoint(), s.host.handle()).unwrap();
+    let created = invoke(
+        "CREATE",
+        json!({"source": "s3", "provider": "aws", "endpoint": moto.endpoint(), "snsEndpoint": sns.url(),
+            "bucket": bucket, "accessKeyId": moto.access_key_id(), "secretAccessKey": moto.secret_access_key(),
+            "apiHost": relay.url()}),
+    );
+    let url = created["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with(relay.url()), "{created}");
+    assert_eq!(created["producer"]["pendingConfirmation"], false, "{created}");
+    let read = invoke("READ", json!({}));
+    let topic = read["config"]["topicArn"].as_str().expect("topicArn stored").to_string();
+    assert_eq!(read["status"]["producer"]["pendingConfirmation"], false, "{read}");
+    assert_eq!(read["status"]["producer"]["subscription"], read["config"]["subscriptionArn"], "{read}");
+    // The first confirmation (during Subscribe) and S3's test message (when the bucket entry
+    // is added, the last step of `register`) arrive before the feed stores `topicArn`: 503.
+    // The confirmation sent for the second Subscribe, after the config is stored, is confirmed.
+    let early = json!("the hook has no topicArn yet: retry");
+    let first: Vec<(u16, Value)> = relay.relayed().into_iter().map(|r| (r.status, r.answer)).collect();
+    assert_eq!(
+        first,
+        vec![
+            (503, json!({"error": early})),
+            (503, json!({"error": early})),
+            (200, json!({"status": "confirmed", "topicArn": topic}))
+        ]
+    );
+    assert_eq!(sns.sent().len(), 2, "{:?}", sns.sent());
+    let confirmed: Vec<String> =
+        s.host.requests().into_iter().filter(|r| r.starts_with("GET /?Action=ConfirmSubscription")).collect();
+    assert_eq!(confirmed.len(), 1, "{confirmed:?}");
+
+    let key = "albums/beach day.jpg";
+    let etag1 = moto.put(&bucket, key, b"hello").unwrap();
+    let etag2 = moto.put(&bucket, key, b"hello again").unwrap();
+    moto.delete(&bucket, key).unwrap();
+    let relayed = relay.relayed();
+    assert_eq!(relayed.len(), 6, "{relayed:?}");
+    assert!(relayed[3..].iter().all(|r| r.status == 202 && r.answer["fired"] == 1), "{relayed:?}");
+
+    let events = s.events();
+    let source = format!("{}/{bucket}", moto.endpoint());
+    let time = |e: &Value| e["time"].as_str().unwrap_or_default().to_string();
+    let mut got = events.clone();
+    for e in &mut got {
+        let o = e.as_object_mut().unwrap();
+        o.remove("id");
+        o.remove("time");
+        o["data"].as_object_mut().unwrap().remove("lastModified");
+    }
+    let created_event = |etag: &str, size: u64| {
+        json!({"specversion": "1.0", "source": source, "type": "org.openwhisk.feeds.s3.object.created",
+            "subject": key, "datacontenttype": "application/json",
+            "data": {"bucket": bucket, "endpoint": moto.endpoint(), "key": key, "change": "created",
+                "etag": etag.trim_matches('"'), "size": size}})
+    };
+    let deleted = json!({"specversion": "1.0", "source": source, "type": "org.openwhisk.feeds.s3.object.deleted",
+        "subject": key, "datacontenttype": "application/json",
+        "data": {"bucket": bucket, "endpoint": moto.endpoint(), "key": key, "change": "deleted"}});
+    assert_eq!(got, vec![created_event(&etag1, 5), created_event(&etag2, 11), deleted], "{events:?}");
+    // moto's eventTime is its local time (see SnsRelay): only its shape is checked.
+    for e in &events {
+        assert!(time(e).ends_with('Z'), "{e}");
+        if let Some(modified) = e["data"].get("lastModified") {
+            assert_eq!(*modified, json!(time(e)), "{e}");
+        }
+    }
+    let ids: std::collections::BTreeSet<&str> = events.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids.len(), 3, "every write is its own event: {events:?}");
+
+    let deleted_result = invoke("DELETE", json!({}));
+    assert!(deleted_result.get("notRemoved").is_none(), "{deleted_result}");
+    let answer = sns_topics(moto);
+    assert!(!answer.contains(&topic), "the feed's topic is gone");
+    for result in [&created, &read, &deleted_result] {
+        assert!(!result.to_string().contains(moto.secret_access_key()), "{result}");
+    }
+}
+
+/// moto's topics (signed ListTopics).
+fn sns_topics(moto: &Moto) -> String {
+    let answer = moto.client().query_api("sns", &[("Action", "ListTopics"), ("Version", "2010-03-31")]).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A receiver SNS cannot reach (here: an API host nothing listens on) never confirms: CREATE
+/// still succeeds (the registration is in place and confirms once the receiver is reachable
+/// and SNS is asked again), but CREATE's and READ's `producer` say the subscription is pending
+/// confirmation and what to do, so the trigger is not silently deaf.
+#[test]
+fn an_unconfirmed_aws_subscription_is_shown_as_pending() {
+    let s = Sns::start();
+    let moto = Moto::shared().expect("moto");
+    let bucket = Moto::unique_bucket("awspending");
+    moto.create_bucket(&bucket).unwrap();
+    let feed = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook");
+    let ann = Value::Array(["feed", "provide-api-key"].iter().map(|k| json!({"key": k, "value": true})).collect());
+    s.w.system.put_action(&feed, &action_body(&workspace_bin("hook"), "rust:1.34", ann).unwrap(), true).unwrap();
+    let sns = SnsConfirmations::start(moto.endpoint(), s.host.handle()).unwrap();
+    let unreachable = format!("http://{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
+    let trigger = QualifiedName::new("_", None, "deaf");
+    let body = json!({"annotations": [{"key": "feed", "value": feed.to_string()}], "parameters": []});
+    s.w.user.put_trigger(&trigger, &body, false).unwrap();
+    let invoke = |event: &str, params: Value| -> Value {
+        let mut p = json!({"lifecycleEvent": event, "triggerName": "/_/deaf", "authKey": s.w.user_key});
+        p.as_object_mut().unwrap().extend(params.as_object().unwrap().clone());
+        s.w.user.invoke(&feed, &p, true).unwrap_or_else(|e| panic!("{event}: {e}"))
+    };
+    let created = invoke(
+        "CREATE",
+        json!({"source": "s3", "provider": "aws", "endpoint": moto.endpoint(), "snsEndpoint": sns.url(),
+            "bucket": bucket, "accessKeyId": moto.access_key_id(), "secretAccessKey": moto.secret_access_key(),
+            "apiHost": unreachable}),
+    );
+    assert_eq!(created["status"], "created", "{created}");
+    assert_eq!(created["producer"]["pendingConfirmation"], true, "{created}");
+    // Subscribed twice: once in `register`, once more after the config was stored.
+    assert_eq!(sns.sent().iter().map(|(_, status)| *status).collect::<Vec<_>>(), vec![0, 0]);
+    let read = invoke("READ", json!({}));
+    let producer = &read["status"]["producer"];
+    assert_eq!(producer["pendingConfirmation"], true, "{read}");
+    assert_eq!(producer["subscription"], read["config"]["subscriptionArn"], "{read}");
+    assert!(producer["problem"].as_str().unwrap().contains("pending confirmation"), "{read}");
+    let deleted = invoke("DELETE", json!({}));
+    assert!(deleted.get("notRemoved").is_none(), "{deleted}");
+}
+
+/// Benchmark, not a test (`#[ignore]`, prints, asserts only that every write fired): push
+/// mode's write-to-fire latency on moto for 50 writes, the time from the start of an object
+/// PUT until it returned. moto publishes to SNS and SNS posts to the subscriber inside the
+/// PUT request, and the relay answers moto only after the receiver answered (after
+/// `fire_trigger` was accepted), so each figure is an upper bound of write-to-fire through
+/// the real `receive` action (debug build, in the emulator) plus the relay's re-signing.
+/// `cargo test -p feed-tests --test suite sns::bench_push_write_to_fire -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_push_write_to_fire() {
+    let s = Sns::start();
+    let moto = Moto::shared().expect("moto");
+    let bucket = Moto::unique_bucket("awsbench");
+    moto.create_bucket(&bucket).unwrap();
+    let feed = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook");
+    let ann = Value::Array(["feed", "provide-api-key"].iter().map(|k| json!({"key": k, "value": true})).collect());
+    s.w.system.put_action(&feed, &action_body(&workspace_bin("hook"), "rust:1.34", ann).unwrap(), true).unwrap();
+    let relay = SnsRelay::in_front_of(moto.endpoint(), &s.w.emu.url(), s.host.handle()).unwrap();
+    let sns = SnsConfirmations::start(moto.endpoint(), s.host.handle()).unwrap();
+    let body = json!({"annotations": [{"key": "feed", "value": feed.to_string()}], "parameters": []});
+    s.w.user.put_trigger(&QualifiedName::new("_", None, "bench"), &body, false).unwrap();
+    s.w.record_events("bench", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let p = json!({"lifecycleEvent": "CREATE", "triggerName": "/_/bench", "authKey": s.w.user_key,
+        "source": "s3", "provider": "aws", "endpoint": moto.endpoint(), "snsEndpoint": sns.url(),
+        "bucket": bucket, "accessKeyId": moto.access_key_id(), "secretAccessKey": moto.secret_access_key(),
+        "apiHost": relay.url()});
+    let created = s.w.user.invoke(&feed, &p, true).expect("CREATE");
+    assert_eq!(created["producer"]["pendingConfirmation"], false, "{created}");
+    let before = relay.relayed().len();
+    let writes = 50;
+    let mut millis: Vec<f64> = Vec::new();
+    for i in 0..writes {
+        let started = std::time::Instant::now();
+        moto.put(&bucket, &format!("bench/{i}.txt"), b"hello").unwrap();
+        millis.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let relayed = relay.relayed();
+    assert!(relayed[before..].iter().all(|r| r.status == 202 && r.answer["fired"] == 1), "{relayed:?}");
+    assert_eq!(relayed.len() - before, writes);
+    assert_eq!(s.events().len(), writes);
+    // The same PUTs to a bucket without notifications: what moto's PUT costs by itself.
+    let plain = Moto::unique_bucket("awsbench-plain");
+    moto.create_bucket(&plain).unwrap();
+    let mut plain_millis: Vec<f64> = Vec::new();
+    for i in 0..writes {
+        let started = std::time::Instant::now();
+        moto.put(&plain, &format!("bench/{i}.txt"), b"hello").unwrap();
+        plain_millis.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    for (what, mut millis) in [("push write-to-fire", millis), ("PUT without notification", plain_millis)] {
+        millis.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| millis[((q * writes as f64).ceil() as usize).clamp(1, writes) - 1];
+        eprintln!(
+            "{what} over {writes} PUTs: p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms",
+            at(0.50),
+            at(0.99),
+            millis[0],
+            millis[writes - 1]
+        );
+    }
 }

@@ -161,6 +161,30 @@ fn store_registration(config: &mut Params, registrar: &dyn Registrar, id: &str) 
     }
 }
 
+/// Lets the registrar finish what needed the stored config (see `Registrar::after_stored`);
+/// returns what the producer says about the registration then. A failure there leaves the
+/// registration in place and is said in the status.
+fn after_stored(registrar: &dyn Registrar, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Value> {
+    let failed = registrar.after_stored(params, id, endpoint).err();
+    let mut status = registrar.status(params, id);
+    if let Some(e) = failed {
+        crate::runtime::log(&format!("hook registration {id}: {e}"));
+        let problem = format!("asking the producer to confirm the registration failed: {e}");
+        match &mut status {
+            Some(Value::Object(m)) if !m.contains_key("problem") => {
+                m.insert("problem".into(), json!(problem));
+            }
+            Some(_) => {}
+            None => status = Some(json!({ "problem": problem })),
+        }
+    }
+    status
+}
+
+fn registrar_status(feed: &HooksFeed, config: &Params, id: &str) -> Option<Value> {
+    feed.stored_registrar(config)?.status(config, id)
+}
+
 fn registration(config: &Params) -> Option<String> {
     config.str(CONFIG_REGISTRATION).ok().flatten().filter(|s| !s.is_empty())
 }
@@ -241,6 +265,12 @@ impl Feed for HooksFeed {
         if let Some(r) = reconcile {
             out["reconcile"] = r;
         }
+        if let Some(id) = &id {
+            let endpoint = Endpoint { url: url.clone(), secret: secret.clone(), active: true };
+            if let Some(status) = after_stored(registrar, &params, id, &endpoint) {
+                out["producer"] = status;
+            }
+        }
         // The token is shown once, to paste into the producer: when nothing was registered, or
         // when the producer still needs it from the user.
         if (id.is_none() || registrar.needs_token(&params)) && !params.has(CONFIG_SECRET) {
@@ -254,7 +284,7 @@ impl Feed for HooksFeed {
         let config = self.require_stored(req, &binding)?;
         let paused = config.bool(CONFIG_PAUSED).ok().flatten().unwrap_or(false);
         let reconcile = super::reconcile::read(req, &config); // S3 push reconcile
-        Ok(json!({
+        let mut out = json!({
             "config": self.redact(&config),
             "url": config.str(CONFIG_URL).ok().flatten(),
             "status": {
@@ -266,7 +296,12 @@ impl Feed for HooksFeed {
                 "endpoint": binding.to_string(),
                 "reconcile": reconcile,
             },
-        }))
+        });
+        // What the producer says (e.g. an SNS subscription still pending confirmation).
+        if let Some(producer) = registration(&config).and_then(|id| registrar_status(self, &config, &id)) {
+            out["status"]["producer"] = producer;
+        }
+        Ok(out)
     }
 
     fn update(&self, req: &FeedRequest) -> Result<Value, ActionError> {
@@ -296,6 +331,7 @@ impl Feed for HooksFeed {
             registrar.params().iter().chain(&[CONFIG_SECRET, CONFIG_URL]).any(|k| old.raw(k) != merged.raw(k));
         let old_id = registration(&old);
         let mut problems = Vec::new();
+        let mut producer = None;
         if changed {
             let url = merged.str(CONFIG_URL)?.unwrap_or_default();
             let active = !merged.bool(CONFIG_PAUSED)?.unwrap_or(false);
@@ -307,6 +343,7 @@ impl Feed for HooksFeed {
                     store_registration(&mut merged, registrar, &id);
                     req.write_config(&binding, &merged)
                         .map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
+                    producer = after_stored(registrar, &merged, &id, &endpoint);
                 }
                 // A new registration first, then the old one removed: deliveries never stop.
                 None => {
@@ -322,6 +359,9 @@ impl Feed for HooksFeed {
                         }
                         return Err(fail(&format!("updating the hook config {binding}"), e));
                     }
+                    if let Some(id) = &new_id {
+                        producer = after_stored(registrar, &merged, id, &endpoint);
+                    }
                     if let Some(id) = &old_id {
                         if let Err(e) = registrar.unregister(&old, id) {
                             problems.push(format!("could not remove the old registration {id}: {e}"));
@@ -334,7 +374,7 @@ impl Feed for HooksFeed {
         }
         // S3 push reconcile (hooks/reconcile.rs): created, updated or removed as `merged` says.
         let reconcile = super::reconcile::update(req, &old, &merged)?;
-        Ok(json!({
+        let mut out = json!({
             "status": "updated",
             "trigger": req.trigger.to_string(),
             "reconcile": reconcile,
@@ -342,7 +382,11 @@ impl Feed for HooksFeed {
             "url": merged.str(CONFIG_URL)?,
             "registration": registration(&merged),
             "problems": problems,
-        }))
+        });
+        if let Some(producer) = producer {
+            out["producer"] = producer;
+        }
+        Ok(out)
     }
 
     /// Removes the registration, the endpoint and the batch record. `wsk trigger delete`

@@ -97,6 +97,19 @@ pub trait Registrar {
         let _ = id;
         Vec::new()
     }
+    /// Called once the feed has stored registration `id` and its `registration_config`: a
+    /// producer that sent the receiver something it could only answer after that (SNS's
+    /// subscription confirmation, sent while `register` ran) is asked to send it again.
+    fn after_stored(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Result<(), RegistrationError> {
+        let _ = (params, id, endpoint);
+        Ok(())
+    }
+    /// What the producer says about registration `id` now, for READ (`None`: nothing to say);
+    /// a registration that cannot deliver says so in `problem`.
+    fn status(&self, params: &Params, id: &str) -> Option<Value> {
+        let _ = (params, id);
+        None
+    }
     /// Where registration `id` lives and the one command (no secret in it) that removes it, for
     /// a user to run when `unregister` failed.
     fn removal(&self, params: &Params, id: &str) -> (String, String);

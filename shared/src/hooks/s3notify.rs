@@ -42,6 +42,10 @@ const S3_XMLNS: &str = "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"";
 /// The SNS Query API version.
 const SNS_VERSION: &str = "2010-03-31";
 
+/// How often, and how far apart, `after_stored` looks whether the receiver confirmed.
+const CONFIRMATION_CHECKS: u32 = 16;
+const CONFIRMATION_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The `s3` source's registration plugin (see the module doc).
 pub struct S3Notifications;
 
@@ -447,6 +451,13 @@ impl Target {
             .ok_or_else(|| RegistrationError::Server("topic Subscribe: the answer has no SubscriptionArn".into()))
     }
 
+    /// True while SNS waits for the subscription's confirmation (`PendingConfirmation`).
+    fn pending_confirmation(&self, subscription: &str) -> Result<bool, RegistrationError> {
+        let answer =
+            self.topic_call(&[("Action", "GetSubscriptionAttributes"), ("SubscriptionArn", subscription)], &[])?;
+        Ok(find_entry(&answer, "PendingConfirmation").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")))
+    }
+
     fn unsubscribe(&self, arn: &str) -> Result<(), RegistrationError> {
         match self.topic_call(&[("Action", "Unsubscribe"), ("SubscriptionArn", arn)], &[]) {
             Err(RegistrationError::Rejected { status: 404, .. }) => Ok(()),
@@ -767,6 +778,48 @@ impl Registrar for S3Notifications {
             }
         };
         (place, command)
+    }
+    /// SNS sends the `SubscriptionConfirmation` while `Subscribe` runs, before the feed has
+    /// stored `topicArn`, so the receiver could only answer it 503 (whether SNS retries a
+    /// confirmation is not documented). Once the topic is stored, a subscription still pending
+    /// is subscribed again: `Subscribe` of the same endpoint returns the same subscription, and
+    /// SNS is expected to send a new confirmation for one still pending (no AWS page found that
+    /// says so). Then waits a few seconds for the receiver to confirm; READ shows a
+    /// subscription that stays pending.
+    fn after_stored(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Result<(), RegistrationError> {
+        let Some(reg) = Registration::parse(id) else { return Ok(()) };
+        let (Some(topic), Some(subscription)) = (&reg.topic, &reg.subscription) else { return Ok(()) };
+        let target = target(params)?;
+        if target.settings.provider != Provider::Aws || !target.pending_confirmation(subscription)? {
+            return Ok(());
+        }
+        target.subscribe(topic, &endpoint.url)?;
+        for _ in 0..CONFIRMATION_CHECKS {
+            std::thread::sleep(CONFIRMATION_PAUSE);
+            if !target.pending_confirmation(subscription)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+    fn status(&self, params: &Params, id: &str) -> Option<Value> {
+        let reg = Registration::parse(id)?;
+        let subscription = reg.subscription.as_ref()?;
+        let target = target(params).ok()?;
+        if target.settings.provider != Provider::Aws {
+            return None;
+        }
+        Some(match target.pending_confirmation(subscription) {
+            Ok(false) => json!({"subscription": subscription, "pendingConfirmation": false}),
+            Ok(true) => json!({
+                "subscription": subscription,
+                "pendingConfirmation": true,
+                "problem": "the SNS subscription is still pending confirmation: nothing is delivered until the receiver confirms it, which it does when SNS's SubscriptionConfirmation reaches the receiver URL over HTTPS; `aws sns subscribe` of the same topic, protocol and URL makes SNS send it again",
+            }),
+            Err(e) => {
+                json!({"subscription": subscription, "problem": format!("cannot read the SNS subscription: {e}")})
+            }
+        })
     }
     fn needs_token(&self, params: &Params) -> bool {
         params.str("provider").ok().flatten().and_then(|p| Provider::parse(&p)) == Some(Provider::Minio)
