@@ -194,6 +194,22 @@ impl Format {
             Format::Legacy => "legacy",
         }
     }
+
+    /// The payload fired for an event in this format: the CloudEvent itself, or the source's
+    /// legacy shape (built only when asked for) carrying the CloudEvent's id too, so
+    /// duplicates stay recognisable.
+    pub fn payload(self, cloud_event: Value, legacy: impl FnOnce() -> Option<Value>) -> Value {
+        match self {
+            Format::CloudEvents => cloud_event,
+            Format::Legacy => {
+                let mut legacy = legacy().unwrap_or(Value::Null);
+                if let (Value::Object(obj), Some(id)) = (&mut legacy, cloud_event.get("id")) {
+                    obj.entry("id").or_insert(id.clone());
+                }
+                legacy
+            }
+        }
+    }
 }
 
 /// Why a JSON value is not a valid CloudEvent, or a header value does not decode.

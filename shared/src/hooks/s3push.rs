@@ -200,18 +200,8 @@ pub fn map_notification(settings: &PushSettings, id_salt: &str, body: &Value) ->
             continue;
         }
         let ce = cloud_event(&ctx, &record.change, record.seq, record.time);
-        let event = match settings.format {
-            Format::CloudEvents => ce,
-            Format::Legacy => {
-                let mut legacy = legacy_payload(&settings.bucket, &settings.endpoint, &record.change);
-                // As in polling: legacy payloads carry the CloudEvent id, so duplicates stay recognisable.
-                if let (Value::Object(obj), Some(id)) = (&mut legacy, ce.get("id")) {
-                    obj.entry("id").or_insert(id.clone());
-                }
-                legacy
-            }
-        };
-        mapped.events.push(event);
+        let legacy = || Some(legacy_payload(&settings.bucket, &settings.endpoint, &record.change));
+        mapped.events.push(settings.format.payload(ce, legacy));
     }
     Ok(mapped)
 }

@@ -23,7 +23,7 @@ use super::PollSettings;
 use crate::budget::{now_ms, Budget};
 use crate::change::Record;
 use crate::delivery::{deliver_paced, DeliveryOutcome, DeliveryReport, FirePace};
-use crate::events::{record_event, EventContext, Format};
+use crate::events::{record_event, EventContext};
 use crate::openwhisk::{Client, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
@@ -153,18 +153,7 @@ pub(super) fn record_events(
     let mut events = Vec::new();
     for record in records.iter().filter(|r| settings.filter.matches_key(r.kind, &r.key)) {
         let ce = record_event(&ectx, record, now);
-        let event = match settings.format {
-            Format::CloudEvents => ce,
-            Format::Legacy => {
-                let mut legacy = reader.legacy_event(record).unwrap_or(Value::Null);
-                // Legacy payloads carry the CloudEvent id too, so duplicates stay recognisable.
-                if let (Value::Object(obj), Some(id)) = (&mut legacy, ce.get("id")) {
-                    obj.entry("id").or_insert(id.clone());
-                }
-                legacy
-            }
-        };
-        events.push(event);
+        events.push(settings.format.payload(ce, || reader.legacy_event(record)));
     }
     events
 }

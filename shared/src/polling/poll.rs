@@ -15,7 +15,7 @@ use super::{config_dialect, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE
 use crate::budget::{now_ms, Budget};
 use crate::change::Change;
 use crate::delivery::{deliver_paced, DeliveryOutcome, FirePace};
-use crate::events::{cloud_event, EventContext, Format};
+use crate::events::{cloud_event, EventContext};
 use crate::openwhisk::{AuthKey, Client, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::{ActionError, Context};
@@ -191,18 +191,7 @@ pub(super) fn build_events(
     let mut events = Vec::new();
     for change in changes.iter().filter(|c| settings.filter.matches(c)) {
         let ce = cloud_event(&ectx, change, seq, now);
-        let event = match settings.format {
-            Format::CloudEvents => ce,
-            Format::Legacy => {
-                let mut legacy = lister.legacy_event(change).unwrap_or(Value::Null);
-                // Legacy payloads carry the CloudEvent id too, so duplicates stay recognisable.
-                if let (Value::Object(obj), Some(id)) = (&mut legacy, ce.get("id")) {
-                    obj.entry("id").or_insert(id.clone());
-                }
-                legacy
-            }
-        };
-        events.push(event);
+        events.push(settings.format.payload(ce, || lister.legacy_event(change)));
     }
     events
 }
