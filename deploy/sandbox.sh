@@ -10,10 +10,15 @@
 # Prerequisites: cargo, and python3 with pip: on first use the sandbox installs a pinned moto
 # into target/test-tools/ (the only step that needs the network), as the test suite does.
 #
-# Usage: deploy/sandbox.sh [--release] [--keep [--realtime]] [--source s3|couchdb] [--help]
+# Usage: deploy/sandbox.sh [--release] [--keep [--realtime]] [--source s3|couchdb] [--push] [--help]
 #   --release   build and run the release binaries (default: debug)
 #   --source    the demo's source: s3 (default, on moto) or couchdb (on pouchdb-server, which
 #               the first couchdb run installs from npm into target/test-tools/)
+#   --push      the S3 demo in push mode: --feed owfeed/hook -p source s3 -p provider aws, each
+#               write pushed by moto's S3 through moto's SNS to the receiver, no alarm. moto's
+#               SNS sends no confirmation and signs with its own certificate, so test stand-ins
+#               play that part of SNS and the receiver is the test build sns-test-receive, which
+#               also trusts the local stand-in (the shipped receive trusts only AWS's SNS hosts)
 #   --keep      leave the emulator and S3 running and print how to use them (Ctrl-C stops)
 #   --realtime  with --keep: fire the feed's alarm by the clock, not only on request
 #   --help      print this help and exit
@@ -40,7 +45,7 @@ while [ $# -gt 0 ]; do
             profile=release
             cargo_profile=(--release)
             ;;
-        --keep | --realtime) sandbox_args+=("$arg") ;;
+        --keep | --realtime | --push) sandbox_args+=("$arg") ;;
         --source)
             [ $# -gt 0 ] || fail "--source needs s3 or couchdb"
             sandbox_args+=(--source "$1")

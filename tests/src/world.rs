@@ -145,6 +145,11 @@ impl World {
 
     /// Invokes the feed action as the CLI does (blocking), with the user's key.
     pub fn feed(&self, event: &str, trigger: &str, params: Value) -> Result<Value, String> {
+        self.feed_of("changes", event, trigger, params)
+    }
+
+    /// Like [`World::feed`], for another feed action of our package (`hook`).
+    pub fn feed_of(&self, action: &str, event: &str, trigger: &str, params: Value) -> Result<Value, String> {
         let mut p = json!({
             "lifecycleEvent": event,
             "triggerName": format!("/_/{trigger}"),
@@ -153,7 +158,8 @@ impl World {
         if let (Value::Object(p), Value::Object(extra)) = (&mut p, params) {
             p.extend(extra);
         }
-        match self.user.invoke(&self.feed_name(), &p, true) {
+        let feed = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), action);
+        match self.user.invoke(&feed, &p, true) {
             Ok(result) => Ok(result),
             Err(OwError::Application(result)) => {
                 Err(result["error"].as_str().unwrap_or(&result.to_string()).to_string())
@@ -166,13 +172,18 @@ impl World {
     /// `wsk trigger delete`, which invokes DELETE and then deletes the trigger
     /// (apache/openwhisk-cli commands/trigger.go:481-500, :381-391).
     pub fn create_trigger(&self, name: &str, params: Value) -> Result<Value, String> {
-        let feed = self.feed_name().to_string();
+        self.create_trigger_of("changes", name, params)
+    }
+
+    /// Like [`World::create_trigger`], with another feed action of our package (`hook`).
+    pub fn create_trigger_of(&self, action: &str, name: &str, params: Value) -> Result<Value, String> {
+        let feed = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), action).to_string();
         let body = json!({ "annotations": [{ "key": "feed", "value": feed }], "parameters": [] });
         self.user.put_trigger(&self.trigger(name), &body, false).map_err(|e| e.to_string())?;
-        match self.feed("CREATE", name, params) {
+        match self.feed_of(action, "CREATE", name, params) {
             Ok(v) => Ok(v),
             Err(e) => {
-                let _ = self.feed("DELETE", name, json!({}));
+                let _ = self.feed_of(action, "DELETE", name, json!({}));
                 let _ = self.user.delete_trigger(&self.trigger(name));
                 Err(e)
             }

@@ -64,3 +64,31 @@ fn sandbox_source_couchdb_prints_the_documents_events() {
     assert!(stdout.contains("org.openwhisk.feeds.couchdb.document.updated"), "{stdout}");
     assert!(stdout.contains("\"recordsRead\": 4"), "READ status missing or wrong:\n{stdout}");
 }
+
+/// `--push`: the S3 demo through bucket notifications, moto's S3 to moto's SNS to the receiver.
+/// An overwrite is a second `created` (push cannot tell), and the output must say that the
+/// receiver is the test build trusting a local SNS stand-in.
+#[test]
+fn sandbox_push_prints_the_pushed_events_and_names_its_stand_ins() {
+    let _ = workspace_bin("changes");
+    let output = Command::new(env!("CARGO_BIN_EXE_sandbox")).arg("--push").output().expect("run the sandbox binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status.code());
+    let expected = [
+        ("created", "notes.txt"),
+        ("created", "notes.txt"),
+        ("created", "photos/cat.jpg"),
+        ("deleted", "photos/cat.jpg"),
+    ];
+    let expected: Vec<(String, String)> = expected.iter().map(|(k, s)| (k.to_string(), s.to_string())).collect();
+    assert_eq!(events_in(&stdout), expected, "{stdout}");
+    assert!(stdout.contains("Summary: 3 created, 0 updated, 1 deleted"), "{stdout}");
+    assert!(stdout.contains("subscription confirmed;"), "{stdout}");
+    assert!(stdout.contains("\"pendingConfirmation\": false"), "READ status missing or wrong:\n{stdout}");
+    assert!(stdout.contains("test build sns-test-receive"), "the demo must name its test receiver:\n{stdout}");
+    assert_eq!(stdout.matches("HTTP 202, fired 1").count(), 4, "{stdout}");
+    for word in ["secretAccessKey", "authKey", "OW_AUTH", "AWS_SECRET_ACCESS_KEY", "snsTestCa", "BEGIN CERTIFICATE"] {
+        assert!(!stdout.contains(word) && !stderr.contains(word), "{word} in the output:\n{stdout}\n{stderr}");
+    }
+}
