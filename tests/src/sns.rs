@@ -178,6 +178,8 @@ pub struct Relayed {
     pub status: u16,
     /// The receiver's JSON answer.
     pub answer: Value,
+    /// From sending the delivery to the receiver's answer: what the receiver's end costs SNS.
+    pub took: std::time::Duration,
 }
 
 /// Between moto's SNS and the receiver, doing what moto 5.2.1 leaves out of an HTTP delivery
@@ -303,6 +305,7 @@ fn relay(
         env["SigningCertURL"] = Value::String(format!("{}{path}", host.url));
     }
     let kind = env["Type"].as_str().unwrap_or_default().to_string();
+    let started = std::time::Instant::now();
     let resp = http
         .post(receiver)
         .header("Content-Type", "text/plain; charset=UTF-8")
@@ -314,9 +317,9 @@ fn relay(
         Ok(mut r) => {
             let status = r.status().as_u16();
             let answer = r.body_mut().read_to_string().ok().and_then(|t| serde_json::from_str(&t).ok());
-            Relayed { resigned, status, answer: answer.unwrap_or(Value::Null) }
+            Relayed { resigned, status, answer: answer.unwrap_or(Value::Null), took: started.elapsed() }
         }
-        Err(e) => Relayed { resigned, status: 0, answer: Value::String(e.to_string()) },
+        Err(e) => Relayed { resigned, status: 0, answer: Value::String(e.to_string()), took: started.elapsed() },
     }
 }
 

@@ -558,7 +558,9 @@ fn an_unconfirmed_aws_subscription_is_shown_as_pending() {
 /// PUT until it returned. moto publishes to SNS and SNS posts to the subscriber inside the
 /// PUT request, and the relay answers moto only after the receiver answered (after
 /// `fire_trigger` was accepted), so each figure is an upper bound of write-to-fire through
-/// the real `receive` action (debug build, in the emulator) plus the relay's re-signing.
+/// the real `receive` action (debug build, in the emulator) plus the relay's re-signing. Also
+/// printed: the receiver's own time per delivery, and polling's best case on the same servers
+/// ([`poll_write_to_fire`]).
 /// `cargo test -p feed-tests --test suite sns::bench_push_write_to_fire -- --ignored --nocapture`
 #[test]
 #[ignore]
@@ -602,7 +604,14 @@ fn bench_push_write_to_fire() {
         moto.put(&plain, &format!("bench/{i}.txt"), b"hello").unwrap();
         plain_millis.push(started.elapsed().as_secs_f64() * 1000.0);
     }
-    for (what, mut millis) in [("push write-to-fire", millis), ("PUT without notification", plain_millis)] {
+    let receiver_millis: Vec<f64> = relayed[before..].iter().map(|r| r.took.as_secs_f64() * 1000.0).collect();
+    let poll_millis = poll_write_to_fire(&s.w, moto, writes);
+    for (what, mut millis) in [
+        ("push write-to-fire", millis),
+        ("push, the receiver alone (delivery POST -> 202)", receiver_millis),
+        ("PUT without notification", plain_millis),
+        ("polling write-to-fire, alarm at once", poll_millis),
+    ] {
         millis.sort_by(|a, b| a.total_cmp(b));
         let at = |q: f64| millis[((q * writes as f64).ceil() as usize).clamp(1, writes) - 1];
         eprintln!(
@@ -613,4 +622,39 @@ fn bench_push_write_to_fire() {
             millis[writes - 1]
         );
     }
+}
+
+/// Polling's side of the benchmark, on the same moto and emulator: an S3 feed trigger
+/// (`changes`, `poll`) on its own bucket; per write, the time from the start of the PUT until
+/// the trigger's fire was accepted, with the alarm fired right after the PUT. Polling's real
+/// write-to-fire adds the wait for the alarm, 0 to `interval`.
+fn poll_write_to_fire(w: &World, moto: &Moto, writes: usize) -> Vec<f64> {
+    let provide = json!([{"key": "provide-api-key", "value": true}]);
+    let feed = json!([{"key": "feed", "value": true}, {"key": "provide-api-key", "value": true}]);
+    for (name, ann) in [("changes", feed), ("poll", provide)] {
+        let action = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), name);
+        w.system.put_action(&action, &action_body(&workspace_bin(name), "rust:1.34", ann).unwrap(), true).unwrap();
+    }
+    let bucket = Moto::unique_bucket("pollbench");
+    moto.create_bucket(&bucket).unwrap();
+    let params = json!({"endpoint": moto.endpoint(), "bucket": bucket, "accessKeyId": moto.access_key_id(),
+        "secretAccessKey": moto.secret_access_key()});
+    w.create_trigger("polled", params).expect("CREATE of the polling trigger");
+    // A fire is recorded as an activation only when the trigger has an active rule.
+    w.record_events("polled", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let mut millis = Vec::new();
+    for i in 0..writes {
+        assert!(w.emu.wait_idle(Duration::from_secs(60)), "emulator did not go idle");
+        let fired = w.fired("polled").len();
+        let started = std::time::Instant::now();
+        moto.put(&bucket, &format!("bench/{i}.txt"), b"hello").unwrap();
+        // The only alarm in this world is the polling trigger's.
+        assert_eq!(w.emu.fire_alarms().len(), 1, "one alarm");
+        while w.fired("polled").len() == fired {
+            assert!(started.elapsed() < Duration::from_secs(60), "write {i} was not fired by the poll");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        millis.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    millis
 }
