@@ -8,15 +8,15 @@ use super::versions::Memo;
 use super::{PollSettings, CONFIG_SOURCE, DEFAULT_ALARMS_PACKAGE, DEFAULT_INTERVAL_MINUTES, MAX_BATCH};
 use crate::budget::Budget;
 use crate::change::{Change, ChangeKind, Entry, Record};
-use crate::delivery::FirePace;
+use crate::delivery::{DeliveryOutcome, DeliveryReport, FirePace};
 use crate::lifecycle::ignore_missing;
 use crate::openwhisk::{Client, OwError, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
 use crate::schedule::Schedule;
-use crate::source::{AnySource, BlobStore, Lister, LogReader, SourceError};
+use crate::source::{AnySource, BlobStore, Lister, LogReader, SourceError, StoreError};
 use crate::state::State;
-use crate::store::StateStore;
+use crate::store::{PollOutcome, PollStatus, StateStore};
 
 /// The entities a polling feed makes in the user's namespace, named after the trigger.
 pub(super) struct Helpers {
@@ -267,6 +267,46 @@ impl Opened {
 pub(super) enum Ended {
     Normally,
     TriggerGone,
+}
+
+/// Fires the outbox with `fire` and commits what was delivered with `commit` (the snapshot
+/// poll and the log poll alike); `Some` when the poll must end. A failed commit only means the
+/// delivered events fire again, with the same ids.
+pub(super) fn fire_and_commit(
+    state: &mut State,
+    etag: &mut String,
+    status: &mut PollStatus,
+    fire: impl FnOnce(&[Value]) -> DeliveryReport,
+    commit: impl FnOnce(&State, &str) -> Result<String, StoreError>,
+) -> Result<Option<Ended>, ActionError> {
+    if state.outbox.is_empty() {
+        return Ok(None);
+    }
+    let report = fire(&state.outbox);
+    if report.delivered > 0 {
+        state.outbox.drain(..report.delivered);
+        state.stats.events_fired += report.delivered as u64;
+        status.fired += report.delivered as u64;
+        match commit(state, etag) {
+            Ok(new) => *etag = new,
+            Err(StoreError::Conflict) => {
+                status.outcome = PollOutcome::Conflict;
+                status.pending = state.outbox.len() as u64;
+                return Ok(Some(Ended::Normally));
+            }
+            Err(e) => return Err(ActionError::new(format!("committing delivered events: {e}"))),
+        }
+    }
+    status.pending = state.outbox.len() as u64;
+    match report.outcome {
+        DeliveryOutcome::Done => Ok(None),
+        DeliveryOutcome::OutOfTime => {
+            status.outcome = PollOutcome::Partial;
+            Ok(Some(Ended::Normally))
+        }
+        DeliveryOutcome::TriggerGone => Ok(Some(Ended::TriggerGone)),
+        DeliveryOutcome::Failed(msg) => Err(ActionError::new(msg)),
+    }
 }
 
 /// Events per fire for a backlog of `pending`: the configured `batch`, grown up to `MAX_BATCH`

@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use super::helpers::{iso, paced_batch, source_error, Ended};
+use super::helpers::{fire_and_commit, iso, paced_batch, source_error, Ended};
 use super::PollSettings;
 use crate::budget::{now_ms, Budget};
 use crate::change::Record;
-use crate::delivery::{deliver_paced, DeliveryOutcome, DeliveryReport, FirePace};
+use crate::delivery::{deliver_paced, DeliveryReport, FirePace};
 use crate::events::{record_event, EventContext};
 use crate::openwhisk::{Client, QualifiedName};
 use crate::params::{ParamError, Params};
@@ -411,33 +411,14 @@ impl LogPoller<'_> {
         budget: &Budget,
         status: &mut PollStatus,
     ) -> Result<Option<Ended>, ActionError> {
-        if state.outbox.is_empty() {
-            return Ok(None);
-        }
-        let report = self.fire.fire(&state.outbox, budget);
-        if report.delivered > 0 {
-            state.outbox.drain(..report.delivered);
-            state.stats.events_fired += report.delivered as u64;
-            status.fired += report.delivered as u64;
-            // A failed commit here only means these events fire again, with the same ids.
-            match self.commit(state, etag, status)? {
-                Some(new) => *etag = new,
-                None => {
-                    status.pending = state.outbox.len() as u64;
-                    return Ok(Some(Ended::Normally));
-                }
-            }
-        }
-        status.pending = state.outbox.len() as u64;
-        match report.outcome {
-            DeliveryOutcome::Done => Ok(None),
-            DeliveryOutcome::OutOfTime => {
-                status.outcome = PollOutcome::Partial;
-                Ok(Some(Ended::Normally))
-            }
-            DeliveryOutcome::TriggerGone => Ok(Some(Ended::TriggerGone)),
-            DeliveryOutcome::Failed(msg) => Err(ActionError::new(msg)),
-        }
+        let (fire, store) = (&mut self.fire, self.store);
+        fire_and_commit(
+            state,
+            etag,
+            status,
+            |outbox| fire.fire(outbox, budget),
+            |state, etag| store.commit(state, etag),
+        )
     }
 }
 

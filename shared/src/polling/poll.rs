@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::helpers::{
-    baseline, find_source, iso, paced_batch, source_error, state_blobs, teardown, teardown_plan, Ended, Helpers, Opened,
+    baseline, find_source, fire_and_commit, iso, paced_batch, source_error, state_blobs, teardown, teardown_plan,
+    Ended, Helpers, Opened,
 };
 use super::log::{baseline_cursor, read_after, record_events, LogPoller, LogSettings, Since, TriggerFire};
 use super::pass::{run_pass_with, Pass, PassLimits, MIN_KEYS_PER_RANGE};
@@ -14,7 +15,7 @@ use super::versions::Memo;
 use super::{config_dialect, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER};
 use crate::budget::{now_ms, Budget};
 use crate::change::Change;
-use crate::delivery::{deliver_paced, DeliveryOutcome, FirePace};
+use crate::delivery::{deliver_paced, FirePace};
 use crate::events::{cloud_event, EventContext};
 use crate::openwhisk::{AuthKey, Client, QualifiedName};
 use crate::params::{ParamError, Params};
@@ -487,36 +488,11 @@ impl Poller<'_> {
         budget: &Budget,
         status: &mut PollStatus,
     ) -> Result<Option<Ended>, ActionError> {
-        if state.outbox.is_empty() {
-            return Ok(None);
-        }
-        let mut pace = self.pace.borrow_mut();
-        let batch = paced_batch(self.settings.batch, state.outbox.len(), &pace, budget);
-        let report = deliver_paced(self.client, self.trigger, &state.outbox, batch, budget, &mut pace);
-        if report.delivered > 0 {
-            state.outbox.drain(..report.delivered);
-            state.stats.events_fired += report.delivered as u64;
-            status.fired += report.delivered as u64;
-            // A failed commit here only means these events fire again, with the same ids.
-            *etag = match self.store.commit(state, etag) {
-                Ok(etag) => etag,
-                Err(crate::source::StoreError::Conflict) => {
-                    status.outcome = PollOutcome::Conflict;
-                    status.pending = state.outbox.len() as u64;
-                    return Ok(Some(Ended::Normally));
-                }
-                Err(e) => return Err(ActionError::new(format!("committing delivered events: {e}"))),
-            };
-        }
-        status.pending = state.outbox.len() as u64;
-        match report.outcome {
-            DeliveryOutcome::Done => Ok(None),
-            DeliveryOutcome::OutOfTime => {
-                status.outcome = PollOutcome::Partial;
-                Ok(Some(Ended::Normally))
-            }
-            DeliveryOutcome::TriggerGone => Ok(Some(Ended::TriggerGone)),
-            DeliveryOutcome::Failed(msg) => Err(ActionError::new(msg)),
-        }
+        let fire = |outbox: &[Value]| {
+            let mut pace = self.pace.borrow_mut();
+            let batch = paced_batch(self.settings.batch, outbox.len(), &pace, budget);
+            deliver_paced(self.client, self.trigger, outbox, batch, budget, &mut pace)
+        };
+        fire_and_commit(state, etag, status, fire, |state, etag| self.store.commit(state, etag))
     }
 }

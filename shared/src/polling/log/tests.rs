@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::*;
 use crate::change::ChangeKind;
+use crate::delivery::DeliveryOutcome;
 use crate::delivery::DeliveryReport;
 use crate::openwhisk::QualifiedName;
 use crate::params::Params;
