@@ -16,7 +16,7 @@ use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
 use ow_emulator::{Config, SYSTEM_NAMESPACE};
 use owfeed::hooks::feed::{binding_for, receiver_url};
 use owfeed::hooks::s3notify::notification_id;
-use owfeed::openwhisk::{OwError, QualifiedName};
+use owfeed::openwhisk::QualifiedName;
 use owfeed_s3::{parse_xml, XmlElement};
 
 const XMLNS: &str = "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"";
@@ -43,25 +43,12 @@ fn world() -> World {
 
 /// Invokes the hook feed action as the CLI does.
 fn feed(w: &World, event: &str, trigger: &str, params: Value) -> Result<Value, String> {
-    let mut p = json!({"lifecycleEvent": event, "triggerName": format!("/_/{trigger}"), "authKey": w.user_key});
-    if let (Value::Object(p), Value::Object(extra)) = (&mut p, params) {
-        p.extend(extra);
-    }
-    match w.user.invoke(&feed_name(), &p, true) {
-        Ok(result) => Ok(result),
-        Err(OwError::Application(result)) => Err(result["error"].as_str().unwrap_or(&result.to_string()).to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+    w.feed_of("hook", event, trigger, params)
 }
 
 /// `wsk trigger create T --feed owfeed/hook …`, with the CLI's cleanup when CREATE fails.
 fn create(w: &World, trigger: &str, params: Value) -> Result<Value, String> {
-    let body = json!({"annotations": [{"key": "feed", "value": feed_name().to_string()}], "parameters": []});
-    w.user.put_trigger(&QualifiedName::new("_", None, trigger), &body, false).map_err(|e| e.to_string())?;
-    feed(w, "CREATE", trigger, params).inspect_err(|_| {
-        let _ = feed(w, "DELETE", trigger, json!({}));
-        let _ = w.user.delete_trigger(&QualifiedName::new("_", None, trigger));
-    })
+    w.create_trigger_of("hook", trigger, params)
 }
 
 fn collect<'a>(e: &'a XmlElement, name: &str, out: &mut Vec<&'a XmlElement>) {
@@ -155,7 +142,7 @@ fn aws_registration_keeps_the_users_notifications_through_every_lifecycle_event(
     let bucket = Moto::unique_bucket("s3reg-aws");
     moto.create_bucket(&bucket).unwrap();
     let user_doc = users_entry("QueueConfiguration", ("Queue", "arn:aws:sqs:us-east-1:123456789012:users-queue"));
-    moto.client().put_bucket_notification(&bucket, user_doc.into_bytes()).unwrap();
+    moto.client().put_bucket_notification(&bucket, user_doc.clone().into_bytes()).unwrap();
     let users = without_whitespace(by_id(&entries(moto, &bucket), "users-rule")[0].clone());
     let topics_before = topics(moto);
     let w = world();
@@ -205,15 +192,33 @@ fn aws_registration_keeps_the_users_notifications_through_every_lifecycle_event(
     // AWS matches filters against form-encoded keys: a space is `+`.
     assert_eq!(text_of(&entry, &["Filter", "S3Key", "FilterRule", "Value"]), vec!["in+box/", ".jpg"]);
 
+    let producer = |w: &World| feed(w, "READ", "uploads", json!({})).unwrap()["status"]["producer"].clone();
+    assert_eq!(producer(&w), json!({"subscription": subscription, "pendingConfirmation": false, "notification": true}));
     for _ in 0..2 {
         feed(&w, "PAUSE", "uploads", json!({})).expect("PAUSE");
         check(0);
     }
     assert_eq!(subscriptions(moto, &topic).len(), 1, "PAUSE keeps the topic and subscription");
+    // Paused, the entry is gone on purpose: no problem.
+    assert_eq!(producer(&w)["notification"], false);
+    assert!(producer(&w).get("problem").is_none(), "{}", producer(&w));
     for _ in 0..2 {
         feed(&w, "UNPAUSE", "uploads", json!({})).expect("UNPAUSE");
         check(1);
     }
+
+    // Another tool puts the bucket's configuration back as it knew it, without our entry
+    // (PutBucketNotificationConfiguration replaces the whole document): pushes stop, and READ
+    // says so and how to put it back.
+    moto.client().put_bucket_notification(&bucket, user_doc.into_bytes()).unwrap();
+    check(0);
+    let lost = producer(&w);
+    assert_eq!(lost["notification"], false, "{lost}");
+    let problem = lost["problem"].as_str().expect("a problem");
+    assert!(problem.contains(&format!("bucket {bucket} has no notification {id}")) && problem.contains("UNPAUSE"));
+    feed(&w, "UNPAUSE", "uploads", json!({})).expect("UNPAUSE");
+    check(1);
+    assert_eq!(producer(&w)["notification"], true);
 
     let updated = feed(&w, "UPDATE", "uploads", json!({"suffix": ".png", "events": "deleted"})).expect("UPDATE");
     assert_eq!(updated["reregistered"], true, "{updated}");
@@ -381,6 +386,22 @@ fn ceph_registration_pushes_to_the_receiver_and_removes_only_its_own_entry() {
     feed(&w, "PAUSE", "rgw", json!({})).expect("PAUSE");
     assert_eq!(rgw.entries(&bucket), users);
     feed(&w, "UNPAUSE", "rgw", json!({})).expect("UNPAUSE");
+    assert_eq!(rgw.entries(&bucket).len(), 2);
+
+    // `DELETE ?notification` without an id removes every notification of the bucket at RGW,
+    // ours too: READ says the trigger gets nothing, and UNPAUSE puts ours back.
+    let producer = |w: &World| feed(w, "READ", "rgw", json!({})).unwrap()["status"]["producer"].clone();
+    assert_eq!(producer(&w), json!({"notification": true}));
+    ceph_client.delete_bucket_notification(&bucket, "").unwrap();
+    assert!(rgw.entries(&bucket).is_empty());
+    let lost = producer(&w);
+    assert_eq!(lost["notification"], false, "{lost}");
+    assert!(lost["problem"].as_str().unwrap().contains(&format!("has no notification {id}")), "{lost}");
+    feed(&w, "UNPAUSE", "rgw", json!({})).expect("UNPAUSE");
+    assert_eq!(producer(&w), json!({"notification": true}));
+    ceph_client
+        .put_bucket_notification(&bucket, users_entry("TopicConfiguration", ("Topic", users_topic)).into_bytes())
+        .unwrap();
     assert_eq!(rgw.entries(&bucket).len(), 2);
 
     // Rotation: the topic gets the new token at once; the old one stops working.

@@ -166,7 +166,7 @@ fn store_registration(config: &mut Params, registrar: &dyn Registrar, id: &str) 
 /// registration in place and is said in the status.
 fn after_stored(registrar: &dyn Registrar, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Value> {
     let failed = registrar.after_stored(params, id, endpoint).err();
-    let mut status = registrar.status(params, id);
+    let mut status = registrar.status(params, id, endpoint.active);
     if let Some(e) = failed {
         crate::runtime::log(&format!("hook registration {id}: {e}"));
         let problem = format!("asking the producer to confirm the registration failed: {e}");
@@ -181,8 +181,8 @@ fn after_stored(registrar: &dyn Registrar, params: &Params, id: &str, endpoint: 
     status
 }
 
-fn registrar_status(feed: &HooksFeed, config: &Params, id: &str) -> Option<Value> {
-    feed.stored_registrar(config)?.status(config, id)
+fn registrar_status(feed: &HooksFeed, config: &Params, id: &str, active: bool) -> Option<Value> {
+    feed.stored_registrar(config)?.status(config, id, active)
 }
 
 fn registration(config: &Params) -> Option<String> {
@@ -298,7 +298,7 @@ impl Feed for HooksFeed {
             },
         });
         // What the producer says (e.g. an SNS subscription still pending confirmation).
-        if let Some(producer) = registration(&config).and_then(|id| registrar_status(self, &config, &id)) {
+        if let Some(producer) = registration(&config).and_then(|id| registrar_status(self, &config, &id, !paused)) {
             out["status"]["producer"] = producer;
         }
         Ok(out)

@@ -105,9 +105,10 @@ pub trait Registrar {
         Ok(())
     }
     /// What the producer says about registration `id` now, for READ (`None`: nothing to say);
-    /// a registration that cannot deliver says so in `problem`.
-    fn status(&self, params: &Params, id: &str) -> Option<Value> {
-        let _ = (params, id);
+    /// a registration that cannot deliver says so in `problem`. `active` is false while the
+    /// hook is paused (a paused registration may be switched off at the producer on purpose).
+    fn status(&self, params: &Params, id: &str, active: bool) -> Option<Value> {
+        let _ = (params, id, active);
         None
     }
     /// Where registration `id` lives and the one command (no secret in it) that removes it, for

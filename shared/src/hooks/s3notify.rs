@@ -49,6 +49,9 @@ const CONFIRMATION_PAUSE: std::time::Duration = std::time::Duration::from_millis
 /// The `s3` source's registration plugin (see the module doc).
 pub struct S3Notifications;
 
+/// READ's `problem` for an SNS subscription still pending confirmation.
+const PENDING_PROBLEM: &str = "the SNS subscription is still pending confirmation: nothing is delivered until the receiver confirms it, which it does when SNS's SubscriptionConfirmation reaches the receiver URL over HTTPS; `aws sns subscribe` of the same topic, protocol and URL makes SNS send it again";
+
 /// Everything one registration made, as stored in the feed config (`registration`):
 /// `{id}[;topic={arn}][;subscription={arn}][;own-topic]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -451,6 +454,21 @@ impl Target {
             .ok_or_else(|| RegistrationError::Server("topic Subscribe: the answer has no SubscriptionArn".into()))
     }
 
+    /// Whether the bucket's notification configuration holds an entry with Id `id`.
+    fn has_entry(&self, id: &str) -> Result<bool, RegistrationError> {
+        let bucket = &self.settings.bucket;
+        let read = self.s3.get_bucket_notification(bucket).map_err(|e| {
+            self.s3_error(&format!("reading the notification configuration of bucket {bucket}"), e, &[])
+        })?;
+        if read.iter().all(u8::is_ascii_whitespace) {
+            return Ok(false);
+        }
+        let root = parse_xml(&read).map_err(|e| {
+            RegistrationError::Server(format!("the notification configuration of bucket {bucket} cannot be read: {e}"))
+        })?;
+        Ok(root.children.iter().any(|c| c.child_text("Id").map(str::trim) == Some(id)))
+    }
+
     /// True while SNS waits for the subscription's confirmation (`PendingConfirmation`).
     fn pending_confirmation(&self, subscription: &str) -> Result<bool, RegistrationError> {
         let answer =
@@ -802,24 +820,46 @@ impl Registrar for S3Notifications {
         }
         Ok(())
     }
-    fn status(&self, params: &Params, id: &str) -> Option<Value> {
+    /// Checks what can silently stop deliveries: an SNS subscription still pending
+    /// confirmation (AWS), and our entry gone from the bucket's notification configuration,
+    /// which any other tool's `PutBucketNotificationConfiguration` replaces whole.
+    fn status(&self, params: &Params, id: &str, active: bool) -> Option<Value> {
         let reg = Registration::parse(id)?;
-        let subscription = reg.subscription.as_ref()?;
-        let target = target(params).ok()?;
-        if target.settings.provider != Provider::Aws {
+        if !registers(params) {
             return None;
         }
-        Some(match target.pending_confirmation(subscription) {
-            Ok(false) => json!({"subscription": subscription, "pendingConfirmation": false}),
-            Ok(true) => json!({
-                "subscription": subscription,
-                "pendingConfirmation": true,
-                "problem": "the SNS subscription is still pending confirmation: nothing is delivered until the receiver confirms it, which it does when SNS's SubscriptionConfirmation reaches the receiver URL over HTTPS; `aws sns subscribe` of the same topic, protocol and URL makes SNS send it again",
-            }),
-            Err(e) => {
-                json!({"subscription": subscription, "problem": format!("cannot read the SNS subscription: {e}")})
+        let target = target(params).ok()?;
+        let mut out = serde_json::Map::new();
+        let mut problems: Vec<String> = Vec::new();
+        if let (Some(subscription), Provider::Aws) = (&reg.subscription, target.settings.provider) {
+            out.insert("subscription".into(), json!(subscription));
+            match target.pending_confirmation(subscription) {
+                Ok(pending) => {
+                    out.insert("pendingConfirmation".into(), json!(pending));
+                    if pending {
+                        problems.push(PENDING_PROBLEM.to_string());
+                    }
+                }
+                Err(e) => problems.push(format!("cannot read the SNS subscription: {e}")),
             }
-        })
+        }
+        let bucket = &target.settings.bucket;
+        match target.has_entry(&reg.id) {
+            Ok(present) => {
+                out.insert("notification".into(), json!(present));
+                if active && !present {
+                    problems.push(format!(
+                        "bucket {bucket} has no notification {} any more (another PutBucketNotificationConfiguration may have replaced the bucket's configuration): nothing is pushed to this trigger; the lifecycle event UNPAUSE puts it back",
+                        reg.id
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("cannot read the notification configuration of bucket {bucket}: {e}")),
+        }
+        if !problems.is_empty() {
+            out.insert("problem".into(), json!(problems.join("; ")));
+        }
+        Some(Value::Object(out))
     }
     fn needs_token(&self, params: &Params) -> bool {
         params.str("provider").ok().flatten().and_then(|p| Provider::parse(&p)) == Some(Provider::Minio)
