@@ -13,7 +13,7 @@ use feed_tests::fake_subscriptions::FakeManager;
 use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
 use ow_emulator::{Config, SYSTEM_NAMESPACE};
 use owfeed::hooks::github_signature;
-use owfeed::openwhisk::{OwError, QualifiedName};
+use owfeed::openwhisk::QualifiedName;
 use owfeed::secret::Secret;
 
 /// A world with the hooks actions deployed next to the package's other actions.
@@ -64,28 +64,12 @@ impl Hooks {
 
     /// Invokes the hook feed action as the CLI does (blocking, with the user's key).
     fn feed(&self, event: &str, trigger: &str, params: Value) -> Result<Value, String> {
-        let mut p =
-            json!({"lifecycleEvent": event, "triggerName": format!("/_/{trigger}"), "authKey": self.w.user_key});
-        if let (Value::Object(p), Value::Object(extra)) = (&mut p, params) {
-            p.extend(extra);
-        }
-        match self.w.user.invoke(&feed_name(), &p, true) {
-            Ok(result) => Ok(result),
-            Err(OwError::Application(result)) => {
-                Err(result["error"].as_str().unwrap_or(&result.to_string()).to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        }
+        self.w.feed_of("hook", event, trigger, params)
     }
 
     /// `wsk trigger create NAME --feed owfeed/hook -p …`, including the CLI's cleanup on failure.
     fn create(&self, trigger: &str, params: Value) -> Result<Value, String> {
-        let body = json!({"annotations": [{"key": "feed", "value": feed_name().to_string()}], "parameters": []});
-        self.w.user.put_trigger(&QualifiedName::new("_", None, trigger), &body, false).map_err(|e| e.to_string())?;
-        self.feed("CREATE", trigger, params).inspect_err(|_| {
-            let _ = self.feed("DELETE", trigger, json!({}));
-            let _ = self.w.user.delete_trigger(&QualifiedName::new("_", None, trigger));
-        })
+        self.w.create_trigger_of("hook", trigger, params)
     }
 
     /// Creates a hook trigger with a rule to the echo fixture; returns the CREATE result.

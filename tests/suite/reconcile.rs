@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use feed_tests::moto::Moto;
 use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
 use ow_emulator::{Config, SYSTEM_NAMESPACE};
-use owfeed::openwhisk::{OwError, QualifiedName};
+use owfeed::openwhisk::QualifiedName;
 use owfeed_s3::ListRequest;
 
 struct Rig {
@@ -74,18 +74,7 @@ impl Rig {
     }
 
     fn feed(&self, event: &str, trigger: &str, params: Value) -> Result<Value, String> {
-        let mut p =
-            json!({"lifecycleEvent": event, "triggerName": format!("/_/{trigger}"), "authKey": self.w.user_key});
-        if let (Value::Object(p), Value::Object(extra)) = (&mut p, params) {
-            p.extend(extra);
-        }
-        match self.w.user.invoke(&hook_feed(), &p, true) {
-            Ok(result) => Ok(result),
-            Err(OwError::Application(result)) => {
-                Err(result["error"].as_str().unwrap_or(&result.to_string()).to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        }
+        self.w.feed_of("hook", event, trigger, params)
     }
 
     /// The trigger, then CREATE; on failure only the trigger is deleted (wskdeploy's way), so

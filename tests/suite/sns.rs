@@ -422,9 +422,7 @@ fn hook_create_with_provider_aws_on_moto_fires_puts_overwrites_and_deletes() {
     s.w.user.put_trigger(&trigger, &body, false).unwrap();
     s.w.record_events("uploads", Path::new(env!("CARGO_BIN_EXE_echo-action")));
     let invoke = |event: &str, params: Value| -> Value {
-        let mut p = json!({"lifecycleEvent": event, "triggerName": "/_/uploads", "authKey": s.w.user_key});
-        p.as_object_mut().unwrap().extend(params.as_object().unwrap().clone());
-        s.w.user.invoke(&feed, &p, true).unwrap_or_else(|e| panic!("{event}: {e}"))
+        s.w.feed_of("hook", event, "uploads", params).unwrap_or_else(|e| panic!("{event}: {e}"))
     };
     let sns = SnsConfirmations::start(moto.endpoint(), s.host.handle()).unwrap();
     let created = invoke(
@@ -530,9 +528,7 @@ fn an_unconfirmed_aws_subscription_is_shown_as_pending() {
     let body = json!({"annotations": [{"key": "feed", "value": feed.to_string()}], "parameters": []});
     s.w.user.put_trigger(&trigger, &body, false).unwrap();
     let invoke = |event: &str, params: Value| -> Value {
-        let mut p = json!({"lifecycleEvent": event, "triggerName": "/_/deaf", "authKey": s.w.user_key});
-        p.as_object_mut().unwrap().extend(params.as_object().unwrap().clone());
-        s.w.user.invoke(&feed, &p, true).unwrap_or_else(|e| panic!("{event}: {e}"))
+        s.w.feed_of("hook", event, "deaf", params).unwrap_or_else(|e| panic!("{event}: {e}"))
     };
     let created = invoke(
         "CREATE",
