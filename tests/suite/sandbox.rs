@@ -24,22 +24,32 @@ fn events_in(stdout: &str) -> Vec<(String, String)> {
     events
 }
 
-#[test]
-fn sandbox_prints_created_updated_and_deleted_events() {
+/// Runs the sandbox binary with `args` as a user would; returns its stdout and stderr once it
+/// exited successfully.
+fn run_sandbox(args: &[&str]) -> (String, String) {
     // The sandbox deploys the action binaries built next to it.
     let _ = workspace_bin("changes");
-    let output = Command::new(env!("CARGO_BIN_EXE_sandbox")).output().expect("run the sandbox binary");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let output = Command::new(env!("CARGO_BIN_EXE_sandbox")).args(args).output().expect("run the sandbox binary");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status.code());
+    (stdout, stderr)
+}
+
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, s)| (k.to_string(), s.to_string())).collect()
+}
+
+#[test]
+fn sandbox_prints_created_updated_and_deleted_events() {
+    let (stdout, stderr) = run_sandbox(&[]);
     let expected = [
         ("created", "notes.txt"),
         ("created", "photos/cat.jpg"),
         ("deleted", "photos/cat.jpg"),
         ("updated", "notes.txt"),
     ];
-    let expected: Vec<(String, String)> = expected.iter().map(|(k, s)| (k.to_string(), s.to_string())).collect();
-    assert_eq!(events_in(&stdout), expected, "{stdout}");
+    assert_eq!(events_in(&stdout), owned(&expected), "{stdout}");
     assert!(stdout.contains("Summary: 2 created, 1 updated, 1 deleted"), "{stdout}");
     assert!(stdout.contains("\"objectsTracked\": 2"), "READ status missing or wrong:\n{stdout}");
     // Without --keep nothing names a credential.
@@ -50,17 +60,9 @@ fn sandbox_prints_created_updated_and_deleted_events() {
 
 #[test]
 fn sandbox_source_couchdb_prints_the_documents_events() {
-    let _ = workspace_bin("changes");
-    let output = Command::new(env!("CARGO_BIN_EXE_sandbox"))
-        .args(["--source", "couchdb"])
-        .output()
-        .expect("run the sandbox binary");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status.code());
+    let (stdout, _) = run_sandbox(&["--source", "couchdb"]);
     let expected = [("created", "cat"), ("created", "notes"), ("deleted", "cat"), ("updated", "notes")];
-    let expected: Vec<(String, String)> = expected.iter().map(|(k, s)| (k.to_string(), s.to_string())).collect();
-    assert_eq!(events_in(&stdout), expected, "{stdout}");
+    assert_eq!(events_in(&stdout), owned(&expected), "{stdout}");
     assert!(stdout.contains("org.openwhisk.feeds.couchdb.document.updated"), "{stdout}");
     assert!(stdout.contains("\"recordsRead\": 4"), "READ status missing or wrong:\n{stdout}");
 }
@@ -70,19 +72,14 @@ fn sandbox_source_couchdb_prints_the_documents_events() {
 /// receiver is the test build trusting a local SNS stand-in.
 #[test]
 fn sandbox_push_prints_the_pushed_events_and_names_its_stand_ins() {
-    let _ = workspace_bin("changes");
-    let output = Command::new(env!("CARGO_BIN_EXE_sandbox")).arg("--push").output().expect("run the sandbox binary");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status.code());
+    let (stdout, stderr) = run_sandbox(&["--push"]);
     let expected = [
         ("created", "notes.txt"),
         ("created", "notes.txt"),
         ("created", "photos/cat.jpg"),
         ("deleted", "photos/cat.jpg"),
     ];
-    let expected: Vec<(String, String)> = expected.iter().map(|(k, s)| (k.to_string(), s.to_string())).collect();
-    assert_eq!(events_in(&stdout), expected, "{stdout}");
+    assert_eq!(events_in(&stdout), owned(&expected), "{stdout}");
     assert!(stdout.contains("Summary: 3 created, 0 updated, 1 deleted"), "{stdout}");
     assert!(stdout.contains("subscription confirmed;"), "{stdout}");
     assert!(stdout.contains("\"pendingConfirmation\": false"), "READ status missing or wrong:\n{stdout}");
