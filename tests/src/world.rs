@@ -219,6 +219,24 @@ impl World {
         self.user.put_rule(&rule, &QualifiedName::new(USER, None, trigger), &action, true).expect("put rule");
     }
 
+    /// Invokes the poll action of trigger `trigger`'s binding once, blocking, as its alarm's
+    /// rule would: the poll's result, or its error message.
+    pub fn poll_once(&self, trigger: &str) -> Result<Value, String> {
+        let poll = QualifiedName::new(USER, Some(&format!("{trigger}.owfeed")), "poll");
+        match self.user.invoke(&poll, &json!({}), true) {
+            Ok(v) => Ok(v),
+            Err(OwError::Application(r)) => Err(r["error"].as_str().map(str::to_string).unwrap_or(r.to_string())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// `wsk action update owfeed/poll --timeout MS`: the poll's time limit (code and
+    /// annotations stay).
+    pub fn set_poll_timeout(&self, ms: u64) {
+        let poll = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), "poll");
+        self.system.put_action(&poll, &json!({ "limits": { "timeout": ms } }), true).expect("update poll timeout");
+    }
+
     /// Fires every alarm once (one poll per feed trigger) and waits for the invocations.
     pub fn poll(&self) {
         self.emu.fire_alarms();

@@ -12,9 +12,8 @@ use serde_json::{json, Value};
 use base64::Engine as _;
 use feed_tests::couchproxy::{Auth, CouchProxy, Hold, Play};
 use feed_tests::pouchdb::{unique, PouchDb};
-use feed_tests::world::{workspace_bin, World, PACKAGE, USER};
+use feed_tests::world::{workspace_bin, World, USER};
 use ow_emulator::FaultRule;
-use owfeed::openwhisk::{OwError, QualifiedName};
 
 /// One change as an event must report it: (kind, document id, rev).
 type Change = (String, String, String);
@@ -76,18 +75,12 @@ impl Rig {
 
     /// Invokes the binding's poll action once, blocking: its result, or its error message.
     fn poll_once(&self) -> Result<Value, String> {
-        let poll = QualifiedName::new(USER, Some("t.owfeed"), "poll");
-        match self.w.user.invoke(&poll, &json!({}), true) {
-            Ok(v) => Ok(v),
-            Err(OwError::Application(r)) => Err(r["error"].as_str().map(str::to_string).unwrap_or(r.to_string())),
-            Err(e) => Err(e.to_string()),
-        }
+        self.w.poll_once("t")
     }
 
     /// `wsk action update owfeed/poll --timeout MS`.
     fn set_poll_timeout(&self, ms: u64) {
-        let poll = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), "poll");
-        self.w.system.put_action(&poll, &json!({ "limits": { "timeout": ms } }), true).expect("update poll timeout");
+        self.w.set_poll_timeout(ms)
     }
 
     /// Polls until READ shows nothing pending, waiting out the lease a killed poll left.

@@ -18,9 +18,8 @@ use serde_json::{json, Value};
 
 use feed_tests::moto::Moto;
 use feed_tests::s3proxy::{Fault, FaultProxy, Rule};
-use feed_tests::world::{workspace_bin, World, PACKAGE, USER};
+use feed_tests::world::{workspace_bin, World, USER};
 use ow_emulator::FaultRule;
-use owfeed::openwhisk::{OwError, QualifiedName};
 use owfeed_s3::{Condition, S3Client};
 
 /// The poll action's time limit in the scenarios that kill it.
@@ -95,18 +94,12 @@ impl Rig {
 
     /// Invokes the binding's poll action once, blocking: its result, or its error message.
     fn poll_once(&self) -> Result<Value, String> {
-        let poll = QualifiedName::new(USER, Some("t.owfeed"), "poll");
-        match self.w.user.invoke(&poll, &json!({}), true) {
-            Ok(v) => Ok(v),
-            Err(OwError::Application(r)) => Err(r["error"].as_str().map(str::to_string).unwrap_or(r.to_string())),
-            Err(e) => Err(e.to_string()),
-        }
+        self.w.poll_once("t")
     }
 
-    /// `wsk action update owfeed/poll --timeout MS` (the code and annotations stay).
+    /// `wsk action update owfeed/poll --timeout MS`.
     fn set_poll_timeout(&self, ms: u64) {
-        let poll = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), "poll");
-        self.w.system.put_action(&poll, &json!({ "limits": { "timeout": ms } }), true).expect("update poll timeout");
+        self.w.set_poll_timeout(ms)
     }
 
     /// Polls until READ shows nothing pending and no listing in progress; waits out the lease

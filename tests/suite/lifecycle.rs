@@ -349,12 +349,6 @@ fn a_burst_larger_than_max_changes_per_poll_is_spread_over_polls_without_loss() 
     assert_eq!(ids.len(), 7);
 }
 
-/// `wsk action update owfeed/poll --timeout MS`: the poll's time limit.
-fn set_poll_timeout(w: &World, ms: u64) {
-    let poll = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(feed_tests::world::PACKAGE), "poll");
-    w.system.put_action(&poll, &json!({ "limits": { "timeout": ms } }), true).expect("update poll timeout");
-}
-
 /// Start times (ms) of the fires of the user's trigger `t`.
 fn fire_times(w: &World) -> Vec<u64> {
     w.emu.activations(USER).iter().filter(|a| a["name"] == "t").filter_map(|a| a["start"].as_u64()).collect()
@@ -369,7 +363,7 @@ fn fires_are_paced_per_calendar_minute_and_the_rest_waits_in_the_outbox() {
     let listing: Vec<(String, &str)> = (0..7).map(|i| (format!("b{i}"), "1")).collect();
     write_listing(&w, &listing.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>());
     // A 5 s poll cannot wait for the next minute: it stops after the minute's fires.
-    set_poll_timeout(&w, 5_000);
+    w.set_poll_timeout(5_000);
     w.poll();
     let times = fire_times(&w);
     let mut per_minute = std::collections::BTreeMap::new();
@@ -392,7 +386,7 @@ fn a_backlog_larger_than_the_fire_budget_is_sent_in_bigger_batches_with_stable_i
     w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
     let listing: Vec<(String, &str)> = (0..8).map(|i| (format!("b{i}"), "1")).collect();
     write_listing(&w, &listing.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>());
-    set_poll_timeout(&w, 5_000);
+    w.set_poll_timeout(5_000);
     w.poll();
     // 9 changes (a deleted, 8 created) and 2 fires allowed: batches of 5 instead of 2.
     assert!(fire_times(&w).len() <= 2, "{:?}", fire_times(&w));

@@ -10,8 +10,7 @@ use serde_json::{json, Value};
 
 use feed_tests::moto::Moto;
 use feed_tests::s3proxy::{Conditionals, Fault, FaultProxy, Rule};
-use feed_tests::world::{workspace_bin, World, USER};
-use owfeed::openwhisk::{OwError, QualifiedName};
+use feed_tests::world::{workspace_bin, World};
 use owfeed_s3::{Condition, S3Client};
 
 /// The lease object of trigger `t`.
@@ -70,14 +69,9 @@ impl Rig {
     /// Invokes the binding's poll action once, blocking, and waits for the rule-fired
     /// recorder: the poll's result, or its error message.
     fn poll_once(&self) -> Result<Value, String> {
-        let poll = QualifiedName::new(USER, Some("t.owfeed"), "poll");
-        let result = self.w.user.invoke(&poll, &json!({}), true);
+        let result = self.w.poll_once("t");
         assert!(self.w.emu.wait_idle(std::time::Duration::from_secs(120)), "emulator did not go idle");
-        match result {
-            Ok(v) => Ok(v),
-            Err(OwError::Application(r)) => Err(r["error"].as_str().map(str::to_string).unwrap_or(r.to_string())),
-            Err(e) => Err(e.to_string()),
-        }
+        result
     }
 
     fn read(&self) -> Value {
