@@ -273,11 +273,21 @@ fn throttled_fire_gives_429_with_retry_after() {
     let secs: u64 = a.header("Retry-After").expect("Retry-After").parse().unwrap();
     assert!(secs >= 1);
     assert_eq!(h.events(), Vec::<Value>::new());
+    // The trigger's owner sees it too: READ shows the last delivery that could not be fired.
+    let status = h.feed("READ", "t", json!({})).unwrap()["status"].clone();
+    let failure = &status["lastFailure"];
+    assert_eq!((failure["status"].clone(), failure["error"].clone()), (json!(429), a.body["error"].clone()), "{status}");
+    assert!(failure["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{status}");
+    assert!(status.get("batchesCut").is_none(), "a single event is no batch: {status}");
     h.w.emu.set_fires_per_minute(None);
     let a =
         h.post(&url, &[("Authorization", &bearer(&token)), ("Content-Type", "application/cloudevents+json")], &body);
     assert_eq!(a.status, 202, "{}", a.body);
     assert_eq!(ids(&h.events()), vec!["r-1"]);
+    // A success writes nothing: the failure stays, with its time, until DELETE.
+    assert_eq!(h.feed("READ", "t", json!({})).unwrap()["status"]["lastFailure"], *failure);
+    h.feed("DELETE", "t", json!({})).unwrap();
+    assert_eq!(h.user_packages(), Vec::<String>::new());
 }
 
 #[test]
@@ -539,6 +549,8 @@ fn throttled_batch_resumes_and_delivers_each_event_once() {
     assert_eq!(a.body["pending"], json!(all[5..]));
     let packages = h.user_packages();
     assert!(packages.iter().any(|p| p.ends_with("t.owfeed-hook-batches")), "{packages:?}");
+    let status = h.feed("READ", "t", json!({})).unwrap()["status"].clone();
+    assert_eq!((status["batchesCut"].clone(), status["lastFailure"]["status"].clone()), (json!(1), json!(429)));
     h.w.emu.set_fires_per_minute(Some(1000));
     let a = h.post(&url, &headers, &body);
     assert_eq!(a.status, 202, "{}", a.body);
@@ -546,8 +558,11 @@ fn throttled_batch_resumes_and_delivers_each_event_once() {
     let mut got = ids(&h.events());
     got.sort();
     assert_eq!(got, all, "every event exactly once");
-    // The completed batch is forgotten: the record is gone, and DELETE leaves nothing.
-    assert!(!h.user_packages().iter().any(|p| p.ends_with("batches")));
+    // The completed batch is forgotten; the record keeps only the last failure, and DELETE
+    // leaves nothing.
+    let status = h.feed("READ", "t", json!({})).unwrap()["status"].clone();
+    assert!(status.get("batchesCut").is_none(), "{status}");
+    assert_eq!(status["lastFailure"]["status"], 429, "{status}");
     h.w.emu.set_fires_per_minute(Some(5));
     assert_eq!(h.post(&url, &headers, &body).status, 429);
     h.feed("DELETE", "t", json!({})).unwrap();

@@ -28,7 +28,7 @@ use super::s3notify::S3Notifications;
 use super::subscription::Subscriptions;
 use super::{generate_secret, HookConfig, SourceKind};
 use crate::lifecycle::{ignore_missing, redact, Feed, FeedRequest, Undo};
-use crate::openwhisk::QualifiedName;
+use crate::openwhisk::{from_key_values, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
 use crate::secret::Secret;
@@ -297,6 +297,18 @@ impl Feed for HooksFeed {
                 "reconcile": reconcile,
             },
         });
+        // The receiver's record (hooks/receiver.rs): the last delivery it could not fire, and
+        // batches cut by a failure and not yet completed by the producer's retry.
+        let trigger = HooksFeed::trigger(req);
+        if let Ok(record) = req.client.get_package(&batches_record_for(&trigger)) {
+            let record = from_key_values(&record["parameters"]);
+            if let Some(failure) = record.get("lastFailure") {
+                out["status"]["lastFailure"] = failure.clone();
+            }
+            if let Some(Value::Object(cut)) = record.get("batches") {
+                out["status"]["batchesCut"] = json!(cut.len());
+            }
+        }
         // What the producer says (e.g. an SNS subscription still pending confirmation).
         if let Some(producer) = registration(&config).and_then(|id| registrar_status(self, &config, &id, !paused)) {
             out["status"]["producer"] = producer;

@@ -14,6 +14,12 @@
 //! and the answer names `delivered` and `pending` ids. A retry of the same body skips the
 //! delivered events (`skipped`) and fires the rest; when it completes, its entry is removed.
 //! Two retries of one batch racing each other can both fire its pending events (at least once).
+//!
+//! # The last failure
+//! A producer sees a failed delivery in our answer, the trigger's owner would not: so the same
+//! record keeps `lastFailure` (`at`, the `status` answered, the `error`), written only when a
+//! fire fails, and READ shows it. Successes write nothing (no cost per delivery), so it stays,
+//! with its time, until the next failure replaces it or DELETE removes the record.
 
 use std::collections::BTreeSet;
 
@@ -71,6 +77,7 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
         _ => return HookResponse::error(500, "the hook's config has no valid triggerName"),
     };
     let batch = (events.len() > 1).then(|| BatchRecord::load(&client, &trigger, &request.body));
+    let batched = batch.is_some();
     let earlier: BTreeSet<String> = batch.as_ref().map(BatchRecord::delivered).unwrap_or_default();
     let id_of = payload_id;
     let mut fired_ids = Vec::new();
@@ -95,8 +102,15 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
     let mut response = after_fire(fired_ids.len(), filtered, failure.as_ref());
     let delivered: Vec<String> =
         events.iter().map(id_of).filter(|id| earlier.contains(id) || fired_ids.contains(id)).collect();
-    if let Some(record) = batch {
-        record.save(&client, failure.as_ref().map(|_| delivered.as_slice()));
+    let failed = failure.as_ref().map(|_| {
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        json!({ "at": at, "status": response.status, "error": response.body["error"] })
+    });
+    // A failure of a single event needs the record too, for `lastFailure`.
+    let record = batch.or_else(|| failed.is_some().then(|| BatchRecord::load(&client, &trigger, &request.body)));
+    if let Some(record) = record {
+        let cut = if batched { failure.as_ref().map(|_| delivered.as_slice()) } else { None };
+        record.save(&client, cut, failed);
     }
     if let Value::Object(body) = &mut response.body {
         body.insert("ids".into(), json!(fired_ids));
@@ -135,6 +149,7 @@ struct BatchRecord {
     name: QualifiedName,
     key: String,
     batches: Map<String, Value>,
+    last_failure: Option<Value>,
 }
 
 impl BatchRecord {
@@ -143,18 +158,20 @@ impl BatchRecord {
         let name = batches_record_for(trigger);
         let digest = Sha256::digest(body);
         let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        let batches = match client.get_package(&name) {
-            Ok(doc) => match from_key_values(&doc["parameters"]).remove("batches") {
-                Some(Value::Object(m)) => m,
-                _ => Map::new(),
-            },
+        let mut params = match client.get_package(&name) {
+            Ok(doc) => from_key_values(&doc["parameters"]),
             Err(OwError::NotFound(_)) => Map::new(),
             Err(e) => {
                 log(&format!("receive: reading {name}: {e}"));
                 Map::new()
             }
         };
-        BatchRecord { name, key, batches }
+        let batches = match params.remove("batches") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let last_failure = params.remove("lastFailure").filter(Value::is_object);
+        BatchRecord { name, key, batches, last_failure }
     }
 
     /// The ids of this batch delivered by earlier requests.
@@ -163,9 +180,14 @@ impl BatchRecord {
         ids.into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
     }
 
-    /// Stores `delivered` for a cut batch (`Some`), or forgets a completed one (`None`).
-    fn save(mut self, client: &Client, delivered: Option<&[String]>) {
+    /// Stores `delivered` for a cut batch (`Some`), or forgets a completed one (`None`), and
+    /// `failure` as `lastFailure`; writes only what changed.
+    fn save(mut self, client: &Client, delivered: Option<&[String]>, failure: Option<Value>) {
         let had = self.batches.contains_key(&self.key);
+        let failed = failure.is_some();
+        if failed {
+            self.last_failure = failure;
+        }
         match delivered {
             Some(ids) => {
                 let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -182,13 +204,20 @@ impl BatchRecord {
             None if had => {
                 self.batches.remove(&self.key);
             }
+            None if failed => {}
             None => return,
         }
-        let result = if self.batches.is_empty() {
+        let result = if self.batches.is_empty() && self.last_failure.is_none() {
             client.delete_package(&self.name).or_else(|e| if e.is_not_found() { Ok(()) } else { Err(e) })
         } else {
-            let params = key_values(&Map::from_iter([("batches".to_string(), Value::Object(self.batches))]));
-            client.put_package(&self.name, &json!({ "parameters": params }), true).map(|_| ())
+            let mut params = Map::new();
+            if !self.batches.is_empty() {
+                params.insert("batches".to_string(), Value::Object(self.batches));
+            }
+            if let Some(failure) = self.last_failure {
+                params.insert("lastFailure".to_string(), failure);
+            }
+            client.put_package(&self.name, &json!({ "parameters": key_values(&params) }), true).map(|_| ())
         };
         if let Err(e) = result {
             log(&format!("receive: writing {}: {e}", self.name));
