@@ -276,7 +276,11 @@ fn throttled_fire_gives_429_with_retry_after() {
     // The trigger's owner sees it too: READ shows the last delivery that could not be fired.
     let status = h.feed("READ", "t", json!({})).unwrap()["status"].clone();
     let failure = &status["lastFailure"];
-    assert_eq!((failure["status"].clone(), failure["error"].clone()), (json!(429), a.body["error"].clone()), "{status}");
+    assert_eq!(
+        (failure["status"].clone(), failure["error"].clone()),
+        (json!(429), a.body["error"].clone()),
+        "{status}"
+    );
     assert!(failure["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{status}");
     assert!(status.get("batchesCut").is_none(), "a single event is no batch: {status}");
     h.w.emu.set_fires_per_minute(None);

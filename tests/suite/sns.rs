@@ -20,7 +20,8 @@ use feed_tests::sns::{moto_route, FakeSnsHost, SnsConfirmations, SnsRelay, SnsSi
 use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
 use ow_emulator::{Config, SYSTEM_NAMESPACE};
 use owfeed::hooks::feed::{binding_for, receiver_url};
-use owfeed::openwhisk::{key_values, QualifiedName};
+use owfeed::hooks::receiver::batches_record_for;
+use owfeed::openwhisk::{from_key_values, key_values, QualifiedName};
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:owfeed-uploads";
 const ENDPOINT: &str = "https://s3.us-east-1.amazonaws.com";
@@ -128,6 +129,13 @@ impl Sns {
     fn events(&self) -> Vec<Value> {
         assert!(self.w.emu.wait_idle(Duration::from_secs(60)), "emulator did not go idle");
         self.w.events()
+    }
+
+    /// The `lastFailure` the receiver recorded for `trigger` (what the hook's READ shows).
+    fn last_failure(&self, trigger: &str) -> Option<Value> {
+        let record = batches_record_for(&QualifiedName::new(USER, None, trigger));
+        let doc = self.w.user.get_package(&record).ok()?;
+        from_key_values(&doc["parameters"]).remove("lastFailure")
     }
 }
 
@@ -246,10 +254,27 @@ fn sns_messages_that_do_not_verify_fire_nothing_and_fetch_nothing_untrusted() {
     assert_eq!((a.status, a.body["error"].clone()), (400, json!("SNS message: no Signature")));
     assert_eq!(cert_fetches(&s), fetched, "{:?}", s.host.requests());
     assert_eq!(s.host.requests().len(), fetched, "{:?}", s.host.requests());
+    // Refusals of what the sender got wrong write nothing in the user's namespace.
+    assert_eq!(s.last_failure("uploads"), None);
 
     // The same message, signed as SNS signs it, fires (the setup is sound).
     assert_eq!(s.post(&url, &s.signed(good, "2")).status, 202);
     assert_eq!(s.events().len(), 1);
+}
+
+/// A certificate the SNS host does not serve stops every delivery: SNS gets 502 (it retries),
+/// and the receiver records the failure where the hook's READ shows it.
+#[test]
+fn a_certificate_that_cannot_be_fetched_is_a_502_and_recorded() {
+    let s = Sns::start();
+    let url = s.hook("uploads", PACKAGE, json!({}));
+    let mut e = s.envelope("Notification", &s3_event("ObjectCreated:Put", "a.jpg", "01"), "m-1");
+    e["SigningCertURL"] = json!(format!("{}/SimpleNotificationService-rotated.pem", s.host.url()));
+    let a = s.post(&url, &s.signed(e, "2"));
+    assert_eq!(a.status, 502, "{}", a.body);
+    let failure = s.last_failure("uploads").expect("the failure is recorded");
+    assert_eq!((failure["status"].clone(), failure["error"].clone()), (json!(502), a.body["error"].clone()));
+    assert_eq!(s.events().len(), 0);
 }
 
 #[test]

@@ -18,8 +18,11 @@
 //! # The last failure
 //! A producer sees a failed delivery in our answer, the trigger's owner would not: so the same
 //! record keeps `lastFailure` (`at`, the `status` answered, the `error`), written only when a
-//! fire fails, and READ shows it. Successes write nothing (no cost per delivery), so it stays,
-//! with its time, until the next failure replaces it or DELETE removes the record.
+//! fire fails or the receiver fails on its side (500, 502: an invalid config, an SNS
+//! certificate it cannot fetch), and READ shows it. Refusals of what a sender got wrong (4xx)
+//! write nothing, so strangers cannot make us write. Successes write nothing (no cost per
+//! delivery), so it stays, with its time, until the next failure replaces it or DELETE
+//! removes the record.
 
 use std::collections::BTreeSet;
 
@@ -65,6 +68,13 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
         process(&config, &request)
     };
     let (events, filtered) = match outcome {
+        // A fault on our side or at SNS (an invalid config, a certificate that cannot be
+        // fetched) stops every delivery as surely as a failed fire: it is recorded too. Not
+        // the 503 that asks SNS to retry a confirmation sent before CREATE stored the topic.
+        Outcome::Respond(r) if matches!(r.status, 500 | 502) => {
+            note_failure(ctx, params, &request.body, &r);
+            return r;
+        }
         Outcome::Respond(r) => return r,
         Outcome::Fire { events, filtered } => (events, filtered),
     };
@@ -102,10 +112,7 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
     let mut response = after_fire(fired_ids.len(), filtered, failure.as_ref());
     let delivered: Vec<String> =
         events.iter().map(id_of).filter(|id| earlier.contains(id) || fired_ids.contains(id)).collect();
-    let failed = failure.as_ref().map(|_| {
-        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        json!({ "at": at, "status": response.status, "error": response.body["error"] })
-    });
+    let failed = failure.as_ref().map(|_| failure_note(&response));
     // A failure of a single event needs the record too, for `lastFailure`.
     let record = batch.or_else(|| failed.is_some().then(|| BatchRecord::load(&client, &trigger, &request.body)));
     if let Some(record) = record {
@@ -124,6 +131,23 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
         }
     }
     response
+}
+
+/// `lastFailure` for an answer that reports a failure.
+fn failure_note(response: &HookResponse) -> Value {
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    json!({ "at": at, "status": response.status, "error": response.body["error"] })
+}
+
+/// Records `response` as the hook's `lastFailure` when no event got as far as a fire.
+fn note_failure(ctx: &Context, params: &Params, body: &[u8], response: &HookResponse) {
+    let trigger = params.str("triggerName").ok().flatten().and_then(|t| QualifiedName::parse(&t, &ctx.namespace).ok());
+    match (client(ctx, params), trigger) {
+        (Ok(client), Some(trigger)) => {
+            BatchRecord::load(&client, &trigger, body).save(&client, None, Some(failure_note(response)))
+        }
+        _ => log("receive: cannot record the failure: no API key or no triggerName"),
+    }
 }
 
 /// The id a fired payload is known by: the event's `id`, or for a `{"events": [...]}` batch
