@@ -12,6 +12,7 @@ pub mod gen_source;
 pub mod listing_source;
 pub mod moto;
 pub mod pouchdb;
+pub mod rigs;
 pub mod s3dialect;
 pub mod s3proxy;
 pub mod s3rver;

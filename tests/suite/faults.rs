@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use feed_tests::moto::Moto;
-use feed_tests::s3proxy::{Fault, FaultProxy, Rule};
-use feed_tests::world::{workspace_bin, World, USER};
+use feed_tests::rigs::ProxiedBucket;
+use feed_tests::s3proxy::{Fault, Rule};
+use feed_tests::world::USER;
 use ow_emulator::FaultRule;
-use owfeed_s3::{Condition, S3Client};
+use owfeed_s3::Condition;
 
 /// The poll action's time limit in the scenarios that kill it.
 const SHORT_TIMEOUT_MS: u64 = 5_000;
@@ -33,40 +33,24 @@ const LEASE_KEY: &str = ".owfeed/guest/t.lease";
 /// One change to the bucket as an event must report it: (kind, key, etag; empty for deletes).
 type Change = (String, String, String);
 
-/// A feed trigger `t` on a fresh bucket in the shared moto, reached through a fault proxy.
-struct Rig {
-    w: World,
-    proxy: FaultProxy,
-    /// Talks to moto directly, behind the feed's back (no faults).
-    client: S3Client,
-    bucket: String,
+/// A feed trigger `t` on a fresh moto bucket, reached through a fault proxy.
+struct Rig(ProxiedBucket);
+
+impl std::ops::Deref for Rig {
+    type Target = ProxiedBucket;
+    fn deref(&self) -> &ProxiedBucket {
+        &self.0
+    }
 }
 
 impl Rig {
     fn start() -> Rig {
-        let moto = Moto::shared().expect("moto server");
-        let proxy = FaultProxy::start(moto.endpoint()).expect("fault proxy");
-        let bucket = Moto::unique_bucket("faults");
-        let client = moto.client();
-        client.create_bucket(&bucket).expect("create bucket");
-        let w = World::start(&workspace_bin("changes"), &workspace_bin("poll"));
-        Rig { w, proxy, client, bucket }
+        Rig(ProxiedBucket::start("faults"))
     }
 
     /// Creates the feed trigger `t` (endpoint: the proxy) and the recording rule.
     fn create(&self, extra: Value) {
-        let moto = Moto::shared().expect("moto server");
-        let mut params = json!({
-            "endpoint": self.proxy.url(),
-            "bucket": self.bucket,
-            "accessKeyId": moto.access_key_id(),
-            "secretAccessKey": moto.secret_access_key(),
-        });
-        if let (Value::Object(p), Value::Object(extra)) = (&mut params, extra) {
-            p.extend(extra);
-        }
-        self.w.create_trigger("t", params).expect("create trigger with feed");
-        self.w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+        self.0.create(extra, Path::new(env!("CARGO_BIN_EXE_echo-action")));
     }
 
     /// Writes an object; the change it makes, for the expected set.

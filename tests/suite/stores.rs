@@ -9,31 +9,26 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use feed_tests::moto::Moto;
-use feed_tests::s3proxy::{Conditionals, Fault, FaultProxy, Rule};
-use feed_tests::world::{workspace_bin, World};
-use owfeed_s3::{Condition, S3Client};
+use feed_tests::rigs::ProxiedBucket;
+use feed_tests::s3proxy::{Conditionals, Fault, Rule};
+use owfeed_s3::Condition;
 
 /// The lease object of trigger `t`.
 const LEASE_KEY: &str = ".owfeed/guest/t.lease";
 
 /// A feed trigger `t` on a fresh moto bucket, reached through a fault proxy.
-struct Rig {
-    w: World,
-    proxy: FaultProxy,
-    /// Talks to moto directly (no faults, no dialect).
-    client: S3Client,
-    bucket: String,
+struct Rig(ProxiedBucket);
+
+impl std::ops::Deref for Rig {
+    type Target = ProxiedBucket;
+    fn deref(&self) -> &ProxiedBucket {
+        &self.0
+    }
 }
 
 impl Rig {
     fn start() -> Rig {
-        let moto = Moto::shared().expect("moto server");
-        let proxy = FaultProxy::start(moto.endpoint()).expect("fault proxy");
-        let bucket = Moto::unique_bucket("stores");
-        let client = moto.client();
-        client.create_bucket(&bucket).expect("create bucket");
-        let w = World::start(&workspace_bin("changes"), &workspace_bin("poll"));
-        Rig { w, proxy, client, bucket }
+        Rig(ProxiedBucket::start("stores"))
     }
 
     /// The proxy plays a store with `mode` from now on.
@@ -43,19 +38,7 @@ impl Rig {
 
     /// Creates the feed trigger `t` through the proxy and the recording rule; CREATE's result.
     fn create(&self, extra: Value) -> Value {
-        let moto = Moto::shared().expect("moto server");
-        let mut params = json!({
-            "endpoint": self.proxy.url(),
-            "bucket": self.bucket,
-            "accessKeyId": moto.access_key_id(),
-            "secretAccessKey": moto.secret_access_key(),
-        });
-        if let (Value::Object(p), Value::Object(extra)) = (&mut params, extra) {
-            p.extend(extra);
-        }
-        let out = self.w.create_trigger("t", params).expect("create trigger with feed");
-        self.w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
-        out
+        self.0.create(extra, Path::new(env!("CARGO_BIN_EXE_echo-action")))
     }
 
     fn put(&self, key: &str, body: &str) {
