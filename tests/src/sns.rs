@@ -334,8 +334,9 @@ fn relay(
 /// earliest, the order a client must survive), a confirmation with a new token is POSTed to the
 /// endpoint, signed with the test key, its `SigningCertURL` and `SubscribeURL` on the SNS
 /// stand-in. `Subscribe` again for a subscription still pending sends a new one, as AWS does
-/// for a pending subscription. `GetSubscriptionAttributes` answers `PendingConfirmation` true
-/// until the stand-in has been asked to confirm one of the subscription's tokens.
+/// for a pending subscription. Until the stand-in has been asked to confirm one of the
+/// subscription's tokens, `GetSubscriptionAttributes` answers `PendingConfirmation` true and
+/// `ListSubscriptionsByTopic` lists it as `PendingConfirmation`, without its ARN, as SNS does.
 pub struct SnsConfirmations {
     url: String,
     sent: Arc<Mutex<Vec<(String, u16)>>>,
@@ -392,13 +393,20 @@ impl SnsConfirmations {
                         recorded.lock().unwrap().push((field("Endpoint"), answered));
                     }
                     "GetSubscriptionAttributes" if status == 200 => {
-                        let confirmed = host.calls.lock().unwrap().iter().any(|c| {
-                            tokens
-                                .get(&field("SubscriptionArn"))
-                                .is_some_and(|t| t.iter().any(|t| c.path.ends_with(&format!("&Token={t}"))))
-                        });
-                        let pending = tokens.contains_key(&field("SubscriptionArn")) && !confirmed;
+                        let arn = field("SubscriptionArn");
+                        let pending = tokens.contains_key(&arn) && !confirmed(&host, &tokens, &arn);
                         payload = set_pending(&text, pending).into_bytes();
+                    }
+                    // SNS lists a subscription waiting for its confirmation without its ARN.
+                    "ListSubscriptionsByTopic" if status == 200 => {
+                        let mut listed = text.clone();
+                        for arn in tokens.keys().filter(|arn| !confirmed(&host, &tokens, arn)) {
+                            listed = listed.replace(
+                                &format!("<SubscriptionArn>{arn}</SubscriptionArn>"),
+                                "<SubscriptionArn>PendingConfirmation</SubscriptionArn>",
+                            );
+                        }
+                        payload = listed.into_bytes();
                     }
                     _ => {}
                 }
@@ -426,6 +434,12 @@ impl Drop for SnsConfirmations {
             let _ = t.join();
         }
     }
+}
+
+/// Whether the stand-in host was asked to confirm one of the subscription's tokens.
+fn confirmed(host: &HostHandle, tokens: &HashMap<String, Vec<String>>, arn: &str) -> bool {
+    let Some(tokens) = tokens.get(arn) else { return false };
+    host.calls.lock().unwrap().iter().any(|c| tokens.iter().any(|t| c.path.ends_with(&format!("&Token={t}"))))
 }
 
 fn between(text: &str, open: &str, close: &str) -> String {

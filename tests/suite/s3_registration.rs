@@ -237,6 +237,17 @@ fn aws_registration_keeps_the_users_notifications_through_every_lifecycle_event(
     let entry = check(1).unwrap();
     assert_eq!(text_of(&entry, &["Filter", "S3Key", "FilterRule", "Value"]), vec!["in+box/", ".gif"]);
 
+    // Someone unsubscribes the receiver: READ says nothing is delivered, and the UPDATE it
+    // names (a new secret) subscribes it again.
+    sns(moto, &[("Action", "Unsubscribe"), ("SubscriptionArn", &subscription)]);
+    let gone = producer(&w);
+    assert!(gone["problem"].as_str().unwrap().contains("no subscription of the receiver URL"), "{gone}");
+    let renewed = feed(&w, "UPDATE", "uploads", json!({"secret": "a-new-secret-of-32-characters-xy"})).expect("UPDATE");
+    assert_eq!(renewed["reregistered"], true, "{renewed}");
+    let again = producer(&w);
+    assert!(again.get("problem").is_none(), "{again}");
+    assert_eq!(subscriptions(moto, &topic).len(), 1);
+
     let deleted = feed(&w, "DELETE", "uploads", json!({})).expect("DELETE");
     assert!(deleted.get("notRemoved").is_none(), "{deleted}");
     check(0);

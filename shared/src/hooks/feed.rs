@@ -166,7 +166,7 @@ fn store_registration(config: &mut Params, registrar: &dyn Registrar, id: &str) 
 /// registration in place and is said in the status.
 fn after_stored(registrar: &dyn Registrar, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Value> {
     let failed = registrar.after_stored(params, id, endpoint).err();
-    let mut status = registrar.status(params, id, endpoint.active);
+    let mut status = registrar.status(params, id, endpoint);
     if let Some(e) = failed {
         crate::runtime::log(&format!("hook registration {id}: {e}"));
         let problem = format!("asking the producer to confirm the registration failed: {e}");
@@ -182,7 +182,10 @@ fn after_stored(registrar: &dyn Registrar, params: &Params, id: &str, endpoint: 
 }
 
 fn registrar_status(feed: &HooksFeed, config: &Params, id: &str, active: bool) -> Option<Value> {
-    feed.stored_registrar(config)?.status(config, id, active)
+    let url = config.str(CONFIG_URL).ok().flatten().unwrap_or_default();
+    let secret = config.required_secret(CONFIG_SECRET).ok()?;
+    let endpoint = Endpoint { url, secret: Secret::new(secret.expose()), active };
+    feed.stored_registrar(config)?.status(config, id, &endpoint)
 }
 
 fn registration(config: &Params) -> Option<String> {

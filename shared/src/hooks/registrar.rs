@@ -104,11 +104,12 @@ pub trait Registrar {
         let _ = (params, id, endpoint);
         Ok(())
     }
-    /// What the producer says about registration `id` now, for READ (`None`: nothing to say);
-    /// a registration that cannot deliver says so in `problem`. `active` is false while the
-    /// hook is paused (a paused registration may be switched off at the producer on purpose).
-    fn status(&self, params: &Params, id: &str, active: bool) -> Option<Value> {
-        let _ = (params, id, active);
+    /// What the producer says about registration `id` of `endpoint` now, for READ (`None`:
+    /// nothing to say); a registration that cannot deliver says so in `problem`.
+    /// `endpoint.active` is false while the hook is paused (a paused registration may be
+    /// switched off at the producer on purpose).
+    fn status(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Value> {
+        let _ = (params, id, endpoint);
         None
     }
     /// Where registration `id` lives and the one command (no secret in it) that removes it, for

@@ -49,6 +49,68 @@ const CONFIRMATION_PAUSE: std::time::Duration = std::time::Duration::from_millis
 /// The `s3` source's registration plugin (see the module doc).
 pub struct S3Notifications;
 
+/// How many `ListSubscriptionsByTopic` pages (100 subscriptions each) are read at the most.
+const MAX_SUBSCRIPTION_PAGES: usize = 100;
+
+/// The subscriptions of a topic that deliver to the receiver URL.
+#[derive(Debug, Default, PartialEq)]
+struct Delivering {
+    /// ARNs of the confirmed ones: each delivers every message.
+    confirmed: Vec<String>,
+    /// How many wait for their confirmation (listed as `PendingConfirmation`, without an ARN).
+    pending: usize,
+}
+
+impl Delivering {
+    /// Adds what one `ListSubscriptionsByTopic` answer lists for `url`; its `NextToken`.
+    fn add_page(&mut self, answer: &XmlElement, url: &str) -> Option<String> {
+        fn members<'a>(e: &'a XmlElement, out: &mut Vec<&'a XmlElement>) {
+            for c in &e.children {
+                if c.name == "member" {
+                    out.push(c);
+                } else {
+                    members(c, out);
+                }
+            }
+        }
+        let mut listed = Vec::new();
+        members(answer, &mut listed);
+        for member in listed.into_iter().filter(|m| m.child_text("Endpoint").map(str::trim) == Some(url)) {
+            match member.child_text("SubscriptionArn").map(str::trim) {
+                Some(arn) if arn.starts_with("arn:") => self.confirmed.push(arn.to_string()),
+                _ => self.pending += 1,
+            }
+        }
+        answer.find_text("NextToken").map(str::trim).filter(|t| !t.is_empty()).map(str::to_string)
+    }
+
+    /// `pendingConfirmation` and the `problem` READ shows, if any; `stored` is the
+    /// subscription the feed made, `topic` its topic.
+    fn judge(&self, stored: &str, topic: &str) -> (bool, Option<String>) {
+        match (self.confirmed.len(), self.pending) {
+            (0, 0) => (
+                false,
+                Some(format!(
+                    "topic {topic} has no subscription of the receiver URL any more (unsubscribed?): nothing is delivered; `wsk trigger update` with a new `secret` subscribes it again"
+                )),
+            ),
+            (0, _) => (true, Some(PENDING_PROBLEM.to_string())),
+            (1, _) => (false, None),
+            (n, _) => {
+                let others: Vec<&str> =
+                    self.confirmed.iter().map(String::as_str).filter(|arn| *arn != stored).collect();
+                (
+                    false,
+                    Some(format!(
+                        "{n} subscriptions of topic {topic} deliver to the receiver URL: every message arrives {n} times (with the same event ids); remove the others with `aws sns unsubscribe --subscription-arn` {}",
+                        others.join(", ")
+                    )),
+                )
+            }
+        }
+    }
+}
+
 /// READ's `problem` for an SNS subscription still pending confirmation.
 const PENDING_PROBLEM: &str = "the SNS subscription is still pending confirmation: nothing is delivered until the receiver confirms it, which it does when SNS's SubscriptionConfirmation reaches the receiver URL over HTTPS; `aws sns subscribe` of the same topic, protocol and URL makes SNS send it again";
 
@@ -469,11 +531,25 @@ impl Target {
         Ok(root.children.iter().any(|c| c.child_text("Id").map(str::trim) == Some(id)))
     }
 
-    /// True while SNS waits for the subscription's confirmation (`PendingConfirmation`).
-    fn pending_confirmation(&self, subscription: &str) -> Result<bool, RegistrationError> {
-        let answer =
-            self.topic_call(&[("Action", "GetSubscriptionAttributes"), ("SubscriptionArn", subscription)], &[])?;
-        Ok(find_entry(&answer, "PendingConfirmation").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")))
+    /// The subscriptions of `topic` that deliver to `url`, every page of
+    /// `ListSubscriptionsByTopic` read. Asked of the topic rather than of the stored
+    /// subscription: a `Subscribe` repeated while one is pending may leave another subscription
+    /// behind (seen by triggermesh/aws-event-sources#339), and each confirmed one delivers.
+    fn delivering(&self, topic: &str, url: &str) -> Result<Delivering, RegistrationError> {
+        let mut found = Delivering::default();
+        let mut next: Option<String> = None;
+        for _ in 0..MAX_SUBSCRIPTION_PAGES {
+            let mut form = vec![("Action", "ListSubscriptionsByTopic"), ("TopicArn", topic)];
+            if let Some(token) = &next {
+                form.push(("NextToken", token));
+            }
+            let answer = self.topic_call(&form, &[])?;
+            next = found.add_page(&answer, url);
+            if next.is_none() {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     fn unsubscribe(&self, arn: &str) -> Result<(), RegistrationError> {
@@ -570,14 +646,17 @@ impl Target {
             Err(e) => {
                 // The bucket entry is added last, so a failure never leaves it half made; an
                 // entry that an earlier registration had stays.
-                let problems = self.remove_parts(&made, false);
+                // Only what this call made: `previous` may deliver to the same URL and stays.
+                let problems = self.remove_parts(&made, false, None);
                 Err(with_problems(e, problems))
             }
         }
     }
 
     /// Removes the topic side of `reg` (and the bucket entry when `entry`); returns what failed.
-    fn remove_parts(&self, reg: &Registration, entry: bool) -> Vec<String> {
+    /// With the receiver `url`, every other confirmed subscription of a kept topic that delivers
+    /// to it goes too (see [`Target::delivering`]): the URL is this trigger's alone.
+    fn remove_parts(&self, reg: &Registration, entry: bool, url: Option<&str>) -> Vec<String> {
         let mut problems = Vec::new();
         if entry {
             if let Err(e) = self.edit_bucket(&reg.id, None) {
@@ -590,6 +669,18 @@ impl Target {
         if let Some(sub) = reg.subscription.as_ref().filter(|_| !topic_goes) {
             if let Err(e) = self.unsubscribe(sub) {
                 problems.push(e.to_string());
+            }
+            if let (Some(topic), Some(url)) = (&reg.topic, url) {
+                match self.delivering(topic, url) {
+                    Ok(d) => {
+                        for other in d.confirmed.iter().filter(|arn| *arn != sub) {
+                            if let Err(e) = self.unsubscribe(other) {
+                                problems.push(e.to_string());
+                            }
+                        }
+                    }
+                    Err(e) => problems.push(e.to_string()),
+                }
             }
         }
         if let Some(topic) = &reg.topic {
@@ -740,7 +831,7 @@ impl Registrar for S3Notifications {
                 subscription: previous.subscription.clone().filter(|s| reg.subscription.as_ref() != Some(s)),
                 own_topic: previous.own_topic,
             };
-            let problems = target.remove_parts(&stale, false);
+            let problems = target.remove_parts(&stale, false, None);
             if !problems.is_empty() {
                 crate::runtime::log(&format!("s3 registration {id}: not removed: {}", problems.join("; ")));
             }
@@ -750,7 +841,8 @@ impl Registrar for S3Notifications {
     fn unregister(&self, params: &Params, id: &str) -> Result<(), RegistrationError> {
         let Some(reg) = Registration::parse(id) else { return Ok(()) };
         let target = target(params)?;
-        let problems = target.remove_parts(&reg, true);
+        let url = params.str("url").ok().flatten();
+        let problems = target.remove_parts(&reg, true, url.as_deref());
         if problems.is_empty() {
             Ok(())
         } else {
@@ -806,15 +898,17 @@ impl Registrar for S3Notifications {
     /// subscription that stays pending.
     fn after_stored(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Result<(), RegistrationError> {
         let Some(reg) = Registration::parse(id) else { return Ok(()) };
-        let (Some(topic), Some(subscription)) = (&reg.topic, &reg.subscription) else { return Ok(()) };
+        let (Some(topic), Some(_)) = (&reg.topic, &reg.subscription) else { return Ok(()) };
         let target = target(params)?;
-        if target.settings.provider != Provider::Aws || !target.pending_confirmation(subscription)? {
+        let confirmed =
+            |t: &Target| Ok::<bool, RegistrationError>(!t.delivering(topic, &endpoint.url)?.confirmed.is_empty());
+        if target.settings.provider != Provider::Aws || confirmed(&target)? {
             return Ok(());
         }
         target.subscribe(topic, &endpoint.url)?;
         for _ in 0..CONFIRMATION_CHECKS {
             std::thread::sleep(CONFIRMATION_PAUSE);
-            if !target.pending_confirmation(subscription)? {
+            if confirmed(&target)? {
                 return Ok(());
             }
         }
@@ -823,7 +917,7 @@ impl Registrar for S3Notifications {
     /// Checks what can silently stop deliveries: an SNS subscription still pending
     /// confirmation (AWS), and our entry gone from the bucket's notification configuration,
     /// which any other tool's `PutBucketNotificationConfiguration` replaces whole.
-    fn status(&self, params: &Params, id: &str, active: bool) -> Option<Value> {
+    fn status(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Value> {
         let reg = Registration::parse(id)?;
         if !registers(params) {
             return None;
@@ -831,23 +925,27 @@ impl Registrar for S3Notifications {
         let target = target(params).ok()?;
         let mut out = serde_json::Map::new();
         let mut problems: Vec<String> = Vec::new();
-        if let (Some(subscription), Provider::Aws) = (&reg.subscription, target.settings.provider) {
+        if let (Some(subscription), Some(topic), Provider::Aws) =
+            (&reg.subscription, &reg.topic, target.settings.provider)
+        {
             out.insert("subscription".into(), json!(subscription));
-            match target.pending_confirmation(subscription) {
-                Ok(pending) => {
+            match target.delivering(topic, &endpoint.url) {
+                Ok(delivering) => {
+                    let (pending, problem) = delivering.judge(subscription, topic);
                     out.insert("pendingConfirmation".into(), json!(pending));
-                    if pending {
-                        problems.push(PENDING_PROBLEM.to_string());
+                    if delivering.confirmed.len() > 1 {
+                        out.insert("subscriptions".into(), json!(delivering.confirmed.len()));
                     }
+                    problems.extend(problem);
                 }
-                Err(e) => problems.push(format!("cannot read the SNS subscription: {e}")),
+                Err(e) => problems.push(format!("cannot list the subscriptions of topic {topic}: {e}")),
             }
         }
         let bucket = &target.settings.bucket;
         match target.has_entry(&reg.id) {
             Ok(present) => {
                 out.insert("notification".into(), json!(present));
-                if active && !present {
+                if endpoint.active && !present {
                     problems.push(format!(
                         "bucket {bucket} has no notification {} any more (another PutBucketNotificationConfiguration may have replaced the bucket's configuration): nothing is pushed to this trigger; the lifecycle event UNPAUSE puts it back",
                         reg.id
@@ -1025,5 +1123,56 @@ mod tests {
             "invalid push-endpoint http://h/r?access_token=[redacted] and [redacted]"
         );
         assert_eq!(form_encode("in box/a+b"), "in+box/a%2Bb");
+    }
+
+    /// A `ListSubscriptionsByTopic` answer as SNS gives it (API reference example): members of
+    /// other endpoints, ours confirmed twice and once pending.
+    fn subscriptions_page(next: Option<&str>) -> XmlElement {
+        let member = |arn: &str, endpoint: &str| {
+            format!(
+                "<member><TopicArn>arn:aws:sns:us-east-1:123456789012:t</TopicArn><Protocol>https</Protocol>\
+                 <SubscriptionArn>{arn}</SubscriptionArn><Owner>123456789012</Owner><Endpoint>{endpoint}</Endpoint></member>"
+            )
+        };
+        let ours = "https://ow.example/api/v1/web/guest/default/t.owfeed-hook/receive";
+        let body = format!(
+            "<ListSubscriptionsByTopicResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\">\
+             <ListSubscriptionsByTopicResult><Subscriptions>{}{}{}{}</Subscriptions>{}</ListSubscriptionsByTopicResult>\
+             <ResponseMetadata><RequestId>384ac68d</RequestId></ResponseMetadata></ListSubscriptionsByTopicResponse>",
+            member("arn:aws:sns:us-east-1:123456789012:t:1", ours),
+            member("arn:aws:sns:us-east-1:123456789012:t:2", "example@amazon.com"),
+            member("PendingConfirmation", ours),
+            member("arn:aws:sns:us-east-1:123456789012:t:3", &format!("{ours}x")),
+            next.map(|t| format!("<NextToken>{t}</NextToken>")).unwrap_or_default(),
+        );
+        parse_xml(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn subscriptions_to_the_receiver_are_counted_over_pages() {
+        let ours = "https://ow.example/api/v1/web/guest/default/t.owfeed-hook/receive";
+        let mut found = Delivering::default();
+        assert_eq!(found.add_page(&subscriptions_page(Some("tok==")), ours), Some("tok==".to_string()));
+        assert_eq!(found.add_page(&subscriptions_page(None), ours), None);
+        let one = "arn:aws:sns:us-east-1:123456789012:t:1".to_string();
+        assert_eq!(found, Delivering { confirmed: vec![one.clone(), one], pending: 2 });
+    }
+
+    #[test]
+    fn read_judges_what_delivers_to_the_receiver() {
+        let (stored, topic) = ("arn:t:1", "arn:t");
+        let judge = |confirmed: &[&str], pending| {
+            Delivering { confirmed: confirmed.iter().map(|s| s.to_string()).collect(), pending }.judge(stored, topic)
+        };
+        assert_eq!(judge(&["arn:t:1"], 0), (false, None));
+        // Confirmed under another ARN than the stored one (a second Subscribe made another).
+        assert_eq!(judge(&["arn:t:2"], 1), (false, None));
+        assert_eq!(judge(&[], 2), (true, Some(PENDING_PROBLEM.to_string())));
+        let (pending, gone) = judge(&[], 0);
+        assert!(!pending && gone.unwrap().contains("no subscription of the receiver URL"));
+        let (pending, twice) = judge(&["arn:t:1", "arn:t:2"], 0);
+        let twice = twice.unwrap();
+        assert!(!pending && twice.contains("every message arrives 2 times"), "{twice}");
+        assert!(twice.ends_with("--subscription-arn` arn:t:2"), "{twice}");
     }
 }
