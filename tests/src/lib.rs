@@ -3,6 +3,7 @@
 //! `filelog` log source.
 
 pub mod actionloop;
+pub mod ceph;
 pub mod couchproxy;
 pub mod emulator_support;
 pub mod fake_github;

@@ -11,7 +11,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -38,6 +38,53 @@ fn target_dir() -> PathBuf {
 /// Writes one progress line to the process's stderr, past libtest's capture.
 pub fn progress(line: &str) {
     let _ = writeln!(std::io::stderr(), "feed-tests: {line}");
+}
+
+/// The Debian packages of the real Ceph RGW the suite runs (Ceph 16.2 on bookworm).
+pub const CEPH_PACKAGES: &[&str] = &["ceph-mon", "ceph-osd", "radosgw", "ceph-common"];
+
+/// The Ceph commands `tests/ceph/start-rgw.sh` runs.
+const CEPH_COMMANDS: &[&str] =
+    &["ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "ceph", "ceph-authtool", "monmaptool"];
+
+/// Installs Debian's Ceph (`CEPH_PACKAGES`, about 70 MB) with apt-get unless its commands are
+/// there: system packages, not under `tools_dir()`, so this needs root (CI runs as root);
+/// without root the error names the command to run.
+pub fn ensure_ceph() -> anyhow::Result<()> {
+    let have = |cmd: &str| {
+        Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().is_ok_and(|o| o.status.success())
+    };
+    let ready = || CEPH_COMMANDS.iter().all(|c| have(c));
+    let install = || -> anyhow::Result<()> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        #[allow(unsafe_code)]
+        let root = unsafe { libc::geteuid() } == 0;
+        if !root {
+            bail!(
+                "the Ceph tests need Debian's Ceph: sudo apt-get install --no-install-recommends {}",
+                CEPH_PACKAGES.join(" ")
+            );
+        }
+        let apt = |args: &[&str]| -> anyhow::Result<bool> {
+            let status = Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null())
+                .status()?;
+            Ok(status.success())
+        };
+        let mut install_args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        install_args.extend(CEPH_PACKAGES);
+        if apt(&install_args)? {
+            return Ok(());
+        }
+        // A fresh machine may have no package lists yet.
+        if apt(&["update", "-q"])? && apt(&install_args)? {
+            return Ok(());
+        }
+        bail!("apt-get install {} failed", CEPH_PACKAGES.join(" "))
+    };
+    install_once("Ceph (Debian packages)", &ready, &install)
 }
 
 /// Runs `install` unless `ready` already holds, under an exclusive lock on `tools_dir()`.

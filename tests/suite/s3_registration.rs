@@ -432,6 +432,115 @@ fn ceph_registration_pushes_to_the_receiver_and_removes_only_its_own_entry() {
     assert_eq!(w.events().len(), 2, "{:?}", w.events());
 }
 
+/// Ceph for real: radosgw (Debian's Ceph 16.2, `feed_tests::ceph`) takes the feed's topic
+/// and notification itself and POSTs its own records to the receiver, so the events below are
+/// what a real RGW sends, key with a space and a plus included. The user's notification stays
+/// through every lifecycle event; PAUSE stops deliveries; UPDATE's new token reaches the
+/// topic (RGW's CreateTopic of an existing name replaces its attributes); DELETE removes the
+/// feed's entry and topic.
+#[test]
+fn a_real_ceph_rgw_pushes_its_notifications_through_the_hook() {
+    let rgw = feed_tests::ceph::Rgw::start().expect("start Ceph RGW");
+    let client = rgw.client();
+    let bucket = "photos";
+    client.create_bucket(bucket).unwrap();
+    let topic_call = |form: &[(&str, &str)]| parse_xml(&client.query_api("sns", form).expect("topic call")).unwrap();
+    // The user's own topic and notification (on logs/ only: nothing below is sent to it).
+    let users_topic = topic_call(&[
+        ("Action", "CreateTopic"),
+        ("Name", "users-topic"),
+        ("Attributes.entry.1.key", "push-endpoint"),
+        ("Attributes.entry.1.value", "http://127.0.0.1:9/users"),
+    ])
+    .find_text("TopicArn")
+    .unwrap()
+    .trim()
+    .to_string();
+    client
+        .put_bucket_notification(bucket, users_entry("TopicConfiguration", ("Topic", &users_topic)).into_bytes())
+        .unwrap();
+    let rgw_entries = || parse_xml(&client.get_bucket_notification(bucket).unwrap()).unwrap().children;
+    let users = rgw_entries();
+    assert_eq!(users.len(), 1, "{users:?}");
+
+    let w = world();
+    let params = json!({"source": "s3", "provider": "ceph", "endpoint": rgw.endpoint(), "region": "default",
+        "bucket": bucket, "accessKeyId": rgw.access_key_id(), "secretAccessKey": rgw.secret_access_key()});
+    let created = create(&w, "rgw", params).unwrap_or_else(|e| panic!("CREATE: {e}\n{}", rgw.log_tail()));
+    w.record_events("rgw", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let read = feed(&w, "READ", "rgw", json!({})).unwrap();
+    let (topic, id) = (
+        read["config"]["topicArn"].as_str().unwrap().to_string(),
+        read["config"]["notificationId"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(read["status"]["producer"], json!({"notification": true}), "{read}");
+    let now = rgw_entries();
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert_eq!(by_id(&now, "users-rule"), vec![&users[0]]);
+    assert_eq!(text_of(by_id(&now, &id)[0], &["Topic"]), vec![topic.clone()]);
+
+    let key = "dir/my file+1.txt";
+    let put = |key: &str, body: &str| {
+        client.put_object(bucket, key, body.as_bytes().to_vec(), owfeed_s3::Condition::None).unwrap()
+    };
+    let seen = |w: &World| -> Vec<(String, String, String)> {
+        assert!(w.emu.wait_idle(Duration::from_secs(60)));
+        let mut events: Vec<_> = w
+            .events()
+            .iter()
+            .map(|e| {
+                let kind = e["type"].as_str().unwrap_or_default().rsplit('.').next().unwrap().to_string();
+                (
+                    kind,
+                    e["subject"].as_str().unwrap_or_default().to_string(),
+                    e["data"]["etag"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        events.sort();
+        events
+    };
+    let etag1 = put(key, "first");
+    let etag2 = put(key, "second, longer");
+    client.delete_object(bucket, key).unwrap();
+    let unquote = |e: &str| e.trim_matches('"').to_string();
+    let mut want = vec![
+        ("created".to_string(), key.to_string(), unquote(&etag1)),
+        ("created".to_string(), key.to_string(), unquote(&etag2)),
+        ("deleted".to_string(), key.to_string(), String::new()),
+    ];
+    want.sort();
+    let got = seen(&w);
+    // RGW 16.2 puts the deleted object's eTag on a delete record; the event carries no etag.
+    assert_eq!(got, want, "{:?}\n{}", w.events(), rgw.log_tail());
+    for e in w.events() {
+        assert_eq!(e["source"], json!(format!("{}/{bucket}", rgw.endpoint())), "{e}");
+        assert!(e["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+    }
+
+    feed(&w, "PAUSE", "rgw", json!({})).expect("PAUSE");
+    assert_eq!(rgw_entries(), users);
+    put("paused.txt", "nobody hears this");
+    feed(&w, "UNPAUSE", "rgw", json!({})).expect("UNPAUSE");
+    assert_eq!(rgw_entries().len(), 2);
+    let updated = feed(&w, "UPDATE", "rgw", json!({"secret": "a-new-token-of-32-characters-xyz"})).expect("UPDATE");
+    assert_eq!(updated["reregistered"], true, "{updated}");
+    put("after.txt", "heard through the new token");
+    let got = seen(&w);
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(got.iter().any(|(k, s, _)| k == "created" && s == "after.txt"), "{got:?}");
+    assert!(!got.iter().any(|(_, s, _)| s == "paused.txt"), "{got:?}");
+
+    feed(&w, "DELETE", "rgw", json!({})).expect("DELETE");
+    assert_eq!(rgw_entries(), users, "only the user's notification is left");
+    let attrs = client.query_api("sns", &[("Action", "GetTopicAttributes"), ("TopicArn", &topic)]);
+    assert!(attrs.is_err(), "the feed's topic is deleted");
+    assert!(client.query_api("sns", &[("Action", "GetTopicAttributes"), ("TopicArn", &users_topic)]).is_ok());
+    for result in [&created, &read, &updated] {
+        assert!(!result.to_string().contains(rgw.secret_access_key()), "{result}");
+    }
+}
+
 /// MinIO (through the dialect proxy, which refuses all but `arn:minio:sqs` queue entries and
 /// replaces on PUT): a QueueConfiguration for the given webhook target, read-modify-write;
 /// CREATE prints the token the administrator sets on the target.
