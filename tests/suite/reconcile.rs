@@ -8,10 +8,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use feed_tests::moto::Moto;
+use feed_tests::s3proxy::{Fault, FaultProxy, Rule};
 use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
 use ow_emulator::{Config, SYSTEM_NAMESPACE};
 use owfeed::openwhisk::QualifiedName;
-use owfeed_s3::ListRequest;
+use owfeed_s3::{parse_xml, ListRequest};
 
 struct Rig {
     w: World,
@@ -37,6 +38,24 @@ fn ceph_record(bucket: &str, event: &str, key: &str, etag: Option<&str>, seq: &s
             "object": object}})
 }
 
+/// The emulator with the actions push and reconcile use: `hook`, `receive`, `poll`.
+fn hooks_world() -> World {
+    let w = World::empty(Config::with_namespaces(&[USER, "other"]), "reconcile").expect("start emulator");
+    let package = QualifiedName::new(SYSTEM_NAMESPACE, None, PACKAGE);
+    w.system.put_package(&package, &json!({"publish": true}), true).unwrap();
+    let kv = |pairs: &[&str]| Value::Array(pairs.iter().map(|k| json!({"key": k, "value": true})).collect());
+    let actions = [
+        ("hook", kv(&["feed", "provide-api-key"])),
+        ("receive", kv(&["web-export", "raw-http", "final", "provide-api-key", "web-custom-options"])),
+        ("poll", kv(&["provide-api-key"])),
+    ];
+    for (name, ann) in actions {
+        let action = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), name);
+        w.system.put_action(&action, &action_body(&workspace_bin(name), "rust:1.34", ann).unwrap(), true).unwrap();
+    }
+    w
+}
+
 impl Rig {
     /// A rig on moto with SigV4 verified (`verified`) or not.
     fn start(verified: bool) -> Rig {
@@ -46,19 +65,7 @@ impl Rig {
         let moto = if verified { Moto::shared() } else { Moto::shared_unverified() }.expect("moto server");
         let bucket = Moto::unique_bucket("reconcile");
         moto.create_bucket(&bucket).expect("create bucket");
-        let w = World::empty(Config::with_namespaces(&[USER, "other"]), "reconcile").expect("start emulator");
-        let package = QualifiedName::new(SYSTEM_NAMESPACE, None, PACKAGE);
-        w.system.put_package(&package, &json!({"publish": true}), true).unwrap();
-        let kv = |pairs: &[&str]| Value::Array(pairs.iter().map(|k| json!({"key": k, "value": true})).collect());
-        let actions = [
-            ("hook", kv(&["feed", "provide-api-key"])),
-            ("receive", kv(&["web-export", "raw-http", "final", "provide-api-key", "web-custom-options"])),
-            ("poll", kv(&["provide-api-key"])),
-        ];
-        for (name, ann) in actions {
-            let action = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), name);
-            w.system.put_action(&action, &action_body(&workspace_bin(name), "rust:1.34", ann).unwrap(), true).unwrap();
-        }
+        let w = hooks_world();
         let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
         Rig { w, http, moto, bucket }
     }
@@ -215,6 +222,64 @@ fn reconcile_fires_exactly_the_changes_whose_notifications_were_lost() {
     let fired = r.w.emu.fire_alarms();
     assert!(fired.is_empty(), "alarms left: {fired:?}");
     assert!(r.state_keys().iter().all(|k| !k.starts_with(".owfeed/guest/t.")), "{:?}", r.state_keys());
+}
+
+/// The same on a real Ceph RGW: RGW pushes its own notifications (through a proxy in front of
+/// the receiver that loses one), and the reconcile lists the bucket and its markers with SigV4
+/// verified (what moto cannot check: a marker prefix with `/`).
+#[test]
+fn on_a_real_ceph_rgw_the_reconcile_fires_the_notification_the_network_lost() {
+    let rgw = feed_tests::ceph::Rgw::start().expect("start Ceph RGW");
+    let client = rgw.client();
+    let bucket = "reconciled";
+    client.create_bucket(bucket).unwrap();
+    let put = |key: &str, body: &str| {
+        client.put_object(bucket, key, body.as_bytes().to_vec(), owfeed_s3::Condition::None).unwrap();
+    };
+    put("keep.txt", "v1");
+    put("gone.txt", "g1");
+    let w = hooks_world();
+    // RGW posts to the receiver URL through this proxy, which can answer 200 without passing
+    // a delivery on: a notification lost on the way, RGW none the wiser.
+    let relay = FaultProxy::start(&w.emu.url()).unwrap();
+    let params = json!({"source": "s3", "provider": "ceph", "endpoint": rgw.endpoint(), "region": "default",
+        "bucket": bucket, "accessKeyId": rgw.access_key_id(), "secretAccessKey": rgw.secret_access_key(),
+        "reconcile": "hourly", "apiHost": relay.url()});
+    let created =
+        w.create_trigger_of("hook", "t", params).unwrap_or_else(|e| panic!("CREATE: {e}\n{}", rgw.log_tail()));
+    assert_eq!(created["reconcile"]["status"], "created", "{created}");
+    w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let events = || {
+        assert!(w.emu.wait_idle(Duration::from_secs(60)), "emulator did not go idle");
+        w.events()
+    };
+
+    put("pushed.txt", "p1");
+    relay.add(Rule { method: "POST", contains: "/receive", skip: 0, count: 1, fault: Fault::Status(200) });
+    put("lost.txt", "l1");
+    client.delete_object(bucket, "gone.txt").unwrap();
+    put("keep.txt", "v2");
+    let pushed = events();
+    assert_eq!(
+        seen(&pushed),
+        vec![t("created", "keep.txt", false), t("created", "pushed.txt", false), t("deleted", "gone.txt", false)],
+        "{}",
+        rgw.log_tail()
+    );
+    w.poll();
+    let after: Vec<Value> = events().into_iter().skip(pushed.len()).collect();
+    assert_eq!(seen(&after), vec![t("created", "lost.txt", true)], "{after:?} {:?}", w.poll_results());
+    let polls = w.poll_results();
+    assert_eq!(polls.last().unwrap()["fired"], 1, "{polls:?}");
+    let markers = client
+        .list_objects_v2(
+            bucket,
+            &ListRequest { prefix: Some(".owfeed/guest/t.pushed/".into()), ..ListRequest::default() },
+        )
+        .expect("RGW verifies the marker listing's signature");
+    assert!(markers.objects.is_empty(), "the reconcile removed the markers it used: {:?}", markers.objects);
+    w.feed_of("hook", "DELETE", "t", json!({})).expect("DELETE");
+    assert!(parse_xml(&client.get_bucket_notification(bucket).unwrap()).unwrap().children.is_empty());
 }
 
 #[test]
