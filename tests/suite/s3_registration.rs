@@ -541,6 +541,50 @@ fn a_real_ceph_rgw_pushes_its_notifications_through_the_hook() {
     }
 }
 
+/// Benchmark, not a test (`#[ignore]`, prints; asserts only that every write fired): push
+/// write-to-fire on a real Ceph RGW. RGW posts a non-persistent topic's notification inside the
+/// S3 request and waits for the receiver's answer, which comes after the fire was accepted, so
+/// each PUT's wall time is an upper bound of write-to-fire; the same PUTs to a bucket without
+/// notifications give RGW's own cost.
+/// `cargo test -p feed-tests --test suite s3_registration::bench_ceph_push_write_to_fire -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_ceph_push_write_to_fire() {
+    let rgw = feed_tests::ceph::Rgw::start().expect("start Ceph RGW");
+    let client = rgw.client();
+    for bucket in ["pushed", "plain"] {
+        client.create_bucket(bucket).unwrap();
+    }
+    let w = world();
+    let params = json!({"source": "s3", "provider": "ceph", "endpoint": rgw.endpoint(), "region": "default",
+        "bucket": "pushed", "accessKeyId": rgw.access_key_id(), "secretAccessKey": rgw.secret_access_key()});
+    create(&w, "bench", params).expect("CREATE");
+    w.record_events("bench", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let writes = 50;
+    for (bucket, what) in [("pushed", "Ceph push write-to-fire"), ("plain", "Ceph PUT without notification")] {
+        let mut millis: Vec<f64> = (0..writes)
+            .map(|i| {
+                let started = std::time::Instant::now();
+                client
+                    .put_object(bucket, &format!("bench/{i}.txt"), b"hello".to_vec(), owfeed_s3::Condition::None)
+                    .unwrap();
+                started.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        millis.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| millis[((q * writes as f64).ceil() as usize).clamp(1, writes) - 1];
+        eprintln!(
+            "{what} over {writes} PUTs: p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms",
+            at(0.50),
+            at(0.99),
+            millis[0],
+            millis[writes - 1]
+        );
+    }
+    assert!(w.emu.wait_idle(Duration::from_secs(60)));
+    assert_eq!(w.fired("bench").len(), writes, "every write fired once");
+}
+
 /// MinIO (through the dialect proxy, which refuses all but `arn:minio:sqs` queue entries and
 /// replaces on PUT): a QueueConfiguration for the given webhook target, read-modify-write;
 /// CREATE prints the token the administrator sets on the target.
