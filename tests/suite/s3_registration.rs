@@ -571,10 +571,11 @@ fn bench_ceph_push_write_to_fire() {
                 started.elapsed().as_secs_f64() * 1000.0
             })
             .collect();
+        let first = millis[0];
         millis.sort_by(|a, b| a.total_cmp(b));
         let at = |q: f64| millis[((q * writes as f64).ceil() as usize).clamp(1, writes) - 1];
         eprintln!(
-            "{what} over {writes} PUTs: p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms",
+            "{what} over {writes} PUTs: first {first:.1} ms, p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms",
             at(0.50),
             at(0.99),
             millis[0],
