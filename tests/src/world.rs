@@ -298,6 +298,26 @@ impl World {
     }
 }
 
+/// One benchmark line for `samples` (milliseconds, in the order taken): the first, p50, p99,
+/// min and max, p as the nearest rank (with 50 samples p99 is the largest).
+pub fn latency_line(what: &str, samples: &[f64]) -> String {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let n = sorted.len();
+    if n == 0 {
+        return format!("{what}: no samples");
+    }
+    let at = |q: f64| sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+    format!(
+        "{what} over {n} samples: first {:.1} ms, p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms",
+        samples[0],
+        at(0.50),
+        at(0.99),
+        sorted[0],
+        sorted[n - 1]
+    )
+}
+
 /// Milliseconds left in the current calendar minute: OpenWhisk's fire and invocation
 /// throttles count per calendar minute, so a test of them must not straddle two.
 pub fn left_in_minute() -> u64 {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use feed_tests::moto::Moto;
 use feed_tests::s3dialect::{Dialect, DialectProxy};
 use feed_tests::s3proxy::{Fault, FaultProxy, Rule};
-use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
+use feed_tests::world::{action_body, latency_line, workspace_bin, World, PACKAGE, USER};
 use ow_emulator::{Config, SYSTEM_NAMESPACE};
 use owfeed::hooks::feed::{binding_for, receiver_url};
 use owfeed::hooks::s3notify::notification_id;
@@ -562,7 +562,7 @@ fn bench_ceph_push_write_to_fire() {
     w.record_events("bench", Path::new(env!("CARGO_BIN_EXE_echo-action")));
     let writes = 50;
     for (bucket, what) in [("pushed", "Ceph push write-to-fire"), ("plain", "Ceph PUT without notification")] {
-        let mut millis: Vec<f64> = (0..writes)
+        let millis: Vec<f64> = (0..writes)
             .map(|i| {
                 let started = std::time::Instant::now();
                 client
@@ -571,16 +571,7 @@ fn bench_ceph_push_write_to_fire() {
                 started.elapsed().as_secs_f64() * 1000.0
             })
             .collect();
-        let first = millis[0];
-        millis.sort_by(|a, b| a.total_cmp(b));
-        let at = |q: f64| millis[((q * writes as f64).ceil() as usize).clamp(1, writes) - 1];
-        eprintln!(
-            "{what} over {writes} PUTs: first {first:.1} ms, p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms",
-            at(0.50),
-            at(0.99),
-            millis[0],
-            millis[writes - 1]
-        );
+        eprintln!("{}", latency_line(what, &millis));
     }
     assert!(w.emu.wait_idle(Duration::from_secs(60)));
     assert_eq!(w.fired("bench").len(), writes, "every write fired once");

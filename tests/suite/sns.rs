@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use feed_tests::moto::Moto;
 use feed_tests::sns::{moto_route, FakeSnsHost, SnsConfirmations, SnsRelay, SnsSigner, CERT_PATH};
-use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
+use feed_tests::world::{action_body, latency_line, workspace_bin, World, PACKAGE, USER};
 use ow_emulator::{Config, SYSTEM_NAMESPACE};
 use owfeed::hooks::feed::{binding_for, receiver_url};
 use owfeed::hooks::receiver::batches_record_for;
@@ -627,21 +627,13 @@ fn bench_push_write_to_fire() {
     }
     let receiver_millis: Vec<f64> = relayed[before..].iter().map(|r| r.took.as_secs_f64() * 1000.0).collect();
     let poll_millis = poll_write_to_fire(&s.w, moto, writes);
-    for (what, mut millis) in [
+    for (what, millis) in [
         ("push write-to-fire", millis),
         ("push, the receiver alone (delivery POST -> 202)", receiver_millis),
         ("PUT without notification", plain_millis),
         ("polling write-to-fire, alarm at once", poll_millis),
     ] {
-        millis.sort_by(|a, b| a.total_cmp(b));
-        let at = |q: f64| millis[((q * writes as f64).ceil() as usize).clamp(1, writes) - 1];
-        eprintln!(
-            "{what} over {writes} PUTs: p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms",
-            at(0.50),
-            at(0.99),
-            millis[0],
-            millis[writes - 1]
-        );
+        eprintln!("{}", latency_line(what, &millis));
     }
 }
 
