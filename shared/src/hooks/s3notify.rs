@@ -522,10 +522,7 @@ impl Target {
         let read = self.s3.get_bucket_notification(bucket).map_err(|e| {
             self.s3_error(&format!("reading the notification configuration of bucket {bucket}"), e, &[])
         })?;
-        if read.iter().all(u8::is_ascii_whitespace) {
-            return Ok(false);
-        }
-        let root = parse_xml(&read).map_err(|e| {
+        let root = notification_document(&read).map_err(|e| {
             RegistrationError::Server(format!("the notification configuration of bucket {bucket} cannot be read: {e}"))
         })?;
         Ok(root.children.iter().any(|c| c.child_text("Id").map(str::trim) == Some(id)))
@@ -742,10 +739,9 @@ fn find_entry(answer: &XmlElement, key: &str) -> Option<String> {
     walk(answer, key)
 }
 
-/// The notification document `read` with the entries whose `Id` is `id` removed and `ours`
-/// appended; every other element stays as read. `Ok(None)` when nothing changes (removing an
-/// entry that is not there).
-pub fn edit_document(read: &[u8], id: &str, ours: Option<XmlElement>) -> Result<Option<String>, String> {
+/// A bucket's notification configuration as read: `<NotificationConfiguration>`, its entries
+/// the children (an empty body has none).
+fn notification_document(read: &[u8]) -> Result<XmlElement, String> {
     let mut root = if read.iter().all(u8::is_ascii_whitespace) {
         XmlElement { name: "NotificationConfiguration".into(), ..XmlElement::default() }
     } else {
@@ -759,6 +755,14 @@ pub fn edit_document(read: &[u8], id: &str, ours: Option<XmlElement>) -> Result<
         }
         root.name = "NotificationConfiguration".into();
     }
+    Ok(root)
+}
+
+/// The notification document `read` with the entries whose `Id` is `id` removed and `ours`
+/// appended; every other element stays as read. `Ok(None)` when nothing changes (removing an
+/// entry that is not there).
+pub fn edit_document(read: &[u8], id: &str, ours: Option<XmlElement>) -> Result<Option<String>, String> {
+    let mut root = notification_document(read)?;
     let before = root.children.len();
     root.children.retain(|c| c.child_text("Id").map(str::trim) != Some(id));
     if ours.is_none() && root.children.len() == before {
