@@ -4,9 +4,16 @@
 //! delivered is removed afterwards, so a crash anywhere means a re-fire with the same event
 //! ids, never a loss. Throttling (429) and platform errors back off within the activation's
 //! budget; what is left stays in the outbox for the next poll.
+//!
+//! Every fire first asks a [`Pace`]: a trigger's own `maxFiresPerMinute` ([`FirePace`]) and,
+//! when the namespace scheduler polls it, the namespace's share of the quotas that every
+//! trigger it polls draws from ([`NamespacePace`], joined with the trigger's own by
+//! [`TriggerPace`]).
 
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Condvar, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
@@ -84,6 +91,258 @@ impl FirePace {
     }
 }
 
+/// Decides when the next fire may be sent.
+pub trait Pace {
+    /// Waits until one more fire may be sent and counts it; false (nothing counted) when none
+    /// may be sent before `budget` ends.
+    fn admit(&mut self, budget: &Budget) -> bool;
+    /// Fires this pace expects to allow in `time` (at least one): how far a backlog can be
+    /// carried one event per fire.
+    fn capacity(&self, time: Option<Duration>) -> usize;
+}
+
+impl Pace for FirePace {
+    fn admit(&mut self, budget: &Budget) -> bool {
+        let hold = self.wait(now_ms());
+        if !hold.is_zero() {
+            if !budget.allows(hold) {
+                return false;
+            }
+            thread::sleep(hold);
+        }
+        self.record(now_ms());
+        true
+    }
+
+    fn capacity(&self, time: Option<Duration>) -> usize {
+        FirePace::capacity(self, time)
+    }
+}
+
+/// How much of the namespace's quotas the feeds of one scheduler activation may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamespaceLimits {
+    /// Trigger fires per calendar minute, for every trigger together.
+    pub fires_per_minute: u32,
+    /// Invocations per calendar minute: the scheduler's own activations and the rule
+    /// invocations the fires cause.
+    pub invocations_per_minute: u32,
+    /// Most fires sent back to back; after that, one every `60 s / fires_per_minute`.
+    pub burst: u32,
+}
+
+/// What a namespace pace has counted in one calendar minute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spent {
+    /// The calendar minute (`epoch ms / 60000`).
+    pub minute: u64,
+    /// Fires sent in it.
+    pub fires: u32,
+    /// Invocations counted in it (fires' rules and the scheduler's activations).
+    pub invocations: u32,
+}
+
+/// The namespace's fire budget, shared by every trigger one scheduler activation polls (its
+/// threads). A fire is granted when the calendar minute still has room for it and for the
+/// rule invocations it causes, and a token of the burst is left (tokens come back at
+/// `fires_per_minute` a minute, so fires are spread over the minute rather than sent at once:
+/// the rule invocations they cause then overlap less, which is what the namespace's
+/// concurrency limit counts). Requests are granted in the order they were made: a trigger
+/// that has fired asks again at the back of the line, so busy triggers are served in turn.
+#[derive(Debug)]
+pub struct NamespacePace {
+    limits: NamespaceLimits,
+    state: Mutex<NsState>,
+    changed: Condvar,
+}
+
+#[derive(Debug)]
+struct NsState {
+    spent: Spent,
+    tokens: f64,
+    refilled_ms: u64,
+    queue: VecDeque<u64>,
+    next_ticket: u64,
+    next_id: u64,
+    /// Triggers that asked to fire in the current minute (for their fair share).
+    firers: BTreeSet<u64>,
+}
+
+impl NsState {
+    /// Takes a fire costing `cost` invocations at `now_ms`, or says how long to wait (ms).
+    fn take(&mut self, limits: &NamespaceLimits, cost: u32, now_ms: u64) -> Result<(), u64> {
+        let minute = now_ms / 60_000;
+        if minute != self.spent.minute {
+            self.spent = Spent { minute, fires: 0, invocations: 0 };
+            self.firers.clear();
+        }
+        let rate = f64::from(limits.fires_per_minute.max(1)) / 60_000.0;
+        let elapsed = now_ms.saturating_sub(self.refilled_ms) as f64;
+        self.tokens = (self.tokens + elapsed * rate).min(f64::from(limits.burst.max(1)));
+        self.refilled_ms = now_ms;
+        let cost = cost.min(limits.invocations_per_minute);
+        if self.spent.fires >= limits.fires_per_minute
+            || self.spent.invocations.saturating_add(cost) > limits.invocations_per_minute
+        {
+            return Err((minute + 1) * 60_000 - now_ms);
+        }
+        if self.tokens < 1.0 {
+            return Err((((1.0 - self.tokens) / rate).ceil() as u64).max(1));
+        }
+        self.tokens -= 1.0;
+        self.spent.fires += 1;
+        self.spent.invocations += cost;
+        Ok(())
+    }
+}
+
+impl NamespacePace {
+    /// A pace with `limits`, counting what was already spent (by an earlier activation in the
+    /// same calendar minute, and this activation's own invocations).
+    pub fn new(limits: NamespaceLimits, spent: Spent) -> NamespacePace {
+        let state = NsState {
+            spent,
+            tokens: f64::from(limits.burst.max(1)),
+            refilled_ms: now_ms(),
+            queue: VecDeque::new(),
+            next_ticket: 0,
+            next_id: 0,
+            firers: BTreeSet::new(),
+        };
+        NamespacePace { limits, state: Mutex::new(state), changed: Condvar::new() }
+    }
+
+    /// The limits it keeps.
+    pub fn limits(&self) -> NamespaceLimits {
+        self.limits
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, NsState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new requester's id.
+    fn enlist(&self) -> u64 {
+        let mut st = self.lock();
+        st.next_id += 1;
+        st.next_id
+    }
+
+    /// Waits for a fire costing `cost` invocations, in turn, until `until` at the latest;
+    /// false (nothing counted) when it was not granted by then.
+    pub fn admit(&self, who: u64, cost: u32, until: Option<SystemTime>) -> bool {
+        let mut st = self.lock();
+        st.firers.insert(who);
+        st.next_ticket += 1;
+        let ticket = st.next_ticket;
+        st.queue.push_back(ticket);
+        loop {
+            let first = st.queue.front() == Some(&ticket);
+            // Those behind the first wait to be woken; the first waits for its token.
+            let wait = if first {
+                match st.take(&self.limits, cost, now_ms()) {
+                    Ok(()) => {
+                        st.queue.pop_front();
+                        self.changed.notify_all();
+                        return true;
+                    }
+                    Err(ms) => Duration::from_millis(ms),
+                }
+            } else {
+                Duration::from_secs(1)
+            };
+            let left = until.map(|u| u.duration_since(SystemTime::now()).unwrap_or_default());
+            if left.is_some_and(|l| l.is_zero() || (first && l < wait)) {
+                st.queue.retain(|t| *t != ticket);
+                self.changed.notify_all();
+                return false;
+            }
+            let sleep = left.map_or(wait, |l| l.min(wait));
+            st = match self.changed.wait_timeout(st, sleep) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
+    /// A trigger's fair share of the fires in `time`: the minute's fires divided among the
+    /// triggers that asked to fire in it (at least one).
+    pub fn share(&self, who: u64, time: Option<Duration>) -> usize {
+        let mut st = self.lock();
+        st.firers.insert(who);
+        let minutes = time.map(|t| t.as_secs().div_ceil(60).max(1)).unwrap_or(1) as usize;
+        let per_minute = self.limits.fires_per_minute as usize / st.firers.len().max(1);
+        (per_minute * minutes).max(1)
+    }
+
+    /// What was counted in the current calendar minute.
+    pub fn spent(&self) -> Spent {
+        let st = self.lock();
+        if st.spent.minute == now_ms() / 60_000 {
+            st.spent
+        } else {
+            Spent { minute: now_ms() / 60_000, ..Spent::default() }
+        }
+    }
+}
+
+/// A trigger's pace: its own `maxFiresPerMinute`, and when the scheduler polls it, its turn in
+/// the namespace's pace, each fire costing as many invocations as the trigger has active
+/// rules (asked once, when it first fires).
+pub struct TriggerPace<'a> {
+    own: FirePace,
+    namespace: Option<(&'a NamespacePace, u64)>,
+    cost: Option<u32>,
+    rules: Box<dyn FnMut() -> u32 + 'a>,
+}
+
+impl<'a> TriggerPace<'a> {
+    /// The trigger's own pace only (a poll of one trigger).
+    pub fn own(per_minute: u32) -> TriggerPace<'a> {
+        TriggerPace { own: FirePace::new(per_minute), namespace: None, cost: Some(1), rules: Box::new(|| 1) }
+    }
+
+    /// The trigger's own pace within `namespace`'s; `rules` counts its active rules.
+    pub fn within(per_minute: u32, namespace: &'a NamespacePace, rules: impl FnMut() -> u32 + 'a) -> TriggerPace<'a> {
+        let who = namespace.enlist();
+        TriggerPace {
+            own: FirePace::new(per_minute),
+            namespace: Some((namespace, who)),
+            cost: None,
+            rules: Box::new(rules),
+        }
+    }
+}
+
+impl Pace for TriggerPace<'_> {
+    fn admit(&mut self, budget: &Budget) -> bool {
+        let hold = self.own.wait(now_ms());
+        if !hold.is_zero() {
+            if !budget.allows(hold) {
+                return false;
+            }
+            thread::sleep(hold);
+        }
+        if let Some((ns, who)) = self.namespace {
+            let cost = *self.cost.get_or_insert_with(|| (self.rules)());
+            let until = budget.remaining().map(|r| SystemTime::now() + r);
+            if !ns.admit(who, cost, until) {
+                return false;
+            }
+        }
+        self.own.record(now_ms());
+        true
+    }
+
+    fn capacity(&self, time: Option<Duration>) -> usize {
+        let own = self.own.capacity(time);
+        match self.namespace {
+            Some((ns, who)) => own.min(ns.share(who, time)),
+            None => own,
+        }
+    }
+}
+
 /// Fires `outbox` at `trigger`, `batch` events per fire (`{"events": […]}` when > 1).
 pub fn deliver(
     client: &Client,
@@ -95,16 +354,16 @@ pub fn deliver(
     deliver_paced(client, trigger, outbox, batch, budget, &mut FirePace::new(u32::MAX))
 }
 
-/// Like `deliver`, sending at most `pace` fires per calendar minute: when the minute's fires
-/// are spent it waits for the next minute if the budget allows, else stops (`OutOfTime`) with
-/// the rest left queued.
+/// Like `deliver`, sending each fire when `pace` admits it: when the minute's fires are spent
+/// it waits for the next minute if the budget allows, else stops (`OutOfTime`) with the rest
+/// left queued.
 pub fn deliver_paced(
     client: &Client,
     trigger: &QualifiedName,
     outbox: &[Value],
     batch: usize,
     budget: &Budget,
-    pace: &mut FirePace,
+    pace: &mut dyn Pace,
 ) -> DeliveryReport {
     let batch = batch.max(1);
     let mut report = DeliveryReport { delivered: 0, requests: 0, outcome: DeliveryOutcome::Done };
@@ -114,20 +373,15 @@ pub fn deliver_paced(
             report.outcome = DeliveryOutcome::OutOfTime;
             return report;
         }
-        let hold = pace.wait(now_ms());
-        if !hold.is_zero() {
-            if !budget.allows(hold) {
-                report.outcome = DeliveryOutcome::OutOfTime;
-                return report;
-            }
-            thread::sleep(hold);
+        // A throttled or failed fire still counts: OpenWhisk counts every request it receives.
+        if !pace.admit(budget) {
+            report.outcome = DeliveryOutcome::OutOfTime;
+            return report;
         }
         let end = (report.delivered + batch).min(outbox.len());
         let chunk = &outbox[report.delivered..end];
         let payload = if batch == 1 { chunk[0].clone() } else { batch_payload(chunk.to_vec()) };
         report.requests += 1;
-        // A throttled or failed fire still counts: OpenWhisk counts every request it receives.
-        pace.record(now_ms());
         let wait = match client.fire_trigger(trigger, &payload) {
             Ok(_) => {
                 report.delivered = end;
@@ -174,5 +428,75 @@ mod tests {
         assert_eq!(pace.capacity(Some(Duration::from_secs(50))), 2);
         assert_eq!(pace.capacity(Some(Duration::from_secs(150))), 6);
         assert_eq!(FirePace::new(0).capacity(None), 1);
+    }
+
+    fn limits(fires: u32, invocations: u32, burst: u32) -> NamespaceLimits {
+        NamespaceLimits { fires_per_minute: fires, invocations_per_minute: invocations, burst }
+    }
+
+    fn state(spent: Spent, tokens: f64, at: u64) -> NsState {
+        NsState {
+            spent,
+            tokens,
+            refilled_ms: at,
+            queue: VecDeque::new(),
+            next_ticket: 0,
+            next_id: 0,
+            firers: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn the_namespace_pace_keeps_the_minute_the_invocations_and_the_burst() {
+        let minute = 28_000_000 * 60_000u64;
+        let l = limits(6, 10, 2);
+        let mut st = state(Spent { minute: minute / 60_000, ..Spent::default() }, 2.0, minute);
+        // The burst: two at once, then one every 10 s (6 a minute).
+        assert_eq!(st.take(&l, 1, minute), Ok(()));
+        assert_eq!(st.take(&l, 1, minute), Ok(()));
+        assert_eq!(st.take(&l, 1, minute), Err(10_000));
+        assert_eq!(st.take(&l, 1, minute + 5_000), Err(5_000));
+        assert_eq!(st.take(&l, 1, minute + 10_000), Ok(()));
+        // A fire whose rules would pass the invocation limit waits for the next minute.
+        assert_eq!(st.take(&l, 8, minute + 20_000), Err(40_000));
+        assert_eq!(st.take(&l, 7, minute + 20_000), Ok(()));
+        assert_eq!(st.spent, Spent { minute: minute / 60_000, fires: 4, invocations: 10 });
+        // A new calendar minute starts from nothing (what an earlier activation spent in the
+        // minute is given to `new`).
+        assert_eq!(st.take(&l, 1, minute + 60_000), Ok(()));
+        assert_eq!(st.spent, Spent { minute: minute / 60_000 + 1, fires: 1, invocations: 1 });
+        // Fires per minute: never more, whatever the tokens.
+        let mut full = state(Spent { minute: minute / 60_000, fires: 6, invocations: 0 }, 2.0, minute);
+        assert_eq!(full.take(&l, 0, minute + 1_000), Err(59_000));
+    }
+
+    #[test]
+    fn busy_triggers_are_served_in_turn() {
+        // 600 fires a minute with a burst of 1: one fire every 100 ms, granted in request order.
+        let pace = NamespacePace::new(limits(600, 10_000, 1), Spent { minute: now_ms() / 60_000, ..Spent::default() });
+        let order = Mutex::new(Vec::new());
+        let until = Some(SystemTime::now() + Duration::from_secs(20));
+        thread::scope(|s| {
+            for t in 0..3u64 {
+                let (pace, order) = (&pace, &order);
+                s.spawn(move || {
+                    let who = pace.enlist();
+                    thread::sleep(Duration::from_millis(10 * t));
+                    for _ in 0..4 {
+                        assert!(pace.admit(who, 1, until));
+                        order.lock().unwrap().push(t);
+                    }
+                });
+            }
+        });
+        let order = order.into_inner().unwrap();
+        assert_eq!(order.len(), 12);
+        // No trigger gets two fires in a row while another one waits: from the moment all three
+        // have asked, each fire goes to another trigger than the one before.
+        let all_asked = (0..order.len()).find(|i| (0..3).all(|t| order[..=*i].contains(&t))).unwrap();
+        for i in all_asked.saturating_sub(1)..order.len() - 1 {
+            assert_ne!(order[i], order[i + 1], "{order:?}");
+        }
+        assert!(!pace.admit(pace.enlist(), 1, Some(SystemTime::now())), "no time: not granted");
     }
 }

@@ -22,7 +22,7 @@ use super::helpers::{fire_and_commit, iso, paced_batch, source_error, Ended};
 use super::PollSettings;
 use crate::budget::{now_ms, Budget};
 use crate::change::Record;
-use crate::delivery::{deliver_paced, DeliveryReport, FirePace};
+use crate::delivery::{deliver_paced, DeliveryReport, TriggerPace};
 use crate::events::{record_event, EventContext};
 use crate::openwhisk::{Client, QualifiedName};
 use crate::params::{ParamError, Params};
@@ -203,12 +203,13 @@ pub(super) trait Fire {
     fn fire(&mut self, outbox: &[Value], budget: &Budget) -> DeliveryReport;
 }
 
-/// Fires at the user's trigger, at most `maxFiresPerMinute` fires per calendar minute.
+/// Fires at the user's trigger, at most `maxFiresPerMinute` fires per calendar minute (and,
+/// under the scheduler, within the namespace's pace).
 pub(super) struct TriggerFire<'a> {
     pub(super) client: &'a Client,
     pub(super) trigger: &'a QualifiedName,
     pub(super) batch: usize,
-    pub(super) pace: FirePace,
+    pub(super) pace: TriggerPace<'a>,
 }
 
 impl Fire for TriggerFire<'_> {

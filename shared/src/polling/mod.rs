@@ -26,6 +26,8 @@ mod log;
 mod pass;
 mod poll;
 pub mod reconcile;
+mod scheduler;
+mod tick;
 mod versions;
 
 use std::time::Duration;
@@ -40,6 +42,11 @@ use crate::store::{Dialect, NO_CONDITIONAL_WRITES};
 pub use feed::PollingFeed;
 pub use log::{LogSettings, Mode, OnCursorRejected, Since};
 pub use poll::{dry_run, poll};
+pub use scheduler::{
+    BUDGET_PARAMS, DEFAULT_FIRE_BURST, DEFAULT_NAMESPACE_CONCURRENCY, DEFAULT_NAMESPACE_FIRES,
+    DEFAULT_NAMESPACE_INVOCATIONS,
+};
+pub use tick::{CONNECTIONS_PER_ACTIVATION, POLL_THREADS, POLL_TIME};
 
 /// Default polling interval in minutes.
 pub const DEFAULT_INTERVAL_MINUTES: u64 = 1;

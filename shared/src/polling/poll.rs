@@ -15,7 +15,7 @@ use super::versions::Memo;
 use super::{config_dialect, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER};
 use crate::budget::{now_ms, Budget};
 use crate::change::Change;
-use crate::delivery::{deliver_paced, FirePace};
+use crate::delivery::{deliver_paced, NamespacePace, TriggerPace};
 use crate::events::{cloud_event, EventContext};
 use crate::openwhisk::{AuthKey, Client, QualifiedName};
 use crate::params::{ParamError, Params};
@@ -24,19 +24,37 @@ use crate::source::{AnySource, Lister, LogReader};
 use crate::state::{Snapshot, State};
 use crate::store::{LeaseError, LoadError, PollOutcome, PollStatus, StateStore};
 
-/// The `poll` action's handler: one poll of the feed whose config arrives as parameters.
+/// The `poll` action's handler. Invoked through the namespace scheduler's binding (no
+/// `triggerName`: the scheduler's alarm, or a manual tick) it is the tick that polls every
+/// trigger due ([`super::tick`]); invoked through a trigger's config binding (a feed made
+/// before the scheduler, whose own alarm still runs, or a poll by hand) it polls that
+/// trigger once, and moves a feed with an alarm of its own to the scheduler.
 /// Every result, errors included, names the trigger, so READ can find the poll's activation
 /// when the state store could not record its status.
 pub fn poll(ctx: &Context, params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
     let trigger = params.str(CONFIG_TRIGGER).ok().flatten();
-    let mut result = poll_once(ctx, params, sources).map_err(|e| crate::stall::tag_error(e, trigger.as_deref()))?;
-    if let (Value::Object(r), Some(t)) = (&mut result, trigger) {
-        r.insert("trigger".into(), json!(t));
+    let Some(name) = trigger else { return super::tick::tick(ctx, params, sources) };
+    let mut result =
+        poll_once(ctx, params.clone(), sources, None).map_err(|e| crate::stall::tag_error(e, Some(&name)))?;
+    if let Value::Object(r) = &mut result {
+        r.insert("trigger".into(), json!(name));
+        if r.get("status") != Some(&json!(PollOutcome::TriggerGone)) {
+            if let Some(moved) = super::scheduler::migrate_after_poll(ctx, &params) {
+                r.insert("migrated".into(), moved);
+            }
+        }
     }
     Ok(result)
 }
 
-pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
+/// One poll of the trigger whose config is `params`, with the trigger's own fire pace, within
+/// `namespace`'s when the scheduler polls it.
+pub(super) fn poll_once(
+    ctx: &Context,
+    params: Params,
+    sources: &[AnySource<'_>],
+    namespace: Option<&NamespacePace>,
+) -> Result<Value, ActionError> {
     let started = now_ms();
     let source = find_source(sources, &params.required_str(CONFIG_SOURCE)?)?;
     let trigger_name = params.required_str(CONFIG_TRIGGER)?;
@@ -77,14 +95,15 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]
         Err(LeaseError::Store(e)) => return Err(ActionError::new(format!("taking the poll lease: {e}"))),
     };
     let mut status = PollStatus { started_ms: started, outcome: PollOutcome::Ok, ..PollStatus::default() };
+    // Under the scheduler each fire also costs the rule invocations it causes: the trigger's
+    // active rules, asked once, when it first fires.
+    let pace = || match namespace {
+        Some(ns) => TriggerPace::within(settings.max_fires_per_minute, ns, || active_rules(&client, &trigger)),
+        None => TriggerPace::own(settings.max_fires_per_minute),
+    };
     let outcome = match (&opened, &log_settings) {
         (Opened::Log(reader), Some(log)) => {
-            let mut fire = TriggerFire {
-                client: &client,
-                trigger: &trigger,
-                batch: settings.batch,
-                pace: FirePace::new(settings.max_fires_per_minute),
-            };
+            let mut fire = TriggerFire { client: &client, trigger: &trigger, batch: settings.batch, pace: pace() };
             let mut poller = LogPoller {
                 reader: reader.as_ref(),
                 store: &store,
@@ -110,7 +129,7 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]
                 client: &client,
                 trigger: &trigger,
                 list_margin,
-                pace: std::cell::RefCell::new(FirePace::new(settings.max_fires_per_minute)),
+                pace: std::cell::RefCell::new(pace()),
             };
             poller.run(&budget, &mut status)
         }
@@ -159,6 +178,17 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]
         result["problem"] = json!(problem);
     }
     Ok(result)
+}
+
+/// The trigger's active rules (each fire invokes every one); 1 when they cannot be counted.
+fn active_rules(client: &Client, trigger: &QualifiedName) -> u32 {
+    match client.get_trigger(trigger) {
+        Ok(doc) => doc["rules"]
+            .as_object()
+            .map(|rules| rules.values().filter(|r| r["status"] == "active").count() as u32)
+            .unwrap_or(1),
+        Err(_) => 1,
+    }
 }
 
 /// Records in the feed's config the dialect a re-probe switched to, so later polls start
@@ -330,8 +360,8 @@ pub(super) struct Poller<'a> {
     trigger: &'a QualifiedName,
     /// Time kept after listing for committing and firing.
     list_margin: Duration,
-    /// The poll's fires so far, per calendar minute.
-    pace: std::cell::RefCell<FirePace>,
+    /// The poll's fires so far, per calendar minute (and its turn in the namespace's pace).
+    pace: std::cell::RefCell<TriggerPace<'a>>,
 }
 
 impl Poller<'_> {
@@ -490,8 +520,8 @@ impl Poller<'_> {
     ) -> Result<Option<Ended>, ActionError> {
         let fire = |outbox: &[Value]| {
             let mut pace = self.pace.borrow_mut();
-            let batch = paced_batch(self.settings.batch, outbox.len(), &pace, budget);
-            deliver_paced(self.client, self.trigger, outbox, batch, budget, &mut pace)
+            let batch = paced_batch(self.settings.batch, outbox.len(), &*pace, budget);
+            deliver_paced(self.client, self.trigger, outbox, batch, budget, &mut *pace)
         };
         fire_and_commit(state, etag, status, fire, |state, etag| self.store.commit(state, etag))
     }

@@ -289,6 +289,17 @@ impl Emulator {
         alarms::fire_all(&self.inner)
     }
 
+    /// The triggers (`/ns/t`) of `namespace` that have an active alarm, sorted.
+    pub fn alarms_of(&self, namespace: &str) -> Vec<String> {
+        let prefix = format!("/{namespace}/");
+        let alarms = lock(&self.inner.alarms);
+        let mut out: Vec<String> =
+            alarms.values().filter(|a| a.active && a.trigger.starts_with(&prefix)).map(|a| a.trigger.clone()).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Fires the alarm of one trigger (`/ns/t`) once; `None` if it has no alarm.
     pub fn fire_alarm(&self, trigger: &str) -> Option<u16> {
         alarms::fire_one(&self.inner, trigger)

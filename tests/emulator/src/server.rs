@@ -660,7 +660,9 @@ fn list_window(req: &Req) -> Result<(usize, usize), ApiError> {
         None => 0,
         Some(s) => match s.parse::<i64>() {
             Ok(n) if n >= 0 => n as usize,
-            Ok(n) => return Err(ApiError::bad(format!("The value '{n}' is not greater than or equal to 0 for packages."))),
+            Ok(n) => {
+                return Err(ApiError::bad(format!("The value '{n}' is not greater than or equal to 0 for packages.")))
+            }
             Err(_) => return Err(not_integer(&s)),
         },
     };
@@ -669,7 +671,9 @@ fn list_window(req: &Req) -> Result<(usize, usize), ApiError> {
         Some(l) => match l.parse::<i64>() {
             Ok(0) => 200,
             Ok(n) if (1..=200).contains(&n) => n as usize,
-            Ok(n) => return Err(ApiError::bad(format!("The value '{n}' is not in the range of 0 to 200 for packages."))),
+            Ok(n) => {
+                return Err(ApiError::bad(format!("The value '{n}' is not in the range of 0 to 200 for packages.")))
+            }
             Err(_) => return Err(not_integer(&l)),
         },
     };
