@@ -10,6 +10,7 @@
 //! trigger it polls draws from ([`NamespacePace`], joined with the trigger's own by
 //! [`TriggerPace`]).
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Condvar, Mutex};
 use std::thread;
@@ -149,11 +150,34 @@ pub struct Spent {
 /// the rule invocations they cause then overlap less, which is what the namespace's
 /// concurrency limit counts). Requests are granted in the order they were made: a trigger
 /// that has fired asks again at the back of the line, so busy triggers are served in turn.
+///
+/// It also hands out work slots ([`NamespacePace::work_slot`]): how many polls may list, read and
+/// commit at once. A poll that has to wait for its turn to fire lends its slot to another poll
+/// for good (what is left to it is firing and a small commit), so waiting to fire never holds
+/// up the polls of triggers that have nothing to fire.
 #[derive(Debug)]
 pub struct NamespacePace {
     limits: NamespaceLimits,
     state: Mutex<NsState>,
     changed: Condvar,
+    slots: Mutex<usize>,
+    slot_freed: Condvar,
+}
+
+thread_local! {
+    /// True while this thread holds one of a namespace pace's work slots.
+    static HOLDS_SLOT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A work slot of a [`NamespacePace`], given back on drop unless its poll lent it meanwhile.
+pub struct WorkSlot<'a> {
+    pace: &'a NamespacePace,
+}
+
+impl Drop for WorkSlot<'_> {
+    fn drop(&mut self) {
+        self.pace.lend_slot();
+    }
 }
 
 #[derive(Debug)]
@@ -209,7 +233,38 @@ impl NamespacePace {
             next_id: 0,
             firers: BTreeSet::new(),
         };
-        NamespacePace { limits, state: Mutex::new(state), changed: Condvar::new() }
+        NamespacePace {
+            limits,
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            slots: Mutex::new(usize::MAX),
+            slot_freed: Condvar::new(),
+        }
+    }
+
+    /// The same pace with `n` work slots (unlimited without).
+    pub fn with_work_slots(self, n: usize) -> NamespacePace {
+        *self.slots.lock().unwrap_or_else(|e| e.into_inner()) = n.max(1);
+        self
+    }
+
+    /// Waits for a work slot for this thread's poll.
+    pub fn work_slot(&self) -> WorkSlot<'_> {
+        let mut free = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.slot_freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        HOLDS_SLOT.with(|h| h.set(true));
+        WorkSlot { pace: self }
+    }
+
+    /// Gives this thread's slot back, if it holds one.
+    fn lend_slot(&self) {
+        if HOLDS_SLOT.with(|h| h.replace(false)) {
+            *self.slots.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            self.slot_freed.notify_one();
+        }
     }
 
     /// The limits it keeps.
@@ -251,6 +306,8 @@ impl NamespacePace {
             } else {
                 Duration::from_secs(1)
             };
+            // Waiting: another poll may work meanwhile.
+            self.lend_slot();
             let left = until.map(|u| u.duration_since(SystemTime::now()).unwrap_or_default());
             if left.is_some_and(|l| l.is_zero() || (first && l < wait)) {
                 st.queue.retain(|t| *t != ticket);
@@ -498,5 +555,30 @@ mod tests {
             assert_ne!(order[i], order[i + 1], "{order:?}");
         }
         assert!(!pace.admit(pace.enlist(), 1, Some(SystemTime::now())), "no time: not granted");
+    }
+
+    #[test]
+    fn a_poll_waiting_for_its_turn_to_fire_lends_its_work_slot() {
+        // One work slot; the burst spent: a fire must wait about a second for a token.
+        let pace = NamespacePace::new(limits(60, 1_000, 1), Spent { minute: now_ms() / 60_000, ..Spent::default() })
+            .with_work_slots(1);
+        let until = Some(SystemTime::now() + Duration::from_secs(10));
+        let first = pace.enlist();
+        assert!(pace.admit(first, 1, until));
+        let other_worked = std::sync::atomic::AtomicBool::new(false);
+        thread::scope(|s| {
+            s.spawn(|| {
+                let _slot = pace.work_slot();
+                assert!(pace.admit(first, 1, until), "granted within the second");
+                // While it waited, the other poll had the slot.
+                assert!(other_worked.load(std::sync::atomic::Ordering::SeqCst));
+            });
+            thread::sleep(Duration::from_millis(200));
+            let _slot = pace.work_slot();
+            other_worked.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        // The lent slot is not given back twice: one slot, taken and returned once more.
+        drop(pace.work_slot());
+        assert_eq!(*pace.slots.lock().unwrap(), 1);
     }
 }

@@ -204,6 +204,9 @@ fn fires_and_invocations_are_throttled_in_calendar_minute_buckets() {
     sleep_into_next_minute(200);
     assert_eq!((fire().status, fire().status, fire().status), (204, 204, 429));
     assert_eq!((invoke().status, invoke().status, invoke().status), (200, 200, 429));
+    // What the throttles refused, as tests count it.
+    assert_eq!(s.emu.refusals("guest"), ow_emulator::Refusals { fires: 2, invocations: 3 });
+    assert_eq!(s.emu.refusals("other"), ow_emulator::Refusals::default());
 }
 
 /// Rule-fired actions are invoked through the actions API as the firing identity
@@ -231,6 +234,8 @@ fn rule_invocations_are_throttled_like_invokes_and_logged_in_the_trigger_activat
     // web actions run as their owner, under the same throttles (WebActions.scala:760-766)
     let web = Api::new(&s.emu.url(), None).post("/api/v1/web/guest/default/webecho.json", &json!({}));
     assert_eq!((web.status, web.json()["error"].clone()), (429, json!(message)));
+    // Counted: the rule invocation the accepted fire could not make, the invoke, the web action.
+    assert_eq!(s.emu.refusals("guest").invocations, 3);
     assert!(s.emu.wait_idle(Duration::from_secs(30)));
 
     let log =

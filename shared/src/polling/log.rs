@@ -230,6 +230,8 @@ pub(super) struct LogPoller<'a> {
     pub(super) fire: &'a mut dyn Fire,
     /// Time kept after reading (poll mode) for committing and firing.
     pub(super) list_margin: Duration,
+    /// When reading must stop at the latest in poll mode (in a scheduler tick).
+    pub(super) list_cap: Option<std::time::SystemTime>,
 }
 
 impl LogPoller<'_> {
@@ -260,7 +262,7 @@ impl LogPoller<'_> {
 
         // Connection mode needs a deadline to wait for; without one (the CLI) it reads once.
         let connection = self.log.mode == Mode::Connection && budget.remaining().is_some();
-        let read_budget = if connection { *budget } else { budget.with_margin(self.list_margin) };
+        let read_budget = if connection { *budget } else { budget.with_margin(self.list_margin).capped(self.list_cap) };
         let mut rebaselined = false;
         loop {
             if read_budget.expired() {

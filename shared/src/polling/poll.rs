@@ -47,14 +47,25 @@ pub fn poll(ctx: &Context, params: Params, sources: &[AnySource<'_>]) -> Result<
     Ok(result)
 }
 
+/// What a poll run by the scheduler's tick shares with the others.
+pub(super) struct Share<'a> {
+    /// The namespace's fire pace.
+    pub(super) pace: &'a NamespacePace,
+    /// When listing (or reading a log, in poll mode) must stop: a large listing checkpoints
+    /// and goes on in the next tick, while the poll may still wait for its turn to fire.
+    pub(super) list_until: std::time::SystemTime,
+}
+
 /// One poll of the trigger whose config is `params`, with the trigger's own fire pace, within
-/// `namespace`'s when the scheduler polls it.
+/// the namespace's when the scheduler polls it.
 pub(super) fn poll_once(
     ctx: &Context,
     params: Params,
     sources: &[AnySource<'_>],
-    namespace: Option<&NamespacePace>,
+    share: Option<&Share>,
 ) -> Result<Value, ActionError> {
+    let namespace = share.map(|s| s.pace);
+    let list_cap = share.map(|s| s.list_until);
     let started = now_ms();
     let source = find_source(sources, &params.required_str(CONFIG_SOURCE)?)?;
     let trigger_name = params.required_str(CONFIG_TRIGGER)?;
@@ -112,6 +123,7 @@ pub(super) fn poll_once(
                 salt: trigger.to_string(),
                 fire: &mut fire,
                 list_margin,
+                list_cap,
             };
             poller.run(&budget, &mut status)
         }
@@ -129,6 +141,7 @@ pub(super) fn poll_once(
                 client: &client,
                 trigger: &trigger,
                 list_margin,
+                list_cap,
                 pace: std::cell::RefCell::new(pace()),
             };
             poller.run(&budget, &mut status)
@@ -360,6 +373,8 @@ pub(super) struct Poller<'a> {
     trigger: &'a QualifiedName,
     /// Time kept after listing for committing and firing.
     list_margin: Duration,
+    /// When listing must stop at the latest (in a scheduler tick).
+    list_cap: Option<std::time::SystemTime>,
     /// The poll's fires so far, per calendar minute (and its turn in the namespace's pace).
     pace: std::cell::RefCell<TriggerPace<'a>>,
 }
@@ -377,7 +392,7 @@ impl Poller<'_> {
             Err(why) => {
                 // Documented recovery: a missing or corrupt state is replaced by a silent
                 // baseline, so the feed goes on without flooding false events.
-                let list_budget = budget.with_margin(self.list_margin);
+                let list_budget = budget.with_margin(self.list_margin).capped(self.list_cap);
                 let state = baseline(self.lister, self.store, self.settings, &list_budget).map_err(source_error)?;
                 self.store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
                 status.outcome = PollOutcome::Rebaselined;
@@ -399,7 +414,7 @@ impl Poller<'_> {
             state.baselined = false;
             state.scope = self.settings.scope.clone();
         }
-        let list_budget = budget.with_margin(self.list_margin);
+        let list_budget = budget.with_margin(self.list_margin).capped(self.list_cap);
         // Reconcile: the push markers, loaded before the listing (polling/reconcile.rs).
         let markers = self.pushed.map(|p| p.load()).transpose()?;
         let whole = state.cursor.is_none();

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::log::Mode;
-use super::poll::poll_once;
+use super::poll::{poll_once, Share};
 use super::scheduler::{self, Budgets, Claim, Listed, Record, Scheduler, TickSummary};
 use crate::budget::now_ms;
 use crate::delivery::{NamespaceLimits, NamespacePace, Spent};
@@ -37,8 +37,11 @@ use crate::schedule::stable_hash;
 use crate::source::AnySource;
 use crate::store::PollOutcome;
 
-/// Polls running at once in one activation (connection mode aside).
+/// Polls listing, reading and committing at once in one activation (connection mode aside).
 pub const POLL_THREADS: usize = 8;
+/// Polls in progress at once in one activation: more than [`POLL_THREADS`], since a poll
+/// waiting for its turn to fire lends its work slot to another (`NamespacePace::work_slot`).
+const POLLS_IN_PROGRESS: usize = 64;
 /// Longest one trigger's poll may take in a tick: a listing that needs longer checkpoints and
 /// goes on in the next tick, so a huge bucket cannot starve the others.
 pub const POLL_TIME: Duration = Duration::from_secs(20);
@@ -143,7 +146,8 @@ pub(super) fn tick(ctx: &Context, params: Params, sources: &[AnySource<'_>]) -> 
 fn run_part(setup: &Setup, part: Part, sources: &[AnySource<'_>]) -> Value {
     let limits =
         NamespaceLimits { fires_per_minute: part.fires, invocations_per_minute: part.invocations, burst: part.burst };
-    let pace = NamespacePace::new(limits, Spent { minute: now_ms() / 60_000, ..Spent::default() });
+    let pace = NamespacePace::new(limits, Spent { minute: now_ms() / 60_000, ..Spent::default() })
+        .with_work_slots(POLL_THREADS);
     let (outcomes, left) = run_jobs(setup, part.jobs, &pace, sources);
     let backlog = backlog_of(&outcomes, &left);
     let mut result = results(&outcomes, &left);
@@ -274,7 +278,7 @@ fn run_tick(setup: &Setup, params: &Params, sources: &[AnySource<'_>]) -> Result
         }
     }
     let spent = Spent { minute, fires: 0, invocations: 0 };
-    let pace = NamespacePace::new(part_limits, spent);
+    let pace = NamespacePace::new(part_limits, spent).with_work_slots(POLL_THREADS);
     let (outcomes, left) = run_jobs(setup, own, &pace, sources);
 
     // The record: what this tick did, what is left for the next one.
@@ -377,19 +381,20 @@ fn run_jobs(
         for job in held {
             let (outcomes, setup) = (&outcomes, setup);
             scope.spawn(move || {
-                let outcome = run_job(setup, job, setup.work_end, pace, sources);
+                let outcome = run_job(setup, job, None, pace, sources);
                 lock(outcomes).push(outcome);
             });
         }
-        for _ in 0..POLL_THREADS {
+        let threads = lock(&queue).len().min(POLLS_IN_PROGRESS);
+        for _ in 0..threads {
             let (queue, outcomes, setup) = (&queue, &outcomes, setup);
             scope.spawn(move || loop {
+                let _slot = pace.work_slot();
                 if setup.left() < MIN_POLL_TIME {
                     return;
                 }
                 let Some(job) = lock(queue).pop_front() else { return };
-                let deadline = setup.work_end.min(SystemTime::now() + POLL_TIME);
-                let outcome = run_job(setup, job, deadline, pace, sources);
+                let outcome = run_job(setup, job, Some(SystemTime::now() + POLL_TIME), pace, sources);
                 lock(outcomes).push(outcome);
             });
         }
@@ -402,9 +407,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One trigger's poll: its config from its binding, then the poll itself with a deadline of
-/// its own, within the namespace's pace.
-fn run_job(setup: &Setup, job: Job, deadline: SystemTime, pace: &NamespacePace, sources: &[AnySource<'_>]) -> Outcome {
+/// One trigger's poll: its config from its binding, then the poll itself until the window's
+/// end, listing until `list_until` at the latest, within the namespace's pace.
+fn run_job(
+    setup: &Setup,
+    job: Job,
+    list_until: Option<SystemTime>,
+    pace: &NamespacePace,
+    sources: &[AnySource<'_>],
+) -> Outcome {
     let began = now_ms();
     let binding = QualifiedName::new(&setup.ctx.namespace, None, &job.binding);
     let result = match read_binding(&setup.client, &binding, "feed config") {
@@ -413,8 +424,9 @@ fn run_job(setup: &Setup, job: Job, deadline: SystemTime, pace: &NamespacePace, 
         Ok(Some(doc)) => match scheduler::params_of(&doc) {
             Ok(config) => {
                 crate::runtime::remember_param_secrets(&config);
-                let ctx = Context { deadline: Some(deadline), ..setup.ctx.clone() };
-                match poll_once(&ctx, config, sources, Some(pace)) {
+                let ctx = Context { deadline: Some(setup.work_end), ..setup.ctx.clone() };
+                let share = Share { pace, list_until: list_until.unwrap_or(setup.work_end) };
+                match poll_once(&ctx, config, sources, Some(&share)) {
                     Ok(v) => v,
                     Err(e) => json!({ "status": PollOutcome::Error, "error": e.message }),
                 }
@@ -472,7 +484,11 @@ fn summarize(
     let count =
         |outcome: PollOutcome| outcomes.iter().filter(|o| o.result["status"] == outcome.as_str()).count() as u64;
     let sum = |field: &str| outcomes.iter().map(|o| o.result[field].as_u64().unwrap_or(0)).sum::<u64>();
-    let timed: Vec<u64> = outcomes.iter().filter(|o| !o.job.connection).map(|o| o.ms).collect();
+    // The time a poll works: those that fired may also have waited for their turn.
+    let quiet: Vec<u64> =
+        outcomes.iter().filter(|o| !o.job.connection && o.result["fired"].as_u64() == Some(0)).map(|o| o.ms).collect();
+    let timed =
+        if quiet.is_empty() { outcomes.iter().filter(|o| !o.job.connection).map(|o| o.ms).collect() } else { quiet };
     let problems = outcomes
         .iter()
         .filter_map(|o| o.result["error"].as_str().map(|e| format!("{}: {e}", o.job.trigger)))

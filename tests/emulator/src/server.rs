@@ -504,6 +504,7 @@ fn throttle(inner: &Inner, ns: &str) -> Result<(), ApiError> {
     let Some(limit) = *lock(&inner.fires_per_minute) else { return Ok(()) };
     let count = invoker::count_in_minute(&inner.fires, ns);
     if count > limit {
+        lock(&inner.refusals).entry(ns.to_string()).or_default().fires += 1;
         return Err(ApiError::new(
             429,
             format!("Too many requests in the last minute (count: {count}, allowed: {limit})."),
