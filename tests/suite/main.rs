@@ -46,6 +46,8 @@ mod sns;
 mod reconcile;
 // the local sandbox (deploy/sandbox.sh) shows created, updated and deleted events
 mod sandbox;
+// one namespace at OpenWhisk's default quotas: hundreds of idle and dozens of busy S3 triggers
+mod quota;
 // the namespace scheduler: moving feeds made before it, connection mode on one activation,
 // fan-out, one tick at a time, late ticks, the namespace's budget and READ's picture of it
 mod scheduler;
