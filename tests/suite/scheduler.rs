@@ -378,3 +378,40 @@ fn the_namespace_budget_is_shared_by_every_trigger_and_across_ticks_and_read_sho
     assert_eq!(ids.len(), 9);
     assert_eq!(status(&w, "t1")["scheduler"]["eventsPending"], 0);
 }
+
+/// Past what the namespace's fire budget carries, busy triggers with `batch` > 1 send their
+/// backlog in one fire each and are served in turn: B busy triggers with F fires a minute are all
+/// served within ceil(B / F) ticks (README, "Limits of one namespace").
+#[test]
+fn past_the_fire_budget_busy_triggers_batch_and_are_served_in_turn() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    let triggers: Vec<String> = (0..6).map(|i| format!("t{i}")).collect();
+    for t in &triggers {
+        w.create_trigger(t, params(&w, json!({ "batch": 10 }))).unwrap();
+        w.record_events(t, echo());
+    }
+    // 4 fires a minute for 6 busy triggers.
+    set_budgets(&w, json!({ "namespaceFiresPerMinute": 4, "namespaceFireBurst": 4 }));
+    w.set_poll_timeout(8_000);
+    if left_in_minute() < 40_000 {
+        sleep_into_next_minute(500);
+    }
+    write_listing(&w, &[("a", "1"), ("b", "1"), ("c", "1"), ("d", "1")]);
+    w.poll();
+    let fires = |w: &World| -> Vec<usize> { triggers.iter().map(|t| w.fired(t).len()).collect() };
+    assert_eq!(fires(&w).iter().sum::<usize>(), 4, "{:?}", fires(&w));
+    assert!(fires(&w).iter().all(|n| *n <= 1), "one batch each: {:?}", fires(&w));
+    // The next minute's tick serves the two left first.
+    sleep_into_next_minute(500);
+    w.poll();
+    assert_eq!(fires(&w), vec![1; 6], "every busy trigger served within ceil(6 / 4) = 2 ticks");
+    let events: Vec<Value> = triggers
+        .iter()
+        .flat_map(|t| w.fired(t))
+        .flat_map(|b| b["events"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(events.len(), 18, "3 changes each, in one batch each");
+    let ids: BTreeSet<String> = events.iter().map(|e| e["id"].to_string()).collect();
+    assert_eq!(ids.len(), 18);
+}
