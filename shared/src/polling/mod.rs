@@ -3,9 +3,12 @@
 //!
 //! CREATE makes, in the user's namespace and with the user's key: a package binding holding
 //! the feed's config (credentials included: never on the shared package), the first state
-//! (a baseline, so existing entries do not fire), a helper alarm trigger driven by
-//! `/whisk.system/alarms`, and a rule from that trigger to `poll` through the binding, so
-//! `poll` receives the config as its parameters. A failed CREATE undoes what it made.
+//! (a baseline, so existing entries do not fire), and registers the trigger with the namespace
+//! scheduler (an annotation of that binding), which it makes sure of: one alarm trigger driven
+//! by `/whisk.system/alarms` every minute and one rule from it to `poll` through the
+//! scheduler's binding, for every polling trigger of the namespace (`scheduler`). Each minute
+//! the tick (`tick`) reads the due triggers' configs and polls them. A failed CREATE undoes
+//! what it made.
 //!
 //! A poll takes the lease, delivers what an earlier poll left in the outbox, lists the source
 //! and diffs it against the snapshot (streaming merge), commits the new snapshot with the new
@@ -15,10 +18,12 @@
 //!
 //! Plugins only list; everything here works the same for any source.
 //!
-//! Files: `helpers` (the per-trigger helper entities and the baseline), `pass` (one listing
-//! pass), `versions` (the version strings kept for sources that ask), `feed` (the feed action),
-//! `poll` (the poll action). Imports run one way: `feed` and
-//! `poll` use `helpers` and `pass`; `helpers` uses `pass`; `pass` uses only the pure modules.
+//! Files: `helpers` (the per-trigger entities and the baseline), `pass` (one listing pass),
+//! `versions` (the version strings kept for sources that ask), `feed` (the feed action), `poll`
+//! (one trigger's poll), `scheduler` (the namespace scheduler's entities, registrations and
+//! budgets), `tick` (the scheduler's tick). Imports run one way: `feed` and `tick` use
+//! `scheduler` and `poll`; those use `helpers` and `pass`; `helpers` uses `pass`; `pass` uses
+//! only the pure modules.
 
 mod feed;
 mod helpers;

@@ -152,6 +152,8 @@ fn run_part(setup: &Setup, part: Part, sources: &[AnySource<'_>]) -> Value {
     let backlog = backlog_of(&outcomes, &left);
     let mut result = results(&outcomes, &left);
     result["status"] = json!("tick part");
+    result["fired"] = json!(outcomes.iter().map(|o| o.result["fired"].as_u64().unwrap_or(0)).sum::<u64>());
+    result["pending"] = json!(outcomes.iter().map(|o| o.result["pending"].as_u64().unwrap_or(0)).sum::<u64>());
     result["parent"] = json!(part.parent);
     result["backlog"] = json!(backlog);
     result
@@ -484,9 +486,14 @@ fn summarize(
     let count =
         |outcome: PollOutcome| outcomes.iter().filter(|o| o.result["status"] == outcome.as_str()).count() as u64;
     let sum = |field: &str| outcomes.iter().map(|o| o.result[field].as_u64().unwrap_or(0)).sum::<u64>();
-    // The time a poll works: those that fired may also have waited for their turn.
-    let quiet: Vec<u64> =
-        outcomes.iter().filter(|o| !o.job.connection && o.result["fired"].as_u64() == Some(0)).map(|o| o.ms).collect();
+    // The time a poll works: those that had something to fire may also have waited for their turn.
+    let quiet: Vec<u64> = outcomes
+        .iter()
+        .filter(|o| {
+            !o.job.connection && o.result["fired"].as_u64() == Some(0) && o.result["pending"].as_u64() == Some(0)
+        })
+        .map(|o| o.ms)
+        .collect();
     let timed =
         if quiet.is_empty() { outcomes.iter().filter(|o| !o.job.connection).map(|o| o.ms).collect() } else { quiet };
     let problems = outcomes

@@ -1058,7 +1058,29 @@ fn namespace_load(spec: &str, bins: Option<PathBuf>) -> anyhow::Result<()> {
         polls.len() as f64 / load.minutes as f64,
         max_tick as f64 / 1000.0
     );
+    let fires = records
+        .iter()
+        .filter(|a| a["name"].as_str().is_some_and(|n| n.starts_with("busy") && !n.contains('.')))
+        .filter(|a| a["start"].as_u64().is_some_and(|s| s >= start && s < end))
+        .count();
+    println!("| fires accepted during the run, a minute | {:.1} |", fires as f64 / load.minutes as f64);
     println!("| poll activation-seconds per minute | {per_minute_s:.1} |");
     println!("| activation-seconds per trigger per 30-day month | {per_trigger_month:.0} |");
+    for a in &polls {
+        let r = &a["response"]["result"];
+        if r["polls"].is_array() {
+            eprintln!(
+                "bench: {} at {} for {:.1} s: polled {}, fired {}, pending {}, not polled {}, children {}",
+                r["status"],
+                (a["start"].as_u64().unwrap_or(0) % 60_000) as f64 / 1000.0,
+                a["duration"].as_u64().unwrap_or(0) as f64 / 1000.0,
+                r["polled"],
+                r["fired"],
+                r["pending"],
+                r["notPolled"].as_array().map_or(0, Vec::len),
+                r["children"].as_array().map_or(0, Vec::len),
+            );
+        }
+    }
     Ok(())
 }
