@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use feed_tests::world::{World, SCHEDULER_TICK, USER};
+use feed_tests::world::{World, SCHEDULER_RULE, SCHEDULER_TICK, USER};
 use ow_emulator::FaultRule;
 use owfeed::openwhisk::QualifiedName;
 
@@ -197,6 +197,52 @@ fn delete_after_nothing_succeeds_and_an_idle_scheduler_removes_itself() {
     // The next CREATE makes it again.
     w.create_trigger("t", params(&w, json!({}))).unwrap();
     assert_eq!(w.emu.alarms_of(USER), [scheduler_alarm()]);
+}
+
+/// The race the design has to win: the tick removing an idle scheduler and a CREATE that
+/// registers a trigger while the removal is under way. The CREATE finds the scheduler still
+/// there (nothing to make), the tick then removes it: unless the tick lists the registry again
+/// after removing and makes it anew, the new trigger is never polled.
+#[test]
+fn a_create_while_the_idle_scheduler_removes_itself_leaves_it_running() {
+    let w = world();
+    write_listing(&w, &[("a", "1")]);
+    w.create_trigger("t", params(&w, json!({}))).unwrap();
+    w.delete_trigger("t").unwrap();
+    assert_eq!(tick(&w).len(), 1, "the first idle tick");
+    // The second idle tick removes the scheduler, its first step held for 5 s by the controller.
+    let hold = std::time::Duration::from_millis(5_000);
+    w.emu.inject_fault(FaultRule {
+        method: Some("DELETE".into()),
+        path_contains: format!("/rules/{SCHEDULER_RULE}"),
+        status: 200,
+        body: None,
+        count: 1,
+        delay_ms: hold.as_millis() as u64,
+    });
+    assert_eq!(w.emu.fire_alarms().len(), 1);
+    let waited = std::time::Instant::now();
+    while !w.emu.faults_left().is_empty() {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(30), "the tick never began removing");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let held = std::time::Instant::now();
+    let out = w.create_trigger("u", params(&w, json!({}))).unwrap();
+    assert!(held.elapsed() < hold, "the CREATE ended after the removal went on: the race was not run");
+    assert_eq!(out["scheduler"]["made"], false, "the CREATE found the scheduler in place: {out}");
+    assert!(w.emu.wait_idle(std::time::Duration::from_secs(60)));
+    let removing = w.ticks().pop().unwrap();
+    assert_eq!(removing.get("removed"), None, "{removing}");
+    // The scheduler is back and polls u.
+    let mut expected: Vec<&str> = SCHEDULER.to_vec();
+    expected.extend(["package:u.owfeed", "trigger:u"]);
+    expected.sort();
+    assert_eq!(w.user_entities().unwrap(), expected);
+    assert_eq!(w.emu.alarms_of(USER), [scheduler_alarm()]);
+    let status = w.feed("READ", "u", json!({})).unwrap()["status"].clone();
+    assert_eq!((status["active"].clone(), status.get("problem")), (json!(true), None), "{status}");
+    tick(&w);
+    assert_eq!(last_tick_polled(&w), ["/guest/u"]);
 }
 
 #[test]

@@ -344,6 +344,12 @@ impl Emulator {
         lock(&self.inner.faults).push(rule);
     }
 
+    /// Fault rules not used up yet: a rule's last matching request takes it off this list
+    /// when it starts (a `delay_ms` rule's request is then being held).
+    pub fn faults_left(&self) -> Vec<FaultRule> {
+        lock(&self.inner.faults).clone()
+    }
+
     /// Removes all fault rules.
     pub fn clear_faults(&self) {
         lock(&self.inner.faults).clear();
