@@ -148,7 +148,9 @@ pub struct Spent {
 /// rule invocations it causes, and a token of the burst is left (tokens come back at
 /// `fires_per_minute` a minute, so fires are spread over the minute rather than sent at once:
 /// the rule invocations they cause then overlap less, which is what the namespace's
-/// concurrency limit counts). Requests are granted in the order they were made: a trigger
+/// concurrency limit counts). An activation whose window ends before the minute does (a tick
+/// ends at 57 s) spreads the minute's fires left over the window's time left instead, at most
+/// twice as fast ([`NamespacePace::with_window`]). Requests are granted in the order they were made: a trigger
 /// that has fired asks again at the back of the line, so busy triggers are served in turn.
 ///
 /// It also hands out work slots ([`NamespacePace::work_slot`]): how many polls may list, read and
@@ -190,6 +192,8 @@ struct NsState {
     next_id: u64,
     /// Triggers that asked to fire in the current minute (for their fair share).
     firers: BTreeSet<u64>,
+    /// When the activation stops firing (epoch ms), if it does before the minute ends.
+    window_end: Option<u64>,
 }
 
 impl NsState {
@@ -200,7 +204,7 @@ impl NsState {
             self.spent = Spent { minute, fires: 0, invocations: 0 };
             self.firers.clear();
         }
-        let rate = f64::from(limits.fires_per_minute.max(1)) / 60_000.0;
+        let rate = self.rate(limits, now_ms);
         let elapsed = now_ms.saturating_sub(self.refilled_ms) as f64;
         self.tokens = (self.tokens + elapsed * rate).min(f64::from(limits.burst.max(1)));
         self.refilled_ms = now_ms;
@@ -218,6 +222,20 @@ impl NsState {
         self.spent.invocations += cost;
         Ok(())
     }
+
+    /// Fires a millisecond: the minute's pace, or the pace that fits the minute's fires left
+    /// into the window's time left in the minute, the last one before the window ends (at most
+    /// twice the minute's pace, so rule invocations do not bunch up), whichever is faster.
+    /// Without it a tick ending at 57 s would leave a few of the minute's fires unsent while
+    /// busy triggers wait.
+    fn rate(&self, limits: &NamespaceLimits, now_ms: u64) -> f64 {
+        let nominal = f64::from(limits.fires_per_minute.max(1)) / 60_000.0;
+        let Some(end) = self.window_end else { return nominal };
+        let end = end.min((now_ms / 60_000 + 1) * 60_000);
+        let left_ms = end.saturating_sub(now_ms).max(1) as f64;
+        let left_fires = f64::from(limits.fires_per_minute.saturating_sub(self.spent.fires));
+        ((left_fires + 1.0) / left_ms).clamp(nominal, 2.0 * nominal)
+    }
 }
 
 impl NamespacePace {
@@ -232,6 +250,7 @@ impl NamespacePace {
             next_ticket: 0,
             next_id: 0,
             firers: BTreeSet::new(),
+            window_end: None,
         };
         NamespacePace {
             limits,
@@ -245,6 +264,13 @@ impl NamespacePace {
     /// The same pace with `n` work slots (unlimited without).
     pub fn with_work_slots(self, n: usize) -> NamespacePace {
         *self.slots.lock().unwrap_or_else(|e| e.into_inner()) = n.max(1);
+        self
+    }
+
+    /// The same pace for an activation that stops firing at `end`.
+    pub fn with_window(self, end: SystemTime) -> NamespacePace {
+        let ms = end.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        self.lock().window_end = Some(ms);
         self
     }
 
@@ -500,6 +526,7 @@ mod tests {
             next_ticket: 0,
             next_id: 0,
             firers: BTreeSet::new(),
+            window_end: None,
         }
     }
 
@@ -525,6 +552,37 @@ mod tests {
         // Fires per minute: never more, whatever the tokens.
         let mut full = state(Spent { minute: minute / 60_000, fires: 6, invocations: 0 }, 2.0, minute);
         assert_eq!(full.take(&l, 0, minute + 1_000), Err(59_000));
+    }
+
+    #[test]
+    fn a_window_shorter_than_the_minute_spreads_the_fires_left_over_it_at_most_twice_as_fast() {
+        let minute = 28_000_000 * 60_000u64;
+        let l = limits(6, 100, 1);
+        let at = |window: Option<u64>| {
+            let mut st = state(Spent { minute: minute / 60_000, ..Spent::default() }, 1.0, minute);
+            st.window_end = window.map(|w| minute + w);
+            assert_eq!(st.take(&l, 1, minute), Ok(()));
+            st.take(&l, 1, minute)
+        };
+        // 5 fires left: one every 10 s without a window (or with one past the minute's end),
+        // one every 6 s to fit them in 36 s, never faster than one every 5 s.
+        assert_eq!(at(None), Err(10_000));
+        assert_eq!(at(Some(90_000)), Err(10_000));
+        assert_eq!(at(Some(36_000)), Err(6_000));
+        assert_eq!(at(Some(10_000)), Err(5_000));
+        // Within a 45 s window the minute's pace sends 5 of its 6 fires; spread over the
+        // window, all 6 go.
+        let mut st = state(Spent { minute: minute / 60_000, ..Spent::default() }, 1.0, minute);
+        st.window_end = Some(minute + 45_000);
+        let mut now = minute;
+        let mut sent = 0;
+        while now < minute + 45_000 {
+            match st.take(&l, 1, now) {
+                Ok(()) => sent += 1,
+                Err(wait) => now += wait,
+            }
+        }
+        assert_eq!(sent, 6);
     }
 
     #[test]

@@ -147,7 +147,8 @@ fn run_part(setup: &Setup, part: Part, sources: &[AnySource<'_>]) -> Value {
     let limits =
         NamespaceLimits { fires_per_minute: part.fires, invocations_per_minute: part.invocations, burst: part.burst };
     let pace = NamespacePace::new(limits, Spent { minute: now_ms() / 60_000, ..Spent::default() })
-        .with_work_slots(POLL_THREADS);
+        .with_work_slots(POLL_THREADS)
+        .with_window(setup.work_end);
     let (outcomes, left) = run_jobs(setup, part.jobs, &pace, sources);
     let backlog = backlog_of(&outcomes, &left);
     let mut result = results(&outcomes, &left);
@@ -280,7 +281,7 @@ fn run_tick(setup: &Setup, params: &Params, sources: &[AnySource<'_>]) -> Result
         }
     }
     let spent = Spent { minute, fires: 0, invocations: 0 };
-    let pace = NamespacePace::new(part_limits, spent).with_work_slots(POLL_THREADS);
+    let pace = NamespacePace::new(part_limits, spent).with_work_slots(POLL_THREADS).with_window(setup.work_end);
     let (outcomes, left) = run_jobs(setup, own, &pace, sources);
 
     // The record: what this tick did, what is left for the next one.
