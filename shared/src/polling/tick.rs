@@ -127,6 +127,12 @@ impl<'a> Setup<'a> {
         Ok(Setup { ctx, client, scheduler, package, budgets, work_end })
     }
 
+    /// When the polls stop firing: the window's end less the time a poll keeps for its
+    /// final commit.
+    fn fires_end(&self) -> SystemTime {
+        self.work_end - super::margins(Some(self.left())).0
+    }
+
     fn left(&self) -> Duration {
         self.work_end.duration_since(SystemTime::now()).unwrap_or_default()
     }
@@ -148,7 +154,7 @@ fn run_part(setup: &Setup, part: Part, sources: &[AnySource<'_>]) -> Value {
         NamespaceLimits { fires_per_minute: part.fires, invocations_per_minute: part.invocations, burst: part.burst };
     let pace = NamespacePace::new(limits, Spent { minute: now_ms() / 60_000, ..Spent::default() })
         .with_work_slots(POLL_THREADS)
-        .with_window(setup.work_end);
+        .with_window(setup.fires_end());
     let (outcomes, left) = run_jobs(setup, part.jobs, &pace, sources);
     let backlog = backlog_of(&outcomes, &left);
     let mut result = results(&outcomes, &left);
@@ -281,7 +287,7 @@ fn run_tick(setup: &Setup, params: &Params, sources: &[AnySource<'_>]) -> Result
         }
     }
     let spent = Spent { minute, fires: 0, invocations: 0 };
-    let pace = NamespacePace::new(part_limits, spent).with_work_slots(POLL_THREADS).with_window(setup.work_end);
+    let pace = NamespacePace::new(part_limits, spent).with_work_slots(POLL_THREADS).with_window(setup.fires_end());
     let (outcomes, left) = run_jobs(setup, own, &pace, sources);
 
     // The record: what this tick did, what is left for the next one.
