@@ -1064,6 +1064,14 @@ fn namespace_load(spec: &str, bins: Option<PathBuf>) -> anyhow::Result<()> {
         .filter(|a| a["start"].as_u64().is_some_and(|s| s >= start && s < end))
         .count();
     println!("| fires accepted during the run, a minute | {:.1} |", fires as f64 / load.minutes as f64);
+    // The alarms' own fires: the scheduler's one a minute, or (the build before it) one per
+    // trigger and interval.
+    let alarm_fires = records
+        .iter()
+        .filter(|a| a["name"].as_str().is_some_and(|n| n.ends_with("-alarm") || n.ends_with("-tick")))
+        .filter(|a| a["start"].as_u64().is_some_and(|s| s >= start && s < end))
+        .count();
+    println!("| alarm fires accepted during the run, a minute | {:.1} |", alarm_fires as f64 / load.minutes as f64);
     println!("| poll activation-seconds per minute | {per_minute_s:.1} |");
     println!("| activation-seconds per trigger per 30-day month | {per_trigger_month:.0} |");
     for a in &polls {
