@@ -133,24 +133,27 @@ pub fn record_event_id(ctx: &EventContext, record: &Record) -> String {
 }
 
 /// A log source's record as a CloudEvents 1.0 structured-mode JSON event: `type`
-/// `{type_prefix}.{kind}`, `subject` the record's key, `time` when it was read, `data` the
-/// data context plus the record's attributes (deletes included: a log says what it knows),
-/// `key` and `change`.
-pub fn record_event(ctx: &EventContext, record: &Record, time: DateTime<Utc>) -> Value {
+/// `event_type` (the source's, by default `{type_prefix}.{kind}`), `subject` the record's
+/// key, `time` the record's own time or else when it was read (`time`), `data` the data
+/// context plus the record's attributes (deletes included: a log says what it knows), `key`
+/// and `change`.
+pub fn record_event(ctx: &EventContext, record: &Record, event_type: &str, time: DateTime<Utc>) -> Value {
     let mut data = ctx.data_context.clone();
     for (name, value) in &record.attrs {
         data.insert(name.clone(), value.clone());
     }
-    data.insert("key".to_string(), Value::String(record.key.clone()));
+    // A source's own `key` (a Kafka key: null, or base64) stays as the source gave it.
+    data.entry("key").or_insert_with(|| Value::String(record.key.clone()));
     data.insert("change".to_string(), Value::String(record.kind.as_str().to_string()));
     let mut event = Map::new();
     event.insert("specversion".to_string(), Value::from("1.0"));
     event.insert("id".to_string(), Value::from(record_event_id(ctx, record)));
     event.insert("source".to_string(), Value::from(ctx.source.as_str()));
-    event.insert("type".to_string(), Value::from(format!("{}.{}", ctx.type_prefix, record.kind.as_str())));
+    event.insert("type".to_string(), Value::from(event_type));
     if !record.key.is_empty() && !record.key.chars().any(forbidden_char) {
         event.insert("subject".to_string(), Value::from(record.key.as_str()));
     }
+    let time = record.time.unwrap_or(time);
     event.insert("time".to_string(), Value::from(time.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
     event.insert("datacontenttype".to_string(), Value::from("application/json"));
     event.insert("data".to_string(), Value::Object(data));
@@ -509,13 +512,13 @@ pub(crate) mod tests {
 
     fn doc_record(kind: ChangeKind) -> Record {
         let Value::Object(attrs) = json!({"rev": "2-abc", "seq": "12-g1AAAA"}) else { unreachable!() };
-        Record { id: "doc1@2-abc".to_string(), key: "doc1".to_string(), kind, attrs }
+        Record { id: "doc1@2-abc".to_string(), key: "doc1".to_string(), kind, attrs, time: None }
     }
 
     #[test]
     fn record_events_take_their_id_from_the_record_alone() {
         let record = doc_record(ChangeKind::Deleted);
-        let event = record_event(&ctx(), &record, detected_at());
+        let event = record_event(&ctx(), &record, "org.openwhisk.feeds.s3.object.deleted", detected_at());
         assert_eq!(event["id"], record_event_id(&ctx(), &record));
         assert_eq!(event["type"], "org.openwhisk.feeds.s3.object.deleted");
         assert_eq!(event["subject"], "doc1");
@@ -526,7 +529,7 @@ pub(crate) mod tests {
         assert_eq!(event["data"]["change"], "deleted");
         assert_eq!(validate_cloud_event(&event), Ok(()));
         // Read again later (another poll, another time): the same id.
-        let later = record_event(&ctx(), &record, detected_at() + chrono::Duration::hours(1));
+        let later = record_event(&ctx(), &record, "t", detected_at() + chrono::Duration::hours(1));
         assert_eq!(later["id"], event["id"]);
         // Another record, trigger or source: another id.
         let mut other = record.clone();

@@ -256,6 +256,7 @@ impl Opened {
                     key: "k".to_string(),
                     kind: ChangeKind::Created,
                     attrs: Default::default(),
+                    time: None,
                 };
                 r.legacy_event(&record).is_some()
             }

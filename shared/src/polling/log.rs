@@ -22,12 +22,12 @@ use super::helpers::{fire_and_commit, iso, paced_batch, source_error, Ended};
 use super::PollSettings;
 use crate::budget::{now_ms, Budget};
 use crate::change::Record;
-use crate::delivery::{deliver_paced, DeliveryReport, FirePace};
-use crate::events::{record_event, EventContext};
+use crate::delivery::{deliver_paced, deliver_wrapped, DeliveryReport, FirePace};
+use crate::events::{record_event, EventContext, Format};
 use crate::openwhisk::{Client, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
-use crate::source::{LogReader, SourceError, StoreError};
+use crate::source::{LogReader, Restart, SourceError, StoreError};
 use crate::state::{LogState, Rebaseline, State};
 use crate::store::{LoadError, PollOutcome, PollStatus, StateStore};
 
@@ -65,6 +65,20 @@ pub enum OnCursorRejected {
     /// Start again from the source's current cursor; what happened in between is not
     /// reported, and READ says when and why.
     Now,
+    /// Start again from the oldest record the source still holds (only the refused part of
+    /// the cursor, where the source's cursor has parts); READ says when and why.
+    Earliest,
+}
+
+impl OnCursorRejected {
+    /// Where the source goes on, unless the feed fails.
+    fn restart(self) -> Option<Restart> {
+        match self {
+            OnCursorRejected::Fail => None,
+            OnCursorRejected::Now => Some(Restart::Now),
+            OnCursorRejected::Earliest => Some(Restart::Earliest),
+        }
+    }
 }
 
 /// Where a new feed starts reading (`since`).
@@ -100,7 +114,8 @@ impl LogSettings {
         let on_cursor_rejected = match params.str("onCursorRejected")?.as_deref().map(str::trim) {
             None | Some("fail") => OnCursorRejected::Fail,
             Some("now") => OnCursorRejected::Now,
-            Some(other) => return Err(ParamError::invalid("onCursorRejected", "fail or now", &other.into())),
+            Some("earliest") => OnCursorRejected::Earliest,
+            Some(other) => return Err(ParamError::invalid("onCursorRejected", "fail, now or earliest", &other.into())),
         };
         // `-p since 0` arrives as a number, a CouchDB 2+ sequence as a string.
         let since = match params.raw("since") {
@@ -151,8 +166,14 @@ pub(super) fn record_events(
         id_salt: id_salt.to_string(),
     };
     let mut events = Vec::new();
+    let batched_legacy = settings.format == Format::Legacy && reader.legacy_batch_key().is_some();
     for record in records.iter().filter(|r| settings.filter.matches_key(r.kind, &r.key)) {
-        let ce = record_event(&ectx, record, now);
+        if batched_legacy {
+            // The batch's shape is the legacy contract: the records as the source built them.
+            events.push(reader.legacy_event(record).unwrap_or(Value::Null));
+            continue;
+        }
+        let ce = record_event(&ectx, record, &reader.event_type(record), now);
         events.push(settings.format.payload(ce, || reader.legacy_event(record)));
     }
     events
@@ -209,10 +230,15 @@ pub(super) struct TriggerFire<'a> {
     pub(super) trigger: &'a QualifiedName,
     pub(super) batch: usize,
     pub(super) pace: FirePace,
+    /// Fire legacy events under this key, batched by size (`LogReader::legacy_batch_key`).
+    pub(super) wrap: Option<&'static str>,
 }
 
 impl Fire for TriggerFire<'_> {
     fn fire(&mut self, outbox: &[Value], budget: &Budget) -> DeliveryReport {
+        if let Some(key) = self.wrap {
+            return deliver_wrapped(self.client, self.trigger, outbox, key, budget, &mut self.pace);
+        }
         let batch = paced_batch(self.batch, outbox.len(), &self.pace, budget);
         deliver_paced(self.client, self.trigger, outbox, batch, budget, &mut self.pace)
     }
@@ -268,46 +294,61 @@ impl LogPoller<'_> {
             let wait_until = if connection { read_budget.remaining().map(|r| Instant::now() + r) } else { None };
             let after = state.log.as_ref().and_then(|l| l.cursor.clone());
             let started = Instant::now();
-            let read =
-                match read_after(self.reader, after.as_deref(), self.settings.max_changes, wait_until, &read_budget) {
-                    Ok(read) => read,
-                    Err(SourceError::CursorRejected(why)) if self.log.on_cursor_rejected == OnCursorRejected::Now => {
-                        if rebaselined {
-                            // The cursor `current()` just gave is refused too: nothing sensible to skip to.
-                            return Err(ActionError::new(format!(
-                                "the source rejects even its current cursor ({why}); the feed cannot read"
-                            )));
-                        }
-                        rebaselined = true;
-                        let reason = format!(
-                            "the source rejected the cursor {} ({why}): re-baselined from now as onCursorRejected=now \
-                         allows; changes after that cursor and before now are not reported",
-                            describe_cursor(after.as_deref())
-                        );
-                        self.rebaseline(&mut state, reason, status)?;
-                        let Some(new) = self.commit(&state, &etag, status)? else { return Ok(Ended::Normally) };
-                        etag = new;
-                        continue;
+            let read = match read_after(
+                self.reader,
+                after.as_deref(),
+                self.settings.max_changes,
+                wait_until,
+                &read_budget,
+            ) {
+                Ok(read) => read,
+                Err(SourceError::CursorRejected(why)) if self.log.on_cursor_rejected.restart().is_some() => {
+                    let to = self.log.on_cursor_rejected.restart().unwrap_or(Restart::Now);
+                    if rebaselined {
+                        // The cursor `current()` just gave is refused too: nothing sensible to skip to.
+                        return Err(ActionError::new(format!(
+                            "the source rejects even its current cursor ({why}); the feed cannot read"
+                        )));
                     }
-                    Err(SourceError::CursorRejected(why)) => {
-                        let message = format!(
-                            "the source rejects the stored cursor {} ({why}): no record is read or skipped until \
+                    rebaselined = true;
+                    let reason = match to {
+                            Restart::Now => format!(
+                                "the source rejected the cursor {} ({why}): re-baselined from now as \
+                                 onCursorRejected=now allows; changes after that cursor and before now are not reported",
+                                describe_cursor(after.as_deref())
+                            ),
+                            Restart::Earliest => format!(
+                                "the source rejected the cursor {} ({why}): re-baselined from the earliest record the \
+                                 source still holds as onCursorRejected=earliest allows; records the source no longer \
+                                 holds are not reported",
+                                describe_cursor(after.as_deref())
+                            ),
+                        };
+                    self.restart(&mut state, after.as_deref(), to, reason, status)?;
+                    let Some(new) = self.commit(&state, &etag, status)? else { return Ok(Ended::Normally) };
+                    etag = new;
+                    continue;
+                }
+                Err(SourceError::CursorRejected(why)) => {
+                    let message = format!(
+                        "the source rejects the stored cursor {} ({why}): no record is read or skipped until \
                          this is resolved; to start again from now (changes since that cursor are not \
-                         reported) update the trigger with -p onCursorRejected now",
-                            describe_cursor(after.as_deref())
-                        );
-                        let log = state.log.get_or_insert_with(LogState::default);
-                        if log.cursor_rejected.as_deref() != Some(message.as_str()) {
-                            log.cursor_rejected = Some(message.clone());
-                            // Best effort: READ shows it from the state; the poll's error says it anyway.
-                            if let Err(e) = self.store.commit(&state, &etag) {
-                                crate::runtime::log(&format!("poll: could not record the rejected cursor: {e}"));
-                            }
+                         reported) update the trigger with -p onCursorRejected now, or with -p onCursorRejected \
+                         earliest to go on from the oldest record the source still holds",
+                        describe_cursor(after.as_deref())
+                    );
+                    let log = state.log.get_or_insert_with(LogState::default);
+                    if log.cursor_rejected.as_deref() != Some(message.as_str()) {
+                        log.cursor_rejected = Some(message.clone());
+                        // Best effort: READ shows it from the state; the poll's error says it anyway.
+                        if let Err(e) = self.store.commit(&state, &etag) {
+                            crate::runtime::log(&format!("poll: could not record the rejected cursor: {e}"));
                         }
-                        return Err(ActionError::new(message));
                     }
-                    Err(e) => return Err(source_error(e)),
-                };
+                    return Err(ActionError::new(message));
+                }
+                Err(e) => return Err(source_error(e)),
+            };
             let n = read.records.len();
             status.listed += n as u64;
             let events = record_events(self.reader, self.settings, &self.salt, &read.records, chrono::Utc::now());
@@ -379,15 +420,34 @@ impl LogPoller<'_> {
     /// Moves the cursor to the source's current one and records why (not yet committed).
     fn rebaseline(&self, state: &mut State, reason: String, status: &mut PollStatus) -> Result<(), ActionError> {
         let now = self.reader.current().map_err(source_error)?;
+        self.moved_to(state, Some(now), reason, status);
+        Ok(())
+    }
+
+    /// Moves a refused cursor where the source says `to` leads, and records why (not yet
+    /// committed).
+    fn restart(
+        &self,
+        state: &mut State,
+        rejected: Option<&str>,
+        to: Restart,
+        reason: String,
+        status: &mut PollStatus,
+    ) -> Result<(), ActionError> {
+        let cursor = self.reader.restart(rejected, to).map_err(source_error)?;
+        self.moved_to(state, cursor, reason, status);
+        Ok(())
+    }
+
+    fn moved_to(&self, state: &mut State, cursor: Option<String>, reason: String, status: &mut PollStatus) {
         let log = state.log.get_or_insert_with(LogState::default);
         log.rebaselined =
             Some(Rebaseline { at_ms: now_ms(), reason: reason.clone(), previous_cursor: log.cursor.take() });
-        log.cursor = Some(now);
+        log.cursor = cursor;
         log.cursor_rejected = None;
         state.seq += 1;
         status.outcome = PollOutcome::Rebaselined;
         status.error = Some(reason);
-        Ok(())
     }
 
     /// Commits `state` over `etag`; `None` when another poll committed first (this one must

@@ -84,6 +84,7 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]
                 trigger: &trigger,
                 batch: settings.batch,
                 pace: FirePace::new(settings.max_fires_per_minute),
+                wrap: reader.legacy_batch_key().filter(|_| settings.format == crate::events::Format::Legacy),
             };
             let mut poller = LogPoller {
                 reader: reader.as_ref(),

@@ -382,7 +382,13 @@ impl CouchDbReader {
                 attrs.insert("doc".into(), doc.clone());
             }
         }
-        Ok(Some(Record { id: format!("{rev} {id}"), key: id.to_string(), kind: infer_kind(rev, deleted), attrs }))
+        Ok(Some(Record {
+            id: format!("{rev} {id}"),
+            key: id.to_string(),
+            kind: infer_kind(rev, deleted),
+            attrs,
+            time: None,
+        }))
     }
 }
 
