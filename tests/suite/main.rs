@@ -14,6 +14,8 @@ mod faults;
 mod hooks;
 // the HTTP resource source end to end against real web servers (http-server, python http.server)
 mod http_feed;
+// the Kafka feed end to end: tansu, kafka-python producing, partitions, offsets, SASL, codecs
+mod kafka_feed;
 // random and mutated inputs never panic a parser, nor stop the actionloop
 mod fuzz;
 // feed lifecycle (CREATE … UNPAUSE) through the emulator with the test-only source

@@ -171,7 +171,12 @@ impl Conn {
     }
 
     /// Sends one request and reads its response, all before `deadline`.
-    pub(crate) fn call<R: Request>(&mut self, request: &R, version: i16, deadline: Instant) -> Result<R::Response, Error> {
+    pub(crate) fn call<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+        deadline: Instant,
+    ) -> Result<R::Response, Error> {
         self.correlation = self.correlation.wrapping_add(1);
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY as i16)
@@ -211,7 +216,13 @@ impl Conn {
         R::Response::decode(&mut body, version).map_err(|e| self.codec(e))
     }
 
-    fn authenticate(&mut self, mechanism: Mechanism, user: &str, password: &str, deadline: Instant) -> Result<(), Error> {
+    fn authenticate(
+        &mut self,
+        mechanism: Mechanism,
+        user: &str,
+        password: &str,
+        deadline: Instant,
+    ) -> Result<(), Error> {
         let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism.name()));
         let version = self.version(ApiKey::SaslHandshake, (1, 1))?;
         let answer = self.call(&handshake, version, deadline)?;

@@ -21,14 +21,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FindCoordinatorRequest, GroupId, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, TopicName,
-};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FindCoordinatorRequest, GroupId, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use conn::Conn;
@@ -312,7 +312,9 @@ impl Client {
                 Ok(v) => return Ok(v),
                 // Credentials and TLS are the same for every broker: trying the next one would
                 // only fail again, and try the password once more per broker.
-                Err(e) if matches!(e.kind, ErrorKind::Auth | ErrorKind::Tls | ErrorKind::UnknownTopic) => return Err(e),
+                Err(e) if matches!(e.kind, ErrorKind::Auth | ErrorKind::Tls | ErrorKind::UnknownTopic) => {
+                    return Err(e)
+                }
                 Err(e) => last = e,
             }
         }
@@ -323,12 +325,14 @@ impl Client {
     pub fn partitions(&self, topic: &str) -> Result<Vec<i32>, Error> {
         let deadline = self.deadline();
         let mut inner = self.lock();
-        let request = MetadataRequest::default().with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_string())))),
-        ]));
+        let request =
+            MetadataRequest::default()
+                .with_topics(Some(vec![MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]));
         let answer = self.with_any(&mut inner, deadline, |conn| {
             let version = conn.version(ApiKey::Metadata, METADATA)?;
-            let request = if version >= 4 { request.clone().with_allow_auto_topic_creation(false) } else { request.clone() };
+            let request =
+                if version >= 4 { request.clone().with_allow_auto_topic_creation(false) } else { request.clone() };
             let answer = conn.call(&request, version, deadline)?;
             Ok((conn.addr().to_string(), answer))
         })?;
@@ -342,7 +346,10 @@ impl Client {
         match t.error_code {
             0 => {}
             3 => {
-                return Err(Error::new(ErrorKind::UnknownTopic, format!("broker {addr}: topic '{topic}' does not exist")))
+                return Err(Error::new(
+                    ErrorKind::UnknownTopic,
+                    format!("broker {addr}: topic '{topic}' does not exist"),
+                ))
             }
             code => {
                 return Err(Error::from_code(
@@ -387,20 +394,22 @@ impl Client {
             let answer = self.with_conn(&mut inner, &addr, deadline, |conn| {
                 let version = conn.version(ApiKey::ListOffsets, LIST_OFFSETS)?;
                 let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
-                    ListOffsetsTopic::default().with_name(TopicName(StrBytes::from_string(topic.to_string()))).with_partitions(
-                        ps.iter()
-                            .map(|&p| {
-                                let part = ListOffsetsPartition::default()
-                                    .with_partition_index(p)
-                                    .with_timestamp(if latest { -1 } else { -2 });
-                                if version >= 4 {
-                                    part.with_current_leader_epoch(-1)
-                                } else {
-                                    part
-                                }
-                            })
-                            .collect(),
-                    ),
+                    ListOffsetsTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partitions(
+                            ps.iter()
+                                .map(|&p| {
+                                    let part = ListOffsetsPartition::default()
+                                        .with_partition_index(p)
+                                        .with_timestamp(if latest { -1 } else { -2 });
+                                    if version >= 4 {
+                                        part.with_current_leader_epoch(-1)
+                                    } else {
+                                        part
+                                    }
+                                })
+                                .collect(),
+                        ),
                 ]);
                 conn.call(&request, version, deadline)
             })?;
@@ -467,8 +476,7 @@ impl Client {
                     .with_topics(vec![FetchTopic::default()
                         .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
                         .with_partitions(parts)]);
-                let request =
-                    if version >= 7 { request.with_session_id(0).with_session_epoch(-1) } else { request };
+                let request = if version >= 7 { request.with_session_id(0).with_session_epoch(-1) } else { request };
                 conn.call(&request, version, deadline)
             })?;
             if answer.error_code != 0 {
@@ -540,7 +548,11 @@ impl Client {
             if answer.error_code != 0 {
                 return Err(Error::new(
                     if matches!(answer.error_code, 30 | 24) { ErrorKind::Group } else { ErrorKind::Transient },
-                    format!("broker {}: coordinator of group '{group}': {}", conn.addr(), error_name(answer.error_code)),
+                    format!(
+                        "broker {}: coordinator of group '{group}': {}",
+                        conn.addr(),
+                        error_name(answer.error_code)
+                    ),
                 ));
             }
             Ok(format!("{}:{}", answer.host.as_str(), answer.port))
@@ -604,17 +616,16 @@ fn tls_config(ca_pem: Option<&str>, insecure: bool) -> Result<Arc<rustls::Client
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(ErrorKind::Tls, format!("TLS: {e}")))?;
     let config = if insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            .with_no_client_auth()
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider))).with_no_client_auth()
     } else {
         let mut roots = rustls::RootCertStore::empty();
         match ca_pem {
             Some(pem) => {
                 for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
                     let cert = cert.map_err(|e| Error::new(ErrorKind::Tls, format!("not a PEM certificate ({e})")))?;
-                    roots.add(cert).map_err(|e| Error::new(ErrorKind::Tls, format!("unusable CA certificate ({e})")))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| Error::new(ErrorKind::Tls, format!("unusable CA certificate ({e})")))?;
                 }
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),

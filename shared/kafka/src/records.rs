@@ -27,7 +27,8 @@ pub fn decode_batches(mut data: Bytes, partition: i32, from: i64) -> Result<(Vec
     while data.len() >= BATCH_HEADER {
         let base = i64::from_be_bytes(data[0..8].try_into().expect("8 bytes"));
         let length = i32::from_be_bytes(data[8..12].try_into().expect("4 bytes"));
-        let total = 12 + usize::try_from(length).map_err(|_| format!("a batch at offset {base} has a negative length"))?;
+        let total =
+            12 + usize::try_from(length).map_err(|_| format!("a batch at offset {base} has a negative length"))?;
         if data.len() < total {
             break; // cut by the broker at max_bytes: fetched again next time
         }
@@ -87,10 +88,7 @@ fn decompress(data: &mut Bytes, compression: Compression) -> anyhow::Result<Byte
 
 fn read_all(reader: impl Read, codec: &str) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
-    reader
-        .take(MAX_DECOMPRESSED + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| anyhow::Error::msg(format!("{codec}: {e}")))?;
+    reader.take(MAX_DECOMPRESSED + 1).read_to_end(&mut out).map_err(|e| anyhow::Error::msg(format!("{codec}: {e}")))?;
     if out.len() as u64 > MAX_DECOMPRESSED {
         return Err(anyhow::Error::msg(format!("{codec}: a batch decompresses to more than {MAX_DECOMPRESSED} bytes")));
     }

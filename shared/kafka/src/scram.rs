@@ -46,9 +46,8 @@ impl Client {
     pub(crate) fn last(&mut self, server_first: &[u8], password: &str) -> Result<String, String> {
         let server_first =
             std::str::from_utf8(server_first).map_err(|_| "the server's first message is not text".to_string())?;
-        let field = |name: char| {
-            server_first.split(',').find_map(|f| f.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-        };
+        let field =
+            |name: char| server_first.split(',').find_map(|f| f.strip_prefix(name).and_then(|v| v.strip_prefix('=')));
         if let Some(e) = field('e') {
             return Err(format!("the server refused: {}", crate::conn::scrub(e, password)));
         }
@@ -56,7 +55,8 @@ impl Client {
         if !nonce.starts_with(&self.nonce) || nonce.len() <= self.nonce.len() {
             return Err("the server's nonce does not extend ours".to_string());
         }
-        let salt = STANDARD.decode(field('s').ok_or("the server's first message has no salt")?)
+        let salt = STANDARD
+            .decode(field('s').ok_or("the server's first message has no salt")?)
             .map_err(|_| "the server's salt is not base64".to_string())?;
         let iterations: u32 = field('i')
             .and_then(|i| i.parse().ok())
@@ -75,7 +75,8 @@ impl Client {
 
     /// Checks the server-final message: the server proves it knows the password too.
     pub(crate) fn verify(&self, server_final: &[u8]) -> Result<(), String> {
-        let text = std::str::from_utf8(server_final).map_err(|_| "the server's final message is not text".to_string())?;
+        let text =
+            std::str::from_utf8(server_final).map_err(|_| "the server's final message is not text".to_string())?;
         if let Some(e) = text.strip_prefix("e=") {
             return Err(format!("the server refused: {e}"));
         }

@@ -1,0 +1,442 @@
+//! The Kafka feed end to end: the real `changes` and `poll` binaries in the emulator
+//! (`--feed owfeed/changes -p source kafka …`) against a real Kafka-protocol broker (tansu
+//! 0.6, in memory), every message produced by an independent client (kafka-python 2.3), the
+//! state in a bucket of the shared moto.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use feed_tests::kafka::Tansu;
+use feed_tests::moto::Moto;
+use feed_tests::world::{workspace_bin, World, USER};
+use owfeed_kafka::{Client, Settings};
+use serde_json::{json, Value};
+
+/// A broker, a world and a feed trigger `t` on `topic`.
+struct Rig {
+    broker: Tansu,
+    w: World,
+    topic: String,
+}
+
+impl Rig {
+    fn start(partitions: u32) -> Rig {
+        Rig::start_with(partitions, false)
+    }
+
+    fn start_with(partitions: u32, authentication: bool) -> Rig {
+        let broker = Tansu::start(authentication).expect("tansu starts (installed on first use)");
+        let topic = Moto::unique_bucket("topic");
+        if !authentication {
+            broker.create_topic(&topic, partitions).expect("create topic");
+        }
+        let w = World::start(&workspace_bin("changes"), &workspace_bin("poll"));
+        Rig { broker, w, topic }
+    }
+
+    fn params(&self, extra: Value) -> Value {
+        let moto = Moto::shared().expect("moto server");
+        let bucket = Moto::unique_bucket("kafka-state");
+        moto.create_bucket(&bucket).unwrap();
+        let mut p = json!({
+            "source": "kafka",
+            "brokers": [self.broker.addr],
+            "topic": self.topic,
+            "stateBucket": bucket,
+            "endpoint": moto.endpoint(),
+            "accessKeyId": moto.access_key_id(),
+            "secretAccessKey": moto.secret_access_key(),
+        });
+        if let (Value::Object(p), Value::Object(extra)) = (&mut p, extra) {
+            p.extend(extra);
+        }
+        p
+    }
+
+    /// Creates `t` and the recording rule.
+    fn create(&self, extra: Value) -> Value {
+        let created = self.w.create_trigger("t", self.params(extra)).expect("create trigger with feed");
+        self.w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+        created
+    }
+
+    fn produce(&self, messages: Value) -> Vec<(i64, i64)> {
+        self.broker.produce(&self.topic, messages).expect("produce with kafka-python")
+    }
+
+    fn poll(&self) -> Value {
+        let result = self.w.poll_once("t").expect("poll");
+        assert!(self.w.emu.wait_idle(Duration::from_secs(60)), "emulator did not go idle");
+        result
+    }
+
+    fn read(&self) -> Value {
+        self.w.feed("READ", "t", json!({})).expect("READ")
+    }
+
+    /// Every payload the trigger accepted, in order.
+    fn accepted(&self) -> Vec<Value> {
+        let fires = self.w.emu.activations(USER).into_iter().filter(|a| a["name"] == "t");
+        fires.map(|a| a["response"]["result"].clone()).collect()
+    }
+
+    /// Every CloudEvent the trigger accepted (batches flattened).
+    fn events(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for p in self.accepted() {
+            match p.get("events").and_then(Value::as_array) {
+                Some(batch) => out.extend(batch.iter().cloned()),
+                None => out.push(p),
+            }
+        }
+        out
+    }
+
+    /// Every legacy message object the trigger accepted (`{"messages": […]}` flattened).
+    fn messages(&self) -> Vec<Value> {
+        self.accepted().iter().flat_map(|p| p["messages"].as_array().cloned().expect("a messages array")).collect()
+    }
+
+    fn client(&self) -> Client {
+        Client::new(Settings {
+            brokers: vec![self.broker.addr.clone()],
+            tls: None,
+            sasl: None,
+            client_id: "feed-tests".into(),
+            timeout: Duration::from_secs(10),
+        })
+        .unwrap()
+    }
+}
+
+/// (partition, offset, key, value) of a CloudEvent.
+fn coordinates(e: &Value) -> Coordinates {
+    let d = &e["data"];
+    (d["partition"].as_i64().unwrap(), d["offset"].as_i64().unwrap(), d["key"].clone(), d["value"].clone())
+}
+
+type Coordinates = (i64, i64, Value, Value);
+
+fn sorted(mut v: Vec<Coordinates>) -> Vec<Coordinates> {
+    v.sort_by_key(|c| (c.0, c.1));
+    v
+}
+
+#[test]
+fn messages_on_several_partitions_fire_exact_events() {
+    let r = Rig::start(3);
+    r.produce(json!([{"partition": 0, "key": "before", "value": "existed at CREATE"}]));
+    r.create(json!({}));
+    assert!(r.poll()["fired"] == 0, "since=now: what existed at CREATE does not fire");
+    let produced = r.produce(json!([
+        {"partition": 0, "key": "a", "value": "zero"},
+        {"partition": 1, "key": "b", "value": "{\"n\":1}"},
+        {"partition": 2, "value": "no key"},
+        {"partition": 1, "key": "b", "value": "two", "headers": [["h", "x"]]},
+        {"partition": 0, "key": "k\u{e9}", "value": null},
+    ]));
+    let result = r.poll();
+    assert_eq!(result["fired"], 5, "{result}");
+    let events = r.events();
+    let got = sorted(events.iter().map(coordinates).collect());
+    let want = sorted(vec![
+        (produced[0].0, produced[0].1, json!("a"), json!("zero")),
+        (produced[1].0, produced[1].1, json!("b"), json!("{\"n\":1}")),
+        (produced[2].0, produced[2].1, Value::Null, json!("no key")),
+        (produced[3].0, produced[3].1, json!("b"), json!("two")),
+        (produced[4].0, produced[4].1, json!("k\u{e9}"), Value::Null),
+    ]);
+    assert_eq!(got, want);
+    // Partition 0 held "before" at offset 0: the new ones follow it.
+    assert_eq!(produced[0], (0, 1));
+    for e in &events {
+        assert_eq!(e["type"], "org.openwhisk.feeds.kafka.message");
+        assert_eq!(e["source"], format!("kafka://{}/{}", r.broker.addr, r.topic));
+        assert_eq!(e["data"]["topic"], r.topic.as_str());
+        assert_eq!(e.get("subject"), e["data"]["key"].as_str().map(|k| json!(k)).as_ref(), "subject = text key: {e}");
+        let stamp = e["data"]["timestamp"].as_i64().unwrap();
+        let time = chrono::DateTime::parse_from_rfc3339(e["time"].as_str().unwrap()).unwrap();
+        assert_eq!(time.timestamp_millis(), stamp, "time is the record's timestamp");
+    }
+    // Per partition in offset order.
+    for p in 0..3 {
+        let offsets: Vec<i64> = events.iter().map(coordinates).filter(|c| c.0 == p).map(|c| c.1).collect();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "partition {p}: {offsets:?}");
+    }
+    let ids: BTreeSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 5);
+    let headers = events.iter().find(|e| e["data"]["value"] == "two").unwrap();
+    assert_eq!(headers["data"]["headers"], json!([{"key": "h", "value": "x"}]));
+    // Nothing new: nothing fired, the cursor stays.
+    let cursor = r.read()["status"]["cursor"].clone();
+    assert_eq!(r.poll()["fired"], 0);
+    assert_eq!(r.read()["status"]["cursor"], cursor);
+    assert_eq!(cursor, json!(format!("{{\"0\":3,\"1\":2,\"2\":1}}")));
+}
+
+/// What Apache's consumer builds for one message (provider/consumer.py:478-485 and
+/// 502-556): `value` decoded as UTF-8, parsed as JSON under isJSONData (text that does not
+/// parse becomes that text in double quotes), base64 with Python 2's line breaks every 76
+/// characters under isBinaryValue; `key` likewise under isBinaryKey.
+fn apache_message(
+    topic: &str,
+    (partition, offset): (i64, i64),
+    key: Option<&[u8]>,
+    value: &[u8],
+    opts: (bool, bool, bool),
+) -> Value {
+    let (json_data, binary_key, binary_value) = opts;
+    let py2_base64 = |b: &[u8]| {
+        let flat = base64::engine::general_purpose::STANDARD.encode(b);
+        flat.as_bytes().chunks(76).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect::<Vec<_>>().join("\n")
+    };
+    let text = String::from_utf8_lossy(value).into_owned();
+    let value = if json_data {
+        serde_json::from_str(&text).unwrap_or_else(|_| json!(format!("\"{text}\"")))
+    } else if binary_value {
+        json!(py2_base64(value))
+    } else {
+        json!(text)
+    };
+    let key = match key {
+        None => Value::Null,
+        Some(k) if binary_key => json!(py2_base64(k)),
+        Some(k) => json!(String::from_utf8_lossy(k)),
+    };
+    json!({"value": value, "topic": topic, "partition": partition, "offset": offset, "key": key})
+}
+
+#[test]
+fn the_legacy_format_is_apaches_messages_payload_key_by_key() {
+    let r = Rig::start(2);
+    r.create(json!({"format": "legacy", "isJSONData": true}));
+    let produced = r.produce(json!([
+        {"partition": 0, "key": "k1", "value": "{\"title\": \"Some string\", \"amount\": 5, \"isAwesome\": true}"},
+        {"partition": 1, "value": "not json"},
+        {"partition": 0, "key": "k2", "value": "[1, 2.5, null]"},
+    ]));
+    r.poll();
+    let fires = r.accepted();
+    assert_eq!(fires.len(), 1, "one fire carries every message that fits: {fires:?}");
+    assert_eq!(fires[0].as_object().unwrap().keys().collect::<Vec<_>>(), ["messages"]);
+    let got = r.messages();
+    let opts = (true, false, false);
+    let want = vec![
+        apache_message(
+            &r.topic,
+            produced[0],
+            Some(b"k1"),
+            br#"{"title": "Some string", "amount": 5, "isAwesome": true}"#,
+            opts,
+        ),
+        apache_message(&r.topic, produced[1], None, b"not json", opts),
+        apache_message(&r.topic, produced[2], Some(b"k2"), b"[1, 2.5, null]", opts),
+    ];
+    let sorted = |mut v: Vec<Value>| {
+        v.sort_by_key(|m| (m["partition"].as_i64(), m["offset"].as_i64()));
+        v
+    };
+    assert_eq!(sorted(got), sorted(want));
+
+    // Binary keys and values: a second trigger on the same topic.
+    let r2 =
+        Rig { broker: r.broker, w: World::start(&workspace_bin("changes"), &workspace_bin("poll")), topic: r.topic };
+    r2.create(json!({"format": "legacy", "isBinaryKey": true, "isBinaryValue": true}));
+    let long: Vec<u8> = (0..=200u8).collect();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let produced =
+        r2.produce(json!([{"partition": 1, "key_b64": b64.encode([0u8, 255, 1]), "value_b64": b64.encode(&long)}]));
+    r2.poll();
+    let got = r2.messages();
+    assert_eq!(got, vec![apache_message(&r2.topic, produced[0], Some(&[0, 255, 1]), &long, (false, true, true))]);
+    assert!(got[0]["value"].as_str().unwrap().contains('\n'), "Python 2's base64 breaks lines");
+}
+
+#[test]
+fn tansu_answers_list_offsets_latest_with_the_last_batch_base_plus_one_and_since_now_does_not_care() {
+    let r = Rig::start(1);
+    // Five single-record batches (offsets 0-4), then one batch of five (5-9).
+    let one_each: Vec<Value> = (0..5).map(|i| json!({"partition": 0, "value": format!("m{i}")})).collect();
+    r.produce(json!(one_each));
+    let batch: Vec<Value> = (5..10).map(|i| json!({"partition": 0, "value": format!("m{i}")})).collect();
+    let offsets = r.broker.produce_with(&r.topic, json!(batch), json!({"flush_each": false, "linger": true})).unwrap();
+    assert_eq!(offsets.last(), Some(&(0, 9)));
+    let client = r.client();
+    client.partitions(&r.topic).unwrap();
+    let latest = client.list_offsets(&r.topic, &[0], true).unwrap();
+    // The quirk (a real Kafka answers 10, the high watermark).
+    assert_eq!(latest[&0], 6, "tansu 0.6: ListOffsets(latest) = last batch base offset + 1");
+    let fetched = client.fetch(&r.topic, &[(0, 6)].into_iter().collect(), Duration::ZERO, 1 << 20).unwrap();
+    assert_eq!(fetched[&0].high_watermark, 10, "its Fetch reports the true high watermark");
+    // since=now starts at 10, not 6: nothing that existed at CREATE fires.
+    r.create(json!({}));
+    assert_eq!(r.read()["status"]["cursor"], "{\"0\":10}");
+    assert_eq!(r.poll()["fired"], 0);
+    let produced = r.produce(json!([{"partition": 0, "value": "after"}]));
+    r.poll();
+    let got: Vec<_> = r.events().iter().map(coordinates).collect();
+    assert_eq!(got, vec![(0, produced[0].1, Value::Null, json!("after"))]);
+    assert_eq!(produced[0].1, 10);
+}
+
+#[test]
+fn compressed_batches_from_the_producer_fire_every_message() {
+    let r = Rig::start(1);
+    r.create(json!({"batch": 20}));
+    let mut want = Vec::new();
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let messages: Vec<Value> = (0..5)
+            .map(|i| json!({"partition": 0, "key": codec, "value": format!("{codec}-{i}-{}", "x".repeat(200))}))
+            .collect();
+        let produced = r
+            .broker
+            .produce_with(&r.topic, json!(messages), json!({"compression": codec, "flush_each": false, "linger": true}))
+            .unwrap();
+        for (i, (p, o)) in produced.into_iter().enumerate() {
+            want.push((p, o, json!(codec), json!(format!("{codec}-{i}-{}", "x".repeat(200)))));
+        }
+    }
+    let result = r.poll();
+    assert_eq!(result["fired"], 20, "{result}");
+    let got = sorted(r.events().iter().map(coordinates).collect());
+    assert_eq!(got, sorted(want));
+}
+
+#[test]
+fn a_topic_that_grows_a_partition_is_read_from_its_earliest_offset() {
+    let r = Rig::start(1);
+    r.create(json!({}));
+    r.produce(json!([{"partition": 0, "value": "p0"}]));
+    r.poll();
+    r.broker.client("grow", json!({"topic": r.topic, "partitions": 2})).expect("add a partition");
+    // Written before any poll saw the new partition: still fired (from its earliest offset).
+    let produced = r.produce(json!([{"partition": 1, "value": "p1-a"}, {"partition": 1, "value": "p1-b"}]));
+    r.poll();
+    let got: Vec<_> = r.events().iter().map(coordinates).map(|c| (c.0, c.1, c.3)).collect();
+    assert_eq!(got, vec![(0, 0, json!("p0")), (1, produced[0].1, json!("p1-a")), (1, produced[1].1, json!("p1-b"))]);
+    assert_eq!(r.read()["status"]["cursor"], "{\"0\":1,\"1\":2}");
+}
+
+#[test]
+fn an_offset_out_of_range_stalls_or_restarts_as_on_cursor_rejected_says() {
+    let r = Rig::start(2);
+    r.create(json!({"since": 0}));
+    r.produce(json!([{"partition": 0, "value": "a"}, {"partition": 0, "value": "b"}, {"partition": 1, "value": "c"}]));
+    r.poll();
+    assert_eq!(r.events().len(), 3);
+    // The topic is deleted and created again: the stored offsets are past the end of the log.
+    r.broker.client("delete", json!({"topic": r.topic})).unwrap();
+    r.broker.create_topic(&r.topic, 2).unwrap();
+    r.produce(json!([{"partition": 0, "value": "new"}]));
+    let failed = r.w.poll_once("t").expect_err("fail: the poll stops");
+    assert!(failed.contains("partition 0: offset 2 is past the end of the log (1)"), "{failed}");
+    assert!(failed.contains("partition 1: offset 1 is past the end of the log (0)"), "{failed}");
+    let read = r.read();
+    assert_eq!(read["status"]["stalled"], true, "{read}");
+    assert!(read["status"]["stallReason"].as_str().unwrap().contains("onCursorRejected"), "{read}");
+    assert_eq!(r.events().len(), 3, "nothing skipped, nothing fired");
+    // earliest: both partitions go on from what the broker holds; "new" fires.
+    r.w.feed("UPDATE", "t", json!({"onCursorRejected": "earliest"})).expect("UPDATE");
+    let result = r.poll();
+    assert_eq!(result["status"], "rebaselined", "{result}");
+    r.poll();
+    let got: Vec<_> = r.events().iter().map(coordinates).map(|c| (c.0, c.1, c.3)).collect();
+    assert_eq!(got[3..], [(0, 0, json!("new"))]);
+    let read = r.read();
+    assert!(read["status"]["rebaselined"]["reason"].as_str().unwrap().contains("earliest"), "{read}");
+    assert_eq!(read["status"]["cursor"], "{\"0\":1,\"1\":0}");
+
+    // now: recreated again, with two records: they are not reported, later ones are.
+    r.w.feed("UPDATE", "t", json!({"onCursorRejected": "now"})).expect("UPDATE");
+    r.broker.client("delete", json!({"topic": r.topic})).unwrap();
+    r.broker.create_topic(&r.topic, 2).unwrap();
+    r.produce(json!([{"partition": 1, "value": "x"}, {"partition": 1, "value": "y"}, {"partition": 1, "value": "z"}]));
+    let result = r.poll();
+    assert_eq!(result["status"], "rebaselined", "{result}");
+    assert_eq!(r.events().len(), 4, "records before now are not reported");
+    r.produce(json!([{"partition": 1, "value": "later"}]));
+    r.poll();
+    assert_eq!(r.events().iter().map(coordinates).map(|c| c.3).next_back(), Some(json!("later")));
+}
+
+#[test]
+fn sasl_scram_with_wrong_credentials_is_a_clear_error_that_never_shows_the_password() {
+    let r = Rig::start_with(1, true);
+    r.broker.add_user("alice", "right-password-1", "scram256").expect("tansu user create");
+    let sasl = json!({"mechanism": "SCRAM-SHA-256", "user": "alice", "password": "right-password-1"});
+    r.broker.client("create", json!({"topic": r.topic, "partitions": 1, "sasl": sasl})).expect("create with SASL");
+    let wrong = "wrong-password-Zq9";
+    let err = r
+        .w
+        .create_trigger("t", r.params(json!({"user": "alice", "password": wrong, "saslMechanism": "SCRAM-SHA-256"})))
+        .expect_err("wrong password: CREATE fails");
+    assert!(err.contains("user, password (SASL SCRAM-SHA-256)") && err.contains("SASL authentication failed"), "{err}");
+    assert!(!err.contains(wrong), "{err}");
+    assert_eq!(r.w.user_entities().unwrap(), Vec::<String>::new(), "a failed CREATE leaves nothing");
+    // No credentials at all against a broker that wants them: says so, naming the parameters.
+    let err = r.w.create_trigger("t", r.params(json!({}))).expect_err("no SASL");
+    assert!(err.contains("brokers") || err.contains("user, password"), "{err}");
+    // The right ones: CREATE works and a message fires.
+    r.create(json!({"user": "alice", "password": "right-password-1", "saslMechanism": "SCRAM-SHA-256"}));
+    r.broker.produce_with(&r.topic, json!([{"partition": 0, "value": "hi"}]), json!({"sasl": sasl})).unwrap();
+    r.poll();
+    assert_eq!(r.events().iter().map(coordinates).map(|c| c.3).collect::<Vec<_>>(), [json!("hi")]);
+    let read = serde_json::to_string(&r.read()).unwrap();
+    assert!(!read.contains("right-password-1") && read.contains("[redacted]"), "{read}");
+    for a in r.w.emu.activations(USER) {
+        assert!(!a.to_string().contains("right-password-1"), "an activation shows the password");
+    }
+}
+
+#[test]
+fn connection_mode_fires_within_the_activation_as_messages_arrive() {
+    let r = Rig::start(2);
+    r.create(json!({"mode": "connection"}));
+    r.w.set_poll_timeout(12_000);
+    let began = Instant::now();
+    let (result, latencies) = std::thread::scope(|scope| {
+        let poll = scope.spawn(|| r.w.poll_once("t"));
+        let mut latencies = Vec::new();
+        for (i, value) in ["first", "second"].into_iter().enumerate() {
+            std::thread::sleep(Duration::from_millis(1500));
+            let written = Instant::now();
+            r.produce(json!([{"partition": i, "value": value}]));
+            while r.events().len() < i + 1 {
+                assert!(written.elapsed() < Duration::from_secs(5), "no event for {value} within 5 s");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            latencies.push(written.elapsed());
+        }
+        (poll.join().expect("poll thread"), latencies)
+    });
+    let result = result.expect("the connection-mode poll ends normally at its deadline");
+    assert!(began.elapsed() >= Duration::from_secs(5), "it held the connection: {:?}", began.elapsed());
+    assert_eq!(result["fired"], 2, "both fired by the one activation: {result}");
+    eprintln!("kafka connection mode: produce → event latencies {latencies:?}");
+    let values: Vec<Value> = r.events().iter().map(coordinates).map(|c| c.3).collect();
+    assert_eq!(values, [json!("first"), json!("second")]);
+}
+
+#[test]
+fn a_message_too_large_for_a_fire_is_fired_as_a_reference_never_skipped() {
+    let r = Rig::start(1);
+    r.create(json!({"format": "legacy"}));
+    let big = "v".repeat(850_000);
+    let produced = r.produce(
+        json!([{"partition": 0, "value": "small"}, {"partition": 0, "value": big}, {"partition": 0, "value": "after"}]),
+    );
+    r.poll();
+    let got = r.messages();
+    let offsets: Vec<i64> = got.iter().map(|m| m["offset"].as_i64().unwrap()).collect();
+    assert_eq!(offsets, produced.iter().map(|p| p.1).collect::<Vec<_>>(), "every offset fired, in order");
+    assert_eq!(got[1]["value"], Value::Null);
+    assert_eq!(got[1]["truncated"], true);
+    assert_eq!(got[1]["size"], 850_000);
+    for fire in r.accepted() {
+        assert!(fire.to_string().len() <= 900_000, "each fire stays under the payload limit");
+    }
+    let ids: BTreeMap<i64, Value> = got.iter().map(|m| (m["offset"].as_i64().unwrap(), m["value"].clone())).collect();
+    assert_eq!(ids[&produced[2].1], "after");
+}
