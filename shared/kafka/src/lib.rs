@@ -34,12 +34,13 @@ use kafka_protocol::protocol::StrBytes;
 use conn::Conn;
 pub use records::decode_batches;
 
-/// The API versions this client speaks (min, max). Fetch stops at 12: from 13 on partitions
-/// are named by topic id only. Every range reaches back to what Kafka 2.x serves and forward
+/// The API versions this client speaks (min, max). Fetch stops at 11, the last version without
+/// tagged fields: tansu 0.6 answers Fetch v12 with a tag v12 does not define (NodeEndpoints,
+/// v16+), which a strict decoder refuses; from 13 on partitions are named by topic id only. Every range reaches back to what Kafka 2.x serves and forward
 /// to what Kafka 4.x still serves.
 const METADATA: (i16, i16) = (1, 12);
 const LIST_OFFSETS: (i16, i16) = (1, 7);
-const FETCH: (i16, i16) = (4, 12);
+const FETCH: (i16, i16) = (4, 11);
 const FIND_COORDINATOR: (i16, i16) = (0, 3);
 const OFFSET_COMMIT: (i16, i16) = (2, 8);
 

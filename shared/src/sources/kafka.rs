@@ -49,6 +49,11 @@ pub const EVENT_TYPE: &str = "org.openwhisk.feeds.kafka.message";
 pub const MAX_MESSAGE_JSON: usize = 800_000;
 /// Bytes one fetch asks for at most (the broker returns at least one batch even if larger).
 const FETCH_BYTES: i32 = 8 * 1024 * 1024;
+/// The longest one Fetch is held open in connection mode; the core reads again until its
+/// deadline. Kafka answers a held fetch as soon as data arrives, but tansu 0.6 sleeps half the
+/// remaining wait between looks (tansu-storage src/service/fetch.rs:353), so a long wait would
+/// delay delivery by up to half of it; one fetch a second costs a broker nothing.
+const MAX_FETCH_WAIT: Duration = Duration::from_secs(1);
 /// How long one request to a broker may take, waits excluded.
 const REQUEST_TIME: Duration = Duration::from_secs(10);
 
@@ -497,7 +502,8 @@ impl LogReader for KafkaReader {
         if positions.is_empty() {
             return Ok(Batch { records: Vec::new(), cursor: cursor_text(&positions) });
         }
-        let wait = wait_until.map_or(Duration::ZERO, |w| w.saturating_duration_since(Instant::now()));
+        let wait =
+            wait_until.map_or(Duration::ZERO, |w| w.saturating_duration_since(Instant::now())).min(MAX_FETCH_WAIT);
         let fetched = self.client.fetch(&self.topic, &positions, wait, FETCH_BYTES).map_err(|e| self.error(e))?;
         let refused: Vec<(i32, i64)> = fetched
             .iter()
