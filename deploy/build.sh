@@ -40,9 +40,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 target=x86_64-unknown-linux-gnu
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 dist=$root/dist
-# 1.65 MB today; the budget leaves room for one more source, and fails a regression that adds
-# a large dependency.
-max_zip_bytes=$((1900 * 1000))
+# 2.03 MB today (1.65 MB before the kafka source: its wire codec, pure-Rust gzip/snappy/lz4/zstd
+# decoders and SCRAM add about 0.37 MB to changes and poll); the budget fails a regression
+# that adds another large dependency.
+max_zip_bytes=$((2100 * 1000))
 
 command -v python3 >/dev/null || {
     echo "build.sh: python3 is required (it writes and checks the zips)" >&2
