@@ -181,6 +181,13 @@ pub trait LogReader: Sync {
             Restart::Earliest => Ok(None),
         }
     }
+    /// How far the feed is behind the log after `cursor`, for READ (`lag`), where the source
+    /// can tell with a few cheap requests (Kafka: high watermark minus the cursor, per
+    /// partition). By default `None`: READ shows no `lag`.
+    fn lag(&self, cursor: Option<&str>) -> Result<Option<Value>, SourceError> {
+        let _ = cursor;
+        Ok(None)
+    }
     /// Reads at most `limit` records after `after` (`None`: from the start of the log).
     /// With `wait_until`, holds the request open until a record arrives or that instant
     /// passes, and then returns an empty batch with the cursor unchanged or advanced.

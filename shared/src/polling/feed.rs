@@ -6,7 +6,7 @@ use super::helpers::{
     alarm_feed, alarm_trigger_body, alarms_package, baseline, default_alarms, describe_invoke_error, find_source, iso,
     source_error, state_blobs, teardown, teardown_plan, Helpers, Opened,
 };
-use super::log::{cursor_stall, log_baseline, log_status, LogSettings, Mode, Since};
+use super::log::{cursor_stall, log_baseline, log_lag, log_status, LogSettings, Mode, Since};
 use super::{
     config_dialect, dialect_fields, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER,
     DEFAULT_INTERVAL_MINUTES,
@@ -261,7 +261,11 @@ impl Feed for PollingFeed<'_> {
         }
         let is_log = matches!(opened, Ok(Opened::Log(_)));
         let mut loaded = None;
-        match opened.and_then(|o| Ok(Some(state_blobs(&o, &config)?))) {
+        let blobs = match &opened {
+            Ok(o) => state_blobs(o, &config).map(Some).map_err(ActionError::from),
+            Err(e) => Err(e.clone()),
+        };
+        match blobs {
             Ok(Some(blobs)) => {
                 let store = StateStore::new(blobs, &req.trigger);
                 s.insert("state".into(), json!(store.location()));
@@ -323,6 +327,9 @@ impl Feed for PollingFeed<'_> {
                 }
                 if let Some(state) = &loaded {
                     cursor_stall(s, state);
+                    if let Ok(Opened::Log(reader)) = &opened {
+                        log_lag(s, reader.as_ref(), state);
+                    }
                 }
             }
             Ok(None) => {}

@@ -509,6 +509,21 @@ pub(super) fn log_status(s: &mut Map<String, Value>, state: &State, log: Option<
     }
 }
 
+/// READ's `lag`: how far the stored cursor is behind the log, as the source tells it
+/// (`LogReader::lag`); `lagError` when the source cannot be asked now.
+pub(super) fn log_lag(s: &mut Map<String, Value>, reader: &dyn LogReader, state: &State) {
+    let cursor = state.log.as_ref().and_then(|l| l.cursor.as_deref());
+    match reader.lag(cursor) {
+        Ok(Some(lag)) => {
+            s.insert("lag".into(), lag);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            s.insert("lagError".into(), json!(e.to_string()));
+        }
+    }
+}
+
 /// A rejected cursor is a stall from the first poll that met it, not after a few: READ says
 /// so (`stalled`, `stallReason`, `cursorRejected`, and `lastError` when no poll record has one).
 pub(super) fn cursor_stall(s: &mut Map<String, Value>, state: &State) {

@@ -20,6 +20,9 @@
 //! is never skipped (Apache's feed logs and commits past it, consumer.py:341-344): its event
 //! carries `value: null`, `truncated: true` and `size`, and the offset to fetch it by.
 //!
+//! **Lag** (READ's `lag`): per partition, the high watermark (from a Fetch, as "now") minus
+//! the cursor's offset, and their sum.
+//!
 //! **Consumer group.** With `groupId`, the offsets are committed to that group after the
 //! feed's own state is committed (`acknowledge`), so lag monitors see the feed's progress; the
 //! feed never reads them back: its state is the source of truth.
@@ -521,6 +524,25 @@ impl LogReader for KafkaReader {
         let (messages, positions) = merge(fetched, positions, limit);
         let records = messages.iter().map(|m| self.record(m)).collect();
         Ok(Batch { records, cursor: cursor_text(&positions) })
+    }
+
+    fn lag(&self, cursor: Option<&str>) -> Result<Option<Value>, SourceError> {
+        let partitions = self.partitions()?;
+        let bounds = self.bounds(&partitions)?;
+        let positions = parse_cursor(cursor).unwrap_or_default();
+        let mut each = Map::new();
+        let mut total = 0;
+        for (p, (start, end)) in &bounds {
+            // A partition the cursor does not name is read from its earliest offset.
+            let at = positions.get(p).copied().unwrap_or(*start);
+            let lag = (end - at).max(0);
+            total += lag;
+            each.insert(
+                p.to_string(),
+                json!({"offset": at, "highWatermark": end, "logStartOffset": start, "lag": lag}),
+            );
+        }
+        Ok(Some(json!({"messages": total, "partitions": each})))
     }
 
     fn acknowledge(&self, cursor: &str) -> Result<(), SourceError> {
