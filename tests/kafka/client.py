@@ -4,6 +4,8 @@ Usage: client.py BOOTSTRAP COMMAND [ARGS], one JSON object of options on stdin:
   create   {"topic", "partitions"}
   grow     {"topic", "partitions"}          (total partitions after)
   delete   {"topic"}
+  committed {"topic", "group", "partitions"}  (the group's committed offset of each partition)
+  commit   {"topic", "group", "offsets": {"0": 5}}  (commits as a consumer outside the group)
   produce  {"topic", "messages": [{"partition", "key", "value", "key_b64", "value_b64",
             "headers"}], "compression": null|"gzip"|"snappy"|"lz4"|"zstd", "linger": false,
             "sasl": {"mechanism", "user", "password"}, "flush_each": true}
@@ -14,8 +16,9 @@ import json
 import sys
 import time
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewPartitions, NewTopic
+from kafka.structs import OffsetAndMetadata
 
 
 def security(opts):
@@ -43,6 +46,22 @@ def main():
             admin.delete_topics([opts["topic"]])
         admin.close()
         print(json.dumps({"ok": True}))
+        return
+    if command in ("committed", "commit"):
+        # KafkaConsumer's committed() (OffsetFetch v1-5): tansu 0.6's answer to the admin
+        # client's list_consumer_group_offsets (OffsetFetch v8) does not decode.
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=opts["group"], enable_auto_commit=False,
+                                 request_timeout_ms=10000, **security(opts))
+        if command == "commit":
+            offsets = {TopicPartition(opts["topic"], int(p)): OffsetAndMetadata(o, "", -1)
+                       for p, o in opts["offsets"].items()}
+            consumer.assign(list(offsets))
+            consumer.commit(offsets)
+            out = {"ok": True}
+        else:
+            out = {str(p): consumer.committed(TopicPartition(opts["topic"], p)) for p in range(opts["partitions"])}
+        consumer.close()
+        print(json.dumps(out))
         return
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use feed_tests::kafka::Tansu;
+use feed_tests::kafkaproxy::KafkaProxy;
 use feed_tests::moto::Moto;
 use feed_tests::world::{workspace_bin, World, USER};
 use owfeed_kafka::{Client, Settings};
@@ -19,6 +20,10 @@ struct Rig {
     broker: Tansu,
     w: World,
     topic: String,
+    /// What the feed's `brokers` names: tansu, or a proxy in front of it.
+    feed_broker: String,
+    /// The state store's endpoint: moto, or a fault proxy in front of it.
+    state_endpoint: String,
 }
 
 impl Rig {
@@ -32,8 +37,21 @@ impl Rig {
         if !authentication {
             broker.create_topic(&topic, partitions).expect("create topic");
         }
+        Rig::on(broker, topic)
+    }
+
+    /// A new world on `broker`'s `topic`.
+    fn on(broker: Tansu, topic: String) -> Rig {
         let w = World::start(&workspace_bin("changes"), &workspace_bin("poll"));
-        Rig { broker, w, topic }
+        let feed_broker = broker.addr.clone();
+        let state_endpoint = Moto::shared().expect("moto server").endpoint().to_string();
+        Rig { broker, w, topic, feed_broker, state_endpoint }
+    }
+
+    /// The feed reaches the broker through `proxy` from now on.
+    fn through(mut self, proxy: &KafkaProxy) -> Rig {
+        self.feed_broker = proxy.addr.clone();
+        self
     }
 
     fn params(&self, extra: Value) -> Value {
@@ -42,10 +60,10 @@ impl Rig {
         moto.create_bucket(&bucket).unwrap();
         let mut p = json!({
             "source": "kafka",
-            "brokers": [self.broker.addr],
+            "brokers": [self.feed_broker],
             "topic": self.topic,
             "stateBucket": bucket,
-            "endpoint": moto.endpoint(),
+            "endpoint": self.state_endpoint,
             "accessKeyId": moto.access_key_id(),
             "secretAccessKey": moto.secret_access_key(),
         });
@@ -101,7 +119,7 @@ impl Rig {
 
     fn client(&self) -> Client {
         Client::new(Settings {
-            brokers: vec![self.broker.addr.clone()],
+            brokers: vec![self.feed_broker.clone()],
             tls: None,
             sasl: None,
             client_id: "feed-tests".into(),
@@ -241,8 +259,7 @@ fn the_legacy_format_is_apaches_messages_payload_key_by_key() {
     assert_eq!(sorted(got), sorted(want));
 
     // Binary keys and values: a second trigger on the same topic.
-    let r2 =
-        Rig { broker: r.broker, w: World::start(&workspace_bin("changes"), &workspace_bin("poll")), topic: r.topic };
+    let r2 = Rig::on(r.broker, r.topic);
     r2.create(json!({"format": "legacy", "isBinaryKey": true, "isBinaryValue": true}));
     let long: Vec<u8> = (0..=200u8).collect();
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -274,11 +291,58 @@ fn tansu_answers_list_offsets_latest_with_the_last_batch_base_plus_one_and_since
     r.create(json!({}));
     assert_eq!(r.read()["status"]["cursor"], "{\"0\":10}");
     assert_eq!(r.poll()["fired"], 0);
+    assert_eq!(
+        r.read()["status"]["lag"],
+        json!({"messages": 0, "partitions": {"0": {"offset": 10, "highWatermark": 10, "logStartOffset": 0, "lag": 0}}})
+    );
     let produced = r.produce(json!([{"partition": 0, "value": "after"}]));
+    // READ's lag is the high watermark minus the cursor, not ListOffsets' 6 (or 11 now) minus it.
+    assert_eq!(r.read()["status"]["lag"]["partitions"]["0"]["lag"], 1);
     r.poll();
     let got: Vec<_> = r.events().iter().map(coordinates).collect();
     assert_eq!(got, vec![(0, produced[0].1, Value::Null, json!("after"))]);
     assert_eq!(produced[0].1, 10);
+    assert_eq!(r.read()["status"]["lag"]["messages"], 0);
+}
+
+/// Six records in five single batches then one of five (offsets 0-9) on partition 0.
+fn ten_in_six_batches(r: &Rig) {
+    let one_each: Vec<Value> = (0..5).map(|i| json!({"partition": 0, "value": format!("m{i}")})).collect();
+    r.produce(json!(one_each));
+    let batch: Vec<Value> = (5..10).map(|i| json!({"partition": 0, "value": format!("m{i}")})).collect();
+    r.broker.produce_with(&r.topic, json!(batch), json!({"flush_each": false, "linger": true})).unwrap();
+}
+
+#[test]
+fn behind_a_proxy_answering_offsets_as_apache_kafka_does_since_now_and_lag_are_the_same() {
+    // Apache Kafka answers ListOffsets(latest) with the high watermark (10 here), and a Fetch
+    // past it with OFFSET_OUT_OF_RANGE: the proxy plays that in front of tansu.
+    let broker = Tansu::start(false).expect("tansu");
+    let topic = Moto::unique_bucket("topic");
+    broker.create_topic(&topic, 2).unwrap();
+    let proxy = KafkaProxy::start(&broker.addr).expect("kafka proxy");
+    proxy.kafka_offsets();
+    let r = Rig::on(broker, topic).through(&proxy);
+    ten_in_six_batches(&r);
+    let client = r.client();
+    client.partitions(&r.topic).unwrap();
+    assert_eq!(client.list_offsets(&r.topic, &[0, 1], true).unwrap(), [(0, 10), (1, 0)].into_iter().collect());
+    let past = client.fetch(&r.topic, &[(0, 12)].into_iter().collect(), Duration::ZERO, 1 << 20).unwrap();
+    assert_eq!(past[&0].error_code, 1, "OFFSET_OUT_OF_RANGE past the high watermark");
+    r.create(json!({}));
+    assert_eq!(r.read()["status"]["cursor"], "{\"0\":10,\"1\":0}");
+    let lag = r.read()["status"]["lag"].clone();
+    assert_eq!(lag["messages"], 0, "{lag}");
+    assert_eq!(r.poll()["fired"], 0);
+    let produced = r.produce(json!([{"partition": 0, "value": "a"}, {"partition": 1, "value": "b"}]));
+    let lag = r.read()["status"]["lag"].clone();
+    assert_eq!(lag["messages"], 2, "{lag}");
+    assert_eq!(lag["partitions"]["0"], json!({"offset": 10, "highWatermark": 11, "logStartOffset": 0, "lag": 1}));
+    r.poll();
+    let got = sorted(r.events().iter().map(coordinates).collect());
+    assert_eq!(got, vec![(0, produced[0].1, Value::Null, json!("a")), (1, produced[1].1, Value::Null, json!("b"))]);
+    assert_eq!(r.read()["status"]["lag"]["messages"], 0);
+    assert!(proxy.seen(kafka_protocol::messages::ApiKey::ListOffsets) > 0, "the feed asked through the proxy");
 }
 
 #[test]
@@ -305,25 +369,110 @@ fn compressed_batches_from_the_producer_fire_every_message() {
 }
 
 #[test]
-fn a_partition_the_cursor_does_not_name_as_after_a_topic_grew_is_read_from_its_earliest_offset() {
+fn a_partition_added_to_the_topic_after_create_is_read_from_its_earliest_offset() {
     // tansu 0.6 has no CreatePartitions (kafka-python: "does not support the
-    // 'CreatePartitionsRequest_v0'"), so the grown topic is a cursor stored before partition 1
-    // existed: `since` names partition 0 only, as the state of a feed created then does.
-    let r = Rig::start(2);
-    let err = r.broker.client("grow", json!({"topic": r.topic, "partitions": 3})).expect_err("tansu cannot grow");
+    // 'CreatePartitionsRequest_v0'"), so the topic is made with three partitions and the proxy
+    // shows two until it "grows": Metadata then lists the third, as Kafka's does after
+    // CreatePartitions. The feed sees the topic grow on the wire; only the growing is played.
+    let broker = Tansu::start(false).expect("tansu");
+    let topic = Moto::unique_bucket("topic");
+    broker.create_topic(&topic, 2).unwrap();
+    let err = broker.client("grow", json!({"topic": topic, "partitions": 3})).expect_err("tansu cannot grow");
     assert!(err.to_string().contains("CreatePartitions"), "{err}");
-    let produced = r.produce(json!([{"partition": 1, "value": "p1-a"}, {"partition": 1, "value": "p1-b"}]));
-    r.create(json!({"since": "{\"0\":0}"}));
-    r.produce(json!([{"partition": 0, "value": "p0"}]));
+    broker.client("delete", json!({"topic": topic})).unwrap();
+    broker.create_topic(&topic, 3).unwrap();
+    let proxy = KafkaProxy::start(&broker.addr).expect("kafka proxy");
+    proxy.kafka_offsets();
+    proxy.hide_partitions_from(2);
+    let r = Rig::on(broker, topic).through(&proxy);
+    r.produce(json!([{"partition": 0, "value": "before"}]));
+    r.create(json!({}));
+    assert_eq!(r.read()["status"]["cursor"], "{\"0\":1,\"1\":0}", "two partitions at CREATE");
+    assert_eq!(r.poll()["fired"], 0);
+    proxy.reveal_partitions();
+    let produced = r.produce(
+        json!([{"partition": 2, "value": "p2-a"}, {"partition": 2, "value": "p2-b"}, {"partition": 0, "value": "p0"}]),
+    );
+    assert_eq!(r.read()["status"]["lag"]["partitions"]["2"]["lag"], 2, "READ counts the new partition from its start");
     r.poll();
     let got: Vec<_> =
         sorted(r.events().iter().map(coordinates).collect()).into_iter().map(|c| (c.0, c.1, c.3)).collect();
-    assert_eq!(got, vec![(0, 0, json!("p0")), (1, produced[0].1, json!("p1-a")), (1, produced[1].1, json!("p1-b"))]);
-    assert_eq!(r.read()["status"]["cursor"], "{\"0\":1,\"1\":2}");
+    assert_eq!(
+        got,
+        vec![(0, produced[2].1, json!("p0")), (2, produced[0].1, json!("p2-a")), (2, produced[1].1, json!("p2-b"))]
+    );
+    assert_eq!((produced[0].1, produced[1].1), (0, 1), "the new partition from its earliest offset");
+    assert_eq!(r.read()["status"]["cursor"], "{\"0\":2,\"1\":0,\"2\":2}");
 }
 
 #[test]
-fn an_offset_out_of_range_stalls_or_restarts_as_on_cursor_rejected_says() {
+fn offsets_deleted_by_retention_stall_or_restart_as_on_cursor_rejected_says() {
+    // Retention moves a partition's log start past the stored offset: Kafka then answers the
+    // Fetch with OFFSET_OUT_OF_RANGE and a log_start_offset beyond it, ListOffsets(earliest)
+    // with the new start. tansu 0.6 cannot delete records (DeleteRecords is todo!()): the
+    // proxy answers as Kafka does once `retain_from` moves the start.
+    let broker = Tansu::start(false).expect("tansu");
+    let topic = Moto::unique_bucket("topic");
+    broker.create_topic(&topic, 2).unwrap();
+    let proxy = KafkaProxy::start(&broker.addr).expect("kafka proxy");
+    proxy.kafka_offsets();
+    let r = Rig::on(broker, topic).through(&proxy);
+    r.create(json!({"since": 0}));
+    let p0 = |values: std::ops::Range<i32>| -> Value {
+        json!(values.map(|i| json!({"partition": 0, "value": format!("v{i}")})).collect::<Vec<_>>())
+    };
+    r.produce(p0(0..5));
+    r.produce(json!([{"partition": 1, "value": "one"}]));
+    r.poll();
+    assert_eq!(r.events().len(), 6);
+    assert_eq!(r.read()["status"]["cursor"], "{\"0\":5,\"1\":1}");
+    r.produce(p0(5..9));
+    r.produce(json!([{"partition": 1, "value": "two"}]));
+    proxy.retain_from(0, 7);
+
+    // fail: nothing read, nothing skipped; the error and READ name the partition and the gap.
+    let failed = r.w.poll_once("t").expect_err("fail: the poll stops");
+    let gap = "partition 0: offset 5 is no longer held (the log starts at 7): records 5 to 6 were deleted";
+    assert!(failed.contains(gap), "{failed}");
+    assert!(!failed.contains("partition 1"), "partition 1 is fine: {failed}");
+    let read = r.read();
+    assert_eq!(read["status"]["stalled"], true, "{read}");
+    assert!(read["status"]["stallReason"].as_str().unwrap().contains(gap), "{read}");
+    assert_eq!(read["status"]["lag"]["partitions"]["0"]["logStartOffset"], 7, "{read}");
+    assert_eq!(r.events().len(), 6, "nothing fired");
+
+    // earliest: partition 0 goes on from 7 (5 and 6 are gone), partition 1 from where it was.
+    r.w.feed("UPDATE", "t", json!({"onCursorRejected": "earliest"})).expect("UPDATE");
+    assert_eq!(r.poll()["status"], "rebaselined");
+    let read = r.read();
+    let reason = read["status"]["rebaselined"]["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains(gap) && reason.contains("earliest"), "{reason}");
+    assert_eq!(read["status"]["rebaselined"]["previousCursor"], "{\"0\":5,\"1\":1}");
+    // The same poll goes on reading from the new cursor.
+    assert_eq!(read["status"]["cursor"], "{\"0\":9,\"1\":2}");
+    let values: Vec<Value> = r.events()[6..].iter().map(|e| e["data"]["value"].clone()).collect();
+    let values: BTreeSet<String> = values.iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert_eq!(values, ["v7", "v8", "two"].iter().map(|v| v.to_string()).collect());
+
+    // now: the refused partition moves to its end (what retention left is not reported).
+    r.w.feed("UPDATE", "t", json!({"onCursorRejected": "now"})).expect("UPDATE");
+    r.produce(p0(9..13));
+    proxy.retain_from(0, 11);
+    assert_eq!(r.poll()["status"], "rebaselined");
+    let read = r.read();
+    let reason = read["status"]["rebaselined"]["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("partition 0: offset 9 is no longer held (the log starts at 11)"), "{reason}");
+    assert!(reason.contains("from now"), "{reason}");
+    assert_eq!(read["status"]["cursor"], "{\"0\":13,\"1\":2}");
+    assert_eq!(r.events().len(), 9, "v11 and v12 are not reported under now");
+    r.produce(json!([{"partition": 0, "value": "later"}]));
+    r.poll();
+    assert_eq!(r.events().last().map(|e| e["data"]["value"].clone()), Some(json!("later")));
+    assert_eq!(r.events().len(), 10);
+}
+
+#[test]
+fn a_topic_deleted_and_created_again_stalls_or_restarts_as_on_cursor_rejected_says() {
     let r = Rig::start(2);
     r.create(json!({"since": 0}));
     r.produce(json!([{"partition": 0, "value": "a"}, {"partition": 0, "value": "b"}, {"partition": 1, "value": "c"}]));
