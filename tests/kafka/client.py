@@ -51,7 +51,7 @@ def main():
         # KafkaConsumer's committed() (OffsetFetch v1-5): tansu 0.6's answer to the admin
         # client's list_consumer_group_offsets (OffsetFetch v8) does not decode.
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=opts["group"], enable_auto_commit=False,
-                                 request_timeout_ms=10000, **security(opts))
+                                 **security(opts))
         if command == "commit":
             offsets = {TopicPartition(opts["topic"], int(p)): OffsetAndMetadata(o, "", -1)
                        for p, o in opts["offsets"].items()}

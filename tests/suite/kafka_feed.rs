@@ -11,6 +11,7 @@ use base64::Engine as _;
 use feed_tests::kafka::Tansu;
 use feed_tests::kafkaproxy::KafkaProxy;
 use feed_tests::moto::Moto;
+use feed_tests::tls::{TestCa, TlsProxy};
 use feed_tests::world::{workspace_bin, World, USER};
 use owfeed_kafka::{Client, Settings};
 use serde_json::{json, Value};
@@ -593,4 +594,127 @@ fn a_message_too_large_for_a_fire_is_fired_as_a_reference_never_skipped() {
     }
     let ids: BTreeMap<i64, Value> = got.iter().map(|m| (m["offset"].as_i64().unwrap(), m["value"].clone())).collect();
     assert_eq!(ids[&produced[2].1], "after");
+}
+
+/// A broker that checks SASL credentials: tansu behind the proxy's SASL stand-in (user
+/// `alice`), optionally behind a TLS terminator with a private CA.
+struct SaslRig {
+    r: Rig,
+    proxy: KafkaProxy,
+    _tls: Option<(TestCa, TlsProxy)>,
+}
+
+const SASL_PASSWORD: &str = "right-password-Q7x";
+
+impl SaslRig {
+    fn start(tls: bool) -> SaslRig {
+        let broker = Tansu::start(false).expect("tansu");
+        let topic = Moto::unique_bucket("topic");
+        broker.create_topic(&topic, 1).unwrap();
+        let proxy = KafkaProxy::start(&broker.addr).expect("kafka proxy");
+        proxy.require_sasl("alice", SASL_PASSWORD);
+        let mut r = Rig::on(broker, topic).through(&proxy);
+        let tls = tls.then(|| {
+            let ca = TestCa::new().expect("test CA");
+            let terminator = TlsProxy::start(&proxy.addr, &ca).expect("TLS terminator");
+            let addr = terminator.url().trim_start_matches("https://").to_string();
+            proxy.advertise(&addr);
+            r.feed_broker = addr;
+            (ca, terminator)
+        });
+        SaslRig { r, proxy, _tls: tls }
+    }
+
+    fn ca_pem(&self) -> &str {
+        &self._tls.as_ref().expect("a TLS rig").0.ca_pem
+    }
+}
+
+#[test]
+fn sasl_credentials_a_broker_checks_are_accepted_and_wrong_ones_refused_without_echo() {
+    // The broker side is the proxy's stand-in (kafkaproxy.rs: PLAIN, SCRAM-SHA-256/512 per
+    // RFC 5802/7677): tansu 0.6 accepts any PLAIN password and cannot create a SCRAM user.
+    let s = SaslRig::start(false);
+    let r = &s.r;
+    for (i, mechanism) in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].into_iter().enumerate() {
+        let wrong = format!("wrong-{mechanism}-Zq9");
+        for (user, password) in [("alice", wrong.as_str()), ("mallory", SASL_PASSWORD)] {
+            let refused_before = s.proxy.refused();
+            let entities = r.w.user_entities().unwrap();
+            let err = r
+                .w
+                .create_trigger("t", r.params(json!({"user": user, "password": password, "saslMechanism": mechanism})))
+                .expect_err("wrong credentials: CREATE fails");
+            assert!(err.contains(&format!("user, password (SASL {mechanism})")), "{err}");
+            assert!(err.contains("SASL_AUTHENTICATION_FAILED") || err.contains("the server refused"), "{err}");
+            assert!(!err.contains(password), "{err}");
+            assert_eq!(s.proxy.refused(), refused_before + 1, "the broker refused once, not once per retry");
+            assert_eq!(r.w.user_entities().unwrap(), entities, "a failed CREATE leaves nothing");
+        }
+        // The right ones: the trigger fires what is produced after CREATE.
+        r.create(json!({"user": "alice", "password": SASL_PASSWORD, "saslMechanism": mechanism}));
+        let produced = r.produce(json!([{"partition": 0, "value": mechanism}]));
+        r.poll();
+        assert_eq!(r.events().len(), i + 1, "{mechanism}");
+        assert_eq!(coordinates(&r.events()[i]), (0, produced[0].1, Value::Null, json!(mechanism)));
+        r.w.delete_trigger("t").expect("delete");
+    }
+    for a in r.w.emu.activations(USER) {
+        let text = a.to_string();
+        assert!(!text.contains("-Zq9") && !text.contains(SASL_PASSWORD), "an activation shows a password: {text}");
+    }
+}
+
+#[test]
+fn the_message_hub_form_is_sasl_plain_over_tls_trusting_the_ca_given() {
+    let s = SaslRig::start(true);
+    let r = &s.r;
+    let hub = |extra: Value| {
+        let mut p =
+            r.params(json!({"kafka_brokers_sasl": [r.feed_broker], "user": "alice", "password": SASL_PASSWORD}));
+        p.as_object_mut().unwrap().remove("brokers");
+        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        p
+    };
+    // The private CA is not among the public roots: refused, naming the TLS parameters.
+    let err = r.w.create_trigger("t", hub(json!({}))).expect_err("untrusted certificate");
+    assert!(err.contains("caCertificate") && err.contains("TLS"), "{err}");
+    assert!(!err.contains(SASL_PASSWORD), "{err}");
+    // Plain TCP to the TLS listener: a clear error too.
+    let err = r.w.create_trigger("t", hub(json!({"tls": false}))).expect_err("plain TCP to TLS");
+    assert!(err.contains("kafka_brokers_sasl") || err.contains("tls"), "{err}");
+    let created = r.w.create_trigger("t", hub(json!({"caCertificate": s.ca_pem()}))).expect("CREATE with the CA");
+    assert_eq!(created["notices"][0].as_str().unwrap().split(": ").next(), Some("caCertificate"), "{created}");
+    assert!(created["notices"][0].as_str().unwrap().contains("is verified against the 1 certificate(s) given"));
+    r.w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let produced = r.produce(json!([{"partition": 0, "key": "k", "value": "over TLS"}]));
+    r.poll();
+    assert_eq!(coordinates(&r.events()[0]), (0, produced[0].1, json!("k"), json!("over TLS")));
+    assert!(s.proxy.seen(kafka_protocol::messages::ApiKey::SaslAuthenticate) >= 2, "authenticated each connection");
+}
+
+#[test]
+fn with_group_id_the_feeds_offsets_are_committed_to_the_group_but_its_state_is_the_truth() {
+    let r = Rig::start(2);
+    let group = Moto::unique_bucket("group");
+    r.create(json!({"groupId": group}));
+    r.produce(json!([{"partition": 0, "value": "a"}, {"partition": 0, "value": "b"}, {"partition": 1, "value": "c"}]));
+    r.poll();
+    assert_eq!(r.events().len(), 3);
+    let committed = |r: &Rig| {
+        // kafka-python, an independent client, reads the group's offsets back.
+        r.broker.client("committed", json!({"topic": r.topic, "group": group, "partitions": 2})).unwrap()
+    };
+    assert_eq!(committed(&r), json!({"0": 2, "1": 1}));
+    assert_eq!(r.read()["status"]["cursor"], "{\"0\":2,\"1\":1}");
+    // Someone resets the group to the start: the feed does not read the group back, so it
+    // neither re-fires nor moves; its next committed poll reports its own offsets again.
+    r.broker.client("commit", json!({"topic": r.topic, "group": group, "offsets": {"0": 0, "1": 0}})).unwrap();
+    assert_eq!(committed(&r), json!({"0": 0, "1": 0}));
+    r.produce(json!([{"partition": 1, "value": "d"}]));
+    r.poll();
+    let values: Vec<Value> = r.events().iter().map(|e| e["data"]["value"].clone()).collect();
+    assert_eq!(values.len(), 4, "only the new message fired: {values:?}");
+    assert_eq!(values[3], "d");
+    assert_eq!(committed(&r), json!({"0": 2, "1": 2}));
 }
