@@ -11,8 +11,10 @@ use base64::Engine as _;
 use feed_tests::kafka::Tansu;
 use feed_tests::kafkaproxy::KafkaProxy;
 use feed_tests::moto::Moto;
+use feed_tests::s3proxy::{Fault, FaultProxy, Rule as S3Rule};
 use feed_tests::tls::{TestCa, TlsProxy};
 use feed_tests::world::{workspace_bin, World, USER};
+use ow_emulator::FaultRule;
 use owfeed_kafka::{Client, Settings};
 use serde_json::{json, Value};
 
@@ -717,4 +719,153 @@ fn with_group_id_the_feeds_offsets_are_committed_to_the_group_but_its_state_is_t
     assert_eq!(values.len(), 4, "only the new message fired: {values:?}");
     assert_eq!(values[3], "d");
     assert_eq!(committed(&r), json!({"0": 2, "1": 2}));
+}
+
+/// The poll action's time limit where a poll is killed.
+const SHORT_TIMEOUT_MS: u64 = 5_000;
+/// How long a held request waits: past the short time limit.
+const HOLD: Duration = Duration::from_millis(6_500);
+/// Events per fire in the kill scenario.
+const KILL_BATCH: usize = 25;
+
+/// Where a kill lands.
+enum KillAt {
+    /// The state store holds the first state write (offsets + outbox) past the limit.
+    StateCommit,
+    /// The emulator holds fire `n` past the limit; the poll gives it up and commits before.
+    Fire(u32),
+    /// The state store holds the second state write (the delivered events cleared).
+    OutboxClear,
+}
+
+fn fire_rule(delay_ms: u64, count: u32) -> FaultRule {
+    FaultRule {
+        method: Some("POST".into()),
+        path_contains: "/triggers/t".into(),
+        status: 0,
+        body: None,
+        count,
+        delay_ms,
+    }
+}
+
+/// Produces `n` messages over both partitions in a few batches; their (partition, offset).
+fn produce_many(r: &Rig, tag: &str, n: usize) -> Vec<(i64, i64)> {
+    let messages: Vec<Value> = (0..n)
+        .map(|i| json!({"partition": i % 2, "key": format!("{tag}-{i}"), "value": format!("{tag}-{i}")}))
+        .collect();
+    r.broker.produce_with(&r.topic, json!(messages), json!({"flush_each": false, "linger": true})).expect("produce")
+}
+
+/// Kills one poll at `at` after `produced`, recovers; the (lost, duplicates) counts.
+fn kill_round(r: &Rig, state: &FaultProxy, case: &str, at: KillAt, produced: Vec<(i64, i64)>) -> (usize, usize) {
+    let before = flatten_events(r.w.events()).len();
+    r.w.set_poll_timeout(SHORT_TIMEOUT_MS);
+    match at {
+        KillAt::StateCommit => {
+            state.add(S3Rule { method: "PUT", contains: "t.state", skip: 0, count: 1, fault: Fault::Hang(HOLD) })
+        }
+        KillAt::OutboxClear => {
+            state.add(S3Rule { method: "PUT", contains: "t.state", skip: 1, count: 1, fault: Fault::Hang(HOLD) })
+        }
+        KillAt::Fire(n) => {
+            if n > 1 {
+                r.w.emu.inject_fault(fire_rule(1, n - 1));
+            }
+            r.w.emu.inject_fault(fire_rule(HOLD.as_millis() as u64, 1));
+        }
+    }
+    let killed = r.w.poll_once("t");
+    let held_until = Instant::now() + HOLD + Duration::from_secs(1);
+    match at {
+        KillAt::Fire(n) => assert!(
+            matches!(&killed, Ok(v) if v["status"] == "partial" && v["fired"] == (n as usize - 1) * KILL_BATCH),
+            "{case}: the poll gives up the held fire and commits what it delivered: {killed:?}"
+        ),
+        _ => assert!(
+            matches!(&killed, Err(e) if e.contains("exceeded its time limits")),
+            "{case}: the poll must be killed at its time limit: {killed:?}"
+        ),
+    }
+    state.clear();
+    r.w.emu.clear_faults();
+    r.w.set_poll_timeout(60_000);
+    let mut recovered = false;
+    for _ in 0..20 {
+        match r.w.poll_once("t") {
+            Ok(v) if v["status"] == "busy" => {
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{case}: a poll without faults failed: {e}"),
+        }
+        assert!(r.w.emu.wait_idle(Duration::from_secs(120)), "emulator did not go idle");
+        if r.read()["status"]["eventsPending"] == 0 {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "{case}: the feed did not recover within 20 polls: {}", r.read());
+    std::thread::sleep(held_until.saturating_duration_since(Instant::now()));
+    assert!(r.w.emu.wait_idle(Duration::from_secs(120)), "emulator did not go idle");
+    let events = flatten_events(r.w.events())[before..].to_vec();
+    let mut seen: BTreeMap<(i64, i64), Vec<String>> = BTreeMap::new();
+    for e in &events {
+        let (p, o, _, _) = coordinates(e);
+        seen.entry((p, o)).or_default().push(e["id"].as_str().unwrap_or_default().to_string());
+    }
+    let expected: BTreeSet<(i64, i64)> = produced.into_iter().collect();
+    let got: BTreeSet<(i64, i64)> = seen.keys().copied().collect();
+    assert_eq!(
+        got.difference(&expected).collect::<Vec<_>>(),
+        Vec::<&(i64, i64)>::new(),
+        "{case}: events for no message"
+    );
+    for (message, ids) in &seen {
+        assert!(ids.iter().all(|id| *id == ids[0]), "{case}: {message:?} re-delivered under another id: {ids:?}");
+    }
+    let lost = expected.difference(&got).count();
+    let duplicates = events.len() - got.len();
+    eprintln!("| {case} | {} | {} | {duplicates} | {lost} |", expected.len(), events.len());
+    (lost, duplicates)
+}
+
+fn flatten_events(payloads: Vec<Value>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for p in payloads {
+        match p.get("events").and_then(Value::as_array) {
+            Some(batch) => out.extend(batch.iter().cloned()),
+            None => out.push(p),
+        }
+    }
+    out
+}
+
+#[test]
+fn a_poll_killed_at_any_step_loses_nothing_and_repeats_only_with_the_same_id() {
+    // The state store (moto) behind the fault proxy: a held state PUT past the poll's time
+    // limit is a poll killed at that step; a held fire is one the poll gives up (as in
+    // faults.rs and couchdb_feed.rs).
+    let state = FaultProxy::start(Moto::shared().expect("moto").endpoint()).expect("fault proxy");
+    let mut r = Rig::start(2);
+    r.state_endpoint = state.url().to_string();
+    r.create(json!({"batch": KILL_BATCH}));
+    eprintln!("| case | messages | events delivered | duplicates | lost |\n|---|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
+    let produced = produce_many(&r, "a", 50);
+    rows.push(kill_round(&r, &state, "(a) after reading, before the commit", KillAt::StateCommit, produced));
+    let produced = produce_many(&r, "b", 50);
+    rows.push(kill_round(&r, &state, "(b) after the commit, before the first fire", KillAt::Fire(1), produced));
+    let produced = produce_many(&r, "c", 75);
+    rows.push(kill_round(&r, &state, "(c) between fires (3rd of 3 held)", KillAt::Fire(3), produced));
+    let produced = produce_many(&r, "d", 50);
+    rows.push(kill_round(&r, &state, "(d) after the fires, before clearing the outbox", KillAt::OutboxClear, produced));
+    let lost: Vec<usize> = rows.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lost, [0, 0, 0, 0], "no message lost");
+    // (a) fired nothing before the kill; a held fire arrives late and again on recovery; a
+    // killed outbox clear fires the whole outbox again.
+    let duplicates: Vec<usize> = rows.iter().map(|(_, d)| *d).collect();
+    assert_eq!(duplicates, [0, KILL_BATCH, KILL_BATCH, 50]);
+    assert_eq!(r.read()["status"]["cursor"], "{\"0\":113,\"1\":112}");
 }
