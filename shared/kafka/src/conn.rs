@@ -177,16 +177,31 @@ impl Conn {
         version: i16,
         deadline: Instant,
     ) -> Result<R::Response, Error> {
+        let mut buf = self.header(R::KEY, version, R::header_version(version))?;
+        request.encode(&mut buf, version).map_err(|e| self.codec(e))?;
+        let mut body = self.round_trip(buf, R::Response::header_version(version), deadline)?;
+        R::Response::decode(&mut body, version).map_err(|e| self.codec(e))
+    }
+
+    /// A frame's size placeholder and the request header. Not generic (nor `round_trip`):
+    /// one copy of the transport in the binary, not one per request type.
+    #[inline(never)]
+    fn header(&mut self, key: ApiKey, version: i16, header_version: i16) -> Result<BytesMut, Error> {
         self.correlation = self.correlation.wrapping_add(1);
         let header = RequestHeader::default()
-            .with_request_api_key(R::KEY as i16)
+            .with_request_api_key(key as i16)
             .with_request_api_version(version)
             .with_correlation_id(self.correlation)
             .with_client_id(Some(self.client_id.clone()));
         let mut buf = BytesMut::with_capacity(256);
         buf.extend_from_slice(&[0; 4]);
-        header.encode(&mut buf, R::header_version(version)).map_err(|e| self.codec(e))?;
-        request.encode(&mut buf, version).map_err(|e| self.codec(e))?;
+        header.encode(&mut buf, header_version).map_err(|e| self.codec(e))?;
+        Ok(buf)
+    }
+
+    /// Sends a framed request, reads the response frame and its header; the response body.
+    #[inline(never)]
+    fn round_trip(&mut self, mut buf: BytesMut, header_version: i16, deadline: Instant) -> Result<Bytes, Error> {
         let size = (buf.len() - 4) as u32;
         buf[..4].copy_from_slice(&size.to_be_bytes());
         self.set_timeout(deadline)?;
@@ -205,15 +220,14 @@ impl Conn {
         self.set_timeout(deadline)?;
         self.stream.read_exact(&mut body).map_err(|e| self.io(e))?;
         let mut body = Bytes::from(body);
-        let response_header =
-            ResponseHeader::decode(&mut body, R::Response::header_version(version)).map_err(|e| self.codec(e))?;
+        let response_header = ResponseHeader::decode(&mut body, header_version).map_err(|e| self.codec(e))?;
         if response_header.correlation_id != self.correlation {
             return Err(Error::new(
                 ErrorKind::Protocol,
                 format!("broker {}: the response answers another request", self.addr),
             ));
         }
-        R::Response::decode(&mut body, version).map_err(|e| self.codec(e))
+        Ok(body)
     }
 
     fn authenticate(

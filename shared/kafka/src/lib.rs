@@ -211,6 +211,9 @@ pub struct Message {
     pub partition: i32,
     /// Its offset in the partition.
     pub offset: i64,
+    /// The offset after the record batch holding it: where a fetch may resume once the batch
+    /// is read (tansu 0.6 cannot resume inside a batch).
+    pub batch_next: i64,
     /// Its timestamp, milliseconds since the epoch (producer's or broker's, per topic config).
     pub timestamp: i64,
     /// The key, if any.

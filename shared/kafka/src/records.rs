@@ -43,7 +43,8 @@ pub fn decode_batches(mut data: Bytes, partition: i32, from: i64) -> Result<(Vec
         let mut batch = data.split_to(total);
         let set = RecordBatchDecoder::decode_with_custom_compression(&mut batch, Some(decompress))
             .map_err(|e| format!("partition {partition} offset {base}: {e:#}"))?;
-        next = next.max(base + i64::from(last_delta) + 1);
+        let batch_next = base + i64::from(last_delta) + 1;
+        next = next.max(batch_next);
         if attributes & CONTROL != 0 {
             continue;
         }
@@ -59,6 +60,7 @@ pub fn decode_batches(mut data: Bytes, partition: i32, from: i64) -> Result<(Vec
             messages.push(Message {
                 partition,
                 offset: r.offset,
+                batch_next,
                 timestamp: r.timestamp,
                 key: r.key,
                 value: r.value,

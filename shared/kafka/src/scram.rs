@@ -1,10 +1,13 @@
 //! SASL SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677), the client side, as Kafka
 //! runs it inside SaslAuthenticate: client-first, server-first, client-final, server-final.
 
+use std::num::NonZeroU32;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use hmac::{Mac, SimpleHmac};
-use sha2::{Digest, Sha256, Sha512};
+// ring, not the sha2/hmac crates: rustls already links ring's SHA-256/512, HMAC and PBKDF2,
+// so SCRAM adds no hash code to the actions (sha2's SHA-512 alone was 23 KiB of .text).
+use ring::{digest, hmac, pbkdf2};
 
 use crate::Mechanism;
 
@@ -88,37 +91,30 @@ impl Client {
     }
 
     fn hmac(&self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        match self.mechanism {
-            Mechanism::ScramSha512 => {
-                let mut mac = SimpleHmac::<Sha512>::new_from_slice(key).expect("HMAC takes any key length");
-                mac.update(data);
-                mac.finalize().into_bytes().to_vec()
-            }
-            _ => {
-                let mut mac = SimpleHmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-                mac.update(data);
-                mac.finalize().into_bytes().to_vec()
-            }
-        }
+        let algorithm = match self.mechanism {
+            Mechanism::ScramSha512 => hmac::HMAC_SHA512,
+            _ => hmac::HMAC_SHA256,
+        };
+        hmac::sign(&hmac::Key::new(algorithm, key), data).as_ref().to_vec()
     }
 
     fn hash(&self, data: &[u8]) -> Vec<u8> {
-        match self.mechanism {
-            Mechanism::ScramSha512 => Sha512::digest(data).to_vec(),
-            _ => Sha256::digest(data).to_vec(),
-        }
+        let algorithm = match self.mechanism {
+            Mechanism::ScramSha512 => &digest::SHA512,
+            _ => &digest::SHA256,
+        };
+        digest::digest(algorithm, data).as_ref().to_vec()
     }
 
     /// PBKDF2 with this mechanism's HMAC, one block (RFC 5802 `Hi`).
     fn hi(&self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
-        let mut block = salt.to_vec();
-        block.extend_from_slice(&1u32.to_be_bytes());
-        let mut u = self.hmac(password, &block);
-        let mut out = u.clone();
-        for _ in 1..iterations {
-            u = self.hmac(password, &u);
-            out.iter_mut().zip(&u).for_each(|(o, x)| *o ^= x);
-        }
+        let (algorithm, len) = match self.mechanism {
+            Mechanism::ScramSha512 => (pbkdf2::PBKDF2_HMAC_SHA512, 64),
+            _ => (pbkdf2::PBKDF2_HMAC_SHA256, 32),
+        };
+        let mut out = vec![0u8; len];
+        let iterations = NonZeroU32::new(iterations).unwrap_or(NonZeroU32::MIN);
+        pbkdf2::derive(algorithm, iterations, salt, password, &mut out);
         out
     }
 }
