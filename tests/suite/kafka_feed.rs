@@ -308,6 +308,33 @@ fn tansu_answers_list_offsets_latest_with_the_last_batch_base_plus_one_and_since
     assert_eq!(r.read()["status"]["lag"]["messages"], 0);
 }
 
+#[test]
+fn tansu_skips_the_rest_of_a_batch_fetched_from_inside_it_so_a_poll_never_stops_inside_one() {
+    // tansu 0.6 answers a Fetch at an offset inside a record batch with only the batches that
+    // start after it (tansu-storage src/dynostore.rs `fetch`: `offsets.split_off(&offset)`);
+    // Kafka returns the batch holding the offset. A poll cut by maxChangesPerPoll in the middle
+    // of a batch would lose the rest of it: the reader reads each batch it begins to its end.
+    let r = Rig::start(1);
+    r.create(json!({"maxChangesPerPoll": 3, "batch": 20}));
+    let batch = |range: std::ops::Range<i32>| {
+        let messages: Vec<Value> = range.map(|i| json!({"partition": 0, "value": format!("m{i}")})).collect();
+        r.broker.produce_with(&r.topic, json!(messages), json!({"flush_each": false, "linger": true})).unwrap()
+    };
+    assert_eq!(batch(0..6).last(), Some(&(0, 5)));
+    assert_eq!(batch(6..10).last(), Some(&(0, 9)));
+    let client = r.client();
+    client.partitions(&r.topic).unwrap();
+    let inside = client.fetch(&r.topic, &[(0, 3)].into_iter().collect(), Duration::ZERO, 1 << 20).unwrap();
+    let offsets: Vec<i64> = inside[&0].messages.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, [6, 7, 8, 9], "the quirk: offsets 3-5 are not returned from inside their batch");
+    let first = r.poll();
+    assert_eq!(first["fired"], 6, "the batch begun is read whole, past maxChangesPerPoll: {first}");
+    assert_eq!(r.read()["status"]["cursor"], "{\"0\":6}");
+    assert_eq!(r.poll()["fired"], 4);
+    let offsets: Vec<i64> = r.events().iter().map(|e| coordinates(e).1).collect();
+    assert_eq!(offsets, (0..10).collect::<Vec<i64>>(), "every message once, in order");
+}
+
 /// Six records in five single batches then one of five (offsets 0-9) on partition 0.
 fn ten_in_six_batches(r: &Rig) {
     let one_each: Vec<Value> = (0..5).map(|i| json!({"partition": 0, "value": format!("m{i}")})).collect();

@@ -588,20 +588,40 @@ fn legacy_message(record: &Record) -> Value {
     Value::Object(m)
 }
 
-/// The records of all partitions in one sequence, at most `limit`: per partition in offset
-/// order, across partitions by timestamp; and the positions after what was taken (a partition
-/// read to the end of what was fetched moves past skipped control and compacted records too).
+/// The records of all partitions in one sequence, `limit` or a few more: per partition in
+/// offset order, across partitions by timestamp; and the positions after what was taken (a
+/// partition read to the end of what was fetched moves past skipped control and compacted
+/// records too).
+///
+/// A partition is never left inside a record batch: once `limit` is reached, the rest of each
+/// batch begun is taken too (at most one batch more per partition). Kafka resumes a fetch at
+/// any offset, but tansu 0.6 answers a Fetch at an offset inside a batch with only the batches
+/// that start after it (tansu-storage src/dynostore.rs `fetch`: `offsets.split_off(&offset)`),
+/// which would skip the rest of that batch for good.
 fn merge(fetched: BTreeMap<i32, Fetched>, mut positions: Positions, limit: usize) -> (Vec<Message>, Positions) {
     let mut queues: BTreeMap<i32, (VecDeque<Message>, i64)> =
         fetched.into_iter().map(|(p, f)| (p, (f.messages.into(), f.next))).collect();
     let mut out = Vec::new();
+    // Partition → the end of the batch its last taken record belongs to.
+    let mut begun: BTreeMap<i32, i64> = BTreeMap::new();
     while out.len() < limit {
         let next = queues.iter().filter_map(|(p, (q, _))| q.front().map(|m| (m.timestamp, *p))).min();
         let Some((_, p)) = next else { break };
         let (queue, _) = queues.get_mut(&p).expect("chosen from queues");
         let m = queue.pop_front().expect("has a front");
         positions.insert(p, m.offset + 1);
+        begun.insert(p, m.batch_next);
         out.push(m);
+    }
+    for (p, batch_next) in begun {
+        let (queue, _) = queues.get_mut(&p).expect("taken from queues");
+        while queue.front().is_some_and(|m| m.batch_next == batch_next) {
+            let m = queue.pop_front().expect("has a front");
+            out.push(m);
+        }
+        // The batch is read to its end (its last records may be control or compacted away).
+        let at = positions.entry(p).or_insert(batch_next);
+        *at = (*at).max(batch_next);
     }
     for (p, (queue, next)) in queues {
         if queue.is_empty() {
@@ -663,7 +683,7 @@ mod tests {
     }
 
     fn msg(partition: i32, offset: i64, timestamp: i64) -> Message {
-        Message { partition, offset, timestamp, key: None, value: None, headers: Vec::new() }
+        Message { partition, offset, batch_next: offset + 1, timestamp, key: None, value: None, headers: Vec::new() }
     }
 
     #[test]
@@ -692,6 +712,35 @@ mod tests {
         assert_eq!(two.len(), 2);
         // Partition 0's offset 6 was not taken: it is read again next time.
         assert_eq!(after, [(0, 6), (1, 1), (2, 9)].into_iter().collect());
+    }
+
+    #[test]
+    fn merge_never_stops_inside_a_record_batch() {
+        // Partition 0: one batch of offsets 0-3 (its end 5: offset 4 compacted away);
+        // partition 1: two batches, 0-1 and 2-3.
+        let batch = |p: i32, offsets: std::ops::Range<i64>, end: i64, t: i64| -> Vec<Message> {
+            offsets.map(|o| Message { batch_next: end, ..msg(p, o, t + o) }).collect()
+        };
+        let f = |messages: Vec<Message>, next: i64| Fetched {
+            error_code: 0,
+            high_watermark: next,
+            log_start_offset: 0,
+            messages,
+            next,
+        };
+        let mut p1 = batch(1, 0..2, 2, 10);
+        p1.extend(batch(1, 2..4, 4, 10));
+        let fetched: BTreeMap<i32, Fetched> = [(0, f(batch(0, 0..4, 5, 0), 5)), (1, f(p1, 4))].into_iter().collect();
+        let start: Positions = [(0, 0), (1, 0)].into_iter().collect();
+        // The limit falls inside partition 0's batch: the batch is taken whole, partition 1 not begun.
+        let (taken, after) = merge(fetched.clone(), start.clone(), 2);
+        let order: Vec<(i32, i64)> = taken.iter().map(|m| (m.partition, m.offset)).collect();
+        assert_eq!(order, [(0, 0), (0, 1), (0, 2), (0, 3)]);
+        assert_eq!(after, [(0, 5), (1, 0)].into_iter().collect());
+        // Inside partition 1's first batch: to its end, not into the second.
+        let (taken, after) = merge(fetched, start, 5);
+        assert_eq!(taken.len(), 6);
+        assert_eq!(after, [(0, 5), (1, 2)].into_iter().collect());
     }
 
     #[test]
