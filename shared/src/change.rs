@@ -66,7 +66,7 @@ pub struct Record {
     pub kind: ChangeKind,
     /// Facts for the event's `data` (rev, seq, the document…).
     pub attrs: Map<String, Value>,
-    /// When the record was written, if the log says (a Kafka record's timestamp): the event's
+    /// When the record was written, if the log says (a message's own timestamp): the event's
     /// `time`; without it, when it was read.
     pub time: Option<chrono::DateTime<chrono::Utc>>,
 }

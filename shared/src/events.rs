@@ -142,7 +142,7 @@ pub fn record_event(ctx: &EventContext, record: &Record, event_type: &str, time:
     for (name, value) in &record.attrs {
         data.insert(name.clone(), value.clone());
     }
-    // A source's own `key` (a Kafka key: null, or base64) stays as the source gave it.
+    // A source's own `key` attribute (null, or base64 of binary bytes) stays as it gave it.
     data.entry("key").or_insert_with(|| Value::String(record.key.clone()));
     data.insert("change".to_string(), Value::String(record.kind.as_str().to_string()));
     let mut event = Map::new();

@@ -172,7 +172,7 @@ pub trait LogReader: Sync {
     fn current(&self) -> Result<String, SourceError>;
     /// Where to read after the source refused `rejected` (`onCursorRejected` `now` or
     /// `earliest`): by default the source's current cursor, or the start of the log (`None`).
-    /// A source whose cursor has parts (Kafka: an offset per partition) may move only the
+    /// A source whose cursor has parts (e.g. an offset per partition) may move only the
     /// refused parts and keep the others.
     fn restart(&self, rejected: Option<&str>, to: Restart) -> Result<Option<String>, SourceError> {
         let _ = rejected;
@@ -182,8 +182,8 @@ pub trait LogReader: Sync {
         }
     }
     /// How far the feed is behind the log after `cursor`, for READ (`lag`), where the source
-    /// can tell with a few cheap requests (Kafka: high watermark minus the cursor, per
-    /// partition). By default `None`: READ shows no `lag`.
+    /// can tell with a few cheap requests (e.g. the end of each partition minus the cursor's
+    /// offset there). By default `None`: READ shows no `lag`.
     fn lag(&self, cursor: Option<&str>) -> Result<Option<Value>, SourceError> {
         let _ = cursor;
         Ok(None)
@@ -214,7 +214,7 @@ pub trait LogReader: Sync {
     fn legacy_event(&self, _record: &Record) -> Option<Value> {
         None
     }
-    /// For a legacy shape that fires records together (Apache's Kafka feed:
+    /// For a legacy shape that fires records together (a legacy feed that batches by size:
     /// `{"messages": […]}`), the key of that array: the core then fires legacy events under it,
     /// as many as fit the payload limit, exactly as `legacy_event` built them (no `id` added).
     fn legacy_batch_key(&self) -> Option<&'static str> {
