@@ -6,6 +6,8 @@ Usage: client.py BOOTSTRAP COMMAND [ARGS], one JSON object of options on stdin:
   delete   {"topic"}
   committed {"topic", "group", "partitions"}  (the group's committed offset of each partition)
   commit   {"topic", "group", "offsets": {"0": 5}}  (commits as a consumer outside the group)
+  stream   {"topic"} on the first line of stdin, then one message a line: each sent and
+           acknowledged at once, its [partition, offset] printed at once (for latency benches)
   produce  {"topic", "messages": [{"partition", "key", "value", "key_b64", "value_b64",
             "headers"}], "compression": null|"gzip"|"snappy"|"lz4"|"zstd", "linger": false,
             "sasl": {"mechanism", "user", "password"}, "flush_each": true}
@@ -35,6 +37,15 @@ def security(opts):
 
 def main():
     bootstrap, command = sys.argv[1], sys.argv[2]
+    if command == "stream":
+        opts = json.loads(sys.stdin.readline())
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1, **security(opts))
+        for line in sys.stdin:
+            m = json.loads(line)
+            md = producer.send(opts["topic"], value=m["value"].encode(), partition=m.get("partition")).get(timeout=10)
+            print(json.dumps([md.partition, md.offset]), flush=True)
+        producer.close()
+        return
     opts = json.loads(sys.stdin.read() or "{}")
     if command in ("create", "grow", "delete"):
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **security(opts))
