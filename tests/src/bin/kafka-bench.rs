@@ -214,7 +214,6 @@ fn main() -> anyhow::Result<()> {
     drop(streamer);
 
     end_to_end(&broker, arg("--e2e-messages", 5000), writes)
-
 }
 
 /// The two end-to-end measures, printed as table rows.
