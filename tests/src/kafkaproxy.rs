@@ -214,7 +214,7 @@ fn serve(mut client: TcpStream, upstream: &str, own: &str, plays: &Mutex<Plays>)
         if let Some((user, password)) = &credentials {
             match key {
                 ApiKey::SaslHandshake => {
-                    let body = sasl_body::<SaslHandshakeRequest>(key, version, request)?;
+                    let body = request_body::<SaslHandshakeRequest>(key, version, request)?;
                     let offered = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
                     let asked = body.mechanism.as_str().to_string();
                     let known = offered.contains(&asked.as_str());
@@ -226,7 +226,7 @@ fn serve(mut client: TcpStream, upstream: &str, own: &str, plays: &Mutex<Plays>)
                     continue;
                 }
                 ApiKey::SaslAuthenticate => {
-                    let body = sasl_body::<SaslAuthenticateRequest>(key, version, request)?;
+                    let body = request_body::<SaslAuthenticateRequest>(key, version, request)?;
                     let (next, answer) =
                         authenticate(std::mem::replace(&mut sasl, Sasl::None), &body.auth_bytes, user, password);
                     if answer.error_code != 0 {
@@ -270,13 +270,10 @@ fn serve(mut client: TcpStream, upstream: &str, own: &str, plays: &Mutex<Plays>)
     }
 }
 
-fn sasl_body<R: Decodable>(key: ApiKey, version: i16, mut request: Bytes) -> std::io::Result<R> {
+/// A request frame's body decoded: its header skipped.
+fn request_body<R: Decodable>(key: ApiKey, version: i16, mut request: Bytes) -> std::io::Result<R> {
     RequestHeader::decode(&mut request, key.request_header_version(version)).map_err(bad)?;
     R::decode(&mut request, version).map_err(bad)
-}
-
-fn request_body<R: Decodable>(key: ApiKey, version: i16, request: Bytes) -> std::io::Result<R> {
-    sasl_body(key, version, request)
 }
 
 /// The answer as this proxy plays it, or `None` to pass tansu's through unchanged.

@@ -630,7 +630,8 @@ fn a_message_too_large_for_a_fire_is_fired_as_a_reference_never_skipped() {
 struct SaslRig {
     r: Rig,
     proxy: KafkaProxy,
-    _tls: Option<(TestCa, TlsProxy)>,
+    /// The CA and the TLS terminator in front of the proxy, when the rig speaks TLS.
+    tls: Option<(TestCa, TlsProxy)>,
 }
 
 const SASL_PASSWORD: &str = "right-password-Q7x";
@@ -651,11 +652,11 @@ impl SaslRig {
             r.feed_broker = addr;
             (ca, terminator)
         });
-        SaslRig { r, proxy, _tls: tls }
+        SaslRig { r, proxy, tls }
     }
 
     fn ca_pem(&self) -> &str {
-        &self._tls.as_ref().expect("a TLS rig").0.ca_pem
+        &self.tls.as_ref().expect("a TLS rig").0.ca_pem
     }
 }
 
