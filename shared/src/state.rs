@@ -130,6 +130,16 @@ impl Seal {
         tag.len() >= 16 && self.hmac(domain, message).verify_truncated_left(tag).is_ok()
     }
 
+    /// `verify` of a tag written as hex (lowercase or uppercase); false for anything else.
+    pub fn verify_hex(&self, domain: &str, message: &[u8], tag: &str) -> bool {
+        if !tag.is_ascii() || !tag.len().is_multiple_of(2) {
+            return false;
+        }
+        let bytes: Option<Vec<u8>> =
+            (0..tag.len()).step_by(2).map(|i| u8::from_str_radix(&tag[i..i + 2], 16).ok()).collect();
+        bytes.is_some_and(|b| self.verify(domain, message, &b))
+    }
+
     /// The first `bytes` bytes of `message`'s tag in `domain`, as lowercase hex.
     pub fn tag_hex(&self, domain: &str, message: &[u8], bytes: usize) -> String {
         self.tag(domain, message)[..bytes.min(MAC_LEN)].iter().map(|b| format!("{b:02x}")).collect()

@@ -145,18 +145,11 @@ fn lease_bytes(seal: Option<&Seal>, doc: &LeaseDoc) -> Vec<u8> {
     serde_json::to_vec(&doc).unwrap_or_default()
 }
 
-/// True when `doc`'s `mac` is the tag of the rest of it.
+/// True when `doc`'s `mac` is the whole tag of the rest of it.
 fn lease_verifies(seal: &Seal, doc: &LeaseDoc) -> bool {
-    let Some(tag) = doc.mac.as_deref().and_then(unhex) else { return false };
+    let Some(tag) = doc.mac.as_deref().filter(|t| t.len() == 2 * crate::state::MAC_LEN) else { return false };
     let unsealed = serde_json::to_vec(&LeaseDoc { mac: None, rejected: None, ..doc.clone() }).unwrap_or_default();
-    tag.len() == crate::state::MAC_LEN && seal.verify(LEASE_DOMAIN, &unsealed, &tag)
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
+    seal.verify_hex(LEASE_DOMAIN, &unsealed, tag)
 }
 
 /// What one poll did, for READ.
@@ -848,7 +841,10 @@ mod tests {
     /// Blobs in memory with honest conditional writes; the test writes behind the feed's back
     /// as the store's other writers can.
     #[derive(Clone, Default)]
-    struct Mem(Arc<Mutex<HashMap<String, (Vec<u8>, u64)>>>);
+    struct Mem(Arc<Mutex<Blobs>>);
+
+    /// Each key's bytes and version.
+    type Blobs = HashMap<String, (Vec<u8>, u64)>;
 
     impl Mem {
         fn raw(&self, key: &str) -> Option<Vec<u8>> {

@@ -427,3 +427,53 @@ fn no_secret_of_the_couchdb_feed_leaks_whatever_the_server_echoes() {
         }
     }
 }
+
+/// The feed's state document, as whoever can write the database sees it.
+const STATE_DOC: &str = ".owfeed/guest/t.state";
+
+#[test]
+fn a_database_writer_who_overwrites_the_state_document_costs_no_change_and_read_keeps_saying_so() {
+    let r = Rig::start();
+    r.create(json!({}));
+    let mut made = vec![r.put("a")];
+    r.poll_once().expect("poll");
+    let genuine = r.accepted();
+    assert_eq!(genuine.iter().map(change_of).collect::<Vec<_>>(), made);
+
+    // A writer of the database rebuilds the state document with an outbox of their own (and
+    // the format's checksum), in the interval where `b` is written.
+    let (_, doc) = r.server.get(&format!("/{}/.owfeed%2Fguest%2Ft.state", r.db)).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(doc["bytes"].as_str().unwrap()).unwrap();
+    let mut forged = owfeed::state::State::decode_unverified(&bytes).expect("the forger reads the format");
+    let mut event = genuine[0].clone();
+    event["id"] = json!("forged-1");
+    event["data"] = json!({"key": "admin", "change": "deleted", "injected": true});
+    event["__ow_headers"] = json!({"authorization": "Basic Zm9yZ2Vk"});
+    forged.outbox = vec![event];
+    let forged = base64::engine::general_purpose::STANDARD.encode(forged.encode());
+    r.server.update(&r.db, STATE_DOC, json!({"owfeed": "feed state", "bytes": forged})).unwrap();
+    made.push(r.put("b"));
+    let polled = r.poll_once().expect("poll");
+    assert_eq!(polled["status"], "rebaselined", "{polled}");
+    assert_eq!(r.accepted().iter().map(change_of).collect::<Vec<_>>(), made, "nothing forged, nothing lost");
+    let status = r.read()["status"].clone();
+    assert_eq!(status["rebaselined"]["cause"], "rejected", "{status}");
+    let reason = status["rebaselined"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("not authenticated") && reason.contains("none is lost"), "{reason}");
+
+    // A document that is not a state document at all: replaced too, not a stall.
+    r.server.update(&r.db, STATE_DOC, json!({"hello": "a writer of the database"})).unwrap();
+    made.push(r.put("c"));
+    let polled = r.poll_once().expect("a foreign document stops nothing");
+    assert_eq!(polled["status"], "rebaselined", "{polled}");
+    made.push(r.put("d"));
+    let polled = r.poll_once().expect("poll");
+    assert_eq!(polled["status"], "ok", "{polled}");
+    assert_eq!(r.accepted().iter().map(change_of).collect::<Vec<_>>(), made);
+    // Still said after a good poll, until an UPDATE acknowledges it.
+    let status = r.read()["status"].clone();
+    assert_eq!(status["rebaselined"]["cause"], "rejected", "{status}");
+    assert_eq!(status["stateAuthentication"], "hmac-sha256 (stateKey)", "{status}");
+    r.w.feed("UPDATE", "t", json!({})).expect("UPDATE");
+    assert!(r.read()["status"].get("rebaselined").is_none());
+}

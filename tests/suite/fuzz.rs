@@ -245,6 +245,19 @@ fn state_objects_never_panic_when_decoded() {
             let _ = State::decode(b);
         },
     );
+    // Sealed states: the MAC is checked first, and the unverified reader (the dry run's)
+    // parses whatever it is given.
+    let seal = owfeed::state::Seal::new(&owfeed::secret::Secret::new("k".repeat(64)), "ns/t");
+    let sealed = state.encode_sealed(&seal, 3);
+    fuzz(
+        "State::decode_sealed",
+        17,
+        |r| r.mutate(&sealed),
+        |b| {
+            assert!(State::decode_sealed(b, &seal).is_err() || b == sealed.as_slice(), "a mutation verified");
+            let _ = State::decode_unverified(b);
+        },
+    );
 }
 
 #[test]

@@ -402,6 +402,11 @@ fn no_secret_reaches_any_activation_record_log_or_result() {
     // The values scanned for are the ones in use: the config binding (user's namespace) holds them.
     let config = w.user.get_package(&QualifiedName::new(USER, None, "t.owfeed")).expect("config binding");
     assert!(config.to_string().contains(&secret) && config.to_string().contains(&token), "{config}");
+    let state_key = owfeed::openwhisk::from_key_values(&config["parameters"])["stateKey"]
+        .as_str()
+        .expect("the config binding holds the generated stateKey")
+        .to_string();
+    assert_eq!(state_key.len(), 64, "32 random bytes, hex");
     answers.push(w.feed("PAUSE", "t", json!({})).expect("PAUSE").to_string());
     answers.push(w.feed("DELETE", "t", json!({})).expect("DELETE").to_string());
     assert!(w.emu.wait_idle(std::time::Duration::from_secs(60)));
@@ -426,6 +431,7 @@ fn no_secret_reaches_any_activation_record_log_or_result() {
         ("sessionToken", &token),
         ("wrong secretAccessKey", WRONG),
         ("moto's IAM secret", moto.secret_access_key()),
+        ("stateKey", &state_key),
     ];
     for (what, value) in secrets {
         for text in &texts {

@@ -94,11 +94,7 @@ pub fn sealed_marker_name(seal: &Seal, name: &str, written_ms: u64) -> String {
 pub fn open_marker_name(seal: &Seal, sealed: &str) -> Option<(String, u64)> {
     let (unsealed, tag) = sealed.rsplit_once('.')?;
     let (name, written) = unsealed.rsplit_once('.')?;
-    let tag = (tag.len() == 2 * MARKER_TAG_BYTES && tag.is_ascii())
-        .then(|| (0..tag.len()).step_by(2).map(|i| u8::from_str_radix(&tag[i..i + 2], 16).ok()).collect())
-        .flatten()?;
-    let tag: Vec<u8> = tag;
-    if !seal.verify(MARKER_DOMAIN, unsealed.as_bytes(), &tag) {
+    if tag.len() != 2 * MARKER_TAG_BYTES || !seal.verify_hex(MARKER_DOMAIN, unsealed.as_bytes(), tag) {
         return None;
     }
     Some((name.to_string(), u64::from_str_radix(written, 16).ok()?))
