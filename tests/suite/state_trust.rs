@@ -239,7 +239,9 @@ fn a_feed_created_before_keys_keeps_working_says_so_and_an_update_seals_it_keepi
     let key = params.remove("stateKey").and_then(|k| k.as_str().map(str::to_string)).expect("a generated key");
     let binding = QualifiedName::new(USER, None, "t.owfeed");
     let doc = r.w.user.get_package(&binding).unwrap();
-    r.w.user.put_package(&binding, &json!({"binding": doc["binding"], "parameters": key_values(&params)}), true).unwrap();
+    r.w.user
+        .put_package(&binding, &json!({"binding": doc["binding"], "parameters": key_values(&params)}), true)
+        .unwrap();
     let sealed = State::decode_sealed(&state_bytes(&r), &Seal::new(&owfeed::secret::Secret::new(&key), "guest/t"));
     overwrite(&r, STATE, sealed.expect("sealed with the config's key").encode());
     r.client.delete_object(&r.bucket, LEASE).unwrap();
