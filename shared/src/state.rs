@@ -40,10 +40,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::Sha256;
 
 use crate::secret::Secret;
 
@@ -89,9 +87,11 @@ pub fn version_hash(version: &str) -> u64 {
 /// The key a feed's state is authenticated with (its `stateKey`) and the trigger it belongs
 /// to: HMAC-SHA256 over a domain (what the bytes are: `state`, `lease`, `marker`), the trigger,
 /// and the message, each length-prefixed, so no tag made for one of them verifies as another.
+/// Computed with ring, whose assembly SHA-256 keeps its speed in the size-optimised release
+/// build (about 5 ms for the 8 MB state of a million keys).
 #[derive(Clone)]
 pub struct Seal {
-    key: Secret,
+    key: ring::hmac::Key,
     trigger: String,
 }
 
@@ -104,30 +104,33 @@ impl fmt::Debug for Seal {
 impl Seal {
     /// The seal of `trigger` (`namespace/name`) with `key`.
     pub fn new(key: &Secret, trigger: &str) -> Seal {
-        Seal { key: key.clone(), trigger: trigger.to_string() }
-    }
-
-    fn hmac(&self, domain: &str, message: &[u8]) -> Hmac<Sha256> {
-        // HMAC takes a key of any length; the fallback is never taken.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.expose().as_bytes())
-            .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new_from_slice(b"").expect("an empty HMAC key"));
-        for part in [domain.as_bytes(), self.trigger.as_bytes()] {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part);
+        Seal {
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.expose().as_bytes()),
+            trigger: trigger.to_string(),
         }
-        mac.update(message);
-        mac
     }
 
     /// The tag of `message` in `domain`.
     pub fn tag(&self, domain: &str, message: &[u8]) -> [u8; MAC_LEN] {
-        self.hmac(domain, message).finalize().into_bytes().into()
+        let mut context = ring::hmac::Context::with_key(&self.key);
+        for part in [domain.as_bytes(), self.trigger.as_bytes()] {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part);
+        }
+        context.update(message);
+        let mut tag = [0u8; MAC_LEN];
+        tag.copy_from_slice(context.sign().as_ref());
+        tag
     }
 
     /// True when `tag` (the whole tag, or its first bytes, at least 16) is `message`'s in
     /// `domain`; compared in constant time.
     pub fn verify(&self, domain: &str, message: &[u8], tag: &[u8]) -> bool {
-        tag.len() >= 16 && self.hmac(domain, message).verify_truncated_left(tag).is_ok()
+        if !(16..=MAC_LEN).contains(&tag.len()) {
+            return false;
+        }
+        let expected = self.tag(domain, message);
+        expected[..tag.len()].iter().zip(tag).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
     }
 
     /// `verify` of a tag written as hex (lowercase or uppercase); false for anything else.
@@ -148,10 +151,8 @@ impl Seal {
     /// A short public name of the key (not of the trigger): tells two keys apart without
     /// revealing either.
     pub fn fingerprint(&self) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.expose().as_bytes())
-            .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new_from_slice(b"").expect("an empty HMAC key"));
-        mac.update(b"owfeed stateKey fingerprint");
-        mac.finalize().into_bytes()[..8].iter().map(|b| format!("{b:02x}")).collect()
+        let tag = ring::hmac::sign(&self.key, b"owfeed stateKey fingerprint");
+        tag.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -1375,6 +1376,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_seal_is_hmac_sha256_over_the_length_prefixed_domain_trigger_and_bytes() {
+        // Part of the stored format: recomputed here with another HMAC implementation.
+        use hmac::{Hmac, Mac};
+        let (domain, trigger, message) = ("state", "ns/t", b"the bytes".as_slice());
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(KEY.as_bytes()).unwrap();
+        for part in [domain.as_bytes(), trigger.as_bytes()] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.update(message);
+        let expected: [u8; MAC_LEN] = mac.finalize().into_bytes().into();
+        assert_eq!(seal(KEY, trigger).tag(domain, message), expected);
+    }
+
+    #[test]
     fn a_sealed_state_verifies_only_with_its_key_for_its_trigger() {
         let state = sample_state(&mut Rng(9));
         let bytes = state.encode_sealed(&seal(KEY, "ns/t"), 1);
@@ -1594,9 +1610,21 @@ pub(crate) mod tests {
             count
         });
         assert_eq!(count, keys.len());
+        // What sealing adds: the HMAC-SHA256 over the same bytes, on write and on read.
+        // Each measured after a warm-up run, so neither pays the first page faults.
+        let seal = Seal::new(&Secret::new("k".repeat(64)), "ns/t");
+        fn warm<T>(f: impl Fn() -> T) -> (T, String) {
+            drop(f());
+            timed(f)
+        }
+        let (sealed, seal_encode) = warm(|| decoded.encode_sealed(&seal, 1));
+        let (_, reencode) = warm(|| decoded.encode());
+        let (_, redecode) = warm(|| State::decode(&bytes).unwrap());
+        let (_, seal_decode) = warm(|| State::decode_sealed(&sealed, &seal).unwrap());
         let per_object = bytes.len() as f64 / keys.len() as f64;
         eprintln!(
-            "{} keys like {:?}: {per_object:.2} bytes/object; build+encode {encode}, decode {decode}, iterate {iterate}",
+            "{} keys like {:?}: {per_object:.2} bytes/object; build+encode {encode}, decode {decode}, iterate {iterate}; \
+             again: encode {reencode}, sealed {seal_encode}; decode {redecode}, sealed {seal_decode}",
             keys.len(),
             keys[keys.len() / 2]
         );
