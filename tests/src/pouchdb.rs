@@ -138,6 +138,19 @@ impl PouchDb {
         }
     }
 
+    /// Writes documents with the revisions they carry, as replication does (`new_edits:
+    /// false`): how a conflicting branch comes to be.
+    pub fn replicate(&self, db: &str, docs: &[Value]) -> anyhow::Result<()> {
+        let body = json!({ "docs": docs, "new_edits": false });
+        self.ok("POST", &format!("/{db}/_bulk_docs"), Some(&body)).map(|_| ())
+    }
+
+    /// Deletes one revision of a document (a leaf of its tree) and returns the tombstone's rev.
+    pub fn delete_rev(&self, db: &str, id: &str, rev: &str) -> anyhow::Result<String> {
+        let answer = self.ok("DELETE", &format!("/{db}/{}?rev={rev}", encode(id)), None)?;
+        answer["rev"].as_str().map(str::to_string).ok_or_else(|| anyhow!("DELETE {id}: no rev in {answer}"))
+    }
+
     /// A document's current rev.
     pub fn rev(&self, db: &str, id: &str) -> anyhow::Result<String> {
         let doc = self.ok("GET", &format!("/{db}/{}", encode(id)), None)?;

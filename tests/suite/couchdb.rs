@@ -80,7 +80,8 @@ fn created_updated_and_deleted_are_inferred_from_the_revisions() {
         [(ChangeKind::Created, "a".into()), (ChangeKind::Created, "b".into()), (ChangeKind::Created, "gone".into())]
     );
     let record = &seen.records[0];
-    assert_eq!(record.id, format!("{rev_a} a"), "the record id is rev + doc id");
+    let seq = record.attrs["seq"].as_u64().expect("pouchdb seqs are integers");
+    assert_eq!(record.id, format!("{seq} {rev_a} a"), "the record id is seq + rev + doc id: one change of the log");
     assert_eq!(record.attrs["rev"], json!(rev_a));
     assert_eq!(record.attrs["deleted"], json!(false));
     assert_eq!(record.attrs["seq"], json!(seen.records[0].attrs["seq"].as_u64().expect("pouchdb seqs are integers")));

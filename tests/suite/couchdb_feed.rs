@@ -177,6 +177,34 @@ fn documents_created_updated_and_deleted_fire_exactly_their_events() {
     assert_eq!(status, 404, "DELETE removes the state document");
 }
 
+/// A conflict revert is a change of its own: deleting the winning revision of a conflicted
+/// document makes the losing one win again, and `_changes` shows that earlier revision a
+/// second time at a later sequence. The two events name the same revision but are two
+/// changes: their ids differ (a consumer dropping duplicates by id keeps both).
+#[test]
+fn a_conflict_revert_fires_with_an_id_of_its_own() {
+    let r = Rig::start();
+    r.create(json!({}));
+    let first = r.put("doc");
+    r.w.poll();
+    // A branch 1-zzz → 2-bbb written as replication writes it: 2-bbb wins (higher generation).
+    let branch = json!({"_id": "doc", "_rev": "2-bbb", "_revisions": {"start": 2, "ids": ["bbb", "zzz"]}, "v": 9});
+    r.server.replicate(&r.db, &[branch]).expect("conflicting branch");
+    assert_eq!(r.server.rev(&r.db, "doc").unwrap(), "2-bbb");
+    r.w.poll();
+    // Deleting the winner: the first revision wins again.
+    r.server.delete_rev(&r.db, "doc", "2-bbb").expect("delete the winning revision");
+    assert_eq!(r.server.rev(&r.db, "doc").unwrap(), first.2);
+    r.w.poll();
+    let events = r.received();
+    let changes: Vec<Change> = events.iter().map(change_of).collect();
+    let updated: Change = ("updated".into(), "doc".into(), "2-bbb".into());
+    assert_eq!(changes, [first.clone(), updated, first], "{events:?}");
+    let ids: BTreeSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "each change of the log has its own id: {events:?}");
+    assert_ne!(events[0]["data"]["seq"], events[2]["data"]["seq"]);
+}
+
 #[test]
 fn the_legacy_format_is_the_apache_cloudant_feeds_payload() {
     let r = Rig::start();
