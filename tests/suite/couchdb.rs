@@ -316,6 +316,8 @@ fn a_since_the_server_rejects_is_cursor_rejected() {
 #[test]
 fn a_rewind_to_zero_redelivers_records_with_the_same_ids() {
     // A shard copy that no longer matches the stored sequence restarts from 0 on CouchDB 2.x+.
+    // The rows come again with the sequences they had (as pouchdb-server's integers do), so
+    // with the same ids; rows sent at other sequences would be other changes (README).
     let (server, db) = setup();
     let proxy = CouchProxy::start(&server.url).unwrap();
     let reader = open(&proxy.url, &db, json!({}));
