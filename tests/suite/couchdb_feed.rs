@@ -177,6 +177,38 @@ fn documents_created_updated_and_deleted_fire_exactly_their_events() {
     assert_eq!(status, 404, "DELETE removes the state document");
 }
 
+/// `maxTriggers`, a parameter of the Apache Cloudant feed (its provider counts fires down and
+/// disables the trigger at 0: apache/openwhisk-package-cloudant provider/lib/utils.js:120-133,
+/// 231-236), is not honoured here, so CREATE refuses it by name and makes nothing; so are the
+/// alarms feeds' parameters a polling feed could be mistaken to take (`timezone`, …). UPDATE
+/// refuses them too.
+#[test]
+fn maxtriggers_and_other_apache_parameters_are_refused_not_ignored() {
+    let r = Rig::start();
+    let before = r.w.user_entities().unwrap();
+    let params = |extra: Value| {
+        let mut p = json!({"source": "couchdb", "url": r.proxy.url, "dbname": r.db});
+        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        p
+    };
+    for (name, value) in
+        [("maxTriggers", json!(2)), ("timezone", json!("Europe/Paris")), ("stopDate", json!("2030-01-01"))]
+    {
+        let err = r.w.create_trigger("t", params(json!({ name: value }))).unwrap_err();
+        assert!(err.contains(&format!("parameter '{name}'")), "{err}");
+        assert_eq!(r.w.user_entities().unwrap(), before, "a refused CREATE leaves nothing");
+    }
+    r.create(json!({}));
+    let err = r.w.feed("UPDATE", "t", json!({"maxTriggers": 2})).unwrap_err();
+    assert!(err.contains("parameter 'maxTriggers'"), "{err}");
+    // Every change fires: three documents, three events.
+    for id in ["a", "b", "c"] {
+        r.put(id);
+    }
+    r.w.poll();
+    assert_eq!(r.received().len(), 3);
+}
+
 /// A conflict revert is a change of its own: deleting the winning revision of a conflicted
 /// document makes the losing one win again, and `_changes` shows that earlier revision a
 /// second time at a later sequence. The two events name the same revision but are two
