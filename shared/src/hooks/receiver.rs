@@ -187,7 +187,8 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
 /// in 15 seconds" (AWS SNS Developer Guide, "Step 1: Make sure your endpoint is ready to
 /// process Amazon SNS messages", docs.aws.amazon.com/sns/latest/dg/SendMessageToHttp.prepare.html);
 /// GitHub "Your server should respond with a 2XX response within 10 seconds"
-/// (docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks).
+/// (docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks; GitHub
+/// Enterprise Server's page says 30 s: the shorter one is kept).
 pub fn producer_wait(config: &HookConfig, sns: bool) -> Option<Duration> {
     if sns {
         Some(SNS_WAIT)
