@@ -151,6 +151,16 @@ impl PouchDb {
         answer["rev"].as_str().map(str::to_string).ok_or_else(|| anyhow!("DELETE {id}: no rev in {answer}"))
     }
 
+    /// Adds (or replaces) an attachment of a document at its current revision; returns the
+    /// document's new rev.
+    pub fn attach(&self, db: &str, id: &str, name: &str, content_type: &str, bytes: &[u8]) -> anyhow::Result<String> {
+        let rev = self.rev(db, id)?;
+        let url = format!("{}/{db}/{}/{}?rev={rev}", self.url, encode(id), encode(name));
+        let mut resp = self.agent.put(&url).header("Content-Type", content_type).send(bytes)?;
+        let answer: Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
+        answer["rev"].as_str().map(str::to_string).ok_or_else(|| anyhow!("PUT {id}/{name}: no rev in {answer}"))
+    }
+
     /// A document's current rev.
     pub fn rev(&self, db: &str, id: &str) -> anyhow::Result<String> {
         let doc = self.ok("GET", &format!("/{db}/{}", encode(id)), None)?;

@@ -182,6 +182,37 @@ fn a_doc_ids_filter_reads_only_those_documents() {
     assert_eq!(read(&*reader, None).records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["keep", "also"]);
 }
 
+/// What README says fires on CouchDB ("Use the CouchDB / Cloudant feed", Events): design
+/// documents and attachment changes are changes like any other; a filter function gets a
+/// deleted document as its tombstone, without the fields it tests, so a filter on a field
+/// drops every delete, and one that lets `_deleted` through keeps them.
+#[test]
+fn design_documents_and_attachments_are_changes_and_a_filter_sees_deletes_as_bare_tombstones() {
+    let (server, db) = setup();
+    let start = open(&server.url, &db, json!({})).current().unwrap();
+    let filters = json!({"filters": {
+        "orders": "function(doc, req) { return doc.type === 'order'; }",
+        "orders_and_deletes": "function(doc, req) { return doc._deleted || doc.type === 'order'; }"}});
+    server.put(&db, "_design/f", filters).unwrap();
+    server.put(&db, "o1", json!({"type": "order"})).unwrap();
+    server.put(&db, "o2", json!({"type": "order"})).unwrap();
+    server.attach(&db, "o2", "note.txt", "text/plain", b"hello").unwrap();
+    server.delete(&db, "o1").unwrap();
+    let all = read(&*open(&server.url, &db, json!({})), Some(&start));
+    assert_eq!(
+        kinds(&all),
+        [
+            (ChangeKind::Created, "_design/f".into()),
+            (ChangeKind::Updated, "o2".into()),
+            (ChangeKind::Deleted, "o1".into())
+        ]
+    );
+    let on_field = read(&*open(&server.url, &db, json!({"filter": "f/orders"})), Some(&start));
+    assert_eq!(kinds(&on_field), [(ChangeKind::Updated, "o2".into())], "the delete of o1 is filtered out");
+    let with_deletes = read(&*open(&server.url, &db, json!({"filter": "f/orders_and_deletes"})), Some(&start));
+    assert_eq!(kinds(&with_deletes), [(ChangeKind::Updated, "o2".into()), (ChangeKind::Deleted, "o1".into())]);
+}
+
 #[test]
 fn a_missing_database_is_not_found() {
     let server = PouchDb::shared().expect("pouchdb-server starts");

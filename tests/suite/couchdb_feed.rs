@@ -209,6 +209,51 @@ fn maxtriggers_and_other_apache_parameters_are_refused_not_ignored() {
     assert_eq!(r.received().len(), 3);
 }
 
+/// The feed's state and lease documents are written into the watched database unless
+/// `stateDbname` says otherwise, and each write is a change every other reader of its
+/// `_changes` sees (README "State, cursor and costs"): the lease twice a poll, even an idle one.
+#[test]
+fn the_feeds_own_documents_are_changes_others_see_unless_state_dbname() {
+    let r = Rig::start();
+    r.create(json!({}));
+    let own_ids = |db: &str| -> Vec<String> {
+        let (_, changes) = r.server.get(&format!("/{db}/_changes")).unwrap();
+        let ids = changes["results"].as_array().unwrap().iter().filter_map(|c| c["id"].as_str().map(str::to_string));
+        ids.filter(|id| id.starts_with(".owfeed/")).collect()
+    };
+    let lease_generation = || {
+        let (_, doc) = r.server.get(&format!("/{}/.owfeed%2Fguest%2Ft.lease", r.db)).unwrap();
+        doc["_rev"].as_str().unwrap().split('-').next().unwrap().parse::<u64>().unwrap()
+    };
+    r.w.poll();
+    let before = lease_generation();
+    r.w.poll();
+    r.w.poll();
+    assert_eq!(lease_generation() - before, 4, "two lease writes per idle poll");
+    let own = own_ids(&r.db);
+    for id in [".owfeed/guest/t.state", ".owfeed/guest/t.lease"] {
+        assert!(own.contains(&id.to_string()), "{id} in the watched database's _changes: {own:?}");
+    }
+    // And the tombstone of CREATE's conditional-write probe.
+    assert!(own.iter().any(|id| id.starts_with(".owfeed/guest/t.probe-")), "{own:?}");
+    assert!(r.received().is_empty(), "never fired");
+    r.w.delete_trigger("t").unwrap();
+
+    // With a database of its own, the watched one sees none of them.
+    let state_db = feed_tests::pouchdb::unique("state");
+    r.server.create_db(&state_db).unwrap();
+    let watched = feed_tests::pouchdb::unique("watched");
+    r.server.create_db(&watched).unwrap();
+    r.w.create_trigger(
+        "t",
+        json!({"source": "couchdb", "url": r.proxy.url, "dbname": watched, "stateDbname": state_db}),
+    )
+    .unwrap();
+    r.w.poll();
+    assert_eq!(own_ids(&watched), Vec::<String>::new());
+    assert!(!own_ids(&state_db).is_empty());
+}
+
 /// A conflict revert is a change of its own: deleting the winning revision of a conflicted
 /// document makes the losing one win again, and `_changes` shows that earlier revision a
 /// second time at a later sequence. The two events name the same revision but are two
