@@ -639,6 +639,42 @@ fn a_batch_slower_than_the_receivers_time_is_cut_and_completed_by_retries_each_e
     assert_eq!(status["lastFailure"]["status"], 503, "{status}");
 }
 
+/// GitHub counts a delivery failed when no 2xx comes within 10 s ("Your server should respond
+/// with a 2XX response within 10 seconds", docs.github.com/en/webhooks/using-webhooks/
+/// best-practices-for-using-webhooks). A fire held longer is given up in time: the answer is a
+/// 503 well within GitHub's 10 s (it used to wait for the fire), and READ shows the failure.
+#[test]
+fn a_github_delivery_is_answered_within_githubs_wait_however_slow_the_fire() {
+    let h = Hooks::start();
+    let gh = FakeGitHub::start("ghp_testtoken");
+    let params =
+        json!({"source": "github", "repository": "octo/repo", "accessToken": gh.token(), "githubApi": gh.url()});
+    let created = h.create_recorded("t", params);
+    let url = created["url"].as_str().unwrap().to_string();
+    let id = *gh.hooks("octo/repo").keys().next().unwrap();
+    let secret = gh.hooks("octo/repo")[&id]["config"]["secret"].as_str().unwrap().to_string();
+    let body = br#"{"ref":"refs/heads/main","repository":{"html_url":"https://github.com/octo/repo"}}"#;
+    let signature = github_signature(&Secret::new(secret), body);
+    let hook_id = id.to_string();
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", "d-slow"),
+        ("X-GitHub-Hook-ID", hook_id.as_str()),
+        ("X-Hub-Signature-256", signature.as_str()),
+    ];
+    h.w.emu.inject_fault(slow_fires("t", 12_000));
+    let start = std::time::Instant::now();
+    let a = h.post(&url, &headers, body);
+    let took = start.elapsed();
+    h.w.emu.clear_faults();
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert!(a.header("Retry-After").is_some());
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    let status = h.feed("READ", "t", json!({})).unwrap()["status"].clone();
+    assert_eq!(status["lastFailure"]["status"], 503, "{status}");
+}
+
 #[test]
 fn delete_that_cannot_reach_the_producer_removes_everything_and_names_the_hook() {
     let h = Hooks::start();
