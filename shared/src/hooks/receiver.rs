@@ -165,9 +165,9 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
     // A failure of a single event needs the record too, for `lastFailure`.
     let record = batch.or_else(|| failed.is_some().then(|| BatchRecord::load(&client, &trigger, key.clone())));
     if let Some(record) = record {
-        let cut_ids = if batched && cut { Some(delivered.as_slice()) } else { None };
+        let outcome = if batched && cut { Batch::Cut(&delivered) } else { Batch::Done };
         let completed = message.as_ref().filter(|_| !cut);
-        record.save(&client, cut_ids, failed, completed);
+        record.save(&client, outcome, failed, completed);
     }
     if let Value::Object(body) = &mut response.body {
         body.insert("ids".into(), json!(fired_ids));
@@ -272,7 +272,12 @@ fn note_failure(ctx: &Context, params: &Params, key: String, response: &HookResp
     match (client(ctx, params), trigger) {
         (Ok(client), Some(trigger)) => {
             let client = client.until(Some(times.answer_by));
-            BatchRecord::load(&client, &trigger, key).save(&client, None, Some(failure_note(response)), None)
+            BatchRecord::load(&client, &trigger, key).save(
+                &client,
+                Batch::Untouched,
+                Some(failure_note(response)),
+                None,
+            )
         }
         _ => log("receive: cannot record the failure: no API key or no triggerName"),
     }
@@ -297,6 +302,17 @@ pub const MAX_MESSAGES: usize = 500;
 /// The per-trigger record of batches cut by a failed fire: `{trigger}.owfeed-hook-batches`.
 pub fn batches_record_for(trigger: &QualifiedName) -> QualifiedName {
     QualifiedName::new(&trigger.namespace, None, &format!("{}.owfeed-hook-batches", trigger.name))
+}
+
+/// What became of a delivery's batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Batch<'a> {
+    /// Cut: these ids are delivered (earlier requests' included).
+    Cut(&'a [String]),
+    /// Every event delivered: its entry, if any, is forgotten.
+    Done,
+    /// Nothing fired: its entry, if any, stays.
+    Untouched,
 }
 
 /// One batch's view of the record: the record as read, and the batch's key in it.
@@ -344,15 +360,9 @@ impl BatchRecord {
         ids.into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
     }
 
-    /// Stores `delivered` for a cut batch (`Some`), or forgets a completed one (`None`),
-    /// `failure` as `lastFailure`, and a delivered SNS message; writes only what changed.
-    fn save(
-        mut self,
-        client: &Client,
-        delivered: Option<&[String]>,
-        failure: Option<Value>,
-        message: Option<&Verified>,
-    ) {
+    /// Stores what became of this delivery's batch, `failure` as `lastFailure`, and a
+    /// delivered SNS message; writes only what changed.
+    fn save(mut self, client: &Client, batch: Batch<'_>, failure: Option<Value>, message: Option<&Verified>) {
         let had = self.batches.contains_key(&self.key);
         let failed = failure.is_some();
         if failed {
@@ -362,8 +372,8 @@ impl BatchRecord {
         if let Some(m) = message {
             self.remember(m);
         }
-        match delivered {
-            Some(ids) => {
+        match batch {
+            Batch::Cut(ids) => {
                 let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                 self.batches.insert(self.key.clone(), json!({ "delivered": ids, "at": at }));
                 while self.batches.len() > MAX_BATCHES {
@@ -375,11 +385,11 @@ impl BatchRecord {
                     oldest.map(|k| self.batches.remove(&k));
                 }
             }
-            None if had => {
+            Batch::Done if had => {
                 self.batches.remove(&self.key);
             }
-            None if failed || remembered => {}
-            None => return,
+            _ if failed || remembered => {}
+            _ => return,
         }
         let result = if self.batches.is_empty() && self.last_failure.is_none() && self.messages.is_empty() {
             client.delete_package(&self.name).or_else(|e| if e.is_not_found() { Ok(()) } else { Err(e) })
