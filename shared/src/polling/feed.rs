@@ -65,6 +65,7 @@ impl<'a> PollingFeed<'a> {
     }
 
     fn validate(&self, params: &Params) -> Result<Validated, ActionError> {
+        crate::schedule::refuse_unsupported(params)?;
         let schedule = Schedule::from_params(params, DEFAULT_INTERVAL_MINUTES)?;
         let source = self.source_of(params)?;
         let opened = Opened::open(source, params)?;
