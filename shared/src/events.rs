@@ -160,6 +160,47 @@ pub fn record_event(ctx: &EventContext, record: &Record, event_type: &str, time:
     Value::Object(event)
 }
 
+/// Prefix of the parameters OpenWhisk reserves for itself (`__ow_headers`, `__ow_method`, …).
+pub const RESERVED_PREFIX: &str = "__ow_";
+
+/// Removes every platform-reserved field (`__ow_*`) from a fire's payload: at the top level,
+/// where the controller would merge it over its own (`__ow_headers` carries the fire's
+/// `authorization`), and from each event of a `{"events": [...]}` batch. Returns how many were
+/// removed. Payloads are built from stored data (an outbox, a document), which must never speak
+/// for the platform, whatever it says.
+pub fn strip_reserved(payload: &mut Value) -> usize {
+    fn strip(map: &mut Map<String, Value>) -> usize {
+        let before = map.len();
+        map.retain(|k, _| !k.starts_with(RESERVED_PREFIX));
+        before - map.len()
+    }
+    let Value::Object(top) = payload else { return 0 };
+    let mut removed = strip(top);
+    if let Some(Value::Array(events)) = top.get_mut("events") {
+        for event in events.iter_mut() {
+            if let Value::Object(e) = event {
+                removed += strip(e);
+            }
+        }
+    }
+    removed
+}
+
+/// True when `payload` holds a field `strip_reserved` would remove.
+pub fn has_reserved(payload: &Value) -> bool {
+    let reserved = |m: &Map<String, Value>| m.keys().any(|k| k.starts_with(RESERVED_PREFIX));
+    match payload {
+        Value::Object(top) => {
+            reserved(top)
+                || top
+                    .get("events")
+                    .and_then(Value::as_array)
+                    .is_some_and(|events| events.iter().any(|e| e.as_object().is_some_and(reserved)))
+        }
+        _ => false,
+    }
+}
+
 /// The payload of one trigger fire that carries several events: `{"events": [...]}`.
 ///
 /// A trigger's parameters must be a JSON object, hence the wrapper instead of the JSON
@@ -461,6 +502,28 @@ pub(crate) mod tests {
     use super::*;
     use crate::change::Entry;
     use chrono::TimeZone;
+
+    #[test]
+    fn reserved_platform_fields_are_stripped_from_payloads_and_batches() {
+        let mut single = serde_json::json!({"id": "1", "data": {"__ow_headers": "kept: not the platform's"},
+            "__ow_headers": {"authorization": "Basic forged"}, "__ow_method": "post", "__owner": "kept"});
+        assert!(has_reserved(&single));
+        assert_eq!(strip_reserved(&mut single), 2);
+        assert_eq!(
+            single,
+            serde_json::json!({"id": "1", "data": {"__ow_headers": "kept: not the platform's"}, "__owner": "kept"})
+        );
+        assert!(!has_reserved(&single));
+        let mut batch =
+            serde_json::json!({"events": [{"id": "a", "__ow_user": "x"}, {"id": "b"}, 7], "__ow_path": "/"});
+        assert!(has_reserved(&batch));
+        assert_eq!(strip_reserved(&mut batch), 2);
+        assert_eq!(batch, serde_json::json!({"events": [{"id": "a"}, {"id": "b"}, 7]}));
+        for mut other in [serde_json::json!([1]), serde_json::json!("s"), serde_json::json!(null)] {
+            assert!(!has_reserved(&other));
+            assert_eq!(strip_reserved(&mut other), 0);
+        }
+    }
     use serde_json::json;
 
     fn ctx() -> EventContext {

@@ -40,6 +40,8 @@ mod s3_registration;
 mod s3_feed;
 // secrets never leak through any error path, whatever a server echoes
 mod secrets;
+// the feed state where others can write it: forged outboxes, garbage, rollbacks, legacy feeds
+mod state_trust;
 // real S3 stores: conditional-write dialects, stores refusing writes, stale leases
 mod stores;
 // AWS S3 push through SNS: signed envelopes, certificates over HTTPS, confirmations

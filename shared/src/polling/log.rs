@@ -262,9 +262,20 @@ impl LogPoller<'_> {
     pub(super) fn run(&mut self, budget: &Budget, status: &mut PollStatus) -> Result<Ended, ActionError> {
         let (mut state, mut etag) = match self.store.load() {
             Ok(Some((state, etag))) if state.log.is_some() => (state, etag),
-            Ok(Some((_, etag))) => return self.recover("the state holds no log cursor", Some(&etag), status),
-            Ok(None) => return self.recover("state object missing", None, status),
-            Err(LoadError::Corrupt(e)) => return self.recover(&format!("state object corrupt ({e})"), None, status),
+            Ok(Some((_, etag))) => {
+                self.recover("the state holds no log cursor", "rejected", Some(&etag), status)?;
+                return Ok(Ended::Normally);
+            }
+            Ok(None) => match self.recover("state object missing", "missing", None, status)? {
+                Some(found) => found,
+                None => return Ok(Ended::Normally),
+            },
+            Err(LoadError::Corrupt(e)) => {
+                match self.recover(&format!("state object rejected ({e})"), "rejected", None, status)? {
+                    Some(found) => found,
+                    None => return Ok(Ended::Normally),
+                }
+            }
             Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
         };
 
@@ -277,7 +288,7 @@ impl LogPoller<'_> {
         if state.scope != scope {
             // UPDATE pointed the feed at another log: the old cursor means nothing there.
             let why = format!("the source changed from {} to {scope}", state.scope);
-            self.rebaseline(&mut state, why, status)?;
+            self.rebaseline(&mut state, why, "scope", status)?;
             state.scope = scope;
             let Some(new) = self.commit(&state, &etag, status)? else { return Ok(Ended::Normally) };
             etag = new;
@@ -392,35 +403,64 @@ impl LogPoller<'_> {
         Ok(Ended::Normally)
     }
 
-    /// Replaces a missing, corrupt or foreign state with one starting at the source's current
-    /// cursor, so the feed goes on; READ says what was not reported.
-    fn recover(&self, why: &str, etag: Option<&str>, status: &mut PollStatus) -> Result<Ended, ActionError> {
-        let mut state = log_baseline(self.reader, &Since::Now).map_err(source_error)?;
-        let reason = format!("{why}: re-baselined from now, changes since the last good poll were not reported");
+    /// Replaces a missing, rejected or foreign state so the feed goes on: with the last
+    /// authenticated state this poller's process holds (`StateStore::last_good`), whose
+    /// outbox and cursor the poll then goes on with (`Some`: no record is lost), else with one
+    /// starting at the source's current cursor (`None`: the poll ends). The state records when
+    /// and why; READ shows it until the user acknowledges it.
+    fn recover(
+        &self,
+        why: &str,
+        cause: &str,
+        etag: Option<&str>,
+        status: &mut PollStatus,
+    ) -> Result<Option<(State, String)>, ActionError> {
+        let good = self.store.last_good().filter(|s| s.log.is_some());
+        let recovered = good.is_some();
+        let (mut state, what) = match good {
+            Some(state) => (
+                state,
+                "replaced by the last authenticated state this poller held; the records after its cursor are read \
+                 now, so none is lost",
+            ),
+            None => (
+                log_baseline(self.reader, &Since::Now).map_err(source_error)?,
+                "re-baselined from now, changes since the last good poll were not reported",
+            ),
+        };
+        let reason = format!("{why}: {what}");
         if let Some(log) = state.log.as_mut() {
-            log.rebaselined = Some(Rebaseline { at_ms: now_ms(), reason: reason.clone(), previous_cursor: None });
+            let cause = cause.to_string();
+            log.rebaselined =
+                Some(Rebaseline { at_ms: now_ms(), reason: reason.clone(), previous_cursor: None, cause });
         }
         let written = match etag {
             Some(etag) => self.store.commit(&state, etag),
             None => self.store.overwrite(&state),
         };
-        match written {
-            Ok(_) => {}
+        let etag = match written {
+            Ok(etag) => etag,
             Err(StoreError::Conflict) => {
                 status.outcome = PollOutcome::Conflict;
-                return Ok(Ended::Normally);
+                return Ok(None);
             }
             Err(e) => return Err(ActionError::new(format!("writing the feed state: {e}"))),
-        }
+        };
         status.outcome = PollOutcome::Rebaselined;
         status.error = Some(reason);
-        Ok(Ended::Normally)
+        Ok(recovered.then_some((state, etag)))
     }
 
     /// Moves the cursor to the source's current one and records why (not yet committed).
-    fn rebaseline(&self, state: &mut State, reason: String, status: &mut PollStatus) -> Result<(), ActionError> {
+    fn rebaseline(
+        &self,
+        state: &mut State,
+        reason: String,
+        cause: &str,
+        status: &mut PollStatus,
+    ) -> Result<(), ActionError> {
         let now = self.reader.current().map_err(source_error)?;
-        self.moved_to(state, Some(now), reason, status);
+        self.moved_to(state, Some(now), reason, cause, status);
         Ok(())
     }
 
@@ -435,14 +475,22 @@ impl LogPoller<'_> {
         status: &mut PollStatus,
     ) -> Result<(), ActionError> {
         let cursor = self.reader.restart(rejected, to).map_err(source_error)?;
-        self.moved_to(state, cursor, reason, status);
+        self.moved_to(state, cursor, reason, "cursor", status);
         Ok(())
     }
 
-    fn moved_to(&self, state: &mut State, cursor: Option<String>, reason: String, status: &mut PollStatus) {
+    fn moved_to(
+        &self,
+        state: &mut State,
+        cursor: Option<String>,
+        reason: String,
+        cause: &str,
+        status: &mut PollStatus,
+    ) {
         let log = state.log.get_or_insert_with(LogState::default);
-        log.rebaselined =
-            Some(Rebaseline { at_ms: now_ms(), reason: reason.clone(), previous_cursor: log.cursor.take() });
+        let previous_cursor = log.cursor.take();
+        let cause = cause.to_string();
+        log.rebaselined = Some(Rebaseline { at_ms: now_ms(), reason: reason.clone(), previous_cursor, cause });
         log.cursor = cursor;
         log.cursor_rejected = None;
         state.seq += 1;
@@ -491,7 +539,7 @@ fn describe_cursor(cursor: Option<&str>) -> String {
 }
 
 /// READ's facts about a log feed's state: `mode`, `cursor`, `recordsRead`, `eventsPending`,
-/// `eventsFired`, `rebaselined`.
+/// `eventsFired`, `rebaselined` (which READ then shows only until an UPDATE acknowledges it).
 pub(super) fn log_status(s: &mut Map<String, Value>, state: &State, log: Option<&LogSettings>) {
     let facts = state.log.clone().unwrap_or_default();
     if let Some(log) = log {
