@@ -240,7 +240,8 @@ impl NsState {
         let end = end.min((now_ms / 60_000 + 1) * 60_000);
         let left_ms = end.saturating_sub(now_ms).max(1) as f64;
         let left_fires = f64::from(limits.fires_per_minute.saturating_sub(self.spent.fires));
-        ((left_fires + 1.0) / left_ms).clamp(nominal, 2.0 * nominal)
+        // Not `clamp`: its panic message would link float formatting (14 kB) into the actions.
+        ((left_fires + 1.0) / left_ms).max(nominal).min(2.0 * nominal)
     }
 }
 

@@ -25,7 +25,7 @@
 //! (`{trigger}.owfeed-alarm`, `{trigger}.owfeed-rule`); [`migrate`] registers such a feed and
 //! removes them, on its next poll or on UPDATE, PAUSE or UNPAUSE.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::helpers::{alarm_feed, alarm_trigger_body, describe_invoke_error, Helpers};
@@ -220,9 +220,12 @@ impl Budgets {
     }
 }
 
+// The record is written with serde and read by hand (`from_value`): serde's derived
+// Deserialize of these types cost about 30 kB in each action binary.
+
 /// The tick running now, as it claimed it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(super) struct Claim {
     /// Its activation.
     pub(super) activation: String,
@@ -231,8 +234,8 @@ pub(super) struct Claim {
 }
 
 /// What one finished tick did.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(super) struct TickSummary {
     /// Its activation.
     pub(super) activation: String,
@@ -271,8 +274,8 @@ pub(super) struct TickSummary {
 }
 
 /// What the ticks keep between them (the scheduler binding's annotation [`RECORD`]).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(super) struct Record {
     /// The tick running now, if one claimed the minute and has not finished.
     pub(super) running: Option<Claim>,
@@ -295,13 +298,72 @@ pub(super) struct Record {
     pub(super) alarms: Option<String>,
 }
 
+/// `v[key]` as a number (0 when missing or not one).
+fn number(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
+/// `v[key]` as a small number (0 when missing, not one, or too large).
+fn small(v: &Value, key: &str) -> u32 {
+    u32::try_from(number(v, key)).unwrap_or(0)
+}
+
+/// `v[key]` as a string ("" when missing or not one).
+fn text(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_string()
+}
+
+/// `v[key]` as a list of strings (what is not a string is left out).
+fn texts(v: &Value, key: &str) -> Vec<String> {
+    v[key].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+impl Claim {
+    fn from_value(v: &Value) -> Option<Claim> {
+        v.is_object().then(|| Claim { activation: text(v, "activation"), started_ms: number(v, "startedMs") })
+    }
+}
+
+impl TickSummary {
+    fn from_value(v: &Value) -> Option<TickSummary> {
+        v.is_object().then(|| TickSummary {
+            activation: text(v, "activation"),
+            started_ms: number(v, "startedMs"),
+            duration_ms: number(v, "durationMs"),
+            registered: number(v, "registered"),
+            paused: number(v, "paused"),
+            legacy: number(v, "legacy"),
+            due: number(v, "due"),
+            polled: number(v, "polled"),
+            not_polled: number(v, "notPolled"),
+            errors: number(v, "errors"),
+            busy: number(v, "busy"),
+            fired: number(v, "fired"),
+            pending: number(v, "pending"),
+            connection: number(v, "connection"),
+            children: number(v, "children"),
+            ms_per_poll: number(v, "msPerPoll"),
+            problems: texts(v, "problems"),
+        })
+    }
+}
+
 impl Record {
-    /// The record among a binding's `annotations` (a default one when there is none).
+    /// The record among a binding's `annotations` (a default one when there is none; what is
+    /// missing or malformed in it reads as its default).
     pub(super) fn from_annotations(annotations: &Value) -> Record {
-        from_key_values(annotations)
-            .get(RECORD)
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default()
+        let Some(v) = from_key_values(annotations).get(RECORD).cloned() else { return Record::default() };
+        Record {
+            running: Claim::from_value(&v["running"]),
+            last: TickSummary::from_value(&v["last"]),
+            spent_minute: number(&v, "spentMinute"),
+            spent_fires: small(&v, "spentFires"),
+            spent_invocations: small(&v, "spentInvocations"),
+            backlog: texts(&v, "backlog"),
+            children: texts(&v, "children"),
+            idle_ticks: small(&v, "idleTicks"),
+            alarms: v["alarms"].as_str().map(str::to_string),
+        }
     }
 }
 
@@ -741,8 +803,36 @@ mod tests {
 
     #[test]
     fn a_record_survives_its_annotation_and_a_missing_one_is_empty() {
-        let mut r = Record { backlog: vec!["t.owfeed".into()], idle_ticks: 1, ..Record::default() };
-        r.last = Some(TickSummary { registered: 3, ..TickSummary::default() });
+        // Every field set, so the hand-written reader is checked against the serialized names.
+        let r = Record {
+            running: Some(Claim { activation: "a1".into(), started_ms: 2 }),
+            last: Some(TickSummary {
+                activation: "a0".into(),
+                started_ms: 3,
+                duration_ms: 4,
+                registered: 5,
+                paused: 6,
+                legacy: 7,
+                due: 8,
+                polled: 9,
+                not_polled: 10,
+                errors: 11,
+                busy: 12,
+                fired: 13,
+                pending: 14,
+                connection: 15,
+                children: 16,
+                ms_per_poll: 17,
+                problems: vec!["/ns/t: failed".into()],
+            }),
+            spent_minute: 18,
+            spent_fires: 19,
+            spent_invocations: 20,
+            backlog: vec!["t.owfeed".into()],
+            children: vec!["a2".into()],
+            idle_ticks: 21,
+            alarms: Some("/whisk.system/alarms".into()),
+        };
         let annotations = json!([{ "key": RECORD, "value": serde_json::to_value(&r).unwrap() }]);
         assert_eq!(Record::from_annotations(&annotations), r);
         assert_eq!(Record::from_annotations(&json!([])), Record::default());

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::log::Mode;
@@ -63,25 +63,53 @@ const POLLS_IN_RESULT: usize = 200;
 const PROBLEMS_KEPT: usize = 10;
 
 /// One trigger to poll.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 struct Job {
     /// Its config binding.
     binding: String,
     /// The user's trigger.
     trigger: String,
     /// Held open for the whole window.
-    #[serde(default)]
     connection: bool,
 }
 
-/// What a fanned-out activation is given (`tickPart`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// What a fanned-out activation is given (`tickPart`). Sent with serde, read by hand
+/// (`from_value`), as the scheduler's record is (a derived Deserialize costs kilobytes).
+#[derive(Clone, Debug, Serialize)]
 struct Part {
     parent: String,
     jobs: Vec<Job>,
     fires: u32,
     invocations: u32,
     burst: u32,
+}
+
+impl Part {
+    /// The part in `v`, or what is wrong with it.
+    fn from_value(v: &Value) -> Result<Part, String> {
+        let text = |key: &str| v[key].as_str().map(str::to_string).ok_or(format!("'{key}' is not a string"));
+        let count =
+            |key: &str| v[key].as_u64().and_then(|n| u32::try_from(n).ok()).ok_or(format!("'{key}' is not a count"));
+        let jobs = v["jobs"].as_array().ok_or("'jobs' is not a list")?;
+        let jobs = jobs
+            .iter()
+            .map(|j| {
+                Some(Job {
+                    binding: j["binding"].as_str()?.to_string(),
+                    trigger: j["trigger"].as_str()?.to_string(),
+                    connection: j["connection"].as_bool().unwrap_or(false),
+                })
+            })
+            .collect::<Option<Vec<Job>>>()
+            .ok_or("a job has no 'binding' or 'trigger'")?;
+        Ok(Part {
+            parent: text("parent")?,
+            jobs,
+            fires: count("fires")?,
+            invocations: count("invocations")?,
+            burst: count("burst")?,
+        })
+    }
 }
 
 /// How one job ended.
@@ -142,8 +170,7 @@ impl<'a> Setup<'a> {
 pub(super) fn tick(ctx: &Context, params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
     let setup = Setup::new(ctx, &params)?;
     if let Some(part) = params.raw("tickPart") {
-        let part: Part =
-            serde_json::from_value(part.clone()).map_err(|e| ActionError::new(format!("parameter 'tickPart': {e}")))?;
+        let part = Part::from_value(part).map_err(|e| ActionError::new(format!("parameter 'tickPart': {e}")))?;
         return Ok(run_part(&setup, part, sources));
     }
     run_tick(&setup, &params, sources)
@@ -526,5 +553,37 @@ fn summarize(
         children: children.len() as u64,
         ms_per_poll: if timed.is_empty() { 0 } else { timed.iter().sum::<u64>() / timed.len() as u64 },
         problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_part_survives_its_parameter_and_a_bad_one_names_what_is_wrong() {
+        let job = |b: &str, c: bool| Job { binding: b.into(), trigger: format!("/ns/{b}"), connection: c };
+        let part = Part {
+            parent: "a1".into(),
+            jobs: vec![job("t", false), job("u", true)],
+            fires: 2,
+            invocations: 3,
+            burst: 4,
+        };
+        let back = Part::from_value(&serde_json::to_value(&part).unwrap()).unwrap();
+        assert_eq!(
+            (back.parent, back.jobs, back.fires, back.invocations, back.burst),
+            (part.parent, part.jobs, part.fires, part.invocations, part.burst)
+        );
+        assert_eq!(
+            Part::from_value(&json!({"parent": "a", "jobs": [], "fires": -1})).unwrap_err(),
+            "'fires' is not a count"
+        );
+        assert!(Part::from_value(
+            &json!({"parent": "a", "jobs": [{"trigger": "t"}], "fires": 1, "invocations": 1, "burst": 1})
+        )
+        .unwrap_err()
+        .contains("'binding'"));
+        assert!(Part::from_value(&json!("junk")).is_err());
     }
 }
