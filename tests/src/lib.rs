@@ -13,6 +13,7 @@ pub mod gen_source;
 pub mod kafka;
 pub mod kafkaproxy;
 pub mod listing_source;
+pub mod manifest;
 pub mod moto;
 pub mod pouchdb;
 pub mod rigs;

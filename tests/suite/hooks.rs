@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use feed_tests::fake_github::FakeGitHub;
 use feed_tests::fake_subscriptions::FakeManager;
-use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
+use feed_tests::manifest::Deployment;
+use feed_tests::world::{World, PACKAGE, USER};
 use ow_emulator::{Config, FaultRule, SYSTEM_NAMESPACE};
 use owfeed::hooks::github_signature;
 use owfeed::openwhisk::QualifiedName;
@@ -35,10 +36,6 @@ impl Answer {
     }
 }
 
-fn feed_name() -> QualifiedName {
-    QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook")
-}
-
 impl Hooks {
     fn start() -> Hooks {
         Hooks::start_as("rust:1.34")
@@ -48,16 +45,8 @@ impl Hooks {
     fn start_as(kind: &str) -> Hooks {
         // Only the hooks actions are deployed: the package's other actions are not needed here.
         let w = World::empty(Config::with_namespaces(&[USER, "other"]), "hooks").expect("start emulator");
-        let package = QualifiedName::new(SYSTEM_NAMESPACE, None, PACKAGE);
-        w.system.put_package(&package, &json!({"publish": true}), true).unwrap();
-        let kv = |pairs: &[&str]| Value::Array(pairs.iter().map(|k| json!({"key": k, "value": true})).collect());
-        let hook_ann = kv(&["feed", "provide-api-key"]);
-        let receive_ann = kv(&["web-export", "raw-http", "final", "provide-api-key", "web-custom-options"]);
-        let receive = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "receive");
-        w.system.put_action(&feed_name(), &action_body(&workspace_bin("hook"), kind, hook_ann).unwrap(), true).unwrap();
-        w.system
-            .put_action(&receive, &action_body(&workspace_bin("receive"), kind, receive_ann).unwrap(), true)
-            .unwrap();
+        let kind = Some(kind.to_string());
+        w.deploy_manifest(&Deployment { kind, ..Deployment::of(&["hook", "receive"]) }).expect("deploy package");
         let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
         Hooks { w, http }
     }

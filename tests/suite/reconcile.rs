@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use feed_tests::moto::Moto;
 use feed_tests::s3proxy::{Fault, FaultProxy, Rule};
-use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
+use feed_tests::world::{World, PACKAGE, USER};
 use ow_emulator::{Config, SYSTEM_NAMESPACE};
 use owfeed::openwhisk::QualifiedName;
 use owfeed_s3::{parse_xml, ListRequest};
@@ -40,20 +40,7 @@ fn ceph_record(bucket: &str, event: &str, key: &str, etag: Option<&str>, seq: &s
 
 /// The emulator with the actions push and reconcile use: `hook`, `receive`, `poll`.
 fn hooks_world() -> World {
-    let w = World::empty(Config::with_namespaces(&[USER, "other"]), "reconcile").expect("start emulator");
-    let package = QualifiedName::new(SYSTEM_NAMESPACE, None, PACKAGE);
-    w.system.put_package(&package, &json!({"publish": true}), true).unwrap();
-    let kv = |pairs: &[&str]| Value::Array(pairs.iter().map(|k| json!({"key": k, "value": true})).collect());
-    let actions = [
-        ("hook", kv(&["feed", "provide-api-key"])),
-        ("receive", kv(&["web-export", "raw-http", "final", "provide-api-key", "web-custom-options"])),
-        ("poll", kv(&["provide-api-key"])),
-    ];
-    for (name, ann) in actions {
-        let action = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), name);
-        w.system.put_action(&action, &action_body(&workspace_bin(name), "rust:1.34", ann).unwrap(), true).unwrap();
-    }
-    w
+    World::with_actions(Config::with_namespaces(&[USER, "other"]), "reconcile", &["hook", "receive", "poll"])
 }
 
 impl Rig {

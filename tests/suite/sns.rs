@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use feed_tests::manifest::Deployment;
 use feed_tests::moto::Moto;
 use feed_tests::sns::{moto_route, FakeSnsHost, SnsConfirmations, SnsRelay, SnsSigner, CERT_PATH};
-use feed_tests::world::{action_body, latency_line, workspace_bin, World, PACKAGE, USER};
+use feed_tests::world::{latency_line, workspace_bin, World, PACKAGE, USER};
 use ow_emulator::{Config, SYSTEM_NAMESPACE};
 use owfeed::hooks::feed::{binding_for, receiver_url};
 use owfeed::hooks::receiver::batches_record_for;
@@ -48,14 +49,12 @@ impl Sns {
         // The test host goes on the shared packages, where a deployer would put settings.
         let params = json!([{"key": "snsTestHost", "value": host.host_port()},
             {"key": "snsTestCa", "value": host.ca.ca_pem}]);
-        let kv = |pairs: &[&str]| Value::Array(pairs.iter().map(|k| json!({"key": k, "value": true})).collect());
-        let ann = kv(&["web-export", "raw-http", "final", "provide-api-key"]);
         let fixture = Path::new(env!("CARGO_BIN_EXE_sns-test-receive")).to_path_buf();
         for (package, binary) in [(PACKAGE, fixture), (SHIPPED, workspace_bin("receive"))] {
-            let pkg = QualifiedName::new(SYSTEM_NAMESPACE, None, package);
-            w.system.put_package(&pkg, &json!({"publish": true, "parameters": params}), true).unwrap();
-            let receive = QualifiedName::new(SYSTEM_NAMESPACE, Some(package), "receive");
-            w.system.put_action(&receive, &action_body(&binary, "rust:1.34", ann.clone()).unwrap(), true).unwrap();
+            let package = Some(package.to_string());
+            let deployment =
+                Deployment { package, parameters: params.clone(), ..Deployment::with([("receive", binary)]) };
+            w.deploy_manifest(&deployment).expect("deploy package");
         }
         let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
         Sns { w, host, signer: SnsSigner::new(), http }
@@ -593,8 +592,7 @@ fn hook_create_with_provider_aws_on_moto_fires_puts_overwrites_and_deletes() {
     let bucket = Moto::unique_bucket("awspush");
     moto.create_bucket(&bucket).unwrap();
     let feed = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook");
-    let ann = Value::Array(["feed", "provide-api-key"].iter().map(|k| json!({"key": k, "value": true})).collect());
-    s.w.system.put_action(&feed, &action_body(&workspace_bin("hook"), "rust:1.34", ann).unwrap(), true).unwrap();
+    s.w.deploy_action("hook", &workspace_bin("hook")).unwrap();
     let relay = SnsRelay::in_front_of(moto.endpoint(), &s.w.emu.url(), s.host.handle()).unwrap();
     let trigger = QualifiedName::new("_", None, "uploads");
     let body = json!({"annotations": [{"key": "feed", "value": feed.to_string()}], "parameters": []});
@@ -702,8 +700,7 @@ fn an_unconfirmed_aws_subscription_is_shown_as_pending() {
     let bucket = Moto::unique_bucket("awspending");
     moto.create_bucket(&bucket).unwrap();
     let feed = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook");
-    let ann = Value::Array(["feed", "provide-api-key"].iter().map(|k| json!({"key": k, "value": true})).collect());
-    s.w.system.put_action(&feed, &action_body(&workspace_bin("hook"), "rust:1.34", ann).unwrap(), true).unwrap();
+    s.w.deploy_action("hook", &workspace_bin("hook")).unwrap();
     let sns = SnsConfirmations::start(moto.endpoint(), s.host.handle()).unwrap();
     let unreachable = format!("http://{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
     let trigger = QualifiedName::new("_", None, "deaf");
@@ -748,8 +745,7 @@ fn bench_push_write_to_fire() {
     let bucket = Moto::unique_bucket("awsbench");
     moto.create_bucket(&bucket).unwrap();
     let feed = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook");
-    let ann = Value::Array(["feed", "provide-api-key"].iter().map(|k| json!({"key": k, "value": true})).collect());
-    s.w.system.put_action(&feed, &action_body(&workspace_bin("hook"), "rust:1.34", ann).unwrap(), true).unwrap();
+    s.w.deploy_action("hook", &workspace_bin("hook")).unwrap();
     let relay = SnsRelay::in_front_of(moto.endpoint(), &s.w.emu.url(), s.host.handle()).unwrap();
     let sns = SnsConfirmations::start(moto.endpoint(), s.host.handle()).unwrap();
     let body = json!({"annotations": [{"key": "feed", "value": feed.to_string()}], "parameters": []});
@@ -799,11 +795,8 @@ fn bench_push_write_to_fire() {
 /// the trigger's fire was accepted, with the alarm fired right after the PUT. Polling's real
 /// write-to-fire adds the wait for the alarm, 0 to `interval`.
 fn poll_write_to_fire(w: &World, moto: &Moto, writes: usize) -> Vec<f64> {
-    let provide = json!([{"key": "provide-api-key", "value": true}]);
-    let feed = json!([{"key": "feed", "value": true}, {"key": "provide-api-key", "value": true}]);
-    for (name, ann) in [("changes", feed), ("poll", provide)] {
-        let action = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), name);
-        w.system.put_action(&action, &action_body(&workspace_bin(name), "rust:1.34", ann).unwrap(), true).unwrap();
+    for name in ["changes", "poll"] {
+        w.deploy_action(name, &workspace_bin(name)).unwrap();
     }
     let bucket = Moto::unique_bucket("pollbench");
     moto.create_bucket(&bucket).unwrap();
