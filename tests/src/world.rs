@@ -73,6 +73,15 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     profile_dir.join(name)
 }
 
+/// A fixture binary of this package (`echo-action`, `sns-test-receive`, …): cargo builds them
+/// with the suite, next to the test binary's directory.
+pub fn fixture_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let path = exe.parent().and_then(Path::parent).expect("target profile dir").join(name);
+    assert!(path.is_file(), "{} is missing: it is built with the suite (cargo test -p feed-tests)", path.display());
+    path
+}
+
 /// The body of `PUT /actions/…` for a test's own action (the recorder, a fixture): a zip with
 /// the binary as top-level `exec`, a 60 s / 256 MB limit and these annotations. The package's
 /// actions deploy through [`Manifest::deploy`] instead, as the manifest describes them.
