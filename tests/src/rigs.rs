@@ -38,3 +38,18 @@ pub fn flatten(payloads: Vec<Value>) -> Vec<Value> {
     }
     out
 }
+
+/// (kind, subject) of every event, sorted: the kind is the last part of the CloudEvents `type`
+/// (`created`, `updated`, `deleted`, …). Compared with an expected list, every event counts: a
+/// duplicate or a wrong kind fails where a set would not.
+pub fn kinds_and_subjects(events: &[Value]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            let kind = e["type"].as_str().unwrap_or("?").rsplit('.').next().unwrap_or("?").to_string();
+            (kind, e["subject"].as_str().unwrap_or("?").to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -354,15 +354,7 @@ fn kinds_and_subjects(events: &[Value]) -> Vec<(String, String)> {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), events.len(), "each event its own id: {events:?}");
-    let mut out: Vec<(String, String)> = events
-        .iter()
-        .map(|e| {
-            let kind = e["type"].as_str().expect("type").rsplit('.').next().unwrap_or_default().to_string();
-            (kind, e["subject"].as_str().expect("subject").to_string())
-        })
-        .collect();
-    out.sort();
-    out
+    feed_tests::rigs::kinds_and_subjects(events)
 }
 
 /// Start times (ms) of the fires of the user's trigger `t`.

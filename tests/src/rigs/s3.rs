@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::flatten;
+use super::{flatten, kinds_and_subjects};
 use crate::ceph::Rgw;
 use crate::moto::Moto;
 use crate::s3proxy::{Conditionals, FaultProxy};
@@ -214,17 +214,7 @@ impl S3World {
 
     /// (type suffix, subject) of every event received so far, sorted.
     pub fn seen(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
-            .w
-            .events()
-            .iter()
-            .map(|e| {
-                let kind = e["type"].as_str().unwrap_or("?").rsplit('.').next().unwrap_or("?").to_string();
-                (kind, e["subject"].as_str().unwrap_or("?").to_string())
-            })
-            .collect();
-        out.sort();
-        out
+        kinds_and_subjects(&self.w.events())
     }
 
     /// Keys under the feed's reserved prefix (listed whole: moto mis-verifies `prefix=.owfeed/`).
@@ -417,17 +407,7 @@ impl StoreRig {
 
     /// (kind, key) of every event received, sorted.
     pub fn seen(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
-            .w
-            .events()
-            .iter()
-            .map(|e| {
-                let kind = e["type"].as_str().unwrap_or("?").rsplit('.').next().unwrap_or("?").to_string();
-                (kind, e["subject"].as_str().unwrap_or("?").to_string())
-            })
-            .collect();
-        out.sort();
-        out
+        kinds_and_subjects(&self.w.events())
     }
 
     /// Writes of the conditional-write probe's scratch object that reached the proxy.
