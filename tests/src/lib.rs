@@ -1,6 +1,7 @@
 //! Test support for the integration suite (`tests/suite`): servers started on 127.0.0.1 by the
-//! tests themselves, the actionloop driver, the test-only `listing` source and the test-only
-//! `filelog` log source.
+//! tests themselves, the actionloop driver, the package deployed from `manifest.yaml`
+//! ([`manifest`]), the rigs several suite modules share ([`rigs`]), the test-only `listing`
+//! source and `filelog` log source, and the plugin guide's example sources ([`guide`]).
 
 pub mod actionloop;
 pub mod ceph;
@@ -10,9 +11,11 @@ pub mod fake_github;
 pub mod fake_subscriptions;
 pub mod file_log_source;
 pub mod gen_source;
+pub mod guide;
 pub mod kafka;
 pub mod kafkaproxy;
 pub mod listing_source;
+pub mod manifest;
 pub mod moto;
 pub mod pouchdb;
 pub mod rigs;

@@ -1,67 +1,55 @@
-//! Rigs more than one suite module builds the same way.
+//! The rigs of the integration suite, one home for all: each starts the servers a test area
+//! needs, an emulator with the package deployed from manifest.yaml ([`crate::manifest`]) and
+//! the trigger it watches with, and offers the few verbs its tests use.
+//!
+//! - [`s3`]: [`s3::S3World`] (a bucket on moto, s3s-fs, s3rver or Ceph RGW: `s3_feed`),
+//!   [`s3::ProxiedBucket`] (moto behind the fault proxy) and its two faces [`s3::FaultRig`]
+//!   (`faults`: kills, held fires, tallies) and [`s3::StoreRig`] (`stores`: other stores'
+//!   dialects).
+//! - [`couchdb`]: [`couchdb::Rig`], a database of the shared pouchdb-server behind the CouchDB
+//!   proxy (`couchdb_feed`).
+//! - [`kafka`]: [`kafka::Rig`], a topic on tansu, and [`kafka::SaslRig`], tansu behind the
+//!   proxy's SASL stand-in, optionally TLS (`kafka_feed`).
+//! - [`hooks`]: [`hooks::Hooks`], the `hook` and `receive` actions (`hooks`).
+//! - [`sns`]: [`sns::Sns`], `receive` as the `sns-test-receive` fixture next to the shipped one,
+//!   with an SNS stand-in (`sns`).
+//! - [`reconcile`]: [`reconcile::Rig`], `hook`, `receive` and `poll` on a moto bucket with Ceph
+//!   notifications (`reconcile`).
+//!
+//! A test area's own helpers (expected-event builders, tallies) stay in its suite module.
 
-use std::path::Path;
+use serde_json::Value;
 
-use serde_json::{json, Value};
+pub mod couchdb;
+pub mod hooks;
+pub mod kafka;
+pub mod reconcile;
+pub mod s3;
+pub mod sns;
 
-use crate::moto::Moto;
-use crate::s3proxy::FaultProxy;
-use crate::world::{workspace_bin, World, USER};
-use owfeed::openwhisk::{from_key_values, QualifiedName};
-use owfeed::params::Params;
-use owfeed::source::Source;
-use owfeed::store::{stored_key, StateStore};
-use owfeed_s3::S3Client;
-
-/// The S3 feed (`changes`, `poll`) in a fresh world, watching a fresh bucket of the shared moto
-/// (SigV4 verified) through a fault proxy; the trigger is `t`.
-pub struct ProxiedBucket {
-    /// The emulator with the package deployed.
-    pub w: World,
-    /// Between the feed and moto: faults and other stores' dialects.
-    pub proxy: FaultProxy,
-    /// Talks to moto directly, behind the feed's back (no faults, no dialect).
-    pub client: S3Client,
-    /// The watched bucket.
-    pub bucket: String,
+/// Every event in `payloads`, batches (`{"events": […]}`) flattened, in order.
+pub fn flatten(payloads: Vec<Value>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for p in payloads {
+        match p.get("events").and_then(Value::as_array) {
+            Some(batch) => out.extend(batch.iter().cloned()),
+            None => out.push(p),
+        }
+    }
+    out
 }
 
-impl ProxiedBucket {
-    /// A new bucket named after `tag`, the proxy in front of moto, and the world.
-    pub fn start(tag: &str) -> ProxiedBucket {
-        let moto = Moto::shared().expect("moto server");
-        let proxy = FaultProxy::start(moto.endpoint()).expect("fault proxy");
-        let bucket = Moto::unique_bucket(tag);
-        let client = moto.client();
-        client.create_bucket(&bucket).expect("create bucket");
-        let w = World::start(&workspace_bin("changes"), &workspace_bin("poll"));
-        ProxiedBucket { w, proxy, client, bucket }
-    }
-
-    /// Creates the feed trigger `t` (endpoint: the proxy; `extra` parameters on top) and a
-    /// rule to the echo fixture `echo`; CREATE's result.
-    pub fn create(&self, extra: Value, echo: &Path) -> Value {
-        let moto = Moto::shared().expect("moto server");
-        let mut params = json!({
-            "endpoint": self.proxy.url(),
-            "bucket": self.bucket,
-            "accessKeyId": moto.access_key_id(),
-            "secretAccessKey": moto.secret_access_key(),
-        });
-        if let (Value::Object(p), Value::Object(extra)) = (&mut params, extra) {
-            p.extend(extra);
-        }
-        let out = self.w.create_trigger("t", params).expect("create trigger with feed");
-        self.w.record_events("t", echo);
-        out
-    }
-
-    /// Trigger `t`'s state store as its polls open it, with the key its config binding holds
-    /// (the namespace can read it): what another poll of the feed writes with.
-    pub fn state_store(&self) -> StateStore {
-        let binding = self.w.user.get_package(&QualifiedName::new(USER, None, "t.owfeed")).expect("config binding");
-        let params = Params::from_value(Value::Object(from_key_values(&binding["parameters"]))).expect("params");
-        let blobs = owfeed::sources::s3::S3Source.open(&params).expect("S3 config").blob_store().expect("a store");
-        StateStore::new(blobs, &QualifiedName::new(USER, None, "t")).with_key(stored_key(&params).as_ref())
-    }
+/// (kind, subject) of every event, sorted: the kind is the last part of the CloudEvents `type`
+/// (`created`, `updated`, `deleted`, …). Compared with an expected list, every event counts: a
+/// duplicate or a wrong kind fails where a set would not.
+pub fn kinds_and_subjects(events: &[Value]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            let kind = e["type"].as_str().unwrap_or("?").rsplit('.').next().unwrap_or("?").to_string();
+            (kind, e["subject"].as_str().unwrap_or("?").to_string())
+        })
+        .collect();
+    out.sort();
+    out
 }

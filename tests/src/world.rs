@@ -1,5 +1,5 @@
 //! A test world: the OpenWhisk emulator with our package deployed the way `manifest.yaml`
-//! describes it, a user namespace `guest`, and the calls the wsk CLI makes for feeds.
+//! describes it (through [`crate::manifest`]), a user namespace `guest`, and the calls the wsk CLI makes for feeds.
 //!
 //! Feed tests read in a few lines: `World::start(feed, poll)`, `create_trigger`, change the
 //! source, `poll()`, then look at `events()` (what the user's rule action received).
@@ -12,6 +12,7 @@ use anyhow::bail;
 use serde_json::{json, Value};
 
 use crate::emulator_support::{self, Api};
+use crate::manifest::{Deployment, Manifest};
 use ow_emulator::{Config, Emulator};
 use owfeed::openwhisk::{AuthKey, Client, OwError, QualifiedName};
 
@@ -78,8 +79,18 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     profile_dir.join(name)
 }
 
-/// The body of `PUT /actions/…` for a binary (a zip with it as top-level `exec`), with the
-/// limits the manifest gives our actions and these annotations.
+/// A fixture binary of this package (`echo-action`, `sns-test-receive`, …): cargo builds them
+/// with the suite, next to the test binary's directory.
+pub fn fixture_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let path = exe.parent().and_then(Path::parent).expect("target profile dir").join(name);
+    assert!(path.is_file(), "{} is missing: it is built with the suite (cargo test -p feed-tests)", path.display());
+    path
+}
+
+/// The body of `PUT /actions/…` for a test's own action (the recorder, a fixture): a zip with
+/// the binary as top-level `exec`, a 60 s / 256 MB limit and these annotations. The package's
+/// actions deploy through [`Manifest::deploy`] instead, as the manifest describes them.
 pub fn action_body(binary: &Path, kind: &str, annotations: Value) -> anyhow::Result<Value> {
     let mut body = emulator_support::action_body(binary, kind)?;
     body["limits"] = json!({ "timeout": 60000, "memory": 256 });
@@ -128,16 +139,27 @@ impl World {
         Ok(World { emu, dir: TempDir::new(tag), user_key, user, system })
     }
 
+    /// The package and its `changes` and `poll` actions, from these binaries.
     fn deploy(&self, feed: &Path, poll: &Path) -> anyhow::Result<()> {
-        let pkg = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, None, PACKAGE);
-        self.system.put_package(&pkg, &json!({ "publish": true }), true)?;
-        let feed_ann = json!([{"key": "feed", "value": true}, {"key": "provide-api-key", "value": true}]);
-        let poll_ann = json!([{"key": "provide-api-key", "value": true}]);
-        let changes = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), "changes");
-        let poll_name = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), "poll");
-        self.system.put_action(&changes, &action_body(feed, "rust:1.34", feed_ann)?, true)?;
-        self.system.put_action(&poll_name, &action_body(poll, "rust:1.34", poll_ann)?, true)?;
-        Ok(())
+        self.deploy_manifest(&Deployment::with([("changes", feed.to_path_buf()), ("poll", poll.to_path_buf())]))
+    }
+
+    /// Deploys the package and the actions `deployment` names as manifest.yaml describes them.
+    pub fn deploy_manifest(&self, deployment: &Deployment) -> anyhow::Result<()> {
+        Manifest::ours().deploy(&self.system, deployment)
+    }
+
+    /// Deploys (or replaces) the package's action `name`, running `binary`, as manifest.yaml
+    /// describes it; the package stays as it is.
+    pub fn deploy_action(&self, name: &str, binary: &Path) -> anyhow::Result<()> {
+        Manifest::ours().put_action(&self.system, PACKAGE, name, binary, None)
+    }
+
+    /// [`World::empty`] with the package's `actions` deployed from the workspace's binaries.
+    pub fn with_actions(config: Config, tag: &str, actions: &[&str]) -> World {
+        let world = World::empty(config, tag).expect("start emulator");
+        world.deploy_manifest(&Deployment::of(actions)).expect("deploy package");
+        world
     }
 
     /// Sets the namespace budgets of every feed on our package, as a deployer does with `wsk

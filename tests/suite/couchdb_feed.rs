@@ -4,132 +4,15 @@
 //! rejects) and for holding a state write past the poll's time limit (a poll killed there).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use base64::Engine as _;
 use feed_tests::couchproxy::{Auth, CouchProxy, Hold, Play};
-use feed_tests::pouchdb::{unique, PouchDb};
-use feed_tests::world::{workspace_bin, World, USER};
+use feed_tests::rigs::couchdb::{change_of, Change, Rig};
+use feed_tests::world::USER;
 use ow_emulator::FaultRule;
-
-/// One change as an event must report it: (kind, document id, rev).
-type Change = (String, String, String);
-
-/// A feed trigger `t` on a fresh database of the shared pouchdb-server, through a proxy.
-struct Rig {
-    w: World,
-    server: &'static PouchDb,
-    proxy: CouchProxy,
-    db: String,
-}
-
-impl Rig {
-    fn start() -> Rig {
-        let server = PouchDb::shared().expect("pouchdb-server starts (node and npm are needed)");
-        let db = unique("feed");
-        server.create_db(&db).expect("create database");
-        let proxy = CouchProxy::start(&server.url).expect("proxy");
-        let w = World::start(&workspace_bin("changes"), &workspace_bin("poll"));
-        Rig { w, server, proxy, db }
-    }
-
-    /// Creates `t` with `--feed owfeed/changes -p source couchdb` and the recording rule.
-    fn create(&self, extra: Value) -> Value {
-        let mut params = json!({"source": "couchdb", "url": self.proxy.url, "dbname": self.db});
-        if let (Value::Object(p), Value::Object(extra)) = (&mut params, extra) {
-            p.extend(extra);
-        }
-        let created = self.w.create_trigger("t", params).expect("create trigger with feed");
-        self.w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
-        created
-    }
-
-    fn put(&self, id: &str) -> Change {
-        let rev = self.server.put(&self.db, id, json!({"v": 1})).expect("put");
-        ("created".into(), id.into(), rev)
-    }
-
-    fn update(&self, id: &str) -> Change {
-        let rev = self.server.update(&self.db, id, json!({"v": 2})).expect("update");
-        ("updated".into(), id.into(), rev)
-    }
-
-    fn delete(&self, id: &str) -> Change {
-        let rev = self.server.delete(&self.db, id).expect("delete");
-        ("deleted".into(), id.into(), rev)
-    }
-
-    /// Creates many documents in one `_bulk_docs` request.
-    fn put_many(&self, ids: &[String]) -> Vec<Change> {
-        let docs: Vec<Value> = ids.iter().map(|id| json!({"_id": id, "v": 1})).collect();
-        self.server.bulk(&self.db, &docs).expect("bulk");
-        ids.iter().map(|id| ("created".into(), id.clone(), self.server.rev(&self.db, id).expect("rev"))).collect()
-    }
-
-    fn read(&self) -> Value {
-        self.w.feed("READ", "t", json!({})).expect("READ")
-    }
-
-    /// Invokes the binding's poll action once, blocking: its result, or its error message.
-    fn poll_once(&self) -> Result<Value, String> {
-        self.w.poll_once("t")
-    }
-
-    /// `wsk action update owfeed/poll --timeout MS`.
-    fn set_poll_timeout(&self, ms: u64) {
-        self.w.set_poll_timeout(ms)
-    }
-
-    /// Polls until READ shows nothing pending, waiting out the lease a killed poll left.
-    fn recover(&self) -> usize {
-        for n in 1..=20 {
-            match self.poll_once() {
-                Ok(r) if r["status"] == "busy" => {
-                    std::thread::sleep(Duration::from_millis(500));
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => panic!("a poll without faults failed: {e}"),
-            }
-            assert!(self.w.emu.wait_idle(Duration::from_secs(120)), "emulator did not go idle");
-            if self.read()["status"]["eventsPending"] == 0 {
-                return n;
-            }
-        }
-        panic!("the feed did not recover within 20 polls: {}", self.read());
-    }
-
-    /// Every event the recorder received so far, oldest first (batches flattened).
-    fn received(&self) -> Vec<Value> {
-        flatten(self.w.events())
-    }
-
-    /// Every event the trigger accepted, in the order the fires were accepted.
-    fn accepted(&self) -> Vec<Value> {
-        let fires = self.w.emu.activations(USER).into_iter().filter(|a| a["name"] == "t");
-        flatten(fires.map(|a| a["response"]["result"].clone()).collect())
-    }
-}
-
-fn flatten(payloads: Vec<Value>) -> Vec<Value> {
-    let mut out = Vec::new();
-    for p in payloads {
-        match p.get("events").and_then(Value::as_array) {
-            Some(batch) => out.extend(batch.iter().cloned()),
-            None => out.push(p),
-        }
-    }
-    out
-}
-
-/// The change an event reports.
-fn change_of(e: &Value) -> Change {
-    let kind = e["type"].as_str().unwrap_or("?").rsplit('.').next().unwrap_or("?").to_string();
-    (kind, e["data"]["key"].as_str().unwrap_or("?").to_string(), e["data"]["rev"].as_str().unwrap_or("?").to_string())
-}
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:04}")).collect()

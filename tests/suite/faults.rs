@@ -11,149 +11,18 @@
 //! This module does not test scale, resume or secrets (`proof`), nor the happy path (`s3_feed`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use feed_tests::rigs::ProxiedBucket;
+use feed_tests::rigs::s3::{change_of, Change, FaultRig};
 use feed_tests::s3proxy::{Fault, Rule};
-use feed_tests::world::USER;
 use ow_emulator::FaultRule;
-use owfeed_s3::Condition;
 
 /// The poll action's time limit in the scenarios that kill it.
 const SHORT_TIMEOUT_MS: u64 = 5_000;
 /// How long a held request waits: past the short time limit, so the emulator kills the poll.
 const HOLD: Duration = Duration::from_millis(6_500);
-/// The state object's key in the bucket (the feed's trigger is `/guest/t`).
-const STATE_KEY: &str = ".owfeed/guest/t.state";
-const LEASE_KEY: &str = ".owfeed/guest/t.lease";
-
-/// One change to the bucket as an event must report it: (kind, key, etag; empty for deletes).
-type Change = (String, String, String);
-
-/// A feed trigger `t` on a fresh moto bucket, reached through a fault proxy.
-struct Rig(ProxiedBucket);
-
-impl std::ops::Deref for Rig {
-    type Target = ProxiedBucket;
-    fn deref(&self) -> &ProxiedBucket {
-        &self.0
-    }
-}
-
-impl Rig {
-    fn start() -> Rig {
-        Rig(ProxiedBucket::start("faults"))
-    }
-
-    /// Creates the feed trigger `t` (endpoint: the proxy) and the recording rule.
-    fn create(&self, extra: Value) {
-        self.0.create(extra, Path::new(env!("CARGO_BIN_EXE_echo-action")));
-    }
-
-    /// Writes an object; the change it makes, for the expected set.
-    fn put(&self, key: &str, body: &str, kind: &str) -> Change {
-        let etag = self.client.put_object(&self.bucket, key, body.as_bytes().to_vec(), Condition::None).expect("put");
-        (kind.to_string(), key.to_string(), etag.trim_matches('"').to_string())
-    }
-
-    fn delete(&self, key: &str) -> Change {
-        self.client.delete_object(&self.bucket, key).expect("delete object");
-        ("deleted".to_string(), key.to_string(), String::new())
-    }
-
-    /// Writes many objects from a few threads (moto is slow one request at a time).
-    fn put_many(&self, keys: &[String], body: &str, kind: &str) -> Vec<Change> {
-        let chunks: Vec<&[String]> = keys.chunks(keys.len().div_ceil(4).max(1)).collect();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .into_iter()
-                .map(|chunk| scope.spawn(move || chunk.iter().map(|k| self.put(k, body, kind)).collect::<Vec<_>>()))
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("put thread")).collect()
-        })
-    }
-
-    /// Invokes the binding's poll action once, blocking: its result, or its error message.
-    fn poll_once(&self) -> Result<Value, String> {
-        self.w.poll_once("t")
-    }
-
-    /// `wsk action update owfeed/poll --timeout MS`.
-    fn set_poll_timeout(&self, ms: u64) {
-        self.w.set_poll_timeout(ms)
-    }
-
-    /// Polls until READ shows nothing pending and no listing in progress; waits out the lease
-    /// a killed poll left behind. Returns the polls it took (busy answers included).
-    fn recover(&self) -> usize {
-        for n in 1..=10 {
-            match self.poll_once() {
-                Ok(r) if r["status"] == "busy" => {
-                    self.wait_for_lease();
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => panic!("a poll without faults failed: {e}"),
-            }
-            assert!(self.w.emu.wait_idle(Duration::from_secs(120)), "emulator did not go idle");
-            let read = self.w.feed("READ", "t", json!({})).expect("READ");
-            if read["status"]["eventsPending"] == 0 && read["status"]["listingInProgress"] == false {
-                return n;
-            }
-        }
-        panic!("the feed did not recover within 10 polls: {}", self.w.feed("READ", "t", json!({})).unwrap_or_default());
-    }
-
-    /// Sleeps until the lease a killed poll holds has run out (read from the lease object).
-    fn wait_for_lease(&self) {
-        let doc = self.client.get_object(&self.bucket, LEASE_KEY).expect("get lease").expect("lease exists");
-        let lease: Value = serde_json::from_slice(&doc.body).expect("lease is JSON");
-        let until = lease["expiresMs"].as_u64().unwrap_or(0);
-        let now = owfeed::budget::now_ms();
-        std::thread::sleep(Duration::from_millis(until.saturating_sub(now) + 100));
-    }
-
-    fn state_bytes(&self) -> Vec<u8> {
-        self.client.get_object(&self.bucket, STATE_KEY).expect("get state").expect("state exists").body
-    }
-
-    /// Every event the recorder received so far, oldest first (batches flattened).
-    fn received(&self) -> Vec<Value> {
-        flatten(self.w.events())
-    }
-
-    /// Every event the trigger accepted, in the order the fires were accepted.
-    fn accepted(&self) -> Vec<Value> {
-        let fires = self.w.emu.activations(USER).into_iter().filter(|a| a["name"] == "t");
-        flatten(fires.map(|a| a["response"]["result"].clone()).collect())
-    }
-
-    /// Writes of the state object that reached the proxy.
-    fn state_puts(&self) -> usize {
-        self.proxy.count(&format!("PUT /{}/{STATE_KEY}", self.bucket))
-    }
-}
-
-fn flatten(payloads: Vec<Value>) -> Vec<Value> {
-    let mut out = Vec::new();
-    for p in payloads {
-        match p.get("events").and_then(Value::as_array) {
-            Some(batch) => out.extend(batch.iter().cloned()),
-            None => out.push(p),
-        }
-    }
-    out
-}
-
-/// The change an event reports.
-fn change_of(e: &Value) -> Change {
-    let kind = e["type"].as_str().unwrap_or("?").rsplit('.').next().unwrap_or("?").to_string();
-    let etag = e["data"]["etag"].as_str().unwrap_or("").trim_matches('"').to_string();
-    (kind, e["data"]["key"].as_str().unwrap_or("?").to_string(), etag)
-}
 
 /// What a scenario's deliveries add up to.
 #[derive(Debug, Default)]
@@ -230,7 +99,7 @@ enum KillAt {
 const KILL_BATCH: usize = 50;
 
 /// Kills one poll at `at` after `changes` were made, recovers; the round's row.
-fn kill_round(r: &Rig, case: &str, at: KillAt, changes: Vec<Change>) -> (String, Tally, String) {
+fn kill_round(r: &FaultRig, case: &str, at: KillAt, changes: Vec<Change>) -> (String, Tally, String) {
     let before = r.received().len();
     let puts_before = r.state_puts();
     let state_before = r.state_bytes();
@@ -299,7 +168,7 @@ fn kill_round(r: &Rig, case: &str, at: KillAt, changes: Vec<Change>) -> (String,
 
 #[test]
 fn a_poll_killed_at_any_step_loses_nothing() {
-    let r = Rig::start();
+    let r = FaultRig::start();
     // batch 50: 1000 events are 20 fires, well inside the fire limits.
     r.create(json!({"pageSize": 1000, "batch": KILL_BATCH}));
     let mut rows = Vec::new();
@@ -340,7 +209,7 @@ fn order_per_key(accepted: &[Value]) -> BTreeMap<String, Vec<Change>> {
 
 #[test]
 fn throttled_fires_lose_nothing_and_keep_each_keys_order() {
-    let r = Rig::start();
+    let r = FaultRig::start();
     r.create(json!({}));
     // Long enough for the backoff to run, short enough that a throttled poll gives up.
     r.set_poll_timeout(10_000);
@@ -388,7 +257,7 @@ fn throttled_fires_lose_nothing_and_keep_each_keys_order() {
 
 #[test]
 fn failing_and_slow_listings_change_nothing_and_report_no_false_deletes() {
-    let r = Rig::start();
+    let r = FaultRig::start();
     let mut live: Vec<String> = keys("s", 40);
     r.put_many(&live, "s", "created");
     // pageSize 10: about 5 pages, the fault lands on the 3rd.
@@ -458,7 +327,7 @@ fn failing_and_slow_listings_change_nothing_and_report_no_false_deletes() {
 
 #[test]
 fn two_polls_at_once_commit_once_and_fire_each_change_once() {
-    let r = Rig::start();
+    let r = FaultRig::start();
     let mut live = keys("x", 20);
     r.put_many(&live, "x", "created");
     r.create(json!({}));

@@ -3,108 +3,18 @@
 //! API and a fake Subscriptions manager, and a rule to the echo fixture that records what
 //! the user's trigger received.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use feed_tests::fake_github::FakeGitHub;
 use feed_tests::fake_subscriptions::FakeManager;
-use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
-use ow_emulator::{Config, FaultRule, SYSTEM_NAMESPACE};
+use feed_tests::rigs::hooks::{Answer, Hooks};
+use feed_tests::world::{PACKAGE, USER};
+use ow_emulator::{FaultRule, SYSTEM_NAMESPACE};
 use owfeed::hooks::github_signature;
 use owfeed::openwhisk::QualifiedName;
 use owfeed::secret::Secret;
-
-/// A world with the hooks actions deployed next to the package's other actions.
-struct Hooks {
-    w: World,
-    http: ureq::Agent,
-}
-
-/// An HTTP answer from the receiver.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Value,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-fn feed_name() -> QualifiedName {
-    QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook")
-}
-
-impl Hooks {
-    fn start() -> Hooks {
-        Hooks::start_as("rust:1.34")
-    }
-
-    /// The hooks actions deployed with `kind` (`rust:1.34`, or `blackbox` as `--native` does).
-    fn start_as(kind: &str) -> Hooks {
-        // Only the hooks actions are deployed: the package's other actions are not needed here.
-        let w = World::empty(Config::with_namespaces(&[USER, "other"]), "hooks").expect("start emulator");
-        let package = QualifiedName::new(SYSTEM_NAMESPACE, None, PACKAGE);
-        w.system.put_package(&package, &json!({"publish": true}), true).unwrap();
-        let kv = |pairs: &[&str]| Value::Array(pairs.iter().map(|k| json!({"key": k, "value": true})).collect());
-        let hook_ann = kv(&["feed", "provide-api-key"]);
-        let receive_ann = kv(&["web-export", "raw-http", "final", "provide-api-key", "web-custom-options"]);
-        let receive = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "receive");
-        w.system.put_action(&feed_name(), &action_body(&workspace_bin("hook"), kind, hook_ann).unwrap(), true).unwrap();
-        w.system
-            .put_action(&receive, &action_body(&workspace_bin("receive"), kind, receive_ann).unwrap(), true)
-            .unwrap();
-        let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-        Hooks { w, http }
-    }
-
-    /// Invokes the hook feed action as the CLI does (blocking, with the user's key).
-    fn feed(&self, event: &str, trigger: &str, params: Value) -> Result<Value, String> {
-        self.w.feed_of("hook", event, trigger, params)
-    }
-
-    /// `wsk trigger create NAME --feed owfeed/hook -p …`, including the CLI's cleanup on failure.
-    fn create(&self, trigger: &str, params: Value) -> Result<Value, String> {
-        self.w.create_trigger_of("hook", trigger, params)
-    }
-
-    /// Creates a hook trigger with a rule to the echo fixture; returns the CREATE result.
-    fn create_recorded(&self, trigger: &str, params: Value) -> Value {
-        let created = self.create(trigger, params).expect("CREATE");
-        self.w.record_events(trigger, Path::new(env!("CARGO_BIN_EXE_echo-action")));
-        created
-    }
-
-    fn request(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-        let mut req = ureq::http::Request::builder().method(method).uri(url);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let mut resp = self.http.run(req.body(body.to_vec()).unwrap()).expect("receiver answers");
-        let headers =
-            resp.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string())).collect();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        Answer { status: resp.status().as_u16(), headers, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
-    }
-
-    fn post(&self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-        self.request("POST", url, headers, body)
-    }
-
-    /// What the recorder received, once every rule invocation is done.
-    fn events(&self) -> Vec<Value> {
-        assert!(self.w.emu.wait_idle(Duration::from_secs(60)), "emulator did not go idle");
-        self.w.events()
-    }
-
-    fn user_packages(&self) -> Vec<String> {
-        self.w.user_entities().unwrap().into_iter().filter(|e| e.starts_with("package:")).collect()
-    }
-}
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")

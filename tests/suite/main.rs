@@ -10,6 +10,8 @@ mod couchdb_feed;
 mod emulator;
 // fault injection: polls killed at every step, throttled fires, failing S3, concurrent polls
 mod faults;
+// the plugin guide: its quoted examples are the example sources, which run end to end
+mod guide;
 // the hooks pattern: receiver web action and hook feed
 mod hooks;
 // the HTTP resource source end to end against real web servers (http-server, python http.server)

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use feed_tests::gen_source::{expected_changes, GenSpec};
+use feed_tests::manifest::Manifest;
 use feed_tests::moto::Moto;
 use feed_tests::s3proxy::FaultProxy;
-use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
+use feed_tests::world::{workspace_bin, World, PACKAGE, USER};
 use owfeed::openwhisk::QualifiedName;
 use owfeed_s3::Condition;
 
@@ -35,7 +36,7 @@ fn gen_world() -> World {
 
 /// Re-deploys the shared `poll` action with a `timeout_ms` time limit.
 fn set_poll_timeout(w: &World, binary: &Path, timeout_ms: u64) {
-    let mut body = action_body(binary, "rust:1.34", json!([{"key": "provide-api-key", "value": true}])).unwrap();
+    let mut body = Manifest::ours().action_body("poll", binary).unwrap();
     body["limits"]["timeout"] = json!(timeout_ms);
     let poll = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), "poll");
     w.system.put_action(&poll, &body, true).expect("re-deploy poll");

@@ -7,23 +7,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use feed_tests::moto::Moto;
+use feed_tests::rigs::reconcile::{hooks_world, Rig};
 use feed_tests::s3proxy::{Fault, FaultProxy, Rule};
-use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
-use ow_emulator::{Config, SYSTEM_NAMESPACE};
 use owfeed::openwhisk::QualifiedName;
 use owfeed_s3::{parse_xml, ListRequest};
-
-struct Rig {
-    w: World,
-    http: ureq::Agent,
-    moto: &'static Moto,
-    bucket: String,
-}
-
-fn hook_feed() -> QualifiedName {
-    QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook")
-}
 
 /// A Ceph RGW record for a real write or delete (reference notes s3-notifications.md §4).
 fn ceph_record(bucket: &str, event: &str, key: &str, etag: Option<&str>, seq: &str) -> Value {
@@ -36,105 +23,6 @@ fn ceph_record(bucket: &str, event: &str, key: &str, etag: Option<&str>, seq: &s
         "eventTime": "2026-11-27T18:00:00.250000Z", "eventId": seq,
         "s3": {"s3SchemaVersion": "1.0", "configurationId": "owfeed", "bucket": {"name": bucket},
             "object": object}})
-}
-
-/// The emulator with the actions push and reconcile use: `hook`, `receive`, `poll`.
-fn hooks_world() -> World {
-    let w = World::empty(Config::with_namespaces(&[USER, "other"]), "reconcile").expect("start emulator");
-    let package = QualifiedName::new(SYSTEM_NAMESPACE, None, PACKAGE);
-    w.system.put_package(&package, &json!({"publish": true}), true).unwrap();
-    let kv = |pairs: &[&str]| Value::Array(pairs.iter().map(|k| json!({"key": k, "value": true})).collect());
-    let actions = [
-        ("hook", kv(&["feed", "provide-api-key"])),
-        ("receive", kv(&["web-export", "raw-http", "final", "provide-api-key", "web-custom-options"])),
-        ("poll", kv(&["provide-api-key"])),
-    ];
-    for (name, ann) in actions {
-        let action = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), name);
-        w.system.put_action(&action, &action_body(&workspace_bin(name), "rust:1.34", ann).unwrap(), true).unwrap();
-    }
-    w
-}
-
-impl Rig {
-    /// A rig on moto with SigV4 verified (`verified`) or not.
-    fn start(verified: bool) -> Rig {
-        // moto's SigV4 check rejects a ListObjectsV2 whose `prefix` has a `/` (the marker
-        // listing's `.owfeed/{ns}/{trigger}.pushed/`), which AWS accepts: the unverified moto,
-        // as for the S3 feed's prefix test (s3_feed.rs prefix_suffix_and_event_filters).
-        let moto = if verified { Moto::shared() } else { Moto::shared_unverified() }.expect("moto server");
-        let bucket = Moto::unique_bucket("reconcile");
-        moto.create_bucket(&bucket).expect("create bucket");
-        let w = hooks_world();
-        let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-        Rig { w, http, moto, bucket }
-    }
-
-    fn params(&self, extra: Value) -> Value {
-        let mut p = json!({"source": "s3", "provider": "ceph", "endpoint": self.moto.endpoint(),
-            "bucket": self.bucket, "accessKeyId": self.moto.access_key_id(),
-            "secretAccessKey": self.moto.secret_access_key()});
-        if let (Value::Object(p), Value::Object(extra)) = (&mut p, extra) {
-            p.extend(extra);
-        }
-        p
-    }
-
-    fn feed(&self, event: &str, trigger: &str, params: Value) -> Result<Value, String> {
-        self.w.feed_of("hook", event, trigger, params)
-    }
-
-    /// The trigger, then CREATE; on failure only the trigger is deleted (wskdeploy's way), so
-    /// whatever CREATE left behind stays visible.
-    fn create(&self, trigger: &str, params: Value) -> Result<Value, String> {
-        let body = json!({"annotations": [{"key": "feed", "value": hook_feed().to_string()}], "parameters": []});
-        self.w.user.put_trigger(&QualifiedName::new("_", None, trigger), &body, false).map_err(|e| e.to_string())?;
-        self.feed("CREATE", trigger, params).inspect_err(|_| {
-            let _ = self.w.user.delete_trigger(&QualifiedName::new("_", None, trigger));
-        })
-    }
-
-    fn put(&self, key: &str, body: &str) -> String {
-        self.moto.put(&self.bucket, key, body.as_bytes()).expect("put object")
-    }
-
-    fn push(&self, url: &str, record: Value) {
-        let body = serde_json::to_vec(&json!({"Records": [record]})).unwrap();
-        let req = ureq::http::Request::builder()
-            .method("POST")
-            .uri(url)
-            .header("Content-Type", "application/json")
-            .body(body)
-            .unwrap();
-        let mut resp = self.http.run(req).expect("receiver answers");
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        assert_eq!(resp.status().as_u16(), 202, "{text}");
-    }
-
-    fn events(&self) -> Vec<Value> {
-        assert!(self.w.emu.wait_idle(Duration::from_secs(60)), "emulator did not go idle");
-        self.w.events()
-    }
-
-    /// Keys under `.owfeed/` (listed whole, as tests/suite/s3_feed.rs does).
-    fn state_keys(&self) -> Vec<String> {
-        let client = self.moto.client();
-        let mut keys = Vec::new();
-        let mut token = None;
-        loop {
-            let req = ListRequest { continuation_token: token, ..ListRequest::default() };
-            let page = client.list_objects_v2(&self.bucket, &req).expect("list bucket");
-            keys.extend(page.objects.into_iter().map(|o| o.key).filter(|k| k.starts_with(".owfeed/")));
-            if !page.is_truncated {
-                return keys;
-            }
-            token = page.next_continuation_token;
-        }
-    }
-
-    fn markers(&self) -> Vec<String> {
-        self.state_keys().into_iter().filter(|k| k.starts_with(".owfeed/guest/t.pushed/")).collect()
-    }
 }
 
 /// (change, key, reconciled) of events, sorted.

@@ -2,174 +2,14 @@
 //! server (moto, verifying SigV4), created like `wsk trigger create --feed` does, with the
 //! events observed in what the user's rule action received.
 
-use std::collections::BTreeSet;
-use std::path::Path;
-
 use serde_json::{json, Value};
 
-use feed_tests::ceph::Rgw;
 use feed_tests::moto::Moto;
+use feed_tests::rigs::s3::{S3World, Server};
 use feed_tests::s3proxy::{Fault, FaultProxy, Rule};
-use feed_tests::s3rver::{self, S3rver};
-use feed_tests::s3sfs::S3sFs;
-use feed_tests::world::{workspace_bin, World, USER};
+use feed_tests::world::{workspace_bin, USER};
 use owfeed::events::validate_cloud_event;
 use owfeed::openwhisk::QualifiedName;
-use owfeed_s3::{Condition, ListRequest, S3Client, S3Config, SecretString};
-
-struct S3World {
-    w: World,
-    /// A client with the feed's credentials, for changing objects behind the feed's back.
-    client: S3Client,
-    access_key: String,
-    secret_key: String,
-    bucket: String,
-    /// What the feed is given as `endpoint` (the server, or a proxy in front of it).
-    endpoint: String,
-    _s3sfs: Option<S3sFs>,
-    _s3rver: Option<S3rver>,
-    _rgw: Option<Rgw>,
-}
-
-/// Which S3 server a test runs against.
-enum Server {
-    /// moto verifying SigV4.
-    Moto,
-    /// moto not verifying signatures: its verifier rejects valid signatures for keys with
-    /// `+ % & < >`, non-ASCII, and query values with `/` (prefixes). s3s-fs covers those
-    /// verified.
-    MotoUnverified,
-    /// s3s-fs: strict SigV4, no ETags in listings.
-    S3sFs,
-    /// s3rver (Node.js): SigV4 with fixed credentials, conditional writes ignored.
-    S3rver,
-    /// Ceph's radosgw (a real one-node cluster, `feed_tests::ceph`).
-    Rgw,
-}
-
-fn setup() -> S3World {
-    setup_on(Server::Moto, None)
-}
-
-fn setup_on(server: Server, proxy: Option<&FaultProxy>) -> S3World {
-    let mut s3rver = None;
-    let mut rgw = None;
-    let (client, access_key, secret_key, upstream, s3sfs) = match server {
-        Server::Moto | Server::MotoUnverified => {
-            let moto = match server {
-                Server::Moto => Moto::shared(),
-                _ => Moto::shared_unverified(),
-            }
-            .expect("moto server");
-            (
-                moto.client(),
-                moto.access_key_id().to_string(),
-                moto.secret_access_key().to_string(),
-                moto.endpoint().to_string(),
-                None,
-            )
-        }
-        Server::S3sFs => {
-            let fs = S3sFs::start("AKIDFEEDTEST", "feed-test-secret");
-            let mut config =
-                S3Config::new(&fs.endpoint, "us-east-1", "AKIDFEEDTEST", SecretString::new("feed-test-secret"));
-            config.list_url_encoding = false;
-            let client = S3Client::new(config).expect("s3s-fs client");
-            (client, "AKIDFEEDTEST".to_string(), "feed-test-secret".to_string(), fs.endpoint.clone(), Some(fs))
-        }
-        Server::S3rver => {
-            let server = S3rver::start().expect("s3rver");
-            let config =
-                S3Config::new(&server.endpoint, "us-east-1", s3rver::ACCESS_KEY, SecretString::new(s3rver::SECRET_KEY));
-            let client = S3Client::new(config).expect("s3rver client");
-            let endpoint = server.endpoint.clone();
-            s3rver = Some(server);
-            (client, s3rver::ACCESS_KEY.to_string(), s3rver::SECRET_KEY.to_string(), endpoint, None)
-        }
-        Server::Rgw => {
-            let server = Rgw::start().expect("start Ceph RGW");
-            let keys = (server.access_key_id().to_string(), server.secret_access_key().to_string());
-            let (client, endpoint) = (server.client(), server.endpoint().to_string());
-            rgw = Some(server);
-            (client, keys.0, keys.1, endpoint, None)
-        }
-    };
-    let bucket = Moto::unique_bucket("feed");
-    client.create_bucket(&bucket).expect("create bucket");
-    let w = World::start(&workspace_bin("changes"), &workspace_bin("poll"));
-    let endpoint = proxy.map(|p| p.url().to_string()).unwrap_or(upstream);
-    S3World { w, client, access_key, secret_key, bucket, endpoint, _s3sfs: s3sfs, _s3rver: s3rver, _rgw: rgw }
-}
-
-impl S3World {
-    fn params(&self, extra: Value) -> Value {
-        let mut p = json!({
-            "endpoint": self.endpoint,
-            "bucket": self.bucket,
-            "accessKeyId": self.access_key,
-            "secretAccessKey": self.secret_key,
-        });
-        if self._s3sfs.is_some() {
-            p["urlEncoding"] = json!(false);
-        }
-        if self._rgw.is_some() {
-            p["region"] = json!(feed_tests::ceph::REGION);
-        }
-        if let (Value::Object(p), Value::Object(extra)) = (&mut p, extra) {
-            p.extend(extra);
-        }
-        p
-    }
-
-    fn create(&self, extra: Value) -> Value {
-        let out = self.w.create_trigger("t", self.params(extra)).expect("create trigger with feed");
-        self.w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
-        out
-    }
-
-    fn put(&self, key: &str, body: &str) {
-        self.client.put_object(&self.bucket, key, body.as_bytes().to_vec(), Condition::None).expect("put object");
-    }
-
-    fn delete(&self, key: &str) {
-        self.client.delete_object(&self.bucket, key).expect("delete object");
-    }
-
-    /// (type suffix, subject) of every event received so far, sorted.
-    fn seen(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
-            .w
-            .events()
-            .iter()
-            .map(|e| {
-                let kind = e["type"].as_str().unwrap_or("?").rsplit('.').next().unwrap_or("?").to_string();
-                (kind, e["subject"].as_str().unwrap_or("?").to_string())
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// Keys under the feed's reserved prefix (listed whole: moto mis-verifies `prefix=.owfeed/`).
-    fn state_keys(&self) -> Vec<String> {
-        let mut keys = Vec::new();
-        let mut token = None;
-        loop {
-            let req = ListRequest { continuation_token: token, ..ListRequest::default() };
-            let page = self.client.list_objects_v2(&self.bucket, &req).expect("list bucket");
-            keys.extend(page.objects.into_iter().map(|o| o.key).filter(|k| k.starts_with(".owfeed/")));
-            if !page.is_truncated {
-                return keys;
-            }
-            token = page.next_continuation_token;
-        }
-    }
-
-    fn state_bytes(&self) -> Vec<u8> {
-        let out = self.client.get_object(&self.bucket, ".owfeed/guest/t.state").expect("get state");
-        out.expect("state object exists").body
-    }
-}
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = items.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
@@ -179,7 +19,7 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[test]
 fn created_updated_deleted_reach_the_rule_as_cloudevents() {
-    let s = setup();
+    let s = S3World::start();
     s.put("existing.txt", "old");
     s.create(json!({}));
     s.w.poll();
@@ -209,7 +49,7 @@ fn created_updated_deleted_reach_the_rule_as_cloudevents() {
 /// change once, and CREATE and READ say that overlapping polls could not be kept apart.
 #[test]
 fn a_store_without_conditional_writes_works_and_says_so() {
-    let s = setup_on(Server::S3rver, None);
+    let s = S3World::on(Server::S3rver, None);
     s.put("kept", "1");
     s.put("gone", "1");
     let created = s.create(json!({}));
@@ -230,7 +70,7 @@ fn a_store_without_conditional_writes_works_and_says_so() {
 /// and what CREATE's probe finds of Ceph's conditional writes.
 #[test]
 fn the_s3_feed_on_a_real_ceph_rgw() {
-    let s = setup_on(Server::Rgw, None);
+    let s = S3World::on(Server::Rgw, None);
     s.put("in/existing.txt", "old");
     s.put("out/ignored.txt", "old");
     let created = s.create(json!({"prefix": "in/"}));
@@ -262,7 +102,7 @@ fn the_s3_feed_on_a_real_ceph_rgw() {
 
 #[test]
 fn fire_existing_fires_the_objects_present_at_create() {
-    let s = setup();
+    let s = S3World::start();
     s.put("a", "1");
     s.put("b", "2");
     s.create(json!({"fireExisting": true}));
@@ -283,19 +123,23 @@ fn awkward_keys_arrive_exactly() {
         "dot/./seg",
         "/leading",
     ];
-    check_awkward_keys(&setup_on(Server::MotoUnverified, None), &keys);
+    check_awkward_keys(&S3World::on(Server::MotoUnverified, None), &keys);
 }
 
 #[test]
 fn awkward_keys_on_a_strict_server_without_etags() {
     // s3s-fs stores keys as file paths: only keys that are valid relative paths apply.
     let keys = ["with space.txt", "plus+sign", "percent%41", "amp&er", "lt<gt>", "ünï©ødé/日本語", "tilde~"];
-    let s = setup_on(Server::S3sFs, None);
+    let s = S3World::on(Server::S3sFs, None);
     check_awkward_keys(&s, &keys);
     // Without ETags the version is (LastModified, Size): a longer body is an update.
     s.put(keys[0], "a much longer body than before");
     s.w.poll();
-    assert_eq!(s.seen().iter().filter(|(kind, _)| kind == "updated").count(), 1, "{:?}", s.seen());
+    let mut want: Vec<(String, String)> = keys.iter().map(|k| ("created".to_string(), k.to_string())).collect();
+    want.push(("updated".to_string(), keys[0].to_string()));
+    want.sort();
+    assert_eq!(s.seen(), want);
+    assert_ids_distinct(&s.w.events());
 }
 
 /// Creates the feed, puts `keys`, polls, and checks each key fired exactly as written.
@@ -305,14 +149,25 @@ fn check_awkward_keys(s: &S3World, keys: &[&str]) {
         s.put(k, k);
     }
     s.w.poll();
-    let got: BTreeSet<String> = s.seen().into_iter().map(|(_, k)| k).collect();
-    let want: BTreeSet<String> = keys.iter().map(|k| k.to_string()).collect();
-    assert_eq!(got, want);
+    // Every event counted: a duplicate, a wrong kind or a mangled key fails.
+    let mut want: Vec<(String, String)> = keys.iter().map(|k| ("created".to_string(), k.to_string())).collect();
+    want.sort();
+    assert_eq!(s.seen(), want);
+    assert_ids_distinct(&s.w.events());
+}
+
+/// Each event has an id of its own (a change fired twice would repeat one).
+#[track_caller]
+fn assert_ids_distinct(events: &[Value]) {
+    let mut ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().expect("event id")).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), events.len(), "{events:?}");
 }
 
 #[test]
 fn more_than_1000_objects_across_pages_give_no_false_deletes() {
-    let s = setup();
+    let s = S3World::start();
     std::thread::scope(|scope| {
         for t in 0..4 {
             let s = &s;
@@ -334,7 +189,7 @@ fn more_than_1000_objects_across_pages_give_no_false_deletes() {
 
 #[test]
 fn prefix_suffix_and_event_filters() {
-    let s = setup_on(Server::MotoUnverified, None);
+    let s = S3World::on(Server::MotoUnverified, None);
     s.create(json!({"prefix": "in/", "suffix": ".csv", "events": "created,deleted"}));
     s.put("in/a.csv", "1");
     s.put("in/b.txt", "1");
@@ -351,7 +206,7 @@ fn prefix_suffix_and_event_filters() {
 
 #[test]
 fn legacy_format_and_batches() {
-    let s = setup();
+    let s = S3World::start();
     s.create(json!({"format": "legacy", "batch": 3}));
     for k in ["k1", "k2", "k3", "k4", "k5"] {
         s.put(k, k);
@@ -371,7 +226,7 @@ fn legacy_format_and_batches() {
 
 #[test]
 fn wrong_secret_and_missing_bucket_fail_create_clearly_and_leave_nothing() {
-    let s = setup();
+    let s = S3World::start();
     let err = s.w.create_trigger("t", s.params(json!({"secretAccessKey": "not-the-secret"}))).unwrap_err();
     assert!(err.contains("SignatureDoesNotMatch") && err.contains("secretAccessKey"), "{err}");
     assert!(!err.contains("not-the-secret"), "{err}");
@@ -388,7 +243,7 @@ fn wrong_secret_and_missing_bucket_fail_create_clearly_and_leave_nothing() {
 #[test]
 fn a_failed_listing_mid_pagination_fires_nothing_and_changes_no_state() {
     let proxy = FaultProxy::start(Moto::shared().expect("moto").endpoint()).expect("proxy");
-    let s = setup_on(Server::Moto, Some(&proxy));
+    let s = S3World::on(Server::Moto, Some(&proxy));
     for i in 0..25 {
         s.put(&format!("p/{i:03}"), "x");
     }
@@ -413,7 +268,7 @@ fn a_failed_listing_mid_pagination_fires_nothing_and_changes_no_state() {
 #[test]
 fn two_concurrent_polls_fire_each_change_once() {
     let proxy = FaultProxy::start(Moto::shared().expect("moto").endpoint()).expect("proxy");
-    let s = setup_on(Server::Moto, Some(&proxy));
+    let s = S3World::on(Server::Moto, Some(&proxy));
     s.create(json!({}));
     for k in ["c1", "c2", "c3", "c4"] {
         s.put(k, k);
@@ -434,14 +289,13 @@ fn two_concurrent_polls_fire_each_change_once() {
     assert!(s.w.emu.wait_idle(std::time::Duration::from_secs(60)));
     let fired: u64 = results.iter().map(|r| r["fired"].as_u64().unwrap_or(0)).sum();
     assert_eq!(fired, 4, "{results:?}");
-    let ids: BTreeSet<String> = s.w.events().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids.len(), 4);
-    assert_eq!(s.w.events().len(), 4, "each change fired once: {results:?}");
+    assert_eq!(s.seen(), pairs(&[("created", "c1"), ("created", "c2"), ("created", "c3"), ("created", "c4")]));
+    assert_ids_distinct(&s.w.events());
 }
 
 #[test]
 fn trigger_deleted_behind_the_feeds_back_removes_the_poller() {
-    let s = setup();
+    let s = S3World::start();
     s.create(json!({}));
     s.put("a", "1");
     s.w.user.delete_trigger(&QualifiedName::new(USER, None, "t")).unwrap();
@@ -460,7 +314,7 @@ fn trigger_deleted_behind_the_feeds_back_removes_the_poller() {
 
 #[test]
 fn update_changes_filters_and_keeps_state() {
-    let s = setup();
+    let s = S3World::start();
     s.create(json!({"events": "created"}));
     s.put("a", "1");
     s.w.poll();
@@ -480,7 +334,7 @@ fn update_changes_filters_and_keeps_state() {
 
 #[test]
 fn source_s3_is_the_default_and_the_source_of_a_feed_cannot_change() {
-    let s = setup();
+    let s = S3World::start();
     s.create(json!({"source": "s3"}));
     s.put("a", "1");
     s.w.poll();
@@ -497,7 +351,7 @@ fn source_s3_is_the_default_and_the_source_of_a_feed_cannot_change() {
 
 #[test]
 fn dry_run_cli_shows_what_would_fire_without_openwhisk() {
-    let s = setup();
+    let s = S3World::start();
     s.put("d/one", "1");
     s.put("d/two", "2");
     s.put("other", "3");

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 use feed_tests::moto::Moto;
 use feed_tests::s3dialect::{Dialect, DialectProxy};
 use feed_tests::s3proxy::{Fault, FaultProxy, Rule};
-use feed_tests::world::{action_body, latency_line, workspace_bin, World, PACKAGE, USER};
-use ow_emulator::{Config, SYSTEM_NAMESPACE};
+use feed_tests::world::{latency_line, World, USER};
+use ow_emulator::Config;
 use owfeed::hooks::feed::{binding_for, receiver_url};
 use owfeed::hooks::s3notify::notification_id;
 use owfeed::openwhisk::QualifiedName;
@@ -21,24 +21,9 @@ use owfeed_s3::{parse_xml, XmlElement};
 
 const XMLNS: &str = "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"";
 
-fn feed_name() -> QualifiedName {
-    QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook")
-}
-
 /// The emulator with the hooks actions.
 fn world() -> World {
-    let w = World::empty(Config::with_namespaces(&[USER]), "s3reg").expect("start emulator");
-    let package = QualifiedName::new(SYSTEM_NAMESPACE, None, PACKAGE);
-    w.system.put_package(&package, &json!({"publish": true}), true).unwrap();
-    let kv = |pairs: &[&str]| Value::Array(pairs.iter().map(|k| json!({"key": k, "value": true})).collect());
-    let receive = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "receive");
-    let hook_body = action_body(&workspace_bin("hook"), "rust:1.34", kv(&["feed", "provide-api-key"])).unwrap();
-    w.system.put_action(&feed_name(), &hook_body, true).unwrap();
-    let receive_ann = kv(&["web-export", "raw-http", "final", "provide-api-key", "web-custom-options"]);
-    w.system
-        .put_action(&receive, &action_body(&workspace_bin("receive"), "rust:1.34", receive_ann).unwrap(), true)
-        .unwrap();
-    w
+    World::with_actions(Config::with_namespaces(&[USER]), "s3reg", &["hook", "receive"])
 }
 
 /// Invokes the hook feed action as the CLI does.

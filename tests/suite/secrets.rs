@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
+use feed_tests::world::{workspace_bin, World, PACKAGE, USER};
 use ow_emulator::{Config, FaultRule, SYSTEM_NAMESPACE};
 use owfeed::openwhisk::{OwError, QualifiedName};
 
@@ -135,12 +135,8 @@ fn no_secret_of_the_s3_feed_leaks_through_any_error_path() {
 
 #[test]
 fn no_secret_of_the_hooks_feed_leaks_when_the_producer_echoes_the_request() {
-    let w = World::empty(Config::with_namespaces(&[USER, "other"]), "secrets").expect("start emulator");
-    let package = QualifiedName::new(SYSTEM_NAMESPACE, None, PACKAGE);
-    w.system.put_package(&package, &json!({"publish": true}), true).expect("package");
-    let ann = json!([{"key": "feed", "value": true}, {"key": "provide-api-key", "value": true}]);
+    let w = World::with_actions(Config::with_namespaces(&[USER, "other"]), "secrets", &["hook"]);
     let hook = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook");
-    w.system.put_action(&hook, &action_body(&workspace_bin("hook"), "rust:1.34", ann).expect("zip"), true).unwrap();
     let echo = EchoServer::start();
     const TOKEN: &str = "ghp_ACCESS-TOKEN-1a2b3c-never";
     const HOOK_SECRET: &str = "HOOK-SECRET-9f8e7d6c5b4a-never";

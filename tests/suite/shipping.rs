@@ -3,14 +3,20 @@
 //!
 //! These tests read files and run deploy/install.sh and deploy/uninstall.sh with `--help` and
 //! `--dry-run`. They build no zip (deploy/build.sh checks the zips it makes; .ci/run runs it)
-//! and talk to no OpenWhisk.
+//! and talk to no OpenWhisk, but for one: what the suite's rigs deploy into the emulator
+//! (`feed_tests::manifest`) is compared with this module's own reading of manifest.yaml.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
+
+use feed_tests::emulator_support::Api;
+use feed_tests::world::{World, USER};
+use ow_emulator::{Config, SYSTEM_NAMESPACE};
 
 /// The OpenWhisk package manifest.yaml declares.
 const PACKAGE: &str = "owfeed";
@@ -260,6 +266,38 @@ fn s3_feed_action_is_a_feed_that_gets_the_api_key() {
     let changes = actions.get("changes").expect("manifest.yaml declares the S3 feed action `changes`");
     assert_eq!(changes["annotations"]["feed"].as_bool(), Some(true));
     assert_eq!(changes["annotations"]["provide-api-key"].as_bool(), Some(true));
+}
+
+/// Every rig deploys through `feed_tests::manifest`: each action it puts into the emulator has
+/// the kind, limits and annotations (those `web:` implies included) that this module's own
+/// reading of manifest.yaml gives, as install.sh's are checked below.
+#[test]
+fn the_suite_deploys_every_manifest_action_as_the_manifest_says() {
+    let actions = manifest_actions();
+    let names: Vec<&str> = actions.keys().map(String::as_str).collect();
+    let w = World::with_actions(Config::with_namespaces(&[USER]), "shipping", &names);
+    let api = Api::new(&w.emu.url(), w.emu.key(SYSTEM_NAMESPACE).as_deref());
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    for (name, action) in &actions {
+        let expected = deployment_in_manifest(name, action, "dist");
+        // `code=false`: the action without its zip (apache/openwhisk core/controller/src/main/
+        // scala/org/apache/openwhisk/core/controller/Actions.scala, `fetch`: `parameter('code ? true)`).
+        let got = api.get(&format!("/api/v1/namespaces/{SYSTEM_NAMESPACE}/actions/{PACKAGE}/{name}?code=false")).json();
+        let annotations = got["annotations"].as_array().expect("annotations");
+        let deployed = Deployment {
+            zip: expected.zip.clone(),
+            kind: text(&got["exec"]["kind"]),
+            timeout_ms: text(&got["limits"]["timeout"]),
+            memory_mb: text(&got["limits"]["memory"]),
+            // `exec`: the annotation OpenWhisk adds to every action it stores.
+            annotations: annotations
+                .iter()
+                .filter(|a| a["key"] != "exec")
+                .map(|a| (text(&a["key"]), text(&a["value"])))
+                .collect(),
+        };
+        assert_eq!(deployed, expected, "{name}: deployed by the suite (left) vs manifest.yaml (right)");
+    }
 }
 
 #[test]

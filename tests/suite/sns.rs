@@ -16,130 +16,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use feed_tests::moto::Moto;
-use feed_tests::sns::{moto_route, FakeSnsHost, SnsConfirmations, SnsRelay, SnsSigner, CERT_PATH};
-use feed_tests::world::{action_body, latency_line, workspace_bin, World, PACKAGE, USER};
-use ow_emulator::{Config, SYSTEM_NAMESPACE};
-use owfeed::hooks::feed::{binding_for, receiver_url};
-use owfeed::hooks::receiver::batches_record_for;
-use owfeed::openwhisk::{from_key_values, key_values, QualifiedName};
-
-const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:owfeed-uploads";
-const ENDPOINT: &str = "https://s3.us-east-1.amazonaws.com";
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
-/// A package holding the shipped `receive`, next to the fixture's.
-const SHIPPED: &str = "owfeed-shipped";
-
-struct Sns {
-    w: World,
-    host: FakeSnsHost,
-    signer: SnsSigner,
-    http: ureq::Agent,
-}
-
-struct Answer {
-    status: u16,
-    body: Value,
-}
-
-impl Sns {
-    fn start() -> Sns {
-        let w = World::empty(Config::with_namespaces(&[USER]), "sns").expect("start emulator");
-        let host = FakeSnsHost::start().expect("start the SNS stand-in");
-        // The test host goes on the shared packages, where a deployer would put settings.
-        let params = json!([{"key": "snsTestHost", "value": host.host_port()},
-            {"key": "snsTestCa", "value": host.ca.ca_pem}]);
-        let kv = |pairs: &[&str]| Value::Array(pairs.iter().map(|k| json!({"key": k, "value": true})).collect());
-        let ann = kv(&["web-export", "raw-http", "final", "provide-api-key"]);
-        let fixture = Path::new(env!("CARGO_BIN_EXE_sns-test-receive")).to_path_buf();
-        for (package, binary) in [(PACKAGE, fixture), (SHIPPED, workspace_bin("receive"))] {
-            let pkg = QualifiedName::new(SYSTEM_NAMESPACE, None, package);
-            w.system.put_package(&pkg, &json!({"publish": true, "parameters": params}), true).unwrap();
-            let receive = QualifiedName::new(SYSTEM_NAMESPACE, Some(package), "receive");
-            w.system.put_action(&receive, &action_body(&binary, "rust:1.34", ann.clone()).unwrap(), true).unwrap();
-        }
-        let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-        Sns { w, host, signer: SnsSigner::new(), http }
-    }
-
-    /// A trigger with a rule to the recorder and its hook binding to `package`; returns the
-    /// receiver URL. `config` is merged over the binding's parameters (`null` removes one).
-    fn hook(&self, trigger: &str, package: &str, config: Value) -> String {
-        let name = QualifiedName::new(USER, None, trigger);
-        self.w.user.put_trigger(&name, &json!({}), true).unwrap();
-        self.w.record_events(trigger, Path::new(env!("CARGO_BIN_EXE_echo-action")));
-        let binding = binding_for(&name);
-        let url = receiver_url(&self.w.emu.url(), &binding);
-        let mut params = json!({"source": "s3", "provider": "aws", "endpoint": ENDPOINT, "bucket": "photos",
-            "secret": SECRET, "triggerName": format!("/{USER}/{trigger}"), "url": url, "topicArn": TOPIC});
-        for (k, v) in config.as_object().unwrap() {
-            match v {
-                Value::Null => params.as_object_mut().unwrap().remove(k),
-                v => params.as_object_mut().unwrap().insert(k.clone(), v.clone()),
-            };
-        }
-        let body = json!({"binding": {"namespace": SYSTEM_NAMESPACE, "name": package},
-            "parameters": key_values(params.as_object().unwrap())});
-        self.w.user.put_package(&binding, &body, true).unwrap();
-        url
-    }
-
-    /// An unsigned envelope of `kind` from our topic, published now, its certificate on the
-    /// SNS stand-in.
-    fn envelope(&self, kind: &str, message: &str, id: &str) -> Value {
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let mut e = json!({"Type": kind, "MessageId": id, "TopicArn": TOPIC, "Message": message,
-            "Timestamp": now, "SigningCertURL": self.host.cert_url()});
-        if kind == "Notification" {
-            e["Subject"] = json!("Amazon S3 Notification");
-            e["UnsubscribeURL"] =
-                json!(format!("{}/?Action=Unsubscribe&SubscriptionArn={TOPIC}:0c8f", self.host.url()));
-        } else {
-            e["Token"] = json!("2336412f37fb687f5d51e6e241d09c805a5a57b30d712f794cc5f6a988666d92");
-            // An UnsubscribeConfirmation's SubscribeURL would subscribe again: it is never fetched.
-            e["SubscribeURL"] = json!(format!(
-                "{}/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=2336412f37fb687f5d51e6e241d09c805a5a57b30d712f794cc5f6a988666d92",
-                self.host.url()
-            ));
-        }
-        e
-    }
-
-    fn signed(&self, mut envelope: Value, version: &str) -> Value {
-        self.signer.sign(&mut envelope, version);
-        envelope
-    }
-
-    /// POSTs an envelope as SNS does (text/plain, the message-type and id headers).
-    fn post(&self, url: &str, envelope: &Value) -> Answer {
-        let kind = envelope["Type"].as_str().unwrap_or("Notification");
-        let req = ureq::http::Request::builder()
-            .method("POST")
-            .uri(url)
-            .header("Content-Type", "text/plain; charset=UTF-8")
-            .header("x-amz-sns-message-type", kind)
-            .header("x-amz-sns-message-id", envelope["MessageId"].as_str().unwrap_or_default())
-            .header("x-amz-sns-topic-arn", envelope["TopicArn"].as_str().unwrap_or_default())
-            .header("User-Agent", "Amazon Simple Notification Service Agent")
-            .body(envelope.to_string().into_bytes())
-            .unwrap();
-        let mut resp = self.http.run(req).expect("receiver answers");
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        assert!(!text.contains(SECRET), "{text}");
-        Answer { status: resp.status().as_u16(), body: serde_json::from_str(&text).unwrap_or(Value::Null) }
-    }
-
-    fn events(&self) -> Vec<Value> {
-        assert!(self.w.emu.wait_idle(Duration::from_secs(60)), "emulator did not go idle");
-        self.w.events()
-    }
-
-    /// The `lastFailure` the receiver recorded for `trigger` (what the hook's READ shows).
-    fn last_failure(&self, trigger: &str) -> Option<Value> {
-        let record = batches_record_for(&QualifiedName::new(USER, None, trigger));
-        let doc = self.w.user.get_package(&record).ok()?;
-        from_key_values(&doc["parameters"]).remove("lastFailure")
-    }
-}
+use feed_tests::rigs::sns::{Sns, ENDPOINT, SHIPPED, TOPIC};
+use feed_tests::sns::{moto_route, SnsConfirmations, SnsRelay, CERT_PATH};
+use feed_tests::world::{latency_line, workspace_bin, World, PACKAGE};
+use ow_emulator::SYSTEM_NAMESPACE;
+use owfeed::openwhisk::QualifiedName;
 
 /// An S3 event as S3 publishes it to SNS (`Message`), AWS form-encoded key.
 fn s3_event(event: &str, key: &str, sequencer: &str) -> String {
@@ -593,8 +474,7 @@ fn hook_create_with_provider_aws_on_moto_fires_puts_overwrites_and_deletes() {
     let bucket = Moto::unique_bucket("awspush");
     moto.create_bucket(&bucket).unwrap();
     let feed = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook");
-    let ann = Value::Array(["feed", "provide-api-key"].iter().map(|k| json!({"key": k, "value": true})).collect());
-    s.w.system.put_action(&feed, &action_body(&workspace_bin("hook"), "rust:1.34", ann).unwrap(), true).unwrap();
+    s.w.deploy_action("hook", &workspace_bin("hook")).unwrap();
     let relay = SnsRelay::in_front_of(moto.endpoint(), &s.w.emu.url(), s.host.handle()).unwrap();
     let trigger = QualifiedName::new("_", None, "uploads");
     let body = json!({"annotations": [{"key": "feed", "value": feed.to_string()}], "parameters": []});
@@ -702,8 +582,7 @@ fn an_unconfirmed_aws_subscription_is_shown_as_pending() {
     let bucket = Moto::unique_bucket("awspending");
     moto.create_bucket(&bucket).unwrap();
     let feed = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook");
-    let ann = Value::Array(["feed", "provide-api-key"].iter().map(|k| json!({"key": k, "value": true})).collect());
-    s.w.system.put_action(&feed, &action_body(&workspace_bin("hook"), "rust:1.34", ann).unwrap(), true).unwrap();
+    s.w.deploy_action("hook", &workspace_bin("hook")).unwrap();
     let sns = SnsConfirmations::start(moto.endpoint(), s.host.handle()).unwrap();
     let unreachable = format!("http://{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
     let trigger = QualifiedName::new("_", None, "deaf");
@@ -748,8 +627,7 @@ fn bench_push_write_to_fire() {
     let bucket = Moto::unique_bucket("awsbench");
     moto.create_bucket(&bucket).unwrap();
     let feed = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "hook");
-    let ann = Value::Array(["feed", "provide-api-key"].iter().map(|k| json!({"key": k, "value": true})).collect());
-    s.w.system.put_action(&feed, &action_body(&workspace_bin("hook"), "rust:1.34", ann).unwrap(), true).unwrap();
+    s.w.deploy_action("hook", &workspace_bin("hook")).unwrap();
     let relay = SnsRelay::in_front_of(moto.endpoint(), &s.w.emu.url(), s.host.handle()).unwrap();
     let sns = SnsConfirmations::start(moto.endpoint(), s.host.handle()).unwrap();
     let body = json!({"annotations": [{"key": "feed", "value": feed.to_string()}], "parameters": []});
@@ -799,11 +677,8 @@ fn bench_push_write_to_fire() {
 /// the trigger's fire was accepted, with the alarm fired right after the PUT. Polling's real
 /// write-to-fire adds the wait for the alarm, 0 to `interval`.
 fn poll_write_to_fire(w: &World, moto: &Moto, writes: usize) -> Vec<f64> {
-    let provide = json!([{"key": "provide-api-key", "value": true}]);
-    let feed = json!([{"key": "feed", "value": true}, {"key": "provide-api-key", "value": true}]);
-    for (name, ann) in [("changes", feed), ("poll", provide)] {
-        let action = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), name);
-        w.system.put_action(&action, &action_body(&workspace_bin(name), "rust:1.34", ann).unwrap(), true).unwrap();
+    for name in ["changes", "poll"] {
+        w.deploy_action(name, &workspace_bin(name)).unwrap();
     }
     let bucket = Moto::unique_bucket("pollbench");
     moto.create_bucket(&bucket).unwrap();

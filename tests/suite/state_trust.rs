@@ -11,7 +11,7 @@ use std::path::Path;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use feed_tests::rigs::ProxiedBucket;
+use feed_tests::rigs::s3::ProxiedBucket;
 use feed_tests::world::USER;
 use ow_emulator::FaultRule;
 use owfeed::openwhisk::{from_key_values, key_values, QualifiedName};

@@ -4,83 +4,11 @@
 //! plays the other stores' dialects. Each scenario asserts the exact events fired, the fields
 //! READ shows, and that nothing was lost.
 
-use std::path::Path;
-
 use serde_json::{json, Value};
 
-use feed_tests::moto::Moto;
-use feed_tests::rigs::ProxiedBucket;
+use feed_tests::rigs::s3::{StoreRig, LEASE_KEY};
 use feed_tests::s3proxy::{Conditionals, Fault, Rule};
 use owfeed_s3::Condition;
-
-/// The lease object of trigger `t`.
-const LEASE_KEY: &str = ".owfeed/guest/t.lease";
-
-/// A feed trigger `t` on a fresh moto bucket, reached through a fault proxy.
-struct Rig(ProxiedBucket);
-
-impl std::ops::Deref for Rig {
-    type Target = ProxiedBucket;
-    fn deref(&self) -> &ProxiedBucket {
-        &self.0
-    }
-}
-
-impl Rig {
-    fn start() -> Rig {
-        Rig(ProxiedBucket::start("stores"))
-    }
-
-    /// The proxy plays a store with `mode` from now on.
-    fn dialect(&self, mode: Conditionals) {
-        self.proxy.set_conditionals(mode, Moto::shared().expect("moto server").config());
-    }
-
-    /// Creates the feed trigger `t` through the proxy and the recording rule; CREATE's result.
-    fn create(&self, extra: Value) -> Value {
-        self.0.create(extra, Path::new(env!("CARGO_BIN_EXE_echo-action")))
-    }
-
-    fn put(&self, key: &str, body: &str) {
-        self.client.put_object(&self.bucket, key, body.as_bytes().to_vec(), Condition::None).expect("put");
-    }
-
-    fn delete(&self, key: &str) {
-        self.client.delete_object(&self.bucket, key).expect("delete");
-    }
-
-    /// Invokes the binding's poll action once, blocking, and waits for the rule-fired
-    /// recorder: the poll's result, or its error message.
-    fn poll_once(&self) -> Result<Value, String> {
-        let result = self.w.poll_once("t");
-        assert!(self.w.emu.wait_idle(std::time::Duration::from_secs(120)), "emulator did not go idle");
-        result
-    }
-
-    fn read(&self) -> Value {
-        self.w.feed("READ", "t", json!({})).expect("READ")
-    }
-
-    /// (kind, key) of every event received, sorted.
-    fn seen(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
-            .w
-            .events()
-            .iter()
-            .map(|e| {
-                let kind = e["type"].as_str().unwrap_or("?").rsplit('.').next().unwrap_or("?").to_string();
-                (kind, e["subject"].as_str().unwrap_or("?").to_string())
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// Writes of the conditional-write probe's scratch object that reached the proxy.
-    fn probe_puts(&self) -> usize {
-        self.proxy.count(&format!("PUT /{}/.owfeed/guest/t.probe", self.bucket))
-    }
-}
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = items.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
@@ -89,7 +17,7 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// Creates, changes, deletes: exactly these four events, each once, whatever the dialect.
-fn run_changes(r: &Rig) {
+fn run_changes(r: &StoreRig) {
     r.put("a.txt", "1");
     r.put("b.txt", "1");
     r.w.poll();
@@ -122,7 +50,7 @@ fn check_read(read: &Value, conditional: bool, dialect: &str) {
 
 #[test]
 fn a_store_that_refuses_the_quoted_if_match_uses_the_unquoted_form() {
-    let r = Rig::start();
+    let r = StoreRig::start();
     r.dialect(Conditionals::QuotedIfMatchRefused);
     let created = r.create(json!({}));
     assert_eq!(created["conditionalWrites"], true, "{created}");
@@ -142,7 +70,7 @@ fn a_store_that_refuses_the_quoted_if_match_uses_the_unquoted_form() {
 
 #[test]
 fn a_store_that_ignores_if_match_is_reported_without_conditional_writes() {
-    let r = Rig::start();
+    let r = StoreRig::start();
     r.dialect(Conditionals::IfMatchIgnored);
     let created = r.create(json!({}));
     assert_eq!(created["conditionalWrites"], false, "{created}");
@@ -156,7 +84,7 @@ fn a_store_that_ignores_if_match_is_reported_without_conditional_writes() {
 
 #[test]
 fn a_store_that_ignores_conditional_headers_is_reported_and_still_delivers() {
-    let r = Rig::start();
+    let r = StoreRig::start();
     r.dialect(Conditionals::AllIgnored);
     let created = r.create(json!({}));
     assert_eq!(created["conditionalWrites"], false, "{created}");
@@ -168,7 +96,7 @@ fn a_store_that_ignores_conditional_headers_is_reported_and_still_delivers() {
 
 #[test]
 fn a_store_that_does_not_implement_conditional_puts_is_reported_and_still_delivers() {
-    let r = Rig::start();
+    let r = StoreRig::start();
     r.dialect(Conditionals::NotImplemented);
     let created = r.create(json!({}));
     assert_eq!(created["conditionalWrites"], false, "{created}");
@@ -180,7 +108,7 @@ fn a_store_that_does_not_implement_conditional_puts_is_reported_and_still_delive
 
 #[test]
 fn an_honest_store_keeps_the_quoted_dialect() {
-    let r = Rig::start();
+    let r = StoreRig::start();
     let created = r.create(json!({}));
     assert_eq!(created["conditionalWriteDialect"], "quoted", "{created}");
     assert_eq!(created["conditionalWriteProbe"]["ifMatchQuoted"], true, "{created}");
@@ -191,7 +119,7 @@ fn an_honest_store_keeps_the_quoted_dialect() {
 
 #[test]
 fn a_412_after_the_store_changed_dialect_re_probes_instead_of_giving_up() {
-    let r = Rig::start();
+    let r = StoreRig::start();
     let created = r.create(json!({}));
     assert_eq!(created["conditionalWriteDialect"], "quoted", "{created}");
     // The store behind the endpoint is replaced by one that refuses the quoted If-Match.
@@ -213,7 +141,7 @@ fn a_412_after_the_store_changed_dialect_re_probes_instead_of_giving_up() {
 
 #[test]
 fn an_expired_lease_is_taken_over_and_a_live_one_is_shown_in_read() {
-    let r = Rig::start();
+    let r = StoreRig::start();
     r.create(json!({}));
     r.put("a.txt", "1");
     let now = owfeed::budget::now_ms();
@@ -264,7 +192,7 @@ fn an_expired_lease_is_taken_over_and_a_live_one_is_shown_in_read() {
 
 #[test]
 fn a_store_that_refuses_every_write_is_visible_in_read_and_recovers() {
-    let r = Rig::start();
+    let r = StoreRig::start();
     r.create(json!({}));
     r.put("a.txt", "1");
     // Every write fails: the lease cannot be taken, no status can be recorded in the store.
@@ -294,7 +222,7 @@ fn a_store_that_refuses_every_write_is_visible_in_read_and_recovers() {
 
 #[test]
 fn read_during_a_state_outage_says_the_changes_will_be_reported() {
-    let r = Rig::start();
+    let r = StoreRig::start();
     r.create(json!({}));
     r.proxy.add(Rule { method: "GET", contains: "t.state", skip: 0, count: usize::MAX, fault: Fault::Status(503) });
     let read = r.read();
@@ -304,7 +232,7 @@ fn read_during_a_state_outage_says_the_changes_will_be_reported() {
 }
 
 /// Puts `n` keys `k00`, `k01`, … and polls once: their `created` events.
-fn fill(r: &Rig, n: usize) -> Vec<(String, String)> {
+fn fill(r: &StoreRig, n: usize) -> Vec<(String, String)> {
     let keys: Vec<String> = (0..n).map(|i| format!("k{i:02}")).collect();
     for k in &keys {
         r.put(k, "1");
@@ -316,7 +244,7 @@ fn fill(r: &Rig, n: usize) -> Vec<(String, String)> {
 
 #[test]
 fn a_key_dropped_from_one_listing_page_is_not_reported_deleted() {
-    let r = Rig::start();
+    let r = StoreRig::start();
     r.create(json!({ "pageSize": 3 }));
     let mut want = fill(&r, 10);
     // The next listing (4 pages of 3: the lease and state objects, then k00…k09 without k07)
@@ -337,7 +265,7 @@ fn a_key_dropped_from_one_listing_page_is_not_reported_deleted() {
 
 #[test]
 fn a_listing_that_returns_half_the_keys_once_makes_no_false_deletes() {
-    let r = Rig::start();
+    let r = StoreRig::start();
     r.create(json!({}));
     let want = fill(&r, 20);
     r.proxy.add(Rule { method: "GET", contains: "list-type=2", skip: 0, count: 1, fault: Fault::HalfKeys });
@@ -351,7 +279,7 @@ fn a_listing_that_returns_half_the_keys_once_makes_no_false_deletes() {
 
 #[test]
 fn a_dramatic_shrink_too_large_to_confirm_waits_one_poll() {
-    let r = Rig::start();
+    let r = StoreRig::start();
     // No HEAD confirmation at all: only the shrink rule protects.
     r.create(json!({ "verifyDeletes": 0 }));
     let mut want = fill(&r, 20);

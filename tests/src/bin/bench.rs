@@ -52,8 +52,9 @@ use serde_json::{json, Value};
 
 use feed_tests::actionloop::{ActionLoop, ResultChannel};
 use feed_tests::gen_source::{expected_changes, GenSpec};
+use feed_tests::manifest::Manifest;
 use feed_tests::s3sfs::S3sFs;
-use feed_tests::world::{action_body, World, PACKAGE, USER};
+use feed_tests::world::{World, PACKAGE, USER};
 use owfeed::diff::Differ;
 use owfeed::openwhisk::QualifiedName;
 use owfeed::source::{Entry, Flow, ListRange};
@@ -779,11 +780,9 @@ fn poll_rss_run(
 ) -> anyhow::Result<(RssRun, Vec<(String, String)>)> {
     let RunSetup { limit_ms, delay_ms, cold, parallelism } = setup;
     let w = World::start(gen, gen);
-    let feed_ann = json!([{"key": "feed", "value": true}, {"key": "provide-api-key", "value": true}]);
-    let poll_ann = json!([{"key": "provide-api-key", "value": true}]);
     let mut redeploy = None;
-    for (name, ann) in [("changes", feed_ann), ("poll", poll_ann)] {
-        let mut body = action_body(gen, "rust:1.34", ann)?;
+    for name in ["changes", "poll"] {
+        let mut body = Manifest::ours().action_body(name, gen)?;
         body["limits"]["timeout"] = json!(limit_ms);
         let qn = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), name);
         w.system.put_action(&qn, &body, true)?;

@@ -25,14 +25,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
-use yaml_rust2::{Yaml, YamlLoader};
 
+use feed_tests::manifest::{Deployment, Manifest};
 use feed_tests::moto::{Moto, REGION};
 use feed_tests::pouchdb::PouchDb;
 use feed_tests::sns::{FakeSnsHost, SnsConfirmations, SnsRelay};
-use feed_tests::world::{action_body, World, PACKAGE, USER};
+use feed_tests::world::{World, PACKAGE, USER};
 use ow_emulator::{Config, SYSTEM_NAMESPACE};
-use owfeed::openwhisk::{Client, QualifiedName};
+use owfeed::openwhisk::Client;
 
 /// The bucket the sandbox watches.
 const BUCKET: &str = "sandbox";
@@ -43,15 +43,6 @@ const POLL_LIMIT: Duration = Duration::from_secs(120);
 
 /// Set by SIGINT/SIGTERM while `--keep` waits.
 static STOP: AtomicBool = AtomicBool::new(false);
-
-/// One action of manifest.yaml, as the sandbox deploys it.
-struct ManifestAction {
-    name: String,
-    kind: String,
-    timeout_ms: i64,
-    memory_mb: i64,
-    annotations: Vec<Value>,
-}
 
 fn main() -> std::process::ExitCode {
     // A plain message, not anyhow's report with a backtrace: most failures are setup problems.
@@ -100,22 +91,23 @@ fn run() -> anyhow::Result<()> {
         bail!("--realtime fires alarms by the clock; a push trigger has no alarm: use --push without it");
     }
     let bin_dir = std::env::current_exe()?.parent().context("the sandbox binary has no directory")?.to_path_buf();
-    let (public, actions) = read_manifest(&manifest)?;
+    let manifest_path = manifest;
+    let manifest = Manifest::read(&manifest_path)?;
 
     if source == "couchdb" {
-        return couchdb_demo(realtime, &bin_dir, public, &actions, &manifest);
+        return couchdb_demo(realtime, &bin_dir, &manifest, &manifest_path);
     }
     if source == "kafka" {
-        return kafka_demo(realtime, &bin_dir, public, &actions, &manifest);
+        return kafka_demo(realtime, &bin_dir, &manifest, &manifest_path);
     }
     if push {
-        return push_demo(keep, &bin_dir, public, &actions, &manifest);
+        return push_demo(keep, &bin_dir, &manifest, &manifest_path);
     }
     println!("Starting moto (local S3, verifying SigV4) and the OpenWhisk emulator...");
     let moto = Moto::start().context("starting moto")?;
     let world = World::empty(Config { alarms_realtime: realtime, ..Config::with_namespaces(&[USER]) }, "sandbox")?;
-    deploy(&world.system, &bin_dir, public, &actions, &Deployment::default())?;
-    println!("Deployed package /{SYSTEM_NAMESPACE}/{PACKAGE} from {}: {}", manifest.display(), names(&actions));
+    deploy(&world.system, &bin_dir, &manifest, Value::Null, &[])?;
+    println!("Deployed package /{SYSTEM_NAMESPACE}/{PACKAGE} from {}: {}", manifest_path.display(), names(&manifest));
 
     moto.create_bucket(BUCKET)?;
     moto.put(BUCKET, "readme.txt", b"present before the trigger: part of the baseline, never reported")?;
@@ -156,18 +148,12 @@ fn run() -> anyhow::Result<()> {
 /// The same demo on a CouchDB database (`--source couchdb`): pouchdb-server in memory, a
 /// trigger `--feed owfeed/changes -p source couchdb`, documents created, changed and deleted.
 #[allow(clippy::print_stdout)]
-fn couchdb_demo(
-    realtime: bool,
-    bin_dir: &Path,
-    public: bool,
-    actions: &[ManifestAction],
-    manifest: &Path,
-) -> anyhow::Result<()> {
+fn couchdb_demo(realtime: bool, bin_dir: &Path, manifest: &Manifest, manifest_path: &Path) -> anyhow::Result<()> {
     println!("Starting pouchdb-server (a CouchDB HTTP API, in memory) and the OpenWhisk emulator...");
     let couch = PouchDb::start().context("starting pouchdb-server")?;
     let world = World::empty(Config { alarms_realtime: realtime, ..Config::with_namespaces(&[USER]) }, "sandbox")?;
-    deploy(&world.system, bin_dir, public, actions, &Deployment::default())?;
-    println!("Deployed package /{SYSTEM_NAMESPACE}/{PACKAGE} from {}: {}", manifest.display(), names(actions));
+    deploy(&world.system, bin_dir, manifest, Value::Null, &[])?;
+    println!("Deployed package /{SYSTEM_NAMESPACE}/{PACKAGE} from {}: {}", manifest_path.display(), names(manifest));
 
     const DB: &str = "sandbox";
     const TRIGGER: &str = "couchdb-changes";
@@ -191,21 +177,15 @@ fn couchdb_demo(
 /// The same demo on a Kafka topic (`--source kafka`): tansu in memory (built on first use), a
 /// two-partition topic written by kafka-python, the feed's state in a moto bucket.
 #[allow(clippy::print_stdout)]
-fn kafka_demo(
-    realtime: bool,
-    bin_dir: &Path,
-    public: bool,
-    actions: &[ManifestAction],
-    manifest: &Path,
-) -> anyhow::Result<()> {
+fn kafka_demo(realtime: bool, bin_dir: &Path, manifest: &Manifest, manifest_path: &Path) -> anyhow::Result<()> {
     println!(
         "Starting tansu (a Kafka-protocol broker, in memory), moto (the feed's state) and the OpenWhisk emulator..."
     );
     let broker = feed_tests::kafka::Tansu::start(false).context("starting tansu")?;
     let moto = Moto::start().context("starting moto")?;
     let world = World::empty(Config { alarms_realtime: realtime, ..Config::with_namespaces(&[USER]) }, "sandbox")?;
-    deploy(&world.system, bin_dir, public, actions, &Deployment::default())?;
-    println!("Deployed package /{SYSTEM_NAMESPACE}/{PACKAGE} from {}: {}", manifest.display(), names(actions));
+    deploy(&world.system, bin_dir, manifest, Value::Null, &[])?;
+    println!("Deployed package /{SYSTEM_NAMESPACE}/{PACKAGE} from {}: {}", manifest_path.display(), names(manifest));
 
     const TOPIC: &str = "orders";
     const TRIGGER: &str = "kafka-messages";
@@ -247,13 +227,7 @@ fn kafka_demo(
 /// The S3 demo in push mode (`--push`): a hook trigger with `-p source s3 -p provider aws`;
 /// each write to the bucket reaches the trigger through moto's SNS, with no alarm and no poll.
 #[allow(clippy::print_stdout)]
-fn push_demo(
-    keep: bool,
-    bin_dir: &Path,
-    public: bool,
-    actions: &[ManifestAction],
-    manifest: &Path,
-) -> anyhow::Result<()> {
+fn push_demo(keep: bool, bin_dir: &Path, manifest: &Manifest, manifest_path: &Path) -> anyhow::Result<()> {
     const TRIGGER: &str = "s3-pushed";
     println!("Starting moto (local S3 and SNS, verifying SigV4), the OpenWhisk emulator and an SNS stand-in...");
     let moto = Moto::start().context("starting moto")?;
@@ -271,16 +245,13 @@ test build sns-test-receive: it also trusts the local HTTPS host {host}, standin
 sns.{REGION}.amazonaws.com. The shipped receive trusts only the SNS hosts of AWS.",
         host = sns_host.host_port()
     );
-    let deployment = Deployment {
-        parameters: json!([{"key": "snsTestHost", "value": sns_host.host_port()},
-            {"key": "snsTestCa", "value": sns_host.ca.ca_pem}]),
-        binaries: vec![("receive", "sns-test-receive")],
-    };
-    deploy(&world.system, bin_dir, public, actions, &deployment)?;
+    let parameters = json!([{"key": "snsTestHost", "value": sns_host.host_port()},
+        {"key": "snsTestCa", "value": sns_host.ca.ca_pem}]);
+    deploy(&world.system, bin_dir, manifest, parameters, &[("receive", "sns-test-receive")])?;
     println!(
         "Deployed package /{SYSTEM_NAMESPACE}/{PACKAGE} from {}: {} (receive: sns-test-receive)",
-        manifest.display(),
-        names(actions)
+        manifest_path.display(),
+        names(manifest)
     );
 
     moto.create_bucket(BUCKET)?;
@@ -375,92 +346,22 @@ fn report(world: &World, feed: &str, trigger: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads `packages.<PACKAGE>` of manifest.yaml: whether it is public, and its actions.
-fn read_manifest(path: &Path) -> anyhow::Result<(bool, Vec<ManifestAction>)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let docs = YamlLoader::load_from_str(&text).with_context(|| format!("{} is not valid YAML", path.display()))?;
-    let package = docs.first().map(|d| &d["packages"][PACKAGE]).filter(|p| p.as_hash().is_some());
-    let package = package.with_context(|| format!("{}: no map at packages.{PACKAGE}", path.display()))?;
-    let listed =
-        package["actions"].as_hash().with_context(|| format!("{}: packages.{PACKAGE}.actions", path.display()))?;
-    let mut actions = Vec::new();
-    for (name, action) in listed {
-        let name = name.as_str().context("manifest action names must be strings")?.to_string();
-        let field = |what: &str, v: Option<i64>| {
-            v.with_context(|| format!("manifest action {name}: {what} must be an integer"))
-        };
-        let kind = match (action["native"].as_bool(), action["runtime"].as_str()) {
-            (Some(true), _) => "blackbox".to_string(),
-            (_, Some(runtime)) => runtime.to_string(),
-            _ => bail!("manifest action {name}: needs a runtime or native: true"),
-        };
-        let mut annotations = Vec::new();
-        for (key, value) in action["annotations"].as_hash().into_iter().flatten() {
-            let key =
-                key.as_str().with_context(|| format!("manifest action {name}: annotation keys must be strings"))?;
-            annotations.push(json!({ "key": key, "value": yaml_to_json(value) }));
-        }
-        // `web:` becomes the annotations `wsk action update --web MODE` sets.
-        let web = match &action["web"] {
-            Yaml::Boolean(b) => b.to_string(),
-            Yaml::String(s) => s.clone(),
-            _ => String::new(),
-        };
-        let web_keys: &[&str] = match web.as_str() {
-            "raw" => &["web-export", "raw-http", "final"],
-            "true" | "yes" => &["web-export", "final"],
-            _ => &[],
-        };
-        annotations.extend(web_keys.iter().map(|key| json!({ "key": key, "value": true })));
-        let timeout_ms = field("limits.timeout", action["limits"]["timeout"].as_i64())?;
-        let memory_mb = field("limits.memorySize", action["limits"]["memorySize"].as_i64())?;
-        actions.push(ManifestAction { name, kind, timeout_ms, memory_mb, annotations });
-    }
-    Ok((package["public"].as_bool() == Some(true), actions))
-}
-
-fn yaml_to_json(value: &Yaml) -> Value {
-    match value {
-        Yaml::Boolean(b) => json!(b),
-        Yaml::Integer(i) => json!(i),
-        Yaml::String(s) | Yaml::Real(s) => json!(s),
-        _ => Value::Null,
-    }
-}
-
-/// What a demo changes in the deployment of the manifest's package.
-#[derive(Default)]
-struct Deployment {
-    /// The package's parameters (`[{key, value}]`; null: none).
-    parameters: Value,
-    /// (action, binary) pairs: the action is deployed from that binary instead of its own.
-    binaries: Vec<(&'static str, &'static str)>,
-}
-
-/// Deploys the package into the system namespace (shared, as an operator installs it) with each
-/// action's binary built from source in place of its `dist/<name>.zip`.
+/// Deploys the manifest's package into the system namespace (shared, as an operator installs
+/// it) with each action's binary built from source in place of its `dist/<name>.zip`, or the
+/// binary `substitutes` names for it; `parameters` are the package's (null: none).
 fn deploy(
     system: &Client,
     bin_dir: &Path,
-    public: bool,
-    actions: &[ManifestAction],
-    deployment: &Deployment,
+    manifest: &Manifest,
+    parameters: Value,
+    substitutes: &[(&str, &str)],
 ) -> anyhow::Result<()> {
-    let package = QualifiedName::new(SYSTEM_NAMESPACE, None, PACKAGE);
-    let mut body = json!({ "publish": public });
-    if !deployment.parameters.is_null() {
-        body["parameters"] = deployment.parameters.clone();
+    let mut actions = Vec::new();
+    for action in &manifest.actions {
+        let substitute = substitutes.iter().find(|(name, _)| *name == action.name).map(|(_, bin)| *bin);
+        actions.push((action.name.clone(), binary(bin_dir, substitute.unwrap_or(&action.name))?));
     }
-    system.put_package(&package, &body, true)?;
-    for action in actions {
-        let substitute = deployment.binaries.iter().find(|(name, _)| *name == action.name).map(|(_, bin)| *bin);
-        let binary = binary(bin_dir, substitute.unwrap_or(&action.name))?;
-        let mut body = action_body(&binary, &action.kind, json!(action.annotations))?;
-        body["limits"] = json!({ "timeout": action.timeout_ms, "memory": action.memory_mb });
-        let name = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), &action.name);
-        system.put_action(&name, &body, true).with_context(|| format!("deploying action {name}"))?;
-    }
-    Ok(())
+    manifest.deploy(system, &Deployment { parameters, actions, ..Deployment::default() })
 }
 
 /// A binary next to the sandbox binary.
@@ -472,8 +373,8 @@ fn binary(bin_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn names(actions: &[ManifestAction]) -> String {
-    actions.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+fn names(manifest: &Manifest) -> String {
+    manifest.actions.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// Changes the bucket, then advances the alarm once and waits for every resulting activation.
