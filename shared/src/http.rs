@@ -350,13 +350,14 @@ impl HttpClient {
         if config.tls != HttpTls::default() {
             builder = builder.tls_config(config.tls.config()?);
         }
-        let agent = builder
-            .http_status_as_error(false)
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(config.request_time))
-            .user_agent("owfeed")
-            .build()
-            .new_agent();
+        let agent = owfeed_s3::http_agent(
+            builder
+                .http_status_as_error(false)
+                .timeout_connect(Some(CONNECT_TIMEOUT))
+                .timeout_global(Some(config.request_time))
+                .user_agent("owfeed")
+                .build(),
+        );
         Ok(HttpClient { agent, config })
     }
 

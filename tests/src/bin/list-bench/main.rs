@@ -26,6 +26,9 @@
 //! range and with four: how many keys the cut pass kept as listed (read back from the state
 //! object), which the next poll does not list again.
 //!
+//! `--waits N` (module `waits`) compares, on every HTTP server the suite runs, N requests sent
+//! with ureq's own agent and with `owfeed_s3::http_agent`: how many waited on the network.
+//!
 //! `--endpoint URL --bucket B --rgw-log PATH` reuses a running RGW whose bucket already holds
 //! the objects (no start, no PUTs); `--only dry,create,…` runs a subset. It asserts nothing
 //! about time; it reports.
@@ -41,6 +44,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
+
+mod waits;
 
 use feed_tests::ceph::{Rgw, REGION};
 use feed_tests::world::{World, USER};
@@ -63,6 +68,8 @@ struct Args {
     bucket: String,
     rgw_log: Option<PathBuf>,
     only: Vec<String>,
+    /// `--waits N`: compare the HTTP agents on every server instead (N requests each).
+    waits: Option<usize>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -74,6 +81,7 @@ fn parse_args() -> anyhow::Result<Args> {
         bucket: "bench".to_string(),
         rgw_log: None,
         only: ["dry", "create", "steady", "cut", "boto3", "rclone"].map(String::from).to_vec(),
+        waits: None,
     };
     let list: Vec<String> = std::env::args().skip(1).collect();
     let mut it = list.iter();
@@ -87,9 +95,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--bucket" => args.bucket = value()?.clone(),
             "--rgw-log" => args.rgw_log = Some(PathBuf::from(value()?)),
             "--only" => args.only = value()?.split(',').map(str::to_string).collect(),
+            "--waits" => args.waits = Some(value()?.parse()?),
             other => bail!(
                 "unknown argument {other:?} (expected --objects N, --rounds R, --cut-limit-ms MS, --only LIST, \
-                 --endpoint URL --bucket B --rgw-log PATH)"
+                 --endpoint URL --bucket B --rgw-log PATH, --waits N)"
             ),
         }
     }
@@ -131,6 +140,9 @@ fn key(i: u64) -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    if let Some(requests) = args.waits {
+        return waits::run(requests);
+    }
     let exe_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).context("no exe dir")?;
     let (poll, changes) = (exe_dir.join("poll"), exe_dir.join("changes"));
     if !poll.exists() || !changes.exists() {
