@@ -27,6 +27,17 @@
 //!   The first entry of a block shares nothing, so each block decodes on its own.
 //! - The header's `versions` (key → version string) is optional and written only for sources
 //!   that keep versions: older states read as `None`, and older readers ignore it.
+//!
+//! # Stored format, version 2
+//!
+//! Version 1 with one change in the header: instead of `cursor` (one key: the pass in progress
+//! resumes after it, to the end of the key space), `resume` lists the key ranges a cut pass
+//! left to list, `[[after, before], …]` (each bound a key or `null` for open; both exclusive;
+//! sorted and disjoint), and `cursor` is `null`. A cut parallel pass leaves one range per key
+//! range it listed, so its checkpoint needs several cursors, which an older reader would
+//! misread as one: it refuses version 2 instead. `encode` writes version 2 only for such a
+//! checkpoint; every other state (no listing in progress, or one open range after a key) is
+//! written as version 1, byte for byte as before.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -35,8 +46,11 @@ use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompr
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The state format this build writes (and the newest it reads).
-pub const FORMAT_VERSION: u32 = 1;
+use crate::source::ListRange;
+
+/// The newest state format this build reads and writes (see the module doc: version 2 is
+/// written only for a checkpoint of several key ranges, version 1 otherwise).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Entries per snapshot block: small enough to decode one block at a time in little memory,
 /// large enough for deflate to find the regularities of the keys.
@@ -693,7 +707,8 @@ pub struct Stats {
 /// Everything the core keeps for one trigger between polls.
 #[derive(Clone, Debug, PartialEq)]
 pub struct State {
-    /// The format the state was read in; `encode` always writes `FORMAT_VERSION`.
+    /// The format the state was read in (1 for a new one); `encode` writes the oldest format
+    /// that holds it.
     pub format_version: u32,
     /// Commit counter: one more on every committed poll.
     pub seq: u64,
@@ -701,8 +716,10 @@ pub struct State {
     pub snapshot: Snapshot,
     /// Events detected but not yet delivered, in order.
     pub outbox: Vec<Value>,
-    /// Resume the listing after this key; `None` when no listing is in progress.
-    pub cursor: Option<String>,
+    /// The key ranges a cut listing pass left to list, sorted and disjoint (its checkpoint:
+    /// everything outside them is listed); empty when no listing is in progress. A sequential
+    /// pass cut after key `k` leaves the one range after `k` (format version 1's `cursor`).
+    pub resume: Vec<ListRange>,
     /// What the snapshot covers (e.g. the listing prefix); a change forces a silent re-baseline.
     pub scope: String,
     /// True once a first complete listing has been taken (it fires no events).
@@ -752,6 +769,9 @@ struct Header {
     seq: u64,
     outbox: Vec<Value>,
     cursor: Option<String>,
+    /// Version 2 only: the ranges left to list.
+    #[serde(default)]
+    resume: Option<Vec<(Option<String>, Option<String>)>>,
     scope: String,
     baselined: bool,
     stats: Stats,
@@ -768,6 +788,8 @@ struct HeaderRef<'a> {
     seq: u64,
     outbox: &'a [Value],
     cursor: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resume: &'a Option<Vec<(&'a Option<String>, &'a Option<String>)>>,
     scope: &'a str,
     baselined: bool,
     stats: &'a Stats,
@@ -781,11 +803,12 @@ impl State {
     /// A fresh state for `scope`: empty snapshot, not baselined.
     pub fn new(scope: impl Into<String>) -> State {
         State {
-            format_version: FORMAT_VERSION,
+            // No checkpoint yet: what `encode` writes for it.
+            format_version: 1,
             seq: 0,
             snapshot: Snapshot::default(),
             outbox: Vec::new(),
-            cursor: None,
+            resume: Vec::new(),
             scope: scope.into(),
             baselined: false,
             stats: Stats::default(),
@@ -794,12 +817,18 @@ impl State {
         }
     }
 
-    /// The stored form (see the module doc).
+    /// The stored form (see the module doc): version 1 unless the checkpoint needs version 2.
     pub fn encode(&self) -> Vec<u8> {
+        let (version, cursor, resume) = match self.resume.as_slice() {
+            [] => (1, None, None),
+            [ListRange { start_after: Some(after), end_before: None }] => (1, Some(after.clone()), None),
+            ranges => (2, None, Some(ranges.iter().map(|r| (&r.start_after, &r.end_before)).collect())),
+        };
         let header = HeaderRef {
             seq: self.seq,
             outbox: &self.outbox,
-            cursor: &self.cursor,
+            cursor: &cursor,
+            resume: &resume,
             scope: &self.scope,
             baselined: self.baselined,
             stats: &self.stats,
@@ -814,7 +843,7 @@ impl State {
 
         let mut out = Vec::with_capacity(compressed.len() + snapshot.len() + 40);
         out.extend_from_slice(MAGIC);
-        put_varint(&mut out, u64::from(FORMAT_VERSION));
+        put_varint(&mut out, version);
         put_varint(&mut out, json.len() as u64);
         put_bytes(&mut out, &compressed);
         put_bytes(&mut out, &snapshot);
@@ -836,7 +865,7 @@ impl State {
         }
         let mut reader = Reader { bytes, pos: MAGIC.len() };
         let version = reader.varint().ok_or_else(|| corrupt("truncated state object (no format version)"))?;
-        if version != u64::from(FORMAT_VERSION) {
+        if !(1..=u64::from(FORMAT_VERSION)).contains(&version) {
             return Err(StateError::UnsupportedVersion { found: version });
         }
         let truncated_header = || corrupt("truncated state header");
@@ -850,6 +879,16 @@ impl State {
             .map_err(|e| corrupt(format!("state header {e}")))?;
         let header: Header =
             serde_json::from_slice(&json).map_err(|e| corrupt(format!("state header is not valid JSON ({e})")))?;
+        let resume = match (version, header.cursor, header.resume) {
+            (1, cursor, None) => {
+                cursor.map(|c| vec![ListRange { start_after: Some(c), end_before: None }]).unwrap_or_default()
+            }
+            (2, None, Some(ranges)) => {
+                ranges.into_iter().map(|(start_after, end_before)| ListRange { start_after, end_before }).collect()
+            }
+            _ => return Err(corrupt(format!("state header: format version {version} with the wrong listing cursor"))),
+        };
+        let resume = check_resume(resume)?;
         let section = reader.pos;
         let Some(snapshot) = reader.bytes() else {
             // Name the block where the cut is, when the part that is there shows it.
@@ -870,11 +909,11 @@ impl State {
             return Err(corrupt("checksum mismatch (the state object is damaged)"));
         }
         Ok(State {
-            format_version: FORMAT_VERSION,
+            format_version: version as u32,
             seq: header.seq,
             snapshot,
             outbox: header.outbox,
-            cursor: header.cursor,
+            resume,
             scope: header.scope,
             baselined: header.baselined,
             stats: header.stats,
@@ -882,6 +921,27 @@ impl State {
             versions: header.versions,
         })
     }
+}
+
+/// Checks that stored resume ranges are what a pass leaves: each range not inverted, the
+/// ranges sorted and disjoint (only the first open below, only the last open above).
+fn check_resume(ranges: Vec<ListRange>) -> Result<Vec<ListRange>, StateError> {
+    let bad = |why: &str| Err(corrupt(format!("state header: resume ranges {why}")));
+    for range in &ranges {
+        if let (Some(after), Some(before)) = (&range.start_after, &range.end_before) {
+            if after >= before {
+                return bad("hold an inverted range");
+            }
+        }
+    }
+    for pair in ranges.windows(2) {
+        match (&pair[0].end_before, &pair[1].start_after) {
+            // Disjoint: no key is below the first's end and above the second's start.
+            (Some(end), Some(start)) if end.as_str() <= format!("{start}\0").as_str() => {}
+            _ => return bad("overlap or are out of order"),
+        }
+    }
+    Ok(ranges)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -1000,11 +1060,11 @@ pub(crate) mod tests {
     fn sample_state(rng: &mut Rng) -> State {
         let entries = random_entries(rng, 300);
         State {
-            format_version: FORMAT_VERSION,
+            format_version: 1,
             seq: 42,
             snapshot: build(&entries, 7),
             outbox: vec![serde_json::json!({"id": "e1", "data": {"key": "a/b"}}), serde_json::json!([1, 2])],
-            cursor: Some("a/é".to_string()),
+            resume: vec![ListRange { start_after: Some("a/é".to_string()), end_before: None }],
             scope: "prefix=logs/".to_string(),
             baselined: true,
             stats: Stats {
@@ -1159,6 +1219,69 @@ pub(crate) mod tests {
         assert_eq!((state.seq, state.versions, state.snapshot), (3, None, snapshot));
     }
 
+    fn range(after: Option<&str>, before: Option<&str>) -> ListRange {
+        ListRange { start_after: after.map(String::from), end_before: before.map(String::from) }
+    }
+
+    /// A header with `resume` and `cursor` as given, in format `version`.
+    fn state_with_header(version: u64, cursor: &str, resume: Option<&str>) -> Result<State, StateError> {
+        let resume = resume.map(|r| format!(r#","resume":{r}"#)).unwrap_or_default();
+        let header =
+            format!(r#"{{"seq":1,"outbox":[],"cursor":{cursor}{resume},"scope":"s","baselined":true,"stats":{{}}}}"#);
+        let mut bytes = old_state_bytes(&header, &Snapshot::default());
+        bytes[MAGIC.len()] = version as u8;
+        let body = bytes.len() - 4;
+        let mut crc = Crc::new();
+        crc.update(&bytes[..body]);
+        bytes.truncate(body);
+        bytes.extend_from_slice(&crc.sum().to_le_bytes());
+        State::decode(&bytes)
+    }
+
+    #[test]
+    fn a_checkpoint_of_several_ranges_is_version_2_and_the_others_stay_version_1() {
+        let mut state = sample_state(&mut Rng(8));
+        for (resume, version) in [
+            (vec![], 1),
+            (vec![range(Some("k"), None)], 1),
+            (vec![range(None, Some("b\0"))], 2),
+            (vec![range(Some("a"), Some("c"))], 2),
+            (vec![range(None, Some("b\0")), range(Some("b"), Some("é")), range(Some("😀"), None)], 2),
+        ] {
+            state.resume = resume;
+            state.format_version = version;
+            let bytes = state.encode();
+            assert_eq!(bytes[MAGIC.len()], version as u8, "{:?}", state.resume);
+            assert_eq!(State::decode(&bytes).unwrap(), state);
+            let header = header_json(&bytes);
+            assert_eq!(header.get("resume").is_some(), version == 2, "{header}");
+            if version == 2 {
+                assert_eq!(header["cursor"], Value::Null);
+            }
+        }
+    }
+
+    #[test]
+    fn resume_ranges_that_a_pass_cannot_leave_are_corrupt() {
+        assert_eq!(state_with_header(1, r#""k""#, None).unwrap().resume, vec![range(Some("k"), None)]);
+        assert_eq!(state_with_header(1, "null", None).unwrap().resume, vec![]);
+        let fine = r#"[[null,"b\u0000"],["b","d"],["e",null]]"#;
+        assert_eq!(state_with_header(2, "null", Some(fine)).unwrap().resume.len(), 3);
+        for (version, cursor, resume, why) in [
+            (1, r#""k""#, Some(fine), "wrong listing cursor"),
+            (2, r#""k""#, Some(fine), "wrong listing cursor"),
+            (2, "null", None, "wrong listing cursor"),
+            (2, "null", Some(r#"[["d","b"]]"#), "inverted"),
+            (2, "null", Some(r#"[["a","c"],["b",null]]"#), "overlap"),
+            (2, "null", Some(r#"[["c","d"],["a","b"]]"#), "overlap"),
+            (2, "null", Some(r#"[["a",null],["c",null]]"#), "overlap"),
+            (2, "null", Some(r#"[["a","c"],[null,"z"]]"#), "overlap"),
+        ] {
+            let err = state_with_header(version, cursor, resume).unwrap_err().to_string();
+            assert!(err.contains(why), "{version} {cursor} {resume:?}: {err}");
+        }
+    }
+
     #[test]
     fn versions_round_trip_and_cost_nothing_when_not_kept() {
         let mut state = sample_state(&mut Rng(4));
@@ -1173,7 +1296,8 @@ pub(crate) mod tests {
             baselined: bool,
             stats: &'a Stats,
         }
-        let (outbox, cursor, scope, stats) = (&state.outbox, &state.cursor, &state.scope, &state.stats);
+        let cursor = &state.resume[0].start_after;
+        let (outbox, scope, stats) = (&state.outbox, &state.scope, &state.stats);
         let old = OldHeader { seq: state.seq, outbox, cursor, scope, baselined: state.baselined, stats };
         let old_header = serde_json::to_string(&old).unwrap();
         assert_eq!(without, old_state_bytes(&old_header, &state.snapshot));
@@ -1191,7 +1315,7 @@ pub(crate) mod tests {
         check(b"", "state: not an owfeed state object (bad magic)");
         check(b"{\"seq\": 1}", "state: not an owfeed state object (bad magic)");
         check(b"OWFEED", "state: truncated state object (6 bytes)");
-        check(b"OWFEED\0S\x02", "state: format version 2 is not supported (this build reads versions 1 to 1)");
+        check(b"OWFEED\0S\x03", "state: format version 3 is not supported (this build reads versions 1 to 2)");
         let mut good = State::new("s").encode();
         let last = good.len() - 1;
         good[last] ^= 1;

@@ -114,6 +114,69 @@ fn a_listing_cut_by_the_deadline_resumes_without_false_deletes_or_duplicate_ids(
     assert_eq!(once, want, "events must be exactly the mutations ({killed} polls killed at their limit)");
 }
 
+/// A listing in four key ranges cut by the deadline keeps every range's progress: the
+/// checkpoint holds several ranges (state format version 2), the next polls list only what is
+/// left of each (no key is listed twice, unless a poll was killed before it could commit), and
+/// the events are exactly the mutations with unique ids.
+#[test]
+fn a_parallel_listing_cut_by_the_deadline_keeps_every_ranges_progress() {
+    let w = gen_world();
+    set_poll_timeout(&w, Path::new(env!("CARGO_BIN_EXE_gen-action")), 8000);
+    let state_dir = w.dir.path().join("state");
+    let entries = 24_000;
+    let base = GenSpec::base(entries, 11);
+    let params = json!({"entries": entries, "seed": 11, "pageSize": 100, "stateDir": state_dir, "parallelism": 4});
+    assert_eq!(w.create_trigger("t", params).expect("CREATE")["status"], "created");
+    w.record_events("t", echo());
+    // 60 pages of 150 ms per range: more than a poll's listing time, in each of the 4 ranges.
+    let up = w.feed("UPDATE", "t", json!({"mutate": 0.002, "pageDelayMs": 150})).expect("UPDATE");
+    assert_eq!(up["status"], "updated", "{up}");
+    let mutated = base.mutated(1, 0.002);
+    let want = expected_changes(&base, &mutated);
+    let mut most_ranges = 0;
+    let mut done = false;
+    // Entries listed by the polls up to the one that finished the listing.
+    let mut listed = 0;
+    let mut listing = true;
+    for _ in 0..20 {
+        w.poll();
+        if listing {
+            listed += w.poll_results().last().and_then(|r| r["listed"].as_u64()).unwrap_or(0);
+        }
+        let bytes = std::fs::read(state_dir.join(format!("{USER}%2Ft.state"))).expect("the state file");
+        let state = owfeed::state::State::decode(&bytes).expect("the state decodes");
+        if state.resume.len() > 1 {
+            assert_eq!(state.format_version, 2, "several ranges are format version 2");
+        }
+        most_ranges = most_ranges.max(state.resume.len());
+        listing &= !state.resume.is_empty();
+        let status = read(&w)["status"].clone();
+        if status["listingInProgress"] == false && status["eventsPending"] == 0 {
+            assert_eq!(status["objectsTracked"], mutated.collect().len(), "{status}");
+            done = true;
+            break;
+        }
+    }
+    assert!(done, "the listing never finished: {:?}", w.poll_results());
+    assert!(most_ranges > 1, "no checkpoint held several ranges: {:?}", w.poll_results());
+    let killed = w
+        .emu
+        .activations(USER)
+        .iter()
+        .filter(|a| a["name"] == "poll")
+        .filter(|a| a["response"]["result"]["error"].as_str().is_some_and(|e| e.contains("exceeded its time limits")))
+        .count();
+    let events = w.events();
+    if killed == 0 {
+        assert_ids_unique(&events);
+        assert_eq!(listed, mutated.collect().len() as u64, "each key listed once across the cut polls");
+    }
+    let mut once: Vec<(String, String)> = events.iter().map(kind_and_subject).collect();
+    once.sort();
+    once.dedup();
+    assert_eq!(once, want, "events must be exactly the mutations ({killed} polls killed at their limit)");
+}
+
 /// How the test damages the stored state.
 #[derive(Debug)]
 enum Damage {

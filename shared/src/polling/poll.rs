@@ -296,7 +296,7 @@ fn dry_run_snapshot(
         progress: true,
     };
     let memo = Memo::new(lister, kept.as_ref());
-    let pass = run_pass_with(lister, &old, &memo, None, reserved, &Budget::new(None, Duration::ZERO), limits)
+    let pass = run_pass_with(lister, &old, &memo, &[], reserved, &Budget::new(None, Duration::ZERO), limits)
         .map_err(source_error)?
         .ok_or_else(|| ActionError::new("the listing returned nothing"))?;
     let events = build_events(lister, settings, &salt, &pass.changes, seq);
@@ -365,23 +365,22 @@ impl Poller<'_> {
             // What the snapshot covers changed (UPDATE of prefix or bucket): start over quietly.
             state.snapshot = Snapshot::default();
             state.versions = None;
-            state.cursor = None;
+            state.resume = Vec::new();
             state.baselined = false;
             state.scope = self.settings.scope.clone();
         }
         let list_budget = budget.with_margin(self.list_margin);
         // Reconcile: the push markers, loaded before the listing (polling/reconcile.rs).
         let markers = self.pushed.map(|p| p.load()).transpose()?;
-        let whole = state.cursor.is_none();
+        let whole = state.resume.is_empty();
         // Until the first complete pass (the baseline) nothing fires.
         let emit = state.baselined;
         let reserved = self.store.reserved_prefix();
         let limits = PassLimits::poll(self.settings, emit);
         let kept = state.versions.take();
         let memo = Memo::new(self.lister, kept.as_ref());
-        let pass =
-            run_pass_with(self.lister, &state.snapshot, &memo, state.cursor.clone(), reserved, &list_budget, limits)
-                .map_err(source_error)?;
+        let pass = run_pass_with(self.lister, &state.snapshot, &memo, &state.resume, reserved, &list_budget, limits)
+            .map_err(source_error)?;
         let Some(mut pass) = pass else {
             status.outcome = PollOutcome::Partial;
             return Ok(Ended::Normally);
@@ -409,16 +408,16 @@ impl Poller<'_> {
         };
         status.changes = events.len() as u64;
         let progressed = !pass.changes.is_empty()
-            || pass.cursor != state.cursor
+            || pass.resume != state.resume
             || !state.baselined
             || (state.stats.held_deletes, state.stats.deletes_refuted) != deletes_before;
-        let whole = whole && pass.cursor.is_none();
-        if pass.cursor.is_none() {
+        let whole = whole && pass.resume.is_empty();
+        if pass.resume.is_empty() {
             state.baselined = true;
         } else {
             status.outcome = PollOutcome::Partial;
         }
-        state.cursor = pass.cursor;
+        state.resume = std::mem::take(&mut pass.resume);
         state.snapshot = pass.snapshot;
         state.versions = memo.finish(&state.snapshot);
         state.outbox.extend(events);
@@ -453,7 +452,7 @@ impl Poller<'_> {
     ) -> Result<(), ActionError> {
         let facts = crate::deletes::PassFacts {
             old_len: state.snapshot.len(),
-            whole: state.cursor.is_none() && pass.cursor.is_none(),
+            whole: state.resume.is_empty() && pass.resume.is_empty(),
             held_before: state.stats.held_deletes,
         };
         let check = crate::deletes::check_deletes(

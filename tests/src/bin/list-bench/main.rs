@@ -24,7 +24,9 @@
 //!
 //! `cut` compares a poll cut by its time limit (`--cut-limit-ms`, default 700) with one key
 //! range and with four: how many keys the cut pass kept as listed (read back from the state
-//! object), which the next poll does not list again.
+//! object), which the next poll does not list again; once against RGW directly, once through a
+//! proxy that holds each LIST `--cut-page-delay-ms` (default 50; 0: not run), as a remote
+//! store's page latency would.
 //!
 //! `--waits N` (module `waits`) compares, on every HTTP server the suite runs, N requests sent
 //! with ureq's own agent and with `owfeed_s3::http_agent`: how many waited on the network.
@@ -48,6 +50,7 @@ use serde_json::{json, Value};
 mod waits;
 
 use feed_tests::ceph::{Rgw, REGION};
+use feed_tests::s3proxy::{Fault, FaultProxy, Rule};
 use feed_tests::world::{World, USER};
 use owfeed::state::State;
 use owfeed_s3::{Condition, S3Client, S3Config, SecretString};
@@ -64,6 +67,7 @@ struct Args {
     objects: u64,
     rounds: usize,
     cut_limit_ms: u64,
+    cut_page_delay_ms: u64,
     endpoint: Option<String>,
     bucket: String,
     rgw_log: Option<PathBuf>,
@@ -77,6 +81,7 @@ fn parse_args() -> anyhow::Result<Args> {
         objects: 100_000,
         rounds: 3,
         cut_limit_ms: 700,
+        cut_page_delay_ms: 50,
         endpoint: None,
         bucket: "bench".to_string(),
         rgw_log: None,
@@ -91,13 +96,14 @@ fn parse_args() -> anyhow::Result<Args> {
             "--objects" => args.objects = value()?.replace('_', "").parse()?,
             "--rounds" => args.rounds = value()?.parse::<usize>()?.max(1),
             "--cut-limit-ms" => args.cut_limit_ms = value()?.parse()?,
+            "--cut-page-delay-ms" => args.cut_page_delay_ms = value()?.parse()?,
             "--endpoint" => args.endpoint = Some(value()?.clone()),
             "--bucket" => args.bucket = value()?.clone(),
             "--rgw-log" => args.rgw_log = Some(PathBuf::from(value()?)),
             "--only" => args.only = value()?.split(',').map(str::to_string).collect(),
             "--waits" => args.waits = Some(value()?.parse()?),
             other => bail!(
-                "unknown argument {other:?} (expected --objects N, --rounds R, --cut-limit-ms MS, --only LIST, \
+                "unknown argument {other:?} (expected --objects N, --rounds R, --cut-limit-ms MS, --cut-page-delay-ms MS, --only LIST, \
                  --endpoint URL --bucket B --rgw-log PATH, --waits N)"
             ),
         }
@@ -202,7 +208,10 @@ fn main() -> anyhow::Result<()> {
             }
         }
         if only("cut") {
-            cut_passes(&args, &target, &w)?;
+            cut_passes(&args, &target, &w, 0)?;
+            if args.cut_page_delay_ms > 0 {
+                cut_passes(&args, &target, &w, args.cut_page_delay_ms)?;
+            }
         }
     }
     if only("boto3") {
@@ -500,26 +509,50 @@ fn load_state(target: &Target, trigger: &str) -> anyhow::Result<State> {
     Ok(State::decode(&got.body)?)
 }
 
-/// Keys of the snapshot that a cut pass left to list (its checkpoint's cursor).
+/// Keys of the snapshot that a cut pass left to list (inside its checkpoint's ranges).
 fn left_to_list(state: &State) -> usize {
-    match &state.cursor {
-        Some(cursor) => state.snapshot.iter_from(cursor).count(),
-        None => 0,
-    }
+    let inside = |key: &str| {
+        state.resume.iter().any(|r| {
+            r.start_after.as_deref().is_none_or(|a| key > a) && r.end_before.as_deref().is_none_or(|b| key < b)
+        })
+    };
+    state.snapshot.iter().filter(|(k, _)| inside(k)).count()
 }
 
 /// Polls cut by a short time limit, with one key range and with four: the keys each kept as
 /// listed (the snapshot's keys outside what its checkpoint left to list).
-fn cut_passes(args: &Args, target: &Target, w: &World) -> anyhow::Result<()> {
-    let trigger = "cut";
+/// `page_delay_ms` > 0: RGW behind a proxy (`feed_tests::s3proxy`) that holds each LIST for
+/// that long, as a remote store's page latency (AWS: 100 to 300 ms a page), so the listing is
+/// bound by latency rather than by this machine's CPU.
+fn cut_passes(args: &Args, target: &Target, w: &World, page_delay_ms: u64) -> anyhow::Result<()> {
+    let trigger = format!("cut{page_delay_ms}");
+    let trigger = trigger.as_str();
     let mut params = target.params();
     params["stateBucket"] = json!(STATE_BUCKET);
+    let proxy = if page_delay_ms > 0 {
+        let proxy = FaultProxy::start(&target.endpoint)?;
+        proxy.add(Rule {
+            method: "GET",
+            contains: "list-type=2",
+            skip: 0,
+            count: usize::MAX,
+            fault: Fault::Delay(Duration::from_millis(page_delay_ms)),
+        });
+        params["endpoint"] = json!(proxy.url());
+        Some(proxy)
+    } else {
+        None
+    };
     w.create_trigger(trigger, params).map_err(anyhow::Error::msg)?;
+    let how = match page_delay_ms {
+        0 => String::new(),
+        d => format!(", each LIST held {d} ms by a proxy"),
+    };
     println!(
-        "\n| poll cut by a {} ms time limit, {} keys | ranges | listed | kept as listed (advanced) | LIST requests |",
+        "\n| poll cut by a {} ms time limit, {} keys{how} | ranges | listed | kept as listed (advanced) | ranges left | LIST requests |",
         args.cut_limit_ms, args.objects
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|");
     for round in 0..args.rounds {
         for parallelism in [1, 4] {
             w.feed("UPDATE", trigger, json!({ "parallelism": parallelism })).map_err(anyhow::Error::msg)?;
@@ -527,7 +560,7 @@ fn cut_passes(args: &Args, target: &Target, w: &World) -> anyhow::Result<()> {
             w.set_poll_timeout(60_000);
             for _ in 0..10 {
                 w.poll_once(trigger).map_err(anyhow::Error::msg)?;
-                if left_to_list(&load_state(target, trigger)?) == 0 && load_state(target, trigger)?.cursor.is_none() {
+                if load_state(target, trigger)?.resume.is_empty() {
                     break;
                 }
             }
@@ -538,9 +571,10 @@ fn cut_passes(args: &Args, target: &Target, w: &World) -> anyhow::Result<()> {
             let state = load_state(target, trigger)?;
             let advanced = state.snapshot.len() - left_to_list(&state);
             println!(
-                "| round {} | {parallelism} | {} | {advanced} | {} |",
+                "| round {} | {parallelism} | {} | {advanced} | {} | {} |",
                 round + 1,
                 result["listed"],
+                state.resume.len(),
                 server.requests
             );
             eprintln!("list-bench: cut poll with {parallelism} ranges: {result}");
@@ -548,6 +582,7 @@ fn cut_passes(args: &Args, target: &Target, w: &World) -> anyhow::Result<()> {
     }
     w.set_poll_timeout(60_000);
     w.delete_trigger(trigger).map_err(anyhow::Error::msg)?;
+    drop(proxy);
     Ok(())
 }
 
