@@ -152,9 +152,15 @@ pub(super) fn baseline(
         return Ok(state);
     }
     let memo = Memo::new(lister, None);
-    if let Some(pass) =
-        run_pass_with(lister, &state.snapshot, &memo, &[], store.reserved_prefix(), budget, PassLimits::silent())?
-    {
+    if let Some(pass) = run_pass_with(
+        lister,
+        &state.snapshot,
+        &memo,
+        &[],
+        store.reserved_prefix(),
+        budget,
+        PassLimits::silent(settings.parallelism),
+    )? {
         state.baselined = pass.resume.is_empty();
         state.resume = pass.resume;
         state.snapshot = pass.snapshot;

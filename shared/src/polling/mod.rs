@@ -22,6 +22,7 @@
 
 mod feed;
 mod helpers;
+mod keyspace;
 mod log;
 mod pass;
 mod poll;

@@ -10,12 +10,13 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::keyspace;
 use super::versions::Memo;
 use super::PollSettings;
 use crate::budget::Budget;
 use crate::change::Change;
 use crate::diff::{diff_unordered, DiffError, DiffOptions, DiffOutput, Differ, OutsideRange};
-use crate::source::{Flow, ListRange, Lister, SourceError};
+use crate::source::{Entry, Flow, ListRange, Lister, SourceError};
 use crate::state::{Snapshot, SnapshotWriter};
 
 /// What one listing pass found.
@@ -46,10 +47,11 @@ pub(super) struct PassLimits {
 }
 
 impl PassLimits {
-    /// A silent pass (a baseline): one range, listed to the end or the deadline.
-    pub(super) fn silent() -> PassLimits {
+    /// A silent pass (a baseline) in up to `parallelism` ranges, listed to the end or the
+    /// deadline.
+    pub(super) fn silent(parallelism: usize) -> PassLimits {
         PassLimits {
-            parallelism: 1,
+            parallelism,
             min_keys_per_range: MIN_KEYS_PER_RANGE,
             emit: false,
             max_changes: usize::MAX,
@@ -120,7 +122,7 @@ pub(super) fn run_pass_with(
     // Each range's differ writes only its own range; the pieces are joined in key order.
     let options =
         DiffOptions { exclude_prefix: exclude, discard_changes: !limits.emit, outside_range: OutsideRange::Drop };
-    let ranges = split_ranges(old, &pending, limits.parallelism, limits.min_keys_per_range);
+    let mut ranges = split_ranges(old, &pending, limits.parallelism, limits.min_keys_per_range);
     let stop = Stop {
         budget,
         max_changes: limits.max_changes,
@@ -129,7 +131,48 @@ pub(super) fn run_pass_with(
         listed: AtomicU64::new(0),
         progress: limits.progress,
     };
-    let outcomes = list_ranges(lister, old, memo, &ranges, &options, limits, &stop)?;
+    let mut outcomes = Vec::new();
+    if let ([range], true) = (ranges.as_slice(), limits.parallelism > 1) {
+        // The snapshot has nothing to split at. Once the listing shows more than a page, the
+        // rest is split by probing the key space if the snapshot held fewer than half the keys
+        // those pages showed (a baseline, a bucket that grew); a key space it knows is listed
+        // on as one range, as before.
+        let range = range.clone();
+        let decide = |last: &str, seen: usize| -> Option<Vec<ListRange>> {
+            let head = ListRange { start_after: range.start_after.clone(), end_before: Some(format!("{last}\0")) };
+            if stop.now() || keys_in(old, &head).take(seen / 2).count() >= seen / 2 {
+                return None;
+            }
+            let rest = ListRange { start_after: Some(last.to_string()), end_before: range.end_before.clone() };
+            // Probing only spreads the work: when it fails, the listing goes on as one range.
+            match keyspace::boundaries(lister, &rest, limits.parallelism) {
+                Ok(found) if !found.is_empty() => Some(keyspace::ranges_between(&rest, &found)),
+                Ok(_) => None,
+                Err(e) => {
+                    crate::runtime::log(&format!("probing the key space failed ({e}): listing it in one range"));
+                    None
+                }
+            }
+        };
+        let (outcome, split) =
+            list_range_split(lister, old, memo, &range, options.clone(), limits.max_changes, &stop, &decide)?;
+        outcomes.push(outcome);
+        if let Some(Split { head, rest, rest_listed }) = split {
+            if rest_listed {
+                // The listing ended with the head: the rest holds no key.
+                let whole = ListRange { start_after: rest[0].start_after.clone(), end_before: range.end_before };
+                let (out, cursor) =
+                    Differ::with_options(old, &whole, options.clone()).finish_bounded(limits.max_changes);
+                let complete = cursor.is_none();
+                outcomes.push(RangeOutcome { out: Some(out), complete, last_key: cursor, out_of_order: false });
+                ranges = vec![head, whole];
+            } else {
+                ranges = std::iter::once(head).chain(rest).collect();
+            }
+        }
+    }
+    let started = outcomes.len();
+    outcomes.extend(list_ranges(lister, old, memo, &ranges[started..], &options, limits, &stop)?);
     if outcomes.iter().any(|o| o.out_of_order) {
         return unordered_pass(lister, old, memo, &pending, options, budget).map(Some);
     }
@@ -137,6 +180,97 @@ pub(super) fn run_pass_with(
         return Ok(None);
     }
     combine_ranges(old, &ranges, outcomes, stop.listed.load(Ordering::SeqCst)).map(Some)
+}
+
+/// How `list_range_split` split its range: `head` (from the range's start to the last key of
+/// the pages listed before the decision, listed whole) and the listing ranges of the rest.
+struct Split {
+    head: ListRange,
+    rest: Vec<ListRange>,
+    /// The lister had reached the end of the range with the head: the rest holds no key.
+    rest_listed: bool,
+}
+
+/// Pages listed before the split decision (a key space of one or two pages is never probed).
+const PAGES_BEFORE_SPLIT: usize = 2;
+
+/// Lists `range` like `list_range`, but after its first `PAGES_BEFORE_SPLIT` pages asks
+/// `decide` (with the last key listed and how many entries) whether to split the rest: then it
+/// stops there, and its outcome is the head's. The pages before the decision are held (two
+/// pages of memory), since the differ's range depends on it; without a split the listing goes
+/// on in the same request sequence (continuation tokens), as an unsplit range always did.
+#[allow(clippy::too_many_arguments)]
+fn list_range_split(
+    lister: &dyn Lister,
+    old: &Snapshot,
+    memo: &Memo<'_>,
+    range: &ListRange,
+    options: DiffOptions,
+    max_changes: usize,
+    stop: &Stop<'_>,
+    decide: &dyn Fn(&str, usize) -> Option<Vec<ListRange>>,
+) -> Result<(RangeOutcome, Option<Split>), SourceError> {
+    let mut differ: Option<Differ<'_>> = None;
+    let mut held: Vec<Vec<Entry>> = Vec::new();
+    let mut split: Option<(ListRange, Vec<ListRange>)> = None;
+    let mut out_of_order = false;
+    let mut last_key: Option<String> = None;
+    let mut counted = 0;
+    // Pushes pages into the differ; false when they are out of order.
+    let push = |differ: &mut Differ<'_>, pages: Vec<Vec<Entry>>| pages.into_iter().all(|p| differ.push_page(p).is_ok());
+    let complete = lister.list(range, memo.previous(), &mut |page| {
+        stop.listed(page.len());
+        memo.record(&page);
+        if let Some(last) = page.last() {
+            last_key = Some(last.key.clone());
+        }
+        held.push(page);
+        let mut stopping = false;
+        if differ.is_none() {
+            if held.len() < PAGES_BEFORE_SPLIT {
+                return if stop.now() { Flow::Stop } else { Flow::Continue };
+            }
+            let seen = held.iter().map(Vec::len).sum();
+            let mut target = range.clone();
+            if let Some(rest) = last_key.as_deref().and_then(|last| decide(last, seen)) {
+                target.end_before = rest.first().and_then(|r| r.start_after.as_ref()).map(|k| format!("{k}\0"));
+                split = Some((target.clone(), rest));
+                stopping = true;
+            }
+            differ = Some(Differ::with_options(old, &target, options.clone()));
+        }
+        let Some(d) = differ.as_mut() else { return Flow::Stop };
+        if !push(d, std::mem::take(&mut held)) {
+            out_of_order = true;
+            return Flow::Stop;
+        }
+        let now = d.change_count();
+        let new = now - counted;
+        counted = now;
+        if stop.after_page(new) || stopping {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    })?;
+    let mut differ = differ.unwrap_or_else(|| Differ::with_options(old, range, options.clone()));
+    if !held.is_empty() && !push(&mut differ, std::mem::take(&mut held)) {
+        out_of_order = true;
+    }
+    stop.after_page(differ.change_count() - counted);
+    let outcome = if out_of_order {
+        RangeOutcome { out: None, complete, last_key, out_of_order: true }
+    } else if complete || split.is_some() {
+        // Listed to its end (the range's, or the head's: every key up to the decision).
+        match differ.finish_bounded(max_changes) {
+            (out, None) => RangeOutcome { out: Some(out), complete: true, last_key, out_of_order },
+            (out, cursor) => RangeOutcome { out: Some(out), complete: false, last_key: cursor, out_of_order },
+        }
+    } else {
+        let out = last_key.as_deref().map(|last| differ.checkpoint(last));
+        RangeOutcome { out, complete: false, last_key, out_of_order }
+    };
+    Ok((outcome, split.map(|(head, rest)| Split { head, rest, rest_listed: complete })))
 }
 
 /// Lists `ranges` with up to `limits.parallelism` threads, each taking the next range not yet
@@ -432,7 +566,7 @@ mod tests {
     use serde_json::{Map, Value};
 
     use super::*;
-    use crate::source::{BlobStore, Entry, Previous};
+    use crate::source::{BlobStore, Entry, Previous, Probe};
     use crate::state::version_hash;
 
     /// A sorted in-memory listing, paged like a server would.
@@ -443,13 +577,25 @@ mod tests {
         pages_per_call: Option<usize>,
         /// Pages are listed in reverse (a server that does not list in key order).
         reversed: bool,
+        /// Answers `first_after` (else the key space is not probed).
+        probes: bool,
+        /// `first_after` calls so far.
+        probed: std::sync::atomic::AtomicUsize,
         /// Every key listed so far.
         seen: Mutex<Vec<String>>,
     }
 
     impl Memory {
         fn new(entries: Vec<Entry>, page: usize) -> Memory {
-            Memory { entries, page, pages_per_call: None, reversed: false, seen: Mutex::new(Vec::new()) }
+            Memory {
+                entries,
+                page,
+                pages_per_call: None,
+                reversed: false,
+                probes: false,
+                probed: Default::default(),
+                seen: Mutex::new(Vec::new()),
+            }
         }
 
         fn take_seen(&self) -> Vec<String> {
@@ -496,6 +642,14 @@ mod tests {
                 }
             }
             Ok(true)
+        }
+        fn first_after(&self, after: Option<&str>) -> Result<Probe, SourceError> {
+            if !self.probes {
+                return Ok(Probe::Unsupported);
+            }
+            self.probed.fetch_add(1, Ordering::SeqCst);
+            let next = self.entries.iter().find(|e| after.is_none_or(|a| e.key.as_str() > a));
+            Ok(next.map_or(Probe::End, |e| Probe::Key(e.key.clone())))
         }
         fn blob_store(&self) -> Option<Box<dyn BlobStore>> {
             None
@@ -603,8 +757,13 @@ mod tests {
         let budget = Budget::new(None, Duration::ZERO);
         for seed in 1..40u64 {
             let size = 50 + (seed as usize * 7) % 200;
-            let (old, new) = if seed % 2 == 0 { case(seed, size) } else { awkward_case(seed, size) };
-            let lister = Memory::new(new, 1 + seed as usize % 7);
+            let (mut old, new) = if seed % 2 == 0 { case(seed, size) } else { awkward_case(seed, size) };
+            if seed % 3 == 0 {
+                // A baseline: nothing to split at but what probing finds.
+                old = Snapshot::default();
+            }
+            let mut lister = Memory::new(new, 1 + seed as usize % 7);
+            lister.probes = seed % 4 != 1;
             let seq = run_pass_with(&lister, &old, &Memo::none(), &[], None, &budget, limits(1, usize::MAX))
                 .unwrap()
                 .unwrap();
@@ -673,8 +832,12 @@ mod tests {
     fn cut_parallel_passes_keep_every_ranges_progress_and_resume_to_the_full_result() {
         let budget = Budget::new(None, Duration::ZERO);
         for seed in 1..30u64 {
-            let (old, new) = if seed % 3 == 0 { case(seed, 400) } else { awkward_case(seed, 400) };
+            let (mut old, new) = if seed % 3 == 0 { case(seed, 400) } else { awkward_case(seed, 400) };
+            if seed % 4 == 0 {
+                old = Snapshot::default();
+            }
             let mut lister = Memory::new(new, 1 + seed as usize % 4);
+            lister.probes = seed % 2 == 0;
             let full = run_pass_with(&lister, &old, &Memo::none(), &[], None, &budget, limits(1, usize::MAX))
                 .unwrap()
                 .unwrap();
@@ -695,7 +858,8 @@ mod tests {
                     };
                     let what = format!("seed {seed}, {n} ranges, round {round}, resume {:?}", pass.resume);
                     assert!(sorted_and_disjoint(&pass.resume), "{what}");
-                    assert!(pass.resume.len() <= n.max(resume.len()).max(1), "{what}: the checkpoint grew");
+                    let bound = (keyspace::RANGES_PER_THREAD * n).max(resume.len());
+                    assert!(pass.resume.len() <= bound, "{what}: the checkpoint grew");
                     let listed = lister.take_seen();
                     assert!(listed.iter().all(|k| !inside(&pass.resume, k)), "{what}: a listed key is left to list");
                     assert_eq!(pass.listed, listed.len() as u64, "{what}");
@@ -717,13 +881,41 @@ mod tests {
                 seen.sort();
                 assert_eq!(seen, want, "seed {seed}, {n} ranges: every change exactly once");
                 assert_eq!(snapshot, full.snapshot, "seed {seed}, {n} ranges");
-                if n > 1 && advanced.len() > 2 {
+                // A pass splits at the snapshot's keys, or by probing once it has seen two pages.
+                let can_split = !old.is_empty() || (lister.probes && lister.pages_per_call > Some(PAGES_BEFORE_SPLIT));
+                if n > 1 && advanced.len() > 2 && can_split {
                     // The first pass lists up to `pages_per_call` pages in each of its n ranges.
                     let per_range = lister.page * lister.pages_per_call.unwrap_or(1);
                     assert!(advanced[0] > per_range, "seed {seed}, {n} ranges: the first pass advanced {advanced:?}");
                 }
             }
         }
+    }
+
+    /// A baseline probes the key space and lists it in several ranges; a pass over keys the
+    /// snapshot knows does not probe (steady polls cost no extra requests).
+    #[test]
+    fn only_a_key_space_the_snapshot_does_not_know_is_probed() {
+        let budget = Budget::new(None, Duration::ZERO);
+        let (old, new) = awkward_case(5, 600);
+        let mut lister = Memory::new(new, 10);
+        lister.probes = true;
+        let base =
+            run_pass_with(&lister, &Snapshot::default(), &Memo::none(), &[], None, &budget, limits(4, usize::MAX))
+                .unwrap()
+                .unwrap();
+        assert!(lister.probed.swap(0, Ordering::SeqCst) > 1, "the baseline probed");
+        let listed = lister.take_seen();
+        assert_eq!(listed.len(), lister.entries.len(), "each key listed once");
+        let keys_listed: std::collections::BTreeSet<&String> = listed.iter().collect();
+        assert_eq!(keys_listed.len(), listed.len());
+        let steady =
+            run_pass_with(&lister, &base.snapshot, &Memo::none(), &[], None, &budget, limits(4, usize::MAX)).unwrap();
+        assert_eq!(lister.probed.load(Ordering::SeqCst), 0, "a known key space is not probed");
+        assert!(steady.unwrap().changes.is_empty());
+        // The old snapshot of another listing: still known, still not probed.
+        run_pass_with(&lister, &old, &Memo::none(), &[], None, &budget, limits(4, usize::MAX)).unwrap();
+        assert_eq!(lister.probed.load(Ordering::SeqCst), 0);
     }
 
     #[test]
