@@ -544,6 +544,33 @@ fn source_s3_is_the_default_and_the_source_of_a_feed_cannot_change() {
     assert_eq!(s.seen(), pairs(&[("created", "a"), ("updated", "a")]));
 }
 
+/// A dry run lists in passes of at most `maxChangesPerPoll` changes, as polls would, and
+/// keeps only counts and the first events: every change is counted once, and the events shown
+/// are the first ones in key order.
+#[test]
+fn a_dry_run_counts_every_change_across_bounded_passes() {
+    let s = setup();
+    let keys: Vec<String> = (0..23).map(|i| format!("d-{i:02}{}", if i % 2 == 0 { ".csv" } else { ".txt" })).collect();
+    for k in &keys {
+        s.put(k, "1");
+    }
+    let out = std::process::Command::new(workspace_bin("poll"))
+        .args(["-p", "dryRun", "true", "-p", "endpoint", &s.endpoint, "-p", "bucket", &s.bucket])
+        .args(["-p", "accessKeyId", &s.access_key, "-p", "secretAccessKey", &s.secret_key, "-p", "suffix", ".csv"])
+        .args(["-p", "maxChangesPerPoll", "3", "-p", "pageSize", "2"])
+        .env_clear()
+        .output()
+        .expect("run poll");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!((&result["listed"], &result["changes"], &result["wouldFire"]), (&json!(23), &json!(23), &json!(12)));
+    let shown: Vec<&str> =
+        result["events"].as_array().unwrap().iter().map(|e| e["subject"].as_str().unwrap()).collect();
+    let want: Vec<&str> = keys.iter().filter(|k| k.ends_with(".csv")).map(String::as_str).collect();
+    assert_eq!(shown, want, "{result}");
+}
+
 #[test]
 fn dry_run_cli_shows_what_would_fire_without_openwhisk() {
     let s = setup();

@@ -182,12 +182,7 @@ pub(super) fn build_events(
     changes: &[Change],
     seq: u64,
 ) -> Vec<Value> {
-    let ectx = EventContext {
-        source: lister.source_uri(),
-        type_prefix: lister.event_type_prefix().to_string(),
-        data_context: lister.data_context(),
-        id_salt: id_salt.to_string(),
-    };
+    let ectx = event_context(lister, id_salt);
     let now = chrono::Utc::now();
     let mut events = Vec::new();
     for change in changes.iter().filter(|c| settings.filter.matches(c)) {
@@ -195,6 +190,15 @@ pub(super) fn build_events(
         events.push(settings.format.payload(ce, || lister.legacy_event(change)));
     }
     events
+}
+
+fn event_context(lister: &dyn Lister, id_salt: &str) -> EventContext {
+    EventContext {
+        source: lister.source_uri(),
+        type_prefix: lister.event_type_prefix().to_string(),
+        data_context: lister.data_context(),
+        id_salt: id_salt.to_string(),
+    }
 }
 
 /// Runs the poll logic once without OpenWhisk and without writing anything: what would fire
@@ -267,8 +271,13 @@ fn dry_run_log(
     }))
 }
 
+/// Events a dry run shows (it counts the others).
+const DRY_RUN_SHOWN: usize = 100;
+
 /// The dry run of a snapshot source: a full listing against the stored snapshot, or an
-/// empty one.
+/// empty one. It lists in passes of at most `maxChangesPerPoll` changes, each resuming where
+/// the previous one stopped, as successive polls would, and keeps of their changes only the
+/// counts and the first events: a dry run of any bucket needs the memory of a poll.
 fn dry_run_snapshot(
     lister: &dyn Lister,
     settings: &PollSettings,
@@ -292,30 +301,51 @@ fn dry_run_snapshot(
         parallelism: settings.parallelism,
         min_keys_per_range: MIN_KEYS_PER_RANGE,
         emit: true,
-        max_changes: usize::MAX,
+        max_changes: settings.max_changes,
         progress: true,
     };
     let memo = Memo::new(lister, kept.as_ref());
-    let pass = run_pass_with(lister, &old, &memo, &[], reserved, &Budget::new(None, Duration::ZERO), limits)
-        .map_err(source_error)?
-        .ok_or_else(|| ActionError::new("the listing returned nothing"))?;
-    let events = build_events(lister, settings, &salt, &pass.changes, seq);
+    let ectx = event_context(lister, &salt);
+    let now = chrono::Utc::now();
+    let (mut snapshot, mut resume) = (old, Vec::new());
+    let (mut listed, mut changes, mut would_fire, mut shown) = (0, 0, 0, Vec::new());
+    loop {
+        let budget = Budget::new(None, Duration::ZERO);
+        let pass = run_pass_with(lister, &snapshot, &memo, &resume, reserved.clone(), &budget, limits)
+            .map_err(source_error)?
+            .ok_or_else(|| ActionError::new("the listing returned nothing"))?;
+        if pass.listed == 0 && pass.resume == resume && !resume.is_empty() {
+            return Err(ActionError::new("the listing makes no progress"));
+        }
+        listed += pass.listed;
+        changes += pass.changes.len();
+        for change in pass.changes.iter().filter(|c| settings.filter.matches(c)) {
+            would_fire += 1;
+            if shown.len() < DRY_RUN_SHOWN {
+                let ce = cloud_event(&ectx, change, seq, now);
+                shown.push(settings.format.payload(ce, || lister.legacy_event(change)));
+            }
+        }
+        (snapshot, resume) = (pass.snapshot, pass.resume);
+        if resume.is_empty() {
+            break;
+        }
+    }
     let mut state = State::new(settings.scope.clone());
-    state.snapshot = pass.snapshot;
+    state.snapshot = snapshot;
     state.versions = memo.finish(&state.snapshot);
     state.seq = seq;
     state.baselined = true;
     let state_bytes = state.encode().len();
-    let shown: Vec<Value> = events.iter().take(100).cloned().collect();
     Ok(json!({
         "against": against,
-        "listed": pass.listed,
-        "changes": pass.changes.len(),
-        "wouldFire": events.len(),
-        "events": shown,
+        "listed": listed,
+        "changes": changes,
+        "wouldFire": would_fire,
         "eventsShown": shown.len(),
+        "events": shown,
         "stateBytes": state_bytes,
-        "stateBytesPerObject": if pass.listed > 0 { state_bytes as f64 / pass.listed as f64 } else { 0.0 },
+        "stateBytesPerObject": if listed > 0 { state_bytes as f64 / listed as f64 } else { 0.0 },
     }))
 }
 
