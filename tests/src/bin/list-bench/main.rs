@@ -281,6 +281,10 @@ struct ServerTime {
     requests: usize,
     /// Sum of the requests' `latency`, s.
     busy_s: f64,
+    /// Time RGW was serving at least one of them (the union of their intervals), s.
+    span_s: f64,
+    /// CPU time of radosgw and its OSD meanwhile (user + system), s.
+    cpu_s: f64,
     /// For a listing that sent one request at a time: pages after which the next request
     /// came `GAP_MS` or more after RGW's answer, and the longest such time (ms); `None` when
     /// requests overlapped (parallel ranges).
@@ -294,17 +298,34 @@ struct ServerLog {
     bucket: String,
 }
 
+/// Where a measurement starts in RGW's log, and the server processes' CPU then.
+#[derive(Clone, Copy)]
+struct Mark {
+    len: u64,
+    cpu_ticks: u64,
+}
+
 impl ServerLog {
-    fn mark(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    fn mark(&self) -> Mark {
+        let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        Mark { len, cpu_ticks: self.server_pids().into_iter().map(cpu_ticks).sum() }
+    }
+
+    /// radosgw's and the OSD's pids, from the pid files next to the log (`DIR/run/*.pid`).
+    fn server_pids(&self) -> Vec<u32> {
+        let Some(run) = self.path.parent().and_then(Path::parent).map(|d| d.join("run")) else { return Vec::new() };
+        ["client.rgw.a.pid", "osd.0.pid"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(run.join(f)).ok()?.trim().parse().ok())
+            .collect()
     }
 
     /// The listing requests (`GET /bucket?…`) logged since `mark`, as (start, latency) in ms.
-    fn lists_since(&self, mark: u64) -> anyhow::Result<Vec<(f64, f64)>> {
+    fn lists_since(&self, mark: Mark) -> anyhow::Result<Vec<(f64, f64)>> {
         // RGW writes the access line when the request is done: give it a moment.
         std::thread::sleep(Duration::from_millis(300));
         let mut file = std::fs::File::open(&self.path).with_context(|| format!("open {}", self.path.display()))?;
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(mark))?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(mark.len))?;
         let mut text = String::new();
         file.read_to_string(&mut text)?;
         let list = [format!("\"GET /{}?", self.bucket), format!("\"GET /{}/?", self.bucket)];
@@ -323,16 +344,26 @@ impl ServerLog {
         Ok(out)
     }
 
-    fn time_since(&self, mark: u64) -> anyhow::Result<ServerTime> {
+    fn time_since(&self, mark: Mark) -> anyhow::Result<ServerTime> {
         let lists = self.lists_since(mark)?;
+        let cpu_now: u64 = self.server_pids().into_iter().map(cpu_ticks).sum();
+        let cpu_s = cpu_now.saturating_sub(mark.cpu_ticks) as f64 / 100.0;
         let busy_s = lists.iter().map(|(_, l)| l).sum::<f64>() / 1000.0;
+        let mut span_ms = 0.0;
+        let mut covered = f64::MIN;
+        for (start, latency) in &lists {
+            let end = start + latency;
+            span_ms += (end - start.max(covered)).max(0.0);
+            covered = covered.max(end);
+        }
+        let span_s = span_ms / 1000.0;
         // The log's clock ticks in about 4 ms: overlap means more than that.
         let sequential = lists.windows(2).all(|w| w[1].0 + 4.0 >= w[0].0 + w[0].1);
         let gaps = sequential.then(|| {
             let gaps: Vec<f64> = lists.windows(2).map(|w| w[1].0 - (w[0].0 + w[0].1)).collect();
             (gaps.iter().filter(|g| **g >= GAP_MS).count(), gaps.iter().copied().fold(0.0, f64::max))
         });
-        Ok(ServerTime { requests: lists.len(), busy_s, gaps })
+        Ok(ServerTime { requests: lists.len(), busy_s, span_s, cpu_s, gaps })
     }
 }
 
@@ -641,9 +672,9 @@ fn range(values: impl Iterator<Item = f64>, digits: usize) -> String {
 
 fn print_table(objects: u64, rows: &[(String, Vec<Measured>)]) {
     println!(
-        "\n| what lists the {objects} objects | wall, s | CPU, s | peak RSS, MiB | keys | LIST requests | RGW's own time, s | pages the client waited on ≥ {GAP_MS} ms (longest, ms) |"
+        "\n| what lists the {objects} objects | wall, s | CPU, s | peak RSS, MiB | keys | LIST requests | RGW's own time: sum of latencies / busy span, s | RGW + OSD CPU, s | pages the client waited on ≥ {GAP_MS} ms (longest, ms) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (name, runs) in rows {
         let gaps = runs
             .iter()
@@ -654,13 +685,15 @@ fn print_table(objects: u64, rows: &[(String, Vec<Measured>)]) {
             .collect::<Vec<_>>()
             .join(", ");
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {gaps} |",
+            "| {name} | {} | {} | {} | {} | {} | {} / {} | {} | {gaps} |",
             range(runs.iter().map(|m| m.wall_s), 2),
             range(runs.iter().map(|m| m.cpu_s), 2),
             range(runs.iter().map(|m| m.rss_kib as f64 / 1024.0), 0),
             range(runs.iter().map(|m| m.keys as f64), 0),
             range(runs.iter().map(|m| m.server.requests as f64), 0),
             range(runs.iter().map(|m| m.server.busy_s), 2),
+            range(runs.iter().map(|m| m.server.span_s), 2),
+            range(runs.iter().map(|m| m.server.cpu_s), 2),
         );
     }
 }
