@@ -25,9 +25,9 @@ use crate::source::{ListRange, Lister, Probe, SourceError};
 
 /// Subtrees wanted per listing thread: more ranges than threads let the threads that finish
 /// early take the rest, since the subtrees' sizes are unknown.
-pub(super) const RANGES_PER_THREAD: usize = 4;
+pub(super) const RANGES_PER_THREAD: usize = 3;
 /// Probes allowed per listing thread for one split (each costs about one LIST request).
-pub(super) const PROBES_PER_THREAD: usize = 8;
+pub(super) const PROBES_PER_THREAD: usize = 5;
 
 /// The greatest code point: `prefix` + this is past every key that starts with `prefix` (but
 /// for keys that continue with this very character, which only move a boundary).
