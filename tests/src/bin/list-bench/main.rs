@@ -42,6 +42,8 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -392,15 +394,32 @@ fn run_measured(mut cmd: Command) -> anyhow::Result<(String, Measured)> {
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let (status, usage) = wait_rusage(child.id())?;
+    // Peak RSS from the process's own high-water mark, sampled until it exits: `ru_maxrss`
+    // also counts the memory of this process that the child had before its exec.
+    let pid = child.id();
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(Ordering::SeqCst) {
+                peak = peak.max(status_kib(pid, "VmHWM:").unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let (status, usage) = wait_rusage(pid)?;
     let wall_s = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::SeqCst);
+    let rss_kib = sampler.join().unwrap_or(0);
     let (out, err) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
     if status != 0 {
         bail!("{cmd:?} failed ({status}): {err}");
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let cpu_s = secs(usage.ru_utime) + secs(usage.ru_stime);
-    Ok((out, Measured { wall_s, cpu_s, rss_kib: usage.ru_maxrss as u64, ..Measured::default() }))
+    Ok((out, Measured { wall_s, cpu_s, rss_kib, ..Measured::default() }))
 }
 
 /// Waits for `pid` and returns its exit status and resource usage (`wait4`).
