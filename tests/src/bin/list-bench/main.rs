@@ -1,7 +1,7 @@
 //! The listing benchmark (issue 21) on the suite's real Ceph RGW; not a test:
 //!
 //! ```sh
-//! cargo build --release -p poll -p changes -p feed-tests --bin list-bench
+//! cargo build --release --bin poll --bin changes --bin list-bench
 //! target/release/list-bench --objects 100000 --rounds 3
 //! ```
 //!
@@ -28,11 +28,15 @@
 //! proxy that holds each LIST `--cut-page-delay-ms` (default 50; 0: not run), as a remote
 //! store's page latency would.
 //!
+//! `--page-delay-ms D` makes CREATE and the steady poll list through such a proxy too (their
+//! probes included), so how evenly a baseline's ranges share the work shows in its wall time.
+//!
 //! `--waits N` (module `waits`) compares, on every HTTP server the suite runs, N requests sent
 //! with ureq's own agent and with `owfeed_s3::http_agent`: how many waited on the network.
 //!
 //! `--endpoint URL --bucket B --rgw-log PATH` reuses a running RGW whose bucket already holds
-//! the objects (no start, no PUTs); `--only dry,create,…` runs a subset. It asserts nothing
+//! the objects (no start, no PUTs; `--populate` puts them first, so one populated RGW serves
+//! the runs of several builds); `--only dry,create,…` runs a subset. It asserts nothing
 //! about time; it reports.
 
 // The tables on stdout are this tool's output.
@@ -74,6 +78,11 @@ struct Args {
     bucket: String,
     rgw_log: Option<PathBuf>,
     only: Vec<String>,
+    /// `--page-delay-ms`: CREATE and the steady poll list through a proxy holding each LIST
+    /// this long (0: directly).
+    page_delay_ms: u64,
+    /// `--populate`: put the objects into the bucket of a running RGW (`--endpoint`) first.
+    populate: bool,
     /// `--waits N`: compare the HTTP agents on every server instead (N requests each).
     waits: Option<usize>,
 }
@@ -88,6 +97,8 @@ fn parse_args() -> anyhow::Result<Args> {
         bucket: "bench".to_string(),
         rgw_log: None,
         only: ["dry", "create", "steady", "cut", "boto3", "rclone"].map(String::from).to_vec(),
+        populate: false,
+        page_delay_ms: 0,
         waits: None,
     };
     let list: Vec<String> = std::env::args().skip(1).collect();
@@ -104,14 +115,19 @@ fn parse_args() -> anyhow::Result<Args> {
             "--rgw-log" => args.rgw_log = Some(PathBuf::from(value()?)),
             "--only" => args.only = value()?.split(',').map(str::to_string).collect(),
             "--waits" => args.waits = Some(value()?.parse()?),
+            "--populate" => args.populate = true,
+            "--page-delay-ms" => args.page_delay_ms = value()?.parse()?,
             other => bail!(
-                "unknown argument {other:?} (expected --objects N, --rounds R, --cut-limit-ms MS, --cut-page-delay-ms MS, --only LIST, \
-                 --endpoint URL --bucket B --rgw-log PATH, --waits N)"
+                "unknown argument {other:?} (expected --objects N, --rounds R, --cut-limit-ms MS, --cut-page-delay-ms MS, --page-delay-ms MS, --only LIST, \
+                 --endpoint URL --bucket B --rgw-log PATH [--populate], --waits N)"
             ),
         }
     }
     if args.endpoint.is_some() != args.rgw_log.is_some() {
         bail!("--endpoint and --rgw-log go together");
+    }
+    if args.populate && args.endpoint.is_none() {
+        bail!("--populate is for a running RGW (--endpoint); a started one is always populated");
     }
     Ok(args)
 }
@@ -157,14 +173,20 @@ fn main() -> anyhow::Result<()> {
         bail!("run `cargo build --release -p poll -p changes -p feed-tests --bin list-bench` first");
     }
     let target = match (&args.endpoint, &args.rgw_log) {
-        (Some(endpoint), Some(log)) => Target {
-            endpoint: endpoint.clone(),
-            access_key: feed_tests::ceph::ACCESS_KEY.to_string(),
-            secret_key: feed_tests::ceph::SECRET_KEY.to_string(),
-            bucket: args.bucket.clone(),
-            log: ServerLog { path: log.clone(), bucket: args.bucket.clone() },
-            _rgw: None,
-        },
+        (Some(endpoint), Some(log)) => {
+            let target = Target {
+                endpoint: endpoint.clone(),
+                access_key: feed_tests::ceph::ACCESS_KEY.to_string(),
+                secret_key: feed_tests::ceph::SECRET_KEY.to_string(),
+                bucket: args.bucket.clone(),
+                log: ServerLog { path: log.clone(), bucket: args.bucket.clone() },
+                _rgw: None,
+            };
+            if args.populate {
+                populate(&target, args.objects)?;
+            }
+            target
+        }
         _ => {
             let rgw = Rgw::start()?;
             let target = Target {
@@ -190,11 +212,16 @@ fn main() -> anyhow::Result<()> {
         let w = World::start(&changes, &poll);
         let actions = ActionProcesses::new(&[&poll, &changes])?;
         if only("create") || only("steady") {
+            let proxy = match args.page_delay_ms {
+                0 => None,
+                delay => Some(delaying_proxy(&target, delay)?),
+            };
+            let endpoint = proxy.as_ref().map(|p| p.url().to_string());
             let mut created = Vec::new();
             let mut steady = Vec::new();
             for round in 0..args.rounds {
                 let trigger = format!("t{round}");
-                created.push(create(&target, &w, &actions, &trigger)?);
+                created.push(create(&target, endpoint.as_deref(), &w, &actions, &trigger)?);
                 if only("steady") {
                     // The first poll after CREATE starts the poll process: not a steady poll.
                     w.poll_once(&trigger).map_err(anyhow::Error::msg)?;
@@ -202,11 +229,15 @@ fn main() -> anyhow::Result<()> {
                 }
                 w.delete_trigger(&trigger).map_err(anyhow::Error::msg)?;
             }
+            let how = match args.page_delay_ms {
+                0 => String::new(),
+                d => format!(", each LIST held {d} ms by a proxy"),
+            };
             if only("create") {
-                rows.push(("CREATE (baseline of the whole bucket)".into(), created));
+                rows.push((format!("CREATE (baseline of the whole bucket{how})"), created));
             }
             if only("steady") {
-                rows.push(("steady `poll`, nothing changed".into(), steady));
+                rows.push((format!("steady `poll`, nothing changed{how}"), steady));
             }
         }
         if only("cut") {
@@ -532,9 +563,19 @@ fn around(
     Ok((result, Measured { wall_s, cpu_s, rss_kib, keys: 0, server }))
 }
 
-fn create(target: &Target, w: &World, actions: &ActionProcesses, trigger: &str) -> anyhow::Result<Measured> {
+/// CREATE of an S3 feed trigger on the bucket, at `endpoint` when given (a proxy's).
+fn create(
+    target: &Target,
+    endpoint: Option<&str>,
+    w: &World,
+    actions: &ActionProcesses,
+    trigger: &str,
+) -> anyhow::Result<Measured> {
     let mut params = target.params();
     params["stateBucket"] = json!(STATE_BUCKET);
+    if let Some(endpoint) = endpoint {
+        params["endpoint"] = json!(endpoint);
+    }
     let (_, mut m) = around(target, actions, || w.create_trigger(trigger, params).map_err(anyhow::Error::msg))?;
     let read = w.feed("READ", trigger, json!({})).map_err(anyhow::Error::msg)?;
     m.keys = read["status"]["objectsTracked"].as_u64().unwrap_or(0);
@@ -580,14 +621,7 @@ fn cut_passes(args: &Args, target: &Target, w: &World, page_delay_ms: u64) -> an
     let mut params = target.params();
     params["stateBucket"] = json!(STATE_BUCKET);
     let proxy = if page_delay_ms > 0 {
-        let proxy = FaultProxy::start(&target.endpoint)?;
-        proxy.add(Rule {
-            method: "GET",
-            contains: "list-type=2",
-            skip: 0,
-            count: usize::MAX,
-            fault: Fault::Delay(Duration::from_millis(page_delay_ms)),
-        });
+        let proxy = delaying_proxy(target, page_delay_ms)?;
         params["endpoint"] = json!(proxy.url());
         Some(proxy)
     } else {
@@ -634,6 +668,20 @@ fn cut_passes(args: &Args, target: &Target, w: &World, page_delay_ms: u64) -> an
     w.delete_trigger(trigger).map_err(anyhow::Error::msg)?;
     drop(proxy);
     Ok(())
+}
+
+/// A proxy in front of RGW that holds each LIST (and probe) `delay_ms`, as a remote store's
+/// page latency would (AWS: 100 to 300 ms a page).
+fn delaying_proxy(target: &Target, delay_ms: u64) -> anyhow::Result<FaultProxy> {
+    let proxy = FaultProxy::start(&target.endpoint)?;
+    proxy.add(Rule {
+        method: "GET",
+        contains: "list-type=2",
+        skip: 0,
+        count: usize::MAX,
+        fault: Fault::Delay(Duration::from_millis(delay_ms)),
+    });
+    Ok(proxy)
 }
 
 const BOTO3_SCRIPT: &str = r#"
