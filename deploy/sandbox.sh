@@ -10,10 +10,12 @@
 # Prerequisites: cargo, and python3 with pip: on first use the sandbox installs a pinned moto
 # into target/test-tools/ (the only step that needs the network), as the test suite does.
 #
-# Usage: deploy/sandbox.sh [--release] [--keep [--realtime]] [--source s3|couchdb] [--push] [--help]
+# Usage: deploy/sandbox.sh [--release] [--keep [--realtime]] [--source s3|couchdb|kafka] [--push] [--help]
 #   --release   build and run the release binaries (default: debug)
 #   --source    the demo's source: s3 (default, on moto) or couchdb (on pouchdb-server, which
-#               the first couchdb run installs from npm into target/test-tools/)
+#               the first couchdb run installs from npm into target/test-tools/) or kafka (on
+#               tansu, which the first kafka run builds with cargo into target/test-tools/,
+#               several minutes, with kafka-python from PyPI producing)
 #   --push      the S3 demo in push mode: --feed owfeed/hook -p source s3 -p provider aws, each
 #               write pushed by moto's S3 through moto's SNS to the receiver, no alarm. moto's
 #               SNS sends no confirmation and signs with its own certificate, so test stand-ins
@@ -47,7 +49,7 @@ while [ $# -gt 0 ]; do
             ;;
         --keep | --realtime | --push) sandbox_args+=("$arg") ;;
         --source)
-            [ $# -gt 0 ] || fail "--source needs s3 or couchdb"
+            [ $# -gt 0 ] || fail "--source needs s3, couchdb or kafka"
             sandbox_args+=(--source "$1")
             shift
             ;;

@@ -56,8 +56,9 @@ pub struct Change {
 /// One record read from a log.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
-    /// The record's own identity, the same whenever the source redelivers it (CouchDB: doc
-    /// id and rev); the core derives the event id from it, never from a poll's number.
+    /// The record's own identity: one change of the source's log, the same whenever the
+    /// source sends that change again (CouchDB: sequence, rev and doc id); the core derives
+    /// the event id from it, never from a poll's number.
     pub id: String,
     /// The key the record is about (a document id): the event's subject, what `prefix`
     /// and `suffix` filters match.
@@ -66,4 +67,7 @@ pub struct Record {
     pub kind: ChangeKind,
     /// Facts for the event's `data` (rev, seq, the document…).
     pub attrs: Map<String, Value>,
+    /// When the record was written, if the log says (a message's own timestamp): the event's
+    /// `time`; without it, when it was read.
+    pub time: Option<chrono::DateTime<chrono::Utc>>,
 }

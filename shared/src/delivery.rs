@@ -38,6 +38,12 @@ pub struct DeliveryReport {
     pub outcome: DeliveryOutcome,
 }
 
+/// Most bytes of JSON one fire carries. OpenWhisk refuses a larger activation payload
+/// (`whisk.activation.payload.max`, 1 MiB by default, apache/openwhisk
+/// common/scala/src/main/resources/application.conf); Apache's Kafka feed stops its batches
+/// at 900000 bytes for the same reason (openwhisk-package-kafka provider/consumer.py:41).
+pub const MAX_FIRE_BYTES: usize = 900_000;
+
 /// Longest wait between two attempts when the server gives no hint.
 const MAX_BACKOFF: Duration = Duration::from_secs(16);
 
@@ -107,6 +113,58 @@ pub fn deliver_paced(
     pace: &mut FirePace,
 ) -> DeliveryReport {
     let batch = batch.max(1);
+    deliver_chunks(client, trigger, outbox, budget, pace, |rest| {
+        let n = fitting(rest, batch, 20);
+        let payload = if batch == 1 { rest[0].clone() } else { batch_payload(rest[..n].to_vec()) };
+        (n, payload)
+    })
+}
+
+/// Like `deliver_paced`, every fire `{key: [events…]}` with as many events as fit
+/// `MAX_FIRE_BYTES` (at least one): the shape of a legacy feed that batches by size
+/// (`LogReader::legacy_batch_key`).
+pub fn deliver_wrapped(
+    client: &Client,
+    trigger: &QualifiedName,
+    outbox: &[Value],
+    key: &str,
+    budget: &Budget,
+    pace: &mut FirePace,
+) -> DeliveryReport {
+    deliver_chunks(client, trigger, outbox, budget, pace, |rest| {
+        let n = fitting(rest, usize::MAX, key.len() + 8);
+        let mut payload = serde_json::Map::new();
+        payload.insert(key.to_string(), Value::Array(rest[..n].to_vec()));
+        (n, Value::Object(payload))
+    })
+}
+
+/// How many events from the front of `events` go into one fire: at most `most`, and no more
+/// than fit `MAX_FIRE_BYTES` with `overhead` bytes of wrapper, but always one.
+fn fitting(events: &[Value], most: usize, overhead: usize) -> usize {
+    let mut size = overhead;
+    let mut n = 0;
+    for event in events.iter().take(most) {
+        let bytes = serde_json::to_string(event).map_or(0, |s| s.len()) + 1;
+        if n > 0 && size + bytes > MAX_FIRE_BYTES {
+            break;
+        }
+        size += bytes;
+        n += 1;
+    }
+    n.max(1)
+}
+
+/// Fires `outbox` in chunks; `chunk` gives the number of events and the payload of the next
+/// fire from the events not yet delivered (never empty).
+fn deliver_chunks(
+    client: &Client,
+    trigger: &QualifiedName,
+    outbox: &[Value],
+    budget: &Budget,
+    pace: &mut FirePace,
+    chunk: impl Fn(&[Value]) -> (usize, Value),
+) -> DeliveryReport {
     let mut report = DeliveryReport { delivered: 0, requests: 0, outcome: DeliveryOutcome::Done };
     let mut backoff = Duration::from_secs(1);
     while report.delivered < outbox.len() {
@@ -122,9 +180,8 @@ pub fn deliver_paced(
             }
             thread::sleep(hold);
         }
-        let end = (report.delivered + batch).min(outbox.len());
-        let chunk = &outbox[report.delivered..end];
-        let payload = if batch == 1 { chunk[0].clone() } else { batch_payload(chunk.to_vec()) };
+        let (n, payload) = chunk(&outbox[report.delivered..]);
+        let end = report.delivered + n;
         report.requests += 1;
         // A throttled or failed fire still counts: OpenWhisk counts every request it receives.
         pace.record(now_ms());

@@ -133,28 +133,72 @@ pub fn record_event_id(ctx: &EventContext, record: &Record) -> String {
 }
 
 /// A log source's record as a CloudEvents 1.0 structured-mode JSON event: `type`
-/// `{type_prefix}.{kind}`, `subject` the record's key, `time` when it was read, `data` the
-/// data context plus the record's attributes (deletes included: a log says what it knows),
-/// `key` and `change`.
-pub fn record_event(ctx: &EventContext, record: &Record, time: DateTime<Utc>) -> Value {
+/// `event_type` (the source's, by default `{type_prefix}.{kind}`), `subject` the record's
+/// key, `time` the record's own time or else when it was read (`time`), `data` the data
+/// context plus the record's attributes (deletes included: a log says what it knows), `key`
+/// and `change`.
+pub fn record_event(ctx: &EventContext, record: &Record, event_type: &str, time: DateTime<Utc>) -> Value {
     let mut data = ctx.data_context.clone();
     for (name, value) in &record.attrs {
         data.insert(name.clone(), value.clone());
     }
-    data.insert("key".to_string(), Value::String(record.key.clone()));
+    // A source's own `key` attribute (null, or base64 of binary bytes) stays as it gave it.
+    data.entry("key").or_insert_with(|| Value::String(record.key.clone()));
     data.insert("change".to_string(), Value::String(record.kind.as_str().to_string()));
     let mut event = Map::new();
     event.insert("specversion".to_string(), Value::from("1.0"));
     event.insert("id".to_string(), Value::from(record_event_id(ctx, record)));
     event.insert("source".to_string(), Value::from(ctx.source.as_str()));
-    event.insert("type".to_string(), Value::from(format!("{}.{}", ctx.type_prefix, record.kind.as_str())));
+    event.insert("type".to_string(), Value::from(event_type));
     if !record.key.is_empty() && !record.key.chars().any(forbidden_char) {
         event.insert("subject".to_string(), Value::from(record.key.as_str()));
     }
+    let time = record.time.unwrap_or(time);
     event.insert("time".to_string(), Value::from(time.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
     event.insert("datacontenttype".to_string(), Value::from("application/json"));
     event.insert("data".to_string(), Value::Object(data));
     Value::Object(event)
+}
+
+/// Prefix of the parameters OpenWhisk reserves for itself (`__ow_headers`, `__ow_method`, …).
+pub const RESERVED_PREFIX: &str = "__ow_";
+
+/// Removes every platform-reserved field (`__ow_*`) from a fire's payload: at the top level,
+/// where the controller would merge it over its own (`__ow_headers` carries the fire's
+/// `authorization`), and from each event of a `{"events": [...]}` batch. Returns how many were
+/// removed. Payloads are built from stored data (an outbox, a document), which must never speak
+/// for the platform, whatever it says.
+pub fn strip_reserved(payload: &mut Value) -> usize {
+    fn strip(map: &mut Map<String, Value>) -> usize {
+        let before = map.len();
+        map.retain(|k, _| !k.starts_with(RESERVED_PREFIX));
+        before - map.len()
+    }
+    let Value::Object(top) = payload else { return 0 };
+    let mut removed = strip(top);
+    if let Some(Value::Array(events)) = top.get_mut("events") {
+        for event in events.iter_mut() {
+            if let Value::Object(e) = event {
+                removed += strip(e);
+            }
+        }
+    }
+    removed
+}
+
+/// True when `payload` holds a field `strip_reserved` would remove.
+pub fn has_reserved(payload: &Value) -> bool {
+    let reserved = |m: &Map<String, Value>| m.keys().any(|k| k.starts_with(RESERVED_PREFIX));
+    match payload {
+        Value::Object(top) => {
+            reserved(top)
+                || top
+                    .get("events")
+                    .and_then(Value::as_array)
+                    .is_some_and(|events| events.iter().any(|e| e.as_object().is_some_and(reserved)))
+        }
+        _ => false,
+    }
 }
 
 /// The payload of one trigger fire that carries several events: `{"events": [...]}`.
@@ -458,6 +502,28 @@ pub(crate) mod tests {
     use super::*;
     use crate::change::Entry;
     use chrono::TimeZone;
+
+    #[test]
+    fn reserved_platform_fields_are_stripped_from_payloads_and_batches() {
+        let mut single = serde_json::json!({"id": "1", "data": {"__ow_headers": "kept: not the platform's"},
+            "__ow_headers": {"authorization": "Basic forged"}, "__ow_method": "post", "__owner": "kept"});
+        assert!(has_reserved(&single));
+        assert_eq!(strip_reserved(&mut single), 2);
+        assert_eq!(
+            single,
+            serde_json::json!({"id": "1", "data": {"__ow_headers": "kept: not the platform's"}, "__owner": "kept"})
+        );
+        assert!(!has_reserved(&single));
+        let mut batch =
+            serde_json::json!({"events": [{"id": "a", "__ow_user": "x"}, {"id": "b"}, 7], "__ow_path": "/"});
+        assert!(has_reserved(&batch));
+        assert_eq!(strip_reserved(&mut batch), 2);
+        assert_eq!(batch, serde_json::json!({"events": [{"id": "a"}, {"id": "b"}, 7]}));
+        for mut other in [serde_json::json!([1]), serde_json::json!("s"), serde_json::json!(null)] {
+            assert!(!has_reserved(&other));
+            assert_eq!(strip_reserved(&mut other), 0);
+        }
+    }
     use serde_json::json;
 
     fn ctx() -> EventContext {
@@ -509,13 +575,13 @@ pub(crate) mod tests {
 
     fn doc_record(kind: ChangeKind) -> Record {
         let Value::Object(attrs) = json!({"rev": "2-abc", "seq": "12-g1AAAA"}) else { unreachable!() };
-        Record { id: "doc1@2-abc".to_string(), key: "doc1".to_string(), kind, attrs }
+        Record { id: "doc1@2-abc".to_string(), key: "doc1".to_string(), kind, attrs, time: None }
     }
 
     #[test]
     fn record_events_take_their_id_from_the_record_alone() {
         let record = doc_record(ChangeKind::Deleted);
-        let event = record_event(&ctx(), &record, detected_at());
+        let event = record_event(&ctx(), &record, "org.openwhisk.feeds.s3.object.deleted", detected_at());
         assert_eq!(event["id"], record_event_id(&ctx(), &record));
         assert_eq!(event["type"], "org.openwhisk.feeds.s3.object.deleted");
         assert_eq!(event["subject"], "doc1");
@@ -526,7 +592,7 @@ pub(crate) mod tests {
         assert_eq!(event["data"]["change"], "deleted");
         assert_eq!(validate_cloud_event(&event), Ok(()));
         // Read again later (another poll, another time): the same id.
-        let later = record_event(&ctx(), &record, detected_at() + chrono::Duration::hours(1));
+        let later = record_event(&ctx(), &record, "t", detected_at() + chrono::Duration::hours(1));
         assert_eq!(later["id"], event["id"]);
         // Another record, trigger or source: another id.
         let mut other = record.clone();

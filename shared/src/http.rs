@@ -323,11 +323,20 @@ pub struct HttpConfig {
     pub request_time: Duration,
     /// The largest body read.
     pub max_body: u64,
+    /// Follow redirects (ureq's: up to 10, dropping `Authorization` across hosts but keeping
+    /// every other header). Off, a 3xx is an answer like any other, for a caller that decides
+    /// itself where its headers may go (`sources::http`).
+    pub follow_redirects: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { tls: HttpTls::default(), request_time: DEFAULT_REQUEST_TIME, max_body: DEFAULT_MAX_BODY }
+        HttpConfig {
+            tls: HttpTls::default(),
+            request_time: DEFAULT_REQUEST_TIME,
+            max_body: DEFAULT_MAX_BODY,
+            follow_redirects: true,
+        }
     }
 }
 
@@ -349,6 +358,9 @@ impl HttpClient {
         let mut builder = ureq::Agent::config_builder();
         if config.tls != HttpTls::default() {
             builder = builder.tls_config(config.tls.config()?);
+        }
+        if !config.follow_redirects {
+            builder = builder.max_redirects(0);
         }
         let agent = owfeed_s3::http_agent(
             builder
@@ -505,6 +517,54 @@ pub fn display_url(url: &str) -> String {
         }
         None => no_query.to_string(),
     }
+}
+
+/// The origin of an `http(s)` URL (RFC 6454: scheme, host, port), normalised:
+/// `https://host:443`. `None` for anything else (another scheme, no host, user-info).
+pub fn origin(url: &str) -> Option<String> {
+    let uri: ureq::http::Uri = url.trim().parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return None;
+    }
+    let port = authority.port_u16().unwrap_or(default_port);
+    Some(format!("{scheme}://{}:{port}", authority.host().to_ascii_lowercase()))
+}
+
+/// Where a redirect's `Location` leads from `base`: absolute, scheme-relative (`//host/p`),
+/// absolute-path (`/p`) or relative to `base`'s directory (RFC 9110 10.2.2, RFC 3986 5.2,
+/// without dot-segment removal, which the server does). `None` when it is not an `http(s)`
+/// URL. The fragment is dropped.
+pub fn resolve_location(base: &str, location: &str) -> Option<String> {
+    let location = location.trim().split('#').next().unwrap_or_default();
+    let base_origin = base.split_once("://").map(|(scheme, rest)| {
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        (scheme, &rest[..authority_end], &rest[authority_end..])
+    })?;
+    let (scheme, authority, path) = base_origin;
+    let has_scheme = location.split_once(':').is_some_and(|(s, _)| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    let resolved = if has_scheme {
+        location.to_string()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{scheme}://{authority}{location}")
+    } else {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        let dir = if dir.is_empty() { "/" } else { dir };
+        format!("{scheme}://{authority}{dir}{location}")
+    };
+    origin(&resolved).map(|_| resolved)
 }
 
 /// A `Basic` `Authorization` value for a user and password.
@@ -698,6 +758,29 @@ mod tests {
         assert_eq!(display_url("https://u:p@host:5984/db?token=x#f"), "https://host:5984/db");
         assert_eq!(display_url("http://host/db"), "http://host/db");
         assert_eq!(clean("at http://u:p@h/x now"), "at http://h/x now");
+    }
+
+    #[test]
+    fn origins_and_redirect_locations() {
+        assert_eq!(origin("https://Example.COM/a?b").as_deref(), Some("https://example.com:443"));
+        assert_eq!(origin("http://h:8080").as_deref(), Some("http://h:8080"));
+        assert_eq!(origin("http://h:80/x"), origin("http://h/y"));
+        assert_ne!(origin("http://h/x"), origin("https://h/x"));
+        assert_eq!(origin("ftp://h/x"), None);
+        assert_eq!(origin("https://u:p@h/x"), None);
+        assert_eq!(origin("not a url"), None);
+        let base = "https://h:8443/dir/page.json?q=1";
+        for (location, expected) in [
+            ("https://other/x", Some("https://other/x")),
+            ("//other:81/x", Some("https://other:81/x")),
+            ("/root", Some("https://h:8443/root")),
+            ("sibling?x=1#frag", Some("https://h:8443/dir/sibling?x=1")),
+            ("ftp://other/x", None),
+            ("javascript:alert(1)", None),
+        ] {
+            assert_eq!(resolve_location(base, location).as_deref(), expected, "{location}");
+        }
+        assert_eq!(resolve_location("http://h", "x").as_deref(), Some("http://h/x"));
     }
 
     #[test]

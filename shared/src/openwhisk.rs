@@ -515,6 +515,18 @@ impl Client {
 
     /// Fires a trigger: `Some(activationId)` on 202, `None` on 204 (no active rule).
     pub fn fire_trigger(&self, name: &QualifiedName, payload: &Value) -> Result<Option<String>, OwError> {
+        // Defence in depth: no payload speaks for the platform (`__ow_headers` would reach the
+        // rule's action in place of the fire's own headers), whatever state or input it came from.
+        let stripped;
+        let payload = if crate::events::has_reserved(payload) {
+            let mut copy = payload.clone();
+            let n = crate::events::strip_reserved(&mut copy);
+            crate::runtime::log(&format!("fire {name}: removed {n} platform-reserved __ow_* fields from the payload"));
+            stripped = copy;
+            &stripped
+        } else {
+            payload
+        };
         let body = self.call(Method::Post, &name.path("triggers"), &[], Some(payload), &format!("trigger {name}"))?;
         Ok(body.get("activationId").and_then(Value::as_str).map(str::to_string))
     }

@@ -220,7 +220,7 @@ fn json_type(v: &Value) -> &'static str {
 
 /// Parameter names whose values are credentials whatever the action (the feeds mark theirs
 /// secret too, but a value must be scrubbed even when parsing never reached it).
-const SECRET_NAME_PARTS: [&str; 6] = ["secret", "token", "password", "authkey", "apikey", "credential"];
+const SECRET_NAME_PARTS: [&str; 7] = ["secret", "token", "password", "authkey", "apikey", "credential", "statekey"];
 
 /// Learns this activation's secrets before the handler runs: the API key, every parameter
 /// whose name says it is a credential, and the user-info of every URL in any parameter.

@@ -11,6 +11,40 @@ use serde_json::{json, Value};
 
 use crate::params::{ParamError, Params};
 
+/// Parameters of Apache's feeds that a polling feed does not honour, each with why and what
+/// to do instead: the alarms feeds' (`/whisk.system/alarms/alarm|interval|once`, action/
+/// alarmWebAction.js) and `maxTriggers`, which the Cloudant changes feed shares. CREATE and
+/// UPDATE refuse them by name ([`refuse_unsupported`]): accepted and ignored, they would look
+/// in effect to a user coming from those feeds.
+pub const UNSUPPORTED_PARAMS: [(&str, &str); 10] = [
+    (
+        "maxTriggers",
+        "nothing: the Apache alarms and Cloudant feeds stop firing after that many fires and disable the trigger; this feed fires every change until you PAUSE or DELETE the trigger",
+    ),
+    ("timezone", "nothing: cron is read in UTC (write the expression in UTC)"),
+    ("startDate", "nothing: polling starts at CREATE (create the trigger when it should start)"),
+    ("stopDate", "nothing: polling runs until you PAUSE or DELETE the trigger"),
+    ("minutes", "nothing: the polling interval is 'interval' (minutes)"),
+    ("trigger_payload", "nothing: each fire's payload is the event itself"),
+    ("strict", "nothing: the helper alarm fires as the alarms provider's default"),
+    ("date", "nothing: a feed polls on a schedule ('interval' or 'cron'), not once"),
+    ("deleteAfterFire", "nothing: a feed polls on a schedule ('interval' or 'cron'), not once"),
+    ("fireOnce", "nothing: a feed polls on a schedule ('interval' or 'cron'), not once"),
+];
+
+/// Refuses any of [`UNSUPPORTED_PARAMS`], naming it (CREATE and UPDATE only: a stored config
+/// of an older feed that has one still polls; its next UPDATE asks to remove it).
+pub fn refuse_unsupported(params: &Params) -> Result<(), ParamError> {
+    match UNSUPPORTED_PARAMS.iter().find(|(name, _)| params.raw(name).is_some_and(|v| !v.is_null())) {
+        Some((name, why)) => Err(ParamError {
+            name: name.to_string(),
+            expected: format!("{why} (remove it; on UPDATE: -p {name} null)"),
+            got: None,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Longest accepted interval: one week (the alarms feed itself has no upper bound).
 pub const MAX_INTERVAL_MINUTES: u64 = 7 * 24 * 60;
 
@@ -93,6 +127,29 @@ fn validate_cron(expr: &str) -> Result<String, ParamError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Apache feeds' parameters this feed does not honour are refused by name, never
+    /// accepted and ignored. maxTriggers: the Cloudant provider counts fires down and disables
+    /// the trigger at 0 (apache/openwhisk-package-cloudant provider/lib/utils.js:120-133,
+    /// 85, 231-236), as the alarms provider does (apache/openwhisk-package-alarms
+    /// action/alarmWebAction.js:51, provider/lib/utils.js:107); timezone, startDate, stopDate,
+    /// strict, minutes, trigger_payload, date, deleteAfterFire, fireOnce: alarmWebAction.js
+    /// 45-124.
+    #[test]
+    fn the_apache_feeds_parameters_this_feed_does_not_honour_are_refused_by_name() {
+        for (name, _) in UNSUPPORTED_PARAMS {
+            let params = Params::from_value(json!({ name: 2, "interval": 5 })).unwrap();
+            let err = refuse_unsupported(&params).unwrap_err();
+            assert_eq!(err.name, name);
+            assert!(err.to_string().contains(&format!("-p {name} null")), "{err}");
+        }
+        let err = refuse_unsupported(&Params::from_value(json!({"maxTriggers": 2})).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("fires every change"), "{err}");
+        // Removed on UPDATE (null), or absent: accepted.
+        assert!(
+            refuse_unsupported(&Params::from_value(json!({"maxTriggers": null, "cron": "0 * * * *"})).unwrap()).is_ok()
+        );
+    }
 
     #[track_caller]
     fn check(params: Value, expected: Result<Schedule, &str>) {

@@ -177,12 +177,35 @@ pub trait LogReader: Sync {
     /// Prefix of CloudEvents `type` values, e.g. `org.openwhisk.feeds.couchdb.document`;
     /// the core appends `.created`, `.updated` or `.deleted`.
     fn event_type_prefix(&self) -> &'static str;
+    /// The CloudEvents `type` of a record's event: by default the prefix and the record's
+    /// kind; a log of messages that are neither created nor updated names its own.
+    fn event_type(&self, record: &Record) -> String {
+        format!("{}.{}", self.event_type_prefix(), record.kind.as_str())
+    }
     /// Extra fields for every event's `data` (e.g. `{"dbname": …}`).
     fn data_context(&self) -> Map<String, Value>;
     /// One cheap authenticated request that proves the config works (CREATE calls it).
     fn probe(&self) -> Result<(), SourceError>;
     /// The cursor of "now", so a new feed starts there (`since=now`).
     fn current(&self) -> Result<String, SourceError>;
+    /// Where to read after the source refused `rejected` (`onCursorRejected` `now` or
+    /// `earliest`): by default the source's current cursor, or the start of the log (`None`).
+    /// A source whose cursor has parts (e.g. an offset per partition) may move only the
+    /// refused parts and keep the others.
+    fn restart(&self, rejected: Option<&str>, to: Restart) -> Result<Option<String>, SourceError> {
+        let _ = rejected;
+        match to {
+            Restart::Now => self.current().map(Some),
+            Restart::Earliest => Ok(None),
+        }
+    }
+    /// How far the feed is behind the log after `cursor`, for READ (`lag`), where the source
+    /// can tell with a few cheap requests (e.g. the end of each partition minus the cursor's
+    /// offset there). By default `None`: READ shows no `lag`.
+    fn lag(&self, cursor: Option<&str>) -> Result<Option<Value>, SourceError> {
+        let _ = cursor;
+        Ok(None)
+    }
     /// Reads at most `limit` records after `after` (`None`: from the start of the log).
     /// With `wait_until`, holds the request open until a record arrives or that instant
     /// passes, and then returns an empty batch with the cursor unchanged or advanced.
@@ -209,6 +232,21 @@ pub trait LogReader: Sync {
     fn legacy_event(&self, _record: &Record) -> Option<Value> {
         None
     }
+    /// For a legacy shape that fires records together (a legacy feed that batches by size:
+    /// `{"messages": […]}`), the key of that array: the core then fires legacy events under it,
+    /// as many as fit the payload limit, exactly as `legacy_event` built them (no `id` added).
+    fn legacy_batch_key(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// Where a log feed goes on after the source refused its cursor (`onCursorRejected`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// From what is current: records before now are not reported.
+    Now,
+    /// From the oldest record the source still holds: what it still holds is reported.
+    Earliest,
 }
 
 /// A registered source of either shape: what `sources::REGISTRY` lists and the feed and poll

@@ -187,6 +187,7 @@ mod tests {
             holder: Some("a1".into()),
             expires_ms: 5_000,
             status: Some(PollStatus { started_ms: 1_000, outcome: PollOutcome::Ok, ..PollStatus::default() }),
+            ..LeaseDoc::default()
         };
         let acts = vec![
             rec(4_000, PollOutcome::Error, Some("taking the poll lease: state store: S3 failed")),
@@ -212,6 +213,7 @@ mod tests {
             holder: None,
             expires_ms: 0,
             status: Some(PollStatus { started_ms: 9_000, outcome: PollOutcome::Ok, ..PollStatus::default() }),
+            ..LeaseDoc::default()
         };
         let mut s = Map::new();
         report(&mut s, Some(&doc), Err("activations: 403".into()), 10_000);

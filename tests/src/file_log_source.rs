@@ -90,6 +90,7 @@ fn to_record(line: &Value) -> Record {
         key: line["key"].as_str().unwrap_or_default().to_string(),
         kind,
         attrs,
+        time: None,
     }
 }
 

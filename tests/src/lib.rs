@@ -10,6 +10,8 @@ pub mod fake_github;
 pub mod fake_subscriptions;
 pub mod file_log_source;
 pub mod gen_source;
+pub mod kafka;
+pub mod kafkaproxy;
 pub mod listing_source;
 pub mod moto;
 pub mod pouchdb;

@@ -138,6 +138,29 @@ impl PouchDb {
         }
     }
 
+    /// Writes documents with the revisions they carry, as replication does (`new_edits:
+    /// false`): how a conflicting branch comes to be.
+    pub fn replicate(&self, db: &str, docs: &[Value]) -> anyhow::Result<()> {
+        let body = json!({ "docs": docs, "new_edits": false });
+        self.ok("POST", &format!("/{db}/_bulk_docs"), Some(&body)).map(|_| ())
+    }
+
+    /// Deletes one revision of a document (a leaf of its tree) and returns the tombstone's rev.
+    pub fn delete_rev(&self, db: &str, id: &str, rev: &str) -> anyhow::Result<String> {
+        let answer = self.ok("DELETE", &format!("/{db}/{}?rev={rev}", encode(id)), None)?;
+        answer["rev"].as_str().map(str::to_string).ok_or_else(|| anyhow!("DELETE {id}: no rev in {answer}"))
+    }
+
+    /// Adds (or replaces) an attachment of a document at its current revision; returns the
+    /// document's new rev.
+    pub fn attach(&self, db: &str, id: &str, name: &str, content_type: &str, bytes: &[u8]) -> anyhow::Result<String> {
+        let rev = self.rev(db, id)?;
+        let url = format!("{}/{db}/{}/{}?rev={rev}", self.url, encode(id), encode(name));
+        let mut resp = self.agent.put(&url).header("Content-Type", content_type).send(bytes)?;
+        let answer: Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
+        answer["rev"].as_str().map(str::to_string).ok_or_else(|| anyhow!("PUT {id}/{name}: no rev in {answer}"))
+    }
+
     /// A document's current rev.
     pub fn rev(&self, db: &str, id: &str) -> anyhow::Result<String> {
         let doc = self.ok("GET", &format!("/{db}/{}", encode(id)), None)?;

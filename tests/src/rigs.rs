@@ -6,7 +6,11 @@ use serde_json::{json, Value};
 
 use crate::moto::Moto;
 use crate::s3proxy::FaultProxy;
-use crate::world::{workspace_bin, World};
+use crate::world::{workspace_bin, World, USER};
+use owfeed::openwhisk::{from_key_values, QualifiedName};
+use owfeed::params::Params;
+use owfeed::source::Source;
+use owfeed::store::{stored_key, StateStore};
 use owfeed_s3::S3Client;
 
 /// The S3 feed (`changes`, `poll`) in a fresh world, watching a fresh bucket of the shared moto
@@ -50,5 +54,14 @@ impl ProxiedBucket {
         let out = self.w.create_trigger("t", params).expect("create trigger with feed");
         self.w.record_events("t", echo);
         out
+    }
+
+    /// Trigger `t`'s state store as its polls open it, with the key its config binding holds
+    /// (the namespace can read it): what another poll of the feed writes with.
+    pub fn state_store(&self) -> StateStore {
+        let binding = self.w.user.get_package(&QualifiedName::new(USER, None, "t.owfeed")).expect("config binding");
+        let params = Params::from_value(Value::Object(from_key_values(&binding["parameters"]))).expect("params");
+        let blobs = owfeed::sources::s3::S3Source.open(&params).expect("S3 config").blob_store().expect("a store");
+        StateStore::new(blobs, &QualifiedName::new(USER, None, "t")).with_key(stored_key(&params).as_ref())
     }
 }

@@ -461,7 +461,8 @@ fn confirm(http: &ureq::Agent, signer: &SnsSigner, host: &HostHandle, topic: &st
         "Token": token, "TopicArn": topic,
         "Message": format!("You have chosen to subscribe to the topic {topic}.\nTo confirm the subscription, visit the SubscribeURL included in this message."),
         "SubscribeURL": format!("{}/?Action=ConfirmSubscription&TopicArn={topic}&Token={token}", host.url),
-        "Timestamp": "2026-11-27T18:00:00.000Z", "SigningCertURL": format!("{}{CERT_PATH}", host.url)});
+        "Timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "SigningCertURL": format!("{}{CERT_PATH}", host.url)});
     signer.sign(&mut env, "2");
     http.post(endpoint)
         .header("Content-Type", "text/plain; charset=UTF-8")

@@ -300,3 +300,78 @@ pub fn js_client_dir() -> anyhow::Result<PathBuf> {
     .clone()
     .map_err(anyhow::Error::msg)
 }
+
+/// The tansu release the suite runs as its Kafka-protocol broker (its quirks are pinned in
+/// tests/suite/kafka_feed.rs).
+pub const TANSU_VERSION: &str = "0.6.0";
+
+/// The `tansu` broker binary, built from crates.io on first use with its `dynostore` feature
+/// (the default build stores only in PostgreSQL and refuses `memory://`): about 9 minutes on
+/// two cores, once per target directory.
+pub fn tansu_binary() -> anyhow::Result<PathBuf> {
+    static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let root = tools_dir().join(format!("tansu-{TANSU_VERSION}"));
+        let binary = root.join("bin").join("tansu");
+        let ready = || binary.is_file();
+        let install = || {
+            // Its own target directory: the suite's is locked by the cargo running it.
+            let build = tools_dir().join("tansu-build");
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["install", "tansu", "--version", TANSU_VERSION, "--locked", "--features", "dynostore", "--root"])
+                .arg(&root)
+                .arg("--target-dir")
+                .arg(&build)
+                .stdout(std::io::stderr())
+                .status()
+                .context("cannot run cargo install tansu")?;
+            let _ = std::fs::remove_dir_all(&build);
+            if !status.success() {
+                bail!("cargo install tansu@{TANSU_VERSION} --features dynostore failed: {status}");
+            }
+            Ok(())
+        };
+        install_once(&format!("tansu {TANSU_VERSION} (cargo install, several minutes)"), &ready, &install)
+            .map(|()| binary.clone())
+            .map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// The kafka-python release the suite produces with (an independent Kafka client), with the
+/// codecs its producer compresses with.
+pub const KAFKA_PYTHON_VERSION: &str = "2.3.3";
+
+/// The `PYTHONPATH` holding kafka-python and its snappy, lz4 and zstd codecs, from PyPI.
+pub fn kafka_python_path() -> anyhow::Result<PathBuf> {
+    static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let site = tools_dir().join(format!("kafka-python-{KAFKA_PYTHON_VERSION}"));
+        let marker = site.join(".installed");
+        let ready = || marker.is_file();
+        let install = || {
+            let _ = std::fs::remove_dir_all(&site);
+            let status = Command::new(python())
+                .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"])
+                .arg("--target")
+                .arg(&site)
+                .arg(format!("kafka-python=={KAFKA_PYTHON_VERSION}"))
+                .args(["python-snappy==0.7.3", "lz4==4.4.5", "zstandard==0.25.0"])
+                .env("PIP_ROOT_USER_ACTION", "ignore")
+                .stdout(std::io::stderr())
+                .status()
+                .context("cannot run python3 -m pip (the suite needs python3 with pip)")?;
+            if !status.success() {
+                bail!("pip install kafka-python=={KAFKA_PYTHON_VERSION} failed: {status}");
+            }
+            std::fs::write(&marker, KAFKA_PYTHON_VERSION)?;
+            Ok(())
+        };
+        install_once(&format!("kafka-python=={KAFKA_PYTHON_VERSION} into {}", site.display()), &ready, &install)
+            .map(|()| site.clone())
+            .map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}

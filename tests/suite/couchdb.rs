@@ -80,7 +80,8 @@ fn created_updated_and_deleted_are_inferred_from_the_revisions() {
         [(ChangeKind::Created, "a".into()), (ChangeKind::Created, "b".into()), (ChangeKind::Created, "gone".into())]
     );
     let record = &seen.records[0];
-    assert_eq!(record.id, format!("{rev_a} a"), "the record id is rev + doc id");
+    let seq = record.attrs["seq"].as_u64().expect("pouchdb seqs are integers");
+    assert_eq!(record.id, format!("{seq} {rev_a} a"), "the record id is seq + rev + doc id: one change of the log");
     assert_eq!(record.attrs["rev"], json!(rev_a));
     assert_eq!(record.attrs["deleted"], json!(false));
     assert_eq!(record.attrs["seq"], json!(seen.records[0].attrs["seq"].as_u64().expect("pouchdb seqs are integers")));
@@ -179,6 +180,37 @@ fn a_doc_ids_filter_reads_only_those_documents() {
         server.put(&db, id, json!({})).unwrap();
     }
     assert_eq!(read(&*reader, None).records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["keep", "also"]);
+}
+
+/// What README says fires on CouchDB ("Use the CouchDB / Cloudant feed", Events): design
+/// documents and attachment changes are changes like any other; a filter function gets a
+/// deleted document as its tombstone, without the fields it tests, so a filter on a field
+/// drops every delete, and one that lets `_deleted` through keeps them.
+#[test]
+fn design_documents_and_attachments_are_changes_and_a_filter_sees_deletes_as_bare_tombstones() {
+    let (server, db) = setup();
+    let start = open(&server.url, &db, json!({})).current().unwrap();
+    let filters = json!({"filters": {
+        "orders": "function(doc, req) { return doc.type === 'order'; }",
+        "orders_and_deletes": "function(doc, req) { return doc._deleted || doc.type === 'order'; }"}});
+    server.put(&db, "_design/f", filters).unwrap();
+    server.put(&db, "o1", json!({"type": "order"})).unwrap();
+    server.put(&db, "o2", json!({"type": "order"})).unwrap();
+    server.attach(&db, "o2", "note.txt", "text/plain", b"hello").unwrap();
+    server.delete(&db, "o1").unwrap();
+    let all = read(&*open(&server.url, &db, json!({})), Some(&start));
+    assert_eq!(
+        kinds(&all),
+        [
+            (ChangeKind::Created, "_design/f".into()),
+            (ChangeKind::Updated, "o2".into()),
+            (ChangeKind::Deleted, "o1".into())
+        ]
+    );
+    let on_field = read(&*open(&server.url, &db, json!({"filter": "f/orders"})), Some(&start));
+    assert_eq!(kinds(&on_field), [(ChangeKind::Updated, "o2".into())], "the delete of o1 is filtered out");
+    let with_deletes = read(&*open(&server.url, &db, json!({"filter": "f/orders_and_deletes"})), Some(&start));
+    assert_eq!(kinds(&with_deletes), [(ChangeKind::Updated, "o2".into()), (ChangeKind::Deleted, "o1".into())]);
 }
 
 #[test]
@@ -315,6 +347,8 @@ fn a_since_the_server_rejects_is_cursor_rejected() {
 #[test]
 fn a_rewind_to_zero_redelivers_records_with_the_same_ids() {
     // A shard copy that no longer matches the stored sequence restarts from 0 on CouchDB 2.x+.
+    // The rows come again with the sequences they had (as pouchdb-server's integers do), so
+    // with the same ids; rows sent at other sequences would be other changes (README).
     let (server, db) = setup();
     let proxy = CouchProxy::start(&server.url).unwrap();
     let reader = open(&proxy.url, &db, json!({}));

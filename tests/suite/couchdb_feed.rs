@@ -177,6 +177,111 @@ fn documents_created_updated_and_deleted_fire_exactly_their_events() {
     assert_eq!(status, 404, "DELETE removes the state document");
 }
 
+/// `maxTriggers`, a parameter of the Apache Cloudant feed (its provider counts fires down and
+/// disables the trigger at 0: apache/openwhisk-package-cloudant provider/lib/utils.js:120-133,
+/// 231-236), is not honoured here, so CREATE refuses it by name and makes nothing; so are the
+/// alarms feeds' parameters a polling feed could be mistaken to take (`timezone`, …). UPDATE
+/// refuses them too.
+#[test]
+fn maxtriggers_and_other_apache_parameters_are_refused_not_ignored() {
+    let r = Rig::start();
+    let before = r.w.user_entities().unwrap();
+    let params = |extra: Value| {
+        let mut p = json!({"source": "couchdb", "url": r.proxy.url, "dbname": r.db});
+        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        p
+    };
+    for (name, value) in
+        [("maxTriggers", json!(2)), ("timezone", json!("Europe/Paris")), ("stopDate", json!("2030-01-01"))]
+    {
+        let err = r.w.create_trigger("t", params(json!({ name: value }))).unwrap_err();
+        assert!(err.contains(&format!("parameter '{name}'")), "{err}");
+        assert_eq!(r.w.user_entities().unwrap(), before, "a refused CREATE leaves nothing");
+    }
+    r.create(json!({}));
+    let err = r.w.feed("UPDATE", "t", json!({"maxTriggers": 2})).unwrap_err();
+    assert!(err.contains("parameter 'maxTriggers'"), "{err}");
+    // Every change fires: three documents, three events.
+    for id in ["a", "b", "c"] {
+        r.put(id);
+    }
+    r.w.poll();
+    assert_eq!(r.received().len(), 3);
+}
+
+/// The feed's state and lease documents are written into the watched database unless
+/// `stateDbname` says otherwise, and each write is a change every other reader of its
+/// `_changes` sees (README "State, cursor and costs"): the lease twice a poll, even an idle one.
+#[test]
+fn the_feeds_own_documents_are_changes_others_see_unless_state_dbname() {
+    let r = Rig::start();
+    r.create(json!({}));
+    let own_ids = |db: &str| -> Vec<String> {
+        let (_, changes) = r.server.get(&format!("/{db}/_changes")).unwrap();
+        let ids = changes["results"].as_array().unwrap().iter().filter_map(|c| c["id"].as_str().map(str::to_string));
+        ids.filter(|id| id.starts_with(".owfeed/")).collect()
+    };
+    let lease_generation = || {
+        let (_, doc) = r.server.get(&format!("/{}/.owfeed%2Fguest%2Ft.lease", r.db)).unwrap();
+        doc["_rev"].as_str().unwrap().split('-').next().unwrap().parse::<u64>().unwrap()
+    };
+    r.w.poll();
+    let before = lease_generation();
+    r.w.poll();
+    r.w.poll();
+    assert_eq!(lease_generation() - before, 4, "two lease writes per idle poll");
+    let own = own_ids(&r.db);
+    for id in [".owfeed/guest/t.state", ".owfeed/guest/t.lease"] {
+        assert!(own.contains(&id.to_string()), "{id} in the watched database's _changes: {own:?}");
+    }
+    // And the tombstone of CREATE's conditional-write probe.
+    assert!(own.iter().any(|id| id.starts_with(".owfeed/guest/t.probe-")), "{own:?}");
+    assert!(r.received().is_empty(), "never fired");
+    r.w.delete_trigger("t").unwrap();
+
+    // With a database of its own, the watched one sees none of them.
+    let state_db = feed_tests::pouchdb::unique("state");
+    r.server.create_db(&state_db).unwrap();
+    let watched = feed_tests::pouchdb::unique("watched");
+    r.server.create_db(&watched).unwrap();
+    r.w.create_trigger(
+        "t",
+        json!({"source": "couchdb", "url": r.proxy.url, "dbname": watched, "stateDbname": state_db}),
+    )
+    .unwrap();
+    r.w.poll();
+    assert_eq!(own_ids(&watched), Vec::<String>::new());
+    assert!(!own_ids(&state_db).is_empty());
+}
+
+/// A conflict revert is a change of its own: deleting the winning revision of a conflicted
+/// document makes the losing one win again, and `_changes` shows that earlier revision a
+/// second time at a later sequence. The two events name the same revision but are two
+/// changes: their ids differ (a consumer dropping duplicates by id keeps both).
+#[test]
+fn a_conflict_revert_fires_with_an_id_of_its_own() {
+    let r = Rig::start();
+    r.create(json!({}));
+    let first = r.put("doc");
+    r.w.poll();
+    // A branch 1-zzz → 2-bbb written as replication writes it: 2-bbb wins (higher generation).
+    let branch = json!({"_id": "doc", "_rev": "2-bbb", "_revisions": {"start": 2, "ids": ["bbb", "zzz"]}, "v": 9});
+    r.server.replicate(&r.db, &[branch]).expect("conflicting branch");
+    assert_eq!(r.server.rev(&r.db, "doc").unwrap(), "2-bbb");
+    r.w.poll();
+    // Deleting the winner: the first revision wins again.
+    r.server.delete_rev(&r.db, "doc", "2-bbb").expect("delete the winning revision");
+    assert_eq!(r.server.rev(&r.db, "doc").unwrap(), first.2);
+    r.w.poll();
+    let events = r.received();
+    let changes: Vec<Change> = events.iter().map(change_of).collect();
+    let updated: Change = ("updated".into(), "doc".into(), "2-bbb".into());
+    assert_eq!(changes, [first.clone(), updated, first], "{events:?}");
+    let ids: BTreeSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "each change of the log has its own id: {events:?}");
+    assert_ne!(events[0]["data"]["seq"], events[2]["data"]["seq"]);
+}
+
 #[test]
 fn the_legacy_format_is_the_apache_cloudant_feeds_payload() {
     let r = Rig::start();
@@ -426,4 +531,54 @@ fn no_secret_of_the_couchdb_feed_leaks_whatever_the_server_echoes() {
             assert!(!text.contains(secret), "the {what} leaked into: {text}");
         }
     }
+}
+
+/// The feed's state document, as whoever can write the database sees it.
+const STATE_DOC: &str = ".owfeed/guest/t.state";
+
+#[test]
+fn a_database_writer_who_overwrites_the_state_document_costs_no_change_and_read_keeps_saying_so() {
+    let r = Rig::start();
+    r.create(json!({}));
+    let mut made = vec![r.put("a")];
+    r.poll_once().expect("poll");
+    let genuine = r.accepted();
+    assert_eq!(genuine.iter().map(change_of).collect::<Vec<_>>(), made);
+
+    // A writer of the database rebuilds the state document with an outbox of their own (and
+    // the format's checksum), in the interval where `b` is written.
+    let (_, doc) = r.server.get(&format!("/{}/.owfeed%2Fguest%2Ft.state", r.db)).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(doc["bytes"].as_str().unwrap()).unwrap();
+    let mut forged = owfeed::state::State::decode_unverified(&bytes).expect("the forger reads the format");
+    let mut event = genuine[0].clone();
+    event["id"] = json!("forged-1");
+    event["data"] = json!({"key": "admin", "change": "deleted", "injected": true});
+    event["__ow_headers"] = json!({"authorization": "Basic Zm9yZ2Vk"});
+    forged.outbox = vec![event];
+    let forged = base64::engine::general_purpose::STANDARD.encode(forged.encode());
+    r.server.update(&r.db, STATE_DOC, json!({"owfeed": "feed state", "bytes": forged})).unwrap();
+    made.push(r.put("b"));
+    let polled = r.poll_once().expect("poll");
+    assert_eq!(polled["status"], "rebaselined", "{polled}");
+    assert_eq!(r.accepted().iter().map(change_of).collect::<Vec<_>>(), made, "nothing forged, nothing lost");
+    let status = r.read()["status"].clone();
+    assert_eq!(status["rebaselined"]["cause"], "rejected", "{status}");
+    let reason = status["rebaselined"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("not authenticated") && reason.contains("none is lost"), "{reason}");
+
+    // A document that is not a state document at all: replaced too, not a stall.
+    r.server.update(&r.db, STATE_DOC, json!({"hello": "a writer of the database"})).unwrap();
+    made.push(r.put("c"));
+    let polled = r.poll_once().expect("a foreign document stops nothing");
+    assert_eq!(polled["status"], "rebaselined", "{polled}");
+    made.push(r.put("d"));
+    let polled = r.poll_once().expect("poll");
+    assert_eq!(polled["status"], "ok", "{polled}");
+    assert_eq!(r.accepted().iter().map(change_of).collect::<Vec<_>>(), made);
+    // Still said after a good poll, until an UPDATE acknowledges it.
+    let status = r.read()["status"].clone();
+    assert_eq!(status["rebaselined"]["cause"], "rejected", "{status}");
+    assert_eq!(status["stateAuthentication"], "hmac-sha256 (stateKey)", "{status}");
+    r.w.feed("UPDATE", "t", json!({})).expect("UPDATE");
+    assert!(r.read()["status"].get("rebaselined").is_none());
 }

@@ -1,5 +1,9 @@
 //! Fuzz-style robustness checks: random and mutated inputs at every parser that takes
-//! outside input must give a value or a clear error, never a panic.
+//! outside input must give a value or a clear error, never a panic. The untrusted parsers:
+//! S3 listings, parameters, CloudEvents and filters, the state, webhook requests (every
+//! `source`, `s3` included), S3 notifications (`s3push::read_records`), CouchDB `_changes`
+//! answers (through the reader's HTTP path) and SNS envelopes (parsing, and the receiving
+//! path against an SNS stand-in).
 //!
 //! A short run is part of the suite; a longer one is `OWFEED_FUZZ_ITERS=200000 cargo test
 //! -p feed-tests --test suite fuzz` (the seed is printed on failure with the input).
@@ -7,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{json, Map, Value};
 
@@ -15,13 +20,15 @@ use feed_tests::actionloop::{ActionLoop, ResultChannel};
 use owfeed::events::{decode_header_value, validate_cloud_event};
 use owfeed::filter::{parse_filters, ChangeFilter};
 use owfeed::hooks::receiver::receive;
-use owfeed::hooks::sns::{Envelope, SnsTrust, TopicArn};
-use owfeed::hooks::{decode_ow_body, github_signature, process, HookConfig, HookRequest};
+use owfeed::hooks::s3push::{map_notification, read_records, PushSettings};
+use owfeed::hooks::sns::{self, Envelope, SnsTrust, TopicArn};
+use owfeed::hooks::{decode_ow_body, github_signature, process, HookConfig, HookRequest, Outcome};
 use owfeed::params::Params;
 use owfeed::runtime::Context;
 use owfeed::schedule::Schedule;
 use owfeed::secret::Secret;
-use owfeed::source::Source;
+use owfeed::source::{LogSource, Source};
+use owfeed::sources::couchdb::CouchDbSource;
 use owfeed::sources::s3::S3Source;
 use owfeed::state::State;
 
@@ -245,6 +252,19 @@ fn state_objects_never_panic_when_decoded() {
             let _ = State::decode(b);
         },
     );
+    // Sealed states: the MAC is checked first, and the unverified reader (the dry run's)
+    // parses whatever it is given.
+    let seal = owfeed::state::Seal::new(&owfeed::secret::Secret::new("k".repeat(64)), "ns/t");
+    let sealed = state.encode_sealed(&seal, 3);
+    fuzz(
+        "State::decode_sealed",
+        17,
+        |r| r.mutate(&sealed),
+        |b| {
+            assert!(State::decode_sealed(b, &seal).is_err() || b == sealed.as_slice(), "a mutation verified");
+            let _ = State::decode_unverified(b);
+        },
+    );
 }
 
 #[test]
@@ -364,11 +384,16 @@ fn receiver_full_request_path_never_panics() {
                     "",
                 ])
                 .to_string();
-            let body: Vec<u8> = match r.below(4) {
+            let body: Vec<u8> = match r.below(6) {
                 0 => r.text(40).into_bytes(),
                 1 => r.json(3).to_string().into_bytes(),
                 2 => r.mutate(event.to_string().as_bytes()),
-                _ => r.mutate(batch.to_string().as_bytes()),
+                3 => r.mutate(batch.to_string().as_bytes()),
+                4 => s3_notification(r).to_string().into_bytes(),
+                _ => {
+                    let body = s3_notification(r).to_string();
+                    r.mutate(body.as_bytes())
+                }
             };
             // OpenWhisk passes JSON and binary types as base64, text as it is.
             let raw = if r.below(3) == 0 {
@@ -404,7 +429,7 @@ fn receiver_full_request_path_never_panics() {
                 _ => {}
             }
             let mut params = json!({
-                "source": r.pick(&["none", "github", "subscription", "bogus"]),
+                "source": r.pick(&["none", "github", "subscription", "s3", "bogus"]),
                 "secret": secret,
                 "triggerName": r.pick(&["/guest/t", "t", "", "/a/b/c/d"]),
                 "__ow_method": r.pick(&["post", "options", "get", "POST", ""]),
@@ -414,6 +439,13 @@ fn receiver_full_request_path_never_panics() {
             });
             if r.below(2) == 0 {
                 params["registration"] = json!(r.pick(&["42", "", "x"]));
+            }
+            // What a `source=s3` hook's binding holds (ignored by the other sources).
+            params["provider"] = json!(r.pick(&["ceph", "minio", "aws", "other"]));
+            params["endpoint"] = json!("https://s3.example.com");
+            params["bucket"] = json!(r.pick(&["photos", "other", "a/b"]));
+            if r.below(3) == 0 {
+                params["batch"] = json!(r.pick(&[1, 3, 0, 101]));
             }
             if r.below(3) == 0 {
                 params["filters"] = r.json(2);
@@ -430,6 +462,230 @@ fn receiver_full_request_path_never_panics() {
             assert!((200..600).contains(&status), "{result}");
         },
     );
+}
+
+/// One S3 notification record, valid or not field by field, in the AWS, Ceph and MinIO shapes.
+fn s3_record(r: &mut Rng) -> Value {
+    // Each field valid (in one of its shapes) or, now and then, anything at all.
+    let field = |r: &mut Rng, good: &[Value]| if r.below(10) == 0 { r.json(1) } else { r.pick(good).clone() };
+    let source = field(r, &[json!("aws:s3"), json!("ceph:s3"), json!("minio:s3"), json!("x:s3")]);
+    let name = field(
+        r,
+        &[
+            json!("ObjectCreated:Put"),
+            json!("s3:ObjectCreated:Copy"),
+            json!("ObjectRemoved:Delete"),
+            json!("ObjectLifecycle:Expiration"),
+        ],
+    );
+    let time = field(r, &[json!("2026-11-27T18:00:00.250Z"), json!("2026-11-27T18:00:00.123456+02:00")]);
+    let key = if r.below(3) == 0 {
+        json!(r.text(12))
+    } else {
+        field(r, &[json!("a%20b+c.jpg"), json!(".owfeed/x"), json!("k")])
+    };
+    let size = field(r, &[json!(5), json!(0), json!(u64::MAX), Value::Null]);
+    let mut object = json!({"key": key, "size": size, "eTag": field(r, &[json!("\"abc\""), json!("")]),
+        "sequencer": field(r, &[json!("0055AED6DCD90281E5"), json!("")]), "versionId": field(r, &[json!("v1"), Value::Null])});
+    let mut record = json!({"eventSource": source, "eventName": name, "eventTime": time, "eventId": r.text(6),
+        "s3": {"bucket": {"name": field(r, &[json!("photos"), json!("photos"), json!("other")])}, "object": object.take()}});
+    // Any field may be missing.
+    for pointer in ["/eventName", "/eventTime", "/s3/object/key", "/s3/bucket", "/s3/object/size", "/eventSource"] {
+        if r.below(12) == 0 {
+            let (parent, name) = pointer.rsplit_once('/').unwrap();
+            let target = if parent.is_empty() { Some(&mut record) } else { record.pointer_mut(parent) };
+            if let Some(Value::Object(m)) = target {
+                m.remove(name);
+            }
+        }
+    }
+    record
+}
+
+/// A notification body: `Records` of random records, S3's test event, or something else.
+fn s3_notification(r: &mut Rng) -> Value {
+    match r.below(6) {
+        0 => json!({"Event": "s3:TestEvent", "Bucket": "photos"}),
+        1 => r.json(3),
+        2 => json!({"Records": r.json(2)}),
+        _ => json!({"Records": (0..r.below(4)).map(|_| s3_record(r)).collect::<Vec<_>>()}),
+    }
+}
+
+#[test]
+fn s3_notifications_never_panic() {
+    let settings = |provider: &str, batch: u64| {
+        let params = json!({"provider": provider, "endpoint": "https://s3.example.com", "bucket": "photos",
+            "statePrefix": ".owfeed/", "batch": batch, "format": if batch > 1 { "legacy" } else { "cloudevents" }});
+        PushSettings::from_params(&Params::from_value(params).unwrap()).expect("push settings")
+    };
+    let all = [settings("aws", 1), settings("ceph", 3), settings("minio", 1)];
+    let fired = AtomicUsize::new(0);
+    fuzz(
+        "s3push::read_records",
+        12,
+        |r| {
+            let body = s3_notification(r);
+            // Half of them mutated as bytes: only those that still parse reach the reader.
+            let bytes =
+                if r.below(2) == 0 { r.mutate(body.to_string().as_bytes()) } else { body.to_string().into_bytes() };
+            (r.below(3), bytes)
+        },
+        |(which, bytes)| {
+            let Ok(body) = serde_json::from_slice::<Value>(bytes) else { return };
+            let settings = &all[*which];
+            let mut ignored = Vec::new();
+            let read = read_records(settings, &body, &mut ignored);
+            let mapped = map_notification(settings, "/guest/t", &body);
+            // The mapping refuses exactly what the reader refuses, and fires only valid events.
+            assert_eq!(read.is_ok(), mapped.is_ok(), "{body}");
+            if let Ok(m) = mapped {
+                fired.fetch_add(m.events.len(), Ordering::Relaxed);
+                for event in m.events.iter().filter(|e| e.get("specversion").is_some()) {
+                    validate_cloud_event(event).unwrap_or_else(|e| panic!("{e}: {event}"));
+                }
+            }
+        },
+    );
+    assert!(fired.load(Ordering::Relaxed) > 0, "the inputs reach the mapping, not only the refusals");
+}
+
+/// A `_changes` answer of CouchDB's shape: rows valid or not field by field.
+fn changes_body(r: &mut Rng) -> Value {
+    let rows: Vec<Value> = (0..r.below(5))
+        .map(|i| {
+            let mut row = json!({"seq": if r.below(2) == 0 { json!(i + 1) } else { json!(format!("{}-g1AAAA{}", i + 1, r.text(4))) },
+                "id": if r.below(4) == 0 { r.json(1) } else { json!(r.pick(&["doc", ".owfeed/guest/t.state", "_design/x", "é"])) },
+                "changes": if r.below(4) == 0 { r.json(2) } else { json!([{"rev": r.pick(&["1-a", "2-b", "x", ""])}]) }});
+            if r.below(3) == 0 {
+                row["deleted"] = if r.below(2) == 0 { json!(true) } else { r.json(1) };
+            }
+            if r.below(3) == 0 {
+                row["doc"] = r.json(2);
+            }
+            row
+        })
+        .collect();
+    let mut body =
+        json!({"results": rows, "last_seq": if r.below(2) == 0 { json!(7) } else { json!("7-g1AAAA") }, "pending": 0});
+    if r.below(6) == 0 {
+        body.as_object_mut().unwrap().remove(if r.below(2) == 0 { "last_seq" } else { "results" });
+    }
+    body
+}
+
+/// The CouchDB source's `_changes` reader, through its real HTTP path: a local server answers
+/// each read with a random or mutated body (and now and then another status).
+#[test]
+fn couchdb_changes_answers_never_panic() {
+    let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+    let answer = std::sync::Arc::new(std::sync::Mutex::new((200u16, Vec::new())));
+    let (srv, served) = (server.clone(), answer.clone());
+    std::thread::spawn(move || {
+        for req in srv.incoming_requests() {
+            let (status, body) = served.lock().unwrap().clone();
+            let _ = req.respond(tiny_http::Response::from_data(body).with_status_code(status));
+        }
+    });
+    let reader = CouchDbSource
+        .open(&Params::from_value(json!({"url": url, "dbname": "db", "includeDocs": true})).unwrap())
+        .expect("reader");
+    let records = AtomicUsize::new(0);
+    fuzz(
+        "couchdb _changes",
+        13,
+        |r| {
+            let body = changes_body(r).to_string().into_bytes();
+            let bytes = match r.below(4) {
+                0 => r.mutate(&body),
+                1 => r.text(30).into_bytes(),
+                _ => body,
+            };
+            let status = *r.pick(&[200, 200, 200, 200, 400, 404, 500]);
+            (status, bytes, r.below(3) + 1)
+        },
+        |(status, bytes, limit)| {
+            *answer.lock().unwrap() = (*status, bytes.clone());
+            if let Ok(batch) = reader.read(Some("5"), *limit, None) {
+                records.fetch_add(batch.records.len(), Ordering::Relaxed);
+                for record in &batch.records {
+                    assert!(!record.key.starts_with(".owfeed/"), "the feed's own document reported: {record:?}");
+                }
+            }
+        },
+    );
+    server.unblock();
+    assert!(records.load(Ordering::Relaxed) > 0, "the inputs reach the records, not only the refusals");
+}
+
+/// The SNS receiving path end to end (envelope, topic, certificate URL, Timestamp, the
+/// certificate fetched from the SNS stand-in, signature, the S3 event in `Message`): signed
+/// envelopes with random messages, and mutated or random bodies. Nothing panics, and only a
+/// signed envelope is ever reported verified.
+#[test]
+fn sns_receiving_path_never_panics() {
+    let host = feed_tests::sns::FakeSnsHost::start().expect("SNS stand-in");
+    let trust = SnsTrust::with_test_host(&host.host_port(), &host.ca.ca_pem).unwrap();
+    let signer = feed_tests::sns::SnsSigner::new();
+    let topic = "arn:aws:sns:us-east-1:123456789012:owfeed-uploads";
+    let params = Params::from_value(json!({"source": "s3", "provider": "aws", "endpoint": "https://s3.example.com",
+        "bucket": "photos", "secret": "0123456789abcdef0123", "triggerName": "/guest/t", "topicArn": topic}))
+    .unwrap();
+    let config = HookConfig::from_params(&params).expect("hook config");
+    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let envelope = |message: String, kind: &str| {
+        json!({"Type": kind, "MessageId": "m", "TopicArn": topic, "Message": message, "Timestamp": now(),
+            "SigningCertURL": host.cert_url(), "Token": "t", "Subject": "s",
+            "SubscribeURL": format!("{}/?Action=ConfirmSubscription&TopicArn={topic}&Token=t", host.url())})
+    };
+    let mut signed = envelope(s3_notification(&mut Rng(1)).to_string(), "Notification");
+    signer.sign(&mut signed, "2");
+    // Signing is slow in a debug build: a new signed envelope every 25 inputs.
+    let mut fresh = signed.clone();
+    let verified_count = AtomicUsize::new(0);
+    fuzz(
+        "hooks::sns::receive",
+        14,
+        |r| {
+            if r.below(25) == 0 {
+                let kind = *r.pick(&["Notification", "Notification", "UnsubscribeConfirmation"]);
+                let message = if r.below(2) == 0 { s3_notification(r).to_string() } else { r.text(20) };
+                fresh = envelope(message, kind);
+                let version = if r.below(2) == 0 { "1" } else { "2" };
+                signer.sign(&mut fresh, version);
+                return (fresh["Type"].as_str().unwrap().to_string(), fresh.to_string().into_bytes(), true);
+            }
+            let body = match r.below(3) {
+                0 => r.mutate(fresh.to_string().as_bytes()),
+                1 => r.json(3).to_string().into_bytes(),
+                _ => r.mutate(signed.to_string().as_bytes()),
+            };
+            (
+                r.pick(&["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation", "x"]).to_string(),
+                body,
+                false,
+            )
+        },
+        |(kind, body, is_signed)| {
+            let headers = BTreeMap::from([("x-amz-sns-message-type".to_string(), kind.clone())]);
+            let req = HookRequest { method: "POST".into(), headers, query: String::new(), body: body.clone() };
+            let (outcome, verified) = sns::receive(&config, &params, &req, &trust);
+            if verified.is_some() {
+                verified_count.fetch_add(1, Ordering::Relaxed);
+                // Mutated bytes may still carry the signed fields intact (whitespace, unsigned fields).
+                let env = Envelope::parse(kind, body).expect("a verified body parses");
+                assert_eq!(Some(env.message_id), verified.map(|v| v.message_id));
+            }
+            if *is_signed {
+                assert!(
+                    !matches!(outcome, Outcome::Respond(ref r) if r.status == 403),
+                    "a signed envelope refused: {outcome:?}"
+                );
+            }
+        },
+    );
+    assert!(verified_count.load(Ordering::Relaxed) > 0, "signed envelopes get past the signature");
 }
 
 #[test]

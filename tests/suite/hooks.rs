@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use feed_tests::fake_github::FakeGitHub;
 use feed_tests::fake_subscriptions::FakeManager;
 use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
-use ow_emulator::{Config, SYSTEM_NAMESPACE};
+use ow_emulator::{Config, FaultRule, SYSTEM_NAMESPACE};
 use owfeed::hooks::github_signature;
 use owfeed::openwhisk::QualifiedName;
 use owfeed::secret::Secret;
@@ -571,6 +571,108 @@ fn throttled_batch_resumes_and_delivers_each_event_once() {
     assert_eq!(h.post(&url, &headers, &body).status, 429);
     h.feed("DELETE", "t", json!({})).unwrap();
     assert_eq!(h.user_packages(), Vec::<String>::new());
+}
+
+/// `receive`'s time limit, shortened so a few slow fires outlast it (the manifest's 60 s would
+/// make this test minutes long; what matters is the limit, whatever it is).
+pub(crate) const SHORT_RECEIVE_TIMEOUT_MS: u64 = 6000;
+
+/// Each fire of trigger `t` held `ms` by the emulator, then served (a slow controller).
+pub(crate) fn slow_fires(trigger: &str, ms: u64) -> FaultRule {
+    FaultRule {
+        method: Some("POST".into()),
+        path_contains: format!("/triggers/{trigger}"),
+        status: 0,
+        body: None,
+        count: 10_000,
+        delay_ms: ms,
+    }
+}
+
+/// A batch whose fires outlast `receive`'s time limit. Without a deadline of its own the
+/// receiver was killed mid-batch, the platform answered for it, nothing was recorded, and
+/// each retry fired the same first events again, never the rest. Now it stops firing before
+/// the deadline, records the cut batch and answers 503 with `Retry-After`; a producer that
+/// retries until 2xx delivers all 30 events, each once. (The controller answers a web action
+/// that outlasts its 60 s wait with 202 and the activation id alone, which a producer takes
+/// for success: apache/openwhisk core/controller/src/main/scala/org/apache/openwhisk/core/
+/// controller/WebActions.scala:442, 692-697, common/scala/src/main/resources/application.conf:601.)
+#[test]
+fn a_batch_slower_than_the_receivers_time_is_cut_and_completed_by_retries_each_event_once() {
+    let h = Hooks::start();
+    let receive = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "receive");
+    h.w.system.put_action(&receive, &json!({"limits": {"timeout": SHORT_RECEIVE_TIMEOUT_MS}}), true).unwrap();
+    let created = h.create_recorded("t", json!({"source": "none"}));
+    let (url, token) = (created["url"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string());
+    let all: Vec<String> = (0..30).map(|i| format!("slow-{i:02}")).collect();
+    let batch: Vec<Value> = all.iter().map(|id| ce(id, "com.example.slow")).collect();
+    let body = serde_json::to_vec(&batch).unwrap();
+    let auth = bearer(&token);
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/cloudevents-batch+json")];
+    h.w.emu.inject_fault(slow_fires("t", 400));
+    let mut answers = Vec::new();
+    for _ in 0..15 {
+        let a = h.post(&url, &headers, &body);
+        let done = a.status == 202;
+        answers.push(a);
+        if done {
+            break;
+        }
+    }
+    h.w.emu.clear_faults();
+    let (last, cut) = answers.split_last().unwrap();
+    assert_eq!(last.status, 202, "retries until 2xx complete the batch: {}", last.body);
+    assert!(!cut.is_empty(), "30 fires of 400 ms do not fit in one 6 s activation");
+    for a in cut {
+        assert_eq!(a.status, 503, "{}", a.body);
+        assert_eq!(a.header("Retry-After"), Some("1"), "{}", a.body);
+        assert!(a.body["fired"].as_u64().is_some_and(|n| n > 0), "each attempt makes progress: {}", a.body);
+        let (delivered, pending) = (a.body["delivered"].as_array().unwrap(), a.body["pending"].as_array().unwrap());
+        assert_eq!(delivered.len() + pending.len(), 30, "{}", a.body);
+    }
+    let mut got = ids(&h.events());
+    got.sort();
+    assert_eq!(got, all, "every event exactly once");
+    // READ showed the cut while it waited; the completed batch is forgotten, the failure stays.
+    let status = h.feed("READ", "t", json!({})).unwrap()["status"].clone();
+    assert!(status.get("batchesCut").is_none(), "{status}");
+    assert_eq!(status["lastFailure"]["status"], 503, "{status}");
+}
+
+/// GitHub counts a delivery failed when no 2xx comes within 10 s ("Your server should respond
+/// with a 2XX response within 10 seconds", docs.github.com/en/webhooks/using-webhooks/
+/// best-practices-for-using-webhooks). A fire held longer is given up in time: the answer is a
+/// 503 well within GitHub's 10 s (it used to wait for the fire), and READ shows the failure.
+#[test]
+fn a_github_delivery_is_answered_within_githubs_wait_however_slow_the_fire() {
+    let h = Hooks::start();
+    let gh = FakeGitHub::start("ghp_testtoken");
+    let params =
+        json!({"source": "github", "repository": "octo/repo", "accessToken": gh.token(), "githubApi": gh.url()});
+    let created = h.create_recorded("t", params);
+    let url = created["url"].as_str().unwrap().to_string();
+    let id = *gh.hooks("octo/repo").keys().next().unwrap();
+    let secret = gh.hooks("octo/repo")[&id]["config"]["secret"].as_str().unwrap().to_string();
+    let body = br#"{"ref":"refs/heads/main","repository":{"html_url":"https://github.com/octo/repo"}}"#;
+    let signature = github_signature(&Secret::new(secret), body);
+    let hook_id = id.to_string();
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", "d-slow"),
+        ("X-GitHub-Hook-ID", hook_id.as_str()),
+        ("X-Hub-Signature-256", signature.as_str()),
+    ];
+    h.w.emu.inject_fault(slow_fires("t", 12_000));
+    let start = std::time::Instant::now();
+    let a = h.post(&url, &headers, body);
+    let took = start.elapsed();
+    h.w.emu.clear_faults();
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert!(a.header("Retry-After").is_some());
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    let status = h.feed("READ", "t", json!({})).unwrap()["status"].clone();
+    assert_eq!(status["lastFailure"]["status"], 503, "{status}");
 }
 
 #[test]

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use feed_tests::moto::Moto;
 use feed_tests::s3proxy::{Fault, FaultProxy, Rule};
-use feed_tests::webserver::WebServer;
+use feed_tests::tls::{TestCa, TlsProxy};
+use feed_tests::webserver::{RecordingServer, Seen, WebServer};
 use feed_tests::world::{workspace_bin, World, USER};
 use owfeed::events::validate_cloud_event;
 use owfeed::params::Params;
@@ -224,6 +225,80 @@ fn header_secrets_are_sent_but_never_shown() {
     w.delete_trigger("t").unwrap();
 }
 
+/// Where the user's `headers` go (README "Use the HTTP resource feed", "Where the headers
+/// go"): only to the origins of the URLs the user configured. An index entry or a redirect on
+/// another origin is refused, or, when the user names that origin in `otherOrigins`, fetched
+/// without the headers; a redirect within the origin keeps them; https never leads to http.
+/// The servers record every request's headers.
+#[test]
+fn headers_go_only_to_the_origins_the_user_configured() {
+    const TOKEN: &str = "Bearer origin-t0ken-s3cr3t";
+    const KEY: &str = "api-key-0rigin-s3cr3t";
+    let a = RecordingServer::start().unwrap(); // the origin the user configured
+    let b = RecordingServer::start().unwrap(); // another origin (another port)
+    let etag = [("ETag", "\"1\"")];
+    a.route("/a", 200, &etag, "a");
+    a.route("/same", 302, &[("Location", "/a")], "");
+    let elsewhere = format!("{}/x", b.url);
+    a.route("/elsewhere", 307, &[("Location", &elsewhere)], "");
+    a.route("/index.json", 200, &[], &json!([format!("{}/a", a.url), format!("{}/b", b.url)]).to_string());
+    b.route("/b", 200, &etag, "b");
+    b.route("/x", 200, &etag, "x");
+    let carries = |s: &Seen| (s.header("authorization").is_some(), s.header("x-api-key").is_some());
+    let w = world();
+    let params = |extra: Value| {
+        let mut p = json!({"source": "http", "headers": {"Authorization": TOKEN, "X-Api-Key": KEY}});
+        p.as_object_mut().unwrap().extend(state_store().as_object().unwrap().clone());
+        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        p
+    };
+    let b_origin = b.url.clone();
+
+    // An index listing another origin: CREATE's probe refuses it, and b is never asked.
+    let index = format!("{}/index.json", a.url);
+    let err = w.create_trigger("t", params(json!({"indexUrl": index}))).unwrap_err();
+    assert!(err.contains(&format!("another origin ({b_origin})")) && err.contains("otherOrigins"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+    assert_eq!(b.seen().len(), 0, "{:?}", b.seen());
+
+    // Named in otherOrigins: b's resource is watched, and b never gets the headers.
+    w.create_trigger("t", params(json!({"indexUrl": index, "otherOrigins": [b_origin]}))).expect("CREATE");
+    w.poll();
+    assert_eq!(last_poll(&w)["error"], Value::Null, "{}", last_poll(&w));
+    assert!(!b.seen().is_empty());
+    assert!(b.seen().iter().all(|s| carries(s) == (false, false)), "{:?}", b.seen());
+    assert!(a.seen().iter().all(|s| carries(s) == (true, true)), "{:?}", a.seen());
+    w.delete_trigger("t").unwrap();
+
+    // A redirect off the origin: not followed unless named, then without the headers; one
+    // within the origin keeps them.
+    let seen_by_b = b.seen().len();
+    let err = w.create_trigger("t", params(json!({"url": format!("{}/elsewhere", a.url)}))).unwrap_err();
+    assert!(err.contains("redirected (HTTP 307) to") && err.contains("another origin"), "{err}");
+    assert_eq!(b.seen().len(), seen_by_b, "{:?}", b.seen());
+    let urls = json!([format!("{}/elsewhere", a.url), format!("{}/same", a.url)]);
+    let (seen_by_a, seen_by_b) = (a.seen().len(), b.seen().len());
+    w.create_trigger("t", params(json!({"url": urls, "otherOrigins": b_origin}))).expect("CREATE");
+    w.poll();
+    assert_eq!(last_poll(&w)["error"], Value::Null, "{}", last_poll(&w));
+    let (at_a, at_b) = (&a.seen()[seen_by_a..], &b.seen()[seen_by_b..]);
+    assert!(at_b.iter().any(|s| s.path == "/x") && at_b.iter().all(|s| carries(s) == (false, false)), "{at_b:?}");
+    assert!(at_a.iter().any(|s| s.path == "/a") && at_a.iter().all(|s| carries(s) == (true, true)), "{at_a:?}");
+    w.delete_trigger("t").unwrap();
+
+    // https to http: refused, even to the same host.
+    let ca = TestCa::new().unwrap();
+    let tls = TlsProxy::start(&a.url, &ca).unwrap();
+    a.route("/down", 301, &[("Location", &format!("{}/a", a.url))], "");
+    let seen_by_a = a.seen().len();
+    let err = w
+        .create_trigger("t", params(json!({"url": format!("{}/down", tls.url()), "caCertificate": ca.ca_pem})))
+        .unwrap_err();
+    assert!(err.contains("redirected from https to http"), "{err}");
+    let paths: Vec<String> = a.seen()[seen_by_a..].iter().map(|s| s.path.clone()).collect();
+    assert_eq!(paths, ["/down"], "only the https request reached the server");
+}
+
 #[test]
 fn bad_parameters_name_the_parameter_and_never_echo_a_header() {
     let open = |p: Value| HttpSource.open(&Params::from_value(p).unwrap()).err().expect("refused").to_string();
@@ -237,7 +312,14 @@ fn bad_parameters_name_the_parameter_and_never_echo_a_header() {
     assert!(err.starts_with("parameter 'headers'") && !err.contains("pa55word"), "{err}");
     let err = open(json!({"url": "http://x/a", "headers": "not json pa55word-zz"}));
     assert!(err.starts_with("parameter 'headers'") && !err.contains("pa55word"), "{err}");
+    assert!(
+        open(json!({"url": "http://x/a", "otherOrigins": "https://cdn/path"})).starts_with("parameter 'otherOrigins'")
+    );
+    let err = open(json!({"url": "http://x/a", "otherOrigins": ["https://u:pa55word-zz@cdn"]}));
+    assert!(err.starts_with("parameter 'otherOrigins'") && !err.contains("pa55word"), "{err}");
     assert!(HttpSource.open(&Params::from_value(json!({"url": "http://x/a"})).unwrap()).is_ok());
+    let ok = json!({"url": "http://x/a", "otherOrigins": "https://cdn.example.com, http://h:8080/"});
+    assert!(HttpSource.open(&Params::from_value(ok).unwrap()).is_ok());
 }
 
 fn tempdir(tag: &str) -> std::path::PathBuf {

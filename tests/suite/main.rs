@@ -14,6 +14,8 @@ mod faults;
 mod hooks;
 // the HTTP resource source end to end against real web servers (http-server, python http.server)
 mod http_feed;
+// the Kafka feed end to end: tansu, kafka-python producing, partitions, offsets, SASL, codecs
+mod kafka_feed;
 // random and mutated inputs never panic a parser, nor stop the actionloop
 mod fuzz;
 // feed lifecycle (CREATE … UNPAUSE) through the emulator with the test-only source
@@ -38,6 +40,8 @@ mod s3_registration;
 mod s3_feed;
 // secrets never leak through any error path, whatever a server echoes
 mod secrets;
+// the feed state where others can write it: forged outboxes, garbage, rollbacks, legacy feeds
+mod state_trust;
 // real S3 stores: conditional-write dialects, stores refusing writes, stale leases
 mod stores;
 // AWS S3 push through SNS: signed envelopes, certificates over HTTPS, confirmations

@@ -1,8 +1,9 @@
 //! "Prove it": scale and recovery properties of the poller, run through the emulator with the
 //! real actionloop binaries: a listing cut by the activation's deadline resumes without false
-//! deletes or duplicate ids; a deleted or damaged state re-baselines quietly and READ says why;
-//! a throttled fire endpoint loses nothing; no secret reaches any activation record; and how
-//! many S3 requests one poll makes. Timing is never asserted here (see `bench` for numbers).
+//! deletes or duplicate ids; a deleted or damaged state is replaced by the poller's own copy (or
+//! re-baselined) and READ says why until acknowledged; a throttled fire endpoint loses nothing;
+//! no secret reaches any activation record; and how many S3 requests one poll makes. Timing is
+//! never asserted here (see `bench` for numbers).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,9 @@ use feed_tests::gen_source::{expected_changes, GenSpec};
 use feed_tests::moto::Moto;
 use feed_tests::s3proxy::FaultProxy;
 use feed_tests::world::{action_body, workspace_bin, World, PACKAGE, USER};
-use owfeed::openwhisk::QualifiedName;
+use owfeed::openwhisk::{from_key_values, key_values, QualifiedName};
+use owfeed::secret::Secret;
+use owfeed::state::{Seal, State};
 use owfeed_s3::Condition;
 
 fn echo() -> &'static Path {
@@ -115,11 +118,38 @@ fn a_listing_cut_by_the_deadline_resumes_without_false_deletes_or_duplicate_ids(
 }
 
 /// A listing in four key ranges cut by the deadline keeps every range's progress: the
-/// checkpoint holds several ranges (state format version 2), the next polls list only what is
-/// left of each (no key is listed twice, unless a poll was killed before it could commit), and
-/// the events are exactly the mutations with unique ids.
+/// checkpoint holds several ranges (state format version 3, sealed), the next polls list only
+/// what is left of each (no key is listed twice, unless a poll was killed before it could
+/// commit), and the events are exactly the mutations with unique ids.
 #[test]
 fn a_parallel_listing_cut_by_the_deadline_keeps_every_ranges_progress() {
+    parallel_listing_cut_by_the_deadline(false);
+}
+
+/// The same for a feed created before state keys (format 1, one cursor): its cut passes keep
+/// only the progress before their first unfinished range, so keys are listed again, but the
+/// listing finishes and the events are still exactly the mutations.
+#[test]
+fn a_keyless_feeds_parallel_listing_cut_by_the_deadline_loses_progress_not_events() {
+    parallel_listing_cut_by_the_deadline(true);
+}
+
+/// Makes trigger `t` of the gen world what a feed created before keys is: no `stateKey` in its
+/// config, its state (in `state_dir`) in format 1, no lease.
+fn drop_state_key(w: &World, state_dir: &Path) {
+    let binding = QualifiedName::new(USER, None, "t.owfeed");
+    let doc = w.user.get_package(&binding).expect("the feed's config package");
+    let mut params = from_key_values(&doc["parameters"]);
+    let key = params.remove("stateKey").and_then(|k| k.as_str().map(str::to_string)).expect("a generated key");
+    w.user.put_package(&binding, &json!({"binding": doc["binding"], "parameters": key_values(&params)}), true).unwrap();
+    let file = state_dir.join(format!("{USER}%2Ft.state"));
+    let seal = Seal::new(&Secret::new(&key), &format!("{USER}/t"));
+    let state = State::decode_sealed(&std::fs::read(&file).unwrap(), &seal).expect("sealed with the config's key");
+    std::fs::write(&file, state.encode()).unwrap();
+    let _ = std::fs::remove_file(state_dir.join(format!("{USER}%2Ft.lease")));
+}
+
+fn parallel_listing_cut_by_the_deadline(keyless: bool) {
     let w = gen_world();
     set_poll_timeout(&w, Path::new(env!("CARGO_BIN_EXE_gen-action")), 8000);
     let state_dir = w.dir.path().join("state");
@@ -131,6 +161,11 @@ fn a_parallel_listing_cut_by_the_deadline_keeps_every_ranges_progress() {
     // 60 pages of 150 ms per range: more than a poll's listing time, in each of the 4 ranges.
     let up = w.feed("UPDATE", "t", json!({"mutate": 0.002, "pageDelayMs": 150})).expect("UPDATE");
     assert_eq!(up["status"], "updated", "{up}");
+    if keyless {
+        // (After the UPDATE, which would give the feed a key.)
+        drop_state_key(&w, &state_dir);
+        assert_eq!(read(&w)["status"]["stateAuthentication"], "none");
+    }
     let mutated = base.mutated(1, 0.002);
     let want = expected_changes(&base, &mutated);
     let mut most_ranges = 0;
@@ -144,9 +179,14 @@ fn a_parallel_listing_cut_by_the_deadline_keeps_every_ranges_progress() {
             listed += w.poll_results().last().and_then(|r| r["listed"].as_u64()).unwrap_or(0);
         }
         let bytes = std::fs::read(state_dir.join(format!("{USER}%2Ft.state"))).expect("the state file");
-        let state = owfeed::state::State::decode(&bytes).expect("the state decodes");
-        if state.resume.len() > 1 {
-            assert_eq!(state.format_version, 2, "several ranges are format version 2");
+        let state = State::decode_unverified(&bytes).expect("the state decodes");
+        assert_eq!(state.format_version, if keyless { 1 } else { 2 + u32::from(state.resume.len() > 1) });
+        if keyless {
+            assert!(
+                state.resume.len() <= 1 && state.resume.iter().all(|r| r.end_before.is_none()),
+                "{:?}",
+                state.resume
+            );
         }
         most_ranges = most_ranges.max(state.resume.len());
         listing &= !state.resume.is_empty();
@@ -158,7 +198,9 @@ fn a_parallel_listing_cut_by_the_deadline_keeps_every_ranges_progress() {
         }
     }
     assert!(done, "the listing never finished: {:?}", w.poll_results());
-    assert!(most_ranges > 1, "no checkpoint held several ranges: {:?}", w.poll_results());
+    if !keyless {
+        assert!(most_ranges > 1, "no checkpoint held several ranges: {:?}", w.poll_results());
+    }
     let killed = w
         .emu
         .activations(USER)
@@ -169,7 +211,11 @@ fn a_parallel_listing_cut_by_the_deadline_keeps_every_ranges_progress() {
     let events = w.events();
     if killed == 0 {
         assert_ids_unique(&events);
-        assert_eq!(listed, mutated.collect().len() as u64, "each key listed once across the cut polls");
+        if keyless {
+            assert!(listed > mutated.collect().len() as u64, "the cut passes kept one cursor: keys listed again");
+        } else {
+            assert_eq!(listed, mutated.collect().len() as u64, "each key listed once across the cut polls");
+        }
     }
     let mut once: Vec<(String, String)> = events.iter().map(kind_and_subject).collect();
     once.sort();
@@ -187,7 +233,7 @@ enum Damage {
 }
 
 #[test]
-fn a_deleted_or_corrupt_state_rebaselines_without_events_and_read_says_why() {
+fn a_deleted_or_damaged_state_is_replaced_by_the_pollers_copy_and_read_keeps_saying_why() {
     let w = gen_world();
     let state_dir = w.dir.path().join("state");
     let state_file = state_dir.join(format!("{USER}%2Ft.state"));
@@ -197,49 +243,90 @@ fn a_deleted_or_corrupt_state_rebaselines_without_events_and_read_says_why() {
     let params = json!({"entries": 3_000, "seed": 11, "stateDir": state_dir, "maxFiresPerMinute": 10_000});
     w.create_trigger("t", params).expect("CREATE");
     w.record_events("t", echo());
+    w.poll();
     let mut round = 0;
     for damage in [Damage::Delete, Damage::Garbage, Damage::Truncate, Damage::FlipByte] {
         round += 1;
+        // UPDATE also acknowledges what READ reported about the previous round.
         w.feed("UPDATE", "t", json!({"mutate": 0.02, "round": round})).expect("UPDATE");
-        match damage {
-            Damage::Delete => std::fs::remove_file(&state_file).unwrap(),
-            Damage::Garbage => std::fs::write(&state_file, b"\x00\xffthis is not a state object{}").unwrap(),
-            Damage::Truncate => {
-                let bytes = std::fs::read(&state_file).unwrap();
-                std::fs::write(&state_file, &bytes[..bytes.len() / 2]).unwrap();
-            }
-            Damage::FlipByte => {
-                let mut bytes = std::fs::read(&state_file).unwrap();
-                let at = bytes.len() * 2 / 3;
-                bytes[at] ^= 0x5a;
-                std::fs::write(&state_file, &bytes).unwrap();
-            }
-        }
+        assert!(read(&w)["status"].get("rebaselined").is_none(), "{damage:?}: acknowledged by UPDATE");
+        damage_state(&state_file, &damage);
         let before = read(&w)["status"].clone();
         let why = before["stateError"].as_str().unwrap_or_else(|| panic!("{damage:?}: READ: {before}"));
-        assert!(why.contains("re-baselines"), "{damage:?}: {why}");
+        assert!(why.contains("replaces it"), "{damage:?}: {why}");
+        let seen_before = w.events().len();
         w.poll();
         let polls = w.poll_results();
         let last = polls.last().unwrap();
         assert_eq!(last["status"], "rebaselined", "{damage:?}: {last}");
         assert!(last.get("error").is_none(), "{damage:?}: {last}");
-        assert_eq!(seen(&w), Vec::<(String, String)>::new(), "{damage:?}: a re-baseline must not fire");
+        // The warm poller still holds the last state it authenticated: the changes made since
+        // fire, exactly, whatever happened to the stored object.
+        let fired: Vec<(String, String)> = {
+            let mut f: Vec<_> = w.events()[seen_before..].iter().map(kind_and_subject).collect();
+            f.sort();
+            f
+        };
+        let want = expected_changes(&base.mutated(round - 1, 0.02), &base.mutated(round, 0.02));
+        assert_eq!(fired, want, "{damage:?}: the changes around the damage fire");
         let after = read(&w)["status"].clone();
         assert_eq!(after["lastOutcome"], "rebaselined", "{damage:?}: {after}");
-        let reason = after["lastError"].as_str().unwrap_or_default();
-        let expected = if matches!(damage, Damage::Delete) { "missing" } else { "corrupt" };
-        assert!(reason.contains(expected) && reason.contains("re-baselined"), "{damage:?}: {reason}");
+        let rebaselined = &after["rebaselined"];
+        let cause = if matches!(damage, Damage::Delete) { "missing" } else { "rejected" };
+        assert_eq!(rebaselined["cause"], cause, "{damage:?}: {after}");
+        let reason = rebaselined["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("replaced by the last authenticated state this poller held"), "{damage:?}: {reason}");
         assert_eq!(after["objectsTracked"], base.mutated(round, 0.02).collect().len(), "{damage:?}: {after}");
         assert!(after.get("stateError").is_none(), "{damage:?}: {after}");
+        // Lasting: a quiet poll later READ still says when and why.
+        w.poll();
+        let later = read(&w)["status"].clone();
+        assert_eq!(later["lastOutcome"], "ok", "{damage:?}: {later}");
+        assert_eq!(later["rebaselined"], after["rebaselined"], "{damage:?}: {later}");
     }
-    // After the last recovery the feed reports changes again, exactly.
+    // A poller without a copy (its process is new: the action was re-deployed) can only
+    // re-baseline silently; READ says so, and what was not reported.
+    set_poll_timeout(&w, Path::new(env!("CARGO_BIN_EXE_gen-action")), 60_000);
+    round += 1;
+    w.feed("UPDATE", "t", json!({"mutate": 0.02, "round": round})).expect("UPDATE");
+    damage_state(&state_file, &Damage::Garbage);
+    let seen_before = w.events().len();
+    w.poll();
+    assert_eq!(w.events().len(), seen_before, "a blind re-baseline fires nothing");
+    let status = read(&w)["status"].clone();
+    assert_eq!(status["rebaselined"]["cause"], "rejected", "{status}");
+    let reason = status["rebaselined"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("changes since the last good poll were not reported"), "{reason}");
+    assert_eq!(status["rebaselined"]["acknowledge"], "wsk trigger update t", "{status}");
+    // After the recovery the feed reports changes again, exactly; the UPDATE acknowledged it.
     w.feed("UPDATE", "t", json!({"mutate": 0.02, "round": round + 1})).expect("UPDATE");
+    let seen_before = w.events().len();
     w.poll();
     let want = expected_changes(&base.mutated(round, 0.02), &base.mutated(round + 1, 0.02));
-    assert_eq!(seen(&w), want);
+    let mut fired: Vec<(String, String)> = w.events()[seen_before..].iter().map(kind_and_subject).collect();
+    fired.sort();
+    assert_eq!(fired, want);
+    assert!(read(&w)["status"].get("rebaselined").is_none());
     assert_ids_unique(&w.events());
     for a in w.emu.activations(USER).iter().filter(|a| a["name"] == "poll") {
         assert_eq!(a["response"]["success"], true, "no poll may fail: {a}");
+    }
+}
+
+fn damage_state(state_file: &Path, damage: &Damage) {
+    match damage {
+        Damage::Delete => std::fs::remove_file(state_file).unwrap(),
+        Damage::Garbage => std::fs::write(state_file, b"\x00\xffthis is not a state object{}").unwrap(),
+        Damage::Truncate => {
+            let bytes = std::fs::read(state_file).unwrap();
+            std::fs::write(state_file, &bytes[..bytes.len() / 2]).unwrap();
+        }
+        Damage::FlipByte => {
+            let mut bytes = std::fs::read(state_file).unwrap();
+            let at = bytes.len() * 2 / 3;
+            bytes[at] ^= 0x5a;
+            std::fs::write(state_file, &bytes).unwrap();
+        }
     }
 }
 
@@ -423,6 +510,11 @@ fn no_secret_reaches_any_activation_record_log_or_result() {
     // The values scanned for are the ones in use: the config binding (user's namespace) holds them.
     let config = w.user.get_package(&QualifiedName::new(USER, None, "t.owfeed")).expect("config binding");
     assert!(config.to_string().contains(&secret) && config.to_string().contains(&token), "{config}");
+    let state_key = owfeed::openwhisk::from_key_values(&config["parameters"])["stateKey"]
+        .as_str()
+        .expect("the config binding holds the generated stateKey")
+        .to_string();
+    assert_eq!(state_key.len(), 64, "32 random bytes, hex");
     answers.push(w.feed("PAUSE", "t", json!({})).expect("PAUSE").to_string());
     answers.push(w.feed("DELETE", "t", json!({})).expect("DELETE").to_string());
     assert!(w.emu.wait_idle(std::time::Duration::from_secs(60)));
@@ -447,6 +539,7 @@ fn no_secret_reaches_any_activation_record_log_or_result() {
         ("sessionToken", &token),
         ("wrong secretAccessKey", WRONG),
         ("moto's IAM secret", moto.secret_access_key()),
+        ("stateKey", &state_key),
     ];
     for (what, value) in secrets {
         for text in &texts {

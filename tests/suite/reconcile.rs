@@ -294,3 +294,42 @@ fn a_reconcile_that_cannot_start_leaves_nothing_and_bad_schedules_are_named() {
     assert!(r.w.user_entities().unwrap().is_empty(), "{:?}", r.w.user_entities());
     assert!(r.w.emu.fire_alarms().is_empty());
 }
+
+#[test]
+fn push_markers_a_bucket_writer_forges_suppress_nothing() {
+    let r = Rig::start(false);
+    let token = "reconcile-test-token-0123456789";
+    let created = r.create("t", r.params(json!({"reconcile": "hourly", "secret": token}))).expect("CREATE");
+    r.w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let url = format!("{}?access_token={token}", created["url"].as_str().unwrap());
+    // The hook and its reconcile share a key READ never shows.
+    let read = r.feed("READ", "t", json!({})).expect("READ");
+    assert_eq!(read["config"]["stateKey"], "[redacted]", "{read}");
+    assert_eq!(read["status"]["reconcile"]["stateAuthentication"], "hmac-sha256 (stateKey)", "{read}");
+
+    // One change pushed (its marker written by the receiver), one whose notification was lost.
+    let e = r.put("pushed.txt", "p1");
+    r.push(&url, ceph_record(&r.bucket, "ObjectCreated:Put", "pushed.txt", Some(&e), "01"));
+    let lost = r.put("lost.txt", "l1");
+    let pushed = r.events();
+    assert_eq!(seen(&pushed), vec![t("created", "pushed.txt", false)]);
+    let genuine = r.markers();
+    assert_eq!(genuine.len(), 1, "{genuine:?}");
+    // Its name carries when it was written and an HMAC: `{name}.{ms, hex}.{32 hex}`.
+    let name = owfeed::polling::reconcile::marker_name(false, "pushed.txt", Some(&e));
+    let sealed = genuine[0].strip_prefix(".owfeed/guest/t.pushed/").unwrap();
+    let tag = sealed.rsplit('.').next().unwrap();
+    assert!(sealed.starts_with(&format!("{name}.")) && tag.len() == 32, "{sealed}");
+
+    // A writer of the bucket marks the lost change as pushed: the bare name of the format before
+    // keys, one with a made-up tag, one with the genuine marker's tag.
+    let bare = owfeed::polling::reconcile::marker_name(false, "lost.txt", Some(&lost));
+    let time = sealed.split('.').rev().nth(1).unwrap();
+    for forged in [bare.clone(), format!("{bare}.{time}.{}", "0".repeat(32)), format!("{bare}.{time}.{tag}")] {
+        r.moto.put(&r.bucket, &format!(".owfeed/guest/t.pushed/{forged}"), b"{}").unwrap();
+    }
+    r.w.poll();
+    let after: Vec<Value> = r.events().into_iter().skip(pushed.len()).collect();
+    assert_eq!(seen(&after), vec![t("created", "lost.txt", true)], "{after:?} {:?}", r.w.poll_results());
+    assert!(r.markers().is_empty(), "forged names are removed with the markers: {:?}", r.state_keys());
+}

@@ -67,6 +67,15 @@ fn sandbox_source_couchdb_prints_the_documents_events() {
     assert!(stdout.contains("\"recordsRead\": 4"), "READ status missing or wrong:\n{stdout}");
 }
 
+#[test]
+fn sandbox_source_kafka_prints_the_messages_events() {
+    let (stdout, _) = run_sandbox(&["--source", "kafka"]);
+    let expected = [("message", "order-1"), ("message", "order-1"), ("message", "order-2")];
+    assert_eq!(events_in(&stdout), owned(&expected), "{stdout}");
+    assert!(stdout.contains("\"qty\": 3"), "isJSONData parsed the value: {stdout}");
+    assert!(stdout.contains("\"recordsRead\": 3"), "READ status missing or wrong:\n{stdout}");
+}
+
 /// `--push`: the S3 demo through bucket notifications, moto's S3 to moto's SNS to the receiver.
 /// An overwrite is a second `created` (push cannot tell), and the output must say that the
 /// receiver is the test build trusting a local SNS stand-in.

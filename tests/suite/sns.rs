@@ -83,10 +83,12 @@ impl Sns {
         url
     }
 
-    /// An unsigned envelope of `kind` from our topic, its certificate on the SNS stand-in.
+    /// An unsigned envelope of `kind` from our topic, published now, its certificate on the
+    /// SNS stand-in.
     fn envelope(&self, kind: &str, message: &str, id: &str) -> Value {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut e = json!({"Type": kind, "MessageId": id, "TopicArn": TOPIC, "Message": message,
-            "Timestamp": "2026-11-27T18:00:00.250Z", "SigningCertURL": self.host.cert_url()});
+            "Timestamp": now, "SigningCertURL": self.host.cert_url()});
         if kind == "Notification" {
             e["Subject"] = json!("Amazon S3 Notification");
             e["UnsubscribeURL"] =
@@ -156,6 +158,38 @@ fn s3_event(event: &str, key: &str, sequencer: &str) -> String {
     .to_string()
 }
 
+/// An S3 event of `n` object writes (`k-00.jpg`, …) in one message, as S3 batches them.
+fn s3_events(n: usize) -> String {
+    let records: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut event: Value =
+                serde_json::from_str(&s3_event("ObjectCreated:Put", &format!("k-{i:02}.jpg"), &format!("{i:02}")))
+                    .unwrap();
+            event["Records"][0].take()
+        })
+        .collect();
+    json!({ "Records": records }).to_string()
+}
+
+/// The same signed message with its bytes changed where the signature does not look: an
+/// unsigned field and the layout (what a stranger holding a captured message can make).
+fn variant(signed: &Value, i: usize) -> String {
+    let mut v = signed.clone();
+    v["UnsubscribeURL"] = json!(format!("https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&v={i}"));
+    if i.is_multiple_of(2) {
+        serde_json::to_string_pretty(&v).unwrap()
+    } else {
+        format!("{}{}", v, " ".repeat(i))
+    }
+}
+
+/// The subjects (object keys) the trigger received, sorted.
+fn keys(events: &[Value]) -> Vec<String> {
+    let mut k: Vec<String> = events.iter().map(|e| e["subject"].as_str().unwrap_or("?").to_string()).collect();
+    k.sort();
+    k
+}
+
 fn cert_fetches(s: &Sns) -> usize {
     s.host.requests().iter().filter(|r| r.ends_with(CERT_PATH)).count()
 }
@@ -173,8 +207,13 @@ fn sns_notifications_signed_v1_and_v2_fire_the_s3_feeds_events() {
         "2",
     );
     assert_eq!(s.post(&url, &delete).status, 202);
-    // SNS retries a delivery with the same envelope: the same event, the same id.
-    assert_eq!(s.post(&url, &put).status, 202);
+    // SNS retries a delivery with the same envelope: delivered already, nothing fired again.
+    let a = s.post(&url, &put);
+    assert_eq!((a.status, a.body["status"].clone()), (200, json!("duplicate")), "{}", a.body);
+    // S3 notifies a change twice (at least once) in two messages: the same event, the same id.
+    let again =
+        s.signed(s.envelope("Notification", &s3_event("ObjectCreated:Put", "albums/beach+day.jpg", "01"), "m-1b"), "2");
+    assert_eq!(s.post(&url, &again).status, 202);
     // S3's test message on configuration fires nothing.
     let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-11-27T18:00:00.000Z",
         "Bucket": "photos", "RequestId": "5582815E1AEA5ADF", "HostId": "8cLeGAmw"});
@@ -262,19 +301,134 @@ fn sns_messages_that_do_not_verify_fire_nothing_and_fetch_nothing_untrusted() {
     assert_eq!(s.events().len(), 1);
 }
 
-/// A certificate the SNS host does not serve stops every delivery: SNS gets 502 (it retries),
-/// and the receiver records the failure where the hook's READ shows it.
+/// Nothing that has not been verified writes in the namespace: an unsigned envelope naming
+/// the right topic and a certificate URL on the SNS host that 404s gets 502 (SNS would retry;
+/// a certificate cannot be checked without it) and leaves the namespace as it was, no
+/// `lastFailure`, no record package. The refusal is remembered: the same URL again costs no
+/// fetch.
 #[test]
-fn a_certificate_that_cannot_be_fetched_is_a_502_and_recorded() {
+fn an_unverified_envelope_writes_nothing_and_a_refused_certificate_is_fetched_once() {
     let s = Sns::start();
     let url = s.hook("uploads", PACKAGE, json!({}));
+    let before = s.w.user_entities().unwrap();
     let mut e = s.envelope("Notification", &s3_event("ObjectCreated:Put", "a.jpg", "01"), "m-1");
-    e["SigningCertURL"] = json!(format!("{}/SimpleNotificationService-rotated.pem", s.host.url()));
-    let a = s.post(&url, &s.signed(e, "2"));
+    e["SigningCertURL"] = json!(format!("{}/SimpleNotificationService-missing.pem", s.host.url()));
+    e["SignatureVersion"] = json!("2");
+    e["Signature"] = json!("bm90IGEgc2lnbmF0dXJl");
+    let a = s.post(&url, &e);
     assert_eq!(a.status, 502, "{}", a.body);
-    let failure = s.last_failure("uploads").expect("the failure is recorded");
-    assert_eq!((failure["status"].clone(), failure["error"].clone()), (json!(502), a.body["error"].clone()));
+    assert_eq!(s.last_failure("uploads"), None);
+    assert_eq!(s.w.user_entities().unwrap(), before, "the namespace is untouched");
+    let fetched = s.host.requests().len();
+    assert_eq!(fetched, 1, "{:?}", s.host.requests());
+    for _ in 0..3 {
+        let a = s.post(&url, &e);
+        assert_eq!(a.status, 502, "{}", a.body);
+        assert!(a.body["error"].as_str().unwrap().contains("HTTP 404"), "{}", a.body);
+    }
+    assert_eq!(s.host.requests().len(), fetched, "a refused URL is not fetched again: {:?}", s.host.requests());
+    assert_eq!(s.w.user_entities().unwrap(), before);
     assert_eq!(s.events().len(), 0);
+}
+
+/// Replays of a captured, signed notification. SNS retries a message for at most 3600 s with
+/// its signed `Timestamp` unchanged ("The total policy retry time for an HTTP/S endpoint
+/// cannot be greater than 3,600 seconds. This is a hard limit", AWS SNS Developer Guide,
+/// "Amazon SNS message delivery retries", docs.aws.amazon.com/sns/latest/dg/
+/// sns-message-delivery-retries.html), so an older one is refused; a delivered `MessageId` is
+/// remembered, so a replay, in any variant, fires nothing; and a throttled message's cut batch
+/// is kept under its `MessageId`, so 21 variants of it cannot push it out of the record (they
+/// used to: the retry then fired the delivered events again).
+#[test]
+fn replays_of_a_signed_notification_fire_nothing_and_cannot_evict_a_cut_batch() {
+    let s = Sns::start();
+    let url = s.hook("uploads", PACKAGE, json!({}));
+    // OpenWhisk counts fires per calendar minute: the throttled posts must share one.
+    if feed_tests::world::left_in_minute() < 40_000 {
+        feed_tests::world::sleep_into_next_minute(200);
+    }
+    s.w.emu.set_fires_per_minute(Some(5));
+    let genuine = s.signed(s.envelope("Notification", &s3_events(12), "m-throttled"), "2");
+    let a = s.post(&url, &genuine);
+    assert_eq!((a.status, a.body["fired"].clone()), (429, json!(5)), "{}", a.body);
+    // A stranger's variants of it: the same delivery (0 fired: still throttled), not new ones.
+    for i in 0..21 {
+        let req = ureq::http::Request::builder()
+            .method("POST")
+            .uri(&url)
+            .header("Content-Type", "text/plain; charset=UTF-8")
+            .header("x-amz-sns-message-type", "Notification")
+            .body(variant(&genuine, i).into_bytes())
+            .unwrap();
+        assert_eq!(s.http.run(req).unwrap().status().as_u16(), 429);
+    }
+    s.w.emu.set_fires_per_minute(None);
+    let a = s.post(&url, &genuine);
+    assert_eq!(
+        (a.status, a.body["fired"].clone(), a.body["skipped"].as_array().map(Vec::len)),
+        (202, json!(7), Some(5)),
+        "{}",
+        a.body
+    );
+    let expected: Vec<String> = (0..12).map(|i| format!("k-{i:02}.jpg")).collect();
+    assert_eq!(keys(&s.events()), expected, "each event once");
+
+    // Delivered: the message and its variants are answered 2xx (SNS stops) and fire nothing.
+    let a = s.post(&url, &genuine);
+    assert_eq!((a.status, a.body["status"].clone()), (200, json!("duplicate")), "{}", a.body);
+    let req = ureq::http::Request::builder()
+        .method("POST")
+        .uri(&url)
+        .header("x-amz-sns-message-type", "Notification")
+        .body(variant(&genuine, 3).into_bytes())
+        .unwrap();
+    assert_eq!(s.http.run(req).unwrap().status().as_u16(), 200);
+    // Published in 2001, signed: outside SNS's retry window, refused before any fetch.
+    let mut old = s.envelope("Notification", &s3_event("ObjectCreated:Put", "old.jpg", "99"), "m-2001");
+    old["Timestamp"] = json!("2001-01-01T00:00:00.000Z");
+    let fetched = cert_fetches(&s);
+    let a = s.post(&url, &s.signed(old, "2"));
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body["error"].as_str().unwrap().contains("outside the 3900 s"), "{}", a.body);
+    assert_eq!(cert_fetches(&s), fetched);
+    assert_eq!(keys(&s.events()), expected, "nothing more fired");
+}
+
+/// An SNS notification whose fires outlast `receive`'s time: the receiver stops before its
+/// deadline (and before SNS's 15 s), keeps the cut batch under the `MessageId` and answers
+/// 503, which SNS retries ("Amazon SNS considers all 5XX errors and 429 (too many requests
+/// sent) errors as retryable", AWS SNS Developer Guide, "Fanout to HTTP/S endpoints",
+/// docs.aws.amazon.com/sns/latest/dg/SendMessageToHttp.https.ca.html); SNS's retries of the
+/// same message deliver every record once.
+#[test]
+fn a_notification_slower_than_the_receivers_time_is_completed_by_snss_retries() {
+    let s = Sns::start();
+    let receive = QualifiedName::new(SYSTEM_NAMESPACE, Some(PACKAGE), "receive");
+    s.w.system.put_action(&receive, &json!({"limits": {"timeout": 6000}}), true).unwrap();
+    let url = s.hook("uploads", PACKAGE, json!({}));
+    let genuine = s.signed(s.envelope("Notification", &s3_events(16), "m-slow"), "1");
+    s.w.emu.inject_fault(ow_emulator::FaultRule {
+        method: Some("POST".into()),
+        path_contains: "/triggers/uploads".into(),
+        status: 0,
+        body: None,
+        count: 10_000,
+        delay_ms: 400,
+    });
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let a = s.post(&url, &genuine);
+        statuses.push(a.status);
+        if a.status == 202 {
+            break;
+        }
+        assert!(a.body["fired"].as_u64().is_some_and(|n| n > 0), "{}", a.body);
+    }
+    s.w.emu.clear_faults();
+    assert_eq!(statuses.last(), Some(&202), "{statuses:?}");
+    assert!(statuses.len() > 1 && statuses[..statuses.len() - 1].iter().all(|s| *s == 503), "{statuses:?}");
+    let expected: Vec<String> = (0..16).map(|i| format!("k-{i:02}.jpg")).collect();
+    assert_eq!(keys(&s.events()), expected, "each record once");
 }
 
 #[test]

@@ -224,11 +224,21 @@ fn an_expired_lease_is_taken_over_and_a_live_one_is_shown_in_read() {
     assert_eq!(polled["status"], "ok", "{polled}");
     assert_eq!(r.seen(), pairs(&[("created", "a.txt")]));
 
-    // A live lease: polls leave, and READ says who holds it until when.
+    // A live lease written by a writer of the bucket rather than a poll (no MAC of the feed's
+    // key): it is not trusted, and the next poll takes it over.
     let until = now + 600_000;
-    let live = json!({ "holder": "live-activation", "expiresMs": until, "status": null });
-    r.client.put_object(&r.bucket, LEASE_KEY, live.to_string().into_bytes(), Condition::None).expect("put lease");
+    let forged = json!({ "holder": "forged-activation", "expiresMs": until, "status": null });
+    r.client.put_object(&r.bucket, LEASE_KEY, forged.to_string().into_bytes(), Condition::None).expect("put lease");
+    assert!(r.read()["status"]["leaseRejected"].as_str().unwrap_or_default().contains("not authenticated"));
     r.put("b.txt", "1");
+    let polled = r.poll_once().expect("poll");
+    assert_eq!(polled["status"], "ok", "{polled}");
+    assert_eq!(r.seen(), pairs(&[("created", "a.txt"), ("created", "b.txt")]));
+
+    // A live lease another poll of the feed holds: polls leave, and READ says who holds it
+    // until when.
+    r.state_store().acquire("live-activation", owfeed::budget::now_ms(), until).expect("another poll's lease");
+    r.put("c.txt", "1");
     for _ in 0..3 {
         let busy = r.poll_once().expect("poll");
         assert_eq!(busy["status"], "busy", "{busy}");
@@ -245,7 +255,11 @@ fn an_expired_lease_is_taken_over_and_a_live_one_is_shown_in_read() {
     assert_eq!(s["pollsWithoutProgress"], 3, "{read}");
     assert_eq!(s["stalled"], true, "{read}");
     assert!(s["noProgressForMs"].as_u64().is_some(), "{read}");
-    assert_eq!(r.seen(), pairs(&[("created", "a.txt")]), "nothing fires while another poll holds the lease");
+    assert_eq!(
+        r.seen(),
+        pairs(&[("created", "a.txt"), ("created", "b.txt")]),
+        "nothing fires while another poll holds the lease"
+    );
 }
 
 #[test]

@@ -110,6 +110,7 @@ impl HooksFeed {
             probe.insert(CONFIG_SECRET, json!("x".repeat(MIN_SECRET_LEN)));
         }
         HookConfig::from_params(&probe)?;
+        crate::store::key_request(params)?;
         let registrar = self.registrar(kind)?;
         registrar.validate(params)?;
         super::reconcile::validate(params)?; // S3 push reconcile (hooks/reconcile.rs)
@@ -126,7 +127,7 @@ impl HooksFeed {
     }
 
     fn redact(&self, config: &Params) -> Value {
-        let mut secret: Vec<&str> = vec![CONFIG_SECRET];
+        let mut secret: Vec<&str> = vec![CONFIG_SECRET, crate::store::CONFIG_STATE_KEY];
         for r in &self.registrars {
             secret.extend(r.secret_params());
         }
@@ -188,6 +189,23 @@ fn registrar_status(feed: &HooksFeed, config: &Params, id: &str, active: bool) -
     feed.stored_registrar(config)?.status(config, id, &endpoint)
 }
 
+/// The S3 push reconcile's key (hooks/reconcile.rs): the reconcile's state and the receiver's
+/// push markers are sealed with it, so it is kept in the hook config, which the receiver reads,
+/// and passed to the reconcile. `requested` is the request's `stateKey` (`new` rotates it),
+/// `stored` the config before. Without a reconcile no key is kept.
+fn set_state_key(config: &mut Params, requested: &Params, stored: Option<&Params>) -> Result<(), ActionError> {
+    let key = crate::store::CONFIG_STATE_KEY;
+    config.remove(key);
+    if super::reconcile::polling_params(config)?.is_none() {
+        return Ok(());
+    }
+    let request = crate::store::key_request(requested)?;
+    let (secret, _) =
+        crate::store::resolve_key(request, stored.and_then(crate::store::stored_key)).map_err(ActionError::new)?;
+    config.insert(key, json!(secret.expose()));
+    Ok(())
+}
+
 fn registration(config: &Params) -> Option<String> {
     config.str(CONFIG_REGISTRATION).ok().flatten().filter(|s| !s.is_empty())
 }
@@ -220,6 +238,7 @@ impl Feed for HooksFeed {
         config.insert(CONFIG_TRIGGER, json!(trigger.to_string()));
         config.insert(CONFIG_URL, json!(url));
         config.insert(CONFIG_SECRET, json!(secret.expose()));
+        set_state_key(&mut config, &params, same_source)?;
         let kept = same_source.and_then(registration);
         if let Some(id) = &kept {
             store_registration(&mut config, registrar, id);
@@ -339,6 +358,7 @@ impl Feed for HooksFeed {
             .into());
         }
         let registrar = self.validate(&merged)?;
+        set_state_key(&mut merged, &req.params, Some(&old))?;
         let secret = merged.required_secret(CONFIG_SECRET)?;
         let api_host = base_url(&merged, "apiHost", req.ctx.api_host.as_deref())?;
         merged.insert(CONFIG_URL, json!(receiver_url(&api_host, &binding)));

@@ -40,12 +40,45 @@ impl GitHub {
         GitHub { http: Http::new() }
     }
 
+    /// `repository` as `owner/repo`, or, as the Apache webhook feed takes it, `repo` with the
+    /// owner in `username` (apache/openwhisk-catalog packages/github/webhook.js:44-52, 62).
     fn repository(params: &Params) -> Result<(String, String), ParamError> {
         let raw = params.required_str("repository")?;
+        let username = params.str("username")?.filter(|u| !u.trim().is_empty()).map(|u| u.trim().to_string());
         let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        match raw.trim().split_once('/') {
-            Some((owner, repo)) if valid(owner) && valid(repo) => Ok((owner.to_string(), repo.to_string())),
-            _ => Err(ParamError::invalid("repository", "owner/repo", &Value::String(raw))),
+        match (raw.trim().split_once('/'), username) {
+            (Some((owner, _)), Some(user)) if !owner.eq_ignore_ascii_case(&user) => Err(ParamError::invalid(
+                "username",
+                &format!("nothing, or the owner {owner:?} that repository already names"),
+                &Value::String(user),
+            )),
+            (Some((owner, repo)), _) if valid(owner) && valid(repo) => Ok((owner.to_string(), repo.to_string())),
+            (None, Some(user)) if valid(&user) && valid(raw.trim()) => Ok((user, raw.trim().to_string())),
+            _ => Err(ParamError::invalid(
+                "repository",
+                "owner/repo (or repo with the owner in username)",
+                &Value::String(raw),
+            )),
+        }
+    }
+
+    /// The API base: `githubApi`, or `baseUrl`, the Apache webhook feed's name for it
+    /// (webhook.js:38-42); both at once must agree. The token goes there, so neither is ignored.
+    fn api(params: &Params) -> Result<String, ParamError> {
+        let api = base_url(params, "githubApi", Some(DEFAULT_API))?;
+        match params.str("baseUrl")? {
+            None => Ok(api),
+            Some(_) => {
+                let base = base_url(params, "baseUrl", None)?;
+                if params.has("githubApi") && !base.eq_ignore_ascii_case(&api) {
+                    return Err(ParamError::invalid(
+                        "baseUrl",
+                        "nothing, or the same URL as githubApi",
+                        &Value::String(base),
+                    ));
+                }
+                Ok(base)
+            }
         }
     }
 
@@ -62,7 +95,7 @@ impl GitHub {
     }
 
     fn hooks_url(params: &Params) -> Result<String, ParamError> {
-        let api = base_url(params, "githubApi", Some(DEFAULT_API))?;
+        let api = GitHub::api(params)?;
         let (owner, repo) = GitHub::repository(params)?;
         Ok(format!("{api}/repos/{owner}/{repo}/hooks"))
     }
@@ -170,7 +203,7 @@ impl Registrar for GitHub {
     }
 
     fn params(&self) -> &'static [&'static str] {
-        &["repository", "accessToken", "events", "githubApi"]
+        &["repository", "accessToken", "events", "githubApi", "username", "baseUrl"]
     }
 
     fn secret_params(&self) -> &'static [&'static str] {
@@ -234,7 +267,7 @@ impl Registrar for GitHub {
     }
 
     fn removal(&self, params: &Params, id: &str) -> (String, String) {
-        let repo = params.str("repository").ok().flatten().unwrap_or_default();
+        let repo = GitHub::repository(params).map(|(o, r)| format!("{o}/{r}")).unwrap_or_default();
         let url = GitHub::hooks_url(params).map(|h| format!("{h}/{id}")).unwrap_or_default();
         (
             format!("GitHub repository {repo}, webhook {id}"),
@@ -256,7 +289,10 @@ mod tests {
         let g = GitHub::new();
         assert!(g.validate(&p(json!({"repository": "o/r", "accessToken": "t"}))).is_ok());
         let err = g.validate(&p(json!({"repository": "o", "accessToken": "t"}))).unwrap_err();
-        assert_eq!(err.to_string(), "parameter 'repository': expected owner/repo, got \"o\"");
+        assert_eq!(
+            err.to_string(),
+            "parameter 'repository': expected owner/repo (or repo with the owner in username), got \"o\""
+        );
         let err = g.validate(&p(json!({"repository": "o/r"}))).unwrap_err();
         assert_eq!(err.name, "accessToken");
         let err = g.validate(&p(json!({"repository": "o/r", "accessToken": "t", "githubApi": "ftp://x"}))).unwrap_err();
@@ -267,5 +303,35 @@ mod tests {
             GitHub::hooks_url(&p(json!({"repository": "o/r", "githubApi": "http://127.0.0.1:9/"}))).unwrap(),
             "http://127.0.0.1:9/repos/o/r/hooks"
         );
+    }
+
+    /// The Apache webhook feed's parameters are honoured, never ignored
+    /// (apache/openwhisk-catalog packages/github/webhook.js): `baseUrl` is the API the token
+    /// goes to (38-42), `username` the owner of a `repository` given without one (44-52, 62).
+    #[test]
+    fn the_apache_webhook_feeds_parameters_are_honoured() {
+        let hooks = |v: Value| GitHub::hooks_url(&p(v)).map_err(|e| e.to_string());
+        assert_eq!(
+            hooks(json!({"repository": "repo", "username": "octo"})).unwrap(),
+            "https://api.github.com/repos/octo/repo/hooks"
+        );
+        assert_eq!(
+            hooks(json!({"repository": "o/r", "baseUrl": "https://ghe.example.com/api/v3/"})).unwrap(),
+            "https://ghe.example.com/api/v3/repos/o/r/hooks"
+        );
+        assert_eq!(
+            hooks(json!({"repository": "o/r", "username": "O"})).unwrap(),
+            "https://api.github.com/repos/o/r/hooks"
+        );
+        let err = hooks(json!({"repository": "o/r", "username": "someone"})).unwrap_err();
+        assert!(err.starts_with("parameter 'username'"), "{err}");
+        let both = json!({"repository": "o/r", "githubApi": "https://a.example", "baseUrl": "https://b.example"});
+        assert!(hooks(both).unwrap_err().starts_with("parameter 'baseUrl'"));
+        let same = json!({"repository": "o/r", "githubApi": "https://a.example", "baseUrl": "https://a.example/"});
+        assert_eq!(hooks(same).unwrap(), "https://a.example/repos/o/r/hooks");
+        assert!(hooks(json!({"repository": "o/r", "baseUrl": "ftp://x"}))
+            .unwrap_err()
+            .starts_with("parameter 'baseUrl'"));
+        assert!(hooks(json!({"repository": "repo"})).unwrap_err().starts_with("parameter 'repository'"));
     }
 }

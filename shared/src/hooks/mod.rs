@@ -806,6 +806,19 @@ pub fn after_fire(fired: usize, filtered: usize, error: Option<&OwError>) -> Hoo
     }
 }
 
+/// `Retry-After` seconds after a delivery cut because the receiver ran out of time: the
+/// retry can start at once (the next activation has its whole time).
+pub const OUT_OF_TIME_RETRY_AFTER_SECS: u64 = 1;
+
+/// The answer when the receiver stopped firing because its time was up: `fired` events went
+/// out and the rest did not. 503 with `Retry-After`, which every producer that retries
+/// (CloudEvents webhooks, SNS: 5xx) takes as "try again", never as delivered.
+pub fn out_of_time(fired: usize, filtered: usize) -> HookResponse {
+    let error = "the receiver's time ran out before every event was fired: retry to deliver the rest";
+    HookResponse::new(503, json!({ "fired": fired, "filtered": filtered, "error": error }))
+        .with_header("Retry-After", OUT_OF_TIME_RETRY_AFTER_SECS.to_string())
+}
+
 /// A fresh webhook secret: 32 random bytes, hex.
 pub fn generate_secret() -> Result<Secret, String> {
     let mut buf = [0u8; 32];

@@ -15,22 +15,45 @@
 //! delivered events (`skipped`) and fires the rest; when it completes, its entry is removed.
 //! Two retries of one batch racing each other can both fire its pending events (at least once).
 //!
+//! # Time
+//! A delivery must be answered before anyone stops waiting for it: the activation's deadline,
+//! the controller's wait for a web action's result (60 s, after which it answers the producer
+//! 202 with only the activation id, which a producer takes for success), and the producer's
+//! own wait (SNS 15 s, GitHub 10 s). So firing stops at the earliest of those minus a margin
+//! for the record and the answer ([`Times`]); a fire is not started when the slowest fire so
+//! far would not end before then, every OpenWhisk request is bounded by that time, and a
+//! delivery cut this way is recorded like a throttled one and answered 503 with
+//! `Retry-After` ([`super::out_of_time`]): a producer that retries until 2xx delivers every
+//! event, each once.
+//!
 //! # The last failure
 //! A producer sees a failed delivery in our answer, the trigger's owner would not: so the same
 //! record keeps `lastFailure` (`at`, the `status` answered, the `error`), written only when a
-//! fire fails or the receiver fails on its side (500, 502: an invalid config, an SNS
-//! certificate it cannot fetch), and READ shows it. Refusals of what a sender got wrong (4xx)
-//! write nothing, so strangers cannot make us write. Successes write nothing (no cost per
-//! delivery), so it stays, with its time, until the next failure replaces it or DELETE
-//! removes the record.
+//! fire fails, the time runs out, or the receiver fails on its side after the request was
+//! verified (an SNS subscription it could not confirm), and READ shows it. **Nothing that has
+//! not been verified writes in the namespace**: refusals of what a sender got wrong (4xx) and
+//! failures before verification (an invalid config, an SNS certificate that cannot be
+//! fetched: the request could be anyone's) write nothing, so strangers cannot make us write.
+//! Successes write nothing (no cost per delivery), except an SNS notification's `MessageId`
+//! (below), so `lastFailure` stays, with its time, until the next failure replaces it or
+//! DELETE removes the record.
+//!
+//! # SNS messages
+//! An SNS notification is one delivery whatever its bytes: its cut batch is kept under its
+//! `MessageId` (every variant of a signed message, unsigned fields or whitespace changed,
+//! shares it), and once delivered, its `MessageId` is remembered (parameter `messages`, with
+//! the message's `Timestamp`) for [`super::sns::REPLAY_WINDOW`], the newest [`MAX_MESSAGES`]:
+//! a replay is answered 200 `duplicate` and fires nothing. Older messages are refused by
+//! their `Timestamp` (`sns`).
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::sns::{self, SnsTrust};
-use super::{after_fire, process, HookConfig, HookRequest, HookResponse, Outcome};
+use super::sns::{self, SnsTrust, Verified};
+use super::{after_fire, out_of_time, process, HookConfig, HookRequest, HookResponse, Outcome, SourceKind};
 use crate::openwhisk::{from_key_values, key_values, AuthKey, Client, OwError, QualifiedName};
 use crate::params::Params;
 use crate::runtime::{log, ActionError, Context};
@@ -49,6 +72,7 @@ pub fn receive_with(ctx: &Context, params: Params, trust: &SnsTrust) -> Result<V
 }
 
 fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
+    let started = SystemTime::now();
     if !params.has("__ow_method") {
         return HookResponse::error(400, "receive is a raw HTTP web action: call it through its web URL");
     }
@@ -57,74 +81,100 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
         return HookResponse::error(404, "no hook is configured at this URL");
     }
     let config = match HookConfig::from_params(params) {
-        Ok(c) => c,
+        // Not recorded: the request that found it is not verified (nothing unverified writes).
         Err(e) => return HookResponse::error(500, format!("the hook's config is invalid: {e}")),
+        Ok(c) => c,
     };
     let request = HookRequest::from_params(params);
     // SNS signs instead of sending our token, and needs I/O to be checked (`sns`).
-    let outcome = if sns::is_sns(&config, &request) {
-        sns::receive(&config, params, &request, trust)
-    } else {
-        process(&config, &request)
-    };
+    let sns = sns::is_sns(&config, &request);
+    let (outcome, message) =
+        if sns { sns::receive(&config, params, &request, trust) } else { (process(&config, &request), None) };
+    let times = Times::new(started, ctx.time_left(), producer_wait(&config, sns));
+    let key = record_key(&request.body, message.as_ref());
     let (events, filtered) = match outcome {
-        // A fault on our side or at SNS (an invalid config, a certificate that cannot be
-        // fetched) stops every delivery as surely as a failed fire: it is recorded too. Not
-        // the 503 that asks SNS to retry a confirmation sent before CREATE stored the topic.
-        Outcome::Respond(r) if matches!(r.status, 500 | 502) => {
-            note_failure(ctx, params, &request.body, &r);
+        // A fault on our side after the request was verified (an SNS subscription it could
+        // not confirm) stops deliveries as surely as a failed fire: it is recorded too. A
+        // request not verified writes nothing, whatever it got.
+        Outcome::Respond(r) if r.status >= 500 && message.is_some() => {
+            note_failure(ctx, params, key, &r, &times);
             return r;
         }
         Outcome::Respond(r) => return r,
         Outcome::Fire { events, filtered } => (events, filtered),
     };
     let client = match client(ctx, params) {
-        Ok(c) => c,
+        Ok(c) => c.until(Some(times.answer_by)),
         Err(message) => return HookResponse::error(500, message),
     };
     let trigger = match params.str("triggerName").ok().flatten().map(|t| QualifiedName::parse(&t, &ctx.namespace)) {
         Some(Ok(t)) => t,
         _ => return HookResponse::error(500, "the hook's config has no valid triggerName"),
     };
-    let batch = (events.len() > 1).then(|| BatchRecord::load(&client, &trigger, &request.body));
-    let batched = batch.is_some();
+    let batch = (events.len() > 1 || message.is_some()).then(|| BatchRecord::load(&client, &trigger, key.clone()));
+    if let (Some(record), Some(m)) = (&batch, &message) {
+        if record.delivered_message(&m.message_id) {
+            log(&format!("receive: SNS message {} was delivered before: nothing fired", m.message_id));
+            return HookResponse::new(200, json!({ "status": "duplicate", "messageId": m.message_id, "fired": 0 }));
+        }
+    }
+    let batched = events.len() > 1;
     let earlier: BTreeSet<String> = batch.as_ref().map(BatchRecord::delivered).unwrap_or_default();
     let id_of = payload_id;
     let mut fired_ids = Vec::new();
     let mut skipped = Vec::new();
     let mut failure = None;
+    let mut out_of_time_at = None;
+    // Every fire ends by `fire_until`; one that may not is not started.
+    let client = client.until(Some(times.fire_until));
+    let mut slowest = Duration::ZERO;
     for event in &events {
         let id = id_of(event);
         if earlier.contains(&id) {
             skipped.push(id);
             continue;
         }
+        if !times.may_start(slowest) {
+            out_of_time_at = Some(id);
+            break;
+        }
+        let start = Instant::now();
         if let Err(e) = client.fire_trigger(&trigger, event) {
             log(&format!("receive: firing {trigger}: {e}"));
             failure = Some(e);
             break;
         }
+        slowest = slowest.max(start.elapsed());
         fired_ids.push(id);
+    }
+    let client = client.until(Some(times.answer_by));
+    if let Some(id) = &out_of_time_at {
+        log(&format!("receive: out of time before firing {id}: {} fired, the rest is for the retry", fired_ids.len()));
     }
     // S3 push reconcile (hooks/reconcile.rs): markers of what was fired, after the fire.
     let fired: Vec<&Value> = events.iter().filter(|e| fired_ids.contains(&id_of(e))).collect();
     super::reconcile::record_pushed(params, &fired);
-    let mut response = after_fire(fired_ids.len(), filtered, failure.as_ref());
+    let cut = failure.is_some() || out_of_time_at.is_some();
+    let mut response = match out_of_time_at {
+        Some(_) => out_of_time(fired_ids.len(), filtered),
+        None => after_fire(fired_ids.len(), filtered, failure.as_ref()),
+    };
     let delivered: Vec<String> =
         events.iter().map(id_of).filter(|id| earlier.contains(id) || fired_ids.contains(id)).collect();
-    let failed = failure.as_ref().map(|_| failure_note(&response));
+    let failed = cut.then(|| failure_note(&response));
     // A failure of a single event needs the record too, for `lastFailure`.
-    let record = batch.or_else(|| failed.is_some().then(|| BatchRecord::load(&client, &trigger, &request.body)));
+    let record = batch.or_else(|| failed.is_some().then(|| BatchRecord::load(&client, &trigger, key.clone())));
     if let Some(record) = record {
-        let cut = if batched { failure.as_ref().map(|_| delivered.as_slice()) } else { None };
-        record.save(&client, cut, failed);
+        let outcome = if batched && cut { Batch::Cut(&delivered) } else { Batch::Done };
+        let completed = message.as_ref().filter(|_| !cut);
+        record.save(&client, outcome, failed, completed);
     }
     if let Value::Object(body) = &mut response.body {
         body.insert("ids".into(), json!(fired_ids));
         if !skipped.is_empty() {
             body.insert("skipped".into(), json!(skipped));
         }
-        if failure.is_some() {
+        if cut {
             let pending: Vec<String> = events.iter().map(id_of).filter(|id| !delivered.contains(id)).collect();
             body.insert("delivered".into(), json!(delivered));
             body.insert("pending".into(), json!(pending));
@@ -133,18 +183,101 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
     response
 }
 
+/// How long a producer waits for the answer, when it says: SNS "The connection will time out
+/// in 15 seconds" (AWS SNS Developer Guide, "Step 1: Make sure your endpoint is ready to
+/// process Amazon SNS messages", docs.aws.amazon.com/sns/latest/dg/SendMessageToHttp.prepare.html);
+/// GitHub "Your server should respond with a 2XX response within 10 seconds"
+/// (docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks; GitHub
+/// Enterprise Server's page says 30 s: the shorter one is kept).
+pub fn producer_wait(config: &HookConfig, sns: bool) -> Option<Duration> {
+    if sns {
+        Some(SNS_WAIT)
+    } else if config.source == SourceKind::GitHub {
+        Some(GITHUB_WAIT)
+    } else {
+        None
+    }
+}
+
+/// SNS's wait for an answer.
+pub const SNS_WAIT: Duration = Duration::from_secs(15);
+/// GitHub's wait for an answer.
+pub const GITHUB_WAIT: Duration = Duration::from_secs(10);
+/// How long the controller waits for a web action's result before it answers 202 with the
+/// activation id alone (apache/openwhisk common/scala/src/main/resources/application.conf:601
+/// `max-wait-for-blocking-activation = 60 seconds`, used for web actions at core/controller/src/
+/// main/scala/org/apache/openwhisk/core/controller/WebActions.scala:442 and answered 202 at
+/// 692-697).
+pub const PLATFORM_WAIT: Duration = Duration::from_secs(60);
+/// What may have gone by of a wait before our code ran (routing, a container's start).
+pub const START_ALLOWANCE: Duration = Duration::from_secs(2);
+/// Kept before the activation's deadline for the result to reach the platform.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+/// Kept after the last fire for the record and the answer (a third of the time when it is short).
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(3);
+/// The least time a fire is given before it is started.
+const MIN_FIRE_TIME: Duration = Duration::from_millis(200);
+
+/// When a delivery's work must end (see the module doc, "Time").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Times {
+    /// No fire runs past this.
+    pub fire_until: SystemTime,
+    /// The answer is on its way by then: the record's requests end by it.
+    pub answer_by: SystemTime,
+}
+
+impl Times {
+    /// The times of a delivery that started at `started`, with `time_left` before the
+    /// activation's deadline and a producer that waits `producer_wait`.
+    pub fn new(started: SystemTime, time_left: Option<Duration>, producer_wait: Option<Duration>) -> Times {
+        let mut budget = PLATFORM_WAIT.saturating_sub(START_ALLOWANCE);
+        if let Some(wait) = producer_wait {
+            budget = budget.min(wait.saturating_sub(START_ALLOWANCE));
+        }
+        if let Some(left) = time_left {
+            budget = budget.min(left.saturating_sub(DEADLINE_MARGIN));
+        }
+        let answer_by = started + budget;
+        Times { fire_until: answer_by - ANSWER_MARGIN.min(budget / 3), answer_by }
+    }
+
+    /// Whether a fire may start now: twice the slowest fire so far (at least
+    /// [`MIN_FIRE_TIME`]) still ends before `fire_until`.
+    pub fn may_start(&self, slowest: Duration) -> bool {
+        let left = self.fire_until.duration_since(SystemTime::now()).unwrap_or_default();
+        left >= (slowest * 2).max(MIN_FIRE_TIME)
+    }
+}
+
+/// The key of a delivery in the record: an SNS message's `MessageId` (every variant of a
+/// signed message is the same delivery), else a SHA-256 of the body.
+fn record_key(body: &[u8], message: Option<&Verified>) -> String {
+    match message {
+        Some(m) => format!("sns:{}", m.message_id),
+        None => Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
 /// `lastFailure` for an answer that reports a failure.
 fn failure_note(response: &HookResponse) -> Value {
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     json!({ "at": at, "status": response.status, "error": response.body["error"] })
 }
 
-/// Records `response` as the hook's `lastFailure` when no event got as far as a fire.
-fn note_failure(ctx: &Context, params: &Params, body: &[u8], response: &HookResponse) {
+/// Records `response` as the hook's `lastFailure` when no event got as far as a fire (only
+/// for a verified request).
+fn note_failure(ctx: &Context, params: &Params, key: String, response: &HookResponse, times: &Times) {
     let trigger = params.str("triggerName").ok().flatten().and_then(|t| QualifiedName::parse(&t, &ctx.namespace).ok());
     match (client(ctx, params), trigger) {
         (Ok(client), Some(trigger)) => {
-            BatchRecord::load(&client, &trigger, body).save(&client, None, Some(failure_note(response)))
+            let client = client.until(Some(times.answer_by));
+            BatchRecord::load(&client, &trigger, key).save(
+                &client,
+                Batch::Untouched,
+                Some(failure_note(response)),
+                None,
+            )
         }
         _ => log("receive: cannot record the failure: no API key or no triggerName"),
     }
@@ -162,10 +295,24 @@ fn payload_id(payload: &Value) -> String {
 
 /// How many cut batches the per-trigger record keeps.
 pub const MAX_BATCHES: usize = 20;
+/// How many delivered SNS `MessageId`s the per-trigger record keeps (the newest by their
+/// `Timestamp`, at most [`super::sns::REPLAY_WINDOW`] old).
+pub const MAX_MESSAGES: usize = 500;
 
 /// The per-trigger record of batches cut by a failed fire: `{trigger}.owfeed-hook-batches`.
 pub fn batches_record_for(trigger: &QualifiedName) -> QualifiedName {
     QualifiedName::new(&trigger.namespace, None, &format!("{}.owfeed-hook-batches", trigger.name))
+}
+
+/// What became of a delivery's batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Batch<'a> {
+    /// Cut: these ids are delivered (earlier requests' included).
+    Cut(&'a [String]),
+    /// Every event delivered: its entry, if any, is forgotten.
+    Done,
+    /// Nothing fired: its entry, if any, stays.
+    Untouched,
 }
 
 /// One batch's view of the record: the record as read, and the batch's key in it.
@@ -174,14 +321,14 @@ struct BatchRecord {
     key: String,
     batches: Map<String, Value>,
     last_failure: Option<Value>,
+    /// Delivered SNS messages: `MessageId` → `Timestamp`.
+    messages: Map<String, Value>,
 }
 
 impl BatchRecord {
     /// Reads the record; an unreadable one counts as empty (events may then fire again).
-    fn load(client: &Client, trigger: &QualifiedName, body: &[u8]) -> BatchRecord {
+    fn load(client: &Client, trigger: &QualifiedName, key: String) -> BatchRecord {
         let name = batches_record_for(trigger);
-        let digest = Sha256::digest(body);
-        let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         let mut params = match client.get_package(&name) {
             Ok(doc) => from_key_values(&doc["parameters"]),
             Err(OwError::NotFound(_)) => Map::new(),
@@ -195,7 +342,16 @@ impl BatchRecord {
             _ => Map::new(),
         };
         let last_failure = params.remove("lastFailure").filter(Value::is_object);
-        BatchRecord { name, key, batches, last_failure }
+        let messages = match params.remove("messages") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        BatchRecord { name, key, batches, last_failure, messages }
+    }
+
+    /// True when the SNS message `id` was delivered whole before.
+    fn delivered_message(&self, id: &str) -> bool {
+        self.messages.contains_key(id)
     }
 
     /// The ids of this batch delivered by earlier requests.
@@ -204,16 +360,20 @@ impl BatchRecord {
         ids.into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
     }
 
-    /// Stores `delivered` for a cut batch (`Some`), or forgets a completed one (`None`), and
-    /// `failure` as `lastFailure`; writes only what changed.
-    fn save(mut self, client: &Client, delivered: Option<&[String]>, failure: Option<Value>) {
+    /// Stores what became of this delivery's batch, `failure` as `lastFailure`, and a
+    /// delivered SNS message; writes only what changed.
+    fn save(mut self, client: &Client, batch: Batch<'_>, failure: Option<Value>, message: Option<&Verified>) {
         let had = self.batches.contains_key(&self.key);
         let failed = failure.is_some();
         if failed {
             self.last_failure = failure;
         }
-        match delivered {
-            Some(ids) => {
+        let remembered = message.is_some();
+        if let Some(m) = message {
+            self.remember(m);
+        }
+        match batch {
+            Batch::Cut(ids) => {
                 let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                 self.batches.insert(self.key.clone(), json!({ "delivered": ids, "at": at }));
                 while self.batches.len() > MAX_BATCHES {
@@ -225,13 +385,13 @@ impl BatchRecord {
                     oldest.map(|k| self.batches.remove(&k));
                 }
             }
-            None if had => {
+            Batch::Done if had => {
                 self.batches.remove(&self.key);
             }
-            None if failed => {}
-            None => return,
+            _ if failed || remembered => {}
+            _ => return,
         }
-        let result = if self.batches.is_empty() && self.last_failure.is_none() {
+        let result = if self.batches.is_empty() && self.last_failure.is_none() && self.messages.is_empty() {
             client.delete_package(&self.name).or_else(|e| if e.is_not_found() { Ok(()) } else { Err(e) })
         } else {
             let mut params = Map::new();
@@ -241,10 +401,33 @@ impl BatchRecord {
             if let Some(failure) = self.last_failure {
                 params.insert("lastFailure".to_string(), failure);
             }
+            if !self.messages.is_empty() {
+                params.insert("messages".to_string(), Value::Object(self.messages));
+            }
             client.put_package(&self.name, &json!({ "parameters": key_values(&params) }), true).map(|_| ())
         };
         if let Err(e) = result {
             log(&format!("receive: writing {}: {e}", self.name));
+        }
+    }
+}
+
+impl BatchRecord {
+    /// Adds a delivered SNS message, dropping those older than the replay window (their
+    /// `Timestamp` refuses them anyway) and, past [`MAX_MESSAGES`], the oldest.
+    fn remember(&mut self, message: &Verified) {
+        self.messages.insert(message.message_id.clone(), json!(message.timestamp));
+        let oldest = chrono::Utc::now() - chrono::Duration::from_std(sns::REPLAY_WINDOW).unwrap_or_default();
+        let stamp =
+            |v: &Value| v.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.to_utc());
+        self.messages.retain(|_, at| stamp(at).is_some_and(|t| t >= oldest));
+        if self.messages.len() > MAX_MESSAGES {
+            let mut by_age: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+                self.messages.iter().filter_map(|(k, v)| stamp(v).map(|t| (k.clone(), t))).collect();
+            by_age.sort_by_key(|(_, t)| *t);
+            for (k, _) in by_age.iter().take(self.messages.len() - MAX_MESSAGES) {
+                self.messages.remove(k);
+            }
         }
     }
 }
@@ -257,4 +440,66 @@ fn client(ctx: &Context, params: &Params) -> Result<Client, String> {
     // A self-hosted API host with a private CA: the package's or the hook's TLS parameters.
     let tls = crate::openwhisk::ApiTls::from_params(params).map_err(|e| format!("receive: {e}"))?;
     Client::new(host, auth).with_tls(&tls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(t: SystemTime, from: SystemTime) -> f64 {
+        t.duration_since(from).unwrap().as_secs_f64()
+    }
+
+    /// The answer comes before anyone stops waiting: the activation's deadline, the
+    /// controller's 60 s wait for a web action, SNS's 15 s, GitHub's 10 s (less what went by
+    /// before our code ran); firing stops a margin earlier.
+    #[test]
+    fn a_delivery_ends_before_the_first_of_the_waits() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let t = Times::new(t0, Some(Duration::from_secs(60)), None);
+        assert_eq!((secs(t.fire_until, t0), secs(t.answer_by, t0)), (55.0, 58.0), "the controller's wait");
+        let t = Times::new(t0, Some(Duration::from_secs(300)), None);
+        assert_eq!(secs(t.answer_by, t0), 58.0, "a longer limit does not make the controller wait longer");
+        let t = Times::new(t0, Some(Duration::from_secs(60)), Some(SNS_WAIT));
+        assert_eq!((secs(t.fire_until, t0), secs(t.answer_by, t0)), (10.0, 13.0), "SNS");
+        let t = Times::new(t0, Some(Duration::from_secs(60)), Some(GITHUB_WAIT));
+        assert_eq!(secs(t.answer_by, t0), 8.0, "GitHub");
+        let t = Times::new(t0, Some(Duration::from_secs(6)), None);
+        assert!(
+            (secs(t.fire_until, t0) - (5.5 - 5.5 / 3.0)).abs() < 1e-6,
+            "a short limit keeps a third for the answer"
+        );
+        assert_eq!(secs(t.answer_by, t0), 5.5);
+        let t = Times::new(SystemTime::now(), Some(Duration::from_secs(6)), None);
+        assert!(t.may_start(Duration::ZERO) && t.may_start(Duration::from_secs(1)));
+        assert!(!t.may_start(Duration::from_secs(2)), "twice the slowest fire must still fit");
+        let past = Times::new(SystemTime::now() - Duration::from_secs(100), None, None);
+        assert!(!past.may_start(Duration::ZERO));
+    }
+
+    #[test]
+    fn sns_messages_are_remembered_for_the_replay_window_the_newest_first() {
+        let mut record = BatchRecord {
+            name: QualifiedName::new("ns", None, "t.owfeed-hook-batches"),
+            key: "k".into(),
+            batches: Map::new(),
+            last_failure: None,
+            messages: Map::new(),
+        };
+        let now = chrono::Utc::now();
+        let stamp =
+            |ago: i64| (now - chrono::Duration::seconds(ago)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        record.messages.insert("ancient".into(), json!(stamp(4000)));
+        for i in 0..MAX_MESSAGES {
+            record.remember(&Verified { message_id: format!("m-{i}"), timestamp: stamp(3000 - i as i64) });
+        }
+        assert!(!record.delivered_message("ancient"), "older than the window: refused by its Timestamp anyway");
+        assert_eq!(record.messages.len(), MAX_MESSAGES);
+        record.remember(&Verified { message_id: "new".into(), timestamp: stamp(0) });
+        assert_eq!(record.messages.len(), MAX_MESSAGES);
+        assert!(record.delivered_message("new") && !record.delivered_message("m-0"), "the oldest goes");
+        assert_eq!(record_key(b"body", None).len(), 64);
+        let m = Verified { message_id: "abc".into(), timestamp: stamp(0) };
+        assert_eq!(record_key(b"any variant", Some(&m)), record_key(b"another", Some(&m)));
+    }
 }

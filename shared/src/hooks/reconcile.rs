@@ -32,8 +32,10 @@ use crate::sources::s3::{S3Source, DEFAULT_STATE_PREFIX};
 /// expression of the alarms package).
 pub const PARAM: &str = "reconcile";
 
-/// Hook parameters the reconcile's polling feed takes over as they are.
-const PASSED: [&str; 24] = [
+/// Hook parameters the reconcile's polling feed takes over as they are (`stateKey`: the
+/// receiver seals its push markers with the key the reconcile verifies them with).
+const PASSED: [&str; 25] = [
+    crate::store::CONFIG_STATE_KEY,
     "endpoint",
     "bucket",
     "accessKeyId",
@@ -240,9 +242,12 @@ pub fn record_pushed(hook: &Params, fired: &[&Value]) {
         Some(b) => b,
         None => return log("receive: the hook's S3 parameters are invalid: push markers not written"),
     };
+    // Sealed with the feed's key, which the reconcile's config holds too (see `polling_params`).
+    let seal = crate::store::stored_key(hook).map(|k| crate::store::seal_for(&k, &trigger));
+    let now = crate::budget::now_ms();
     let mut failed = 0;
     for (deleted, body) in fired.iter().flat_map(|p| changes_of(p)) {
-        if let Err(e) = Pushed::write(blobs.as_ref(), &trigger, deleted, &body) {
+        if let Err(e) = Pushed::write(blobs.as_ref(), &trigger, seal.as_ref(), now, deleted, &body) {
             failed += 1;
             log(&format!("receive: writing a push marker: {e}"));
         }

@@ -15,11 +15,16 @@
 //!    (aws/aws-js-sns-message-validator index.js `defaultHostPattern`,
 //!    aws/aws-php-sns-message-validator src/MessageValidator.php `$defaultHostPattern`); the
 //!    topic's own region is narrower and is where SNS serves the certificate from.
-//! 4. The certificate is fetched over TLS verified against the public roots, without
+//! 4. `Timestamp` is within [`REPLAY_WINDOW`] of now (see "Replays"). Else 403, before any
+//!    fetch.
+//! 5. The certificate is fetched over TLS verified against the public roots, without
 //!    following redirects, and kept in process memory by URL (the action process stays warm
 //!    between activations; SNS rotates certificates under new URLs). A fetch that fails is a
-//!    502, which SNS retries.
-//! 5. The signature (base64 `Signature`) over the canonical string verifies with the
+//!    502, which SNS retries; a refusal (a 4xx, not a certificate) is remembered for
+//!    [`REFUSAL_TTL`], a transient failure for [`TRANSIENT_TTL`], so repeating a bad URL costs
+//!    no fetch. Nothing before the signature has verified writes anything (the receiver's
+//!    rule): a stranger can cost us at most one fetch per distinct URL on the SNS host.
+//! 6. The signature (base64 `Signature`) over the canonical string verifies with the
 //!    certificate's RSA key. Else 403.
 //!
 //! # The canonical string
@@ -46,8 +51,20 @@
 //!   records, so it fires the same ids.
 //! - `UnsubscribeConfirmation`: acknowledged (200), logged, nothing fired or fetched.
 //!
-//! `Timestamp` is not checked for age (neither do AWS's validators): a replayed notification
-//! fires the same event ids again, a duplicate consumers drop by `source` + `id`.
+//! # Replays
+//! A signed message stays valid forever, and its unsigned fields and whitespace can change
+//! without breaking the signature, so a captured notification could be replayed in endless
+//! variants. Two limits, neither in AWS's own validators:
+//! - `Timestamp` (signed: the time SNS published the message, the same on every retry) must
+//!   be at most [`REPLAY_WINDOW`] old and at most [`CLOCK_SKEW`] in the future. SNS retries an
+//!   HTTP/S delivery for at most 3600 s: "The total policy retry time for an HTTP/S endpoint
+//!   cannot be greater than 3,600 seconds. This is a hard limit and cannot be increased" (AWS
+//!   SNS Developer Guide, "Amazon SNS message delivery retries",
+//!   docs.aws.amazon.com/sns/latest/dg/sns-message-delivery-retries.html); the window adds
+//!   [`CLOCK_SKEW`] for clocks that differ.
+//! - The receiver remembers the `MessageId`s of notifications it delivered (see
+//!   `receiver`, [`Verified`]), and keys a cut batch by `MessageId` rather than by the body's
+//!   bytes, so every variant of one message is the same delivery.
 //!
 //! # The test switch
 //! The trusted hosts and TLS roots are an [`SnsTrust`] value handed to
@@ -59,7 +76,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -80,6 +99,21 @@ const MAX_CERT_BYTES: u64 = 64 * 1024;
 const MAX_CACHED_CERTS: usize = 16;
 /// `Retry-After` when the certificate or the confirmation could not be fetched.
 const RETRY_AFTER_SECS: &str = "30";
+/// How old a message's `Timestamp` may be: SNS's hard limit on retrying one (see "Replays")
+/// plus [`CLOCK_SKEW`].
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(3600 + CLOCK_SKEW.as_secs());
+/// How far clocks may differ: a `Timestamp` this far in the future is accepted.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// How long a certificate URL that was refused (a 4xx, or not a certificate) is not fetched
+/// again: SNS never names a certificate it does not serve.
+pub const REFUSAL_TTL: Duration = Duration::from_secs(600);
+/// How long a certificate URL whose fetch failed transiently (no answer, a 5xx) is not fetched
+/// again: shorter than SNS's default 20 s between retries, so a retry fetches anew.
+pub const TRANSIENT_TTL: Duration = Duration::from_secs(15);
+/// Certificate URLs whose refusal is remembered.
+const MAX_CACHED_REFUSALS: usize = 64;
+/// How long fetching a certificate or confirming may take: SNS waits 15 s for our answer.
+const FETCH_TIME: Duration = Duration::from_secs(5);
 
 /// The SNS message types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,7 +220,7 @@ pub struct Envelope {
     pub subject: Option<String>,
     /// `SubscribeURL` (confirmations).
     pub subscribe_url: Option<String>,
-    /// `Timestamp`.
+    /// `Timestamp` (signed).
     pub timestamp: String,
     /// `Token` (confirmations).
     pub token: Option<String>,
@@ -278,6 +312,24 @@ impl Envelope {
         fields.push(("TopicArn", &self.topic_arn));
         fields.push(("Type", self.kind.as_str()));
         fields.iter().map(|(name, value)| format!("{name}\n{value}\n")).collect()
+    }
+
+    /// Checks that `Timestamp` is within [`REPLAY_WINDOW`] before `now` and [`CLOCK_SKEW`]
+    /// after it (see "Replays"). No I/O.
+    pub fn check_timestamp(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+        let at = DateTime::parse_from_rfc3339(self.timestamp.trim())
+            .map_err(|_| "SNS message: Timestamp is not an RFC 3339 time".to_string())?
+            .to_utc();
+        let window = chrono::Duration::from_std(REPLAY_WINDOW).unwrap_or_default();
+        let skew = chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default();
+        if at < now - window || at > now + skew {
+            return Err(format!(
+                "SNS message: Timestamp {} is outside the {} s SNS retries a message for (a replay, or this clock is off)",
+                shorten(&self.timestamp),
+                REPLAY_WINDOW.as_secs()
+            ));
+        }
+        Ok(at)
     }
 
     /// Checks the signature with a DER X.509 certificate's RSA key. No I/O.
@@ -395,21 +447,43 @@ impl SnsTrust {
             config
                 .http_status_as_error(false)
                 .max_redirects(0)
-                .timeout_connect(Some(Duration::from_secs(5)))
-                .timeout_global(Some(Duration::from_secs(10)))
+                .timeout_connect(Some(FETCH_TIME))
+                .timeout_global(Some(FETCH_TIME))
                 .user_agent("owfeed")
                 .build(),
         )
     }
 
     /// The DER certificate at a checked `SigningCertURL`, from the process's cache or fetched.
+    /// A failed fetch is remembered too ([`REFUSAL_TTL`], [`TRANSIENT_TTL`]): the same URL
+    /// fails again without a fetch until then.
     pub fn certificate(&self, url: &str) -> Result<Arc<Vec<u8>>, String> {
         static CACHE: OnceLock<Mutex<HashMap<String, Arc<Vec<u8>>>>> = OnceLock::new();
+        static REFUSED: OnceLock<Mutex<HashMap<String, (String, Instant)>>> = OnceLock::new();
         let cache = CACHE.get_or_init(Default::default);
+        let refused = REFUSED.get_or_init(Default::default);
         if let Some(der) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(url) {
             return Ok(der.clone());
         }
-        let der = Arc::new(self.fetch_certificate(url)?);
+        if let Some((error, until)) = refused.lock().unwrap_or_else(|p| p.into_inner()).get(url) {
+            if Instant::now() < *until {
+                return Err(format!("{error} (remembered: not fetched again yet)"));
+            }
+        }
+        let der = match self.fetch_certificate(url) {
+            Ok(der) => Arc::new(der),
+            Err((error, transient)) => {
+                let ttl = if transient { TRANSIENT_TTL } else { REFUSAL_TTL };
+                let mut refused = refused.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                refused.retain(|_, (_, until)| now < *until);
+                if refused.len() >= MAX_CACHED_REFUSALS {
+                    refused.clear();
+                }
+                refused.insert(url.to_string(), (error.clone(), now + ttl));
+                return Err(error);
+            }
+        };
         let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= MAX_CACHED_CERTS {
             cache.clear();
@@ -418,26 +492,32 @@ impl SnsTrust {
         Ok(der)
     }
 
-    fn fetch_certificate(&self, url: &str) -> Result<Vec<u8>, String> {
+    /// The certificate's DER, or why not and whether that may pass (no answer, a 5xx).
+    fn fetch_certificate(&self, url: &str) -> Result<Vec<u8>, (String, bool)> {
+        let refused = |e: String| (e, false);
         let mut resp =
-            self.agent().get(url).call().map_err(|e| format!("fetching the SNS signing certificate: {e}"))?;
+            self.agent().get(url).call().map_err(|e| (format!("fetching the SNS signing certificate: {e}"), true))?;
         if resp.status() != 200 {
-            return Err(format!("fetching the SNS signing certificate: HTTP {}", resp.status().as_u16()));
+            let status = resp.status().as_u16();
+            return Err((
+                format!("fetching the SNS signing certificate: HTTP {status}"),
+                status >= 500 || status == 429,
+            ));
         }
         let pem = resp
             .body_mut()
             .with_config()
             .limit(MAX_CERT_BYTES)
             .read_to_vec()
-            .map_err(|e| format!("reading the SNS signing certificate: {e}"))?;
+            .map_err(|e| (format!("reading the SNS signing certificate: {e}"), true))?;
         let der = ureq::tls::parse_pem(&pem)
             .find_map(|item| match item {
                 Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert.der().to_vec()),
                 _ => None,
             })
-            .ok_or("the SNS signing certificate URL did not serve a PEM certificate")?;
+            .ok_or_else(|| refused("the SNS signing certificate URL did not serve a PEM certificate".into()))?;
         webpki::EndEntityCert::try_from(&CertificateDer::from(der.as_slice()))
-            .map_err(|e| format!("the SNS signing certificate is not a valid X.509 certificate ({e})"))?;
+            .map_err(|e| refused(format!("the SNS signing certificate is not a valid X.509 certificate ({e})")))?;
         Ok(der)
     }
 
@@ -458,13 +538,29 @@ pub fn is_sns(config: &HookConfig, req: &HookRequest) -> bool {
     aws && req.method == "POST" && req.header(MESSAGE_TYPE_HEADER).is_some()
 }
 
+/// A message whose signature verified: what the receiver may remember of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// `MessageId`: the same on SNS's retries and on every variant of one message.
+    pub message_id: String,
+    /// `Timestamp`, normalised (RFC 3339, milliseconds, `Z`).
+    pub timestamp: String,
+}
+
 /// Judges an SNS request (see the module docs): verifies it, confirms a subscription, or
 /// maps a notification's S3 event to the events to fire. Fetches the signing certificate
-/// and the confirmation URL; fires nothing itself.
-pub fn receive(config: &HookConfig, params: &Params, req: &HookRequest, trust: &SnsTrust) -> Outcome {
-    match receive_inner(config, params, req, trust) {
-        Ok(outcome) => outcome,
-        Err(response) => Outcome::Respond(response),
+/// and the confirmation URL; fires nothing itself. `Verified` is set once the signature has
+/// verified: only then may the receiver write anything for this request.
+pub fn receive(
+    config: &HookConfig,
+    params: &Params,
+    req: &HookRequest,
+    trust: &SnsTrust,
+) -> (Outcome, Option<Verified>) {
+    let mut verified = None;
+    match receive_inner(config, params, req, trust, &mut verified) {
+        Ok(outcome) => (outcome, verified),
+        Err(response) => (Outcome::Respond(response), verified),
     }
 }
 
@@ -473,6 +569,7 @@ fn receive_inner(
     params: &Params,
     req: &HookRequest,
     trust: &SnsTrust,
+    verified: &mut Option<Verified>,
 ) -> Result<Outcome, HookResponse> {
     let Some(settings) = &config.s3 else {
         return Err(HookResponse::error(500, "the hook is not an S3 hook"));
@@ -502,11 +599,17 @@ fn receive_inner(
         return Err(HookResponse::error(403, "SNS message: TopicArn is not this trigger's topic"));
     }
     trust.check_cert_url(&envelope.signing_cert_url, &topic).map_err(|e| HookResponse::error(403, e))?;
+    // Signed: an old one is refused before anything is fetched for it.
+    let at = envelope.check_timestamp(Utc::now()).map_err(|e| HookResponse::error(403, e))?;
     let der = trust.certificate(&envelope.signing_cert_url).map_err(|e| {
         log(&format!("receive: {e}"));
         HookResponse::error(502, e).with_header("Retry-After", RETRY_AFTER_SECS)
     })?;
     envelope.verify(&der).map_err(|e| HookResponse::error(403, e))?;
+    *verified = Some(Verified {
+        message_id: envelope.message_id.clone(),
+        timestamp: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
     match envelope.kind {
         MessageType::SubscriptionConfirmation => {
             let url = envelope.subscribe_url.as_deref().unwrap_or_default();
@@ -678,6 +781,29 @@ mod tests {
             Envelope::parse("SubscriptionConfirmation", c.to_string().as_bytes()).unwrap_err(),
             "SNS message: no Token"
         );
+    }
+
+    /// SNS retries an HTTP/S delivery for at most 3600 s ("The total policy retry time for an
+    /// HTTP/S endpoint cannot be greater than 3,600 seconds. This is a hard limit", AWS SNS
+    /// Developer Guide, "Amazon SNS message delivery retries"), with the same signed
+    /// `Timestamp` each time: older is a replay.
+    #[test]
+    fn timestamps_outside_snss_retry_window_are_refused() {
+        let now = DateTime::parse_from_rfc3339("2026-11-27T18:00:00Z").unwrap().to_utc();
+        let at = |t: &str| {
+            let mut n = notification("1", SIG_SHA1);
+            n["Timestamp"] = json!(t);
+            parse(&n).unwrap().check_timestamp(now)
+        };
+        assert!(at("2026-11-27T18:00:00.250Z").is_ok());
+        assert!(at("2026-11-27T17:00:00.000Z").is_ok(), "an hour of retries");
+        assert!(at("2026-11-27T16:55:00.000Z").is_ok(), "plus the clock skew");
+        assert!(at("2026-11-27T18:05:00.000Z").is_ok(), "a clock a little behind SNS's");
+        let old = at("2026-11-27T16:54:59.000Z").unwrap_err();
+        assert!(old.contains("outside the 3900 s"), "{old}");
+        assert!(at("2001-01-01T00:00:00.000Z").is_err());
+        assert!(at("2026-11-27T18:05:01.000Z").is_err(), "from the future");
+        assert_eq!(at("yesterday").unwrap_err(), "SNS message: Timestamp is not an RFC 3339 time");
     }
 
     #[test]

@@ -6,10 +6,10 @@ use super::helpers::{
     alarm_feed, alarm_trigger_body, alarms_package, baseline, default_alarms, describe_invoke_error, find_source, iso,
     source_error, state_blobs, teardown, teardown_plan, Helpers, Opened,
 };
-use super::log::{cursor_stall, log_baseline, log_status, LogSettings, Mode, Since};
+use super::log::{cursor_stall, log_baseline, log_lag, log_status, LogSettings, Mode, Since};
 use super::{
-    config_dialect, dialect_fields, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER,
-    DEFAULT_INTERVAL_MINUTES,
+    config_dialect, dialect_fields, margins, PollSettings, CONFIG_ACKNOWLEDGED, CONFIG_DIALECT, CONFIG_SOURCE,
+    CONFIG_TRIGGER, DEFAULT_INTERVAL_MINUTES,
 };
 use crate::budget::{now_ms, Budget};
 use crate::events::Format;
@@ -19,7 +19,8 @@ use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
 use crate::schedule::Schedule;
 use crate::source::{AnySource, LogSource, Source};
-use crate::store::{LoadError, StateStore};
+use crate::state::Rebaseline;
+use crate::store::{key_request, resolve_key, stored_key, LoadError, Resealed, StateStore, CONFIG_STATE_KEY};
 
 /// Everything CREATE and UPDATE check before they make anything.
 pub(super) struct Validated {
@@ -64,6 +65,7 @@ impl<'a> PollingFeed<'a> {
     }
 
     fn validate(&self, params: &Params) -> Result<Validated, ActionError> {
+        crate::schedule::refuse_unsupported(params)?;
         let schedule = Schedule::from_params(params, DEFAULT_INTERVAL_MINUTES)?;
         let source = self.source_of(params)?;
         let opened = Opened::open(source, params)?;
@@ -109,7 +111,7 @@ impl<'a> PollingFeed<'a> {
             Err(_) => self.sources.clone(),
         };
         let own = sources.into_iter().flat_map(|s| s.params()).filter(|p| p.secret).map(|p| p.name);
-        own.chain(crate::sources::named_store_secrets()).collect()
+        own.chain(crate::sources::named_store_secrets()).chain([CONFIG_STATE_KEY]).collect()
     }
 }
 
@@ -126,16 +128,22 @@ impl Feed for PollingFeed<'_> {
         let v = self.validate(&req.params)?;
         own_package(req)?;
         v.opened.probe().map_err(source_error)?;
+        let helpers = Helpers::for_trigger(&req.trigger);
+        // The state's key: given, or kept from an earlier attempt of this CREATE (whose state
+        // it sealed), or new.
+        let kept = req.read_config(&helpers.config, "feed config").ok().flatten().and_then(|c| stored_key(&c));
+        let (key, _) = resolve_key(key_request(&req.params)?, kept).map_err(ActionError::new)?;
         let blobs = state_blobs(&v.opened, &req.params)?;
-        let store = StateStore::new(blobs, &req.trigger);
+        let store = StateStore::new(blobs, &req.trigger).with_key(Some(&key));
         let probe = store
             .probe_dialect()
             .map_err(|e| ActionError::new(format!("cannot write the feed state at {}: {e}", store.location())))?;
         let store = store.with_dialect(probe.dialect);
         let client = &req.client;
-        let helpers = Helpers::for_trigger(&req.trigger);
         let mut config = self.config(req, &req.params)?;
         config.insert(CONFIG_DIALECT, json!(probe.dialect.as_str()));
+        config.insert(CONFIG_STATE_KEY, json!(key.expose()));
+        config.remove(CONFIG_ACKNOWLEDGED);
         let mut undo = Undo::new();
 
         if let Err(e) = req.write_config(&helpers.config, &config) {
@@ -190,6 +198,7 @@ impl Feed for PollingFeed<'_> {
             "trigger": req.trigger.to_string(),
             "schedule": v.schedule.to_params(),
             "state": store.location(),
+            "stateAuthentication": STATE_AUTHENTICATION,
             "conditionalWriteProbe": probe,
             "helpers": {
                 "alarmTrigger": helpers.alarm.to_string(),
@@ -261,16 +270,27 @@ impl Feed for PollingFeed<'_> {
         }
         let is_log = matches!(opened, Ok(Opened::Log(_)));
         let mut loaded = None;
-        match opened.and_then(|o| Ok(Some(state_blobs(&o, &config)?))) {
+        let key = stored_key(&config);
+        let blobs = match &opened {
+            Ok(o) => state_blobs(o, &config).map(Some).map_err(ActionError::from),
+            Err(e) => Err(e.clone()),
+        };
+        match blobs {
             Ok(Some(blobs)) => {
-                let store = StateStore::new(blobs, &req.trigger);
+                let store = StateStore::new(blobs, &req.trigger).with_key(key.as_ref());
                 s.insert("state".into(), json!(store.location()));
+                authentication_status(s, key.is_some(), &req.trigger.name, &store.location());
+                // The lease blob first: its authenticated write number tells a rolled-back state.
+                let lease = store.lease_doc();
                 match store.load() {
                     Ok(Some((state, _))) if is_log => {
                         log_status(s, &state, log_settings.as_ref());
+                        let record = state.log.as_ref().and_then(|l| l.rebaselined.as_ref());
+                        rebaseline_status(s, record, &config, &req.trigger.name);
                         loaded = Some(state);
                     }
                     Ok(Some((state, _))) => {
+                        rebaseline_status(s, state.rebaselined.as_ref(), &config, &req.trigger.name);
                         s.insert("objectsTracked".into(), json!(state.snapshot.len()));
                         s.insert("eventsPending".into(), json!(state.outbox.len()));
                         s.insert("eventsFired".into(), json!(state.stats.events_fired));
@@ -286,16 +306,10 @@ impl Feed for PollingFeed<'_> {
                         );
                     }
                     Ok(None) => {
-                        s.insert(
-                            "stateError".into(),
-                            json!("no state object: the next poll re-baselines silently (changes made since the last good poll are not reported)"),
-                        );
+                        s.insert("stateError".into(), json!(format!("no state object: {REPLACED}")));
                     }
                     Err(LoadError::Corrupt(e)) => {
-                        s.insert(
-                            "stateError".into(),
-                            json!(format!("state object is corrupt ({e}): the next poll re-baselines silently (changes made since the last good poll are not reported)")),
-                        );
+                        s.insert("stateError".into(), json!(format!("state object rejected ({e}): {REPLACED}")));
                     }
                     Err(LoadError::Store(e)) => {
                         s.insert(
@@ -304,8 +318,10 @@ impl Feed for PollingFeed<'_> {
                         );
                     }
                 }
-                let lease = store.lease_doc();
                 let doc = lease.as_ref().ok().and_then(|l| l.as_ref()).map(|(doc, _)| doc);
+                if let Some(why) = doc.and_then(|d| d.rejected.as_ref()) {
+                    s.insert("leaseRejected".into(), json!(why));
+                }
                 let trigger = config.str(CONFIG_TRIGGER).ok().flatten().unwrap_or_else(|| req.trigger.to_string());
                 let activations = crate::stall::poll_activations(&req.client, &helpers.config.name, &trigger)
                     .map_err(|e| format!("poll activations: {e}"));
@@ -323,6 +339,9 @@ impl Feed for PollingFeed<'_> {
                 }
                 if let Some(state) = &loaded {
                     cursor_stall(s, state);
+                    if let Ok(Opened::Log(reader)) = &opened {
+                        log_lag(s, reader.as_ref(), state);
+                    }
                 }
             }
             Ok(None) => {}
@@ -363,17 +382,41 @@ impl Feed for PollingFeed<'_> {
         if req.params.has("interval") && !req.params.has("cron") {
             merged.remove("cron");
         }
+        // The state's key: kept, rotated (`-p stateKey new`), or added to a feed created before
+        // keys existed; a new key re-seals the state below.
+        let old_key = stored_key(&old);
+        let (key, rekeyed) = resolve_key(key_request(&req.params)?, old_key.clone()).map_err(ActionError::new)?;
+        merged.insert(CONFIG_STATE_KEY, json!(key.expose()));
         let v = self.validate(&merged)?;
         v.opened.probe().map_err(source_error)?;
         // The store may have changed (endpoint, stateBucket): probe its dialect again.
-        let dialect = StateStore::new(state_blobs(&v.opened, &merged)?, &req.trigger)
+        let store = StateStore::new(state_blobs(&v.opened, &merged)?, &req.trigger).with_key(old_key.as_ref());
+        let dialect = store
             .probe_dialect()
             .map(|p| p.dialect)
             .map_err(|e| ActionError::new(format!("cannot write the feed state: {e}")))?;
         let old_schedule = Schedule::from_params(&old, DEFAULT_INTERVAL_MINUTES).ok();
         own_package(req)?;
+        // Before the config names the new key, so a poll that reads the new config finds the
+        // state sealed with it.
+        let resealed = if rekeyed {
+            let store = store.with_dialect(dialect);
+            let done = store.reseal(&key).map_err(|e| ActionError::new(format!("re-sealing the feed state: {e}")))?;
+            Some(match done {
+                Resealed::Nothing => json!("no state yet"),
+                Resealed::Done => json!("the state was re-sealed with the new key"),
+                Resealed::Rejected(why) => json!(format!(
+                    "the stored state was not trusted ({why}) and was left for the next poll to replace (READ \
+                     then says so)"
+                )),
+            })
+        } else {
+            None
+        };
         let mut config = self.config(req, &merged)?;
         config.insert(CONFIG_DIALECT, json!(dialect.as_str()));
+        // An UPDATE acknowledges what READ reported about a replaced state.
+        config.insert(CONFIG_ACKNOWLEDGED, json!(now_ms()));
         req.write_config(&helpers.config, &config)
             .map_err(|e| ActionError::new(format!("updating the feed config {}: {e}", helpers.config)))?;
         // A paused feed has no alarm (PAUSE deleted it); UNPAUSE creates it with the new schedule.
@@ -400,7 +443,13 @@ impl Feed for PollingFeed<'_> {
             "trigger": req.trigger.to_string(),
             "schedule": v.schedule.to_params(),
             "alarm": alarm,
+            "stateAuthentication": STATE_AUTHENTICATION,
         });
+        if let Some(resealed) = resealed {
+            let what = if old_key.is_some() { "rotated" } else { "added: the state is authenticated from now on" };
+            result["stateKey"] = json!(what);
+            result["stateResealed"] = resealed;
+        }
         if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(dialect)) {
             r.extend(d);
         }
@@ -533,4 +582,53 @@ pub(super) fn alarm_health(
 pub(super) fn api_tls_notice(req: &FeedRequest, params: &Params) -> Option<String> {
     let tls = crate::openwhisk::ApiTls::from_params(params).ok()?;
     tls.notice(req.ctx.api_host.as_deref().unwrap_or("(unknown)"))
+}
+
+/// What CREATE and UPDATE say the state is protected with.
+const STATE_AUTHENTICATION: &str = "hmac-sha256 (stateKey)";
+
+/// What READ says the next poll does with a missing or rejected state.
+const REPLACED: &str =
+    "the next poll replaces it with the last authenticated state the poll's process still holds, if \
+it does (changes since then are reported), else re-baselines silently (changes made since the last good poll are not \
+reported); READ then shows rebaselined until an UPDATE acknowledges it";
+
+/// READ's `stateAuthentication`: how the state is protected, and for a feed created before
+/// keys existed, what that exposes and the one command that fixes it.
+fn authentication_status(s: &mut serde_json::Map<String, Value>, keyed: bool, trigger: &str, location: &str) {
+    if keyed {
+        s.insert("stateAuthentication".into(), json!(STATE_AUTHENTICATION));
+        return;
+    }
+    s.insert("stateAuthentication".into(), json!("none"));
+    s.insert(
+        "stateWarning".into(),
+        json!(format!(
+            "the feed state is not authenticated (the feed was created before owfeed sealed its state): anyone who \
+             can write {location} can make this feed fire events of their choosing; `wsk trigger update {trigger}` \
+             adds a stateKey and seals the state"
+        )),
+    );
+}
+
+/// READ's `rebaselined`: the newest re-baseline the state records (when, why, what caused
+/// it), until an UPDATE after it acknowledges it.
+fn rebaseline_status(
+    s: &mut serde_json::Map<String, Value>,
+    record: Option<&Rebaseline>,
+    config: &Params,
+    trigger: &str,
+) {
+    s.remove("rebaselined");
+    let Some(r) = record else { return };
+    let acknowledged = config.u64_in(CONFIG_ACKNOWLEDGED, 0, u64::MAX).ok().flatten().unwrap_or(0);
+    if r.at_ms <= acknowledged {
+        return;
+    }
+    let mut shown = json!({ "at": iso(r.at_ms), "reason": r.reason, "cause": r.cause });
+    if r.previous_cursor.is_some() {
+        shown["previousCursor"] = json!(r.previous_cursor);
+    }
+    shown["acknowledge"] = json!(format!("wsk trigger update {trigger}"));
+    s.insert("rebaselined".into(), shown);
 }

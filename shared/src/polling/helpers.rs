@@ -15,7 +15,7 @@ use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
 use crate::schedule::Schedule;
 use crate::source::{AnySource, BlobStore, Lister, LogReader, SourceError, StoreError};
-use crate::state::State;
+use crate::state::{Rebaseline, State};
 use crate::store::{PollOutcome, PollStatus, StateStore};
 
 /// The entities a polling feed makes in the user's namespace, named after the trigger.
@@ -169,6 +169,46 @@ pub(super) fn baseline(
     Ok(state)
 }
 
+/// Replaces a missing or rejected state (`why`, `cause`) so the feed goes on, and records
+/// when and why in the new state, which READ shows until an UPDATE acknowledges it. With the
+/// last authenticated state this poller's process holds (`StateStore::last_good`; never the
+/// rejected one), the poll goes on with it (`Some`): its outbox fires and the listing is diffed
+/// against its snapshot, so changes made since are reported. Without one, a silent baseline
+/// (`None`: the poll ends), so the feed goes on without flooding false events.
+pub(super) fn recover(
+    lister: &dyn Lister,
+    store: &StateStore,
+    settings: &PollSettings,
+    list_budget: &Budget,
+    why: &str,
+    cause: &str,
+    status: &mut PollStatus,
+) -> Result<Option<(State, String)>, ActionError> {
+    let good = store.last_good();
+    let recovered = good.is_some();
+    let (mut state, what) = match good {
+        Some(state) => {
+            let what = format!(
+                "replaced by the last authenticated state this poller held (write {}); changes since then are reported",
+                state.writes
+            );
+            (state, what)
+        }
+        None => {
+            let state = baseline(lister, store, settings, list_budget).map_err(source_error)?;
+            (state, "re-baselined, changes since the last good poll were not reported".to_string())
+        }
+    };
+    let reason = format!("{why}: {what}");
+    let at_ms = crate::budget::now_ms();
+    state.rebaselined =
+        Some(Rebaseline { at_ms, reason: reason.clone(), cause: cause.into(), ..Rebaseline::default() });
+    let etag = store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
+    status.outcome = PollOutcome::Rebaselined;
+    status.error = Some(reason);
+    Ok(recovered.then_some((state, etag)))
+}
+
 pub(super) fn default_alarms() -> QualifiedName {
     QualifiedName::new("whisk.system", None, "alarms")
 }
@@ -262,6 +302,7 @@ impl Opened {
                     key: "k".to_string(),
                     kind: ChangeKind::Created,
                     attrs: Default::default(),
+                    time: None,
                 };
                 r.legacy_event(&record).is_some()
             }

@@ -22,12 +22,12 @@ use super::helpers::{fire_and_commit, iso, paced_batch, source_error, Ended};
 use super::PollSettings;
 use crate::budget::{now_ms, Budget};
 use crate::change::Record;
-use crate::delivery::{deliver_paced, DeliveryReport, FirePace};
-use crate::events::{record_event, EventContext};
+use crate::delivery::{deliver_paced, deliver_wrapped, DeliveryReport, FirePace};
+use crate::events::{record_event, EventContext, Format};
 use crate::openwhisk::{Client, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
-use crate::source::{LogReader, SourceError, StoreError};
+use crate::source::{LogReader, Restart, SourceError, StoreError};
 use crate::state::{LogState, Rebaseline, State};
 use crate::store::{LoadError, PollOutcome, PollStatus, StateStore};
 
@@ -65,6 +65,20 @@ pub enum OnCursorRejected {
     /// Start again from the source's current cursor; what happened in between is not
     /// reported, and READ says when and why.
     Now,
+    /// Start again from the oldest record the source still holds (only the refused part of
+    /// the cursor, where the source's cursor has parts); READ says when and why.
+    Earliest,
+}
+
+impl OnCursorRejected {
+    /// Where the source goes on, unless the feed fails.
+    fn restart(self) -> Option<Restart> {
+        match self {
+            OnCursorRejected::Fail => None,
+            OnCursorRejected::Now => Some(Restart::Now),
+            OnCursorRejected::Earliest => Some(Restart::Earliest),
+        }
+    }
 }
 
 /// Where a new feed starts reading (`since`).
@@ -100,7 +114,8 @@ impl LogSettings {
         let on_cursor_rejected = match params.str("onCursorRejected")?.as_deref().map(str::trim) {
             None | Some("fail") => OnCursorRejected::Fail,
             Some("now") => OnCursorRejected::Now,
-            Some(other) => return Err(ParamError::invalid("onCursorRejected", "fail or now", &other.into())),
+            Some("earliest") => OnCursorRejected::Earliest,
+            Some(other) => return Err(ParamError::invalid("onCursorRejected", "fail, now or earliest", &other.into())),
         };
         // `-p since 0` arrives as a number, a CouchDB 2+ sequence as a string.
         let since = match params.raw("since") {
@@ -151,8 +166,14 @@ pub(super) fn record_events(
         id_salt: id_salt.to_string(),
     };
     let mut events = Vec::new();
+    let batched_legacy = settings.format == Format::Legacy && reader.legacy_batch_key().is_some();
     for record in records.iter().filter(|r| settings.filter.matches_key(r.kind, &r.key)) {
-        let ce = record_event(&ectx, record, now);
+        if batched_legacy {
+            // The batch's shape is the legacy contract: the records as the source built them.
+            events.push(reader.legacy_event(record).unwrap_or(Value::Null));
+            continue;
+        }
+        let ce = record_event(&ectx, record, &reader.event_type(record), now);
         events.push(settings.format.payload(ce, || reader.legacy_event(record)));
     }
     events
@@ -209,10 +230,15 @@ pub(super) struct TriggerFire<'a> {
     pub(super) trigger: &'a QualifiedName,
     pub(super) batch: usize,
     pub(super) pace: FirePace,
+    /// Fire legacy events under this key, batched by size (`LogReader::legacy_batch_key`).
+    pub(super) wrap: Option<&'static str>,
 }
 
 impl Fire for TriggerFire<'_> {
     fn fire(&mut self, outbox: &[Value], budget: &Budget) -> DeliveryReport {
+        if let Some(key) = self.wrap {
+            return deliver_wrapped(self.client, self.trigger, outbox, key, budget, &mut self.pace);
+        }
         let batch = paced_batch(self.batch, outbox.len(), &self.pace, budget);
         deliver_paced(self.client, self.trigger, outbox, batch, budget, &mut self.pace)
     }
@@ -236,9 +262,20 @@ impl LogPoller<'_> {
     pub(super) fn run(&mut self, budget: &Budget, status: &mut PollStatus) -> Result<Ended, ActionError> {
         let (mut state, mut etag) = match self.store.load() {
             Ok(Some((state, etag))) if state.log.is_some() => (state, etag),
-            Ok(Some((_, etag))) => return self.recover("the state holds no log cursor", Some(&etag), status),
-            Ok(None) => return self.recover("state object missing", None, status),
-            Err(LoadError::Corrupt(e)) => return self.recover(&format!("state object corrupt ({e})"), None, status),
+            Ok(Some((_, etag))) => {
+                self.recover("the state holds no log cursor", "rejected", Some(&etag), status)?;
+                return Ok(Ended::Normally);
+            }
+            Ok(None) => match self.recover("state object missing", "missing", None, status)? {
+                Some(found) => found,
+                None => return Ok(Ended::Normally),
+            },
+            Err(LoadError::Corrupt(e)) => {
+                match self.recover(&format!("state object rejected ({e})"), "rejected", None, status)? {
+                    Some(found) => found,
+                    None => return Ok(Ended::Normally),
+                }
+            }
             Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
         };
 
@@ -251,7 +288,7 @@ impl LogPoller<'_> {
         if state.scope != scope {
             // UPDATE pointed the feed at another log: the old cursor means nothing there.
             let why = format!("the source changed from {} to {scope}", state.scope);
-            self.rebaseline(&mut state, why, status)?;
+            self.rebaseline(&mut state, why, "scope", status)?;
             state.scope = scope;
             let Some(new) = self.commit(&state, &etag, status)? else { return Ok(Ended::Normally) };
             etag = new;
@@ -268,46 +305,61 @@ impl LogPoller<'_> {
             let wait_until = if connection { read_budget.remaining().map(|r| Instant::now() + r) } else { None };
             let after = state.log.as_ref().and_then(|l| l.cursor.clone());
             let started = Instant::now();
-            let read =
-                match read_after(self.reader, after.as_deref(), self.settings.max_changes, wait_until, &read_budget) {
-                    Ok(read) => read,
-                    Err(SourceError::CursorRejected(why)) if self.log.on_cursor_rejected == OnCursorRejected::Now => {
-                        if rebaselined {
-                            // The cursor `current()` just gave is refused too: nothing sensible to skip to.
-                            return Err(ActionError::new(format!(
-                                "the source rejects even its current cursor ({why}); the feed cannot read"
-                            )));
-                        }
-                        rebaselined = true;
-                        let reason = format!(
-                            "the source rejected the cursor {} ({why}): re-baselined from now as onCursorRejected=now \
-                         allows; changes after that cursor and before now are not reported",
-                            describe_cursor(after.as_deref())
-                        );
-                        self.rebaseline(&mut state, reason, status)?;
-                        let Some(new) = self.commit(&state, &etag, status)? else { return Ok(Ended::Normally) };
-                        etag = new;
-                        continue;
+            let read = match read_after(
+                self.reader,
+                after.as_deref(),
+                self.settings.max_changes,
+                wait_until,
+                &read_budget,
+            ) {
+                Ok(read) => read,
+                Err(SourceError::CursorRejected(why)) if self.log.on_cursor_rejected.restart().is_some() => {
+                    let to = self.log.on_cursor_rejected.restart().unwrap_or(Restart::Now);
+                    if rebaselined {
+                        // The cursor `current()` just gave is refused too: nothing sensible to skip to.
+                        return Err(ActionError::new(format!(
+                            "the source rejects even its current cursor ({why}); the feed cannot read"
+                        )));
                     }
-                    Err(SourceError::CursorRejected(why)) => {
-                        let message = format!(
-                            "the source rejects the stored cursor {} ({why}): no record is read or skipped until \
+                    rebaselined = true;
+                    let reason = match to {
+                            Restart::Now => format!(
+                                "the source rejected the cursor {} ({why}): re-baselined from now as \
+                                 onCursorRejected=now allows; changes after that cursor and before now are not reported",
+                                describe_cursor(after.as_deref())
+                            ),
+                            Restart::Earliest => format!(
+                                "the source rejected the cursor {} ({why}): re-baselined from the earliest record the \
+                                 source still holds as onCursorRejected=earliest allows; records the source no longer \
+                                 holds are not reported",
+                                describe_cursor(after.as_deref())
+                            ),
+                        };
+                    self.restart(&mut state, after.as_deref(), to, reason, status)?;
+                    let Some(new) = self.commit(&state, &etag, status)? else { return Ok(Ended::Normally) };
+                    etag = new;
+                    continue;
+                }
+                Err(SourceError::CursorRejected(why)) => {
+                    let message = format!(
+                        "the source rejects the stored cursor {} ({why}): no record is read or skipped until \
                          this is resolved; to start again from now (changes since that cursor are not \
-                         reported) update the trigger with -p onCursorRejected now",
-                            describe_cursor(after.as_deref())
-                        );
-                        let log = state.log.get_or_insert_with(LogState::default);
-                        if log.cursor_rejected.as_deref() != Some(message.as_str()) {
-                            log.cursor_rejected = Some(message.clone());
-                            // Best effort: READ shows it from the state; the poll's error says it anyway.
-                            if let Err(e) = self.store.commit(&state, &etag) {
-                                crate::runtime::log(&format!("poll: could not record the rejected cursor: {e}"));
-                            }
+                         reported) update the trigger with -p onCursorRejected now, or with -p onCursorRejected \
+                         earliest to go on from the oldest record the source still holds",
+                        describe_cursor(after.as_deref())
+                    );
+                    let log = state.log.get_or_insert_with(LogState::default);
+                    if log.cursor_rejected.as_deref() != Some(message.as_str()) {
+                        log.cursor_rejected = Some(message.clone());
+                        // Best effort: READ shows it from the state; the poll's error says it anyway.
+                        if let Err(e) = self.store.commit(&state, &etag) {
+                            crate::runtime::log(&format!("poll: could not record the rejected cursor: {e}"));
                         }
-                        return Err(ActionError::new(message));
                     }
-                    Err(e) => return Err(source_error(e)),
-                };
+                    return Err(ActionError::new(message));
+                }
+                Err(e) => return Err(source_error(e)),
+            };
             let n = read.records.len();
             status.listed += n as u64;
             let events = record_events(self.reader, self.settings, &self.salt, &read.records, chrono::Utc::now());
@@ -351,43 +403,99 @@ impl LogPoller<'_> {
         Ok(Ended::Normally)
     }
 
-    /// Replaces a missing, corrupt or foreign state with one starting at the source's current
-    /// cursor, so the feed goes on; READ says what was not reported.
-    fn recover(&self, why: &str, etag: Option<&str>, status: &mut PollStatus) -> Result<Ended, ActionError> {
-        let mut state = log_baseline(self.reader, &Since::Now).map_err(source_error)?;
-        let reason = format!("{why}: re-baselined from now, changes since the last good poll were not reported");
+    /// Replaces a missing, rejected or foreign state so the feed goes on: with the last
+    /// authenticated state this poller's process holds (`StateStore::last_good`), whose
+    /// outbox and cursor the poll then goes on with (`Some`: no record is lost), else with one
+    /// starting at the source's current cursor (`None`: the poll ends). The state records when
+    /// and why; READ shows it until the user acknowledges it.
+    fn recover(
+        &self,
+        why: &str,
+        cause: &str,
+        etag: Option<&str>,
+        status: &mut PollStatus,
+    ) -> Result<Option<(State, String)>, ActionError> {
+        let good = self.store.last_good().filter(|s| s.log.is_some());
+        let recovered = good.is_some();
+        let (mut state, what) = match good {
+            Some(state) => (
+                state,
+                "replaced by the last authenticated state this poller held; the records after its cursor are read \
+                 now, so none is lost",
+            ),
+            None => (
+                log_baseline(self.reader, &Since::Now).map_err(source_error)?,
+                "re-baselined from now, changes since the last good poll were not reported",
+            ),
+        };
+        let reason = format!("{why}: {what}");
         if let Some(log) = state.log.as_mut() {
-            log.rebaselined = Some(Rebaseline { at_ms: now_ms(), reason: reason.clone(), previous_cursor: None });
+            let cause = cause.to_string();
+            log.rebaselined =
+                Some(Rebaseline { at_ms: now_ms(), reason: reason.clone(), previous_cursor: None, cause });
         }
         let written = match etag {
             Some(etag) => self.store.commit(&state, etag),
             None => self.store.overwrite(&state),
         };
-        match written {
-            Ok(_) => {}
+        let etag = match written {
+            Ok(etag) => etag,
             Err(StoreError::Conflict) => {
                 status.outcome = PollOutcome::Conflict;
-                return Ok(Ended::Normally);
+                return Ok(None);
             }
             Err(e) => return Err(ActionError::new(format!("writing the feed state: {e}"))),
-        }
+        };
         status.outcome = PollOutcome::Rebaselined;
         status.error = Some(reason);
-        Ok(Ended::Normally)
+        Ok(recovered.then_some((state, etag)))
     }
 
     /// Moves the cursor to the source's current one and records why (not yet committed).
-    fn rebaseline(&self, state: &mut State, reason: String, status: &mut PollStatus) -> Result<(), ActionError> {
+    fn rebaseline(
+        &self,
+        state: &mut State,
+        reason: String,
+        cause: &str,
+        status: &mut PollStatus,
+    ) -> Result<(), ActionError> {
         let now = self.reader.current().map_err(source_error)?;
+        self.moved_to(state, Some(now), reason, cause, status);
+        Ok(())
+    }
+
+    /// Moves a refused cursor where the source says `to` leads, and records why (not yet
+    /// committed).
+    fn restart(
+        &self,
+        state: &mut State,
+        rejected: Option<&str>,
+        to: Restart,
+        reason: String,
+        status: &mut PollStatus,
+    ) -> Result<(), ActionError> {
+        let cursor = self.reader.restart(rejected, to).map_err(source_error)?;
+        self.moved_to(state, cursor, reason, "cursor", status);
+        Ok(())
+    }
+
+    fn moved_to(
+        &self,
+        state: &mut State,
+        cursor: Option<String>,
+        reason: String,
+        cause: &str,
+        status: &mut PollStatus,
+    ) {
         let log = state.log.get_or_insert_with(LogState::default);
-        log.rebaselined =
-            Some(Rebaseline { at_ms: now_ms(), reason: reason.clone(), previous_cursor: log.cursor.take() });
-        log.cursor = Some(now);
+        let previous_cursor = log.cursor.take();
+        let cause = cause.to_string();
+        log.rebaselined = Some(Rebaseline { at_ms: now_ms(), reason: reason.clone(), previous_cursor, cause });
+        log.cursor = cursor;
         log.cursor_rejected = None;
         state.seq += 1;
         status.outcome = PollOutcome::Rebaselined;
         status.error = Some(reason);
-        Ok(())
     }
 
     /// Commits `state` over `etag`; `None` when another poll committed first (this one must
@@ -431,7 +539,7 @@ fn describe_cursor(cursor: Option<&str>) -> String {
 }
 
 /// READ's facts about a log feed's state: `mode`, `cursor`, `recordsRead`, `eventsPending`,
-/// `eventsFired`, `rebaselined`.
+/// `eventsFired`, `rebaselined` (which READ then shows only until an UPDATE acknowledges it).
 pub(super) fn log_status(s: &mut Map<String, Value>, state: &State, log: Option<&LogSettings>) {
     let facts = state.log.clone().unwrap_or_default();
     if let Some(log) = log {
@@ -446,6 +554,21 @@ pub(super) fn log_status(s: &mut Map<String, Value>, state: &State, log: Option<
             "rebaselined".into(),
             json!({ "at": iso(r.at_ms), "reason": r.reason, "previousCursor": r.previous_cursor }),
         );
+    }
+}
+
+/// READ's `lag`: how far the stored cursor is behind the log, as the source tells it
+/// (`LogReader::lag`); `lagError` when the source cannot be asked now.
+pub(super) fn log_lag(s: &mut Map<String, Value>, reader: &dyn LogReader, state: &State) {
+    let cursor = state.log.as_ref().and_then(|l| l.cursor.as_deref());
+    match reader.lag(cursor) {
+        Ok(Some(lag)) => {
+            s.insert("lag".into(), lag);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            s.insert("lagError".into(), json!(e.to_string()));
+        }
     }
 }
 

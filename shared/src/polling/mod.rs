@@ -72,6 +72,9 @@ const CONFIG_SOURCE: &str = "source";
 const CONFIG_TRIGGER: &str = "triggerName";
 /// Config key of the state store's conditional-write dialect, found by CREATE's probe.
 pub const CONFIG_DIALECT: &str = "conditionalWriteDialect";
+/// Config key of when the last UPDATE ran (epoch ms): it acknowledges the re-baselines READ
+/// reported until then.
+pub const CONFIG_ACKNOWLEDGED: &str = "rebaselinesAcknowledgedMs";
 
 /// The dialect the feed's config records; feeds created before it was recorded use `quoted`.
 fn config_dialect(config: &Params) -> Dialect {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::helpers::{
-    baseline, find_source, fire_and_commit, iso, paced_batch, source_error, state_blobs, teardown, teardown_plan,
-    Ended, Helpers, Opened,
+    find_source, fire_and_commit, iso, paced_batch, recover, source_error, state_blobs, teardown, teardown_plan, Ended,
+    Helpers, Opened,
 };
 use super::log::{baseline_cursor, read_after, record_events, LogPoller, LogSettings, Since, TriggerFire};
 use super::pass::{run_pass_with, Pass, PassLimits, MIN_KEYS_PER_RANGE};
@@ -21,7 +21,7 @@ use crate::openwhisk::{AuthKey, Client, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::{ActionError, Context};
 use crate::source::{AnySource, Lister, LogReader};
-use crate::state::{Snapshot, State};
+use crate::state::{Rebaseline, Snapshot, State};
 use crate::store::{LeaseError, LoadError, PollOutcome, PollStatus, StateStore};
 
 /// The `poll` action's handler: one poll of the feed whose config arrives as parameters.
@@ -64,7 +64,9 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]
         Opened::Snapshot(_) => None,
     };
     let blobs = state_blobs(&opened, &params)?;
-    let store = StateStore::new(blobs, &trigger).with_dialect(config_dialect(&params));
+    let key = crate::store::stored_key(&params);
+    let store =
+        StateStore::new(blobs, &trigger).with_dialect(config_dialect(&params)).with_key(key.as_ref()).remembering();
     // The lease runs to the deadline plus the commit margin: the whole activation, connection
     // mode included.
     let budget = Budget::new(ctx.deadline, commit_margin);
@@ -84,6 +86,7 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]
                 trigger: &trigger,
                 batch: settings.batch,
                 pace: FirePace::new(settings.max_fires_per_minute),
+                wrap: reader.legacy_batch_key().filter(|_| settings.format == crate::events::Format::Legacy),
             };
             let mut poller = LogPoller {
                 reader: reader.as_ref(),
@@ -220,12 +223,23 @@ pub fn dry_run(params: Params, sources: &[AnySource<'_>]) -> Result<Value, Actio
         None => None,
     };
     let store = match (&trigger, blobs) {
-        (Some(trigger), Some(blobs)) => Some(StateStore::new(blobs, trigger)),
+        (Some(trigger), Some(blobs)) => {
+            Some(StateStore::new(blobs, trigger).with_key(crate::store::stored_key(&params).as_ref()))
+        }
         _ => None,
     };
     match &opened {
         Opened::Snapshot(lister) => dry_run_snapshot(lister.as_ref(), &settings, trigger.as_ref(), store),
         Opened::Log(reader) => dry_run_log(reader.as_ref(), &params, &settings, trigger.as_ref(), store),
+    }
+}
+
+/// What a dry run compares with: the stored state, and whether it was authenticated.
+fn against(store: &StateStore, verified: bool) -> String {
+    if verified {
+        store.location()
+    } else {
+        format!("{} (not authenticated: read without a stateKey; give the feed's to check it)", store.location())
     }
 }
 
@@ -240,8 +254,8 @@ fn dry_run_log(
 ) -> Result<Value, ActionError> {
     let given = if params.has("since") { LogSettings::from_params(params)?.since } else { Since::Start };
     let stored = match &store {
-        Some(store) => match store.load() {
-            Ok(Some((state, _))) => state.log.map(|l| (l.cursor, store.location())),
+        Some(store) => match store.peek() {
+            Ok(Some((state, verified))) => state.log.map(|l| (l.cursor, against(store, verified))),
             Ok(None) => None,
             Err(e) => return Err(ActionError::new(format!("reading {}: {e}", store.location()))),
         },
@@ -286,8 +300,8 @@ fn dry_run_snapshot(
 ) -> Result<Value, ActionError> {
     let reserved = store.as_ref().and_then(|s| s.reserved_prefix());
     let (old, seq, against, kept) = match store {
-        Some(store) => match store.load() {
-            Ok(Some((state, _))) => (state.snapshot, state.seq + 1, store.location(), state.versions),
+        Some(store) => match store.peek() {
+            Ok(Some((state, verified))) => (state.snapshot, state.seq + 1, against(&store, verified), state.versions),
             Ok(None) => {
                 let against = format!("{} (missing: every entry counts as created)", store.location());
                 (Snapshot::default(), 1, against, None)
@@ -368,21 +382,18 @@ impl Poller<'_> {
     fn run(&self, budget: &Budget, status: &mut PollStatus) -> Result<Ended, ActionError> {
         let loaded = match self.store.load() {
             Ok(Some(found)) => Ok(found),
-            Ok(None) => Err("state object missing".to_string()),
-            Err(LoadError::Corrupt(e)) => Err(format!("state object corrupt ({e})")),
+            Ok(None) => Err(("state object missing".to_string(), "missing")),
+            Err(LoadError::Corrupt(e)) => Err((format!("state object rejected ({e})"), "rejected")),
             Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
         };
         let (mut state, mut etag) = match loaded {
             Ok(found) => found,
-            Err(why) => {
-                // Documented recovery: a missing or corrupt state is replaced by a silent
-                // baseline, so the feed goes on without flooding false events.
+            Err((why, cause)) => {
                 let list_budget = budget.with_margin(self.list_margin);
-                let state = baseline(self.lister, self.store, self.settings, &list_budget).map_err(source_error)?;
-                self.store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
-                status.outcome = PollOutcome::Rebaselined;
-                status.error = Some(format!("{why}: re-baselined, changes since the last good poll were not reported"));
-                return Ok(Ended::Normally);
+                match recover(self.lister, self.store, self.settings, &list_budget, &why, cause, status)? {
+                    Some(found) => found,
+                    None => return Ok(Ended::Normally),
+                }
             }
         };
 
@@ -393,6 +404,13 @@ impl Poller<'_> {
 
         if state.scope != self.settings.scope {
             // What the snapshot covers changed (UPDATE of prefix or bucket): start over quietly.
+            let reason = format!(
+                "what the feed watches changed from {} to {} (UPDATE): re-baselined silently from the next complete \
+                 listing",
+                state.scope, self.settings.scope
+            );
+            state.rebaselined =
+                Some(Rebaseline { at_ms: now_ms(), reason, cause: "scope".into(), ..Rebaseline::default() });
             state.snapshot = Snapshot::default();
             state.versions = None;
             state.resume = Vec::new();
@@ -401,8 +419,9 @@ impl Poller<'_> {
         }
         let list_budget = budget.with_margin(self.list_margin);
         // Reconcile: the push markers, loaded before the listing (polling/reconcile.rs).
-        let markers = self.pushed.map(|p| p.load()).transpose()?;
+        let markers = self.pushed.map(|p| p.load(state.whole_listing_started_ms)).transpose()?;
         let whole = state.resume.is_empty();
+        let listing_started = now_ms();
         // Until the first complete pass (the baseline) nothing fires.
         let emit = state.baselined;
         let reserved = self.store.reserved_prefix();
@@ -442,6 +461,9 @@ impl Poller<'_> {
             || !state.baselined
             || (state.stats.held_deletes, state.stats.deletes_refuted) != deletes_before;
         let whole = whole && pass.resume.is_empty();
+        if whole {
+            state.whole_listing_started_ms = Some(listing_started);
+        }
         if pass.resume.is_empty() {
             state.baselined = true;
         } else {

@@ -20,6 +20,15 @@
 //!
 //! The receiver writes the marker after the fire: a marker that could not be written costs a
 //! duplicate (the reconcile fires the change again, with another id), never a lost event.
+//!
+//! **Authentication.** Markers live where the bucket's writers can write too, and a marker
+//! suppresses a fire. So with the feed's `stateKey` (the hook config holds it and passes it to
+//! the reconcile) a marker's name also carries when it was written and an HMAC of the rest
+//! ([`sealed_marker_name`]): `{name}.{ms, hex}.{tag}`. A reconcile honours only markers whose tag
+//! verifies, and only those written since shortly before its previous whole listing started
+//! (an older one is about a change that listing already saw: put back, it must not suppress a
+//! later change of the same key and ETag). Every other name under the marker prefix is ignored,
+//! logged and deleted. A feed created before keys existed writes and reads bare names as before.
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -29,6 +38,17 @@ use crate::openwhisk::QualifiedName;
 use crate::params::Params;
 use crate::runtime::ActionError;
 use crate::source::{BlobStore, Flow, ListRange, Lister, Precondition, Source};
+use crate::store::Seal;
+
+/// The HMAC domain of a push marker's name.
+const MARKER_DOMAIN: &str = "marker";
+
+/// Bytes of the tag in a sealed marker name (hex: twice as many characters).
+const MARKER_TAG_BYTES: usize = 16;
+
+/// How much earlier than the previous whole listing's start a marker may have been written and
+/// still count: the receiver's and the poller's clocks are different machines' clocks.
+pub const MARKER_CLOCK_SLACK_MS: u64 = 10 * 60 * 1000;
 
 /// Config key of a polling feed that reconciles a push hook: its events are marked
 /// `reconciled` and changes the receiver marked as pushed are not fired again.
@@ -62,6 +82,24 @@ pub fn marker_name(deleted: bool, key: &str, etag: Option<&str>) -> String {
     format!("{}.created.{etag}", hash(key))
 }
 
+/// The authenticated name of a marker `name` written at `written_ms`:
+/// `{name}.{written_ms, hex}.{HMAC of the rest, 16 bytes hex}`.
+pub fn sealed_marker_name(seal: &Seal, name: &str, written_ms: u64) -> String {
+    let unsealed = format!("{name}.{written_ms:x}");
+    let tag = seal.tag_hex(MARKER_DOMAIN, unsealed.as_bytes(), MARKER_TAG_BYTES);
+    format!("{unsealed}.{tag}")
+}
+
+/// The marker name and write time a sealed name carries, when its tag verifies.
+pub fn open_marker_name(seal: &Seal, sealed: &str) -> Option<(String, u64)> {
+    let (unsealed, tag) = sealed.rsplit_once('.')?;
+    let (name, written) = unsealed.rsplit_once('.')?;
+    if tag.len() != 2 * MARKER_TAG_BYTES || !seal.verify_hex(MARKER_DOMAIN, unsealed.as_bytes(), tag) {
+        return None;
+    }
+    Some((name.to_string(), u64::from_str_radix(written, 16).ok()?))
+}
+
 /// The marker name that would cover `change`, if any could.
 fn name_for(change: &Change) -> Option<String> {
     match change.kind {
@@ -82,12 +120,19 @@ pub struct Pushed {
     listed_prefix: String,
     /// The blob keys start with this.
     blob_prefix: String,
+    /// The feed's key: only markers it authenticates count (`None`: a feed without a key).
+    seal: Option<Seal>,
 }
 
 /// The markers one reconcile poll loaded.
 #[derive(Debug, Default)]
 pub struct Markers {
+    /// The names of the markers that count (without time and tag).
     names: std::collections::BTreeSet<String>,
+    /// Everything listed under the marker prefix, as stored: deleted after a whole listing.
+    listed: std::collections::BTreeSet<String>,
+    /// Names under the marker prefix that are not authenticated markers of this feed.
+    rejected: usize,
 }
 
 impl Pushed {
@@ -113,16 +158,19 @@ impl Pushed {
             .open(params)?
             .blob_store()
             .ok_or_else(|| ActionError::new("reconcile: the source keeps no state store for the push markers"))?;
-        Ok(Some(Pushed { lister, blobs, listed_prefix, blob_prefix }))
+        let seal = crate::store::stored_key(params).map(|k| crate::store::seal_for(&k, trigger));
+        Ok(Some(Pushed { lister, blobs, listed_prefix, blob_prefix, seal }))
     }
 
-    /// Lists the markers (before the bucket is listed: see the module doc).
-    pub fn load(&self) -> Result<Markers, ActionError> {
-        let mut names = std::collections::BTreeSet::new();
+    /// Lists the markers (before the bucket is listed: see the module doc). With a key, a name
+    /// counts only when its tag verifies and it was written no earlier than the slack before
+    /// `horizon_ms` (when the previous whole listing started).
+    pub fn load(&self, horizon_ms: Option<u64>) -> Result<Markers, ActionError> {
+        let mut listed = std::collections::BTreeSet::new();
         let mut page = |entries: Vec<crate::source::Entry>| {
             for e in entries {
                 if let Some(name) = e.key.strip_prefix(&self.listed_prefix) {
-                    names.insert(name.to_string());
+                    listed.insert(name.to_string());
                 }
             }
             Flow::Continue
@@ -130,14 +178,38 @@ impl Pushed {
         self.lister
             .list(&ListRange::default(), crate::source::Previous::default(), &mut page)
             .map_err(|e| ActionError::new(format!("reconcile: listing the push markers: {e}")))?;
-        Ok(Markers { names })
+        let mut markers = Markers { listed, ..Markers::default() };
+        let earliest = horizon_ms.map_or(0, |h| h.saturating_sub(MARKER_CLOCK_SLACK_MS));
+        for listed in &markers.listed {
+            match &self.seal {
+                None => {
+                    markers.names.insert(listed.clone());
+                }
+                Some(seal) => match open_marker_name(seal, listed) {
+                    Some((name, written)) if written >= earliest => {
+                        markers.names.insert(name);
+                    }
+                    // Authentic but older than the previous whole listing: put back, not new.
+                    Some(_) => markers.rejected += 1,
+                    None => markers.rejected += 1,
+                },
+            }
+        }
+        if markers.rejected > 0 {
+            crate::runtime::log(&format!(
+                "reconcile: ignored {} names under the push marker prefix that are not authenticated markers of \
+                 this feed written since its previous whole listing (forged, put back, or from another key)",
+                markers.rejected
+            ));
+        }
+        Ok(markers)
     }
 
-    /// Deletes the markers a whole listing consumed; one that stays only costs a LIST entry
-    /// (and is deleted by a later reconcile).
+    /// Deletes what was listed under the marker prefix once a whole listing consumed it; one
+    /// that stays only costs a LIST entry (and is deleted by a later reconcile).
     pub fn cleanup(&self, markers: &Markers) -> usize {
         let mut deleted = 0;
-        for name in &markers.names {
+        for name in &markers.listed {
             match self.blobs.delete(&format!("{}{name}", self.blob_prefix)) {
                 Ok(()) => deleted += 1,
                 Err(e) => crate::runtime::log(&format!("reconcile: deleting a push marker: {e}")),
@@ -146,10 +218,22 @@ impl Pushed {
         deleted
     }
 
-    /// Writes the marker of one pushed change (the receiver's side).
-    pub fn write(blobs: &dyn BlobStore, trigger: &QualifiedName, deleted: bool, body: &Value) -> Result<(), String> {
+    /// Writes the marker of one pushed change (the receiver's side), sealed with `seal` (the
+    /// feed's key) at `now_ms` when it has one.
+    pub fn write(
+        blobs: &dyn BlobStore,
+        trigger: &QualifiedName,
+        seal: Option<&Seal>,
+        now_ms: u64,
+        deleted: bool,
+        body: &Value,
+    ) -> Result<(), String> {
         let key = body["key"].as_str().unwrap_or_default();
         let name = marker_name(deleted, key, body["etag"].as_str());
+        let name = match seal {
+            Some(seal) => sealed_marker_name(seal, &name, now_ms),
+            None => name,
+        };
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         blobs
             .put(&format!("{}{name}", markers_prefix(trigger)), &bytes, &Precondition::None)
@@ -167,6 +251,11 @@ impl Markers {
     /// True when no marker was loaded.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
+    }
+
+    /// Names under the marker prefix that did not count (not authenticated, or put back).
+    pub fn rejected(&self) -> usize {
+        self.rejected
     }
 
     /// The changes no marker covers, and how many were covered.
@@ -216,6 +305,8 @@ mod tests {
     #[test]
     fn markers_cover_writes_by_key_and_etag_and_deletes_by_key() {
         let markers = Markers {
+            listed: Default::default(),
+            rejected: 0,
             names: [
                 marker_name(false, "a", Some("\"ABC\"")),
                 marker_name(true, "gone", None),
@@ -254,6 +345,37 @@ mod tests {
         }
         assert_ne!(marker_name(false, "a", Some("x")), marker_name(false, "a", Some("y")));
         assert_eq!(marker_name(false, "a", Some("\"AB\"")), marker_name(false, "a", Some("ab")));
+    }
+
+    #[test]
+    fn sealed_marker_names_verify_only_as_written() {
+        let key = crate::secret::Secret::new("k".repeat(40));
+        let trigger = QualifiedName::new("ns", None, "t");
+        let seal = crate::store::seal_for(&key, &trigger);
+        let name = marker_name(false, "photos/a.jpg", Some("\"abc\""));
+        let sealed = sealed_marker_name(&seal, &name, 0x18f_0000_0000);
+        assert_eq!(open_marker_name(&seal, &sealed), Some((name.clone(), 0x18f_0000_0000)));
+        assert!(sealed.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') && sealed.len() < 160, "{sealed}");
+        // What a writer of the bucket can make: the bare name (the format before keys), another
+        // key's, another trigger's, a name or time swapped under a genuine tag.
+        let other_key = crate::store::seal_for(&crate::secret::Secret::new("x".repeat(40)), &trigger);
+        let other_trigger = crate::store::seal_for(&key, &QualifiedName::new("ns", None, "u"));
+        let (_, tag) = sealed.rsplit_once('.').unwrap();
+        let deleted = marker_name(true, "photos/a.jpg", None);
+        for forged in [
+            name.clone(),
+            format!("{name}.18f00000000"),
+            format!("{name}.18f00000000.{}", "0".repeat(32)),
+            sealed_marker_name(&other_key, &name, 0x18f_0000_0000),
+            sealed_marker_name(&other_trigger, &name, 0x18f_0000_0000),
+            format!("{deleted}.18f00000000.{tag}"),
+            format!("{name}.18f00000001.{tag}"),
+            format!("{sealed}0"),
+            String::new(),
+            "..".to_string(),
+        ] {
+            assert_eq!(open_marker_name(&seal, &forged), None, "{forged}");
+        }
     }
 
     #[test]

@@ -15,9 +15,16 @@
 //! first seen at generation 2 and reported as `updated`; a document re-created after a
 //! delete continues its revision branch (generation 3 and up), so it is `updated`; a
 //! replicated document (or `new_edits=false`) can arrive at any generation; only the latest
-//! change of each document is guaranteed, so intermediate revisions are skipped. Records
-//! are identified by document id and revision, so a change redelivered (a rewind to 0, a
-//! lost shard copy) gets the same event id.
+//! change of each document is guaranteed, so intermediate revisions are skipped.
+//!
+//! **Record ids** name one change of the log: the row's sequence, revision and document id.
+//! The revision alone does not: when the winning revision of a conflicted document is deleted,
+//! the losing one wins again and the row repeats an earlier revision at a later sequence (a
+//! consumer dropping duplicates by id would drop that real change). A change the core read and
+//! committed keeps its event id whatever happens next (the outbox holds it); a change the
+//! server sends again at another sequence (a shard rewound to an earlier checkpoint) is, for
+//! the log, another change, and gets another id. A row without `seq` (never sent by the
+//! reader's requests) falls back to revision and id.
 //!
 //! **State store.** `_local` documents are not an optimistic lock on CouchDB 2.x+ (every
 //! PUT wins), so the state is a regular document: `statePrefix` + key (default
@@ -382,7 +389,13 @@ impl CouchDbReader {
                 attrs.insert("doc".into(), doc.clone());
             }
         }
-        Ok(Some(Record { id: format!("{rev} {id}"), key: id.to_string(), kind: infer_kind(rev, deleted), attrs }))
+        // One change of the log: the revision alone is not one (a conflict revert makes an
+        // earlier revision win again, at a later sequence), so the sequence is part of it.
+        let record_id = match row.get("seq").filter(|s| !s.is_null()) {
+            Some(seq) => format!("{} {rev} {id}", seq_text(seq)),
+            None => format!("{rev} {id}"),
+        };
+        Ok(Some(Record { id: record_id, key: id.to_string(), kind: infer_kind(rev, deleted), attrs, time: None }))
     }
 }
 
@@ -779,8 +792,11 @@ impl BlobStore for CouchDbStore {
         let doc = response.json().map_err(StoreError::Failed)?;
         let corrupt = || StoreError::Failed(SourceError::Transient(format!("{what}: not a state document of owfeed")));
         let rev = doc.get("_rev").and_then(Value::as_str).ok_or_else(corrupt)?;
-        let bytes = doc.get("bytes").and_then(Value::as_str).ok_or_else(corrupt)?;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(bytes).map_err(|_| corrupt())?;
+        // Whoever can write the database can write this document: one that is not ours reads
+        // as bytes the core does not trust (and replaces), never as a store failure that would
+        // stop the feed for good.
+        let bytes = doc.get("bytes").and_then(Value::as_str).unwrap_or_default();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(bytes).unwrap_or_default();
         Ok(Some(Blob { bytes, etag: rev.to_string(), modified: None }))
     }
 
@@ -961,7 +977,7 @@ mod tests {
         let r = reader(json!({"includeDocs": true}));
         let row = json!({"seq": "7-g1AAAA", "id": "a/b", "changes": [{"rev": "3-x"}], "deleted": true, "doc": {"_id": "a/b", "_deleted": true}});
         let record = r.record(&row).unwrap().unwrap();
-        assert_eq!(record.id, "3-x a/b");
+        assert_eq!(record.id, "7-g1AAAA 3-x a/b");
         assert_eq!(record.key, "a/b");
         assert_eq!(record.kind, ChangeKind::Deleted);
         assert_eq!(

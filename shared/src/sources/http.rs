@@ -1,10 +1,19 @@
 //! The `http` source: web resources watched by `ETag` (else `Last-Modified`) with conditional
 //! GETs, so an unchanged resource costs a 304. Keys are the URLs; 404 and 410 mean absent.
 //! It keeps its versions (`keeps_versions`) to send them back, and no state of its own.
+//!
+//! **Where the user's `headers` go.** The user decides, never the index or a server: they are
+//! sent only to the origins (scheme, host, port) of the URLs the user configured (`url`, or
+//! `indexUrl` itself). With `headers`, a URL an index lists on another origin is fetched only
+//! when the user names that origin in `otherOrigins`, and then without the headers; any other
+//! fails the poll naming the origin (nothing is fetched from it). Redirects are followed here,
+//! not by the HTTP client (which keeps every header but `Authorization` across hosts): within
+//! the origins the user configured with the headers, to an origin in `otherOrigins` without
+//! them, anywhere else not at all; and never from `https` to `http`, headers or not.
 
 use serde_json::{json, Map, Value};
 
-use crate::http::{display_url, HttpClient, HttpConfig, HttpTls, Request, Response};
+use crate::http::{display_url, origin, resolve_location, HttpClient, HttpConfig, HttpTls, Request, Response};
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
 use crate::source::{BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Previous, Source, SourceError};
@@ -16,6 +25,13 @@ const PARAMS: &[ParamSpec] = &[
     ParamSpec { name: "url", secret: false, required: true, doc: "the URL(s) to watch (or indexUrl)" },
     ParamSpec { name: "indexUrl", secret: false, required: false, doc: "a JSON array of the URLs to watch" },
     ParamSpec { name: "headers", secret: true, required: false, doc: "request headers (auth), a JSON object" },
+    ParamSpec {
+        name: "otherOrigins",
+        secret: false,
+        required: false,
+        doc:
+            "origins besides the configured URLs' that an index may list or a redirect lead to, fetched without headers",
+    },
     ParamSpec { name: "stateBucket", secret: false, required: true, doc: "S3 bucket for the state (see Sources)" },
     ParamSpec { name: "caCertificate", secret: false, required: false, doc: "PEM of the CA(s) to trust" },
     ParamSpec { name: "insecureSkipTlsVerify", secret: false, required: false, doc: "no TLS verification" },
@@ -48,11 +64,38 @@ impl Source for HttpSource {
             Some(Value::String(s)) => header_pairs(&serde_json::from_str(s).unwrap_or(Value::Null))?,
             Some(v) => header_pairs(v)?,
         };
+        let other_origins = other_origins(params)?;
+        // The origins the user's headers may go to: those of the URLs the user wrote.
+        let mut origins: Vec<String> = urls.iter().chain(index.iter()).filter_map(|u| origin(u)).collect();
+        origins.sort();
+        origins.dedup();
         let tls = HttpTls::from_params(params)?;
-        let client = HttpClient::new(HttpConfig { tls: tls.clone(), ..HttpConfig::default() })
-            .map_err(|e| ParamError { name: "caCertificate".into(), expected: e, got: None })?;
-        Ok(Box::new(HttpLister { urls, index, headers, client, tls }))
+        // Redirects are followed by `get`, which decides where the headers go.
+        let config = HttpConfig { tls: tls.clone(), follow_redirects: false, ..HttpConfig::default() };
+        let client =
+            HttpClient::new(config).map_err(|e| ParamError { name: "caCertificate".into(), expected: e, got: None })?;
+        Ok(Box::new(HttpLister { urls, index, headers, origins, other_origins, client, tls }))
     }
+}
+
+/// `otherOrigins`: origins (`https://host[:port]`, no path) as a list; each normalised.
+fn other_origins(params: &Params) -> Result<Vec<String>, ParamError> {
+    let expected = "origins such as https://cdn.example.com or http://host:8080 (scheme, host, port; no path)";
+    let mut out = Vec::new();
+    for given in params.list("otherOrigins")?.unwrap_or_default() {
+        let trimmed = given.trim().trim_end_matches('/');
+        let bare = trimmed.split_once("://").is_some_and(|(_, rest)| !rest.contains(['/', '?', '#']));
+        match origin(trimmed).filter(|_| bare) {
+            Some(o) => out.push(o),
+            None if crate::http::has_userinfo(trimmed) => {
+                return Err(ParamError::invalid_secret("otherOrigins", expected))
+            }
+            None => return Err(ParamError::invalid("otherOrigins", expected, &given.into())),
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// `headers` as (name, value) pairs, the values secrets from here on; errors quote no value.
@@ -64,26 +107,91 @@ fn header_pairs(v: &Value) -> Result<Vec<(String, Secret)>, ParamError> {
     pairs.map(|(k, v)| Ok((k.clone(), Secret::new(v.as_str().filter(|_| token(k)).ok_or_else(bad)?)))).collect()
 }
 
+/// Redirects followed for one resource at most (ureq's own default).
+const MAX_REDIRECTS: usize = 10;
+
 struct HttpLister {
     urls: Vec<String>,
     index: Option<String>,
     headers: Vec<(String, Secret)>,
+    /// Origins of the configured URLs: the only ones the headers go to.
+    origins: Vec<String>,
+    /// `otherOrigins`: also fetched, never with the headers.
+    other_origins: Vec<String>,
     client: HttpClient,
     tls: HttpTls,
 }
 
+/// Whether a request to an origin may carry the user's headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    WithHeaders,
+    WithoutHeaders,
+}
+
 impl HttpLister {
-    /// GETs `url` with the user's headers (and a condition); any failure to get an answer fails.
+    /// How `url` may be fetched, or why it may not: without `headers` anything goes (no
+    /// secret to leak); with them, the configured origins get them, `otherOrigins` not.
+    fn reach(&self, url: &str, why: &str) -> Result<Reach, SourceError> {
+        if self.headers.is_empty() {
+            return Ok(Reach::WithHeaders);
+        }
+        let Some(o) = origin(url) else {
+            return Err(SourceError::Config(format!("{why} {}: not an http(s) URL", display_url(url))));
+        };
+        if self.origins.contains(&o) {
+            Ok(Reach::WithHeaders)
+        } else if self.other_origins.contains(&o) {
+            Ok(Reach::WithoutHeaders)
+        } else {
+            Err(SourceError::Config(format!(
+                "{why} {} on another origin ({o}) than the URLs you configured: the headers go only to {}; \
+                 nothing was fetched from it (name it in -p otherOrigins to fetch it without the headers)",
+                display_url(url),
+                self.origins.join(", ")
+            )))
+        }
+    }
+
+    /// GETs `url` (and a condition), following redirects as the module doc says; any failure
+    /// to get an answer fails.
     fn get(&self, url: &str, condition: Option<(&'static str, &str)>) -> Result<Response, SourceError> {
-        let what = format!("HTTP resource {}", display_url(url));
-        let mut request = Request::get(url, &what).with_header("Accept", "*/*");
-        for (name, value) in &self.headers {
-            request = request.with_header(name, value.expose());
+        let mut current = url.to_string();
+        let mut reach = self.reach(url, "the URL")?;
+        for _ in 0..=MAX_REDIRECTS {
+            let what = format!("HTTP resource {}", display_url(url));
+            let mut request = Request::get(&current, &what).with_header("Accept", "*/*");
+            if reach == Reach::WithHeaders {
+                for (name, value) in &self.headers {
+                    request = request.with_header(name, value.expose());
+                }
+            }
+            if let Some((name, value)) = condition {
+                request = request.with_header(name, value);
+            }
+            let answer = self.client.send(&request)?;
+            let location = answer.header("location").filter(|_| matches!(answer.status, 301 | 302 | 303 | 307 | 308));
+            let Some(location) = location else { return Ok(answer) };
+            let Some(next) = resolve_location(&current, location) else {
+                return Err(SourceError::Config(format!(
+                    "{what}: redirected (HTTP {}) to a URL that is not http(s)",
+                    answer.status
+                )));
+            };
+            if current.starts_with("https://") && !next.starts_with("https://") {
+                return Err(SourceError::Config(format!(
+                    "{what}: redirected from https to http ({}): refused, the answer would not be authenticated",
+                    display_url(&next)
+                )));
+            }
+            let hop = self.reach(&next, &format!("{what}: redirected (HTTP {}) to", answer.status))?;
+            // Once without the headers, always without (a later hop back is still the same chain).
+            if hop == Reach::WithoutHeaders {
+                reach = Reach::WithoutHeaders;
+            }
+            current = next;
         }
-        if let Some((name, value)) = condition {
-            request = request.with_header(name, value);
-        }
-        Ok(self.client.send(&request)?)
+        Err(SourceError::Config(format!("HTTP resource {}: more than {MAX_REDIRECTS} redirects", display_url(url))))
     }
 
     /// The watched URLs, ascending: the given ones, or what the index lists now.
@@ -93,7 +201,14 @@ impl HttpLister {
             Some(index) => {
                 let listed = self.get(index, None)?.ok_json()?;
                 let urls = listed.as_array().map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect());
-                urls.ok_or_else(|| SourceError::Config(format!("indexUrl {}: not a JSON array", display_url(index))))?
+                let urls: Vec<String> = urls
+                    .ok_or_else(|| SourceError::Config(format!("indexUrl {}: not a JSON array", display_url(index))))?;
+                // What the index lists is input, not authority: checked before anything is fetched.
+                let listed_by = format!("indexUrl {} lists", display_url(index));
+                for url in &urls {
+                    self.reach(url, &listed_by)?;
+                }
+                urls
             }
         };
         urls.sort();

@@ -11,6 +11,7 @@
 
 pub mod couchdb;
 pub mod http;
+pub mod kafka;
 pub mod s3;
 
 use crate::params::{ParamError, Params};
@@ -22,6 +23,7 @@ pub const REGISTRY: &[AnySource<'static>] = &[
     AnySource::Snapshot(&s3::S3Source),
     AnySource::Log(&couchdb::CouchDbSource),
     AnySource::Snapshot(&http::HttpSource),
+    AnySource::Log(&kafka::KafkaSource),
 ];
 
 /// The store a user names (`stateBucket`, with the S3 feed's endpoint and credential

@@ -46,7 +46,7 @@ use feed_tests::world::{action_body, World, PACKAGE, USER};
 use owfeed::diff::Differ;
 use owfeed::openwhisk::QualifiedName;
 use owfeed::source::{Entry, Flow, ListRange};
-use owfeed::state::{version_hash, SnapshotWriter, State};
+use owfeed::state::{version_hash, Seal, SnapshotWriter, State};
 use owfeed_s3::{Condition, S3Client, S3Config, SecretString};
 
 const SEED: u64 = 42;
@@ -196,6 +196,8 @@ fn stream(spec: &GenSpec, spent: &mut Spent, mut on_page: impl FnMut(Vec<Entry>)
 
 fn measure_ours(keys: u64, repeat: usize) -> Value {
     let (base, next) = specs(keys);
+    // Sealed, as every feed with a stateKey stores it: the HMAC is part of decode and encode.
+    let seal = Seal::new(&owfeed::secret::Secret::new("k".repeat(64)), "bench/t");
     let old_bytes = {
         let mut writer = SnapshotWriter::new();
         base.list(&ListRange::default(), 1000, &mut |page| {
@@ -207,12 +209,12 @@ fn measure_ours(keys: u64, repeat: usize) -> Value {
         let mut state = State::new("bench");
         state.snapshot = writer.finish();
         state.baselined = true;
-        state.encode()
+        state.encode_sealed(&seal, 1)
     };
     let mut runs = Vec::new();
     for _ in 0..repeat {
         let mut p = Phases::default();
-        let old = p.decode.time(|| State::decode(&old_bytes).expect("our own state decodes"));
+        let old = p.decode.time(|| State::decode_sealed(&old_bytes, &seal).expect("our own state verifies"));
         let mut differ = Differ::new(&old.snapshot, &ListRange::default());
         stream(&next, &mut p.diff, |page| differ.push_page(page).expect("generated pages are sorted"));
         let out = p.diff.time(|| differ.finish());
@@ -222,7 +224,7 @@ fn measure_ours(keys: u64, repeat: usize) -> Value {
             state.seq = old.seq + 1;
             state.snapshot = out.snapshot;
             state.baselined = true;
-            state.encode()
+            state.encode_sealed(&seal, 2)
         });
         runs.push((p, changes, new_bytes.len()));
     }

@@ -3,7 +3,7 @@
 //! an S3 feed trigger the way `wsk trigger create --feed` does, changes a few objects and prints
 //! the CloudEvents that reached the user's echo action.
 //!
-//! Usage: `sandbox [--keep [--realtime]] [--source s3|couchdb] [--push] [--manifest PATH]`.
+//! Usage: `sandbox [--keep [--realtime]] [--source s3|couchdb|kafka] [--push] [--manifest PATH]`.
 //! `--keep` leaves the servers running and prints how to reach them; `--realtime` fires the
 //! alarms by the clock; `--source couchdb` runs the same demo on a CouchDB database
 //! (pouchdb-server); `--push` runs the S3 demo in push mode: a `--feed owfeed/hook -p source s3
@@ -77,18 +77,18 @@ fn run() -> anyhow::Result<()> {
             "--keep" => keep = true,
             "--realtime" => realtime = true,
             "--manifest" => manifest = args.next().context("--manifest needs a path")?.into(),
-            "--source" => source = args.next().context("--source needs s3 or couchdb")?,
+            "--source" => source = args.next().context("--source needs s3, couchdb or kafka")?,
             "--push" => push = true,
             other => {
-                bail!("unknown argument '{other}'; expected --keep, --realtime, --source s3|couchdb, --push or --manifest PATH")
+                bail!("unknown argument '{other}'; expected --keep, --realtime, --source s3|couchdb|kafka, --push or --manifest PATH")
             }
         }
     }
     if realtime && !keep {
         bail!("--realtime fires alarms by the clock while the sandbox keeps running: use it with --keep");
     }
-    if !["s3", "couchdb"].contains(&source.as_str()) {
-        bail!("--source: expected s3 or couchdb, got '{source}'");
+    if !["s3", "couchdb", "kafka"].contains(&source.as_str()) {
+        bail!("--source: expected s3, couchdb or kafka, got '{source}'");
     }
     if keep && source != "s3" {
         bail!("--keep leaves the S3 demo running: use it without --source couchdb");
@@ -104,6 +104,9 @@ fn run() -> anyhow::Result<()> {
 
     if source == "couchdb" {
         return couchdb_demo(realtime, &bin_dir, public, &actions, &manifest);
+    }
+    if source == "kafka" {
+        return kafka_demo(realtime, &bin_dir, public, &actions, &manifest);
     }
     if push {
         return push_demo(keep, &bin_dir, public, &actions, &manifest);
@@ -182,6 +185,62 @@ fn couchdb_demo(
     })?;
     step(&world, "change notes", || couch.update(DB, "notes", json!({"text": "second draft"})).map(drop))?;
     step(&world, "delete cat", || couch.delete(DB, "cat").map(drop))?;
+    report(&world, "changes", TRIGGER)
+}
+
+/// The same demo on a Kafka topic (`--source kafka`): tansu in memory (built on first use), a
+/// two-partition topic written by kafka-python, the feed's state in a moto bucket.
+#[allow(clippy::print_stdout)]
+fn kafka_demo(
+    realtime: bool,
+    bin_dir: &Path,
+    public: bool,
+    actions: &[ManifestAction],
+    manifest: &Path,
+) -> anyhow::Result<()> {
+    println!(
+        "Starting tansu (a Kafka-protocol broker, in memory), moto (the feed's state) and the OpenWhisk emulator..."
+    );
+    let broker = feed_tests::kafka::Tansu::start(false).context("starting tansu")?;
+    let moto = Moto::start().context("starting moto")?;
+    let world = World::empty(Config { alarms_realtime: realtime, ..Config::with_namespaces(&[USER]) }, "sandbox")?;
+    deploy(&world.system, bin_dir, public, actions, &Deployment::default())?;
+    println!("Deployed package /{SYSTEM_NAMESPACE}/{PACKAGE} from {}: {}", manifest.display(), names(actions));
+
+    const TOPIC: &str = "orders";
+    const TRIGGER: &str = "kafka-messages";
+    broker.create_topic(TOPIC, 2)?;
+    broker
+        .produce(TOPIC, json!([{"partition": 0, "value": "written before the trigger (since=now): never reported"}]))?;
+    moto.create_bucket(BUCKET)?;
+    let params = json!({
+        "source": "kafka", "brokers": [broker.addr], "topic": TOPIC, "isJSONData": true,
+        "stateBucket": BUCKET, "endpoint": moto.endpoint(),
+        "accessKeyId": moto.access_key_id(), "secretAccessKey": moto.secret_access_key(),
+    });
+    world.create_trigger(TRIGGER, params).map_err(|e| anyhow::anyhow!("creating trigger {TRIGGER}: {e}"))?;
+    world.record_events(TRIGGER, &binary(bin_dir, "echo-action")?);
+    println!("Created trigger {TRIGGER} --feed {PACKAGE}/changes -p source kafka on topic {TOPIC}, rule {TRIGGER}-recorder -> echo action recorder");
+
+    step(&world, "produce order-1 (partition 0) and order-2 (partition 1)", || {
+        broker
+            .produce(
+                TOPIC,
+                json!([
+                    {"partition": 0, "key": "order-1", "value": "{\"item\": \"cat food\", \"qty\": 2}"},
+                    {"partition": 1, "key": "order-2", "value": "{\"item\": \"yarn\", \"qty\": 1}"},
+                ]),
+            )
+            .map(drop)
+    })?;
+    step(&world, "produce order-1 again (partition 0)", || {
+        broker
+            .produce(
+                TOPIC,
+                json!([{"partition": 0, "key": "order-1", "value": "{\"item\": \"cat food\", \"qty\": 3}"}]),
+            )
+            .map(drop)
+    })?;
     report(&world, "changes", TRIGGER)
 }
 

@@ -40,7 +40,7 @@ impl MemLog {
 fn record(i: usize, key: &str, kind: ChangeKind) -> Record {
     let mut attrs = Map::new();
     attrs.insert("seq".to_string(), json!(i));
-    Record { id: format!("{key}@{i}"), key: key.to_string(), kind, attrs }
+    Record { id: format!("{key}@{i}"), key: key.to_string(), kind, attrs, time: None }
 }
 
 impl LogReader for MemLog {
