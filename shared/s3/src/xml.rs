@@ -139,80 +139,113 @@ pub fn parse_xml(body: &[u8]) -> Result<XmlElement, String> {
 
 /// Parses a whole document into its root element, resolving entities and character references.
 fn parse_document(body: &[u8]) -> Result<XmlElement, String> {
+    let mut tree = Tree::default();
+    walk(body, &mut tree)?;
+    tree.root.ok_or_else(|| "XML body is empty".to_string())
+}
+
+/// What `walk` hands on of a document, in order: elements opened (by local name) and closed,
+/// and the text of the innermost open one in pieces (entities and references resolved).
+trait Sink {
+    fn start(&mut self, name: &[u8]);
+    fn end(&mut self);
+    fn text(&mut self, piece: &str);
+}
+
+/// Reads a whole document into `sink`, with the checks of a well-formed, complete document:
+/// one root element, nothing but whitespace outside it, no unmatched or missing end tag. One
+/// reader for every document kind, so each kind costs only its sink.
+fn walk(body: &[u8], sink: &mut dyn Sink) -> Result<(), String> {
     let mut reader = Reader::from_reader(body);
     // Keys may start or end with spaces, so text is kept exactly.
     reader.config_mut().trim_text(false);
-    let mut stack: Vec<XmlElement> = Vec::new();
-    let mut root: Option<XmlElement> = None;
-    let mut buf = Vec::new();
+    // The open elements' names back to back (for the error of a cut body), where each starts.
+    let mut names: Vec<u8> = Vec::new();
+    let mut open: Vec<usize> = Vec::new();
+    let (mut rooted, mut closed) = (false, false);
     loop {
-        let event = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| format!("XML error at byte {}: {e}", reader.buffer_position()))?;
-        match event {
+        let event = reader.read_event().map_err(|e| format!("XML error at byte {}: {e}", reader.buffer_position()))?;
+        let piece = match event {
+            Event::Start(_) | Event::Empty(_) if closed => {
+                return Err("XML has content after the root element".to_string());
+            }
             Event::Start(start) => {
-                if root.is_some() {
-                    return Err("XML has content after the root element".to_string());
-                }
-                let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-                stack.push(XmlElement { name, ..XmlElement::default() });
+                let name = start.local_name();
+                sink.start(name.as_ref());
+                open.push(names.len());
+                names.extend_from_slice(name.as_ref());
+                rooted = true;
+                continue;
             }
             Event::Empty(start) => {
-                let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-                let element = XmlElement { name, ..XmlElement::default() };
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(element),
-                    None if root.is_none() => root = Some(element),
-                    None => return Err("XML has content after the root element".to_string()),
-                }
+                sink.start(start.local_name().as_ref());
+                sink.end();
+                (rooted, closed) = (true, open.is_empty());
+                continue;
             }
             Event::End(_) => {
-                let element = stack.pop().ok_or("XML has an unmatched end tag")?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(element),
-                    None => root = Some(element),
+                let start = open.pop().ok_or("XML has an unmatched end tag")?;
+                names.truncate(start);
+                sink.end();
+                closed = open.is_empty();
+                continue;
+            }
+            Event::Text(text) => text.decode().map_err(|e| format!("XML text is not UTF-8: {e}"))?,
+            Event::CData(data) => data.decode().map_err(|e| format!("XML CDATA is not UTF-8: {e}"))?,
+            Event::GeneralRef(reference) => {
+                match reference.resolve_char_ref().map_err(|e| format!("XML character reference: {e}"))? {
+                    Some(c) => c.to_string().into(),
+                    None => {
+                        let name = reference.decode().map_err(|e| format!("XML entity is not UTF-8: {e}"))?;
+                        quick_xml::escape::resolve_xml_entity(&name)
+                            .ok_or_else(|| format!("XML has an unknown entity '&{name};'"))?
+                            .into()
+                    }
                 }
             }
-            Event::Text(text) => {
-                let text = text.decode().map_err(|e| format!("XML text is not UTF-8: {e}"))?;
-                push_text(&mut stack, &text)?;
-            }
-            Event::CData(data) => {
-                let text = data.decode().map_err(|e| format!("XML CDATA is not UTF-8: {e}"))?;
-                push_text(&mut stack, &text)?;
-            }
-            Event::GeneralRef(reference) => {
-                let resolved =
-                    match reference.resolve_char_ref().map_err(|e| format!("XML character reference: {e}"))? {
-                        Some(c) => c.to_string(),
-                        None => {
-                            let name = reference.decode().map_err(|e| format!("XML entity is not UTF-8: {e}"))?;
-                            quick_xml::escape::resolve_xml_entity(&name)
-                                .ok_or_else(|| format!("XML has an unknown entity '&{name};'"))?
-                                .to_string()
-                        }
-                    };
-                push_text(&mut stack, &resolved)?;
-            }
-            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => continue,
             Event::Eof => break,
+        };
+        if !open.is_empty() {
+            sink.text(&piece);
+        } else if !piece.trim().is_empty() {
+            return Err("XML has text outside the root element".to_string());
         }
-        buf.clear();
     }
-    if let Some(open) = stack.last() {
-        return Err(format!("XML body ends inside <{}> (cut short)", open.name));
+    if let Some(start) = open.last() {
+        return Err(format!("XML body ends inside <{}> (cut short)", String::from_utf8_lossy(&names[*start..])));
     }
-    root.ok_or_else(|| "XML body is empty".to_string())
+    if !rooted {
+        return Err("XML body is empty".to_string());
+    }
+    Ok(())
 }
 
-fn push_text(stack: &mut [XmlElement], text: &str) -> Result<(), String> {
-    match stack.last_mut() {
-        Some(element) => {
-            element.text.push_str(text);
-            Ok(())
+/// A `Sink` building the tree of `XmlElement`s.
+#[derive(Default)]
+struct Tree {
+    open: Vec<XmlElement>,
+    root: Option<XmlElement>,
+}
+
+impl Sink for Tree {
+    fn start(&mut self, name: &[u8]) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        self.open.push(XmlElement { name, ..XmlElement::default() });
+    }
+
+    fn end(&mut self) {
+        let Some(element) = self.open.pop() else { return };
+        match self.open.last_mut() {
+            Some(parent) => parent.children.push(element),
+            None => self.root = Some(element),
         }
-        None if text.trim().is_empty() => Ok(()),
-        None => Err("XML has text outside the root element".to_string()),
+    }
+
+    fn text(&mut self, piece: &str) {
+        if let Some(element) = self.open.last_mut() {
+            element.text.push_str(piece);
+        }
     }
 }
 
@@ -409,91 +442,37 @@ impl RawListing {
     }
 }
 
-/// Reads a document's events into a `RawListing`, with `parse_document`'s checks and errors.
+/// Reads a document into a `RawListing`, with `parse_document`'s checks and errors.
 fn read_listing(body: &[u8]) -> Result<RawListing, String> {
-    let mut reader = Reader::from_reader(body);
-    // Keys may start or end with spaces, so text is kept exactly.
-    reader.config_mut().trim_text(false);
-    let mut listing = RawListing::default();
-    // The open elements: their slots, and their names back to back in `names` (for the error
-    // of a cut body) without a string per element.
-    let mut stack: Vec<(Slot, usize)> = Vec::new();
-    let mut names: Vec<u8> = Vec::new();
-    let mut closed = false;
-    let text = |listing: &mut RawListing, stack: &[(Slot, usize)], piece: &str| -> Result<(), String> {
-        match stack.last() {
-            Some((slot, _)) => {
-                if let Some(Some(field)) = listing.field_open(*slot) {
-                    field.push_str(piece);
-                }
-                Ok(())
-            }
-            None if piece.trim().is_empty() => Ok(()),
-            None => Err("XML has text outside the root element".to_string()),
+    let mut sink = ListingSink { listing: RawListing::default(), open: Vec::new() };
+    walk(body, &mut sink)?;
+    Ok(sink.listing)
+}
+
+/// A `Sink` keeping a listing's fields: the slots of the open elements.
+struct ListingSink {
+    listing: RawListing,
+    open: Vec<Slot>,
+}
+
+impl Sink for ListingSink {
+    fn start(&mut self, name: &[u8]) {
+        if self.open.is_empty() {
+            self.listing.root = Some(String::from_utf8_lossy(name).into_owned());
         }
-    };
-    loop {
-        let event = reader.read_event().map_err(|e| format!("XML error at byte {}: {e}", reader.buffer_position()))?;
-        match event {
-            Event::Start(start) | Event::Empty(start) if closed => {
-                let _ = start;
-                return Err("XML has content after the root element".to_string());
-            }
-            Event::Start(start) => {
-                let name = start.local_name();
-                if stack.is_empty() {
-                    listing.root = Some(String::from_utf8_lossy(name.as_ref()).into_owned());
-                }
-                let slot = listing.open(stack.last().map(|(s, _)| *s), name.as_ref());
-                stack.push((slot, names.len()));
-                names.extend_from_slice(name.as_ref());
-            }
-            Event::Empty(start) => {
-                let name = start.local_name();
-                if stack.is_empty() {
-                    listing.root = Some(String::from_utf8_lossy(name.as_ref()).into_owned());
-                    closed = true;
-                } else {
-                    listing.open(stack.last().map(|(s, _)| *s), name.as_ref());
-                }
-            }
-            Event::End(_) => {
-                let (_, start) = stack.pop().ok_or("XML has an unmatched end tag")?;
-                names.truncate(start);
-                closed = stack.is_empty();
-            }
-            Event::Text(t) => {
-                let piece = t.decode().map_err(|e| format!("XML text is not UTF-8: {e}"))?;
-                text(&mut listing, &stack, &piece)?;
-            }
-            Event::CData(data) => {
-                let piece = data.decode().map_err(|e| format!("XML CDATA is not UTF-8: {e}"))?;
-                text(&mut listing, &stack, &piece)?;
-            }
-            Event::GeneralRef(reference) => {
-                let resolved =
-                    match reference.resolve_char_ref().map_err(|e| format!("XML character reference: {e}"))? {
-                        Some(c) => c.to_string(),
-                        None => {
-                            let name = reference.decode().map_err(|e| format!("XML entity is not UTF-8: {e}"))?;
-                            quick_xml::escape::resolve_xml_entity(&name)
-                                .ok_or_else(|| format!("XML has an unknown entity '&{name};'"))?
-                                .to_string()
-                        }
-                    };
-                text(&mut listing, &stack, &resolved)?;
-            }
-            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
-            Event::Eof => break,
+        let slot = self.listing.open(self.open.last().copied(), name);
+        self.open.push(slot);
+    }
+
+    fn end(&mut self) {
+        self.open.pop();
+    }
+
+    fn text(&mut self, piece: &str) {
+        if let Some(Some(field)) = self.open.last().and_then(|slot| self.listing.field_open(*slot)) {
+            field.push_str(piece);
         }
     }
-    if let Some((_, start)) = stack.last() {
-        return Err(format!("XML body ends inside <{}> (cut short)", String::from_utf8_lossy(&names[*start..])));
-    }
-    if listing.root.is_none() {
-        return Err("XML body is empty".to_string());
-    }
-    Ok(listing)
 }
 
 /// Removes one pair of surrounding double quotes from an ETag, if present.
