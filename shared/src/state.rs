@@ -884,9 +884,10 @@ struct Header {
     seq: u64,
     outbox: Vec<Value>,
     cursor: Option<String>,
-    /// Version 3 only: the ranges left to list.
+    /// Version 3 only: the ranges left to list, read by `ranges_of` (as a `Value`: typed
+    /// pairs would add a deserializer of their own to every action binary).
     #[serde(default)]
-    resume: Option<Vec<(Option<String>, Option<String>)>>,
+    resume: Option<Value>,
     scope: String,
     baselined: bool,
     stats: Stats,
@@ -1121,9 +1122,7 @@ impl State {
             (1 | 2, cursor, None) => {
                 cursor.map(|c| vec![ListRange { start_after: Some(c), end_before: None }]).unwrap_or_default()
             }
-            (3, None, Some(ranges)) => {
-                ranges.into_iter().map(|(start_after, end_before)| ListRange { start_after, end_before }).collect()
-            }
+            (3, None, Some(ranges)) => ranges_of(&ranges)?,
             _ => return Err(corrupt(format!("state header: format version {version} with the wrong listing cursor"))),
         };
         let resume = check_resume(resume)?;
@@ -1152,6 +1151,23 @@ impl State {
         };
         Ok((state, reader.pos))
     }
+}
+
+/// The ranges of a version-3 header's `resume`: `[[after, before], …]`, each bound a key or null.
+fn ranges_of(resume: &Value) -> Result<Vec<ListRange>, StateError> {
+    let bound = |v: &Value| match v {
+        Value::Null => Some(None),
+        Value::String(key) => Some(Some(key.clone())),
+        _ => None,
+    };
+    let bad = || corrupt("state header: resume is not a list of [after, before] pairs");
+    let mut ranges = Vec::new();
+    for item in resume.as_array().ok_or_else(bad)? {
+        let Some([after, before]) = item.as_array().map(Vec::as_slice) else { return Err(bad()) };
+        let (Some(start_after), Some(end_before)) = (bound(after), bound(before)) else { return Err(bad()) };
+        ranges.push(ListRange { start_after, end_before });
+    }
+    Ok(ranges)
 }
 
 /// Checks that stored resume ranges are what a pass leaves: each range not inverted, the
@@ -1696,6 +1712,9 @@ pub(crate) mod tests {
             (3, "null", Some(r#"[["c","d"],["a","b"]]"#), "overlap"),
             (3, "null", Some(r#"[["a",null],["c",null]]"#), "overlap"),
             (3, "null", Some(r#"[["a","c"],[null,"z"]]"#), "overlap"),
+            (3, "null", Some(r#"[["a","c","d"]]"#), "not a list of [after, before] pairs"),
+            (3, "null", Some(r#"[["a",1]]"#), "not a list of [after, before] pairs"),
+            (3, "null", Some(r#"{"a":"c"}"#), "not a list of [after, before] pairs"),
         ] {
             let err = state_with_header(version, cursor, resume).unwrap_err().to_string();
             assert!(err.contains(why), "{version} {cursor} {resume:?}: {err}");

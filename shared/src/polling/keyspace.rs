@@ -19,7 +19,6 @@
 //! bytes above 0x7F, `/` or any other character need no special case. A source that answers a
 //! probe with a key not after the one asked about (it ignores `start-after`) gets no split.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::source::{ListRange, Lister, Probe, SourceError};
@@ -29,8 +28,6 @@ use crate::source::{ListRange, Lister, Probe, SourceError};
 pub(super) const RANGES_PER_THREAD: usize = 3;
 /// Probes allowed per listing thread for one split (each costs about one LIST request).
 pub(super) const PROBES_PER_THREAD: usize = 5;
-/// Probes at once in the search for one subtree's common prefix.
-const MAX_WAYS: usize = 2;
 /// Children enumerated per split: a digit or a hex digit's worth.
 const MAX_CHILDREN: usize = 16;
 
@@ -110,30 +107,30 @@ pub(super) fn boundaries(lister: &dyn Lister, range: &ListRange, threads: usize)
     let root = Node { lo: range.start_after.clone(), hi: range.end_before.clone(), first, depth: 0 };
     let mut leaves = vec![Leaf { boundary: None, weight: 1.0, node: root, splittable: true }];
     while probes.left.load(Ordering::SeqCst) > 0 {
-        let mut heaviest: Vec<usize> = (0..leaves.len()).filter(|i| leaves[*i].splittable).collect();
-        heaviest.sort_by(|a, b| leaves[*b].weight.total_cmp(&leaves[*a].weight));
-        heaviest.truncate(threads);
+        let heaviest = heaviest(&leaves, threads);
         match heaviest.first() {
             Some(i) if leaves[*i].weight > 1.0 / target as f64 => {}
             _ => break,
         }
-        let ways = (threads / heaviest.len()).clamp(1, MAX_WAYS);
         let splits: Vec<Result<Option<(Children, bool)>, SourceError>> = std::thread::scope(|scope| {
             let probes = &probes;
             let handles: Vec<_> = heaviest
                 .iter()
                 .map(|i| {
                     let node = &leaves[*i].node;
-                    scope.spawn(move || split(probes, node, MAX_CHILDREN, ways))
+                    scope.spawn(move || split(probes, node, MAX_CHILDREN))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(panicked()))).collect()
         });
-        // Replaced from the last index down, so the others stay where they are.
-        let mut done: Vec<(usize, Option<(Children, bool)>)> =
-            heaviest.into_iter().zip(splits).map(|(i, s)| s.map(|s| (i, s))).collect::<Result<_, _>>()?;
-        done.sort_by_key(|d| std::cmp::Reverse(d.0));
-        for (i, split) in done {
+        let mut done = Vec::with_capacity(splits.len());
+        for (i, split) in heaviest.into_iter().zip(splits) {
+            done.push((i, split?));
+        }
+        // Replaced from the last index down, so the others stay where they are (by hand: a
+        // sort would add its own copy of the sorting code to every action binary).
+        while let Some(last) = (0..done.len()).max_by_key(|k| done[*k].0) {
+            let (i, split) = done.swap_remove(last);
             let Some((children, remainder)) = split else {
                 leaves[i].splittable = false;
                 continue;
@@ -156,7 +153,10 @@ pub(super) fn boundaries(lister: &dyn Lister, range: &ListRange, threads: usize)
                     splittable: true,
                 })
                 .collect();
-            leaves.splice(i..=i, new);
+            let after = leaves.split_off(i + 1);
+            leaves.pop();
+            leaves.extend(new);
+            leaves.extend(after);
         }
     }
     // Group the subtrees in key order: a new range starts at the subtree whose middle passes
@@ -178,6 +178,19 @@ pub(super) fn boundaries(lister: &dyn Lister, range: &ListRange, threads: usize)
     Ok(found)
 }
 
+/// The indices of the (at most) `n` heaviest splittable leaves, heaviest first.
+fn heaviest(leaves: &[Leaf], n: usize) -> Vec<usize> {
+    let mut chosen: Vec<usize> = Vec::with_capacity(n);
+    while chosen.len() < n {
+        let next = (0..leaves.len())
+            .filter(|i| leaves[*i].splittable && !chosen.contains(i))
+            .max_by(|a, b| leaves[*a].weight.total_cmp(&leaves[*b].weight).then(b.cmp(a)));
+        let Some(next) = next else { break };
+        chosen.push(next);
+    }
+    chosen
+}
+
 /// A subtree found so far: the boundary that starts it (`None` for the first) and its weight.
 struct Leaf {
     boundary: Option<String>,
@@ -191,13 +204,8 @@ struct Leaf {
 /// do), each with the boundary that starts it (`None` for the first), and whether the last one
 /// is a remainder holding several children (at most `max_children` are enumerated, and the
 /// budget may run out); `None` when the node holds one key or the budget ran out before its
-/// common prefix was found. The common prefix is searched with `ways` probes at once.
-fn split(
-    probes: &Probes<'_>,
-    node: &Node,
-    max_children: usize,
-    ways: usize,
-) -> Result<Option<(Children, bool)>, SourceError> {
+/// common prefix was found.
+fn split(probes: &Probes<'_>, node: &Node, max_children: usize) -> Result<Option<(Children, bool)>, SourceError> {
     // Every key of the node shares `first`'s first `chars` characters when nothing in the
     // node lies past `first[..chars]` + LAST; `None` when the budget is spent.
     let shares = |chars: usize| -> Result<Option<bool>, SourceError> {
@@ -205,34 +213,17 @@ fn split(
         Ok(probes.first_after(Some(&probe))?.map(|next| next.is_none_or(|k| !before(&node.hi, &k))))
     };
     // The largest `low` that all keys share, between what they are known to share and the
-    // whole first key: rounds of `ways` probes at once (sharing is monotone: fewer characters
-    // are shared if more are). A child's keys often share only a few more characters than its
-    // parent's, so below the root the points of the first round gallop up from its depth.
+    // whole first key, by binary search (sharing is monotone: fewer characters are shared if
+    // more are). A child's keys often share only a few more characters than its parent's, so
+    // below the root the search first gallops up from its depth (1, 2, 4, ... more).
     let (mut low, mut high) = (node.depth, node.first.chars().count());
-    let mut gallop = node.depth > 0;
+    let (mut gallop, mut step) = (node.depth > 0, 1);
     while low < high {
-        let span = high - low;
-        let points: Vec<usize> = if gallop {
-            (0..ways).map(|i| low + (1 << i)).take_while(|p| *p <= high).collect()
-        } else {
-            let n = ways.min(span);
-            (1..=n).map(|i| low + (span * i).div_ceil(n + 1).max(i)).collect::<BTreeSet<_>>().into_iter().collect()
-        };
-        gallop = false;
-        let answers: Vec<Result<Option<bool>, SourceError>> = if points.len() == 1 {
-            vec![shares(points[0])]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = points.iter().map(|p| scope.spawn(move || shares(*p))).collect();
-                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(panicked()))).collect()
-            })
-        };
-        for (point, answer) in points.iter().zip(answers) {
-            match answer? {
-                Some(true) => low = low.max(*point),
-                Some(false) => high = high.min(point - 1),
-                None => return Ok(None),
-            }
+        let point = if gallop { (low + step).min(high) } else { low + (high - low).div_ceil(2) };
+        match shares(point)? {
+            Some(true) => (low, step) = (point, step * 2),
+            Some(false) => (high, gallop) = (point - 1, false),
+            None => return Ok(None),
         }
     }
     let common = prefix(&node.first, low).to_string();

@@ -15,7 +15,7 @@ use super::versions::Memo;
 use super::PollSettings;
 use crate::budget::Budget;
 use crate::change::Change;
-use crate::diff::{diff_unordered, DiffError, DiffOptions, DiffOutput, Differ, OutsideRange};
+use crate::diff::{diff_unordered, DiffOptions, DiffOutput, Differ, OutsideRange};
 use crate::source::{Entry, Flow, ListRange, Lister, SourceError};
 use crate::state::{Snapshot, SnapshotWriter};
 
@@ -155,7 +155,7 @@ pub(super) fn run_pass_with(
             }
         };
         let (outcome, split) =
-            list_range_split(lister, old, memo, &range, options.clone(), limits.max_changes, &stop, &decide)?;
+            list_range(lister, old, memo, &range, options.clone(), limits.max_changes, &stop, Some(&decide))?;
         outcomes.push(outcome);
         if let Some(Split { head, rest, rest_listed }) = split {
             if rest_listed {
@@ -182,7 +182,7 @@ pub(super) fn run_pass_with(
     combine_ranges(old, &ranges, outcomes, stop.listed.load(Ordering::SeqCst)).map(Some)
 }
 
-/// How `list_range_split` split its range: `head` (from the range's start to the last key of
+/// How `list_range` split its range: `head` (from the range's start to the last key of
 /// the pages listed before the decision, listed whole) and the listing ranges of the rest.
 struct Split {
     head: ListRange,
@@ -191,16 +191,21 @@ struct Split {
     rest_listed: bool,
 }
 
+/// Asked with the last key listed and how many entries so far: the listing ranges to split
+/// the rest of the range into, if it is to be split.
+type Decide<'a> = dyn Fn(&str, usize) -> Option<Vec<ListRange>> + 'a;
+
 /// Pages listed before the split decision (a key space of one or two pages is never probed).
 const PAGES_BEFORE_SPLIT: usize = 2;
 
-/// Lists `range` like `list_range`, but after its first `PAGES_BEFORE_SPLIT` pages asks
-/// `decide` (with the last key listed and how many entries) whether to split the rest: then it
-/// stops there, and its outcome is the head's. The pages before the decision are held (two
-/// pages of memory), since the differ's range depends on it; without a split the listing goes
-/// on in the same request sequence (continuation tokens), as an unsplit range always did.
+/// Lists one range into a differ, counting each page's new changes in `stop`, which says
+/// whether to stop. With `decide`, after its first `PAGES_BEFORE_SPLIT` pages it asks (with
+/// the last key listed and how many entries) whether to split the rest: then it stops there,
+/// and its outcome is the head's. The pages before the decision are held (two pages of
+/// memory), since the differ's range depends on it; without a split the listing goes on in the
+/// same request sequence (continuation tokens), as an unsplit range always did.
 #[allow(clippy::too_many_arguments)]
-fn list_range_split(
+fn list_range(
     lister: &dyn Lister,
     old: &Snapshot,
     memo: &Memo<'_>,
@@ -208,7 +213,7 @@ fn list_range_split(
     options: DiffOptions,
     max_changes: usize,
     stop: &Stop<'_>,
-    decide: &dyn Fn(&str, usize) -> Option<Vec<ListRange>>,
+    decide: Option<&Decide<'_>>,
 ) -> Result<(RangeOutcome, Option<Split>), SourceError> {
     let mut differ: Option<Differ<'_>> = None;
     let mut held: Vec<Vec<Entry>> = Vec::new();
@@ -226,7 +231,7 @@ fn list_range_split(
         }
         held.push(page);
         let mut stopping = false;
-        if differ.is_none() {
+        if let (None, Some(decide)) = (&differ, decide) {
             if held.len() < PAGES_BEFORE_SPLIT {
                 return if stop.now() { Flow::Stop } else { Flow::Continue };
             }
@@ -238,6 +243,9 @@ fn list_range_split(
                 stopping = true;
             }
             differ = Some(Differ::with_options(old, &target, options.clone()));
+        }
+        if differ.is_none() {
+            differ = Some(Differ::with_options(old, range, options.clone()));
         }
         let Some(d) = differ.as_mut() else { return Flow::Stop };
         if !push(d, std::mem::take(&mut held)) {
@@ -285,9 +293,8 @@ fn list_ranges(
     stop: &Stop<'_>,
 ) -> Result<Vec<RangeOutcome>, SourceError> {
     let list = |range: &ListRange| {
-        list_range(lister, old, memo, range, options.clone(), limits.max_changes, &|n| stop.after_page(n), &|n| {
-            stop.listed(n)
-        })
+        list_range(lister, old, memo, range, options.clone(), limits.max_changes, stop, None)
+            .map(|(outcome, _)| outcome)
     };
     let slots: Vec<Mutex<Option<RangeOutcome>>> = ranges.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
@@ -302,6 +309,9 @@ fn list_ranges(
         }
         Ok(())
     };
+    // One copy of the work, however many threads run it (a closure spawned and also called
+    // directly would be compiled into the binary twice).
+    let work: &(dyn Fn() -> Result<(), SourceError> + Sync) = &work;
     let threads = limits.parallelism.clamp(1, ranges.len().max(1));
     if threads == 1 {
         work()?;
@@ -363,55 +373,6 @@ pub(super) struct RangeOutcome {
     last_key: Option<String>,
     /// The listing was not in key order; `out` is meaningless.
     out_of_order: bool,
-}
-
-/// Lists one range into a differ; `stop` gets each page's new changes and says whether to stop.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn list_range(
-    lister: &dyn Lister,
-    old: &Snapshot,
-    memo: &Memo<'_>,
-    range: &ListRange,
-    options: DiffOptions,
-    max_changes: usize,
-    stop: &(dyn Fn(usize) -> bool + Sync),
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<RangeOutcome, SourceError> {
-    let mut differ = Differ::with_options(old, range, options);
-    let mut out_of_order = false;
-    let mut last_key: Option<String> = None;
-    let mut counted = 0;
-    let complete = lister.list(range, memo.previous(), &mut |page| {
-        progress(page.len());
-        memo.record(&page);
-        if let Some(last) = page.last() {
-            last_key = Some(last.key.clone());
-        }
-        if let Err(DiffError::OutOfOrder { .. }) = differ.push_page(page) {
-            out_of_order = true;
-            return Flow::Stop;
-        }
-        let now = differ.change_count();
-        let new = now - counted;
-        counted = now;
-        if stop(new) {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
-    })?;
-    let (out, complete, last_key) = if out_of_order {
-        (None, complete, last_key)
-    } else if complete {
-        // Deletes past the listing are bounded too: a cut there resumes after the cursor.
-        match differ.finish_bounded(max_changes) {
-            (out, None) => (Some(out), true, last_key),
-            (out, cursor) => (Some(out), false, cursor),
-        }
-    } else {
-        (last_key.as_deref().map(|last| differ.checkpoint(last)), false, last_key)
-    };
-    Ok(RangeOutcome { out, complete, last_key, out_of_order })
 }
 
 pub(super) fn panicked() -> SourceError {
