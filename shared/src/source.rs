@@ -43,6 +43,12 @@ pub struct ListRange {
     pub end_before: Option<String>,
 }
 
+/// True when `end` is `key` + NUL: the bound right after `key`, so that a range ending there
+/// and one starting after `key` meet with no key between them.
+pub(crate) fn right_after(end: &str, key: &str) -> bool {
+    end.strip_suffix('\0') == Some(key)
+}
+
 /// What a key-space probe (`Lister::first_after`) found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Probe {

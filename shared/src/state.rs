@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::secret::Secret;
-use crate::source::ListRange;
+use crate::source::{right_after, ListRange};
 
 /// The newest state format this build reads and writes: sealed with the feed's `stateKey`,
 /// its checkpoint of several key ranges (see the module doc).
@@ -970,16 +970,14 @@ impl State {
     /// The authenticated stored form, as the store's write number `writes`: format version 2,
     /// or 3 for a checkpoint of several ranges.
     pub fn encode_sealed(&self, seal: &Seal, writes: u64) -> Vec<u8> {
-        let mut out = match self.resume.as_slice() {
-            [] => self.body(SEALED_FORMAT_VERSION, writes, &None, &None),
+        let (version, cursor, resume) = match self.resume.as_slice() {
+            [] => (SEALED_FORMAT_VERSION, None, None),
             [ListRange { start_after: Some(after), end_before: None }] => {
-                self.body(SEALED_FORMAT_VERSION, writes, &Some(after.clone()), &None)
+                (SEALED_FORMAT_VERSION, Some(after.clone()), None)
             }
-            ranges => {
-                let resume = Some(ranges.iter().map(|r| (&r.start_after, &r.end_before)).collect());
-                self.body(FORMAT_VERSION, writes, &None, &resume)
-            }
+            ranges => (FORMAT_VERSION, None, Some(ranges.iter().map(|r| (&r.start_after, &r.end_before)).collect())),
         };
+        let mut out = self.body(version, writes, &cursor, &resume);
         let tag = seal.tag(STATE_DOMAIN, &out);
         out.extend_from_slice(&tag);
         out
@@ -1184,7 +1182,8 @@ fn check_resume(ranges: Vec<ListRange>) -> Result<Vec<ListRange>, StateError> {
     for pair in ranges.windows(2) {
         match (&pair[0].end_before, &pair[1].start_after) {
             // Disjoint: no key is below the first's end and above the second's start.
-            (Some(end), Some(start)) if end.as_str() <= format!("{start}\0").as_str() => {}
+            // (Nothing lies strictly between `start` and `start` + NUL.)
+            (Some(end), Some(start)) if end <= start || right_after(end, start) => {}
             _ => return bad("overlap or are out of order"),
         }
     }

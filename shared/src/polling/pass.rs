@@ -16,7 +16,7 @@ use super::PollSettings;
 use crate::budget::Budget;
 use crate::change::Change;
 use crate::diff::{diff_unordered, DiffOptions, DiffOutput, Differ, OutsideRange};
-use crate::source::{Entry, Flow, ListRange, Lister, SourceError};
+use crate::source::{right_after, Entry, Flow, ListRange, Lister, SourceError};
 use crate::state::{Snapshot, SnapshotWriter};
 
 /// What one listing pass found.
@@ -460,12 +460,15 @@ fn copy_old(old: &Snapshot, lower: Bound<&str>, upper: Bound<&str>) -> Result<Sn
 /// Appends a range left to list, joined with the one before when they are adjacent; a range
 /// that holds no key at all (after `k`, before `k` + NUL) is dropped.
 fn push_resume(resume: &mut Vec<ListRange>, range: ListRange) {
-    let successor = |key: &Option<String>| key.as_ref().map(|k| format!("{k}\0"));
-    if range.end_before.is_some() && range.end_before == successor(&range.start_after) {
+    let meets = |end: &Option<String>| match (end, &range.start_after) {
+        (Some(end), Some(key)) => right_after(end, key),
+        _ => false,
+    };
+    if meets(&range.end_before) {
         return;
     }
     if let Some(last) = resume.last_mut() {
-        if last.end_before.is_some() && last.end_before == successor(&range.start_after) {
+        if meets(&last.end_before) {
             last.end_before = range.end_before;
             return;
         }

@@ -177,31 +177,28 @@ pub(super) fn record_dialect_change(client: &Client, store: &StateStore, trigger
     }
 }
 
-/// The events for `changes` that pass the filter, in the configured format.
+/// The events for `changes` that pass the filter, in the configured format; the first `limit`.
 pub(super) fn build_events(
     lister: &dyn Lister,
     settings: &PollSettings,
     id_salt: &str,
     changes: &[Change],
     seq: u64,
+    limit: usize,
 ) -> Vec<Value> {
-    let ectx = event_context(lister, id_salt);
-    let now = chrono::Utc::now();
-    let mut events = Vec::new();
-    for change in changes.iter().filter(|c| settings.filter.matches(c)) {
-        let ce = cloud_event(&ectx, change, seq, now);
-        events.push(settings.format.payload(ce, || lister.legacy_event(change)));
-    }
-    events
-}
-
-fn event_context(lister: &dyn Lister, id_salt: &str) -> EventContext {
-    EventContext {
+    let ectx = EventContext {
         source: lister.source_uri(),
         type_prefix: lister.event_type_prefix().to_string(),
         data_context: lister.data_context(),
         id_salt: id_salt.to_string(),
+    };
+    let now = chrono::Utc::now();
+    let mut events = Vec::new();
+    for change in changes.iter().filter(|c| settings.filter.matches(c)).take(limit) {
+        let ce = cloud_event(&ectx, change, seq, now);
+        events.push(settings.format.payload(ce, || lister.legacy_event(change)));
     }
+    events
 }
 
 /// Runs the poll logic once without OpenWhisk and without writing anything: what would fire
@@ -319,8 +316,6 @@ fn dry_run_snapshot(
         progress: true,
     };
     let memo = Memo::new(lister, kept.as_ref());
-    let ectx = event_context(lister, &salt);
-    let now = chrono::Utc::now();
     let (mut snapshot, mut resume) = (old, Vec::new());
     let (mut listed, mut changes, mut would_fire, mut shown) = (0, 0, 0, Vec::new());
     loop {
@@ -333,12 +328,9 @@ fn dry_run_snapshot(
         }
         listed += pass.listed;
         changes += pass.changes.len();
-        for change in pass.changes.iter().filter(|c| settings.filter.matches(c)) {
-            would_fire += 1;
-            if shown.len() < DRY_RUN_SHOWN {
-                let ce = cloud_event(&ectx, change, seq, now);
-                shown.push(settings.format.payload(ce, || lister.legacy_event(change)));
-            }
+        would_fire += pass.changes.iter().filter(|c| settings.filter.matches(c)).count();
+        if shown.len() < DRY_RUN_SHOWN {
+            shown.extend(build_events(lister, settings, &salt, &pass.changes, seq, DRY_RUN_SHOWN - shown.len()));
         }
         (snapshot, resume) = (pass.snapshot, pass.resume);
         if resume.is_empty() {
@@ -446,11 +438,13 @@ impl Poller<'_> {
                 Some(m) => {
                     let (unpushed, _) = m.unpushed(&pass.changes);
                     let mut events =
-                        build_events(self.lister, self.settings, &self.trigger.to_string(), &unpushed, seq);
+                        build_events(self.lister, self.settings, &self.trigger.to_string(), &unpushed, seq, usize::MAX);
                     super::reconcile::mark_reconciled(&mut events);
                     events
                 }
-                None => build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq),
+                None => {
+                    build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq, usize::MAX)
+                }
             }
         } else {
             Vec::new()
