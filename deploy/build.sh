@@ -40,13 +40,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 target=x86_64-unknown-linux-gnu
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 dist=$root/dist
-# poll 2.11 MB, changes 2.07 MB today (1.65 MB before the kafka source; its wire client with
+# poll 2.124 MB, changes 2.082 MB today (1.65 MB before the kafka source; its wire client with
 # kafka-protocol's codec for the 8 messages it speaks, the record-batch decoder, pure-Rust
 # gzip/snappy/lz4/zstd decoders, SASL and a second rustls configuration add 0.36 MB; BENCHMARKS
 # "Binary size of the kafka source"; the namespace scheduler's tick, entities, shared pace and
 # cron matching add 88 kB to poll and 56 kB to changes, BENCHMARKS "Where the namespace
-# scheduler's bytes go"). 2 % of room: a new dependency of 40 kB zipped fails it.
-max_zip_bytes=$((2150 * 1000))
+# scheduler's bytes go"; the listing work of issue 21 about 17 kB after what it shed, BENCHMARKS
+# "Listing 100k objects on Ceph RGW"). Set at the largest zip plus 2 %: a new dependency of
+# 40 kB zipped fails it; whatever adds to poll must shed as much or say why the budget grows.
+max_zip_bytes=$((2170 * 1000))
 
 command -v python3 >/dev/null || {
     echo "build.sh: python3 is required (it writes and checks the zips)" >&2

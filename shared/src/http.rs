@@ -362,13 +362,14 @@ impl HttpClient {
         if !config.follow_redirects {
             builder = builder.max_redirects(0);
         }
-        let agent = builder
-            .http_status_as_error(false)
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(config.request_time))
-            .user_agent("owfeed")
-            .build()
-            .new_agent();
+        let agent = owfeed_s3::http_agent(
+            builder
+                .http_status_as_error(false)
+                .timeout_connect(Some(CONNECT_TIMEOUT))
+                .timeout_global(Some(config.request_time))
+                .user_agent("owfeed")
+                .build(),
+        );
         Ok(HttpClient { agent, config })
     }
 

@@ -342,13 +342,14 @@ fn agent(tls: Option<ureq::tls::TlsConfig>) -> ureq::Agent {
     if let Some(tls) = tls {
         config = config.tls_config(tls);
     }
-    config
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(5)))
-        .timeout_global(Some(MAX_REQUEST_TIME))
-        .user_agent("owfeed")
-        .build()
-        .new_agent()
+    owfeed_s3::http_agent(
+        config
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(MAX_REQUEST_TIME))
+            .user_agent("owfeed")
+            .build(),
+    )
 }
 
 impl Client {

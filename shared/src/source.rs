@@ -43,6 +43,23 @@ pub struct ListRange {
     pub end_before: Option<String>,
 }
 
+/// True when `end` is `key` + NUL: the bound right after `key`, so that a range ending there
+/// and one starting after `key` meet with no key between them.
+pub(crate) fn right_after(end: &str, key: &str) -> bool {
+    end.strip_suffix('\0') == Some(key)
+}
+
+/// What a key-space probe (`Lister::first_after`) found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// The first key after the one asked about.
+    Key(String),
+    /// No key after it.
+    End,
+    /// The source cannot probe.
+    Unsupported,
+}
+
 /// The version each key had when the core last saw it, for a source that keeps versions
 /// (`Lister::keeps_versions`): it may then ask its server only for what changed since (HTTP
 /// `If-None-Match`) and list an unchanged entry with this same version. Empty for the others.
@@ -120,6 +137,13 @@ pub trait Lister: Sync {
     /// confirm a delete before reporting it; `Ok(None)` when the source cannot tell.
     fn exists(&self, _key: &str) -> Result<Option<bool>, SourceError> {
         Ok(None)
+    }
+    /// The first key a listing would give after `after` (from the start when `None`), in one
+    /// cheap request (e.g. ListObjectsV2 with `max-keys` 1), so the core can split a key space
+    /// it knows nothing of into ranges listed in parallel (CREATE's baseline). The default,
+    /// `Probe::Unsupported`, lists such a key space as one range.
+    fn first_after(&self, _after: Option<&str>) -> Result<Probe, SourceError> {
+        Ok(Probe::Unsupported)
     }
     /// A blob store in the same service for the core's state, when the source offers one.
     fn blob_store(&self) -> Option<Box<dyn BlobStore>>;

@@ -4,7 +4,7 @@
 //! `Snapshot`, `Cursor`) and `State` with `encode`/`decode`. Does no I/O: where the bytes
 //! live is `store`'s business, what changed between two listings is `diff`'s.
 //!
-//! # Stored format, versions 1 and 2
+//! # Stored format, versions 1, 2 and 3
 //!
 //! Everything here is part of the stored format: changing any of it needs a new
 //! `FORMAT_VERSION` and a reader for the old one.
@@ -19,8 +19,22 @@
 //!   which also catches forgery. The HMAC's message is the length-prefixed domain `state`, the
 //!   length-prefixed trigger (`namespace/name`), then the bytes: a state sealed for another
 //!   trigger, or with another key, does not verify. Version 2 is verified before anything in
-//!   it is parsed. A feed with a key reads version 2 only; a feed created before keys existed
-//!   (no `stateKey` in its config) reads and writes version 1.
+//!   it is parsed. A feed with a key reads versions 2 and 3 only; a feed created before keys
+//!   existed (no `stateKey` in its config) reads and writes version 1.
+//! - Version 3 is version 2 (sealed the same way) with one change in the header: instead of
+//!   `cursor` (one key: the pass in progress resumes after it, to the end of the key space),
+//!   `resume` lists the key ranges a cut pass left to list, `[[after, before], …]` (each bound a
+//!   key or `null` for open; both exclusive; sorted and disjoint), and `cursor` is `null`. A cut
+//!   parallel pass leaves one range per key range it listed, so its checkpoint needs several
+//!   cursors, which a version-2 reader would misread as one: it refuses version 3 instead.
+//!   `encode_sealed` writes version 3 only for such a checkpoint; every other sealed state (no
+//!   listing in progress, or one open range after a key) is written as version 2, byte for
+//!   byte as before.
+//! - Version 1 holds one cursor only: `encode` writes a checkpoint of several ranges as the
+//!   cursor of its first range's start (all ranges and everything between them to be listed
+//!   again, which the snapshot there is ready for: its entries are those of the new listing or
+//!   of the old one). A feed without a key thus loses the progress of a cut parallel pass past
+//!   its first unfinished range, never an event; keys move it to version 3 (`reseal`).
 //! - A snapshot is: varint block count, then per block the index entry (varint entry count,
 //!   varint raw key-column length, varint block byte length, first key and last key each as
 //!   varint length + bytes), then the blocks' bytes back to back.
@@ -44,9 +58,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::secret::Secret;
+use crate::source::{right_after, ListRange};
 
-/// The state format this build writes for a feed with a `stateKey` (and the newest it reads).
-pub const FORMAT_VERSION: u32 = 2;
+/// The newest state format this build reads and writes: sealed with the feed's `stateKey`,
+/// its checkpoint of several key ranges (see the module doc).
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The sealed format of a state whose checkpoint is at most one cursor (what the first build
+/// with keys wrote): `encode_sealed` keeps it for every such state.
+pub const SEALED_FORMAT_VERSION: u32 = 2;
 
 /// The format of feeds without a `stateKey` (created before keys existed): a CRC-32 trailer.
 pub const LEGACY_FORMAT_VERSION: u32 = 1;
@@ -786,7 +806,8 @@ pub struct Stats {
 #[derive(Clone, Debug, PartialEq)]
 pub struct State {
     /// The format the state was read in; `encode` writes `LEGACY_FORMAT_VERSION`,
-    /// `encode_sealed` `FORMAT_VERSION`.
+    /// `encode_sealed` `SEALED_FORMAT_VERSION` or, for a checkpoint of several ranges,
+    /// `FORMAT_VERSION`.
     pub format_version: u32,
     /// Commit counter: one more on every committed poll.
     pub seq: u64,
@@ -794,8 +815,10 @@ pub struct State {
     pub snapshot: Snapshot,
     /// Events detected but not yet delivered, in order.
     pub outbox: Vec<Value>,
-    /// Resume the listing after this key; `None` when no listing is in progress.
-    pub cursor: Option<String>,
+    /// The key ranges a cut listing pass left to list, sorted and disjoint (its checkpoint:
+    /// everything outside them is listed); empty when no listing is in progress. A sequential
+    /// pass cut after key `k` leaves the one range after `k` (formats 1 and 2's `cursor`).
+    pub resume: Vec<ListRange>,
     /// What the snapshot covers (e.g. the listing prefix); a change forces a silent re-baseline.
     pub scope: String,
     /// True once a first complete listing has been taken (it fires no events).
@@ -861,6 +884,10 @@ struct Header {
     seq: u64,
     outbox: Vec<Value>,
     cursor: Option<String>,
+    /// Version 3 only: the ranges left to list, read by `ranges_of` (as a `Value`: typed
+    /// pairs would add a deserializer of their own to every action binary).
+    #[serde(default)]
+    resume: Option<Value>,
     scope: String,
     baselined: bool,
     stats: Stats,
@@ -883,6 +910,8 @@ struct HeaderRef<'a> {
     seq: u64,
     outbox: &'a [Value],
     cursor: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resume: &'a Option<Vec<(&'a Option<String>, &'a Option<String>)>>,
     scope: &'a str,
     baselined: bool,
     stats: &'a Stats,
@@ -909,11 +938,12 @@ impl State {
     /// A fresh state for `scope`: empty snapshot, not baselined.
     pub fn new(scope: impl Into<String>) -> State {
         State {
-            format_version: FORMAT_VERSION,
+            // What `encode_sealed` writes for it (no checkpoint).
+            format_version: SEALED_FORMAT_VERSION,
             seq: 0,
             snapshot: Snapshot::default(),
             outbox: Vec::new(),
-            cursor: None,
+            resume: Vec::new(),
             scope: scope.into(),
             baselined: false,
             stats: Stats::default(),
@@ -926,29 +956,47 @@ impl State {
     }
 
     /// The unauthenticated stored form, format version 1 (see the module doc): for feeds
-    /// without a `stateKey`.
+    /// without a `stateKey`. A checkpoint of several ranges is written as the one cursor
+    /// before them all.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = self.body(LEGACY_FORMAT_VERSION, self.writes);
+        let cursor = self.resume.first().and_then(|first| first.start_after.clone());
+        let mut out = self.body(LEGACY_FORMAT_VERSION, self.writes, &cursor, &None);
         let mut crc = Crc::new();
         crc.update(&out);
         out.extend_from_slice(&crc.sum().to_le_bytes());
         out
     }
 
-    /// The authenticated stored form, format version 2, as the store's write number `writes`.
+    /// The authenticated stored form, as the store's write number `writes`: format version 2,
+    /// or 3 for a checkpoint of several ranges.
     pub fn encode_sealed(&self, seal: &Seal, writes: u64) -> Vec<u8> {
-        let mut out = self.body(FORMAT_VERSION, writes);
+        let (version, cursor, resume) = match self.resume.as_slice() {
+            [] => (SEALED_FORMAT_VERSION, None, None),
+            [ListRange { start_after: Some(after), end_before: None }] => {
+                (SEALED_FORMAT_VERSION, Some(after.clone()), None)
+            }
+            ranges => (FORMAT_VERSION, None, Some(ranges.iter().map(|r| (&r.start_after, &r.end_before)).collect())),
+        };
+        let mut out = self.body(version, writes, &cursor, &resume);
         let tag = seal.tag(STATE_DOMAIN, &out);
         out.extend_from_slice(&tag);
         out
     }
 
-    /// Everything but the trailer.
-    fn body(&self, version: u32, writes: u64) -> Vec<u8> {
+    /// Everything but the trailer, with the checkpoint as `cursor` (formats 1 and 2) or
+    /// `resume` (format 3).
+    fn body(
+        &self,
+        version: u32,
+        writes: u64,
+        cursor: &Option<String>,
+        resume: &Option<Vec<(&Option<String>, &Option<String>)>>,
+    ) -> Vec<u8> {
         let header = HeaderRef {
             seq: self.seq,
             outbox: &self.outbox,
-            cursor: &self.cursor,
+            cursor,
+            resume,
             scope: &self.scope,
             baselined: self.baselined,
             stats: &self.stats,
@@ -1013,10 +1061,10 @@ impl State {
         Ok(State { format_version: LEGACY_FORMAT_VERSION, ..state })
     }
 
-    /// Reads the authenticated stored form (format version 2) sealed by `seal`: the HMAC is
-    /// checked before anything else is parsed. Never panics, whatever the input.
+    /// Reads the authenticated stored form (format version 2 or 3) sealed by `seal`: the HMAC
+    /// is checked before anything else is parsed. Never panics, whatever the input.
     pub fn decode_sealed(bytes: &[u8], seal: &Seal) -> Result<State, StateError> {
-        if State::version_of(bytes)? != u64::from(FORMAT_VERSION) {
+        if State::version_of(bytes)? == u64::from(LEGACY_FORMAT_VERSION) {
             return Err(StateError::Unauthenticated(
                 "written without authentication (format 1, before this feed had a stateKey); anyone who can \
                  write the store could have written it"
@@ -1068,6 +1116,14 @@ impl State {
             .map_err(|e| corrupt(format!("state header {e}")))?;
         let header: Header =
             serde_json::from_slice(&json).map_err(|e| corrupt(format!("state header is not valid JSON ({e})")))?;
+        let resume = match (version, header.cursor, header.resume) {
+            (1 | 2, cursor, None) => {
+                cursor.map(|c| vec![ListRange { start_after: Some(c), end_before: None }]).unwrap_or_default()
+            }
+            (3, None, Some(ranges)) => ranges_of(&ranges)?,
+            _ => return Err(corrupt(format!("state header: format version {version} with the wrong listing cursor"))),
+        };
+        let resume = check_resume(resume)?;
         let section = reader.pos;
         let Some(snapshot) = reader.bytes() else {
             // Name the block where the cut is, when the part that is there shows it.
@@ -1081,7 +1137,7 @@ impl State {
             seq: header.seq,
             snapshot,
             outbox: header.outbox,
-            cursor: header.cursor,
+            resume,
             scope: header.scope,
             baselined: header.baselined,
             stats: header.stats,
@@ -1093,6 +1149,45 @@ impl State {
         };
         Ok((state, reader.pos))
     }
+}
+
+/// The ranges of a version-3 header's `resume`: `[[after, before], …]`, each bound a key or null.
+fn ranges_of(resume: &Value) -> Result<Vec<ListRange>, StateError> {
+    let bound = |v: &Value| match v {
+        Value::Null => Some(None),
+        Value::String(key) => Some(Some(key.clone())),
+        _ => None,
+    };
+    let bad = || corrupt("state header: resume is not a list of [after, before] pairs");
+    let mut ranges = Vec::new();
+    for item in resume.as_array().ok_or_else(bad)? {
+        let Some([after, before]) = item.as_array().map(Vec::as_slice) else { return Err(bad()) };
+        let (Some(start_after), Some(end_before)) = (bound(after), bound(before)) else { return Err(bad()) };
+        ranges.push(ListRange { start_after, end_before });
+    }
+    Ok(ranges)
+}
+
+/// Checks that stored resume ranges are what a pass leaves: each range not inverted, the
+/// ranges sorted and disjoint (only the first open below, only the last open above).
+fn check_resume(ranges: Vec<ListRange>) -> Result<Vec<ListRange>, StateError> {
+    let bad = |why: &str| Err(corrupt(format!("state header: resume ranges {why}")));
+    for range in &ranges {
+        if let (Some(after), Some(before)) = (&range.start_after, &range.end_before) {
+            if after >= before {
+                return bad("hold an inverted range");
+            }
+        }
+    }
+    for pair in ranges.windows(2) {
+        match (&pair[0].end_before, &pair[1].start_after) {
+            // Disjoint: no key is below the first's end and above the second's start.
+            // (Nothing lies strictly between `start` and `start` + NUL.)
+            (Some(end), Some(start)) if end <= start || right_after(end, start) => {}
+            _ => return bad("overlap or are out of order"),
+        }
+    }
+    Ok(ranges)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -1215,7 +1310,7 @@ pub(crate) mod tests {
             seq: 42,
             snapshot: build(&entries, 7),
             outbox: vec![serde_json::json!({"id": "e1", "data": {"key": "a/b"}}), serde_json::json!([1, 2])],
-            cursor: Some("a/é".to_string()),
+            resume: vec![ListRange { start_after: Some("a/é".to_string()), end_before: None }],
             scope: "prefix=logs/".to_string(),
             baselined: true,
             stats: Stats {
@@ -1361,7 +1456,7 @@ pub(crate) mod tests {
     #[test]
     fn a_sealed_state_round_trips_with_its_write_number_and_records() {
         let mut state = sample_state(&mut Rng(8));
-        state.format_version = FORMAT_VERSION;
+        state.format_version = SEALED_FORMAT_VERSION;
         state.rebaselined =
             Some(Rebaseline { at_ms: 9, reason: "r".into(), cause: "rejected".into(), ..Rebaseline::default() });
         state.whole_listing_started_ms = Some(77);
@@ -1494,7 +1589,8 @@ pub(crate) mod tests {
             baselined: bool,
             stats: &'a Stats,
         }
-        let (outbox, cursor, scope, stats) = (&state.outbox, &state.cursor, &state.scope, &state.stats);
+        let cursor = &state.resume[0].start_after;
+        let (outbox, scope, stats) = (&state.outbox, &state.scope, &state.stats);
         let old = OldHeader { seq: state.seq, outbox, cursor, scope, baselined: state.baselined, stats };
         let old_header = serde_json::to_string(&old).unwrap();
         assert_eq!(without, old_state_bytes(&old_header, &state.snapshot));
@@ -1502,6 +1598,132 @@ pub(crate) mod tests {
         let decoded = State::decode(&state.encode()).unwrap();
         assert_eq!(decoded, state);
         assert!(decoded.encode().len() > without.len());
+    }
+
+    fn range(after: Option<&str>, before: Option<&str>) -> ListRange {
+        ListRange { start_after: after.map(String::from), end_before: before.map(String::from) }
+    }
+
+    /// A state object of format `version` with `cursor` and `resume` in its header as given:
+    /// sealed with `KEY` for `ns/t` (formats 2 and 3) or with a checksum (format 1).
+    fn state_with_header(version: u64, cursor: &str, resume: Option<&str>) -> Result<State, StateError> {
+        let resume = resume.map(|r| format!(r#","resume":{r}"#)).unwrap_or_default();
+        let header =
+            format!(r#"{{"seq":1,"outbox":[],"cursor":{cursor}{resume},"scope":"s","baselined":true,"stats":{{}}}}"#);
+        let mut bytes = old_state_bytes(&header, &Snapshot::default());
+        bytes[MAGIC.len()] = version as u8;
+        bytes.truncate(bytes.len() - 4);
+        if version == 1 {
+            let mut crc = Crc::new();
+            crc.update(&bytes);
+            bytes.extend_from_slice(&crc.sum().to_le_bytes());
+            return State::decode(&bytes);
+        }
+        let seal = seal(KEY, "ns/t");
+        let tag = seal.tag("state", &bytes);
+        bytes.extend_from_slice(&tag);
+        State::decode_sealed(&bytes, &seal)
+    }
+
+    #[test]
+    fn a_sealed_checkpoint_of_several_ranges_is_version_3_and_the_others_stay_version_2() {
+        let mut state = sample_state(&mut Rng(8));
+        let seal = seal(KEY, "ns/t");
+        for (resume, version) in [
+            (vec![], 2),
+            (vec![range(Some("k"), None)], 2),
+            (vec![range(None, Some("b\0"))], 3),
+            (vec![range(Some("a"), Some("c"))], 3),
+            (vec![range(None, Some("b\0")), range(Some("b"), Some("é")), range(Some("😀"), None)], 3),
+        ] {
+            state.resume = resume;
+            state.format_version = version;
+            let bytes = state.encode_sealed(&seal, 5);
+            assert_eq!(bytes[MAGIC.len()], version as u8, "{:?}", state.resume);
+            assert_eq!(State::decode_sealed(&bytes, &seal).unwrap(), State { writes: 5, ..state.clone() });
+            assert_eq!(State::decode_unverified(&bytes).unwrap(), State { writes: 5, ..state.clone() });
+            let header = header_json(&bytes);
+            assert_eq!(header.get("resume").is_some(), version == 3, "{header}");
+            if version == 3 {
+                assert_eq!(header["cursor"], Value::Null);
+            }
+            // A version-2 state is byte for byte what the first sealed build wrote.
+            if version == 2 {
+                let cursor = state.resume.first().and_then(|r| r.start_after.clone());
+                let first_build = format!(
+                    r#"{{"seq":42,"outbox":{},"cursor":{},"scope":{},"baselined":true,"stats":{},"writes":5}}"#,
+                    serde_json::to_string(&state.outbox).unwrap(),
+                    serde_json::to_string(&cursor).unwrap(),
+                    serde_json::to_string(&state.scope).unwrap(),
+                    serde_json::to_string(&state.stats).unwrap()
+                );
+                assert_eq!(header_json(&bytes), serde_json::from_str::<Value>(&first_build).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn an_unsealed_state_keeps_one_cursor_before_every_range_left() {
+        // Format 1 (feeds without a key) has one cursor: a checkpoint of several ranges is
+        // written as the cursor before all of them (everything from there listed again).
+        let mut state = sample_state(&mut Rng(11));
+        for (resume, kept) in [
+            (vec![], vec![]),
+            (vec![range(Some("k"), None)], vec![range(Some("k"), None)]),
+            (vec![range(Some("a"), Some("c"))], vec![range(Some("a"), None)]),
+            (vec![range(Some("b"), Some("é")), range(Some("😀"), None)], vec![range(Some("b"), None)]),
+            // Open below: no cursor, the next pass lists the whole key space.
+            (vec![range(None, Some("b\0")), range(Some("c"), None)], vec![]),
+        ] {
+            state.resume = resume.clone();
+            let bytes = state.encode();
+            assert_eq!(bytes[MAGIC.len()], 1, "{resume:?}");
+            assert!(header_json(&bytes).get("resume").is_none());
+            let decoded = State::decode(&bytes).unwrap();
+            assert_eq!(decoded, State { resume: kept.clone(), ..state.clone() }, "{resume:?}");
+            // What is left to list covers what was left: progress may be lost, keys never.
+            for r in &resume {
+                let covered = kept.iter().any(|k| {
+                    k.end_before.is_none()
+                        && k.start_after.as_deref().is_none_or(|a| r.start_after.as_deref() >= Some(a))
+                });
+                assert!(covered || kept.is_empty(), "{r:?} not in {kept:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn resume_ranges_that_a_pass_cannot_leave_are_corrupt() {
+        for version in [1, 2] {
+            assert_eq!(state_with_header(version, r#""k""#, None).unwrap().resume, vec![range(Some("k"), None)]);
+            assert_eq!(state_with_header(version, "null", None).unwrap().resume, vec![]);
+        }
+        let fine = r#"[[null,"b\u0000"],["b","d"],["e",null]]"#;
+        assert_eq!(state_with_header(3, "null", Some(fine)).unwrap().resume.len(), 3);
+        for (version, cursor, resume, why) in [
+            (1, r#""k""#, Some(fine), "wrong listing cursor"),
+            (2, r#""k""#, Some(fine), "wrong listing cursor"),
+            (2, "null", Some(fine), "wrong listing cursor"),
+            (3, r#""k""#, Some(fine), "wrong listing cursor"),
+            (3, "null", None, "wrong listing cursor"),
+            (3, "null", Some(r#"[["d","b"]]"#), "inverted"),
+            (3, "null", Some(r#"[["a","c"],["b",null]]"#), "overlap"),
+            (3, "null", Some(r#"[["c","d"],["a","b"]]"#), "overlap"),
+            (3, "null", Some(r#"[["a",null],["c",null]]"#), "overlap"),
+            (3, "null", Some(r#"[["a","c"],[null,"z"]]"#), "overlap"),
+            (3, "null", Some(r#"[["a","c","d"]]"#), "not a list of [after, before] pairs"),
+            (3, "null", Some(r#"[["a",1]]"#), "not a list of [after, before] pairs"),
+            (3, "null", Some(r#"{"a":"c"}"#), "not a list of [after, before] pairs"),
+        ] {
+            let err = state_with_header(version, cursor, resume).unwrap_err().to_string();
+            assert!(err.contains(why), "{version} {cursor} {resume:?}: {err}");
+        }
+        // Format 3 is sealed: a feed without a key does not read it, a sealed one checks it.
+        let mut state = sample_state(&mut Rng(12));
+        state.resume = vec![range(None, Some("b\0")), range(Some("c"), None)];
+        let bytes = state.encode_sealed(&seal(KEY, "ns/t"), 1);
+        assert!(matches!(State::decode(&bytes), Err(StateError::Unauthenticated(_))));
+        assert!(matches!(State::decode_sealed(&bytes, &seal(KEY, "ns/u")), Err(StateError::Unauthenticated(_))));
     }
 
     #[test]
@@ -1512,11 +1734,10 @@ pub(crate) mod tests {
         check(b"", "state: not an owfeed state object (bad magic)");
         check(b"{\"seq\": 1}", "state: not an owfeed state object (bad magic)");
         check(b"OWFEED", "state: truncated state object (6 bytes)");
-        check(b"OWFEED\0S\x03", "state: format version 3 is not supported (this build reads versions 1 to 2)");
-        check(
-            b"OWFEED\0S\x02",
-            "state: not authenticated: sealed with a stateKey, which this feed's config does not hold",
-        );
+        check(b"OWFEED\0S\x04", "state: format version 4 is not supported (this build reads versions 1 to 3)");
+        for sealed in [b"OWFEED\0S\x02", b"OWFEED\0S\x03"] {
+            check(sealed, "state: not authenticated: sealed with a stateKey, which this feed's config does not hold");
+        }
         let mut good = State::new("s").encode();
         let last = good.len() - 1;
         good[last] ^= 1;

@@ -19,8 +19,10 @@ use owfeed_s3::{S3Client, S3Config, SecretString};
 
 /// The region radosgw answers for (its zonegroup's name).
 pub const REGION: &str = "default";
-const ACCESS_KEY: &str = "0555b35654ad1656d804";
-const SECRET_KEY: &str = "h7GhxuBLTrlhVUyxSPUKUV8r/2EI4ngqJxD7iBdBYLhwluN30JaT3Q==";
+/// The S3 user's access key id (every cluster's, so a benchmark can reach one it did not start).
+pub const ACCESS_KEY: &str = "0555b35654ad1656d804";
+/// The S3 user's secret key.
+pub const SECRET_KEY: &str = "h7GhxuBLTrlhVUyxSPUKUV8r/2EI4ngqJxD7iBdBYLhwluN30JaT3Q==";
 
 /// A running single-node Ceph with radosgw.
 pub struct Rgw {
@@ -118,10 +120,16 @@ impl Rgw {
         S3Client::new(config).expect("the RGW endpoint is a valid S3 endpoint")
     }
 
+    /// radosgw's log file: one `beast:` access line per request with its `latency` (the
+    /// listing benchmark reads the server's own time from it).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("log/rgw.log")
+    }
+
     /// The end of radosgw's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(self.dir.join("log/rgw.log")) {
+        if let Ok(mut f) = std::fs::File::open(self.log_path()) {
             let _ = f.read_to_string(&mut text);
         }
         let lines: Vec<&str> = text.lines().collect();

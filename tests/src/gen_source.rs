@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use owfeed::params::{ParamError, Params};
-use owfeed::source::{BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Previous, Source, SourceError};
+use owfeed::source::{BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Previous, Probe, Source, SourceError};
 
 use crate::listing_source::DirStore;
 
@@ -287,6 +287,20 @@ impl Lister for GenLister {
             }
             page(entries)
         }))
+    }
+
+    /// A probe costs what a page does (`pageDelayMs`), as a LIST of one key does on S3.
+    fn first_after(&self, after: Option<&str>) -> Result<Probe, SourceError> {
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
+        let mut first = None;
+        let range = ListRange { start_after: after.map(str::to_string), end_before: None };
+        self.spec.list(&range, 1, &mut |page| {
+            first = page.into_iter().next();
+            Flow::Stop
+        });
+        Ok(first.map_or(Probe::End, |e| Probe::Key(e.key)))
     }
 
     fn blob_store(&self) -> Option<Box<dyn BlobStore>> {

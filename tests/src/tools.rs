@@ -147,6 +147,58 @@ pub fn moto_pythonpath() -> anyhow::Result<PathBuf> {
     .map_err(anyhow::Error::msg)
 }
 
+/// The boto3 release the listing benchmark compares with (`list-bench`; never the suite).
+pub const BOTO3_VERSION: &str = "1.44.18";
+
+/// The `PYTHONPATH` holding boto3, installed from PyPI on first use of the listing benchmark.
+pub fn boto3_pythonpath() -> anyhow::Result<PathBuf> {
+    let site = tools_dir().join(format!("boto3-{BOTO3_VERSION}"));
+    let marker = site.join(".installed");
+    let ready = || marker.is_file();
+    let install = || {
+        let _ = std::fs::remove_dir_all(&site);
+        let status = Command::new(python())
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"])
+            .arg("--target")
+            .arg(&site)
+            .arg(format!("boto3=={BOTO3_VERSION}"))
+            .env("PIP_ROOT_USER_ACTION", "ignore")
+            .stdout(std::io::stderr())
+            .status()
+            .context("cannot run python3 -m pip")?;
+        if !status.success() {
+            bail!("pip install boto3=={BOTO3_VERSION} failed: {status}");
+        }
+        std::fs::write(&marker, BOTO3_VERSION)?;
+        Ok(())
+    };
+    install_once(&format!("boto3=={BOTO3_VERSION} into {}", site.display()), &ready, &install)?;
+    Ok(site)
+}
+
+/// Installs Debian's `rclone` with apt-get unless it is on the PATH (the listing benchmark
+/// compares with it; never the suite). Needs root, like `ensure_ceph`.
+pub fn ensure_rclone() -> anyhow::Result<()> {
+    let ready = || Command::new("sh").args(["-c", "command -v rclone"]).output().is_ok_and(|o| o.status.success());
+    let install = || -> anyhow::Result<()> {
+        let apt = |args: &[&str]| -> anyhow::Result<bool> {
+            let status = Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null())
+                .status()
+                .context("cannot run apt-get (install rclone by hand: apt-get install rclone)")?;
+            Ok(status.success())
+        };
+        let args = ["install", "-y", "-q", "--no-install-recommends", "rclone"];
+        if apt(&args)? || (apt(&["update", "-q"])? && apt(&args)?) {
+            return Ok(());
+        }
+        bail!("apt-get install rclone failed (as root?)")
+    };
+    install_once("rclone (Debian package)", &ready, &install)
+}
+
 /// The s3rver release the suite runs (its quirks are documented where it is started).
 pub const S3RVER_VERSION: &str = "3.7.1";
 

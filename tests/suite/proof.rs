@@ -15,7 +15,9 @@ use feed_tests::manifest::Manifest;
 use feed_tests::moto::Moto;
 use feed_tests::s3proxy::FaultProxy;
 use feed_tests::world::{workspace_bin, World, PACKAGE, USER};
-use owfeed::openwhisk::QualifiedName;
+use owfeed::openwhisk::{from_key_values, key_values, QualifiedName};
+use owfeed::secret::Secret;
+use owfeed::state::{Seal, State};
 use owfeed_s3::Condition;
 
 fn echo() -> &'static Path {
@@ -119,6 +121,112 @@ fn a_listing_cut_by_the_deadline_resumes_without_false_deletes_or_duplicate_ids(
     }
     let mut once: Vec<(String, String)> = by_id.values().map(|e| kind_and_subject(e)).collect();
     once.sort();
+    assert_eq!(once, want, "events must be exactly the mutations ({killed} polls killed at their limit)");
+}
+
+/// A listing in four key ranges cut by the deadline keeps every range's progress: the
+/// checkpoint holds several ranges (state format version 3, sealed), the next polls list only
+/// what is left of each (no key is listed twice, unless a poll was killed before it could
+/// commit), and the events are exactly the mutations with unique ids.
+#[test]
+fn a_parallel_listing_cut_by_the_deadline_keeps_every_ranges_progress() {
+    parallel_listing_cut_by_the_deadline(false);
+}
+
+/// The same for a feed created before state keys (format 1, one cursor): its cut passes keep
+/// only the progress before their first unfinished range, so keys are listed again, but the
+/// listing finishes and the events are still exactly the mutations.
+#[test]
+fn a_keyless_feeds_parallel_listing_cut_by_the_deadline_loses_progress_not_events() {
+    parallel_listing_cut_by_the_deadline(true);
+}
+
+/// Makes trigger `t` of the gen world what a feed created before keys is: no `stateKey` in its
+/// config, its state (in `state_dir`) in format 1, no lease.
+fn drop_state_key(w: &World, state_dir: &Path) {
+    let binding = QualifiedName::new(USER, None, "t.owfeed");
+    let doc = w.user.get_package(&binding).expect("the feed's config package");
+    let mut params = from_key_values(&doc["parameters"]);
+    let key = params.remove("stateKey").and_then(|k| k.as_str().map(str::to_string)).expect("a generated key");
+    w.user.put_package(&binding, &json!({"binding": doc["binding"], "parameters": key_values(&params)}), true).unwrap();
+    let file = state_dir.join(format!("{USER}%2Ft.state"));
+    let seal = Seal::new(&Secret::new(&key), &format!("{USER}/t"));
+    let state = State::decode_sealed(&std::fs::read(&file).unwrap(), &seal).expect("sealed with the config's key");
+    std::fs::write(&file, state.encode()).unwrap();
+    let _ = std::fs::remove_file(state_dir.join(format!("{USER}%2Ft.lease")));
+}
+
+fn parallel_listing_cut_by_the_deadline(keyless: bool) {
+    let w = gen_world();
+    set_poll_timeout(&w, Path::new(env!("CARGO_BIN_EXE_gen-action")), 8000);
+    let state_dir = w.dir.path().join("state");
+    let entries = 24_000;
+    let base = GenSpec::base(entries, 11);
+    let params = json!({"entries": entries, "seed": 11, "pageSize": 100, "stateDir": state_dir, "parallelism": 4});
+    assert_eq!(w.create_trigger("t", params).expect("CREATE")["status"], "created");
+    w.record_events("t", echo());
+    // 60 pages of 150 ms per range: more than a poll's listing time, in each of the 4 ranges.
+    let up = w.feed("UPDATE", "t", json!({"mutate": 0.002, "pageDelayMs": 150})).expect("UPDATE");
+    assert_eq!(up["status"], "updated", "{up}");
+    if keyless {
+        // (After the UPDATE, which would give the feed a key.)
+        drop_state_key(&w, &state_dir);
+        assert_eq!(read(&w)["status"]["stateAuthentication"], "none");
+    }
+    let mutated = base.mutated(1, 0.002);
+    let want = expected_changes(&base, &mutated);
+    let mut most_ranges = 0;
+    let mut done = false;
+    // Entries listed by the polls up to the one that finished the listing.
+    let mut listed = 0;
+    let mut listing = true;
+    for _ in 0..20 {
+        w.poll();
+        if listing {
+            listed += w.poll_results().last().and_then(|r| r["listed"].as_u64()).unwrap_or(0);
+        }
+        let bytes = std::fs::read(state_dir.join(format!("{USER}%2Ft.state"))).expect("the state file");
+        let state = State::decode_unverified(&bytes).expect("the state decodes");
+        assert_eq!(state.format_version, if keyless { 1 } else { 2 + u32::from(state.resume.len() > 1) });
+        if keyless {
+            assert!(
+                state.resume.len() <= 1 && state.resume.iter().all(|r| r.end_before.is_none()),
+                "{:?}",
+                state.resume
+            );
+        }
+        most_ranges = most_ranges.max(state.resume.len());
+        listing &= !state.resume.is_empty();
+        let status = read(&w)["status"].clone();
+        if status["listingInProgress"] == false && status["eventsPending"] == 0 {
+            assert_eq!(status["objectsTracked"], mutated.collect().len(), "{status}");
+            done = true;
+            break;
+        }
+    }
+    assert!(done, "the listing never finished: {:?}", w.poll_results());
+    if !keyless {
+        assert!(most_ranges > 1, "no checkpoint held several ranges: {:?}", w.poll_results());
+    }
+    let killed = w
+        .emu
+        .activations(USER)
+        .iter()
+        .filter(|a| a["name"] == "poll")
+        .filter(|a| a["response"]["result"]["error"].as_str().is_some_and(|e| e.contains("exceeded its time limits")))
+        .count();
+    let events = w.events();
+    if killed == 0 {
+        assert_ids_unique(&events);
+        if keyless {
+            assert!(listed > mutated.collect().len() as u64, "the cut passes kept one cursor: keys listed again");
+        } else {
+            assert_eq!(listed, mutated.collect().len() as u64, "each key listed once across the cut polls");
+        }
+    }
+    let mut once: Vec<(String, String)> = events.iter().map(kind_and_subject).collect();
+    once.sort();
+    once.dedup();
     assert_eq!(once, want, "events must be exactly the mutations ({killed} polls killed at their limit)");
 }
 

@@ -1,7 +1,8 @@
 //! The source registry (`owfeed::sources::REGISTRY`) is the one list of sources, snapshot and
 //! log sources alike: the feed and poll actions serve exactly its sources, and README and
 //! manifest.yaml name each of them.
-//! A source registered in code but missing from any of these fails here.
+//! A source registered in code but missing from any of these fails here. Likewise the one
+//! HTTP agent (`owfeed_s3::http_agent`): a client of the actions built any other way fails here.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -118,4 +119,54 @@ fn feed_action_serves_exactly_the_registered_sources_and_leaves_nothing_on_error
         assert!(err.contains(&format!("parameter '{param}'")), "source {}: {err}", source.name());
     }
     assert_eq!(w.user_entities().unwrap(), Vec::<String>::new());
+}
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display())).flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The one HTTP agent: every client the actions use (S3, OpenWhisk, plain HTTP, SNS
+/// certificates) is built by `owfeed_s3::http_agent`, whose transport acknowledges received
+/// data before each blocking read (without it a server that holds the end of an answer until
+/// then makes a page wait 40 ms: `list-bench --waits`). An agent made any other way fails here.
+#[test]
+fn every_http_client_of_the_actions_is_built_by_http_agent() {
+    let mut files = Vec::new();
+    for dir in ["shared", "actions"] {
+        rust_files(&repo_root().join(dir), &mut files);
+    }
+    let others = ["new_agent(", "Agent::new_with_", "Agent::with_parts(", "ureq::get(", "ureq::post(", "ureq::put("];
+    let mut found = Vec::new();
+    let mut uses = 0;
+    for file in &files {
+        let text = fs::read_to_string(file).unwrap_or_default();
+        let name = file.strip_prefix(repo_root()).unwrap_or(file).display().to_string();
+        let code: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
+        let count = |what: &str| code.iter().map(|l| l.matches(what).count()).sum::<usize>();
+        uses += count("http_agent(");
+        // A configuration built here must go to http_agent, not `.into()` / `new_agent()`.
+        if count("config_builder()") > count("http_agent(") {
+            found.push(format!(
+                "{name}: {} agent configurations, {} http_agent calls",
+                count("config_builder()"),
+                count("http_agent(")
+            ));
+        }
+        for line in &code {
+            let made_here = name.ends_with("shared/s3/src/net.rs") && line.contains("Agent::with_parts(");
+            if others.iter().any(|o| line.contains(o)) && !made_here {
+                found.push(format!("{name}: {}", line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "ureq agents not made by owfeed_s3::http_agent:\n{}", found.join("\n"));
+    assert!(uses >= 5, "http_agent is defined and used by the S3, OpenWhisk, HTTP and SNS clients ({uses} uses)");
 }

@@ -100,6 +100,60 @@ fn the_s3_feed_on_a_real_ceph_rgw() {
     assert_eq!((&status["objectsTracked"], &status["stalled"]), (&json!(6), &json!(false)), "{read}");
 }
 
+/// CREATE's baseline of a key space nothing is known about, split by probing a real Ceph RGW
+/// (ListObjectsV2 with `start-after` and `max-keys` 1) and listed in parallel ranges: keys
+/// under a prefix with `/`, with bytes above 0x7F (two-, three- and four-byte UTF-8), spaces
+/// and `//`, in pages of 5 so that the first page is not the whole listing. Every key is
+/// tracked, and changes anywhere in the key space fire exactly.
+#[test]
+fn a_baseline_split_by_probing_a_real_ceph_rgw_tracks_every_key() {
+    let s = S3World::on(Server::Rgw, None);
+    let dirs = ["a", "a b", "ünï©ødé", "日本語", "😀", "z//y", "é/x", "~"];
+    let keys: Vec<String> =
+        dirs.iter().flat_map(|d| (0..12).map(move |j| format!("in/{d}/{j:02}-{}", ["x", "é", "😀"][j % 3]))).collect();
+    for k in &keys {
+        s.put(k, "1");
+    }
+    s.put("out/not-watched", "1");
+    let rgw = s.rgw().expect("an RGW");
+    let probes = || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let log = std::fs::read_to_string(rgw.log_path()).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains(" beast: ") && l.contains("start-after=") && l.contains("max-keys=1&"))
+            .count()
+    };
+    let before = probes();
+    s.create(json!({"prefix": "in/", "pageSize": 5, "parallelism": 4}));
+    assert!(probes() - before > 1, "the baseline did not probe the key space");
+    let read = s.w.feed("READ", "t", json!({})).unwrap();
+    assert_eq!(read["status"]["objectsTracked"], keys.len(), "{read}");
+    assert_eq!(read["status"]["listingInProgress"], false, "{read}");
+    // Changes in every part of the key space (fewer than a poll's 30 fires).
+    let mut want = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        match i % 11 {
+            0 => {
+                s.put(k, "changed");
+                want.push(("updated".to_string(), k.clone()));
+            }
+            5 => {
+                s.delete(k);
+                want.push(("deleted".to_string(), k.clone()));
+            }
+            _ => {}
+        }
+    }
+    for d in dirs {
+        let k = format!("in/{d}/new-ß");
+        s.put(&k, "new");
+        want.push(("created".to_string(), k));
+    }
+    s.w.poll();
+    want.sort();
+    assert_eq!(s.seen(), want);
+}
+
 #[test]
 fn fire_existing_fires_the_objects_present_at_create() {
     let s = S3World::start();
@@ -347,6 +401,33 @@ fn source_s3_is_the_default_and_the_source_of_a_feed_cannot_change() {
     s.put("a", "2");
     s.w.poll();
     assert_eq!(s.seen(), pairs(&[("created", "a"), ("updated", "a")]));
+}
+
+/// A dry run lists in passes of at most `maxChangesPerPoll` changes, as polls would, and
+/// keeps only counts and the first events: every change is counted once, and the events shown
+/// are the first ones in key order.
+#[test]
+fn a_dry_run_counts_every_change_across_bounded_passes() {
+    let s = S3World::start();
+    let keys: Vec<String> = (0..23).map(|i| format!("d-{i:02}{}", if i % 2 == 0 { ".csv" } else { ".txt" })).collect();
+    for k in &keys {
+        s.put(k, "1");
+    }
+    let out = std::process::Command::new(workspace_bin("poll"))
+        .args(["-p", "dryRun", "true", "-p", "endpoint", &s.endpoint, "-p", "bucket", &s.bucket])
+        .args(["-p", "accessKeyId", &s.access_key, "-p", "secretAccessKey", &s.secret_key, "-p", "suffix", ".csv"])
+        .args(["-p", "maxChangesPerPoll", "3", "-p", "pageSize", "2"])
+        .env_clear()
+        .output()
+        .expect("run poll");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!((&result["listed"], &result["changes"], &result["wouldFire"]), (&json!(23), &json!(23), &json!(12)));
+    let shown: Vec<&str> =
+        result["events"].as_array().unwrap().iter().map(|e| e["subject"].as_str().unwrap()).collect();
+    let want: Vec<&str> = keys.iter().filter(|k| k.ends_with(".csv")).map(String::as_str).collect();
+    assert_eq!(shown, want, "{result}");
 }
 
 #[test]

@@ -122,7 +122,7 @@ impl S3Client {
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(config.timeout))
             .build();
-        Ok(S3Client { config, endpoint, agent: agent_config.into() })
+        Ok(S3Client { config, endpoint, agent: crate::net::http_agent(agent_config) })
     }
 
     /// The configuration this client was built from.

@@ -125,6 +125,7 @@ impl XmlElement {
         out.push('>');
     }
 
+    #[cfg(test)]
     fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a XmlElement> + 'a {
         self.children.iter().filter(move |c| c.name == name)
     }
@@ -138,80 +139,113 @@ pub fn parse_xml(body: &[u8]) -> Result<XmlElement, String> {
 
 /// Parses a whole document into its root element, resolving entities and character references.
 fn parse_document(body: &[u8]) -> Result<XmlElement, String> {
+    let mut tree = Tree::default();
+    walk(body, &mut tree)?;
+    tree.root.ok_or_else(|| "XML body is empty".to_string())
+}
+
+/// What `walk` hands on of a document, in order: elements opened (by local name) and closed,
+/// and the text of the innermost open one in pieces (entities and references resolved).
+trait Sink {
+    fn start(&mut self, name: &[u8]);
+    fn end(&mut self);
+    fn text(&mut self, piece: &str);
+}
+
+/// Reads a whole document into `sink`, with the checks of a well-formed, complete document:
+/// one root element, nothing but whitespace outside it, no unmatched or missing end tag. One
+/// reader for every document kind, so each kind costs only its sink.
+fn walk(body: &[u8], sink: &mut dyn Sink) -> Result<(), String> {
     let mut reader = Reader::from_reader(body);
     // Keys may start or end with spaces, so text is kept exactly.
     reader.config_mut().trim_text(false);
-    let mut stack: Vec<XmlElement> = Vec::new();
-    let mut root: Option<XmlElement> = None;
-    let mut buf = Vec::new();
+    // The open elements' names back to back (for the error of a cut body), where each starts.
+    let mut names: Vec<u8> = Vec::new();
+    let mut open: Vec<usize> = Vec::new();
+    let (mut rooted, mut closed) = (false, false);
     loop {
-        let event = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| format!("XML error at byte {}: {e}", reader.buffer_position()))?;
-        match event {
+        let event = reader.read_event().map_err(|e| format!("XML error at byte {}: {e}", reader.buffer_position()))?;
+        let piece = match event {
+            Event::Start(_) | Event::Empty(_) if closed => {
+                return Err("XML has content after the root element".to_string());
+            }
             Event::Start(start) => {
-                if root.is_some() {
-                    return Err("XML has content after the root element".to_string());
-                }
-                let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-                stack.push(XmlElement { name, ..XmlElement::default() });
+                let name = start.local_name();
+                sink.start(name.as_ref());
+                open.push(names.len());
+                names.extend_from_slice(name.as_ref());
+                rooted = true;
+                continue;
             }
             Event::Empty(start) => {
-                let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-                let element = XmlElement { name, ..XmlElement::default() };
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(element),
-                    None if root.is_none() => root = Some(element),
-                    None => return Err("XML has content after the root element".to_string()),
-                }
+                sink.start(start.local_name().as_ref());
+                sink.end();
+                (rooted, closed) = (true, open.is_empty());
+                continue;
             }
             Event::End(_) => {
-                let element = stack.pop().ok_or("XML has an unmatched end tag")?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(element),
-                    None => root = Some(element),
+                let start = open.pop().ok_or("XML has an unmatched end tag")?;
+                names.truncate(start);
+                sink.end();
+                closed = open.is_empty();
+                continue;
+            }
+            Event::Text(text) => text.decode().map_err(|e| format!("XML text is not UTF-8: {e}"))?,
+            Event::CData(data) => data.decode().map_err(|e| format!("XML CDATA is not UTF-8: {e}"))?,
+            Event::GeneralRef(reference) => {
+                match reference.resolve_char_ref().map_err(|e| format!("XML character reference: {e}"))? {
+                    Some(c) => c.to_string().into(),
+                    None => {
+                        let name = reference.decode().map_err(|e| format!("XML entity is not UTF-8: {e}"))?;
+                        quick_xml::escape::resolve_xml_entity(&name)
+                            .ok_or_else(|| format!("XML has an unknown entity '&{name};'"))?
+                            .into()
+                    }
                 }
             }
-            Event::Text(text) => {
-                let text = text.decode().map_err(|e| format!("XML text is not UTF-8: {e}"))?;
-                push_text(&mut stack, &text)?;
-            }
-            Event::CData(data) => {
-                let text = data.decode().map_err(|e| format!("XML CDATA is not UTF-8: {e}"))?;
-                push_text(&mut stack, &text)?;
-            }
-            Event::GeneralRef(reference) => {
-                let resolved =
-                    match reference.resolve_char_ref().map_err(|e| format!("XML character reference: {e}"))? {
-                        Some(c) => c.to_string(),
-                        None => {
-                            let name = reference.decode().map_err(|e| format!("XML entity is not UTF-8: {e}"))?;
-                            quick_xml::escape::resolve_xml_entity(&name)
-                                .ok_or_else(|| format!("XML has an unknown entity '&{name};'"))?
-                                .to_string()
-                        }
-                    };
-                push_text(&mut stack, &resolved)?;
-            }
-            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => continue,
             Event::Eof => break,
+        };
+        if !open.is_empty() {
+            sink.text(&piece);
+        } else if !piece.trim().is_empty() {
+            return Err("XML has text outside the root element".to_string());
         }
-        buf.clear();
     }
-    if let Some(open) = stack.last() {
-        return Err(format!("XML body ends inside <{}> (cut short)", open.name));
+    if let Some(start) = open.last() {
+        return Err(format!("XML body ends inside <{}> (cut short)", String::from_utf8_lossy(&names[*start..])));
     }
-    root.ok_or_else(|| "XML body is empty".to_string())
+    if !rooted {
+        return Err("XML body is empty".to_string());
+    }
+    Ok(())
 }
 
-fn push_text(stack: &mut [XmlElement], text: &str) -> Result<(), String> {
-    match stack.last_mut() {
-        Some(element) => {
-            element.text.push_str(text);
-            Ok(())
+/// A `Sink` building the tree of `XmlElement`s.
+#[derive(Default)]
+struct Tree {
+    open: Vec<XmlElement>,
+    root: Option<XmlElement>,
+}
+
+impl Sink for Tree {
+    fn start(&mut self, name: &[u8]) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        self.open.push(XmlElement { name, ..XmlElement::default() });
+    }
+
+    fn end(&mut self) {
+        let Some(element) = self.open.pop() else { return };
+        match self.open.last_mut() {
+            Some(parent) => parent.children.push(element),
+            None => self.root = Some(element),
         }
-        None if text.trim().is_empty() => Ok(()),
-        None => Err("XML has text outside the root element".to_string()),
+    }
+
+    fn text(&mut self, piece: &str) {
+        if let Some(element) = self.open.last_mut() {
+            element.text.push_str(piece);
+        }
     }
 }
 
@@ -236,62 +270,209 @@ fn error_body(root: &XmlElement) -> ErrorBody {
 ///
 /// `url_encoding_requested` says whether the request carried `encoding-type=url`; keys are then
 /// decoded form-style when the response echoes `EncodingType` `url`, and left as sent otherwise.
+///
+/// It reads the XML events as they come and keeps only the fields of a listing (a page of 1000
+/// keys would otherwise be a tree of thousands of elements, most of the poll's parsing time),
+/// with exactly the checks and answers of reading the whole tree (`parse_xml`): a test holds
+/// the two to the same results.
 pub fn parse_list_objects_v2(body: &[u8], url_encoding_requested: bool) -> Result<ListPage, ListParseError> {
-    let root = parse_document(body).map_err(ListParseError::Malformed)?;
-    if root.name == "Error" {
+    let listing = read_listing(body).map_err(ListParseError::Malformed)?;
+    let root = listing.root.as_deref().unwrap_or_default();
+    if root == "Error" {
+        // An error document (S3 may send one with status 200): small, read as a tree.
+        let root = parse_document(body).map_err(ListParseError::Malformed)?;
         return Err(ListParseError::ErrorDocument(error_body(&root)));
     }
-    if root.name != "ListBucketResult" {
-        return Err(ListParseError::Malformed(format!("expected <ListBucketResult>, got <{}>", root.name)));
+    if root != "ListBucketResult" {
+        return Err(ListParseError::Malformed(format!("expected <ListBucketResult>, got <{root}>")));
     }
-    list_page(&root, url_encoding_requested).map_err(ListParseError::Malformed)
+    listing.page(url_encoding_requested).map_err(ListParseError::Malformed)
 }
 
-fn list_page(root: &XmlElement, url_encoding_requested: bool) -> Result<ListPage, String> {
-    let encoded =
-        url_encoding_requested && root.child_text("EncodingType").is_some_and(|t| t.eq_ignore_ascii_case("url"));
-    let decode = |value: &str| if encoded { decode_form(value) } else { Ok(value.to_string()) };
+/// The fields of a `ListBucketResult` as read, before checks and decoding: for each field the
+/// first element of its name, as `XmlElement::child_text` would find it.
+#[derive(Default)]
+struct RawListing {
+    root: Option<String>,
+    encoding_type: Option<String>,
+    is_truncated: Option<String>,
+    next_continuation_token: Option<String>,
+    key_count: Option<String>,
+    contents: Vec<RawObject>,
+    common_prefixes: Vec<Option<String>>,
+}
 
-    let is_truncated = match root.child_text("IsTruncated").map(str::trim) {
-        Some("true") => true,
-        Some("false") => false,
-        Some(other) => return Err(format!("IsTruncated is '{other}', expected true or false")),
-        None => return Err("ListBucketResult has no IsTruncated".to_string()),
-    };
-    let next_continuation_token =
-        root.child_text("NextContinuationToken").filter(|t| !t.is_empty()).map(str::to_string);
-    if is_truncated && next_continuation_token.is_none() {
-        return Err("IsTruncated is true but NextContinuationToken is missing".to_string());
+#[derive(Default)]
+struct RawObject {
+    key: Option<String>,
+    size: Option<String>,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    storage_class: Option<String>,
+}
+
+/// Which field an open element's text goes to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Root,
+    EncodingType,
+    IsTruncated,
+    NextContinuationToken,
+    KeyCount,
+    Contents,
+    CommonPrefixes,
+    Key,
+    Size,
+    ETag,
+    LastModified,
+    StorageClass,
+    Prefix,
+    /// An element whose text nobody reads (its text is still checked).
+    Ignored,
+}
+
+impl RawListing {
+    /// The field `slot` stands for, when it is still unset (the first element of a name wins).
+    fn field(&mut self, slot: Slot) -> Option<&mut Option<String>> {
+        self.field_open(slot).filter(|f| f.is_none())
     }
 
-    let mut objects = Vec::new();
-    for contents in root.children_named("Contents") {
-        let key = contents.child_text("Key").ok_or("a Contents entry has no Key")?;
-        let key = decode(key)?;
-        let size = contents.child_text("Size").ok_or_else(|| format!("Contents for key '{key}' has no Size"))?;
-        let size = size.trim().parse::<u64>().map_err(|_| format!("Size '{size}' of key '{key}' is not a number"))?;
-        let etag = contents.child_text("ETag").map(|e| strip_quotes(e).to_string());
-        let text = |name| contents.child_text(name).map(str::to_string);
-        objects.push(Object {
-            key,
-            etag,
-            size,
-            last_modified: text("LastModified"),
-            storage_class: text("StorageClass"),
-        });
+    /// The field `slot` stands for, set or not (`None` for a slot that is no field).
+    fn field_open(&mut self, slot: Slot) -> Option<&mut Option<String>> {
+        fn object(l: &mut RawListing) -> Option<&mut RawObject> {
+            l.contents.last_mut()
+        }
+        let field = match slot {
+            Slot::EncodingType => &mut self.encoding_type,
+            Slot::IsTruncated => &mut self.is_truncated,
+            Slot::NextContinuationToken => &mut self.next_continuation_token,
+            Slot::KeyCount => &mut self.key_count,
+            Slot::Key => &mut object(self)?.key,
+            Slot::Size => &mut object(self)?.size,
+            Slot::ETag => &mut object(self)?.etag,
+            Slot::LastModified => &mut object(self)?.last_modified,
+            Slot::StorageClass => &mut object(self)?.storage_class,
+            Slot::Prefix => self.common_prefixes.last_mut()?,
+            _ => return None,
+        };
+        Some(field)
     }
 
-    let mut common_prefixes = Vec::new();
-    for prefixes in root.children_named("CommonPrefixes") {
-        let prefix = prefixes.child_text("Prefix").ok_or("a CommonPrefixes entry has no Prefix")?;
-        common_prefixes.push(decode(prefix)?);
+    /// The slot of an element named `name` opened inside `parent`; starts a Contents or a
+    /// CommonPrefixes entry, and a field's (empty) text.
+    fn open(&mut self, parent: Option<Slot>, name: &[u8]) -> Slot {
+        let slot = match (parent, name) {
+            (None, _) => Slot::Root,
+            (Some(Slot::Root), b"EncodingType") => Slot::EncodingType,
+            (Some(Slot::Root), b"IsTruncated") => Slot::IsTruncated,
+            (Some(Slot::Root), b"NextContinuationToken") => Slot::NextContinuationToken,
+            (Some(Slot::Root), b"KeyCount") => Slot::KeyCount,
+            (Some(Slot::Root), b"Contents") => {
+                self.contents.push(RawObject::default());
+                return Slot::Contents;
+            }
+            (Some(Slot::Root), b"CommonPrefixes") => {
+                self.common_prefixes.push(None);
+                return Slot::CommonPrefixes;
+            }
+            (Some(Slot::Contents), b"Key") => Slot::Key,
+            (Some(Slot::Contents), b"Size") => Slot::Size,
+            (Some(Slot::Contents), b"ETag") => Slot::ETag,
+            (Some(Slot::Contents), b"LastModified") => Slot::LastModified,
+            (Some(Slot::Contents), b"StorageClass") => Slot::StorageClass,
+            (Some(Slot::CommonPrefixes), b"Prefix") => Slot::Prefix,
+            _ => return Slot::Ignored,
+        };
+        match self.field(slot) {
+            Some(field) => {
+                *field = Some(String::new());
+                slot
+            }
+            // Not the first element of its name: read like any other.
+            None if slot == Slot::Root => slot,
+            None => Slot::Ignored,
+        }
     }
 
-    let key_count = match root.child_text("KeyCount") {
-        Some(count) => count.trim().parse::<u64>().map_err(|_| format!("KeyCount '{count}' is not a number"))?,
-        None => (objects.len() + common_prefixes.len()) as u64,
-    };
-    Ok(ListPage { objects, common_prefixes, is_truncated, next_continuation_token, key_count })
+    /// Applies `list_page`'s checks and decoding.
+    fn page(self, url_encoding_requested: bool) -> Result<ListPage, String> {
+        let encoded = url_encoding_requested && self.encoding_type.is_some_and(|t| t.eq_ignore_ascii_case("url"));
+        let decode = |value: String| if encoded { decode_form(&value) } else { Ok(value) };
+
+        let is_truncated = match self.is_truncated.as_deref().map(str::trim) {
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => return Err(format!("IsTruncated is '{other}', expected true or false")),
+            None => return Err("ListBucketResult has no IsTruncated".to_string()),
+        };
+        let next_continuation_token = self.next_continuation_token.filter(|t| !t.is_empty());
+        if is_truncated && next_continuation_token.is_none() {
+            return Err("IsTruncated is true but NextContinuationToken is missing".to_string());
+        }
+
+        let mut objects = Vec::with_capacity(self.contents.len());
+        for raw in self.contents {
+            let key = decode(raw.key.ok_or("a Contents entry has no Key")?)?;
+            let size = raw.size.ok_or_else(|| format!("Contents for key '{key}' has no Size"))?;
+            let size =
+                size.trim().parse::<u64>().map_err(|_| format!("Size '{size}' of key '{key}' is not a number"))?;
+            let etag = raw.etag.map(|e| match strip_quotes(&e) {
+                stripped if stripped.len() == e.len() => e,
+                stripped => stripped.to_string(),
+            });
+            objects.push(Object {
+                key,
+                etag,
+                size,
+                last_modified: raw.last_modified,
+                storage_class: raw.storage_class,
+            });
+        }
+
+        let mut common_prefixes = Vec::with_capacity(self.common_prefixes.len());
+        for prefix in self.common_prefixes {
+            common_prefixes.push(decode(prefix.ok_or("a CommonPrefixes entry has no Prefix")?)?);
+        }
+
+        let key_count = match self.key_count {
+            Some(count) => count.trim().parse::<u64>().map_err(|_| format!("KeyCount '{count}' is not a number"))?,
+            None => (objects.len() + common_prefixes.len()) as u64,
+        };
+        Ok(ListPage { objects, common_prefixes, is_truncated, next_continuation_token, key_count })
+    }
+}
+
+/// Reads a document into a `RawListing`, with `parse_document`'s checks and errors.
+fn read_listing(body: &[u8]) -> Result<RawListing, String> {
+    let mut sink = ListingSink { listing: RawListing::default(), open: Vec::new() };
+    walk(body, &mut sink)?;
+    Ok(sink.listing)
+}
+
+/// A `Sink` keeping a listing's fields: the slots of the open elements.
+struct ListingSink {
+    listing: RawListing,
+    open: Vec<Slot>,
+}
+
+impl Sink for ListingSink {
+    fn start(&mut self, name: &[u8]) {
+        if self.open.is_empty() {
+            self.listing.root = Some(String::from_utf8_lossy(name).into_owned());
+        }
+        let slot = self.listing.open(self.open.last().copied(), name);
+        self.open.push(slot);
+    }
+
+    fn end(&mut self) {
+        self.open.pop();
+    }
+
+    fn text(&mut self, piece: &str) {
+        if let Some(Some(field)) = self.open.last().and_then(|slot| self.listing.field_open(*slot)) {
+            field.push_str(piece);
+        }
+    }
 }
 
 /// Removes one pair of surrounding double quotes from an ETag, if present.
@@ -303,6 +484,69 @@ pub fn strip_quotes(etag: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The parser before streaming, reading the whole tree: the oracle of the streaming one.
+    ///
+    /// `url_encoding_requested` says whether the request carried `encoding-type=url`; keys are then
+    /// decoded form-style when the response echoes `EncodingType` `url`, and left as sent otherwise.
+    fn parse_list_objects_v2_tree(body: &[u8], url_encoding_requested: bool) -> Result<ListPage, ListParseError> {
+        let root = parse_document(body).map_err(ListParseError::Malformed)?;
+        if root.name == "Error" {
+            return Err(ListParseError::ErrorDocument(error_body(&root)));
+        }
+        if root.name != "ListBucketResult" {
+            return Err(ListParseError::Malformed(format!("expected <ListBucketResult>, got <{}>", root.name)));
+        }
+        list_page(&root, url_encoding_requested).map_err(ListParseError::Malformed)
+    }
+
+    fn list_page(root: &XmlElement, url_encoding_requested: bool) -> Result<ListPage, String> {
+        let encoded =
+            url_encoding_requested && root.child_text("EncodingType").is_some_and(|t| t.eq_ignore_ascii_case("url"));
+        let decode = |value: &str| if encoded { decode_form(value) } else { Ok(value.to_string()) };
+
+        let is_truncated = match root.child_text("IsTruncated").map(str::trim) {
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => return Err(format!("IsTruncated is '{other}', expected true or false")),
+            None => return Err("ListBucketResult has no IsTruncated".to_string()),
+        };
+        let next_continuation_token =
+            root.child_text("NextContinuationToken").filter(|t| !t.is_empty()).map(str::to_string);
+        if is_truncated && next_continuation_token.is_none() {
+            return Err("IsTruncated is true but NextContinuationToken is missing".to_string());
+        }
+
+        let mut objects = Vec::new();
+        for contents in root.children_named("Contents") {
+            let key = contents.child_text("Key").ok_or("a Contents entry has no Key")?;
+            let key = decode(key)?;
+            let size = contents.child_text("Size").ok_or_else(|| format!("Contents for key '{key}' has no Size"))?;
+            let size =
+                size.trim().parse::<u64>().map_err(|_| format!("Size '{size}' of key '{key}' is not a number"))?;
+            let etag = contents.child_text("ETag").map(|e| strip_quotes(e).to_string());
+            let text = |name| contents.child_text(name).map(str::to_string);
+            objects.push(Object {
+                key,
+                etag,
+                size,
+                last_modified: text("LastModified"),
+                storage_class: text("StorageClass"),
+            });
+        }
+
+        let mut common_prefixes = Vec::new();
+        for prefixes in root.children_named("CommonPrefixes") {
+            let prefix = prefixes.child_text("Prefix").ok_or("a CommonPrefixes entry has no Prefix")?;
+            common_prefixes.push(decode(prefix)?);
+        }
+
+        let key_count = match root.child_text("KeyCount") {
+            Some(count) => count.trim().parse::<u64>().map_err(|_| format!("KeyCount '{count}' is not a number"))?,
+            None => (objects.len() + common_prefixes.len()) as u64,
+        };
+        Ok(ListPage { objects, common_prefixes, is_truncated, next_continuation_token, key_count })
+    }
 
     const NS: &str = r#"xmlns="http://s3.amazonaws.com/doc/2006-03-01/""#;
 
@@ -455,6 +699,114 @@ mod tests {
         assert_eq!(parse_error_body(b"<ListBucketResult/>"), None);
         let malformed = b"<Error><Code>AuthorizationHeaderMalformed</Code><Region>eu-west-1</Region></Error>";
         assert_eq!(parse_error_body(malformed).and_then(|e| e.region).as_deref(), Some("eu-west-1"));
+    }
+
+    /// Random listing documents, whole, cut or damaged: the streaming parser answers exactly
+    /// what reading the whole tree answers.
+    #[test]
+    fn streaming_parse_equals_the_tree_parse_on_any_document() {
+        let mut x: u64 = 0x5eed;
+        let mut rnd = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        // Mostly good values, a few bad ones.
+        const KEYS: [&str; 10] = [
+            "k",
+            " sp ",
+            "a%20b+c",
+            "%E6%97%A5",
+            "&amp;&lt;",
+            "&#65;&#x42;",
+            "<![CDATA[c<d]]>",
+            "x/y",
+            "%ZZ",
+            "&bogus;",
+        ];
+        const VALUES: [&str; 8] = ["12", "0", " 7 ", "\"etag\"", "&quot;q&quot;", "2024-01-02T03:04:05.000Z", "", "-1"];
+        const FIELDS: [&str; 5] = ["Key", "Size", "ETag", "LastModified", "StorageClass"];
+        for round in 0..4000 {
+            let text = |rnd: &mut dyn FnMut(usize) -> usize, f: &str| match f {
+                "Size" => ["12", "0", " 7 ", "-1"][if rnd(10) == 0 { 3 } else { rnd(3) }],
+                "Key" => {
+                    let n = if rnd(20) == 0 { 10 } else { 8 };
+                    KEYS[rnd(n)]
+                }
+                _ => {
+                    let n = if rnd(10) == 0 { 8 } else { 6 };
+                    VALUES[rnd(n)]
+                }
+            };
+            let mut doc = String::new();
+            if rnd(3) == 0 {
+                doc.push_str("<?xml version=\"1.0\"?>\n");
+            }
+            let root = ["ListBucketResult", "ListBucketResult", "ListBucketResult", "Error", "Other"][rnd(5)];
+            doc.push_str(&format!("<{root} {NS}>"));
+            for _ in 0..rnd(12) {
+                match rnd(12) {
+                    0 | 1 => doc.push_str(&format!(
+                        "<IsTruncated>{}</IsTruncated>",
+                        ["false", "false", "true", " true ", "maybe"][rnd(5)]
+                    )),
+                    2 => doc
+                        .push_str(&format!("<NextContinuationToken>{}</NextContinuationToken>", text(&mut rnd, "Key"))),
+                    3 => doc.push_str(&format!("<KeyCount>{}</KeyCount>", ["3", " 1 ", "x"][rnd(3)])),
+                    4 => doc.push_str(&format!("<EncodingType>{}</EncodingType>", ["url", "URL", "none"][rnd(3)])),
+                    5..=8 => {
+                        doc.push_str("<Contents>");
+                        let mut fields: Vec<&str> = vec!["Key", "Size"];
+                        for _ in 0..rnd(5) {
+                            fields.push(FIELDS[rnd(5)]);
+                        }
+                        if rnd(8) == 0 {
+                            fields.remove(rnd(2));
+                        }
+                        for f in fields {
+                            match rnd(8) {
+                                0 => doc.push_str(&format!("<{f}/>")),
+                                1 => doc.push_str(&format!(
+                                    "<{f}>{}<Inner>{}</Inner>{}</{f}>",
+                                    text(&mut rnd, f),
+                                    text(&mut rnd, f),
+                                    text(&mut rnd, f)
+                                )),
+                                _ => doc.push_str(&format!("<{f}>{}</{f}>", text(&mut rnd, f))),
+                            }
+                        }
+                        doc.push_str("</Contents>");
+                    }
+                    9 => doc.push_str(&format!(
+                        "<CommonPrefixes><Prefix>{}</Prefix></CommonPrefixes>",
+                        text(&mut rnd, "Key")
+                    )),
+                    10 => {
+                        doc.push_str(&format!("<Code>{}</Code><Message>m</Message><!-- c --> ", text(&mut rnd, "Key")))
+                    }
+                    _ => {
+                        doc.push_str(&format!("<Deep><Contents><Key>{}</Key></Contents></Deep>", text(&mut rnd, "Key")))
+                    }
+                }
+            }
+            doc.push_str(&format!("</{root}>"));
+            let mut bytes = doc.into_bytes();
+            match rnd(8) {
+                0 => bytes.truncate(rnd(bytes.len() + 1)),
+                1 => {
+                    let i = rnd(bytes.len());
+                    bytes[i] ^= 1 << rnd(8);
+                }
+                2 => bytes.extend_from_slice([&b"<Extra/>"[..], b" text", b"  \n"][rnd(3)]),
+                _ => {}
+            }
+            for url in [false, true] {
+                let streamed = parse_list_objects_v2(&bytes, url);
+                let tree = parse_list_objects_v2_tree(&bytes, url);
+                assert_eq!(streamed, tree, "round {round}, url {url}: {}", String::from_utf8_lossy(&bytes));
+            }
+        }
     }
 
     #[test]

@@ -443,14 +443,15 @@ impl SnsTrust {
             config = config.tls_config(tls.clone());
         }
         // No redirects: a redirect could lead off the trusted host.
-        config
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(FETCH_TIME))
-            .timeout_global(Some(FETCH_TIME))
-            .user_agent("owfeed")
-            .build()
-            .new_agent()
+        owfeed_s3::http_agent(
+            config
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_connect(Some(FETCH_TIME))
+                .timeout_global(Some(FETCH_TIME))
+                .user_agent("owfeed")
+                .build(),
+        )
     }
 
     /// The DER certificate at a checked `SigningCertURL`, from the process's cache or fetched.

@@ -371,7 +371,7 @@ impl Feed for PollingFeed<'_> {
                         s.insert("eventsPending".into(), json!(state.outbox.len()));
                         s.insert("eventsFired".into(), json!(state.stats.events_fired));
                         s.insert("baselined".into(), json!(state.baselined));
-                        s.insert("listingInProgress".into(), json!(state.cursor.is_some()));
+                        s.insert("listingInProgress".into(), json!(!state.resume.is_empty()));
                         s.insert(
                             "deletes".into(),
                             json!({

@@ -146,11 +146,17 @@ pub(super) fn baseline(
         return Ok(state);
     }
     let memo = Memo::new(lister, None);
-    if let Some(pass) =
-        run_pass_with(lister, &state.snapshot, &memo, None, store.reserved_prefix(), budget, PassLimits::silent())?
-    {
-        state.baselined = pass.cursor.is_none();
-        state.cursor = pass.cursor;
+    if let Some(pass) = run_pass_with(
+        lister,
+        &state.snapshot,
+        &memo,
+        &[],
+        store.reserved_prefix(),
+        budget,
+        PassLimits::silent(settings.parallelism),
+    )? {
+        state.baselined = pass.resume.is_empty();
+        state.resume = pass.resume;
         state.snapshot = pass.snapshot;
         state.versions = memo.finish(&state.snapshot);
     }

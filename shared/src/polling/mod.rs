@@ -27,6 +27,7 @@
 
 mod feed;
 mod helpers;
+mod keyspace;
 mod log;
 mod pass;
 mod poll;

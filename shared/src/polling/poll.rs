@@ -225,13 +225,14 @@ pub(super) fn record_dialect_change(client: &Client, store: &StateStore, trigger
     }
 }
 
-/// The events for `changes` that pass the filter, in the configured format.
+/// The events for `changes` that pass the filter, in the configured format; the first `limit`.
 pub(super) fn build_events(
     lister: &dyn Lister,
     settings: &PollSettings,
     id_salt: &str,
     changes: &[Change],
     seq: u64,
+    limit: usize,
 ) -> Vec<Value> {
     let ectx = EventContext {
         source: lister.source_uri(),
@@ -241,7 +242,7 @@ pub(super) fn build_events(
     };
     let now = chrono::Utc::now();
     let mut events = Vec::new();
-    for change in changes.iter().filter(|c| settings.filter.matches(c)) {
+    for change in changes.iter().filter(|c| settings.filter.matches(c)).take(limit) {
         let ce = cloud_event(&ectx, change, seq, now);
         events.push(settings.format.payload(ce, || lister.legacy_event(change)));
     }
@@ -329,8 +330,13 @@ fn dry_run_log(
     }))
 }
 
+/// Events a dry run shows (it counts the others).
+const DRY_RUN_SHOWN: usize = 100;
+
 /// The dry run of a snapshot source: a full listing against the stored snapshot, or an
-/// empty one.
+/// empty one. It lists in passes of at most `maxChangesPerPoll` changes, each resuming where
+/// the previous one stopped, as successive polls would, and keeps of their changes only the
+/// counts and the first events: a dry run of any bucket needs the memory of a poll.
 fn dry_run_snapshot(
     lister: &dyn Lister,
     settings: &PollSettings,
@@ -354,30 +360,46 @@ fn dry_run_snapshot(
         parallelism: settings.parallelism,
         min_keys_per_range: MIN_KEYS_PER_RANGE,
         emit: true,
-        max_changes: usize::MAX,
+        max_changes: settings.max_changes,
         progress: true,
     };
     let memo = Memo::new(lister, kept.as_ref());
-    let pass = run_pass_with(lister, &old, &memo, None, reserved, &Budget::new(None, Duration::ZERO), limits)
-        .map_err(source_error)?
-        .ok_or_else(|| ActionError::new("the listing returned nothing"))?;
-    let events = build_events(lister, settings, &salt, &pass.changes, seq);
+    let (mut snapshot, mut resume) = (old, Vec::new());
+    let (mut listed, mut changes, mut would_fire, mut shown) = (0, 0, 0, Vec::new());
+    loop {
+        let budget = Budget::new(None, Duration::ZERO);
+        let pass = run_pass_with(lister, &snapshot, &memo, &resume, reserved.clone(), &budget, limits)
+            .map_err(source_error)?
+            .ok_or_else(|| ActionError::new("the listing returned nothing"))?;
+        if pass.listed == 0 && pass.resume == resume && !resume.is_empty() {
+            return Err(ActionError::new("the listing makes no progress"));
+        }
+        listed += pass.listed;
+        changes += pass.changes.len();
+        would_fire += pass.changes.iter().filter(|c| settings.filter.matches(c)).count();
+        if shown.len() < DRY_RUN_SHOWN {
+            shown.extend(build_events(lister, settings, &salt, &pass.changes, seq, DRY_RUN_SHOWN - shown.len()));
+        }
+        (snapshot, resume) = (pass.snapshot, pass.resume);
+        if resume.is_empty() {
+            break;
+        }
+    }
     let mut state = State::new(settings.scope.clone());
-    state.snapshot = pass.snapshot;
+    state.snapshot = snapshot;
     state.versions = memo.finish(&state.snapshot);
     state.seq = seq;
     state.baselined = true;
     let state_bytes = state.encode().len();
-    let shown: Vec<Value> = events.iter().take(100).cloned().collect();
     Ok(json!({
         "against": against,
-        "listed": pass.listed,
-        "changes": pass.changes.len(),
-        "wouldFire": events.len(),
-        "events": shown,
+        "listed": listed,
+        "changes": changes,
+        "wouldFire": would_fire,
         "eventsShown": shown.len(),
+        "events": shown,
         "stateBytes": state_bytes,
-        "stateBytesPerObject": if pass.listed > 0 { state_bytes as f64 / pass.listed as f64 } else { 0.0 },
+        "stateBytesPerObject": if listed > 0 { state_bytes as f64 / listed as f64 } else { 0.0 },
     }))
 }
 
@@ -433,14 +455,14 @@ impl Poller<'_> {
                 Some(Rebaseline { at_ms: now_ms(), reason, cause: "scope".into(), ..Rebaseline::default() });
             state.snapshot = Snapshot::default();
             state.versions = None;
-            state.cursor = None;
+            state.resume = Vec::new();
             state.baselined = false;
             state.scope = self.settings.scope.clone();
         }
         let list_budget = budget.with_margin(self.list_margin).capped(self.list_cap);
         // Reconcile: the push markers, loaded before the listing (polling/reconcile.rs).
         let markers = self.pushed.map(|p| p.load(state.whole_listing_started_ms)).transpose()?;
-        let whole = state.cursor.is_none();
+        let whole = state.resume.is_empty();
         let listing_started = now_ms();
         // Until the first complete pass (the baseline) nothing fires.
         let emit = state.baselined;
@@ -448,9 +470,8 @@ impl Poller<'_> {
         let limits = PassLimits::poll(self.settings, emit);
         let kept = state.versions.take();
         let memo = Memo::new(self.lister, kept.as_ref());
-        let pass =
-            run_pass_with(self.lister, &state.snapshot, &memo, state.cursor.clone(), reserved, &list_budget, limits)
-                .map_err(source_error)?;
+        let pass = run_pass_with(self.lister, &state.snapshot, &memo, &state.resume, reserved, &list_budget, limits)
+            .map_err(source_error)?;
         let Some(mut pass) = pass else {
             status.outcome = PollOutcome::Partial;
             return Ok(Ended::Normally);
@@ -467,30 +488,32 @@ impl Poller<'_> {
                 Some(m) => {
                     let (unpushed, _) = m.unpushed(&pass.changes);
                     let mut events =
-                        build_events(self.lister, self.settings, &self.trigger.to_string(), &unpushed, seq);
+                        build_events(self.lister, self.settings, &self.trigger.to_string(), &unpushed, seq, usize::MAX);
                     super::reconcile::mark_reconciled(&mut events);
                     events
                 }
-                None => build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq),
+                None => {
+                    build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq, usize::MAX)
+                }
             }
         } else {
             Vec::new()
         };
         status.changes = events.len() as u64;
         let progressed = !pass.changes.is_empty()
-            || pass.cursor != state.cursor
+            || pass.resume != state.resume
             || !state.baselined
             || (state.stats.held_deletes, state.stats.deletes_refuted) != deletes_before;
-        let whole = whole && pass.cursor.is_none();
+        let whole = whole && pass.resume.is_empty();
         if whole {
             state.whole_listing_started_ms = Some(listing_started);
         }
-        if pass.cursor.is_none() {
+        if pass.resume.is_empty() {
             state.baselined = true;
         } else {
             status.outcome = PollOutcome::Partial;
         }
-        state.cursor = pass.cursor;
+        state.resume = std::mem::take(&mut pass.resume);
         state.snapshot = pass.snapshot;
         state.versions = memo.finish(&state.snapshot);
         state.outbox.extend(events);
@@ -525,7 +548,7 @@ impl Poller<'_> {
     ) -> Result<(), ActionError> {
         let facts = crate::deletes::PassFacts {
             old_len: state.snapshot.len(),
-            whole: state.cursor.is_none() && pass.cursor.is_none(),
+            whole: state.resume.is_empty() && pass.resume.is_empty(),
             held_before: state.stats.held_deletes,
         };
         let check = crate::deletes::check_deletes(

@@ -13,7 +13,8 @@ use owfeed_s3::{Condition, ErrorKind, ListRequest, S3Client, S3Config, S3Error, 
 use crate::events::{Change, ChangeKind};
 use crate::params::{ParamError, Params};
 use crate::source::{
-    Blob, BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Precondition, Previous, Source, SourceError, StoreError,
+    Blob, BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Precondition, Previous, Probe, Source, SourceError,
+    StoreError,
 };
 
 /// Where the state object goes inside the state bucket unless `statePrefix` says otherwise.
@@ -311,6 +312,17 @@ impl Lister for S3Lister {
             }
             _ => Vec::new(),
         }
+    }
+
+    fn first_after(&self, after: Option<&str>) -> Result<Probe, SourceError> {
+        let req = ListRequest {
+            prefix: Some(self.prefix.clone()).filter(|p| !p.is_empty()),
+            start_after: after.map(str::to_string),
+            max_keys: Some(1),
+            ..ListRequest::default()
+        };
+        let out = self.client.list_objects_v2(&self.bucket, &req).map_err(source_error)?;
+        Ok(out.objects.into_iter().next().map_or(Probe::End, |o| Probe::Key(o.key)))
     }
 
     fn exists(&self, key: &str) -> Result<Option<bool>, SourceError> {

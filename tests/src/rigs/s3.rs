@@ -175,6 +175,11 @@ impl S3World {
 }
 
 impl S3World {
+    /// The Ceph RGW this world runs on, if it was started `on(Server::Rgw, …)`.
+    pub fn rgw(&self) -> Option<&Rgw> {
+        self._rgw.as_ref()
+    }
+
     /// The feed's parameters for this server, `extra` on top.
     pub fn params(&self, extra: Value) -> Value {
         let mut p = json!({
