@@ -37,7 +37,7 @@
 //!
 //! # Sources
 //! [`source`] is the plugin contract; [`sources::REGISTRY`] lists the sources the actions
-//! serve; [`sources::s3::S3Source`] lists S3 buckets. [`writing_a_source`] is the guide
+//! serve; [`s3`] is the S3 feature (lister, push, registration, SNS, reconcile). [`writing_a_source`] is the guide
 //! (docs/writing-a-source.md), whose example is compiled and run as a doc test.
 
 pub mod budget;
@@ -54,6 +54,7 @@ pub mod openwhisk;
 pub mod params;
 pub mod polling;
 pub mod runtime;
+pub mod s3;
 pub mod schedule;
 pub mod secret;
 pub mod source;

@@ -20,16 +20,16 @@ use feed_tests::actionloop::{ActionLoop, ResultChannel};
 use owfeed::events::{decode_header_value, validate_cloud_event};
 use owfeed::filter::{parse_filters, ChangeFilter};
 use owfeed::hooks::receiver::receive;
-use owfeed::hooks::s3push::{map_notification, read_records, PushSettings};
-use owfeed::hooks::sns::{self, Envelope, SnsTrust, TopicArn};
 use owfeed::hooks::{decode_ow_body, github_signature, process, HookConfig, HookRequest, Outcome};
 use owfeed::params::Params;
 use owfeed::runtime::Context;
+use owfeed::s3::push::{map_notification, read_records, PushSettings};
+use owfeed::s3::sns::{self, Envelope, SnsTrust, TopicArn};
+use owfeed::s3::S3Source;
 use owfeed::schedule::Schedule;
 use owfeed::secret::Secret;
 use owfeed::source::{LogSource, Source};
 use owfeed::sources::couchdb::CouchDbSource;
-use owfeed::sources::s3::S3Source;
 use owfeed::state::State;
 
 /// How many inputs each target gets.

@@ -15,8 +15,8 @@ use feed_tests::s3proxy::{Fault, FaultProxy, Rule};
 use feed_tests::world::{action_body, latency_line, workspace_bin, World, PACKAGE, USER};
 use ow_emulator::{Config, SYSTEM_NAMESPACE};
 use owfeed::hooks::feed::{binding_for, receiver_url};
-use owfeed::hooks::s3notify::notification_id;
 use owfeed::openwhisk::QualifiedName;
+use owfeed::s3::notify::notification_id;
 use owfeed_s3::{parse_xml, XmlElement};
 
 const XMLNS: &str = "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"";

@@ -24,13 +24,13 @@ use serde_json::{json, Value};
 use super::github::GitHub;
 use super::receiver::batches_record_for;
 use super::registrar::{base_url, Endpoint, Registrar, Unregistered, SEGMENT};
-use super::s3notify::S3Notifications;
 use super::subscription::Subscriptions;
 use super::{generate_secret, HookConfig, SourceKind};
 use crate::lifecycle::{ignore_missing, redact, Feed, FeedRequest, Undo};
 use crate::openwhisk::{from_key_values, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
+use crate::s3::notify::S3Notifications;
 use crate::secret::Secret;
 
 /// Config keys the feed writes itself; users cannot set them.
@@ -113,7 +113,7 @@ impl HooksFeed {
         crate::store::key_request(params)?;
         let registrar = self.registrar(kind)?;
         registrar.validate(params)?;
-        super::reconcile::validate(params)?; // S3 push reconcile (hooks/reconcile.rs)
+        crate::s3::reconcile::validate(params)?; // S3 push reconcile (s3/reconcile.rs)
         Ok(registrar)
     }
 
@@ -189,14 +189,14 @@ fn registrar_status(feed: &HooksFeed, config: &Params, id: &str, active: bool) -
     feed.stored_registrar(config)?.status(config, id, &endpoint)
 }
 
-/// The S3 push reconcile's key (hooks/reconcile.rs): the reconcile's state and the receiver's
+/// The S3 push reconcile's key (s3/reconcile.rs): the reconcile's state and the receiver's
 /// push markers are sealed with it, so it is kept in the hook config, which the receiver reads,
 /// and passed to the reconcile. `requested` is the request's `stateKey` (`new` rotates it),
 /// `stored` the config before. Without a reconcile no key is kept.
 fn set_state_key(config: &mut Params, requested: &Params, stored: Option<&Params>) -> Result<(), ActionError> {
     let key = crate::store::CONFIG_STATE_KEY;
     config.remove(key);
-    if super::reconcile::polling_params(config)?.is_none() {
+    if crate::s3::reconcile::polling_params(config)?.is_none() {
         return Ok(());
     }
     let request = crate::store::key_request(requested)?;
@@ -270,8 +270,8 @@ impl Feed for HooksFeed {
                 id = Some(new_id);
             }
         }
-        // S3 push reconcile (hooks/reconcile.rs): its polling feed, transactional itself.
-        let reconcile = match super::reconcile::create(req, &config) {
+        // S3 push reconcile (s3/reconcile.rs): its polling feed, transactional itself.
+        let reconcile = match crate::s3::reconcile::create(req, &config) {
             Ok(r) => r,
             Err(e) => return Err(undo.fail_with(e)),
         };
@@ -305,7 +305,7 @@ impl Feed for HooksFeed {
         let binding = binding_for(&HooksFeed::trigger(req));
         let config = self.require_stored(req, &binding)?;
         let paused = config.bool(CONFIG_PAUSED).ok().flatten().unwrap_or(false);
-        let reconcile = super::reconcile::read(req, &config); // S3 push reconcile
+        let reconcile = crate::s3::reconcile::read(req, &config); // S3 push reconcile
         let mut out = json!({
             "config": self.redact(&config),
             "url": config.str(CONFIG_URL).ok().flatten(),
@@ -407,8 +407,8 @@ impl Feed for HooksFeed {
         } else {
             req.write_config(&binding, &merged).map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
         }
-        // S3 push reconcile (hooks/reconcile.rs): created, updated or removed as `merged` says.
-        let reconcile = super::reconcile::update(req, &old, &merged)?;
+        // S3 push reconcile (s3/reconcile.rs): created, updated or removed as `merged` says.
+        let reconcile = crate::s3::reconcile::update(req, &old, &merged)?;
         let mut out = json!({
             "status": "updated",
             "trigger": req.trigger.to_string(),
@@ -452,9 +452,9 @@ impl Feed for HooksFeed {
             })),
         }
         let mut failed = Vec::new();
-        // S3 push reconcile (hooks/reconcile.rs): its alarm, rule, config and state.
+        // S3 push reconcile (s3/reconcile.rs): its alarm, rule, config and state.
         let hook_config = req.read_config(&binding, "hook config").ok().flatten();
-        if let Err(e) = super::reconcile::delete(req, hook_config.as_ref()) {
+        if let Err(e) = crate::s3::reconcile::delete(req, hook_config.as_ref()) {
             failed.push(e);
         }
         for (what, name) in [("hook endpoint", binding), ("batch record", batches_record_for(&trigger))] {
@@ -492,7 +492,7 @@ impl HooksFeed {
         if let (Some(registrar), Some(id)) = (self.stored_registrar(&config), registration(&config)) {
             registrar.set_active(&config, &id, active).map_err(|e| fail("telling the producer", e))?;
         }
-        super::reconcile::set_active(req, &config, active)?; // S3 push reconcile
+        crate::s3::reconcile::set_active(req, &config, active)?; // S3 push reconcile
         config.insert(CONFIG_PAUSED, json!(!active));
         req.write_config(&binding, &config).map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
         Ok(json!({ "status": if active { "active" } else { "paused" }, "trigger": req.trigger.to_string() }))

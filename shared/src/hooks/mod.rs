@@ -41,11 +41,7 @@
 pub mod feed;
 pub mod github;
 pub mod receiver;
-pub mod reconcile;
 pub mod registrar;
-pub mod s3notify;
-pub mod s3push;
-pub mod sns;
 pub mod subscription;
 
 use std::collections::BTreeMap;
@@ -159,7 +155,7 @@ pub struct HookConfig {
     /// The trigger (`/namespace/name`): salts the ids of S3 notification events, as polling does.
     pub trigger_name: Option<String>,
     /// For `source=s3`: what the trigger wants from the bucket's notifications.
-    pub s3: Option<s3push::PushSettings>,
+    pub s3: Option<crate::s3::push::PushSettings>,
 }
 
 /// Reads and checks `filters` (a JSON array, or a string holding one).
@@ -188,7 +184,7 @@ impl HookConfig {
                         params.raw("filters").unwrap_or(&Value::Null),
                     ));
                 }
-                Some(s3push::PushSettings::from_params(params)?)
+                Some(crate::s3::push::PushSettings::from_params(params)?)
             }
             _ => None,
         };
@@ -455,7 +451,7 @@ fn process_inner(config: &HookConfig, req: &HookRequest) -> Result<Outcome, Hook
 /// An S3 bucket notification: the polling S3 feed's events, filtered and batched as it does.
 fn s3_notification(
     config: &HookConfig,
-    settings: &s3push::PushSettings,
+    settings: &crate::s3::push::PushSettings,
     req: &HookRequest,
     auth: Auth,
 ) -> Result<Outcome, HookResponse> {
@@ -468,20 +464,7 @@ fn s3_notification(
     }
     let body: Value = serde_json::from_slice(&req.body)
         .map_err(|_| bad_request("S3 notification: the body is not JSON (expected {\"Records\": [...]})"))?;
-    s3_records(config, settings, &body)
-}
-
-/// An authenticated S3 notification body (`Records`, or S3's test message) as the events to
-/// fire: mapped, filtered and batched by `s3push`; dropped while paused. Shared by the token
-/// path and SNS notifications (`sns`).
-fn s3_records(config: &HookConfig, settings: &s3push::PushSettings, body: &Value) -> Result<Outcome, HookResponse> {
-    let salt = config.trigger_name.as_deref().unwrap_or_default();
-    let mapped = s3push::map_notification(settings, salt, body).map_err(|e| bad_request(e.to_string()))?;
-    if config.paused {
-        let dropped = mapped.events.len();
-        return Err(HookResponse::new(202, json!({ "status": "paused", "fired": 0, "dropped": dropped })));
-    }
-    Ok(Outcome::Fire { events: s3push::fires(mapped.events, settings.batch), filtered: mapped.filtered })
+    crate::s3::push::outcome(config, settings, &body)
 }
 
 /// A delivery from another GitHub hook than the one registered (an old hook left at GitHub
@@ -606,7 +589,7 @@ fn token_matches(config: &HookConfig, req: &HookRequest) -> bool {
     }
 }
 
-fn bad_request(message: impl Into<String>) -> HookResponse {
+pub(crate) fn bad_request(message: impl Into<String>) -> HookResponse {
     HookResponse::error(400, message)
 }
 

@@ -52,11 +52,11 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::sns::{self, SnsTrust, Verified};
 use super::{after_fire, out_of_time, process, HookConfig, HookRequest, HookResponse, Outcome, SourceKind};
 use crate::openwhisk::{from_key_values, key_values, AuthKey, Client, OwError, QualifiedName};
 use crate::params::Params;
 use crate::runtime::{log, ActionError, Context};
+use crate::s3::sns::{self, SnsTrust, Verified};
 
 /// The receiver's handler, as shipped: SNS messages are trusted from AWS's SNS hosts only.
 pub fn receive(ctx: &Context, params: Params) -> Result<Value, ActionError> {
@@ -151,9 +151,9 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
     if let Some(id) = &out_of_time_at {
         log(&format!("receive: out of time before firing {id}: {} fired, the rest is for the retry", fired_ids.len()));
     }
-    // S3 push reconcile (hooks/reconcile.rs): markers of what was fired, after the fire.
+    // S3 push reconcile (s3/reconcile.rs): markers of what was fired, after the fire.
     let fired: Vec<&Value> = events.iter().filter(|e| fired_ids.contains(&id_of(e))).collect();
-    super::reconcile::record_pushed(params, &fired);
+    crate::s3::reconcile::record_pushed(params, &fired);
     let cut = failure.is_some() || out_of_time_at.is_some();
     let mut response = match out_of_time_at {
         Some(_) => out_of_time(fired_ids.len(), filtered),

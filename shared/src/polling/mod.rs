@@ -25,7 +25,6 @@ mod helpers;
 mod log;
 mod pass;
 mod poll;
-pub mod reconcile;
 mod versions;
 
 use std::time::Duration;

@@ -100,9 +100,9 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]
             poller.run(&budget, &mut status)
         }
         (Opened::Snapshot(lister), _) => {
-            // S3 push reconcile: the receiver's markers of pushed changes (polling/reconcile.rs).
+            // S3 push reconcile: the receiver's markers of pushed changes (s3/markers.rs).
             let pushed = match source {
-                AnySource::Snapshot(s) => super::reconcile::Pushed::open(&params, s, &trigger)?,
+                AnySource::Snapshot(s) => crate::s3::markers::Pushed::open(&params, s, &trigger)?,
                 AnySource::Log(_) => None,
             };
             let poller = Poller {
@@ -336,7 +336,7 @@ fn dry_run_snapshot(
 /// One poll's collaborators.
 pub(super) struct Poller<'a> {
     /// For a reconcile of S3 push: where the markers of pushed changes are.
-    pushed: Option<&'a super::reconcile::Pushed>,
+    pushed: Option<&'a crate::s3::markers::Pushed>,
     lister: &'a dyn Lister,
     store: &'a StateStore,
     settings: &'a PollSettings,
@@ -388,7 +388,7 @@ impl Poller<'_> {
             state.scope = self.settings.scope.clone();
         }
         let list_budget = budget.with_margin(self.list_margin);
-        // Reconcile: the push markers, loaded before the listing (polling/reconcile.rs).
+        // Reconcile: the push markers, loaded before the listing (s3/markers.rs).
         let markers = self.pushed.map(|p| p.load(state.whole_listing_started_ms)).transpose()?;
         let whole = state.cursor.is_none();
         let listing_started = now_ms();
@@ -418,7 +418,7 @@ impl Poller<'_> {
                     let (unpushed, _) = m.unpushed(&pass.changes);
                     let mut events =
                         build_events(self.lister, self.settings, &self.trigger.to_string(), &unpushed, seq);
-                    super::reconcile::mark_reconciled(&mut events);
+                    crate::s3::markers::mark_reconciled(&mut events);
                     events
                 }
                 None => build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq),

@@ -12,7 +12,8 @@
 pub mod couchdb;
 pub mod http;
 pub mod kafka;
-pub mod s3;
+/// The S3 lister lives in the S3 feature module (`crate::s3`); this is its registry path.
+pub use crate::s3::source as s3;
 
 use crate::params::{ParamError, Params};
 use crate::source::{AnySource, BlobStore, Source};

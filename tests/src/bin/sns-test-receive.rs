@@ -5,8 +5,8 @@
 //! passes `SnsTrust::aws()`, and no release zip contains this binary.
 
 use owfeed::hooks::receiver::receive_with;
-use owfeed::hooks::sns::SnsTrust;
 use owfeed::runtime::ActionError;
+use owfeed::s3::sns::SnsTrust;
 
 fn main() {
     owfeed::runtime::main(|ctx, params| {

@@ -25,14 +25,15 @@
 
 use std::fmt;
 
-use owfeed_s3::{parse_xml, ErrorKind, S3Client, S3Config, S3Error, SecretString, XmlElement};
+use owfeed_s3::{parse_xml, ErrorKind, S3Client, S3Error, XmlElement};
 use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::registrar::{base_url, Endpoint, Registrar, RegistrationError, SEGMENT};
-use super::s3push::{Provider, PushSettings};
+use super::push::{Provider, PushSettings};
+use super::source::S3Params;
 use crate::events::ChangeKind;
+use crate::hooks::registrar::{base_url, Endpoint, Registrar, RegistrationError, SEGMENT};
 use crate::params::{ParamError, Params};
 use crate::secret::REDACTED;
 
@@ -210,60 +211,16 @@ fn registers(params: &Params) -> bool {
     params.has("accessKeyId") || params.has("secretAccessKey")
 }
 
-fn s3_config(params: &Params, endpoint: &str, param: &str) -> Result<S3Config, ParamError> {
-    let access_key_id = params.required_str("accessKeyId")?;
-    if access_key_id.trim().is_empty() || access_key_id.contains(|c: char| c.is_whitespace() || c == '/') {
-        return Err(ParamError::invalid(
-            "accessKeyId",
-            "an access key id without spaces or '/'",
-            &json!(access_key_id),
-        ));
-    }
-    let secret = params.required_secret("secretAccessKey")?;
-    if secret.is_empty() {
-        return Err(ParamError::invalid_secret("secretAccessKey", "a non-empty secret access key"));
-    }
-    let region = params.str("region")?.unwrap_or_else(|| "us-east-1".to_string());
-    if region.trim().is_empty() || region.contains(|c: char| c.is_whitespace() || c == '/') {
-        return Err(ParamError::invalid("region", "a region name such as us-east-1", &json!(region)));
-    }
-    if endpoint
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.split(['/', '?', '#']).next().is_some_and(|a| a.contains('@')))
-    {
-        return Err(ParamError::invalid_secret(param, "an http(s) URL without user-info"));
-    }
-    let mut config = S3Config::new(endpoint, &region, &access_key_id, SecretString::new(secret.expose()));
-    config.session_token = params.secret("sessionToken")?.map(|t| SecretString::new(t.expose()));
-    config.path_style = params.bool("pathStyle")?.unwrap_or(!endpoint.contains(".amazonaws.com"));
-    config.ca_certificates_pem = params.str("caCertificate")?.filter(|c| !c.trim().is_empty());
-    config.insecure_skip_tls_verify = params.bool("insecureSkipTlsVerify")?.unwrap_or(false);
-    Ok(config)
-}
-
-fn client(config: S3Config, param: &str) -> Result<S3Client, ParamError> {
-    let endpoint = config.endpoint.clone();
-    S3Client::new(config).map_err(|e| {
-        // The crate's messages start with the parameter they are about.
-        let name = ["region", "accessKeyId", "secretAccessKey", "caCertificate"]
-            .into_iter()
-            .find(|p| e.message.starts_with(&format!("{p}:")))
-            .unwrap_or(param);
-        let got = (name == param).then(|| Value::String(endpoint).to_string());
-        ParamError { name: name.to_string(), expected: format!("a usable value ({})", e.message), got }
-    })
-}
-
 impl Target {
     fn from_params(params: &Params) -> Result<Target, ParamError> {
         let settings = PushSettings::from_params(params)?;
         let endpoint = base_url(params, "endpoint", None)?;
-        let config = s3_config(params, &endpoint, "endpoint")?;
+        let config = S3Params::config(params, &endpoint, "endpoint")?;
         let mut secrets = vec![config.secret_access_key.expose().to_string()];
         if let Some(t) = &config.session_token {
             secrets.push(t.expose().to_string());
         }
-        let s3 = client(config.clone(), "endpoint")?;
+        let s3 = S3Params::client(config.clone(), "endpoint")?;
         let given_topic = params.str("topicArn")?.filter(|t| !t.trim().is_empty());
         let mut target_arn = None;
         let topic_endpoint = match settings.provider {
@@ -296,9 +253,9 @@ impl Target {
         };
         let topics = match topic_endpoint {
             Some(url) => {
-                let mut c = s3_config(params, &url, "snsEndpoint")?;
+                let mut c = S3Params::config(params, &url, "snsEndpoint")?;
                 c.path_style = true;
-                Some(client(c, "snsEndpoint")?)
+                Some(S3Params::client(c, "snsEndpoint")?)
             }
             None => None,
         };

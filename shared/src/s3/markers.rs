@@ -40,6 +40,8 @@ use crate::runtime::ActionError;
 use crate::source::{BlobStore, Flow, ListRange, Lister, Precondition, Source};
 use crate::store::Seal;
 
+use super::source::StateLocation;
+
 /// The HMAC domain of a push marker's name.
 const MARKER_DOMAIN: &str = "marker";
 
@@ -143,14 +145,12 @@ impl Pushed {
         if !params.bool(CONFIG_RECONCILE)?.unwrap_or(false) {
             return Ok(None);
         }
-        let state_prefix =
-            params.str("statePrefix")?.unwrap_or_else(|| crate::sources::s3::DEFAULT_STATE_PREFIX.to_string());
+        let bucket = params.required_str("bucket")?;
+        let state = StateLocation::from_params(params, &bucket)?;
         let blob_prefix = markers_prefix(trigger);
-        let listed_prefix = format!("{state_prefix}{blob_prefix}");
+        let listed_prefix = format!("{}{blob_prefix}", state.prefix);
         let mut listing = params.clone();
-        if let Some(bucket) = params.str("stateBucket")? {
-            listing.insert("bucket", json!(bucket));
-        }
+        listing.insert("bucket", json!(state.bucket));
         listing.insert("prefix", json!(listed_prefix));
         listing.remove("stateBucket");
         let lister = source.open(&listing)?;

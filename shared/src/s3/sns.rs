@@ -46,7 +46,7 @@
 //!   `Action=ConfirmSubscription` and our `TopicArn`, is it fetched (GET, no redirects): never
 //!   an arbitrary URL. 200 when SNS confirmed.
 //! - `Notification`: `Message` is the S3 event (`Records`, or S3's `s3:TestEvent`) and goes
-//!   through [`super::s3push`] exactly as a Ceph or MinIO push does, so the events, ids,
+//!   through [`super::push`] exactly as a Ceph or MinIO push does, so the events, ids,
 //!   filters, `format` and `batch` are the same; a redelivered notification carries the same
 //!   records, so it fires the same ids.
 //! - `UnsubscribeConfirmation`: acknowledged (200), logged, nothing fired or fetched.
@@ -85,7 +85,8 @@ use base64::Engine as _;
 use rustls_pki_types::{alg_id, AlgorithmIdentifier, CertificateDer, InvalidSignature, SignatureVerificationAlgorithm};
 use serde_json::{json, Value};
 
-use super::{s3_records, s3push, HookConfig, HookRequest, HookResponse, Outcome};
+use super::push;
+use crate::hooks::{HookConfig, HookRequest, HookResponse, Outcome};
 use crate::params::{ParamError, Params};
 use crate::runtime::log;
 
@@ -533,7 +534,7 @@ impl SnsTrust {
 /// True when the request is for this module: an S3 hook of provider `aws` and a POST with
 /// the SNS message-type header.
 pub fn is_sns(config: &HookConfig, req: &HookRequest) -> bool {
-    let aws = config.s3.as_ref().is_some_and(|s| s.provider == s3push::Provider::Aws);
+    let aws = config.s3.as_ref().is_some_and(|s| s.provider == push::Provider::Aws);
     aws && req.method == "POST" && req.header(MESSAGE_TYPE_HEADER).is_some()
 }
 
@@ -635,7 +636,7 @@ fn receive_inner(
             let body: Value = serde_json::from_str(&envelope.message).map_err(|_| {
                 HookResponse::error(400, "SNS notification: Message is not JSON (expected an S3 event)")
             })?;
-            s3_records(config, settings, &body)
+            push::outcome(config, settings, &body)
         }
     }
 }

@@ -36,12 +36,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::source::{legacy_payload, StateLocation};
 use crate::events::{batch_payload, cloud_event, Change, ChangeKind, EventContext, Format};
 use crate::filter::ChangeFilter;
+use crate::hooks::{HookConfig, HookResponse, Outcome};
 use crate::params::{ParamError, Params};
 use crate::polling::MAX_BATCH;
 use crate::source::Entry;
-use crate::sources::s3::legacy_payload;
 
 /// The CloudEvents `type` prefix the S3 feed uses (`…created|updated|deleted` appended).
 pub const S3_TYPE_PREFIX: &str = "org.openwhisk.feeds.s3.object";
@@ -135,7 +136,7 @@ impl PushSettings {
             None => Format::CloudEvents,
         };
         let batch = params.u64_in("batch", 1, MAX_BATCH)?.unwrap_or(1) as usize;
-        let reserved_prefix = super::reconcile::reserved_prefix(params)?;
+        let reserved_prefix = StateLocation::from_params(params, &bucket)?.reserved_prefix();
         Ok(PushSettings { provider, endpoint, bucket, filter, format, batch, reserved_prefix })
     }
 
@@ -213,6 +214,19 @@ pub fn fires(events: Vec<Value>, batch: usize) -> Vec<Value> {
         return events;
     }
     events.chunks(batch).map(|chunk| batch_payload(chunk.to_vec())).collect()
+}
+
+/// An authenticated S3 notification body (`Records`, or S3's test message) as the events to
+/// fire: mapped, filtered and batched here; dropped while paused. Shared by the token
+/// path and SNS notifications (`sns`).
+pub fn outcome(config: &HookConfig, settings: &PushSettings, body: &Value) -> Result<Outcome, HookResponse> {
+    let salt = config.trigger_name.as_deref().unwrap_or_default();
+    let mapped = map_notification(settings, salt, body).map_err(|e| HookResponse::error(400, e.to_string()))?;
+    if config.paused {
+        let dropped = mapped.events.len();
+        return Err(HookResponse::new(202, json!({ "status": "paused", "fired": 0, "dropped": dropped })));
+    }
+    Ok(Outcome::Fire { events: fires(mapped.events, settings.batch), filtered: mapped.filtered })
 }
 
 /// Reads the changes of a notification body; records that are not listing changes, or are

@@ -8,7 +8,7 @@
 //! flag [`CONFIG_RECONCILE`] in its config. So the reconcile is an ordinary polling feed
 //! (helper alarm, rule to `poll`, config binding `{trigger}.owfeed`, state in the bucket)
 //! whose poll suppresses the changes the receiver marked as pushed and marks the rest
-//! `reconciled` (`polling::reconcile`). The receiver writes those markers ([`record_pushed`]).
+//! `reconciled` (`markers`). The receiver writes those markers ([`record_pushed`]).
 //!
 //! Ids: a reconciled event has the polling feed's id (a hash over the poll's commit sequence),
 //! a pushed one its notification's: the two cannot agree, since a notification does not know
@@ -17,16 +17,16 @@
 
 use serde_json::{json, Value};
 
-use super::s3push::S3_TYPE_PREFIX;
+use super::markers::{Pushed, CONFIG_RECONCILE};
+use super::push::S3_TYPE_PREFIX;
+use super::source::S3Source;
 use crate::lifecycle::{Feed, FeedRequest};
 use crate::openwhisk::{ApiTls, Client, QualifiedName};
 use crate::params::{ParamError, Params};
-use crate::polling::reconcile::{Pushed, CONFIG_RECONCILE};
 use crate::polling::PollingFeed;
 use crate::runtime::{log, ActionError};
 use crate::schedule::Schedule;
 use crate::source::Source;
-use crate::sources::s3::{S3Source, DEFAULT_STATE_PREFIX};
 
 /// The hook parameter: when the reconcile runs (minutes, `hourly`, `daily`, or a cron
 /// expression of the alarms package).
@@ -124,18 +124,6 @@ pub fn validate(hook: &Params) -> Result<(), ActionError> {
         S3Source.open(&p)?;
     }
     Ok(())
-}
-
-/// Keys of the watched bucket the receiver never fires: the feed state's prefix (the state,
-/// the lease and the push markers live there, and their writes are notified too), unless the
-/// state goes to another bucket.
-pub fn reserved_prefix(params: &Params) -> Result<Option<String>, ParamError> {
-    let other_bucket = params.str("stateBucket")?.is_some_and(|b| Some(b) != params.str("bucket").ok().flatten());
-    if other_bucket {
-        return Ok(None);
-    }
-    let prefix = params.str("statePrefix")?.unwrap_or_else(|| DEFAULT_STATE_PREFIX.to_string());
-    Ok(Some(prefix).filter(|p| !p.is_empty()))
 }
 
 /// The polling feed's request: the same trigger and event, the derived parameters.
@@ -329,17 +317,6 @@ mod tests {
         let mut no_key = hook;
         no_key.remove("accessKeyId");
         assert_eq!(validate(&no_key).unwrap_err().details.unwrap()["parameter"], "accessKeyId");
-    }
-
-    #[test]
-    fn the_state_prefix_is_reserved_unless_the_state_is_elsewhere() {
-        assert_eq!(reserved_prefix(&p(json!({"bucket": "b"}))).unwrap().as_deref(), Some(".owfeed/"));
-        assert_eq!(reserved_prefix(&p(json!({"bucket": "b", "statePrefix": "s/"}))).unwrap().as_deref(), Some("s/"));
-        assert_eq!(
-            reserved_prefix(&p(json!({"bucket": "b", "stateBucket": "b"}))).unwrap().as_deref(),
-            Some(".owfeed/")
-        );
-        assert_eq!(reserved_prefix(&p(json!({"bucket": "b", "stateBucket": "other"}))).unwrap(), None);
     }
 
     #[test]
