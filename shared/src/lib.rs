@@ -53,6 +53,7 @@ pub mod lifecycle;
 pub mod openwhisk;
 pub mod params;
 pub mod polling;
+pub mod registry;
 pub mod runtime;
 pub mod s3;
 pub mod schedule;

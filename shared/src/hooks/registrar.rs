@@ -178,6 +178,13 @@ const MAX_REPLY: u64 = 1024 * 1024;
 const USER_AGENT: &str = "owfeed-hooks";
 
 impl Http {
+    /// The process's one producer client (registrars are `const` registry entries, so they
+    /// hold none of their own).
+    pub fn shared() -> &'static Http {
+        static SHARED: std::sync::OnceLock<Http> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Http::new)
+    }
+
     /// A client with 5 s connect and 30 s overall timeouts and a 1 MiB answer limit.
     pub fn new() -> Http {
         let config = HttpConfig { request_time: Duration::from_secs(30), max_body: MAX_REPLY, ..HttpConfig::default() };

@@ -33,7 +33,7 @@
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::events::{Change, ChangeKind};
+use crate::events::{hex, Change, ChangeKind};
 use crate::openwhisk::QualifiedName;
 use crate::params::Params;
 use crate::runtime::ActionError;
@@ -59,10 +59,6 @@ pub const CONFIG_RECONCILE: &str = "reconcile";
 /// The markers' place in the state store, relative to its prefix: `{ns}/{trigger}.pushed/`.
 pub fn markers_prefix(trigger: &QualifiedName) -> String {
     format!("{}/{}.pushed/", trigger.namespace, trigger.name)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hash(text: &str) -> String {

@@ -10,12 +10,14 @@
 //! - `push`: a bucket notification (`Records`) as the S3 source's own events, and the push
 //!   providers' capability table (`Provider`).
 //! - `notify`: the hooks registrar that registers the receiver at the bucket (AWS, Ceph, MinIO).
+//! - `deliveries`: the hooks pattern's extension point for S3 notifications (token or SNS).
 //! - `sns`: AWS SNS deliveries to the receiver (signature, subscription confirmation).
-//! - `reconcile`: the hook's companion polling feed that catches lost notifications.
+//! - `reconcile`: the hook's companion (`Reconcile`), a polling feed that catches lost notifications.
 //! - `markers`: the push markers the receiver writes and the reconcile's poll reads.
 //!
 //! Imports run one way: `reconcile` → `markers`, `notify`/`sns` → `push` → `source`.
 
+pub mod deliveries;
 pub mod markers;
 pub mod notify;
 pub mod push;

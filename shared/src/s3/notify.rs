@@ -30,7 +30,7 @@ use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::push::{Provider, PushSettings};
+use super::push::{Destination, Provider, PushSettings};
 use super::source::S3Params;
 use crate::events::ChangeKind;
 use crate::hooks::registrar::{base_url, Endpoint, Registrar, RegistrationError, SEGMENT};
@@ -166,7 +166,7 @@ impl Registration {
 /// The notification `Id` (and topic name) of a receiver URL: one per trigger.
 pub fn notification_id(url: &str) -> String {
     let digest = Sha256::digest(url.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::events::hex(&digest[..8]);
     format!("owfeed-{hex}")
 }
 
@@ -277,9 +277,9 @@ impl Target {
 
     /// Our entry of the notification document.
     fn entry(&self, params: &Params, reg: &Registration) -> XmlElement {
-        let (kind, destination) = match self.settings.provider {
-            Provider::Minio => ("QueueConfiguration", ("Queue", self.target_arn.clone().unwrap_or_default())),
-            _ => ("TopicConfiguration", ("Topic", reg.topic.clone().unwrap_or_default())),
+        let (kind, destination) = match self.settings.provider.capabilities().destination {
+            Destination::Queue => ("QueueConfiguration", ("Queue", self.target_arn.clone().unwrap_or_default())),
+            Destination::Topic => ("TopicConfiguration", ("Topic", reg.topic.clone().unwrap_or_default())),
         };
         let mut children = vec![XmlElement::leaf("Id", &reg.id), XmlElement::leaf(destination.0, &destination.1)];
         for event in self.events() {
@@ -289,7 +289,10 @@ impl Target {
         for name in ["prefix", "suffix"] {
             if let Some(value) = params.str(name).ok().flatten().filter(|v| !v.is_empty()) {
                 // AWS matches filters against the form-encoded key (a space is `+`).
-                let value = if self.settings.provider == Provider::Aws { form_encode(&value) } else { value };
+                let value = match self.settings.provider {
+                    Provider::Aws => form_encode(&value),
+                    Provider::Ceph | Provider::Minio => value,
+                };
                 rules.push(XmlElement {
                     name: "FilterRule".into(),
                     text: String::new(),
@@ -325,7 +328,7 @@ impl Target {
     /// Adds (`Some`) or removes (`None`) our entry, keeping the rest of the document.
     fn edit_bucket(&self, id: &str, ours: Option<XmlElement>) -> Result<(), RegistrationError> {
         let bucket = &self.settings.bucket;
-        if self.settings.provider == Provider::Ceph {
+        if self.settings.provider.capabilities().merges_by_id {
             // RGW merges by Id and deletes one Id: never send or touch anything else.
             return match ours {
                 Some(entry) => {
@@ -526,7 +529,8 @@ impl Target {
         let mut made = Registration { id: id.clone(), topic: None, subscription: None, own_topic: false };
         let result = (|| -> Result<(), RegistrationError> {
             // Reachable bucket and working credentials before anything is made.
-            if self.settings.provider == Provider::Ceph {
+            // A provider that merges by Id is never asked for the whole document.
+            if self.settings.provider.capabilities().merges_by_id {
                 self.s3
                     .head_bucket(&self.settings.bucket)
                     .map_err(|e| self.s3_error(&format!("checking bucket {}", self.settings.bucket), e, &[]))?;
@@ -640,7 +644,8 @@ impl Target {
         if let Some(topic) = &reg.topic {
             let step = if reg.own_topic {
                 self.delete_topic(topic)
-            } else if self.settings.provider == Provider::Aws {
+            } else if self.settings.provider.capabilities().via_sns {
+                // A topic we did not make carries our statement in its SNS policy.
                 self.edit_policy(topic, &reg.id, false)
             } else {
                 Ok(())
@@ -761,7 +766,8 @@ impl Registrar for S3Notifications {
         let settings = PushSettings::from_params(params)?;
         if registers(params) {
             Target::from_params(params)?;
-        } else if settings.provider == Provider::Aws {
+        } else if settings.provider.capabilities().via_sns {
+            // Without credentials nothing makes the SNS topic and subscription it delivers through.
             return Err(ParamError::missing(
                 "accessKeyId",
                 "credentials (accessKeyId, secretAccessKey) for provider aws: the feed creates the SNS topic, its subscription and the bucket notification",
@@ -835,7 +841,8 @@ impl Registrar for S3Notifications {
                 params.str("targetArn").ok().flatten().unwrap_or_default(),
                 reg.id
             ),
-            _ => {
+            // Parameters that no longer parse name no provider: the AWS command is the default.
+            Ok(Provider::Aws) | Err(_) => {
                 let mut c = format!(
                     "remove the TopicConfiguration with Id {} from `aws s3api get-bucket-notification-configuration --bucket {bucket}` and save it with put-bucket-notification-configuration",
                     reg.id
@@ -863,7 +870,7 @@ impl Registrar for S3Notifications {
         let target = target(params)?;
         let confirmed =
             |t: &Target| Ok::<bool, RegistrationError>(!t.delivering(topic, &endpoint.url)?.confirmed.is_empty());
-        if target.settings.provider != Provider::Aws || confirmed(&target)? {
+        if !target.settings.provider.capabilities().via_sns || confirmed(&target)? {
             return Ok(());
         }
         target.subscribe(topic, &endpoint.url)?;
@@ -886,8 +893,8 @@ impl Registrar for S3Notifications {
         let target = target(params).ok()?;
         let mut out = serde_json::Map::new();
         let mut problems: Vec<String> = Vec::new();
-        if let (Some(subscription), Some(topic), Provider::Aws) =
-            (&reg.subscription, &reg.topic, target.settings.provider)
+        if let (Some(subscription), Some(topic), true) =
+            (&reg.subscription, &reg.topic, target.settings.provider.capabilities().via_sns)
         {
             out.insert("subscription".into(), json!(subscription));
             match target.delivering(topic, &endpoint.url) {
@@ -921,7 +928,12 @@ impl Registrar for S3Notifications {
         Some(Value::Object(out))
     }
     fn needs_token(&self, params: &Params) -> bool {
-        params.str("provider").ok().flatten().and_then(|p| Provider::parse(&p)) == Some(Provider::Minio)
+        params
+            .str("provider")
+            .ok()
+            .flatten()
+            .and_then(|p| Provider::parse(&p))
+            .is_some_and(|p| p.capabilities().needs_token)
     }
     fn registration_config(&self, id: &str) -> Vec<(&'static str, Value)> {
         let Some(reg) = Registration::parse(id) else { return Vec::new() };

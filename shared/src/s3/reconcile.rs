@@ -18,8 +18,8 @@
 use serde_json::{json, Value};
 
 use super::markers::{Pushed, CONFIG_RECONCILE};
-use super::push::S3_TYPE_PREFIX;
 use super::source::S3Source;
+use crate::hooks::extension::{Companion, Fired};
 use crate::lifecycle::{Feed, FeedRequest};
 use crate::openwhisk::{ApiTls, Client, QualifiedName};
 use crate::params::{ParamError, Params};
@@ -214,11 +214,41 @@ pub fn set_active(req: &FeedRequest, hook: &Params, active: bool) -> Result<(), 
     result.map(|_| ()).map_err(|e| context(if active { "unpausing" } else { "pausing" }, e))
 }
 
-/// The receiver's side: after `fired` (the payloads it fired) reached the trigger, writes a
-/// marker per S3 change in them, so the reconcile does not fire them again. A marker that
-/// cannot be written is logged: the reconcile then fires that change again (a duplicate,
-/// never a loss).
-pub fn record_pushed(hook: &Params, fired: &[&Value]) {
+/// The reconcile as the hooks pattern's companion of an S3 hook's registration.
+pub struct Reconcile;
+
+impl Companion for Reconcile {
+    fn wanted(&self, config: &Params) -> Result<bool, ParamError> {
+        Ok(polling_params(config)?.is_some())
+    }
+    fn validate(&self, config: &Params) -> Result<(), ActionError> {
+        validate(config)
+    }
+    fn create(&self, req: &FeedRequest, config: &Params) -> Result<Option<Value>, ActionError> {
+        create(req, config)
+    }
+    fn read(&self, req: &FeedRequest, config: &Params) -> Option<Value> {
+        read(req, config)
+    }
+    fn update(&self, req: &FeedRequest, old: &Params, merged: &Params) -> Result<Option<Value>, ActionError> {
+        update(req, old, merged)
+    }
+    fn delete(&self, req: &FeedRequest, config: Option<&Params>) -> Result<(), String> {
+        delete(req, config)
+    }
+    fn set_active(&self, req: &FeedRequest, config: &Params, active: bool) -> Result<(), ActionError> {
+        set_active(req, config, active)
+    }
+    fn after_fire(&self, config: &Params, fired: &[&Fired]) {
+        record_pushed(config, fired)
+    }
+}
+
+/// The receiver's side: after `fired` reached the trigger, writes the push marker of each S3
+/// change in them (`Fired::marks`, made by `push`), so the reconcile does not fire them again.
+/// A marker that cannot be written is logged: the reconcile then fires that change again (a
+/// duplicate, never a loss).
+pub fn record_pushed(hook: &Params, fired: &[&Fired]) {
     if fired.is_empty() || polling_params(hook).ok().flatten().is_none() {
         return;
     }
@@ -234,43 +264,15 @@ pub fn record_pushed(hook: &Params, fired: &[&Value]) {
     let seal = crate::store::stored_key(hook).map(|k| crate::store::seal_for(&k, &trigger));
     let now = crate::budget::now_ms();
     let mut failed = 0;
-    for (deleted, body) in fired.iter().flat_map(|p| changes_of(p)) {
-        if let Err(e) = Pushed::write(blobs.as_ref(), &trigger, seal.as_ref(), now, deleted, &body) {
+    for mark in fired.iter().flat_map(|f| &f.marks) {
+        let deleted = mark["change"] == "deleted";
+        if let Err(e) = Pushed::write(blobs.as_ref(), &trigger, seal.as_ref(), now, deleted, mark) {
             failed += 1;
             log(&format!("receive: writing a push marker: {e}"));
         }
     }
     if failed > 0 {
         log(&format!("receive: {failed} push markers not written: the reconcile fires those changes again"));
-    }
-}
-
-/// The S3 changes in one fired payload (a CloudEvent, a legacy payload, or a batch of
-/// either): (deleted, marker body).
-fn changes_of(payload: &Value) -> Vec<(bool, Value)> {
-    if let Some(events) = payload.get("events").and_then(Value::as_array) {
-        return events.iter().flat_map(changes_of).collect();
-    }
-    let id = payload["id"].clone();
-    let time = payload.get("time").cloned().unwrap_or(Value::Null);
-    let (key, change, etag) = if payload["type"].as_str().is_some_and(|t| t.starts_with(S3_TYPE_PREFIX)) {
-        let d = &payload["data"];
-        (d["key"].as_str(), d["change"].as_str().map(str::to_string), d["etag"].as_str().map(str::to_string))
-    } else {
-        let change = match payload["status"].as_str() {
-            Some("deleted") => Some("deleted".to_string()),
-            Some(_) => Some("created".to_string()),
-            None => None,
-        };
-        let etag = payload["file"]["ETag"].as_str().map(|e| e.trim_matches('"').to_string());
-        (payload["key"].as_str(), change, etag)
-    };
-    match (key, change) {
-        (Some(key), Some(change)) => {
-            let deleted = change == "deleted";
-            vec![(deleted, json!({ "key": key, "change": change, "etag": etag, "eventId": id, "time": time }))]
-        }
-        _ => Vec::new(),
     }
 }
 
@@ -317,26 +319,5 @@ mod tests {
         let mut no_key = hook;
         no_key.remove("accessKeyId");
         assert_eq!(validate(&no_key).unwrap_err().details.unwrap()["parameter"], "accessKeyId");
-    }
-
-    #[test]
-    fn markers_are_read_from_cloudevents_legacy_payloads_and_batches() {
-        let ce = json!({"id": "1", "type": "org.openwhisk.feeds.s3.object.created", "time": "t",
-            "data": {"key": "a", "change": "created", "etag": "e"}});
-        let del = json!({"id": "2", "type": "org.openwhisk.feeds.s3.object.deleted",
-            "data": {"key": "b", "change": "deleted"}});
-        let legacy = json!({"id": "3", "key": "c", "status": "added", "file": {"ETag": "\"f\""}});
-        let got = changes_of(&json!({"events": [ce, del]}));
-        assert_eq!(
-            got.iter().map(|(d, b)| (*d, b["key"].clone())).collect::<Vec<_>>(),
-            vec![(false, json!("a")), (true, json!("b"))]
-        );
-        assert_eq!(got[0].1["etag"], "e");
-        let got = changes_of(&legacy);
-        assert_eq!(
-            (got[0].0, got[0].1["etag"].clone(), got[0].1["change"].clone()),
-            (false, json!("f"), json!("created"))
-        );
-        assert!(changes_of(&json!({"id": "x", "type": "other", "data": {}})).is_empty());
     }
 }

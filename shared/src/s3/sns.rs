@@ -85,7 +85,8 @@ use base64::Engine as _;
 use rustls_pki_types::{alg_id, AlgorithmIdentifier, CertificateDer, InvalidSignature, SignatureVerificationAlgorithm};
 use serde_json::{json, Value};
 
-use super::push;
+use super::push::{self, PushSettings};
+use crate::hooks::extension::Verified;
 use crate::hooks::{HookConfig, HookRequest, HookResponse, Outcome};
 use crate::params::{ParamError, Params};
 use crate::runtime::log;
@@ -377,16 +378,26 @@ impl SignatureVerificationAlgorithm for RsaPkcs1Sha1 {
 
 /// Which hosts may serve signing certificates and confirm subscriptions, and which TLS roots
 /// the receiver trusts for them.
+#[derive(Clone)]
 pub struct SnsTrust {
     /// A `host:port` trusted besides the SNS hosts, with the TLS config that trusts its CA.
     test: Option<(String, ureq::tls::TlsConfig)>,
 }
 
+impl std::fmt::Debug for SnsTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnsTrust").field("test_host", &self.test.as_ref().map(|(h, _)| h)).finish()
+    }
+}
+
 impl SnsTrust {
     /// What the shipped `receive` trusts: the SNS host of the topic's region, over TLS
     /// verified against the public roots.
+    pub const AWS: SnsTrust = SnsTrust { test: None };
+
+    /// [`SnsTrust::AWS`].
     pub fn aws() -> SnsTrust {
-        SnsTrust { test: None }
+        SnsTrust::AWS
     }
 
     /// For tests only (see the module docs): also trust `https://{host_port}` with the CA
@@ -533,19 +544,14 @@ impl SnsTrust {
 
 /// True when the request is for this module: an S3 hook of provider `aws` and a POST with
 /// the SNS message-type header.
-pub fn is_sns(config: &HookConfig, req: &HookRequest) -> bool {
-    let aws = config.s3.as_ref().is_some_and(|s| s.provider == push::Provider::Aws);
-    aws && req.method == "POST" && req.header(MESSAGE_TYPE_HEADER).is_some()
+pub fn is_sns_request(req: &HookRequest) -> bool {
+    req.method == "POST" && req.header(MESSAGE_TYPE_HEADER).is_some()
 }
 
-/// A message whose signature verified: what the receiver may remember of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verified {
-    /// `MessageId`: the same on SNS's retries and on every variant of one message.
-    pub message_id: String,
-    /// `Timestamp`, normalised (RFC 3339, milliseconds, `Z`).
-    pub timestamp: String,
-}
+/// SNS's wait for an answer: "The connection will time out in 15 seconds" (AWS SNS Developer
+/// Guide, "Step 1: Make sure your endpoint is ready to process Amazon SNS messages",
+/// docs.aws.amazon.com/sns/latest/dg/SendMessageToHttp.prepare.html).
+pub const SNS_WAIT: Duration = Duration::from_secs(15);
 
 /// Judges an SNS request (see the module docs): verifies it, confirms a subscription, or
 /// maps a notification's S3 event to the events to fire. Fetches the signing certificate
@@ -553,37 +559,28 @@ pub struct Verified {
 /// verified: only then may the receiver write anything for this request.
 pub fn receive(
     config: &HookConfig,
+    settings: &PushSettings,
     params: &Params,
     req: &HookRequest,
     trust: &SnsTrust,
 ) -> (Outcome, Option<Verified>) {
     let mut verified = None;
-    match receive_inner(config, params, req, trust, &mut verified) {
+    match receive_inner(config, settings, params, req, trust, &mut verified) {
         Ok(outcome) => (outcome, verified),
         Err(response) => (Outcome::Respond(response), verified),
     }
 }
 
+/// `Err` is a refusal; answers that are no refusal (a confirmation) are `Ok(Outcome::Respond)`.
 fn receive_inner(
     config: &HookConfig,
+    settings: &PushSettings,
     params: &Params,
     req: &HookRequest,
     trust: &SnsTrust,
     verified: &mut Option<Verified>,
 ) -> Result<Outcome, HookResponse> {
-    let Some(settings) = &config.s3 else {
-        return Err(HookResponse::error(500, "the hook is not an S3 hook"));
-    };
-    if req.body.len() as u64 > config.max_body_bytes {
-        return Err(HookResponse::error(
-            413,
-            format!(
-                "body of {} bytes is over the limit of {} bytes (maxBodyBytes)",
-                req.body.len(),
-                config.max_body_bytes
-            ),
-        ));
-    }
+    config.check_size(req)?;
     let envelope = Envelope::of_request(req).map_err(|e| HookResponse::error(400, e))?;
     // SNS retries a 5xx: a confirmation that arrives before the registration stored the
     // topic is answered again once it has.
@@ -609,6 +606,9 @@ fn receive_inner(
     *verified = Some(Verified {
         message_id: envelope.message_id.clone(),
         timestamp: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        // Stored in the receiver's record since before the extension point: keep the form.
+        record_key: format!("sns:{}", envelope.message_id),
+        replay_window: REPLAY_WINDOW,
     });
     match envelope.kind {
         MessageType::SubscriptionConfirmation => {
@@ -626,17 +626,17 @@ fn receive_inner(
                 HookResponse::error(502, e).with_header("Retry-After", RETRY_AFTER_SECS)
             })?;
             log(&format!("receive: confirmed the SNS subscription to {}", topic.arn));
-            Err(HookResponse::new(200, json!({"status": "confirmed", "topicArn": topic.arn})))
+            Ok(Outcome::Respond(HookResponse::new(200, json!({"status": "confirmed", "topicArn": topic.arn}))))
         }
         MessageType::UnsubscribeConfirmation => {
             log(&format!("receive: SNS unsubscribed this hook from {}; nothing fired", topic.arn));
-            Err(HookResponse::new(200, json!({"status": "unsubscribed", "topicArn": topic.arn})))
+            Ok(Outcome::Respond(HookResponse::new(200, json!({"status": "unsubscribed", "topicArn": topic.arn}))))
         }
         MessageType::Notification => {
             let body: Value = serde_json::from_str(&envelope.message).map_err(|_| {
                 HookResponse::error(400, "SNS notification: Message is not JSON (expected an S3 event)")
             })?;
-            push::outcome(config, settings, &body)
+            Ok(push::outcome(config, settings, &body))
         }
     }
 }
