@@ -77,7 +77,6 @@ mod tests {
         }
     }
 
-    /// Every provider is listed once, answers to its own name and to its records' `eventSource`.
     #[test]
     fn every_push_provider_is_registered_once() {
         for provider in PUSH_PROVIDERS {

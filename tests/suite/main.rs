@@ -52,3 +52,5 @@ mod reconcile;
 mod sandbox;
 // manifest.yaml and deploy scripts agree with the workspace
 mod shipping;
+// ARCHITECTURE's claims a test can check: the patterns name no feature, every registry is complete
+mod tidy;

@@ -120,7 +120,7 @@ impl<'a> HooksFeed<'a> {
     pub(crate) fn redact(&self, config: &Params) -> Value {
         let mut secret: Vec<&str> = vec![CONFIG_SECRET, crate::store::CONFIG_STATE_KEY];
         for s in self.sources {
-            secret.extend(s.registrar.secret_params());
+            secret.extend(s.registrar.params().iter().filter(|p| p.secret).map(|p| p.name));
         }
         redact(config, &secret)
     }
@@ -368,8 +368,12 @@ impl Feed for HooksFeed<'_> {
         let secret = merged.required_secret(CONFIG_SECRET)?;
         let api_host = base_url(&merged, "apiHost", req.ctx.api_host.as_deref())?;
         merged.insert(CONFIG_URL, json!(receiver_url(&api_host, &binding)));
-        let changed =
-            registrar.params().iter().chain(&[CONFIG_SECRET, CONFIG_URL]).any(|k| old.raw(k) != merged.raw(k));
+        let changed = registrar
+            .params()
+            .iter()
+            .map(|p| p.name)
+            .chain([CONFIG_SECRET, CONFIG_URL])
+            .any(|k| old.raw(k) != merged.raw(k));
         let old_id = registration(&old);
         let mut problems = Vec::new();
         let mut producer = None;

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use super::registrar::{base_url, Call, Endpoint, Http, Method, Registrar, RegistrationError};
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
+use crate::source::ParamSpec;
 
 /// The public GitHub API, unless `githubApi` says otherwise (GitHub Enterprise, tests).
 pub const DEFAULT_API: &str = "https://api.github.com";
@@ -195,12 +196,45 @@ impl Registrar for GitHub {
         "github"
     }
 
-    fn params(&self) -> &'static [&'static str] {
-        &["repository", "accessToken", "events", "githubApi", "username", "baseUrl"]
-    }
-
-    fn secret_params(&self) -> &'static [&'static str] {
-        &["accessToken"]
+    fn params(&self) -> &'static [ParamSpec] {
+        &[
+            ParamSpec {
+                name: "repository",
+                secret: false,
+                required: true,
+                doc: "owner/repo (or repo with the owner in username)",
+            },
+            ParamSpec {
+                name: "accessToken",
+                secret: true,
+                required: true,
+                doc: "a GitHub token that may manage the repository's hooks",
+            },
+            ParamSpec {
+                name: "events",
+                secret: false,
+                required: false,
+                doc: "GitHub events to deliver (default push)",
+            },
+            ParamSpec {
+                name: "githubApi",
+                secret: false,
+                required: false,
+                doc: "GitHub API URL (default https://api.github.com)",
+            },
+            ParamSpec {
+                name: "username",
+                secret: false,
+                required: false,
+                doc: "the owner, the Apache webhook feed's name for it",
+            },
+            ParamSpec {
+                name: "baseUrl",
+                secret: false,
+                required: false,
+                doc: "githubApi, the Apache webhook feed's name for it",
+            },
+        ]
     }
 
     fn validate(&self, params: &Params) -> Result<(), ParamError> {

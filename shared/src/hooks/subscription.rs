@@ -16,6 +16,7 @@ use super::filters_from_params;
 use super::registrar::{base_url, Call, Endpoint, Http, Method, Registrar, RegistrationError, SEGMENT};
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
+use crate::source::ParamSpec;
 
 /// The Subscriptions API registration plugin.
 /// Its requests go through the process's one producer client (`Http::shared`).
@@ -120,12 +121,25 @@ impl Registrar for Subscriptions {
         "subscription"
     }
 
-    fn params(&self) -> &'static [&'static str] {
-        &["manager", "managerToken", "types", "filters", "subscriptionSource", "config"]
-    }
-
-    fn secret_params(&self) -> &'static [&'static str] {
-        &["managerToken"]
+    fn params(&self) -> &'static [ParamSpec] {
+        &[
+            ParamSpec { name: "manager", secret: false, required: true, doc: "the Subscriptions API manager's URL" },
+            ParamSpec { name: "managerToken", secret: true, required: false, doc: "the manager's bearer token" },
+            ParamSpec { name: "types", secret: false, required: false, doc: "CloudEvents types to subscribe to" },
+            ParamSpec { name: "filters", secret: false, required: false, doc: "Subscriptions API filters" },
+            ParamSpec {
+                name: "subscriptionSource",
+                secret: false,
+                required: false,
+                doc: "the subscription's source, a URI-reference",
+            },
+            ParamSpec {
+                name: "config",
+                secret: false,
+                required: false,
+                doc: "a JSON object of the manager's settings",
+            },
+        ]
     }
 
     fn validate(&self, params: &Params) -> Result<(), ParamError> {

@@ -36,6 +36,7 @@ use crate::events::ChangeKind;
 use crate::hooks::registrar::{base_url, Endpoint, Registrar, RegistrationError, SEGMENT};
 use crate::params::{ParamError, Params};
 use crate::secret::REDACTED;
+use crate::source::ParamSpec;
 
 /// The S3 namespace of a notification document.
 const S3_XMLNS: &str = "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"";
@@ -739,29 +740,72 @@ impl Registrar for S3Notifications {
     fn name(&self) -> &'static str {
         "s3"
     }
-    fn params(&self) -> &'static [&'static str] {
+    fn params(&self) -> &'static [ParamSpec] {
         &[
-            "provider",
-            "endpoint",
-            "bucket",
-            "prefix",
-            "suffix",
-            "events",
-            "accessKeyId",
-            "secretAccessKey",
-            "sessionToken",
-            "region",
-            "pathStyle",
-            "caCertificate",
-            "insecureSkipTlsVerify",
-            "snsEndpoint",
-            "topicArn",
-            "targetArn",
+            ParamSpec { name: "provider", secret: false, required: true, doc: "aws, ceph or minio" },
+            ParamSpec { name: "endpoint", secret: false, required: true, doc: "the S3 endpoint URL" },
+            ParamSpec {
+                name: "bucket",
+                secret: false,
+                required: true,
+                doc: "the bucket whose notifications fire the trigger",
+            },
+            ParamSpec { name: "prefix", secret: false, required: false, doc: "only keys with this prefix" },
+            ParamSpec { name: "suffix", secret: false, required: false, doc: "only keys with this suffix" },
+            ParamSpec {
+                name: "events",
+                secret: false,
+                required: false,
+                doc: "created, updated, deleted (default all)",
+            },
+            ParamSpec {
+                name: "accessKeyId",
+                secret: false,
+                required: false,
+                doc: "access key id: with it the feed registers the notification",
+            },
+            ParamSpec { name: "secretAccessKey", secret: true, required: false, doc: "secret access key" },
+            ParamSpec {
+                name: "sessionToken",
+                secret: true,
+                required: false,
+                doc: "session token for temporary credentials",
+            },
+            ParamSpec { name: "region", secret: false, required: false, doc: "signing region (default us-east-1)" },
+            ParamSpec {
+                name: "pathStyle",
+                secret: false,
+                required: false,
+                doc: "path-style bucket URLs (default: not on amazonaws.com)",
+            },
+            ParamSpec {
+                name: "caCertificate",
+                secret: false,
+                required: false,
+                doc: "PEM CA certificates the endpoint is checked against",
+            },
+            ParamSpec {
+                name: "insecureSkipTlsVerify",
+                secret: false,
+                required: false,
+                doc: "skip TLS verification of the endpoint",
+            },
+            ParamSpec {
+                name: "snsEndpoint",
+                secret: false,
+                required: false,
+                doc: "the topic API URL (AWS: SNS of the region; Ceph: the endpoint)",
+            },
+            ParamSpec {
+                name: "topicArn",
+                secret: false,
+                required: false,
+                doc: "an SNS topic of yours to use (AWS; default: one the feed makes)",
+            },
+            ParamSpec { name: "targetArn", secret: false, required: false, doc: "MinIO's webhook target ARN" },
         ]
     }
-    fn secret_params(&self) -> &'static [&'static str] {
-        &["secretAccessKey", "sessionToken"]
-    }
+
     fn validate(&self, params: &Params) -> Result<(), ParamError> {
         let settings = PushSettings::from_params(params)?;
         if registers(params) {
