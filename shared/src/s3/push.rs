@@ -1,6 +1,10 @@
 //! S3 bucket notifications (the `Records` JSON that AWS, Ceph RGW and MinIO POST) as the
-//! very events the polling S3 feed fires: same types, same `source`, same `data` fields,
-//! same `legacy` shape, the same `prefix`/`suffix`/`events` filters and `batch`. No I/O.
+//! very events the polling S3 feed fires: same types, same `source`, the same `data` built by
+//! the same code (`source::ObjectAttrs`), same `legacy` shape, the same
+//! `prefix`/`suffix`/`events` filters and `batch`. No I/O. The differences are what a
+//! notification does not carry, which a pushed event leaves out rather than guess: a listing's
+//! `storageClass`, a delete's `previousVersionHash` (tests/suite/s3_registration.rs compares
+//! both paths on a real Ceph RGW).
 //!
 //! # Providers
 //! The key encoding is chosen per record by its `eventSource` (`aws:s3`, `minio:s3`,
@@ -36,7 +40,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use sha2::Digest;
 
-use super::source::{legacy_payload, StateLocation};
+use super::source::{legacy_payload, ObjectAttrs, StateLocation};
 use crate::events::{batch_payload, cloud_event, Change, ChangeKind, EventContext, Format};
 use crate::filter::ChangeFilter;
 use crate::hooks::extension::Fired;
@@ -391,7 +395,7 @@ pub fn read_records(
         .map(|e| e.trim_matches('"').to_string());
         let size = match object.get("size") {
             None | Some(Value::Null) => None,
-            Some(Value::Number(n)) if n.is_u64() => Some(n.clone()),
+            Some(Value::Number(n)) if n.is_u64() => n.as_u64(),
             Some(_) => return Err(at("s3.object.size is not a whole number")),
         };
         let sequencer = text(object.get("sequencer"), "s3.object.sequencer")?.filter(|s| !s.is_empty());
@@ -403,14 +407,10 @@ pub fn read_records(
         let change = match kind {
             ChangeKind::Deleted => Change { kind, key, entry: None, old_version: None },
             _ => {
-                let mut attrs = Map::new();
-                if let Some(etag) = &etag {
-                    attrs.insert("etag".into(), json!(etag));
-                }
-                if let Some(size) = size {
-                    attrs.insert("size".into(), Value::Number(size));
-                }
-                attrs.insert("lastModified".into(), json!(time));
+                // Notifications carry no storage class: the one attribute a listing adds.
+                let object =
+                    ObjectAttrs { etag: etag.as_deref(), size, last_modified: Some(&time), storage_class: None };
+                let attrs = object.to_map();
                 let version = etag.clone().or(sequencer).unwrap_or_else(|| time.clone());
                 Change { kind, key: key.clone(), entry: Some(Entry { key, version, attrs }), old_version: None }
             }

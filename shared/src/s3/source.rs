@@ -100,6 +100,42 @@ impl Source for S3Source {
     }
 }
 
+/// An object's attributes as every S3 event carries them in `data` (and the legacy shape in
+/// `file`): the one S3 event shape, filled by the lister from a listing and by `push` from a
+/// notification record. An attribute the producer does not give is absent, never guessed:
+/// notifications carry no storage class, and some servers list none (or no ETag).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObjectAttrs<'a> {
+    /// The ETag without quotes.
+    pub etag: Option<&'a str>,
+    /// Bytes.
+    pub size: Option<u64>,
+    /// RFC 3339.
+    pub last_modified: Option<&'a str>,
+    /// `StorageClass` as listed.
+    pub storage_class: Option<&'a str>,
+}
+
+impl ObjectAttrs<'_> {
+    /// `etag`, `size`, `lastModified`, `storageClass`: the `Entry` attributes events are built from.
+    pub fn to_map(&self) -> Map<String, Value> {
+        let mut attrs = Map::new();
+        if let Some(etag) = self.etag {
+            attrs.insert("etag".into(), json!(etag));
+        }
+        if let Some(size) = self.size {
+            attrs.insert("size".into(), json!(size));
+        }
+        if let Some(lm) = self.last_modified {
+            attrs.insert("lastModified".into(), json!(lm));
+        }
+        if let Some(sc) = self.storage_class {
+            attrs.insert("storageClass".into(), json!(sc));
+        }
+        attrs
+    }
+}
+
 /// The state store of a source that keeps none of its own: objects under `statePrefix` in the
 /// bucket `stateBucket`, reached with the S3 feed's `endpoint`, credential and TLS parameters;
 /// `Ok(None)` when no `stateBucket` is given.
@@ -342,18 +378,13 @@ impl Lister for S3Lister {
                     Some(etag) => etag.clone(),
                     None => format!("{}/{}", o.last_modified.clone().unwrap_or_default(), o.size),
                 };
-                let mut attrs = Map::new();
-                if let Some(etag) = &o.etag {
-                    attrs.insert("etag".into(), json!(etag));
-                }
-                attrs.insert("size".into(), json!(o.size));
-                if let Some(lm) = &o.last_modified {
-                    attrs.insert("lastModified".into(), json!(lm));
-                }
-                if let Some(sc) = &o.storage_class {
-                    attrs.insert("storageClass".into(), json!(sc));
-                }
-                entries.push(Entry { key: o.key, version, attrs });
+                let object = ObjectAttrs {
+                    etag: o.etag.as_deref(),
+                    size: Some(o.size),
+                    last_modified: o.last_modified.as_deref(),
+                    storage_class: o.storage_class.as_deref(),
+                };
+                entries.push(Entry { key: o.key, version, attrs: object.to_map() });
             }
             let flow = page(entries);
             if reached_end || !out.is_truncated {
