@@ -98,7 +98,7 @@ pub trait Companion: Sync {
     fn update(&self, req: &FeedRequest, old: &Params, merged: &Params) -> Result<Option<Value>, ActionError>;
     /// DELETE (`config` is `None` when the hook config could not be read: then whatever is
     /// there is removed).
-    fn delete(&self, req: &FeedRequest, config: Option<&Params>) -> Result<(), String>;
+    fn delete(&self, req: &FeedRequest, config: Option<&Params>) -> Result<(), ActionError>;
     /// PAUSE and UNPAUSE.
     fn set_active(&self, req: &FeedRequest, config: &Params, active: bool) -> Result<(), ActionError>;
     /// After the receiver fired `fired` for a hook with this config.

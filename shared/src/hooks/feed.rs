@@ -474,7 +474,7 @@ impl Feed for HooksFeed<'_> {
         };
         for companion in companions {
             if let Err(e) = companion.delete(req, hook_config.as_ref()) {
-                failed.push(e);
+                failed.push(e.message);
             }
         }
         for (what, name) in [("hook endpoint", binding), ("batch record", batches_record_for(&trigger))] {

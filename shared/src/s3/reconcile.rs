@@ -164,6 +164,10 @@ pub fn create(req: &FeedRequest, hook: &Params) -> Result<Option<Value>, ActionE
 
 /// READ: the reconcile's status as the polling feed reports it (stalls included).
 pub fn read(req: &FeedRequest, hook: &Params) -> Option<Value> {
+    // A stored `reconcile` that no longer reads is said, not hidden.
+    if let Err(e) = polling_params(hook) {
+        return Some(json!({ "error": format!("reconcile: {e}") }));
+    }
     polling_params(hook).ok().flatten()?;
     let result = sub_request(req, Params::default()).and_then(|sub| feed().read(&sub));
     Some(match result {
@@ -196,17 +200,19 @@ pub fn update(req: &FeedRequest, old: &Params, merged: &Params) -> Result<Option
 
 /// DELETE: removes the reconcile's alarm, rule, config and state (`config` is the hook's,
 /// `None` when it could not be read: then whatever is there is removed).
-pub fn delete(req: &FeedRequest, hook: Option<&Params>) -> Result<(), String> {
+pub fn delete(req: &FeedRequest, hook: Option<&Params>) -> Result<(), ActionError> {
+    // Lenient on purpose: DELETE removes whatever is there, even under a config that no longer reads.
     if hook.is_some_and(|h| polling_params(h).ok().flatten().is_none() && !h.has(PARAM)) {
         return Ok(());
     }
-    let sub = sub_request(req, Params::default()).map_err(|e| e.message)?;
-    feed().delete(&sub).map(|_| ()).map_err(|e| format!("reconcile: {}", e.message))
+    let sub = sub_request(req, Params::default())?;
+    feed().delete(&sub).map(|_| ()).map_err(|e| ActionError { message: format!("reconcile: {}", e.message), ..e })
 }
 
-/// PAUSE and UNPAUSE of the reconcile, when there is one.
+/// PAUSE and UNPAUSE of the reconcile, when there is one (a `reconcile` that does not read
+/// is an error naming it).
 pub fn set_active(req: &FeedRequest, hook: &Params, active: bool) -> Result<(), ActionError> {
-    if polling_params(hook).ok().flatten().is_none() {
+    if polling_params(hook)?.is_none() {
         return Ok(());
     }
     let sub = sub_request(req, Params::default())?;
@@ -233,7 +239,7 @@ impl Companion for Reconcile {
     fn update(&self, req: &FeedRequest, old: &Params, merged: &Params) -> Result<Option<Value>, ActionError> {
         update(req, old, merged)
     }
-    fn delete(&self, req: &FeedRequest, config: Option<&Params>) -> Result<(), String> {
+    fn delete(&self, req: &FeedRequest, config: Option<&Params>) -> Result<(), ActionError> {
         delete(req, config)
     }
     fn set_active(&self, req: &FeedRequest, config: &Params, active: bool) -> Result<(), ActionError> {
@@ -249,8 +255,11 @@ impl Companion for Reconcile {
 /// A marker that cannot be written is logged: the reconcile then fires that change again (a
 /// duplicate, never a loss).
 pub fn record_pushed(hook: &Params, fired: &[&Fired]) {
-    if fired.is_empty() || polling_params(hook).ok().flatten().is_none() {
-        return;
+    match polling_params(hook) {
+        _ if fired.is_empty() => return,
+        Ok(None) => return,
+        Ok(Some(_)) => {}
+        Err(e) => return log(&format!("receive: {e}: push markers not written")),
     }
     let trigger = match hook.str("triggerName").ok().flatten().map(|t| QualifiedName::parse(&t, "_")) {
         Some(Ok(t)) => t,
