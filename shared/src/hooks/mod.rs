@@ -5,8 +5,15 @@
 //! This module is the receiver's decision logic as a plain function ([`process`]) from an
 //! HTTP request ([`HookRequest`]) and the hook's config ([`HookConfig`]) to either an HTTP
 //! answer or a list of CloudEvents to fire. It does no I/O: firing is `receiver`'s job, the
-//! lifecycle is `feed`'s, and talking to producers is the registration plugins' (`github`,
-//! `subscription`).
+//! lifecycle is `feed`'s, and talking to producers is the registration plugins' (the contract
+//! in `registrar`; `github`, `subscription` and `registrar::Unregistered` here, S3's in the S3
+//! feature). Which sources exist is the registry's (`crate::registry::HOOK_SOURCES`): the
+//! pattern reaches a source's registrar, delivery format and companion through the extension
+//! points in `extension`, and names no feature.
+//!
+//! Files: `extension` (the extension points), `registrar` (the registration contract and its
+//! HTTP helper), `feed` (the hook feed action), `receiver` (the `receive` web action),
+//! `github` and `subscription` (two registrars), `tests` (table tests of `process`).
 //!
 //! # What `process` does, in order
 //! 1. `OPTIONS`: the CloudEvents webhook abuse-protection handshake. It needs no token (Azure
