@@ -5,6 +5,7 @@
 //! - [`HOOK_SOURCES`]: the hooks feed's sources, keyed by [`SourceKind`]: each with its
 //!   registrar and the extension points it fills ([`HookSource`]).
 //! - [`PUSH_PROVIDERS`]: the S3 push providers, each with its capabilities.
+//! - [`CHANGE_HOOKS`]: the features with a say over a poll's changes before its commit.
 //!
 //! tests/suite/registry.rs and the tests below check each list is complete.
 
@@ -13,7 +14,9 @@ use crate::hooks::github::GitHub;
 use crate::hooks::registrar::Unregistered;
 use crate::hooks::subscription::Subscriptions;
 use crate::hooks::SourceKind;
+use crate::polling::change_hook::ChangeHooks;
 use crate::s3::deliveries::S3Deliveries;
+use crate::s3::markers::ReconcileHooks;
 use crate::s3::notify::S3Notifications;
 use crate::s3::push::Provider;
 use crate::s3::reconcile::Reconcile;
@@ -45,6 +48,9 @@ pub fn hook_sources_with(s3: &S3Deliveries) -> Vec<HookSource<'_>> {
 
 /// Every S3 push provider (`-p provider`), one line each.
 pub const PUSH_PROVIDERS: &[Provider] = &[Provider::Aws, Provider::Ceph, Provider::Minio];
+
+/// Every change hook the poll action applies (each only to the feeds whose config asks).
+pub const CHANGE_HOOKS: &[&dyn ChangeHooks] = &[&ReconcileHooks];
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@
 //! `poll` (the poll action). Imports run one way: `feed` and
 //! `poll` use `helpers` and `pass`; `helpers` uses `pass`; `pass` uses only the pure modules.
 
+pub mod change_hook;
 mod feed;
 mod helpers;
 mod log;

@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 use crate::events::{hex, Change, ChangeKind};
 use crate::openwhisk::QualifiedName;
 use crate::params::Params;
+use crate::polling::change_hook::{ChangeHook, ChangeHooks};
 use crate::runtime::ActionError;
 use crate::source::{BlobStore, Flow, ListRange, Lister, Precondition, Source};
 use crate::store::Seal;
@@ -275,6 +276,54 @@ pub fn mark_reconciled(events: &mut [Value]) {
                     obj.insert("reconciled".into(), Value::Bool(true));
                 }
             }
+        }
+    }
+}
+
+/// The reconcile's change hook for the polling core (`polling::ChangeHooks`): a poll whose
+/// config carries [`CONFIG_RECONCILE`] loads the push markers before its listing, fires only the
+/// changes no marker covers, marks them `reconciled`, and deletes the markers after a whole
+/// listing.
+pub struct ReconcileHooks;
+
+impl ChangeHooks for ReconcileHooks {
+    fn open(
+        &self,
+        params: &Params,
+        source: &dyn Source,
+        trigger: &QualifiedName,
+    ) -> Result<Option<Box<dyn ChangeHook>>, ActionError> {
+        let pushed = Pushed::open(params, source, trigger)?;
+        Ok(pushed.map(|pushed| Box::new(ReconcileHook { pushed, markers: None }) as Box<dyn ChangeHook>))
+    }
+}
+
+/// One reconcile poll: the marker store and the markers it loaded.
+struct ReconcileHook {
+    pushed: Pushed,
+    markers: Option<Markers>,
+}
+
+impl ChangeHook for ReconcileHook {
+    fn before_listing(&mut self, whole_listing_started_ms: Option<u64>) -> Result<(), ActionError> {
+        self.markers = Some(self.pushed.load(whole_listing_started_ms)?);
+        Ok(())
+    }
+
+    fn keep(&self, changes: &[Change]) -> Vec<Change> {
+        match &self.markers {
+            Some(markers) => markers.unpushed(changes).0,
+            None => changes.to_vec(),
+        }
+    }
+
+    fn mark(&self, events: &mut [Value]) {
+        mark_reconciled(events)
+    }
+
+    fn after_whole_listing(&self) {
+        if let Some(markers) = &self.markers {
+            self.pushed.cleanup(markers);
         }
     }
 }
