@@ -86,6 +86,8 @@ pub struct Verified {
 
 /// What lives with a hook's registration (see the module doc).
 pub trait Companion: Sync {
+    /// The key its results and status are shown under (CREATE, READ, UPDATE).
+    fn name(&self) -> &'static str;
     /// True when the hook config asks for it; errors name the parameter.
     fn wanted(&self, config: &Params) -> Result<bool, ParamError>;
     /// Checks its parameters before anything is made (no I/O).

@@ -22,6 +22,7 @@
 //! [`Companion`]: every event above drives it too, by entry, never by name.
 
 use percent_encoding::utf8_percent_encode;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::extension::{Companion, HookSource};
@@ -58,6 +59,36 @@ pub fn receiver_url(api_host: &str, binding: &QualifiedName) -> String {
         utf8_percent_encode(&binding.namespace, SEGMENT),
         utf8_percent_encode(&binding.name, SEGMENT)
     )
+}
+
+/// What READ shows of a hook under `status`: its one definition, serialised once.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookStatus {
+    /// The `source` the hook was created with.
+    pub source: Option<String>,
+    /// True when the producer holds a registration of ours.
+    pub registered: bool,
+    /// The producer's id of it.
+    pub registration: Option<String>,
+    /// False while paused.
+    pub active: bool,
+    /// True while paused (deliveries are answered and dropped).
+    pub paused: bool,
+    /// The receiver's binding `{trigger}.owfeed-hook`.
+    pub endpoint: String,
+    /// The receiver's last delivery it could not fire (`at`, `status`, `error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Value>,
+    /// Batches cut by a failure whose retry has not come yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batches_cut: Option<usize>,
+    /// What the producer says of the registration (`Registrar::status`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub producer: Option<Value>,
+    /// Each companion's status under its name (`Companion::name`; `null` when not asked for).
+    #[serde(flatten)]
+    pub companions: std::collections::BTreeMap<&'static str, Option<Value>>,
 }
 
 /// The hooks feed, over a registry of hook sources selected by `source`.
@@ -276,7 +307,7 @@ impl Feed for HooksFeed<'_> {
             }
         }
         // What lives with the registration (S3's reconcile), transactional itself.
-        let reconcile = match entry.companion.map(|c| c.create(req, &config)).transpose() {
+        let companion_made = match entry.companion.map(|c| c.create(req, &config)).transpose() {
             Ok(r) => r.flatten(),
             Err(e) => return Err(undo.fail_with(e)),
         };
@@ -289,8 +320,8 @@ impl Feed for HooksFeed<'_> {
             "registration": id,
             "endpoint": binding.to_string(),
         });
-        if let Some(r) = reconcile {
-            out["reconcile"] = r;
+        if let (Some(companion), Some(r)) = (entry.companion, companion_made) {
+            out[companion.name()] = r;
         }
         if let Some(id) = &id {
             let endpoint = Endpoint { url: url.clone(), secret: secret.clone(), active: true };
@@ -310,37 +341,35 @@ impl Feed for HooksFeed<'_> {
         let binding = binding_for(&HooksFeed::trigger(req));
         let config = self.require_stored(req, &binding)?;
         let paused = config.bool(CONFIG_PAUSED).ok().flatten().unwrap_or(false);
-        let reconcile = self.stored_companion(&config).and_then(|c| c.read(req, &config));
-        let mut out = json!({
-            "config": self.redact(&config),
-            "url": config.str(CONFIG_URL).ok().flatten(),
-            "status": {
-                "source": config.str("source").ok().flatten(),
-                "registered": registration(&config).is_some(),
-                "registration": registration(&config),
-                "active": !paused,
-                "paused": paused,
-                "endpoint": binding.to_string(),
-                "reconcile": reconcile,
-            },
-        });
+        let mut status = HookStatus {
+            source: config.str("source").ok().flatten(),
+            registered: registration(&config).is_some(),
+            registration: registration(&config),
+            active: !paused,
+            paused,
+            endpoint: binding.to_string(),
+            ..HookStatus::default()
+        };
+        if let Some(companion) = self.stored_companion(&config) {
+            status.companions.insert(companion.name(), companion.read(req, &config));
+        }
         // The receiver's record (hooks/receiver.rs): the last delivery it could not fire, and
         // batches cut by a failure and not yet completed by the producer's retry.
         let trigger = HooksFeed::trigger(req);
         if let Ok(record) = req.client.get_package(&batches_record_for(&trigger)) {
             let record = from_key_values(&record["parameters"]);
-            if let Some(failure) = record.get("lastFailure") {
-                out["status"]["lastFailure"] = failure.clone();
-            }
+            status.last_failure = record.get("lastFailure").cloned();
             if let Some(Value::Object(cut)) = record.get("batches") {
-                out["status"]["batchesCut"] = json!(cut.len());
+                status.batches_cut = Some(cut.len());
             }
         }
         // What the producer says (e.g. an SNS subscription still pending confirmation).
-        if let Some(producer) = registration(&config).and_then(|id| registrar_status(self, &config, &id, !paused)) {
-            out["status"]["producer"] = producer;
-        }
-        Ok(out)
+        status.producer = registration(&config).and_then(|id| registrar_status(self, &config, &id, !paused));
+        Ok(json!({
+            "config": self.redact(&config),
+            "url": config.str(CONFIG_URL).ok().flatten(),
+            "status": status,
+        }))
     }
 
     fn update(&self, req: &FeedRequest) -> Result<Value, ActionError> {
@@ -421,11 +450,10 @@ impl Feed for HooksFeed<'_> {
             req.write_config(&binding, &merged).map_err(|e| fail(&format!("updating the hook config {binding}"), e))?;
         }
         // What lives with the registration: created, updated or removed as `merged` says.
-        let reconcile = entry.companion.map(|c| c.update(req, &old, &merged)).transpose()?.flatten();
+        let companion_now = entry.companion.map(|c| c.update(req, &old, &merged)).transpose()?.flatten();
         let mut out = json!({
             "status": "updated",
             "trigger": req.trigger.to_string(),
-            "reconcile": reconcile,
             "reregistered": changed,
             "url": merged.str(CONFIG_URL)?,
             "registration": registration(&merged),
@@ -433,6 +461,9 @@ impl Feed for HooksFeed<'_> {
         });
         if let Some(producer) = producer {
             out["producer"] = producer;
+        }
+        if let Some(companion) = entry.companion {
+            out[companion.name()] = json!(companion_now);
         }
         Ok(out)
     }

@@ -224,6 +224,9 @@ pub fn set_active(req: &FeedRequest, hook: &Params, active: bool) -> Result<(), 
 pub struct Reconcile;
 
 impl Companion for Reconcile {
+    fn name(&self) -> &'static str {
+        PARAM
+    }
     fn wanted(&self, config: &Params) -> Result<bool, ParamError> {
         Ok(polling_params(config)?.is_some())
     }
