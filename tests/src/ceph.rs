@@ -73,7 +73,28 @@ impl Rgw {
             );
         }
         rgw.endpoint = format!("http://127.0.0.1:{rgw_port}");
+        rgw.wait_until_serving()?;
         Ok(rgw)
+    }
+
+    /// Waits until a bucket and an object can be written. On a loaded machine radosgw accepts
+    /// connections before its zone's pools exist and answers the first PUT bucket with a bare
+    /// 404 (seen under a load average of 10); a test's first call must not meet that.
+    fn wait_until_serving(&self) -> anyhow::Result<()> {
+        let client = self.client();
+        let started = std::time::Instant::now();
+        loop {
+            let attempt = client
+                .create_bucket("owfeed-ready")
+                .and_then(|()| client.put_object("owfeed-ready", "probe", b"ok".to_vec(), owfeed_s3::Condition::None));
+            match attempt {
+                Ok(_) => return Ok(()),
+                Err(e) if started.elapsed() > std::time::Duration::from_secs(60) => {
+                    bail!("radosgw did not serve a PUT in 60 s: {e}\n{}", self.log_tail())
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(250)),
+            }
+        }
     }
 
     /// `http://127.0.0.1:<port>`.
