@@ -6,6 +6,7 @@
 //!   registrar and the extension points it fills ([`HookSource`]).
 //! - [`PUSH_PROVIDERS`]: the S3 push providers, each with its capabilities.
 //! - [`CHANGE_HOOKS`]: the features with a say over a poll's changes before its commit.
+//! - [`POLLING`]: what the polling pattern is given (sources, S3 as the named store, change hooks).
 //!
 //! tests/suite/registry.rs and the tests below check each list is complete.
 
@@ -15,11 +16,13 @@ use crate::hooks::registrar::Unregistered;
 use crate::hooks::subscription::Subscriptions;
 use crate::hooks::SourceKind;
 use crate::polling::change_hook::ChangeHooks;
+use crate::polling::extensions::Extensions;
 use crate::s3::deliveries::S3Deliveries;
 use crate::s3::markers::ReconcileHooks;
 use crate::s3::notify::S3Notifications;
 use crate::s3::push::Provider;
 use crate::s3::reconcile::Reconcile;
+use crate::s3::source::NamedS3Store;
 
 /// Every hook source the `hook` and `receive` actions serve, one line each.
 pub const HOOK_SOURCES: &[HookSource<'static>] = &[
@@ -51,6 +54,10 @@ pub const PUSH_PROVIDERS: &[Provider] = &[Provider::Aws, Provider::Ceph, Provide
 
 /// Every change hook the poll action applies (each only to the feeds whose config asks).
 pub const CHANGE_HOOKS: &[&dyn ChangeHooks] = &[&ReconcileHooks];
+
+/// What the `changes` and `poll` actions give the polling pattern.
+pub const POLLING: Extensions<'static> =
+    Extensions { sources: crate::sources::REGISTRY, named_store: Some(&NamedS3Store), change_hooks: CHANGE_HOOKS };
 
 #[cfg(test)]
 mod tests {

@@ -21,6 +21,7 @@
 //! `poll` use `helpers` and `pass`; `helpers` uses `pass`; `pass` uses only the pure modules.
 
 pub mod change_hook;
+pub mod extensions;
 mod feed;
 mod helpers;
 mod log;

@@ -12,6 +12,7 @@ use owfeed_s3::{Condition, ErrorKind, ListRequest, S3Client, S3Config, S3Error, 
 
 use crate::events::{Change, ChangeKind};
 use crate::params::{ParamError, Params};
+use crate::polling::extensions::NamedStore;
 use crate::source::{
     Blob, BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Precondition, Previous, Source, SourceError, StoreError,
 };
@@ -246,6 +247,20 @@ impl StateLocation {
     /// (their writes are notified too); `None` when the state is in another bucket.
     pub fn reserved_prefix(&self) -> Option<String> {
         Some(self.prefix.clone()).filter(|p| self.in_watched_bucket && !p.is_empty())
+    }
+}
+
+/// S3 as the store a user names for a source that keeps no state of its own (`stateBucket`,
+/// with this source's endpoint and credential parameters): the polling pattern's `NamedStore`.
+pub struct NamedS3Store;
+
+impl NamedStore for NamedS3Store {
+    fn open(&self, params: &Params) -> Result<Option<Box<dyn BlobStore>>, ParamError> {
+        named_state_store(params)
+    }
+
+    fn secret_params(&self) -> Vec<&'static str> {
+        PARAMS.iter().filter(|p| p.secret).map(|p| p.name).collect()
     }
 }
 
