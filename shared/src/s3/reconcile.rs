@@ -332,4 +332,17 @@ mod tests {
         no_key.remove("accessKeyId");
         assert_eq!(validate(&no_key).unwrap_err().details.unwrap()["parameter"], "accessKeyId");
     }
+
+    /// The reconcile is a polling S3 feed made from the hook's parameters: every parameter of
+    /// the S3 source and of the polling core is passed on as the hook has it, or is set by the
+    /// reconcile itself. A parameter added to either fails here until it is decided.
+    #[test]
+    fn every_s3_and_core_parameter_is_passed_or_decided() {
+        // The schedule comes from `reconcile`; `events` is widened (created → updated too);
+        // a reconcile's baseline is silent, whatever `fireExisting` the hook was given.
+        const DECIDED_HERE: [&str; 4] = ["interval", "cron", "events", "fireExisting"];
+        for name in S3Source.params().iter().map(|p| p.name).chain(crate::polling::CORE_PARAMS) {
+            assert!(PASSED.contains(&name) || DECIDED_HERE.contains(&name), "{name}");
+        }
+    }
 }
