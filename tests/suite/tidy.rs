@@ -98,3 +98,37 @@ fn every_push_provider_is_registered_and_documented() {
         assert!(push.contains(&format!("`{}`", caps.name)), "README's S3 push section does not name `{}`", caps.name);
     }
 }
+
+/// The README table of one `### heading`: the parameter names (backticked, first column).
+fn table_names(readme: &str, heading: &str) -> Vec<String> {
+    let mut lines = readme.lines().skip_while(|l| l.trim() != heading).skip(1);
+    let table = lines.by_ref().skip_while(|l| !l.starts_with('|')).take_while(|l| l.starts_with('|'));
+    table
+        .flat_map(|row| {
+            row.split('|')
+                .nth(1)
+                .unwrap_or_default()
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A parameter common to all sources lives in one place (`polling::CORE_PARAMS`, read by
+/// `PollSettings`; `LOG_PARAMS` for log sources) and README documents each: the S3 table is
+/// the complete one (other sources' tables point to it), log sources have their own.
+#[test]
+fn every_core_parameter_is_documented() {
+    let readme = read(&repo_root().join("README.md"));
+    let s3 = table_names(&readme, "### Parameters (`-p source s3`)");
+    for name in owfeed::polling::CORE_PARAMS {
+        assert!(s3.iter().any(|n| n == name), "README's S3 parameter table lacks the core's `{name}`");
+    }
+    let log = table_names(&readme, "### Log sources: the core's parameters");
+    for name in owfeed::polling::LOG_PARAMS {
+        assert!(log.iter().any(|n| n == name), "README's log sources table lacks `{name}`");
+    }
+}
