@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::push::{Destination, Provider, PushSettings};
-use super::source::S3Params;
+use super::source::{S3Fault, S3Params};
 use crate::events::ChangeKind;
 use crate::hooks::registrar::{base_url, Endpoint, Registrar, RegistrationError, SEGMENT};
 use crate::params::{ParamError, Params};
@@ -313,16 +313,14 @@ impl Target {
             &format!("{what}: {}", e.message),
             self.secrets.iter().map(String::as_str).chain(extra.iter().copied()),
         );
-        match e.kind {
-            ErrorKind::AccessDenied | ErrorKind::InvalidAccessKeyId | ErrorKind::SignatureDoesNotMatch => {
-                RegistrationError::Unauthorized(message)
+        match S3Fault::of(&e) {
+            S3Fault::Unauthorized => RegistrationError::Unauthorized(message),
+            S3Fault::Throttled => RegistrationError::RateLimited(message),
+            S3Fault::Transport => RegistrationError::Transport(message),
+            S3Fault::Server => RegistrationError::Server(message),
+            S3Fault::NotFound | S3Fault::Config | S3Fault::Conflict | S3Fault::Other => {
+                RegistrationError::Rejected { status: e.status.unwrap_or(400), message }
             }
-            ErrorKind::Throttled => RegistrationError::RateLimited(message),
-            ErrorKind::Transport => RegistrationError::Transport(message),
-            ErrorKind::Server | ErrorKind::InvalidResponse | ErrorKind::TemporaryRedirect => {
-                RegistrationError::Server(message)
-            }
-            _ => RegistrationError::Rejected { status: e.status.unwrap_or(400), message },
         }
     }
 

@@ -329,17 +329,59 @@ struct S3Lister {
     tls: TlsMode,
 }
 
+/// What an S3 failure means to the S3 feature, whichever part met it: the one reading of
+/// `owfeed_s3::ErrorKind`, which the lister (`SourceError`), the state store (`StoreError`)
+/// and the registrar (`RegistrationError`) each turn into their own error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum S3Fault {
+    /// The credentials are refused or not allowed.
+    Unauthorized,
+    /// The bucket does not exist.
+    NotFound,
+    /// The configuration is wrong for this server (region, request, clock, a feature it lacks).
+    Config,
+    /// A conditional write lost (412).
+    Conflict,
+    /// Throttled: retry later.
+    Throttled,
+    /// No answer.
+    Transport,
+    /// The server failed or answered what we cannot use.
+    Server,
+    /// Anything else the server refused.
+    Other,
+}
+
+impl S3Fault {
+    /// The fault of an S3 error.
+    pub fn of(e: &S3Error) -> S3Fault {
+        match e.kind {
+            ErrorKind::AccessDenied | ErrorKind::InvalidAccessKeyId | ErrorKind::SignatureDoesNotMatch => {
+                S3Fault::Unauthorized
+            }
+            ErrorKind::NoSuchBucket => S3Fault::NotFound,
+            ErrorKind::WrongRegion | ErrorKind::BadRequest | ErrorKind::ClockSkew | ErrorKind::NotImplemented => {
+                S3Fault::Config
+            }
+            ErrorKind::PreconditionFailed => S3Fault::Conflict,
+            ErrorKind::Throttled => S3Fault::Throttled,
+            ErrorKind::Transport => S3Fault::Transport,
+            ErrorKind::Server | ErrorKind::InvalidResponse | ErrorKind::TemporaryRedirect => S3Fault::Server,
+            // `ErrorKind` is non-exhaustive: a kind added to the client is `Other` until read here.
+            _ => S3Fault::Other,
+        }
+    }
+}
+
 fn source_error(e: S3Error) -> SourceError {
     let msg = e.to_string();
-    match e.kind {
-        ErrorKind::AccessDenied | ErrorKind::InvalidAccessKeyId | ErrorKind::SignatureDoesNotMatch => {
-            SourceError::Unauthorized(msg)
+    match S3Fault::of(&e) {
+        S3Fault::Unauthorized => SourceError::Unauthorized(msg),
+        S3Fault::NotFound => SourceError::NotFound(msg),
+        S3Fault::Config => SourceError::Config(msg),
+        S3Fault::Conflict | S3Fault::Throttled | S3Fault::Transport | S3Fault::Server | S3Fault::Other => {
+            SourceError::Transient(msg)
         }
-        ErrorKind::NoSuchBucket => SourceError::NotFound(msg),
-        ErrorKind::WrongRegion | ErrorKind::BadRequest | ErrorKind::ClockSkew | ErrorKind::NotImplemented => {
-            SourceError::Config(msg)
-        }
-        _ => SourceError::Transient(msg),
     }
 }
 
@@ -493,9 +535,10 @@ impl S3BlobStore {
 }
 
 fn store_error(e: S3Error) -> StoreError {
-    match e.kind {
-        ErrorKind::PreconditionFailed => StoreError::Conflict,
-        ErrorKind::NotImplemented => StoreError::Unsupported(e.to_string()),
+    match (S3Fault::of(&e), e.kind) {
+        (S3Fault::Conflict, _) => StoreError::Conflict,
+        // A store without conditional writes answers 501: the dialect probe's cue.
+        (_, ErrorKind::NotImplemented) => StoreError::Unsupported(e.to_string()),
         _ => StoreError::Failed(source_error(e)),
     }
 }
