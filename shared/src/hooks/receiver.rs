@@ -119,32 +119,9 @@ fn handle(ctx: &Context, params: &Params, sources: &[HookSource]) -> HookRespons
     let batched = events.len() > 1;
     let earlier: BTreeSet<String> = batch.as_ref().map(BatchRecord::delivered).unwrap_or_default();
     let id_of = |fired: &Fired| fired.id.clone();
-    let mut fired_ids = Vec::new();
-    let mut skipped = Vec::new();
-    let mut failure = None;
-    let mut out_of_time_at = None;
     // Every fire ends by `fire_until`; one that may not is not started.
     let client = client.until(Some(times.fire_until));
-    let mut slowest = Duration::ZERO;
-    for event in &events {
-        let id = id_of(event);
-        if earlier.contains(&id) {
-            skipped.push(id);
-            continue;
-        }
-        if !times.may_start(slowest) {
-            out_of_time_at = Some(id);
-            break;
-        }
-        let start = Instant::now();
-        if let Err(e) = client.fire_trigger(&trigger, &event.payload) {
-            log(&format!("receive: firing {trigger}: {e}"));
-            failure = Some(e);
-            break;
-        }
-        slowest = slowest.max(start.elapsed());
-        fired_ids.push(id);
-    }
+    let Fires { fired_ids, skipped, failure, out_of_time_at } = fire_all(&client, &trigger, &events, &earlier, &times);
     let client = client.until(Some(times.answer_by));
     if let Some(id) = &out_of_time_at {
         log(&format!("receive: out of time before firing {id}: {} fired, the rest is for the retry", fired_ids.len()));
@@ -183,6 +160,50 @@ fn handle(ctx: &Context, params: &Params, sources: &[HookSource]) -> HookRespons
         }
     }
     response
+}
+
+/// What became of a delivery's fires.
+struct Fires {
+    /// Ids fired now, in order.
+    fired_ids: Vec<String>,
+    /// Ids an earlier request of the same delivery fired (not fired again).
+    skipped: Vec<String>,
+    /// The fire that failed, which stopped the rest.
+    failure: Option<OwError>,
+    /// The id not fired because the time was up, which stopped the rest.
+    out_of_time_at: Option<String>,
+}
+
+/// Fires `events` in order at `trigger`, skipping those delivered `earlier`, until one fails
+/// or the next may not end in time (see [`Times::may_start`]).
+fn fire_all(
+    client: &Client,
+    trigger: &QualifiedName,
+    events: &[Fired],
+    earlier: &BTreeSet<String>,
+    times: &Times,
+) -> Fires {
+    let mut fires = Fires { fired_ids: Vec::new(), skipped: Vec::new(), failure: None, out_of_time_at: None };
+    let mut slowest = Duration::ZERO;
+    for event in events {
+        if earlier.contains(&event.id) {
+            fires.skipped.push(event.id.clone());
+            continue;
+        }
+        if !times.may_start(slowest) {
+            fires.out_of_time_at = Some(event.id.clone());
+            break;
+        }
+        let start = Instant::now();
+        if let Err(e) = client.fire_trigger(trigger, &event.payload) {
+            log(&format!("receive: firing {trigger}: {e}"));
+            fires.failure = Some(e);
+            break;
+        }
+        slowest = slowest.max(start.elapsed());
+        fires.fired_ids.push(event.id.clone());
+    }
+    fires
 }
 
 /// How long a producer waits for the answer, when it says: a source that verifies its own
