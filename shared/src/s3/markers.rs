@@ -14,7 +14,7 @@
 //! and ETag (`created` or `updated`: push reports every write as created), a delete by key.
 //! Every other change is fired as the S3 feed fires it, with `data.reconciled: true` (or
 //! `reconciled: true` in the legacy shape). After a whole listing (not a resumed or cut one)
-//! that committed, the markers it loaded are deleted ([`Markers::cleanup`]): each was written
+//! that committed, the markers it loaded are deleted ([`Pushed::cleanup`]): each was written
 //! after its change happened, hence before this listing started, so the listing saw that change
 //! or a later one. Markers written meanwhile stay for the next reconcile.
 //!

@@ -67,9 +67,10 @@
 //!   bytes, so every variant of one message is the same delivery.
 //!
 //! # The test switch
-//! The trusted hosts and TLS roots are an [`SnsTrust`] value handed to
-//! [`super::receiver::receive_with`] by the binary's `main`. The shipped `receive` action
-//! uses [`SnsTrust::aws`] and no parameter or environment variable can change it (OpenWhisk
+//! The trusted hosts and TLS roots are an [`SnsTrust`] value held by the
+//! [`super::deliveries::S3Deliveries`] in the registry the binary's `main` passes to
+//! `hooks::receiver::receive`. The shipped `receive` action uses [`SnsTrust::AWS`]
+//! (`S3Deliveries::AWS`) and no parameter or environment variable can change it (OpenWhisk
 //! turns `init` parameters into environment variables, so an environment switch would be
 //! settable by users). Only a test fixture binary (`tests/src/bin/sns-test-receive.rs`),
 //! never packaged, builds one with [`SnsTrust::with_test_host`].
