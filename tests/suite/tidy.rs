@@ -59,6 +59,18 @@ fn the_hooks_pattern_imports_no_feature_and_no_source() {
     }
 }
 
+/// **Boundary: the polling pattern names no feature and no source.** S3's reconcile plugs in
+/// as a change hook, S3's bucket as the named store; the sources come from the registry the
+/// binary passes (`registry::POLLING`).
+#[test]
+fn the_polling_pattern_imports_no_feature_and_no_source() {
+    let forbidden = ["crate::s3", "owfeed::s3", "sources::", "crate::registry"];
+    for (path, code) in production_sources(&repo_root().join("shared/src/polling")) {
+        let found = naming(&code, &forbidden);
+        assert!(found.is_empty(), "{} names a feature or source: {found:?}", path.display());
+    }
+}
+
 /// Every `SourceKind` is served by exactly one registry line, and README's hooks section
 /// names every parameter each line's registrar reads.
 #[test]

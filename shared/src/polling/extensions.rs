@@ -44,3 +44,15 @@ pub trait NamedStore: Sync {
     /// Its secret parameters.
     fn secret_params(&self) -> Vec<&'static str>;
 }
+
+impl<'a> From<&'a [AnySource<'a>]> for Extensions<'a> {
+    fn from(sources: &'a [AnySource<'a>]) -> Extensions<'a> {
+        Extensions::sources(sources)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [AnySource<'a>; N]> for Extensions<'a> {
+    fn from(sources: &'a [AnySource<'a>; N]) -> Extensions<'a> {
+        Extensions::sources(sources)
+    }
+}

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::change_hook::{open_all, ChangeHook};
+use super::extensions::Extensions;
 use super::helpers::{
     find_source, fire_and_commit, iso, paced_batch, recover, source_error, state_blobs, teardown, teardown_plan, Ended,
     Helpers, Opened,
@@ -24,21 +26,23 @@ use crate::source::{AnySource, Lister, LogReader};
 use crate::state::{Rebaseline, Snapshot, State};
 use crate::store::{LeaseError, LoadError, PollOutcome, PollStatus, StateStore};
 
-/// The `poll` action's handler: one poll of the feed whose config arrives as parameters.
-/// Every result, errors included, names the trigger, so READ can find the poll's activation
-/// when the state store could not record its status.
-pub fn poll(ctx: &Context, params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
+/// The `poll` action's handler: one poll of the feed whose config arrives as parameters, over
+/// what the registry gives (`crate::registry::POLLING`; a list of sources alone gives no
+/// named store and no change hooks). Every result, errors included, names the trigger, so
+/// READ can find the poll's activation when the state store could not record its status.
+pub fn poll<'a>(ctx: &Context, params: Params, ext: impl Into<Extensions<'a>>) -> Result<Value, ActionError> {
+    let ext = ext.into();
     let trigger = params.str(CONFIG_TRIGGER).ok().flatten();
-    let mut result = poll_once(ctx, params, sources).map_err(|e| crate::stall::tag_error(e, trigger.as_deref()))?;
+    let mut result = poll_once(ctx, params, &ext).map_err(|e| crate::stall::tag_error(e, trigger.as_deref()))?;
     if let (Value::Object(r), Some(t)) = (&mut result, trigger) {
         r.insert("trigger".into(), json!(t));
     }
     Ok(result)
 }
 
-pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
+pub(super) fn poll_once(ctx: &Context, params: Params, ext: &Extensions) -> Result<Value, ActionError> {
     let started = now_ms();
-    let source = find_source(sources, &params.required_str(CONFIG_SOURCE)?)?;
+    let source = find_source(ext.sources, &params.required_str(CONFIG_SOURCE)?)?;
     let trigger_name = params.required_str(CONFIG_TRIGGER)?;
     let trigger = QualifiedName::parse(&trigger_name, &ctx.namespace).map_err(|e| {
         ParamError::invalid(CONFIG_TRIGGER, &format!("/namespace/trigger ({e})"), &trigger_name.clone().into())
@@ -63,7 +67,7 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]
         Opened::Log(_) => Some(LogSettings::from_params(&params)?),
         Opened::Snapshot(_) => None,
     };
-    let blobs = state_blobs(&opened, &params)?;
+    let blobs = state_blobs(&opened, &params, ext)?;
     let key = crate::store::stored_key(&params);
     let store =
         StateStore::new(blobs, &trigger).with_dialect(config_dialect(&params)).with_key(key.as_ref()).remembering();
@@ -100,13 +104,13 @@ pub(super) fn poll_once(ctx: &Context, params: Params, sources: &[AnySource<'_>]
             poller.run(&budget, &mut status)
         }
         (Opened::Snapshot(lister), _) => {
-            // S3 push reconcile: the receiver's markers of pushed changes (s3/markers.rs).
-            let pushed = match source {
-                AnySource::Snapshot(s) => crate::s3::markers::Pushed::open(&params, s, &trigger)?,
-                AnySource::Log(_) => None,
+            // The features with a say over this poll's changes (S3's reconcile, by its config).
+            let hooks = match source {
+                AnySource::Snapshot(s) => open_all(ext.change_hooks, &params, s, &trigger)?,
+                AnySource::Log(_) => Vec::new(),
             };
             let poller = Poller {
-                pushed: pushed.as_ref(),
+                hooks: std::cell::RefCell::new(hooks),
                 lister: lister.as_ref(),
                 store: &store,
                 settings: &settings,
@@ -203,15 +207,16 @@ pub(super) fn build_events(
 /// Runs the poll logic once without OpenWhisk and without writing anything: what would fire
 /// (against the stored state when `triggerName` is given, else against an empty snapshot)
 /// and how large the state would be. Progress goes to stderr.
-pub fn dry_run(params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
+pub fn dry_run<'a>(params: Params, ext: impl Into<Extensions<'a>>) -> Result<Value, ActionError> {
+    let ext = ext.into();
     let source = match params.str(CONFIG_SOURCE)? {
-        Some(name) => find_source(sources, &name)?,
-        None => *sources.first().ok_or_else(|| ActionError::new("no source compiled in"))?,
+        Some(name) => find_source(ext.sources, &name)?,
+        None => *ext.sources.first().ok_or_else(|| ActionError::new("no source compiled in"))?,
     };
     let opened = Opened::open(source, &params)?;
     let settings = PollSettings::from_params(&params, &opened.source_uri())?;
     opened.probe().map_err(source_error)?;
-    let blobs = state_blobs(&opened, &params).ok();
+    let blobs = state_blobs(&opened, &params, &ext).ok();
     let trigger = match params.str(CONFIG_TRIGGER)? {
         Some(t) => Some(QualifiedName::parse(&t, "_").map_err(|e| {
             ParamError::invalid(CONFIG_TRIGGER, &format!("/namespace/trigger ({e})"), &t.clone().into())
@@ -335,8 +340,8 @@ fn dry_run_snapshot(
 
 /// One poll's collaborators.
 pub(super) struct Poller<'a> {
-    /// For a reconcile of S3 push: where the markers of pushed changes are.
-    pushed: Option<&'a crate::s3::markers::Pushed>,
+    /// The features with a say over this poll's changes before the commit (`change_hook`).
+    hooks: std::cell::RefCell<Vec<Box<dyn ChangeHook>>>,
     lister: &'a dyn Lister,
     store: &'a StateStore,
     settings: &'a PollSettings,
@@ -388,8 +393,10 @@ impl Poller<'_> {
             state.scope = self.settings.scope.clone();
         }
         let list_budget = budget.with_margin(self.list_margin);
-        // Reconcile: the push markers, loaded before the listing (s3/markers.rs).
-        let markers = self.pushed.map(|p| p.load(state.whole_listing_started_ms)).transpose()?;
+        // What the change hooks judge by, read before the listing (S3's reconcile: the push markers).
+        for hook in self.hooks.borrow_mut().iter_mut() {
+            hook.before_listing(state.whole_listing_started_ms)?;
+        }
         let whole = state.cursor.is_none();
         let listing_started = now_ms();
         // Until the first complete pass (the baseline) nothing fires.
@@ -412,20 +419,7 @@ impl Poller<'_> {
             self.check_deletes(&mut pass, &mut state, budget, status)?;
         }
         let seq = state.seq + 1;
-        let events = if emit {
-            match &markers {
-                Some(m) => {
-                    let (unpushed, _) = m.unpushed(&pass.changes);
-                    let mut events =
-                        build_events(self.lister, self.settings, &self.trigger.to_string(), &unpushed, seq);
-                    crate::s3::markers::mark_reconciled(&mut events);
-                    events
-                }
-                None => build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq),
-            }
-        } else {
-            Vec::new()
-        };
+        let events = if emit { self.events_of(&pass.changes, seq) } else { Vec::new() };
         status.changes = events.len() as u64;
         let progressed = !pass.changes.is_empty()
             || pass.cursor != state.cursor
@@ -458,10 +452,27 @@ impl Poller<'_> {
                 Err(e) => return Err(ActionError::new(format!("committing the feed state: {e}"))),
             };
         }
-        if let (Some(pushed), Some(markers), true) = (self.pushed, &markers, whole) {
-            pushed.cleanup(markers);
+        if whole {
+            for hook in self.hooks.borrow().iter() {
+                hook.after_whole_listing();
+            }
         }
         Ok(self.deliver(&mut state, &mut etag, budget, status)?.unwrap_or(Ended::Normally))
+    }
+
+    /// The events of a pass's `changes`: those the change hooks keep, built, then marked by them.
+    fn events_of(&self, changes: &[Change], seq: u64) -> Vec<Value> {
+        let hooks = self.hooks.borrow();
+        let trigger = self.trigger.to_string();
+        if hooks.is_empty() {
+            return build_events(self.lister, self.settings, &trigger, changes, seq);
+        }
+        let kept = hooks.iter().fold(changes.to_vec(), |kept, hook| hook.keep(&kept));
+        let mut events = build_events(self.lister, self.settings, &trigger, &kept, seq);
+        for hook in hooks.iter() {
+            hook.mark(&mut events);
+        }
+        events
     }
 
     /// Confirms the pass's deletes with the source before they are committed
