@@ -144,3 +144,24 @@ fn every_core_parameter_is_documented() {
         assert!(log.iter().any(|n| n == name), "README's log sources table lacks `{name}`");
     }
 }
+
+/// ARCHITECTURE's code map names every module of the library (a file by its name, `name.rs`
+/// or `` `name` ``; a folder's `mod.rs` by the folder), so a new file cannot go unmapped.
+#[test]
+fn architecture_names_every_module() {
+    let architecture = read(&repo_root().join("ARCHITECTURE.md"));
+    let src = repo_root().join("shared/src");
+    for (path, _) in production_sources(&src) {
+        let relative = path.strip_prefix(&src).expect("under shared/src");
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let name = match stem {
+            "lib" => continue,
+            "mod" => relative.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or_default(),
+            other => other,
+        };
+        let named = architecture.contains(&format!("`{name}`"))
+            || architecture.contains(&format!("{name}.rs"))
+            || architecture.contains(&format!("{name}/"));
+        assert!(named, "ARCHITECTURE.md's code map does not name {}", relative.display());
+    }
+}
