@@ -8,8 +8,8 @@
 //!   mapped to events by the source, and requests the source verifies itself (SNS signs
 //!   instead of sending the hook's token).
 //! - [`Companion`]: something that lives with a hook's registration and is created, shown,
-//!   updated, paused and deleted with it (the reconcile's polling feed), and is told what the
-//!   receiver fired (its push markers).
+//!   updated, paused and deleted with it (the reconcile's polling feed); [`FireHook`]: told
+//!   what the receiver fired (the reconcile's push markers).
 
 use std::fmt;
 use std::sync::Arc;
@@ -35,6 +35,9 @@ pub struct HookSource<'a> {
     pub deliveries: Option<&'a dyn Deliveries>,
     /// What lives with the registration, when anything does.
     pub companion: Option<&'a dyn Companion>,
+    /// Told what the receiver fired, when anything is (the companion's receiver half, apart
+    /// so that the receiver links none of the companion's lifecycle).
+    pub fired: Option<&'a dyn FireHook>,
 }
 
 impl<'a> HookSource<'a> {
@@ -103,6 +106,10 @@ pub trait Companion: Sync {
     fn delete(&self, req: &FeedRequest, config: Option<&Params>) -> Result<(), ActionError>;
     /// PAUSE and UNPAUSE.
     fn set_active(&self, req: &FeedRequest, config: &Params, active: bool) -> Result<(), ActionError>;
+}
+
+/// What the receiver tells a source after a fire (S3's reconcile: the push markers).
+pub trait FireHook: Sync {
     /// After the receiver fired `fired` for a hook with this config.
     fn after_fire(&self, config: &Params, fired: &[&Fired]);
 }

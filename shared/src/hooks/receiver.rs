@@ -127,10 +127,10 @@ fn handle(ctx: &Context, params: &Params, sources: &[HookSource]) -> HookRespons
         log(&format!("receive: out of time before firing {id}: {} fired, the rest is for the retry", fired_ids.len()));
     }
     // What lives with the registration hears of what was fired, after the fire.
-    if let Some(companion) = HookSource::find(sources, config.source).and_then(|s| s.companion) {
+    if let Some(hook) = HookSource::find(sources, config.source).and_then(|s| s.fired) {
         let fired: Vec<&Fired> = events.iter().filter(|e| fired_ids.contains(&e.id)).collect();
         if !fired.is_empty() {
-            companion.after_fire(params, &fired);
+            hook.after_fire(params, &fired);
         }
     }
     let cut = failure.is_some() || out_of_time_at.is_some();

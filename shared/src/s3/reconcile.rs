@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::markers::{Pushed, CONFIG_RECONCILE};
 use super::source::S3Source;
-use crate::hooks::extension::{Companion, Fired};
+use crate::hooks::extension::{Companion, FireHook, Fired};
 use crate::lifecycle::{Feed, FeedRequest};
 use crate::openwhisk::{ApiTls, Client, QualifiedName};
 use crate::params::{ParamError, Params};
@@ -248,6 +248,12 @@ impl Companion for Reconcile {
     fn set_active(&self, req: &FeedRequest, config: &Params, active: bool) -> Result<(), ActionError> {
         set_active(req, config, active)
     }
+}
+
+/// The reconcile's receiver half: the push markers after each fire.
+pub struct PushMarkers;
+
+impl FireHook for PushMarkers {
     fn after_fire(&self, config: &Params, fired: &[&Fired]) {
         record_pushed(config, fired)
     }
