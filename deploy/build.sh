@@ -40,11 +40,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 target=x86_64-unknown-linux-gnu
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 dist=$root/dist
-# poll 2.02 MB, changes 2.01 MB today (1.65 MB before the kafka source; its wire client with
+# poll 2.11 MB, changes 2.07 MB today (1.65 MB before the kafka source; its wire client with
 # kafka-protocol's codec for the 8 messages it speaks, the record-batch decoder, pure-Rust
 # gzip/snappy/lz4/zstd decoders, SASL and a second rustls configuration add 0.36 MB; BENCHMARKS
-# "Binary size of the kafka source"). 2 % of room: a new dependency of 40 kB zipped fails it.
-max_zip_bytes=$((2060 * 1000))
+# "Binary size of the kafka source"; the namespace scheduler's tick, entities, shared pace and
+# cron matching add 88 kB to poll and 56 kB to changes, BENCHMARKS "Where the namespace
+# scheduler's bytes go"). 2 % of room: a new dependency of 40 kB zipped fails it.
+max_zip_bytes=$((2150 * 1000))
 
 command -v python3 >/dev/null || {
     echo "build.sh: python3 is required (it writes and checks the zips)" >&2

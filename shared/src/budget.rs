@@ -41,6 +41,16 @@ impl Budget {
         Budget { deadline: self.deadline, margin }
     }
 
+    /// The same budget ending at `at` if that is earlier (work that must stop sooner than the
+    /// activation, such as one trigger's listing in a scheduler tick).
+    pub fn capped(&self, at: Option<SystemTime>) -> Budget {
+        let deadline = match (self.deadline, at) {
+            (Some(d), Some(a)) => Some(d.min(a)),
+            (d, a) => d.or(a),
+        };
+        Budget { deadline, margin: self.margin }
+    }
+
     /// The deadline as epoch milliseconds (for leases); `None` when unbounded.
     pub fn deadline_ms(&self) -> Option<u64> {
         self.deadline.and_then(|d| d.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64)
@@ -67,5 +77,9 @@ mod tests {
         let past = Budget::new(Some(SystemTime::now() - Duration::from_secs(1)), Duration::ZERO);
         assert!(past.expired());
         assert!(Budget::new(None, Duration::from_secs(1)).allows(Duration::from_secs(1000)));
+        let soon = SystemTime::now() + Duration::from_secs(2);
+        assert!(!b.capped(Some(soon)).allows(Duration::from_secs(3)));
+        assert!(b.capped(None).allows(Duration::from_secs(5)));
+        assert!(!Budget::new(None, Duration::ZERO).capped(Some(soon)).allows(Duration::from_secs(3)));
     }
 }

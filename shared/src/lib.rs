@@ -26,7 +26,7 @@
 //!
 //! # Patterns
 //! [`polling::PollingFeed`] and [`polling::poll`]: the polling pattern over any
-//! [`source::Source`] (alarm trigger, rule, config binding, state, diff, delivery), with
+//! [`source::Source`] (the namespace scheduler, config binding, state, diff, delivery), with
 //! [`schedule::Schedule`]. [`hooks`]: the hooks pattern (receiver web action, hook feed).
 //! Neither names a feature: they offer extension points ([`polling::extensions::Extensions`],
 //! [`polling::change_hook::ChangeHook`], [`hooks::extension::HookSource`]) that the features

@@ -89,49 +89,72 @@ impl FeedRequest<'_> {
     /// Reads a feed's per-trigger config: the parameters of its package binding in the user's
     /// namespace (`None` when there is none). `what` names it in errors ("feed config").
     pub fn read_config(&self, binding: &QualifiedName, what: &str) -> Result<Option<Params>, ActionError> {
-        let doc = match self.client.get_package(binding) {
-            Ok(doc) => doc,
-            Err(OwError::NotFound(_)) => return Ok(None),
-            // With `shared-packages-execute-only`, GET of a binding to another namespace's
-            // package is refused with 403 once the binding is found (apache/openwhisk
-            // Packages.scala:343-344). A PUT with an empty body changes nothing (every field
-            // absent keeps its value, Packages.scala:288-305) and answers the binding with its
-            // own parameters, which are the whole config (ApiUtils.scala:346; with
-            // `require-response-payload = false` it answers nothing, and we say so).
-            Err(OwError::Unauthorized(m)) if m.contains("binding of a shared package") => {
-                let refused = |why: String| {
-                    ActionError::new(format!(
-                        "reading the {what} {binding}: this OpenWhisk refuses GET of bindings of shared packages \
-                         (shared-packages-execute-only=true) and {why}; ask the operator to allow GET of \
-                         shared packages or to enable whisk.feature-flags.require-response-payload"
-                    ))
-                };
-                let doc = self
-                    .client
-                    .put_package(binding, &json!({}), true)
-                    .map_err(|e| refused(format!("reading it back with an empty PUT failed: {e}")))?;
-                if !doc["parameters"].is_array() {
-                    return Err(refused("an empty PUT answered no parameters".to_string()));
-                }
-                doc
-            }
-            Err(e) => return Err(ActionError::new(format!("reading the {what} {binding}: {e}"))),
-        };
-        Ok(Some(Params::from_value(Value::Object(from_key_values(&doc["parameters"])))?))
+        match read_binding(&self.client, binding, what)? {
+            None => Ok(None),
+            Some(doc) => Ok(Some(Params::from_value(Value::Object(from_key_values(&doc["parameters"])))?)),
+        }
     }
 
     /// Writes (or replaces) a feed's per-trigger config: a binding of this feed action's own
     /// package, so credentials stay in the user's namespace and never on the shared package.
+    /// Its annotations are kept.
     pub fn write_config(&self, binding: &QualifiedName, config: &Params) -> Result<(), OwError> {
+        self.write_config_annotated(binding, config, None)
+    }
+
+    /// Like `write_config`, replacing the binding's annotations with `annotations` when given
+    /// (`[{"key", "value"}, …]`): what a pattern records about the trigger where listing the
+    /// namespace's packages shows it (they carry annotations, not parameters).
+    pub fn write_config_annotated(
+        &self,
+        binding: &QualifiedName,
+        config: &Params,
+        annotations: Option<&Value>,
+    ) -> Result<(), OwError> {
         let package = self.package.as_ref().ok_or_else(|| OwError::BadRequest {
             status: 400,
             message: "runtime: cannot tell this feed action's package from its name".into(),
         })?;
-        let body = json!({
+        let mut body = json!({
             "binding": { "namespace": package.namespace, "name": package.name },
             "parameters": key_values(config.as_map()),
         });
+        if let Some(a) = annotations {
+            body["annotations"] = a.clone();
+        }
         self.client.put_package(binding, &body, true).map(|_| ())
+    }
+}
+
+/// Reads a package binding in the caller's namespace, parameters and annotations (`None` when
+/// there is none). `what` names it in errors.
+pub fn read_binding(client: &Client, binding: &QualifiedName, what: &str) -> Result<Option<Value>, ActionError> {
+    match client.get_package(binding) {
+        Ok(doc) => Ok(Some(doc)),
+        Err(OwError::NotFound(_)) => Ok(None),
+        // With `shared-packages-execute-only`, GET of a binding to another namespace's
+        // package is refused with 403 once the binding is found (apache/openwhisk
+        // Packages.scala:343-344). A PUT with an empty body changes nothing (every field
+        // absent keeps its value, Packages.scala:288-305) and answers the binding with its
+        // own parameters, which are the whole config (ApiUtils.scala:346; with
+        // `require-response-payload = false` it answers nothing, and we say so).
+        Err(OwError::Unauthorized(m)) if m.contains("binding of a shared package") => {
+            let refused = |why: String| {
+                ActionError::new(format!(
+                    "reading the {what} {binding}: this OpenWhisk refuses GET of bindings of shared packages \
+                     (shared-packages-execute-only=true) and {why}; ask the operator to allow GET of \
+                     shared packages or to enable whisk.feature-flags.require-response-payload"
+                ))
+            };
+            let doc = client
+                .put_package(binding, &json!({}), true)
+                .map_err(|e| refused(format!("reading it back with an empty PUT failed: {e}")))?;
+            if !doc["parameters"].is_array() {
+                return Err(refused("an empty PUT answered no parameters".to_string()));
+            }
+            Ok(Some(doc))
+        }
+        Err(e) => Err(ActionError::new(format!("reading the {what} {binding}: {e}"))),
     }
 }
 

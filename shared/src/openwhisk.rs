@@ -568,6 +568,16 @@ impl Client {
         self.put("packages", "package", name, body, overwrite)
     }
 
+    /// One page of the caller's packages and bindings (`limit` at most 200), newest update
+    /// first: each with its `annotations` and `binding`, without parameters (apache/openwhisk
+    /// core/controller/.../controller/Packages.scala:205-228, the `packages` view of
+    /// ansible/files/whisks_design_document_for_entities_db_v2.1.0.json).
+    pub fn list_packages(&self, limit: u32, skip: u32) -> Result<Value, OwError> {
+        let (limit, skip) = (limit.to_string(), skip.to_string());
+        let query = [("limit", limit.as_str()), ("skip", skip.as_str())];
+        self.call(Method::Get, "/namespaces/_/packages", &query, None, "packages")
+    }
+
     /// `DELETE` a package or binding.
     pub fn delete_package(&self, name: &QualifiedName) -> Result<(), OwError> {
         self.delete("packages", "package", name)

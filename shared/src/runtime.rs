@@ -229,6 +229,13 @@ fn remember_secrets(ctx: &Context, params: &Params) {
     if let Some(key) = &ctx.api_key {
         secret::remember(key.expose());
     }
+    remember_param_secrets(params);
+}
+
+/// Adds the credentials in `params` to the activation's known secrets, as the runtime does for
+/// its own parameters: for a handler that reads more parameters than it was given (the
+/// scheduler's tick reads every due trigger's config).
+pub fn remember_param_secrets(params: &Params) {
     fn walk(name: &str, v: &Value) {
         match v {
             Value::String(s) => {

@@ -99,6 +99,60 @@ impl Schedule {
         }
     }
 
+    /// Which minute of its interval a trigger keyed `key` polls in (`0..interval`): spreads the
+    /// triggers of one interval over its minutes. Cron schedules have none.
+    pub fn phase(&self, key: &str) -> u64 {
+        match self {
+            Schedule::Interval(minutes) if *minutes > 1 => stable_hash(key) % minutes,
+            _ => 0,
+        }
+    }
+
+    /// True when the scheduler polls in calendar minute `minute` (epoch ms / 60000): an
+    /// interval of N when `(minute - phase)` is a multiple of N, a cron schedule when the
+    /// alarms provider would fire in that minute.
+    pub fn due_in(&self, minute: u64, phase: u64) -> bool {
+        match self {
+            Schedule::Interval(n) => (minute + n - phase % n).is_multiple_of(*n),
+            Schedule::Cron(expr) => {
+                let Ok(pattern) = Pattern::parse(expr) else { return false };
+                let start = (minute * 60_000) as i64;
+                pattern.next_after(start - 1_000).is_some_and(|t| t < start + 60_000)
+            }
+        }
+    }
+
+    /// True when the scheduler polls in any minute of `first..=last`.
+    pub fn due_between(&self, first: u64, last: u64, phase: u64) -> bool {
+        match self {
+            Schedule::Interval(n) => {
+                // The first due minute at or after `first`.
+                let next = first + (phase % n + n - first % n) % n;
+                next <= last
+            }
+            Schedule::Cron(expr) => {
+                let Ok(pattern) = Pattern::parse(expr) else { return false };
+                let start = (first * 60_000) as i64;
+                pattern.next_after(start - 1_000).is_some_and(|t| t < ((last + 1) * 60_000) as i64)
+            }
+        }
+    }
+
+    /// When the scheduler next polls after `now_ms`: the start of the next due minute (the
+    /// scheduler's alarm fires at the start of every minute).
+    pub fn next_due(&self, now_ms: u64, phase: u64) -> Option<u64> {
+        match self {
+            Schedule::Interval(n) => {
+                let first = now_ms / 60_000 + 1;
+                Some((first + (phase % n + n - first % n) % n) * 60_000)
+            }
+            Schedule::Cron(expr) => {
+                let after = i64::try_from(now_ms).ok()?;
+                Pattern::parse(expr).ok()?.next_after(after).and_then(|t| u64::try_from(t).ok())
+            }
+        }
+    }
+
     /// When the alarm next fires after a poll that started at `last_ms`, as the alarms provider
     /// computes it (UTC); a cron schedule counts from `now_ms` if that is later.
     pub fn next_poll(&self, last_ms: u64, now_ms: u64) -> Option<u64> {
@@ -110,6 +164,11 @@ impl Schedule {
             }
         }
     }
+}
+
+/// FNV-1a: a hash that is the same in every build and process (phases, tick order).
+pub fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Checks a cron expression as the alarms provider would run it, and keeps it as written.
@@ -210,5 +269,38 @@ mod tests {
         assert_eq!(next("0 9 * * 1-5"), Some(friday + 3 * 24 * hour - 3 * hour));
         assert_eq!(next("0 13 * * 1-5"), Some(friday + hour));
         assert_eq!(Schedule::Interval(5).next_poll(friday, friday + 1), Some(friday + 300_000));
+    }
+
+    #[test]
+    fn the_scheduler_polls_an_interval_on_its_phase_and_a_cron_when_it_matches() {
+        let five = Schedule::Interval(5);
+        let phase = five.phase("/guest/t");
+        assert!(phase < 5);
+        assert_eq!(phase, five.phase("/guest/t"), "stable");
+        let due: Vec<u64> = (100..120).filter(|m| five.due_in(*m, phase)).collect();
+        assert_eq!(due.len(), 4, "{due:?}");
+        assert!(due.iter().all(|m| m % 5 == phase), "{due:?}");
+        // Phases spread triggers over the interval's minutes.
+        let phases: std::collections::BTreeSet<u64> = (0..200).map(|i| five.phase(&format!("/ns/t{i}"))).collect();
+        assert_eq!(phases.len(), 5);
+        assert!(Schedule::Interval(1).due_in(12345, Schedule::Interval(1).phase("x")));
+        // A late tick covers the minutes it missed.
+        assert!(five.due_between(101, 105, phase));
+        assert!(!five.due_between(100, 103, 4));
+        assert!(five.due_between(100, 104, 4));
+        // nextPoll: the start of the next due minute.
+        let now = 104 * 60_000 + 30_000;
+        assert_eq!(five.next_due(now, 4), Some(109 * 60_000));
+        assert_eq!(five.next_due(now, 0), Some(105 * 60_000));
+        assert_eq!(Schedule::Interval(1).next_due(now, 0), Some(105 * 60_000));
+        // Cron: 09:00 UTC on Sundays (2026-11-29 is a Sunday).
+        let sunday_nine = 1_795_942_800_000u64;
+        let cron = Schedule::Cron("0 9 * * 0".into());
+        assert!(cron.due_in(sunday_nine / 60_000, 0));
+        assert!(!cron.due_in(sunday_nine / 60_000 + 1, 0));
+        assert!(!cron.due_in(sunday_nine / 60_000 - 1, 0));
+        assert!(cron.due_between(sunday_nine / 60_000 - 10, sunday_nine / 60_000, 0));
+        assert!(!cron.due_between(sunday_nine / 60_000 + 1, sunday_nine / 60_000 + 600, 0));
+        assert_eq!(cron.next_due(sunday_nine - 5_000, 0), Some(sunday_nine));
     }
 }

@@ -17,6 +17,8 @@ use crate::store::{LeaseDoc, PollOutcome};
 
 /// Poll activations READ looks at (newest first; all feeds of the namespace share them).
 const ACTIVATIONS: u32 = 50;
+/// Scheduler ticks READ looks at (each lists the polls of many triggers).
+const TICKS: u32 = 10;
 /// Polls in a row without progress after which READ says the feed is stalled.
 pub const STALL_AFTER: usize = 3;
 
@@ -32,43 +34,54 @@ pub struct PollRecord {
 }
 
 /// The poll records of `trigger` among the newest activations of the poll action invoked
-/// through the feed's config binding, newest first. OpenWhisk indexes an activation made
+/// through each of `bindings` (the feed's config binding, and the namespace scheduler's, whose
+/// ticks list their polls under `polls`), newest first. OpenWhisk indexes an activation made
 /// through a binding as `{binding}/{action}` (apache/openwhisk
 /// ansible/files/whisks_design_document_for_activations_db_filters_v2.1.1.json, `pathFilter`),
-/// so `name={binding}/poll` selects this feed's polls. Listing activations may fail
-/// (permissions, an old platform): READ then shows the store's record only and says why.
-pub fn poll_activations(client: &Client, binding: &str, trigger: &str) -> Result<Vec<PollRecord>, OwError> {
-    let list = client.list_activations(Some(&format!("{binding}/poll")), ACTIVATIONS)?;
-    let mut out: Vec<PollRecord> = list
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| {
+/// so `name={binding}/poll` selects them. Listing activations may fail (permissions, an old
+/// platform): READ then shows the store's record only and says why.
+pub fn poll_activations(client: &Client, bindings: &[&str], trigger: &str) -> Result<Vec<PollRecord>, OwError> {
+    let mut out = Vec::new();
+    for (i, binding) in bindings.iter().enumerate() {
+        // A tick's result lists many triggers' polls: fewer of them say enough.
+        let limit = if i == 0 { ACTIVATIONS } else { TICKS };
+        let list = client.list_activations(Some(&format!("{binding}/poll")), limit)?;
+        for a in list.as_array().map(Vec::as_slice).unwrap_or_default() {
             let result = &a["response"]["result"];
-            if result["trigger"].as_str() != Some(trigger) {
-                return None;
+            let start = a["start"].as_u64().unwrap_or(0);
+            if result["trigger"].as_str() == Some(trigger) {
+                out.push(record_of(result, start));
             }
-            let text = |v: &Value| v.as_str().map(str::to_string);
-            let outcome = match result["status"].as_str() {
-                Some(s) => PollOutcome::parse(s),
-                None if result.get("error").is_some() => PollOutcome::Error,
-                None => PollOutcome::Unknown,
-            };
-            let error = text(&result["error"]).or_else(|| text(&result["problem"])).or_else(|| {
-                (outcome == PollOutcome::Busy).then(|| {
-                    format!(
-                        "the lease is held by {} until {}",
-                        result["holder"].as_str().unwrap_or("another poll"),
-                        result["until"].as_str().unwrap_or("?")
-                    )
-                })
-            });
-            Some(PollRecord { started_ms: a["start"].as_u64().unwrap_or(0), outcome, error })
-        })
-        .collect();
+            for poll in result["polls"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                if poll["trigger"].as_str() == Some(trigger) {
+                    out.push(record_of(poll, start));
+                }
+            }
+        }
+    }
     out.sort_by_key(|r| std::cmp::Reverse(r.started_ms));
+    out.dedup_by_key(|r| (r.started_ms, r.outcome));
     Ok(out)
+}
+
+/// One poll's record from its result.
+fn record_of(result: &Value, started_ms: u64) -> PollRecord {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let outcome = match result["status"].as_str() {
+        Some(s) => PollOutcome::parse(s),
+        None if result.get("error").is_some() => PollOutcome::Error,
+        None => PollOutcome::Unknown,
+    };
+    let error = text(&result["error"]).or_else(|| text(&result["problem"])).or_else(|| {
+        (outcome == PollOutcome::Busy).then(|| {
+            format!(
+                "the lease is held by {} until {}",
+                result["holder"].as_str().unwrap_or("another poll"),
+                result["until"].as_str().unwrap_or("?")
+            )
+        })
+    });
+    PollRecord { started_ms, outcome, error }
 }
 
 /// Adds to READ's status: `lastPoll`, `lastOutcome`, `lastError` (from the newer of the store's

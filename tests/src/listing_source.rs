@@ -4,7 +4,9 @@
 //! an S3 server: `listing` names a JSON file `[{"key": "a", "version": "1"}, …]` (listed in
 //! file order, in pages of `pageSize`), `stateDir` a directory for the state blobs (without it the
 //! source offers no store, and the core keeps the state in the one the user names). `token`
-//! is a secret parameter (never shown by READ) and `failProbe` makes CREATE's probe fail.
+//! is a secret parameter (never shown by READ) and `failProbe` makes CREATE's probe fail. A
+//! file `{listing}.delay` holding a number makes every listing take that many milliseconds
+//! longer (a slow store), without slowing down the CREATEs made before it was written.
 
 use std::fs;
 use std::io::Write;
@@ -99,6 +101,10 @@ impl Lister for ListingLister {
         _previous: Previous<'_>,
         page: &mut dyn FnMut(Vec<Entry>) -> Flow,
     ) -> Result<bool, SourceError> {
+        let delay = fs::read_to_string(format!("{}.delay", self.listing.display()));
+        if let Some(ms) = delay.ok().and_then(|d| d.trim().parse::<u64>().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let entries: Vec<Entry> = self
             .read()?
             .into_iter()

@@ -19,6 +19,12 @@ use owfeed::openwhisk::{AuthKey, Client, OwError, QualifiedName};
 pub const USER: &str = "guest";
 /// Where the package is deployed (shared), as `wskdeploy -m manifest.yaml` would do.
 pub const PACKAGE: &str = "owfeed";
+/// The namespace scheduler's alarm trigger in the user's namespace (`{package}.scheduler-tick`).
+pub const SCHEDULER_TICK: &str = "owfeed.scheduler-tick";
+/// The namespace scheduler's rule.
+pub const SCHEDULER_RULE: &str = "owfeed.scheduler-rule";
+/// The namespace scheduler's binding.
+pub const SCHEDULER_BINDING: &str = "owfeed.scheduler";
 
 /// A directory removed on drop.
 pub struct TempDir(PathBuf);
@@ -134,6 +140,16 @@ impl World {
         Ok(())
     }
 
+    /// Sets the namespace budgets of every feed on our package, as a deployer does with `wsk
+    /// package update owfeed -p namespaceFiresPerMinute …` (each namespace's scheduler binding
+    /// may override them).
+    pub fn set_namespace_budgets(&self, budgets: Value) {
+        let pkg = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, None, PACKAGE);
+        let params: Vec<Value> =
+            budgets.as_object().expect("an object").iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+        self.system.put_package(&pkg, &json!({ "publish": true, "parameters": params }), true).expect("update package");
+    }
+
     /// The feed action's fully qualified name.
     pub fn feed_name(&self) -> QualifiedName {
         QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(PACKAGE), "changes")
@@ -237,10 +253,31 @@ impl World {
         self.system.put_action(&poll, &json!({ "limits": { "timeout": ms } }), true).expect("update poll timeout");
     }
 
-    /// Fires every alarm once (one poll per feed trigger) and waits for the invocations.
+    /// One tick of the namespace scheduler that polls every registered (unpaused) feed trigger
+    /// whatever its schedule (`wsk trigger fire owfeed.scheduler-tick -p due all`), and waits
+    /// for the invocations. Feeds with an alarm of their own (made before the scheduler) are
+    /// polled by their alarms, fired too.
     pub fn poll(&self) {
-        self.emu.fire_alarms();
+        let tick = QualifiedName::new(USER, None, SCHEDULER_TICK);
+        match self.user.fire_trigger(&tick, &json!({ "due": "all" })) {
+            Ok(_) | Err(OwError::NotFound(_)) => {}
+            Err(e) => panic!("firing the scheduler: {e}"),
+        }
+        let own = self.emu.alarms_of(USER).into_iter().filter(|t| t != &format!("/{USER}/{SCHEDULER_TICK}"));
+        for alarm in own.collect::<Vec<_>>() {
+            self.emu.fire_alarm(&alarm);
+        }
         assert!(self.emu.wait_idle(Duration::from_secs(120)), "emulator did not go idle");
+    }
+
+    /// Results of the scheduler's ticks (and the activations they fanned out to), oldest first.
+    pub fn ticks(&self) -> Vec<Value> {
+        self.emu
+            .activations(USER)
+            .into_iter()
+            .filter(|a| a["name"] == "poll" && a["response"]["result"]["polls"].is_array())
+            .map(|a| a["response"]["result"].clone())
+            .collect()
     }
 
     /// The payloads fired at the user's trigger `name`, in the order the fires were accepted
@@ -272,14 +309,18 @@ impl World {
             .collect()
     }
 
-    /// Results of the poll activations, oldest first.
+    /// Results of the polls, oldest first: a poll activation's result, or each poll a tick of
+    /// the scheduler lists.
     pub fn poll_results(&self) -> Vec<Value> {
-        self.emu
-            .activations(USER)
-            .into_iter()
-            .filter(|a| a["name"] == "poll")
-            .map(|a| a["response"]["result"].clone())
-            .collect()
+        let mut out = Vec::new();
+        for a in self.emu.activations(USER).into_iter().filter(|a| a["name"] == "poll") {
+            let result = &a["response"]["result"];
+            match result["polls"].as_array() {
+                Some(polls) => out.extend(polls.iter().cloned()),
+                None => out.push(result.clone()),
+            }
+        }
+        out
     }
 
     /// Names of the user's triggers, rules and packages, as `kind:name`, sorted.

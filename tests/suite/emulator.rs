@@ -204,6 +204,9 @@ fn fires_and_invocations_are_throttled_in_calendar_minute_buckets() {
     sleep_into_next_minute(200);
     assert_eq!((fire().status, fire().status, fire().status), (204, 204, 429));
     assert_eq!((invoke().status, invoke().status, invoke().status), (200, 200, 429));
+    // What the throttles refused, as tests count it.
+    assert_eq!(s.emu.refusals("guest"), ow_emulator::Refusals { fires: 2, invocations: 3 });
+    assert_eq!(s.emu.refusals("other"), ow_emulator::Refusals::default());
 }
 
 /// Rule-fired actions are invoked through the actions API as the firing identity
@@ -231,6 +234,8 @@ fn rule_invocations_are_throttled_like_invokes_and_logged_in_the_trigger_activat
     // web actions run as their owner, under the same throttles (WebActions.scala:760-766)
     let web = Api::new(&s.emu.url(), None).post("/api/v1/web/guest/default/webecho.json", &json!({}));
     assert_eq!((web.status, web.json()["error"].clone()), (429, json!(message)));
+    // Counted: the rule invocation the accepted fire could not make, the invoke, the web action.
+    assert_eq!(s.emu.refusals("guest").invocations, 3);
     assert!(s.emu.wait_idle(Duration::from_secs(30)));
 
     let log =
@@ -961,4 +966,50 @@ fn a_once_alarm_fires_a_single_time_and_can_delete_its_trigger() {
     assert_eq!(fired, json!({"fired": [{"trigger": "/guest/once", "status": 204}]}));
     assert_eq!(s.guest.get(&format!("{NS}/_/triggers/once")).status, 404);
     assert!(s.emu.fire_alarms().is_empty());
+}
+
+/// A burst of new connections is served at once while other clients keep idle connections
+/// open (every OpenWhisk client keeps its connections alive; a scheduler tick opens dozens at
+/// once). tiny_http 0.12.0 dispatches each connection to a thread of its pool and, in a burst,
+/// could queue one behind a thread it had already promised to another, where it waited until
+/// some connection closed (tests/vendor/tiny_http, `TaskPool::spawn`).
+#[test]
+fn a_burst_of_new_connections_is_served_while_others_stay_open() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let s = setup();
+    let addr = s.emu.url().trim_start_matches("http://").to_string();
+    let request = format!("GET /api/v1 HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let read_response = |stream: &mut TcpStream| {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).expect("a response within 10 s");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    };
+    for _round in 0..5 {
+        // Idle keep-alive connections, each holding one of the server's threads.
+        let mut idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+        for stream in &mut idle {
+            stream.write_all(request.as_bytes()).unwrap();
+            read_response(stream);
+        }
+        let barrier = std::sync::Barrier::new(16);
+        let slowest = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        let began = std::time::Instant::now();
+                        let mut stream = TcpStream::connect(&addr).unwrap();
+                        stream.write_all(request.as_bytes()).unwrap();
+                        read_response(&mut stream);
+                        began.elapsed()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).max().unwrap()
+        });
+        assert!(slowest < Duration::from_secs(3), "a new connection waited {slowest:?}");
+        drop(idle);
+    }
 }

@@ -603,6 +603,53 @@ fn connection_mode_fires_within_the_activation_as_messages_arrive() {
     assert_eq!(values, [json!("first"), json!("second")]);
 }
 
+/// Connection mode on the namespace scheduler: one tick holds the fetches of several
+/// connection-mode Kafka triggers at once (a thread each), and each fires as its messages
+/// arrive, while the tick still runs.
+#[test]
+fn connection_mode_triggers_are_held_together_by_one_scheduler_tick() {
+    let r = Rig::start(2);
+    for t in ["t", "u"] {
+        r.w.create_trigger(t, r.params(json!({"mode": "connection"}))).expect("create trigger with feed");
+        // A trigger without an active rule leaves no activation of its fires.
+        r.w.record_events(t, Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    }
+    r.w.set_poll_timeout(12_000);
+    let began = Instant::now();
+    std::thread::scope(|scope| {
+        let tick = scope.spawn(|| r.w.poll());
+        std::thread::sleep(Duration::from_millis(2_500));
+        let written = Instant::now();
+        r.produce(json!([{"partition": 0, "value": "one"}, {"partition": 1, "value": "two"}]));
+        while r.w.fired("t").len() < 2 || r.w.fired("u").len() < 2 {
+            if written.elapsed() > Duration::from_secs(6) {
+                let fired = (r.w.fired("t"), r.w.fired("u"));
+                tick.join().expect("tick thread");
+                panic!("not every message fired within 6 s: {fired:?}; ticks {:?}", r.w.ticks());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!tick.is_finished(), "the messages fired while the tick still held the connections");
+        tick.join().expect("tick thread");
+    });
+    assert!(began.elapsed() >= Duration::from_secs(8), "the tick held the connections: {:?}", began.elapsed());
+    let ticks = r.w.ticks();
+    assert_eq!(ticks.len(), 1, "one activation for both triggers: {ticks:?}");
+    let polls = ticks[0]["polls"].as_array().unwrap();
+    let mut fired: Vec<(String, Value, Value)> = polls
+        .iter()
+        .map(|p| (p["trigger"].as_str().unwrap().to_string(), p["status"].clone(), p["fired"].clone()))
+        .collect();
+    fired.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        fired,
+        [(format!("/{USER}/t"), json!("ok"), json!(2)), (format!("/{USER}/u"), json!("ok"), json!(2))],
+        "{ticks:?}"
+    );
+    let read = r.read();
+    assert_eq!(read["status"]["scheduler"]["connectionMode"], 2, "{read}");
+}
+
 #[test]
 fn a_message_too_large_for_a_fire_is_fired_as_a_reference_never_skipped() {
     let r = Rig::start(1);

@@ -50,6 +50,11 @@ mod sns;
 mod reconcile;
 // the local sandbox (deploy/sandbox.sh) shows created, updated and deleted events
 mod sandbox;
+// one namespace at OpenWhisk's default quotas: hundreds of idle and dozens of busy S3 triggers
+mod quota;
+// the namespace scheduler: moving feeds made before it, connection mode on one activation,
+// fan-out, one tick at a time, late ticks, the namespace's budget and READ's picture of it
+mod scheduler;
 // manifest.yaml and deploy scripts agree with the workspace
 mod shipping;
 // ARCHITECTURE's claims a test can check: the patterns name no feature, every registry is complete

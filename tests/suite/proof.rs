@@ -21,10 +21,16 @@ fn echo() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_echo-action"))
 }
 
-/// A world whose feed and poll actions serve the `generated` source.
+/// A world whose feed and poll actions serve the `generated` source. The emulator does not
+/// throttle and these tests are about recovery and resumption, not pacing: the namespace's
+/// budgets are lifted, as a deployer may (`wsk package update owfeed -p …`).
 fn gen_world() -> World {
     let bin = Path::new(env!("CARGO_BIN_EXE_gen-action"));
-    World::start(bin, bin)
+    let w = World::start(bin, bin);
+    w.set_namespace_budgets(json!({
+        "namespaceFiresPerMinute": 100_000, "namespaceInvocationsPerMinute": 1_000_000, "namespaceFireBurst": 10_000
+    }));
+    w
 }
 
 /// Re-deploys the shared `poll` action with a `timeout_ms` time limit.

@@ -4,17 +4,18 @@ use serde_json::{json, Value};
 
 use super::extensions::{Extensions, NamedStore};
 use super::helpers::{
-    alarm_feed, alarm_trigger_body, alarms_package, baseline, default_alarms, describe_invoke_error, find_source, iso,
-    source_error, state_blobs, teardown, teardown_plan, Helpers, Opened,
+    alarm_feed, alarms_package, baseline, default_alarms, describe_invoke_error, find_source, iso, source_error,
+    state_blobs, teardown, teardown_plan, Helpers, Opened,
 };
 use super::log::{cursor_stall, log_baseline, log_lag, log_status, LogSettings, Mode, Since};
+use super::scheduler::{self, Registration, Scheduler};
 use super::{
     config_dialect, dialect_fields, margins, PollSettings, CONFIG_ACKNOWLEDGED, CONFIG_DIALECT, CONFIG_SOURCE,
     CONFIG_TRIGGER, DEFAULT_INTERVAL_MINUTES,
 };
 use crate::budget::{now_ms, Budget};
 use crate::events::Format;
-use crate::lifecycle::{ignore_missing, redact, Feed, FeedRequest, Undo};
+use crate::lifecycle::{ignore_missing, read_binding, redact, Feed, FeedRequest, Undo};
 use crate::openwhisk::{Client, OwError, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
@@ -129,18 +130,24 @@ impl<'a> PollingFeed<'a> {
     }
 }
 
-/// This feed action's package: the config binding binds to it, so it must be known.
-pub(super) fn own_package(req: &FeedRequest) -> Result<(), ActionError> {
-    match req.package {
-        Some(_) => Ok(()),
+/// This feed action's package: the config binding binds to it and the namespace scheduler is
+/// named after it, so it must be known.
+pub(super) fn own_package(req: &FeedRequest) -> Result<QualifiedName, ActionError> {
+    match &req.package {
+        Some(p) => Ok(p.clone()),
         None => Err(ActionError::new("runtime: cannot tell this feed action's package from its name")),
     }
+}
+
+/// The mode a validated config polls in (connection mode is for log sources).
+fn mode_of(v: &Validated) -> Mode {
+    v.log.as_ref().map_or(Mode::Poll, |l| l.mode)
 }
 
 impl Feed for PollingFeed<'_> {
     fn create(&self, req: &FeedRequest) -> Result<Value, ActionError> {
         let v = self.validate(&req.params)?;
-        own_package(req)?;
+        let package = own_package(req)?;
         v.opened.probe().map_err(source_error)?;
         let helpers = Helpers::for_trigger(&req.trigger);
         // The state's key: given, or kept from an earlier attempt of this CREATE (whose state
@@ -154,18 +161,29 @@ impl Feed for PollingFeed<'_> {
             .map_err(|e| ActionError::new(format!("cannot write the feed state at {}: {e}", store.location())))?;
         let store = store.with_dialect(probe.dialect);
         let client = &req.client;
+        let sched = Scheduler::new(&req.trigger.namespace, &package);
         let mut config = self.config(req, &req.params)?;
         config.insert(CONFIG_DIALECT, json!(probe.dialect.as_str()));
         config.insert(CONFIG_STATE_KEY, json!(key.expose()));
         config.remove(CONFIG_ACKNOWLEDGED);
         let mut undo = Undo::new();
+        // Undone last: a scheduler this CREATE made goes once the registration is gone, unless
+        // another trigger registered meanwhile.
+        let made = std::cell::Cell::new(false);
+        undo.push("namespace scheduler", || {
+            if made.get() {
+                scheduler::remove_unless_needed(client, &sched, &v.alarms).map(|_| ()).map_err(|e| e.message)
+            } else {
+                Ok(())
+            }
+        });
 
         if let Err(e) = req.write_config(&helpers.config, &config) {
-            return Err(ActionError::new(format!("creating the feed config {}: {e}", helpers.config)));
+            return Err(undo.fail_with(ActionError::new(format!("creating the feed config {}: {e}", helpers.config))));
         }
         undo.push("feed config", || ignore_missing(client.delete_package(&helpers.config)));
 
-        let result = (|| -> Result<(), ActionError> {
+        let result = (|| -> Result<scheduler::Ensured, ActionError> {
             match store.load() {
                 // A retried CREATE (wskdeploy retries) keeps the state and its pending events.
                 Ok(Some(_)) => {}
@@ -184,28 +202,24 @@ impl Feed for PollingFeed<'_> {
                 }
                 Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
             }
-            client
-                .put_trigger(&helpers.alarm, &alarm_trigger_body(&v.alarms, &v.schedule), true)
-                .map_err(|e| ActionError::new(format!("creating the alarm trigger {}: {e}", helpers.alarm)))?;
-            undo.push("alarm trigger", || ignore_missing(client.delete_trigger(&helpers.alarm)));
-            // Idempotent: an alarm left by an earlier attempt is replaced.
-            let _ = alarm_feed(client, &v.alarms, &v.schedule, "DELETE", &helpers.alarm);
-            alarm_feed(client, &v.alarms, &v.schedule, "CREATE", &helpers.alarm).map_err(|e| {
-                ActionError::new(format!("creating the alarm with {}: {}", v.alarms, describe_invoke_error(&e)))
+            // Registered with the state in place, then the scheduler made sure of: a tick that
+            // removes an idle scheduler lists again after removing it and sees this binding.
+            let registration = Registration::new(&req.trigger, v.schedule.clone(), mode_of(&v), false);
+            scheduler::register(client, &helpers.config, &registration).map_err(|e| {
+                ActionError::new(format!("registering {} with the namespace scheduler: {e}", helpers.config))
             })?;
-            undo.push("alarm", || {
-                alarm_feed(client, &v.alarms, &v.schedule, "DELETE", &helpers.alarm)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            });
-            client
-                .put_rule(&helpers.rule, &helpers.alarm, &helpers.poll, true)
-                .map_err(|e| ActionError::new(format!("creating the rule {}: {e}", helpers.rule)))?;
-            Ok(())
+            let ensured = scheduler::ensure_tracked(client, &sched, &v.alarms, &made)?;
+            // A CREATE over a feed made before the scheduler: its own alarm and rule go.
+            let left = scheduler::remove_legacy(client, &helpers, &v.alarms, &v.schedule);
+            if !left.is_empty() {
+                crate::runtime::log(&format!("CREATE: could not remove the feed's own alarm: {}", left.join("; ")));
+            }
+            Ok(ensured)
         })();
-        if let Err(e) = result {
-            return Err(undo.fail_with(e));
-        }
+        let ensured = match result {
+            Ok(ensured) => ensured,
+            Err(e) => return Err(undo.fail_with(e)),
+        };
         undo.commit();
         let mut result = json!({
             "status": "created",
@@ -215,11 +229,14 @@ impl Feed for PollingFeed<'_> {
             "stateAuthentication": STATE_AUTHENTICATION,
             "conditionalWriteProbe": probe,
             "helpers": {
-                "alarmTrigger": helpers.alarm.to_string(),
-                "rule": helpers.rule.to_string(),
                 "config": helpers.config.to_string(),
+                "scheduler": sched.names(),
             },
+            "scheduler": { "alarm": ensured.alarm, "made": ensured.made },
         });
+        if !ensured.repaired.is_empty() {
+            result["scheduler"]["repaired"] = json!(ensured.repaired);
+        }
         if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(probe.dialect)) {
             r.extend(d);
         }
@@ -236,41 +253,100 @@ impl Feed for PollingFeed<'_> {
 
     fn read(&self, req: &FeedRequest) -> Result<Value, ActionError> {
         let helpers = Helpers::for_trigger(&req.trigger);
-        let config = req.read_config(&helpers.config, "feed config")?.ok_or_else(|| {
+        let doc = read_binding(&req.client, &helpers.config, "feed config")?.ok_or_else(|| {
             ActionError::new(format!("trigger {} has no feed config: was it created with this feed?", req.trigger))
         })?;
-        let rule = req.client.get_rule(&helpers.rule);
-        let active = match &rule {
-            Ok(doc) => doc.get("status").and_then(Value::as_str) == Some("active"),
-            Err(_) => false,
-        };
-        let mut status = json!({
-            "active": active,
-            "paused": rule.is_ok() && !active,
-            "rule": helpers.rule.to_string(),
-        });
-        let s = status.as_object_mut().expect("status is an object");
-        if let Err(e) = &rule {
-            s.insert("error".into(), json!(format!("rule {}: {e}", helpers.rule)));
-        }
+        let config = scheduler::params_of(&doc)?;
+        let registration = Registration::from_annotations(&doc["annotations"]);
         let schedule = Schedule::from_params(&config, DEFAULT_INTERVAL_MINUTES).ok();
-        if rule.is_ok() {
-            // The alarms provider disables an alarm for good after a 4xx or 10 throttled fires:
-            // READ says so, and what repairs it.
-            let (alarms, plan) = teardown_plan(&config);
-            let health = alarm_health(&req.client, &alarms, &plan, &helpers.alarm);
-            if active && health["active"] == false {
-                s.insert("active".into(), json!(false));
-                s.insert(
-                    "problem".into(),
-                    json!(format!(
-                        "the alarm of {} is disabled, so no polls run: an UPDATE of the feed (wsk trigger \
-                         update {} -p …) or UNPAUSE re-creates it",
-                        helpers.alarm, req.trigger.name
-                    )),
-                );
+        let (alarms, plan) = teardown_plan(&config);
+        let mut status = json!({});
+        let s = status.as_object_mut().expect("status is an object");
+        let mut own_alarm: Option<Schedule> = None;
+        let scheduler_binding = own_package(req).ok().map(|p| Scheduler::new(&req.trigger.namespace, &p).binding.name);
+        match (&registration, own_package(req)) {
+            (Some(reg), Ok(package)) => {
+                let sched = Scheduler::new(&req.trigger.namespace, &package);
+                // The namespace's picture; a scheduler that does not work is made again here,
+                // as by any CREATE or UPDATE, when this trigger needs it.
+                let ns = scheduler::namespace_status(&req.client, &sched, &alarms, &req.params, !reg.paused);
+                let working = ns["alarm"]["active"] == true && ns.get("problem").is_none();
+                let active = !reg.paused && working;
+                s.insert("active".into(), json!(active));
+                s.insert("paused".into(), json!(reg.paused));
+                s.insert("registered".into(), json!(true));
+                s.insert("rule".into(), json!(sched.rule.to_string()));
+                s.insert("alarm".into(), ns["alarm"].clone());
+                if !reg.paused && !working {
+                    s.insert(
+                        "problem".into(),
+                        json!(format!(
+                            "the namespace scheduler ({}) is not working, so no polls run: {}",
+                            sched.alarm,
+                            ns.get("problem").and_then(Value::as_str).unwrap_or("its alarm is not active")
+                        )),
+                    );
+                }
+                if active {
+                    if let Some(next) = reg.schedule.next_due(now_ms(), reg.phase) {
+                        s.insert("nextPoll".into(), json!(iso(next)));
+                    }
+                }
+                s.insert("scheduler".into(), ns);
             }
-            s.insert("alarm".into(), health);
+            (Some(_), Err(e)) => {
+                s.insert("active".into(), json!(false));
+                s.insert("problem".into(), json!(e.message));
+            }
+            (None, _) => {
+                // Made before the namespace scheduler: its own alarm and rule poll it.
+                let rule = req.client.get_rule(&helpers.rule);
+                let rule_active = rule.as_ref().is_ok_and(|r| r["status"] == "active");
+                let mut alarm_active = rule_active;
+                s.insert("active".into(), json!(rule_active));
+                s.insert("paused".into(), json!(rule.is_ok() && !rule_active));
+                s.insert("registered".into(), json!(false));
+                s.insert("rule".into(), json!(helpers.rule.to_string()));
+                match &rule {
+                    Ok(_) => {
+                        let health = alarm_health(&req.client, &alarms, &plan, &helpers.alarm);
+                        if rule_active && health["active"] == false {
+                            s.insert("active".into(), json!(false));
+                            alarm_active = false;
+                            s.insert(
+                                "problem".into(),
+                                json!(format!(
+                                    "the alarm of {} is disabled, so no polls run: an UPDATE of the feed (wsk \
+                                     trigger update {} -p …) or UNPAUSE moves it to the namespace scheduler",
+                                    helpers.alarm, req.trigger.name
+                                )),
+                            );
+                        }
+                        s.insert("alarm".into(), health);
+                        s.insert(
+                            "scheduler".into(),
+                            json!(format!(
+                                "not registered: this feed still has its own alarm ({}); its next poll, or an \
+                                 UPDATE, PAUSE or UNPAUSE, moves it to the namespace scheduler",
+                                helpers.alarm
+                            )),
+                        );
+                        // Its own alarm fires one interval after the last poll, as before.
+                        own_alarm = schedule.clone().filter(|_| alarm_active);
+                    }
+                    Err(e) => {
+                        s.insert("error".into(), json!(format!("rule {}: {e}", helpers.rule)));
+                        s.insert(
+                            "problem".into(),
+                            json!(format!(
+                                "not registered with the namespace scheduler and no alarm of its own: no polls run; \
+                                 UPDATE or UNPAUSE registers it (wsk trigger update {} -p …)",
+                                req.trigger.name
+                            )),
+                        );
+                    }
+                }
+            }
         }
         if let Value::Object(d) = dialect_fields(config_dialect(&config)) {
             s.extend(d);
@@ -337,15 +413,18 @@ impl Feed for PollingFeed<'_> {
                     s.insert("leaseRejected".into(), json!(why));
                 }
                 let trigger = config.str(CONFIG_TRIGGER).ok().flatten().unwrap_or_else(|| req.trigger.to_string());
-                let activations = crate::stall::poll_activations(&req.client, &helpers.config.name, &trigger)
+                let mut bindings = vec![helpers.config.name.as_str()];
+                bindings.extend(scheduler_binding.as_deref());
+                let activations = crate::stall::poll_activations(&req.client, &bindings, &trigger)
                     .map_err(|e| format!("poll activations: {e}"));
                 crate::stall::report(s, doc, activations, now_ms());
                 if let Err(e) = &lease {
                     s.insert("leaseError".into(), json!(e.to_string()));
                 }
                 let last_started = doc.and_then(|d| d.status.as_ref()).map(|st| st.started_ms);
-                let next = last_started.and_then(|l| schedule.as_ref().and_then(|sch| sch.next_poll(l, now_ms())));
-                if let (Some(next), true) = (next, active) {
+                if let Some(next) =
+                    last_started.and_then(|l| own_alarm.as_ref().and_then(|sch| sch.next_poll(l, now_ms())))
+                {
                     s.insert("nextPoll".into(), json!(iso(next)));
                 }
                 if let Some(ms) = doc.and_then(|d| d.status.as_ref()).map(|st| st.duration_ms) {
@@ -368,9 +447,9 @@ impl Feed for PollingFeed<'_> {
 
     fn update(&self, req: &FeedRequest) -> Result<Value, ActionError> {
         let helpers = Helpers::for_trigger(&req.trigger);
-        let old = req
-            .read_config(&helpers.config, "feed config")?
+        let old_doc = read_binding(&req.client, &helpers.config, "feed config")?
             .ok_or_else(|| ActionError::new(format!("trigger {} has no feed config: create it first", req.trigger)))?;
+        let old = scheduler::params_of(&old_doc)?;
         let old_source = self.source_of(&old)?.name();
         if req.params.str(CONFIG_SOURCE)?.is_some_and(|s| s != old_source) {
             // The state belongs to the old source: a new one starts with DELETE and CREATE.
@@ -410,8 +489,7 @@ impl Feed for PollingFeed<'_> {
             .probe_dialect()
             .map(|p| p.dialect)
             .map_err(|e| ActionError::new(format!("cannot write the feed state: {e}")))?;
-        let old_schedule = Schedule::from_params(&old, DEFAULT_INTERVAL_MINUTES).ok();
-        own_package(req)?;
+        let package = own_package(req)?;
         // Before the config names the new key, so a poll that reads the new config finds the
         // state sealed with it.
         let resealed = if rekeyed {
@@ -432,32 +510,45 @@ impl Feed for PollingFeed<'_> {
         config.insert(CONFIG_DIALECT, json!(dialect.as_str()));
         // An UPDATE acknowledges what READ reported about a replaced state.
         config.insert(CONFIG_ACKNOWLEDGED, json!(now_ms()));
-        req.write_config(&helpers.config, &config)
+        // A paused feed stays paused; a feed with its own alarm (made before the scheduler)
+        // keeps the state of its rule and moves to the scheduler.
+        let (paused, own_alarm) = match Registration::from_annotations(&old_doc["annotations"]) {
+            Some(reg) => (reg.paused, false),
+            None => match scheduler::has_legacy_rule(&req.client, &helpers) {
+                Ok(Some(active)) => (!active, true),
+                Ok(None) => (false, false),
+                Err(e) => return Err(ActionError::new(format!("rule {}: {e}", helpers.rule))),
+            },
+        };
+        let registration = Registration::new(&req.trigger, v.schedule.clone(), mode_of(&v), paused);
+        req.write_config_annotated(&helpers.config, &config, Some(&registration.annotations()))
             .map_err(|e| ActionError::new(format!("updating the feed config {}: {e}", helpers.config)))?;
-        // A paused feed has no alarm (PAUSE deleted it); UNPAUSE creates it with the new schedule.
-        let paused = req.client.get_rule(&helpers.rule).is_ok_and(|r| r["status"] != "active");
-        let mut alarm = "unchanged";
-        if old_schedule.as_ref() != Some(&v.schedule) {
-            if let Some(old_schedule) = &old_schedule {
-                let _ = alarm_feed(&req.client, &v.alarms, old_schedule, "DELETE", &helpers.alarm);
+        let sched = Scheduler::new(&req.trigger.namespace, &package);
+        let mut alarm = if paused { "paused" } else { "namespace scheduler" };
+        if !paused {
+            // A scheduler the provider disabled (or that is gone) is made again: UPDATE is a
+            // documented repair.
+            if !scheduler::ensure(&req.client, &sched, &v.alarms)?.repaired.is_empty() {
+                alarm = "re-created";
             }
-            req.client
-                .put_trigger(&helpers.alarm, &alarm_trigger_body(&v.alarms, &v.schedule), true)
-                .map_err(|e| ActionError::new(format!("updating the alarm trigger {}: {e}", helpers.alarm)))?;
-            if !paused {
-                create_alarm(&req.client, &v.alarms, &v.schedule, &helpers.alarm)?;
+        }
+        if own_alarm {
+            let (old_alarms, old_schedule) = teardown_plan(&old);
+            let left = scheduler::remove_legacy(&req.client, &helpers, &old_alarms, &old_schedule);
+            if !left.is_empty() {
+                return Err(ActionError::new(format!(
+                    "the feed moved to the namespace scheduler but its own alarm could not be removed: {}",
+                    left.join("; ")
+                )));
             }
-            alarm = "rescheduled";
-        } else if !paused && alarm_health(&req.client, &v.alarms, &v.schedule, &helpers.alarm)["active"] == false {
-            // The provider disabled the alarm (or it is gone): UPDATE is the documented repair.
-            create_alarm(&req.client, &v.alarms, &v.schedule, &helpers.alarm)?;
-            alarm = "re-created";
+            alarm = "moved to the namespace scheduler";
         }
         let mut result = json!({
             "status": "updated",
             "trigger": req.trigger.to_string(),
             "schedule": v.schedule.to_params(),
             "alarm": alarm,
+            "scheduler": sched.names(),
             "stateAuthentication": STATE_AUTHENTICATION,
         });
         if let Some(resealed) = resealed {
@@ -511,43 +602,39 @@ impl Feed for PollingFeed<'_> {
     }
 }
 
-/// PAUSE and UNPAUSE. The alarms provider has no PAUSE ("unsupported lifecycleEvent",
-/// openwhisk-package-alarms action/alarm.js:47-52), and an alarm that keeps firing spends the
-/// namespace's fire quota, so PAUSE deletes the alarm and disables the rule; UNPAUSE enables
-/// the rule and creates the alarm again (CREATE upserts and re-enables a disabled alarm:
-/// action/lib/Database.js:74-80). The user's trigger, the helper trigger, the config and the
-/// state stay. Both are idempotent.
+/// PAUSE and UNPAUSE: the trigger's registration says it is paused, and the scheduler does
+/// not poll it (it spends nothing of the namespace's quotas); no other trigger is touched.
+/// UNPAUSE also makes sure the scheduler runs (a scheduler whose triggers were all paused
+/// removes itself). A feed made before the scheduler moves to it here: its own alarm and rule
+/// go (the alarms provider has no PAUSE, openwhisk-package-alarms action/alarm.js:47-52). The
+/// user's trigger, the config and the state stay, and events pending in the outbox wait. Both
+/// are idempotent.
 pub(super) fn set_active(req: &FeedRequest, active: bool) -> Result<Value, ActionError> {
     let helpers = Helpers::for_trigger(&req.trigger);
-    let config = req
-        .read_config(&helpers.config, "feed config")?
+    let doc = read_binding(&req.client, &helpers.config, "feed config")?
         .ok_or_else(|| ActionError::new(format!("trigger {} has no feed config: create it first", req.trigger)))?;
-    let (alarms, schedule) = teardown_plan(&config);
-    let rule = |active: bool| {
-        req.client.set_rule_active(&helpers.rule, active).map_err(|e| match e {
-            OwError::NotFound(_) => {
-                ActionError::new(format!("trigger {} has no feed rule: create it first", req.trigger))
-            }
-            e => ActionError::new(format!("rule {}: {e}", helpers.rule)),
-        })
-    };
-    if active {
-        rule(true)?;
-        create_alarm(&req.client, &alarms, &schedule, &helpers.alarm)?;
-    } else {
-        match alarm_feed(&req.client, &alarms, &schedule, "DELETE", &helpers.alarm) {
-            Ok(_) => {}
-            Err(e) if alarm_missing(&e) => {}
-            Err(e) => {
-                return Err(ActionError::new(format!(
-                    "deleting the alarm with {alarms}: {}",
-                    describe_invoke_error(&e)
-                )))
+    let config = scheduler::params_of(&doc)?;
+    let package = own_package(req)?;
+    let mut result = json!({ "status": if active { "active" } else { "paused" }, "trigger": req.trigger.to_string() });
+    match Registration::from_annotations(&doc["annotations"]) {
+        Some(mut reg) => {
+            reg.paused = !active;
+            scheduler::register(&req.client, &helpers.config, &reg)
+                .map_err(|e| ActionError::new(format!("updating the feed config {}: {e}", helpers.config)))?;
+            if active {
+                let (alarms, _) = teardown_plan(&config);
+                let sched = Scheduler::new(&req.trigger.namespace, &package);
+                let ensured = scheduler::ensure(&req.client, &sched, &alarms)?;
+                if !ensured.repaired.is_empty() {
+                    result["repaired"] = json!(ensured.repaired);
+                }
             }
         }
-        rule(false)?;
+        None => {
+            result["migrated"] = scheduler::migrate(&req.client, &req.trigger, &config, &package, !active)?;
+        }
     }
-    Ok(json!({ "status": if active { "active" } else { "paused" }, "trigger": req.trigger.to_string() }))
+    Ok(result)
 }
 
 /// True when the alarms provider says it has no alarm for the trigger: `could not find trigger
@@ -558,18 +645,6 @@ pub(super) fn alarm_missing(e: &OwError) -> bool {
         OwError::NotFound(_) => true,
         _ => false,
     }
-}
-
-/// Creates (or, the provider upserting, re-creates and re-enables) the helper trigger's alarm.
-pub(super) fn create_alarm(
-    client: &Client,
-    alarms: &QualifiedName,
-    schedule: &Schedule,
-    helper: &QualifiedName,
-) -> Result<(), ActionError> {
-    alarm_feed(client, alarms, schedule, "CREATE", helper)
-        .map(|_| ())
-        .map_err(|e| ActionError::new(format!("creating the alarm with {alarms}: {}", describe_invoke_error(&e))))
 }
 
 /// The helper alarm's health as the alarms provider reports it on READ (`status.active`, and

@@ -9,7 +9,7 @@ use super::versions::Memo;
 use super::{PollSettings, CONFIG_SOURCE, DEFAULT_ALARMS_PACKAGE, DEFAULT_INTERVAL_MINUTES, MAX_BATCH};
 use crate::budget::Budget;
 use crate::change::{Change, ChangeKind, Entry, Record};
-use crate::delivery::{DeliveryOutcome, DeliveryReport, FirePace};
+use crate::delivery::{DeliveryOutcome, DeliveryReport, Pace};
 use crate::lifecycle::ignore_missing;
 use crate::openwhisk::{Client, OwError, QualifiedName};
 use crate::params::{ParamError, Params};
@@ -19,12 +19,12 @@ use crate::source::{AnySource, BlobStore, Lister, LogReader, SourceError, StoreE
 use crate::state::{Rebaseline, State};
 use crate::store::{PollOutcome, PollStatus, StateStore};
 
-/// The entities a polling feed makes in the user's namespace, named after the trigger.
+/// The entities of a polling feed in the user's namespace, named after the trigger: the config
+/// binding, and for a feed made before the namespace scheduler its own alarm trigger and rule.
 pub(super) struct Helpers {
     pub(super) alarm: QualifiedName,
     pub(super) rule: QualifiedName,
     pub(super) config: QualifiedName,
-    pub(super) poll: QualifiedName,
 }
 
 impl Helpers {
@@ -35,7 +35,6 @@ impl Helpers {
         Helpers {
             alarm: QualifiedName::new(ns, None, &format!("{}.owfeed-alarm", trigger.name)),
             rule: QualifiedName::new(ns, None, &format!("{}.owfeed-rule", trigger.name)),
-            poll: QualifiedName::new(ns, Some(&config), "poll"),
             config: QualifiedName::new(ns, None, &config),
         }
     }
@@ -115,7 +114,10 @@ pub(super) fn alarm_feed(
     client.invoke(&action, &params, true)
 }
 
-/// Removes every helper and the state; each step tolerates what is already gone.
+/// Removes the feed: its own alarm, rule and helper trigger if it was made before the
+/// namespace scheduler, the state, and the config binding (which is its registration with the
+/// scheduler); each step tolerates what is already gone. The scheduler stays: it removes
+/// itself once no trigger is registered.
 pub(super) fn teardown(
     client: &Client,
     helpers: &Helpers,
@@ -123,15 +125,7 @@ pub(super) fn teardown(
     schedule: &Schedule,
     store: Option<&StateStore>,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
-    if let Err(e) = ignore_missing(client.delete_rule(&helpers.rule)) {
-        problems.push(format!("rule {}: {e}", helpers.rule));
-    }
-    // The alarms provider answers an error when it has no such alarm: nothing to undo then.
-    let _ = alarm_feed(client, alarms, schedule, "DELETE", &helpers.alarm);
-    if let Err(e) = ignore_missing(client.delete_trigger(&helpers.alarm)) {
-        problems.push(format!("trigger {}: {e}", helpers.alarm));
-    }
+    let mut problems = super::scheduler::remove_legacy(client, helpers, alarms, schedule);
     if let Some(store) = store {
         if let Err(e) = store.delete_all() {
             problems.push(format!("state {}: {e}", store.location()));
@@ -358,7 +352,7 @@ pub(super) fn fire_and_commit(
 /// Events per fire for a backlog of `pending`: the configured `batch`, grown up to `MAX_BATCH`
 /// when the fires the pace allows in the time left cannot carry the backlog. A `batch` of 1
 /// stays 1: the user's action expects single events, not `{"events": […]}`.
-pub(super) fn paced_batch(batch: usize, pending: usize, pace: &FirePace, budget: &Budget) -> usize {
+pub(super) fn paced_batch(batch: usize, pending: usize, pace: &dyn Pace, budget: &Budget) -> usize {
     if batch <= 1 {
         return 1;
     }

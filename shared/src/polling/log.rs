@@ -22,7 +22,7 @@ use super::helpers::{fire_and_commit, iso, paced_batch, source_error, Ended};
 use super::PollSettings;
 use crate::budget::{now_ms, Budget};
 use crate::change::Record;
-use crate::delivery::{deliver_paced, deliver_wrapped, DeliveryReport, FirePace};
+use crate::delivery::{deliver_paced, deliver_wrapped, DeliveryReport, TriggerPace};
 use crate::events::{record_event, EventContext, Format};
 use crate::openwhisk::{Client, QualifiedName};
 use crate::params::{ParamError, Params};
@@ -224,12 +224,13 @@ pub(super) trait Fire {
     fn fire(&mut self, outbox: &[Value], budget: &Budget) -> DeliveryReport;
 }
 
-/// Fires at the user's trigger, at most `maxFiresPerMinute` fires per calendar minute.
+/// Fires at the user's trigger, at most `maxFiresPerMinute` fires per calendar minute (and,
+/// under the scheduler, within the namespace's pace).
 pub(super) struct TriggerFire<'a> {
     pub(super) client: &'a Client,
     pub(super) trigger: &'a QualifiedName,
     pub(super) batch: usize,
-    pub(super) pace: FirePace,
+    pub(super) pace: TriggerPace<'a>,
     /// Fire legacy events under this key, batched by size (`LogReader::legacy_batch_key`).
     pub(super) wrap: Option<&'static str>,
 }
@@ -255,6 +256,8 @@ pub(super) struct LogPoller<'a> {
     pub(super) fire: &'a mut dyn Fire,
     /// Time kept after reading (poll mode) for committing and firing.
     pub(super) list_margin: Duration,
+    /// When reading must stop at the latest in poll mode (in a scheduler tick).
+    pub(super) list_cap: Option<std::time::SystemTime>,
 }
 
 impl LogPoller<'_> {
@@ -296,7 +299,7 @@ impl LogPoller<'_> {
 
         // Connection mode needs a deadline to wait for; without one (the CLI) it reads once.
         let connection = self.log.mode == Mode::Connection && budget.remaining().is_some();
-        let read_budget = if connection { *budget } else { budget.with_margin(self.list_margin) };
+        let read_budget = if connection { *budget } else { budget.with_margin(self.list_margin).capped(self.list_cap) };
         let mut rebaselined = false;
         loop {
             if read_budget.expired() {

@@ -3,9 +3,12 @@
 //!
 //! CREATE makes, in the user's namespace and with the user's key: a package binding holding
 //! the feed's config (credentials included: never on the shared package), the first state
-//! (a baseline, so existing entries do not fire), a helper alarm trigger driven by
-//! `/whisk.system/alarms`, and a rule from that trigger to `poll` through the binding, so
-//! `poll` receives the config as its parameters. A failed CREATE undoes what it made.
+//! (a baseline, so existing entries do not fire), and registers the trigger with the namespace
+//! scheduler (an annotation of that binding), which it makes sure of: one alarm trigger driven
+//! by `/whisk.system/alarms` every minute and one rule from it to `poll` through the
+//! scheduler's binding, for every polling trigger of the namespace (`scheduler`). Each minute
+//! the tick (`tick`) reads the due triggers' configs and polls them. A failed CREATE undoes
+//! what it made.
 //!
 //! A poll takes the lease, delivers what an earlier poll left in the outbox, lists the source
 //! and diffs it against the snapshot (streaming merge), commits the new snapshot with the new
@@ -20,11 +23,13 @@
 //! `crate::registry::POLLING`).
 //!
 //! Files: `extensions` (what the pattern is given), `change_hook` (the change hook extension
-//! point), `helpers` (the per-trigger helper entities and the baseline), `pass` (one listing
-//! pass), `log` (the log data path), `versions` (the version strings kept for sources that
-//! ask), `feed` (the feed action), `poll` (the poll action). Imports run one way: `feed` and
-//! `poll` use `log`, `helpers` and `pass`; `helpers` uses `pass`; `pass` uses only the pure
-//! modules; `extensions` and `change_hook` use none of them.
+//! point), `helpers` (the per-trigger entities and the baseline), `pass` (one listing pass),
+//! `log` (the log data path), `versions` (the version strings kept for sources that ask),
+//! `feed` (the feed action), `poll` (one trigger's poll), `scheduler` (the namespace
+//! scheduler's entities, registrations and budgets), `tick` (the scheduler's tick). Imports
+//! run one way: `feed` and `tick` use `scheduler` and `poll`; those use `log`, `helpers` and
+//! `pass`; `helpers` uses `pass`; `pass` uses only the pure modules; `extensions` and
+//! `change_hook` use none of them.
 
 pub mod change_hook;
 pub mod extensions;
@@ -33,6 +38,8 @@ mod helpers;
 mod log;
 mod pass;
 mod poll;
+mod scheduler;
+mod tick;
 mod versions;
 
 use std::time::Duration;
@@ -47,6 +54,11 @@ use crate::store::{Dialect, NO_CONDITIONAL_WRITES};
 pub use feed::PollingFeed;
 pub use log::{LogSettings, Mode, OnCursorRejected, Since};
 pub use poll::{dry_run, poll};
+pub use scheduler::{
+    BUDGET_PARAMS, DEFAULT_FIRE_BURST, DEFAULT_NAMESPACE_CONCURRENCY, DEFAULT_NAMESPACE_FIRES,
+    DEFAULT_NAMESPACE_INVOCATIONS,
+};
+pub use tick::{CONNECTIONS_PER_ACTIVATION, POLL_THREADS, POLL_TIME};
 
 /// Default polling interval in minutes.
 pub const DEFAULT_INTERVAL_MINUTES: u64 = 1;

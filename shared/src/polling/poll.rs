@@ -17,7 +17,7 @@ use super::versions::Memo;
 use super::{config_dialect, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER};
 use crate::budget::{now_ms, Budget};
 use crate::change::Change;
-use crate::delivery::{deliver_paced, FirePace};
+use crate::delivery::{deliver_paced, NamespacePace, TriggerPace};
 use crate::events::{cloud_event, EventContext};
 use crate::openwhisk::{AuthKey, Client, QualifiedName};
 use crate::params::{ParamError, Params};
@@ -26,21 +26,49 @@ use crate::source::{AnySource, Lister, LogReader};
 use crate::state::{Rebaseline, Snapshot, State};
 use crate::store::{LeaseError, LoadError, PollOutcome, PollStatus, StateStore};
 
-/// The `poll` action's handler: one poll of the feed whose config arrives as parameters, over
-/// what the registry gives (`crate::registry::POLLING`; a list of sources alone gives no
-/// named store and no change hooks). Every result, errors included, names the trigger, so
-/// READ can find the poll's activation when the state store could not record its status.
+/// The `poll` action's handler, over what the registry gives (`crate::registry::POLLING`; a
+/// list of sources alone gives no named store and no change hooks). Invoked through the
+/// namespace scheduler's binding (no `triggerName`: the scheduler's alarm, or a manual tick)
+/// it is the tick that polls every trigger due ([`super::tick`]); invoked through a trigger's
+/// config binding (a feed made before the scheduler, whose own alarm still runs, or a poll by
+/// hand) it polls that trigger once, and moves a feed with an alarm of its own to the
+/// scheduler. Every result, errors included, names the trigger, so READ can find the poll's
+/// activation when the state store could not record its status.
 pub fn poll<'a>(ctx: &Context, params: Params, ext: impl Into<Extensions<'a>>) -> Result<Value, ActionError> {
     let ext = ext.into();
     let trigger = params.str(CONFIG_TRIGGER).ok().flatten();
-    let mut result = poll_once(ctx, params, &ext).map_err(|e| crate::stall::tag_error(e, trigger.as_deref()))?;
-    if let (Value::Object(r), Some(t)) = (&mut result, trigger) {
-        r.insert("trigger".into(), json!(t));
+    let Some(name) = trigger else { return super::tick::tick(ctx, params, &ext) };
+    let mut result = poll_once(ctx, params.clone(), &ext, None).map_err(|e| crate::stall::tag_error(e, Some(&name)))?;
+    if let Value::Object(r) = &mut result {
+        r.insert("trigger".into(), json!(name));
+        if r.get("status") != Some(&json!(PollOutcome::TriggerGone)) {
+            if let Some(moved) = super::scheduler::migrate_after_poll(ctx, &params) {
+                r.insert("migrated".into(), moved);
+            }
+        }
     }
     Ok(result)
 }
 
-pub(super) fn poll_once(ctx: &Context, params: Params, ext: &Extensions) -> Result<Value, ActionError> {
+/// What a poll run by the scheduler's tick shares with the others.
+pub(super) struct Share<'a> {
+    /// The namespace's fire pace.
+    pub(super) pace: &'a NamespacePace,
+    /// When listing (or reading a log, in poll mode) must stop: a large listing checkpoints
+    /// and goes on in the next tick, while the poll may still wait for its turn to fire.
+    pub(super) list_until: std::time::SystemTime,
+}
+
+/// One poll of the trigger whose config is `params`, with the trigger's own fire pace, within
+/// the namespace's when the scheduler polls it.
+pub(super) fn poll_once(
+    ctx: &Context,
+    params: Params,
+    ext: &Extensions,
+    share: Option<&Share>,
+) -> Result<Value, ActionError> {
+    let namespace = share.map(|s| s.pace);
+    let list_cap = share.map(|s| s.list_until);
     let started = now_ms();
     let source = find_source(ext.sources, &params.required_str(CONFIG_SOURCE)?)?;
     let trigger_name = params.required_str(CONFIG_TRIGGER)?;
@@ -83,13 +111,19 @@ pub(super) fn poll_once(ctx: &Context, params: Params, ext: &Extensions) -> Resu
         Err(LeaseError::Store(e)) => return Err(ActionError::new(format!("taking the poll lease: {e}"))),
     };
     let mut status = PollStatus { started_ms: started, outcome: PollOutcome::Ok, ..PollStatus::default() };
+    // Under the scheduler each fire also costs the rule invocations it causes: the trigger's
+    // active rules, asked once, when it first fires.
+    let pace = || match namespace {
+        Some(ns) => TriggerPace::within(settings.max_fires_per_minute, ns, || active_rules(&client, &trigger)),
+        None => TriggerPace::own(settings.max_fires_per_minute),
+    };
     let outcome = match (&opened, &log_settings) {
         (Opened::Log(reader), Some(log)) => {
             let mut fire = TriggerFire {
                 client: &client,
                 trigger: &trigger,
                 batch: settings.batch,
-                pace: FirePace::new(settings.max_fires_per_minute),
+                pace: pace(),
                 wrap: reader.legacy_batch_key().filter(|_| settings.format == crate::events::Format::Legacy),
             };
             let mut poller = LogPoller {
@@ -100,6 +134,7 @@ pub(super) fn poll_once(ctx: &Context, params: Params, ext: &Extensions) -> Resu
                 salt: trigger.to_string(),
                 fire: &mut fire,
                 list_margin,
+                list_cap,
             };
             poller.run(&budget, &mut status)
         }
@@ -117,7 +152,8 @@ pub(super) fn poll_once(ctx: &Context, params: Params, ext: &Extensions) -> Resu
                 client: &client,
                 trigger: &trigger,
                 list_margin,
-                pace: std::cell::RefCell::new(FirePace::new(settings.max_fires_per_minute)),
+                list_cap,
+                pace: std::cell::RefCell::new(pace()),
             };
             poller.run(&budget, &mut status)
         }
@@ -166,6 +202,17 @@ pub(super) fn poll_once(ctx: &Context, params: Params, ext: &Extensions) -> Resu
         result["problem"] = json!(problem);
     }
     Ok(result)
+}
+
+/// The trigger's active rules (each fire invokes every one); 1 when they cannot be counted.
+fn active_rules(client: &Client, trigger: &QualifiedName) -> u32 {
+    match client.get_trigger(trigger) {
+        Ok(doc) => doc["rules"]
+            .as_object()
+            .map(|rules| rules.values().filter(|r| r["status"] == "active").count() as u32)
+            .unwrap_or(1),
+        Err(_) => 1,
+    }
 }
 
 /// Records in the feed's config the dialect a re-probe switched to, so later polls start
@@ -349,8 +396,10 @@ pub(super) struct Poller<'a> {
     trigger: &'a QualifiedName,
     /// Time kept after listing for committing and firing.
     list_margin: Duration,
-    /// The poll's fires so far, per calendar minute.
-    pace: std::cell::RefCell<FirePace>,
+    /// When listing must stop at the latest (in a scheduler tick).
+    list_cap: Option<std::time::SystemTime>,
+    /// The poll's fires so far, per calendar minute (and its turn in the namespace's pace).
+    pace: std::cell::RefCell<TriggerPace<'a>>,
 }
 
 impl Poller<'_> {
@@ -364,7 +413,7 @@ impl Poller<'_> {
         let (mut state, mut etag) = match loaded {
             Ok(found) => found,
             Err((why, cause)) => {
-                let list_budget = budget.with_margin(self.list_margin);
+                let list_budget = budget.with_margin(self.list_margin).capped(self.list_cap);
                 match recover(self.lister, self.store, self.settings, &list_budget, &why, cause, status)? {
                     Some(found) => found,
                     None => return Ok(Ended::Normally),
@@ -392,7 +441,7 @@ impl Poller<'_> {
             state.baselined = false;
             state.scope = self.settings.scope.clone();
         }
-        let list_budget = budget.with_margin(self.list_margin);
+        let list_budget = budget.with_margin(self.list_margin).capped(self.list_cap);
         // What the change hooks judge by, read before the listing (S3's reconcile: the push markers).
         for hook in self.hooks.borrow_mut().iter_mut() {
             hook.before_listing(state.whole_listing_started_ms)?;
@@ -523,8 +572,8 @@ impl Poller<'_> {
     ) -> Result<Option<Ended>, ActionError> {
         let fire = |outbox: &[Value]| {
             let mut pace = self.pace.borrow_mut();
-            let batch = paced_batch(self.settings.batch, outbox.len(), &pace, budget);
-            deliver_paced(self.client, self.trigger, outbox, batch, budget, &mut pace)
+            let batch = paced_batch(self.settings.batch, outbox.len(), &*pace, budget);
+            deliver_paced(self.client, self.trigger, outbox, batch, budget, &mut *pace)
         };
         fire_and_commit(state, etag, status, fire, |state, etag| self.store.commit(state, etag))
     }

@@ -170,6 +170,14 @@ pub(crate) fn wait_idle(inner: &Inner, timeout: Duration) -> bool {
 /// (apache/openwhisk .../entitlement/Entitlement.scala:197-214, RateThrottler.scala:33-110,
 /// ActivationThrottler.scala:58-66; messages common/.../http/ErrorResponse.scala:67-73).
 pub(crate) fn check_throttles(inner: &Inner, namespace: &str) -> Result<(), (u16, String)> {
+    let refused = throttled(inner, namespace);
+    if refused.is_err() {
+        lock(&inner.refusals).entry(namespace.to_string()).or_default().invocations += 1;
+    }
+    refused
+}
+
+fn throttled(inner: &Inner, namespace: &str) -> Result<(), (u16, String)> {
     let limits = *lock(&inner.invocation_limits);
     if let Some(allowed) = limits.per_minute {
         let count = count_in_minute(&inner.invocations, namespace);

@@ -135,6 +135,16 @@ pub struct InvocationLimits {
     pub concurrent: Option<u32>,
 }
 
+/// What a namespace's throttles refused so far (every 429 they answered).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusals {
+    /// Trigger fires refused by the fire throttle.
+    pub fires: u64,
+    /// Invocations refused by the per-minute or concurrency throttle: direct, web, and the
+    /// rule invocations of an accepted fire (which only its activation's logs record).
+    pub invocations: u64,
+}
+
 /// Makes the next `count` requests matching `method` and `path_contains` fail with `status`,
 /// or, when `delay_ms` is set, wait that long and then be served normally (a slow controller).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -186,6 +196,8 @@ pub(crate) struct Inner {
     pub invocation_limits: Mutex<InvocationLimits>,
     /// Namespace -> invocations in flight (the invoking identity's namespace).
     pub in_flight: Mutex<HashMap<String, u32>>,
+    /// Namespace -> what its throttles refused.
+    pub refusals: Mutex<HashMap<String, Refusals>>,
     pub alarms: Mutex<BTreeMap<String, alarms::Alarm>>,
     pub stopping: AtomicBool,
     /// Directory for unpacked action code and log files.
@@ -244,6 +256,7 @@ impl Emulator {
             fires: Mutex::new(HashMap::new()),
             invocations: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
             alarms: Mutex::new(BTreeMap::new()),
             stopping: AtomicBool::new(false),
             workdir,
@@ -289,6 +302,17 @@ impl Emulator {
         alarms::fire_all(&self.inner)
     }
 
+    /// The triggers (`/ns/t`) of `namespace` that have an active alarm, sorted.
+    pub fn alarms_of(&self, namespace: &str) -> Vec<String> {
+        let prefix = format!("/{namespace}/");
+        let alarms = lock(&self.inner.alarms);
+        let mut out: Vec<String> =
+            alarms.values().filter(|a| a.active && a.trigger.starts_with(&prefix)).map(|a| a.trigger.clone()).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Fires the alarm of one trigger (`/ns/t`) once; `None` if it has no alarm.
     pub fn fire_alarm(&self, trigger: &str) -> Option<u16> {
         alarms::fire_one(&self.inner, trigger)
@@ -320,9 +344,20 @@ impl Emulator {
         lock(&self.inner.faults).push(rule);
     }
 
+    /// Fault rules not used up yet: a rule's last matching request takes it off this list
+    /// when it starts (a `delay_ms` rule's request is then being held).
+    pub fn faults_left(&self) -> Vec<FaultRule> {
+        lock(&self.inner.faults).clone()
+    }
+
     /// Removes all fault rules.
     pub fn clear_faults(&self) {
         lock(&self.inner.faults).clear();
+    }
+
+    /// What the throttles refused in `namespace` so far.
+    pub fn refusals(&self, namespace: &str) -> Refusals {
+        lock(&self.inner.refusals).get(namespace).copied().unwrap_or_default()
     }
 
     /// Sets the per-namespace invocation throttles.

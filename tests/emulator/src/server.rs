@@ -504,6 +504,7 @@ fn throttle(inner: &Inner, ns: &str) -> Result<(), ApiError> {
     let Some(limit) = *lock(&inner.fires_per_minute) else { return Ok(()) };
     let count = invoker::count_in_minute(&inner.fires, ns);
     if count > limit {
+        lock(&inner.refusals).entry(ns.to_string()).or_default().fires += 1;
         return Err(ApiError::new(
             429,
             format!("Too many requests in the last minute (count: {count}, allowed: {limit})."),
@@ -637,11 +638,56 @@ fn rule_status(st: &Store, rule: &Rule, key: &str) -> String {
 
 // ---------------------------------------------------------------- packages
 
+/// A page of a namespace's packages as the controller lists them: newest update first, `skip`
+/// and `limit` (default 30, 0 meaning the maximum of 200, more refused) applied, each summary
+/// with its annotations and binding but no parameters (apache/openwhisk core/controller/.../
+/// controller/Packages.scala:205-228, RestAPIs.scala:115-126, WhiskStore.scala:217 (`descending
+/// = true`), common/scala/src/main/resources/application.conf:518-520, and the `packages` view
+/// of ansible/files/whisks_design_document_for_entities_db_v2.1.0.json).
+fn list_packages_page(st: &Store, ns: &str, only_public: bool, req: &Req) -> Result<Value, ApiError> {
+    let (skip, limit) = list_window(req)?;
+    let mut all: Vec<&Package> =
+        st.packages.values().filter(|p| p.meta.namespace == ns && (!only_public || p.meta.publish)).collect();
+    all.sort_by(|a, b| b.meta.updated.cmp(&a.meta.updated).then_with(|| b.meta.name.cmp(&a.meta.name)));
+    let page: Vec<&Package> = all.into_iter().skip(skip).take(limit).collect();
+    Ok(summaries(page.into_iter()))
+}
+
+/// `skip` and `limit` of a list of packages (RestAPIs.scala:115-140; messages
+/// common/scala/.../http/ErrorResponse.scala:185-196).
+fn list_window(req: &Req) -> Result<(usize, usize), ApiError> {
+    let not_integer = |v: &str| ApiError::bad(format!("The value '{v}' is not an integer for packages."));
+    let skip = match req.query_param("skip") {
+        None => 0,
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if n >= 0 => n as usize,
+            Ok(n) => {
+                return Err(ApiError::bad(format!("The value '{n}' is not greater than or equal to 0 for packages.")))
+            }
+            Err(_) => return Err(not_integer(&s)),
+        },
+    };
+    let limit = match req.query_param("limit") {
+        None => 30,
+        Some(l) => match l.parse::<i64>() {
+            Ok(0) => 200,
+            Ok(n) if (1..=200).contains(&n) => n as usize,
+            Ok(n) => {
+                return Err(ApiError::bad(format!("The value '{n}' is not in the range of 0 to 200 for packages.")))
+            }
+            Err(_) => return Err(not_integer(&l)),
+        },
+    };
+    Ok((skip, limit))
+}
+
 fn list_packages(st: &Store, ns: &str, only_public: bool) -> Value {
+    summaries(st.packages.values().filter(|p| p.meta.namespace == ns && (!only_public || p.meta.publish)))
+}
+
+fn summaries<'a>(packages: impl Iterator<Item = &'a Package>) -> Value {
     Value::Array(
-        st.packages
-            .values()
-            .filter(|p| p.meta.namespace == ns && (!only_public || p.meta.publish))
+        packages
             .map(|p| {
                 let binding = match &p.binding {
                     Some((bns, bname)) => json!({"namespace": bns, "name": bname}),
@@ -658,7 +704,7 @@ fn list_packages(st: &Store, ns: &str, only_public: bool) -> Value {
 fn packages(inner: &Arc<Inner>, req: &Req, id: &Identity, ns: &str, rest: &[String]) -> Result<Resp, ApiError> {
     if rest.is_empty() || (rest.len() == 1 && rest[0].is_empty()) {
         let st = lock(&inner.store);
-        return Ok(Resp::json(200, &list_packages(&st, ns, id.namespace != ns)));
+        return Ok(Resp::json(200, &list_packages_page(&st, ns, id.namespace != ns, req)?));
     }
     let name = single_name(rest)?;
     let key = format!("{ns}/{name}");

@@ -20,6 +20,17 @@
 //! with 10 ms per page (each 1M listing is cut by the deadline and resumed) and a 60 s limit with
 //! 50 ms per page (S3-like page latency). The whole run gives up after 15 minutes.
 //!
+//! `--namespace IDLE:BUSY:MINUTES[:EVENTS[:BATCH]] [--bins DIR]` runs one namespace at
+//! OpenWhisk's default quotas (60 fires and 60 invocations a minute, 30 concurrent) with the
+//! alarms provider firing by wall clock and its fire policy: IDLE + BUSY S3 triggers (each its
+//! own bucket on s3s-fs), each busy one getting EVENTS new objects a minute (default 1) for
+//! MINUTES minutes with `batch` BATCH (default 1), then up to three minutes to deliver the rest.
+//! It reports alarms disabled, fires and invocations refused, events written, delivered, lost
+//! and duplicated, their delay, events delivered a minute, and the poll activations'
+//! activation-seconds (per minute, and per trigger per 30-day month). `--bins` takes the
+//! `changes` and `poll` binaries from DIR (default: this binary's directory), so the same run
+//! measures another build (BENCHMARKS.md: the build before the namespace scheduler).
+//!
 //! It asserts nothing about time; it reports.
 
 // The table on stdout is this tool's output.
@@ -60,6 +71,8 @@ fn main() -> anyhow::Result<()> {
     let mut cold_polls = false;
     let mut parallelism: u64 = owfeed::polling::DEFAULT_PARALLELISM;
     let mut poll_limits = vec![(60_000, 0), (10_000, 10), (60_000, 50)];
+    let mut namespace: Option<String> = None;
+    let mut bins: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -77,11 +90,17 @@ fn main() -> anyhow::Result<()> {
                 poll_limits = parse_limits(list)?;
             }
             "--child" => child = Some(it.next().context("--child needs a measurement")?.clone()),
+            "--namespace" => namespace = Some(it.next().context("--namespace needs IDLE:BUSY:MINUTES")?.clone()),
+            "--bins" => bins = Some(PathBuf::from(it.next().context("--bins needs a directory")?)),
             other => bail!(
                 "unknown argument {other:?} (expected --keys N, --repeat R, --full-poll N, --poll-rss N, \
-                 --poll-limits LIMIT_MS:PAGE_DELAY_MS[,…], --cold-polls, --parallelism N)"
+                 --poll-limits LIMIT_MS:PAGE_DELAY_MS[,…], --cold-polls, --parallelism N, \
+                 --namespace IDLE:BUSY:MINUTES[:EVENTS[:BATCH]], --bins DIR)"
             ),
         }
+    }
+    if let Some(spec) = namespace {
+        return namespace_load(&spec, bins);
     }
     if let Some(entries) = poll_rss_entries {
         return poll_rss(entries, &poll_limits, cold_polls, parallelism);
@@ -861,4 +880,217 @@ fn poll_rss_run(
         objects_expected: 0,
     };
     Ok((run, seen))
+}
+
+/// What `--namespace` runs.
+struct Load {
+    idle: usize,
+    busy: usize,
+    minutes: u64,
+    events: usize,
+    batch: u64,
+}
+
+fn parse_load(spec: &str) -> anyhow::Result<Load> {
+    let parts: Vec<u64> = spec.split(':').map(|p| p.replace('_', "").parse::<u64>()).collect::<Result<_, _>>()?;
+    let at = |i: usize, default: u64| parts.get(i).copied().unwrap_or(default);
+    if parts.len() < 3 {
+        bail!("--namespace IDLE:BUSY:MINUTES[:EVENTS[:BATCH]]");
+    }
+    Ok(Load {
+        idle: at(0, 0) as usize,
+        busy: at(1, 0) as usize,
+        minutes: at(2, 1),
+        events: at(3, 1).max(1) as usize,
+        batch: at(4, 1).clamp(1, 100),
+    })
+}
+
+fn ms_now() -> u64 {
+    owfeed::budget::now_ms()
+}
+
+/// One namespace at OpenWhisk's default quotas for a few minutes (see the module doc).
+fn namespace_load(spec: &str, bins: Option<PathBuf>) -> anyhow::Result<()> {
+    let load = parse_load(spec)?;
+    let dir = match bins {
+        Some(d) => d,
+        None => std::env::current_exe()?.parent().map(PathBuf::from).context("no exe dir")?,
+    };
+    let (feed, poll) = (dir.join("changes"), dir.join("poll"));
+    if !feed.exists() || !poll.exists() {
+        bail!("{} needs `changes` and `poll` (cargo build --release -p changes -p poll)", dir.display());
+    }
+    let (access, secret) = ("AKIDBENCH", "bench-secret");
+    let fs = S3sFs::start(access, secret);
+    let mut config = S3Config::new(&fs.endpoint, "us-east-1", access, SecretString::new(secret));
+    config.list_url_encoding = false;
+    let s3 = S3Client::new(config)?;
+    let emulator = ow_emulator::Config { alarms_realtime: true, ..ow_emulator::Config::with_namespaces(&[USER]) };
+    let w = World::start_with(emulator, &feed, &poll);
+    let total = load.idle + load.busy;
+    let name = |i: usize| if i < load.busy { format!("busy{i}") } else { format!("idle{i}") };
+    let started = Instant::now();
+    let make = |i: usize| {
+        let bucket = format!("bucket-{i}");
+        s3.create_bucket(&bucket).expect("create bucket");
+        s3.put_object(&bucket, "first.txt", b"1".to_vec(), Condition::None).expect("put");
+        let mut params = json!({
+            "endpoint": fs.endpoint, "bucket": bucket, "accessKeyId": access, "secretAccessKey": secret,
+            "urlEncoding": false,
+        });
+        if load.batch > 1 {
+            params["batch"] = json!(load.batch);
+        }
+        w.create_trigger(&name(i), params).unwrap_or_else(|e| panic!("CREATE {}: {e}", name(i)));
+    };
+    std::thread::scope(|scope| {
+        for part in 0..4 {
+            let make = &make;
+            scope.spawn(move || (part..total).step_by(4).for_each(make));
+        }
+    });
+    if load.busy > 0 {
+        let here = std::env::current_exe()?.parent().map(PathBuf::from).context("no exe dir")?;
+        w.record_events(&name(0), here.join("echo-action").as_path());
+        let recorder = QualifiedName::new(USER, None, "recorder");
+        for i in 1..load.busy {
+            let rule = QualifiedName::new(USER, None, &format!("{}-recorder", name(i)));
+            w.user.put_rule(&rule, &QualifiedName::new(USER, None, &name(i)), &recorder, true)?;
+        }
+    }
+    eprintln!("bench: {total} triggers made in {:.0} s", started.elapsed().as_secs_f64());
+    // OpenWhisk's defaults from here on (apache/openwhisk ansible/group_vars/all).
+    w.emu.set_fires_per_minute(Some(60));
+    w.emu.set_invocation_limits(ow_emulator::InvocationLimits { per_minute: Some(60), concurrent: Some(30) });
+    let before = w.emu.refusals(USER);
+
+    // Changes from the next minute on, spread over each minute.
+    let start = ms_now() + feed_tests::world::left_in_minute();
+    let mut written: BTreeMap<String, u64> = BTreeMap::new();
+    let per_minute = load.busy * load.events;
+    for minute in 0..load.minutes {
+        for n in 0..per_minute {
+            let i = n % load.busy.max(1);
+            let at = start + minute * 60_000 + (n as u64 * 60_000 / per_minute.max(1) as u64);
+            std::thread::sleep(Duration::from_millis(at.saturating_sub(ms_now())));
+            let key = format!("m{minute}-{n}.txt");
+            s3.put_object(&format!("bucket-{i}"), &key, key.as_bytes().to_vec(), Condition::None)?;
+            written.insert(format!("{}/{key}", name(i)), ms_now());
+        }
+        if per_minute == 0 {
+            std::thread::sleep(Duration::from_millis((start + (minute + 1) * 60_000).saturating_sub(ms_now())));
+        }
+    }
+    let end = start + load.minutes * 60_000;
+    // Events as the triggers accepted them: (trigger/key) → accept times.
+    let delivered = |w: &World| -> BTreeMap<String, Vec<u64>> {
+        let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for a in w.emu.activations(USER) {
+            let trigger = a["name"].as_str().unwrap_or_default().to_string();
+            if !trigger.starts_with("busy") || trigger.contains('.') {
+                continue;
+            }
+            let at = a["start"].as_u64().unwrap_or(0);
+            let result = &a["response"]["result"];
+            let events = result["events"].as_array().cloned().unwrap_or_else(|| vec![result.clone()]);
+            for e in events {
+                let key = e["subject"].as_str().or(e["key"].as_str()).unwrap_or("?").to_string();
+                out.entry(format!("{trigger}/{key}")).or_default().push(at);
+            }
+        }
+        out
+    };
+    let drain = Instant::now() + Duration::from_secs(180);
+    while written.keys().any(|k| !delivered(&w).contains_key(k)) && Instant::now() < drain {
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    w.emu.wait_idle(Duration::from_secs(90));
+    let got = delivered(&w);
+    let lost = written.keys().filter(|k| !got.contains_key(*k)).count();
+    let twice = got.iter().filter(|(k, t)| written.contains_key(*k) && t.len() > 1).count();
+    let mut delays: Vec<u64> =
+        written.iter().filter_map(|(k, at)| got.get(k).map(|t| t[0].saturating_sub(*at))).collect();
+    delays.sort();
+    let pct = |q: f64| -> f64 {
+        if delays.is_empty() {
+            return f64::NAN;
+        }
+        delays[((q * delays.len() as f64).ceil() as usize).clamp(1, delays.len()) - 1] as f64 / 1000.0
+    };
+    let in_run = written.keys().filter(|k| got.get(*k).is_some_and(|t| t[0] <= end)).count();
+    let alarms = feed_tests::emulator_support::Api::new(&w.emu.url(), None).get("/__emulator/alarms").json();
+    let alarms = alarms.as_object().cloned().unwrap_or_default();
+    let disabled = alarms.values().filter(|a| a["status"]["active"] == false).count();
+    let refused = w.emu.refusals(USER);
+    let records = w.emu.activations(USER);
+    let rule_refused = records
+        .iter()
+        .filter(|a| a["name"].as_str().is_some_and(|n| n.starts_with("busy") && !n.contains('.')))
+        .flat_map(|a| a["logs"].as_array().cloned().unwrap_or_default())
+        .filter(|l| l.as_str().is_some_and(|l| l.contains("\"success\":false")))
+        .count();
+    let polls: Vec<&Value> = records
+        .iter()
+        .filter(|a| a["name"] == "poll")
+        .filter(|a| a["start"].as_u64().is_some_and(|s| s >= start && s < end))
+        .collect();
+    let poll_ms: u64 = polls.iter().map(|a| a["duration"].as_u64().unwrap_or(0)).sum();
+    let per_minute_s = poll_ms as f64 / 1000.0 / load.minutes as f64;
+    let per_trigger_month = per_minute_s * 60.0 * 24.0 * 30.0 / total as f64;
+    let max_tick = polls.iter().filter_map(|a| a["duration"].as_u64()).max().unwrap_or(0);
+    println!(
+        "| namespace at default quotas | {} idle + {} busy, {} min, {} events/min per busy trigger, batch {} |",
+        load.idle, load.busy, load.minutes, load.events, load.batch
+    );
+    println!("|---|---|");
+    println!("| binaries | {} |", dir.display());
+    println!("| alarms | {} ({} disabled by the provider) |", alarms.len(), disabled);
+    println!("| fires refused (429) | {} |", refused.fires - before.fires);
+    println!("| invocations refused (429, rule invocations of accepted fires included) | {} ({rule_refused} rule invocations in trigger logs) |", refused.invocations - before.invocations);
+    println!("| events written | {} |", written.len());
+    println!("| events delivered within the run / after draining | {in_run} / {} |", written.len() - lost);
+    println!("| events lost (not delivered 3 min after the run) | {lost} |");
+    println!("| events delivered twice | {twice} |");
+    println!("| delay write → fire, s | p50 {:.1}, p90 {:.1}, max {:.1} |", pct(0.5), pct(0.9), pct(1.0));
+    println!("| events delivered per minute during the run | {:.0} |", in_run as f64 / load.minutes as f64);
+    println!(
+        "| poll activations during the run | {} ({:.1} a minute, longest {:.1} s) |",
+        polls.len(),
+        polls.len() as f64 / load.minutes as f64,
+        max_tick as f64 / 1000.0
+    );
+    let fires = records
+        .iter()
+        .filter(|a| a["name"].as_str().is_some_and(|n| n.starts_with("busy") && !n.contains('.')))
+        .filter(|a| a["start"].as_u64().is_some_and(|s| s >= start && s < end))
+        .count();
+    println!("| fires accepted during the run, a minute | {:.1} |", fires as f64 / load.minutes as f64);
+    // The alarms' own fires: the scheduler's one a minute, or (the build before it) one per
+    // trigger and interval.
+    let alarm_fires = records
+        .iter()
+        .filter(|a| a["name"].as_str().is_some_and(|n| n.ends_with("-alarm") || n.ends_with("-tick")))
+        .filter(|a| a["start"].as_u64().is_some_and(|s| s >= start && s < end))
+        .count();
+    println!("| alarm fires accepted during the run, a minute | {:.1} |", alarm_fires as f64 / load.minutes as f64);
+    println!("| poll activation-seconds per minute | {per_minute_s:.1} |");
+    println!("| activation-seconds per trigger per 30-day month | {per_trigger_month:.0} |");
+    for a in &polls {
+        let r = &a["response"]["result"];
+        if r["polls"].is_array() {
+            eprintln!(
+                "bench: {} at {} for {:.1} s: polled {}, fired {}, pending {}, not polled {}, children {}",
+                r["status"],
+                (a["start"].as_u64().unwrap_or(0) % 60_000) as f64 / 1000.0,
+                a["duration"].as_u64().unwrap_or(0) as f64 / 1000.0,
+                r["polled"],
+                r["fired"],
+                r["pending"],
+                r["notPolled"].as_array().map_or(0, Vec::len),
+                r["children"].as_array().map_or(0, Vec::len),
+            );
+        }
+    }
+    Ok(())
 }

@@ -143,7 +143,7 @@ fn run() -> anyhow::Result<()> {
         let alarm = if realtime { "fires every minute by the clock, and now with" } else { "fires only when asked" };
         print_instructions(&world, &moto, TRIGGER);
         println!(
-            "The feed's alarm {alarm} (each fire polls the bucket and fires {TRIGGER} per change):
+            "The namespace scheduler's alarm {alarm} (each fire polls the bucket and fires {TRIGGER} per change):
   curl -s -X POST $OW_APIHOST/__emulator/alarms/fire"
         );
         print_activations_hint();

@@ -198,6 +198,7 @@ fn poll_once(
         salt: trigger().to_string(),
         fire,
         list_margin: Duration::ZERO,
+        list_cap: None,
     };
     let ended = poller.run(&budget, &mut status);
     (ended, status)
