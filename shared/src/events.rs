@@ -44,6 +44,22 @@ pub struct EventContext {
     pub id_salt: String,
 }
 
+/// Lower-case hex of `bytes`: every hex string the crate writes (ids, names, secrets).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 over length-prefixed `fields` (u64 big-endian length, then the bytes), so no two
+/// lists of fields hash alike; callers may add more before finishing.
+pub fn hash_fields(fields: &[&str]) -> Sha256 {
+    let mut hasher = Sha256::new();
+    for field in fields {
+        hasher.update((field.len() as u64).to_be_bytes());
+        hasher.update(field.as_bytes());
+    }
+    hasher
+}
+
 /// The deterministic CloudEvents `id` of a change.
 ///
 /// Hex of the first 16 bytes of SHA-256 over the length-prefixed fields (u64 big-endian
@@ -61,14 +77,9 @@ pub fn event_id(ctx: &EventContext, change: &Change, seq: u64) -> String {
         (None, Some(hash)) => format!("h:{hash:016x}"),
         (None, None) => String::new(),
     };
-    let mut hasher = Sha256::new();
-    for field in [&ctx.id_salt, &ctx.source, change.kind.as_str(), &change.key, &version] {
-        hasher.update((field.len() as u64).to_be_bytes());
-        hasher.update(field.as_bytes());
-    }
+    let mut hasher = hash_fields(&[&ctx.id_salt, &ctx.source, change.kind.as_str(), &change.key, &version]);
     hasher.update(seq.to_be_bytes());
-    let digest = hasher.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&hasher.finalize()[..16])
 }
 
 /// A change as a CloudEvents 1.0 structured-mode JSON event (see the module doc for the shape).
@@ -123,13 +134,7 @@ pub fn cloud_event(ctx: &EventContext, change: &Change, seq: u64, time: DateTime
 /// on nothing a poll chose (no commit number, no cursor), so a record read again after a
 /// crash, or redelivered by the source, gets the same id.
 pub fn record_event_id(ctx: &EventContext, record: &Record) -> String {
-    let mut hasher = Sha256::new();
-    for field in [&ctx.id_salt, &ctx.source, "record", &record.id] {
-        hasher.update((field.len() as u64).to_be_bytes());
-        hasher.update(field.as_bytes());
-    }
-    let digest = hasher.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&hash_fields(&[&ctx.id_salt, &ctx.source, "record", &record.id]).finalize()[..16])
 }
 
 /// A log source's record as a CloudEvents 1.0 structured-mode JSON event: `type`

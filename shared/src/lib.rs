@@ -28,6 +28,9 @@
 //! [`polling::PollingFeed`] and [`polling::poll`]: the polling pattern over any
 //! [`source::Source`] (the namespace scheduler, config binding, state, diff, delivery), with
 //! [`schedule::Schedule`]. [`hooks`]: the hooks pattern (receiver web action, hook feed).
+//! Neither names a feature: they offer extension points ([`polling::extensions::Extensions`],
+//! [`polling::change_hook::ChangeHook`], [`hooks::extension::HookSource`]) that the features
+//! fill and [`registry`] lists.
 //!
 //! # State, diff, events, delivery
 //! [`store::StateStore`] keeps [`state::State`] in a [`source::BlobStore`] with conditional
@@ -35,10 +38,12 @@
 //! [`events`] builds CloudEvents with deterministic ids; [`filter`] selects changes and
 //! events; [`delivery::deliver`] fires the outbox in order.
 //!
-//! # Sources
+//! # Features and registries
 //! [`source`] is the plugin contract; [`sources::REGISTRY`] lists the sources the actions
-//! serve; [`sources::s3::S3Source`] lists S3 buckets. [`writing_a_source`] is the guide
-//! (docs/writing-a-source.md), whose example is compiled and run as a doc test.
+//! serve; [`s3`] is the S3 feature in one place (lister, push mapping, registration, SNS,
+//! reconcile); [`registry`] lists every extension kind (hook sources, push providers, change
+//! hooks, what polling is given), one line per feature. [`writing_a_source`] is the guide
+//! (docs/writing-a-source.md), whose examples are compiled as doc tests and run by the suite.
 
 pub mod budget;
 pub mod change;
@@ -53,7 +58,9 @@ pub mod lifecycle;
 pub mod openwhisk;
 pub mod params;
 pub mod polling;
+pub mod registry;
 pub mod runtime;
+pub mod s3;
 pub mod schedule;
 pub mod secret;
 pub mod source;

@@ -85,7 +85,7 @@ pub fn stored_key(config: &Params) -> Option<Secret> {
 pub fn generate_key() -> Result<Secret, String> {
     let mut buf = [0u8; 32];
     getrandom::fill(&mut buf).map_err(|e| format!("cannot generate a stateKey: {e}"))?;
-    Ok(Secret::new(buf.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(Secret::new(crate::events::hex(&buf)))
 }
 
 /// The key a CREATE or UPDATE stores: the requested one, else `stored` (the config's), else a

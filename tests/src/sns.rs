@@ -3,10 +3,10 @@
 //! a signer that signs envelopes with the test key the way SNS does, and a relay between moto's
 //! SNS and the receiver ([`SnsRelay`]).
 //!
-//! The test key (`sns-test-key.pem`) and certificate (`shared/src/hooks/testdata/
+//! The test key (`sns-test-key.pem`) and certificate (`shared/src/s3/testdata/
 //! sns-test-cert.pem`) were made once with openssl for these tests; they sign nothing else.
 //! The signer builds the canonical string itself from the AWS SNS Developer Guide
-//! ("Verifying the signatures of Amazon SNS messages"), independently of `owfeed::hooks::sns`.
+//! ("Verifying the signatures of Amazon SNS messages"), independently of `owfeed::s3::sns`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +24,7 @@ use crate::fake_github::Call;
 use crate::tls::{TestCa, TlsProxy};
 
 /// The test signing certificate, PEM (what the host serves at [`FakeSnsHost::cert_url`]).
-pub const TEST_CERT_PEM: &str = include_str!("../../shared/src/hooks/testdata/sns-test-cert.pem");
+pub const TEST_CERT_PEM: &str = include_str!("../../shared/src/s3/testdata/sns-test-cert.pem");
 const TEST_KEY_PEM: &str = include_str!("sns-test-key.pem");
 
 /// The path the certificate is served at.

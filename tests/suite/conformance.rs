@@ -10,8 +10,8 @@ use feed_tests::s3rver::{self, S3rver};
 use feed_tests::s3sfs::S3sFs;
 use owfeed::openwhisk::QualifiedName;
 use owfeed::params::Params;
+use owfeed::s3::S3Source;
 use owfeed::source::Source;
-use owfeed::sources::s3::S3Source;
 use owfeed::store::StateStore;
 use owfeed_s3::{Condition, ListRequest, S3Client, S3Config, SecretString};
 

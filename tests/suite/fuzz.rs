@@ -20,16 +20,17 @@ use feed_tests::actionloop::{ActionLoop, ResultChannel};
 use owfeed::events::{decode_header_value, validate_cloud_event};
 use owfeed::filter::{parse_filters, ChangeFilter};
 use owfeed::hooks::receiver::receive;
-use owfeed::hooks::s3push::{map_notification, read_records, PushSettings};
-use owfeed::hooks::sns::{self, Envelope, SnsTrust, TopicArn};
 use owfeed::hooks::{decode_ow_body, github_signature, process, HookConfig, HookRequest, Outcome};
 use owfeed::params::Params;
+use owfeed::registry::HOOK_SOURCES;
 use owfeed::runtime::Context;
+use owfeed::s3::push::{map_notification, read_records, PushSettings};
+use owfeed::s3::sns::{self, Envelope, SnsTrust, TopicArn};
+use owfeed::s3::S3Source;
 use owfeed::schedule::Schedule;
 use owfeed::secret::Secret;
 use owfeed::source::{LogSource, Source};
 use owfeed::sources::couchdb::CouchDbSource;
-use owfeed::sources::s3::S3Source;
 use owfeed::state::State;
 
 /// How many inputs each target gets.
@@ -271,6 +272,7 @@ fn state_objects_never_panic_when_decoded() {
 fn webhook_requests_never_panic() {
     let config = HookConfig::from_params(
         &Params::from_value(json!({"source": "none", "secret": "0123456789abcdef0123"})).unwrap(),
+        HOOK_SOURCES,
     )
     .expect("hook config");
     fuzz(
@@ -457,7 +459,7 @@ fn receiver_full_request_path_never_panics() {
         },
         |params| {
             let params = Params::from_value(params.clone()).expect("an object");
-            let result = receive(&ctx, params).expect("the receiver always answers over HTTP");
+            let result = receive(&ctx, params, HOOK_SOURCES).expect("the receiver always answers over HTTP");
             let status = result["statusCode"].as_u64().expect("a status code");
             assert!((200..600).contains(&status), "{result}");
         },
@@ -522,7 +524,7 @@ fn s3_notifications_never_panic() {
     let all = [settings("aws", 1), settings("ceph", 3), settings("minio", 1)];
     let fired = AtomicUsize::new(0);
     fuzz(
-        "s3push::read_records",
+        "s3::push::read_records",
         12,
         |r| {
             let body = s3_notification(r);
@@ -632,7 +634,8 @@ fn sns_receiving_path_never_panics() {
     let params = Params::from_value(json!({"source": "s3", "provider": "aws", "endpoint": "https://s3.example.com",
         "bucket": "photos", "secret": "0123456789abcdef0123", "triggerName": "/guest/t", "topicArn": topic}))
     .unwrap();
-    let config = HookConfig::from_params(&params).expect("hook config");
+    let config = HookConfig::from_params(&params, HOOK_SOURCES).expect("hook config");
+    let settings = PushSettings::from_params(&params).expect("push settings");
     let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let envelope = |message: String, kind: &str| {
         json!({"Type": kind, "MessageId": "m", "TopicArn": topic, "Message": message, "Timestamp": now(),
@@ -645,7 +648,7 @@ fn sns_receiving_path_never_panics() {
     let mut fresh = signed.clone();
     let verified_count = AtomicUsize::new(0);
     fuzz(
-        "hooks::sns::receive",
+        "s3::sns::receive",
         14,
         |r| {
             if r.below(25) == 0 {
@@ -670,7 +673,7 @@ fn sns_receiving_path_never_panics() {
         |(kind, body, is_signed)| {
             let headers = BTreeMap::from([("x-amz-sns-message-type".to_string(), kind.clone())]);
             let req = HookRequest { method: "POST".into(), headers, query: String::new(), body: body.clone() };
-            let (outcome, verified) = sns::receive(&config, &params, &req, &trust);
+            let (outcome, verified) = sns::receive(&config, &settings, &params, &req, &trust);
             if verified.is_some() {
                 verified_count.fetch_add(1, Ordering::Relaxed);
                 // Mutated bytes may still carry the signed fields intact (whitespace, unsigned fields).
@@ -711,6 +714,7 @@ fn actionloop_survives_random_input_lines() {
 fn regression_authorization_header_with_a_multibyte_char_at_byte_7_is_a_401_not_a_panic() {
     let config = HookConfig::from_params(
         &Params::from_value(json!({"source": "none", "secret": "0123456789abcdef0123"})).unwrap(),
+        HOOK_SOURCES,
     )
     .expect("hook config");
     let headers = BTreeMap::from([("authorization".to_string(), "/0日本 x".to_string())]);

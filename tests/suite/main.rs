@@ -59,3 +59,5 @@ mod quota;
 mod scheduler;
 // manifest.yaml and deploy scripts agree with the workspace
 mod shipping;
+// ARCHITECTURE's claims a test can check: the patterns name no feature, every registry is complete
+mod tidy;

@@ -209,14 +209,14 @@ fn push_markers_a_bucket_writer_forges_suppress_nothing() {
     let genuine = r.markers();
     assert_eq!(genuine.len(), 1, "{genuine:?}");
     // Its name carries when it was written and an HMAC: `{name}.{ms, hex}.{32 hex}`.
-    let name = owfeed::polling::reconcile::marker_name(false, "pushed.txt", Some(&e));
+    let name = owfeed::s3::markers::marker_name(false, "pushed.txt", Some(&e));
     let sealed = genuine[0].strip_prefix(".owfeed/guest/t.pushed/").unwrap();
     let tag = sealed.rsplit('.').next().unwrap();
     assert!(sealed.starts_with(&format!("{name}.")) && tag.len() == 32, "{sealed}");
 
     // A writer of the bucket marks the lost change as pushed: the bare name of the format before
     // keys, one with a made-up tag, one with the genuine marker's tag.
-    let bare = owfeed::polling::reconcile::marker_name(false, "lost.txt", Some(&lost));
+    let bare = owfeed::s3::markers::marker_name(false, "lost.txt", Some(&lost));
     let time = sealed.split('.').rev().nth(1).unwrap();
     for forged in [bare.clone(), format!("{bare}.{time}.{}", "0".repeat(32)), format!("{bare}.{time}.{tag}")] {
         r.moto.put(&r.bucket, &format!(".owfeed/guest/t.pushed/{forged}"), b"{}").unwrap();

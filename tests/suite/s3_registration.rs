@@ -15,8 +15,8 @@ use feed_tests::s3proxy::{Fault, FaultProxy, Rule};
 use feed_tests::world::{latency_line, World, USER};
 use ow_emulator::Config;
 use owfeed::hooks::feed::{binding_for, receiver_url};
-use owfeed::hooks::s3notify::notification_id;
 use owfeed::openwhisk::QualifiedName;
+use owfeed::s3::notify::notification_id;
 use owfeed_s3::{parse_xml, XmlElement};
 
 const XMLNS: &str = "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"";
@@ -638,4 +638,74 @@ fn secrets_echoed_by_the_server_never_reach_results_or_logs() {
         assert!(!activations.contains(secret), "{activations}");
     }
     assert!(rgw.entries(&bucket).is_empty());
+}
+
+/// Push and poll agree (issue 22): one real Ceph RGW bucket watched both ways, by the polling S3
+/// feed and by an S3 push hook; for each write and delete, the pushed event and the polled
+/// event have the same `type`, `source`, `subject` and `data`, except what a notification does
+/// not carry: the listing's `storageClass` and a delete's `previousVersionHash` (both absent
+/// from the pushed event, never guessed), and `lastModified`, which push takes from the
+/// record's `eventTime` and a poll from the listing's `LastModified` (RGW's two clocks of one
+/// write; both RFC 3339, `Z`).
+#[test]
+fn pushed_and_polled_events_of_one_bucket_carry_the_same_data() {
+    let rgw = feed_tests::ceph::Rgw::start().expect("start Ceph RGW");
+    let client = rgw.client();
+    let bucket = "parity";
+    client.create_bucket(bucket).unwrap();
+    let w = World::with_actions(
+        Config::with_namespaces(&[USER, "other"]),
+        "parity",
+        &["changes", "poll", "hook", "receive"],
+    );
+    let s3 = json!({"endpoint": rgw.endpoint(), "region": feed_tests::ceph::REGION, "bucket": bucket,
+        "accessKeyId": rgw.access_key_id(), "secretAccessKey": rgw.secret_access_key()});
+    let mut polled_params = s3.clone();
+    polled_params["source"] = json!("s3");
+    w.create_trigger("polled", polled_params).expect("CREATE of the polling feed");
+    let mut pushed_params = s3;
+    pushed_params["source"] = json!("s3");
+    pushed_params["provider"] = json!("ceph");
+    create(&w, "pushed", pushed_params).unwrap_or_else(|e| panic!("CREATE of the push hook: {e}\n{}", rgw.log_tail()));
+    // A trigger without a rule records no activation: a recorder on each.
+    for trigger in ["polled", "pushed"] {
+        w.record_events(trigger, Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    }
+
+    let key = "dir/a file+1.txt";
+    client.put_object(bucket, key, b"first".to_vec(), owfeed_s3::Condition::None).unwrap();
+    assert!(w.emu.wait_idle(Duration::from_secs(60)));
+    w.poll_once("polled").expect("poll after the write");
+    client.delete_object(bucket, key).unwrap();
+    assert!(w.emu.wait_idle(Duration::from_secs(60)));
+    w.poll_once("polled").expect("poll after the delete");
+
+    // Everything but the two attributes a notification cannot give the same way.
+    let comparable = |e: &Value| {
+        let mut data = e["data"].clone();
+        let object = data.as_object_mut().expect("data is an object");
+        let last_modified = object.remove("lastModified");
+        let not_pushed = [object.remove("storageClass"), object.remove("previousVersionHash")];
+        let event = json!({"type": e["type"], "source": e["source"], "subject": e["subject"], "data": data});
+        (event, last_modified, not_pushed)
+    };
+    let pushed: Vec<_> = w.fired("pushed").iter().map(comparable).collect();
+    let polled: Vec<_> = w.fired("polled").iter().map(comparable).collect();
+    assert_eq!(
+        pushed.iter().map(|(e, ..)| e).collect::<Vec<_>>(),
+        polled.iter().map(|(e, ..)| e).collect::<Vec<_>>(),
+        "pushed and polled events differ\n{}",
+        rgw.log_tail()
+    );
+    assert_eq!(pushed.len(), 2, "{pushed:?}");
+    let (created_push, created_poll) = (&pushed[0], &polled[0]);
+    assert_eq!(created_push.2, [None, None], "a notification carries no storage class: none is made up");
+    assert!(created_poll.2[0].as_ref().is_some_and(Value::is_string), "RGW lists a StorageClass: {created_poll:?}");
+    assert_eq!(pushed[1].2, [None, None], "a notification carries no previous version");
+    assert!(polled[1].2[1].as_ref().is_some_and(Value::is_string), "a poll knows the deleted version: {polled:?}");
+    for (_, last_modified, _) in [created_push, created_poll] {
+        let lm = last_modified.as_ref().and_then(Value::as_str).expect("a created event has lastModified");
+        assert!(lm.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(lm).is_ok(), "{lm}");
+    }
+    assert!(pushed[1].1.is_none() && polled[1].1.is_none(), "a delete has no lastModified");
 }

@@ -3,8 +3,8 @@
 
 use owfeed::lifecycle::handle;
 use owfeed::polling::PollingFeed;
-use owfeed::sources::REGISTRY;
+use owfeed::registry::POLLING;
 
 fn main() {
-    owfeed::runtime::main(|ctx, params| handle(&PollingFeed::registry(REGISTRY), ctx, params))
+    owfeed::runtime::main(|ctx, params| handle(&PollingFeed::with(POLLING), ctx, params))
 }

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use super::registrar::{base_url, Call, Endpoint, Http, Method, Registrar, RegistrationError};
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
+use crate::source::ParamSpec;
 
 /// The public GitHub API, unless `githubApi` says otherwise (GitHub Enterprise, tests).
 pub const DEFAULT_API: &str = "https://api.github.com";
@@ -29,17 +30,10 @@ const HEADERS: [(&str, &str); 2] = [("Accept", "application/vnd.github+json"), (
 pub const DEFAULT_EVENTS: [&str; 1] = ["push"];
 
 /// The GitHub registration plugin.
-#[derive(Default)]
-pub struct GitHub {
-    http: Http,
-}
+/// Its requests go through the process's one producer client (`Http::shared`).
+pub struct GitHub;
 
 impl GitHub {
-    /// A plugin with its own HTTP client.
-    pub fn new() -> GitHub {
-        GitHub { http: Http::new() }
-    }
-
     /// `repository` as `owner/repo`, or, as the Apache webhook feed takes it, `repo` with the
     /// owner in `username` (apache/openwhisk-catalog packages/github/webhook.js:44-52, 62).
     fn repository(params: &Params) -> Result<(String, String), ParamError> {
@@ -157,7 +151,7 @@ impl GitHub {
             m.remove("name");
         }
         let call = GitHub::call(params, Method::Patch, &url, Some(&body), &what, Some(&endpoint.secret))?;
-        let reply = self.http.send(&call)?;
+        let reply = Http::shared().send(&call)?;
         match reply.status {
             200..=299 => Ok(id.to_string()),
             // Gone (deleted at GitHub by hand): register it again.
@@ -177,7 +171,7 @@ impl GitHub {
         let (owner, repo) = GitHub::repository(params).map_err(bad)?;
         let url = format!("{api}/repos/{owner}/{repo}");
         let check = format!("checking access to GitHub repository {owner}/{repo}");
-        let reply = self.http.send(&GitHub::call(params, Method::Get, &url, None, &check, None)?)?;
+        let reply = Http::shared().send(&GitHub::call(params, Method::Get, &url, None, &check, None)?)?;
         let admin = reply.status == 200 && reply.body.pointer("/permissions/admin") == Some(&Value::Bool(true));
         if admin {
             return Ok(());
@@ -202,12 +196,45 @@ impl Registrar for GitHub {
         "github"
     }
 
-    fn params(&self) -> &'static [&'static str] {
-        &["repository", "accessToken", "events", "githubApi", "username", "baseUrl"]
-    }
-
-    fn secret_params(&self) -> &'static [&'static str] {
-        &["accessToken"]
+    fn params(&self) -> &'static [ParamSpec] {
+        &[
+            ParamSpec {
+                name: "repository",
+                secret: false,
+                required: true,
+                doc: "owner/repo (or repo with the owner in username)",
+            },
+            ParamSpec {
+                name: "accessToken",
+                secret: true,
+                required: true,
+                doc: "a GitHub token that may manage the repository's hooks",
+            },
+            ParamSpec {
+                name: "events",
+                secret: false,
+                required: false,
+                doc: "GitHub events to deliver (default push)",
+            },
+            ParamSpec {
+                name: "githubApi",
+                secret: false,
+                required: false,
+                doc: "GitHub API URL (default https://api.github.com)",
+            },
+            ParamSpec {
+                name: "username",
+                secret: false,
+                required: false,
+                doc: "the owner, the Apache webhook feed's name for it",
+            },
+            ParamSpec {
+                name: "baseUrl",
+                secret: false,
+                required: false,
+                doc: "githubApi, the Apache webhook feed's name for it",
+            },
+        ]
     }
 
     fn validate(&self, params: &Params) -> Result<(), ParamError> {
@@ -223,7 +250,7 @@ impl Registrar for GitHub {
         let what = format!("creating a webhook on GitHub repository {owner}/{repo}");
         let body = GitHub::hook(params, endpoint)?;
         let call = GitHub::call(params, Method::Post, &url, Some(&body), &what, Some(&endpoint.secret))?;
-        let reply = self.http.send(&call)?;
+        let reply = Http::shared().send(&call)?;
         if reply.status == 404 {
             return Err(RegistrationError::Rejected {
                 status: 404,
@@ -251,7 +278,7 @@ impl Registrar for GitHub {
         let url = GitHub::hook_url(params, id)?;
         let what = format!("deleting GitHub webhook {id}");
         let call = GitHub::call(params, Method::Delete, &url, None, &what, None)?;
-        let reply = self.http.send(&call)?;
+        let reply = Http::shared().send(&call)?;
         match reply.status {
             200..=299 => Ok(()),
             404 | 410 => self.gone_or_hidden(params, &what),
@@ -263,7 +290,9 @@ impl Registrar for GitHub {
         let url = GitHub::hook_url(params, id)?;
         let what = format!("{} GitHub webhook {id}", if active { "activating" } else { "deactivating" });
         let body = json!({ "active": active });
-        self.http.expect_ok(&GitHub::call(params, Method::Patch, &url, Some(&body), &what, None)?, false).map(|_| ())
+        Http::shared()
+            .expect_ok(&GitHub::call(params, Method::Patch, &url, Some(&body), &what, None)?, false)
+            .map(|_| ())
     }
 
     fn removal(&self, params: &Params, id: &str) -> (String, String) {
@@ -286,7 +315,7 @@ mod tests {
 
     #[test]
     fn parameters_are_checked_without_io() {
-        let g = GitHub::new();
+        let g = GitHub;
         assert!(g.validate(&p(json!({"repository": "o/r", "accessToken": "t"}))).is_ok());
         let err = g.validate(&p(json!({"repository": "o", "accessToken": "t"}))).unwrap_err();
         assert_eq!(

@@ -5,8 +5,15 @@
 //! This module is the receiver's decision logic as a plain function ([`process`]) from an
 //! HTTP request ([`HookRequest`]) and the hook's config ([`HookConfig`]) to either an HTTP
 //! answer or a list of CloudEvents to fire. It does no I/O: firing is `receiver`'s job, the
-//! lifecycle is `feed`'s, and talking to producers is the registration plugins' (`github`,
-//! `subscription`).
+//! lifecycle is `feed`'s, and talking to producers is the registration plugins' (the contract
+//! in `registrar`; `github`, `subscription` and `registrar::Unregistered` here, S3's in the S3
+//! feature). Which sources exist is the registry's (`crate::registry::HOOK_SOURCES`): the
+//! pattern reaches a source's registrar, delivery format and companion through the extension
+//! points in `extension`, and names no feature.
+//!
+//! Files: `extension` (the extension points), `registrar` (the registration contract and its
+//! HTTP helper), `feed` (the hook feed action), `receiver` (the `receive` web action),
+//! `github` and `subscription` (two registrars), `tests` (table tests of `process`).
 //!
 //! # What `process` does, in order
 //! 1. `OPTIONS`: the CloudEvents webhook abuse-protection handshake. It needs no token (Azure
@@ -38,17 +45,15 @@
 //! identifying attribute from the body (see `signed_events`): a replay with new headers fires
 //! the same event again, never a new one.
 
+pub mod extension;
 pub mod feed;
 pub mod github;
 pub mod receiver;
-pub mod reconcile;
 pub mod registrar;
-pub mod s3notify;
-pub mod s3push;
-pub mod sns;
 pub mod subscription;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -56,11 +61,12 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::events::{decode_header_value, validate_cloud_event};
+use crate::events::{decode_header_value, hex, validate_cloud_event};
 use crate::filter::{matches_all, parse_filters, SubscriptionFilter};
 use crate::openwhisk::OwError;
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
+use extension::{Fired, HookSource, Mapping};
 
 /// The event type of a plain (non-CloudEvents, non-GitHub) delivery.
 pub const GENERIC_TYPE: &str = "org.openwhisk.feeds.hooks.received";
@@ -86,7 +92,7 @@ pub enum SourceKind {
     GitHub,
     /// A CloudEvents Subscriptions API manager, sending `Authorization: Bearer`.
     Subscription,
-    /// S3 bucket notifications (`provider` aws, ceph or minio), mapped to the S3 feed's events.
+    /// S3 bucket notifications, mapped to the S3 feed's events by the S3 feature.
     S3,
     /// Nothing registered: the user configures the producer with the URL and token.
     None,
@@ -158,8 +164,8 @@ pub struct HookConfig {
     pub registration: Option<String>,
     /// The trigger (`/namespace/name`): salts the ids of S3 notification events, as polling does.
     pub trigger_name: Option<String>,
-    /// For `source=s3`: what the trigger wants from the bucket's notifications.
-    pub s3: Option<s3push::PushSettings>,
+    /// For a source whose deliveries are its producer's own format: how they become events.
+    pub mapping: Option<Arc<dyn Mapping>>,
 }
 
 /// Reads and checks `filters` (a JSON array, or a string holding one).
@@ -174,24 +180,16 @@ pub fn filters_from_params(params: &Params) -> Result<Vec<SubscriptionFilter>, P
 }
 
 impl HookConfig {
-    /// Reads the config; `secret` is required. Errors name the parameter.
-    pub fn from_params(params: &Params) -> Result<HookConfig, ParamError> {
+    /// Reads the config of a hook of one of `sources`; `secret` is required. Errors name the
+    /// parameter.
+    pub fn from_params(params: &Params, sources: &[HookSource]) -> Result<HookConfig, ParamError> {
         let source = SourceKind::from_params(params)?;
         let secret = params.required_secret("secret")?;
         let filters = filters_from_params(params)?;
-        let s3 = match source {
-            SourceKind::S3 => {
-                if !filters.is_empty() {
-                    return Err(ParamError::invalid(
-                        "filters",
-                        "no subscription filters with source s3 (use prefix, suffix and events, as the S3 feed does)",
-                        params.raw("filters").unwrap_or(&Value::Null),
-                    ));
-                }
-                Some(s3push::PushSettings::from_params(params)?)
-            }
-            _ => None,
-        };
+        let entry = HookSource::find(sources, source).ok_or_else(|| {
+            ParamError::invalid("source", "a source this receiver serves", &Value::String(source.as_str().into()))
+        })?;
+        let mapping = entry.deliveries.map(|d| d.mapping(params)).transpose()?;
         let allowed_origins = match params.list("allowedOrigins")? {
             None => vec!["*".to_string()],
             Some(list) if list.is_empty() => {
@@ -221,7 +219,7 @@ impl HookConfig {
             paused: params.bool("paused")?.unwrap_or(false),
             registration: params.str("registration")?.filter(|r| !r.is_empty()),
             trigger_name: params.str("triggerName")?,
-            s3,
+            mapping,
         })
     }
 
@@ -393,8 +391,8 @@ pub enum Outcome {
     Respond(HookResponse),
     /// Fire these events (in order), then answer with [`after_fire`].
     Fire {
-        /// The accepted events that passed the filters.
-        events: Vec<Value>,
+        /// The accepted payloads that passed the filters, typed.
+        events: Vec<Fired>,
         /// How many accepted events the filters dropped.
         filtered: usize,
     },
@@ -408,25 +406,18 @@ pub fn process(config: &HookConfig, req: &HookRequest) -> Outcome {
     }
 }
 
+/// `Err` is a refusal; an early answer that is no refusal (handshake, ping, paused) is an
+/// `Ok(Outcome::Respond)`.
 fn process_inner(config: &HookConfig, req: &HookRequest) -> Result<Outcome, HookResponse> {
     match req.method.as_str() {
-        "OPTIONS" => return Err(handshake(config, req)),
+        "OPTIONS" => return Ok(Outcome::Respond(handshake(config, req))),
         "POST" => {}
         other => {
             return Err(HookResponse::error(405, format!("method {other} not allowed: deliver with POST"))
                 .with_header("Allow", "POST, OPTIONS"))
         }
     }
-    if req.body.len() as u64 > config.max_body_bytes {
-        return Err(HookResponse::error(
-            413,
-            format!(
-                "body of {} bytes is over the limit of {} bytes (maxBodyBytes)",
-                req.body.len(),
-                config.max_body_bytes
-            ),
-        ));
-    }
+    config.check_size(req)?;
     let Some(auth) = authenticate(config, req) else {
         return Err(HookResponse::error(
             401,
@@ -435,53 +426,50 @@ fn process_inner(config: &HookConfig, req: &HookRequest) -> Result<Outcome, Hook
     };
     check_github_hook(config, req)?;
     if req.header("x-github-event").map(str::trim) == Some("ping") {
-        return Err(HookResponse::new(200, json!({ "status": "pong" })));
+        return Ok(Outcome::Respond(HookResponse::new(200, json!({ "status": "pong" }))));
     }
-    if let Some(settings) = &config.s3 {
-        return s3_notification(config, settings, req, auth);
+    if let Some(mapping) = &config.mapping {
+        // Only the token proves the sender: a producer with its own format signs nothing with
+        // the hook's secret.
+        if auth != Auth::Token {
+            return Err(HookResponse::error(
+                401,
+                format!(
+                    "not authenticated: {} deliveries need Authorization: Bearer <token> or ?access_token=<token>",
+                    config.source.as_str()
+                ),
+            ));
+        }
+        return Ok(mapping.map(config, &req.body));
     }
     let events = match auth {
         Auth::Token => parse_events(config, req)?,
         Auth::Signature => signed_events(config, req)?,
     };
     if config.paused {
-        return Err(HookResponse::new(202, json!({ "status": "paused", "fired": 0, "dropped": events.len() })));
+        let answer = HookResponse::new(202, json!({ "status": "paused", "fired": 0, "dropped": events.len() }));
+        return Ok(Outcome::Respond(answer));
     }
     let total = events.len();
-    let events: Vec<Value> = events.into_iter().filter(|e| matches_all(&config.filters, e)).collect();
+    let events: Vec<Fired> = events.into_iter().filter(|e| matches_all(&config.filters, e)).map(Fired::event).collect();
     Ok(Outcome::Fire { filtered: total - events.len(), events })
 }
 
-/// An S3 bucket notification: the polling S3 feed's events, filtered and batched as it does.
-fn s3_notification(
-    config: &HookConfig,
-    settings: &s3push::PushSettings,
-    req: &HookRequest,
-    auth: Auth,
-) -> Result<Outcome, HookResponse> {
-    // Only the token proves the sender: no S3 provider signs with the hook's secret.
-    if auth != Auth::Token {
-        return Err(HookResponse::error(
-            401,
-            "not authenticated: S3 notifications need Authorization: Bearer <token> or ?access_token=<token>",
-        ));
+impl HookConfig {
+    /// 413 for a body over `maxBodyBytes`.
+    pub fn check_size(&self, req: &HookRequest) -> Result<(), HookResponse> {
+        if req.body.len() as u64 > self.max_body_bytes {
+            return Err(HookResponse::error(
+                413,
+                format!(
+                    "body of {} bytes is over the limit of {} bytes (maxBodyBytes)",
+                    req.body.len(),
+                    self.max_body_bytes
+                ),
+            ));
+        }
+        Ok(())
     }
-    let body: Value = serde_json::from_slice(&req.body)
-        .map_err(|_| bad_request("S3 notification: the body is not JSON (expected {\"Records\": [...]})"))?;
-    s3_records(config, settings, &body)
-}
-
-/// An authenticated S3 notification body (`Records`, or S3's test message) as the events to
-/// fire: mapped, filtered and batched by `s3push`; dropped while paused. Shared by the token
-/// path and SNS notifications (`sns`).
-fn s3_records(config: &HookConfig, settings: &s3push::PushSettings, body: &Value) -> Result<Outcome, HookResponse> {
-    let salt = config.trigger_name.as_deref().unwrap_or_default();
-    let mapped = s3push::map_notification(settings, salt, body).map_err(|e| bad_request(e.to_string()))?;
-    if config.paused {
-        let dropped = mapped.events.len();
-        return Err(HookResponse::new(202, json!({ "status": "paused", "fired": 0, "dropped": dropped })));
-    }
-    Ok(Outcome::Fire { events: s3push::fires(mapped.events, settings.batch), filtered: mapped.filtered })
 }
 
 /// A delivery from another GitHub hook than the one registered (an old hook left at GitHub
@@ -549,10 +537,6 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// GitHub's `X-Hub-Signature-256` value for `body`: `sha256=<hex HMAC-SHA256>`.

@@ -4,7 +4,9 @@
 //! `{statusCode, headers, body}`.
 //!
 //! It always answers with an HTTP result (never an action error), logs one line per request
-//! without parameters or headers (they carry tokens), and knows nothing about producers.
+//! without parameters or headers (they carry tokens), and knows no producer by name: a
+//! source's own delivery format and signature come through its [`Mapping`], what lives with
+//! the registration hears of each fire through its [`super::extension::Companion`].
 //!
 //! # Batches cut by a failed fire
 //! Fires stop at the first failure (429 when the namespace's fire rate is used up). For a
@@ -38,13 +40,13 @@
 //! (below), so `lastFailure` stays, with its time, until the next failure replaces it or
 //! DELETE removes the record.
 //!
-//! # SNS messages
-//! An SNS notification is one delivery whatever its bytes: its cut batch is kept under its
-//! `MessageId` (every variant of a signed message, unsigned fields or whitespace changed,
-//! shares it), and once delivered, its `MessageId` is remembered (parameter `messages`, with
-//! the message's `Timestamp`) for [`super::sns::REPLAY_WINDOW`], the newest [`MAX_MESSAGES`]:
-//! a replay is answered 200 `duplicate` and fires nothing. Older messages are refused by
-//! their `Timestamp` (`sns`).
+//! # Signed messages
+//! A message its source verified by signature (an SNS notification: [`Verified`]) is one
+//! delivery whatever its bytes: its cut batch is kept under its record key (every variant of a
+//! signed message, unsigned fields or whitespace changed, shares it), and once delivered, its
+//! message id is remembered (parameter `messages`, with the message's time) for the source's
+//! replay window, the newest [`MAX_MESSAGES`]: a replay is answered 200 `duplicate` and fires
+//! nothing. Older messages the source refuses by their time.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -52,26 +54,20 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::sns::{self, SnsTrust, Verified};
+use super::extension::{Fired, HookSource, Mapping, Verified};
 use super::{after_fire, out_of_time, process, HookConfig, HookRequest, HookResponse, Outcome, SourceKind};
 use crate::openwhisk::{from_key_values, key_values, AuthKey, Client, OwError, QualifiedName};
 use crate::params::Params;
 use crate::runtime::{log, ActionError, Context};
 
-/// The receiver's handler, as shipped: SNS messages are trusted from AWS's SNS hosts only.
-pub fn receive(ctx: &Context, params: Params) -> Result<Value, ActionError> {
-    receive_with(ctx, params, &SnsTrust::aws())
-}
-
-/// The receiver's handler with the SNS trust given by the binary (see `sns`, "The test
-/// switch"): only a test fixture passes anything but [`SnsTrust::aws`].
-pub fn receive_with(ctx: &Context, params: Params, trust: &SnsTrust) -> Result<Value, ActionError> {
-    let response = handle(ctx, &params, trust);
+/// The receiver's handler for the hook sources `sources` (the binary passes the registry's).
+pub fn receive(ctx: &Context, params: Params, sources: &[HookSource]) -> Result<Value, ActionError> {
+    let response = handle(ctx, &params, sources);
     log(&format!("receive: {} {}", params.raw("__ow_method").and_then(Value::as_str).unwrap_or("?"), response.status));
     Ok(response.to_web_result())
 }
 
-fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
+fn handle(ctx: &Context, params: &Params, sources: &[HookSource]) -> HookResponse {
     let started = SystemTime::now();
     if !params.has("__ow_method") {
         return HookResponse::error(400, "receive is a raw HTTP web action: call it through its web URL");
@@ -80,17 +76,19 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
     if !params.has("secret") {
         return HookResponse::error(404, "no hook is configured at this URL");
     }
-    let config = match HookConfig::from_params(params) {
+    let config = match HookConfig::from_params(params, sources) {
         // Not recorded: the request that found it is not verified (nothing unverified writes).
         Err(e) => return HookResponse::error(500, format!("the hook's config is invalid: {e}")),
         Ok(c) => c,
     };
     let request = HookRequest::from_params(params);
-    // SNS signs instead of sending our token, and needs I/O to be checked (`sns`).
-    let sns = sns::is_sns(&config, &request);
-    let (outcome, message) =
-        if sns { sns::receive(&config, params, &request, trust) } else { (process(&config, &request), None) };
-    let times = Times::new(started, ctx.time_left(), producer_wait(&config, sns));
+    // A source that signs instead of sending our token (SNS) checks its requests itself, with I/O.
+    let own = config.mapping.as_deref().filter(|m| m.verifies_itself(&request));
+    let (outcome, message) = match own {
+        Some(mapping) => mapping.verify(&config, params, &request),
+        None => (process(&config, &request), None),
+    };
+    let times = Times::new(started, ctx.time_left(), producer_wait(&config, own));
     let key = record_key(&request.body, message.as_ref());
     let (events, filtered) = match outcome {
         // A fault on our side after the request was verified (an SNS subscription it could
@@ -114,46 +112,27 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
     let batch = (events.len() > 1 || message.is_some()).then(|| BatchRecord::load(&client, &trigger, key.clone()));
     if let (Some(record), Some(m)) = (&batch, &message) {
         if record.delivered_message(&m.message_id) {
-            log(&format!("receive: SNS message {} was delivered before: nothing fired", m.message_id));
+            log(&format!("receive: message {} was delivered before: nothing fired", m.message_id));
             return HookResponse::new(200, json!({ "status": "duplicate", "messageId": m.message_id, "fired": 0 }));
         }
     }
     let batched = events.len() > 1;
     let earlier: BTreeSet<String> = batch.as_ref().map(BatchRecord::delivered).unwrap_or_default();
-    let id_of = payload_id;
-    let mut fired_ids = Vec::new();
-    let mut skipped = Vec::new();
-    let mut failure = None;
-    let mut out_of_time_at = None;
+    let id_of = |fired: &Fired| fired.id.clone();
     // Every fire ends by `fire_until`; one that may not is not started.
     let client = client.until(Some(times.fire_until));
-    let mut slowest = Duration::ZERO;
-    for event in &events {
-        let id = id_of(event);
-        if earlier.contains(&id) {
-            skipped.push(id);
-            continue;
-        }
-        if !times.may_start(slowest) {
-            out_of_time_at = Some(id);
-            break;
-        }
-        let start = Instant::now();
-        if let Err(e) = client.fire_trigger(&trigger, event) {
-            log(&format!("receive: firing {trigger}: {e}"));
-            failure = Some(e);
-            break;
-        }
-        slowest = slowest.max(start.elapsed());
-        fired_ids.push(id);
-    }
+    let Fires { fired_ids, skipped, failure, out_of_time_at } = fire_all(&client, &trigger, &events, &earlier, &times);
     let client = client.until(Some(times.answer_by));
     if let Some(id) = &out_of_time_at {
         log(&format!("receive: out of time before firing {id}: {} fired, the rest is for the retry", fired_ids.len()));
     }
-    // S3 push reconcile (hooks/reconcile.rs): markers of what was fired, after the fire.
-    let fired: Vec<&Value> = events.iter().filter(|e| fired_ids.contains(&id_of(e))).collect();
-    super::reconcile::record_pushed(params, &fired);
+    // What lives with the registration hears of what was fired, after the fire.
+    if let Some(hook) = HookSource::find(sources, config.source).and_then(|s| s.fired) {
+        let fired: Vec<&Fired> = events.iter().filter(|e| fired_ids.contains(&e.id)).collect();
+        if !fired.is_empty() {
+            hook.after_fire(params, &fired);
+        }
+    }
     let cut = failure.is_some() || out_of_time_at.is_some();
     let mut response = match out_of_time_at {
         Some(_) => out_of_time(fired_ids.len(), filtered),
@@ -183,15 +162,58 @@ fn handle(ctx: &Context, params: &Params, trust: &SnsTrust) -> HookResponse {
     response
 }
 
-/// How long a producer waits for the answer, when it says: SNS "The connection will time out
-/// in 15 seconds" (AWS SNS Developer Guide, "Step 1: Make sure your endpoint is ready to
-/// process Amazon SNS messages", docs.aws.amazon.com/sns/latest/dg/SendMessageToHttp.prepare.html);
-/// GitHub "Your server should respond with a 2XX response within 10 seconds"
+/// What became of a delivery's fires.
+struct Fires {
+    /// Ids fired now, in order.
+    fired_ids: Vec<String>,
+    /// Ids an earlier request of the same delivery fired (not fired again).
+    skipped: Vec<String>,
+    /// The fire that failed, which stopped the rest.
+    failure: Option<OwError>,
+    /// The id not fired because the time was up, which stopped the rest.
+    out_of_time_at: Option<String>,
+}
+
+/// Fires `events` in order at `trigger`, skipping those delivered `earlier`, until one fails
+/// or the next may not end in time (see [`Times::may_start`]).
+fn fire_all(
+    client: &Client,
+    trigger: &QualifiedName,
+    events: &[Fired],
+    earlier: &BTreeSet<String>,
+    times: &Times,
+) -> Fires {
+    let mut fires = Fires { fired_ids: Vec::new(), skipped: Vec::new(), failure: None, out_of_time_at: None };
+    let mut slowest = Duration::ZERO;
+    for event in events {
+        if earlier.contains(&event.id) {
+            fires.skipped.push(event.id.clone());
+            continue;
+        }
+        if !times.may_start(slowest) {
+            fires.out_of_time_at = Some(event.id.clone());
+            break;
+        }
+        let start = Instant::now();
+        if let Err(e) = client.fire_trigger(trigger, &event.payload) {
+            log(&format!("receive: firing {trigger}: {e}"));
+            fires.failure = Some(e);
+            break;
+        }
+        slowest = slowest.max(start.elapsed());
+        fires.fired_ids.push(event.id.clone());
+    }
+    fires
+}
+
+/// How long a producer waits for the answer, when it says: a source that verifies its own
+/// requests says for them ([`Mapping::producer_wait`]); GitHub "Your server should respond
+/// with a 2XX response within 10 seconds"
 /// (docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks; GitHub
 /// Enterprise Server's page says 30 s: the shorter one is kept).
-pub fn producer_wait(config: &HookConfig, sns: bool) -> Option<Duration> {
-    if sns {
-        Some(SNS_WAIT)
+pub fn producer_wait(config: &HookConfig, own: Option<&dyn Mapping>) -> Option<Duration> {
+    if let Some(mapping) = own {
+        mapping.producer_wait()
     } else if config.source == SourceKind::GitHub {
         Some(GITHUB_WAIT)
     } else {
@@ -199,8 +221,6 @@ pub fn producer_wait(config: &HookConfig, sns: bool) -> Option<Duration> {
     }
 }
 
-/// SNS's wait for an answer.
-pub const SNS_WAIT: Duration = Duration::from_secs(15);
 /// GitHub's wait for an answer.
 pub const GITHUB_WAIT: Duration = Duration::from_secs(10);
 /// How long the controller waits for a web action's result before it answers 202 with the
@@ -250,12 +270,12 @@ impl Times {
     }
 }
 
-/// The key of a delivery in the record: an SNS message's `MessageId` (every variant of a
-/// signed message is the same delivery), else a SHA-256 of the body.
+/// The key of a delivery in the record: a verified message's own (every variant of a signed
+/// message is the same delivery), else a SHA-256 of the body.
 fn record_key(body: &[u8], message: Option<&Verified>) -> String {
     match message {
-        Some(m) => format!("sns:{}", m.message_id),
-        None => Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect(),
+        Some(m) => m.record_key.clone(),
+        None => crate::events::hex(&Sha256::digest(body)),
     }
 }
 
@@ -283,20 +303,10 @@ fn note_failure(ctx: &Context, params: &Params, key: String, response: &HookResp
     }
 }
 
-/// The id a fired payload is known by: the event's `id`, or for a `{"events": [...]}` batch
-/// (S3 notifications with `batch`) its events' ids joined by commas.
-fn payload_id(payload: &Value) -> String {
-    if let Some(id) = payload["id"].as_str() {
-        return id.to_string();
-    }
-    let ids = payload["events"].as_array().into_iter().flatten().filter_map(|e| e["id"].as_str());
-    ids.collect::<Vec<_>>().join(",")
-}
-
 /// How many cut batches the per-trigger record keeps.
 pub const MAX_BATCHES: usize = 20;
-/// How many delivered SNS `MessageId`s the per-trigger record keeps (the newest by their
-/// `Timestamp`, at most [`super::sns::REPLAY_WINDOW`] old).
+/// How many delivered signed messages the per-trigger record keeps (the newest by their
+/// time, at most their source's replay window old).
 pub const MAX_MESSAGES: usize = 500;
 
 /// The per-trigger record of batches cut by a failed fire: `{trigger}.owfeed-hook-batches`.
@@ -417,7 +427,7 @@ impl BatchRecord {
     /// `Timestamp` refuses them anyway) and, past [`MAX_MESSAGES`], the oldest.
     fn remember(&mut self, message: &Verified) {
         self.messages.insert(message.message_id.clone(), json!(message.timestamp));
-        let oldest = chrono::Utc::now() - chrono::Duration::from_std(sns::REPLAY_WINDOW).unwrap_or_default();
+        let oldest = chrono::Utc::now() - chrono::Duration::from_std(message.replay_window).unwrap_or_default();
         let stamp =
             |v: &Value| v.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.to_utc());
         self.messages.retain(|_, at| stamp(at).is_some_and(|t| t >= oldest));
@@ -446,6 +456,11 @@ fn client(ctx: &Context, params: &Params) -> Result<Client, String> {
 mod tests {
     use super::*;
 
+    fn verified(message_id: String, timestamp: String) -> Verified {
+        let record_key = format!("sns:{message_id}");
+        Verified { message_id, timestamp, record_key, replay_window: Duration::from_secs(3900) }
+    }
+
     fn secs(t: SystemTime, from: SystemTime) -> f64 {
         t.duration_since(from).unwrap().as_secs_f64()
     }
@@ -460,8 +475,8 @@ mod tests {
         assert_eq!((secs(t.fire_until, t0), secs(t.answer_by, t0)), (55.0, 58.0), "the controller's wait");
         let t = Times::new(t0, Some(Duration::from_secs(300)), None);
         assert_eq!(secs(t.answer_by, t0), 58.0, "a longer limit does not make the controller wait longer");
-        let t = Times::new(t0, Some(Duration::from_secs(60)), Some(SNS_WAIT));
-        assert_eq!((secs(t.fire_until, t0), secs(t.answer_by, t0)), (10.0, 13.0), "SNS");
+        let t = Times::new(t0, Some(Duration::from_secs(60)), Some(Duration::from_secs(15)));
+        assert_eq!((secs(t.fire_until, t0), secs(t.answer_by, t0)), (10.0, 13.0), "SNS's 15 s");
         let t = Times::new(t0, Some(Duration::from_secs(60)), Some(GITHUB_WAIT));
         assert_eq!(secs(t.answer_by, t0), 8.0, "GitHub");
         let t = Times::new(t0, Some(Duration::from_secs(6)), None);
@@ -491,15 +506,15 @@ mod tests {
             |ago: i64| (now - chrono::Duration::seconds(ago)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         record.messages.insert("ancient".into(), json!(stamp(4000)));
         for i in 0..MAX_MESSAGES {
-            record.remember(&Verified { message_id: format!("m-{i}"), timestamp: stamp(3000 - i as i64) });
+            record.remember(&verified(format!("m-{i}"), stamp(3000 - i as i64)));
         }
         assert!(!record.delivered_message("ancient"), "older than the window: refused by its Timestamp anyway");
         assert_eq!(record.messages.len(), MAX_MESSAGES);
-        record.remember(&Verified { message_id: "new".into(), timestamp: stamp(0) });
+        record.remember(&verified("new".into(), stamp(0)));
         assert_eq!(record.messages.len(), MAX_MESSAGES);
         assert!(record.delivered_message("new") && !record.delivered_message("m-0"), "the oldest goes");
         assert_eq!(record_key(b"body", None).len(), 64);
-        let m = Verified { message_id: "abc".into(), timestamp: stamp(0) };
+        let m = verified("abc".into(), stamp(0));
         assert_eq!(record_key(b"any variant", Some(&m)), record_key(b"another", Some(&m)));
     }
 }

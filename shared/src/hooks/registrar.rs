@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::http::{self, Body, HttpClient, HttpConfig, Request};
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
+use crate::source::ParamSpec;
 
 /// Path-segment encoding: only RFC 3986 unreserved characters stay as they are.
 pub const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -67,10 +68,9 @@ impl std::error::Error for RegistrationError {}
 pub trait Registrar {
     /// The `source` value that selects this plugin.
     fn name(&self) -> &'static str;
-    /// The parameters this plugin reads; a change to any of them means re-registering.
-    fn params(&self) -> &'static [&'static str];
-    /// Which of them are secrets (redacted by READ).
-    fn secret_params(&self) -> &'static [&'static str];
+    /// The parameters this plugin reads (secret ones are redacted by READ); a change to any of
+    /// them means re-registering.
+    fn params(&self) -> &'static [ParamSpec];
     /// Checks the plugin's parameters without any I/O.
     fn validate(&self, params: &Params) -> Result<(), ParamError>;
     /// Registers the endpoint; returns the producer's id for it (`None`: nothing registered).
@@ -124,10 +124,7 @@ impl Registrar for Unregistered {
     fn name(&self) -> &'static str {
         "none"
     }
-    fn params(&self) -> &'static [&'static str] {
-        &[]
-    }
-    fn secret_params(&self) -> &'static [&'static str] {
+    fn params(&self) -> &'static [ParamSpec] {
         &[]
     }
     fn validate(&self, _: &Params) -> Result<(), ParamError> {
@@ -178,6 +175,13 @@ const MAX_REPLY: u64 = 1024 * 1024;
 const USER_AGENT: &str = "owfeed-hooks";
 
 impl Http {
+    /// The process's one producer client (registrars are `const` registry entries, so they
+    /// hold none of their own).
+    pub fn shared() -> &'static Http {
+        static SHARED: std::sync::OnceLock<Http> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Http::new)
+    }
+
     /// A client with 5 s connect and 30 s overall timeouts and a 1 MiB answer limit.
     pub fn new() -> Http {
         let config = HttpConfig { request_time: Duration::from_secs(30), max_body: MAX_REPLY, ..HttpConfig::default() };

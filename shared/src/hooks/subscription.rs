@@ -16,19 +16,13 @@ use super::filters_from_params;
 use super::registrar::{base_url, Call, Endpoint, Http, Method, Registrar, RegistrationError, SEGMENT};
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
+use crate::source::ParamSpec;
 
 /// The Subscriptions API registration plugin.
-#[derive(Default)]
-pub struct Subscriptions {
-    http: Http,
-}
+/// Its requests go through the process's one producer client (`Http::shared`).
+pub struct Subscriptions;
 
 impl Subscriptions {
-    /// A plugin with its own HTTP client.
-    pub fn new() -> Subscriptions {
-        Subscriptions { http: Http::new() }
-    }
-
     fn auth(params: &Params) -> Result<Option<Secret>, ParamError> {
         Ok(params.secret("managerToken")?.map(|t| Secret::new(format!("Bearer {}", t.expose()))))
     }
@@ -127,12 +121,25 @@ impl Registrar for Subscriptions {
         "subscription"
     }
 
-    fn params(&self) -> &'static [&'static str] {
-        &["manager", "managerToken", "types", "filters", "subscriptionSource", "config"]
-    }
-
-    fn secret_params(&self) -> &'static [&'static str] {
-        &["managerToken"]
+    fn params(&self) -> &'static [ParamSpec] {
+        &[
+            ParamSpec { name: "manager", secret: false, required: true, doc: "the Subscriptions API manager's URL" },
+            ParamSpec { name: "managerToken", secret: true, required: false, doc: "the manager's bearer token" },
+            ParamSpec { name: "types", secret: false, required: false, doc: "CloudEvents types to subscribe to" },
+            ParamSpec { name: "filters", secret: false, required: false, doc: "Subscriptions API filters" },
+            ParamSpec {
+                name: "subscriptionSource",
+                secret: false,
+                required: false,
+                doc: "the subscription's source, a URI-reference",
+            },
+            ParamSpec {
+                name: "config",
+                secret: false,
+                required: false,
+                doc: "a JSON object of the manager's settings",
+            },
+        ]
     }
 
     fn validate(&self, params: &Params) -> Result<(), ParamError> {
@@ -152,7 +159,7 @@ impl Registrar for Subscriptions {
         let what = format!("creating a subscription at {manager}");
         let url = format!("{manager}/subscriptions");
         let call = Subscriptions::call(params, Method::Post, &url, auth, Some(&doc), &what, Some(&endpoint.secret));
-        let answer = self.http.expect_ok(&call, false)?.unwrap_or(Value::Null);
+        let answer = Http::shared().expect_ok(&call, false)?.unwrap_or(Value::Null);
         match answer.get("id") {
             Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
@@ -165,7 +172,7 @@ impl Registrar for Subscriptions {
         let auth = Subscriptions::auth(params).map_err(Subscriptions::bad)?;
         let url = format!("{manager}/subscriptions/{}", utf8_percent_encode(id, SEGMENT));
         let what = format!("deleting subscription {id} at {manager}");
-        self.http
+        Http::shared()
             .expect_ok(&Subscriptions::call(params, Method::Delete, &url, auth, None, &what, None), true)
             .map(|_| ())
     }
@@ -222,7 +229,7 @@ mod tests {
         let with = |extra: Value| {
             let mut p = json!({"manager": "http://m"});
             p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            Subscriptions::new().validate(&Params::from_value(p).unwrap())
+            Subscriptions.validate(&Params::from_value(p).unwrap())
         };
         for good in ["/orders", "https://x.example/a?b=c#d", "urn:event:from:x", "a%20b"] {
             assert!(with(json!({"subscriptionSource": good})).is_ok(), "{good}");
@@ -234,8 +241,8 @@ mod tests {
         assert!(with(json!({"config": "{\"topic\": \"orders\"}"})).is_ok());
         assert_eq!(with(json!({"config": "topic=orders"})).unwrap_err().name, "config");
         let bad = Params::from_value(json!({"manager": "http://m", "filters": [{"sql": "x"}]})).unwrap();
-        assert_eq!(Subscriptions::new().validate(&bad).unwrap_err().name, "filters");
+        assert_eq!(Subscriptions.validate(&bad).unwrap_err().name, "filters");
         let bad = Params::from_value(json!({"manager": "m"})).unwrap();
-        assert_eq!(Subscriptions::new().validate(&bad).unwrap_err().name, "manager");
+        assert_eq!(Subscriptions.validate(&bad).unwrap_err().name, "manager");
     }
 }

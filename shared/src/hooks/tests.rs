@@ -5,6 +5,13 @@ use std::time::Duration;
 
 use super::*;
 
+impl HookConfig {
+    /// The config as the shipped receiver reads it (the registry's hook sources).
+    fn from_params_in_registry(params: &Params) -> Result<HookConfig, ParamError> {
+        HookConfig::from_params(params, crate::registry::HOOK_SOURCES)
+    }
+}
+
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
 fn config(extra: Value) -> HookConfig {
@@ -13,7 +20,7 @@ fn config(extra: Value) -> HookConfig {
     if let (Value::Object(p), Value::Object(extra)) = (&mut p, extra) {
         p.extend(extra);
     }
-    HookConfig::from_params(&Params::from_value(p).unwrap()).unwrap()
+    HookConfig::from_params_in_registry(&Params::from_value(p).unwrap()).unwrap()
 }
 
 fn post(headers: &[(&str, &str)], body: &[u8]) -> HookRequest {
@@ -25,7 +32,7 @@ fn post(headers: &[(&str, &str)], body: &[u8]) -> HookRequest {
 
 fn fired(outcome: Outcome) -> Vec<Value> {
     match outcome {
-        Outcome::Fire { events, .. } => events,
+        Outcome::Fire { events, .. } => events.into_iter().map(|f| f.payload).collect(),
         Outcome::Respond(r) => panic!("expected events, got {r:?}"),
     }
 }
@@ -363,12 +370,12 @@ fn filters_drop_events_that_do_not_match() {
             .unwrap();
     match process(&cfg, &post(&[("Content-Type", "application/cloudevents-batch+json")], &body)) {
         Outcome::Fire { events, filtered } => {
-            assert_eq!(events, vec![event("1", "com.github.push")]);
+            assert_eq!(events.into_iter().map(|f| f.payload).collect::<Vec<_>>(), vec![event("1", "com.github.push")]);
             assert_eq!(filtered, 2);
         }
         other => panic!("{other:?}"),
     }
-    let err = HookConfig::from_params(
+    let err = HookConfig::from_params_in_registry(
         &Params::from_value(json!({"source": "none", "secret": SECRET, "filters": "[{\"sql\": \"a\"}]"})).unwrap(),
     )
     .unwrap_err();
@@ -536,7 +543,7 @@ fn s3_notifications_fire_the_s3_feeds_events() {
         Outcome::Fire { events, filtered } => {
             assert_eq!(filtered, 1);
             assert_eq!(events.len(), 1);
-            assert_eq!(events[0]["events"][0]["data"]["key"], "a.jpg");
+            assert_eq!(events[0].payload["events"][0]["data"]["key"], "a.jpg");
         }
         other => panic!("{other:?}"),
     }
@@ -564,7 +571,7 @@ fn s3_notifications_refuse_what_they_cannot_trust_or_read() {
         let mut base = json!({"source": "s3", "secret": SECRET, "provider": "minio", "endpoint": "http://m",
             "bucket": "b"});
         base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        HookConfig::from_params(&Params::from_value(base).unwrap()).unwrap_err().name
+        HookConfig::from_params_in_registry(&Params::from_value(base).unwrap()).unwrap_err().name
     };
     assert_eq!(p(json!({"filters": [{"exact": {"type": "x"}}]})), "filters");
     assert_eq!(p(json!({"provider": "gcs"})), "provider");

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use super::extensions::{Extensions, NamedStore};
 use super::helpers::{
     alarm_feed, alarms_package, baseline, default_alarms, describe_invoke_error, find_source, iso, source_error,
     state_blobs, teardown, teardown_plan, Helpers, Opened,
@@ -37,23 +38,36 @@ pub(super) struct Validated {
 pub struct PollingFeed<'a> {
     /// The sources `-p source` picks from; the first is the default.
     sources: Vec<AnySource<'a>>,
+    /// The store a user names for a source without one of its own.
+    named_store: Option<&'a dyn NamedStore>,
 }
 
 impl<'a> PollingFeed<'a> {
-    /// The feed for `source` alone.
+    /// The feed for `source` alone (with no named store: the source keeps its state itself).
     pub fn new(source: &'a dyn Source) -> PollingFeed<'a> {
-        PollingFeed { sources: vec![AnySource::Snapshot(source)] }
+        PollingFeed { sources: vec![AnySource::Snapshot(source)], named_store: None }
     }
 
-    /// The feed for the log source `source` alone.
+    /// The feed for the log source `source` alone (with no named store).
     pub fn log(source: &'a dyn LogSource) -> PollingFeed<'a> {
-        PollingFeed { sources: vec![AnySource::Log(source)] }
+        PollingFeed { sources: vec![AnySource::Log(source)], named_store: None }
     }
 
-    /// The feed for every source in `sources` (the registry), picked by `-p source`; the
-    /// first one when the parameter is absent.
+    /// The feed for every source in `sources`, picked by `-p source`; the first one when the
+    /// parameter is absent (with no named store).
     pub fn registry(sources: &[AnySource<'a>]) -> PollingFeed<'a> {
-        PollingFeed { sources: sources.to_vec() }
+        PollingFeed { sources: sources.to_vec(), named_store: None }
+    }
+
+    /// The feed for what the registry gives (`crate::registry::POLLING`): its sources, picked
+    /// by `-p source`, and its named store.
+    pub fn with(ext: Extensions<'a>) -> PollingFeed<'a> {
+        PollingFeed { sources: ext.sources.to_vec(), named_store: ext.named_store }
+    }
+
+    /// What this feed was given, as the helpers take it.
+    fn ext(&self) -> Extensions<'_> {
+        Extensions { sources: &self.sources, named_store: self.named_store, change_hooks: &[] }
     }
 
     /// The source `params` (a request's or a stored config) name, or the default.
@@ -112,7 +126,7 @@ impl<'a> PollingFeed<'a> {
             Err(_) => self.sources.clone(),
         };
         let own = sources.into_iter().flat_map(|s| s.params()).filter(|p| p.secret).map(|p| p.name);
-        own.chain(crate::sources::named_store_secrets()).chain([CONFIG_STATE_KEY]).collect()
+        own.chain(self.ext().named_store_secrets()).chain([CONFIG_STATE_KEY]).collect()
     }
 }
 
@@ -140,7 +154,7 @@ impl Feed for PollingFeed<'_> {
         // it sealed), or new.
         let kept = req.read_config(&helpers.config, "feed config").ok().flatten().and_then(|c| stored_key(&c));
         let (key, _) = resolve_key(key_request(&req.params)?, kept).map_err(ActionError::new)?;
-        let blobs = state_blobs(&v.opened, &req.params)?;
+        let blobs = state_blobs(&v.opened, &req.params, &self.ext())?;
         let store = StateStore::new(blobs, &req.trigger).with_key(Some(&key));
         let probe = store
             .probe_dialect()
@@ -348,7 +362,7 @@ impl Feed for PollingFeed<'_> {
         let mut loaded = None;
         let key = stored_key(&config);
         let blobs = match &opened {
-            Ok(o) => state_blobs(o, &config).map(Some).map_err(ActionError::from),
+            Ok(o) => state_blobs(o, &config, &self.ext()).map(Some).map_err(ActionError::from),
             Err(e) => Err(e.clone()),
         };
         match blobs {
@@ -469,7 +483,8 @@ impl Feed for PollingFeed<'_> {
         let v = self.validate(&merged)?;
         v.opened.probe().map_err(source_error)?;
         // The store may have changed (endpoint, stateBucket): probe its dialect again.
-        let store = StateStore::new(state_blobs(&v.opened, &merged)?, &req.trigger).with_key(old_key.as_ref());
+        let store =
+            StateStore::new(state_blobs(&v.opened, &merged, &self.ext())?, &req.trigger).with_key(old_key.as_ref());
         let dialect = store
             .probe_dialect()
             .map(|p| p.dialect)
@@ -557,7 +572,7 @@ impl Feed for PollingFeed<'_> {
                     .source_of(config)
                     .ok()
                     .and_then(|s| Opened::open(s, config).ok())
-                    .and_then(|o| state_blobs(&o, config).ok())
+                    .and_then(|o| state_blobs(&o, config, &self.ext()).ok())
                     .map(|b| {
                         // The state is keyed by the resolved trigger name stored at CREATE.
                         let stored = config.str(CONFIG_TRIGGER).ok().flatten();

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use super::extensions::Extensions;
 use super::pass::{run_pass_with, PassLimits};
 use super::versions::Memo;
 use super::{PollSettings, CONFIG_SOURCE, DEFAULT_ALARMS_PACKAGE, DEFAULT_INTERVAL_MINUTES, MAX_BATCH};
@@ -41,11 +42,15 @@ impl Helpers {
 
 /// The state store: the source's own, else the one the user names (`stateBucket`…), so a
 /// source without a store of its own still works.
-pub(super) fn state_blobs(opened: &Opened, params: &Params) -> Result<Box<dyn BlobStore>, ParamError> {
+pub(super) fn state_blobs(
+    opened: &Opened,
+    params: &Params,
+    ext: &Extensions,
+) -> Result<Box<dyn BlobStore>, ParamError> {
     if let Some(blobs) = opened.blob_store() {
         return Ok(blobs);
     }
-    crate::sources::named_store(params)?.ok_or_else(|| {
+    ext.named_store(params)?.ok_or_else(|| {
         ParamError::missing(
             "stateBucket",
             "a bucket for the feed state (this source keeps none of its own), reached with endpoint, \

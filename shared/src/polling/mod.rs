@@ -16,22 +16,29 @@
 //! was delivered. A failed listing changes nothing. When the user's trigger is gone the
 //! poller removes its helpers and state.
 //!
-//! Plugins only list; everything here works the same for any source.
+//! A snapshot source lists, a log source reads after a cursor (`log`); everything here works
+//! the same for any source, and names none: the sources, the store a user names for a source
+//! without one (S3's `stateBucket`) and the features with a say over a poll's changes (S3's
+//! reconcile) come from what the binary passes (`extensions::Extensions`,
+//! `crate::registry::POLLING`).
 //!
-//! Files: `helpers` (the per-trigger entities and the baseline), `pass` (one listing pass),
-//! `versions` (the version strings kept for sources that ask), `feed` (the feed action), `poll`
-//! (one trigger's poll), `scheduler` (the namespace scheduler's entities, registrations and
-//! budgets), `tick` (the scheduler's tick). Imports run one way: `feed` and `tick` use
-//! `scheduler` and `poll`; those use `helpers` and `pass`; `helpers` uses `pass`; `pass` uses
-//! only the pure modules.
+//! Files: `extensions` (what the pattern is given), `change_hook` (the change hook extension
+//! point), `helpers` (the per-trigger entities and the baseline), `pass` (one listing pass),
+//! `log` (the log data path), `versions` (the version strings kept for sources that ask),
+//! `feed` (the feed action), `poll` (one trigger's poll), `scheduler` (the namespace
+//! scheduler's entities, registrations and budgets), `tick` (the scheduler's tick). Imports
+//! run one way: `feed` and `tick` use `scheduler` and `poll`; those use `log`, `helpers` and
+//! `pass`; `helpers` uses `pass`; `pass` uses only the pure modules; `extensions` and
+//! `change_hook` use none of them.
 
+pub mod change_hook;
+pub mod extensions;
 mod feed;
 mod helpers;
 mod keyspace;
 mod log;
 mod pass;
 mod poll;
-pub mod reconcile;
 mod scheduler;
 mod tick;
 mod versions;
@@ -107,7 +114,10 @@ fn dialect_fields(dialect: Dialect) -> Value {
 /// (one fire per interval each) and the user's other triggers.
 pub const DEFAULT_MAX_FIRES_PER_MINUTE: u64 = 30;
 
-/// Parameters the core reads (the source reads its own); never secrets.
+/// Parameters the core reads for every source (the source reads its own); never secrets.
+/// Read by [`PollSettings::from_params`] and the schedule, right here; a new one is added to
+/// both, and tests hold README (tests/suite/tidy.rs) and the S3 reconcile (`s3::reconcile`) to
+/// this list.
 pub const CORE_PARAMS: [&str; 13] = [
     "interval",
     "cron",

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::change_hook::{open_all, ChangeHook};
+use super::extensions::Extensions;
 use super::helpers::{
     find_source, fire_and_commit, iso, paced_batch, recover, source_error, state_blobs, teardown, teardown_plan, Ended,
     Helpers, Opened,
@@ -24,18 +26,19 @@ use crate::source::{AnySource, Lister, LogReader};
 use crate::state::{Rebaseline, Snapshot, State};
 use crate::store::{LeaseError, LoadError, PollOutcome, PollStatus, StateStore};
 
-/// The `poll` action's handler. Invoked through the namespace scheduler's binding (no
-/// `triggerName`: the scheduler's alarm, or a manual tick) it is the tick that polls every
-/// trigger due ([`super::tick`]); invoked through a trigger's config binding (a feed made
-/// before the scheduler, whose own alarm still runs, or a poll by hand) it polls that
-/// trigger once, and moves a feed with an alarm of its own to the scheduler.
-/// Every result, errors included, names the trigger, so READ can find the poll's activation
-/// when the state store could not record its status.
-pub fn poll(ctx: &Context, params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
+/// The `poll` action's handler, over what the registry gives (`crate::registry::POLLING`; a
+/// list of sources alone gives no named store and no change hooks). Invoked through the
+/// namespace scheduler's binding (no `triggerName`: the scheduler's alarm, or a manual tick)
+/// it is the tick that polls every trigger due ([`super::tick`]); invoked through a trigger's
+/// config binding (a feed made before the scheduler, whose own alarm still runs, or a poll by
+/// hand) it polls that trigger once, and moves a feed with an alarm of its own to the
+/// scheduler. Every result, errors included, names the trigger, so READ can find the poll's
+/// activation when the state store could not record its status.
+pub fn poll<'a>(ctx: &Context, params: Params, ext: impl Into<Extensions<'a>>) -> Result<Value, ActionError> {
+    let ext = ext.into();
     let trigger = params.str(CONFIG_TRIGGER).ok().flatten();
-    let Some(name) = trigger else { return super::tick::tick(ctx, params, sources) };
-    let mut result =
-        poll_once(ctx, params.clone(), sources, None).map_err(|e| crate::stall::tag_error(e, Some(&name)))?;
+    let Some(name) = trigger else { return super::tick::tick(ctx, params, &ext) };
+    let mut result = poll_once(ctx, params.clone(), &ext, None).map_err(|e| crate::stall::tag_error(e, Some(&name)))?;
     if let Value::Object(r) = &mut result {
         r.insert("trigger".into(), json!(name));
         if r.get("status") != Some(&json!(PollOutcome::TriggerGone)) {
@@ -61,13 +64,13 @@ pub(super) struct Share<'a> {
 pub(super) fn poll_once(
     ctx: &Context,
     params: Params,
-    sources: &[AnySource<'_>],
+    ext: &Extensions,
     share: Option<&Share>,
 ) -> Result<Value, ActionError> {
     let namespace = share.map(|s| s.pace);
     let list_cap = share.map(|s| s.list_until);
     let started = now_ms();
-    let source = find_source(sources, &params.required_str(CONFIG_SOURCE)?)?;
+    let source = find_source(ext.sources, &params.required_str(CONFIG_SOURCE)?)?;
     let trigger_name = params.required_str(CONFIG_TRIGGER)?;
     let trigger = QualifiedName::parse(&trigger_name, &ctx.namespace).map_err(|e| {
         ParamError::invalid(CONFIG_TRIGGER, &format!("/namespace/trigger ({e})"), &trigger_name.clone().into())
@@ -92,7 +95,7 @@ pub(super) fn poll_once(
         Opened::Log(_) => Some(LogSettings::from_params(&params)?),
         Opened::Snapshot(_) => None,
     };
-    let blobs = state_blobs(&opened, &params)?;
+    let blobs = state_blobs(&opened, &params, ext)?;
     let key = crate::store::stored_key(&params);
     let store =
         StateStore::new(blobs, &trigger).with_dialect(config_dialect(&params)).with_key(key.as_ref()).remembering();
@@ -136,13 +139,13 @@ pub(super) fn poll_once(
             poller.run(&budget, &mut status)
         }
         (Opened::Snapshot(lister), _) => {
-            // S3 push reconcile: the receiver's markers of pushed changes (polling/reconcile.rs).
-            let pushed = match source {
-                AnySource::Snapshot(s) => super::reconcile::Pushed::open(&params, s, &trigger)?,
-                AnySource::Log(_) => None,
+            // The features with a say over this poll's changes (S3's reconcile, by its config).
+            let hooks = match source {
+                AnySource::Snapshot(s) => open_all(ext.change_hooks, &params, s, &trigger)?,
+                AnySource::Log(_) => Vec::new(),
             };
             let poller = Poller {
-                pushed: pushed.as_ref(),
+                hooks: std::cell::RefCell::new(hooks),
                 lister: lister.as_ref(),
                 store: &store,
                 settings: &settings,
@@ -252,15 +255,16 @@ pub(super) fn build_events(
 /// Runs the poll logic once without OpenWhisk and without writing anything: what would fire
 /// (against the stored state when `triggerName` is given, else against an empty snapshot)
 /// and how large the state would be. Progress goes to stderr.
-pub fn dry_run(params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
+pub fn dry_run<'a>(params: Params, ext: impl Into<Extensions<'a>>) -> Result<Value, ActionError> {
+    let ext = ext.into();
     let source = match params.str(CONFIG_SOURCE)? {
-        Some(name) => find_source(sources, &name)?,
-        None => *sources.first().ok_or_else(|| ActionError::new("no source compiled in"))?,
+        Some(name) => find_source(ext.sources, &name)?,
+        None => *ext.sources.first().ok_or_else(|| ActionError::new("no source compiled in"))?,
     };
     let opened = Opened::open(source, &params)?;
     let settings = PollSettings::from_params(&params, &opened.source_uri())?;
     opened.probe().map_err(source_error)?;
-    let blobs = state_blobs(&opened, &params).ok();
+    let blobs = state_blobs(&opened, &params, &ext).ok();
     let trigger = match params.str(CONFIG_TRIGGER)? {
         Some(t) => Some(QualifiedName::parse(&t, "_").map_err(|e| {
             ParamError::invalid(CONFIG_TRIGGER, &format!("/namespace/trigger ({e})"), &t.clone().into())
@@ -405,8 +409,8 @@ fn dry_run_snapshot(
 
 /// One poll's collaborators.
 pub(super) struct Poller<'a> {
-    /// For a reconcile of S3 push: where the markers of pushed changes are.
-    pushed: Option<&'a super::reconcile::Pushed>,
+    /// The features with a say over this poll's changes before the commit (`change_hook`).
+    hooks: std::cell::RefCell<Vec<Box<dyn ChangeHook>>>,
     lister: &'a dyn Lister,
     store: &'a StateStore,
     settings: &'a PollSettings,
@@ -460,8 +464,10 @@ impl Poller<'_> {
             state.scope = self.settings.scope.clone();
         }
         let list_budget = budget.with_margin(self.list_margin).capped(self.list_cap);
-        // Reconcile: the push markers, loaded before the listing (polling/reconcile.rs).
-        let markers = self.pushed.map(|p| p.load(state.whole_listing_started_ms)).transpose()?;
+        // What the change hooks judge by, read before the listing (S3's reconcile: the push markers).
+        for hook in self.hooks.borrow_mut().iter_mut() {
+            hook.before_listing(state.whole_listing_started_ms)?;
+        }
         let whole = state.resume.is_empty();
         let listing_started = now_ms();
         // Until the first complete pass (the baseline) nothing fires.
@@ -483,22 +489,7 @@ impl Poller<'_> {
             self.check_deletes(&mut pass, &mut state, budget, status)?;
         }
         let seq = state.seq + 1;
-        let events = if emit {
-            match &markers {
-                Some(m) => {
-                    let (unpushed, _) = m.unpushed(&pass.changes);
-                    let mut events =
-                        build_events(self.lister, self.settings, &self.trigger.to_string(), &unpushed, seq, usize::MAX);
-                    super::reconcile::mark_reconciled(&mut events);
-                    events
-                }
-                None => {
-                    build_events(self.lister, self.settings, &self.trigger.to_string(), &pass.changes, seq, usize::MAX)
-                }
-            }
-        } else {
-            Vec::new()
-        };
+        let events = if emit { self.events_of(&pass.changes, seq) } else { Vec::new() };
         status.changes = events.len() as u64;
         let progressed = !pass.changes.is_empty()
             || pass.resume != state.resume
@@ -531,10 +522,27 @@ impl Poller<'_> {
                 Err(e) => return Err(ActionError::new(format!("committing the feed state: {e}"))),
             };
         }
-        if let (Some(pushed), Some(markers), true) = (self.pushed, &markers, whole) {
-            pushed.cleanup(markers);
+        if whole {
+            for hook in self.hooks.borrow().iter() {
+                hook.after_whole_listing();
+            }
         }
         Ok(self.deliver(&mut state, &mut etag, budget, status)?.unwrap_or(Ended::Normally))
+    }
+
+    /// The events of a pass's `changes`: those the change hooks keep, built, then marked by them.
+    fn events_of(&self, changes: &[Change], seq: u64) -> Vec<Value> {
+        let hooks = self.hooks.borrow();
+        let trigger = self.trigger.to_string();
+        if hooks.is_empty() {
+            return build_events(self.lister, self.settings, &trigger, changes, seq, usize::MAX);
+        }
+        let kept = hooks.iter().fold(changes.to_vec(), |kept, hook| hook.keep(&kept));
+        let mut events = build_events(self.lister, self.settings, &trigger, &kept, seq, usize::MAX);
+        for hook in hooks.iter() {
+            hook.mark(&mut events);
+        }
+        events
     }
 
     /// Confirms the pass's deletes with the source before they are committed

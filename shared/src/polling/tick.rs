@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::extensions::Extensions;
 use super::log::Mode;
 use super::poll::{poll_once, Share};
 use super::scheduler::{self, Budgets, Claim, Listed, Record, Scheduler, TickSummary};
@@ -34,7 +35,6 @@ use crate::openwhisk::{ApiTls, AuthKey, Client, QualifiedName};
 use crate::params::Params;
 use crate::runtime::{ActionError, Context};
 use crate::schedule::stable_hash;
-use crate::source::AnySource;
 use crate::store::PollOutcome;
 
 /// Polls listing, reading and committing at once in one activation (connection mode aside).
@@ -167,22 +167,22 @@ impl<'a> Setup<'a> {
 }
 
 /// The tick (or, with `tickPart`, the share of a tick an activation was fanned out to).
-pub(super) fn tick(ctx: &Context, params: Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
+pub(super) fn tick(ctx: &Context, params: Params, ext: &Extensions) -> Result<Value, ActionError> {
     let setup = Setup::new(ctx, &params)?;
     if let Some(part) = params.raw("tickPart") {
         let part = Part::from_value(part).map_err(|e| ActionError::new(format!("parameter 'tickPart': {e}")))?;
-        return Ok(run_part(&setup, part, sources));
+        return Ok(run_part(&setup, part, ext));
     }
-    run_tick(&setup, &params, sources)
+    run_tick(&setup, &params, ext)
 }
 
-fn run_part(setup: &Setup, part: Part, sources: &[AnySource<'_>]) -> Value {
+fn run_part(setup: &Setup, part: Part, ext: &Extensions) -> Value {
     let limits =
         NamespaceLimits { fires_per_minute: part.fires, invocations_per_minute: part.invocations, burst: part.burst };
     let pace = NamespacePace::new(limits, Spent { minute: now_ms() / 60_000, ..Spent::default() })
         .with_work_slots(POLL_THREADS)
         .with_window(setup.fires_end());
-    let (outcomes, left) = run_jobs(setup, part.jobs, &pace, sources);
+    let (outcomes, left) = run_jobs(setup, part.jobs, &pace, ext);
     let backlog = backlog_of(&outcomes, &left);
     let mut result = results(&outcomes, &left);
     result["status"] = json!("tick part");
@@ -193,7 +193,7 @@ fn run_part(setup: &Setup, part: Part, sources: &[AnySource<'_>]) -> Value {
     result
 }
 
-fn run_tick(setup: &Setup, params: &Params, sources: &[AnySource<'_>]) -> Result<Value, ActionError> {
+fn run_tick(setup: &Setup, params: &Params, ext: &Extensions) -> Result<Value, ActionError> {
     let started = now_ms();
     let minute = started / 60_000;
     let client = &setup.client;
@@ -315,7 +315,7 @@ fn run_tick(setup: &Setup, params: &Params, sources: &[AnySource<'_>]) -> Result
     }
     let spent = Spent { minute, fires: 0, invocations: 0 };
     let pace = NamespacePace::new(part_limits, spent).with_work_slots(POLL_THREADS).with_window(setup.fires_end());
-    let (outcomes, left) = run_jobs(setup, own, &pace, sources);
+    let (outcomes, left) = run_jobs(setup, own, &pace, ext);
 
     // The record: what this tick did, what is left for the next one.
     let own_spent = pace.spent();
@@ -399,12 +399,7 @@ impl Forced {
 /// Polls `jobs` within the window: connection-mode ones on a thread each until the window's
 /// end, the others on `POLL_THREADS` threads. Returns how each ended and the jobs no thread had
 /// time for.
-fn run_jobs(
-    setup: &Setup,
-    jobs: Vec<Job>,
-    pace: &NamespacePace,
-    sources: &[AnySource<'_>],
-) -> (Vec<Outcome>, Vec<Job>) {
+fn run_jobs(setup: &Setup, jobs: Vec<Job>, pace: &NamespacePace, ext: &Extensions) -> (Vec<Outcome>, Vec<Job>) {
     let (connections, polls): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.connection);
     let mut left = Vec::new();
     let mut held = connections;
@@ -417,7 +412,7 @@ fn run_jobs(
         for job in held {
             let (outcomes, setup) = (&outcomes, setup);
             scope.spawn(move || {
-                let outcome = run_job(setup, job, None, pace, sources);
+                let outcome = run_job(setup, job, None, pace, ext);
                 lock(outcomes).push(outcome);
             });
         }
@@ -430,7 +425,7 @@ fn run_jobs(
                     return;
                 }
                 let Some(job) = lock(queue).pop_front() else { return };
-                let outcome = run_job(setup, job, Some(SystemTime::now() + POLL_TIME), pace, sources);
+                let outcome = run_job(setup, job, Some(SystemTime::now() + POLL_TIME), pace, ext);
                 lock(outcomes).push(outcome);
             });
         }
@@ -445,13 +440,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// One trigger's poll: its config from its binding, then the poll itself until the window's
 /// end, listing until `list_until` at the latest, within the namespace's pace.
-fn run_job(
-    setup: &Setup,
-    job: Job,
-    list_until: Option<SystemTime>,
-    pace: &NamespacePace,
-    sources: &[AnySource<'_>],
-) -> Outcome {
+fn run_job(setup: &Setup, job: Job, list_until: Option<SystemTime>, pace: &NamespacePace, ext: &Extensions) -> Outcome {
     let began = now_ms();
     let binding = QualifiedName::new(&setup.ctx.namespace, None, &job.binding);
     let result = match read_binding(&setup.client, &binding, "feed config") {
@@ -462,7 +451,7 @@ fn run_job(
                 crate::runtime::remember_param_secrets(&config);
                 let ctx = Context { deadline: Some(setup.work_end), ..setup.ctx.clone() };
                 let share = Share { pace, list_until: list_until.unwrap_or(setup.work_end) };
-                match poll_once(&ctx, config, sources, Some(&share)) {
+                match poll_once(&ctx, config, ext, Some(&share)) {
                     Ok(v) => v,
                     Err(e) => json!({ "status": PollOutcome::Error, "error": e.message }),
                 }

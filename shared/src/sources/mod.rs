@@ -12,10 +12,10 @@
 pub mod couchdb;
 pub mod http;
 pub mod kafka;
-pub mod s3;
+/// The S3 lister lives in the S3 feature module (`crate::s3`); this is its registry path.
+pub use crate::s3::source as s3;
 
-use crate::params::{ParamError, Params};
-use crate::source::{AnySource, BlobStore, Source};
+use crate::source::AnySource;
 
 /// Every source the feed and poll actions serve, one line each, by name. The first one is
 /// what a feed without `-p source` gets (S3, as before the registry existed).
@@ -25,17 +25,6 @@ pub const REGISTRY: &[AnySource<'static>] = &[
     AnySource::Snapshot(&http::HttpSource),
     AnySource::Log(&kafka::KafkaSource),
 ];
-
-/// The store a user names (`stateBucket`, with the S3 feed's endpoint and credential
-/// parameters) for a source that keeps no state of its own; `Ok(None)` when none is named.
-pub fn named_store(params: &Params) -> Result<Option<Box<dyn BlobStore>>, ParamError> {
-    s3::named_state_store(params)
-}
-
-/// The secret parameters of a named store: READ redacts them whatever the source.
-pub fn named_store_secrets() -> impl Iterator<Item = &'static str> {
-    s3::S3Source.params().iter().filter(|p| p.secret).map(|p| p.name)
-}
 
 /// The registered source called `name`.
 pub fn find(name: &str) -> Option<AnySource<'static>> {

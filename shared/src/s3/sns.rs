@@ -46,7 +46,7 @@
 //!   `Action=ConfirmSubscription` and our `TopicArn`, is it fetched (GET, no redirects): never
 //!   an arbitrary URL. 200 when SNS confirmed.
 //! - `Notification`: `Message` is the S3 event (`Records`, or S3's `s3:TestEvent`) and goes
-//!   through [`super::s3push`] exactly as a Ceph or MinIO push does, so the events, ids,
+//!   through [`super::push`] exactly as a Ceph or MinIO push does, so the events, ids,
 //!   filters, `format` and `batch` are the same; a redelivered notification carries the same
 //!   records, so it fires the same ids.
 //! - `UnsubscribeConfirmation`: acknowledged (200), logged, nothing fired or fetched.
@@ -67,9 +67,10 @@
 //!   bytes, so every variant of one message is the same delivery.
 //!
 //! # The test switch
-//! The trusted hosts and TLS roots are an [`SnsTrust`] value handed to
-//! [`super::receiver::receive_with`] by the binary's `main`. The shipped `receive` action
-//! uses [`SnsTrust::aws`] and no parameter or environment variable can change it (OpenWhisk
+//! The trusted hosts and TLS roots are an [`SnsTrust`] value held by the
+//! [`super::deliveries::S3Deliveries`] in the registry the binary's `main` passes to
+//! `hooks::receiver::receive`. The shipped `receive` action uses [`SnsTrust::AWS`]
+//! (`S3Deliveries::AWS`) and no parameter or environment variable can change it (OpenWhisk
 //! turns `init` parameters into environment variables, so an environment switch would be
 //! settable by users). Only a test fixture binary (`tests/src/bin/sns-test-receive.rs`),
 //! never packaged, builds one with [`SnsTrust::with_test_host`].
@@ -85,7 +86,9 @@ use base64::Engine as _;
 use rustls_pki_types::{alg_id, AlgorithmIdentifier, CertificateDer, InvalidSignature, SignatureVerificationAlgorithm};
 use serde_json::{json, Value};
 
-use super::{s3_records, s3push, HookConfig, HookRequest, HookResponse, Outcome};
+use super::push::{self, PushSettings};
+use crate::hooks::extension::Verified;
+use crate::hooks::{HookConfig, HookRequest, HookResponse, Outcome};
 use crate::params::{ParamError, Params};
 use crate::runtime::log;
 
@@ -234,9 +237,58 @@ pub struct Envelope {
     pub signing_cert_url: String,
 }
 
+/// Why an SNS request is not served: the kind decides the answer, the message says why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnsError {
+    /// What went wrong, as the sender can act on it.
+    pub kind: SnsErrorKind,
+    /// What exactly, naming the field or URL (never a token).
+    pub message: String,
+}
+
+/// The kinds of [`SnsError`], one HTTP answer each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnsErrorKind {
+    /// Not an SNS message we can read: 400.
+    Malformed,
+    /// Read, but not trusted (signature, host, topic, time): 403.
+    Refused,
+    /// What verifying or confirming needs could not be had now (SNS retries): 502.
+    Unavailable,
+}
+
+impl SnsError {
+    fn new(kind: SnsErrorKind, message: impl Into<String>) -> SnsError {
+        SnsError { kind, message: message.into() }
+    }
+
+    /// The receiver's answer to it.
+    pub fn response(&self) -> HookResponse {
+        match self.kind {
+            SnsErrorKind::Malformed => HookResponse::error(400, &self.message),
+            SnsErrorKind::Refused => HookResponse::error(403, &self.message),
+            SnsErrorKind::Unavailable => {
+                HookResponse::error(502, &self.message).with_header("Retry-After", RETRY_AFTER_SECS)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for SnsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SnsError {}
+
 impl Envelope {
     /// Parses the body of a request whose `x-amz-sns-message-type` header is `header_type`.
-    pub fn parse(header_type: &str, body: &[u8]) -> Result<Envelope, String> {
+    pub fn parse(header_type: &str, body: &[u8]) -> Result<Envelope, SnsError> {
+        Envelope::parse_fields(header_type, body).map_err(|m| SnsError::new(SnsErrorKind::Malformed, m))
+    }
+
+    fn parse_fields(header_type: &str, body: &[u8]) -> Result<Envelope, String> {
         let kind = MessageType::parse(header_type.trim())
             .ok_or_else(|| format!("{MESSAGE_TYPE_HEADER}: unknown SNS message type {:?}", shorten(header_type)))?;
         let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
@@ -284,11 +336,12 @@ impl Envelope {
 
     /// The envelope of an SNS request. With raw message delivery SNS posts the bare message,
     /// with no envelope and no signature: refused with a message saying so.
-    pub fn of_request(req: &HookRequest) -> Result<Envelope, String> {
+    pub fn of_request(req: &HookRequest) -> Result<Envelope, SnsError> {
         if req.header("x-amz-sns-rawdelivery").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
-            return Err(
-                "SNS raw message delivery is on: it sends no signature, turn it off for this subscription".into()
-            );
+            return Err(SnsError::new(
+                SnsErrorKind::Malformed,
+                "SNS raw message delivery is on: it sends no signature, turn it off for this subscription",
+            ));
         }
         Envelope::parse(req.header(MESSAGE_TYPE_HEADER).unwrap_or_default(), &req.body)
     }
@@ -316,24 +369,29 @@ impl Envelope {
 
     /// Checks that `Timestamp` is within [`REPLAY_WINDOW`] before `now` and [`CLOCK_SKEW`]
     /// after it (see "Replays"). No I/O.
-    pub fn check_timestamp(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    pub fn check_timestamp(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>, SnsError> {
+        let refused = |m: String| SnsError::new(SnsErrorKind::Refused, m);
         let at = DateTime::parse_from_rfc3339(self.timestamp.trim())
-            .map_err(|_| "SNS message: Timestamp is not an RFC 3339 time".to_string())?
+            .map_err(|_| refused("SNS message: Timestamp is not an RFC 3339 time".to_string()))?
             .to_utc();
         let window = chrono::Duration::from_std(REPLAY_WINDOW).unwrap_or_default();
         let skew = chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default();
         if at < now - window || at > now + skew {
-            return Err(format!(
+            return Err(refused(format!(
                 "SNS message: Timestamp {} is outside the {} s SNS retries a message for (a replay, or this clock is off)",
                 shorten(&self.timestamp),
                 REPLAY_WINDOW.as_secs()
-            ));
+            )));
         }
         Ok(at)
     }
 
     /// Checks the signature with a DER X.509 certificate's RSA key. No I/O.
-    pub fn verify(&self, certificate_der: &[u8]) -> Result<(), String> {
+    pub fn verify(&self, certificate_der: &[u8]) -> Result<(), SnsError> {
+        self.verify_with(certificate_der).map_err(|m| SnsError::new(SnsErrorKind::Refused, m))
+    }
+
+    fn verify_with(&self, certificate_der: &[u8]) -> Result<(), String> {
         let der = CertificateDer::from(certificate_der);
         let cert = webpki::EndEntityCert::try_from(&der)
             .map_err(|e| format!("the signing certificate is not a valid X.509 certificate ({e})"))?;
@@ -374,18 +432,32 @@ impl SignatureVerificationAlgorithm for RsaPkcs1Sha1 {
     }
 }
 
+fn refused(message: String) -> SnsError {
+    SnsError::new(SnsErrorKind::Refused, message)
+}
+
 /// Which hosts may serve signing certificates and confirm subscriptions, and which TLS roots
 /// the receiver trusts for them.
+#[derive(Clone)]
 pub struct SnsTrust {
     /// A `host:port` trusted besides the SNS hosts, with the TLS config that trusts its CA.
     test: Option<(String, ureq::tls::TlsConfig)>,
 }
 
+impl std::fmt::Debug for SnsTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnsTrust").field("test_host", &self.test.as_ref().map(|(h, _)| h)).finish()
+    }
+}
+
 impl SnsTrust {
     /// What the shipped `receive` trusts: the SNS host of the topic's region, over TLS
     /// verified against the public roots.
+    pub const AWS: SnsTrust = SnsTrust { test: None };
+
+    /// [`SnsTrust::AWS`].
     pub fn aws() -> SnsTrust {
-        SnsTrust { test: None }
+        SnsTrust::AWS
     }
 
     /// For tests only (see the module docs): also trust `https://{host_port}` with the CA
@@ -416,23 +488,23 @@ impl SnsTrust {
     }
 
     /// Checks a `SigningCertURL`: a trusted URL whose path ends in `.pem`.
-    pub fn check_cert_url(&self, url: &str, topic: &TopicArn) -> Result<(), String> {
-        let uri = self.trusted_url(url, topic, "SigningCertURL")?;
+    pub fn check_cert_url(&self, url: &str, topic: &TopicArn) -> Result<(), SnsError> {
+        let uri = self.trusted_url(url, topic, "SigningCertURL").map_err(refused)?;
         if !uri.path().ends_with(".pem") || uri.query().is_some() {
-            return Err("SigningCertURL is not a .pem certificate URL".into());
+            return Err(refused("SigningCertURL is not a .pem certificate URL".into()));
         }
         Ok(())
     }
 
     /// Checks a `SubscribeURL`: a trusted URL asking `Action=ConfirmSubscription` for `topic`.
-    pub fn check_subscribe_url(&self, url: &str, topic: &TopicArn) -> Result<(), String> {
-        let uri = self.trusted_url(url, topic, "SubscribeURL")?;
+    pub fn check_subscribe_url(&self, url: &str, topic: &TopicArn) -> Result<(), SnsError> {
+        let uri = self.trusted_url(url, topic, "SubscribeURL").map_err(refused)?;
         let request = HookRequest { query: uri.query().unwrap_or_default().to_string(), ..HookRequest::default() };
         if request.query_param("Action").as_deref() != Some("ConfirmSubscription") {
-            return Err("SubscribeURL does not ask for ConfirmSubscription".into());
+            return Err(refused("SubscribeURL does not ask for ConfirmSubscription".into()));
         }
         if request.query_param("TopicArn").as_deref() != Some(topic.arn.as_str()) {
-            return Err("SubscribeURL is for another topic".into());
+            return Err(refused("SubscribeURL is for another topic".into()));
         }
         Ok(())
     }
@@ -457,7 +529,11 @@ impl SnsTrust {
     /// The DER certificate at a checked `SigningCertURL`, from the process's cache or fetched.
     /// A failed fetch is remembered too ([`REFUSAL_TTL`], [`TRANSIENT_TTL`]): the same URL
     /// fails again without a fetch until then.
-    pub fn certificate(&self, url: &str) -> Result<Arc<Vec<u8>>, String> {
+    pub fn certificate(&self, url: &str) -> Result<Arc<Vec<u8>>, SnsError> {
+        self.cached_certificate(url).map_err(|m| SnsError::new(SnsErrorKind::Unavailable, m))
+    }
+
+    fn cached_certificate(&self, url: &str) -> Result<Arc<Vec<u8>>, String> {
         static CACHE: OnceLock<Mutex<HashMap<String, Arc<Vec<u8>>>>> = OnceLock::new();
         static REFUSED: OnceLock<Mutex<HashMap<String, (String, Instant)>>> = OnceLock::new();
         let cache = CACHE.get_or_init(Default::default);
@@ -522,30 +598,27 @@ impl SnsTrust {
     }
 
     /// Confirms a subscription: GET of a checked `SubscribeURL`.
-    pub fn confirm(&self, url: &str) -> Result<(), String> {
-        let resp = self.agent().get(url).call().map_err(|e| format!("confirming the SNS subscription: {e}"))?;
+    pub fn confirm(&self, url: &str) -> Result<(), SnsError> {
+        let unavailable = |m: String| SnsError::new(SnsErrorKind::Unavailable, m);
+        let resp =
+            self.agent().get(url).call().map_err(|e| unavailable(format!("confirming the SNS subscription: {e}")))?;
         match resp.status().as_u16() {
             200..=299 => Ok(()),
-            status => Err(format!("confirming the SNS subscription: SNS answered HTTP {status}")),
+            status => Err(unavailable(format!("confirming the SNS subscription: SNS answered HTTP {status}"))),
         }
     }
 }
 
 /// True when the request is for this module: an S3 hook of provider `aws` and a POST with
 /// the SNS message-type header.
-pub fn is_sns(config: &HookConfig, req: &HookRequest) -> bool {
-    let aws = config.s3.as_ref().is_some_and(|s| s.provider == s3push::Provider::Aws);
-    aws && req.method == "POST" && req.header(MESSAGE_TYPE_HEADER).is_some()
+pub fn is_sns_request(req: &HookRequest) -> bool {
+    req.method == "POST" && req.header(MESSAGE_TYPE_HEADER).is_some()
 }
 
-/// A message whose signature verified: what the receiver may remember of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verified {
-    /// `MessageId`: the same on SNS's retries and on every variant of one message.
-    pub message_id: String,
-    /// `Timestamp`, normalised (RFC 3339, milliseconds, `Z`).
-    pub timestamp: String,
-}
+/// SNS's wait for an answer: "The connection will time out in 15 seconds" (AWS SNS Developer
+/// Guide, "Step 1: Make sure your endpoint is ready to process Amazon SNS messages",
+/// docs.aws.amazon.com/sns/latest/dg/SendMessageToHttp.prepare.html).
+pub const SNS_WAIT: Duration = Duration::from_secs(15);
 
 /// Judges an SNS request (see the module docs): verifies it, confirms a subscription, or
 /// maps a notification's S3 event to the events to fire. Fetches the signing certificate
@@ -553,38 +626,29 @@ pub struct Verified {
 /// verified: only then may the receiver write anything for this request.
 pub fn receive(
     config: &HookConfig,
+    settings: &PushSettings,
     params: &Params,
     req: &HookRequest,
     trust: &SnsTrust,
 ) -> (Outcome, Option<Verified>) {
     let mut verified = None;
-    match receive_inner(config, params, req, trust, &mut verified) {
+    match receive_inner(config, settings, params, req, trust, &mut verified) {
         Ok(outcome) => (outcome, verified),
         Err(response) => (Outcome::Respond(response), verified),
     }
 }
 
+/// `Err` is a refusal; answers that are no refusal (a confirmation) are `Ok(Outcome::Respond)`.
 fn receive_inner(
     config: &HookConfig,
+    settings: &PushSettings,
     params: &Params,
     req: &HookRequest,
     trust: &SnsTrust,
     verified: &mut Option<Verified>,
 ) -> Result<Outcome, HookResponse> {
-    let Some(settings) = &config.s3 else {
-        return Err(HookResponse::error(500, "the hook is not an S3 hook"));
-    };
-    if req.body.len() as u64 > config.max_body_bytes {
-        return Err(HookResponse::error(
-            413,
-            format!(
-                "body of {} bytes is over the limit of {} bytes (maxBodyBytes)",
-                req.body.len(),
-                config.max_body_bytes
-            ),
-        ));
-    }
-    let envelope = Envelope::of_request(req).map_err(|e| HookResponse::error(400, e))?;
+    config.check_size(req)?;
+    let envelope = Envelope::of_request(req).map_err(|e| e.response())?;
     // SNS retries a 5xx: a confirmation that arrives before the registration stored the
     // topic is answered again once it has.
     let topic = match TopicArn::from_params(params) {
@@ -598,45 +662,47 @@ fn receive_inner(
     if envelope.topic_arn != topic.arn {
         return Err(HookResponse::error(403, "SNS message: TopicArn is not this trigger's topic"));
     }
-    trust.check_cert_url(&envelope.signing_cert_url, &topic).map_err(|e| HookResponse::error(403, e))?;
+    trust.check_cert_url(&envelope.signing_cert_url, &topic).map_err(|e| e.response())?;
     // Signed: an old one is refused before anything is fetched for it.
-    let at = envelope.check_timestamp(Utc::now()).map_err(|e| HookResponse::error(403, e))?;
+    let at = envelope.check_timestamp(Utc::now()).map_err(|e| e.response())?;
     let der = trust.certificate(&envelope.signing_cert_url).map_err(|e| {
         log(&format!("receive: {e}"));
-        HookResponse::error(502, e).with_header("Retry-After", RETRY_AFTER_SECS)
+        e.response()
     })?;
-    envelope.verify(&der).map_err(|e| HookResponse::error(403, e))?;
+    envelope.verify(&der).map_err(|e| e.response())?;
     *verified = Some(Verified {
         message_id: envelope.message_id.clone(),
         timestamp: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        // Stored in the receiver's record since before the extension point: keep the form.
+        record_key: format!("sns:{}", envelope.message_id),
+        replay_window: REPLAY_WINDOW,
     });
     match envelope.kind {
         MessageType::SubscriptionConfirmation => {
             let url = envelope.subscribe_url.as_deref().unwrap_or_default();
-            trust.check_subscribe_url(url, &topic).map_err(|e| HookResponse::error(403, e))?;
+            trust.check_subscribe_url(url, &topic).map_err(|e| e.response())?;
             // The confirmation token is SNS's, not ours, but it confirms the subscription: it
             // stays out of logs and answers, whatever the HTTP client's error says.
             let token = envelope.token.clone().filter(|t| !t.is_empty());
-            trust.confirm(url).map_err(|e| {
-                let e = match &token {
-                    Some(t) => e.replace(t.as_str(), "[token]"),
-                    None => e,
-                };
+            trust.confirm(url).map_err(|mut e| {
+                if let Some(t) = &token {
+                    e.message = e.message.replace(t.as_str(), "[token]");
+                }
                 log(&format!("receive: {e}"));
-                HookResponse::error(502, e).with_header("Retry-After", RETRY_AFTER_SECS)
+                e.response()
             })?;
             log(&format!("receive: confirmed the SNS subscription to {}", topic.arn));
-            Err(HookResponse::new(200, json!({"status": "confirmed", "topicArn": topic.arn})))
+            Ok(Outcome::Respond(HookResponse::new(200, json!({"status": "confirmed", "topicArn": topic.arn}))))
         }
         MessageType::UnsubscribeConfirmation => {
             log(&format!("receive: SNS unsubscribed this hook from {}; nothing fired", topic.arn));
-            Err(HookResponse::new(200, json!({"status": "unsubscribed", "topicArn": topic.arn})))
+            Ok(Outcome::Respond(HookResponse::new(200, json!({"status": "unsubscribed", "topicArn": topic.arn}))))
         }
         MessageType::Notification => {
             let body: Value = serde_json::from_str(&envelope.message).map_err(|_| {
                 HookResponse::error(400, "SNS notification: Message is not JSON (expected an S3 event)")
             })?;
-            s3_records(config, settings, &body)
+            Ok(push::outcome(config, settings, &body))
         }
     }
 }
@@ -682,7 +748,7 @@ mod tests {
         })
     }
 
-    fn parse(body: &Value) -> Result<Envelope, String> {
+    fn parse(body: &Value) -> Result<Envelope, SnsError> {
         Envelope::parse(body["Type"].as_str().unwrap_or("Notification"), body.to_string().as_bytes())
     }
 
@@ -750,11 +816,16 @@ mod tests {
         ];
         for (body, message) in cases {
             let err = Envelope::parse("Notification", body.to_string().as_bytes()).unwrap_err();
-            assert_eq!(err, message, "{body}");
+            assert_eq!(err.kind, SnsErrorKind::Malformed, "{body}");
+            assert_eq!(err.message, message, "{body}");
         }
-        assert_eq!(Envelope::parse("Notification", b"[1]").unwrap_err(), "SNS message: the body is not a JSON object");
+        assert_eq!(
+            Envelope::parse("Notification", b"[1]").unwrap_err().message,
+            "SNS message: the body is not a JSON object"
+        );
         assert!(Envelope::parse("Other", good.to_string().as_bytes())
             .unwrap_err()
+            .message
             .contains("unknown SNS message type"));
         // Raw message delivery: no envelope to verify.
         let raw = HookRequest {
@@ -768,7 +839,7 @@ mod tests {
             body: good.to_string().into_bytes(),
         };
         assert_eq!(
-            Envelope::of_request(&raw).unwrap_err(),
+            Envelope::of_request(&raw).unwrap_err().message,
             "SNS raw message delivery is on: it sends no signature, turn it off for this subscription"
         );
         let mut signed = raw.clone();
@@ -778,7 +849,7 @@ mod tests {
         let mut c = with("Type", json!("SubscriptionConfirmation"));
         c["SubscribeURL"] = json!("https://sns.us-east-1.amazonaws.com/");
         assert_eq!(
-            Envelope::parse("SubscriptionConfirmation", c.to_string().as_bytes()).unwrap_err(),
+            Envelope::parse("SubscriptionConfirmation", c.to_string().as_bytes()).unwrap_err().message,
             "SNS message: no Token"
         );
     }
@@ -800,10 +871,11 @@ mod tests {
         assert!(at("2026-11-27T16:55:00.000Z").is_ok(), "plus the clock skew");
         assert!(at("2026-11-27T18:05:00.000Z").is_ok(), "a clock a little behind SNS's");
         let old = at("2026-11-27T16:54:59.000Z").unwrap_err();
-        assert!(old.contains("outside the 3900 s"), "{old}");
+        assert!(old.message.contains("outside the 3900 s"), "{old}");
+        assert_eq!(old.response().status, 403);
         assert!(at("2001-01-01T00:00:00.000Z").is_err());
         assert!(at("2026-11-27T18:05:01.000Z").is_err(), "from the future");
-        assert_eq!(at("yesterday").unwrap_err(), "SNS message: Timestamp is not an RFC 3339 time");
+        assert_eq!(at("yesterday").unwrap_err().message, "SNS message: Timestamp is not an RFC 3339 time");
     }
 
     #[test]
@@ -871,7 +943,7 @@ mod tests {
             ("not a url", "SigningCertURL is not a URL"),
         ];
         for (url, message) in refused {
-            assert_eq!(aws.check_cert_url(url, &topic).unwrap_err(), message, "{url}");
+            assert_eq!(aws.check_cert_url(url, &topic).unwrap_err().message, message, "{url}");
         }
         let confirm = format!(
             "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={}&Token=abc",
@@ -890,7 +962,7 @@ mod tests {
             ),
             (confirm.replace("owfeed-uploads", "other"), "SubscribeURL is for another topic"),
         ] {
-            assert_eq!(aws.check_subscribe_url(&url, &topic).unwrap_err(), message, "{url}");
+            assert_eq!(aws.check_subscribe_url(&url, &topic).unwrap_err().message, message, "{url}");
         }
         // The test host is trusted besides SNS, with the same scheme and path rules.
         let test = SnsTrust::with_test_host("127.0.0.1:8443", CERT_PEM).unwrap();

@@ -12,6 +12,7 @@ use owfeed_s3::{Condition, ErrorKind, ListRequest, S3Client, S3Config, S3Error, 
 
 use crate::events::{Change, ChangeKind};
 use crate::params::{ParamError, Params};
+use crate::polling::extensions::NamedStore;
 use crate::source::{
     Blob, BlobStore, Entry, Flow, ListRange, Lister, ParamSpec, Precondition, Previous, Probe, Source, SourceError,
     StoreError,
@@ -101,6 +102,42 @@ impl Source for S3Source {
     }
 }
 
+/// An object's attributes as every S3 event carries them in `data` (and the legacy shape in
+/// `file`): the one S3 event shape, filled by the lister from a listing and by `push` from a
+/// notification record. An attribute the producer does not give is absent, never guessed:
+/// notifications carry no storage class, and some servers list none (or no ETag).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObjectAttrs<'a> {
+    /// The ETag without quotes.
+    pub etag: Option<&'a str>,
+    /// Bytes.
+    pub size: Option<u64>,
+    /// RFC 3339.
+    pub last_modified: Option<&'a str>,
+    /// `StorageClass` as listed.
+    pub storage_class: Option<&'a str>,
+}
+
+impl ObjectAttrs<'_> {
+    /// `etag`, `size`, `lastModified`, `storageClass`: the `Entry` attributes events are built from.
+    pub fn to_map(&self) -> Map<String, Value> {
+        let mut attrs = Map::new();
+        if let Some(etag) = self.etag {
+            attrs.insert("etag".into(), json!(etag));
+        }
+        if let Some(size) = self.size {
+            attrs.insert("size".into(), json!(size));
+        }
+        if let Some(lm) = self.last_modified {
+            attrs.insert("lastModified".into(), json!(lm));
+        }
+        if let Some(sc) = self.storage_class {
+            attrs.insert("storageClass".into(), json!(sc));
+        }
+        attrs
+    }
+}
+
 /// The state store of a source that keeps none of its own: objects under `statePrefix` in the
 /// bucket `stateBucket`, reached with the S3 feed's `endpoint`, credential and TLS parameters;
 /// `Ok(None)` when no `stateBucket` is given.
@@ -117,68 +154,149 @@ pub fn named_state_store(params: &Params) -> Result<Option<Box<dyn BlobStore>>, 
     })))
 }
 
+/// The S3 connection every part of the S3 feature reads the same way (the lister, the state
+/// store, the notification registrar and its topic calls): `accessKeyId`, `secretAccessKey`,
+/// `sessionToken`, `region`, `pathStyle`, `caCertificate`, `insecureSkipTlsVerify`, and an
+/// endpoint read by the caller (`endpoint_param` names it in errors). One parse, one set of rules.
+pub struct S3Params;
+
+impl S3Params {
+    /// The client configuration for `endpoint`; errors name the parameter.
+    pub fn config(params: &Params, endpoint: &str, endpoint_param: &str) -> Result<S3Config, ParamError> {
+        let access_key_id = params.required_str("accessKeyId")?;
+        if access_key_id.trim().is_empty() || access_key_id.contains(|c: char| c.is_whitespace() || c == '/') {
+            return Err(ParamError::invalid(
+                "accessKeyId",
+                "an access key id without spaces or '/'",
+                &json!(access_key_id),
+            ));
+        }
+        let secret = params.required_secret("secretAccessKey")?;
+        if secret.is_empty() {
+            return Err(ParamError::invalid_secret("secretAccessKey", "a non-empty secret access key"));
+        }
+        let region = params.str("region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
+        // A '/' would end the signing scope's region early: refused, not signed wrongly.
+        if region.trim().is_empty() || region.contains(|c: char| c.is_whitespace() || c == '/') {
+            return Err(ParamError::invalid("region", "a region name such as us-east-1", &json!(region)));
+        }
+        if endpoint
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.split(['/', '?', '#']).next().is_some_and(|a| a.contains('@')))
+        {
+            // Never echoed: the user-info is a credential.
+            return Err(ParamError::invalid_secret(
+                endpoint_param,
+                "an http(s) URL without user-info (give credentials as accessKeyId/secretAccessKey)",
+            ));
+        }
+        let ca_certificate = params.str("caCertificate")?.filter(|c| !c.trim().is_empty());
+        if let Some(pem) = &ca_certificate {
+            owfeed_s3::tls_config(Some(pem), false, "caCertificate").map_err(|e| ParamError {
+                name: "caCertificate".to_string(),
+                expected: format!("PEM certificates ({e})"),
+                got: None,
+            })?;
+        }
+        let mut config = S3Config::new(endpoint, &region, &access_key_id, SecretString::new(secret.expose()));
+        config.session_token = params.secret("sessionToken")?.map(|t| SecretString::new(t.expose()));
+        config.path_style = params.bool("pathStyle")?.unwrap_or(!endpoint.contains(".amazonaws.com"));
+        config.ca_certificates_pem = ca_certificate;
+        config.insecure_skip_tls_verify = params.bool("insecureSkipTlsVerify")?.unwrap_or(false);
+        Ok(config)
+    }
+
+    /// The client for `config`; an error names the parameter the client's message is about,
+    /// else `endpoint_param`.
+    pub fn client(config: S3Config, endpoint_param: &str) -> Result<S3Client, ParamError> {
+        let endpoint = config.endpoint.clone();
+        S3Client::new(config).map_err(|e| {
+            // The crate's messages start with the parameter they are about.
+            let name = ["region", "accessKeyId", "secretAccessKey", "caCertificate"]
+                .into_iter()
+                .find(|p| e.message.starts_with(&format!("{p}:")))
+                .unwrap_or(endpoint_param);
+            let got = (name == endpoint_param).then(|| Value::String(endpoint).to_string());
+            ParamError { name: name.to_string(), expected: format!("an http(s) URL ({})", e.message), got }
+        })
+    }
+}
+
+/// Where a feed's state lives in S3 (the state, the lease and the push markers), read in this
+/// one place: the bucket `stateBucket` (default: the watched bucket) under `statePrefix`
+/// (default [`DEFAULT_STATE_PREFIX`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateLocation {
+    /// The bucket that holds the state.
+    pub bucket: String,
+    /// The key prefix of every state object.
+    pub prefix: String,
+    /// True when that bucket is the watched one (its notifications then include state writes).
+    pub in_watched_bucket: bool,
+}
+
+impl StateLocation {
+    /// Reads `stateBucket` and `statePrefix` for the watched `bucket`; errors name the parameter.
+    pub fn from_params(params: &Params, bucket: &str) -> Result<StateLocation, ParamError> {
+        let state_bucket = bucket_name(params, "stateBucket")?.unwrap_or_else(|| bucket.to_string());
+        let prefix = params.str("statePrefix")?.unwrap_or_else(|| DEFAULT_STATE_PREFIX.to_string());
+        let in_watched_bucket = state_bucket == bucket;
+        Ok(StateLocation { bucket: state_bucket, prefix, in_watched_bucket })
+    }
+
+    /// Keys of the watched bucket that are the feed's own, which a push must never fire
+    /// (their writes are notified too); `None` when the state is in another bucket.
+    pub fn reserved_prefix(&self) -> Option<String> {
+        Some(self.prefix.clone()).filter(|p| self.in_watched_bucket && !p.is_empty())
+    }
+}
+
+/// S3 as the store a user names for a source that keeps no state of its own (`stateBucket`,
+/// with this source's endpoint and credential parameters): the polling pattern's `NamedStore`.
+pub struct NamedS3Store;
+
+impl NamedStore for NamedS3Store {
+    fn open(&self, params: &Params) -> Result<Option<Box<dyn BlobStore>>, ParamError> {
+        named_state_store(params)
+    }
+
+    fn secret_params(&self) -> Vec<&'static str> {
+        PARAMS.iter().filter(|p| p.secret).map(|p| p.name).collect()
+    }
+}
+
 fn open_s3(params: &Params) -> Result<S3Lister, ParamError> {
     let endpoint = params.required_str("endpoint")?;
     let bucket = bucket_name(params, "bucket")?.ok_or_else(|| ParamError::missing("bucket", "a bucket name"))?;
-    let access_key_id = params.required_str("accessKeyId")?;
-    let secret = params.required_secret("secretAccessKey")?;
-    let session_token = params.secret("sessionToken")?;
-    let region = params.str("region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
-    if region.trim().is_empty() || region.contains(char::is_whitespace) {
-        return Err(ParamError::invalid("region", "a region name such as us-east-1", &region.into()));
-    }
-    let path_style = match params.bool("pathStyle")? {
-        Some(b) => b,
-        None => !endpoint.contains(".amazonaws.com"),
-    };
     let prefix = params.str("prefix")?.unwrap_or_default();
     let url_encoding = params.bool("urlEncoding")?.unwrap_or(true);
     let page_size = params.u64_in("pageSize", 1, 1000)?.map(|n| n as u32);
-    let state_bucket = bucket_name(params, "stateBucket")?.unwrap_or_else(|| bucket.clone());
-    let state_prefix = params.str("statePrefix")?.unwrap_or_else(|| DEFAULT_STATE_PREFIX.to_string());
-    if state_prefix.is_empty() && state_bucket == bucket {
+    let state = StateLocation::from_params(params, &bucket)?;
+    if state.prefix.is_empty() && state.in_watched_bucket {
         return Err(ParamError::invalid(
             "statePrefix",
             "a non-empty prefix when the state is kept in the watched bucket",
             &"".into(),
         ));
     }
-    if endpoint
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.split(['/', '?', '#']).next().is_some_and(|a| a.contains('@')))
-    {
-        // Never echoed: the user-info is a credential.
-        return Err(ParamError::invalid_secret(
-            "endpoint",
-            "an http(s) URL without user-info (give credentials as accessKeyId/secretAccessKey)",
-        ));
-    }
-    let ca_certificate = params.str("caCertificate")?.filter(|c| !c.trim().is_empty());
-    let insecure = params.bool("insecureSkipTlsVerify")?.unwrap_or(false);
-    if let Some(pem) = &ca_certificate {
-        owfeed_s3::tls_config(Some(pem), false, "caCertificate").map_err(|e| ParamError {
-            name: "caCertificate".to_string(),
-            expected: format!("PEM certificates ({e})"),
-            got: None,
-        })?;
-    }
-    let mut config = S3Config::new(endpoint.clone(), region, access_key_id, SecretString::new(secret.expose()));
-    config.session_token = session_token.map(|t| SecretString::new(t.expose()));
-    config.path_style = path_style;
+    let mut config = S3Params::config(params, &endpoint, "endpoint")?;
     config.list_url_encoding = url_encoding;
-    config.ca_certificates_pem = ca_certificate.clone();
-    config.insecure_skip_tls_verify = insecure;
-    let client = S3Client::new(config).map_err(|e| ParamError {
-        name: "endpoint".to_string(),
-        expected: format!("an http(s) URL ({})", e.message),
-        got: Some(Value::String(endpoint.clone()).to_string()),
-    })?;
-    let tls = match (insecure, &ca_certificate) {
+    let tls = match (config.insecure_skip_tls_verify, &config.ca_certificates_pem) {
         (true, _) => TlsMode::Insecure,
         (false, Some(pem)) => TlsMode::PrivateCa(pem.matches("-----BEGIN CERTIFICATE-----").count()),
         (false, None) => TlsMode::PublicRoots,
     };
-    Ok(S3Lister { client: Arc::new(client), endpoint, bucket, prefix, state_bucket, state_prefix, page_size, tls })
+    let client = S3Params::client(config, "endpoint")?;
+    Ok(S3Lister {
+        client: Arc::new(client),
+        endpoint,
+        bucket,
+        prefix,
+        state_bucket: state.bucket,
+        state_prefix: state.prefix,
+        page_size,
+        tls,
+    })
 }
 
 fn bucket_name(params: &Params, name: &str) -> Result<Option<String>, ParamError> {
@@ -212,17 +330,59 @@ struct S3Lister {
     tls: TlsMode,
 }
 
+/// What an S3 failure means to the S3 feature, whichever part met it: the one reading of
+/// `owfeed_s3::ErrorKind`, which the lister (`SourceError`), the state store (`StoreError`)
+/// and the registrar (`RegistrationError`) each turn into their own error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum S3Fault {
+    /// The credentials are refused or not allowed.
+    Unauthorized,
+    /// The bucket does not exist.
+    NotFound,
+    /// The configuration is wrong for this server (region, request, clock, a feature it lacks).
+    Config,
+    /// A conditional write lost (412).
+    Conflict,
+    /// Throttled: retry later.
+    Throttled,
+    /// No answer.
+    Transport,
+    /// The server failed or answered what we cannot use.
+    Server,
+    /// Anything else the server refused.
+    Other,
+}
+
+impl S3Fault {
+    /// The fault of an S3 error.
+    pub fn of(e: &S3Error) -> S3Fault {
+        match e.kind {
+            ErrorKind::AccessDenied | ErrorKind::InvalidAccessKeyId | ErrorKind::SignatureDoesNotMatch => {
+                S3Fault::Unauthorized
+            }
+            ErrorKind::NoSuchBucket => S3Fault::NotFound,
+            ErrorKind::WrongRegion | ErrorKind::BadRequest | ErrorKind::ClockSkew | ErrorKind::NotImplemented => {
+                S3Fault::Config
+            }
+            ErrorKind::PreconditionFailed => S3Fault::Conflict,
+            ErrorKind::Throttled => S3Fault::Throttled,
+            ErrorKind::Transport => S3Fault::Transport,
+            ErrorKind::Server | ErrorKind::InvalidResponse | ErrorKind::TemporaryRedirect => S3Fault::Server,
+            // `ErrorKind` is non-exhaustive: a kind added to the client is `Other` until read here.
+            _ => S3Fault::Other,
+        }
+    }
+}
+
 fn source_error(e: S3Error) -> SourceError {
     let msg = e.to_string();
-    match e.kind {
-        ErrorKind::AccessDenied | ErrorKind::InvalidAccessKeyId | ErrorKind::SignatureDoesNotMatch => {
-            SourceError::Unauthorized(msg)
+    match S3Fault::of(&e) {
+        S3Fault::Unauthorized => SourceError::Unauthorized(msg),
+        S3Fault::NotFound => SourceError::NotFound(msg),
+        S3Fault::Config => SourceError::Config(msg),
+        S3Fault::Conflict | S3Fault::Throttled | S3Fault::Transport | S3Fault::Server | S3Fault::Other => {
+            SourceError::Transient(msg)
         }
-        ErrorKind::NoSuchBucket => SourceError::NotFound(msg),
-        ErrorKind::WrongRegion | ErrorKind::BadRequest | ErrorKind::ClockSkew | ErrorKind::NotImplemented => {
-            SourceError::Config(msg)
-        }
-        _ => SourceError::Transient(msg),
     }
 }
 
@@ -276,18 +436,13 @@ impl Lister for S3Lister {
                     Some(etag) => etag.clone(),
                     None => format!("{}/{}", o.last_modified.clone().unwrap_or_default(), o.size),
                 };
-                let mut attrs = Map::new();
-                if let Some(etag) = &o.etag {
-                    attrs.insert("etag".into(), json!(etag));
-                }
-                attrs.insert("size".into(), json!(o.size));
-                if let Some(lm) = &o.last_modified {
-                    attrs.insert("lastModified".into(), json!(lm));
-                }
-                if let Some(sc) = &o.storage_class {
-                    attrs.insert("storageClass".into(), json!(sc));
-                }
-                entries.push(Entry { key: o.key, version, attrs });
+                let object = ObjectAttrs {
+                    etag: o.etag.as_deref(),
+                    size: Some(o.size),
+                    last_modified: o.last_modified.as_deref(),
+                    storage_class: o.storage_class.as_deref(),
+                };
+                entries.push(Entry { key: o.key, version, attrs: object.to_map() });
             }
             let flow = page(entries);
             if reached_end || !out.is_truncated {
@@ -392,9 +547,10 @@ impl S3BlobStore {
 }
 
 fn store_error(e: S3Error) -> StoreError {
-    match e.kind {
-        ErrorKind::PreconditionFailed => StoreError::Conflict,
-        ErrorKind::NotImplemented => StoreError::Unsupported(e.to_string()),
+    match (S3Fault::of(&e), e.kind) {
+        (S3Fault::Conflict, _) => StoreError::Conflict,
+        // A store without conditional writes answers 501: the dialect probe's cue.
+        (_, ErrorKind::NotImplemented) => StoreError::Unsupported(e.to_string()),
         _ => StoreError::Failed(source_error(e)),
     }
 }
@@ -507,5 +663,15 @@ mod tests {
                 assert_eq!(err.got, None, "a secret's value is never echoed: {err}");
             }
         }
+    }
+
+    #[test]
+    fn the_state_prefix_is_reserved_unless_the_state_is_elsewhere() {
+        let p = |v: Value| Params::from_value(v).unwrap();
+        let rp = |p: &Params| StateLocation::from_params(p, "b").map(|l| l.reserved_prefix());
+        assert_eq!(rp(&p(json!({"bucket": "b"}))).unwrap().as_deref(), Some(".owfeed/"));
+        assert_eq!(rp(&p(json!({"bucket": "b", "statePrefix": "s/"}))).unwrap().as_deref(), Some("s/"));
+        assert_eq!(rp(&p(json!({"bucket": "b", "stateBucket": "b"}))).unwrap().as_deref(), Some(".owfeed/"));
+        assert_eq!(rp(&p(json!({"bucket": "b", "stateBucket": "other"}))).unwrap(), None);
     }
 }

@@ -14,7 +14,7 @@
 //! and ETag (`created` or `updated`: push reports every write as created), a delete by key.
 //! Every other change is fired as the S3 feed fires it, with `data.reconciled: true` (or
 //! `reconciled: true` in the legacy shape). After a whole listing (not a resumed or cut one)
-//! that committed, the markers it loaded are deleted ([`Markers::cleanup`]): each was written
+//! that committed, the markers it loaded are deleted ([`Pushed::cleanup`]): each was written
 //! after its change happened, hence before this listing started, so the listing saw that change
 //! or a later one. Markers written meanwhile stay for the next reconcile.
 //!
@@ -33,12 +33,15 @@
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::events::{Change, ChangeKind};
+use crate::events::{hex, Change, ChangeKind};
 use crate::openwhisk::QualifiedName;
 use crate::params::Params;
+use crate::polling::change_hook::{ChangeHook, ChangeHooks};
 use crate::runtime::ActionError;
 use crate::source::{BlobStore, Flow, ListRange, Lister, Precondition, Source};
 use crate::store::Seal;
+
+use super::source::StateLocation;
 
 /// The HMAC domain of a push marker's name.
 const MARKER_DOMAIN: &str = "marker";
@@ -57,10 +60,6 @@ pub const CONFIG_RECONCILE: &str = "reconcile";
 /// The markers' place in the state store, relative to its prefix: `{ns}/{trigger}.pushed/`.
 pub fn markers_prefix(trigger: &QualifiedName) -> String {
     format!("{}/{}.pushed/", trigger.namespace, trigger.name)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hash(text: &str) -> String {
@@ -143,14 +142,12 @@ impl Pushed {
         if !params.bool(CONFIG_RECONCILE)?.unwrap_or(false) {
             return Ok(None);
         }
-        let state_prefix =
-            params.str("statePrefix")?.unwrap_or_else(|| crate::sources::s3::DEFAULT_STATE_PREFIX.to_string());
+        let bucket = params.required_str("bucket")?;
+        let state = StateLocation::from_params(params, &bucket)?;
         let blob_prefix = markers_prefix(trigger);
-        let listed_prefix = format!("{state_prefix}{blob_prefix}");
+        let listed_prefix = format!("{}{blob_prefix}", state.prefix);
         let mut listing = params.clone();
-        if let Some(bucket) = params.str("stateBucket")? {
-            listing.insert("bucket", json!(bucket));
-        }
+        listing.insert("bucket", json!(state.bucket));
         listing.insert("prefix", json!(listed_prefix));
         listing.remove("stateBucket");
         let lister = source.open(&listing)?;
@@ -279,6 +276,54 @@ pub fn mark_reconciled(events: &mut [Value]) {
                     obj.insert("reconciled".into(), Value::Bool(true));
                 }
             }
+        }
+    }
+}
+
+/// The reconcile's change hook for the polling core (`polling::ChangeHooks`): a poll whose
+/// config carries [`CONFIG_RECONCILE`] loads the push markers before its listing, fires only the
+/// changes no marker covers, marks them `reconciled`, and deletes the markers after a whole
+/// listing.
+pub struct ReconcileHooks;
+
+impl ChangeHooks for ReconcileHooks {
+    fn open(
+        &self,
+        params: &Params,
+        source: &dyn Source,
+        trigger: &QualifiedName,
+    ) -> Result<Option<Box<dyn ChangeHook>>, ActionError> {
+        let pushed = Pushed::open(params, source, trigger)?;
+        Ok(pushed.map(|pushed| Box::new(ReconcileHook { pushed, markers: None }) as Box<dyn ChangeHook>))
+    }
+}
+
+/// One reconcile poll: the marker store and the markers it loaded.
+struct ReconcileHook {
+    pushed: Pushed,
+    markers: Option<Markers>,
+}
+
+impl ChangeHook for ReconcileHook {
+    fn before_listing(&mut self, whole_listing_started_ms: Option<u64>) -> Result<(), ActionError> {
+        self.markers = Some(self.pushed.load(whole_listing_started_ms)?);
+        Ok(())
+    }
+
+    fn keep(&self, changes: &[Change]) -> Vec<Change> {
+        match &self.markers {
+            Some(markers) => markers.unpushed(changes).0,
+            None => changes.to_vec(),
+        }
+    }
+
+    fn mark(&self, events: &mut [Value]) {
+        mark_reconciled(events)
+    }
+
+    fn after_whole_listing(&self) {
+        if let Some(markers) = &self.markers {
+            self.pushed.cleanup(markers);
         }
     }
 }

@@ -8,7 +8,7 @@
 //! flag [`CONFIG_RECONCILE`] in its config. So the reconcile is an ordinary polling feed
 //! (helper alarm, rule to `poll`, config binding `{trigger}.owfeed`, state in the bucket)
 //! whose poll suppresses the changes the receiver marked as pushed and marks the rest
-//! `reconciled` (`polling::reconcile`). The receiver writes those markers ([`record_pushed`]).
+//! `reconciled` (`markers`). The receiver writes those markers ([`record_pushed`]).
 //!
 //! Ids: a reconciled event has the polling feed's id (a hash over the poll's commit sequence),
 //! a pushed one its notification's: the two cannot agree, since a notification does not know
@@ -17,16 +17,16 @@
 
 use serde_json::{json, Value};
 
-use super::s3push::S3_TYPE_PREFIX;
+use super::markers::{Pushed, CONFIG_RECONCILE};
+use super::source::S3Source;
+use crate::hooks::extension::{Companion, FireHook, Fired};
 use crate::lifecycle::{Feed, FeedRequest};
 use crate::openwhisk::{ApiTls, Client, QualifiedName};
 use crate::params::{ParamError, Params};
-use crate::polling::reconcile::{Pushed, CONFIG_RECONCILE};
 use crate::polling::PollingFeed;
 use crate::runtime::{log, ActionError};
 use crate::schedule::Schedule;
 use crate::source::Source;
-use crate::sources::s3::{S3Source, DEFAULT_STATE_PREFIX};
 
 /// The hook parameter: when the reconcile runs (minutes, `hourly`, `daily`, or a cron
 /// expression of the alarms package).
@@ -126,18 +126,6 @@ pub fn validate(hook: &Params) -> Result<(), ActionError> {
     Ok(())
 }
 
-/// Keys of the watched bucket the receiver never fires: the feed state's prefix (the state,
-/// the lease and the push markers live there, and their writes are notified too), unless the
-/// state goes to another bucket.
-pub fn reserved_prefix(params: &Params) -> Result<Option<String>, ParamError> {
-    let other_bucket = params.str("stateBucket")?.is_some_and(|b| Some(b) != params.str("bucket").ok().flatten());
-    if other_bucket {
-        return Ok(None);
-    }
-    let prefix = params.str("statePrefix")?.unwrap_or_else(|| DEFAULT_STATE_PREFIX.to_string());
-    Ok(Some(prefix).filter(|p| !p.is_empty()))
-}
-
 /// The polling feed's request: the same trigger and event, the derived parameters.
 fn sub_request<'a>(req: &FeedRequest<'a>, params: Params) -> Result<FeedRequest<'a>, ActionError> {
     let tls_from = if params.has("apiHostCaCertificate") || params.has("apiHostInsecureSkipTlsVerify") {
@@ -176,6 +164,10 @@ pub fn create(req: &FeedRequest, hook: &Params) -> Result<Option<Value>, ActionE
 
 /// READ: the reconcile's status as the polling feed reports it (stalls included).
 pub fn read(req: &FeedRequest, hook: &Params) -> Option<Value> {
+    // A stored `reconcile` that no longer reads is said, not hidden.
+    if let Err(e) = polling_params(hook) {
+        return Some(json!({ "error": format!("reconcile: {e}") }));
+    }
     polling_params(hook).ok().flatten()?;
     let result = sub_request(req, Params::default()).and_then(|sub| feed().read(&sub));
     Some(match result {
@@ -208,17 +200,19 @@ pub fn update(req: &FeedRequest, old: &Params, merged: &Params) -> Result<Option
 
 /// DELETE: removes the reconcile's alarm, rule, config and state (`config` is the hook's,
 /// `None` when it could not be read: then whatever is there is removed).
-pub fn delete(req: &FeedRequest, hook: Option<&Params>) -> Result<(), String> {
+pub fn delete(req: &FeedRequest, hook: Option<&Params>) -> Result<(), ActionError> {
+    // Lenient on purpose: DELETE removes whatever is there, even under a config that no longer reads.
     if hook.is_some_and(|h| polling_params(h).ok().flatten().is_none() && !h.has(PARAM)) {
         return Ok(());
     }
-    let sub = sub_request(req, Params::default()).map_err(|e| e.message)?;
-    feed().delete(&sub).map(|_| ()).map_err(|e| format!("reconcile: {}", e.message))
+    let sub = sub_request(req, Params::default())?;
+    feed().delete(&sub).map(|_| ()).map_err(|e| ActionError { message: format!("reconcile: {}", e.message), ..e })
 }
 
-/// PAUSE and UNPAUSE of the reconcile, when there is one.
+/// PAUSE and UNPAUSE of the reconcile, when there is one (a `reconcile` that does not read
+/// is an error naming it).
 pub fn set_active(req: &FeedRequest, hook: &Params, active: bool) -> Result<(), ActionError> {
-    if polling_params(hook).ok().flatten().is_none() {
+    if polling_params(hook)?.is_none() {
         return Ok(());
     }
     let sub = sub_request(req, Params::default())?;
@@ -226,13 +220,55 @@ pub fn set_active(req: &FeedRequest, hook: &Params, active: bool) -> Result<(), 
     result.map(|_| ()).map_err(|e| context(if active { "unpausing" } else { "pausing" }, e))
 }
 
-/// The receiver's side: after `fired` (the payloads it fired) reached the trigger, writes a
-/// marker per S3 change in them, so the reconcile does not fire them again. A marker that
-/// cannot be written is logged: the reconcile then fires that change again (a duplicate,
-/// never a loss).
-pub fn record_pushed(hook: &Params, fired: &[&Value]) {
-    if fired.is_empty() || polling_params(hook).ok().flatten().is_none() {
-        return;
+/// The reconcile as the hooks pattern's companion of an S3 hook's registration.
+pub struct Reconcile;
+
+impl Companion for Reconcile {
+    fn name(&self) -> &'static str {
+        PARAM
+    }
+    fn wanted(&self, config: &Params) -> Result<bool, ParamError> {
+        Ok(polling_params(config)?.is_some())
+    }
+    fn validate(&self, config: &Params) -> Result<(), ActionError> {
+        validate(config)
+    }
+    fn create(&self, req: &FeedRequest, config: &Params) -> Result<Option<Value>, ActionError> {
+        create(req, config)
+    }
+    fn read(&self, req: &FeedRequest, config: &Params) -> Option<Value> {
+        read(req, config)
+    }
+    fn update(&self, req: &FeedRequest, old: &Params, merged: &Params) -> Result<Option<Value>, ActionError> {
+        update(req, old, merged)
+    }
+    fn delete(&self, req: &FeedRequest, config: Option<&Params>) -> Result<(), ActionError> {
+        delete(req, config)
+    }
+    fn set_active(&self, req: &FeedRequest, config: &Params, active: bool) -> Result<(), ActionError> {
+        set_active(req, config, active)
+    }
+}
+
+/// The reconcile's receiver half: the push markers after each fire.
+pub struct PushMarkers;
+
+impl FireHook for PushMarkers {
+    fn after_fire(&self, config: &Params, fired: &[&Fired]) {
+        record_pushed(config, fired)
+    }
+}
+
+/// The receiver's side: after `fired` reached the trigger, writes the push marker of each S3
+/// change in them (`Fired::marks`, made by `push`), so the reconcile does not fire them again.
+/// A marker that cannot be written is logged: the reconcile then fires that change again (a
+/// duplicate, never a loss).
+pub fn record_pushed(hook: &Params, fired: &[&Fired]) {
+    match polling_params(hook) {
+        _ if fired.is_empty() => return,
+        Ok(None) => return,
+        Ok(Some(_)) => {}
+        Err(e) => return log(&format!("receive: {e}: push markers not written")),
     }
     let trigger = match hook.str("triggerName").ok().flatten().map(|t| QualifiedName::parse(&t, "_")) {
         Some(Ok(t)) => t,
@@ -246,43 +282,15 @@ pub fn record_pushed(hook: &Params, fired: &[&Value]) {
     let seal = crate::store::stored_key(hook).map(|k| crate::store::seal_for(&k, &trigger));
     let now = crate::budget::now_ms();
     let mut failed = 0;
-    for (deleted, body) in fired.iter().flat_map(|p| changes_of(p)) {
-        if let Err(e) = Pushed::write(blobs.as_ref(), &trigger, seal.as_ref(), now, deleted, &body) {
+    for mark in fired.iter().flat_map(|f| &f.marks) {
+        let deleted = mark["change"] == "deleted";
+        if let Err(e) = Pushed::write(blobs.as_ref(), &trigger, seal.as_ref(), now, deleted, mark) {
             failed += 1;
             log(&format!("receive: writing a push marker: {e}"));
         }
     }
     if failed > 0 {
         log(&format!("receive: {failed} push markers not written: the reconcile fires those changes again"));
-    }
-}
-
-/// The S3 changes in one fired payload (a CloudEvent, a legacy payload, or a batch of
-/// either): (deleted, marker body).
-fn changes_of(payload: &Value) -> Vec<(bool, Value)> {
-    if let Some(events) = payload.get("events").and_then(Value::as_array) {
-        return events.iter().flat_map(changes_of).collect();
-    }
-    let id = payload["id"].clone();
-    let time = payload.get("time").cloned().unwrap_or(Value::Null);
-    let (key, change, etag) = if payload["type"].as_str().is_some_and(|t| t.starts_with(S3_TYPE_PREFIX)) {
-        let d = &payload["data"];
-        (d["key"].as_str(), d["change"].as_str().map(str::to_string), d["etag"].as_str().map(str::to_string))
-    } else {
-        let change = match payload["status"].as_str() {
-            Some("deleted") => Some("deleted".to_string()),
-            Some(_) => Some("created".to_string()),
-            None => None,
-        };
-        let etag = payload["file"]["ETag"].as_str().map(|e| e.trim_matches('"').to_string());
-        (payload["key"].as_str(), change, etag)
-    };
-    match (key, change) {
-        (Some(key), Some(change)) => {
-            let deleted = change == "deleted";
-            vec![(deleted, json!({ "key": key, "change": change, "etag": etag, "eventId": id, "time": time }))]
-        }
-        _ => Vec::new(),
     }
 }
 
@@ -331,35 +339,16 @@ mod tests {
         assert_eq!(validate(&no_key).unwrap_err().details.unwrap()["parameter"], "accessKeyId");
     }
 
+    /// The reconcile is a polling S3 feed made from the hook's parameters: every parameter of
+    /// the S3 source and of the polling core is passed on as the hook has it, or is set by the
+    /// reconcile itself. A parameter added to either fails here until it is decided.
     #[test]
-    fn the_state_prefix_is_reserved_unless_the_state_is_elsewhere() {
-        assert_eq!(reserved_prefix(&p(json!({"bucket": "b"}))).unwrap().as_deref(), Some(".owfeed/"));
-        assert_eq!(reserved_prefix(&p(json!({"bucket": "b", "statePrefix": "s/"}))).unwrap().as_deref(), Some("s/"));
-        assert_eq!(
-            reserved_prefix(&p(json!({"bucket": "b", "stateBucket": "b"}))).unwrap().as_deref(),
-            Some(".owfeed/")
-        );
-        assert_eq!(reserved_prefix(&p(json!({"bucket": "b", "stateBucket": "other"}))).unwrap(), None);
-    }
-
-    #[test]
-    fn markers_are_read_from_cloudevents_legacy_payloads_and_batches() {
-        let ce = json!({"id": "1", "type": "org.openwhisk.feeds.s3.object.created", "time": "t",
-            "data": {"key": "a", "change": "created", "etag": "e"}});
-        let del = json!({"id": "2", "type": "org.openwhisk.feeds.s3.object.deleted",
-            "data": {"key": "b", "change": "deleted"}});
-        let legacy = json!({"id": "3", "key": "c", "status": "added", "file": {"ETag": "\"f\""}});
-        let got = changes_of(&json!({"events": [ce, del]}));
-        assert_eq!(
-            got.iter().map(|(d, b)| (*d, b["key"].clone())).collect::<Vec<_>>(),
-            vec![(false, json!("a")), (true, json!("b"))]
-        );
-        assert_eq!(got[0].1["etag"], "e");
-        let got = changes_of(&legacy);
-        assert_eq!(
-            (got[0].0, got[0].1["etag"].clone(), got[0].1["change"].clone()),
-            (false, json!("f"), json!("created"))
-        );
-        assert!(changes_of(&json!({"id": "x", "type": "other", "data": {}})).is_empty());
+    fn every_s3_and_core_parameter_is_passed_or_decided() {
+        // The schedule comes from `reconcile`; `events` is widened (created → updated too);
+        // a reconcile's baseline is silent, whatever `fireExisting` the hook was given.
+        const DECIDED_HERE: [&str; 4] = ["interval", "cron", "events", "fireExisting"];
+        for name in S3Source.params().iter().map(|p| p.name).chain(crate::polling::CORE_PARAMS) {
+            assert!(PASSED.contains(&name) || DECIDED_HERE.contains(&name), "{name}");
+        }
     }
 }

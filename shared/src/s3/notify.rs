@@ -25,16 +25,18 @@
 
 use std::fmt;
 
-use owfeed_s3::{parse_xml, ErrorKind, S3Client, S3Config, S3Error, SecretString, XmlElement};
+use owfeed_s3::{parse_xml, ErrorKind, S3Client, S3Error, XmlElement};
 use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::registrar::{base_url, Endpoint, Registrar, RegistrationError, SEGMENT};
-use super::s3push::{Provider, PushSettings};
+use super::push::{Destination, Provider, PushSettings};
+use super::source::{S3Fault, S3Params};
 use crate::events::ChangeKind;
+use crate::hooks::registrar::{base_url, Endpoint, Registrar, RegistrationError, SEGMENT};
 use crate::params::{ParamError, Params};
 use crate::secret::REDACTED;
+use crate::source::ParamSpec;
 
 /// The S3 namespace of a notification document.
 const S3_XMLNS: &str = "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"";
@@ -165,7 +167,7 @@ impl Registration {
 /// The notification `Id` (and topic name) of a receiver URL: one per trigger.
 pub fn notification_id(url: &str) -> String {
     let digest = Sha256::digest(url.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::events::hex(&digest[..8]);
     format!("owfeed-{hex}")
 }
 
@@ -210,60 +212,16 @@ fn registers(params: &Params) -> bool {
     params.has("accessKeyId") || params.has("secretAccessKey")
 }
 
-fn s3_config(params: &Params, endpoint: &str, param: &str) -> Result<S3Config, ParamError> {
-    let access_key_id = params.required_str("accessKeyId")?;
-    if access_key_id.trim().is_empty() || access_key_id.contains(|c: char| c.is_whitespace() || c == '/') {
-        return Err(ParamError::invalid(
-            "accessKeyId",
-            "an access key id without spaces or '/'",
-            &json!(access_key_id),
-        ));
-    }
-    let secret = params.required_secret("secretAccessKey")?;
-    if secret.is_empty() {
-        return Err(ParamError::invalid_secret("secretAccessKey", "a non-empty secret access key"));
-    }
-    let region = params.str("region")?.unwrap_or_else(|| "us-east-1".to_string());
-    if region.trim().is_empty() || region.contains(|c: char| c.is_whitespace() || c == '/') {
-        return Err(ParamError::invalid("region", "a region name such as us-east-1", &json!(region)));
-    }
-    if endpoint
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.split(['/', '?', '#']).next().is_some_and(|a| a.contains('@')))
-    {
-        return Err(ParamError::invalid_secret(param, "an http(s) URL without user-info"));
-    }
-    let mut config = S3Config::new(endpoint, &region, &access_key_id, SecretString::new(secret.expose()));
-    config.session_token = params.secret("sessionToken")?.map(|t| SecretString::new(t.expose()));
-    config.path_style = params.bool("pathStyle")?.unwrap_or(!endpoint.contains(".amazonaws.com"));
-    config.ca_certificates_pem = params.str("caCertificate")?.filter(|c| !c.trim().is_empty());
-    config.insecure_skip_tls_verify = params.bool("insecureSkipTlsVerify")?.unwrap_or(false);
-    Ok(config)
-}
-
-fn client(config: S3Config, param: &str) -> Result<S3Client, ParamError> {
-    let endpoint = config.endpoint.clone();
-    S3Client::new(config).map_err(|e| {
-        // The crate's messages start with the parameter they are about.
-        let name = ["region", "accessKeyId", "secretAccessKey", "caCertificate"]
-            .into_iter()
-            .find(|p| e.message.starts_with(&format!("{p}:")))
-            .unwrap_or(param);
-        let got = (name == param).then(|| Value::String(endpoint).to_string());
-        ParamError { name: name.to_string(), expected: format!("a usable value ({})", e.message), got }
-    })
-}
-
 impl Target {
     fn from_params(params: &Params) -> Result<Target, ParamError> {
         let settings = PushSettings::from_params(params)?;
         let endpoint = base_url(params, "endpoint", None)?;
-        let config = s3_config(params, &endpoint, "endpoint")?;
+        let config = S3Params::config(params, &endpoint, "endpoint")?;
         let mut secrets = vec![config.secret_access_key.expose().to_string()];
         if let Some(t) = &config.session_token {
             secrets.push(t.expose().to_string());
         }
-        let s3 = client(config.clone(), "endpoint")?;
+        let s3 = S3Params::client(config.clone(), "endpoint")?;
         let given_topic = params.str("topicArn")?.filter(|t| !t.trim().is_empty());
         let mut target_arn = None;
         let topic_endpoint = match settings.provider {
@@ -296,9 +254,9 @@ impl Target {
         };
         let topics = match topic_endpoint {
             Some(url) => {
-                let mut c = s3_config(params, &url, "snsEndpoint")?;
+                let mut c = S3Params::config(params, &url, "snsEndpoint")?;
                 c.path_style = true;
-                Some(client(c, "snsEndpoint")?)
+                Some(S3Params::client(c, "snsEndpoint")?)
             }
             None => None,
         };
@@ -320,9 +278,9 @@ impl Target {
 
     /// Our entry of the notification document.
     fn entry(&self, params: &Params, reg: &Registration) -> XmlElement {
-        let (kind, destination) = match self.settings.provider {
-            Provider::Minio => ("QueueConfiguration", ("Queue", self.target_arn.clone().unwrap_or_default())),
-            _ => ("TopicConfiguration", ("Topic", reg.topic.clone().unwrap_or_default())),
+        let (kind, destination) = match self.settings.provider.capabilities().destination {
+            Destination::Queue => ("QueueConfiguration", ("Queue", self.target_arn.clone().unwrap_or_default())),
+            Destination::Topic => ("TopicConfiguration", ("Topic", reg.topic.clone().unwrap_or_default())),
         };
         let mut children = vec![XmlElement::leaf("Id", &reg.id), XmlElement::leaf(destination.0, &destination.1)];
         for event in self.events() {
@@ -332,7 +290,10 @@ impl Target {
         for name in ["prefix", "suffix"] {
             if let Some(value) = params.str(name).ok().flatten().filter(|v| !v.is_empty()) {
                 // AWS matches filters against the form-encoded key (a space is `+`).
-                let value = if self.settings.provider == Provider::Aws { form_encode(&value) } else { value };
+                let value = match self.settings.provider {
+                    Provider::Aws => form_encode(&value),
+                    Provider::Ceph | Provider::Minio => value,
+                };
                 rules.push(XmlElement {
                     name: "FilterRule".into(),
                     text: String::new(),
@@ -352,23 +313,21 @@ impl Target {
             &format!("{what}: {}", e.message),
             self.secrets.iter().map(String::as_str).chain(extra.iter().copied()),
         );
-        match e.kind {
-            ErrorKind::AccessDenied | ErrorKind::InvalidAccessKeyId | ErrorKind::SignatureDoesNotMatch => {
-                RegistrationError::Unauthorized(message)
+        match S3Fault::of(&e) {
+            S3Fault::Unauthorized => RegistrationError::Unauthorized(message),
+            S3Fault::Throttled => RegistrationError::RateLimited(message),
+            S3Fault::Transport => RegistrationError::Transport(message),
+            S3Fault::Server => RegistrationError::Server(message),
+            S3Fault::NotFound | S3Fault::Config | S3Fault::Conflict | S3Fault::Other => {
+                RegistrationError::Rejected { status: e.status.unwrap_or(400), message }
             }
-            ErrorKind::Throttled => RegistrationError::RateLimited(message),
-            ErrorKind::Transport => RegistrationError::Transport(message),
-            ErrorKind::Server | ErrorKind::InvalidResponse | ErrorKind::TemporaryRedirect => {
-                RegistrationError::Server(message)
-            }
-            _ => RegistrationError::Rejected { status: e.status.unwrap_or(400), message },
         }
     }
 
     /// Adds (`Some`) or removes (`None`) our entry, keeping the rest of the document.
     fn edit_bucket(&self, id: &str, ours: Option<XmlElement>) -> Result<(), RegistrationError> {
         let bucket = &self.settings.bucket;
-        if self.settings.provider == Provider::Ceph {
+        if self.settings.provider.capabilities().merges_by_id {
             // RGW merges by Id and deletes one Id: never send or touch anything else.
             return match ours {
                 Some(entry) => {
@@ -569,7 +528,8 @@ impl Target {
         let mut made = Registration { id: id.clone(), topic: None, subscription: None, own_topic: false };
         let result = (|| -> Result<(), RegistrationError> {
             // Reachable bucket and working credentials before anything is made.
-            if self.settings.provider == Provider::Ceph {
+            // A provider that merges by Id is never asked for the whole document.
+            if self.settings.provider.capabilities().merges_by_id {
                 self.s3
                     .head_bucket(&self.settings.bucket)
                     .map_err(|e| self.s3_error(&format!("checking bucket {}", self.settings.bucket), e, &[]))?;
@@ -683,7 +643,8 @@ impl Target {
         if let Some(topic) = &reg.topic {
             let step = if reg.own_topic {
                 self.delete_topic(topic)
-            } else if self.settings.provider == Provider::Aws {
+            } else if self.settings.provider.capabilities().via_sns {
+                // A topic we did not make carries our statement in its SNS policy.
                 self.edit_policy(topic, &reg.id, false)
             } else {
                 Ok(())
@@ -777,34 +738,78 @@ impl Registrar for S3Notifications {
     fn name(&self) -> &'static str {
         "s3"
     }
-    fn params(&self) -> &'static [&'static str] {
+    fn params(&self) -> &'static [ParamSpec] {
         &[
-            "provider",
-            "endpoint",
-            "bucket",
-            "prefix",
-            "suffix",
-            "events",
-            "accessKeyId",
-            "secretAccessKey",
-            "sessionToken",
-            "region",
-            "pathStyle",
-            "caCertificate",
-            "insecureSkipTlsVerify",
-            "snsEndpoint",
-            "topicArn",
-            "targetArn",
+            ParamSpec { name: "provider", secret: false, required: true, doc: "aws, ceph or minio" },
+            ParamSpec { name: "endpoint", secret: false, required: true, doc: "the S3 endpoint URL" },
+            ParamSpec {
+                name: "bucket",
+                secret: false,
+                required: true,
+                doc: "the bucket whose notifications fire the trigger",
+            },
+            ParamSpec { name: "prefix", secret: false, required: false, doc: "only keys with this prefix" },
+            ParamSpec { name: "suffix", secret: false, required: false, doc: "only keys with this suffix" },
+            ParamSpec {
+                name: "events",
+                secret: false,
+                required: false,
+                doc: "created, updated, deleted (default all)",
+            },
+            ParamSpec {
+                name: "accessKeyId",
+                secret: false,
+                required: false,
+                doc: "access key id: with it the feed registers the notification",
+            },
+            ParamSpec { name: "secretAccessKey", secret: true, required: false, doc: "secret access key" },
+            ParamSpec {
+                name: "sessionToken",
+                secret: true,
+                required: false,
+                doc: "session token for temporary credentials",
+            },
+            ParamSpec { name: "region", secret: false, required: false, doc: "signing region (default us-east-1)" },
+            ParamSpec {
+                name: "pathStyle",
+                secret: false,
+                required: false,
+                doc: "path-style bucket URLs (default: not on amazonaws.com)",
+            },
+            ParamSpec {
+                name: "caCertificate",
+                secret: false,
+                required: false,
+                doc: "PEM CA certificates the endpoint is checked against",
+            },
+            ParamSpec {
+                name: "insecureSkipTlsVerify",
+                secret: false,
+                required: false,
+                doc: "skip TLS verification of the endpoint",
+            },
+            ParamSpec {
+                name: "snsEndpoint",
+                secret: false,
+                required: false,
+                doc: "the topic API URL (AWS: SNS of the region; Ceph: the endpoint)",
+            },
+            ParamSpec {
+                name: "topicArn",
+                secret: false,
+                required: false,
+                doc: "an SNS topic of yours to use (AWS; default: one the feed makes)",
+            },
+            ParamSpec { name: "targetArn", secret: false, required: false, doc: "MinIO's webhook target ARN" },
         ]
     }
-    fn secret_params(&self) -> &'static [&'static str] {
-        &["secretAccessKey", "sessionToken"]
-    }
+
     fn validate(&self, params: &Params) -> Result<(), ParamError> {
         let settings = PushSettings::from_params(params)?;
         if registers(params) {
             Target::from_params(params)?;
-        } else if settings.provider == Provider::Aws {
+        } else if settings.provider.capabilities().via_sns {
+            // Without credentials nothing makes the SNS topic and subscription it delivers through.
             return Err(ParamError::missing(
                 "accessKeyId",
                 "credentials (accessKeyId, secretAccessKey) for provider aws: the feed creates the SNS topic, its subscription and the bucket notification",
@@ -878,7 +883,8 @@ impl Registrar for S3Notifications {
                 params.str("targetArn").ok().flatten().unwrap_or_default(),
                 reg.id
             ),
-            _ => {
+            // Parameters that no longer parse name no provider: the AWS command is the default.
+            Ok(Provider::Aws) | Err(_) => {
                 let mut c = format!(
                     "remove the TopicConfiguration with Id {} from `aws s3api get-bucket-notification-configuration --bucket {bucket}` and save it with put-bucket-notification-configuration",
                     reg.id
@@ -906,7 +912,7 @@ impl Registrar for S3Notifications {
         let target = target(params)?;
         let confirmed =
             |t: &Target| Ok::<bool, RegistrationError>(!t.delivering(topic, &endpoint.url)?.confirmed.is_empty());
-        if target.settings.provider != Provider::Aws || confirmed(&target)? {
+        if !target.settings.provider.capabilities().via_sns || confirmed(&target)? {
             return Ok(());
         }
         target.subscribe(topic, &endpoint.url)?;
@@ -929,8 +935,8 @@ impl Registrar for S3Notifications {
         let target = target(params).ok()?;
         let mut out = serde_json::Map::new();
         let mut problems: Vec<String> = Vec::new();
-        if let (Some(subscription), Some(topic), Provider::Aws) =
-            (&reg.subscription, &reg.topic, target.settings.provider)
+        if let (Some(subscription), Some(topic), true) =
+            (&reg.subscription, &reg.topic, target.settings.provider.capabilities().via_sns)
         {
             out.insert("subscription".into(), json!(subscription));
             match target.delivering(topic, &endpoint.url) {
@@ -964,7 +970,12 @@ impl Registrar for S3Notifications {
         Some(Value::Object(out))
     }
     fn needs_token(&self, params: &Params) -> bool {
-        params.str("provider").ok().flatten().and_then(|p| Provider::parse(&p)) == Some(Provider::Minio)
+        params
+            .str("provider")
+            .ok()
+            .flatten()
+            .and_then(|p| Provider::parse(&p))
+            .is_some_and(|p| p.capabilities().needs_token)
     }
     fn registration_config(&self, id: &str) -> Vec<(&'static str, Value)> {
         let Some(reg) = Registration::parse(id) else { return Vec::new() };

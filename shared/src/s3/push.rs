@@ -1,6 +1,10 @@
 //! S3 bucket notifications (the `Records` JSON that AWS, Ceph RGW and MinIO POST) as the
-//! very events the polling S3 feed fires: same types, same `source`, same `data` fields,
-//! same `legacy` shape, the same `prefix`/`suffix`/`events` filters and `batch`. No I/O.
+//! very events the polling S3 feed fires: same types, same `source`, the same `data` built by
+//! the same code (`source::ObjectAttrs`), same `legacy` shape, the same
+//! `prefix`/`suffix`/`events` filters and `batch`. No I/O. The differences are what a
+//! notification does not carry, which a pushed event leaves out rather than guess: a listing's
+//! `storageClass`, a delete's `previousVersionHash` (tests/suite/s3_registration.rs compares
+//! both paths on a real Ceph RGW).
 //!
 //! # Providers
 //! The key encoding is chosen per record by its `eventSource` (`aws:s3`, `minio:s3`,
@@ -34,14 +38,16 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
+use super::source::{legacy_payload, ObjectAttrs, StateLocation};
 use crate::events::{batch_payload, cloud_event, Change, ChangeKind, EventContext, Format};
 use crate::filter::ChangeFilter;
+use crate::hooks::extension::Fired;
+use crate::hooks::{HookConfig, HookResponse, Outcome};
 use crate::params::{ParamError, Params};
 use crate::polling::MAX_BATCH;
 use crate::source::Entry;
-use crate::sources::s3::legacy_payload;
 
 /// The CloudEvents `type` prefix the S3 feed uses (`…created|updated|deleted` appended).
 pub const S3_TYPE_PREFIX: &str = "org.openwhisk.feeds.s3.object";
@@ -57,37 +63,99 @@ pub enum Provider {
     Minio,
 }
 
+/// Where a provider sends a bucket's notifications.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A topic (`TopicConfiguration`): an SNS topic on AWS, an RGW topic on Ceph.
+    Topic,
+    /// A queue (`QueueConfiguration`): MinIO's admin-made webhook target.
+    Queue,
+}
+
+/// How a provider spells object keys in `Records`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyEncoding {
+    /// Form-encoded: `+` is a space, then `%XX` (AWS; MinIO's Go `url.QueryEscape`).
+    FormEncoded,
+    /// As stored: a `+` is a plus (Ceph).
+    Raw,
+}
+
+/// What a push provider does differently, as one row of a table: everything that branches on
+/// the provider reads it here or matches [`Provider`] exhaustively, never with a catch-all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The `provider` parameter value.
+    pub name: &'static str,
+    /// The `eventSource` of its records.
+    pub event_source: &'static str,
+    /// True when `PUT ?notification` merges entries by `Id` (Ceph), so we send only ours;
+    /// false when it replaces the whole document (AWS, MinIO), so we edit what we read.
+    pub merges_by_id: bool,
+    /// Where its notifications go.
+    pub destination: Destination,
+    /// How its records spell keys.
+    pub key_encoding: KeyEncoding,
+    /// True when it delivers through SNS, signed, instead of with the hook's token (AWS).
+    pub via_sns: bool,
+    /// True when the user must give the token to the producer after CREATE (MinIO: an
+    /// administrator sets it on the webhook target).
+    pub needs_token: bool,
+}
+
 impl Provider {
     /// Every accepted value, for error messages.
     pub const ALL: &'static str = "aws, ceph or minio";
+    /// Every provider (`registry::PUSH_PROVIDERS` lists them; a test checks both agree).
+    pub const EVERY: [Provider; 3] = [Provider::Aws, Provider::Ceph, Provider::Minio];
+
+    /// The provider's row of the capability table.
+    pub const fn capabilities(self) -> Capabilities {
+        match self {
+            Provider::Aws => Capabilities {
+                name: "aws",
+                event_source: "aws:s3",
+                merges_by_id: false,
+                destination: Destination::Topic,
+                key_encoding: KeyEncoding::FormEncoded,
+                via_sns: true,
+                needs_token: false,
+            },
+            Provider::Ceph => Capabilities {
+                name: "ceph",
+                event_source: "ceph:s3",
+                merges_by_id: true,
+                destination: Destination::Topic,
+                key_encoding: KeyEncoding::Raw,
+                via_sns: false,
+                needs_token: false,
+            },
+            Provider::Minio => Capabilities {
+                name: "minio",
+                event_source: "minio:s3",
+                merges_by_id: false,
+                destination: Destination::Queue,
+                key_encoding: KeyEncoding::FormEncoded,
+                via_sns: false,
+                needs_token: true,
+            },
+        }
+    }
 
     /// Parses a provider name (case-insensitive).
     pub fn parse(value: &str) -> Option<Provider> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "aws" => Some(Provider::Aws),
-            "ceph" => Some(Provider::Ceph),
-            "minio" => Some(Provider::Minio),
-            _ => None,
-        }
+        let value = value.trim().to_ascii_lowercase();
+        Provider::EVERY.into_iter().find(|p| p.capabilities().name == value)
     }
 
     /// The parameter value naming this provider.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Aws => "aws",
-            Provider::Ceph => "ceph",
-            Provider::Minio => "minio",
-        }
+        self.capabilities().name
     }
 
     /// The provider whose encoding a record's `eventSource` announces.
     fn from_event_source(source: &str) -> Option<Provider> {
-        match source {
-            "aws:s3" => Some(Provider::Aws),
-            "ceph:s3" => Some(Provider::Ceph),
-            "minio:s3" => Some(Provider::Minio),
-            _ => None,
-        }
+        Provider::EVERY.into_iter().find(|p| p.capabilities().event_source == source)
     }
 }
 
@@ -135,7 +203,7 @@ impl PushSettings {
             None => Format::CloudEvents,
         };
         let batch = params.u64_in("batch", 1, MAX_BATCH)?.unwrap_or(1) as usize;
-        let reserved_prefix = super::reconcile::reserved_prefix(params)?;
+        let reserved_prefix = StateLocation::from_params(params, &bucket)?.reserved_prefix();
         Ok(PushSettings { provider, endpoint, bucket, filter, format, batch, reserved_prefix })
     }
 
@@ -158,6 +226,8 @@ impl PushSettings {
 pub struct Mapped {
     /// Events to fire, in record order (CloudEvents or legacy payloads).
     pub events: Vec<Value>,
+    /// The push marker of each event's change, in the same order (see [`push_mark`]).
+    pub marks: Vec<Value>,
     /// Records that are changes but do not pass the trigger's filters.
     pub filtered: usize,
     /// Why records were ignored (not a listing change, another bucket).
@@ -201,18 +271,60 @@ pub fn map_notification(settings: &PushSettings, id_salt: &str, body: &Value) ->
         }
         let ce = cloud_event(&ctx, &record.change, record.seq, record.time);
         let legacy = || Some(legacy_payload(&settings.bucket, &settings.endpoint, &record.change));
-        mapped.events.push(settings.format.payload(ce, legacy));
+        let payload = settings.format.payload(ce, legacy);
+        mapped.marks.push(push_mark(&record.change, &payload));
+        mapped.events.push(payload);
     }
     Ok(mapped)
 }
 
-/// The trigger payloads for `events`: one event per fire, or `{"events": […]}` of up to
-/// `batch` when `batch` > 1 (as the polling feed's delivery does).
-pub fn fires(events: Vec<Value>, batch: usize) -> Vec<Value> {
+/// The body of the push marker the receiver writes for a change once its event is fired
+/// (`markers::Pushed::write`; the reconcile reads only the marker's name): key, change,
+/// ETag, and the event's `id` and `time` where its shape has them.
+pub fn push_mark(change: &Change, payload: &Value) -> Value {
+    let etag = change.entry.as_ref().and_then(|e| e.attrs.get("etag")).cloned().unwrap_or(Value::Null);
+    json!({
+        "key": change.key,
+        "change": change.kind.as_str(),
+        "etag": etag,
+        "eventId": payload.get("id").cloned().unwrap_or(Value::Null),
+        "time": payload.get("time").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// The trigger payloads for `events` (with their `marks`): one event per fire, or
+/// `{"events": […]}` of up to `batch` when `batch` > 1 (as the polling feed's delivery does).
+/// A batch is known by its events' ids joined by commas.
+pub fn fires(events: Vec<Value>, marks: Vec<Value>, batch: usize) -> Vec<Fired> {
+    let id = |e: &Value| e["id"].as_str().unwrap_or_default().to_string();
     if batch <= 1 {
-        return events;
+        return events.into_iter().zip(marks).map(|(e, m)| Fired { id: id(&e), payload: e, marks: vec![m] }).collect();
     }
-    events.chunks(batch).map(|chunk| batch_payload(chunk.to_vec())).collect()
+    events
+        .chunks(batch)
+        .zip(marks.chunks(batch))
+        .map(|(chunk, marks)| Fired {
+            id: chunk.iter().map(id).collect::<Vec<_>>().join(","),
+            payload: batch_payload(chunk.to_vec()),
+            marks: marks.to_vec(),
+        })
+        .collect()
+}
+
+/// An authenticated S3 notification body (`Records`, or S3's test message) as the events to
+/// fire: mapped, filtered and batched here; dropped while paused. Shared by the token
+/// path and SNS notifications (`sns`).
+pub fn outcome(config: &HookConfig, settings: &PushSettings, body: &Value) -> Outcome {
+    let salt = config.trigger_name.as_deref().unwrap_or_default();
+    let mapped = match map_notification(settings, salt, body) {
+        Ok(mapped) => mapped,
+        Err(e) => return Outcome::Respond(HookResponse::bad_request(e.to_string())),
+    };
+    if config.paused {
+        let dropped = mapped.events.len();
+        return Outcome::Respond(HookResponse::new(202, json!({ "status": "paused", "fired": 0, "dropped": dropped })));
+    }
+    Outcome::Fire { events: fires(mapped.events, mapped.marks, settings.batch), filtered: mapped.filtered }
 }
 
 /// Reads the changes of a notification body; records that are not listing changes, or are
@@ -283,7 +395,7 @@ pub fn read_records(
         .map(|e| e.trim_matches('"').to_string());
         let size = match object.get("size") {
             None | Some(Value::Null) => None,
-            Some(Value::Number(n)) if n.is_u64() => Some(n.clone()),
+            Some(Value::Number(n)) if n.is_u64() => n.as_u64(),
             Some(_) => return Err(at("s3.object.size is not a whole number")),
         };
         let sequencer = text(object.get("sequencer"), "s3.object.sequencer")?.filter(|s| !s.is_empty());
@@ -295,14 +407,10 @@ pub fn read_records(
         let change = match kind {
             ChangeKind::Deleted => Change { kind, key, entry: None, old_version: None },
             _ => {
-                let mut attrs = Map::new();
-                if let Some(etag) = &etag {
-                    attrs.insert("etag".into(), json!(etag));
-                }
-                if let Some(size) = size {
-                    attrs.insert("size".into(), Value::Number(size));
-                }
-                attrs.insert("lastModified".into(), json!(time));
+                // Notifications carry no storage class: the one attribute a listing adds.
+                let object =
+                    ObjectAttrs { etag: etag.as_deref(), size, last_modified: Some(&time), storage_class: None };
+                let attrs = object.to_map();
                 let version = etag.clone().or(sequencer).unwrap_or_else(|| time.clone());
                 Change { kind, key: key.clone(), entry: Some(Entry { key, version, attrs }), old_version: None }
             }
@@ -317,9 +425,9 @@ pub fn read_records(
 
 /// The object key a provider sent, decoded (see the module doc).
 pub fn decode_key(provider: Provider, raw: &str) -> Result<String, String> {
-    match provider {
-        Provider::Ceph => Ok(raw.to_string()),
-        Provider::Aws | Provider::Minio => percent_encoding::percent_decode_str(&raw.replace('+', " "))
+    match provider.capabilities().key_encoding {
+        KeyEncoding::Raw => Ok(raw.to_string()),
+        KeyEncoding::FormEncoded => percent_encoding::percent_decode_str(&raw.replace('+', " "))
             .decode_utf8()
             .map(|k| k.into_owned())
             .map_err(|_| "s3.object.key does not decode to UTF-8".to_string()),
@@ -327,12 +435,7 @@ pub fn decode_key(provider: Provider, raw: &str) -> Result<String, String> {
 }
 
 fn seq_of(fields: &[&str]) -> u64 {
-    let mut hasher = Sha256::new();
-    for field in fields {
-        hasher.update((field.len() as u64).to_be_bytes());
-        hasher.update(field.as_bytes());
-    }
-    let digest = hasher.finalize();
+    let digest = crate::events::hash_fields(fields).finalize();
     u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
@@ -542,14 +645,49 @@ mod tests {
         assert_eq!(keys(&bodies), (vec!["albums/a.jpg".to_string()], 3));
 
         let events: Vec<Value> = (0..5).map(|i| json!({"id": i})).collect();
-        assert_eq!(fires(events.clone(), 1), events);
+        let marks: Vec<Value> = (0..5).map(|i| json!({"key": i})).collect();
+        let payloads = |fired: Vec<Fired>| fired.into_iter().map(|f| f.payload).collect::<Vec<_>>();
+        assert_eq!(payloads(fires(events.clone(), marks.clone(), 1)), events);
+        let batched = fires(events, marks, 2);
+        assert_eq!(batched.iter().map(|f| f.marks.len()).collect::<Vec<_>>(), vec![2, 2, 1]);
         assert_eq!(
-            fires(events, 2),
+            payloads(batched),
             vec![
                 json!({"events": [{"id": 0}, {"id": 1}]}),
                 json!({"events": [{"id": 2}, {"id": 3}]}),
                 json!({"events": [{"id": 4}]})
             ]
+        );
+    }
+
+    /// The receiver writes a push marker per fired change from these marks (they replaced
+    /// reading CloudEvents and legacy payloads back): key, change and ETag of each, the
+    /// event's id and time where its shape has them, batches included.
+    #[test]
+    fn every_fired_change_carries_its_push_mark() {
+        let s = settings(json!({"batch": 2}));
+        let body = json!({"Records": [
+            record(Provider::Aws, "ObjectCreated:Put", "a", "01")["Records"][0].clone(),
+            record(Provider::Aws, "ObjectRemoved:Delete", "b", "02")["Records"][0].clone(),
+        ]});
+        let mapped = map_notification(&s, "/ns/t", &body).unwrap();
+        let fired = fires(mapped.events, mapped.marks, s.batch);
+        assert_eq!(fired.len(), 1);
+        let marks = &fired[0].marks;
+        assert_eq!(
+            marks.iter().map(|m| (m["key"].clone(), m["change"].clone())).collect::<Vec<_>>(),
+            vec![(json!("a"), json!("created")), (json!("b"), json!("deleted"))]
+        );
+        assert_eq!(marks[0]["eventId"], fired[0].payload["events"][0]["id"]);
+        assert_eq!(marks[0]["time"], fired[0].payload["events"][0]["time"]);
+        assert!(marks[0]["etag"].is_string() && marks[1]["etag"].is_null(), "{marks:?}");
+        let legacy = settings(json!({"format": "legacy"}));
+        let mapped = map_notification(&legacy, "/ns/t", &body).unwrap();
+        let etag = mapped.events[0]["file"]["ETag"].as_str().unwrap().trim_matches('"').to_string();
+        assert_eq!(mapped.marks[0]["etag"], json!(etag), "the legacy ETag without its quotes");
+        assert_eq!(
+            (mapped.marks[0]["eventId"].clone(), mapped.marks[0]["change"].clone()),
+            (mapped.events[0]["id"].clone(), json!("created"))
         );
     }
 
