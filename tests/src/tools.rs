@@ -114,37 +114,10 @@ fn install_once(what: &str, ready: &dyn Fn() -> bool, install: &dyn Fn() -> anyh
 /// The `PYTHONPATH` holding moto's S3, IAM and SNS server, installed from PyPI on first use.
 pub fn moto_pythonpath() -> anyhow::Result<PathBuf> {
     static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let site = tools_dir().join(format!("moto-{MOTO_VERSION}"));
-        let marker = site.join(".installed");
-        let ready = || marker.is_file();
-        let install = || {
-            let _ = std::fs::remove_dir_all(&site);
-            let status = Command::new(python())
-                .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"])
-                .args(["--target"])
-                .arg(&site)
-                // The S3, IAM and SNS backends (SNS adds no dependency; the topics of S3 push
-                // registration) plus what `moto.server` imports: moto[server] would
-                // add every service's dependencies (cfn-lint, sympy, docker…), 297 MB vs 112 MB.
-                .arg(format!("moto[s3,iam,sns]=={MOTO_VERSION}"))
-                .args(["flask!=2.2.0,!=2.2.1", "flask-cors"])
-                .env("PIP_ROOT_USER_ACTION", "ignore")
-                .stdout(std::io::stderr())
-                .status()
-                .context("cannot run python3 -m pip (the suite needs python3 with pip)")?;
-            if !status.success() {
-                bail!("pip install moto[s3,iam,sns]=={MOTO_VERSION} failed: {status}");
-            }
-            std::fs::write(&marker, MOTO_VERSION)?;
-            Ok(())
-        };
-        install_once(&format!("moto[s3,iam,sns]=={MOTO_VERSION} into {}", site.display()), &ready, &install)
-            .map(|()| site.clone())
-            .map_err(|e| format!("{e:#}"))
-    })
-    .clone()
-    .map_err(anyhow::Error::msg)
+    // The S3, IAM and SNS backends (SNS adds no dependency; the topics of S3 push registration)
+    // plus what `moto.server` imports: moto[server] would add every service's dependencies
+    // (cfn-lint, sympy, docker…), 297 MB vs 112 MB.
+    pip_tool(&DONE, "moto", "moto[s3,iam,sns]", MOTO_VERSION, &["flask!=2.2.0,!=2.2.1", "flask-cors"])
 }
 
 /// The boto3 release the listing benchmark compares with (`list-bench`; never the suite).
@@ -152,28 +125,48 @@ pub const BOTO3_VERSION: &str = "1.44.18";
 
 /// The `PYTHONPATH` holding boto3, installed from PyPI on first use of the listing benchmark.
 pub fn boto3_pythonpath() -> anyhow::Result<PathBuf> {
-    let site = tools_dir().join(format!("boto3-{BOTO3_VERSION}"));
-    let marker = site.join(".installed");
-    let ready = || marker.is_file();
-    let install = || {
-        let _ = std::fs::remove_dir_all(&site);
-        let status = Command::new(python())
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"])
-            .arg("--target")
-            .arg(&site)
-            .arg(format!("boto3=={BOTO3_VERSION}"))
-            .env("PIP_ROOT_USER_ACTION", "ignore")
-            .stdout(std::io::stderr())
-            .status()
-            .context("cannot run python3 -m pip")?;
-        if !status.success() {
-            bail!("pip install boto3=={BOTO3_VERSION} failed: {status}");
-        }
-        std::fs::write(&marker, BOTO3_VERSION)?;
-        Ok(())
-    };
-    install_once(&format!("boto3=={BOTO3_VERSION} into {}", site.display()), &ready, &install)?;
-    Ok(site)
+    static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    pip_tool(&DONE, "boto3", "boto3", BOTO3_VERSION, &[])
+}
+
+/// Installs `requirement==version` and `extra` requirements from PyPI into
+/// `<tools>/<dir>-<version>` once (per process through `done`, across processes through
+/// `install_once`), and returns that directory, to be put on `PYTHONPATH`.
+fn pip_tool(
+    done: &OnceLock<Result<PathBuf, String>>,
+    dir: &str,
+    requirement: &str,
+    version: &str,
+    extra: &[&str],
+) -> anyhow::Result<PathBuf> {
+    done.get_or_init(|| {
+        let site = tools_dir().join(format!("{dir}-{version}"));
+        let marker = site.join(".installed");
+        let ready = || marker.is_file();
+        let install = || {
+            let _ = std::fs::remove_dir_all(&site);
+            let status = Command::new(python())
+                .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"])
+                .arg("--target")
+                .arg(&site)
+                .arg(format!("{requirement}=={version}"))
+                .args(extra)
+                .env("PIP_ROOT_USER_ACTION", "ignore")
+                .stdout(std::io::stderr())
+                .status()
+                .context("cannot run python3 -m pip (the suite needs python3 with pip)")?;
+            if !status.success() {
+                bail!("pip install {requirement}=={version} failed: {status}");
+            }
+            std::fs::write(&marker, version)?;
+            Ok(())
+        };
+        install_once(&format!("{requirement}=={version} into {}", site.display()), &ready, &install)
+            .map(|()| site.clone())
+            .map_err(|e| format!("{e:#}"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
 }
 
 /// Installs Debian's `rclone` with apt-get unless it is on the PATH (the listing benchmark
@@ -346,32 +339,6 @@ pub const KAFKA_PYTHON_VERSION: &str = "2.3.3";
 /// The `PYTHONPATH` holding kafka-python and its snappy, lz4 and zstd codecs, from PyPI.
 pub fn kafka_python_path() -> anyhow::Result<PathBuf> {
     static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let site = tools_dir().join(format!("kafka-python-{KAFKA_PYTHON_VERSION}"));
-        let marker = site.join(".installed");
-        let ready = || marker.is_file();
-        let install = || {
-            let _ = std::fs::remove_dir_all(&site);
-            let status = Command::new(python())
-                .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"])
-                .arg("--target")
-                .arg(&site)
-                .arg(format!("kafka-python=={KAFKA_PYTHON_VERSION}"))
-                .args(["python-snappy==0.7.3", "lz4==4.4.5", "zstandard==0.25.0"])
-                .env("PIP_ROOT_USER_ACTION", "ignore")
-                .stdout(std::io::stderr())
-                .status()
-                .context("cannot run python3 -m pip (the suite needs python3 with pip)")?;
-            if !status.success() {
-                bail!("pip install kafka-python=={KAFKA_PYTHON_VERSION} failed: {status}");
-            }
-            std::fs::write(&marker, KAFKA_PYTHON_VERSION)?;
-            Ok(())
-        };
-        install_once(&format!("kafka-python=={KAFKA_PYTHON_VERSION} into {}", site.display()), &ready, &install)
-            .map(|()| site.clone())
-            .map_err(|e| format!("{e:#}"))
-    })
-    .clone()
-    .map_err(anyhow::Error::msg)
+    let codecs = ["python-snappy==0.7.3", "lz4==4.4.5", "zstandard==0.25.0"];
+    pip_tool(&DONE, "kafka-python", "kafka-python", KAFKA_PYTHON_VERSION, &codecs)
 }
