@@ -7,8 +7,9 @@ use super::helpers::{
     alarm_feed, alarms_package, baseline, default_alarms, describe_invoke_error, find_source, iso, source_error,
     state_blobs, teardown, teardown_plan, Helpers, Opened,
 };
-use super::log::{cursor_stall, log_baseline, log_lag, log_status, LogSettings, Mode, Since};
+use super::log::{cursor_stall, log_baseline, log_facts, log_lag, LogSettings, Mode, Since};
 use super::scheduler::{self, Registration, Scheduler};
+use super::status::{Deletes, ReadStatus, Rebaselined, SnapshotFacts, WriteDialect};
 use super::{
     config_dialect, dialect_fields, margins, PollSettings, CONFIG_ACKNOWLEDGED, CONFIG_DIALECT, CONFIG_SOURCE,
     CONFIG_TRIGGER, DEFAULT_INTERVAL_MINUTES,
@@ -21,7 +22,7 @@ use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
 use crate::schedule::Schedule;
 use crate::source::{AnySource, LogSource, Source};
-use crate::state::Rebaseline;
+use crate::state::State;
 use crate::store::{key_request, resolve_key, stored_key, LoadError, Resealed, StateStore, CONFIG_STATE_KEY};
 
 /// Everything CREATE and UPDATE check before they make anything.
@@ -258,191 +259,34 @@ impl Feed for PollingFeed<'_> {
         })?;
         let config = scheduler::params_of(&doc)?;
         let registration = Registration::from_annotations(&doc["annotations"]);
-        let schedule = Schedule::from_params(&config, DEFAULT_INTERVAL_MINUTES).ok();
-        let (alarms, plan) = teardown_plan(&config);
-        let mut status = json!({});
-        let s = status.as_object_mut().expect("status is an object");
-        let mut own_alarm: Option<Schedule> = None;
-        let scheduler_binding = own_package(req).ok().map(|p| Scheduler::new(&req.trigger.namespace, &p).binding.name);
-        match (&registration, own_package(req)) {
-            (Some(reg), Ok(package)) => {
-                let sched = Scheduler::new(&req.trigger.namespace, &package);
-                // The namespace's picture; a scheduler that does not work is made again here,
-                // as by any CREATE or UPDATE, when this trigger needs it.
-                let ns = scheduler::namespace_status(&req.client, &sched, &alarms, &req.params, !reg.paused);
-                let working = ns["alarm"]["active"] == true && ns.get("problem").is_none();
-                let active = !reg.paused && working;
-                s.insert("active".into(), json!(active));
-                s.insert("paused".into(), json!(reg.paused));
-                s.insert("registered".into(), json!(true));
-                s.insert("rule".into(), json!(sched.rule.to_string()));
-                s.insert("alarm".into(), ns["alarm"].clone());
-                if !reg.paused && !working {
-                    s.insert(
-                        "problem".into(),
-                        json!(format!(
-                            "the namespace scheduler ({}) is not working, so no polls run: {}",
-                            sched.alarm,
-                            ns.get("problem").and_then(Value::as_str).unwrap_or("its alarm is not active")
-                        )),
-                    );
-                }
-                if active {
-                    if let Some(next) = reg.schedule.next_due(now_ms(), reg.phase) {
-                        s.insert("nextPoll".into(), json!(iso(next)));
-                    }
-                }
-                s.insert("scheduler".into(), ns);
-            }
-            (Some(_), Err(e)) => {
-                s.insert("active".into(), json!(false));
-                s.insert("problem".into(), json!(e.message));
-            }
-            (None, _) => {
-                // Made before the namespace scheduler: its own alarm and rule poll it.
-                let rule = req.client.get_rule(&helpers.rule);
-                let rule_active = rule.as_ref().is_ok_and(|r| r["status"] == "active");
-                let mut alarm_active = rule_active;
-                s.insert("active".into(), json!(rule_active));
-                s.insert("paused".into(), json!(rule.is_ok() && !rule_active));
-                s.insert("registered".into(), json!(false));
-                s.insert("rule".into(), json!(helpers.rule.to_string()));
-                match &rule {
-                    Ok(_) => {
-                        let health = alarm_health(&req.client, &alarms, &plan, &helpers.alarm);
-                        if rule_active && health["active"] == false {
-                            s.insert("active".into(), json!(false));
-                            alarm_active = false;
-                            s.insert(
-                                "problem".into(),
-                                json!(format!(
-                                    "the alarm of {} is disabled, so no polls run: an UPDATE of the feed (wsk \
-                                     trigger update {} -p …) or UNPAUSE moves it to the namespace scheduler",
-                                    helpers.alarm, req.trigger.name
-                                )),
-                            );
-                        }
-                        s.insert("alarm".into(), health);
-                        s.insert(
-                            "scheduler".into(),
-                            json!(format!(
-                                "not registered: this feed still has its own alarm ({}); its next poll, or an \
-                                 UPDATE, PAUSE or UNPAUSE, moves it to the namespace scheduler",
-                                helpers.alarm
-                            )),
-                        );
-                        // Its own alarm fires one interval after the last poll, as before.
-                        own_alarm = schedule.clone().filter(|_| alarm_active);
-                    }
-                    Err(e) => {
-                        s.insert("error".into(), json!(format!("rule {}: {e}", helpers.rule)));
-                        s.insert(
-                            "problem".into(),
-                            json!(format!(
-                                "not registered with the namespace scheduler and no alarm of its own: no polls run; \
-                                 UPDATE or UNPAUSE registers it (wsk trigger update {} -p …)",
-                                req.trigger.name
-                            )),
-                        );
-                    }
-                }
-            }
-        }
-        if let Value::Object(d) = dialect_fields(config_dialect(&config)) {
-            s.extend(d);
-        }
+        let mut status = ReadStatus::default();
+        let own_alarm = scheduling_status(req, &helpers, registration.as_ref(), &config, &mut status);
+        status.writes = Some(WriteDialect::of(config_dialect(&config)));
         let opened = self.source_of(&config).and_then(|s| Opened::open(s, &config)).map_err(ActionError::from);
-        let log_settings = LogSettings::from_params(&config).ok();
-        let mut notices = opened.as_ref().map(|o| o.notices()).unwrap_or_default();
-        notices.extend(api_tls_notice(req, &config).or_else(|| api_tls_notice(req, &req.params)));
-        if !notices.is_empty() {
-            s.insert("notices".into(), json!(notices));
-        }
-        let is_log = matches!(opened, Ok(Opened::Log(_)));
-        let mut loaded = None;
-        let key = stored_key(&config);
+        status.notices = opened.as_ref().map(|o| o.notices()).unwrap_or_default();
+        status.notices.extend(api_tls_notice(req, &config).or_else(|| api_tls_notice(req, &req.params)));
         let blobs = match &opened {
             Ok(o) => state_blobs(o, &config, &self.ext()).map(Some).map_err(ActionError::from),
             Err(e) => Err(e.clone()),
         };
-        match blobs {
-            Ok(Some(blobs)) => {
+        match (blobs, opened) {
+            (Ok(Some(blobs)), Ok(opened)) => {
+                let key = stored_key(&config);
                 let store = StateStore::new(blobs, &req.trigger).with_key(key.as_ref());
-                s.insert("state".into(), json!(store.location()));
-                authentication_status(s, key.is_some(), &req.trigger.name, &store.location());
-                // The lease blob first: its authenticated write number tells a rolled-back state.
-                let lease = store.lease_doc();
-                match store.load() {
-                    Ok(Some((state, _))) if is_log => {
-                        log_status(s, &state, log_settings.as_ref());
-                        let record = state.log.as_ref().and_then(|l| l.rebaselined.as_ref());
-                        rebaseline_status(s, record, &config, &req.trigger.name);
-                        loaded = Some(state);
-                    }
-                    Ok(Some((state, _))) => {
-                        rebaseline_status(s, state.rebaselined.as_ref(), &config, &req.trigger.name);
-                        s.insert("objectsTracked".into(), json!(state.snapshot.len()));
-                        s.insert("eventsPending".into(), json!(state.outbox.len()));
-                        s.insert("eventsFired".into(), json!(state.stats.events_fired));
-                        s.insert("baselined".into(), json!(state.baselined));
-                        s.insert("listingInProgress".into(), json!(!state.resume.is_empty()));
-                        s.insert(
-                            "deletes".into(),
-                            json!({
-                                "confirmed": state.stats.deletes_confirmed,
-                                "refuted": state.stats.deletes_refuted,
-                                "heldForNextPoll": state.stats.held_deletes,
-                            }),
-                        );
-                    }
-                    Ok(None) => {
-                        s.insert("stateError".into(), json!(format!("no state object: {REPLACED}")));
-                    }
-                    Err(LoadError::Corrupt(e)) => {
-                        s.insert("stateError".into(), json!(format!("state object rejected ({e}): {REPLACED}")));
-                    }
-                    Err(LoadError::Store(e)) => {
-                        s.insert(
-                            "stateError".into(),
-                            json!(format!("{e}: the state cannot be read now; polls retry, and once the store answers the next poll reports the changes made meanwhile (nothing is re-baselined)")),
-                        );
-                    }
-                }
-                let doc = lease.as_ref().ok().and_then(|l| l.as_ref()).map(|(doc, _)| doc);
-                if let Some(why) = doc.and_then(|d| d.rejected.as_ref()) {
-                    s.insert("leaseRejected".into(), json!(why));
-                }
-                let trigger = config.str(CONFIG_TRIGGER).ok().flatten().unwrap_or_else(|| req.trigger.to_string());
-                let mut bindings = vec![helpers.config.name.as_str()];
-                bindings.extend(scheduler_binding.as_deref());
-                let activations = crate::stall::poll_activations(&req.client, &bindings, &trigger)
-                    .map_err(|e| format!("poll activations: {e}"));
-                crate::stall::report(s, doc, activations, now_ms());
-                if let Err(e) = &lease {
-                    s.insert("leaseError".into(), json!(e.to_string()));
-                }
-                let last_started = doc.and_then(|d| d.status.as_ref()).map(|st| st.started_ms);
-                if let Some(next) =
-                    last_started.and_then(|l| own_alarm.as_ref().and_then(|sch| sch.next_poll(l, now_ms())))
-                {
-                    s.insert("nextPoll".into(), json!(iso(next)));
-                }
-                if let Some(ms) = doc.and_then(|d| d.status.as_ref()).map(|st| st.duration_ms) {
-                    s.insert("lastPollDurationMs".into(), json!(ms));
-                }
-                if let Some(state) = &loaded {
-                    cursor_stall(s, state);
-                    if let Ok(Opened::Log(reader)) = &opened {
-                        log_lag(s, reader.as_ref(), state);
-                    }
-                }
+                let seen = StateSeen {
+                    req,
+                    config: &config,
+                    helpers: &helpers,
+                    opened: &opened,
+                    keyed: key.is_some(),
+                    own_alarm,
+                };
+                state_status(&seen, &store, &mut status);
             }
-            Ok(None) => {}
-            Err(e) => {
-                s.insert("configError".into(), json!(e.to_string()));
-            }
+            (Ok(None), _) => {}
+            (Err(e), _) | (_, Err(e)) => status.config_error = Some(e.to_string()),
         }
-        Ok(json!({ "config": redact(&config, &self.secret_params(&config)), "status": status }))
+        Ok(json!({ "config": redact(&config, &self.secret_params(&config)), "status": status.to_value() }))
     }
 
     fn update(&self, req: &FeedRequest) -> Result<Value, ActionError> {
@@ -683,42 +527,191 @@ const REPLACED: &str =
 it does (changes since then are reported), else re-baselines silently (changes made since the last good poll are not \
 reported); READ then shows rebaselined until an UPDATE acknowledges it";
 
-/// READ's `stateAuthentication`: how the state is protected, and for a feed created before
-/// keys existed, what that exposes and the one command that fixes it.
-fn authentication_status(s: &mut serde_json::Map<String, Value>, keyed: bool, trigger: &str, location: &str) {
-    if keyed {
-        s.insert("stateAuthentication".into(), json!(STATE_AUTHENTICATION));
-        return;
+/// READ's account of what runs the feed's polls: the namespace scheduler it is registered
+/// with (made again here, as by any CREATE or UPDATE, when it does not work), or, for a feed
+/// made before the scheduler, its own alarm and rule. Returns that own alarm's schedule while
+/// it is active: its next poll is one interval after the last.
+fn scheduling_status(
+    req: &FeedRequest,
+    helpers: &Helpers,
+    registration: Option<&Registration>,
+    config: &Params,
+    s: &mut ReadStatus,
+) -> Option<Schedule> {
+    let (alarms, plan) = teardown_plan(config);
+    let Some(reg) = registration else {
+        return own_alarm_status(req, helpers, &alarms, &plan, config, s);
+    };
+    let package = match own_package(req) {
+        Ok(package) => package,
+        Err(e) => {
+            s.active = false;
+            s.problem = Some(e.message);
+            return None;
+        }
+    };
+    let sched = Scheduler::new(&req.trigger.namespace, &package);
+    let ns = scheduler::namespace_status(&req.client, &sched, &alarms, &req.params, !reg.paused);
+    let working = ns["alarm"]["active"] == true && ns.get("problem").is_none();
+    s.active = !reg.paused && working;
+    s.paused = Some(reg.paused);
+    s.registered = Some(true);
+    s.rule = Some(sched.rule.to_string());
+    s.alarm = Some(ns["alarm"].clone());
+    if !reg.paused && !working {
+        s.problem = Some(format!(
+            "the namespace scheduler ({}) is not working, so no polls run: {}",
+            sched.alarm,
+            ns.get("problem").and_then(Value::as_str).unwrap_or("its alarm is not active")
+        ));
     }
-    s.insert("stateAuthentication".into(), json!("none"));
-    s.insert(
-        "stateWarning".into(),
-        json!(format!(
-            "the feed state is not authenticated (the feed was created before owfeed sealed its state): anyone who \
-             can write {location} can make this feed fire events of their choosing; `wsk trigger update {trigger}` \
-             adds a stateKey and seals the state"
-        )),
-    );
+    if s.active {
+        s.next_poll = reg.schedule.next_due(now_ms(), reg.phase).map(iso);
+    }
+    s.scheduler = Some(ns);
+    None
 }
 
-/// READ's `rebaselined`: the newest re-baseline the state records (when, why, what caused
-/// it), until an UPDATE after it acknowledges it.
-fn rebaseline_status(
-    s: &mut serde_json::Map<String, Value>,
-    record: Option<&Rebaseline>,
+/// READ of a feed made before the namespace scheduler: its own alarm and rule poll it.
+fn own_alarm_status(
+    req: &FeedRequest,
+    helpers: &Helpers,
+    alarms: &QualifiedName,
+    plan: &Schedule,
     config: &Params,
-    trigger: &str,
-) {
-    s.remove("rebaselined");
-    let Some(r) = record else { return };
+    s: &mut ReadStatus,
+) -> Option<Schedule> {
+    let rule = req.client.get_rule(&helpers.rule);
+    let rule_active = rule.as_ref().is_ok_and(|r| r["status"] == "active");
+    s.active = rule_active;
+    s.paused = Some(rule.is_ok() && !rule_active);
+    s.registered = Some(false);
+    s.rule = Some(helpers.rule.to_string());
+    if let Err(e) = &rule {
+        s.error = Some(format!("rule {}: {e}", helpers.rule));
+        s.problem = Some(format!(
+            "not registered with the namespace scheduler and no alarm of its own: no polls run; UPDATE or UNPAUSE \
+             registers it (wsk trigger update {} -p …)",
+            req.trigger.name
+        ));
+        return None;
+    }
+    let health = alarm_health(&req.client, alarms, plan, &helpers.alarm);
+    if rule_active && health["active"] == false {
+        s.active = false;
+        s.problem = Some(format!(
+            "the alarm of {} is disabled, so no polls run: an UPDATE of the feed (wsk trigger update {} -p …) or \
+             UNPAUSE moves it to the namespace scheduler",
+            helpers.alarm, req.trigger.name
+        ));
+    }
+    s.alarm = Some(health);
+    s.scheduler = Some(json!(format!(
+        "not registered: this feed still has its own alarm ({}); its next poll, or an UPDATE, PAUSE or UNPAUSE, \
+         moves it to the namespace scheduler",
+        helpers.alarm
+    )));
+    Schedule::from_params(config, DEFAULT_INTERVAL_MINUTES).ok().filter(|_| s.active)
+}
+
+/// What READ's state part needs to know of the feed.
+struct StateSeen<'r> {
+    req: &'r FeedRequest<'r>,
+    config: &'r Params,
+    helpers: &'r Helpers,
+    opened: &'r Opened,
+    /// True when the feed has a `stateKey`.
+    keyed: bool,
+    /// The feed's own alarm's schedule, for one made before the namespace scheduler.
+    own_alarm: Option<Schedule>,
+}
+
+/// READ's account of the feed's state and polls: where the state lives and how it is
+/// authenticated, the source's facts, the newest polls (from the lease and the activations),
+/// a stall, and the re-baseline not yet acknowledged.
+fn state_status(seen: &StateSeen, store: &StateStore, s: &mut ReadStatus) {
+    let (req, config) = (seen.req, seen.config);
+    let location = store.location();
+    s.state_authentication = Some(if seen.keyed { STATE_AUTHENTICATION } else { "none" });
+    if !seen.keyed {
+        s.state_warning = Some(format!(
+            "the feed state is not authenticated (the feed was created before owfeed sealed its state): anyone who \
+             can write {location} can make this feed fire events of their choosing; `wsk trigger update {}` \
+             adds a stateKey and seals the state",
+            req.trigger.name
+        ));
+    }
+    s.state = Some(location);
     let acknowledged = config.u64_in(CONFIG_ACKNOWLEDGED, 0, u64::MAX).ok().flatten().unwrap_or(0);
-    if r.at_ms <= acknowledged {
-        return;
+    // The lease blob first: its authenticated write number tells a rolled-back state.
+    let lease = store.lease_doc();
+    let loaded = match store.load() {
+        Ok(Some((state, _))) => Some(state),
+        Ok(None) => {
+            s.state_error = Some(format!("no state object: {REPLACED}"));
+            None
+        }
+        Err(LoadError::Corrupt(e)) => {
+            s.state_error = Some(format!("state object rejected ({e}): {REPLACED}"));
+            None
+        }
+        Err(LoadError::Store(e)) => {
+            s.state_error = Some(format!(
+                "{e}: the state cannot be read now; polls retry, and once the store answers the next poll reports \
+                 the changes made meanwhile (nothing is re-baselined)"
+            ));
+            None
+        }
+    };
+    if let Some(state) = &loaded {
+        s.events_pending = Some(state.outbox.len());
+        s.events_fired = Some(state.stats.events_fired);
+        let record = match seen.opened {
+            Opened::Log(_) => state.log.as_ref().and_then(|l| l.rebaselined.as_ref()),
+            Opened::Snapshot(_) => state.rebaselined.as_ref(),
+        };
+        s.rebaselined = Rebaselined::shown(record, acknowledged, &req.trigger.name);
+        match seen.opened {
+            Opened::Log(_) => s.log = Some(log_facts(state, LogSettings::from_params(config).ok().as_ref())),
+            Opened::Snapshot(_) => s.snapshot = Some(snapshot_facts(state)),
+        }
     }
-    let mut shown = json!({ "at": iso(r.at_ms), "reason": r.reason, "cause": r.cause });
-    if r.previous_cursor.is_some() {
-        shown["previousCursor"] = json!(r.previous_cursor);
+    let doc = lease.as_ref().ok().and_then(|l| l.as_ref()).map(|(doc, _)| doc);
+    s.lease_rejected = doc.and_then(|d| d.rejected.clone());
+    let trigger = config.str(CONFIG_TRIGGER).ok().flatten().unwrap_or_else(|| req.trigger.to_string());
+    let scheduler_binding = own_package(req).ok().map(|p| Scheduler::new(&req.trigger.namespace, &p).binding.name);
+    let mut bindings = vec![seen.helpers.config.name.as_str()];
+    bindings.extend(scheduler_binding.as_deref());
+    let activations =
+        crate::stall::poll_activations(&req.client, &bindings, &trigger).map_err(|e| format!("poll activations: {e}"));
+    s.polls = Some(crate::stall::report(doc, activations, now_ms()));
+    if let Err(e) = &lease {
+        s.lease_error = Some(e.to_string());
     }
-    shown["acknowledge"] = json!(format!("wsk trigger update {trigger}"));
-    s.insert("rebaselined".into(), shown);
+    let last = doc.and_then(|d| d.status.as_ref());
+    if let Some(next) = last.and_then(|l| seen.own_alarm.as_ref().and_then(|sch| sch.next_poll(l.started_ms, now_ms())))
+    {
+        s.next_poll = Some(iso(next));
+    }
+    s.last_poll_duration_ms = last.map(|l| l.duration_ms);
+    if let Some(state) = &loaded {
+        cursor_stall(s, state);
+        if let Opened::Log(reader) = seen.opened {
+            log_lag(s, reader.as_ref(), state);
+        }
+    }
+}
+
+/// A snapshot feed's facts from its state.
+fn snapshot_facts(state: &State) -> SnapshotFacts {
+    SnapshotFacts {
+        objects_tracked: state.snapshot.len(),
+        baselined: state.baselined,
+        listing_in_progress: !state.resume.is_empty(),
+        deletes: Deletes {
+            confirmed: state.stats.deletes_confirmed,
+            refuted: state.stats.deletes_refuted,
+            held_for_next_poll: state.stats.held_deletes,
+        },
+    }
 }

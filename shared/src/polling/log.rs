@@ -16,9 +16,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-use super::helpers::{fire_and_commit, iso, paced_batch, source_error, Ended};
+use super::status::{LogFacts, ReadStatus};
+use crate::stall::PollHistory;
+
+use super::helpers::{fire_and_commit, paced_batch, source_error, Ended};
 use super::PollSettings;
 use crate::budget::{now_ms, Budget};
 use crate::change::Record;
@@ -541,49 +544,39 @@ fn describe_cursor(cursor: Option<&str>) -> String {
     }
 }
 
-/// READ's facts about a log feed's state: `mode`, `cursor`, `recordsRead`, `eventsPending`,
-/// `eventsFired`, `rebaselined` (which READ then shows only until an UPDATE acknowledges it).
-pub(super) fn log_status(s: &mut Map<String, Value>, state: &State, log: Option<&LogSettings>) {
+/// READ's facts about a log feed's state: `mode`, `cursor`, `recordsRead` (its `rebaselined`
+/// is shown by the feed, as for any source, until an UPDATE acknowledges it).
+pub(super) fn log_facts(state: &State, log: Option<&LogSettings>) -> LogFacts {
     let facts = state.log.clone().unwrap_or_default();
-    if let Some(log) = log {
-        s.insert("mode".into(), json!(log.mode.as_str()));
-    }
-    s.insert("cursor".into(), json!(facts.cursor));
-    s.insert("recordsRead".into(), json!(facts.records_read));
-    s.insert("eventsPending".into(), json!(state.outbox.len()));
-    s.insert("eventsFired".into(), json!(state.stats.events_fired));
-    if let Some(r) = &facts.rebaselined {
-        s.insert(
-            "rebaselined".into(),
-            json!({ "at": iso(r.at_ms), "reason": r.reason, "previousCursor": r.previous_cursor }),
-        );
+    LogFacts {
+        mode: log.map(|l| l.mode.as_str()),
+        cursor: facts.cursor,
+        records_read: facts.records_read,
+        ..LogFacts::default()
     }
 }
 
 /// READ's `lag`: how far the stored cursor is behind the log, as the source tells it
 /// (`LogReader::lag`); `lagError` when the source cannot be asked now.
-pub(super) fn log_lag(s: &mut Map<String, Value>, reader: &dyn LogReader, state: &State) {
+pub(super) fn log_lag(s: &mut ReadStatus, reader: &dyn LogReader, state: &State) {
     let cursor = state.log.as_ref().and_then(|l| l.cursor.as_deref());
+    let facts = s.log.get_or_insert_with(LogFacts::default);
     match reader.lag(cursor) {
-        Ok(Some(lag)) => {
-            s.insert("lag".into(), lag);
-        }
-        Ok(None) => {}
-        Err(e) => {
-            s.insert("lagError".into(), json!(e.to_string()));
-        }
+        Ok(lag) => facts.lag = lag,
+        Err(e) => facts.lag_error = Some(e.to_string()),
     }
 }
 
 /// A rejected cursor is a stall from the first poll that met it, not after a few: READ says
-/// so (`stalled`, `stallReason`, `cursorRejected`, and `lastError` when no poll record has one).
-pub(super) fn cursor_stall(s: &mut Map<String, Value>, state: &State) {
+/// so (`stalled`, `stallReason`, `cursorRejected`, and `lastError` when the newest poll record has none).
+pub(super) fn cursor_stall(s: &mut ReadStatus, state: &State) {
     let Some(why) = state.log.as_ref().and_then(|l| l.cursor_rejected.clone()) else { return };
-    s.insert("stalled".into(), json!(true));
-    s.insert("stallReason".into(), json!(why));
-    s.insert("cursorRejected".into(), json!(true));
-    if s.get("lastError").is_none_or(Value::is_null) {
-        s.insert("lastError".into(), json!(why));
+    s.log.get_or_insert_with(LogFacts::default).cursor_rejected = Some(true);
+    let polls = s.polls.get_or_insert_with(PollHistory::default);
+    polls.stalled = true;
+    polls.stall_reason = Some(why.clone());
+    if let Some(last) = &mut polls.last {
+        last.last_error.get_or_insert(why);
     }
 }
 

@@ -40,17 +40,18 @@ mod log;
 mod pass;
 mod poll;
 mod scheduler;
+mod status;
 mod tick;
 mod versions;
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::events::Format;
 use crate::filter::ChangeFilter;
 use crate::params::{ParamError, Params};
-use crate::store::{Dialect, NO_CONDITIONAL_WRITES};
+use crate::store::Dialect;
 
 pub use feed::PollingFeed;
 pub use log::{LogSettings, Mode, OnCursorRejected, Since};
@@ -59,6 +60,7 @@ pub use scheduler::{
     BUDGET_PARAMS, DEFAULT_FIRE_BURST, DEFAULT_NAMESPACE_CONCURRENCY, DEFAULT_NAMESPACE_FIRES,
     DEFAULT_NAMESPACE_INVOCATIONS,
 };
+pub use status::ReadStatus;
 pub use tick::{CONNECTIONS_PER_ACTIVATION, POLL_THREADS, POLL_TIME};
 
 /// Default polling interval in minutes.
@@ -102,11 +104,7 @@ fn config_dialect(config: &Params) -> Dialect {
 
 /// CREATE's, UPDATE's and READ's words about the dialect.
 fn dialect_fields(dialect: Dialect) -> Value {
-    let mut v = json!({ "conditionalWrites": dialect.conditional(), "conditionalWriteDialect": dialect.as_str() });
-    if !dialect.conditional() {
-        v["conditionalWritesWarning"] = json!(NO_CONDITIONAL_WRITES);
-    }
-    v
+    serde_json::to_value(status::WriteDialect::of(dialect)).unwrap_or(Value::Null)
 }
 
 /// Default of `maxFiresPerMinute`: half of OpenWhisk's default 60 fires per minute and
