@@ -163,6 +163,17 @@ fn readme_documents_every_read_field() {
     assert_eq!(unique, documented, "README's READ table names a field twice");
 }
 
+/// README's paragraph on `status.scheduler` names every field of `polling::SchedulerStatus`.
+#[test]
+fn readme_names_every_scheduler_read_field() {
+    let readme = read(&repo_root().join("README.md"));
+    let start = readme.find("READ of any trigger shows the namespace's picture").expect("README has the paragraph");
+    let paragraph = readme[start..].split("\n\n").next().unwrap_or_default();
+    for field in owfeed::polling::SchedulerStatus::fields() {
+        assert!(paragraph.contains(&format!("`{field}`")), "README's status.scheduler paragraph lacks `{field}`");
+    }
+}
+
 /// ARCHITECTURE's code map names every module of the library (a file by its name, `name.rs`
 /// or `` `name` ``; a folder's `mod.rs` by the folder), so a new file cannot go unmapped.
 #[test]

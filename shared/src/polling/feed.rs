@@ -9,7 +9,7 @@ use super::helpers::{
 };
 use super::log::{cursor_stall, log_baseline, log_facts, log_lag, LogSettings, Mode, Since};
 use super::scheduler::{self, Registration, Scheduler};
-use super::status::{Deletes, ReadStatus, Rebaselined, SnapshotFacts, WriteDialect};
+use super::status::{Deletes, ReadStatus, Rebaselined, SchedulerView, SnapshotFacts, WriteDialect};
 use super::{
     config_dialect, dialect_fields, margins, PollSettings, CONFIG_ACKNOWLEDGED, CONFIG_DIALECT, CONFIG_SOURCE,
     CONFIG_TRIGGER, DEFAULT_INTERVAL_MINUTES,
@@ -552,23 +552,23 @@ fn scheduling_status(
     };
     let sched = Scheduler::new(&req.trigger.namespace, &package);
     let ns = scheduler::namespace_status(&req.client, &sched, &alarms, &req.params, !reg.paused);
-    let working = ns["alarm"]["active"] == true && ns.get("problem").is_none();
+    let working = ns.working();
     s.active = !reg.paused && working;
     s.paused = Some(reg.paused);
     s.registered = Some(true);
     s.rule = Some(sched.rule.to_string());
-    s.alarm = Some(ns["alarm"].clone());
+    s.alarm = ns.alarm.clone();
     if !reg.paused && !working {
         s.problem = Some(format!(
             "the namespace scheduler ({}) is not working, so no polls run: {}",
             sched.alarm,
-            ns.get("problem").and_then(Value::as_str).unwrap_or("its alarm is not active")
+            ns.problem.as_deref().unwrap_or("its alarm is not active")
         ));
     }
     if s.active {
         s.next_poll = reg.schedule.next_due(now_ms(), reg.phase).map(iso);
     }
-    s.scheduler = Some(ns);
+    s.scheduler = Some(SchedulerView::Registered(Box::new(ns)));
     None
 }
 
@@ -606,7 +606,7 @@ fn own_alarm_status(
         ));
     }
     s.alarm = Some(health);
-    s.scheduler = Some(json!(format!(
+    s.scheduler = Some(SchedulerView::NotRegistered(format!(
         "not registered: this feed still has its own alarm ({}); its next poll, or an UPDATE, PAUSE or UNPAUSE, \
          moves it to the namespace scheduler",
         helpers.alarm

@@ -57,7 +57,7 @@ pub use feed::PollingFeed;
 pub use log::{LogSettings, Mode, OnCursorRejected, Since};
 pub use poll::{dry_run, poll};
 pub use scheduler::{
-    BUDGET_PARAMS, DEFAULT_FIRE_BURST, DEFAULT_NAMESPACE_CONCURRENCY, DEFAULT_NAMESPACE_FIRES,
+    SchedulerStatus, BUDGET_PARAMS, DEFAULT_FIRE_BURST, DEFAULT_NAMESPACE_CONCURRENCY, DEFAULT_NAMESPACE_FIRES,
     DEFAULT_NAMESPACE_INVOCATIONS,
 };
 pub use status::ReadStatus;

@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::scheduler::SchedulerStatus;
 use crate::stall::{LastPoll, LeaseView, PollHistory};
 use crate::state::Rebaseline;
 use crate::store::{Dialect, PollOutcome, NO_CONDITIONAL_WRITES};
@@ -35,7 +36,7 @@ pub struct ReadStatus {
     pub error: Option<String>,
     /// The namespace scheduler's picture (or why the feed is not registered with it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub scheduler: Option<Value>,
+    pub scheduler: Option<SchedulerView>,
     /// When the next poll is due (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_poll: Option<String>,
@@ -87,6 +88,16 @@ pub struct ReadStatus {
     /// How long the newest recorded poll took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_poll_duration_ms: Option<u64>,
+}
+
+/// READ's `scheduler`: the namespace's picture, or how a feed with its own alarm will move.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum SchedulerView {
+    /// Registered with the namespace scheduler: its picture.
+    Registered(Box<SchedulerStatus>),
+    /// A feed made before the scheduler: what will move it there.
+    NotRegistered(String),
 }
 
 /// READ's `conditionalWrites`, `conditionalWriteDialect` and, when writes are unconditional,
@@ -206,7 +217,7 @@ impl ReadStatus {
             alarm: Some(Value::Null),
             problem: Some(String::new()),
             error: Some(String::new()),
-            scheduler: Some(Value::Null),
+            scheduler: Some(SchedulerView::NotRegistered(String::new())),
             next_poll: Some(String::new()),
             writes: Some(WriteDialect::of(Dialect::None)),
             notices: vec![String::new()],
