@@ -21,7 +21,7 @@ const ACTIVATIONS: u32 = 50;
 /// Scheduler ticks READ looks at (each lists the polls of many triggers).
 const TICKS: u32 = 10;
 /// Polls in a row without progress after which READ says the feed is stalled.
-pub const STALL_AFTER: usize = 3;
+const STALL_AFTER: usize = 3;
 
 /// One poll as READ sees it.
 #[derive(Clone, Debug, PartialEq)]

@@ -40,10 +40,10 @@ use crate::state::State;
 pub const CONFIG_STATE_KEY: &str = "stateKey";
 
 /// The value of `stateKey` that asks for a freshly generated key.
-pub const NEW_KEY: &str = "new";
+const NEW_KEY: &str = "new";
 
 /// Shortest key a user may give (a generated one is 64 hex characters, 256 bits).
-pub const MIN_KEY_LEN: usize = 32;
+const MIN_KEY_LEN: usize = 32;
 
 /// What a request's `stateKey` parameter asks for.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,7 +82,7 @@ pub fn stored_key(config: &Params) -> Option<Secret> {
 }
 
 /// A new random key: 32 bytes from the operating system, as 64 hex characters.
-pub fn generate_key() -> Result<Secret, String> {
+fn generate_key() -> Result<Secret, String> {
     let mut buf = [0u8; 32];
     getrandom::fill(&mut buf).map_err(|e| format!("cannot generate a stateKey: {e}"))?;
     Ok(Secret::new(crate::events::hex(&buf)))
@@ -720,19 +720,6 @@ impl StateStore {
         let doc = LeaseDoc { holder: None, expires_ms: 0, status: Some(status), ..LeaseDoc::default() };
         self.put_checked(&self.lease_key(), &self.lease_json(&doc), Some(&lease.etag))?;
         Ok(())
-    }
-
-    /// Records a status without a lease (a poll that could not take one).
-    pub fn record_status(&self, status: PollStatus) -> Result<(), StoreError> {
-        let (mut doc, etag) = match self.lease_doc()? {
-            Some((doc, etag)) => (doc, Some(etag)),
-            None => (LeaseDoc::default(), None),
-        };
-        doc.status = Some(status);
-        match self.put_checked(&self.lease_key(), &self.lease_json(&doc), etag.as_deref()) {
-            Ok(_) | Err(StoreError::Conflict) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     /// The precondition for a write over `etag` (`None`: the key must be absent) in the
