@@ -37,6 +37,7 @@ mod feed;
 mod helpers;
 mod keyspace;
 mod log;
+mod memory;
 mod pass;
 mod poll;
 mod scheduler;
@@ -55,6 +56,7 @@ use crate::store::Dialect;
 
 pub use feed::PollingFeed;
 pub use log::{LogSettings, Mode, OnCursorRejected, Since};
+pub use memory::POLL_MEMORY_PARAM;
 pub use poll::{dry_run, poll};
 pub use scheduler::{
     SchedulerStatus, BUDGET_PARAMS, DEFAULT_FIRE_BURST, DEFAULT_NAMESPACE_CONCURRENCY, DEFAULT_NAMESPACE_FIRES,

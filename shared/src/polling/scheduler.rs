@@ -25,6 +25,8 @@
 //! (`{trigger}.owfeed-alarm`, `{trigger}.owfeed-rule`); [`migrate`] registers such a feed and
 //! removes them, on its next poll or on UPDATE, PAUSE or UNPAUSE.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -296,6 +298,10 @@ pub(super) struct Record {
     pub(super) idle_ticks: u32,
     /// The alarms package the scheduler's alarm was made with.
     pub(super) alarms: Option<String>,
+    /// Objects in the snapshots of large feeds, by config binding, as their polls last said:
+    /// what the tick admits their polls by (`memory.rs`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) sizes: BTreeMap<String, u64>,
 }
 
 /// `v[key]` as a number (0 when missing or not one).
@@ -311,6 +317,11 @@ fn small(v: &Value, key: &str) -> u32 {
 /// `v[key]` as a string ("" when missing or not one).
 fn text(v: &Value, key: &str) -> String {
     v[key].as_str().unwrap_or_default().to_string()
+}
+
+/// `v` as sizes by binding (what is not a number is left out).
+fn sizes(v: &Value) -> BTreeMap<String, u64> {
+    v.as_object().map(|m| m.iter().filter_map(|(k, n)| Some((k.clone(), n.as_u64()?))).collect()).unwrap_or_default()
 }
 
 /// `v[key]` as a list of strings (what is not a string is left out).
@@ -363,6 +374,7 @@ impl Record {
             children: texts(&v, "children"),
             idle_ticks: small(&v, "idleTicks"),
             alarms: v["alarms"].as_str().map(str::to_string),
+            sizes: sizes(&v["sizes"]),
         }
     }
 }
@@ -952,6 +964,7 @@ mod tests {
             children: vec!["a2".into()],
             idle_ticks: 21,
             alarms: Some("/whisk.system/alarms".into()),
+            sizes: BTreeMap::from([("big.owfeed".to_string(), 1_000_000)]),
         };
         let annotations = json!([{ "key": RECORD, "value": serde_json::to_value(&r).unwrap() }]);
         assert_eq!(Record::from_annotations(&annotations), r);

@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 
 use super::extensions::Extensions;
 use super::log::Mode;
+use super::memory::{self, MemoryGate};
 use super::poll::{poll_once, Share};
 use super::scheduler::{self, Budgets, Claim, Listed, Record, Scheduler, TickSummary};
 use crate::budget::now_ms;
@@ -71,6 +72,20 @@ struct Job {
     trigger: String,
     /// Held open for the whole window.
     connection: bool,
+    /// Objects in its snapshot when it is a large one (what its poll is admitted by).
+    #[serde(skip_serializing_if = "is_zero")]
+    objects: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Job {
+    /// Its poll's memory estimate.
+    fn kib(&self) -> u64 {
+        memory::weight_kib(self.objects)
+    }
 }
 
 /// What a fanned-out activation is given (`tickPart`). Sent with serde, read by hand
@@ -98,6 +113,7 @@ impl Part {
                     binding: j["binding"].as_str()?.to_string(),
                     trigger: j["trigger"].as_str()?.to_string(),
                     connection: j["connection"].as_bool().unwrap_or(false),
+                    objects: j["objects"].as_u64().unwrap_or(0),
                 })
             })
             .collect::<Option<Vec<Job>>>()
@@ -126,6 +142,8 @@ struct Setup<'a> {
     scheduler: Scheduler,
     package: QualifiedName,
     budgets: Budgets,
+    /// The memory this activation's polls may hold together, in KiB.
+    memory_kib: u64,
     /// When polls must be done.
     work_end: SystemTime,
 }
@@ -144,6 +162,7 @@ impl<'a> Setup<'a> {
             .and_then(|p| QualifiedName::parse(p, &ctx.namespace).ok())
             .ok_or_else(|| ActionError::new("poll: cannot tell this action's package from its name"))?;
         let budgets = Budgets::from_params(params)?;
+        let memory_kib = memory::budget_kib(params)?;
         let total = ctx.time_left();
         let reserve = total.map_or(RECORD_MARGIN, |t| RECORD_MARGIN.min(t / 10));
         let by_deadline = ctx.deadline.map(|d| d - reserve);
@@ -152,7 +171,7 @@ impl<'a> Setup<'a> {
         // The tick's own requests (the record at the end) may use the reserve.
         let client = Client::new(&api_host, auth).with_tls(&tls).map_err(ActionError::new)?.until(ctx.deadline);
         let scheduler = Scheduler::new(&ctx.namespace, &package);
-        Ok(Setup { ctx, client, scheduler, package, budgets, work_end })
+        Ok(Setup { ctx, client, scheduler, package, budgets, memory_kib, work_end })
     }
 
     /// When the polls stop firing: the window's end less the time a poll keeps for its
@@ -190,6 +209,10 @@ fn run_part(setup: &Setup, part: Part, ext: &Extensions) -> Value {
     result["pending"] = json!(outcomes.iter().map(|o| o.result["pending"].as_u64().unwrap_or(0)).sum::<u64>());
     result["parent"] = json!(part.parent);
     result["backlog"] = json!(backlog);
+    // The parent's next tick remembers them, as it does its own polls'.
+    let sizes: serde_json::Map<String, Value> =
+        sizes_of(&outcomes).into_iter().filter_map(|(b, n)| Some((b, json!(n?)))).collect();
+    result["sizes"] = Value::Object(sizes);
     result
 }
 
@@ -239,8 +262,12 @@ fn run_tick(setup: &Setup, params: &Params, ext: &Extensions) -> Result<Value, A
     let mut backlog: Vec<String> = std::mem::take(&mut record.backlog);
     for child in std::mem::take(&mut record.children) {
         if let Ok(activation) = client.get_activation(&child) {
-            let more = activation["response"]["result"]["backlog"].as_array().cloned().unwrap_or_default();
+            let result = &activation["response"]["result"];
+            let more = result["backlog"].as_array().cloned().unwrap_or_default();
             backlog.extend(more.iter().filter_map(|b| b.as_str().map(str::to_string)));
+            for (binding, objects) in result["sizes"].as_object().into_iter().flatten() {
+                memory::remember(&mut record.sizes, binding, objects.as_u64());
+            }
         }
     }
     let forced = Forced::from_params(params);
@@ -259,8 +286,12 @@ fn run_tick(setup: &Setup, params: &Params, ext: &Extensions) -> Result<Value, A
         } else {
             continue;
         };
-        let job =
-            Job { binding: l.binding.clone(), trigger: r.trigger.clone(), connection: r.mode == Mode::Connection };
+        let job = Job {
+            binding: l.binding.clone(),
+            trigger: r.trigger.clone(),
+            connection: r.mode == Mode::Connection,
+            objects: record.sizes.get(&l.binding).copied().unwrap_or(0),
+        };
         due.push((order, job));
     }
     due.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.binding.cmp(&b.1.binding)));
@@ -275,7 +306,11 @@ fn run_tick(setup: &Setup, params: &Params, ext: &Extensions) -> Result<Value, A
     let usable = (window * 4 / 5).max(1);
     let for_polls = (polls * ms_per_poll / POLL_THREADS as u64).div_ceil(usable).max(1);
     let for_connections = connections.div_ceil(CONNECTIONS_PER_ACTIVATION as u64).max(1);
-    let parts = for_polls.max(for_connections).min(u64::from(setup.budgets.concurrency)).max(1) as usize;
+    // Large snapshots whose polls do not fit in one activation's memory together.
+    let heavy_kib: u64 = due.iter().filter(|j| !j.connection && j.objects > 0).map(Job::kib).sum();
+    let for_memory = heavy_kib.div_ceil(setup.memory_kib.max(1)).max(1);
+    let parts =
+        for_polls.max(for_connections).max(for_memory).min(u64::from(setup.budgets.concurrency)).max(1) as usize;
 
     // The budgets: what an earlier tick spent in this minute, this tick and its fan-out.
     let limits = setup.budgets.limits;
@@ -288,10 +323,17 @@ fn run_tick(setup: &Setup, params: &Params, ext: &Extensions) -> Result<Value, A
         burst: (limits.burst / parts as u32).max(1),
     };
     let mut portions: Vec<Vec<Job>> = vec![Vec::new(); parts];
-    let (mut p, mut c) = (0, 0);
+    let (mut p, mut c, mut h) = (0, 0, 0);
     for job in due.iter().cloned() {
-        // Connection-mode jobs and polls are dealt round the parts separately.
-        let slot = if job.connection { &mut c } else { &mut p };
+        // Connection-mode jobs, polls of large snapshots and the other polls are dealt round
+        // the parts separately, so each part gets its share of each.
+        let slot = if job.connection {
+            &mut c
+        } else if job.objects > 0 {
+            &mut h
+        } else {
+            &mut p
+        };
         portions[*slot % parts].push(job);
         *slot += 1;
     }
@@ -329,6 +371,9 @@ fn run_tick(setup: &Setup, params: &Params, ext: &Extensions) -> Result<Value, A
     record.spent_fires = base.0 + fires_now + children_fires;
     record.spent_invocations = base.1 + invocations_now;
     let next_backlog = backlog_of(&outcomes, &left);
+    for (binding, objects) in sizes_of(&outcomes) {
+        memory::remember(&mut record.sizes, &binding, objects);
+    }
     let summary = summarize(setup, started, &outcomes, &left, &listed, active, legacy, due.len(), &children);
     let mut result = results(&outcomes, &left);
     result["status"] = json!("tick");
@@ -408,6 +453,7 @@ fn run_jobs(setup: &Setup, jobs: Vec<Job>, pace: &NamespacePace, ext: &Extension
     }
     let queue = Mutex::new(VecDeque::from(polls));
     let outcomes = Mutex::new(Vec::new());
+    let gate = MemoryGate::new(setup.memory_kib);
     std::thread::scope(|scope| {
         for job in held {
             let (outcomes, setup) = (&outcomes, setup);
@@ -418,13 +464,16 @@ fn run_jobs(setup: &Setup, jobs: Vec<Job>, pace: &NamespacePace, ext: &Extension
         }
         let threads = lock(&queue).len().min(POLLS_IN_PROGRESS);
         for _ in 0..threads {
-            let (queue, outcomes, setup) = (&queue, &outcomes, setup);
+            let (queue, outcomes, setup, gate) = (&queue, &outcomes, setup, &gate);
             scope.spawn(move || loop {
                 let _slot = pace.work_slot();
                 if setup.left() < MIN_POLL_TIME {
                     return;
                 }
-                let Some(job) = lock(queue).pop_front() else { return };
+                // A poll starts when its memory estimate fits beside the others'.
+                let Some((job, _admitted)) = gate.take(queue, Job::kib, setup.work_end - MIN_POLL_TIME) else {
+                    return;
+                };
                 let outcome = run_job(setup, job, Some(SystemTime::now() + POLL_TIME), pace, ext);
                 lock(outcomes).push(outcome);
             });
@@ -463,6 +512,11 @@ fn run_job(setup: &Setup, job: Job, list_until: Option<SystemTime>, pace: &Names
     let mut result = result;
     result["trigger"] = json!(job.trigger);
     Outcome { job, result, ms: now_ms().saturating_sub(began) }
+}
+
+/// What each poll said of its snapshot's size (`tracked`; `None` from a poll that did not).
+fn sizes_of(outcomes: &[Outcome]) -> Vec<(String, Option<u64>)> {
+    outcomes.iter().map(|o| (o.job.binding.clone(), o.result["tracked"].as_u64())).collect()
 }
 
 /// Bindings the next tick polls whatever their schedule: not polled for lack of time, or left
@@ -551,7 +605,7 @@ mod tests {
 
     #[test]
     fn a_part_survives_its_parameter_and_a_bad_one_names_what_is_wrong() {
-        let job = |b: &str, c: bool| Job { binding: b.into(), trigger: format!("/ns/{b}"), connection: c };
+        let job = |b: &str, c: bool| Job { binding: b.into(), trigger: format!("/ns/{b}"), connection: c, objects: 0 };
         let part = Part {
             parent: "a1".into(),
             jobs: vec![job("t", false), job("u", true)],
