@@ -1,4 +1,5 @@
-//! CloudEvents Subscriptions API managers as a registration plugin (`source=subscription`).
+//! The Subscriptions feature: CloudEvents Subscriptions API managers as a registration plugin
+//! of the hooks pattern (`source=subscription`).
 //!
 //! CREATE posts `{manager}/subscriptions` with `sink` = the receiver URL, protocol `HTTP`, the
 //! secret as the spec's write-only `sinkcredential` (an `ACCESSTOKEN` of type bearer that never
@@ -12,8 +13,8 @@
 use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Map, Value};
 
-use super::filters_from_params;
-use super::registrar::{base_url, Call, Endpoint, Http, Method, Registrar, RegistrationError, SEGMENT};
+use crate::hooks::filters_from_params;
+use crate::hooks::registrar::{base_url, Call, Endpoint, Http, Method, Registrar, RegistrationError, SEGMENT};
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
 use crate::source::ParamSpec;

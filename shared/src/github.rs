@@ -1,4 +1,5 @@
-//! GitHub repository webhooks as a registration plugin (`source=github`).
+//! The GitHub feature: repository webhooks as a registration plugin of the hooks pattern
+//! (`source=github`; the receiver's GitHub signature check is the pattern's, `hooks::process`).
 //!
 //! CREATE posts `{api}/repos/{owner}/{repo}/hooks` with the receiver URL and the secret
 //! (GitHub then signs every delivery with `X-Hub-Signature-256`); UPDATE patches the hook in
@@ -15,7 +16,7 @@
 
 use serde_json::{json, Value};
 
-use super::registrar::{base_url, Call, Endpoint, Http, Method, Registrar, RegistrationError};
+use crate::hooks::registrar::{base_url, status_error, Call, Endpoint, Http, Method, Registrar, RegistrationError};
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
 use crate::source::ParamSpec;
@@ -160,7 +161,7 @@ impl GitHub {
                 self.register(params, endpoint)?
                     .ok_or_else(|| RegistrationError::Server(format!("{what}: no hook id after re-creating it")))
             }
-            _ => Err(super::registrar::status_error(&reply, &call)),
+            _ => Err(status_error(&reply, &call)),
         }
     }
 
@@ -261,7 +262,7 @@ impl Registrar for GitHub {
             });
         }
         if !(200..300).contains(&reply.status) {
-            return Err(super::registrar::status_error(&reply, &call));
+            return Err(status_error(&reply, &call));
         }
         match reply.body.get("id") {
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
@@ -282,7 +283,7 @@ impl Registrar for GitHub {
         match reply.status {
             200..=299 => Ok(()),
             404 | 410 => self.gone_or_hidden(params, &what),
-            _ => Err(super::registrar::status_error(&reply, &call)),
+            _ => Err(status_error(&reply, &call)),
         }
     }
 
