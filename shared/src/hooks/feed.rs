@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 
 use super::extension::{Companion, HookSource};
 use super::receiver::batches_record_for;
-use super::registrar::{base_url, Endpoint, Registrar, SEGMENT};
+use super::registrar::{base_url, AnyRegistrar, Endpoint, StoredRegistration, SEGMENT};
 use super::{generate_secret, HookConfig, SourceKind};
 use crate::lifecycle::{ignore_missing, redact, Feed, FeedRequest, Undo};
 use crate::openwhisk::{from_key_values, QualifiedName};
@@ -161,7 +161,7 @@ impl<'a> HooksFeed<'a> {
         self.entry(kind).ok()
     }
 
-    fn stored_registrar(&self, config: &Params) -> Option<&'a dyn Registrar> {
+    fn stored_registrar(&self, config: &Params) -> Option<&'a dyn AnyRegistrar> {
         self.stored_entry(config).map(|e| e.registrar)
     }
 
@@ -185,8 +185,8 @@ fn user_params(params: &Params) -> Params {
 }
 
 /// Stores registration `id` and the config entries its registrar derives from it.
-fn store_registration(config: &mut Params, registrar: &dyn Registrar, id: &str) {
-    config.insert(CONFIG_REGISTRATION, json!(id));
+fn store_registration(config: &mut Params, registrar: &dyn AnyRegistrar, id: &StoredRegistration) {
+    config.insert(CONFIG_REGISTRATION, json!(id.as_str()));
     for (k, v) in registrar.registration_config(id) {
         config.insert(k, v);
     }
@@ -195,7 +195,12 @@ fn store_registration(config: &mut Params, registrar: &dyn Registrar, id: &str) 
 /// Lets the registrar finish what needed the stored config (see `Registrar::after_stored`);
 /// returns what the producer says about the registration then. A failure there leaves the
 /// registration in place and is said in the status.
-fn after_stored(registrar: &dyn Registrar, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Value> {
+fn after_stored(
+    registrar: &dyn AnyRegistrar,
+    params: &Params,
+    id: &StoredRegistration,
+    endpoint: &Endpoint,
+) -> Option<Value> {
     let failed = registrar.after_stored(params, id, endpoint).err();
     let mut status = registrar.status(params, id, endpoint);
     if let Some(e) = failed {
@@ -212,7 +217,7 @@ fn after_stored(registrar: &dyn Registrar, params: &Params, id: &str, endpoint: 
     status
 }
 
-fn registrar_status(feed: &HooksFeed, config: &Params, id: &str, active: bool) -> Option<Value> {
+fn registrar_status(feed: &HooksFeed, config: &Params, id: &StoredRegistration, active: bool) -> Option<Value> {
     let url = config.str(CONFIG_URL).ok().flatten().unwrap_or_default();
     let secret = config.required_secret(CONFIG_SECRET).ok()?;
     let endpoint = Endpoint { url, secret: Secret::new(secret.expose()), active };
@@ -241,8 +246,9 @@ fn set_state_key(
     Ok(())
 }
 
-fn registration(config: &Params) -> Option<String> {
-    config.str(CONFIG_REGISTRATION).ok().flatten().filter(|s| !s.is_empty())
+/// The stored registration, if any (an empty one is none).
+fn registration(config: &Params) -> Option<StoredRegistration> {
+    config.str(CONFIG_REGISTRATION).ok().flatten().and_then(|s| StoredRegistration::from_stored(&s))
 }
 
 impl Feed for HooksFeed<'_> {
@@ -317,7 +323,7 @@ impl Feed for HooksFeed<'_> {
             "trigger": trigger.to_string(),
             "source": registrar.name(),
             "url": url,
-            "registration": id,
+            "registration": id.as_ref().map(StoredRegistration::as_str),
             "endpoint": binding.to_string(),
         });
         if let (Some(companion), Some(r)) = (entry.companion, companion_made) {
@@ -344,7 +350,7 @@ impl Feed for HooksFeed<'_> {
         let mut status = HookStatus {
             source: config.str("source").ok().flatten(),
             registered: registration(&config).is_some(),
-            registration: registration(&config),
+            registration: registration(&config).map(|r| r.as_str().to_string()),
             active: !paused,
             paused,
             endpoint: binding.to_string(),
@@ -456,7 +462,7 @@ impl Feed for HooksFeed<'_> {
             "trigger": req.trigger.to_string(),
             "reregistered": changed,
             "url": merged.str(CONFIG_URL)?,
-            "registration": registration(&merged),
+            "registration": registration(&merged).as_ref().map(StoredRegistration::as_str),
             "problems": problems,
         });
         if let Some(producer) = producer {
@@ -484,7 +490,7 @@ impl Feed for HooksFeed<'_> {
                     if let Err(e) = registrar.unregister(&config, &id) {
                         let (place, command) = registrar.removal(&config, &id);
                         not_removed.push(json!({
-                            "registration": id, "where": place, "command": command, "reason": e.to_string(),
+                            "registration": id.as_str(), "where": place, "command": command, "reason": e.to_string(),
                         }));
                     }
                 }
