@@ -56,20 +56,23 @@ impl SubscriptionId {
 pub struct Subscriptions;
 
 impl Subscriptions {
-    fn auth(params: &Params) -> Result<Option<Secret>, ParamError> {
-        Ok(params.secret("managerToken")?.map(|t| Secret::new(format!("Bearer {}", t.expose()))))
+    /// `managerToken`, read once per call; an error names it.
+    fn token(params: &Params) -> Result<Option<Secret>, ParamError> {
+        params.secret("managerToken")
     }
 
+    /// A call to the manager, with `Authorization: Bearer <token>` when there is a token;
+    /// `secret` is the hook secret in its body, if any.
     fn call<'a>(
-        params: &Params,
+        token: Option<Secret>,
         method: Method,
         url: &'a str,
-        auth: Option<Secret>,
         body: Option<&'a Value>,
         what: &'a str,
         secret: Option<&Secret>,
     ) -> Call<'a> {
-        let mut secrets: Vec<Secret> = params.secret("managerToken").ok().flatten().into_iter().collect();
+        let auth = token.as_ref().map(|t| Secret::new(format!("Bearer {}", t.expose())));
+        let mut secrets: Vec<Secret> = token.into_iter().collect();
         secrets.extend(secret.cloned());
         Call { method, url, auth, headers: &[], body, what, secrets }
     }
@@ -179,7 +182,7 @@ impl Registrar for Subscriptions {
 
     fn validate(&self, params: &Params) -> Result<(), ParamError> {
         base_url(params, "manager", None)?;
-        Subscriptions::auth(params)?;
+        Subscriptions::token(params)?;
         params.list("types")?;
         Subscriptions::source(params)?;
         Subscriptions::config(params)?;
@@ -190,10 +193,10 @@ impl Registrar for Subscriptions {
     fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<SubscriptionId>, RegistrationError> {
         let manager = base_url(params, "manager", None).map_err(Subscriptions::bad)?;
         let doc = Subscriptions::document(params, endpoint).map_err(Subscriptions::bad)?;
-        let auth = Subscriptions::auth(params).map_err(Subscriptions::bad)?;
+        let token = Subscriptions::token(params).map_err(Subscriptions::bad)?;
         let what = format!("creating a subscription at {manager}");
         let url = format!("{manager}/subscriptions");
-        let call = Subscriptions::call(params, Method::Post, &url, auth, Some(&doc), &what, Some(&endpoint.secret));
+        let call = Subscriptions::call(token, Method::Post, &url, Some(&doc), &what, Some(&endpoint.secret));
         let answer = Http::shared().expect_ok(&call, false)?.unwrap_or(Value::Null);
         match answer.get("id") {
             Some(Value::String(s)) if !s.is_empty() => Ok(Some(SubscriptionId(s.clone()))),
@@ -204,12 +207,10 @@ impl Registrar for Subscriptions {
 
     fn unregister(&self, params: &Params, id: &SubscriptionId) -> Result<(), RegistrationError> {
         let manager = base_url(params, "manager", None).map_err(Subscriptions::bad)?;
-        let auth = Subscriptions::auth(params).map_err(Subscriptions::bad)?;
+        let token = Subscriptions::token(params).map_err(Subscriptions::bad)?;
         let url = id.url(&manager);
         let what = format!("deleting subscription {id} at {manager}");
-        Http::shared()
-            .expect_ok(&Subscriptions::call(params, Method::Delete, &url, auth, None, &what, None), true)
-            .map(|_| ())
+        Http::shared().expect_ok(&Subscriptions::call(token, Method::Delete, &url, None, &what, None), true).map(|_| ())
     }
 
     fn set_active(&self, _: &Params, _: &SubscriptionId, _: bool) -> Result<(), RegistrationError> {

@@ -156,17 +156,10 @@ impl<'a> HooksFeed<'a> {
         redact(config, &secret)
     }
 
-    fn stored_entry(&self, config: &Params) -> Option<HookSource<'a>> {
-        let kind = config.str("source").ok().flatten().and_then(|s| SourceKind::parse(&s))?;
-        self.entry(kind).ok()
-    }
-
-    fn stored_registrar(&self, config: &Params) -> Option<&'a dyn AnyRegistrar> {
-        self.stored_entry(config).map(|e| e.registrar)
-    }
-
-    fn stored_companion(&self, config: &Params) -> Option<&'a dyn Companion> {
-        self.stored_entry(config).and_then(|e| e.companion)
+    /// The entry of a stored config's `source`; a `source` that no longer reads is an error
+    /// naming it (never "no registrar, nothing to remove").
+    fn stored_entry(&self, config: &Params) -> Result<HookSource<'a>, ActionError> {
+        self.entry(SourceKind::from_params(config)?)
     }
 
     fn require_stored(&self, req: &FeedRequest, binding: &QualifiedName) -> Result<Params, ActionError> {
@@ -217,11 +210,16 @@ fn after_stored(
     status
 }
 
-fn registrar_status(feed: &HooksFeed, config: &Params, id: &StoredRegistration, active: bool) -> Option<Value> {
+fn registrar_status(
+    registrar: &dyn AnyRegistrar,
+    config: &Params,
+    id: &StoredRegistration,
+    active: bool,
+) -> Option<Value> {
     let url = config.str(CONFIG_URL).ok().flatten().unwrap_or_default();
     let secret = config.required_secret(CONFIG_SECRET).ok()?;
     let endpoint = Endpoint { url, secret: Secret::new(secret.expose()), active };
-    feed.stored_registrar(config)?.status(config, id, &endpoint)
+    registrar.status(config, id, &endpoint)
 }
 
 /// A companion's key (the S3 reconcile's state and the receiver's push markers are sealed with
@@ -265,8 +263,10 @@ impl Feed for HooksFeed<'_> {
             stored.as_ref().filter(|s| s.str("source").ok().flatten() == params.str("source").ok().flatten());
         // A leftover endpoint of another source (an older trigger of this name): drop its registration.
         if let (Some(old), None) = (&stored, same_source) {
-            if let (Some(r), Some(id)) = (self.stored_registrar(old), registration(old)) {
-                r.unregister(old, &id).map_err(|e| fail(&format!("removing the old registration {id}"), e))?;
+            if let Some(id) = registration(old) {
+                let removing = format!("removing the old registration {id}");
+                let r = self.stored_entry(old).map_err(|e| fail(&removing, e.message))?.registrar;
+                r.unregister(old, &id).map_err(|e| fail(&removing, e))?;
             }
         }
         // A retried CREATE keeps the secret and registration an earlier attempt stored.
@@ -356,7 +356,8 @@ impl Feed for HooksFeed<'_> {
             endpoint: binding.to_string(),
             ..HookStatus::default()
         };
-        if let Some(companion) = self.stored_companion(&config) {
+        let entry = self.stored_entry(&config);
+        if let Some(companion) = entry.as_ref().ok().and_then(|e| e.companion) {
             status.companions.insert(companion.name(), companion.read(req, &config));
         }
         // The receiver's record (hooks/receiver.rs): the last delivery it could not fire, and
@@ -370,7 +371,10 @@ impl Feed for HooksFeed<'_> {
             }
         }
         // What the producer says (e.g. an SNS subscription still pending confirmation).
-        status.producer = registration(&config).and_then(|id| registrar_status(self, &config, &id, !paused));
+        status.producer = registration(&config).and_then(|id| match &entry {
+            Ok(entry) => registrar_status(entry.registrar, &config, &id, !paused),
+            Err(e) => Some(json!({ "problem": format!("registration {id} cannot be checked: {}", e.message) })),
+        });
         Ok(json!({
             "config": self.redact(&config),
             "url": config.str(CONFIG_URL).ok().flatten(),
@@ -486,12 +490,22 @@ impl Feed for HooksFeed<'_> {
         let mut not_removed = Vec::new();
         match req.read_config(&binding, "hook config") {
             Ok(Some(config)) => {
-                if let (Some(registrar), Some(id)) = (self.stored_registrar(&config), registration(&config)) {
-                    if let Err(e) = registrar.unregister(&config, &id) {
-                        let (place, command) = registrar.removal(&config, &id);
-                        not_removed.push(json!({
-                            "registration": id.as_str(), "where": place, "command": command, "reason": e.to_string(),
-                        }));
+                if let Some(id) = registration(&config) {
+                    match self.stored_entry(&config) {
+                        Ok(entry) => {
+                            if let Err(e) = entry.registrar.unregister(&config, &id) {
+                                let (place, command) = entry.registrar.removal(&config, &id);
+                                not_removed.push(json!({
+                                    "registration": id.as_str(), "where": place, "command": command,
+                                    "reason": e.to_string(),
+                                }));
+                            }
+                        }
+                        Err(e) => not_removed.push(json!({
+                            "registration": id.as_str(),
+                            "where": "the producer (unknown: the hook config's source does not read)",
+                            "reason": e.message,
+                        })),
                     }
                 }
             }
@@ -505,7 +519,7 @@ impl Feed for HooksFeed<'_> {
         // What lives with the registration (S3's reconcile: its alarm, rule, config and
         // state); every source's companion when the config cannot say which source it is.
         let hook_config = req.read_config(&binding, "hook config").ok().flatten();
-        let companions: Vec<&dyn Companion> = match hook_config.as_ref().and_then(|c| self.stored_entry(c)) {
+        let companions: Vec<&dyn Companion> = match hook_config.as_ref().and_then(|c| self.stored_entry(c).ok()) {
             Some(entry) => entry.companion.into_iter().collect(),
             None => self.sources.iter().filter_map(|s| s.companion).collect(),
         };
@@ -546,10 +560,11 @@ impl HooksFeed<'_> {
     fn set_active(&self, req: &FeedRequest, active: bool) -> Result<Value, ActionError> {
         let binding = binding_for(&HooksFeed::trigger(req));
         let mut config = self.require_stored(req, &binding)?;
-        if let (Some(registrar), Some(id)) = (self.stored_registrar(&config), registration(&config)) {
-            registrar.set_active(&config, &id, active).map_err(|e| fail("telling the producer", e))?;
+        let entry = self.stored_entry(&config)?;
+        if let Some(id) = registration(&config) {
+            entry.registrar.set_active(&config, &id, active).map_err(|e| fail("telling the producer", e))?;
         }
-        if let Some(companion) = self.stored_companion(&config) {
+        if let Some(companion) = entry.companion {
             companion.set_active(req, &config, active)?;
         }
         config.insert(CONFIG_PAUSED, json!(!active));

@@ -281,8 +281,9 @@ impl Target {
         events
     }
 
-    /// Our entry of the notification document.
-    fn entry(&self, params: &Params, reg: &Registration) -> XmlElement {
+    /// Our entry of the notification document (its filters are the trigger's, as
+    /// `PushSettings` read them).
+    fn entry(&self, reg: &Registration) -> XmlElement {
         let (kind, destination) = match self.settings.provider.capabilities().destination {
             Destination::Queue => ("QueueConfiguration", ("Queue", self.target_arn.clone().unwrap_or_default())),
             Destination::Topic => ("TopicConfiguration", ("Topic", reg.topic.clone().unwrap_or_default())),
@@ -292,12 +293,13 @@ impl Target {
             children.push(XmlElement::leaf("Event", event));
         }
         let mut rules = Vec::new();
-        for name in ["prefix", "suffix"] {
-            if let Some(value) = params.str(name).ok().flatten().filter(|v| !v.is_empty()) {
+        let filter = &self.settings.filter;
+        for (name, value) in [("prefix", filter.prefix()), ("suffix", filter.suffix())] {
+            if let Some(value) = value {
                 // AWS matches filters against the form-encoded key (a space is `+`).
                 let value = match self.settings.provider {
-                    Provider::Aws => form_encode(&value),
-                    Provider::Ceph | Provider::Minio => value,
+                    Provider::Aws => form_encode(value),
+                    Provider::Ceph | Provider::Minio => value.to_string(),
                 };
                 rules.push(XmlElement {
                     name: "FilterRule".into(),
@@ -524,7 +526,6 @@ impl Target {
     /// call made and leaves `previous` as it was.
     fn register(
         &self,
-        params: &Params,
         endpoint: &Endpoint,
         previous: Option<&Registration>,
     ) -> Result<Registration, RegistrationError> {
@@ -598,7 +599,7 @@ impl Target {
                 Provider::Minio => {}
             }
             if endpoint.active {
-                self.edit_bucket(&id, Some(self.entry(params, &reg)))
+                self.edit_bucket(&id, Some(self.entry(&reg)))
             } else {
                 Ok(())
             }
@@ -830,7 +831,7 @@ impl Registrar for S3Notifications {
             return Ok(None);
         }
         let target = target(params)?;
-        Ok(Some(target.register(params, endpoint, None)?))
+        Ok(Some(target.register(endpoint, None)?))
     }
     fn update(
         &self,
@@ -843,7 +844,7 @@ impl Registrar for S3Notifications {
         }
         Some((|| {
             let target = target(params)?;
-            let reg = target.register(params, endpoint, Some(previous))?;
+            let reg = target.register(endpoint, Some(previous))?;
             // What the new registration does not reuse goes (a topic the user replaced, an old
             // subscription of another URL).
             let stale = Registration {
@@ -861,7 +862,7 @@ impl Registrar for S3Notifications {
     }
     fn unregister(&self, params: &Params, reg: &Registration) -> Result<(), RegistrationError> {
         let target = target(params)?;
-        let url = params.str("url").ok().flatten();
+        let url = params.str("url").map_err(bad)?;
         let problems = target.remove_parts(reg, true, url.as_deref());
         if problems.is_empty() {
             Ok(())
@@ -871,7 +872,7 @@ impl Registrar for S3Notifications {
     }
     fn set_active(&self, params: &Params, reg: &Registration, active: bool) -> Result<(), RegistrationError> {
         let target = target(params)?;
-        let entry = active.then(|| target.entry(params, reg));
+        let entry = active.then(|| target.entry(reg));
         target.edit_bucket(&reg.id, entry)
     }
     fn removal(&self, params: &Params, reg: &Registration) -> (String, String) {
@@ -995,7 +996,12 @@ impl Registrar for S3Notifications {
 }
 
 fn target(params: &Params) -> Result<Target, RegistrationError> {
-    Target::from_params(params).map_err(|e| RegistrationError::Rejected { status: 400, message: e.to_string() })
+    Target::from_params(params).map_err(bad)
+}
+
+/// A parameter that does not read: refused before anything is asked of the producer.
+fn bad(e: ParamError) -> RegistrationError {
+    RegistrationError::Rejected { status: 400, message: e.to_string() }
 }
 
 #[cfg(test)]
@@ -1119,7 +1125,7 @@ mod tests {
             own_topic: true,
         };
         assert_eq!(
-            target.entry(&p, &reg).to_xml(""),
+            target.entry(&reg).to_xml(""),
             "<TopicConfiguration><Id>owfeed-1</Id><Topic>arn:aws:sns:r:1:t</Topic><Event>s3:ObjectRemoved:*</Event>\
              <Filter><S3Key><FilterRule><Name>prefix</Name><Value>in+box/</Value></FilterRule>\
              <FilterRule><Name>suffix</Name><Value>.jpg</Value></FilterRule></S3Key></Filter></TopicConfiguration>"
@@ -1132,7 +1138,7 @@ mod tests {
         m.remove("suffix");
         let target = Target::from_params(&m).unwrap();
         assert_eq!(
-            target.entry(&m, &reg).to_xml(""),
+            target.entry(&reg).to_xml(""),
             "<QueueConfiguration><Id>owfeed-1</Id><Queue>arn:minio:sqs::1:webhook</Queue>\
              <Event>s3:ObjectCreated:*</Event><Event>s3:ObjectRemoved:*</Event></QueueConfiguration>"
         );
