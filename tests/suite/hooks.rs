@@ -649,7 +649,7 @@ fn a_stored_registration_that_does_not_read_is_named_by_read_pause_and_delete() 
     assert_eq!(gh.calls().len(), calls, "nothing asked of GitHub");
 
     // A stored `source` that no longer reads: the registration is named, never skipped.
-    h.create("u", params).unwrap();
+    h.create("u", params.clone()).unwrap();
     let id = *gh.hooks("octo/repo").keys().max().unwrap();
     edit_hook_config(&h, "u", "source", json!(["github"]));
     let read = h.feed("READ", "u", json!({})).unwrap();
@@ -663,6 +663,17 @@ fn a_stored_registration_that_does_not_read_is_named_by_read_pause_and_delete() 
     let left = &deleted["notRemoved"][0];
     assert_eq!(left["registration"], id.to_string(), "{deleted}");
     assert!(left["reason"].as_str().unwrap().contains("'source'"), "{deleted}");
+    assert_eq!(h.user_packages(), Vec::<String>::new(), "{deleted}");
+
+    // A stored `registration` that is not a string is not "nothing registered" either.
+    h.create("v", params).unwrap();
+    let id = *gh.hooks("octo/repo").keys().max().unwrap();
+    edit_hook_config(&h, "v", "registration", json!([id.to_string()]));
+    let read = h.feed("READ", "v", json!({})).unwrap();
+    assert!(read["status"]["producer"]["problem"].as_str().unwrap_or_default().contains("'registration'"), "{read}");
+    assert!(h.feed("PAUSE", "v", json!({})).unwrap_err().contains("'registration'"));
+    let deleted = h.feed("DELETE", "v", json!({})).unwrap();
+    assert!(deleted["notRemoved"][0]["reason"].as_str().unwrap().contains("'registration'"), "{deleted}");
     assert_eq!(h.user_packages(), Vec::<String>::new(), "{deleted}");
 }
 

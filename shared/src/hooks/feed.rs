@@ -162,6 +162,33 @@ impl<'a> HooksFeed<'a> {
         self.entry(SourceKind::from_params(config)?)
     }
 
+    /// Removes a stored config's registration at the producer: `None` when it is gone (or
+    /// there is none), else what could not be removed and why, for DELETE's `notRemoved`.
+    fn remove_registration(&self, config: &Params) -> Option<Value> {
+        let id = match registration(config) {
+            Ok(id) => id?,
+            Err(e) => {
+                return Some(json!({
+                    "where": "the producer (unknown: the hook config's registration does not read)",
+                    "reason": e.to_string(),
+                }))
+            }
+        };
+        let registrar = match self.stored_entry(config) {
+            Ok(entry) => entry.registrar,
+            Err(e) => {
+                return Some(json!({
+                    "registration": id.as_str(),
+                    "where": "the producer (unknown: the hook config's source does not read)",
+                    "reason": e.message,
+                }))
+            }
+        };
+        let e = registrar.unregister(config, &id).err()?;
+        let (place, command) = registrar.removal(config, &id);
+        Some(json!({ "registration": id.as_str(), "where": place, "command": command, "reason": e.to_string() }))
+    }
+
     fn require_stored(&self, req: &FeedRequest, binding: &QualifiedName) -> Result<Params, ActionError> {
         req.read_config(binding, "hook config")?.ok_or_else(|| {
             ActionError::new(format!("trigger {} has no hook config: was it created with this feed?", req.trigger))
@@ -244,9 +271,10 @@ fn set_state_key(
     Ok(())
 }
 
-/// The stored registration, if any (an empty one is none).
-fn registration(config: &Params) -> Option<StoredRegistration> {
-    config.str(CONFIG_REGISTRATION).ok().flatten().and_then(|s| StoredRegistration::from_stored(&s))
+/// The stored registration, if any (an empty one is none); one that is not a string is an
+/// error naming `registration`, never "nothing registered".
+fn registration(config: &Params) -> Result<Option<StoredRegistration>, ParamError> {
+    Ok(config.str(CONFIG_REGISTRATION)?.and_then(|s| StoredRegistration::from_stored(&s)))
 }
 
 impl Feed for HooksFeed<'_> {
@@ -263,7 +291,7 @@ impl Feed for HooksFeed<'_> {
             stored.as_ref().filter(|s| s.str("source").ok().flatten() == params.str("source").ok().flatten());
         // A leftover endpoint of another source (an older trigger of this name): drop its registration.
         if let (Some(old), None) = (&stored, same_source) {
-            if let Some(id) = registration(old) {
+            if let Some(id) = registration(old)? {
                 let removing = format!("removing the old registration {id}");
                 let r = self.stored_entry(old).map_err(|e| fail(&removing, e.message))?.registrar;
                 r.unregister(old, &id).map_err(|e| fail(&removing, e))?;
@@ -281,7 +309,7 @@ impl Feed for HooksFeed<'_> {
         config.insert(CONFIG_URL, json!(url));
         config.insert(CONFIG_SECRET, json!(secret.expose()));
         set_state_key(&mut config, entry.companion, &params, same_source)?;
-        let kept = same_source.and_then(registration);
+        let kept = same_source.map(registration).transpose()?.flatten();
         if let Some(id) = &kept {
             store_registration(&mut config, registrar, id);
         }
@@ -349,8 +377,8 @@ impl Feed for HooksFeed<'_> {
         let paused = config.bool(CONFIG_PAUSED).ok().flatten().unwrap_or(false);
         let mut status = HookStatus {
             source: config.str("source").ok().flatten(),
-            registered: registration(&config).is_some(),
-            registration: registration(&config).map(|r| r.as_str().to_string()),
+            registered: matches!(registration(&config), Ok(Some(_))),
+            registration: registration(&config).ok().flatten().map(|r| r.as_str().to_string()),
             active: !paused,
             paused,
             endpoint: binding.to_string(),
@@ -371,10 +399,14 @@ impl Feed for HooksFeed<'_> {
             }
         }
         // What the producer says (e.g. an SNS subscription still pending confirmation).
-        status.producer = registration(&config).and_then(|id| match &entry {
-            Ok(entry) => registrar_status(entry.registrar, &config, &id, !paused),
-            Err(e) => Some(json!({ "problem": format!("registration {id} cannot be checked: {}", e.message) })),
-        });
+        status.producer = match (registration(&config), &entry) {
+            (Ok(None), _) => None,
+            (Ok(Some(id)), Ok(entry)) => registrar_status(entry.registrar, &config, &id, !paused),
+            (Ok(Some(id)), Err(e)) => {
+                Some(json!({ "problem": format!("registration {id} cannot be checked: {}", e.message) }))
+            }
+            (Err(e), _) => Some(json!({ "problem": format!("the registration cannot be checked: {e}") })),
+        };
         Ok(json!({
             "config": self.redact(&config),
             "url": config.str(CONFIG_URL).ok().flatten(),
@@ -413,7 +445,7 @@ impl Feed for HooksFeed<'_> {
             .map(|p| p.name)
             .chain([CONFIG_SECRET, CONFIG_URL])
             .any(|k| old.raw(k) != merged.raw(k));
-        let old_id = registration(&old);
+        let old_id = registration(&old)?;
         let mut problems = Vec::new();
         let mut producer = None;
         if changed {
@@ -466,7 +498,7 @@ impl Feed for HooksFeed<'_> {
             "trigger": req.trigger.to_string(),
             "reregistered": changed,
             "url": merged.str(CONFIG_URL)?,
-            "registration": registration(&merged).as_ref().map(StoredRegistration::as_str),
+            "registration": registration(&merged)?.as_ref().map(StoredRegistration::as_str),
             "problems": problems,
         });
         if let Some(producer) = producer {
@@ -489,26 +521,7 @@ impl Feed for HooksFeed<'_> {
         let binding = binding_for(&trigger);
         let mut not_removed = Vec::new();
         match req.read_config(&binding, "hook config") {
-            Ok(Some(config)) => {
-                if let Some(id) = registration(&config) {
-                    match self.stored_entry(&config) {
-                        Ok(entry) => {
-                            if let Err(e) = entry.registrar.unregister(&config, &id) {
-                                let (place, command) = entry.registrar.removal(&config, &id);
-                                not_removed.push(json!({
-                                    "registration": id.as_str(), "where": place, "command": command,
-                                    "reason": e.to_string(),
-                                }));
-                            }
-                        }
-                        Err(e) => not_removed.push(json!({
-                            "registration": id.as_str(),
-                            "where": "the producer (unknown: the hook config's source does not read)",
-                            "reason": e.message,
-                        })),
-                    }
-                }
-            }
+            Ok(Some(config)) => not_removed.extend(self.remove_registration(&config)),
             Ok(None) => {}
             Err(e) => not_removed.push(json!({
                 "where": "the producer (unknown: the hook config could not be read)",
@@ -561,7 +574,7 @@ impl HooksFeed<'_> {
         let binding = binding_for(&HooksFeed::trigger(req));
         let mut config = self.require_stored(req, &binding)?;
         let entry = self.stored_entry(&config)?;
-        if let Some(id) = registration(&config) {
+        if let Some(id) = registration(&config)? {
             entry.registrar.set_active(&config, &id, active).map_err(|e| fail("telling the producer", e))?;
         }
         if let Some(companion) = entry.companion {
