@@ -81,20 +81,13 @@ pub fn stored_key(config: &Params) -> Option<Secret> {
     config.str(CONFIG_STATE_KEY).ok().flatten().filter(|k| k.chars().count() >= MIN_KEY_LEN).map(Secret::new)
 }
 
-/// A new random key: 32 bytes from the operating system, as 64 hex characters.
-fn generate_key() -> Result<Secret, String> {
-    let mut buf = [0u8; 32];
-    getrandom::fill(&mut buf).map_err(|e| format!("cannot generate a stateKey: {e}"))?;
-    Ok(Secret::new(crate::events::hex(&buf)))
-}
-
 /// The key a CREATE or UPDATE stores: the requested one, else `stored` (the config's), else a
 /// new one; and whether it differs from `stored` (the state must then be re-sealed).
 pub fn resolve_key(request: KeyRequest, stored: Option<Secret>) -> Result<(Secret, bool), String> {
     let key = match (request, &stored) {
         (KeyRequest::Given(key), _) => key,
         (KeyRequest::Keep, Some(kept)) => kept.clone(),
-        (KeyRequest::Keep, None) | (KeyRequest::New, _) => generate_key()?,
+        (KeyRequest::Keep, None) | (KeyRequest::New, _) => Secret::generate("stateKey")?,
     };
     let changed = stored.as_ref() != Some(&key);
     Ok((key, changed))
@@ -876,7 +869,7 @@ mod tests {
 
     /// A key of its own per test: the process-wide copies are keyed by it.
     fn key() -> Secret {
-        generate_key().unwrap()
+        Secret::generate("stateKey").unwrap()
     }
 
     fn store(mem: &Mem, key: Option<&Secret>) -> StateStore {
@@ -1034,7 +1027,7 @@ mod tests {
             assert_eq!(err.name, "stateKey");
             assert!(!err.to_string().contains("short-key-value"), "the value is never echoed: {err}");
         }
-        let stored = generate_key().unwrap();
+        let stored = Secret::generate("stateKey").unwrap();
         assert_eq!(stored.expose().len(), 64);
         assert_eq!(resolve_key(KeyRequest::Keep, Some(stored.clone())).unwrap(), (stored.clone(), false));
         let (fresh, changed) = resolve_key(KeyRequest::Keep, None).unwrap();
