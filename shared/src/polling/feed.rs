@@ -2,11 +2,11 @@
 
 use serde_json::{json, Value};
 
-use super::extensions::{Extensions, NamedStore};
-use super::helpers::{
+use super::entities::{
     alarm_feed, alarms_package, baseline, default_alarms, describe_invoke_error, find_source, iso, source_error,
     state_blobs, teardown, teardown_plan, Helpers, Opened,
 };
+use super::extensions::{Extensions, NamedStore};
 use super::log::{cursor_stall, log_baseline, log_lag, log_status, LogSettings, Mode, Since};
 use super::scheduler::{self, Registration, Scheduler};
 use super::{

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Map, Value};
 
-use super::helpers::{fire_and_commit, iso, paced_batch, source_error, Ended};
+use super::entities::{fire_and_commit, iso, paced_batch, source_error, Ended};
 use super::PollSettings;
 use crate::budget::{now_ms, Budget};
 use crate::change::Record;

@@ -32,9 +32,9 @@
 //! `change_hook` use none of them.
 
 pub mod change_hook;
+mod entities;
 pub mod extensions;
 mod feed;
-mod helpers;
 mod keyspace;
 mod log;
 mod pass;

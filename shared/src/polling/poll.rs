@@ -7,11 +7,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::change_hook::{open_all, ChangeHook};
-use super::extensions::Extensions;
-use super::helpers::{
+use super::entities::{
     find_source, fire_and_commit, iso, paced_batch, recover, source_error, state_blobs, teardown, teardown_plan, Ended,
     Helpers, Opened,
 };
+use super::extensions::Extensions;
 use super::log::{baseline_cursor, read_after, record_events, LogPoller, LogSettings, Since, TriggerFire};
 use super::pass::{run_pass_with, Pass, PassLimits, MIN_KEYS_PER_RANGE};
 use super::versions::Memo;

@@ -28,7 +28,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::helpers::{alarm_feed, alarm_trigger_body, describe_invoke_error, Helpers};
+use super::entities::{alarm_feed, alarm_trigger_body, describe_invoke_error, Helpers};
 use super::log::Mode;
 use super::DEFAULT_INTERVAL_MINUTES;
 use crate::delivery::NamespaceLimits;
@@ -644,7 +644,7 @@ pub(super) fn migrate(
     register(client, &helpers.config, &registration)
         .map_err(|e| ActionError::new(format!("registering {} with the namespace scheduler: {e}", helpers.config)))?;
     let s = Scheduler::new(&trigger.namespace, package);
-    let (alarms, schedule) = super::helpers::teardown_plan(config);
+    let (alarms, schedule) = super::entities::teardown_plan(config);
     if !paused {
         ensure(client, &s, &alarms)?;
     }
@@ -743,7 +743,7 @@ pub(super) fn namespace_status(
         Err(e) => json!({ "error": e.to_string() }),
     };
     if let Some(last) = &record.last {
-        out["lastTick"] = json!(super::helpers::iso(last.started_ms));
+        out["lastTick"] = json!(super::entities::iso(last.started_ms));
         out["lastTickDurationMs"] = json!(last.duration_ms);
         out["registered"] = json!(last.registered);
         out["paused"] = json!(last.paused);
@@ -766,7 +766,7 @@ pub(super) fn namespace_status(
     }
     if let Some(running) = &record.running {
         out["tickRunning"] =
-            json!({ "activation": running.activation, "since": super::helpers::iso(running.started_ms) });
+            json!({ "activation": running.activation, "since": super::entities::iso(running.started_ms) });
     }
     out
 }

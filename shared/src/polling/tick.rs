@@ -210,7 +210,7 @@ fn run_tick(setup: &Setup, params: &Params, ext: &Extensions) -> Result<Value, A
         if running.activation != setup.ctx.activation_id && started.saturating_sub(running.started_ms) < CLAIM_TTL_MS {
             return Ok(json!({
                 "status": "skipped",
-                "reason": format!("the tick {} started at {} is still running", running.activation, super::helpers::iso(running.started_ms)),
+                "reason": format!("the tick {} started at {} is still running", running.activation, super::entities::iso(running.started_ms)),
             }));
         }
     }
@@ -348,7 +348,7 @@ fn run_tick(setup: &Setup, params: &Params, ext: &Extensions) -> Result<Value, A
     // the removal sees it).
     record.idle_ticks = if active == 0 { record.idle_ticks + 1 } else { 0 };
     if record.idle_ticks >= 2 {
-        let alarms = scheduler::alarms_of(&record, &super::helpers::default_alarms());
+        let alarms = scheduler::alarms_of(&record, &super::entities::default_alarms());
         match scheduler::remove_unless_needed(client, s, &alarms) {
             Ok(true) => {
                 result["removed"] = json!(true);
