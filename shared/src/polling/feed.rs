@@ -2,15 +2,16 @@
 
 use serde_json::{json, Value};
 
+use super::baseline::baseline;
 use super::entities::{
-    alarm_feed, alarms_package, baseline, default_alarms, describe_invoke_error, find_source, iso, source_error,
-    state_blobs, teardown, teardown_plan, Helpers, Opened,
+    alarm_feed, alarms_package, default_alarms, describe_invoke_error, teardown, teardown_plan, Helpers,
 };
 use super::extensions::{Extensions, NamedStore};
 use super::log::{cursor_stall, log_baseline, log_lag, log_status, LogSettings, Mode, Since};
+use super::opened::{find_source, source_error, state_blobs, Opened};
 use super::scheduler::{self, Registration, Scheduler};
 use super::{
-    config_dialect, dialect_fields, margins, PollSettings, CONFIG_ACKNOWLEDGED, CONFIG_DIALECT, CONFIG_SOURCE,
+    config_dialect, dialect_fields, iso, margins, PollSettings, CONFIG_ACKNOWLEDGED, CONFIG_DIALECT, CONFIG_SOURCE,
     CONFIG_TRIGGER, DEFAULT_INTERVAL_MINUTES,
 };
 use crate::budget::{now_ms, Budget};

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Map, Value};
 
-use super::entities::{fire_and_commit, iso, paced_batch, source_error, Ended};
-use super::PollSettings;
+use super::opened::source_error;
+use super::outbox::{fire_and_commit, paced_batch, Ended};
+use super::{iso, PollSettings};
 use crate::budget::{now_ms, Budget};
 use crate::change::Record;
 use crate::delivery::{deliver_paced, deliver_wrapped, DeliveryReport, TriggerPace};

@@ -31,12 +31,15 @@
 //! `pass`; `helpers` uses `pass`; `pass` uses only the pure modules; `extensions` and
 //! `change_hook` use none of them.
 
+mod baseline;
 pub mod change_hook;
 mod entities;
 pub mod extensions;
 mod feed;
 mod keyspace;
 mod log;
+mod opened;
+mod outbox;
 mod pass;
 mod poll;
 mod scheduler;
@@ -194,3 +197,8 @@ impl PollSettings {
 
 /// Default of `parallelism`: key ranges listed at once once the snapshot is large enough.
 pub const DEFAULT_PARALLELISM: u64 = 4;
+
+/// A time (epoch ms) as RFC 3339, as READ and the poll's results show it.
+fn iso(ms: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64).map(|t| t.to_rfc3339()).unwrap_or_default()
+}

@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::baseline::recover;
 use super::change_hook::{open_all, ChangeHook};
-use super::entities::{
-    find_source, fire_and_commit, iso, paced_batch, recover, source_error, state_blobs, teardown, teardown_plan, Ended,
-    Helpers, Opened,
-};
+use super::entities::{teardown, teardown_plan, Helpers};
 use super::extensions::Extensions;
 use super::log::{baseline_cursor, read_after, record_events, LogPoller, LogSettings, Since, TriggerFire};
+use super::opened::{find_source, source_error, state_blobs, Opened};
+use super::outbox::{fire_and_commit, paced_batch, Ended};
 use super::pass::{run_pass_with, Pass, PassLimits, MIN_KEYS_PER_RANGE};
 use super::versions::Memo;
-use super::{config_dialect, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER};
+use super::{config_dialect, iso, margins, PollSettings, CONFIG_DIALECT, CONFIG_SOURCE, CONFIG_TRIGGER};
 use crate::budget::{now_ms, Budget};
 use crate::change::Change;
 use crate::delivery::{deliver_paced, NamespacePace, TriggerPace};

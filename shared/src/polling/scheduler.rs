@@ -743,7 +743,7 @@ pub(super) fn namespace_status(
         Err(e) => json!({ "error": e.to_string() }),
     };
     if let Some(last) = &record.last {
-        out["lastTick"] = json!(super::entities::iso(last.started_ms));
+        out["lastTick"] = json!(super::iso(last.started_ms));
         out["lastTickDurationMs"] = json!(last.duration_ms);
         out["registered"] = json!(last.registered);
         out["paused"] = json!(last.paused);
@@ -765,8 +765,7 @@ pub(super) fn namespace_status(
         out["firesThisMinute"] = json!(record.spent_fires);
     }
     if let Some(running) = &record.running {
-        out["tickRunning"] =
-            json!({ "activation": running.activation, "since": super::entities::iso(running.started_ms) });
+        out["tickRunning"] = json!({ "activation": running.activation, "since": super::iso(running.started_ms) });
     }
     out
 }

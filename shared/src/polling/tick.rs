@@ -210,7 +210,7 @@ fn run_tick(setup: &Setup, params: &Params, ext: &Extensions) -> Result<Value, A
         if running.activation != setup.ctx.activation_id && started.saturating_sub(running.started_ms) < CLAIM_TTL_MS {
             return Ok(json!({
                 "status": "skipped",
-                "reason": format!("the tick {} started at {} is still running", running.activation, super::entities::iso(running.started_ms)),
+                "reason": format!("the tick {} started at {} is still running", running.activation, super::iso(running.started_ms)),
             }));
         }
     }
