@@ -575,7 +575,9 @@ impl Feed for PollingFeed<'_> {
                     .and_then(|s| Opened::open(s, config).ok())
                     .and_then(|o| state_blobs(&o, config, &self.ext()).ok())
                     .map(|b| {
-                        // The state is keyed by the resolved trigger name stored at CREATE.
+                        // The state is keyed by the resolved trigger name stored at CREATE; a
+                        // stored name that is not a string is read as none: DELETE gets as far
+                        // as it can, here with the trigger being deleted.
                         let stored = config.str(CONFIG_TRIGGER).ok().flatten();
                         let name = stored
                             .and_then(|s| QualifiedName::parse(&s, "_").ok())

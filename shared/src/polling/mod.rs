@@ -99,6 +99,8 @@ pub const CONFIG_DIALECT: &str = "conditionalWriteDialect";
 pub const CONFIG_ACKNOWLEDGED: &str = "rebaselinesAcknowledgedMs";
 
 /// The dialect the feed's config records; feeds created before it was recorded use `quoted`.
+/// The value is the feed's own note (CREATE writes it over any given), not the user's: one
+/// that is not a dialect costs only a re-probe of the store (`StateStore::dialect_changed`).
 fn config_dialect(config: &Params) -> Dialect {
     config.str(CONFIG_DIALECT).ok().flatten().and_then(|d| Dialect::parse(&d)).unwrap_or(Dialect::Quoted)
 }

@@ -324,6 +324,8 @@ fn list_ranges(
             joined.into_iter().collect::<Result<(), _>>()
         })?;
     }
+    // An empty slot is a range never started (the default outcome); a poisoned lock would need
+    // a panic while it is held, and a thread that panics has returned its error above.
     Ok(slots.into_iter().map(|s| s.into_inner().ok().flatten().unwrap_or_default()).collect())
 }
 

@@ -37,8 +37,7 @@ use crate::store::{LeaseError, LoadError, PollOutcome, PollStatus, StateStore};
 /// activation when the state store could not record its status.
 pub fn poll<'a>(ctx: &Context, params: Params, ext: impl Into<Extensions<'a>>) -> Result<Value, ActionError> {
     let ext = ext.into();
-    let trigger = params.str(CONFIG_TRIGGER).ok().flatten();
-    let Some(name) = trigger else { return super::tick::tick(ctx, params, &ext) };
+    let Some(name) = params.str(CONFIG_TRIGGER)? else { return super::tick::tick(ctx, params, &ext) };
     let mut result = poll_once(ctx, params.clone(), &ext, None).map_err(|e| crate::stall::tag_error(e, Some(&name)))?;
     if let Value::Object(r) = &mut result {
         r.insert("trigger".into(), json!(name));
@@ -744,4 +743,27 @@ fn rescope(state: &mut State, scope: &str) {
     state.resume = Vec::new();
     state.baselined = false;
     state.scope = scope.to_string();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `triggerName` that is not a string (nor a number) is an error naming it, not a tick of the
+    /// namespace scheduler.
+    #[test]
+    fn a_trigger_name_that_is_not_a_string_is_an_error_naming_it() {
+        let ctx = Context {
+            api_host: None,
+            api_key: None,
+            namespace: "ns".to_string(),
+            action_name: "/ns/owfeed/poll".to_string(),
+            activation_id: "a1".to_string(),
+            deadline: None,
+        };
+        let params = Params::from_value(json!({ CONFIG_TRIGGER: ["t"] })).unwrap();
+        let e = poll(&ctx, params, Extensions::sources(&[])).unwrap_err();
+        assert!(e.message.contains(CONFIG_TRIGGER), "{}", e.message);
+        assert_eq!(e.details, Some(json!({ "parameter": CONFIG_TRIGGER })));
+    }
 }
