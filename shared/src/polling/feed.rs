@@ -26,7 +26,7 @@ use crate::state::Rebaseline;
 use crate::store::{key_request, resolve_key, stored_key, LoadError, Resealed, StateStore, CONFIG_STATE_KEY};
 
 /// Everything CREATE and UPDATE check before they make anything.
-pub(super) struct Validated {
+struct Validated {
     schedule: Schedule,
     settings: PollSettings,
     /// The core's log parameters, for a log source.
@@ -133,7 +133,7 @@ impl<'a> PollingFeed<'a> {
 
 /// This feed action's package: the config binding binds to it and the namespace scheduler is
 /// named after it, so it must be known.
-pub(super) fn own_package(req: &FeedRequest) -> Result<QualifiedName, ActionError> {
+fn own_package(req: &FeedRequest) -> Result<QualifiedName, ActionError> {
     match &req.package {
         Some(p) => Ok(p.clone()),
         None => Err(ActionError::new("runtime: cannot tell this feed action's package from its name")),
@@ -642,7 +642,7 @@ pub(super) fn set_active(req: &FeedRequest, active: bool) -> Result<Value, Actio
 
 /// True when the alarms provider says it has no alarm for the trigger: `could not find trigger
 /// … in the database` (openwhisk-package-alarms action/lib/Database.js:109 and :191).
-pub(super) fn alarm_missing(e: &OwError) -> bool {
+fn alarm_missing(e: &OwError) -> bool {
     match e {
         OwError::Application(result) => result.to_string().contains("could not find trigger"),
         OwError::NotFound(_) => true,
@@ -672,7 +672,7 @@ pub(super) fn alarm_health(
 }
 
 /// The notice about the API host's TLS settings in `params`, if they are not the default.
-pub(super) fn api_tls_notice(req: &FeedRequest, params: &Params) -> Option<String> {
+fn api_tls_notice(req: &FeedRequest, params: &Params) -> Option<String> {
     let tls = crate::openwhisk::ApiTls::from_params(params).ok()?;
     tls.notice(req.ctx.api_host.as_deref().unwrap_or("(unknown)"))
 }

@@ -33,7 +33,7 @@ use crate::state::{LogState, Rebaseline, State};
 use crate::store::{LoadError, PollOutcome, PollStatus, StateStore};
 
 /// Records one read asks for at most; a poll reads again while pages come back full.
-pub(super) const READ_PAGE: usize = 1000;
+const READ_PAGE: usize = 1000;
 
 /// A source that answers a waiting read at once with nothing is asked again after this long,
 /// so a source that cannot wait does not make connection mode spin.

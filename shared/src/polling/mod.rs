@@ -87,7 +87,7 @@ fn margins(total: Option<Duration>) -> (Duration, Duration) {
 /// Default of `maxChangesPerPoll`: most changes one listing pass collects before it
 /// checkpoints. It bounds the outbox (and a poll's memory) when a burst of changes lands;
 /// the next poll resumes the listing where this one stopped.
-pub const DEFAULT_MAX_CHANGES_PER_POLL: u64 = 10_000;
+const DEFAULT_MAX_CHANGES_PER_POLL: u64 = 10_000;
 
 /// Config keys the core adds to what the user passed.
 const CONFIG_SOURCE: &str = "source";
@@ -117,7 +117,7 @@ fn dialect_fields(dialect: Dialect) -> Value {
 /// Default of `maxFiresPerMinute`: half of OpenWhisk's default 60 fires per minute and
 /// namespace (apache/openwhisk ansible/group_vars/all:82), leaving the rest to the helper alarms
 /// (one fire per interval each) and the user's other triggers.
-pub const DEFAULT_MAX_FIRES_PER_MINUTE: u64 = 30;
+const DEFAULT_MAX_FIRES_PER_MINUTE: u64 = 30;
 
 /// Parameters the core reads for every source (the source reads its own); never secrets.
 /// Read by [`PollSettings::from_params`] and the schedule, right here; a new one is added to

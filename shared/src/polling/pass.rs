@@ -366,7 +366,7 @@ fn unordered_pass(
 
 /// What listing one key range gave.
 #[derive(Default)]
-pub(super) struct RangeOutcome {
+struct RangeOutcome {
     /// The diff of the range (`None` when stopped before the first page, or never started).
     out: Option<DiffOutput>,
     /// True when the range was listed to its end.
@@ -395,7 +395,7 @@ fn keys_in<'a>(old: &'a Snapshot, range: &'a ListRange) -> impl Iterator<Item = 
 /// and starts the next as `b`; bounds are exclusive both ways). Every pending range stays at
 /// least one listing range, and new boundaries are made only while there are fewer ranges
 /// than `n`, so a checkpoint never holds more than `n` ranges (or as many as it had).
-pub(super) fn split_ranges(old: &Snapshot, pending: &[ListRange], n: usize, min_per_range: usize) -> Vec<ListRange> {
+fn split_ranges(old: &Snapshot, pending: &[ListRange], n: usize, min_per_range: usize) -> Vec<ListRange> {
     let extra = n.saturating_sub(pending.len());
     if extra == 0 {
         return pending.to_vec();
@@ -484,7 +484,7 @@ fn push_resume(resume: &mut Vec<ListRange>, range: ListRange) {
 /// ones after it, no delete past it) and leaves the rest of itself to list; a range never
 /// started keeps its old entries and is left whole. So every range keeps its own progress,
 /// and the pass is exactly what listing each range sequentially up to where it stopped gives.
-pub(super) fn combine_ranges(
+fn combine_ranges(
     old: &Snapshot,
     ranges: &[ListRange],
     outcomes: Vec<RangeOutcome>,

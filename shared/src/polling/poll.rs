@@ -312,7 +312,7 @@ fn active_rules(client: &Client, trigger: &QualifiedName) -> u32 {
 
 /// Records in the feed's config the dialect a re-probe switched to, so later polls start
 /// with it; a failure only costs the next poll another re-probe.
-pub(super) fn record_dialect_change(client: &Client, store: &StateStore, trigger: &QualifiedName, seen: &Params) {
+fn record_dialect_change(client: &Client, store: &StateStore, trigger: &QualifiedName, seen: &Params) {
     if let Some(dialect) = store.dialect_changed() {
         let binding = Helpers::for_trigger(trigger).config;
         match crate::stall::set_config_param(client, &binding, CONFIG_DIALECT, json!(dialect.as_str()), seen) {
@@ -324,7 +324,7 @@ pub(super) fn record_dialect_change(client: &Client, store: &StateStore, trigger
 }
 
 /// The events for `changes` that pass the filter, in the configured format; the first `limit`.
-pub(super) fn build_events(
+fn build_events(
     lister: &dyn Lister,
     settings: &PollSettings,
     id_salt: &str,
@@ -503,7 +503,7 @@ fn dry_run_snapshot(
 }
 
 /// One poll's collaborators.
-pub(super) struct Poller<'a> {
+struct Poller<'a> {
     /// The features with a say over this poll's changes before the commit (`change_hook`).
     hooks: std::cell::RefCell<Vec<Box<dyn ChangeHook>>>,
     lister: &'a dyn Lister,

@@ -39,12 +39,12 @@ use crate::runtime::ActionError;
 use crate::schedule::Schedule;
 
 /// Annotation of a trigger's config binding: its registration with the scheduler.
-pub(super) const REGISTRATION: &str = "owfeedSchedule";
+const REGISTRATION: &str = "owfeedSchedule";
 /// Annotation of the scheduler's binding: what the ticks recorded.
-pub(super) const RECORD: &str = "owfeedScheduler";
+const RECORD: &str = "owfeedScheduler";
 /// The scheduler's alarm fires at the start of every minute (UTC): ticks then fall inside one
 /// calendar minute, the window of OpenWhisk's fire and invocation throttles.
-pub(super) const EVERY_MINUTE: &str = "* * * * *";
+const EVERY_MINUTE: &str = "* * * * *";
 /// Largest page of a list request (apache/openwhisk common/scala/src/main/resources/
 /// application.conf:519, `max-list-limit`).
 const LIST_PAGE: u32 = 200;
@@ -117,7 +117,7 @@ impl Registration {
     }
 
     /// The registration of a stored config (its schedule and mode), `paused` or not.
-    pub(super) fn of_config(trigger: &QualifiedName, config: &Params, paused: bool) -> Registration {
+    fn of_config(trigger: &QualifiedName, config: &Params, paused: bool) -> Registration {
         let schedule = Schedule::from_params(config, DEFAULT_INTERVAL_MINUTES).unwrap_or(Schedule::Interval(1));
         let mode = super::log::LogSettings::from_params(config).map(|l| l.mode).unwrap_or(Mode::Poll);
         Registration::new(trigger, schedule, mode, paused)
