@@ -67,7 +67,7 @@ pub(super) fn poll_once(
     ext: &Extensions,
     share: Option<&Share>,
 ) -> Result<Value, ActionError> {
-    let job = Job::prepare(ctx, params, ext, share)?;
+    let job = PollRun::prepare(ctx, params, ext, share)?;
     let lease = match job.store.acquire(&ctx.activation_id, job.started, job.lease_expires()) {
         Ok(lease) => lease,
         Err(LeaseError::Busy { holder, expires_ms }) => {
@@ -95,7 +95,7 @@ pub(super) fn poll_once(
 
 /// What one poll works with: the trigger's config, the opened source, its state store and
 /// the activation's time.
-struct Job<'a> {
+struct PollRun<'a> {
     params: Params,
     source: AnySource<'a>,
     trigger: QualifiedName,
@@ -115,14 +115,14 @@ struct Job<'a> {
     started: u64,
 }
 
-impl<'a> Job<'a> {
+impl<'a> PollRun<'a> {
     /// Reads the trigger's config, opens its source and its state store.
     fn prepare(
         ctx: &Context,
         params: Params,
         ext: &Extensions<'a>,
         share: Option<&'a Share<'a>>,
-    ) -> Result<Job<'a>, ActionError> {
+    ) -> Result<PollRun<'a>, ActionError> {
         let started = now_ms();
         let source = find_source(ext.sources, &params.required_str(CONFIG_SOURCE)?)?;
         let trigger_name = params.required_str(CONFIG_TRIGGER)?;
@@ -142,7 +142,7 @@ impl<'a> Job<'a> {
         let store =
             StateStore::new(blobs, &trigger).with_dialect(config_dialect(&params)).with_key(key.as_ref()).remembering();
         let budget = Budget::new(ctx.deadline, commit_margin);
-        Ok(Job {
+        Ok(PollRun {
             params,
             source,
             trigger,
