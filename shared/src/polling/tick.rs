@@ -32,7 +32,7 @@ use crate::budget::now_ms;
 use crate::delivery::{NamespaceLimits, NamespacePace, Spent};
 use crate::lifecycle::read_binding;
 use crate::openwhisk::{ApiTls, AuthKey, Client, QualifiedName};
-use crate::params::Params;
+use crate::params::{ParamError, Params};
 use crate::runtime::{ActionError, Context};
 use crate::schedule::stable_hash;
 use crate::store::PollOutcome;
@@ -196,6 +196,7 @@ fn run_part(setup: &Setup, part: Part, ext: &Extensions) -> Value {
 fn run_tick(setup: &Setup, params: &Params, ext: &Extensions) -> Result<Value, ActionError> {
     let started = now_ms();
     let minute = started / 60_000;
+    let forced = Forced::from_params(params)?;
     let mut record = match claim(setup, started)? {
         Claimed::Mine(record) => *record,
         Claimed::Skipped(result) => return Ok(result),
@@ -211,7 +212,7 @@ fn run_tick(setup: &Setup, params: &Params, ext: &Extensions) -> Result<Value, A
     let registered: Vec<&Listed> = listed.iter().filter(|l| l.registration.is_some()).collect();
     let active = registered.iter().filter(|l| l.registration.as_ref().is_some_and(|r| !r.paused)).count();
     let legacy = listed.iter().filter(|l| l.registration.is_none() && l.binding.ends_with(".owfeed")).count();
-    let due = due_jobs(setup, params, &mut record, &registered, minute);
+    let due = due_jobs(setup, &forced, &mut record, &registered, minute);
     let shares = Shares::new(setup, &record, minute, parts_for(setup, &record, &due));
     let (own, children) = fan_out(setup, deal(&due, shares.parts), &shares.limits);
     let spent = Spent { minute, fires: 0, invocations: 0 };
@@ -275,7 +276,7 @@ fn claim(setup: &Setup, started: u64) -> Result<Claimed, ActionError> {
 /// What is due, in order: the backlog (the record's and the fanned-out activations'), then
 /// the triggers due in the minutes since the last tick (this one at least) or named by a tick
 /// by hand, in a new order every minute. Takes the backlog and the children from `record`.
-fn due_jobs(setup: &Setup, params: &Params, record: &mut Record, registered: &[&Listed], minute: u64) -> Vec<Job> {
+fn due_jobs(setup: &Setup, forced: &Forced, record: &mut Record, registered: &[&Listed], minute: u64) -> Vec<Job> {
     let first = match record.last.as_ref().map(|l| l.started_ms / 60_000) {
         Some(last) if last < minute => (last + 1).max(minute + 1 - CATCH_UP_MINUTES),
         _ => minute,
@@ -287,7 +288,6 @@ fn due_jobs(setup: &Setup, params: &Params, record: &mut Record, registered: &[&
             backlog.extend(more.iter().filter_map(|b| b.as_str().map(str::to_string)));
         }
     }
-    let forced = Forced::from_params(params);
     let in_backlog: BTreeSet<&str> = backlog.iter().map(String::as_str).collect();
     let mut due: Vec<(u64, Job)> = Vec::new();
     for l in registered {
@@ -435,15 +435,22 @@ enum Forced {
 }
 
 impl Forced {
-    fn from_params(params: &Params) -> Forced {
-        match params.raw("due") {
+    /// Reads `due`; one of another type, or a list with a name that is not a string, is an
+    /// error naming it (before the tick claims its minute).
+    fn from_params(params: &Params) -> Result<Forced, ParamError> {
+        const EXPECTED: &str = "all, or trigger names (a list, or a string separated by commas)";
+        Ok(match params.raw("due") {
+            None => Forced::None,
             Some(Value::String(s)) if s == "all" => Forced::All,
-            Some(Value::Array(names)) => {
-                Forced::Some(names.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
-            }
+            Some(Value::Array(names)) => Forced::Some(
+                names
+                    .iter()
+                    .map(|n| n.as_str().map(str::to_string).ok_or_else(|| ParamError::invalid("due", EXPECTED, n)))
+                    .collect::<Result<_, _>>()?,
+            ),
             Some(Value::String(s)) => Forced::Some(s.split(',').map(|n| n.trim().to_string()).collect()),
-            _ => Forced::None,
-        }
+            Some(other) => return Err(ParamError::invalid("due", EXPECTED, other)),
+        })
     }
 
     fn includes(&self, trigger: &str) -> bool {
@@ -609,6 +616,25 @@ fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `due` of a tick by hand: `all`, names in a list or separated by commas; anything else is
+    /// an error naming the parameter, not a tick that forces nothing.
+    #[test]
+    fn due_names_triggers_and_a_bad_one_is_an_error_naming_it() {
+        let forced = |due: Value| Forced::from_params(&Params::from_value(json!({ "due": due })).unwrap());
+        assert!(matches!(Forced::from_params(&Params::from_value(json!({})).unwrap()), Ok(Forced::None)));
+        assert!(matches!(forced(json!("all")), Ok(Forced::All)));
+        let names = |f: Result<Forced, ParamError>| match f {
+            Ok(Forced::Some(names)) => names.into_iter().collect::<Vec<_>>(),
+            _ => panic!("not a list of names"),
+        };
+        assert_eq!(names(forced(json!("a, b"))), ["a", "b"]);
+        assert_eq!(names(forced(json!(["b", "a"]))), ["a", "b"]);
+        for bad in [json!(5), json!(true), json!({ "a": 1 }), json!(["a", 1])] {
+            let e = forced(bad.clone()).err().unwrap_or_else(|| panic!("{bad} was taken"));
+            assert_eq!(e.name, "due", "{bad}");
+        }
+    }
 
     #[test]
     fn a_part_survives_its_parameter_and_a_bad_one_names_what_is_wrong() {
