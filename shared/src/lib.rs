@@ -41,7 +41,8 @@
 //! # Features and registries
 //! [`source`] is the plugin contract; [`sources::REGISTRY`] lists the sources the actions
 //! serve; [`s3`] is the S3 feature in one place (lister, push mapping, registration, SNS,
-//! reconcile); [`registry`] lists every extension kind (hook sources, push providers, change
+//! reconcile), [`github`] and [`subscription`] the hooks pattern's GitHub and Subscriptions API
+//! registrars; [`registry`] lists every extension kind (hook sources, push providers, change
 //! hooks, what polling is given), one line per feature. [`writing_a_source`] is the guide
 //! (docs/writing-a-source.md), whose examples are compiled as doc tests and run by the suite.
 
@@ -52,6 +53,7 @@ pub mod delivery;
 pub mod diff;
 pub mod events;
 pub mod filter;
+pub mod github;
 pub mod hooks;
 pub mod http;
 pub mod lifecycle;
@@ -68,6 +70,7 @@ pub mod sources;
 pub mod stall;
 pub mod state;
 pub mod store;
+pub mod subscription;
 
 #[doc = include_str!("../../docs/writing-a-source.md")]
 pub mod writing_a_source {}

@@ -10,10 +10,9 @@
 //!
 //! tests/suite/registry.rs and the tests below check each list is complete.
 
+use crate::github::GitHub;
 use crate::hooks::extension::HookSource;
-use crate::hooks::github::GitHub;
 use crate::hooks::registrar::Unregistered;
-use crate::hooks::subscription::Subscriptions;
 use crate::hooks::SourceKind;
 use crate::polling::change_hook::ChangeHooks;
 use crate::polling::extensions::Extensions;
@@ -23,6 +22,7 @@ use crate::s3::notify::S3Notifications;
 use crate::s3::push::Provider;
 use crate::s3::reconcile::{PushMarkers, Reconcile};
 use crate::s3::source::NamedS3Store;
+use crate::subscription::Subscriptions;
 
 /// Every hook source the `hook` and `receive` actions serve, one line each.
 const HOOKS: [HookSource<'static>; 4] = [

@@ -608,6 +608,75 @@ fn delete_that_cannot_reach_the_producer_removes_everything_and_names_the_hook()
     assert_eq!(h.feed("DELETE", "t", json!({})).unwrap()["status"], "deleted");
 }
 
+/// Sets `key` of trigger `t`'s hook config to `value`, as a hand edit of the binding would.
+fn edit_hook_config(h: &Hooks, trigger: &str, key: &str, value: Value) {
+    let binding = QualifiedName::new(USER, None, &format!("{trigger}.owfeed-hook"));
+    let mut doc = h.w.user.get_package(&binding).expect("the hook config");
+    let parameters = doc["parameters"].as_array_mut().expect("parameters");
+    let entry = parameters.iter_mut().find(|p| p["key"] == key).expect("the key is stored");
+    entry["value"] = value;
+    h.w.user.put_package(&binding, &doc, true).expect("the edited hook config");
+}
+
+/// A stored registration its registrar cannot read (or a stored `source` that no longer
+/// reads) is never taken for "nothing to remove": READ says what is wrong under `producer`,
+/// PAUSE fails naming it and asks the producer nothing, DELETE removes everything in the
+/// namespace and names the registration it could not remove, and why.
+#[test]
+fn a_stored_registration_that_does_not_read_is_named_by_read_pause_and_delete() {
+    let h = Hooks::start();
+    let gh = FakeGitHub::start("ghp_testtoken");
+    let params =
+        json!({"source": "github", "repository": "octo/repo", "accessToken": gh.token(), "githubApi": gh.url()});
+    h.create("t", params.clone()).unwrap();
+    edit_hook_config(&h, "t", "registration", json!("hook-7"));
+    let calls = gh.calls().len();
+
+    let read = h.feed("READ", "t", json!({})).unwrap();
+    let problem = read["status"]["producer"]["problem"].as_str().unwrap_or_default().to_string();
+    let named = "the stored registration \"hook-7\" of source github cannot be read (expected a GitHub hook id";
+    assert!(problem.starts_with(named), "{read}");
+    let err = h.feed("PAUSE", "t", json!({})).unwrap_err();
+    assert!(err.contains(named), "{err}");
+    assert_eq!(gh.calls().len(), calls, "nothing asked of GitHub");
+
+    let deleted = h.feed("DELETE", "t", json!({})).unwrap();
+    assert_eq!(h.user_packages(), Vec::<String>::new(), "{deleted}");
+    let left = &deleted["notRemoved"][0];
+    assert_eq!((left["registration"].as_str(), left["command"].as_str()), (Some("hook-7"), Some("")), "{deleted}");
+    assert!(left["where"].as_str().unwrap().starts_with(&format!("unknown: {named}")), "{deleted}");
+    assert!(left["reason"].as_str().unwrap().starts_with(named), "{deleted}");
+    assert_eq!(gh.calls().len(), calls, "nothing asked of GitHub");
+
+    // A stored `source` that no longer reads: the registration is named, never skipped.
+    h.create("u", params.clone()).unwrap();
+    let id = *gh.hooks("octo/repo").keys().max().unwrap();
+    edit_hook_config(&h, "u", "source", json!(["github"]));
+    let read = h.feed("READ", "u", json!({})).unwrap();
+    let problem = read["status"]["producer"]["problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.contains(&format!("registration {id} cannot be checked")) && problem.contains("'source'"),
+        "{read}"
+    );
+    assert!(h.feed("PAUSE", "u", json!({})).unwrap_err().contains("'source'"));
+    let deleted = h.feed("DELETE", "u", json!({})).unwrap();
+    let left = &deleted["notRemoved"][0];
+    assert_eq!(left["registration"], id.to_string(), "{deleted}");
+    assert!(left["reason"].as_str().unwrap().contains("'source'"), "{deleted}");
+    assert_eq!(h.user_packages(), Vec::<String>::new(), "{deleted}");
+
+    // A stored `registration` that is not a string is not "nothing registered" either.
+    h.create("v", params).unwrap();
+    let id = *gh.hooks("octo/repo").keys().max().unwrap();
+    edit_hook_config(&h, "v", "registration", json!([id.to_string()]));
+    let read = h.feed("READ", "v", json!({})).unwrap();
+    assert!(read["status"]["producer"]["problem"].as_str().unwrap_or_default().contains("'registration'"), "{read}");
+    assert!(h.feed("PAUSE", "v", json!({})).unwrap_err().contains("'registration'"));
+    let deleted = h.feed("DELETE", "v", json!({})).unwrap();
+    assert!(deleted["notRemoved"][0]["reason"].as_str().unwrap().contains("'registration'"), "{deleted}");
+    assert_eq!(h.user_packages(), Vec::<String>::new(), "{deleted}");
+}
+
 #[test]
 fn bodies_are_judged_as_sent() {
     let h = Hooks::start();

@@ -49,11 +49,28 @@ fn naming(code: &str, forbidden: &[&str]) -> Vec<String> {
 }
 
 /// **Boundary: the hooks pattern names no feature.** S3 push, SNS and the reconcile plug in
-/// through `hooks::extension`; only `registry.rs` (above the features) names them.
+/// through `hooks::extension`, the GitHub and Subscriptions registrars are features of their
+/// own (`crate::github`, `crate::subscription`); only `registry.rs` (above the features) names
+/// them, and no module of theirs lives under `hooks/`.
 #[test]
 fn the_hooks_pattern_imports_no_feature_and_no_source() {
-    let forbidden = ["crate::s3", "owfeed::s3", "sources::", "crate::registry"];
-    for (path, code) in production_sources(&repo_root().join("shared/src/hooks")) {
+    let forbidden = [
+        "crate::s3",
+        "owfeed::s3",
+        "sources::",
+        "crate::registry",
+        "github::",
+        "subscription::",
+        "mod github",
+        "mod subscription",
+    ];
+    let hooks = repo_root().join("shared/src/hooks");
+    for feature in ["github", "subscription"] {
+        for file in [format!("{feature}.rs"), format!("{feature}/mod.rs")] {
+            assert!(!hooks.join(&file).exists(), "hooks/{file} is a feature living inside the pattern");
+        }
+    }
+    for (path, code) in production_sources(&hooks) {
         let found = naming(&code, &forbidden);
         assert!(found.is_empty(), "{} names a feature: {found:?}", path.display());
     }

@@ -3,7 +3,7 @@
 //! feature (S3 push, its reconcile) lives in its own module and `hooks/` imports none.
 //!
 //! - [`HookSource`]: one line of a registry (`crate::registry::HOOK_SOURCES`): the `source`
-//!   value, its [`Registrar`], and the optional extension points below.
+//!   value, its registrar ([`AnyRegistrar`]), and the optional extension points below.
 //! - [`Deliveries`] / [`Mapping`]: deliveries in a producer's own format (S3 `Records`),
 //!   mapped to events by the source, and requests the source verifies itself (SNS signs
 //!   instead of sending the hook's token).
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::registrar::Registrar;
+use super::registrar::AnyRegistrar;
 use super::{HookConfig, HookRequest, HookResponse, Outcome, SourceKind};
 use crate::lifecycle::FeedRequest;
 use crate::params::{ParamError, Params};
@@ -30,7 +30,7 @@ pub struct HookSource<'a> {
     /// The `source` value.
     pub kind: SourceKind,
     /// Registers the receiver URL at the producer.
-    pub registrar: &'a dyn Registrar,
+    pub registrar: &'a dyn AnyRegistrar,
     /// Deliveries in the producer's own format, when they are not CloudEvents or plain bodies.
     pub deliveries: Option<&'a dyn Deliveries>,
     /// What lives with the registration, when anything does.

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 
 use super::extension::{Companion, HookSource};
 use super::receiver::batches_record_for;
-use super::registrar::{base_url, Endpoint, Registrar, SEGMENT};
+use super::registrar::{base_url, AnyRegistrar, Endpoint, StoredRegistration, SEGMENT};
 use super::{generate_secret, HookConfig, SourceKind};
 use crate::lifecycle::{ignore_missing, redact, Feed, FeedRequest, Undo};
 use crate::openwhisk::{from_key_values, QualifiedName};
@@ -156,17 +156,37 @@ impl<'a> HooksFeed<'a> {
         redact(config, &secret)
     }
 
-    fn stored_entry(&self, config: &Params) -> Option<HookSource<'a>> {
-        let kind = config.str("source").ok().flatten().and_then(|s| SourceKind::parse(&s))?;
-        self.entry(kind).ok()
+    /// The entry of a stored config's `source`; a `source` that no longer reads is an error
+    /// naming it (never "no registrar, nothing to remove").
+    fn stored_entry(&self, config: &Params) -> Result<HookSource<'a>, ActionError> {
+        self.entry(SourceKind::from_params(config)?)
     }
 
-    fn stored_registrar(&self, config: &Params) -> Option<&'a dyn Registrar> {
-        self.stored_entry(config).map(|e| e.registrar)
-    }
-
-    fn stored_companion(&self, config: &Params) -> Option<&'a dyn Companion> {
-        self.stored_entry(config).and_then(|e| e.companion)
+    /// Removes a stored config's registration at the producer: `None` when it is gone (or
+    /// there is none), else what could not be removed and why, for DELETE's `notRemoved`.
+    fn remove_registration(&self, config: &Params) -> Option<Value> {
+        let id = match registration(config) {
+            Ok(id) => id?,
+            Err(e) => {
+                return Some(json!({
+                    "where": "the producer (unknown: the hook config's registration does not read)",
+                    "reason": e.to_string(),
+                }))
+            }
+        };
+        let registrar = match self.stored_entry(config) {
+            Ok(entry) => entry.registrar,
+            Err(e) => {
+                return Some(json!({
+                    "registration": id.as_str(),
+                    "where": "the producer (unknown: the hook config's source does not read)",
+                    "reason": e.message,
+                }))
+            }
+        };
+        let e = registrar.unregister(config, &id).err()?;
+        let (place, command) = registrar.removal(config, &id);
+        Some(json!({ "registration": id.as_str(), "where": place, "command": command, "reason": e.to_string() }))
     }
 
     fn require_stored(&self, req: &FeedRequest, binding: &QualifiedName) -> Result<Params, ActionError> {
@@ -185,8 +205,8 @@ fn user_params(params: &Params) -> Params {
 }
 
 /// Stores registration `id` and the config entries its registrar derives from it.
-fn store_registration(config: &mut Params, registrar: &dyn Registrar, id: &str) {
-    config.insert(CONFIG_REGISTRATION, json!(id));
+fn store_registration(config: &mut Params, registrar: &dyn AnyRegistrar, id: &StoredRegistration) {
+    config.insert(CONFIG_REGISTRATION, json!(id.as_str()));
     for (k, v) in registrar.registration_config(id) {
         config.insert(k, v);
     }
@@ -195,7 +215,12 @@ fn store_registration(config: &mut Params, registrar: &dyn Registrar, id: &str) 
 /// Lets the registrar finish what needed the stored config (see `Registrar::after_stored`);
 /// returns what the producer says about the registration then. A failure there leaves the
 /// registration in place and is said in the status.
-fn after_stored(registrar: &dyn Registrar, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Value> {
+fn after_stored(
+    registrar: &dyn AnyRegistrar,
+    params: &Params,
+    id: &StoredRegistration,
+    endpoint: &Endpoint,
+) -> Option<Value> {
     let failed = registrar.after_stored(params, id, endpoint).err();
     let mut status = registrar.status(params, id, endpoint);
     if let Some(e) = failed {
@@ -212,11 +237,16 @@ fn after_stored(registrar: &dyn Registrar, params: &Params, id: &str, endpoint: 
     status
 }
 
-fn registrar_status(feed: &HooksFeed, config: &Params, id: &str, active: bool) -> Option<Value> {
+fn registrar_status(
+    registrar: &dyn AnyRegistrar,
+    config: &Params,
+    id: &StoredRegistration,
+    active: bool,
+) -> Option<Value> {
     let url = config.str(CONFIG_URL).ok().flatten().unwrap_or_default();
     let secret = config.required_secret(CONFIG_SECRET).ok()?;
     let endpoint = Endpoint { url, secret: Secret::new(secret.expose()), active };
-    feed.stored_registrar(config)?.status(config, id, &endpoint)
+    registrar.status(config, id, &endpoint)
 }
 
 /// A companion's key (the S3 reconcile's state and the receiver's push markers are sealed with
@@ -241,8 +271,10 @@ fn set_state_key(
     Ok(())
 }
 
-fn registration(config: &Params) -> Option<String> {
-    config.str(CONFIG_REGISTRATION).ok().flatten().filter(|s| !s.is_empty())
+/// The stored registration, if any (an empty one is none); one that is not a string is an
+/// error naming `registration`, never "nothing registered".
+fn registration(config: &Params) -> Result<Option<StoredRegistration>, ParamError> {
+    Ok(config.str(CONFIG_REGISTRATION)?.and_then(|s| StoredRegistration::from_stored(&s)))
 }
 
 impl Feed for HooksFeed<'_> {
@@ -259,8 +291,10 @@ impl Feed for HooksFeed<'_> {
             stored.as_ref().filter(|s| s.str("source").ok().flatten() == params.str("source").ok().flatten());
         // A leftover endpoint of another source (an older trigger of this name): drop its registration.
         if let (Some(old), None) = (&stored, same_source) {
-            if let (Some(r), Some(id)) = (self.stored_registrar(old), registration(old)) {
-                r.unregister(old, &id).map_err(|e| fail(&format!("removing the old registration {id}"), e))?;
+            if let Some(id) = registration(old)? {
+                let removing = format!("removing the old registration {id}");
+                let r = self.stored_entry(old).map_err(|e| fail(&removing, e.message))?.registrar;
+                r.unregister(old, &id).map_err(|e| fail(&removing, e))?;
             }
         }
         // A retried CREATE keeps the secret and registration an earlier attempt stored.
@@ -275,7 +309,7 @@ impl Feed for HooksFeed<'_> {
         config.insert(CONFIG_URL, json!(url));
         config.insert(CONFIG_SECRET, json!(secret.expose()));
         set_state_key(&mut config, entry.companion, &params, same_source)?;
-        let kept = same_source.and_then(registration);
+        let kept = same_source.map(registration).transpose()?.flatten();
         if let Some(id) = &kept {
             store_registration(&mut config, registrar, id);
         }
@@ -317,7 +351,7 @@ impl Feed for HooksFeed<'_> {
             "trigger": trigger.to_string(),
             "source": registrar.name(),
             "url": url,
-            "registration": id,
+            "registration": id.as_ref().map(StoredRegistration::as_str),
             "endpoint": binding.to_string(),
         });
         if let (Some(companion), Some(r)) = (entry.companion, companion_made) {
@@ -343,14 +377,15 @@ impl Feed for HooksFeed<'_> {
         let paused = config.bool(CONFIG_PAUSED).ok().flatten().unwrap_or(false);
         let mut status = HookStatus {
             source: config.str("source").ok().flatten(),
-            registered: registration(&config).is_some(),
-            registration: registration(&config),
+            registered: matches!(registration(&config), Ok(Some(_))),
+            registration: registration(&config).ok().flatten().map(|r| r.as_str().to_string()),
             active: !paused,
             paused,
             endpoint: binding.to_string(),
             ..HookStatus::default()
         };
-        if let Some(companion) = self.stored_companion(&config) {
+        let entry = self.stored_entry(&config);
+        if let Some(companion) = entry.as_ref().ok().and_then(|e| e.companion) {
             status.companions.insert(companion.name(), companion.read(req, &config));
         }
         // The receiver's record (hooks/receiver.rs): the last delivery it could not fire, and
@@ -364,7 +399,14 @@ impl Feed for HooksFeed<'_> {
             }
         }
         // What the producer says (e.g. an SNS subscription still pending confirmation).
-        status.producer = registration(&config).and_then(|id| registrar_status(self, &config, &id, !paused));
+        status.producer = match (registration(&config), &entry) {
+            (Ok(None), _) => None,
+            (Ok(Some(id)), Ok(entry)) => registrar_status(entry.registrar, &config, &id, !paused),
+            (Ok(Some(id)), Err(e)) => {
+                Some(json!({ "problem": format!("registration {id} cannot be checked: {}", e.message) }))
+            }
+            (Err(e), _) => Some(json!({ "problem": format!("the registration cannot be checked: {e}") })),
+        };
         Ok(json!({
             "config": self.redact(&config),
             "url": config.str(CONFIG_URL).ok().flatten(),
@@ -403,7 +445,7 @@ impl Feed for HooksFeed<'_> {
             .map(|p| p.name)
             .chain([CONFIG_SECRET, CONFIG_URL])
             .any(|k| old.raw(k) != merged.raw(k));
-        let old_id = registration(&old);
+        let old_id = registration(&old)?;
         let mut problems = Vec::new();
         let mut producer = None;
         if changed {
@@ -456,7 +498,7 @@ impl Feed for HooksFeed<'_> {
             "trigger": req.trigger.to_string(),
             "reregistered": changed,
             "url": merged.str(CONFIG_URL)?,
-            "registration": registration(&merged),
+            "registration": registration(&merged)?.as_ref().map(StoredRegistration::as_str),
             "problems": problems,
         });
         if let Some(producer) = producer {
@@ -479,16 +521,7 @@ impl Feed for HooksFeed<'_> {
         let binding = binding_for(&trigger);
         let mut not_removed = Vec::new();
         match req.read_config(&binding, "hook config") {
-            Ok(Some(config)) => {
-                if let (Some(registrar), Some(id)) = (self.stored_registrar(&config), registration(&config)) {
-                    if let Err(e) = registrar.unregister(&config, &id) {
-                        let (place, command) = registrar.removal(&config, &id);
-                        not_removed.push(json!({
-                            "registration": id, "where": place, "command": command, "reason": e.to_string(),
-                        }));
-                    }
-                }
-            }
+            Ok(Some(config)) => not_removed.extend(self.remove_registration(&config)),
             Ok(None) => {}
             Err(e) => not_removed.push(json!({
                 "where": "the producer (unknown: the hook config could not be read)",
@@ -499,7 +532,7 @@ impl Feed for HooksFeed<'_> {
         // What lives with the registration (S3's reconcile: its alarm, rule, config and
         // state); every source's companion when the config cannot say which source it is.
         let hook_config = req.read_config(&binding, "hook config").ok().flatten();
-        let companions: Vec<&dyn Companion> = match hook_config.as_ref().and_then(|c| self.stored_entry(c)) {
+        let companions: Vec<&dyn Companion> = match hook_config.as_ref().and_then(|c| self.stored_entry(c).ok()) {
             Some(entry) => entry.companion.into_iter().collect(),
             None => self.sources.iter().filter_map(|s| s.companion).collect(),
         };
@@ -540,10 +573,11 @@ impl HooksFeed<'_> {
     fn set_active(&self, req: &FeedRequest, active: bool) -> Result<Value, ActionError> {
         let binding = binding_for(&HooksFeed::trigger(req));
         let mut config = self.require_stored(req, &binding)?;
-        if let (Some(registrar), Some(id)) = (self.stored_registrar(&config), registration(&config)) {
-            registrar.set_active(&config, &id, active).map_err(|e| fail("telling the producer", e))?;
+        let entry = self.stored_entry(&config)?;
+        if let Some(id) = registration(&config)? {
+            entry.registrar.set_active(&config, &id, active).map_err(|e| fail("telling the producer", e))?;
         }
-        if let Some(companion) = self.stored_companion(&config) {
+        if let Some(companion) = entry.companion {
             companion.set_active(req, &config, active)?;
         }
         config.insert(CONFIG_PAUSED, json!(!active));

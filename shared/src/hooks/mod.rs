@@ -6,14 +6,14 @@
 //! HTTP request ([`HookRequest`]) and the hook's config ([`HookConfig`]) to either an HTTP
 //! answer or a list of CloudEvents to fire. It does no I/O: firing is `receiver`'s job, the
 //! lifecycle is `feed`'s, and talking to producers is the registration plugins' (the contract
-//! in `registrar`; `github`, `subscription` and `registrar::Unregistered` here, S3's in the S3
-//! feature). Which sources exist is the registry's (`crate::registry::HOOK_SOURCES`): the
+//! in `registrar`; `registrar::Unregistered` here, the others in their features: `crate::github`,
+//! `crate::subscription`, `crate::s3::notify`). Which sources exist is the registry's (`crate::registry::HOOK_SOURCES`): the
 //! pattern reaches a source's registrar, delivery format and companion through the extension
 //! points in `extension`, and names no feature.
 //!
 //! Files: `extension` (the extension points), `registrar` (the registration contract and its
-//! HTTP helper), `feed` (the hook feed action), `receiver` (the `receive` web action),
-//! `github` and `subscription` (two registrars), `tests` (table tests of `process`).
+//! HTTP helper), `feed` (the hook feed action), `receiver` (the `receive` web action), `tests`
+//! (table tests of `process`).
 //!
 //! # What `process` does, in order
 //! 1. `OPTIONS`: the CloudEvents webhook abuse-protection handshake. It needs no token (Azure
@@ -47,10 +47,8 @@
 
 pub mod extension;
 pub mod feed;
-pub mod github;
 pub mod receiver;
 pub mod registrar;
-pub mod subscription;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,7 +3,17 @@
 //!
 //! A registrar knows its own parameters and its producer's API. It knows nothing about
 //! triggers, rules, bindings, secrets storage or the receiver: the feed hands it the URL and
-//! the secret, and stores whatever id it returns.
+//! the secret, and stores the registration it returns.
+//!
+//! # A registration is typed, and read in one place
+//! Each registrar names its registration type ([`Registrar::Id`], a [`RegistrationId`]: S3's
+//! notification Id, topic and subscription; GitHub's numeric hook id; a subscription id) and
+//! gets it typed in every call. The feed cannot know these types (it holds registrars as
+//! `dyn`), so it stores and hands back a [`StoredRegistration`], the string in the hook config,
+//! whose format is the registrar's and never changes. [`AnyRegistrar`], implemented for every
+//! [`Registrar`], is the adapter between the two: the one place a stored registration is
+//! parsed (once per call), and where one that does not parse becomes a named error
+//! ([`RegistrationError::Unreadable`]) instead of a silent "nothing to do".
 
 use std::fmt;
 use std::time::Duration;
@@ -48,6 +58,9 @@ pub enum RegistrationError {
     RateLimited(String),
     /// No HTTP answer.
     Transport(String),
+    /// A stored registration its registrar cannot read (the hook config was changed by hand,
+    /// or not made by this feed): nothing was asked of the producer.
+    Unreadable(String),
 }
 
 impl fmt::Display for RegistrationError {
@@ -56,7 +69,8 @@ impl fmt::Display for RegistrationError {
             RegistrationError::Unauthorized(m)
             | RegistrationError::Server(m)
             | RegistrationError::Transport(m)
-            | RegistrationError::RateLimited(m) => f.write_str(m),
+            | RegistrationError::RateLimited(m)
+            | RegistrationError::Unreadable(m) => f.write_str(m),
             RegistrationError::Rejected { message, .. } => f.write_str(message),
         }
     }
@@ -64,8 +78,48 @@ impl fmt::Display for RegistrationError {
 
 impl std::error::Error for RegistrationError {}
 
-/// A registration plugin: one producer's webhook API.
+/// A registration as the feed stores it (the hook config's `registration`) and hands back to
+/// its registrar: the registrar's own stored form, opaque to the feed, which never parses it.
+/// Only [`AnyRegistrar`] turns it into the registrar's [`RegistrationId`], once per call.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StoredRegistration(String);
+
+impl StoredRegistration {
+    /// A registration read from the hook config (`None` for an empty one: nothing registered).
+    pub fn from_stored(stored: &str) -> Option<StoredRegistration> {
+        (!stored.is_empty()).then(|| StoredRegistration(stored.to_string()))
+    }
+
+    /// The stored form, as written to the hook config.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StoredRegistration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A registrar's typed registration: read once from its stored form where the feed hands it
+/// back, and written in that same form (stored formats never change: old triggers keep
+/// working).
+pub trait RegistrationId: Sized {
+    /// What a stored registration of this kind looks like, for the error naming one that is not.
+    const FORM: &'static str;
+    /// Reads the stored form; `None` when it is not one of this kind.
+    fn parse(stored: &str) -> Option<Self>;
+    /// The stored form (`parse` of it gives this value back).
+    fn to_stored(&self) -> String;
+}
+
+/// A registration plugin: one producer's webhook API, over its own typed registration
+/// ([`Registrar::Id`]). The feed holds it as a [`AnyRegistrar`], which parses the stored
+/// registration once per call and says what is wrong with one that does not parse.
 pub trait Registrar {
+    /// The producer's registration, typed.
+    type Id: RegistrationId;
     /// The `source` value that selects this plugin.
     fn name(&self) -> &'static str;
     /// The parameters this plugin reads (secret ones are redacted by READ); a change to any of
@@ -73,18 +127,23 @@ pub trait Registrar {
     fn params(&self) -> &'static [ParamSpec];
     /// Checks the plugin's parameters without any I/O.
     fn validate(&self, params: &Params) -> Result<(), ParamError>;
-    /// Registers the endpoint; returns the producer's id for it (`None`: nothing registered).
-    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<String>, RegistrationError>;
-    /// Changes registration `id` in place to `params` and `endpoint`; returns the id it has
-    /// now. `None`: this producer cannot, so the feed registers anew and removes the old one.
-    fn update(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Result<String, RegistrationError>> {
+    /// Registers the endpoint; returns the producer's registration (`None`: nothing registered).
+    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<Self::Id>, RegistrationError>;
+    /// Changes registration `id` in place to `params` and `endpoint`; returns the registration
+    /// it is now. `None`: this producer cannot, so the feed registers anew and removes the old one.
+    fn update(
+        &self,
+        params: &Params,
+        id: &Self::Id,
+        endpoint: &Endpoint,
+    ) -> Option<Result<Self::Id, RegistrationError>> {
         let _ = (params, id, endpoint);
         None
     }
     /// Removes the registration; one that is already gone counts as removed.
-    fn unregister(&self, params: &Params, id: &str) -> Result<(), RegistrationError>;
+    fn unregister(&self, params: &Params, id: &Self::Id) -> Result<(), RegistrationError>;
     /// Stops or resumes deliveries at the producer, when it can.
-    fn set_active(&self, params: &Params, id: &str, active: bool) -> Result<(), RegistrationError>;
+    fn set_active(&self, params: &Params, id: &Self::Id, active: bool) -> Result<(), RegistrationError>;
     /// True when the producer still needs the token from the user even after `register`
     /// (MinIO: an administrator sets it on the webhook target), so CREATE prints it.
     fn needs_token(&self, params: &Params) -> bool {
@@ -92,15 +151,15 @@ pub trait Registrar {
         false
     }
     /// Config entries that go with registration `id` (e.g. the SNS topic the receiver checks);
-    /// the feed stores them next to the id whenever it stores one.
-    fn registration_config(&self, id: &str) -> Vec<(&'static str, Value)> {
+    /// the feed stores them next to the registration whenever it stores one.
+    fn registration_config(&self, id: &Self::Id) -> Vec<(&'static str, Value)> {
         let _ = id;
         Vec::new()
     }
     /// Called once the feed has stored registration `id` and its `registration_config`: a
     /// producer that sent the receiver something it could only answer after that (SNS's
     /// subscription confirmation, sent while `register` ran) is asked to send it again.
-    fn after_stored(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Result<(), RegistrationError> {
+    fn after_stored(&self, params: &Params, id: &Self::Id, endpoint: &Endpoint) -> Result<(), RegistrationError> {
         let _ = (params, id, endpoint);
         Ok(())
     }
@@ -108,19 +167,152 @@ pub trait Registrar {
     /// nothing to say); a registration that cannot deliver says so in `problem`.
     /// `endpoint.active` is false while the hook is paused (a paused registration may be
     /// switched off at the producer on purpose).
-    fn status(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Value> {
+    fn status(&self, params: &Params, id: &Self::Id, endpoint: &Endpoint) -> Option<Value> {
         let _ = (params, id, endpoint);
         None
     }
     /// Where registration `id` lives and the one command (no secret in it) that removes it, for
     /// a user to run when `unregister` failed.
-    fn removal(&self, params: &Params, id: &str) -> (String, String);
+    fn removal(&self, params: &Params, id: &Self::Id) -> (String, String);
+}
+
+/// A [`Registrar`] as the feed and the registry hold it (`&dyn AnyRegistrar`): the same calls
+/// over [`StoredRegistration`]s. Every registrar is one; each call parses the stored
+/// registration once, here, and one that does not parse is an [`RegistrationError::Unreadable`]
+/// (READ shows it as the producer's `problem`, DELETE names it in `notRemoved`, UPDATE
+/// registers anew and names the old one in `problems`), never a panic and never "removed".
+pub trait AnyRegistrar {
+    /// [`Registrar::name`].
+    fn name(&self) -> &'static str;
+    /// [`Registrar::params`].
+    fn params(&self) -> &'static [ParamSpec];
+    /// [`Registrar::validate`].
+    fn validate(&self, params: &Params) -> Result<(), ParamError>;
+    /// [`Registrar::register`], the registration in its stored form.
+    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<StoredRegistration>, RegistrationError>;
+    /// [`Registrar::update`]; `None` too for a stored registration that does not parse (the feed
+    /// then registers anew, and removing the old one names what is wrong with it).
+    fn update(
+        &self,
+        params: &Params,
+        stored: &StoredRegistration,
+        endpoint: &Endpoint,
+    ) -> Option<Result<StoredRegistration, RegistrationError>>;
+    /// [`Registrar::unregister`].
+    fn unregister(&self, params: &Params, stored: &StoredRegistration) -> Result<(), RegistrationError>;
+    /// [`Registrar::set_active`].
+    fn set_active(&self, params: &Params, stored: &StoredRegistration, active: bool) -> Result<(), RegistrationError>;
+    /// [`Registrar::needs_token`].
+    fn needs_token(&self, params: &Params) -> bool;
+    /// [`Registrar::registration_config`]; nothing for a stored registration that does not parse.
+    fn registration_config(&self, stored: &StoredRegistration) -> Vec<(&'static str, Value)>;
+    /// [`Registrar::after_stored`].
+    fn after_stored(
+        &self,
+        params: &Params,
+        stored: &StoredRegistration,
+        endpoint: &Endpoint,
+    ) -> Result<(), RegistrationError>;
+    /// [`Registrar::status`]; a `problem` naming what is wrong with a stored registration that
+    /// does not parse.
+    fn status(&self, params: &Params, stored: &StoredRegistration, endpoint: &Endpoint) -> Option<Value>;
+    /// [`Registrar::removal`]; for a stored registration that does not parse, what is wrong
+    /// with it and no command.
+    fn removal(&self, params: &Params, stored: &StoredRegistration) -> (String, String);
+}
+
+/// Reads `stored` as `R`'s registration: the one parse of a stored registration.
+fn typed<R: Registrar + ?Sized>(registrar: &R, stored: &StoredRegistration) -> Result<R::Id, RegistrationError> {
+    R::Id::parse(stored.as_str()).ok_or_else(|| {
+        let shown: String = stored.as_str().chars().take(120).collect();
+        RegistrationError::Unreadable(format!(
+            "the stored registration {shown:?} of source {} cannot be read (expected {}): the hook config was \
+             changed by hand or not made by this feed; remove the registration at the producer by hand",
+            registrar.name(),
+            R::Id::FORM
+        ))
+    })
+}
+
+fn stored<I: RegistrationId>(id: I) -> StoredRegistration {
+    StoredRegistration(id.to_stored())
+}
+
+impl<R: Registrar> AnyRegistrar for R {
+    fn name(&self) -> &'static str {
+        Registrar::name(self)
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        Registrar::params(self)
+    }
+    fn validate(&self, params: &Params) -> Result<(), ParamError> {
+        Registrar::validate(self, params)
+    }
+    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<StoredRegistration>, RegistrationError> {
+        Ok(Registrar::register(self, params, endpoint)?.map(stored))
+    }
+    fn update(
+        &self,
+        params: &Params,
+        old: &StoredRegistration,
+        endpoint: &Endpoint,
+    ) -> Option<Result<StoredRegistration, RegistrationError>> {
+        let id = typed(self, old).ok()?;
+        Registrar::update(self, params, &id, endpoint).map(|r| r.map(stored))
+    }
+    fn unregister(&self, params: &Params, old: &StoredRegistration) -> Result<(), RegistrationError> {
+        Registrar::unregister(self, params, &typed(self, old)?)
+    }
+    fn set_active(&self, params: &Params, old: &StoredRegistration, active: bool) -> Result<(), RegistrationError> {
+        Registrar::set_active(self, params, &typed(self, old)?, active)
+    }
+    fn needs_token(&self, params: &Params) -> bool {
+        Registrar::needs_token(self, params)
+    }
+    fn registration_config(&self, old: &StoredRegistration) -> Vec<(&'static str, Value)> {
+        typed(self, old).map(|id| Registrar::registration_config(self, &id)).unwrap_or_default()
+    }
+    fn after_stored(
+        &self,
+        params: &Params,
+        old: &StoredRegistration,
+        endpoint: &Endpoint,
+    ) -> Result<(), RegistrationError> {
+        Registrar::after_stored(self, params, &typed(self, old)?, endpoint)
+    }
+    fn status(&self, params: &Params, old: &StoredRegistration, endpoint: &Endpoint) -> Option<Value> {
+        match typed(self, old) {
+            Ok(id) => Registrar::status(self, params, &id, endpoint),
+            Err(e) => Some(serde_json::json!({ "problem": e.to_string() })),
+        }
+    }
+    fn removal(&self, params: &Params, old: &StoredRegistration) -> (String, String) {
+        match typed(self, old) {
+            Ok(id) => Registrar::removal(self, params, &id),
+            Err(e) => (format!("unknown: {e}"), String::new()),
+        }
+    }
+}
+
+/// The `none` source's registration: there never is one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoRegistration {}
+
+impl RegistrationId for NoRegistration {
+    const FORM: &'static str = "nothing: source none registers nothing";
+    fn parse(_: &str) -> Option<NoRegistration> {
+        None
+    }
+    fn to_stored(&self) -> String {
+        match *self {}
+    }
 }
 
 /// The `none` source: nothing is registered, the user configures the producer.
 pub struct Unregistered;
 
 impl Registrar for Unregistered {
+    type Id = NoRegistration;
     fn name(&self) -> &'static str {
         "none"
     }
@@ -130,17 +322,17 @@ impl Registrar for Unregistered {
     fn validate(&self, _: &Params) -> Result<(), ParamError> {
         Ok(())
     }
-    fn register(&self, _: &Params, _: &Endpoint) -> Result<Option<String>, RegistrationError> {
+    fn register(&self, _: &Params, _: &Endpoint) -> Result<Option<NoRegistration>, RegistrationError> {
         Ok(None)
     }
-    fn unregister(&self, _: &Params, _: &str) -> Result<(), RegistrationError> {
-        Ok(())
+    fn unregister(&self, _: &Params, id: &NoRegistration) -> Result<(), RegistrationError> {
+        match *id {}
     }
-    fn set_active(&self, _: &Params, _: &str, _: bool) -> Result<(), RegistrationError> {
-        Ok(())
+    fn set_active(&self, _: &Params, id: &NoRegistration, _: bool) -> Result<(), RegistrationError> {
+        match *id {}
     }
-    fn removal(&self, _: &Params, id: &str) -> (String, String) {
-        (format!("nowhere (nothing was registered for {id})"), String::new())
+    fn removal(&self, _: &Params, id: &NoRegistration) -> (String, String) {
+        match *id {}
     }
 }
 
@@ -366,6 +558,123 @@ mod tests {
             let _ = (&stream).write_all(&answer);
         });
         (url, rx)
+    }
+
+    /// A registration of the form `n<digits>`, and a registrar that records the typed
+    /// registrations it is handed.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct Numbered(u32);
+
+    impl RegistrationId for Numbered {
+        const FORM: &'static str = "n<digits>";
+        fn parse(stored: &str) -> Option<Numbered> {
+            stored.strip_prefix('n')?.parse().ok().map(Numbered)
+        }
+        fn to_stored(&self) -> String {
+            format!("n{}", self.0)
+        }
+    }
+
+    #[derive(Default)]
+    struct Recording(std::sync::Mutex<Vec<(&'static str, u32)>>);
+
+    impl Recording {
+        fn saw(&self, call: &'static str, id: &Numbered) {
+            self.0.lock().unwrap().push((call, id.0));
+        }
+    }
+
+    impl Registrar for Recording {
+        type Id = Numbered;
+        fn name(&self) -> &'static str {
+            "numbered"
+        }
+        fn params(&self) -> &'static [ParamSpec] {
+            &[]
+        }
+        fn validate(&self, _: &Params) -> Result<(), ParamError> {
+            Ok(())
+        }
+        fn register(&self, _: &Params, _: &Endpoint) -> Result<Option<Numbered>, RegistrationError> {
+            Ok(Some(Numbered(7)))
+        }
+        fn update(&self, _: &Params, id: &Numbered, _: &Endpoint) -> Option<Result<Numbered, RegistrationError>> {
+            self.saw("update", id);
+            Some(Ok(Numbered(id.0 + 1)))
+        }
+        fn unregister(&self, _: &Params, id: &Numbered) -> Result<(), RegistrationError> {
+            self.saw("unregister", id);
+            Ok(())
+        }
+        fn set_active(&self, _: &Params, id: &Numbered, _: bool) -> Result<(), RegistrationError> {
+            self.saw("set_active", id);
+            Ok(())
+        }
+        fn registration_config(&self, id: &Numbered) -> Vec<(&'static str, Value)> {
+            vec![("number", json!(id.0))]
+        }
+        fn status(&self, _: &Params, id: &Numbered, _: &Endpoint) -> Option<Value> {
+            self.saw("status", id);
+            Some(json!({"number": id.0}))
+        }
+        fn removal(&self, _: &Params, id: &Numbered) -> (String, String) {
+            (format!("number {}", id.0), format!("rm {}", id.0))
+        }
+    }
+
+    /// The feed's view (`AnyRegistrar`) hands each registrar its own typed registration, parsed
+    /// from the stored string, and stores what it returns in the same form.
+    #[test]
+    fn a_stored_registration_reaches_its_registrar_typed_and_is_stored_back_as_it_was() {
+        let (registrar, params) = (Recording::default(), Params::default());
+        let endpoint = Endpoint { url: "https://r".into(), secret: Secret::new("registrar-typed"), active: true };
+        let any: &dyn AnyRegistrar = &registrar;
+        let made = any.register(&params, &endpoint).unwrap().unwrap();
+        assert_eq!(made.as_str(), "n7");
+        let stored = StoredRegistration::from_stored("n41").unwrap();
+        assert_eq!(any.update(&params, &stored, &endpoint).unwrap().unwrap().as_str(), "n42");
+        any.unregister(&params, &stored).unwrap();
+        any.set_active(&params, &stored, false).unwrap();
+        assert_eq!(any.status(&params, &stored, &endpoint), Some(json!({"number": 41})));
+        assert_eq!(any.registration_config(&stored), vec![("number", json!(41))]);
+        assert_eq!(any.removal(&params, &stored), ("number 41".to_string(), "rm 41".to_string()));
+        assert_eq!(
+            *registrar.0.lock().unwrap(),
+            [("update", 41), ("unregister", 41), ("set_active", 41), ("status", 41)]
+        );
+        assert_eq!(StoredRegistration::from_stored(""), None);
+    }
+
+    /// A stored registration that does not parse never reaches the registrar: removing or
+    /// pausing it is an error naming the source, the value and the form expected (never a
+    /// silent success), READ's producer status and DELETE's `notRemoved` say the same, and
+    /// UPDATE registers anew.
+    #[test]
+    fn a_stored_registration_that_does_not_parse_is_a_named_error() {
+        let (registrar, params) = (Recording::default(), Params::default());
+        let endpoint = Endpoint { url: "https://r".into(), secret: Secret::new("registrar-typed"), active: true };
+        let any: &dyn AnyRegistrar = &registrar;
+        let bad = StoredRegistration::from_stored("owfeed-1;topic=x").unwrap();
+        let expected =
+            "the stored registration \"owfeed-1;topic=x\" of source numbered cannot be read (expected n<digits>)";
+        for err in [
+            any.unregister(&params, &bad).unwrap_err(),
+            any.set_active(&params, &bad, true).unwrap_err(),
+            any.after_stored(&params, &bad, &endpoint).unwrap_err(),
+        ] {
+            assert!(matches!(&err, RegistrationError::Unreadable(m) if m.starts_with(expected)), "{err:?}");
+        }
+        let status = any.status(&params, &bad, &endpoint).unwrap();
+        assert!(status["problem"].as_str().unwrap().starts_with(expected), "{status}");
+        let (place, command) = any.removal(&params, &bad);
+        assert!(place.starts_with(&format!("unknown: {expected}")) && command.is_empty(), "{place}");
+        assert!(any.update(&params, &bad, &endpoint).is_none());
+        assert!(any.registration_config(&bad).is_empty());
+        assert!(registrar.0.lock().unwrap().is_empty());
+        // Source none never stores one: any stored value is unreadable, never "removed".
+        let none: &dyn AnyRegistrar = &Unregistered;
+        let err = none.unregister(&params, &StoredRegistration::from_stored("42").unwrap()).unwrap_err();
+        assert!(err.to_string().contains("of source none cannot be read"), "{err}");
     }
 
     fn call<'a>(method: Method, url: &'a str, body: Option<&'a Value>) -> Call<'a> {

@@ -38,7 +38,7 @@ use crate::openwhisk::QualifiedName;
 use crate::params::Params;
 use crate::polling::change_hook::{ChangeHook, ChangeHooks};
 use crate::runtime::ActionError;
-use crate::source::{BlobStore, Flow, ListRange, Lister, Precondition, Source};
+use crate::source::{BlobStore, Flow, ListRange, Lister, Precondition, Source, StoreError};
 use crate::store::Seal;
 
 use super::source::StateLocation;
@@ -224,7 +224,7 @@ impl Pushed {
         now_ms: u64,
         deleted: bool,
         body: &Value,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         let key = body["key"].as_str().unwrap_or_default();
         let name = marker_name(deleted, key, body["etag"].as_str());
         let name = match seal {
@@ -232,10 +232,7 @@ impl Pushed {
             None => name,
         };
         let bytes = serde_json::to_vec(body).unwrap_or_default();
-        blobs
-            .put(&format!("{}{name}", markers_prefix(trigger)), &bytes, &Precondition::None)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        blobs.put(&format!("{}{name}", markers_prefix(trigger)), &bytes, &Precondition::None).map(|_| ())
     }
 }
 

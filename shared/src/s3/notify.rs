@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use super::push::{Destination, Provider, PushSettings};
 use super::source::{S3Fault, S3Params};
 use crate::events::ChangeKind;
-use crate::hooks::registrar::{base_url, Endpoint, Registrar, RegistrationError, SEGMENT};
+use crate::hooks::registrar::{base_url, Endpoint, Registrar, RegistrationError, RegistrationId, SEGMENT};
 use crate::params::{ParamError, Params};
 use crate::secret::REDACTED;
 use crate::source::ParamSpec;
@@ -146,9 +146,10 @@ impl fmt::Display for Registration {
     }
 }
 
-impl Registration {
-    /// Reads a stored registration; `None` when it is not one of ours.
-    pub fn parse(stored: &str) -> Option<Registration> {
+impl RegistrationId for Registration {
+    const FORM: &'static str = "owfeed-<hex>[;topic=<arn>][;subscription=<arn>][;own-topic]";
+
+    fn parse(stored: &str) -> Option<Registration> {
         let mut parts = stored.split(';');
         let id = parts.next().filter(|id| id.starts_with("owfeed-"))?.to_string();
         let mut reg = Registration { id, topic: None, subscription: None, own_topic: false };
@@ -161,6 +162,10 @@ impl Registration {
             }
         }
         Some(reg)
+    }
+
+    fn to_stored(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -276,8 +281,9 @@ impl Target {
         events
     }
 
-    /// Our entry of the notification document.
-    fn entry(&self, params: &Params, reg: &Registration) -> XmlElement {
+    /// Our entry of the notification document (its filters are the trigger's, as
+    /// `PushSettings` read them).
+    fn entry(&self, reg: &Registration) -> XmlElement {
         let (kind, destination) = match self.settings.provider.capabilities().destination {
             Destination::Queue => ("QueueConfiguration", ("Queue", self.target_arn.clone().unwrap_or_default())),
             Destination::Topic => ("TopicConfiguration", ("Topic", reg.topic.clone().unwrap_or_default())),
@@ -287,12 +293,13 @@ impl Target {
             children.push(XmlElement::leaf("Event", event));
         }
         let mut rules = Vec::new();
-        for name in ["prefix", "suffix"] {
-            if let Some(value) = params.str(name).ok().flatten().filter(|v| !v.is_empty()) {
+        let filter = &self.settings.filter;
+        for (name, value) in [("prefix", filter.prefix()), ("suffix", filter.suffix())] {
+            if let Some(value) = value {
                 // AWS matches filters against the form-encoded key (a space is `+`).
                 let value = match self.settings.provider {
-                    Provider::Aws => form_encode(&value),
-                    Provider::Ceph | Provider::Minio => value,
+                    Provider::Aws => form_encode(value),
+                    Provider::Ceph | Provider::Minio => value.to_string(),
                 };
                 rules.push(XmlElement {
                     name: "FilterRule".into(),
@@ -519,7 +526,6 @@ impl Target {
     /// call made and leaves `previous` as it was.
     fn register(
         &self,
-        params: &Params,
         endpoint: &Endpoint,
         previous: Option<&Registration>,
     ) -> Result<Registration, RegistrationError> {
@@ -593,7 +599,7 @@ impl Target {
                 Provider::Minio => {}
             }
             if endpoint.active {
-                self.edit_bucket(&id, Some(self.entry(params, &reg)))
+                self.edit_bucket(&id, Some(self.entry(&reg)))
             } else {
                 Ok(())
             }
@@ -670,6 +676,7 @@ fn with_problems(e: RegistrationError, problems: Vec<String>) -> RegistrationErr
         RegistrationError::Server(m) => RegistrationError::Server(m + &also),
         RegistrationError::RateLimited(m) => RegistrationError::RateLimited(m + &also),
         RegistrationError::Transport(m) => RegistrationError::Transport(m + &also),
+        RegistrationError::Unreadable(m) => RegistrationError::Unreadable(m + &also),
     }
 }
 
@@ -735,6 +742,8 @@ pub fn edit_document(read: &[u8], id: &str, ours: Option<XmlElement>) -> Result<
 }
 
 impl Registrar for S3Notifications {
+    type Id = Registration;
+
     fn name(&self) -> &'static str {
         "s3"
     }
@@ -817,21 +826,25 @@ impl Registrar for S3Notifications {
         }
         Ok(())
     }
-    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<String>, RegistrationError> {
+    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<Registration>, RegistrationError> {
         if !registers(params) {
             return Ok(None);
         }
         let target = target(params)?;
-        Ok(Some(target.register(params, endpoint, None)?.to_string()))
+        Ok(Some(target.register(endpoint, None)?))
     }
-    fn update(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Result<String, RegistrationError>> {
-        let previous = Registration::parse(id)?;
+    fn update(
+        &self,
+        params: &Params,
+        previous: &Registration,
+        endpoint: &Endpoint,
+    ) -> Option<Result<Registration, RegistrationError>> {
         if !registers(params) {
             return None;
         }
         Some((|| {
             let target = target(params)?;
-            let reg = target.register(params, endpoint, Some(&previous))?;
+            let reg = target.register(endpoint, Some(previous))?;
             // What the new registration does not reuse goes (a topic the user replaced, an old
             // subscription of another URL).
             let stale = Registration {
@@ -842,34 +855,29 @@ impl Registrar for S3Notifications {
             };
             let problems = target.remove_parts(&stale, false, None);
             if !problems.is_empty() {
-                crate::runtime::log(&format!("s3 registration {id}: not removed: {}", problems.join("; ")));
+                crate::runtime::log(&format!("s3 registration {previous}: not removed: {}", problems.join("; ")));
             }
-            Ok(reg.to_string())
+            Ok(reg)
         })())
     }
-    fn unregister(&self, params: &Params, id: &str) -> Result<(), RegistrationError> {
-        let Some(reg) = Registration::parse(id) else { return Ok(()) };
+    fn unregister(&self, params: &Params, reg: &Registration) -> Result<(), RegistrationError> {
         let target = target(params)?;
-        let url = params.str("url").ok().flatten();
-        let problems = target.remove_parts(&reg, true, url.as_deref());
+        let url = params.str("url").map_err(bad)?;
+        let problems = target.remove_parts(reg, true, url.as_deref());
         if problems.is_empty() {
             Ok(())
         } else {
             Err(RegistrationError::Server(problems.join("; ")))
         }
     }
-    fn set_active(&self, params: &Params, id: &str, active: bool) -> Result<(), RegistrationError> {
-        let Some(reg) = Registration::parse(id) else { return Ok(()) };
+    fn set_active(&self, params: &Params, reg: &Registration, active: bool) -> Result<(), RegistrationError> {
         let target = target(params)?;
-        let entry = active.then(|| target.entry(params, &reg));
+        let entry = active.then(|| target.entry(reg));
         target.edit_bucket(&reg.id, entry)
     }
-    fn removal(&self, params: &Params, id: &str) -> (String, String) {
+    fn removal(&self, params: &Params, reg: &Registration) -> (String, String) {
         let bucket = params.str("bucket").ok().flatten().unwrap_or_default();
         let endpoint = params.str("endpoint").ok().flatten().unwrap_or_default();
-        let Some(reg) = Registration::parse(id) else {
-            return (format!("nowhere (nothing was registered for {id})"), String::new());
-        };
         let place = format!("bucket {bucket} at {endpoint}, notification Id {}", reg.id);
         let topic = reg.topic.clone().unwrap_or_default();
         let command = match PushSettings::from_params(params).map(|s| s.provider) {
@@ -906,8 +914,7 @@ impl Registrar for S3Notifications {
     /// SNS is expected to send a new confirmation for one still pending (no AWS page found that
     /// says so). Then waits a few seconds for the receiver to confirm; READ shows a
     /// subscription that stays pending.
-    fn after_stored(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Result<(), RegistrationError> {
-        let Some(reg) = Registration::parse(id) else { return Ok(()) };
+    fn after_stored(&self, params: &Params, reg: &Registration, endpoint: &Endpoint) -> Result<(), RegistrationError> {
         let (Some(topic), Some(_)) = (&reg.topic, &reg.subscription) else { return Ok(()) };
         let target = target(params)?;
         let confirmed =
@@ -927,8 +934,7 @@ impl Registrar for S3Notifications {
     /// Checks what can silently stop deliveries: an SNS subscription still pending
     /// confirmation (AWS), and our entry gone from the bucket's notification configuration,
     /// which any other tool's `PutBucketNotificationConfiguration` replaces whole.
-    fn status(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Value> {
-        let reg = Registration::parse(id)?;
+    fn status(&self, params: &Params, reg: &Registration, endpoint: &Endpoint) -> Option<Value> {
         if !registers(params) {
             return None;
         }
@@ -977,13 +983,12 @@ impl Registrar for S3Notifications {
             .and_then(|p| Provider::parse(&p))
             .is_some_and(|p| p.capabilities().needs_token)
     }
-    fn registration_config(&self, id: &str) -> Vec<(&'static str, Value)> {
-        let Some(reg) = Registration::parse(id) else { return Vec::new() };
+    fn registration_config(&self, reg: &Registration) -> Vec<(&'static str, Value)> {
         let mut out = vec![("notificationId", json!(reg.id))];
-        if let Some(t) = reg.topic {
+        if let Some(t) = &reg.topic {
             out.push(("topicArn", json!(t)));
         }
-        if let Some(s) = reg.subscription {
+        if let Some(s) = &reg.subscription {
             out.push(("subscriptionArn", json!(s)));
         }
         out
@@ -991,7 +996,12 @@ impl Registrar for S3Notifications {
 }
 
 fn target(params: &Params) -> Result<Target, RegistrationError> {
-    Target::from_params(params).map_err(|e| RegistrationError::Rejected { status: 400, message: e.to_string() })
+    Target::from_params(params).map_err(bad)
+}
+
+/// A parameter that does not read: refused before anything is asked of the producer.
+fn bad(e: ParamError) -> RegistrationError {
+    RegistrationError::Rejected { status: 400, message: e.to_string() }
 }
 
 #[cfg(test)]
@@ -1018,6 +1028,41 @@ mod tests {
         assert_eq!(Registration::parse("owfeed-ab;color=red"), None);
         assert_eq!(notification_id("https://a/x").len(), "owfeed-".len() + 16);
         assert_ne!(notification_id("https://a/x"), notification_id("https://a/y"));
+    }
+
+    /// Every form stored today reads back as itself, through the feed's view too: AWS with a
+    /// topic the feed made, AWS with the user's `topicArn`, Ceph (an RGW topic ARN, which has an
+    /// empty account), MinIO (the Id alone).
+    #[test]
+    fn stored_registrations_of_existing_triggers_parse() {
+        use crate::hooks::registrar::{AnyRegistrar, StoredRegistration};
+        let aws_own = "owfeed-0011223344556677;topic=arn:aws:sns:us-east-1:123456789012:owfeed-0011223344556677;subscription=arn:aws:sns:us-east-1:123456789012:owfeed-0011223344556677:9f2c4b1e-1d5c-4f6e-9d3a-2b7c8e0f1a2b;own-topic";
+        let aws_given = "owfeed-0011223344556677;topic=arn:aws:sns:eu-west-1:123456789012:uploads;subscription=arn:aws:sns:eu-west-1:123456789012:uploads:5e1c";
+        let ceph = "owfeed-8899aabbccddeeff;topic=arn:aws:sns:default::owfeed-8899aabbccddeeff;own-topic";
+        let minio = "owfeed-8899aabbccddeeff";
+        for stored in [aws_own, aws_given, ceph, minio] {
+            let reg = Registration::parse(stored).unwrap_or_else(|| panic!("{stored}"));
+            assert_eq!(reg.to_stored(), stored);
+        }
+        let reg = Registration::parse(aws_given).unwrap();
+        assert_eq!((reg.topic.as_deref(), reg.own_topic), (Some("arn:aws:sns:eu-west-1:123456789012:uploads"), false));
+        let ceph_reg = Registration::parse(ceph).unwrap();
+        assert_eq!((ceph_reg.subscription, ceph_reg.own_topic), (None, true));
+        let any: &dyn AnyRegistrar = &S3Notifications;
+        assert_eq!(
+            any.registration_config(&StoredRegistration::from_stored(aws_own).unwrap()),
+            vec![
+                ("notificationId", json!("owfeed-0011223344556677")),
+                ("topicArn", json!("arn:aws:sns:us-east-1:123456789012:owfeed-0011223344556677")),
+                (
+                    "subscriptionArn",
+                    json!("arn:aws:sns:us-east-1:123456789012:owfeed-0011223344556677:9f2c4b1e-1d5c-4f6e-9d3a-2b7c8e0f1a2b")
+                ),
+            ]
+        );
+        // Not one of ours: removing it is an error that says so, asked of no server.
+        let err = any.unregister(&params(json!({})), &StoredRegistration::from_stored("12345").unwrap()).unwrap_err();
+        assert!(matches!(&err, RegistrationError::Unreadable(m) if m.contains("of source s3")), "{err:?}");
     }
 
     #[test]
@@ -1080,7 +1125,7 @@ mod tests {
             own_topic: true,
         };
         assert_eq!(
-            target.entry(&p, &reg).to_xml(""),
+            target.entry(&reg).to_xml(""),
             "<TopicConfiguration><Id>owfeed-1</Id><Topic>arn:aws:sns:r:1:t</Topic><Event>s3:ObjectRemoved:*</Event>\
              <Filter><S3Key><FilterRule><Name>prefix</Name><Value>in+box/</Value></FilterRule>\
              <FilterRule><Name>suffix</Name><Value>.jpg</Value></FilterRule></S3Key></Filter></TopicConfiguration>"
@@ -1093,7 +1138,7 @@ mod tests {
         m.remove("suffix");
         let target = Target::from_params(&m).unwrap();
         assert_eq!(
-            target.entry(&m, &reg).to_xml(""),
+            target.entry(&reg).to_xml(""),
             "<QueueConfiguration><Id>owfeed-1</Id><Queue>arn:minio:sqs::1:webhook</Queue>\
              <Event>s3:ObjectCreated:*</Event><Event>s3:ObjectRemoved:*</Event></QueueConfiguration>"
         );

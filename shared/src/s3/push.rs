@@ -364,7 +364,7 @@ pub fn read_records(
         let raw_key = text(object.get("key"), "s3.object.key")?.ok_or_else(|| at("no s3.object.key"))?;
         let event_source = text(record.get("eventSource"), "eventSource")?.unwrap_or_default();
         let provider = Provider::from_event_source(&event_source).unwrap_or(settings.provider);
-        let key = decode_key(provider, &raw_key).map_err(|m| at(&m))?;
+        let key = decode_key(provider, &raw_key).map_err(|_| at("s3.object.key does not decode to UTF-8"))?;
         let event_time = text(record.get("eventTime"), "eventTime")?.ok_or_else(|| at("no eventTime"))?;
         let at_time =
             DateTime::parse_from_rfc3339(&event_time).map_err(|_| at("eventTime is not an RFC 3339 time"))?.to_utc();
@@ -423,14 +423,14 @@ pub fn read_records(
     Ok(out)
 }
 
-/// The object key a provider sent, decoded (see the module doc).
-pub fn decode_key(provider: Provider, raw: &str) -> Result<String, String> {
+/// The object key a provider sent, decoded (see the module doc); an error when the decoded
+/// bytes are not UTF-8.
+pub fn decode_key(provider: Provider, raw: &str) -> Result<String, std::str::Utf8Error> {
     match provider.capabilities().key_encoding {
         KeyEncoding::Raw => Ok(raw.to_string()),
-        KeyEncoding::FormEncoded => percent_encoding::percent_decode_str(&raw.replace('+', " "))
-            .decode_utf8()
-            .map(|k| k.into_owned())
-            .map_err(|_| "s3.object.key does not decode to UTF-8".to_string()),
+        KeyEncoding::FormEncoded => {
+            percent_encoding::percent_decode_str(&raw.replace('+', " ")).decode_utf8().map(|k| k.into_owned())
+        }
     }
 }
 

@@ -284,41 +284,42 @@ impl std::error::Error for SnsError {}
 
 impl Envelope {
     /// Parses the body of a request whose `x-amz-sns-message-type` header is `header_type`.
+    /// Every error is `Malformed`.
     pub fn parse(header_type: &str, body: &[u8]) -> Result<Envelope, SnsError> {
-        Envelope::parse_fields(header_type, body).map_err(|m| SnsError::new(SnsErrorKind::Malformed, m))
-    }
-
-    fn parse_fields(header_type: &str, body: &[u8]) -> Result<Envelope, String> {
-        let kind = MessageType::parse(header_type.trim())
-            .ok_or_else(|| format!("{MESSAGE_TYPE_HEADER}: unknown SNS message type {:?}", shorten(header_type)))?;
+        let malformed = |m: String| SnsError::new(SnsErrorKind::Malformed, m);
+        let kind = MessageType::parse(header_type.trim()).ok_or_else(|| {
+            malformed(format!("{MESSAGE_TYPE_HEADER}: unknown SNS message type {:?}", shorten(header_type)))
+        })?;
         let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
-            return Err("SNS message: the body is not a JSON object".into());
+            return Err(malformed("SNS message: the body is not a JSON object".into()));
         };
-        let field = |name: &str| -> Result<Option<String>, String> {
+        let field = |name: &str| -> Result<Option<String>, SnsError> {
             match map.get(name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(format!("SNS message: {name} is not a string")),
+                Some(_) => Err(malformed(format!("SNS message: {name} is not a string"))),
             }
         };
-        let required = |name: &str| field(name)?.ok_or_else(|| format!("SNS message: no {name}"));
+        let required = |name: &str| field(name)?.ok_or_else(|| malformed(format!("SNS message: no {name}")));
         let body_type = required("Type")?;
         if body_type != kind.as_str() {
-            return Err(format!(
+            return Err(malformed(format!(
                 "SNS message: Type {:?} differs from the {MESSAGE_TYPE_HEADER} header",
                 shorten(&body_type)
-            ));
+            )));
         }
         let confirmation = kind != MessageType::Notification;
         let for_confirmation = |name: &str| if confirmation { required(name).map(Some) } else { Ok(None) };
         let signature_version = match required("SignatureVersion")?.as_str() {
             "1" => SignatureVersion::V1,
             "2" => SignatureVersion::V2,
-            other => return Err(format!("SNS message: SignatureVersion {:?} is not 1 or 2", shorten(other))),
+            other => {
+                return Err(malformed(format!("SNS message: SignatureVersion {:?} is not 1 or 2", shorten(other))))
+            }
         };
         let signature = BASE64
             .decode(required("Signature")?.trim())
-            .map_err(|_| "SNS message: Signature is not base64".to_string())?;
+            .map_err(|_| malformed("SNS message: Signature is not base64".to_string()))?;
         Ok(Envelope {
             kind,
             message: required("Message")?,
@@ -388,19 +389,15 @@ impl Envelope {
 
     /// Checks the signature with a DER X.509 certificate's RSA key. No I/O.
     pub fn verify(&self, certificate_der: &[u8]) -> Result<(), SnsError> {
-        self.verify_with(certificate_der).map_err(|m| SnsError::new(SnsErrorKind::Refused, m))
-    }
-
-    fn verify_with(&self, certificate_der: &[u8]) -> Result<(), String> {
         let der = CertificateDer::from(certificate_der);
         let cert = webpki::EndEntityCert::try_from(&der)
-            .map_err(|e| format!("the signing certificate is not a valid X.509 certificate ({e})"))?;
+            .map_err(|e| refused(format!("the signing certificate is not a valid X.509 certificate ({e})")))?;
         let algorithm: &dyn SignatureVerificationAlgorithm = match self.signature_version {
             SignatureVersion::V1 => &RSA_PKCS1_SHA1,
             SignatureVersion::V2 => webpki::ring::RSA_PKCS1_2048_8192_SHA256,
         };
         cert.verify_signature(algorithm, self.string_to_sign().as_bytes(), &self.signature)
-            .map_err(|_| "the SNS signature does not verify with the signing certificate".to_string())
+            .map_err(|_| refused("the SNS signature does not verify with the signing certificate".to_string()))
     }
 }
 
@@ -468,28 +465,28 @@ impl SnsTrust {
     }
 
     /// Checks that `url` is `https://` on the topic's SNS host (or the test host): no
-    /// user-info, default port. Returns the parsed URL.
-    fn trusted_url(&self, url: &str, topic: &TopicArn, what: &str) -> Result<ureq::http::Uri, String> {
-        let uri: ureq::http::Uri = url.parse().map_err(|_| format!("{what} is not a URL"))?;
+    /// user-info, default port. Returns the parsed URL; every error is `Refused`.
+    fn trusted_url(&self, url: &str, topic: &TopicArn, what: &str) -> Result<ureq::http::Uri, SnsError> {
+        let uri: ureq::http::Uri = url.parse().map_err(|_| refused(format!("{what} is not a URL")))?;
         if uri.scheme_str() != Some("https") {
-            return Err(format!("{what} is not an https:// URL"));
+            return Err(refused(format!("{what} is not an https:// URL")));
         }
-        let Some(authority) = uri.authority() else { return Err(format!("{what} has no host")) };
+        let Some(authority) = uri.authority() else { return Err(refused(format!("{what} has no host"))) };
         if authority.as_str().contains('@') {
-            return Err(format!("{what} carries user-info"));
+            return Err(refused(format!("{what} carries user-info")));
         }
         let host = authority.host().to_ascii_lowercase();
         let sns = host == topic.sns_host() && matches!(authority.port_u16(), None | Some(443));
         let test = self.test.as_ref().is_some_and(|(h, _)| *h == authority.as_str().to_ascii_lowercase());
         if !sns && !test {
-            return Err(format!("{what} is not on {}, the SNS host of the topic's region", topic.sns_host()));
+            return Err(refused(format!("{what} is not on {}, the SNS host of the topic's region", topic.sns_host())));
         }
         Ok(uri)
     }
 
     /// Checks a `SigningCertURL`: a trusted URL whose path ends in `.pem`.
     pub fn check_cert_url(&self, url: &str, topic: &TopicArn) -> Result<(), SnsError> {
-        let uri = self.trusted_url(url, topic, "SigningCertURL").map_err(refused)?;
+        let uri = self.trusted_url(url, topic, "SigningCertURL")?;
         if !uri.path().ends_with(".pem") || uri.query().is_some() {
             return Err(refused("SigningCertURL is not a .pem certificate URL".into()));
         }
@@ -498,7 +495,7 @@ impl SnsTrust {
 
     /// Checks a `SubscribeURL`: a trusted URL asking `Action=ConfirmSubscription` for `topic`.
     pub fn check_subscribe_url(&self, url: &str, topic: &TopicArn) -> Result<(), SnsError> {
-        let uri = self.trusted_url(url, topic, "SubscribeURL").map_err(refused)?;
+        let uri = self.trusted_url(url, topic, "SubscribeURL")?;
         let request = HookRequest { query: uri.query().unwrap_or_default().to_string(), ..HookRequest::default() };
         if request.query_param("Action").as_deref() != Some("ConfirmSubscription") {
             return Err(refused("SubscribeURL does not ask for ConfirmSubscription".into()));

@@ -1,4 +1,5 @@
-//! CloudEvents Subscriptions API managers as a registration plugin (`source=subscription`).
+//! The Subscriptions feature: CloudEvents Subscriptions API managers as a registration plugin
+//! of the hooks pattern (`source=subscription`).
 //!
 //! CREATE posts `{manager}/subscriptions` with `sink` = the receiver URL, protocol `HTTP`, the
 //! secret as the spec's write-only `sinkcredential` (an `ACCESSTOKEN` of type bearer that never
@@ -9,34 +10,69 @@
 //! `Authorization: Bearer <managerToken>` when one is given. This plugin knows nothing about
 //! triggers or the receiver.
 
+use std::fmt;
+
 use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Map, Value};
 
-use super::filters_from_params;
-use super::registrar::{base_url, Call, Endpoint, Http, Method, Registrar, RegistrationError, SEGMENT};
+use crate::hooks::filters_from_params;
+use crate::hooks::registrar::{
+    base_url, Call, Endpoint, Http, Method, Registrar, RegistrationError, RegistrationId, SEGMENT,
+};
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
 use crate::source::ParamSpec;
+
+/// A subscription's id as its manager gives it and the feed stores it: any non-empty string
+/// (percent-encoded where it goes into a URL).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionId(String);
+
+impl RegistrationId for SubscriptionId {
+    const FORM: &'static str = "the manager's subscription id, a non-empty string";
+    fn parse(stored: &str) -> Option<SubscriptionId> {
+        (!stored.is_empty()).then(|| SubscriptionId(stored.to_string()))
+    }
+    fn to_stored(&self) -> String {
+        self.0.clone()
+    }
+}
+
+impl fmt::Display for SubscriptionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl SubscriptionId {
+    /// Its URL at `manager`.
+    fn url(&self, manager: &str) -> String {
+        format!("{manager}/subscriptions/{}", utf8_percent_encode(&self.0, SEGMENT))
+    }
+}
 
 /// The Subscriptions API registration plugin.
 /// Its requests go through the process's one producer client (`Http::shared`).
 pub struct Subscriptions;
 
 impl Subscriptions {
-    fn auth(params: &Params) -> Result<Option<Secret>, ParamError> {
-        Ok(params.secret("managerToken")?.map(|t| Secret::new(format!("Bearer {}", t.expose()))))
+    /// `managerToken`, read once per call; an error names it.
+    fn token(params: &Params) -> Result<Option<Secret>, ParamError> {
+        params.secret("managerToken")
     }
 
+    /// A call to the manager, with `Authorization: Bearer <token>` when there is a token;
+    /// `secret` is the hook secret in its body, if any.
     fn call<'a>(
-        params: &Params,
+        token: Option<Secret>,
         method: Method,
         url: &'a str,
-        auth: Option<Secret>,
         body: Option<&'a Value>,
         what: &'a str,
         secret: Option<&Secret>,
     ) -> Call<'a> {
-        let mut secrets: Vec<Secret> = params.secret("managerToken").ok().flatten().into_iter().collect();
+        let auth = token.as_ref().map(|t| Secret::new(format!("Bearer {}", t.expose())));
+        let mut secrets: Vec<Secret> = token.into_iter().collect();
         secrets.extend(secret.cloned());
         Call { method, url, auth, headers: &[], body, what, secrets }
     }
@@ -117,6 +153,8 @@ impl Subscriptions {
 }
 
 impl Registrar for Subscriptions {
+    type Id = SubscriptionId;
+
     fn name(&self) -> &'static str {
         "subscription"
     }
@@ -144,7 +182,7 @@ impl Registrar for Subscriptions {
 
     fn validate(&self, params: &Params) -> Result<(), ParamError> {
         base_url(params, "manager", None)?;
-        Subscriptions::auth(params)?;
+        Subscriptions::token(params)?;
         params.list("types")?;
         Subscriptions::source(params)?;
         Subscriptions::config(params)?;
@@ -152,38 +190,36 @@ impl Registrar for Subscriptions {
         Ok(())
     }
 
-    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<String>, RegistrationError> {
+    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<SubscriptionId>, RegistrationError> {
         let manager = base_url(params, "manager", None).map_err(Subscriptions::bad)?;
         let doc = Subscriptions::document(params, endpoint).map_err(Subscriptions::bad)?;
-        let auth = Subscriptions::auth(params).map_err(Subscriptions::bad)?;
+        let token = Subscriptions::token(params).map_err(Subscriptions::bad)?;
         let what = format!("creating a subscription at {manager}");
         let url = format!("{manager}/subscriptions");
-        let call = Subscriptions::call(params, Method::Post, &url, auth, Some(&doc), &what, Some(&endpoint.secret));
+        let call = Subscriptions::call(token, Method::Post, &url, Some(&doc), &what, Some(&endpoint.secret));
         let answer = Http::shared().expect_ok(&call, false)?.unwrap_or(Value::Null);
         match answer.get("id") {
-            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(SubscriptionId(s.clone()))),
+            Some(Value::Number(n)) => Ok(Some(SubscriptionId(n.to_string()))),
             _ => Err(RegistrationError::Server(format!("{what}: the answer has no subscription id"))),
         }
     }
 
-    fn unregister(&self, params: &Params, id: &str) -> Result<(), RegistrationError> {
+    fn unregister(&self, params: &Params, id: &SubscriptionId) -> Result<(), RegistrationError> {
         let manager = base_url(params, "manager", None).map_err(Subscriptions::bad)?;
-        let auth = Subscriptions::auth(params).map_err(Subscriptions::bad)?;
-        let url = format!("{manager}/subscriptions/{}", utf8_percent_encode(id, SEGMENT));
+        let token = Subscriptions::token(params).map_err(Subscriptions::bad)?;
+        let url = id.url(&manager);
         let what = format!("deleting subscription {id} at {manager}");
-        Http::shared()
-            .expect_ok(&Subscriptions::call(params, Method::Delete, &url, auth, None, &what, None), true)
-            .map(|_| ())
+        Http::shared().expect_ok(&Subscriptions::call(token, Method::Delete, &url, None, &what, None), true).map(|_| ())
     }
 
-    fn set_active(&self, _: &Params, _: &str, _: bool) -> Result<(), RegistrationError> {
+    fn set_active(&self, _: &Params, _: &SubscriptionId, _: bool) -> Result<(), RegistrationError> {
         Ok(())
     }
 
-    fn removal(&self, params: &Params, id: &str) -> (String, String) {
+    fn removal(&self, params: &Params, id: &SubscriptionId) -> (String, String) {
         let manager = base_url(params, "manager", None).unwrap_or_default();
-        let url = format!("{manager}/subscriptions/{}", utf8_percent_encode(id, SEGMENT));
+        let url = id.url(&manager);
         let auth = match params.has("managerToken") {
             true => " -H \"Authorization: Bearer $MANAGER_TOKEN\"",
             false => "",
@@ -195,6 +231,19 @@ impl Registrar for Subscriptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The registration stored today is the manager's `id` as it answered it (a string, or a
+    /// number written in decimal): any non-empty string reads back as itself.
+    #[test]
+    fn stored_subscription_ids_of_existing_triggers_parse() {
+        for stored in ["42", "sub-1", "0f8fad5b-d9cb-469f-a165-70867728950e", "a/b c?d"] {
+            let id = SubscriptionId::parse(stored).unwrap_or_else(|| panic!("{stored}"));
+            assert_eq!(id.to_stored(), stored);
+        }
+        assert_eq!(SubscriptionId::parse(""), None);
+        let id = SubscriptionId::parse("a/b c?d").unwrap();
+        assert_eq!(id.url("http://m"), "http://m/subscriptions/a%2Fb%20c%3Fd");
+    }
 
     #[test]
     fn document_carries_sink_protocol_and_the_secret_header() {

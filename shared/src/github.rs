@@ -1,4 +1,5 @@
-//! GitHub repository webhooks as a registration plugin (`source=github`).
+//! The GitHub feature: repository webhooks as a registration plugin of the hooks pattern
+//! (`source=github`; the receiver's GitHub signature check is the pattern's, `hooks::process`).
 //!
 //! CREATE posts `{api}/repos/{owner}/{repo}/hooks` with the receiver URL and the secret
 //! (GitHub then signs every delivery with `X-Hub-Signature-256`); UPDATE patches the hook in
@@ -13,9 +14,13 @@
 //! PATCH counts as "gone" only when the repository is visible with admin rights.
 //! This plugin knows nothing about triggers or the receiver.
 
+use std::fmt;
+
 use serde_json::{json, Value};
 
-use super::registrar::{base_url, Call, Endpoint, Http, Method, Registrar, RegistrationError};
+use crate::hooks::registrar::{
+    base_url, status_error, Call, Endpoint, Http, Method, Registrar, RegistrationError, RegistrationId,
+};
 use crate::params::{ParamError, Params};
 use crate::secret::Secret;
 use crate::source::ParamSpec;
@@ -28,6 +33,27 @@ pub const API_VERSION: &str = "2022-11-28";
 const HEADERS: [(&str, &str); 2] = [("Accept", "application/vnd.github+json"), ("X-GitHub-Api-Version", API_VERSION)];
 /// Events subscribed unless `events` says otherwise.
 pub const DEFAULT_EVENTS: [&str; 1] = ["push"];
+
+/// A GitHub webhook's id: decimal digits, as GitHub gives it and as the feed stores it (the
+/// receiver compares `X-GitHub-Hook-ID` with it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookId(String);
+
+impl RegistrationId for HookId {
+    const FORM: &'static str = "a GitHub hook id: decimal digits";
+    fn parse(stored: &str) -> Option<HookId> {
+        (!stored.is_empty() && stored.chars().all(|c| c.is_ascii_digit())).then(|| HookId(stored.to_string()))
+    }
+    fn to_stored(&self) -> String {
+        self.0.clone()
+    }
+}
+
+impl fmt::Display for HookId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// The GitHub registration plugin.
 /// Its requests go through the process's one producer client (`Http::shared`).
@@ -99,14 +125,8 @@ impl GitHub {
         Ok(Secret::new(format!("Bearer {}", token.expose())))
     }
 
-    fn hook_url(params: &Params, id: &str) -> Result<String, RegistrationError> {
+    fn hook_url(params: &Params, id: &HookId) -> Result<String, RegistrationError> {
         let hooks = GitHub::hooks_url(params).map_err(bad)?;
-        if !id.chars().all(|c| c.is_ascii_digit()) || id.is_empty() {
-            return Err(RegistrationError::Rejected {
-                status: 400,
-                message: format!("GitHub hook id {id:?} is not a number"),
-            });
-        }
         Ok(format!("{hooks}/{id}"))
     }
 
@@ -143,7 +163,7 @@ impl GitHub {
         }))
     }
 
-    fn patch_hook(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Result<String, RegistrationError> {
+    fn patch_hook(&self, params: &Params, id: &HookId, endpoint: &Endpoint) -> Result<HookId, RegistrationError> {
         let url = GitHub::hook_url(params, id)?;
         let what = format!("updating GitHub webhook {id}");
         let mut body = GitHub::hook(params, endpoint)?;
@@ -153,14 +173,14 @@ impl GitHub {
         let call = GitHub::call(params, Method::Patch, &url, Some(&body), &what, Some(&endpoint.secret))?;
         let reply = Http::shared().send(&call)?;
         match reply.status {
-            200..=299 => Ok(id.to_string()),
+            200..=299 => Ok(id.clone()),
             // Gone (deleted at GitHub by hand): register it again.
             404 => {
                 self.gone_or_hidden(params, &what)?;
                 self.register(params, endpoint)?
                     .ok_or_else(|| RegistrationError::Server(format!("{what}: no hook id after re-creating it")))
             }
-            _ => Err(super::registrar::status_error(&reply, &call)),
+            _ => Err(status_error(&reply, &call)),
         }
     }
 
@@ -192,6 +212,8 @@ fn bad(e: ParamError) -> RegistrationError {
 }
 
 impl Registrar for GitHub {
+    type Id = HookId;
+
     fn name(&self) -> &'static str {
         "github"
     }
@@ -244,7 +266,7 @@ impl Registrar for GitHub {
         Ok(())
     }
 
-    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<String>, RegistrationError> {
+    fn register(&self, params: &Params, endpoint: &Endpoint) -> Result<Option<HookId>, RegistrationError> {
         let url = GitHub::hooks_url(params).map_err(bad)?;
         let (owner, repo) = GitHub::repository(params).map_err(bad)?;
         let what = format!("creating a webhook on GitHub repository {owner}/{repo}");
@@ -261,20 +283,23 @@ impl Registrar for GitHub {
             });
         }
         if !(200..300).contains(&reply.status) {
-            return Err(super::registrar::status_error(&reply, &call));
+            return Err(status_error(&reply, &call));
         }
-        match reply.body.get("id") {
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-            _ => Err(RegistrationError::Server(format!("{what}: the answer has no hook id"))),
-        }
+        let id = match reply.body.get("id") {
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(RegistrationError::Server(format!("{what}: the answer has no hook id"))),
+        };
+        HookId::parse(&id)
+            .map(Some)
+            .ok_or_else(|| RegistrationError::Server(format!("{what}: the answer's hook id {id:?} is not a number")))
     }
 
-    fn update(&self, params: &Params, id: &str, endpoint: &Endpoint) -> Option<Result<String, RegistrationError>> {
+    fn update(&self, params: &Params, id: &HookId, endpoint: &Endpoint) -> Option<Result<HookId, RegistrationError>> {
         Some(self.patch_hook(params, id, endpoint))
     }
 
-    fn unregister(&self, params: &Params, id: &str) -> Result<(), RegistrationError> {
+    fn unregister(&self, params: &Params, id: &HookId) -> Result<(), RegistrationError> {
         let url = GitHub::hook_url(params, id)?;
         let what = format!("deleting GitHub webhook {id}");
         let call = GitHub::call(params, Method::Delete, &url, None, &what, None)?;
@@ -282,11 +307,11 @@ impl Registrar for GitHub {
         match reply.status {
             200..=299 => Ok(()),
             404 | 410 => self.gone_or_hidden(params, &what),
-            _ => Err(super::registrar::status_error(&reply, &call)),
+            _ => Err(status_error(&reply, &call)),
         }
     }
 
-    fn set_active(&self, params: &Params, id: &str, active: bool) -> Result<(), RegistrationError> {
+    fn set_active(&self, params: &Params, id: &HookId, active: bool) -> Result<(), RegistrationError> {
         let url = GitHub::hook_url(params, id)?;
         let what = format!("{} GitHub webhook {id}", if active { "activating" } else { "deactivating" });
         let body = json!({ "active": active });
@@ -295,7 +320,7 @@ impl Registrar for GitHub {
             .map(|_| ())
     }
 
-    fn removal(&self, params: &Params, id: &str) -> (String, String) {
+    fn removal(&self, params: &Params, id: &HookId) -> (String, String) {
         let repo = GitHub::repository(params).map(|(o, r)| format!("{o}/{r}")).unwrap_or_default();
         let url = GitHub::hooks_url(params).map(|h| format!("{h}/{id}")).unwrap_or_default();
         (
@@ -311,6 +336,21 @@ mod tests {
 
     fn p(v: Value) -> Params {
         Params::from_value(v).unwrap()
+    }
+
+    /// The registration stored today is GitHub's hook id as it answered it (a JSON number,
+    /// written in decimal): it reads back as itself; anything else is not a GitHub hook id.
+    #[test]
+    fn stored_hook_ids_of_existing_triggers_parse() {
+        for stored in ["1", "12345678", "498877445", "0012"] {
+            let id = HookId::parse(stored).unwrap_or_else(|| panic!("{stored}"));
+            assert_eq!(id.to_stored(), stored);
+        }
+        for bad in ["", "-1", "12a", " 12", "owfeed-1", "1.5"] {
+            assert_eq!(HookId::parse(bad), None, "{bad}");
+        }
+        let url = GitHub::hook_url(&p(json!({"repository": "o/r"})), &HookId::parse("42").unwrap()).unwrap();
+        assert_eq!(url, "https://api.github.com/repos/o/r/hooks/42");
     }
 
     #[test]
