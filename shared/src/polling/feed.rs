@@ -2,16 +2,17 @@
 
 use serde_json::{json, Value};
 
-use super::extensions::{Extensions, NamedStore};
-use super::helpers::{
-    alarm_feed, alarms_package, baseline, default_alarms, describe_invoke_error, find_source, iso, source_error,
-    state_blobs, teardown, teardown_plan, Helpers, Opened,
+use super::baseline::baseline;
+use super::entities::{
+    alarm_feed, alarms_package, default_alarms, describe_invoke_error, teardown, teardown_plan, Helpers,
 };
+use super::extensions::{Extensions, NamedStore};
 use super::log::{cursor_stall, log_baseline, log_facts, log_lag, LogSettings, Mode, Since};
+use super::opened::{find_source, source_error, state_blobs, Opened};
 use super::scheduler::{self, Registration, Scheduler};
 use super::status::{Deletes, ReadStatus, Rebaselined, SchedulerView, SnapshotFacts, WriteDialect};
 use super::{
-    config_dialect, dialect_fields, margins, PollSettings, CONFIG_ACKNOWLEDGED, CONFIG_DIALECT, CONFIG_SOURCE,
+    config_dialect, dialect_fields, iso, margins, PollSettings, CONFIG_ACKNOWLEDGED, CONFIG_DIALECT, CONFIG_SOURCE,
     CONFIG_TRIGGER, DEFAULT_INTERVAL_MINUTES,
 };
 use crate::budget::{now_ms, Budget};
@@ -26,7 +27,7 @@ use crate::state::State;
 use crate::store::{key_request, resolve_key, stored_key, LoadError, Resealed, StateStore, CONFIG_STATE_KEY};
 
 /// Everything CREATE and UPDATE check before they make anything.
-pub(super) struct Validated {
+struct Validated {
     schedule: Schedule,
     settings: PollSettings,
     /// The core's log parameters, for a log source.
@@ -133,7 +134,7 @@ impl<'a> PollingFeed<'a> {
 
 /// This feed action's package: the config binding binds to it and the namespace scheduler is
 /// named after it, so it must be known.
-pub(super) fn own_package(req: &FeedRequest) -> Result<QualifiedName, ActionError> {
+fn own_package(req: &FeedRequest) -> Result<QualifiedName, ActionError> {
     match &req.package {
         Some(p) => Ok(p.clone()),
         None => Err(ActionError::new("runtime: cannot tell this feed action's package from its name")),
@@ -418,7 +419,9 @@ impl Feed for PollingFeed<'_> {
                     .and_then(|s| Opened::open(s, config).ok())
                     .and_then(|o| state_blobs(&o, config, &self.ext()).ok())
                     .map(|b| {
-                        // The state is keyed by the resolved trigger name stored at CREATE.
+                        // The state is keyed by the resolved trigger name stored at CREATE; a
+                        // stored name that is not a string is read as none: DELETE gets as far
+                        // as it can, here with the trigger being deleted.
                         let stored = config.str(CONFIG_TRIGGER).ok().flatten();
                         let name = stored
                             .and_then(|s| QualifiedName::parse(&s, "_").ok())
@@ -483,7 +486,7 @@ pub(super) fn set_active(req: &FeedRequest, active: bool) -> Result<Value, Actio
 
 /// True when the alarms provider says it has no alarm for the trigger: `could not find trigger
 /// … in the database` (openwhisk-package-alarms action/lib/Database.js:109 and :191).
-pub(super) fn alarm_missing(e: &OwError) -> bool {
+fn alarm_missing(e: &OwError) -> bool {
     match e {
         OwError::Application(result) => result.to_string().contains("could not find trigger"),
         OwError::NotFound(_) => true,
@@ -513,7 +516,7 @@ pub(super) fn alarm_health(
 }
 
 /// The notice about the API host's TLS settings in `params`, if they are not the default.
-pub(super) fn api_tls_notice(req: &FeedRequest, params: &Params) -> Option<String> {
+fn api_tls_notice(req: &FeedRequest, params: &Params) -> Option<String> {
     let tls = crate::openwhisk::ApiTls::from_params(params).ok()?;
     tls.notice(req.ctx.api_host.as_deref().unwrap_or("(unknown)"))
 }

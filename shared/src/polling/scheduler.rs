@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::helpers::{alarm_feed, alarm_trigger_body, describe_invoke_error, Helpers};
+use super::entities::{alarm_feed, alarm_trigger_body, describe_invoke_error, Helpers};
 use super::log::Mode;
 use super::DEFAULT_INTERVAL_MINUTES;
 use crate::delivery::NamespaceLimits;
@@ -41,12 +41,12 @@ use crate::runtime::ActionError;
 use crate::schedule::Schedule;
 
 /// Annotation of a trigger's config binding: its registration with the scheduler.
-pub(super) const REGISTRATION: &str = "owfeedSchedule";
+const REGISTRATION: &str = "owfeedSchedule";
 /// Annotation of the scheduler's binding: what the ticks recorded.
-pub(super) const RECORD: &str = "owfeedScheduler";
+const RECORD: &str = "owfeedScheduler";
 /// The scheduler's alarm fires at the start of every minute (UTC): ticks then fall inside one
 /// calendar minute, the window of OpenWhisk's fire and invocation throttles.
-pub(super) const EVERY_MINUTE: &str = "* * * * *";
+const EVERY_MINUTE: &str = "* * * * *";
 /// Largest page of a list request (apache/openwhisk common/scala/src/main/resources/
 /// application.conf:519, `max-list-limit`).
 const LIST_PAGE: u32 = 200;
@@ -119,7 +119,7 @@ impl Registration {
     }
 
     /// The registration of a stored config (its schedule and mode), `paused` or not.
-    pub(super) fn of_config(trigger: &QualifiedName, config: &Params, paused: bool) -> Registration {
+    fn of_config(trigger: &QualifiedName, config: &Params, paused: bool) -> Registration {
         let schedule = Schedule::from_params(config, DEFAULT_INTERVAL_MINUTES).unwrap_or(Schedule::Interval(1));
         let mode = super::log::LogSettings::from_params(config).map(|l| l.mode).unwrap_or(Mode::Poll);
         Registration::new(trigger, schedule, mode, paused)
@@ -656,7 +656,7 @@ pub(super) fn migrate(
     register(client, &helpers.config, &registration)
         .map_err(|e| ActionError::new(format!("registering {} with the namespace scheduler: {e}", helpers.config)))?;
     let s = Scheduler::new(&trigger.namespace, package);
-    let (alarms, schedule) = super::helpers::teardown_plan(config);
+    let (alarms, schedule) = super::entities::teardown_plan(config);
     if !paused {
         ensure(client, &s, &alarms)?;
     }
@@ -879,7 +879,7 @@ pub(super) fn namespace_status(
         Err(e) => json!({ "error": e.to_string() }),
     });
     out.last_tick = record.last.as_ref().map(|last| LastTick {
-        last_tick: super::helpers::iso(last.started_ms),
+        last_tick: super::iso(last.started_ms),
         last_tick_duration_ms: last.duration_ms,
         registered: last.registered,
         paused: last.paused,
@@ -899,7 +899,7 @@ pub(super) fn namespace_status(
     out.tick_running = record
         .running
         .as_ref()
-        .map(|r| TickRunning { activation: r.activation.clone(), since: super::helpers::iso(r.started_ms) });
+        .map(|r| TickRunning { activation: r.activation.clone(), since: super::iso(r.started_ms) });
     out
 }
 

@@ -148,7 +148,7 @@ impl Rebaselined {
     pub fn shown(record: Option<&Rebaseline>, acknowledged_ms: u64, trigger: &str) -> Option<Rebaselined> {
         let r = record.filter(|r| r.at_ms > acknowledged_ms)?;
         Some(Rebaselined {
-            at: super::helpers::iso(r.at_ms),
+            at: super::iso(r.at_ms),
             reason: r.reason.clone(),
             cause: r.cause.clone(),
             previous_cursor: r.previous_cursor.clone(),
