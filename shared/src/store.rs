@@ -174,6 +174,10 @@ pub struct PollStatus {
     /// Deletes held for one more poll (the listing shrank dramatically, or time ran out).
     #[serde(default)]
     pub deletes_held: u64,
+    /// Objects in the snapshot when the poll ended (not stored: the poll's result says it,
+    /// and the tick admits the next poll by it).
+    #[serde(skip)]
+    pub tracked: Option<u64>,
 }
 
 /// How a poll ended. Stored in the lease blob, shown by READ (`lastOutcome`) and in the poll's

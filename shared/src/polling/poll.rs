@@ -278,6 +278,7 @@ fn poll_result(opened: &Opened, status: PollStatus) -> Value {
             "changes": status.changes,
             "fired": status.fired,
             "pending": status.pending,
+            "tracked": status.tracked,
             "deletes": {
                 "confirmed": status.deletes_confirmed,
                 "refuted": status.deletes_refuted,
@@ -524,6 +525,7 @@ impl Poller<'_> {
     /// the fires.
     fn run(&self, budget: &Budget, status: &mut PollStatus) -> Result<Ended, ActionError> {
         let Some((mut state, mut etag)) = self.load(budget, status)? else { return Ok(Ended::Normally) };
+        status.tracked = Some(state.snapshot.len() as u64);
         // Events an earlier poll committed but did not fire go first, in order.
         if let Some(ended) = self.deliver(&mut state, &mut etag, budget, status)? {
             return Ok(ended);
@@ -535,6 +537,7 @@ impl Poller<'_> {
         if !self.commit_pass(&mut state, &mut etag, listed, budget, status)? {
             return Ok(Ended::Normally);
         }
+        status.tracked = Some(state.snapshot.len() as u64);
         if whole {
             for hook in self.hooks.borrow().iter() {
                 hook.after_whole_listing();
