@@ -22,9 +22,12 @@ use crate::openwhisk::{Client, OwError, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
 use crate::schedule::Schedule;
+use crate::secret::Secret;
 use crate::source::{AnySource, LogSource, Source};
 use crate::state::State;
-use crate::store::{key_request, resolve_key, stored_key, LoadError, Resealed, StateStore, CONFIG_STATE_KEY};
+use crate::store::{
+    key_request, resolve_key, stored_key, DialectProbe, LoadError, Resealed, StateStore, CONFIG_STATE_KEY,
+};
 
 /// Everything CREATE and UPDATE check before they make anything.
 struct Validated {
@@ -70,6 +73,37 @@ impl<'a> PollingFeed<'a> {
     /// What this feed was given, as the helpers take it.
     fn ext(&self) -> Extensions<'_> {
         Extensions { sources: &self.sources, named_store: self.named_store, change_hooks: &[] }
+    }
+
+    /// UPDATE's parameters: the stored ones with the given ones over them (`null` removes
+    /// one); the source cannot change, and a newly given `interval` or `cron` replaces the other.
+    fn merged(&self, old: &Params, given: &Params) -> Result<Params, ActionError> {
+        let old_source = self.source_of(old)?.name();
+        if given.str(CONFIG_SOURCE)?.is_some_and(|s| s != old_source) {
+            // The state belongs to the old source: a new one starts with DELETE and CREATE.
+            return Err(ParamError::invalid(
+                CONFIG_SOURCE,
+                &format!("{old_source} (the source of a feed cannot change: delete and create the trigger)"),
+                &given.str(CONFIG_SOURCE)?.unwrap_or_default().into(),
+            )
+            .into());
+        }
+        let mut merged = old.clone();
+        for (k, v) in given.as_map() {
+            if v.is_null() {
+                merged.remove(k);
+            } else {
+                merged.insert(k, v.clone());
+            }
+        }
+        // interval and cron exclude each other: the newly given one wins.
+        if given.has("cron") && !given.has("interval") {
+            merged.remove("interval");
+        }
+        if given.has("interval") && !given.has("cron") {
+            merged.remove("cron");
+        }
+        Ok(merged)
     }
 
     /// The source `params` (a request's or a stored config) name, or the default.
@@ -186,23 +220,8 @@ impl Feed for PollingFeed<'_> {
         undo.push("feed config", || ignore_missing(client.delete_package(&helpers.config)));
 
         let result = (|| -> Result<scheduler::Ensured, ActionError> {
-            match store.load() {
-                // A retried CREATE (wskdeploy retries) keeps the state and its pending events.
-                Ok(Some(_)) => {}
-                Ok(None) | Err(LoadError::Corrupt(_)) => {
-                    let (commit, list) = margins(req.ctx.time_left());
-                    let budget = Budget::new(req.ctx.deadline, list + commit);
-                    let state = match (&v.opened, &v.log) {
-                        (Opened::Log(reader), log) => {
-                            log_baseline(reader.as_ref(), log.as_ref().map_or(&Since::Now, |l| &l.since))
-                        }
-                        (Opened::Snapshot(lister), _) => baseline(lister.as_ref(), &store, &v.settings, &budget),
-                    }
-                    .map_err(source_error)?;
-                    store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
-                    undo.push("feed state", || store.delete_all().map_err(|e| e.to_string()));
-                }
-                Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
+            if first_state(req, &v, &store)? {
+                undo.push("feed state", || store.delete_all().map_err(|e| e.to_string()));
             }
             // Registered with the state in place, then the scheduler made sure of: a tick that
             // removes an idle scheduler lists again after removing it and sees this binding.
@@ -223,34 +242,7 @@ impl Feed for PollingFeed<'_> {
             Err(e) => return Err(undo.fail_with(e)),
         };
         undo.commit();
-        let mut result = json!({
-            "status": "created",
-            "trigger": req.trigger.to_string(),
-            "schedule": v.schedule.to_params(),
-            "state": store.location(),
-            "stateAuthentication": STATE_AUTHENTICATION,
-            "conditionalWriteProbe": probe,
-            "helpers": {
-                "config": helpers.config.to_string(),
-                "scheduler": sched.names(),
-            },
-            "scheduler": { "alarm": ensured.alarm, "made": ensured.made },
-        });
-        if !ensured.repaired.is_empty() {
-            result["scheduler"]["repaired"] = json!(ensured.repaired);
-        }
-        if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(probe.dialect)) {
-            r.extend(d);
-        }
-        if let (Opened::Log(_), Some(log)) = (&v.opened, &v.log) {
-            result["mode"] = json!(log.mode.as_str());
-        }
-        let mut notices = v.opened.notices();
-        notices.extend(api_tls_notice(req, &req.params));
-        if !notices.is_empty() {
-            result["notices"] = json!(notices);
-        }
-        Ok(result)
+        Ok(created(req, &v, &store, &helpers, &sched, &probe, ensured))
     }
 
     fn read(&self, req: &FeedRequest) -> Result<Value, ActionError> {
@@ -295,31 +287,7 @@ impl Feed for PollingFeed<'_> {
         let old_doc = read_binding(&req.client, &helpers.config, "feed config")?
             .ok_or_else(|| ActionError::new(format!("trigger {} has no feed config: create it first", req.trigger)))?;
         let old = scheduler::params_of(&old_doc)?;
-        let old_source = self.source_of(&old)?.name();
-        if req.params.str(CONFIG_SOURCE)?.is_some_and(|s| s != old_source) {
-            // The state belongs to the old source: a new one starts with DELETE and CREATE.
-            return Err(ParamError::invalid(
-                CONFIG_SOURCE,
-                &format!("{old_source} (the source of a feed cannot change: delete and create the trigger)"),
-                &req.params.str(CONFIG_SOURCE)?.unwrap_or_default().into(),
-            )
-            .into());
-        }
-        let mut merged = old.clone();
-        for (k, v) in req.params.as_map() {
-            if v.is_null() {
-                merged.remove(k);
-            } else {
-                merged.insert(k, v.clone());
-            }
-        }
-        // interval and cron exclude each other: the newly given one wins.
-        if req.params.has("cron") && !req.params.has("interval") {
-            merged.remove("interval");
-        }
-        if req.params.has("interval") && !req.params.has("cron") {
-            merged.remove("cron");
-        }
+        let mut merged = self.merged(&old, &req.params)?;
         // The state's key: kept, rotated (`-p stateKey new`), or added to a feed created before
         // keys existed; a new key re-seals the state below.
         let old_key = stored_key(&old);
@@ -337,34 +305,14 @@ impl Feed for PollingFeed<'_> {
         let package = own_package(req)?;
         // Before the config names the new key, so a poll that reads the new config finds the
         // state sealed with it.
-        let resealed = if rekeyed {
-            let store = store.with_dialect(dialect);
-            let done = store.reseal(&key).map_err(|e| ActionError::new(format!("re-sealing the feed state: {e}")))?;
-            Some(match done {
-                Resealed::Nothing => json!("no state yet"),
-                Resealed::Done => json!("the state was re-sealed with the new key"),
-                Resealed::Rejected(why) => json!(format!(
-                    "the stored state was not trusted ({why}) and was left for the next poll to replace (READ \
-                     then says so)"
-                )),
-            })
-        } else {
-            None
-        };
+        let resealed = if rekeyed { Some(reseal(&store.with_dialect(dialect), &key)?) } else { None };
         let mut config = self.config(req, &merged)?;
         config.insert(CONFIG_DIALECT, json!(dialect.as_str()));
         // An UPDATE acknowledges what READ reported about a replaced state.
         config.insert(CONFIG_ACKNOWLEDGED, json!(now_ms()));
         // A paused feed stays paused; a feed with its own alarm (made before the scheduler)
         // keeps the state of its rule and moves to the scheduler.
-        let (paused, own_alarm) = match Registration::from_annotations(&old_doc["annotations"]) {
-            Some(reg) => (reg.paused, false),
-            None => match scheduler::has_legacy_rule(&req.client, &helpers) {
-                Ok(Some(active)) => (!active, true),
-                Ok(None) => (false, false),
-                Err(e) => return Err(ActionError::new(format!("rule {}: {e}", helpers.rule))),
-            },
-        };
+        let (paused, own_alarm) = kept_pause(req, &helpers, &old_doc)?;
         let registration = Registration::new(&req.trigger, v.schedule.clone(), mode_of(&v), paused);
         req.write_config_annotated(&helpers.config, &config, Some(&registration.annotations()))
             .map_err(|e| ActionError::new(format!("updating the feed config {}: {e}", helpers.config)))?;
@@ -529,6 +477,94 @@ const REPLACED: &str =
     "the next poll replaces it with the last authenticated state the poll's process still holds, if \
 it does (changes since then are reported), else re-baselines silently (changes made since the last good poll are not \
 reported); READ then shows rebaselined until an UPDATE acknowledges it";
+
+/// CREATE's result: what was made, where the state lives and how it is protected, the
+/// store's conditional-write dialect, the scheduler, and the notices.
+fn created(
+    req: &FeedRequest,
+    v: &Validated,
+    store: &StateStore,
+    helpers: &Helpers,
+    sched: &Scheduler,
+    probe: &DialectProbe,
+    ensured: scheduler::Ensured,
+) -> Value {
+    let mut result = json!({
+        "status": "created",
+        "trigger": req.trigger.to_string(),
+        "schedule": v.schedule.to_params(),
+        "state": store.location(),
+        "stateAuthentication": STATE_AUTHENTICATION,
+        "conditionalWriteProbe": probe,
+        "helpers": {
+            "config": helpers.config.to_string(),
+            "scheduler": sched.names(),
+        },
+        "scheduler": { "alarm": ensured.alarm, "made": ensured.made },
+    });
+    if !ensured.repaired.is_empty() {
+        result["scheduler"]["repaired"] = json!(ensured.repaired);
+    }
+    if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(probe.dialect)) {
+        r.extend(d);
+    }
+    if let (Opened::Log(_), Some(log)) = (&v.opened, &v.log) {
+        result["mode"] = json!(log.mode.as_str());
+    }
+    let mut notices = v.opened.notices();
+    notices.extend(api_tls_notice(req, &req.params));
+    if !notices.is_empty() {
+        result["notices"] = json!(notices);
+    }
+    result
+}
+
+/// The feed's first state, unless a state is already in place (a retried CREATE, as wskdeploy
+/// retries, keeps it and its pending events): the source's baseline. True when it wrote one.
+fn first_state(req: &FeedRequest, v: &Validated, store: &StateStore) -> Result<bool, ActionError> {
+    match store.load() {
+        Ok(Some(_)) => Ok(false),
+        Ok(None) | Err(LoadError::Corrupt(_)) => {
+            let (commit, list) = margins(req.ctx.time_left());
+            let budget = Budget::new(req.ctx.deadline, list + commit);
+            let state = match (&v.opened, &v.log) {
+                (Opened::Log(reader), log) => {
+                    log_baseline(reader.as_ref(), log.as_ref().map_or(&Since::Now, |l| &l.since))
+                }
+                (Opened::Snapshot(lister), _) => baseline(lister.as_ref(), store, &v.settings, &budget),
+            }
+            .map_err(source_error)?;
+            store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
+            Ok(true)
+        }
+        Err(LoadError::Store(e)) => Err(ActionError::new(format!("reading the feed state: {e}"))),
+    }
+}
+
+/// Re-seals the state with UPDATE's new key; what was done, for UPDATE's result.
+fn reseal(store: &StateStore, key: &Secret) -> Result<Value, ActionError> {
+    let done = store.reseal(key).map_err(|e| ActionError::new(format!("re-sealing the feed state: {e}")))?;
+    Ok(match done {
+        Resealed::Nothing => json!("no state yet"),
+        Resealed::Done => json!("the state was re-sealed with the new key"),
+        Resealed::Rejected(why) => json!(format!(
+            "the stored state was not trusted ({why}) and was left for the next poll to replace (READ then says so)"
+        )),
+    })
+}
+
+/// Whether UPDATE keeps the feed paused, and whether it has an alarm of its own (made before
+/// the scheduler, its rule's state says whether it is paused).
+fn kept_pause(req: &FeedRequest, helpers: &Helpers, old_doc: &Value) -> Result<(bool, bool), ActionError> {
+    Ok(match Registration::from_annotations(&old_doc["annotations"]) {
+        Some(reg) => (reg.paused, false),
+        None => match scheduler::has_legacy_rule(&req.client, helpers) {
+            Ok(Some(active)) => (!active, true),
+            Ok(None) => (false, false),
+            Err(e) => return Err(ActionError::new(format!("rule {}: {e}", helpers.rule))),
+        },
+    })
+}
 
 /// READ's account of what runs the feed's polls: the namespace scheduler it is registered
 /// with (made again here, as by any CREATE or UPDATE, when it does not work), or, for a feed
