@@ -16,11 +16,6 @@ impl Budget {
         Budget { deadline, margin }
     }
 
-    /// A budget that ends `d` from now.
-    pub fn from_now(d: Duration) -> Budget {
-        Budget { deadline: Some(SystemTime::now() + d), margin: Duration::ZERO }
-    }
-
     /// Time left for work (`None` when unbounded).
     pub fn remaining(&self) -> Option<Duration> {
         self.deadline.map(|d| d.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO).saturating_sub(self.margin))

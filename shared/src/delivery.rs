@@ -318,7 +318,7 @@ impl NamespacePace {
 
     /// Waits for a fire costing `cost` invocations, in turn, until `until` at the latest;
     /// false (nothing counted) when it was not granted by then.
-    pub fn admit(&self, who: u64, cost: u32, until: Option<SystemTime>) -> bool {
+    fn admit(&self, who: u64, cost: u32, until: Option<SystemTime>) -> bool {
         let mut st = self.lock();
         st.firers.insert(who);
         st.next_ticket += 1;

@@ -133,7 +133,7 @@ pub fn cloud_event(ctx: &EventContext, change: &Change, seq: u64, time: DateTime
 /// length, then the bytes) `id_salt`, `source`, `record`, and the record's own id. It depends
 /// on nothing a poll chose (no commit number, no cursor), so a record read again after a
 /// crash, or redelivered by the source, gets the same id.
-pub fn record_event_id(ctx: &EventContext, record: &Record) -> String {
+fn record_event_id(ctx: &EventContext, record: &Record) -> String {
     hex(&hash_fields(&[&ctx.id_salt, &ctx.source, "record", &record.id]).finalize()[..16])
 }
 
@@ -166,7 +166,7 @@ pub fn record_event(ctx: &EventContext, record: &Record, event_type: &str, time:
 }
 
 /// Prefix of the parameters OpenWhisk reserves for itself (`__ow_headers`, `__ow_method`, …).
-pub const RESERVED_PREFIX: &str = "__ow_";
+const RESERVED_PREFIX: &str = "__ow_";
 
 /// Removes every platform-reserved field (`__ow_*`) from a fire's payload: at the top level,
 /// where the controller would merge it over its own (`__ow_headers` carries the fire's
@@ -338,7 +338,7 @@ const STRING_ATTRIBUTES: [&str; 8] =
 ///
 /// Required `specversion` ("1.0"), `id`, `source`, `type` (non-empty strings); names
 /// `[a-z0-9]` starting with a letter (names over 20 characters are allowed: the limit is a
-/// recommendation, see [`long_attribute_names`]); known attributes are strings, extensions
+/// recommendation); known attributes are strings, extensions
 /// strings, booleans or 32-bit integers; strings without control characters; `time` RFC
 /// 3339; `data_base64` valid base64; `data` and `data_base64` not both. A `null` attribute
 /// counts as absent. `source` and `dataschema` are not parsed as URIs. Never panics.
@@ -411,15 +411,6 @@ pub fn validate_cloud_event(v: &Value) -> Result<(), CloudEventError> {
         return Err(CloudEventError::DataConflict);
     }
     Ok(())
-}
-
-/// Attribute names longer than the 20 characters the spec recommends (worth a warning, not
-/// an error).
-pub fn long_attribute_names(v: &Value) -> Vec<String> {
-    match v {
-        Value::Object(event) => event.keys().filter(|k| k.chars().count() > 20).cloned().collect(),
-        _ => Vec::new(),
-    }
 }
 
 fn valid_attribute_name(name: &str) -> bool {
@@ -793,14 +784,7 @@ pub(crate) mod tests {
         ];
         for v in odd {
             assert!(validate_cloud_event(&v).is_err(), "accepted {v}");
-            assert!(long_attribute_names(&v).is_empty());
         }
-    }
-
-    #[test]
-    fn long_names_are_reported_for_a_warning() {
-        let event = json!({"specversion": "1.0", "averyveryverylongextensionname": 1, "exactlytwentycharsxx": 2});
-        assert_eq!(long_attribute_names(&event), vec!["averyveryverylongextensionname".to_string()]);
     }
 
     #[test]

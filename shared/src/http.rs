@@ -26,9 +26,9 @@ use crate::source::SourceError;
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a request may take when it has no deadline of its own.
-pub const DEFAULT_REQUEST_TIME: Duration = Duration::from_secs(30);
+const DEFAULT_REQUEST_TIME: Duration = Duration::from_secs(30);
 /// The largest body read by default.
-pub const DEFAULT_MAX_BODY: u64 = 32 * 1024 * 1024;
+const DEFAULT_MAX_BODY: u64 = 32 * 1024 * 1024;
 
 /// How a server's certificate is checked: configuration, never code.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -51,7 +51,7 @@ impl HttpTls {
     }
 
     /// The same under other parameter names.
-    pub fn from_named_params(params: &Params, ca: &'static str, insecure: &'static str) -> Result<HttpTls, ParamError> {
+    fn from_named_params(params: &Params, ca: &'static str, insecure: &'static str) -> Result<HttpTls, ParamError> {
         let ca_pem = params.str(ca)?.filter(|c| !c.trim().is_empty());
         let tls = HttpTls { ca_pem, insecure: params.bool(insecure)?.unwrap_or(false), names: (ca, insecure) };
         tls.config().map_err(|e| ParamError {

@@ -65,7 +65,7 @@ impl fmt::Display for LifecycleEvent {
 }
 
 /// The parameters only the lifecycle layer reads; a feed sees the rest in `FeedRequest::params`.
-pub const LIFECYCLE_PARAMS: [&str; 3] = ["lifecycleEvent", "triggerName", "authKey"];
+const LIFECYCLE_PARAMS: [&str; 3] = ["lifecycleEvent", "triggerName", "authKey"];
 
 /// One lifecycle call, parsed and with the trigger's ownership checked.
 pub struct FeedRequest<'a> {

@@ -267,7 +267,7 @@ pub struct ApiTls {
 }
 
 /// The parameter names of `ApiTls`.
-pub const API_TLS_PARAMS: [&str; 2] = ["apiHostCaCertificate", "apiHostInsecureSkipTlsVerify"];
+const API_TLS_PARAMS: [&str; 2] = ["apiHostCaCertificate", "apiHostInsecureSkipTlsVerify"];
 
 impl ApiTls {
     /// Reads and checks the parameters; errors name them.

@@ -64,7 +64,7 @@ impl Context {
     }
 
     /// The context the blackbox and CLI modes get: from the `__OW_*` environment variables.
-    pub fn from_env() -> Context {
+    fn from_env() -> Context {
         Context {
             api_host: env("__OW_API_HOST").map(|h| api_host_url(&h)),
             api_key: env("__OW_API_KEY").map(Secret::new),
@@ -92,7 +92,7 @@ impl ActionError {
     }
 
     /// The result object: `{"error": message, …details}`.
-    pub fn to_result(&self) -> Value {
+    fn to_result(&self) -> Value {
         let mut out = json!({ "error": self.message });
         if let (Some(Value::Object(extra)), Value::Object(obj)) = (&self.details, &mut out) {
             for (k, v) in extra {
@@ -128,7 +128,7 @@ pub fn log(msg: &str) {
 }
 
 /// `host[:port]` becomes `https://host[:port]`; a URL with a scheme is kept (minus a trailing `/`).
-pub fn api_host_url(host: &str) -> String {
+fn api_host_url(host: &str) -> String {
     let host = host.trim().trim_end_matches('/');
     if host.contains("://") {
         host.to_string()
@@ -138,7 +138,7 @@ pub fn api_host_url(host: &str) -> String {
 }
 
 /// The deadline from an activation line: epoch milliseconds as a string (OpenWhisk) or a number.
-pub fn parse_deadline(value: &Value) -> Option<SystemTime> {
+fn parse_deadline(value: &Value) -> Option<SystemTime> {
     let ms = match value {
         Value::String(s) => s.trim().parse::<u64>().ok()?,
         Value::Number(n) => match n.as_u64() {

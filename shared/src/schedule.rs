@@ -16,7 +16,7 @@ use crate::params::{ParamError, Params};
 /// alarmWebAction.js) and `maxTriggers`, which the Cloudant changes feed shares. CREATE and
 /// UPDATE refuse them by name ([`refuse_unsupported`]): accepted and ignored, they would look
 /// in effect to a user coming from those feeds.
-pub const UNSUPPORTED_PARAMS: [(&str, &str); 10] = [
+const UNSUPPORTED_PARAMS: [(&str, &str); 10] = [
     (
         "maxTriggers",
         "nothing: the Apache alarms and Cloudant feeds stop firing after that many fires and disable the trigger; this feed fires every change until you PAUSE or DELETE the trigger",
@@ -46,7 +46,7 @@ pub fn refuse_unsupported(params: &Params) -> Result<(), ParamError> {
 }
 
 /// Longest accepted interval: one week (the alarms feed itself has no upper bound).
-pub const MAX_INTERVAL_MINUTES: u64 = 7 * 24 * 60;
+const MAX_INTERVAL_MINUTES: u64 = 7 * 24 * 60;
 
 /// How often the feed polls.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,20 +105,6 @@ impl Schedule {
         match self {
             Schedule::Interval(minutes) if *minutes > 1 => stable_hash(key) % minutes,
             _ => 0,
-        }
-    }
-
-    /// True when the scheduler polls in calendar minute `minute` (epoch ms / 60000): an
-    /// interval of N when `(minute - phase)` is a multiple of N, a cron schedule when the
-    /// alarms provider would fire in that minute.
-    pub fn due_in(&self, minute: u64, phase: u64) -> bool {
-        match self {
-            Schedule::Interval(n) => (minute + n - phase % n).is_multiple_of(*n),
-            Schedule::Cron(expr) => {
-                let Ok(pattern) = Pattern::parse(expr) else { return false };
-                let start = (minute * 60_000) as i64;
-                pattern.next_after(start - 1_000).is_some_and(|t| t < start + 60_000)
-            }
         }
     }
 
@@ -277,13 +263,13 @@ mod tests {
         let phase = five.phase("/guest/t");
         assert!(phase < 5);
         assert_eq!(phase, five.phase("/guest/t"), "stable");
-        let due: Vec<u64> = (100..120).filter(|m| five.due_in(*m, phase)).collect();
+        let due: Vec<u64> = (100..120).filter(|m| five.due_between(*m, *m, phase)).collect();
         assert_eq!(due.len(), 4, "{due:?}");
         assert!(due.iter().all(|m| m % 5 == phase), "{due:?}");
         // Phases spread triggers over the interval's minutes.
         let phases: std::collections::BTreeSet<u64> = (0..200).map(|i| five.phase(&format!("/ns/t{i}"))).collect();
         assert_eq!(phases.len(), 5);
-        assert!(Schedule::Interval(1).due_in(12345, Schedule::Interval(1).phase("x")));
+        assert!(Schedule::Interval(1).due_between(12345, 12345, Schedule::Interval(1).phase("x")));
         // A late tick covers the minutes it missed.
         assert!(five.due_between(101, 105, phase));
         assert!(!five.due_between(100, 103, 4));
@@ -296,9 +282,9 @@ mod tests {
         // Cron: 09:00 UTC on Sundays (2026-11-29 is a Sunday).
         let sunday_nine = 1_795_942_800_000u64;
         let cron = Schedule::Cron("0 9 * * 0".into());
-        assert!(cron.due_in(sunday_nine / 60_000, 0));
-        assert!(!cron.due_in(sunday_nine / 60_000 + 1, 0));
-        assert!(!cron.due_in(sunday_nine / 60_000 - 1, 0));
+        assert!(cron.due_between(sunday_nine / 60_000, sunday_nine / 60_000, 0));
+        assert!(!cron.due_between(sunday_nine / 60_000 + 1, sunday_nine / 60_000 + 1, 0));
+        assert!(!cron.due_between(sunday_nine / 60_000 - 1, sunday_nine / 60_000 - 1, 0));
         assert!(cron.due_between(sunday_nine / 60_000 - 10, sunday_nine / 60_000, 0));
         assert!(!cron.due_between(sunday_nine / 60_000 + 1, sunday_nine / 60_000 + 600, 0));
         assert_eq!(cron.next_due(sunday_nine - 5_000, 0), Some(sunday_nine));

@@ -31,6 +31,14 @@ static KNOWN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 pub struct Secret(String);
 
 impl Secret {
+    /// A new random secret (a webhook secret, a `stateKey`): 32 bytes from the operating
+    /// system, as 64 hex characters; `what` names it in the error.
+    pub fn generate(what: &str) -> Result<Secret, String> {
+        let mut buf = [0u8; 32];
+        getrandom::fill(&mut buf).map_err(|e| format!("cannot generate a {what}: {e}"))?;
+        Ok(Secret::new(crate::events::hex(&buf)))
+    }
+
     /// Wraps a credential.
     pub fn new(value: impl Into<String>) -> Secret {
         let value = value.into();

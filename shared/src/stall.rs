@@ -8,7 +8,8 @@
 //! either, how long the feed has gone without progress, how many polls in a row made none,
 //! and who holds the lease until when, as the lease blob says.
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{json, Value};
 
 use crate::openwhisk::{from_key_values, key_values, Client, OwError, QualifiedName};
 use crate::params::Params;
@@ -20,7 +21,7 @@ const ACTIVATIONS: u32 = 50;
 /// Scheduler ticks READ looks at (each lists the polls of many triggers).
 const TICKS: u32 = 10;
 /// Polls in a row without progress after which READ says the feed is stalled.
-pub const STALL_AFTER: usize = 3;
+const STALL_AFTER: usize = 3;
 
 /// One poll as READ sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,21 +85,71 @@ fn record_of(result: &Value, started_ms: u64) -> PollRecord {
     PollRecord { started_ms, outcome, error }
 }
 
-/// Adds to READ's status: `lastPoll`, `lastOutcome`, `lastError` (from the newer of the store's
-/// record and the activation records), `lastProgress`, `noProgressForMs`,
-/// `pollsWithoutProgress`, `stalled` with the reason, and the lease holder and expiry.
-pub fn report(
-    status: &mut Map<String, Value>,
-    lease: Option<&LeaseDoc>,
-    activations: Result<Vec<PollRecord>, String>,
-    now_ms: u64,
-) {
+/// The newest poll READ knows of, and where that record came from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastPoll {
+    /// When it started (RFC 3339).
+    pub last_poll: String,
+    /// How it ended.
+    pub last_outcome: PollOutcome,
+    /// What went wrong (`null` when nothing did).
+    pub last_error: Option<String>,
+    /// `state store` or `poll activation`: the newer of the two records.
+    pub last_outcome_from: &'static str,
+}
+
+/// Who holds the poll lease: `{"holder": null}` when free.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LeaseView {
+    /// The activation holding it.
+    pub holder: Option<String>,
+    /// When it ends on its own (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// True once that time has passed: the next poll takes it over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expired: Option<bool>,
+}
+
+/// What READ says of a feed's polls: the part of its status this module fills.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollHistory {
+    /// The newest poll of either record.
+    #[serde(flatten)]
+    pub last: Option<LastPoll>,
+    /// Polls in a row that made no progress.
+    pub polls_without_progress: usize,
+    /// The newest poll that made progress (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_progress: Option<String>,
+    /// How long ago that was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_progress_for_ms: Option<u64>,
+    /// True from [`STALL_AFTER`] polls without progress on (or a refused cursor).
+    pub stalled: bool,
+    /// Why, with the newest poll's error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stall_reason: Option<String>,
+    /// The lease, as the lease blob says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseView>,
+    /// Why the poll activations could not be listed (READ then shows the store's record only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_activations_error: Option<String>,
+}
+
+/// READ's account of the polls: the newest one (from the newer of the store's record and the
+/// activation records), the newest progress, polls in a row without it, `stalled` with the
+/// reason, and the lease holder and expiry.
+pub fn report(lease: Option<&LeaseDoc>, activations: Result<Vec<PollRecord>, String>, now_ms: u64) -> PollHistory {
     let stored = lease.and_then(|d| d.status.as_ref()).map(|s| PollRecord {
         started_ms: s.started_ms,
         outcome: s.outcome,
         error: s.error.clone(),
     });
-    let (records, activations_error) = match activations {
+    let (records, poll_activations_error) = match activations {
         Ok(r) => (r, None),
         Err(e) => (Vec::new(), Some(e)),
     };
@@ -109,44 +160,39 @@ pub fn report(
         (None, Some(a)) => Some((a, "poll activation")),
         (None, None) => None,
     };
-    if let Some((last, from)) = last {
-        status.insert("lastPoll".into(), json!(iso(last.started_ms)));
-        status.insert("lastOutcome".into(), json!(last.outcome));
-        status.insert("lastError".into(), json!(last.error));
-        status.insert("lastOutcomeFrom".into(), json!(from));
-    }
+    let last = last.map(|(last, from)| LastPoll {
+        last_poll: iso(last.started_ms),
+        last_outcome: last.outcome,
+        last_error: last.error.clone(),
+        last_outcome_from: from,
+    });
     // Progress: the newest progressing poll of either record.
     let mut progress: Option<u64> = records.iter().find(|r| r.outcome.progressed()).map(|r| r.started_ms);
     if let Some(s) = stored.as_ref().filter(|s| s.outcome.progressed()) {
         progress = Some(progress.map_or(s.started_ms, |p| p.max(s.started_ms)));
     }
     let without = records.iter().take_while(|r| !r.outcome.progressed() && Some(r.started_ms) > progress).count();
-    status.insert("pollsWithoutProgress".into(), json!(without));
-    if let Some(p) = progress {
-        status.insert("lastProgress".into(), json!(iso(p)));
-        status.insert("noProgressForMs".into(), json!(now_ms.saturating_sub(p)));
-    }
-    if without >= STALL_AFTER {
+    let stall_reason = (without >= STALL_AFTER).then(|| {
         let why = records.first().and_then(|r| r.error.clone()).unwrap_or_else(|| records[0].outcome.to_string());
-        status.insert("stalled".into(), json!(true));
-        status
-            .insert("stallReason".into(), json!(format!("the last {without} polls made no progress (newest: {why})")));
-    } else {
-        status.insert("stalled".into(), json!(false));
-    }
-    if let Some(doc) = lease {
-        let lease = match &doc.holder {
-            Some(holder) => json!({
-                "holder": holder,
-                "until": iso(doc.expires_ms),
-                "expired": doc.expires_ms <= now_ms,
-            }),
-            None => json!({ "holder": null }),
-        };
-        status.insert("lease".into(), lease);
-    }
-    if let Some(e) = activations_error {
-        status.insert("pollActivationsError".into(), json!(e));
+        format!("the last {without} polls made no progress (newest: {why})")
+    });
+    let lease = lease.map(|doc| match &doc.holder {
+        Some(holder) => LeaseView {
+            holder: Some(holder.clone()),
+            until: Some(iso(doc.expires_ms)),
+            expired: Some(doc.expires_ms <= now_ms),
+        },
+        None => LeaseView { holder: None, until: None, expired: None },
+    });
+    PollHistory {
+        last,
+        polls_without_progress: without,
+        last_progress: progress.map(iso),
+        no_progress_for_ms: progress.map(|p| now_ms.saturating_sub(p)),
+        stalled: stall_reason.is_some(),
+        stall_reason,
+        lease,
+        poll_activations_error,
     }
 }
 
@@ -208,8 +254,7 @@ mod tests {
             rec(2_000, PollOutcome::Conflict, None),
             rec(1_000, PollOutcome::Ok, None),
         ];
-        let mut s = Map::new();
-        report(&mut s, Some(&doc), Ok(acts), 10_000);
+        let s = serde_json::to_value(report(Some(&doc), Ok(acts), 10_000)).unwrap();
         assert_eq!(s["lastOutcome"], "error");
         assert_eq!(s["lastError"], "taking the poll lease: state store: S3 failed");
         assert_eq!(s["lastOutcomeFrom"], "poll activation");
@@ -228,8 +273,7 @@ mod tests {
             status: Some(PollStatus { started_ms: 9_000, outcome: PollOutcome::Ok, ..PollStatus::default() }),
             ..LeaseDoc::default()
         };
-        let mut s = Map::new();
-        report(&mut s, Some(&doc), Err("activations: 403".into()), 10_000);
+        let s = serde_json::to_value(report(Some(&doc), Err("activations: 403".into()), 10_000)).unwrap();
         assert_eq!(s["lastOutcome"], "ok");
         assert_eq!(s["lastOutcomeFrom"], "state store");
         assert_eq!(s["stalled"], false);

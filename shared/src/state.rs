@@ -62,21 +62,21 @@ use crate::source::{right_after, ListRange};
 
 /// The newest state format this build reads and writes: sealed with the feed's `stateKey`,
 /// its checkpoint of several key ranges (see the module doc).
-pub const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION: u32 = 3;
 
 /// The sealed format of a state whose checkpoint is at most one cursor (what the first build
 /// with keys wrote): `encode_sealed` keeps it for every such state.
-pub const SEALED_FORMAT_VERSION: u32 = 2;
+const SEALED_FORMAT_VERSION: u32 = 2;
 
 /// The format of feeds without a `stateKey` (created before keys existed): a CRC-32 trailer.
-pub const LEGACY_FORMAT_VERSION: u32 = 1;
+const LEGACY_FORMAT_VERSION: u32 = 1;
 
 /// Bytes of the HMAC-SHA256 trailer of a sealed (version 2) state.
 pub const MAC_LEN: usize = 32;
 
 /// Entries per snapshot block: small enough to decode one block at a time in little memory,
 /// large enough for deflate to find the regularities of the keys.
-pub const BLOCK_ENTRIES: usize = 4096;
+const BLOCK_ENTRIES: usize = 4096;
 
 const MAGIC: &[u8; 8] = b"OWFEED\0S";
 
@@ -269,11 +269,6 @@ impl Snapshot {
     /// True when the snapshot holds no entry.
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// Number of encoded blocks.
-    pub fn block_count(&self) -> usize {
-        self.blocks.len()
     }
 
     /// Size of the encoded blocks in bytes (without the index).
@@ -1381,7 +1376,7 @@ pub(crate) mod tests {
             assert_eq!(snapshot.iter().collect::<Vec<_>>(), entries);
             let decoded = Snapshot::decode(&snapshot.encode()).unwrap();
             assert_eq!(decoded.iter().collect::<Vec<_>>(), entries);
-            assert_eq!(decoded.block_count(), snapshot.block_count());
+            assert_eq!(decoded.blocks.len(), snapshot.blocks.len());
             // iter_from: every key, and keys between and around the stored ones.
             let mut probes: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
             probes.extend(["", "a", "a\0", "b/", "z", "é😀", "\u{10ffff}"].map(String::from));

@@ -40,10 +40,10 @@ use crate::state::State;
 pub const CONFIG_STATE_KEY: &str = "stateKey";
 
 /// The value of `stateKey` that asks for a freshly generated key.
-pub const NEW_KEY: &str = "new";
+const NEW_KEY: &str = "new";
 
 /// Shortest key a user may give (a generated one is 64 hex characters, 256 bits).
-pub const MIN_KEY_LEN: usize = 32;
+const MIN_KEY_LEN: usize = 32;
 
 /// What a request's `stateKey` parameter asks for.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,20 +81,13 @@ pub fn stored_key(config: &Params) -> Option<Secret> {
     config.str(CONFIG_STATE_KEY).ok().flatten().filter(|k| k.chars().count() >= MIN_KEY_LEN).map(Secret::new)
 }
 
-/// A new random key: 32 bytes from the operating system, as 64 hex characters.
-pub fn generate_key() -> Result<Secret, String> {
-    let mut buf = [0u8; 32];
-    getrandom::fill(&mut buf).map_err(|e| format!("cannot generate a stateKey: {e}"))?;
-    Ok(Secret::new(crate::events::hex(&buf)))
-}
-
 /// The key a CREATE or UPDATE stores: the requested one, else `stored` (the config's), else a
 /// new one; and whether it differs from `stored` (the state must then be re-sealed).
 pub fn resolve_key(request: KeyRequest, stored: Option<Secret>) -> Result<(Secret, bool), String> {
     let key = match (request, &stored) {
         (KeyRequest::Given(key), _) => key,
         (KeyRequest::Keep, Some(kept)) => kept.clone(),
-        (KeyRequest::Keep, None) | (KeyRequest::New, _) => generate_key()?,
+        (KeyRequest::Keep, None) | (KeyRequest::New, _) => Secret::generate("stateKey")?,
     };
     let changed = stored.as_ref() != Some(&key);
     Ok((key, changed))
@@ -181,6 +174,10 @@ pub struct PollStatus {
     /// Deletes held for one more poll (the listing shrank dramatically, or time ran out).
     #[serde(default)]
     pub deletes_held: u64,
+    /// Objects in the snapshot when the poll ended (not stored: the poll's result says it,
+    /// and the tick admits the next poll by it).
+    #[serde(skip)]
+    pub tracked: Option<u64>,
 }
 
 /// How a poll ended. Stored in the lease blob, shown by READ (`lastOutcome`) and in the poll's
@@ -722,19 +719,6 @@ impl StateStore {
         Ok(())
     }
 
-    /// Records a status without a lease (a poll that could not take one).
-    pub fn record_status(&self, status: PollStatus) -> Result<(), StoreError> {
-        let (mut doc, etag) = match self.lease_doc()? {
-            Some((doc, etag)) => (doc, Some(etag)),
-            None => (LeaseDoc::default(), None),
-        };
-        doc.status = Some(status);
-        match self.put_checked(&self.lease_key(), &self.lease_json(&doc), etag.as_deref()) {
-            Ok(_) | Err(StoreError::Conflict) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
     /// The precondition for a write over `etag` (`None`: the key must be absent) in the
     /// current dialect.
     fn condition(&self, etag: Option<&str>) -> Precondition {
@@ -889,7 +873,7 @@ mod tests {
 
     /// A key of its own per test: the process-wide copies are keyed by it.
     fn key() -> Secret {
-        generate_key().unwrap()
+        Secret::generate("stateKey").unwrap()
     }
 
     fn store(mem: &Mem, key: Option<&Secret>) -> StateStore {
@@ -1047,7 +1031,7 @@ mod tests {
             assert_eq!(err.name, "stateKey");
             assert!(!err.to_string().contains("short-key-value"), "the value is never echoed: {err}");
         }
-        let stored = generate_key().unwrap();
+        let stored = Secret::generate("stateKey").unwrap();
         assert_eq!(stored.expose().len(), 64);
         assert_eq!(resolve_key(KeyRequest::Keep, Some(stored.clone())).unwrap(), (stored.clone(), false));
         let (fresh, changed) = resolve_key(KeyRequest::Keep, None).unwrap();

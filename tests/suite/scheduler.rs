@@ -416,3 +416,46 @@ fn past_the_fire_budget_busy_triggers_batch_and_are_served_in_turn() {
     let ids: BTreeSet<String> = events.iter().map(|e| e["id"].to_string()).collect();
     assert_eq!(ids.len(), 18);
 }
+
+/// A tick admits polls by their memory estimate (shared/src/polling/memory.rs), made from the
+/// snapshot sizes polls report (`tracked`): two large snapshots whose polls do not fit in one
+/// activation's memory together are dealt to two activations, each with one.
+#[test]
+fn large_snapshots_whose_polls_do_not_fit_together_are_spread_over_activations() {
+    let w = world();
+    write_listing(&w, &[("a", "1"), ("b", "2")]);
+    for t in ["big1", "big2", "small"] {
+        w.create_trigger(t, params(&w, json!({}))).unwrap();
+    }
+    w.poll();
+    let first = w.ticks().pop().unwrap();
+    let polls = first["polls"].as_array().unwrap();
+    assert_eq!(polls.len(), 3, "{first}");
+    assert!(polls.iter().all(|p| p["tracked"] == 2), "each poll says how large its snapshot is: {first}");
+    assert_eq!(first["children"], json!([]), "small snapshots share one activation: {first}");
+    // As if their last polls had said 400k objects (about 22 MiB each), where the poll action
+    // has 128 MiB (32 MiB for its polls): they cannot run side by side.
+    let mut r = record(&w);
+    r["sizes"] = json!({ "big1.owfeed": 400_000, "big2.owfeed": 400_000 });
+    set_record(&w, &r);
+    let binding = QualifiedName::new(USER, None, SCHEDULER_BINDING);
+    let body = json!({ "parameters": [{ "key": "pollMemoryMiB", "value": 128 }] });
+    w.user.put_package(&binding, &body, true).unwrap();
+    w.poll();
+    let ticks = w.ticks();
+    let parent = ticks.iter().rev().find(|t| t["status"] == "tick").unwrap();
+    assert_eq!(parent["children"].as_array().unwrap().len(), 1, "{parent}");
+    let part = ticks.iter().rev().find(|t| t["status"] == "tick part").unwrap();
+    let triggers = |t: &Value| -> BTreeSet<String> {
+        t["polls"].as_array().unwrap().iter().map(|p| p["trigger"].as_str().unwrap().to_string()).collect()
+    };
+    let (mine, theirs) = (triggers(parent), triggers(part));
+    let big = |set: &BTreeSet<String>| set.iter().filter(|t| t.contains("big")).count();
+    assert_eq!((big(&mine), big(&theirs)), (1, 1), "one large snapshot each: {parent} {part}");
+    assert_eq!(mine.len() + theirs.len(), 3, "{parent} {part}");
+    // What the polls said now (2 objects) replaces what the record held: the activation's own
+    // polls at once, the fanned-out one's when the next tick reads its result.
+    w.poll();
+    assert!(record(&w)["sizes"].as_object().is_none_or(|m| m.is_empty()), "{}", record(&w));
+    assert_eq!(w.ticks().last().unwrap()["children"], json!([]));
+}

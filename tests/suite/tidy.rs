@@ -162,6 +162,35 @@ fn every_core_parameter_is_documented() {
     }
 }
 
+/// READ's shape is defined once (`polling::ReadStatus`) and README's table of it is complete
+/// and invents nothing: each field READ can show is a row, each row a field.
+#[test]
+fn readme_documents_every_read_field() {
+    let readme = read(&repo_root().join("README.md"));
+    let mut documented = table_names(&readme, "### What READ shows");
+    documented.sort();
+    let mut fields = owfeed::polling::ReadStatus::fields();
+    fields.sort();
+    let missing: Vec<&String> = fields.iter().filter(|f| !documented.contains(f)).collect();
+    let invented: Vec<&String> = documented.iter().filter(|d| !fields.contains(d)).collect();
+    assert!(missing.is_empty(), "README's READ table lacks {missing:?}");
+    assert!(invented.is_empty(), "README's READ table names fields READ never shows: {invented:?}");
+    let mut unique = documented.clone();
+    unique.dedup();
+    assert_eq!(unique, documented, "README's READ table names a field twice");
+}
+
+/// README's paragraph on `status.scheduler` names every field of `polling::SchedulerStatus`.
+#[test]
+fn readme_names_every_scheduler_read_field() {
+    let readme = read(&repo_root().join("README.md"));
+    let start = readme.find("READ of any trigger shows the namespace's picture").expect("README has the paragraph");
+    let paragraph = readme[start..].split("\n\n").next().unwrap_or_default();
+    for field in owfeed::polling::SchedulerStatus::fields() {
+        assert!(paragraph.contains(&format!("`{field}`")), "README's status.scheduler paragraph lacks `{field}`");
+    }
+}
+
 /// ARCHITECTURE's code map names every module of the library (a file by its name, `name.rs`
 /// or `` `name` ``; a folder's `mod.rs` by the folder), so a new file cannot go unmapped.
 #[test]

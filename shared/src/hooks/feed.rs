@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use super::extension::{Companion, HookSource};
 use super::receiver::batches_record_for;
 use super::registrar::{base_url, AnyRegistrar, Endpoint, StoredRegistration, SEGMENT};
-use super::{generate_secret, HookConfig, SourceKind};
+use super::{HookConfig, SourceKind};
 use crate::lifecycle::{ignore_missing, redact, Feed, FeedRequest, Undo};
 use crate::openwhisk::{from_key_values, QualifiedName};
 use crate::params::{ParamError, Params};
@@ -302,7 +302,7 @@ impl Feed for HooksFeed<'_> {
             match (params.secret(CONFIG_SECRET)?, same_source.and_then(|s| s.secret(CONFIG_SECRET).ok().flatten())) {
                 (Some(given), _) => given,
                 (None, Some(kept)) => kept,
-                (None, None) => generate_secret().map_err(ActionError::new)?,
+                (None, None) => Secret::generate("webhook secret").map_err(ActionError::new)?,
             };
         let mut config = params.clone();
         config.insert(CONFIG_TRIGGER, json!(trigger.to_string()));

@@ -801,12 +801,5 @@ pub fn out_of_time(fired: usize, filtered: usize) -> HookResponse {
         .with_header("Retry-After", OUT_OF_TIME_RETRY_AFTER_SECS.to_string())
 }
 
-/// A fresh webhook secret: 32 random bytes, hex.
-pub fn generate_secret() -> Result<Secret, String> {
-    let mut buf = [0u8; 32];
-    getrandom::fill(&mut buf).map_err(|e| format!("cannot generate a secret: {e}"))?;
-    Ok(Secret::new(hex(&buf)))
-}
-
 #[cfg(test)]
 mod tests;

@@ -471,8 +471,8 @@ fn fire_outcomes() {
 
 #[test]
 fn secrets_are_random_hex() {
-    let a = generate_secret().unwrap();
-    let b = generate_secret().unwrap();
+    let a = Secret::generate("webhook secret").unwrap();
+    let b = Secret::generate("webhook secret").unwrap();
     assert_eq!(a.expose().len(), 64);
     assert!(a.expose().bytes().all(|c| c.is_ascii_hexdigit()));
     assert_ne!(a, b);

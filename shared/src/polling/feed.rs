@@ -2,15 +2,17 @@
 
 use serde_json::{json, Value};
 
-use super::extensions::{Extensions, NamedStore};
-use super::helpers::{
-    alarm_feed, alarms_package, baseline, default_alarms, describe_invoke_error, find_source, iso, source_error,
-    state_blobs, teardown, teardown_plan, Helpers, Opened,
+use super::baseline::baseline;
+use super::entities::{
+    alarm_feed, alarms_package, default_alarms, describe_invoke_error, teardown, teardown_plan, Helpers,
 };
-use super::log::{cursor_stall, log_baseline, log_lag, log_status, LogSettings, Mode, Since};
+use super::extensions::{Extensions, NamedStore};
+use super::log::{cursor_stall, log_baseline, log_facts, log_lag, LogSettings, Mode, Since};
+use super::opened::{find_source, source_error, state_blobs, Opened};
 use super::scheduler::{self, Registration, Scheduler};
+use super::status::{Deletes, ReadStatus, Rebaselined, SchedulerView, SnapshotFacts, WriteDialect};
 use super::{
-    config_dialect, dialect_fields, margins, PollSettings, CONFIG_ACKNOWLEDGED, CONFIG_DIALECT, CONFIG_SOURCE,
+    config_dialect, dialect_fields, iso, margins, PollSettings, CONFIG_ACKNOWLEDGED, CONFIG_DIALECT, CONFIG_SOURCE,
     CONFIG_TRIGGER, DEFAULT_INTERVAL_MINUTES,
 };
 use crate::budget::{now_ms, Budget};
@@ -20,12 +22,15 @@ use crate::openwhisk::{Client, OwError, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
 use crate::schedule::Schedule;
+use crate::secret::Secret;
 use crate::source::{AnySource, LogSource, Source};
-use crate::state::Rebaseline;
-use crate::store::{key_request, resolve_key, stored_key, LoadError, Resealed, StateStore, CONFIG_STATE_KEY};
+use crate::state::State;
+use crate::store::{
+    key_request, resolve_key, stored_key, DialectProbe, LoadError, Resealed, StateStore, CONFIG_STATE_KEY,
+};
 
 /// Everything CREATE and UPDATE check before they make anything.
-pub(super) struct Validated {
+struct Validated {
     schedule: Schedule,
     settings: PollSettings,
     /// The core's log parameters, for a log source.
@@ -68,6 +73,37 @@ impl<'a> PollingFeed<'a> {
     /// What this feed was given, as the helpers take it.
     fn ext(&self) -> Extensions<'_> {
         Extensions { sources: &self.sources, named_store: self.named_store, change_hooks: &[] }
+    }
+
+    /// UPDATE's parameters: the stored ones with the given ones over them (`null` removes
+    /// one); the source cannot change, and a newly given `interval` or `cron` replaces the other.
+    fn merged(&self, old: &Params, given: &Params) -> Result<Params, ActionError> {
+        let old_source = self.source_of(old)?.name();
+        if given.str(CONFIG_SOURCE)?.is_some_and(|s| s != old_source) {
+            // The state belongs to the old source: a new one starts with DELETE and CREATE.
+            return Err(ParamError::invalid(
+                CONFIG_SOURCE,
+                &format!("{old_source} (the source of a feed cannot change: delete and create the trigger)"),
+                &given.str(CONFIG_SOURCE)?.unwrap_or_default().into(),
+            )
+            .into());
+        }
+        let mut merged = old.clone();
+        for (k, v) in given.as_map() {
+            if v.is_null() {
+                merged.remove(k);
+            } else {
+                merged.insert(k, v.clone());
+            }
+        }
+        // interval and cron exclude each other: the newly given one wins.
+        if given.has("cron") && !given.has("interval") {
+            merged.remove("interval");
+        }
+        if given.has("interval") && !given.has("cron") {
+            merged.remove("cron");
+        }
+        Ok(merged)
     }
 
     /// The source `params` (a request's or a stored config) name, or the default.
@@ -132,7 +168,7 @@ impl<'a> PollingFeed<'a> {
 
 /// This feed action's package: the config binding binds to it and the namespace scheduler is
 /// named after it, so it must be known.
-pub(super) fn own_package(req: &FeedRequest) -> Result<QualifiedName, ActionError> {
+fn own_package(req: &FeedRequest) -> Result<QualifiedName, ActionError> {
     match &req.package {
         Some(p) => Ok(p.clone()),
         None => Err(ActionError::new("runtime: cannot tell this feed action's package from its name")),
@@ -184,23 +220,8 @@ impl Feed for PollingFeed<'_> {
         undo.push("feed config", || ignore_missing(client.delete_package(&helpers.config)));
 
         let result = (|| -> Result<scheduler::Ensured, ActionError> {
-            match store.load() {
-                // A retried CREATE (wskdeploy retries) keeps the state and its pending events.
-                Ok(Some(_)) => {}
-                Ok(None) | Err(LoadError::Corrupt(_)) => {
-                    let (commit, list) = margins(req.ctx.time_left());
-                    let budget = Budget::new(req.ctx.deadline, list + commit);
-                    let state = match (&v.opened, &v.log) {
-                        (Opened::Log(reader), log) => {
-                            log_baseline(reader.as_ref(), log.as_ref().map_or(&Since::Now, |l| &l.since))
-                        }
-                        (Opened::Snapshot(lister), _) => baseline(lister.as_ref(), &store, &v.settings, &budget),
-                    }
-                    .map_err(source_error)?;
-                    store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
-                    undo.push("feed state", || store.delete_all().map_err(|e| e.to_string()));
-                }
-                Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
+            if first_state(req, &v, &store)? {
+                undo.push("feed state", || store.delete_all().map_err(|e| e.to_string()));
             }
             // Registered with the state in place, then the scheduler made sure of: a tick that
             // removes an idle scheduler lists again after removing it and sees this binding.
@@ -221,34 +242,7 @@ impl Feed for PollingFeed<'_> {
             Err(e) => return Err(undo.fail_with(e)),
         };
         undo.commit();
-        let mut result = json!({
-            "status": "created",
-            "trigger": req.trigger.to_string(),
-            "schedule": v.schedule.to_params(),
-            "state": store.location(),
-            "stateAuthentication": STATE_AUTHENTICATION,
-            "conditionalWriteProbe": probe,
-            "helpers": {
-                "config": helpers.config.to_string(),
-                "scheduler": sched.names(),
-            },
-            "scheduler": { "alarm": ensured.alarm, "made": ensured.made },
-        });
-        if !ensured.repaired.is_empty() {
-            result["scheduler"]["repaired"] = json!(ensured.repaired);
-        }
-        if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(probe.dialect)) {
-            r.extend(d);
-        }
-        if let (Opened::Log(_), Some(log)) = (&v.opened, &v.log) {
-            result["mode"] = json!(log.mode.as_str());
-        }
-        let mut notices = v.opened.notices();
-        notices.extend(api_tls_notice(req, &req.params));
-        if !notices.is_empty() {
-            result["notices"] = json!(notices);
-        }
-        Ok(result)
+        Ok(created(req, &v, &store, &helpers, &sched, &probe, ensured))
     }
 
     fn read(&self, req: &FeedRequest) -> Result<Value, ActionError> {
@@ -258,191 +252,34 @@ impl Feed for PollingFeed<'_> {
         })?;
         let config = scheduler::params_of(&doc)?;
         let registration = Registration::from_annotations(&doc["annotations"]);
-        let schedule = Schedule::from_params(&config, DEFAULT_INTERVAL_MINUTES).ok();
-        let (alarms, plan) = teardown_plan(&config);
-        let mut status = json!({});
-        let s = status.as_object_mut().expect("status is an object");
-        let mut own_alarm: Option<Schedule> = None;
-        let scheduler_binding = own_package(req).ok().map(|p| Scheduler::new(&req.trigger.namespace, &p).binding.name);
-        match (&registration, own_package(req)) {
-            (Some(reg), Ok(package)) => {
-                let sched = Scheduler::new(&req.trigger.namespace, &package);
-                // The namespace's picture; a scheduler that does not work is made again here,
-                // as by any CREATE or UPDATE, when this trigger needs it.
-                let ns = scheduler::namespace_status(&req.client, &sched, &alarms, &req.params, !reg.paused);
-                let working = ns["alarm"]["active"] == true && ns.get("problem").is_none();
-                let active = !reg.paused && working;
-                s.insert("active".into(), json!(active));
-                s.insert("paused".into(), json!(reg.paused));
-                s.insert("registered".into(), json!(true));
-                s.insert("rule".into(), json!(sched.rule.to_string()));
-                s.insert("alarm".into(), ns["alarm"].clone());
-                if !reg.paused && !working {
-                    s.insert(
-                        "problem".into(),
-                        json!(format!(
-                            "the namespace scheduler ({}) is not working, so no polls run: {}",
-                            sched.alarm,
-                            ns.get("problem").and_then(Value::as_str).unwrap_or("its alarm is not active")
-                        )),
-                    );
-                }
-                if active {
-                    if let Some(next) = reg.schedule.next_due(now_ms(), reg.phase) {
-                        s.insert("nextPoll".into(), json!(iso(next)));
-                    }
-                }
-                s.insert("scheduler".into(), ns);
-            }
-            (Some(_), Err(e)) => {
-                s.insert("active".into(), json!(false));
-                s.insert("problem".into(), json!(e.message));
-            }
-            (None, _) => {
-                // Made before the namespace scheduler: its own alarm and rule poll it.
-                let rule = req.client.get_rule(&helpers.rule);
-                let rule_active = rule.as_ref().is_ok_and(|r| r["status"] == "active");
-                let mut alarm_active = rule_active;
-                s.insert("active".into(), json!(rule_active));
-                s.insert("paused".into(), json!(rule.is_ok() && !rule_active));
-                s.insert("registered".into(), json!(false));
-                s.insert("rule".into(), json!(helpers.rule.to_string()));
-                match &rule {
-                    Ok(_) => {
-                        let health = alarm_health(&req.client, &alarms, &plan, &helpers.alarm);
-                        if rule_active && health["active"] == false {
-                            s.insert("active".into(), json!(false));
-                            alarm_active = false;
-                            s.insert(
-                                "problem".into(),
-                                json!(format!(
-                                    "the alarm of {} is disabled, so no polls run: an UPDATE of the feed (wsk \
-                                     trigger update {} -p …) or UNPAUSE moves it to the namespace scheduler",
-                                    helpers.alarm, req.trigger.name
-                                )),
-                            );
-                        }
-                        s.insert("alarm".into(), health);
-                        s.insert(
-                            "scheduler".into(),
-                            json!(format!(
-                                "not registered: this feed still has its own alarm ({}); its next poll, or an \
-                                 UPDATE, PAUSE or UNPAUSE, moves it to the namespace scheduler",
-                                helpers.alarm
-                            )),
-                        );
-                        // Its own alarm fires one interval after the last poll, as before.
-                        own_alarm = schedule.clone().filter(|_| alarm_active);
-                    }
-                    Err(e) => {
-                        s.insert("error".into(), json!(format!("rule {}: {e}", helpers.rule)));
-                        s.insert(
-                            "problem".into(),
-                            json!(format!(
-                                "not registered with the namespace scheduler and no alarm of its own: no polls run; \
-                                 UPDATE or UNPAUSE registers it (wsk trigger update {} -p …)",
-                                req.trigger.name
-                            )),
-                        );
-                    }
-                }
-            }
-        }
-        if let Value::Object(d) = dialect_fields(config_dialect(&config)) {
-            s.extend(d);
-        }
+        let mut status = ReadStatus::default();
+        let own_alarm = scheduling_status(req, &helpers, registration.as_ref(), &config, &mut status);
+        status.writes = Some(WriteDialect::of(config_dialect(&config)));
         let opened = self.source_of(&config).and_then(|s| Opened::open(s, &config)).map_err(ActionError::from);
-        let log_settings = LogSettings::from_params(&config).ok();
-        let mut notices = opened.as_ref().map(|o| o.notices()).unwrap_or_default();
-        notices.extend(api_tls_notice(req, &config).or_else(|| api_tls_notice(req, &req.params)));
-        if !notices.is_empty() {
-            s.insert("notices".into(), json!(notices));
-        }
-        let is_log = matches!(opened, Ok(Opened::Log(_)));
-        let mut loaded = None;
-        let key = stored_key(&config);
+        status.notices = opened.as_ref().map(|o| o.notices()).unwrap_or_default();
+        status.notices.extend(api_tls_notice(req, &config).or_else(|| api_tls_notice(req, &req.params)));
         let blobs = match &opened {
             Ok(o) => state_blobs(o, &config, &self.ext()).map(Some).map_err(ActionError::from),
             Err(e) => Err(e.clone()),
         };
-        match blobs {
-            Ok(Some(blobs)) => {
+        match (blobs, opened) {
+            (Ok(Some(blobs)), Ok(opened)) => {
+                let key = stored_key(&config);
                 let store = StateStore::new(blobs, &req.trigger).with_key(key.as_ref());
-                s.insert("state".into(), json!(store.location()));
-                authentication_status(s, key.is_some(), &req.trigger.name, &store.location());
-                // The lease blob first: its authenticated write number tells a rolled-back state.
-                let lease = store.lease_doc();
-                match store.load() {
-                    Ok(Some((state, _))) if is_log => {
-                        log_status(s, &state, log_settings.as_ref());
-                        let record = state.log.as_ref().and_then(|l| l.rebaselined.as_ref());
-                        rebaseline_status(s, record, &config, &req.trigger.name);
-                        loaded = Some(state);
-                    }
-                    Ok(Some((state, _))) => {
-                        rebaseline_status(s, state.rebaselined.as_ref(), &config, &req.trigger.name);
-                        s.insert("objectsTracked".into(), json!(state.snapshot.len()));
-                        s.insert("eventsPending".into(), json!(state.outbox.len()));
-                        s.insert("eventsFired".into(), json!(state.stats.events_fired));
-                        s.insert("baselined".into(), json!(state.baselined));
-                        s.insert("listingInProgress".into(), json!(!state.resume.is_empty()));
-                        s.insert(
-                            "deletes".into(),
-                            json!({
-                                "confirmed": state.stats.deletes_confirmed,
-                                "refuted": state.stats.deletes_refuted,
-                                "heldForNextPoll": state.stats.held_deletes,
-                            }),
-                        );
-                    }
-                    Ok(None) => {
-                        s.insert("stateError".into(), json!(format!("no state object: {REPLACED}")));
-                    }
-                    Err(LoadError::Corrupt(e)) => {
-                        s.insert("stateError".into(), json!(format!("state object rejected ({e}): {REPLACED}")));
-                    }
-                    Err(LoadError::Store(e)) => {
-                        s.insert(
-                            "stateError".into(),
-                            json!(format!("{e}: the state cannot be read now; polls retry, and once the store answers the next poll reports the changes made meanwhile (nothing is re-baselined)")),
-                        );
-                    }
-                }
-                let doc = lease.as_ref().ok().and_then(|l| l.as_ref()).map(|(doc, _)| doc);
-                if let Some(why) = doc.and_then(|d| d.rejected.as_ref()) {
-                    s.insert("leaseRejected".into(), json!(why));
-                }
-                let trigger = config.str(CONFIG_TRIGGER).ok().flatten().unwrap_or_else(|| req.trigger.to_string());
-                let mut bindings = vec![helpers.config.name.as_str()];
-                bindings.extend(scheduler_binding.as_deref());
-                let activations = crate::stall::poll_activations(&req.client, &bindings, &trigger)
-                    .map_err(|e| format!("poll activations: {e}"));
-                crate::stall::report(s, doc, activations, now_ms());
-                if let Err(e) = &lease {
-                    s.insert("leaseError".into(), json!(e.to_string()));
-                }
-                let last_started = doc.and_then(|d| d.status.as_ref()).map(|st| st.started_ms);
-                if let Some(next) =
-                    last_started.and_then(|l| own_alarm.as_ref().and_then(|sch| sch.next_poll(l, now_ms())))
-                {
-                    s.insert("nextPoll".into(), json!(iso(next)));
-                }
-                if let Some(ms) = doc.and_then(|d| d.status.as_ref()).map(|st| st.duration_ms) {
-                    s.insert("lastPollDurationMs".into(), json!(ms));
-                }
-                if let Some(state) = &loaded {
-                    cursor_stall(s, state);
-                    if let Ok(Opened::Log(reader)) = &opened {
-                        log_lag(s, reader.as_ref(), state);
-                    }
-                }
+                let seen = StateSeen {
+                    req,
+                    config: &config,
+                    helpers: &helpers,
+                    opened: &opened,
+                    keyed: key.is_some(),
+                    own_alarm,
+                };
+                state_status(&seen, &store, &mut status);
             }
-            Ok(None) => {}
-            Err(e) => {
-                s.insert("configError".into(), json!(e.to_string()));
-            }
+            (Ok(None), _) => {}
+            (Err(e), _) | (_, Err(e)) => status.config_error = Some(e.to_string()),
         }
-        Ok(json!({ "config": redact(&config, &self.secret_params(&config)), "status": status }))
+        Ok(json!({ "config": redact(&config, &self.secret_params(&config)), "status": status.to_value() }))
     }
 
     fn update(&self, req: &FeedRequest) -> Result<Value, ActionError> {
@@ -450,31 +287,7 @@ impl Feed for PollingFeed<'_> {
         let old_doc = read_binding(&req.client, &helpers.config, "feed config")?
             .ok_or_else(|| ActionError::new(format!("trigger {} has no feed config: create it first", req.trigger)))?;
         let old = scheduler::params_of(&old_doc)?;
-        let old_source = self.source_of(&old)?.name();
-        if req.params.str(CONFIG_SOURCE)?.is_some_and(|s| s != old_source) {
-            // The state belongs to the old source: a new one starts with DELETE and CREATE.
-            return Err(ParamError::invalid(
-                CONFIG_SOURCE,
-                &format!("{old_source} (the source of a feed cannot change: delete and create the trigger)"),
-                &req.params.str(CONFIG_SOURCE)?.unwrap_or_default().into(),
-            )
-            .into());
-        }
-        let mut merged = old.clone();
-        for (k, v) in req.params.as_map() {
-            if v.is_null() {
-                merged.remove(k);
-            } else {
-                merged.insert(k, v.clone());
-            }
-        }
-        // interval and cron exclude each other: the newly given one wins.
-        if req.params.has("cron") && !req.params.has("interval") {
-            merged.remove("interval");
-        }
-        if req.params.has("interval") && !req.params.has("cron") {
-            merged.remove("cron");
-        }
+        let mut merged = self.merged(&old, &req.params)?;
         // The state's key: kept, rotated (`-p stateKey new`), or added to a feed created before
         // keys existed; a new key re-seals the state below.
         let old_key = stored_key(&old);
@@ -492,34 +305,14 @@ impl Feed for PollingFeed<'_> {
         let package = own_package(req)?;
         // Before the config names the new key, so a poll that reads the new config finds the
         // state sealed with it.
-        let resealed = if rekeyed {
-            let store = store.with_dialect(dialect);
-            let done = store.reseal(&key).map_err(|e| ActionError::new(format!("re-sealing the feed state: {e}")))?;
-            Some(match done {
-                Resealed::Nothing => json!("no state yet"),
-                Resealed::Done => json!("the state was re-sealed with the new key"),
-                Resealed::Rejected(why) => json!(format!(
-                    "the stored state was not trusted ({why}) and was left for the next poll to replace (READ \
-                     then says so)"
-                )),
-            })
-        } else {
-            None
-        };
+        let resealed = if rekeyed { Some(reseal(&store.with_dialect(dialect), &key)?) } else { None };
         let mut config = self.config(req, &merged)?;
         config.insert(CONFIG_DIALECT, json!(dialect.as_str()));
         // An UPDATE acknowledges what READ reported about a replaced state.
         config.insert(CONFIG_ACKNOWLEDGED, json!(now_ms()));
         // A paused feed stays paused; a feed with its own alarm (made before the scheduler)
         // keeps the state of its rule and moves to the scheduler.
-        let (paused, own_alarm) = match Registration::from_annotations(&old_doc["annotations"]) {
-            Some(reg) => (reg.paused, false),
-            None => match scheduler::has_legacy_rule(&req.client, &helpers) {
-                Ok(Some(active)) => (!active, true),
-                Ok(None) => (false, false),
-                Err(e) => return Err(ActionError::new(format!("rule {}: {e}", helpers.rule))),
-            },
-        };
+        let (paused, own_alarm) = kept_pause(req, &helpers, &old_doc)?;
         let registration = Registration::new(&req.trigger, v.schedule.clone(), mode_of(&v), paused);
         req.write_config_annotated(&helpers.config, &config, Some(&registration.annotations()))
             .map_err(|e| ActionError::new(format!("updating the feed config {}: {e}", helpers.config)))?;
@@ -574,7 +367,9 @@ impl Feed for PollingFeed<'_> {
                     .and_then(|s| Opened::open(s, config).ok())
                     .and_then(|o| state_blobs(&o, config, &self.ext()).ok())
                     .map(|b| {
-                        // The state is keyed by the resolved trigger name stored at CREATE.
+                        // The state is keyed by the resolved trigger name stored at CREATE; a
+                        // stored name that is not a string is read as none: DELETE gets as far
+                        // as it can, here with the trigger being deleted.
                         let stored = config.str(CONFIG_TRIGGER).ok().flatten();
                         let name = stored
                             .and_then(|s| QualifiedName::parse(&s, "_").ok())
@@ -639,7 +434,7 @@ pub(super) fn set_active(req: &FeedRequest, active: bool) -> Result<Value, Actio
 
 /// True when the alarms provider says it has no alarm for the trigger: `could not find trigger
 /// … in the database` (openwhisk-package-alarms action/lib/Database.js:109 and :191).
-pub(super) fn alarm_missing(e: &OwError) -> bool {
+fn alarm_missing(e: &OwError) -> bool {
     match e {
         OwError::Application(result) => result.to_string().contains("could not find trigger"),
         OwError::NotFound(_) => true,
@@ -669,7 +464,7 @@ pub(super) fn alarm_health(
 }
 
 /// The notice about the API host's TLS settings in `params`, if they are not the default.
-pub(super) fn api_tls_notice(req: &FeedRequest, params: &Params) -> Option<String> {
+fn api_tls_notice(req: &FeedRequest, params: &Params) -> Option<String> {
     let tls = crate::openwhisk::ApiTls::from_params(params).ok()?;
     tls.notice(req.ctx.api_host.as_deref().unwrap_or("(unknown)"))
 }
@@ -683,42 +478,279 @@ const REPLACED: &str =
 it does (changes since then are reported), else re-baselines silently (changes made since the last good poll are not \
 reported); READ then shows rebaselined until an UPDATE acknowledges it";
 
-/// READ's `stateAuthentication`: how the state is protected, and for a feed created before
-/// keys existed, what that exposes and the one command that fixes it.
-fn authentication_status(s: &mut serde_json::Map<String, Value>, keyed: bool, trigger: &str, location: &str) {
-    if keyed {
-        s.insert("stateAuthentication".into(), json!(STATE_AUTHENTICATION));
-        return;
+/// CREATE's result: what was made, where the state lives and how it is protected, the
+/// store's conditional-write dialect, the scheduler, and the notices.
+fn created(
+    req: &FeedRequest,
+    v: &Validated,
+    store: &StateStore,
+    helpers: &Helpers,
+    sched: &Scheduler,
+    probe: &DialectProbe,
+    ensured: scheduler::Ensured,
+) -> Value {
+    let mut result = json!({
+        "status": "created",
+        "trigger": req.trigger.to_string(),
+        "schedule": v.schedule.to_params(),
+        "state": store.location(),
+        "stateAuthentication": STATE_AUTHENTICATION,
+        "conditionalWriteProbe": probe,
+        "helpers": {
+            "config": helpers.config.to_string(),
+            "scheduler": sched.names(),
+        },
+        "scheduler": { "alarm": ensured.alarm, "made": ensured.made },
+    });
+    if !ensured.repaired.is_empty() {
+        result["scheduler"]["repaired"] = json!(ensured.repaired);
     }
-    s.insert("stateAuthentication".into(), json!("none"));
-    s.insert(
-        "stateWarning".into(),
-        json!(format!(
-            "the feed state is not authenticated (the feed was created before owfeed sealed its state): anyone who \
-             can write {location} can make this feed fire events of their choosing; `wsk trigger update {trigger}` \
-             adds a stateKey and seals the state"
-        )),
-    );
+    if let (Value::Object(r), Value::Object(d)) = (&mut result, dialect_fields(probe.dialect)) {
+        r.extend(d);
+    }
+    if let (Opened::Log(_), Some(log)) = (&v.opened, &v.log) {
+        result["mode"] = json!(log.mode.as_str());
+    }
+    let mut notices = v.opened.notices();
+    notices.extend(api_tls_notice(req, &req.params));
+    if !notices.is_empty() {
+        result["notices"] = json!(notices);
+    }
+    result
 }
 
-/// READ's `rebaselined`: the newest re-baseline the state records (when, why, what caused
-/// it), until an UPDATE after it acknowledges it.
-fn rebaseline_status(
-    s: &mut serde_json::Map<String, Value>,
-    record: Option<&Rebaseline>,
+/// The feed's first state, unless a state is already in place (a retried CREATE, as wskdeploy
+/// retries, keeps it and its pending events): the source's baseline. True when it wrote one.
+fn first_state(req: &FeedRequest, v: &Validated, store: &StateStore) -> Result<bool, ActionError> {
+    match store.load() {
+        Ok(Some(_)) => Ok(false),
+        Ok(None) | Err(LoadError::Corrupt(_)) => {
+            let (commit, list) = margins(req.ctx.time_left());
+            let budget = Budget::new(req.ctx.deadline, list + commit);
+            let state = match (&v.opened, &v.log) {
+                (Opened::Log(reader), log) => {
+                    log_baseline(reader.as_ref(), log.as_ref().map_or(&Since::Now, |l| &l.since))
+                }
+                (Opened::Snapshot(lister), _) => baseline(lister.as_ref(), store, &v.settings, &budget),
+            }
+            .map_err(source_error)?;
+            store.overwrite(&state).map_err(|e| ActionError::new(format!("writing the feed state: {e}")))?;
+            Ok(true)
+        }
+        Err(LoadError::Store(e)) => Err(ActionError::new(format!("reading the feed state: {e}"))),
+    }
+}
+
+/// Re-seals the state with UPDATE's new key; what was done, for UPDATE's result.
+fn reseal(store: &StateStore, key: &Secret) -> Result<Value, ActionError> {
+    let done = store.reseal(key).map_err(|e| ActionError::new(format!("re-sealing the feed state: {e}")))?;
+    Ok(match done {
+        Resealed::Nothing => json!("no state yet"),
+        Resealed::Done => json!("the state was re-sealed with the new key"),
+        Resealed::Rejected(why) => json!(format!(
+            "the stored state was not trusted ({why}) and was left for the next poll to replace (READ then says so)"
+        )),
+    })
+}
+
+/// Whether UPDATE keeps the feed paused, and whether it has an alarm of its own (made before
+/// the scheduler, its rule's state says whether it is paused).
+fn kept_pause(req: &FeedRequest, helpers: &Helpers, old_doc: &Value) -> Result<(bool, bool), ActionError> {
+    Ok(match Registration::from_annotations(&old_doc["annotations"]) {
+        Some(reg) => (reg.paused, false),
+        None => match scheduler::has_legacy_rule(&req.client, helpers) {
+            Ok(Some(active)) => (!active, true),
+            Ok(None) => (false, false),
+            Err(e) => return Err(ActionError::new(format!("rule {}: {e}", helpers.rule))),
+        },
+    })
+}
+
+/// READ's account of what runs the feed's polls: the namespace scheduler it is registered
+/// with (made again here, as by any CREATE or UPDATE, when it does not work), or, for a feed
+/// made before the scheduler, its own alarm and rule. Returns that own alarm's schedule while
+/// it is active: its next poll is one interval after the last.
+fn scheduling_status(
+    req: &FeedRequest,
+    helpers: &Helpers,
+    registration: Option<&Registration>,
     config: &Params,
-    trigger: &str,
-) {
-    s.remove("rebaselined");
-    let Some(r) = record else { return };
+    s: &mut ReadStatus,
+) -> Option<Schedule> {
+    let (alarms, plan) = teardown_plan(config);
+    let Some(reg) = registration else {
+        return own_alarm_status(req, helpers, &alarms, &plan, config, s);
+    };
+    let package = match own_package(req) {
+        Ok(package) => package,
+        Err(e) => {
+            s.active = false;
+            s.problem = Some(e.message);
+            return None;
+        }
+    };
+    let sched = Scheduler::new(&req.trigger.namespace, &package);
+    let ns = scheduler::namespace_status(&req.client, &sched, &alarms, &req.params, !reg.paused);
+    let working = ns.working();
+    s.active = !reg.paused && working;
+    s.paused = Some(reg.paused);
+    s.registered = Some(true);
+    s.rule = Some(sched.rule.to_string());
+    s.alarm = ns.alarm.clone();
+    if !reg.paused && !working {
+        s.problem = Some(format!(
+            "the namespace scheduler ({}) is not working, so no polls run: {}",
+            sched.alarm,
+            ns.problem.as_deref().unwrap_or("its alarm is not active")
+        ));
+    }
+    if s.active {
+        s.next_poll = reg.schedule.next_due(now_ms(), reg.phase).map(iso);
+    }
+    s.scheduler = Some(SchedulerView::Registered(Box::new(ns)));
+    None
+}
+
+/// READ of a feed made before the namespace scheduler: its own alarm and rule poll it.
+fn own_alarm_status(
+    req: &FeedRequest,
+    helpers: &Helpers,
+    alarms: &QualifiedName,
+    plan: &Schedule,
+    config: &Params,
+    s: &mut ReadStatus,
+) -> Option<Schedule> {
+    let rule = req.client.get_rule(&helpers.rule);
+    let rule_active = rule.as_ref().is_ok_and(|r| r["status"] == "active");
+    s.active = rule_active;
+    s.paused = Some(rule.is_ok() && !rule_active);
+    s.registered = Some(false);
+    s.rule = Some(helpers.rule.to_string());
+    if let Err(e) = &rule {
+        s.error = Some(format!("rule {}: {e}", helpers.rule));
+        s.problem = Some(format!(
+            "not registered with the namespace scheduler and no alarm of its own: no polls run; UPDATE or UNPAUSE \
+             registers it (wsk trigger update {} -p …)",
+            req.trigger.name
+        ));
+        return None;
+    }
+    let health = alarm_health(&req.client, alarms, plan, &helpers.alarm);
+    if rule_active && health["active"] == false {
+        s.active = false;
+        s.problem = Some(format!(
+            "the alarm of {} is disabled, so no polls run: an UPDATE of the feed (wsk trigger update {} -p …) or \
+             UNPAUSE moves it to the namespace scheduler",
+            helpers.alarm, req.trigger.name
+        ));
+    }
+    s.alarm = Some(health);
+    s.scheduler = Some(SchedulerView::NotRegistered(format!(
+        "not registered: this feed still has its own alarm ({}); its next poll, or an UPDATE, PAUSE or UNPAUSE, \
+         moves it to the namespace scheduler",
+        helpers.alarm
+    )));
+    Schedule::from_params(config, DEFAULT_INTERVAL_MINUTES).ok().filter(|_| s.active)
+}
+
+/// What READ's state part needs to know of the feed.
+struct StateSeen<'r> {
+    req: &'r FeedRequest<'r>,
+    config: &'r Params,
+    helpers: &'r Helpers,
+    opened: &'r Opened,
+    /// True when the feed has a `stateKey`.
+    keyed: bool,
+    /// The feed's own alarm's schedule, for one made before the namespace scheduler.
+    own_alarm: Option<Schedule>,
+}
+
+/// READ's account of the feed's state and polls: where the state lives and how it is
+/// authenticated, the source's facts, the newest polls (from the lease and the activations),
+/// a stall, and the re-baseline not yet acknowledged.
+fn state_status(seen: &StateSeen, store: &StateStore, s: &mut ReadStatus) {
+    let (req, config) = (seen.req, seen.config);
+    let location = store.location();
+    s.state_authentication = Some(if seen.keyed { STATE_AUTHENTICATION } else { "none" });
+    if !seen.keyed {
+        s.state_warning = Some(format!(
+            "the feed state is not authenticated (the feed was created before owfeed sealed its state): anyone who \
+             can write {location} can make this feed fire events of their choosing; `wsk trigger update {}` \
+             adds a stateKey and seals the state",
+            req.trigger.name
+        ));
+    }
+    s.state = Some(location);
     let acknowledged = config.u64_in(CONFIG_ACKNOWLEDGED, 0, u64::MAX).ok().flatten().unwrap_or(0);
-    if r.at_ms <= acknowledged {
-        return;
+    // The lease blob first: its authenticated write number tells a rolled-back state.
+    let lease = store.lease_doc();
+    let loaded = match store.load() {
+        Ok(Some((state, _))) => Some(state),
+        Ok(None) => {
+            s.state_error = Some(format!("no state object: {REPLACED}"));
+            None
+        }
+        Err(LoadError::Corrupt(e)) => {
+            s.state_error = Some(format!("state object rejected ({e}): {REPLACED}"));
+            None
+        }
+        Err(LoadError::Store(e)) => {
+            s.state_error = Some(format!(
+                "{e}: the state cannot be read now; polls retry, and once the store answers the next poll reports \
+                 the changes made meanwhile (nothing is re-baselined)"
+            ));
+            None
+        }
+    };
+    if let Some(state) = &loaded {
+        s.events_pending = Some(state.outbox.len());
+        s.events_fired = Some(state.stats.events_fired);
+        let record = match seen.opened {
+            Opened::Log(_) => state.log.as_ref().and_then(|l| l.rebaselined.as_ref()),
+            Opened::Snapshot(_) => state.rebaselined.as_ref(),
+        };
+        s.rebaselined = Rebaselined::shown(record, acknowledged, &req.trigger.name);
+        match seen.opened {
+            Opened::Log(_) => s.log = Some(log_facts(state, LogSettings::from_params(config).ok().as_ref())),
+            Opened::Snapshot(_) => s.snapshot = Some(snapshot_facts(state)),
+        }
     }
-    let mut shown = json!({ "at": iso(r.at_ms), "reason": r.reason, "cause": r.cause });
-    if r.previous_cursor.is_some() {
-        shown["previousCursor"] = json!(r.previous_cursor);
+    let doc = lease.as_ref().ok().and_then(|l| l.as_ref()).map(|(doc, _)| doc);
+    s.lease_rejected = doc.and_then(|d| d.rejected.clone());
+    let trigger = config.str(CONFIG_TRIGGER).ok().flatten().unwrap_or_else(|| req.trigger.to_string());
+    let scheduler_binding = own_package(req).ok().map(|p| Scheduler::new(&req.trigger.namespace, &p).binding.name);
+    let mut bindings = vec![seen.helpers.config.name.as_str()];
+    bindings.extend(scheduler_binding.as_deref());
+    let activations =
+        crate::stall::poll_activations(&req.client, &bindings, &trigger).map_err(|e| format!("poll activations: {e}"));
+    s.polls = Some(crate::stall::report(doc, activations, now_ms()));
+    if let Err(e) = &lease {
+        s.lease_error = Some(e.to_string());
     }
-    shown["acknowledge"] = json!(format!("wsk trigger update {trigger}"));
-    s.insert("rebaselined".into(), shown);
+    let last = doc.and_then(|d| d.status.as_ref());
+    if let Some(next) = last.and_then(|l| seen.own_alarm.as_ref().and_then(|sch| sch.next_poll(l.started_ms, now_ms())))
+    {
+        s.next_poll = Some(iso(next));
+    }
+    s.last_poll_duration_ms = last.map(|l| l.duration_ms);
+    if let Some(state) = &loaded {
+        cursor_stall(s, state);
+        if let Opened::Log(reader) = seen.opened {
+            log_lag(s, reader.as_ref(), state);
+        }
+    }
+}
+
+/// A snapshot feed's facts from its state.
+fn snapshot_facts(state: &State) -> SnapshotFacts {
+    SnapshotFacts {
+        objects_tracked: state.snapshot.len(),
+        baselined: state.baselined,
+        listing_in_progress: !state.resume.is_empty(),
+        deletes: Deletes {
+            confirmed: state.stats.deletes_confirmed,
+            refuted: state.stats.deletes_refuted,
+            held_for_next_poll: state.stats.held_deletes,
+        },
+    }
 }

@@ -27,7 +27,7 @@ use crate::source::{ListRange, Lister, Probe, SourceError};
 /// early take the rest, since the subtrees' sizes are unknown.
 pub(super) const RANGES_PER_THREAD: usize = 3;
 /// Probes allowed per listing thread for one split (each costs about one LIST request).
-pub(super) const PROBES_PER_THREAD: usize = 5;
+const PROBES_PER_THREAD: usize = 5;
 /// Children enumerated per split: a digit or a hex digit's worth.
 const MAX_CHILDREN: usize = 16;
 

@@ -14,11 +14,13 @@
 //! margin, and commits and fires as records arrive: consecutive activations cover the log
 //! almost continuously.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-use super::helpers::{fire_and_commit, iso, paced_batch, source_error, Ended};
+use super::opened::source_error;
+use super::outbox::{fire_and_commit, paced_batch, Ended};
+use super::status::{LogFacts, ReadStatus};
 use super::PollSettings;
 use crate::budget::{now_ms, Budget};
 use crate::change::Record;
@@ -28,11 +30,12 @@ use crate::openwhisk::{Client, QualifiedName};
 use crate::params::{ParamError, Params};
 use crate::runtime::ActionError;
 use crate::source::{LogReader, Restart, SourceError, StoreError};
+use crate::stall::PollHistory;
 use crate::state::{LogState, Rebaseline, State};
 use crate::store::{LoadError, PollOutcome, PollStatus, StateStore};
 
 /// Records one read asks for at most; a poll reads again while pages come back full.
-pub(super) const READ_PAGE: usize = 1000;
+const READ_PAGE: usize = 1000;
 
 /// A source that answers a waiting read at once with nothing is asked again after this long,
 /// so a source that cannot wait does not make connection mode spin.
@@ -263,125 +266,23 @@ pub(super) struct LogPoller<'a> {
 impl LogPoller<'_> {
     /// One poll (or, in connection mode, one activation's worth of polls).
     pub(super) fn run(&mut self, budget: &Budget, status: &mut PollStatus) -> Result<Ended, ActionError> {
-        let (mut state, mut etag) = match self.store.load() {
-            Ok(Some((state, etag))) if state.log.is_some() => (state, etag),
-            Ok(Some((_, etag))) => {
-                self.recover("the state holds no log cursor", "rejected", Some(&etag), status)?;
-                return Ok(Ended::Normally);
-            }
-            Ok(None) => match self.recover("state object missing", "missing", None, status)? {
-                Some(found) => found,
-                None => return Ok(Ended::Normally),
-            },
-            Err(LoadError::Corrupt(e)) => {
-                match self.recover(&format!("state object rejected ({e})"), "rejected", None, status)? {
-                    Some(found) => found,
-                    None => return Ok(Ended::Normally),
-                }
-            }
-            Err(LoadError::Store(e)) => return Err(ActionError::new(format!("reading the feed state: {e}"))),
-        };
-
+        let Some((mut state, mut etag)) = self.load(status)? else { return Ok(Ended::Normally) };
         // Events an earlier poll committed but did not fire go first, in order.
         if let Some(ended) = self.deliver(&mut state, &mut etag, budget, status)? {
             return Ok(ended);
         }
-
-        let scope = self.reader.source_uri();
-        if state.scope != scope {
-            // UPDATE pointed the feed at another log: the old cursor means nothing there.
-            let why = format!("the source changed from {} to {scope}", state.scope);
-            self.rebaseline(&mut state, why, "scope", status)?;
-            state.scope = scope;
-            let Some(new) = self.commit(&state, &etag, status)? else { return Ok(Ended::Normally) };
-            etag = new;
+        if !self.rescope(&mut state, &mut etag, status)? {
+            return Ok(Ended::Normally);
         }
-
-        // Connection mode needs a deadline to wait for; without one (the CLI) it reads once.
-        let connection = self.log.mode == Mode::Connection && budget.remaining().is_some();
-        let read_budget = if connection { *budget } else { budget.with_margin(self.list_margin).capped(self.list_cap) };
-        let mut rebaselined = false;
-        loop {
-            if read_budget.expired() {
-                break;
-            }
-            let wait_until = if connection { read_budget.remaining().map(|r| Instant::now() + r) } else { None };
-            let after = state.log.as_ref().and_then(|l| l.cursor.clone());
+        let mut reads = Reads::new(self.log, budget, self.list_margin, self.list_cap);
+        while !reads.budget.expired() {
             let started = Instant::now();
-            let read = match read_after(
-                self.reader,
-                after.as_deref(),
-                self.settings.max_changes,
-                wait_until,
-                &read_budget,
-            ) {
-                Ok(read) => read,
-                Err(SourceError::CursorRejected(why)) if self.log.on_cursor_rejected.restart().is_some() => {
-                    let to = self.log.on_cursor_rejected.restart().unwrap_or(Restart::Now);
-                    if rebaselined {
-                        // The cursor `current()` just gave is refused too: nothing sensible to skip to.
-                        return Err(ActionError::new(format!(
-                            "the source rejects even its current cursor ({why}); the feed cannot read"
-                        )));
-                    }
-                    rebaselined = true;
-                    let reason = match to {
-                            Restart::Now => format!(
-                                "the source rejected the cursor {} ({why}): re-baselined from now as \
-                                 onCursorRejected=now allows; changes after that cursor and before now are not reported",
-                                describe_cursor(after.as_deref())
-                            ),
-                            Restart::Earliest => format!(
-                                "the source rejected the cursor {} ({why}): re-baselined from the earliest record the \
-                                 source still holds as onCursorRejected=earliest allows; records the source no longer \
-                                 holds are not reported",
-                                describe_cursor(after.as_deref())
-                            ),
-                        };
-                    self.restart(&mut state, after.as_deref(), to, reason, status)?;
-                    let Some(new) = self.commit(&state, &etag, status)? else { return Ok(Ended::Normally) };
-                    etag = new;
-                    continue;
-                }
-                Err(SourceError::CursorRejected(why)) => {
-                    let message = format!(
-                        "the source rejects the stored cursor {} ({why}): no record is read or skipped until \
-                         this is resolved; to start again from now (changes since that cursor are not \
-                         reported) update the trigger with -p onCursorRejected now, or with -p onCursorRejected \
-                         earliest to go on from the oldest record the source still holds",
-                        describe_cursor(after.as_deref())
-                    );
-                    let log = state.log.get_or_insert_with(LogState::default);
-                    if log.cursor_rejected.as_deref() != Some(message.as_str()) {
-                        log.cursor_rejected = Some(message.clone());
-                        // Best effort: READ shows it from the state; the poll's error says it anyway.
-                        if let Err(e) = self.store.commit(&state, &etag) {
-                            crate::runtime::log(&format!("poll: could not record the rejected cursor: {e}"));
-                        }
-                    }
-                    return Err(ActionError::new(message));
-                }
-                Err(e) => return Err(source_error(e)),
+            let read = match self.read(&mut state, &mut etag, &mut reads, status)? {
+                Reading::Read(read) => read,
+                Reading::Restarted => continue,
+                Reading::Conflict => return Ok(Ended::Normally),
             };
-            let n = read.records.len();
-            status.listed += n as u64;
-            let events = record_events(self.reader, self.settings, &self.salt, &read.records, chrono::Utc::now());
-            status.changes += events.len() as u64;
-            let log = state.log.get_or_insert_with(LogState::default);
-            let moved = n > 0 || log.cursor.as_deref() != Some(read.cursor.as_str());
-            if moved || log.cursor_rejected.is_some() {
-                log.cursor = Some(read.cursor.clone());
-                log.records_read += n as u64;
-                log.cursor_rejected = None;
-                state.outbox.extend(events);
-                state.seq += 1;
-                if n > 0 {
-                    state.stats.last_change_ms = Some(now_ms());
-                }
-                // Cursor and events in one conditional write, before anything is fired.
-                let Some(new) = self.commit(&state, &etag, status)? else { return Ok(Ended::Normally) };
-                etag = new;
-            }
+            let Some(moved) = self.take(&mut state, &mut etag, &read, status)? else { return Ok(Ended::Normally) };
             let ended = self.deliver(&mut state, &mut etag, budget, status)?;
             if moved {
                 // The records are safe in the committed outbox, fired or not.
@@ -395,15 +296,130 @@ impl LogPoller<'_> {
             if read.cut && status.outcome == PollOutcome::Ok {
                 status.outcome = PollOutcome::Partial;
             }
-            if !connection {
+            if !reads.connection {
                 break;
             }
-            if n == 0 && !read_budget.expired() && started.elapsed() < IDLE_PAUSE {
-                // The source answered a waiting read at once with nothing: do not spin.
-                std::thread::sleep(IDLE_PAUSE.min(read_budget.remaining().unwrap_or(IDLE_PAUSE)));
-            }
+            reads.pause_if_idle(read.records.is_empty(), started);
         }
         Ok(Ended::Normally)
+    }
+
+    /// The stored state and its etag; a missing, rejected or foreign one is replaced
+    /// (`recover`), and `None` says the poll ends there.
+    fn load(&self, status: &mut PollStatus) -> Result<Option<(State, String)>, ActionError> {
+        match self.store.load() {
+            Ok(Some((state, etag))) if state.log.is_some() => Ok(Some((state, etag))),
+            Ok(Some((_, etag))) => {
+                self.recover("the state holds no log cursor", "rejected", Some(&etag), status)?;
+                Ok(None)
+            }
+            Ok(None) => self.recover("state object missing", "missing", None, status),
+            Err(LoadError::Corrupt(e)) => {
+                self.recover(&format!("state object rejected ({e})"), "rejected", None, status)
+            }
+            Err(LoadError::Store(e)) => Err(ActionError::new(format!("reading the feed state: {e}"))),
+        }
+    }
+
+    /// UPDATE pointed the feed at another log: the old cursor means nothing there, the feed
+    /// goes on from that log's current cursor. False when another poll committed first.
+    fn rescope(&self, state: &mut State, etag: &mut String, status: &mut PollStatus) -> Result<bool, ActionError> {
+        let scope = self.reader.source_uri();
+        if state.scope == scope {
+            return Ok(true);
+        }
+        let why = format!("the source changed from {} to {scope}", state.scope);
+        self.rebaseline(state, why, "scope", status)?;
+        state.scope = scope;
+        let Some(new) = self.commit(state, etag, status)? else { return Ok(false) };
+        *etag = new;
+        Ok(true)
+    }
+
+    /// Reads after the stored cursor. A cursor the source refuses is moved where
+    /// `onCursorRejected` says (once: the source's own cursor refused too stops the poll), or
+    /// stops the feed where it is, visibly.
+    fn read(
+        &self,
+        state: &mut State,
+        etag: &mut String,
+        reads: &mut Reads,
+        status: &mut PollStatus,
+    ) -> Result<Reading, ActionError> {
+        let after = state.log.as_ref().and_then(|l| l.cursor.clone());
+        let after = after.as_deref();
+        let why = match read_after(self.reader, after, self.settings.max_changes, reads.wait_until(), &reads.budget) {
+            Ok(read) => return Ok(Reading::Read(read)),
+            Err(SourceError::CursorRejected(why)) => why,
+            Err(e) => return Err(source_error(e)),
+        };
+        match self.log.on_cursor_rejected.restart() {
+            Some(to) if !reads.restarted => {
+                reads.restarted = true;
+                self.restart(state, after, to, restart_reason(to, after, &why), status)?;
+                let Some(new) = self.commit(state, etag, status)? else { return Ok(Reading::Conflict) };
+                *etag = new;
+                Ok(Reading::Restarted)
+            }
+            // The cursor `current()` just gave is refused too: nothing sensible to skip to.
+            Some(_) => Err(ActionError::new(format!(
+                "the source rejects even its current cursor ({why}); the feed cannot read"
+            ))),
+            None => Err(self.stop_at(state, etag, after, &why)),
+        }
+    }
+
+    /// Stops the feed at the refused cursor `after`: the state says so (READ shows it), and so
+    /// does the returned error.
+    fn stop_at(&self, state: &mut State, etag: &str, after: Option<&str>, why: &str) -> ActionError {
+        let message = format!(
+            "the source rejects the stored cursor {} ({why}): no record is read or skipped until this is resolved; \
+             to start again from now (changes since that cursor are not reported) update the trigger with -p \
+             onCursorRejected now, or with -p onCursorRejected earliest to go on from the oldest record the source \
+             still holds",
+            describe_cursor(after)
+        );
+        let log = state.log.get_or_insert_with(LogState::default);
+        if log.cursor_rejected.as_deref() != Some(message.as_str()) {
+            log.cursor_rejected = Some(message.clone());
+            // Best effort: READ shows it from the state; the poll's error says it anyway.
+            if let Err(e) = self.store.commit(state, etag) {
+                crate::runtime::log(&format!("poll: could not record the rejected cursor: {e}"));
+            }
+        }
+        ActionError::new(message)
+    }
+
+    /// Takes a read into the state: the new cursor and the events, committed in one conditional
+    /// write before anything fires. Says whether the cursor moved; `None` when another poll
+    /// committed first.
+    fn take(
+        &self,
+        state: &mut State,
+        etag: &mut String,
+        read: &Read,
+        status: &mut PollStatus,
+    ) -> Result<Option<bool>, ActionError> {
+        let n = read.records.len();
+        status.listed += n as u64;
+        let events = record_events(self.reader, self.settings, &self.salt, &read.records, chrono::Utc::now());
+        status.changes += events.len() as u64;
+        let log = state.log.get_or_insert_with(LogState::default);
+        let moved = n > 0 || log.cursor.as_deref() != Some(read.cursor.as_str());
+        if !moved && log.cursor_rejected.is_none() {
+            return Ok(Some(false));
+        }
+        log.cursor = Some(read.cursor.clone());
+        log.records_read += n as u64;
+        log.cursor_rejected = None;
+        state.outbox.extend(events);
+        state.seq += 1;
+        if n > 0 {
+            state.stats.last_change_ms = Some(now_ms());
+        }
+        let Some(new) = self.commit(state, etag, status)? else { return Ok(None) };
+        *etag = new;
+        Ok(Some(moved))
     }
 
     /// Replaces a missing, rejected or foreign state so the feed goes on: with the last
@@ -541,49 +557,101 @@ fn describe_cursor(cursor: Option<&str>) -> String {
     }
 }
 
-/// READ's facts about a log feed's state: `mode`, `cursor`, `recordsRead`, `eventsPending`,
-/// `eventsFired`, `rebaselined` (which READ then shows only until an UPDATE acknowledges it).
-pub(super) fn log_status(s: &mut Map<String, Value>, state: &State, log: Option<&LogSettings>) {
-    let facts = state.log.clone().unwrap_or_default();
-    if let Some(log) = log {
-        s.insert("mode".into(), json!(log.mode.as_str()));
+/// How one activation reads the log: once, within the poll's listing time (poll mode), or
+/// again and again until its deadline (connection mode).
+struct Reads {
+    /// Connection mode needs a deadline to wait for; without one (the CLI) it reads once.
+    connection: bool,
+    /// Until when reading may go on.
+    budget: Budget,
+    /// True once a refused cursor was moved.
+    restarted: bool,
+}
+
+impl Reads {
+    fn new(log: &LogSettings, budget: &Budget, list_margin: Duration, list_cap: Option<SystemTime>) -> Reads {
+        let connection = log.mode == Mode::Connection && budget.remaining().is_some();
+        let budget = if connection { *budget } else { budget.with_margin(list_margin).capped(list_cap) };
+        Reads { connection, budget, restarted: false }
     }
-    s.insert("cursor".into(), json!(facts.cursor));
-    s.insert("recordsRead".into(), json!(facts.records_read));
-    s.insert("eventsPending".into(), json!(state.outbox.len()));
-    s.insert("eventsFired".into(), json!(state.stats.events_fired));
-    if let Some(r) = &facts.rebaselined {
-        s.insert(
-            "rebaselined".into(),
-            json!({ "at": iso(r.at_ms), "reason": r.reason, "previousCursor": r.previous_cursor }),
-        );
+
+    /// Until when a read may wait for records: the deadline, in connection mode.
+    fn wait_until(&self) -> Option<Instant> {
+        if self.connection {
+            self.budget.remaining().map(|r| Instant::now() + r)
+        } else {
+            None
+        }
+    }
+
+    /// After a waiting read that the source answered at once with nothing, a pause: connection
+    /// mode must not spin.
+    fn pause_if_idle(&self, empty: bool, started: Instant) {
+        if empty && !self.budget.expired() && started.elapsed() < IDLE_PAUSE {
+            std::thread::sleep(IDLE_PAUSE.min(self.budget.remaining().unwrap_or(IDLE_PAUSE)));
+        }
+    }
+}
+
+/// What a read after the stored cursor came to.
+enum Reading {
+    /// Records (maybe none) and the cursor after them.
+    Read(Read),
+    /// The refused cursor was moved and committed: read again.
+    Restarted,
+    /// Another poll committed first: this one ends.
+    Conflict,
+}
+
+/// Why the refused cursor `after` moved `to` where the source said.
+fn restart_reason(to: Restart, after: Option<&str>, why: &str) -> String {
+    match to {
+        Restart::Now => format!(
+            "the source rejected the cursor {} ({why}): re-baselined from now as onCursorRejected=now allows; \
+             changes after that cursor and before now are not reported",
+            describe_cursor(after)
+        ),
+        Restart::Earliest => format!(
+            "the source rejected the cursor {} ({why}): re-baselined from the earliest record the source still holds \
+             as onCursorRejected=earliest allows; records the source no longer holds are not reported",
+            describe_cursor(after)
+        ),
+    }
+}
+
+/// READ's facts about a log feed's state: `mode`, `cursor`, `recordsRead` (its `rebaselined`
+/// is shown by the feed, as for any source, until an UPDATE acknowledges it).
+pub(super) fn log_facts(state: &State, log: Option<&LogSettings>) -> LogFacts {
+    let facts = state.log.clone().unwrap_or_default();
+    LogFacts {
+        mode: log.map(|l| l.mode.as_str()),
+        cursor: facts.cursor,
+        records_read: facts.records_read,
+        ..LogFacts::default()
     }
 }
 
 /// READ's `lag`: how far the stored cursor is behind the log, as the source tells it
 /// (`LogReader::lag`); `lagError` when the source cannot be asked now.
-pub(super) fn log_lag(s: &mut Map<String, Value>, reader: &dyn LogReader, state: &State) {
+pub(super) fn log_lag(s: &mut ReadStatus, reader: &dyn LogReader, state: &State) {
     let cursor = state.log.as_ref().and_then(|l| l.cursor.as_deref());
+    let facts = s.log.get_or_insert_with(LogFacts::default);
     match reader.lag(cursor) {
-        Ok(Some(lag)) => {
-            s.insert("lag".into(), lag);
-        }
-        Ok(None) => {}
-        Err(e) => {
-            s.insert("lagError".into(), json!(e.to_string()));
-        }
+        Ok(lag) => facts.lag = lag,
+        Err(e) => facts.lag_error = Some(e.to_string()),
     }
 }
 
 /// A rejected cursor is a stall from the first poll that met it, not after a few: READ says
-/// so (`stalled`, `stallReason`, `cursorRejected`, and `lastError` when no poll record has one).
-pub(super) fn cursor_stall(s: &mut Map<String, Value>, state: &State) {
+/// so (`stalled`, `stallReason`, `cursorRejected`, and `lastError` when the newest poll record has none).
+pub(super) fn cursor_stall(s: &mut ReadStatus, state: &State) {
     let Some(why) = state.log.as_ref().and_then(|l| l.cursor_rejected.clone()) else { return };
-    s.insert("stalled".into(), json!(true));
-    s.insert("stallReason".into(), json!(why));
-    s.insert("cursorRejected".into(), json!(true));
-    if s.get("lastError").is_none_or(Value::is_null) {
-        s.insert("lastError".into(), json!(why));
+    s.log.get_or_insert_with(LogFacts::default).cursor_rejected = Some(true);
+    let polls = s.polls.get_or_insert_with(PollHistory::default);
+    polls.stalled = true;
+    polls.stall_reason = Some(why.clone());
+    if let Some(last) = &mut polls.last {
+        last.last_error.get_or_insert(why);
     }
 }
 

@@ -31,34 +31,41 @@
 //! `pass`; `helpers` uses `pass`; `pass` uses only the pure modules; `extensions` and
 //! `change_hook` use none of them.
 
+mod baseline;
 pub mod change_hook;
+mod entities;
 pub mod extensions;
 mod feed;
-mod helpers;
 mod keyspace;
 mod log;
+mod memory;
+mod opened;
+mod outbox;
 mod pass;
 mod poll;
 mod scheduler;
+mod status;
 mod tick;
 mod versions;
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::events::Format;
 use crate::filter::ChangeFilter;
 use crate::params::{ParamError, Params};
-use crate::store::{Dialect, NO_CONDITIONAL_WRITES};
+use crate::store::Dialect;
 
 pub use feed::PollingFeed;
 pub use log::{LogSettings, Mode, OnCursorRejected, Since};
+pub use memory::POLL_MEMORY_PARAM;
 pub use poll::{dry_run, poll};
 pub use scheduler::{
-    BUDGET_PARAMS, DEFAULT_FIRE_BURST, DEFAULT_NAMESPACE_CONCURRENCY, DEFAULT_NAMESPACE_FIRES,
+    SchedulerStatus, BUDGET_PARAMS, DEFAULT_FIRE_BURST, DEFAULT_NAMESPACE_CONCURRENCY, DEFAULT_NAMESPACE_FIRES,
     DEFAULT_NAMESPACE_INVOCATIONS,
 };
+pub use status::ReadStatus;
 pub use tick::{CONNECTIONS_PER_ACTIVATION, POLL_THREADS, POLL_TIME};
 
 /// Default polling interval in minutes.
@@ -84,7 +91,7 @@ fn margins(total: Option<Duration>) -> (Duration, Duration) {
 /// Default of `maxChangesPerPoll`: most changes one listing pass collects before it
 /// checkpoints. It bounds the outbox (and a poll's memory) when a burst of changes lands;
 /// the next poll resumes the listing where this one stopped.
-pub const DEFAULT_MAX_CHANGES_PER_POLL: u64 = 10_000;
+const DEFAULT_MAX_CHANGES_PER_POLL: u64 = 10_000;
 
 /// Config keys the core adds to what the user passed.
 const CONFIG_SOURCE: &str = "source";
@@ -96,23 +103,21 @@ pub const CONFIG_DIALECT: &str = "conditionalWriteDialect";
 pub const CONFIG_ACKNOWLEDGED: &str = "rebaselinesAcknowledgedMs";
 
 /// The dialect the feed's config records; feeds created before it was recorded use `quoted`.
+/// The value is the feed's own note (CREATE writes it over any given), not the user's: one
+/// that is not a dialect costs only a re-probe of the store (`StateStore::dialect_changed`).
 fn config_dialect(config: &Params) -> Dialect {
     config.str(CONFIG_DIALECT).ok().flatten().and_then(|d| Dialect::parse(&d)).unwrap_or(Dialect::Quoted)
 }
 
 /// CREATE's, UPDATE's and READ's words about the dialect.
 fn dialect_fields(dialect: Dialect) -> Value {
-    let mut v = json!({ "conditionalWrites": dialect.conditional(), "conditionalWriteDialect": dialect.as_str() });
-    if !dialect.conditional() {
-        v["conditionalWritesWarning"] = json!(NO_CONDITIONAL_WRITES);
-    }
-    v
+    serde_json::to_value(status::WriteDialect::of(dialect)).unwrap_or(Value::Null)
 }
 
 /// Default of `maxFiresPerMinute`: half of OpenWhisk's default 60 fires per minute and
 /// namespace (apache/openwhisk ansible/group_vars/all:82), leaving the rest to the helper alarms
 /// (one fire per interval each) and the user's other triggers.
-pub const DEFAULT_MAX_FIRES_PER_MINUTE: u64 = 30;
+const DEFAULT_MAX_FIRES_PER_MINUTE: u64 = 30;
 
 /// Parameters the core reads for every source (the source reads its own); never secrets.
 /// Read by [`PollSettings::from_params`] and the schedule, right here; a new one is added to
@@ -194,3 +199,8 @@ impl PollSettings {
 
 /// Default of `parallelism`: key ranges listed at once once the snapshot is large enough.
 pub const DEFAULT_PARALLELISM: u64 = 4;
+
+/// A time (epoch ms) as RFC 3339, as READ and the poll's results show it.
+fn iso(ms: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64).map(|t| t.to_rfc3339()).unwrap_or_default()
+}

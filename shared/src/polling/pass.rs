@@ -324,6 +324,8 @@ fn list_ranges(
             joined.into_iter().collect::<Result<(), _>>()
         })?;
     }
+    // An empty slot is a range never started (the default outcome); a poisoned lock would need
+    // a panic while it is held, and a thread that panics has returned its error above.
     Ok(slots.into_iter().map(|s| s.into_inner().ok().flatten().unwrap_or_default()).collect())
 }
 
@@ -364,7 +366,7 @@ fn unordered_pass(
 
 /// What listing one key range gave.
 #[derive(Default)]
-pub(super) struct RangeOutcome {
+struct RangeOutcome {
     /// The diff of the range (`None` when stopped before the first page, or never started).
     out: Option<DiffOutput>,
     /// True when the range was listed to its end.
@@ -393,7 +395,7 @@ fn keys_in<'a>(old: &'a Snapshot, range: &'a ListRange) -> impl Iterator<Item = 
 /// and starts the next as `b`; bounds are exclusive both ways). Every pending range stays at
 /// least one listing range, and new boundaries are made only while there are fewer ranges
 /// than `n`, so a checkpoint never holds more than `n` ranges (or as many as it had).
-pub(super) fn split_ranges(old: &Snapshot, pending: &[ListRange], n: usize, min_per_range: usize) -> Vec<ListRange> {
+fn split_ranges(old: &Snapshot, pending: &[ListRange], n: usize, min_per_range: usize) -> Vec<ListRange> {
     let extra = n.saturating_sub(pending.len());
     if extra == 0 {
         return pending.to_vec();
@@ -482,7 +484,7 @@ fn push_resume(resume: &mut Vec<ListRange>, range: ListRange) {
 /// ones after it, no delete past it) and leaves the rest of itself to list; a range never
 /// started keeps its old entries and is left whole. So every range keeps its own progress,
 /// and the pass is exactly what listing each range sequentially up to where it stopped gives.
-pub(super) fn combine_ranges(
+fn combine_ranges(
     old: &Snapshot,
     ranges: &[ListRange],
     outcomes: Vec<RangeOutcome>,
@@ -642,15 +644,7 @@ mod tests {
         let mut new = Vec::new();
         for i in 0..n {
             let key = format!("k/{:05}/{}", i, rnd() % 3);
-            let r = rnd() % 10;
-            if r != 0 {
-                old.push(&key, version_hash("1")).unwrap();
-            }
-            match r {
-                1 => {}                       // deleted
-                2 => new.push(entry(key, 2)), // updated
-                _ => new.push(entry(key, 1)), // unchanged or created (r == 0)
-            }
+            place(key, rnd() % 10, &mut old, &mut new);
         }
         (old.finish(), new)
     }
@@ -677,17 +671,22 @@ mod tests {
         let mut old = SnapshotWriter::new();
         let mut new = Vec::new();
         for key in keys {
-            let r = rnd() % 10;
-            if r != 0 {
-                old.push(&key, version_hash("1")).unwrap();
-            }
-            match r {
-                1 => {}                       // deleted
-                2 => new.push(entry(key, 2)), // updated
-                _ => new.push(entry(key, 1)), // unchanged or created (r == 0)
-            }
+            place(key, rnd() % 10, &mut old, &mut new);
         }
         (old.finish(), new)
+    }
+
+    /// Puts `key` in the old snapshot and the new listing as `r` (0 to 9) says: created (0),
+    /// deleted (1), updated (2), else unchanged.
+    fn place(key: String, r: u64, old: &mut SnapshotWriter, new: &mut Vec<Entry>) {
+        if r != 0 {
+            old.push(&key, version_hash("1")).unwrap();
+        }
+        match r {
+            1 => {}                       // deleted
+            2 => new.push(entry(key, 2)), // updated
+            _ => new.push(entry(key, 1)), // unchanged or created (r == 0)
+        }
     }
 
     fn limits(parallelism: usize, max_changes: usize) -> PassLimits {
@@ -714,6 +713,43 @@ mod tests {
             (Some(end), Some(start)) => end.as_str() <= format!("{start}\0").as_str(),
             _ => false,
         })
+    }
+
+    /// Runs passes from `old` with `limits`, each resuming where the previous one stopped,
+    /// until none is left to list, hands each to `check` with the snapshot and the ranges it
+    /// started from and its round, and asserts that they report every change of the full pass
+    /// `full` exactly once and end in its snapshot.
+    fn passes_to_the_full_result(
+        lister: &Memory,
+        old: &Snapshot,
+        limits: PassLimits,
+        full: &Pass,
+        what: &str,
+        mut check: impl FnMut(&Pass, &Snapshot, &[ListRange], usize),
+    ) {
+        let budget = Budget::new(None, Duration::ZERO);
+        let mut snapshot = old.clone();
+        let mut resume: Vec<ListRange> = Vec::new();
+        let mut seen = Vec::new();
+        for round in 0.. {
+            assert!(round < 1000, "{what}: no convergence");
+            let Some(pass) = run_pass_with(lister, &snapshot, &Memo::none(), &resume, None, &budget, limits).unwrap()
+            else {
+                panic!("{what}: a pass listed nothing");
+            };
+            check(&pass, &snapshot, &resume, round);
+            seen.extend(keys(&pass.changes));
+            snapshot = pass.snapshot;
+            resume = pass.resume;
+            if resume.is_empty() {
+                break;
+            }
+        }
+        let mut want = keys(&full.changes);
+        want.sort();
+        seen.sort();
+        assert_eq!(seen, want, "{what}: every change exactly once");
+        assert_eq!(snapshot, full.snapshot, "{what}");
     }
 
     #[test]
@@ -756,32 +792,16 @@ mod tests {
                 .unwrap()
                 .unwrap();
             for n in [1, 3] {
-                let mut snapshot = old.clone();
-                let mut resume: Vec<ListRange> = Vec::new();
-                let mut seen = Vec::new();
-                for round in 0.. {
+                let what = format!("seed {seed}, {n} ranges");
+                passes_to_the_full_result(&lister, &old, limits(n, 7), &full, &what, |pass, _, resume, round| {
                     assert!(round < 500, "seed {seed}: no convergence");
-                    let pass = run_pass_with(&lister, &snapshot, &Memo::none(), &resume, None, &budget, limits(n, 7))
-                        .unwrap()
-                        .unwrap();
                     // A page (3 entries) may overshoot the cap; each range stops on its own.
                     assert!(
                         pass.changes.len() <= n * (7 + 3),
                         "seed {seed}, {n} ranges, round {round}, resume {resume:?}: {:?}",
                         keys(&pass.changes)
                     );
-                    seen.extend(keys(&pass.changes));
-                    snapshot = pass.snapshot;
-                    resume = pass.resume;
-                    if resume.is_empty() {
-                        break;
-                    }
-                }
-                let mut want = keys(&full.changes);
-                want.sort();
-                seen.sort();
-                assert_eq!(seen, want, "seed {seed}, {n} ranges: every change exactly once");
-                assert_eq!(snapshot, full.snapshot, "seed {seed}, {n} ranges");
+                });
             }
         }
     }
@@ -807,19 +827,10 @@ mod tests {
                 .unwrap();
             lister.pages_per_call = Some(1 + seed as usize % 3);
             for n in [1, 2, 4, 7] {
-                let mut snapshot = old.clone();
-                let mut resume: Vec<ListRange> = Vec::new();
-                let mut seen = Vec::new();
                 let mut advanced = Vec::new();
                 lister.take_seen();
-                for round in 0.. {
-                    assert!(round < 1000, "seed {seed}, {n} ranges: no convergence");
-                    let Some(pass) =
-                        run_pass_with(&lister, &snapshot, &Memo::none(), &resume, None, &budget, limits(n, usize::MAX))
-                            .unwrap()
-                    else {
-                        panic!("seed {seed}, {n} ranges: a pass listed nothing");
-                    };
+                let ranges = format!("seed {seed}, {n} ranges");
+                let each = |pass: &Pass, snapshot: &Snapshot, resume: &[ListRange], round: usize| {
                     let what = format!("seed {seed}, {n} ranges, round {round}, resume {:?}", pass.resume);
                     assert!(sorted_and_disjoint(&pass.resume), "{what}");
                     let bound = (keyspace::RANGES_PER_THREAD * n).max(resume.len());
@@ -829,22 +840,12 @@ mod tests {
                     assert_eq!(pass.listed, listed.len() as u64, "{what}");
                     assert!(pass.changes.iter().all(|c| !inside(&pass.resume, &c.key)), "{what}: a change inside");
                     let left = |k: &str| inside(&pass.resume, k);
-                    assert_eq!(entries_where(&pass.snapshot, left), entries_where(&snapshot, left), "{what}");
+                    assert_eq!(entries_where(&pass.snapshot, left), entries_where(snapshot, left), "{what}");
                     let done = |k: &str| !inside(&pass.resume, k);
                     assert_eq!(entries_where(&pass.snapshot, done), entries_where(&full.snapshot, done), "{what}");
                     advanced.push(listed.len());
-                    seen.extend(keys(&pass.changes));
-                    snapshot = pass.snapshot;
-                    resume = pass.resume;
-                    if resume.is_empty() {
-                        break;
-                    }
-                }
-                let mut want = keys(&full.changes);
-                want.sort();
-                seen.sort();
-                assert_eq!(seen, want, "seed {seed}, {n} ranges: every change exactly once");
-                assert_eq!(snapshot, full.snapshot, "seed {seed}, {n} ranges");
+                };
+                passes_to_the_full_result(&lister, &old, limits(n, usize::MAX), &full, &ranges, each);
                 // A pass splits at the snapshot's keys, or by probing once it has seen two pages.
                 let can_split = !old.is_empty() || (lister.probes && lister.pages_per_call > Some(PAGES_BEFORE_SPLIT));
                 if n > 1 && advanced.len() > 2 && can_split {

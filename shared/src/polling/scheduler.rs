@@ -25,10 +25,12 @@
 //! (`{trigger}.owfeed-alarm`, `{trigger}.owfeed-rule`); [`migrate`] registers such a feed and
 //! removes them, on its next poll or on UPDATE, PAUSE or UNPAUSE.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::helpers::{alarm_feed, alarm_trigger_body, describe_invoke_error, Helpers};
+use super::entities::{alarm_feed, alarm_trigger_body, describe_invoke_error, Helpers};
 use super::log::Mode;
 use super::DEFAULT_INTERVAL_MINUTES;
 use crate::delivery::NamespaceLimits;
@@ -39,12 +41,12 @@ use crate::runtime::ActionError;
 use crate::schedule::Schedule;
 
 /// Annotation of a trigger's config binding: its registration with the scheduler.
-pub(super) const REGISTRATION: &str = "owfeedSchedule";
+const REGISTRATION: &str = "owfeedSchedule";
 /// Annotation of the scheduler's binding: what the ticks recorded.
-pub(super) const RECORD: &str = "owfeedScheduler";
+const RECORD: &str = "owfeedScheduler";
 /// The scheduler's alarm fires at the start of every minute (UTC): ticks then fall inside one
 /// calendar minute, the window of OpenWhisk's fire and invocation throttles.
-pub(super) const EVERY_MINUTE: &str = "* * * * *";
+const EVERY_MINUTE: &str = "* * * * *";
 /// Largest page of a list request (apache/openwhisk common/scala/src/main/resources/
 /// application.conf:519, `max-list-limit`).
 const LIST_PAGE: u32 = 200;
@@ -83,12 +85,12 @@ impl Scheduler {
     }
 
     /// What CREATE and READ show about the entities.
-    pub(super) fn names(&self) -> Value {
-        json!({
-            "alarmTrigger": self.alarm.to_string(),
-            "rule": self.rule.to_string(),
-            "binding": self.binding.to_string(),
-        })
+    pub(super) fn names(&self) -> SchedulerNames {
+        SchedulerNames {
+            alarm_trigger: self.alarm.to_string(),
+            rule: self.rule.to_string(),
+            binding: self.binding.to_string(),
+        }
     }
 }
 
@@ -117,7 +119,7 @@ impl Registration {
     }
 
     /// The registration of a stored config (its schedule and mode), `paused` or not.
-    pub(super) fn of_config(trigger: &QualifiedName, config: &Params, paused: bool) -> Registration {
+    fn of_config(trigger: &QualifiedName, config: &Params, paused: bool) -> Registration {
         let schedule = Schedule::from_params(config, DEFAULT_INTERVAL_MINUTES).unwrap_or(Schedule::Interval(1));
         let mode = super::log::LogSettings::from_params(config).map(|l| l.mode).unwrap_or(Mode::Poll);
         Registration::new(trigger, schedule, mode, paused)
@@ -296,6 +298,10 @@ pub(super) struct Record {
     pub(super) idle_ticks: u32,
     /// The alarms package the scheduler's alarm was made with.
     pub(super) alarms: Option<String>,
+    /// Objects in the snapshots of large feeds, by config binding, as their polls last said:
+    /// what the tick admits their polls by (`memory.rs`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) sizes: BTreeMap<String, u64>,
 }
 
 /// `v[key]` as a number (0 when missing or not one).
@@ -311,6 +317,11 @@ fn small(v: &Value, key: &str) -> u32 {
 /// `v[key]` as a string ("" when missing or not one).
 fn text(v: &Value, key: &str) -> String {
     v[key].as_str().unwrap_or_default().to_string()
+}
+
+/// `v` as sizes by binding (what is not a number is left out).
+fn sizes(v: &Value) -> BTreeMap<String, u64> {
+    v.as_object().map(|m| m.iter().filter_map(|(k, n)| Some((k.clone(), n.as_u64()?))).collect()).unwrap_or_default()
 }
 
 /// `v[key]` as a list of strings (what is not a string is left out).
@@ -363,6 +374,7 @@ impl Record {
             children: texts(&v, "children"),
             idle_ticks: small(&v, "idleTicks"),
             alarms: v["alarms"].as_str().map(str::to_string),
+            sizes: sizes(&v["sizes"]),
         }
     }
 }
@@ -644,7 +656,7 @@ pub(super) fn migrate(
     register(client, &helpers.config, &registration)
         .map_err(|e| ActionError::new(format!("registering {} with the namespace scheduler: {e}", helpers.config)))?;
     let s = Scheduler::new(&trigger.namespace, package);
-    let (alarms, schedule) = super::helpers::teardown_plan(config);
+    let (alarms, schedule) = super::entities::teardown_plan(config);
     if !paused {
         ensure(client, &s, &alarms)?;
     }
@@ -680,6 +692,132 @@ pub(super) fn migrate_after_poll(ctx: &crate::runtime::Context, config: &Params)
     }))
 }
 
+/// The scheduler's entities, as CREATE and READ name them.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchedulerNames {
+    /// The alarm's trigger.
+    pub alarm_trigger: String,
+    /// The rule from it to `poll`.
+    pub rule: String,
+    /// The binding the rule invokes `poll` through.
+    pub binding: String,
+}
+
+/// READ's picture of the namespace (`status.scheduler`): its one definition.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchedulerStatus {
+    /// Its entities.
+    #[serde(flatten)]
+    pub names: SchedulerNames,
+    /// The alarm's health, as the alarms provider reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alarm: Option<Value>,
+    /// Why the scheduler does not work (no trigger of the namespace is polled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// What READ found broken and made again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<Vec<String>>,
+    /// The namespace budgets in force (or the error in them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budgets: Option<Value>,
+    /// What the last tick saw and did.
+    #[serde(flatten)]
+    pub last_tick: Option<LastTick>,
+    /// Triggers waiting for their turn at the fire budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<usize>,
+    /// Fires spent this minute, while the minute lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fires_this_minute: Option<u32>,
+    /// The tick running now, if one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tick_running: Option<TickRunning>,
+}
+
+/// The last tick, as READ shows it.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastTick {
+    /// When it started (RFC 3339).
+    pub last_tick: String,
+    /// How long it took.
+    pub last_tick_duration_ms: u64,
+    /// Triggers registered.
+    pub registered: u64,
+    /// Of which paused.
+    pub paused: u64,
+    /// Of which due.
+    pub due: u64,
+    /// Polled by it.
+    pub polled_last_tick: u64,
+    /// Due and not polled (the next tick goes on).
+    pub not_polled_last_tick: u64,
+    /// Events pending in the triggers it polled.
+    pub events_pending: u64,
+    /// Connection-mode triggers it served.
+    pub connection_mode: u64,
+    /// Child activations it fanned out to.
+    pub fanned_out_to: u64,
+    /// Feeds still polled by their own alarm (not moved yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub with_own_alarm: Option<u64>,
+    /// Its first errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// The tick running now.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TickRunning {
+    /// Its activation.
+    pub activation: String,
+    /// Since when (RFC 3339).
+    pub since: String,
+}
+
+impl SchedulerStatus {
+    /// Every field READ's `status.scheduler` can show, by its JSON name: what README names.
+    pub fn fields() -> Vec<String> {
+        // A literal naming every field (no `..`), so a new field cannot be left out here.
+        let every = SchedulerStatus {
+            names: SchedulerNames::default(),
+            alarm: Some(Value::Null),
+            problem: Some(String::new()),
+            repaired: Some(Vec::new()),
+            budgets: Some(Value::Null),
+            last_tick: Some(LastTick {
+                last_tick: String::new(),
+                last_tick_duration_ms: 0,
+                registered: 0,
+                paused: 0,
+                due: 0,
+                polled_last_tick: 0,
+                not_polled_last_tick: 0,
+                events_pending: 0,
+                connection_mode: 0,
+                fanned_out_to: 0,
+                with_own_alarm: Some(0),
+                problems: vec![String::new()],
+            }),
+            backlog: Some(0),
+            fires_this_minute: Some(0),
+            tick_running: Some(TickRunning::default()),
+        };
+        match serde_json::to_value(every) {
+            Ok(Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// True when its alarm is active and nothing is wrong: polls run.
+    pub(super) fn working(&self) -> bool {
+        self.problem.is_none() && self.alarm.as_ref().is_some_and(|a| a["active"] == true)
+    }
+}
+
 /// READ's picture of the namespace: the scheduler's entities and health (repaired when a
 /// trigger is active and the scheduler is not: the alarm disabled or gone, the rule disabled),
 /// what the last tick saw and did, and the budgets. `budget_params` are the feed action's
@@ -690,12 +828,12 @@ pub(super) fn namespace_status(
     requested_alarms: &QualifiedName,
     budget_params: &Params,
     repair: bool,
-) -> Value {
-    let mut out = s.names();
+) -> SchedulerStatus {
+    let mut out = SchedulerStatus { names: s.names(), ..SchedulerStatus::default() };
     let doc = match read_doc(client, s) {
         Ok(doc) => doc,
         Err(e) => {
-            out["problem"] = json!(e.message);
+            out.problem = Some(e.message);
             return out;
         }
     };
@@ -704,9 +842,9 @@ pub(super) fn namespace_status(
     let health = alarm_health(client, &alarms, &s.alarm);
     let rule_active = client.get_rule(&s.rule).map(|r| r["status"] == "active").ok();
     let working = doc.is_some() && health["active"] == true && rule_active == Some(true);
-    if working {
-        out["alarm"] = health;
-    } else if repair {
+    if working || !repair {
+        out.alarm = Some(health);
+    } else {
         match ensure(client, s, &alarms) {
             Ok(done) => {
                 let mut repaired = done.repaired.clone();
@@ -718,19 +856,17 @@ pub(super) fn namespace_status(
                         describe_health(&health)
                     ));
                 }
-                out["repaired"] = json!(repaired);
-                out["alarm"] = done.alarm;
+                out.repaired = Some(repaired);
+                out.alarm = Some(done.alarm);
             }
             Err(e) => {
-                out["alarm"] = health;
-                out["problem"] = json!(format!(
+                out.alarm = Some(health);
+                out.problem = Some(format!(
                     "{}: no trigger of this namespace is polled; READ, UPDATE or CREATE of any feed tries again",
                     e.message
                 ));
             }
         }
-    } else {
-        out["alarm"] = health;
     }
     let mut merged = budget_params.clone();
     if let Some(doc) = &doc {
@@ -738,36 +874,32 @@ pub(super) fn namespace_status(
             merged.insert(&k, v);
         }
     }
-    out["budgets"] = match Budgets::from_params(&merged) {
+    out.budgets = Some(match Budgets::from_params(&merged) {
         Ok(b) => b.to_value(),
         Err(e) => json!({ "error": e.to_string() }),
-    };
-    if let Some(last) = &record.last {
-        out["lastTick"] = json!(super::helpers::iso(last.started_ms));
-        out["lastTickDurationMs"] = json!(last.duration_ms);
-        out["registered"] = json!(last.registered);
-        out["paused"] = json!(last.paused);
-        out["due"] = json!(last.due);
-        out["polledLastTick"] = json!(last.polled);
-        out["notPolledLastTick"] = json!(last.not_polled);
-        out["eventsPending"] = json!(last.pending);
-        out["connectionMode"] = json!(last.connection);
-        out["fannedOutTo"] = json!(last.children);
-        if last.legacy > 0 {
-            out["withOwnAlarm"] = json!(last.legacy);
-        }
-        if !last.problems.is_empty() {
-            out["problems"] = json!(last.problems);
-        }
-    }
-    out["backlog"] = json!(record.backlog.len());
+    });
+    out.last_tick = record.last.as_ref().map(|last| LastTick {
+        last_tick: super::iso(last.started_ms),
+        last_tick_duration_ms: last.duration_ms,
+        registered: last.registered,
+        paused: last.paused,
+        due: last.due,
+        polled_last_tick: last.polled,
+        not_polled_last_tick: last.not_polled,
+        events_pending: last.pending,
+        connection_mode: last.connection,
+        fanned_out_to: last.children,
+        with_own_alarm: (last.legacy > 0).then_some(last.legacy),
+        problems: last.problems.clone(),
+    });
+    out.backlog = Some(record.backlog.len());
     if record.spent_minute == crate::budget::now_ms() / 60_000 {
-        out["firesThisMinute"] = json!(record.spent_fires);
+        out.fires_this_minute = Some(record.spent_fires);
     }
-    if let Some(running) = &record.running {
-        out["tickRunning"] =
-            json!({ "activation": running.activation, "since": super::helpers::iso(running.started_ms) });
-    }
+    out.tick_running = record
+        .running
+        .as_ref()
+        .map(|r| TickRunning { activation: r.activation.clone(), since: super::iso(r.started_ms) });
     out
 }
 
@@ -832,6 +964,7 @@ mod tests {
             children: vec!["a2".into()],
             idle_ticks: 21,
             alarms: Some("/whisk.system/alarms".into()),
+            sizes: BTreeMap::from([("big.owfeed".to_string(), 1_000_000)]),
         };
         let annotations = json!([{ "key": RECORD, "value": serde_json::to_value(&r).unwrap() }]);
         assert_eq!(Record::from_annotations(&annotations), r);

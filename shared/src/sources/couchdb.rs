@@ -54,7 +54,7 @@ use crate::source::{
 /// Where the state documents go in the watched database unless `statePrefix` says otherwise.
 pub const DEFAULT_STATE_PREFIX: &str = ".owfeed/";
 /// The IBM Cloud IAM token endpoint (`iamUrl` default).
-pub const DEFAULT_IAM_URL: &str = "https://iam.cloud.ibm.com/identity/token";
+const DEFAULT_IAM_URL: &str = "https://iam.cloud.ibm.com/identity/token";
 /// CloudEvents type prefix of this source.
 pub const EVENT_TYPE_PREFIX: &str = "org.openwhisk.feeds.couchdb.document";
 /// How long a read without `wait_until` may take.
@@ -400,7 +400,7 @@ impl CouchDbReader {
 }
 
 /// Created, updated or deleted, as far as a change row tells (see the module doc's limits).
-pub fn infer_kind(rev: &str, deleted: bool) -> ChangeKind {
+fn infer_kind(rev: &str, deleted: bool) -> ChangeKind {
     if deleted {
         ChangeKind::Deleted
     } else if rev.split('-').next() == Some("1") {

@@ -46,10 +46,10 @@ use crate::source::{Batch, LogReader, LogSource, ParamSpec, Record, Restart, Sou
 /// CloudEvents type prefix of this source.
 pub const EVENT_TYPE_PREFIX: &str = "org.openwhisk.feeds.kafka";
 /// The CloudEvents type of every message.
-pub const EVENT_TYPE: &str = "org.openwhisk.feeds.kafka.message";
+const EVENT_TYPE: &str = "org.openwhisk.feeds.kafka.message";
 /// A key and value taking more JSON than this fire as a reference (`truncated`): with the
 /// event's other fields it stays under the fire payload limit (`delivery::MAX_FIRE_BYTES`).
-pub const MAX_MESSAGE_JSON: usize = 800_000;
+const MAX_MESSAGE_JSON: usize = 800_000;
 /// Bytes one fetch asks for at most (the broker returns at least one batch even if larger).
 const FETCH_BYTES: i32 = 8 * 1024 * 1024;
 /// The longest one Fetch is held open in connection mode; the core reads again until its

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Map, Value};
 
+use super::super::status::Rebaselined;
 use super::*;
 use crate::change::ChangeKind;
 use crate::delivery::DeliveryOutcome;
@@ -369,11 +370,13 @@ fn a_rejected_cursor_stops_the_feed_visibly_in_read_and_skips_nothing() {
     assert!(facts.cursor_rejected.is_some());
 
     // READ: stalled at once, with the reason, even before any poll record says so.
-    let mut read = Map::new();
-    read.insert("stalled".into(), json!(false));
-    read.insert("lastError".into(), Value::Null);
-    log_status(&mut read, &state, Some(&fail));
+    let mut read = ReadStatus {
+        log: Some(log_facts(&state, Some(&fail))),
+        polls: Some(crate::stall::report(None, Ok(vec![ok_poll()]), 2_000)),
+        ..ReadStatus::default()
+    };
     cursor_stall(&mut read, &state);
+    let read = read.to_value();
     assert_eq!(read["stalled"], true);
     assert_eq!(read["cursorRejected"], true);
     assert_eq!(read["cursor"], "1");
@@ -390,9 +393,14 @@ fn a_rejected_cursor_stops_the_feed_visibly_in_read_and_skips_nothing() {
     assert_eq!(seqs, [&json!(1), &json!(2)]);
     let state = stored(&blobs);
     assert_eq!(state.log.as_ref().unwrap().cursor_rejected, None);
-    let mut read = Map::new();
+    let mut read = ReadStatus::default();
     cursor_stall(&mut read, &state);
-    assert!(read.get("stalled").is_none());
+    assert!(read.polls.is_none() && read.log.is_none(), "{read:?}");
+}
+
+/// A poll that went well, as READ's activation records show it.
+fn ok_poll() -> crate::stall::PollRecord {
+    crate::stall::PollRecord { started_ms: 1_000, outcome: PollOutcome::Ok, error: None }
 }
 
 #[test]
@@ -411,12 +419,17 @@ fn on_cursor_rejected_now_rebaselines_from_the_current_cursor_and_read_says_so()
     let state = stored(&blobs);
     let facts = state.log.clone().unwrap();
     assert_eq!(facts.cursor.as_deref(), Some("4"));
-    let rebaselined = facts.rebaselined.unwrap();
+    let rebaselined = facts.rebaselined.clone().unwrap();
     assert_eq!(rebaselined.previous_cursor.as_deref(), Some("1"));
-    let mut read = Map::new();
-    log_status(&mut read, &state, Some(&now));
+    let mut read = ReadStatus {
+        log: Some(log_facts(&state, Some(&now))),
+        rebaselined: Rebaselined::shown(facts.rebaselined.as_ref(), 0, "T"),
+        ..ReadStatus::default()
+    };
     cursor_stall(&mut read, &state);
+    let read = read.to_value();
     assert_eq!(read["rebaselined"]["previousCursor"], "1");
+    assert_eq!(read["rebaselined"]["cause"], "cursor");
     assert!(read["rebaselined"]["reason"].as_str().unwrap().contains("cursor 1 is gone"));
     assert!(read.get("stalled").is_none());
 
