@@ -226,3 +226,42 @@ fn push_markers_a_bucket_writer_forges_suppress_nothing() {
     assert_eq!(seen(&after), vec![t("created", "lost.txt", true)], "{after:?} {:?}", r.w.poll_results());
     assert!(r.markers().is_empty(), "forged names are removed with the markers: {:?}", r.state_keys());
 }
+
+/// The receiver answers before the producer stops waiting even when the store hangs on a push
+/// marker (shared/src/s3/reconcile.rs `record_pushed`): the event was fired, the marker write
+/// goes on in the background, and the reconcile fires the change again (at least once, never
+/// lost). Without the bound the answer waited for the hung write, past the action's time limit.
+#[test]
+fn a_marker_write_that_hangs_does_not_hold_the_receivers_answer() {
+    let r = Rig::start(false);
+    let proxy = FaultProxy::start(r.moto.endpoint()).unwrap();
+    let token = "reconcile-test-token-0123456789";
+    let params = r.params(json!({"reconcile": "hourly", "secret": token, "endpoint": proxy.url()}));
+    let created = r.create("t", params).expect("CREATE");
+    r.w.record_events("t", Path::new(env!("CARGO_BIN_EXE_echo-action")));
+    let url = format!("{}?access_token={token}", created["url"].as_str().unwrap());
+    // The receiver may run 8 s (`wsk action update owfeed/receive --timeout 8000`); the
+    // marker's PUT hangs for 30.
+    let receive = QualifiedName::new(ow_emulator::SYSTEM_NAMESPACE, Some(feed_tests::world::PACKAGE), "receive");
+    r.w.system.put_action(&receive, &json!({ "limits": { "timeout": 8_000 } }), true).unwrap();
+    proxy.add(Rule {
+        method: "PUT",
+        contains: ".pushed",
+        skip: 0,
+        count: 1,
+        fault: Fault::Hang(Duration::from_secs(30)),
+    });
+
+    let e = r.put("pushed.txt", "p1");
+    let started = std::time::Instant::now();
+    r.push(&url, ceph_record(&r.bucket, "ObjectCreated:Put", "pushed.txt", Some(&e), "01"));
+    assert!(started.elapsed() < Duration::from_secs(8), "answered in {:?}", started.elapsed());
+    assert_eq!(proxy.count(".pushed"), 1, "the marker write was tried");
+    let pushed = r.events();
+    assert_eq!(seen(&pushed), vec![t("created", "pushed.txt", false)]);
+    assert!(r.markers().is_empty(), "{:?}", r.state_keys());
+    // No marker: the reconcile fires the change again.
+    r.w.poll();
+    let after: Vec<Value> = r.events().into_iter().skip(pushed.len()).collect();
+    assert_eq!(seen(&after), vec![t("created", "pushed.txt", true)], "{after:?} {:?}", r.w.poll_results());
+}

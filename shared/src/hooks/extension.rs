@@ -11,6 +11,8 @@
 //!   updated, paused and deleted with it (the reconcile's polling feed); [`FireHook`]: told
 //!   what the receiver fired (the reconcile's push markers).
 
+use std::time::SystemTime;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,8 +112,10 @@ pub trait Companion: Sync {
 
 /// What the receiver tells a source after a fire (S3's reconcile: the push markers).
 pub trait FireHook: Sync {
-    /// After the receiver fired `fired` for a hook with this config.
-    fn after_fire(&self, config: &Params, fired: &[&Fired]);
+    /// After the receiver fired `fired` for a hook with this config; returns by `until`, when
+    /// the receiver must answer (what is not done by then may go on, or be lost: the hook says
+    /// what that costs).
+    fn after_fire(&self, config: &Params, fired: &[&Fired], until: SystemTime);
 }
 
 /// One payload the receiver fires at the trigger, typed: nothing downstream parses it back.

@@ -130,7 +130,9 @@ fn handle(ctx: &Context, params: &Params, sources: &[HookSource]) -> HookRespons
     if let Some(hook) = HookSource::find(sources, config.source).and_then(|s| s.fired) {
         let fired: Vec<&Fired> = events.iter().filter(|e| fired_ids.contains(&e.id)).collect();
         if !fired.is_empty() {
-            hook.after_fire(params, &fired);
+            // A third of the time kept after the last fire stays for the record and the answer.
+            let kept = times.answer_by.duration_since(times.fire_until).unwrap_or_default();
+            hook.after_fire(params, &fired, times.answer_by - kept / 3);
         }
     }
     let cut = failure.is_some() || out_of_time_at.is_some();

@@ -15,6 +15,10 @@
 //! which poll will see its change, and a poll does not know the notification's sequencer. So a
 //! change is kept from firing twice by the markers, not by ids.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::SystemTime;
+
 use serde_json::{json, Value};
 
 use super::markers::{Pushed, CONFIG_RECONCILE};
@@ -254,16 +258,19 @@ impl Companion for Reconcile {
 pub struct PushMarkers;
 
 impl FireHook for PushMarkers {
-    fn after_fire(&self, config: &Params, fired: &[&Fired]) {
-        record_pushed(config, fired)
+    fn after_fire(&self, config: &Params, fired: &[&Fired], until: SystemTime) {
+        record_pushed(config, fired, until)
     }
 }
 
 /// The receiver's side: after `fired` reached the trigger, writes the push marker of each S3
 /// change in them (`Fired::marks`, made by `push`), so the reconcile does not fire them again.
-/// A marker that cannot be written is logged: the reconcile then fires that change again (a
-/// duplicate, never a loss).
-pub fn record_pushed(hook: &Params, fired: &[&Fired]) {
+/// The writes run on a thread of their own, waited for until `until` only: a store that is
+/// slow or hangs must not hold the receiver's answer past the producer's wait (the producer
+/// would deliver again, and the platform kill the activation). A marker that is not written,
+/// by then or at all, is logged: the reconcile then fires that change again (a duplicate,
+/// never a loss).
+pub fn record_pushed(hook: &Params, fired: &[&Fired], until: SystemTime) {
     match polling_params(hook) {
         _ if fired.is_empty() => return,
         Ok(None) => return,
@@ -274,19 +281,48 @@ pub fn record_pushed(hook: &Params, fired: &[&Fired]) {
         Some(Ok(t)) => t,
         _ => return log("receive: no triggerName: push markers not written"),
     };
+    let marks: Vec<Value> = fired.iter().flat_map(|f| f.marks.iter().cloned()).collect();
+    if marks.is_empty() {
+        return;
+    }
+    let (total, hook) = (marks.len(), hook.clone());
+    let written = Arc::new(AtomicUsize::new(0));
+    let (done, finished) = mpsc::channel();
+    let progress = Arc::clone(&written);
+    std::thread::spawn(move || {
+        write_markers(&hook, &trigger, &marks, &progress);
+        let _ = done.send(());
+    });
+    let wait = until.duration_since(SystemTime::now()).unwrap_or_default();
+    if finished.recv_timeout(wait).is_err() {
+        log(&format!(
+            "receive: the answer is due with {} of {total} push markers written: the rest are written while the \
+             process lives; those never written make the reconcile fire their changes again",
+            written.load(Ordering::SeqCst)
+        ));
+    }
+}
+
+/// Writes the push markers `marks` of `trigger`; `written` counts those that were.
+fn write_markers(hook: &Params, trigger: &QualifiedName, marks: &[Value], written: &AtomicUsize) {
     let blobs = match S3Source.open(hook).ok().and_then(|l| l.blob_store()) {
         Some(b) => b,
         None => return log("receive: the hook's S3 parameters are invalid: push markers not written"),
     };
     // Sealed with the feed's key, which the reconcile's config holds too (see `polling_params`).
-    let seal = crate::store::stored_key(hook).map(|k| crate::store::seal_for(&k, &trigger));
+    let seal = crate::store::stored_key(hook).map(|k| crate::store::seal_for(&k, trigger));
     let now = crate::budget::now_ms();
     let mut failed = 0;
-    for mark in fired.iter().flat_map(|f| &f.marks) {
+    for mark in marks {
         let deleted = mark["change"] == "deleted";
-        if let Err(e) = Pushed::write(blobs.as_ref(), &trigger, seal.as_ref(), now, deleted, mark) {
-            failed += 1;
-            log(&format!("receive: writing a push marker: {e}"));
+        match Pushed::write(blobs.as_ref(), trigger, seal.as_ref(), now, deleted, mark) {
+            Ok(()) => {
+                written.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(e) => {
+                failed += 1;
+                log(&format!("receive: writing a push marker: {e}"));
+            }
         }
     }
     if failed > 0 {
