@@ -57,6 +57,11 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// A time (epoch ms) as RFC 3339, as READ and the poll's results show it.
+pub fn iso(ms: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64).map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::budget::iso;
 use crate::openwhisk::{from_key_values, key_values, Client, OwError, QualifiedName};
 use crate::params::Params;
 use crate::runtime::ActionError;
@@ -225,10 +226,6 @@ pub fn tag_error(mut e: ActionError, trigger: Option<&str>) -> ActionError {
         e.details = Some(details);
     }
     e
-}
-
-fn iso(ms: u64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64).map(|t| t.to_rfc3339()).unwrap_or_default()
 }
 
 #[cfg(test)]

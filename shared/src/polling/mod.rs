@@ -52,6 +52,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::budget::iso;
 use crate::events::Format;
 use crate::filter::ChangeFilter;
 use crate::params::{ParamError, Params};
@@ -199,8 +200,3 @@ impl PollSettings {
 
 /// Default of `parallelism`: key ranges listed at once once the snapshot is large enough.
 pub const DEFAULT_PARALLELISM: u64 = 4;
-
-/// A time (epoch ms) as RFC 3339, as READ and the poll's results show it.
-fn iso(ms: u64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64).map(|t| t.to_rfc3339()).unwrap_or_default()
-}
