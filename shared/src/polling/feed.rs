@@ -253,7 +253,8 @@ impl Feed for PollingFeed<'_> {
         let config = scheduler::params_of(&doc)?;
         let registration = Registration::from_annotations(&doc["annotations"]);
         let mut status = ReadStatus::default();
-        let own_alarm = scheduling_status(req, &helpers, registration.as_ref(), &config, &mut status);
+        let sched = own_package(req).map(|p| Scheduler::new(&req.trigger.namespace, &p));
+        let own_alarm = scheduling_status(req, &helpers, registration.as_ref(), sched.as_ref(), &config, &mut status);
         status.writes = Some(WriteDialect::of(config_dialect(&config)));
         let opened = self.source_of(&config).and_then(|s| Opened::open(s, &config)).map_err(ActionError::from);
         status.notices = opened.as_ref().map(|o| o.notices()).unwrap_or_default();
@@ -273,6 +274,7 @@ impl Feed for PollingFeed<'_> {
                     opened: &opened,
                     keyed: key.is_some(),
                     own_alarm,
+                    scheduler_binding: sched.as_ref().ok().map(|s| s.binding.name.as_str()),
                 };
                 state_status(&seen, &store, &mut status);
             }
@@ -574,6 +576,7 @@ fn scheduling_status(
     req: &FeedRequest,
     helpers: &Helpers,
     registration: Option<&Registration>,
+    sched: Result<&Scheduler, &ActionError>,
     config: &Params,
     s: &mut ReadStatus,
 ) -> Option<Schedule> {
@@ -581,16 +584,15 @@ fn scheduling_status(
     let Some(reg) = registration else {
         return own_alarm_status(req, helpers, &alarms, &plan, config, s);
     };
-    let package = match own_package(req) {
-        Ok(package) => package,
+    let sched = match sched {
+        Ok(sched) => sched,
         Err(e) => {
             s.active = false;
-            s.problem = Some(e.message);
+            s.problem = Some(e.message.clone());
             return None;
         }
     };
-    let sched = Scheduler::new(&req.trigger.namespace, &package);
-    let ns = scheduler::namespace_status(&req.client, &sched, &alarms, &req.params, !reg.paused);
+    let ns = scheduler::namespace_status(&req.client, sched, &alarms, &req.params, !reg.paused);
     let working = ns.working();
     s.active = !reg.paused && working;
     s.paused = Some(reg.paused);
@@ -663,6 +665,8 @@ struct StateSeen<'r> {
     keyed: bool,
     /// The feed's own alarm's schedule, for one made before the namespace scheduler.
     own_alarm: Option<Schedule>,
+    /// The namespace scheduler's binding, whose ticks list this feed's polls.
+    scheduler_binding: Option<&'r str>,
 }
 
 /// READ's account of the feed's state and polls: where the state lives and how it is
@@ -718,9 +722,8 @@ fn state_status(seen: &StateSeen, store: &StateStore, s: &mut ReadStatus) {
     let doc = lease.as_ref().ok().and_then(|l| l.as_ref()).map(|(doc, _)| doc);
     s.lease_rejected = doc.and_then(|d| d.rejected.clone());
     let trigger = config.str(CONFIG_TRIGGER).ok().flatten().unwrap_or_else(|| req.trigger.to_string());
-    let scheduler_binding = own_package(req).ok().map(|p| Scheduler::new(&req.trigger.namespace, &p).binding.name);
     let mut bindings = vec![seen.helpers.config.name.as_str()];
-    bindings.extend(scheduler_binding.as_deref());
+    bindings.extend(seen.scheduler_binding);
     let activations =
         crate::stall::poll_activations(&req.client, &bindings, &trigger).map_err(|e| format!("poll activations: {e}"));
     s.polls = Some(crate::stall::report(doc, activations, now_ms()));

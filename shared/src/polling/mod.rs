@@ -200,3 +200,11 @@ impl PollSettings {
 
 /// Default of `parallelism`: key ranges listed at once once the snapshot is large enough.
 pub const DEFAULT_PARALLELISM: u64 = 4;
+
+/// The top-level field names `value` serialises with (what README documents of a READ type).
+fn field_names(value: impl serde::Serialize) -> Vec<String> {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}

@@ -806,10 +806,7 @@ impl SchedulerStatus {
             fires_this_minute: Some(0),
             tick_running: Some(TickRunning::default()),
         };
-        match serde_json::to_value(every) {
-            Ok(Value::Object(m)) => m.keys().cloned().collect(),
-            _ => Vec::new(),
-        }
+        super::field_names(every)
     }
 
     /// True when its alarm is active and nothing is wrong: polls run.

@@ -268,10 +268,7 @@ impl ReadStatus {
             }),
             last_poll_duration_ms: Some(0),
         };
-        match serde_json::to_value(every) {
-            Ok(Value::Object(m)) => m.keys().cloned().collect(),
-            _ => Vec::new(),
-        }
+        super::field_names(every)
     }
 
     /// As JSON, for READ's result.
