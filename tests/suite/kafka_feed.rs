@@ -11,6 +11,7 @@ use base64::Engine as _;
 use feed_tests::kafka::Tansu;
 use feed_tests::kafkaproxy::KafkaProxy;
 use feed_tests::moto::Moto;
+use feed_tests::rigs::flatten;
 use feed_tests::rigs::kafka::{Rig, SaslRig, SASL_PASSWORD};
 use feed_tests::s3proxy::{Fault, FaultProxy, Rule as S3Rule};
 use feed_tests::world::USER;
@@ -685,7 +686,7 @@ fn produce_many(r: &Rig, tag: &str, n: usize) -> Vec<(i64, i64)> {
 
 /// Kills one poll at `at` after `produced`, recovers; the (lost, duplicates) counts.
 fn kill_round(r: &Rig, state: &FaultProxy, case: &str, at: KillAt, produced: Vec<(i64, i64)>) -> (usize, usize) {
-    let before = flatten_events(r.w.events()).len();
+    let before = flatten(r.w.events()).len();
     r.w.set_poll_timeout(SHORT_TIMEOUT_MS);
     match at {
         KillAt::StateCommit => {
@@ -735,7 +736,7 @@ fn kill_round(r: &Rig, state: &FaultProxy, case: &str, at: KillAt, produced: Vec
     assert!(recovered, "{case}: the feed did not recover within 20 polls: {}", r.read());
     std::thread::sleep(held_until.saturating_duration_since(Instant::now()));
     assert!(r.w.emu.wait_idle(Duration::from_secs(120)), "emulator did not go idle");
-    let events = flatten_events(r.w.events())[before..].to_vec();
+    let events = flatten(r.w.events())[before..].to_vec();
     let mut seen: BTreeMap<(i64, i64), Vec<String>> = BTreeMap::new();
     for e in &events {
         let (p, o, _, _) = coordinates(e);
@@ -755,17 +756,6 @@ fn kill_round(r: &Rig, state: &FaultProxy, case: &str, at: KillAt, produced: Vec
     let duplicates = events.len() - got.len();
     eprintln!("| {case} | {} | {} | {duplicates} | {lost} |", expected.len(), events.len());
     (lost, duplicates)
-}
-
-fn flatten_events(payloads: Vec<Value>) -> Vec<Value> {
-    let mut out = Vec::new();
-    for p in payloads {
-        match p.get("events").and_then(Value::as_array) {
-            Some(batch) => out.extend(batch.iter().cloned()),
-            None => out.push(p),
-        }
-    }
-    out
 }
 
 #[test]

@@ -413,21 +413,27 @@ fn a_dry_run_counts_every_change_across_bounded_passes() {
     for k in &keys {
         s.put(k, "1");
     }
-    let out = std::process::Command::new(workspace_bin("poll"))
-        .args(["-p", "dryRun", "true", "-p", "endpoint", &s.endpoint, "-p", "bucket", &s.bucket])
-        .args(["-p", "accessKeyId", &s.access_key, "-p", "secretAccessKey", &s.secret_key, "-p", "suffix", ".csv"])
-        .args(["-p", "maxChangesPerPoll", "3", "-p", "pageSize", "2"])
-        .env_clear()
-        .output()
-        .expect("run poll");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let (result, _) = dry_run_cli(&s, &["-p", "suffix", ".csv", "-p", "maxChangesPerPoll", "3", "-p", "pageSize", "2"]);
     assert_eq!((&result["listed"], &result["changes"], &result["wouldFire"]), (&json!(23), &json!(23), &json!(12)));
     let shown: Vec<&str> =
         result["events"].as_array().unwrap().iter().map(|e| e["subject"].as_str().unwrap()).collect();
     let want: Vec<&str> = keys.iter().filter(|k| k.ends_with(".csv")).map(String::as_str).collect();
     assert_eq!(shown, want, "{result}");
+}
+
+/// `poll -p dryRun true` on the command line, without OpenWhisk, against `s`'s bucket with
+/// `extra` parameters: its result, and what it printed.
+fn dry_run_cli(s: &S3World, extra: &[&str]) -> (Value, String) {
+    let out = std::process::Command::new(workspace_bin("poll"))
+        .args(["-p", "dryRun", "true", "-p", "endpoint", &s.endpoint, "-p", "bucket", &s.bucket])
+        .args(["-p", "accessKeyId", &s.access_key, "-p", "secretAccessKey", &s.secret_key])
+        .args(extra)
+        .env_clear()
+        .output()
+        .expect("run poll");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    (serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}")), stdout)
 }
 
 #[test]
@@ -436,15 +442,7 @@ fn dry_run_cli_shows_what_would_fire_without_openwhisk() {
     s.put("d/one", "1");
     s.put("d/two", "2");
     s.put("other", "3");
-    let out = std::process::Command::new(workspace_bin("poll"))
-        .args(["-p", "dryRun", "true", "-p", "endpoint", &s.endpoint, "-p", "bucket", &s.bucket])
-        .args(["-p", "accessKeyId", &s.access_key, "-p", "secretAccessKey", &s.secret_key, "-p", "suffix", "o"])
-        .env_clear()
-        .output()
-        .expect("run poll");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let (result, stdout) = dry_run_cli(&s, &["-p", "suffix", "o"]);
     assert_eq!(result["listed"], 3, "{result}");
     assert_eq!(result["wouldFire"], 1, "only d/two ends with 'o': {result}");
     assert_eq!(result["events"][0]["subject"], "d/two");
