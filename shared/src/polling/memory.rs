@@ -36,20 +36,24 @@ pub(super) fn weight_kib(objects: u64) -> u64 {
     BASE_KIB + objects.saturating_mul(BYTES_PER_OBJECT) / 1024
 }
 
-/// The KiB an activation's polls may hold together: the action's memory (`pollMemoryMiB`,
-/// else the container's cgroup limit, else the manifest's 256 MB) less what the process
-/// holds apart from them.
-pub(super) fn budget_kib(params: &Params) -> Result<u64, ParamError> {
-    let action_mib = match params.u64_in(POLL_MEMORY_PARAM, 128, 1 << 20)? {
-        Some(mib) => mib,
-        None => cgroup_limit_mib().unwrap_or(DEFAULT_ACTION_MIB),
-    };
-    Ok(action_mib.saturating_sub(RESERVED_MIB).max(32) * 1024)
+/// The poll action's memory in MiB: `pollMemoryMiB`, else the container's cgroup limit, else
+/// the manifest's 256 MB.
+pub(super) fn action_mib(params: &Params) -> Result<u64, ParamError> {
+    Ok(params
+        .u64_in(POLL_MEMORY_PARAM, 128, 1 << 20)?
+        .unwrap_or_else(|| cgroup_limit_mib().unwrap_or(DEFAULT_ACTION_MIB)))
+}
+
+/// The KiB an activation's polls may hold together: the action's memory (`action_mib`) less
+/// what the process holds apart from them.
+pub(super) fn budget_kib(action_mib: u64) -> u64 {
+    action_mib.saturating_sub(RESERVED_MIB).max(32) * 1024
 }
 
 /// The memory limit of the container this process runs in, in MiB, if it has one
-/// (cgroup v2 `memory.max`, else v1 `memory.limit_in_bytes`; OpenWhisk's invoker sets it from
-/// the action's memory limit).
+/// (cgroup v2 `memory.max`, else v1 `memory.limit_in_bytes`). OpenWhisk's invoker sets it to
+/// the action's memory limit (apache/openwhisk core/invoker/src/main/scala/org/apache/openwhisk/
+/// core/containerpool/docker/DockerContainer.scala: `--memory`, `--memory-swap`).
 fn cgroup_limit_mib() -> Option<u64> {
     ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"].iter().find_map(|path| {
         let text = std::fs::read_to_string(path).ok()?;
@@ -158,9 +162,9 @@ mod tests {
     #[test]
     fn the_budget_is_the_actions_memory_less_what_the_process_keeps() {
         let p = Params::from_value(serde_json::json!({ POLL_MEMORY_PARAM: 512 })).unwrap();
-        assert_eq!(budget_kib(&p).unwrap(), (512 - RESERVED_MIB) * 1024);
+        assert_eq!(budget_kib(action_mib(&p).unwrap()), (512 - RESERVED_MIB) * 1024);
         let bad = Params::from_value(serde_json::json!({ POLL_MEMORY_PARAM: 64 })).unwrap();
-        assert!(budget_kib(&bad).unwrap_err().to_string().contains(POLL_MEMORY_PARAM));
+        assert!(action_mib(&bad).unwrap_err().to_string().contains(POLL_MEMORY_PARAM));
     }
 
     #[test]

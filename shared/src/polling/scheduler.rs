@@ -170,8 +170,13 @@ impl Registration {
 
 /// Budget parameters: on our package (the deployer's, for every namespace) or on the
 /// namespace's scheduler binding (`wsk package update {pkg}.scheduler -p …`).
-pub const BUDGET_PARAMS: [&str; 4] =
-    ["namespaceFiresPerMinute", "namespaceInvocationsPerMinute", "namespaceConcurrency", "namespaceFireBurst"];
+pub const BUDGET_PARAMS: [&str; 5] = [
+    "namespaceFiresPerMinute",
+    "namespaceInvocationsPerMinute",
+    "namespaceConcurrency",
+    "namespaceFireBurst",
+    super::memory::POLL_MEMORY_PARAM,
+];
 
 /// Default fires per minute for every feed of a namespace together: of OpenWhisk's default 60
 /// (apache/openwhisk ansible/group_vars/all:82) the scheduler's alarm takes 1, and 9 stay for
@@ -193,6 +198,8 @@ pub(super) struct Budgets {
     pub(super) limits: NamespaceLimits,
     /// Scheduler activations at once.
     pub(super) concurrency: u32,
+    /// The poll action's memory, in MiB (`pollMemoryMiB`, `memory::action_mib`).
+    pub(super) poll_memory_mib: u64,
 }
 
 impl Budgets {
@@ -208,7 +215,13 @@ impl Budgets {
                 burst: get("namespaceFireBurst", 10_000, DEFAULT_FIRE_BURST)?,
             },
             concurrency: get("namespaceConcurrency", 1_000, DEFAULT_NAMESPACE_CONCURRENCY)?,
+            poll_memory_mib: super::memory::action_mib(params)?,
         })
+    }
+
+    /// What one scheduler activation's polls may hold together, in KiB.
+    pub(super) fn poll_memory_kib(&self) -> u64 {
+        super::memory::budget_kib(self.poll_memory_mib)
     }
 
     /// As READ shows them.
@@ -218,6 +231,7 @@ impl Budgets {
             "namespaceInvocationsPerMinute": self.limits.invocations_per_minute,
             "namespaceConcurrency": self.concurrency,
             "namespaceFireBurst": self.limits.burst,
+            "pollMemoryMiB": self.poll_memory_mib,
         })
     }
 }

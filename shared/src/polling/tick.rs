@@ -142,8 +142,6 @@ struct Setup<'a> {
     scheduler: Scheduler,
     package: QualifiedName,
     budgets: Budgets,
-    /// The memory this activation's polls may hold together, in KiB.
-    memory_kib: u64,
     /// When polls must be done.
     work_end: SystemTime,
 }
@@ -162,7 +160,6 @@ impl<'a> Setup<'a> {
             .and_then(|p| QualifiedName::parse(p, &ctx.namespace).ok())
             .ok_or_else(|| ActionError::new("poll: cannot tell this action's package from its name"))?;
         let budgets = Budgets::from_params(params)?;
-        let memory_kib = memory::budget_kib(params)?;
         let total = ctx.time_left();
         let reserve = total.map_or(RECORD_MARGIN, |t| RECORD_MARGIN.min(t / 10));
         let by_deadline = ctx.deadline.map(|d| d - reserve);
@@ -171,7 +168,7 @@ impl<'a> Setup<'a> {
         // The tick's own requests (the record at the end) may use the reserve.
         let client = Client::new(&api_host, auth).with_tls(&tls).map_err(ActionError::new)?.until(ctx.deadline);
         let scheduler = Scheduler::new(&ctx.namespace, &package);
-        Ok(Setup { ctx, client, scheduler, package, budgets, memory_kib, work_end })
+        Ok(Setup { ctx, client, scheduler, package, budgets, work_end })
     }
 
     /// When the polls stop firing: the window's end less the time a poll keeps for its
@@ -358,7 +355,7 @@ fn parts_for(setup: &Setup, record: &Record, due: &[Job]) -> usize {
     let for_connections = connections.div_ceil(CONNECTIONS_PER_ACTIVATION as u64).max(1);
     // Large snapshots whose polls do not fit in one activation's memory together.
     let heavy_kib: u64 = due.iter().filter(|j| !j.connection && j.objects > 0).map(Job::kib).sum();
-    let for_memory = heavy_kib.div_ceil(setup.memory_kib.max(1)).max(1);
+    let for_memory = heavy_kib.div_ceil(setup.budgets.poll_memory_kib().max(1)).max(1);
     for_polls.max(for_connections).max(for_memory).min(u64::from(setup.budgets.concurrency)).max(1) as usize
 }
 
@@ -523,7 +520,7 @@ fn run_jobs(setup: &Setup, jobs: Vec<Job>, pace: &NamespacePace, ext: &Extension
     }
     let queue = Mutex::new(VecDeque::from(polls));
     let outcomes = Mutex::new(Vec::new());
-    let gate = MemoryGate::new(setup.memory_kib);
+    let gate = MemoryGate::new(setup.budgets.poll_memory_kib());
     std::thread::scope(|scope| {
         for job in held {
             let (outcomes, setup) = (&outcomes, setup);
